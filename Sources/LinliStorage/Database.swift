@@ -1,0 +1,187 @@
+import Foundation
+import LinliCore
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresKit
+import SQLKit
+import SQLiteKit
+
+public enum Engine: String, Sendable {
+    case sqlite, postgres
+}
+
+/// The storage engine behind every repository: SQLite in a data folder, or PostgreSQL.
+///
+/// `read` runs on any pooled connection; `write` runs one transaction and, on SQLite, serialises
+/// writers in-process (one writer connection) so that concurrent requests never meet SQLITE_BUSY.
+public protocol Database: Sendable {
+    var engine: Engine { get }
+    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    func close() async
+}
+
+/// A small async pool: callers wait in order for a free item.
+actor Pool<Item: Sendable> {
+    private var idle: [Item]
+    private var waiters: [CheckedContinuation<Item, Never>] = []
+    let all: [Item]
+
+    init(_ items: [Item]) {
+        idle = items
+        all = items
+    }
+
+    func acquire() async -> Item {
+        if let item = idle.popLast() { return item }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release(_ item: Item) {
+        if waiters.isEmpty {
+            idle.append(item)
+        } else {
+            waiters.removeFirst().resume(returning: item)
+        }
+    }
+}
+
+extension Pool {
+    func with<T: Sendable>(_ body: @Sendable (Item) async throws -> T) async throws -> T {
+        let item = await acquire()
+        do {
+            let result = try await body(item)
+            release(item)
+            return result
+        } catch {
+            release(item)
+            throw error
+        }
+    }
+}
+
+public final class SQLiteStore: Database {
+    public let engine = Engine.sqlite
+    private let writer: Pool<SQLiteConnection>
+    private let readers: Pool<SQLiteConnection>
+    private let logger: Logger
+
+    /// Opens (creating if needed) the database file at `path`, in WAL mode.
+    public static func open(path: String, readers: Int = 4, logger: Logger) async throws -> SQLiteStore {
+        let storage = SQLiteConnection.Storage.file(path: path)
+        func connect() async throws -> SQLiteConnection {
+            let conn = try await SQLiteConnection.open(storage: storage, logger: logger)
+            // WAL lets readers run beside the writer; NORMAL sync in WAL mode keeps every committed
+            // transaction across a process crash (kill -9); busy_timeout covers other processes.
+            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 5000", "PRAGMA foreign_keys = ON"] {
+                try await conn.query(pragma, [], { _ in })
+            }
+            return conn
+        }
+        let writer = try await connect()
+        var readerConnections: [SQLiteConnection] = []
+        for _ in 0..<max(1, readers) { readerConnections.append(try await connect()) }
+        return SQLiteStore(writer: writer, readers: readerConnections, logger: logger)
+    }
+
+    private init(writer: SQLiteConnection, readers: [SQLiteConnection], logger: Logger) {
+        self.writer = Pool([writer])
+        self.readers = Pool(readers)
+        self.logger = logger
+    }
+
+    public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await readers.with { conn in try await body(conn.sql(queryLogLevel: .trace)) }
+    }
+
+    public func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await writer.with { conn in
+            let db = conn.sql(queryLogLevel: .trace)
+            try await db.raw("BEGIN IMMEDIATE").run()
+            do {
+                let result = try await body(db)
+                try await db.raw("COMMIT").run()
+                return result
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+    }
+
+    public func close() async {
+        for conn in await writer.all + readers.all { try? await conn.close() }
+    }
+}
+
+public final class PostgresStore: Database {
+    public let engine = Engine.postgres
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+
+    /// Connects to `url` (postgres://user:password@host:port/database). `searchPath` puts every
+    /// table in one schema (tests use a schema each).
+    public static func open(url: String, searchPath: String? = nil, logger: Logger) async throws -> PostgresStore {
+        var configuration = try PostgresURL.configuration(url)
+        if let searchPath {
+            configuration.options.additionalStartupParameters = [("search_path", searchPath)]
+        }
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let store = PostgresStore(client: client)
+        // Fail at start, with the server's message, rather than at the first request.
+        _ = try await store.read { db in try await db.raw("SELECT 1 AS one").first() }
+        return store
+    }
+
+    private init(client: PostgresClient) {
+        self.client = client
+        runner = Task { await client.run() }
+    }
+
+    public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { conn in try await body(conn.sql(queryLogLevel: .trace)) }
+    }
+
+    public func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { conn in
+            let db = conn.sql(queryLogLevel: .trace)
+            try await db.raw("BEGIN").run()
+            do {
+                let result = try await body(db)
+                try await db.raw("COMMIT").run()
+                return result
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+    }
+
+    public func close() async {
+        runner.cancel()
+        _ = await runner.value
+    }
+}
+
+public enum PostgresURL {
+    public static func configuration(_ text: String) throws -> PostgresClient.Configuration {
+        guard let url = URLComponents(string: text), let scheme = url.scheme,
+              ["postgres", "postgresql"].contains(scheme), let host = url.host, !host.isEmpty
+        else {
+            throw ValidationFailure("postgres-url", "must look like postgres://user:password@host:5432/database")
+        }
+        let database = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
+        let tlsMode = url.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable"
+        let tls: PostgresClient.Configuration.TLS
+        switch tlsMode {
+        case "disable": tls = .disable
+        case "prefer": tls = .prefer(.makeClientConfiguration())
+        case "require": tls = .require(.makeClientConfiguration())
+        default: throw ValidationFailure("postgres-url", "sslmode must be disable, prefer or require")
+        }
+        return PostgresClient.Configuration(
+            host: host, port: url.port ?? 5432, username: url.user ?? "postgres",
+            password: url.password, database: database.isEmpty ? nil : database, tls: tls)
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import LinliCore
+import SQLKit
+
+/// A row type stored in one table, keyed by `id`. Columns are the snake_case of the field names.
+public protocol Record: Codable, Sendable {
+    static var table: String { get }
+    var id: ID { get }
+}
+
+extension Community: Record { public static let table = "communities" }
+extension Building: Record { public static let table = "buildings" }
+extension BuildingUnit: Record { public static let table = "units" }
+extension Household: Record { public static let table = "households" }
+extension Person: Record { public static let table = "people" }
+extension Residency: Record { public static let table = "residencies" }
+extension Vehicle: Record { public static let table = "vehicles" }
+extension Organisation: Record { public static let table = "organisations" }
+extension StaffMember: Record { public static let table = "staff" }
+extension Grid: Record { public static let table = "grids" }
+extension RoleBinding: Record { public static let table = "role_bindings" }
+
+extension SQLDatabase {
+    public func insert<R: Record>(_ record: R) async throws {
+        try await insert(into: R.table)
+            .model(record, keyEncodingStrategy: .convertToSnakeCase, nilEncodingStrategy: .asNil)
+            .run()
+    }
+
+    public func update<R: Record>(_ record: R) async throws {
+        try await update(R.table)
+            .set(model: record, keyEncodingStrategy: .convertToSnakeCase, nilEncodingStrategy: .asNil)
+            .where("id", .equal, record.id)
+            .run()
+    }
+
+    public func find<R: Record>(_ type: R.Type, _ id: ID) async throws -> R? {
+        try await select().column("*").from(R.table).where("id", .equal, id)
+            .first(decoding: R.self, keyDecodingStrategy: .convertFromSnakeCase)
+    }
+
+    public func all<R: Record>(_ type: R.Type, _ query: SQLQueryString) async throws -> [R] {
+        try await raw(query).all(decoding: R.self, keyDecodingStrategy: .convertFromSnakeCase)
+    }
+
+    public func count(_ query: SQLQueryString) async throws -> Int {
+        let row = try await raw(query).first()
+        return try row?.decode(column: "n", as: Int.self) ?? 0
+    }
+
+    var isPostgres: Bool { dialect.name == "postgresql" }
+}
+
+/// Pagination as asked for by a caller, already validated.
+public struct PageRequest: Sendable, Equatable {
+    public var limit: Int
+    public var offset: Int
+    public static let maxLimit = 500
+    public static let maxOffset = 10_000_000
+    public init(limit: Int = 50, offset: Int = 0) {
+        self.limit = limit
+        self.offset = offset
+    }
+}
+
+public struct Page<Item: Sendable & Encodable>: Sendable, Encodable {
+    public var items: [Item]
+    public var total: Int
+    public var limit: Int
+    public var offset: Int
+    public init(items: [Item], total: Int, limit: Int, offset: Int) {
+        self.items = items; self.total = total; self.limit = limit; self.offset = offset
+    }
+}
+
+/// A sort order chosen from the columns a listing allows: `room` or `-room` for descending.
+public struct SortOrder: Sendable {
+    public let sql: String
+
+    public init(_ text: String?, allowed: [String: String], default fallback: String) throws(ValidationFailure) {
+        guard let text, !text.isEmpty else {
+            sql = fallback
+            return
+        }
+        let descending = text.hasPrefix("-")
+        let key = descending ? String(text.dropFirst()) : text
+        guard let column = allowed[key] else {
+            throw ValidationFailure("sort", "must be one of \(allowed.keys.sorted().joined(separator: ", ")), optionally prefixed with -")
+        }
+        sql = column + (descending ? " DESC" : " ASC") + ", " + fallback
+    }
+}
+
+extension SQLQueryString {
+    /// `column IN (...)`, or a false predicate for an empty set (an empty IN list is not SQL).
+    static func isIn(_ column: String, _ values: Set<ID>) -> SQLQueryString {
+        if values.isEmpty { return "1 = 0" }
+        return "\(unsafeRaw: column) IN (\(binds: values.sorted()))"
+    }
+
+    static func any(_ parts: [SQLQueryString]) -> SQLQueryString {
+        if parts.isEmpty { return "1 = 0" }
+        return "(" + parts.joined(separator: " OR ") + ")"
+    }
+
+    /// A LIKE pattern matching `text` anywhere, with the wildcards in `text` taken literally.
+    static func containsPattern(_ text: String) -> String {
+        let escaped = text.lowercased()
+            .replacingOccurrences(of: "\\", with: "\\\\")
+            .replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_")
+        return "%" + escaped + "%"
+    }
+}

@@ -1,0 +1,2 @@
+import LinliServer
+print("linli")

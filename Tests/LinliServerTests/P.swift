@@ -1,0 +1,3 @@
+import Testing
+@testable import LinliServer
+@Test func placeholderServer() {}
