@@ -74,7 +74,7 @@ public struct Page<Item: Sendable & Encodable>: Sendable, Encodable {
 }
 
 /// A sort order chosen from the columns a listing allows: `room` or `-room` for descending.
-public struct SortOrder: Sendable {
+public struct ListOrder: Sendable {
     public let sql: String
 
     public init(_ text: String?, allowed: [String: String], default fallback: String) throws(ValidationFailure) {

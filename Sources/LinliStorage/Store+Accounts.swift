@@ -29,6 +29,9 @@ public struct AccountView: Codable, Sendable, Equatable {
     public var displayName: String
     public var status: AccountStatus
     public var roles: [RoleBinding]
+    public init(id: ID, username: String, displayName: String, status: AccountStatus, roles: [RoleBinding]) {
+        self.id = id; self.username = username; self.displayName = displayName; self.status = status; self.roles = roles
+    }
 }
 
 public struct ApiToken: Codable, Sendable, Equatable {

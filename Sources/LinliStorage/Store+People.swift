@@ -180,9 +180,9 @@ extension Store {
         }
     }
 
-    static let peopleSortColumns = ["name": "p.name", "created": "p.created_at"]
+    public static let peopleSortColumns = ["name": "p.name", "created": "p.created_at"]
 
-    public func people(communityId: ID, filter: PeopleFilter, sort: SortOrder, page: PageRequest, scope: Scope, fullPhone: Bool) async throws -> Page<PersonView> {
+    public func people(communityId: ID, filter: PeopleFilter, sort: ListOrder, page: PageRequest, scope: Scope, fullPhone: Bool) async throws -> Page<PersonView> {
         let today = Day.today()
         var condition: SQLQueryString = "p.community_id = \(bind: communityId) AND \(Self.personScope(scope))"
         if let q = filter.query?.trimmingCharacters(in: .whitespaces), !q.isEmpty {

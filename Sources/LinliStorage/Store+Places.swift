@@ -204,7 +204,7 @@ extension Store {
         return found
     }
 
-    static let householdSortColumns = [
+    public static let householdSortColumns = [
         "room": "b.name, u.name, h.room", "floor": "h.floor", "area": "h.area", "occupancy": "h.occupancy", "residents": "residents",
     ]
 
@@ -218,7 +218,7 @@ extension Store {
             """
     }
 
-    public func households(communityId: ID, filter: HouseholdFilter, sort: SortOrder, page: PageRequest, scope: Scope) async throws -> Page<HouseholdListing> {
+    public func households(communityId: ID, filter: HouseholdFilter, sort: ListOrder, page: PageRequest, scope: Scope) async throws -> Page<HouseholdListing> {
         var whereClause: SQLQueryString = "h.community_id = \(bind: communityId) AND \(Self.householdScope(scope, alias: "h"))"
         if let b = filter.buildingId { whereClause += " AND h.building_id = \(bind: b)" }
         if let u = filter.unitId { whereClause += " AND h.unit_id = \(bind: u)" }

@@ -1,0 +1,39 @@
+import Foundation
+import Hummingbird
+import LinliCore
+import LinliStorage
+
+/// Per-request state: who is calling (resolved by `IdentityMiddleware`) and how.
+public struct AppContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var caller: Caller?
+    /// Set when the caller came with a web-session cookie (CSRF applies); nil for bearer tokens.
+    public var session: WebSession?
+    public var remoteAddress: String?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress
+    }
+
+    /// CSV imports are the largest bodies Linli takes.
+    public var maxUploadSize: Int { 16 * 1024 * 1024 }
+
+    public var principal: Principal {
+        Principal(accountId: caller?.accountId, name: caller?.username ?? "anonymous", remote: remoteAddress)
+    }
+
+    /// The caller, or 401 for anonymous requests.
+    public func requireCaller() throws -> Caller {
+        guard let caller else { throw Problem.unauthorized() }
+        return caller
+    }
+
+    /// The caller's reach for a capability; 403 when it has none at all.
+    public func scope(_ capability: Capability) throws -> Scope {
+        let caller = try requireCaller()
+        let scope = caller.scope(for: capability)
+        if scope.isEmpty { throw Problem.forbidden(capability) }
+        return scope
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import LinliCore
+import LinliStorage
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+/// Prometheus registry behind swift-metrics, bootstrapped once per process.
+public enum Telemetry {
+    public static let registry = PrometheusCollectorRegistry()
+    private static let bootstrapped: Bool = {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return true
+    }()
+
+    public static func bootstrap() { _ = bootstrapped }
+}
+
+/// Everything the HTTP layer needs, built once at start.
+public struct AppServices: Sendable {
+    public let store: Store
+    public let configuration: ServerConfiguration
+    public let throttle: LoginThrottle
+    public let pages: Pages
+    public let openAPIDocument: String
+
+    public init(store: Store, configuration: ServerConfiguration, logger: Logger) throws {
+        self.store = store
+        self.configuration = configuration
+        throttle = LoginThrottle(logger: logger)
+        pages = try Pages()
+        openAPIDocument = try Resources.text("openapi.yaml")
+    }
+}
+
+enum Resources {
+    static func text(_ name: String) throws -> String {
+        guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Resources") ?? Bundle.module.url(forResource: name, withExtension: nil) else {
+            throw ServerConfiguration.Invalid(key: "resources", reason: "\(name) is missing from the build")
+        }
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+}
+
+/// Closes the database when the service group shuts down, after the HTTP server has drained.
+public struct DatabaseService: Service {
+    let database: any Database
+    public init(database: any Database) { self.database = database }
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await database.close()
+    }
+}
+
+public func buildRouter(_ services: AppServices) -> Router<AppContext> {
+    Telemetry.bootstrap()
+    let router = Router(context: AppContext.self)
+    router.addMiddleware {
+        LogRequestsMiddleware()
+        MetricsMiddleware()
+        ProblemMiddleware(pages: services.pages)
+        SecurityHeadersMiddleware()
+        IdentityMiddleware(store: services.store)
+    }
+    let store = services.store
+
+    router.get("/healthz") { _, _ in
+        Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+    }
+    router.get("/readyz") { _, _ in
+        do {
+            try await Migrations.requireCurrent(store.database)
+            return try JSON.response(["status": "ready", "schema": "\(Migrations.latest)"])
+        } catch {
+            return try JSON.response(["status": "not ready", "reason": "\(error)"], status: .serviceUnavailable)
+        }
+    }
+    router.get("/metrics") { _, _ in
+        var buffer: [UInt8] = []
+        Telemetry.registry.emit(into: &buffer)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+    }
+    router.get("/api/v1/openapi.yaml") { _, _ in
+        Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: services.openAPIDocument)))
+    }
+    router.get("/api/docs") { _, _ in try services.pages.apiReference() }
+
+    API(services: services).register(router.group("/api/v1"))
+    WebConsole(services: services).register(router)
+    return router
+}
+
+public func buildApplication(_ services: AppServices, logger: Logger) -> some ApplicationProtocol {
+    let router = buildRouter(services)
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "Linli"),
+        logger: logger
+    )
+    app.addServices(DatabaseService(database: services.store.database))
+    return app
+}
+
+/// One structured log line per request, with the request id Hummingbird assigns.
+struct LogRequestsMiddleware: RouterMiddleware {
+    typealias Context = AppContext
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = ContinuousClock.now - start
+        context.logger.debug("request", metadata: [
+            "method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(response.status.code)",
+            "ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)",
+        ])
+        return response
+    }
+}
+
+struct SecurityHeadersMiddleware: RouterMiddleware {
+    typealias Context = AppContext
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        response.headers[HTTPField.Name("Referrer-Policy")!] = "same-origin"
+        return response
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import LinliCore
+import LinliStorage
+import Logging
+
+/// Settings for a Linli node, from flags, then environment (`LINLI_…`), then an optional config
+/// file of `key = value` lines, then defaults. Every value is checked at start; a wrong one stops
+/// start-up with a message naming it.
+public struct ServerConfiguration: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8080
+    public var dataDirectory: String = "./linli-data"
+    public var postgresURL: String? = nil
+    public var logLevel: Logger.Level = .info
+    public var sessionHours: Int = 12
+    public var secureCookies: Bool = false
+
+    public init() {}
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public var key: String
+        public var reason: String
+        public var description: String { "configuration: \(key) \(reason)" }
+    }
+
+    /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
+    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies"]
+
+    /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
+    public static func resolve(flags: [String: String], environment: [String: String], configFile: String?) throws -> ServerConfiguration {
+        var values: [String: (String, String)] = [:]  // key -> (value, where it came from)
+        if let configFile {
+            guard let text = try? String(contentsOfFile: configFile, encoding: .utf8) else {
+                throw Invalid(key: "config", reason: "file \(configFile) cannot be read")
+            }
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+                let parts = trimmed.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2, keys.contains(parts[0]) else {
+                    throw Invalid(key: "config", reason: "line \(number + 1) of \(configFile) is not `key = value` with a known key (\(keys.joined(separator: ", ")))")
+                }
+                values[parts[0]] = (parts[1], configFile)
+            }
+        }
+        for key in keys {
+            let name = "LINLI_" + key.uppercased().replacingOccurrences(of: "-", with: "_")
+            if let value = environment[name], !value.isEmpty { values[key] = (value, name) }
+        }
+        for (key, value) in flags { values[key] = (value, "--" + key) }
+
+        var config = ServerConfiguration()
+        if let (http, source) = values["http"] {
+            let parts = http.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (0...65535).contains(port) else {
+                throw Invalid(key: source, reason: "must be host:port, for example 127.0.0.1:8080 (got \(http))")
+            }
+            config.host = String(parts[0])
+            config.port = port
+        }
+        if let (data, _) = values["data"] { config.dataDirectory = data }
+        if let (url, source) = values["postgres-url"] {
+            do { _ = try PostgresURL.configuration(url) } catch {
+                throw Invalid(key: source, reason: "must look like postgres://user:password@host:5432/database")
+            }
+            config.postgresURL = url
+        }
+        if let (level, source) = values["log-level"] {
+            guard let parsed = Logger.Level(rawValue: level.lowercased()) ?? (level.lowercased() == "warn" ? .warning : nil) else {
+                throw Invalid(key: source, reason: "must be one of trace, debug, info, notice, warning, error, critical (got \(level))")
+            }
+            config.logLevel = parsed
+        }
+        if let (hours, source) = values["session-hours"] {
+            guard let h = Int(hours), (1...720).contains(h) else { throw Invalid(key: source, reason: "must be a whole number of hours from 1 to 720") }
+            config.sessionHours = h
+        }
+        if let (secure, source) = values["secure-cookies"] {
+            guard let b = ["true": true, "false": false][secure.lowercased()] else { throw Invalid(key: source, reason: "must be true or false") }
+            config.secureCookies = b
+        }
+        return config
+    }
+}
+
+/// Opens what a node needs from its data folder: the secret for field encryption and the database.
+public enum DataFolder {
+    /// The 32-byte secret: `LINLI_SECRET_KEY` (base64) when set, else `secret.key` in the data folder,
+    /// created with owner-only permissions on first start. Never a default in code.
+    public static func secret(directory: String, environment: [String: String]) throws -> Data {
+        if let text = environment["LINLI_SECRET_KEY"], !text.isEmpty {
+            guard let data = Data(base64Encoded: text), data.count >= 32 else {
+                throw ServerConfiguration.Invalid(key: "LINLI_SECRET_KEY", reason: "must be base64 of at least 32 random bytes")
+            }
+            return data
+        }
+        let path = (directory as NSString).appendingPathComponent("secret.key")
+        if let existing = FileManager.default.contents(atPath: path) {
+            guard let data = Data(base64Encoded: String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), data.count >= 32 else {
+                throw ServerConfiguration.Invalid(key: path, reason: "is not base64 of at least 32 bytes")
+            }
+            return data
+        }
+        let secret = FieldCipher.randomSecret()
+        guard FileManager.default.createFile(atPath: path, contents: Data(secret.base64EncodedString().utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ServerConfiguration.Invalid(key: "data", reason: "folder \(directory) is not writable")
+        }
+        return secret
+    }
+
+    public static func prepare(_ directory: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ServerConfiguration.Invalid(key: "data", reason: "folder \(directory) cannot be created: \(error.localizedDescription)")
+        }
+    }
+
+    /// Opens the store for `config`: PostgreSQL when a URL is given, else SQLite in the data folder.
+    public static func openStore(_ config: ServerConfiguration, environment: [String: String], logger: Logger) async throws -> Store {
+        try prepare(config.dataDirectory)
+        let secret = try secret(directory: config.dataDirectory, environment: environment)
+        let database: any Database
+        if let url = config.postgresURL {
+            database = try await PostgresStore.open(url: url, logger: logger)
+        } else {
+            database = try await SQLiteStore.open(path: (config.dataDirectory as NSString).appendingPathComponent("linli.sqlite"), logger: logger)
+        }
+        return Store(database: database, cipher: try FieldCipher(secret: secret))
+    }
+}

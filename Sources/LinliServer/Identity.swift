@@ -1,0 +1,130 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdBcrypt
+import LinliCore
+import LinliStorage
+import Logging
+import NIOPosix
+
+/// Password hashing with bcrypt, off the event loops (it is deliberately slow).
+public enum Passwords {
+    /// Cost 10 is the floor the project accepts; raise it when hardware allows.
+    public static let cost: UInt8 = 10
+
+    public static func hash(_ password: String) async throws -> String {
+        try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+    }
+
+    public static func verify(_ password: String, hash: String) async throws -> Bool {
+        try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+    }
+
+    /// Verified against when the account does not exist, so timing does not reveal usernames.
+    static let decoy = Bcrypt.hash("decoy password that matches nothing", cost: cost)
+
+    public static func validate(_ password: String, field: String = "password") throws(ValidationFailure) {
+        if password.count < 10 { throw ValidationFailure(field, "must be at least 10 characters") }
+        if password.count > 72 { throw ValidationFailure(field, "must be at most 72 characters (bcrypt's limit)") }
+    }
+
+    /// A readable random password for generated accounts.
+    public static func generate() -> String {
+        let alphabet = Array("abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var g = SystemRandomNumberGenerator()
+        return String((0..<16).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &g)] })
+    }
+}
+
+/// Slows down and then locks repeated failed sign-ins, per account and per address.
+///
+/// From the third failure a key must wait 2^(n-3) seconds before trying again; the tenth locks it
+/// for `lockDuration`. A success clears the account's key (not the address's).
+public actor LoginThrottle {
+    struct Entry { var failures: Int; var notBefore: ContinuousClock.Instant }
+    private var entries: [String: Entry] = [:]
+    let lockAfter: Int
+    let lockDuration: Duration
+    let logger: Logger
+
+    public init(lockAfter: Int = 10, lockDuration: Duration = .seconds(15 * 60), logger: Logger) {
+        self.lockAfter = lockAfter; self.lockDuration = lockDuration; self.logger = logger
+    }
+
+    /// Seconds to wait before another attempt is allowed for any of `keys`, or nil.
+    public func retryAfter(_ keys: [String]) -> Int? {
+        let now = ContinuousClock.now
+        let waits = keys.compactMap { entries[$0] }.filter { $0.notBefore > now }.map { now.duration(to: $0.notBefore) }
+        guard let longest = waits.max() else { return nil }
+        return max(1, Int(longest.components.seconds) + 1)
+    }
+
+    public func failed(_ keys: [String]) {
+        let now = ContinuousClock.now
+        if entries.count > 100_000 { entries = entries.filter { $0.value.notBefore > now } }
+        for key in keys {
+            var entry = entries[key] ?? Entry(failures: 0, notBefore: now)
+            entry.failures += 1
+            if entry.failures >= lockAfter {
+                entry.notBefore = now + lockDuration
+                logger.warning("sign-in locked after repeated failures", metadata: ["key": "\(key)", "failures": "\(entry.failures)"])
+            } else if entry.failures >= 3 {
+                entry.notBefore = now + .seconds(1 << min(entry.failures - 3, 10))
+            }
+            entries[key] = entry
+        }
+    }
+
+    public func succeeded(_ key: String) { entries.removeValue(forKey: key) }
+}
+
+/// Resolves the caller from a session cookie or a bearer token, and enforces CSRF on
+/// cookie-authenticated writes. Requests without credentials go on as anonymous; handlers deny.
+struct IdentityMiddleware: RouterMiddleware {
+    typealias Context = AppContext
+    let store: Store
+    static let cookieName = "linli_session"
+
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        var context = context
+        var request = request
+        if let header = request.headers[.authorization] {
+            guard header.lowercased().hasPrefix("bearer "), case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces),
+                  !token.isEmpty, let account = try await store.account(token: token), account.status == .active
+            else {
+                throw Problem(.unauthorized, type: "unauthorized", title: "The token is not valid", detail: "It is unknown, revoked, or its account is disabled.")
+            }
+            context.caller = try await Self.caller(for: account, store: store)
+        } else if let cookie = request.cookies[Self.cookieName]?.value, !cookie.isEmpty {
+            if let session = try await store.session(cookie: cookie), let account = try await store.account(id: session.accountId), account.status == .active {
+                context.caller = try await Self.caller(for: account, store: store)
+                context.session = session
+                if ![.get, .head, .options].contains(request.method) {
+                    try await Self.checkCSRF(&request, session: session, context: context)
+                }
+            }
+        }
+        if let caller = context.caller {
+            context.logger[metadataKey: "account"] = "\(caller.username)"
+        }
+        return try await next(request, context)
+    }
+
+    static func caller(for account: Account, store: Store) async throws -> Caller {
+        let bindings = try await store.bindings(accountId: account.id)
+        let grids = try await store.gridBuildings(bindings.compactMap(\.gridId))
+        return Caller(accountId: account.id, username: account.username, displayName: account.displayName, bindings: bindings, gridBuildings: grids)
+    }
+
+    /// A cookie-authenticated write must prove it came from Linli's own page: the session's token in
+    /// the X-CSRF-Token header (scripts) or the `_csrf` form field (forms).
+    static func checkCSRF(_ request: inout Request, session: WebSession, context: AppContext) async throws {
+        if let header = request.headers[HTTPField.Name("X-CSRF-Token")!] {
+            if Digest.constantTimeEqual(header, session.csrfToken) { return }
+        } else if request.headers[.contentType]?.hasPrefix("application/x-www-form-urlencoded") == true {
+            let fields = try await request.formFields(context: context)
+            if let token = fields["_csrf"], Digest.constantTimeEqual(token, session.csrfToken) { return }
+        }
+        throw Problem(.forbidden, type: "csrf", title: "The form has expired", detail: "Reload the page and try again (missing or wrong CSRF token).")
+    }
+}

@@ -1,0 +1,374 @@
+import Foundation
+import Hummingbird
+import LinliCore
+import LinliStorage
+
+/// The console (staff) and the portal (residents): server-rendered pages over the same store and
+/// the same scopes as the API.
+struct WebConsole {
+    let services: AppServices
+    var store: Store { services.store }
+    var pages: Pages { services.pages }
+
+    func register(_ router: Router<AppContext>) {
+        router.get("/") { _, context in
+            guard let caller = context.caller else { return Response.redirect(to: "/login") }
+            return Response.redirect(to: caller.isResidentOnly ? "/app" : "/console")
+        }
+        router.get("/login", use: loginPage)
+        router.post("/login", use: login)
+        router.post("/logout", use: logout)
+        router.get("/console", use: communities)
+        router.get("/console/c/:cid", use: overview)
+        router.get("/console/c/:cid/buildings", use: buildings)
+        router.get("/console/b/:id", use: units)
+        router.get("/console/c/:cid/households", use: households)
+        router.get("/console/h/:id", use: household)
+        router.get("/console/c/:cid/people", use: people)
+        router.get("/console/p/:id", use: person)
+        router.post("/console/p/:id/reveal", use: revealPerson)
+        router.get("/console/c/:cid/vehicles", use: vehicles)
+        router.get("/console/c/:cid/organisations", use: organisations)
+        router.get("/console/c/:cid/import", use: importPage)
+        router.post("/console/c/:cid/import", use: importUpload)
+        router.get("/console/c/:cid/access", use: access)
+        router.get("/console/audit", use: audit)
+        router.get("/console/account", use: account)
+        router.post("/console/account/password", use: changePassword)
+        router.post("/console/account/tokens", use: createToken)
+        router.post("/console/account/tokens/:id/revoke", use: revokeToken)
+        router.get("/app", use: portal)
+    }
+
+    // MARK: sign in and out
+
+    @Sendable func loginPage(_ request: Request, context: AppContext) async throws -> Response {
+        let next = Self.safeNext(request.uri.queryParameters.get("next"))
+        return try pages.render("login", ["frame": Frame(title: "Sign in", context: AppContext.anonymous(context)), "next": next] as [String: Any])
+    }
+
+    @Sendable func login(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let form = try await request.formFields(context: context)
+        let username = form["username"] ?? ""
+        let next = Self.safeNext(form["next"])
+        do {
+            let (cookie, _, account) = try await Authentication(services: services).signIn(username: username, password: form["password"] ?? "", remote: context.remoteAddress, logger: context.logger)
+            let bindings = try await store.bindings(accountId: account.id)
+            let home = bindings.allSatisfy { $0.role == .resident } && !bindings.isEmpty ? "/app" : "/console"
+            var response = Response.redirect(to: next.isEmpty ? home : next, type: .found)
+            response.setCookie(Authentication.cookie(cookie, configuration: services.configuration))
+            return response
+        } catch let problem as Problem {
+            var response = try pages.render("login", ["frame": Frame(title: "Sign in", context: AppContext.anonymous(context)), "error": problem.detail.map { problem.title + ". " + $0 } ?? problem.title,
+                                                      "username": username, "next": next] as [String: Any], status: problem.status)
+            if let retry = problem.retryAfter { response.headers[.retryAfter] = String(retry) }
+            return response
+        }
+    }
+
+    @Sendable func logout(_ request: Request, context: AppContext) async throws -> Response {
+        if let cookie = request.cookies[IdentityMiddleware.cookieName]?.value { try await store.endSession(cookie: cookie) }
+        var response = Response.redirect(to: "/login", type: .found)
+        response.setCookie(Authentication.expiredCookie())
+        return response
+    }
+
+    /// Only same-site paths: an open redirect would help phishing.
+    static func safeNext(_ next: String?) -> String {
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"), next.count < 300 else { return "" }
+        return next
+    }
+
+    // MARK: places
+
+    func community(_ context: AppContext, _ capability: Capability = .viewCommunity) async throws -> (Community, Scope) {
+        try await API(services: services).community(context, capability)
+    }
+
+    @Sendable func communities(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        if caller.isResidentOnly { return .redirect(to: "/app") }
+        let list = try await store.communities(scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds)
+        return try pages.render("communities", ["frame": Frame(title: "Communities", context: context), "communities": list] as [String: Any])
+    }
+
+    @Sendable func overview(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context)
+        let o = try await store.overview(community, scope: scope)
+        return try pages.render("overview", ["frame": Frame(title: community.name, context: context, community: community), "o": o,
+                                             "canEvents": context.caller?.scope(for: .viewEvents).coversCommunity(community.id) ?? false] as [String: Any])
+    }
+
+    @Sendable func buildings(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context)
+        let list = try await store.buildings(communityId: community.id, scope: scope)
+        return try pages.render("buildings", ["frame": Frame(title: "Buildings", context: context, community: community), "buildings": list] as [String: Any])
+    }
+
+    @Sendable func units(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let scope = try context.scope(.viewCommunity)
+        let building = try await store.building(try context.parameters.require("id"), scope: scope)
+        let community = try await store.community(building.communityId, scope: scope, memberships: caller.communityIds)
+        let list = try await store.units(buildingId: building.id, scope: scope)
+        return try pages.render("units", ["frame": Frame(title: building.name, context: context, community: community), "building": building, "units": list] as [String: Any])
+    }
+
+    struct Option { var value: String; var label: String; var selected: Bool }
+    struct Pager { var previous: String?; var next: String?; var label: String }
+
+    static func pager(_ request: Request, total: Int, page: PageRequest) -> Pager {
+        func link(_ offset: Int) -> String {
+            var items = (URLComponents(string: request.uri.description)?.queryItems ?? []).filter { $0.name != "offset" }
+            items.append(URLQueryItem(name: "offset", value: String(offset)))
+            var c = URLComponents()
+            c.path = request.uri.path
+            c.queryItems = items
+            return c.string ?? request.uri.path
+        }
+        let last = min(total, page.offset + page.limit)
+        return Pager(previous: page.offset > 0 ? link(max(0, page.offset - page.limit)) : nil,
+                     next: last < total ? link(page.offset + page.limit) : nil,
+                     label: total == 0 ? "" : "\(page.offset + 1)–\(last) / \(total)")
+    }
+
+    @Sendable func households(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context)
+        var q = QueryReader(request)
+        let unitId = q.string("unitId")
+        let occupancy = q.oneOf("occupancy", Occupancy.self)
+        let text = q.string("q")
+        var page = q.page()
+        page.limit = min(page.limit, 100)
+        try q.check()
+        let result = try await store.households(communityId: community.id, filter: HouseholdFilter(unitId: unitId, occupancy: occupancy, query: text),
+                                                sort: try ListOrder(nil, allowed: [:], default: "LENGTH(b.name), b.name, LENGTH(u.name), u.name, LENGTH(h.room), h.room, h.id"), page: page, scope: scope)
+        var unitTitle: String? = nil
+        if let unitId, let unit = try? await store.unit(unitId, scope: scope), let building = try? await store.building(unit.buildingId, scope: scope) {
+            unitTitle = building.name + " " + unit.name
+        }
+        let options = Occupancy.allCases.map { Option(value: $0.rawValue, label: $0.rawValue, selected: $0 == occupancy) }
+        return try pages.render("households", ["frame": Frame(title: "Households", context: context, community: community), "page": result,
+                                               "pager": Self.pager(request, total: result.total, page: page), "q": text ?? "", "unitId": unitId as Any,
+                                               "unitTitle": unitTitle as Any, "occupancies": options,
+                                               "canExport": context.caller?.scope(for: .exportData).coversCommunity(community.id) ?? false] as [String: Any])
+    }
+
+    @Sendable func household(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let scope = try context.scope(.viewCommunity)
+        let h = try await store.household(try context.parameters.require("id"), scope: scope)
+        let community = try await store.community(h.communityId, scope: scope, memberships: caller.communityIds)
+        let residents = caller.can(.viewPeople) ? try await store.residents(householdId: h.id) : []
+        let vehicles = caller.can(.viewVehicles) ? try await store.vehicles(communityId: h.communityId, query: nil, householdId: h.id, page: PageRequest(limit: 50), scope: caller.scope(for: .viewVehicles)).items : []
+        return try pages.render("household", ["frame": Frame(title: h.room, context: context, community: community), "h": h, "residents": residents, "vehicles": vehicles] as [String: Any])
+    }
+
+    // MARK: people and vehicles
+
+    @Sendable func people(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewPeople)
+        let caller = try context.requireCaller()
+        var q = QueryReader(request)
+        let text = q.string("q")
+        let careTag = q.oneOf("careTag", CareTag.self)
+        let current = q.bool("current")
+        var page = q.page()
+        page.limit = min(page.limit, 100)
+        try q.check()
+        let result = try await store.people(communityId: community.id, filter: PeopleFilter(query: text, careTag: careTag, currentOnly: current),
+                                            sort: try ListOrder(nil, allowed: [:], default: "p.name, p.id"), page: page, scope: scope, fullPhone: caller.can(.seeFullPhone))
+        let options = CareTag.allCases.map { Option(value: $0.rawValue, label: $0.rawValue, selected: $0 == careTag) }
+        return try pages.render("people", ["frame": Frame(title: "Residents", context: context, community: community), "page": result, "q": text ?? "",
+                                           "careTags": options, "current": current, "pager": Self.pager(request, total: result.total, page: page)] as [String: Any])
+    }
+
+    func personPage(_ context: AppContext, revealed: String?) async throws -> Response {
+        let caller = try context.requireCaller()
+        let scope = try context.scope(.viewPeople)
+        let p = try await store.person(try context.parameters.require("id"), scope: scope, fullPhone: caller.can(.seeFullPhone))
+        let community = try await store.community(p.communityId, scope: caller.scope(for: .viewCommunity).union(scope), memberships: caller.communityIds)
+        return try pages.render("person", ["frame": Frame(title: p.name, context: context, community: community), "p": p, "revealed": revealed as Any,
+                                           "canReveal": caller.scope(for: .revealIdentity).coversCommunity(p.communityId)] as [String: Any])
+    }
+
+    @Sendable func person(_ request: Request, context: AppContext) async throws -> Response {
+        try await personPage(context, revealed: nil)
+    }
+
+    @Sendable func revealPerson(_ request: Request, context: AppContext) async throws -> Response {
+        let scope = try context.scope(.revealIdentity)
+        let number = try await store.revealIdentity(personId: try context.parameters.require("id"), scope: scope, actor: context.principal)
+        return try await personPage(context, revealed: number)
+    }
+
+    @Sendable func vehicles(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewVehicles)
+        var q = QueryReader(request)
+        let text = q.string("q")
+        var page = q.page()
+        page.limit = min(page.limit, 100)
+        try q.check()
+        let result = try await store.vehicles(communityId: community.id, query: text, page: page, scope: scope)
+        return try pages.render("vehicles", ["frame": Frame(title: "Vehicles", context: context, community: community), "page": result, "q": text ?? "",
+                                             "pager": Self.pager(request, total: result.total, page: page)] as [String: Any])
+    }
+
+    @Sendable func organisations(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewOrganisations)
+        struct Row { var o: Organisation; var staff: [StaffMember] }
+        var rows: [Row] = []
+        for o in try await store.organisations(communityId: community.id, scope: scope) {
+            rows.append(Row(o: o, staff: try await store.staff(organisationId: o.id)))
+        }
+        let grids = try await store.grids(communityId: community.id, scope: scope.everything ? .everything : { var s = Scope(); s.communities = [community.id]; return s }())
+        return try pages.render("organisations", ["frame": Frame(title: "Organisations", context: context, community: community), "organisations": rows, "grids": grids] as [String: Any])
+    }
+
+    // MARK: import
+
+    @Sendable func importPage(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .importData)
+        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.importData) }
+        return try pages.render("import", ["frame": Frame(title: "Import", context: context, community: community), "modeAll": true,
+                                           "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(separator: ", ")] as [String: Any])
+    }
+
+    struct ReportView {
+        var imported: Bool; var rows: Int; var validRows: Int; var householdsCreated: Int; var peopleCreated: Int; var residenciesCreated: Int
+        var problems: [HouseholdSheet.Problem]; var problemCount: Int; var hasProblems: Bool
+    }
+
+    @Sendable func importUpload(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, scope) = try await self.community(context, .importData)
+        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.importData) }
+        let form = try await request.formFields(context: context)
+        let csv = form["csv"] ?? ""
+        let mode = form["mode"] == "valid" ? "valid" : "all"
+        let report = try await store.importHouseholds(communityId: community.id, csv: csv, onlyValid: mode == "valid", dryRun: false, actor: context.principal)
+        let view = ReportView(imported: report.imported, rows: report.rows, validRows: report.validRows, householdsCreated: report.householdsCreated,
+                              peopleCreated: report.peopleCreated, residenciesCreated: report.residenciesCreated, problems: report.problems,
+                              problemCount: report.problems.count, hasProblems: !report.problems.isEmpty)
+        return try pages.render("import", ["frame": Frame(title: "Import", context: context, community: community), "report": view, "csv": csv,
+                                           "modeAll": mode == "all", "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(separator: ", ")] as [String: Any],
+                                status: report.imported || report.problems.isEmpty ? .ok : .unprocessableContent)
+    }
+
+    // MARK: access, audit, account
+
+    @Sendable func access(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, _) = try await self.community(context)
+        let caller = try context.requireCaller()
+        struct Line { var capability: String; var cells: [Bool] }
+        let roles = Role.allCases
+        let matrix = Capability.allCases.map { c in Line(capability: c.rawValue, cells: roles.map { $0.capabilities.contains(c) }) }
+        var accounts: [AccountView] = []
+        let manage = caller.scope(for: .manageAccounts)
+        if manage.coversCommunity(community.id) {
+            var only = Scope()
+            only.communities = [community.id]
+            accounts = try await store.accounts(scope: only)
+        }
+        return try pages.render("access", ["frame": Frame(title: "Access", context: context, community: community), "roles": roles.map(\.rawValue),
+                                           "matrix": matrix, "accounts": accounts] as [String: Any])
+    }
+
+    @Sendable func audit(_ request: Request, context: AppContext) async throws -> Response {
+        var scope = try context.scope(.viewAudit)
+        let caller = try context.requireCaller()
+        var q = QueryReader(request)
+        let communityId = q.string("community")
+        let action = q.string("action")
+        let page = q.page()
+        try q.check()
+        var community: Community? = nil
+        if let communityId {
+            community = try await store.community(communityId, scope: scope, memberships: caller.communityIds)
+            if !scope.coversCommunity(communityId) { throw Problem.forbidden(.viewAudit) }
+            scope = Scope()
+            scope.communities = [communityId]
+        }
+        let auditScope = scope
+        let result = try await store.read { db in try await AuditLog.list(db, scope: auditScope, action: action, subjectId: nil, page: page) }
+        let formatter = ISO8601DateFormatter()
+        struct Entry { var e: AuditEntry; var when: String }
+        let entries = result.items.map { Entry(e: $0, when: formatter.string(from: Date(timeIntervalSince1970: Double($0.at) / 1000))) }
+        return try pages.render("audit", ["frame": Frame(title: "Audit log", context: context, community: community), "entries": entries, "action": action ?? "",
+                                          "communityId": communityId as Any, "pager": Self.pager(request, total: result.total, page: page)] as [String: Any])
+    }
+
+    func accountPage(_ context: AppContext, message: String? = nil, error: String? = nil, newToken: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
+        let caller = try context.requireCaller()
+        struct TokenRow { var id: ID; var name: String; var created: String; var revoked: Bool }
+        let formatter = ISO8601DateFormatter()
+        let tokens = try await store.tokens(accountId: caller.accountId).map {
+            TokenRow(id: $0.id, name: $0.name, created: formatter.string(from: Date(timeIntervalSince1970: Double($0.createdAt) / 1000)), revoked: $0.revokedAt != nil)
+        }
+        return try pages.render("account", ["frame": Frame(title: "Account", context: context), "roles": caller.bindings, "tokens": tokens,
+                                            "message": message as Any, "error": error as Any, "newToken": newToken as Any] as [String: Any], status: status)
+    }
+
+    @Sendable func account(_ request: Request, context: AppContext) async throws -> Response {
+        try await accountPage(context)
+    }
+
+    @Sendable func changePassword(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let caller = try context.requireCaller()
+        let form = try await request.formFields(context: context)
+        guard let account = try await store.account(id: caller.accountId),
+              try await Passwords.verify(form["current"] ?? "", hash: account.passwordHash)
+        else { return try await accountPage(context, error: "The current password is wrong.", status: .unprocessableContent) }
+        do { try Passwords.validate(form["new"] ?? "", field: "new") } catch {
+            return try await accountPage(context, error: "New password " + error.issues[0].reason + ".", status: .unprocessableContent)
+        }
+        try await store.setPassword(accountId: account.id, hash: try await Passwords.hash(form["new"] ?? ""), actor: context.principal)
+        // Changing the password ended every session, this one too: sign in again.
+        var response = Response.redirect(to: "/login", type: .found)
+        response.setCookie(Authentication.expiredCookie())
+        return response
+    }
+
+    @Sendable func createToken(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let caller = try context.requireCaller()
+        let form = try await request.formFields(context: context)
+        var v = Validator()
+        guard let name = v.text(form["name"], "name", max: 100) else { return try await accountPage(context, error: "Give the token a name.", status: .unprocessableContent) }
+        let (token, _) = try await store.createToken(accountId: caller.accountId, name: name, actor: context.principal)
+        return try await accountPage(context, message: "Token created.", newToken: token)
+    }
+
+    @Sendable func revokeToken(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        try await store.revokeToken(id: try context.parameters.require("id"), accountId: caller.accountId, actor: context.principal)
+        return .redirect(to: "/console/account", type: .found)
+    }
+
+    // MARK: resident portal
+
+    @Sendable func portal(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        struct Home { var h: HouseholdListing; var communityName: String; var residents: [ResidencyListing]; var vehicles: [VehicleListing] }
+        var homes: [Home] = []
+        for binding in caller.bindings where binding.role == .resident {
+            guard let householdId = binding.householdId, let h = try? await store.household(householdId, scope: caller.scope(for: .viewCommunity)) else { continue }
+            let community = try await store.community(h.communityId, scope: .everything, memberships: [])
+            let vehicles = try await store.vehicles(communityId: h.communityId, query: nil, householdId: h.id, page: PageRequest(limit: 20), scope: caller.scope(for: .viewVehicles)).items
+            homes.append(Home(h: h, communityName: community.name, residents: try await store.residents(householdId: h.id), vehicles: vehicles))
+        }
+        return try pages.render("portal", ["frame": Frame(title: "My home", context: context), "homes": homes] as [String: Any])
+    }
+}
+
+extension AppContext {
+    /// The login page renders for everyone, signed in or not, with no user in the frame.
+    static func anonymous(_ context: AppContext) -> AppContext {
+        var c = context
+        c.caller = nil
+        c.session = nil
+        return c
+    }
+}
