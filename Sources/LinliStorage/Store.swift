@@ -1,6 +1,7 @@
 import Foundation
 import LinliCore
 import Logging
+import PostgresNIO
 import SQLKit
 
 /// The repositories of Linli over one database. Every write runs in a transaction that also appends
@@ -36,7 +37,7 @@ public enum StoreError: Error, Equatable {
 extension Error {
     /// Unique-constraint violations on either engine, so the API can answer 409 instead of 500.
     public var isUniqueViolation: Bool {
-        let text = String(describing: self)
-        return text.contains("UNIQUE constraint failed") || text.contains("23505") || text.contains("duplicate key")
+        if let psql = self as? PSQLError { return psql.serverInfo?[.sqlState] == "23505" }
+        return String(reflecting: self).contains("UNIQUE constraint failed")
     }
 }

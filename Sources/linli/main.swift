@@ -1,2 +1,241 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import LinliCore
 import LinliServer
-print("linli")
+import LinliStorage
+import Logging
+
+/// Where and how to reach the database; shared by every command.
+struct StorageOptions: ParsableArguments {
+    @Option(help: "Data folder: the SQLite database and the field-encryption secret (env LINLI_DATA).")
+    var data: String?
+    @Option(name: .customLong("postgres-url"), help: "Use PostgreSQL instead of SQLite, e.g. postgres://user:pass@127.0.0.1:5432/linli (env LINLI_POSTGRES_URL).")
+    var postgresURL: String?
+    @Option(help: "A file of `key = value` lines (http, data, postgres-url, log-level, session-hours, secure-cookies).")
+    var config: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LINLI_LOG_LEVEL).")
+    var logLevel: String?
+
+    func resolve(http: String? = nil) throws -> ServerConfiguration {
+        var flags: [String: String] = [:]
+        if let data { flags["data"] = data }
+        if let postgresURL { flags["postgres-url"] = postgresURL }
+        if let logLevel { flags["log-level"] = logLevel }
+        if let http { flags["http"] = http }
+        do {
+            return try ServerConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment, configFile: config)
+        } catch let invalid as ServerConfiguration.Invalid {
+            throw ValidationError(invalid.description)
+        }
+    }
+
+    /// Opens the store and brings its schema up to date (or refuses a newer one).
+    func open(_ configuration: ServerConfiguration, logger: Logger, migrate: Bool = true) async throws -> Store {
+        let store: Store
+        do {
+            store = try await DataFolder.openStore(configuration, environment: ProcessInfo.processInfo.environment, logger: logger)
+        } catch let invalid as ServerConfiguration.Invalid {
+            throw ValidationError(invalid.description)
+        }
+        do {
+            if migrate { try await Migrations.migrate(store.database, logger: logger) } else { try await Migrations.requireCurrent(store.database) }
+        } catch let error as MigrationError {
+            await store.database.close()
+            throw CLIError(error.description)
+        }
+        return store
+    }
+}
+
+/// Unbuffered: a line is seen at once even when standard output is a pipe.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func makeLogger(_ level: Logger.Level) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    var logger = Logger(label: "linli")
+    logger.logLevel = level
+    return logger
+}
+
+func printCredentials(_ credentials: [DemoCommunity.Credential]) {
+    say("")
+    say("Demo community 幸福里小区 created. These passwords are shown once:")
+    say("")
+    say("  role              username   password")
+    for c in credentials {
+        say("  " + c.role.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0) + c.username.padding(toLength: 11, withPad: " ", startingAt: 0) + c.password)
+    }
+    say("")
+}
+
+@main
+struct Linli: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "linli",
+        abstract: "Linli 邻里 — the community operating system.",
+        version: LinliVersion.current,
+        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self]
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server: HTTP API, web console and resident portal.")
+    @OptionGroup var storage: StorageOptions
+    @Option(help: "Address to listen on, host:port (env LINLI_HTTP). Default 127.0.0.1:8080.")
+    var http: String?
+    @Flag(help: "Seed the demo community on first start and print its accounts.")
+    var demo = false
+
+    func run() async throws {
+        let configuration = try storage.resolve(http: http)
+        let logger = makeLogger(configuration.logLevel)
+        let store = try await storage.open(configuration, logger: logger)
+        if demo, let credentials = try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate) {
+            printCredentials(credentials)
+        }
+        let services = try AppServices(store: store, configuration: configuration, logger: logger)
+        let app = buildApplication(services, logger: logger)
+        say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")")
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the database migrations this Linli knows.")
+    @OptionGroup var storage: StorageOptions
+
+    func run() async throws {
+        let configuration = try storage.resolve()
+        let logger = makeLogger(configuration.logLevel)
+        let store = try await storage.open(configuration, logger: logger, migrate: true)
+        await store.database.close()
+        say("schema at version \(Migrations.latest)")
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Seed the demo community into an empty database and print its accounts.")
+    @OptionGroup var storage: StorageOptions
+
+    func run() async throws {
+        let configuration = try storage.resolve()
+        let logger = makeLogger(configuration.logLevel)
+        let store = try await storage.open(configuration, logger: logger)
+        guard let credentials = try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate) else {
+            await store.database.close()
+            throw CLIError("the database already holds a community; the demo seeds only an empty one")
+        }
+        printCredentials(credentials)
+        await store.database.close()
+    }
+}
+
+struct User: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage sign-in accounts.", subcommands: [Create.self, Password.self])
+
+    static func readPassword(stdin: Bool) throws -> (String, generated: Bool) {
+        if stdin {
+            guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw CLIError("no password on standard input") }
+            do { try Passwords.validate(line) } catch { throw CLIError("password " + error.issues[0].reason) }
+            return (line, false)
+        }
+        return (Passwords.generate(), true)
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an account, optionally with a role (the first administrator, for instance).")
+        @OptionGroup var storage: StorageOptions
+        @Option var username: String
+        @Option(name: .customLong("display-name")) var displayName: String?
+        @Option(help: "One of \(Role.allCases.map(\.rawValue).joined(separator: ", ")).") var role: String?
+        @Option(help: "Community id, for every role but platform_admin.") var community: String?
+        @Option var grid: String?
+        @Option var household: String?
+        @Option var organisation: String?
+        @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input instead of generating one.")
+        var passwordStdin = false
+
+        func validate() throws {
+            if let role, Role(rawValue: role) == nil { throw ValidationError("--role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))") }
+            if let role = role.flatMap(Role.init(rawValue:)), role != .platformAdmin, community == nil { throw ValidationError("--community is required for \(role.rawValue)") }
+            if username.isEmpty || username.count > 64 { throw ValidationError("--username must be 1 to 64 characters") }
+        }
+
+        func run() async throws {
+            let configuration = try storage.resolve()
+            let logger = makeLogger(configuration.logLevel)
+            let (password, generated) = try User.readPassword(stdin: passwordStdin)
+            let store = try await storage.open(configuration, logger: logger)
+            do {
+                let account = Account(username: username.lowercased(), displayName: displayName ?? username, passwordHash: try await Passwords.hash(password))
+                try await store.createAccount(account, actor: Principal(accountId: nil, name: "cli"))
+                if let role = role.flatMap(Role.init(rawValue:)) {
+                    try await store.bindRole(RoleBinding(accountId: account.id, role: role, communityId: role == .platformAdmin ? nil : community,
+                                                         organisationId: organisation, gridId: grid, householdId: household), actor: Principal(accountId: nil, name: "cli"))
+                }
+                say("created account \(account.username)" + (generated ? " with password \(password)" : ""))
+            } catch StoreError.conflict(let field, let reason) {
+                await store.database.close()
+                throw CLIError("\(field) \(reason)")
+            }
+            await store.database.close()
+        }
+    }
+
+    struct Password: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a new password for an account (ends its sessions).")
+        @OptionGroup var storage: StorageOptions
+        @Option var username: String
+        @Flag(name: .customLong("password-stdin")) var passwordStdin = false
+
+        func run() async throws {
+            let configuration = try storage.resolve()
+            let logger = makeLogger(configuration.logLevel)
+            let (password, generated) = try User.readPassword(stdin: passwordStdin)
+            let store = try await storage.open(configuration, logger: logger)
+            guard let account = try await store.account(username: username.lowercased()) else {
+                await store.database.close()
+                throw CLIError("no account named \(username)")
+            }
+            try await store.setPassword(accountId: account.id, hash: try await Passwords.hash(password), actor: Principal(accountId: nil, name: "cli"))
+            await store.database.close()
+            say("password changed for \(account.username)" + (generated ? ": \(password)" : ""))
+        }
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "API tokens.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an API token for an account; prints it once, alone on the last line.")
+        @OptionGroup var storage: StorageOptions
+        @Option var username: String
+        @Option var name: String
+
+        func run() async throws {
+            let configuration = try storage.resolve()
+            let logger = makeLogger(configuration.logLevel)
+            let store = try await storage.open(configuration, logger: logger)
+            guard let account = try await store.account(username: username.lowercased()) else {
+                await store.database.close()
+                throw CLIError("no account named \(username)")
+            }
+            let (token, _) = try await store.createToken(accountId: account.id, name: name, actor: Principal(accountId: nil, name: "cli"))
+            await store.database.close()
+            say(token)
+        }
+    }
+}

@@ -1,3 +1,0 @@
-import Testing
-@testable import LinliCore
-@Test func placeholderCore() {}
