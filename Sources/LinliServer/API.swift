@@ -448,7 +448,11 @@ struct API {
     @Sendable func moveIn(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         let scope = try context.scope(.managePeople)
-        let input = try await request.decodeJSON(MoveInInput.self, context: context)
+        var input = try await request.decodeJSON(MoveInInput.self, context: context)
+        // An empty date means "not given", as in a form.
+        if input.leaseStart?.isEmpty == true { input.leaseStart = nil }
+        if input.leaseEnd?.isEmpty == true { input.leaseEnd = nil }
+        if input.movedIn?.isEmpty == true { input.movedIn = nil }
         var v = Validator()
         v.day(input.leaseStart, "leaseStart")
         v.day(input.leaseEnd, "leaseEnd")
@@ -471,7 +475,8 @@ struct API {
     @Sendable func moveOut(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         let scope = try context.scope(.managePeople)
-        let input = request.headers[.contentLength] == "0" ? MoveOutInput() : try await request.decodeJSON(MoveOutInput.self, context: context)
+        let body = try await request.collectBody(upTo: context.maxUploadSize)
+        let input = body.readableBytes == 0 ? MoveOutInput() : try await request.decodeJSON(MoveOutInput.self, context: context)
         var v = Validator()
         v.day(input.movedOut, "movedOut")
         try v.check()

@@ -10,6 +10,8 @@ public struct AppContext: RequestContext {
     /// Set when the caller came with a web-session cookie (CSRF applies); nil for bearer tokens.
     public var session: WebSession?
     public var remoteAddress: String?
+    /// A bearer token was sent but is unknown, revoked or its account disabled.
+    public var rejectedToken = false
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -25,7 +27,12 @@ public struct AppContext: RequestContext {
 
     /// The caller, or 401 for anonymous requests.
     public func requireCaller() throws -> Caller {
-        guard let caller else { throw Problem.unauthorized() }
+        guard let caller else {
+            if rejectedToken {
+                throw Problem(.unauthorized, type: "unauthorized", title: "The token is not valid", detail: "It is unknown, revoked, or its account is disabled.")
+            }
+            throw Problem.unauthorized()
+        }
         return caller
     }
 

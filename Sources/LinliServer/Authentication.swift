@@ -10,9 +10,8 @@ struct Authentication {
 
     func signIn(username rawUsername: String, password: String, remote: String?, logger: Logger) async throws -> (cookie: String, session: WebSession, account: Account) {
         let username = rawUsername.trimmingCharacters(in: .whitespaces).lowercased()
-        if username.isEmpty || username.count > 64 || password.count > 200 {
-            throw Problem.invalid([FieldIssue(username.isEmpty ? "username" : "password", "is missing or too long")])
-        }
+        if username.isEmpty || username.count > 64 { throw Problem.invalid([FieldIssue("username", "must be 1 to 64 characters")]) }
+        if password.isEmpty || password.count > 200 { throw Problem.invalid([FieldIssue("password", "must be 1 to 200 characters")]) }
         let keys = ["user:" + username] + (remote.map { ["addr:" + $0] } ?? [])
         if let wait = await services.throttle.retryAfter(keys) {
             logger.notice("sign-in throttled", metadata: ["username": "\(username)", "remote": "\(remote ?? "-")"])

@@ -89,17 +89,20 @@ struct IdentityMiddleware: RouterMiddleware {
         var context = context
         var request = request
         if let header = request.headers[.authorization] {
-            guard header.lowercased().hasPrefix("bearer "), case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces),
-                  !token.isEmpty, let account = try await store.account(token: token), account.status == .active
-            else {
-                throw Problem(.unauthorized, type: "unauthorized", title: "The token is not valid", detail: "It is unknown, revoked, or its account is disabled.")
+            // A bad token is remembered, not thrown: public endpoints still answer, protected ones say why.
+            if header.lowercased().hasPrefix("bearer "), case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces),
+               !token.isEmpty, let account = try await store.account(token: token), account.status == .active {
+                context.caller = try await Self.caller(for: account, store: store)
+            } else {
+                context.rejectedToken = true
             }
-            context.caller = try await Self.caller(for: account, store: store)
         } else if let cookie = request.cookies[Self.cookieName]?.value, !cookie.isEmpty {
             if let session = try await store.session(cookie: cookie), let account = try await store.account(id: session.accountId), account.status == .active {
                 context.caller = try await Self.caller(for: account, store: store)
                 context.session = session
-                if ![.get, .head, .options].contains(request.method) {
+                // Signing in again from a browser that still holds a session needs no token.
+                let signIn = request.uri.path == "/login" || request.uri.path == "/api/v1/session"
+                if ![.get, .head, .options].contains(request.method), !signIn {
                     try await Self.checkCSRF(&request, session: session, context: context)
                 }
             }

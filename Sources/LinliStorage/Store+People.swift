@@ -234,7 +234,7 @@ extension Store {
                 throw StoreError.notFound("residency")
             }
             if before.movedOut != nil { throw StoreError.conflict(field: "residencyId", reason: "this residency has already ended") }
-            if day < before.movedIn { throw StoreError.conflict(field: "movedOut", reason: "must not be before the moving-in day \(before.movedIn)") }
+            if day < before.movedIn { throw ValidationFailure("movedOut", "must not be before the moving-in day \(before.movedIn)") }
             var after = before
             after.movedOut = day
             try await db.update(after)
