@@ -116,6 +116,8 @@ public struct Caller: Sendable {
             case .communityAdmin, .propertyStaff, .guardOnDuty:
                 if let c = binding.communityId { scope.communities.insert(c) }
             case .gridWorker:
+                // A grid worker knows the community's organisations and grids, but its people only in the grid.
+                if capability == .viewOrganisations, let c = binding.communityId { scope.communities.insert(c) }
                 if let g = binding.gridId { scope.buildings.formUnion(gridBuildings[g] ?? []) }
             case .resident:
                 if let h = binding.householdId { scope.households.insert(h) }

@@ -20,6 +20,9 @@ public enum Passwords {
         try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
     }
 
+    /// Hashes on the calling thread; for tools and tests, not for request handlers.
+    public static func hashBlocking(_ password: String) -> String { Bcrypt.hash(password, cost: cost) }
+
     /// Verified against when the account does not exist, so timing does not reveal usernames.
     static let decoy = Bcrypt.hash("decoy password that matches nothing", cost: cost)
 
