@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import LinliCore
 import LinliStorage
 
@@ -80,6 +81,8 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
             default: return Problem(h.status, type: "http-\(h.status.code)", title: h.status.reasonPhrase, detail: h.body)
             }
         case let d as DecodingError: return .decoding(d)
+        case is NIOTooManyBytesError:
+            return Problem(.contentTooLarge, type: "too-large", title: "The request body is too large", detail: "The limit is 16 MiB.")
         default:
             if error.isUniqueViolation { return .conflict("body", "duplicates something already stored") }
             return Problem(.internalServerError, type: "internal", title: "Something went wrong on our side")

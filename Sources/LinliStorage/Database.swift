@@ -1,6 +1,7 @@
 import Foundation
 import LinliCore
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import PostgresKit
@@ -23,26 +24,40 @@ public protocol Database: Sendable {
 }
 
 /// A small async pool: callers wait in order for a free item.
+/// Reports `linli_db_connections{pool, state}` (in use, idle) and waiters, for /metrics.
 actor Pool<Item: Sendable> {
     private var idle: [Item]
     private var waiters: [CheckedContinuation<Item, Never>] = []
     let all: [Item]
+    private let inUse: Gauge
+    private let waiting: Gauge
 
-    init(_ items: [Item]) {
+    init(_ items: [Item], name: String) {
         idle = items
         all = items
+        inUse = Gauge(label: "linli_db_connections", dimensions: [("pool", name), ("state", "in_use")])
+        waiting = Gauge(label: "linli_db_waiters", dimensions: [("pool", name)])
+        Gauge(label: "linli_db_connections", dimensions: [("pool", name), ("state", "total")]).record(items.count)
+        inUse.record(0)
+        waiting.record(0)
     }
 
     func acquire() async -> Item {
-        if let item = idle.popLast() { return item }
+        if let item = idle.popLast() {
+            inUse.record(all.count - idle.count)
+            return item
+        }
+        waiting.record(waiters.count + 1)
         return await withCheckedContinuation { waiters.append($0) }
     }
 
     func release(_ item: Item) {
         if waiters.isEmpty {
             idle.append(item)
+            inUse.record(all.count - idle.count)
         } else {
             waiters.removeFirst().resume(returning: item)
+            waiting.record(waiters.count)
         }
     }
 }
@@ -86,8 +101,8 @@ public final class SQLiteStore: Database {
     }
 
     private init(writer: SQLiteConnection, readers: [SQLiteConnection], logger: Logger) {
-        self.writer = Pool([writer])
-        self.readers = Pool(readers)
+        self.writer = Pool([writer], name: "sqlite_writer")
+        self.readers = Pool(readers, name: "sqlite_readers")
         self.logger = logger
     }
 

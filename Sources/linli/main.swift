@@ -101,6 +101,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let configuration = try storage.resolve(http: http)
         let logger = makeLogger(configuration.logLevel)
+        Telemetry.bootstrap()  // before the database opens, so its pool gauges are exported
         let store = try await storage.open(configuration, logger: logger)
         if demo, let credentials = try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate) {
             printCredentials(credentials)

@@ -45,6 +45,7 @@ let quietLogger: Logger = {
 }()
 
 func makeFixture() async throws -> Fixture {
+    Telemetry.bootstrap()
     let path = NSTemporaryDirectory() + "linli-app-\(UUID().uuidString).sqlite"
     let database = try await SQLiteStore.open(path: path, readers: 2, logger: quietLogger)
     try await Migrations.migrate(database)
