@@ -45,11 +45,27 @@ public struct Pages: Sendable {
     }
 
     func render(_ template: String, _ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
-        guard let html = library.render(object, withTemplate: template) else {
+        guard let html = library.render(Self.droppingNils(object), withTemplate: template) else {
             throw ServerConfiguration.Invalid(key: "template", reason: "\(template) is missing")
         }
         return Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                         body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    /// A page's values may be optional: an absent one is left out, so a section on it stays closed
+    /// (an `Optional` stored as `Any` would otherwise render as "nil").
+    static func droppingNils(_ object: Any) -> Any {
+        guard let dictionary = object as? [String: Any] else { return object }
+        var result: [String: Any] = [:]
+        for (key, value) in dictionary {
+            let mirror = Mirror(reflecting: value)
+            if mirror.displayStyle == .optional {
+                if let child = mirror.children.first { result[key] = child.value }
+            } else {
+                result[key] = value
+            }
+        }
+        return result
     }
 
     func errorPage(_ problem: Problem, context: AppContext) throws -> Response {

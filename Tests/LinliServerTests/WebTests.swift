@@ -1,0 +1,129 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import LinliCore
+import Testing
+@testable import LinliServer
+@testable import LinliStorage
+
+/// The console and portal pages, through the router with a real sign-in.
+@Suite("Web console and portal")
+struct WebTests {
+    /// Signs in through the login form; returns the session cookie and the page's CSRF token.
+    static func signIn(_ client: any TestClientProtocol, _ username: String) async throws -> (cookie: String, csrf: String, location: String) {
+        let (cookie, location) = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                                                          body: ByteBuffer(string: "username=\(username)&password=\(Fixture.password)")) { r in
+            #expect(r.status == .found)
+            return (String((r.headers[.setCookie] ?? "").split(separator: ";")[0]), r.headers[.location] ?? "")
+        }
+        let page = try await client.execute(uri: "/console/account", method: .get, headers: [.cookie: cookie]) { $0.text }
+        let csrf = page.components(separatedBy: "name=\"_csrf\" value=\"").dropFirst().first?.components(separatedBy: "\"").first ?? ""
+        return (cookie, csrf, location)
+    }
+
+    @Test func anonymousVisitorsAreSentToTheLoginPage() async throws {
+        try await withApp { client, _ in
+            let location = try await client.execute(uri: "/console", method: .get) { r in
+                #expect(r.status == .seeOther || r.status == .found)
+                return r.headers[.location] ?? ""
+            }
+            #expect(location.hasPrefix("/login"))
+            let login = try await client.execute(uri: "/login", method: .get) { $0 }
+            #expect(login.status == .ok && login.text.contains("id=\"login\""))
+            #expect(login.headers[HTTPField.Name("X-Frame-Options")!] == "DENY")
+            let wrong = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "username=staff&password=nope")) { $0 }
+            #expect(wrong.status == .unauthorized && wrong.text.contains("class=\"error\""))
+        }
+    }
+
+    @Test func staffBrowseFromCommunityToHousehold() async throws {
+        try await withApp { client, fixture in
+            let session = try await Self.signIn(client, "staff")
+            #expect(session.location == "/console")
+            let c = fixture.community.id
+            let headers: HTTPFields = [.cookie: session.cookie]
+            let home = try await client.execute(uri: "/console", method: .get, headers: headers) { $0.text }
+            #expect(home.contains("class=\"community\"") && home.contains("幸福里小区"))
+            let overview = try await client.execute(uri: "/console/c/\(c)", method: .get, headers: headers) { $0.text }
+            #expect(overview.contains("id=\"count-households\">156<"))
+            #expect(overview.contains("id=\"nav-import\""), "staff may import")
+            let buildings = try await client.execute(uri: "/console/c/\(c)/buildings", method: .get, headers: headers) { $0.text }
+            let buildingId = try #require(buildings.components(separatedBy: "/console/b/").dropFirst().first?.components(separatedBy: "\"").first)
+            let units = try await client.execute(uri: "/console/b/\(buildingId)", method: .get, headers: headers) { $0.text }
+            let unitLink = try #require(units.components(separatedBy: "class=\"unit\" href=\"").dropFirst().first?.components(separatedBy: "\"").first)
+            let households = try await client.execute(uri: unitLink.replacingOccurrences(of: "&amp;", with: "&"), method: .get, headers: headers) { $0.text }
+            #expect(households.components(separatedBy: "class=\"household\"").count - 1 == 26)
+            let householdId = try #require(households.components(separatedBy: "/console/h/").dropFirst().first?.components(separatedBy: "\"").first)
+            let household = try await client.execute(uri: "/console/h/\(householdId)", method: .get, headers: headers) { $0 }
+            #expect(household.status == .ok && household.text.contains("id=\"residents\""))
+            let people = try await client.execute(uri: "/console/c/\(c)/people?q=%E7%8E%8B", method: .get, headers: headers) { $0.text }
+            #expect(people.contains("class=\"person\"") || people.contains("id=\"no-results\""))
+            let nobody = try await client.execute(uri: "/console/c/\(c)/people?q=zzzz-nobody", method: .get, headers: headers) { $0.text }
+            #expect(nobody.contains("id=\"no-results\""))
+            // Staff see masked identity numbers and no reveal button.
+            let person = try await client.execute(uri: "/console/p/\(fixture.personWithIdentity)", method: .get, headers: headers) { $0.text }
+            #expect(person.contains("**********") && !person.contains("id=\"reveal\""), "\(person)")
+            let audit = try await client.execute(uri: "/console/audit", method: .get, headers: headers) { $0.status }
+            #expect(audit == .forbidden)
+            let foreign = try await client.execute(uri: "/console/c/\(fixture.other.id)", method: .get, headers: headers) { $0.status }
+            #expect(foreign == .notFound)
+        }
+    }
+
+    @Test func formsNeedTheirCSRFTokenAndImportReportsBadRows() async throws {
+        try await withApp { client, fixture in
+            let session = try await Self.signIn(client, "manager")
+            let c = fixture.community.id
+            let csv = "building,unit,room,name,identity_number\n8号楼,1单元,101,甲乙,\n8号楼,1单元,102,丙丁,999\n"
+            let form = "csv=\(csv.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)&mode=all"
+            let forged = try await client.execute(uri: "/console/c/\(c)/import", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: form)) { $0.status }
+            #expect(forged == .forbidden)
+            let report = try await client.execute(uri: "/console/c/\(c)/import", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
+                                                  body: ByteBuffer(string: form + "&_csrf=\(session.csrf)")) { $0.text }
+            #expect(report.contains("data-imported=\"false\""))
+            #expect(report.contains("class=\"problem\" data-line=\"3\""))
+            // The manager may reveal; the reveal is audited and shows in the audit page.
+            let revealed = try await client.execute(uri: "/console/p/\(fixture.personWithIdentity)/reveal", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
+                                                    body: ByteBuffer(string: "_csrf=\(session.csrf)")) { $0.text }
+            #expect(!revealed.contains("**********"))
+            let audit = try await client.execute(uri: "/console/audit?community=\(c)&action=person.identity.read", method: .get, headers: [.cookie: session.cookie]) { $0.text }
+            #expect(audit.contains("class=\"audit-entry\""))
+        }
+    }
+
+    @Test func residentsSeeTheirOwnHomeInThePortal() async throws {
+        try await withApp { client, fixture in
+            let session = try await Self.signIn(client, "resident")
+            #expect(session.location == "/app")
+            let portal = try await client.execute(uri: "/app", method: .get, headers: [.cookie: session.cookie]) { $0 }
+            #expect(portal.status == .ok)
+            let household = try await fixture.store.household(fixture.residentHousehold, scope: .everything)
+            #expect(portal.text.contains(household.buildingName + " " + household.unitName + " " + household.room))
+            #expect(portal.text.contains("class=\"members\""))
+            let console = try await client.execute(uri: "/console", method: .get, headers: [.cookie: session.cookie]) { $0.headers[.location] }
+            #expect(console == "/app")
+            let elsewhere = try await client.execute(uri: "/console/h/\(fixture.outsideHousehold)", method: .get, headers: [.cookie: session.cookie]) { $0.status }
+            #expect(elsewhere == .notFound)
+        }
+    }
+
+    @Test func changingThePasswordEndsTheSession() async throws {
+        try await withApp { client, _ in
+            let session = try await Self.signIn(client, "guard")
+            let form = "_csrf=\(session.csrf)&current=\(Fixture.password)&new=brand-new-password-1"
+            let response = try await client.execute(uri: "/console/account/password", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: form)) { $0.headers[.location] }
+            #expect(response == "/login")
+            #expect(try await client.execute(uri: "/console/account", method: .get, headers: [.cookie: session.cookie]) { $0.status } != .ok)
+            let again = try await client.execute(uri: "/api/v1/session", method: .post, headers: .json, body: jsonBody(["username": "guard", "password": "brand-new-password-1"])) { $0.status }
+            #expect(again == .ok)
+        }
+    }
+
+    @Test func safeRedirectsOnly() {
+        #expect(WebConsole.safeNext("/console/c/1") == "/console/c/1")
+        #expect(WebConsole.safeNext("//evil.example") == "")
+        #expect(WebConsole.safeNext("https://evil.example") == "")
+        #expect(WebConsole.safeNext("/\\evil") == "")
+    }
+}
