@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import LinliCore
 import LinliStorage
+import ServiceLifecycle
+import Synchronization
 
 /// The JSON API under /api/v1, as described by Resources/openapi.yaml.
 struct API {
@@ -626,20 +628,28 @@ struct API {
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: .init { writer in
-                var cursor = start
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
-                while !Task.isCancelled {
-                    let from = cursor
-                    let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
-                    for event in batch {
-                        let data = (try? JSON.encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-                        try await writer.write(ByteBuffer(string: "id: \(event.seq)\nevent: \(event.type)\ndata: \(data)\n\n"))
+                // The stream ends when the server shuts down gracefully, so it never holds shutdown up.
+                let stopping = StopFlag()
+                try await withGracefulShutdownHandler {
+                    var cursor = start
+                    while !stopping.isSet, !Task.isCancelled {
+                        let from = cursor
+                        let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
+                        for event in batch {
+                            let data = (try? JSON.encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                            try await writer.write(ByteBuffer(string: "id: \(event.seq)\nevent: \(event.type)\ndata: \(data)\n\n"))
+                        }
+                        if let last = batch.last { cursor = last.seq }
+                        if batch.count < 200, !stopping.isSet {
+                            await store.signal.wait(timeout: .seconds(5))
+                            // A comment line now and then finds clients that went away.
+                            if batch.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+                        }
                     }
-                    if let last = batch.last { cursor = last.seq }
-                    if batch.count < 200 {
-                        await store.signal.wait(timeout: .seconds(15))
-                        if batch.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
-                    }
+                } onGracefulShutdown: {
+                    stopping.set()
+                    Task { await store.signal.notify() }
                 }
                 try await writer.finish(nil)
             }
@@ -657,4 +667,11 @@ extension Scope {
         s.organisations.formUnion(other.organisations)
         return s
     }
+}
+
+/// Set once, read from anywhere: tells a long-lived stream to end.
+final class StopFlag: Sendable {
+    private let flag = Mutex(false)
+    var isSet: Bool { flag.withLock { $0 } }
+    func set() { flag.withLock { $0 = true } }
 }
