@@ -98,6 +98,7 @@ struct API {
 
     @Sendable func signOut(_ request: Request, context: AppContext) async throws -> Response {
         if let cookie = request.cookies[IdentityMiddleware.cookieName]?.value { try await store.endSession(cookie: cookie) }
+        services.callers.clear()
         var response = Response(status: .noContent)
         response.setCookie(Authentication.expiredCookie())
         return response
@@ -131,6 +132,7 @@ struct API {
     @Sendable func revokeToken(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
         try await store.revokeToken(id: try context.parameters.require("id"), accountId: caller.accountId, actor: context.principal)
+        services.callers.clear()
         return Response(status: .noContent)
     }
 
@@ -192,12 +194,14 @@ struct API {
         }
         let binding = RoleBinding(accountId: accountId, role: input.role, communityId: input.communityId, organisationId: input.organisationId, gridId: input.gridId, householdId: input.householdId)
         try await store.bindRole(binding, actor: context.principal)
+        services.callers.clear()
         return try JSON.response(binding, status: .created)
     }
 
     @Sendable func revokeRole(_ request: Request, context: AppContext) async throws -> Response {
         let scope = try context.scope(.manageAccounts)
         try await store.revokeRole(try context.parameters.require("id"), scope: scope, actor: context.principal)
+        services.callers.clear()
         return Response(status: .noContent)
     }
 

@@ -26,6 +26,7 @@ public struct AppServices: Sendable {
     public let throttle: LoginThrottle
     public let pages: Pages
     public let openAPIDocument: String
+    let callers = CallerCache()
 
     public init(store: Store, configuration: ServerConfiguration, logger: Logger) throws {
         self.store = store
@@ -63,7 +64,7 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
         MetricsMiddleware()
         ProblemMiddleware(pages: services.pages)
         SecurityHeadersMiddleware()
-        IdentityMiddleware(store: services.store)
+        IdentityMiddleware(store: services.store, callers: services.callers)
     }
     let store = services.store
 

@@ -6,6 +6,7 @@ import LinliCore
 import LinliStorage
 import Logging
 import NIOPosix
+import Synchronization
 
 /// Password hashing with bcrypt, off the event loops (it is deliberately slow).
 public enum Passwords {
@@ -86,6 +87,7 @@ public actor LoginThrottle {
 struct IdentityMiddleware: RouterMiddleware {
     typealias Context = AppContext
     let store: Store
+    let callers: CallerCache
     static let cookieName = "linli_session"
 
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
@@ -93,15 +95,29 @@ struct IdentityMiddleware: RouterMiddleware {
         var request = request
         if let header = request.headers[.authorization] {
             // A bad token is remembered, not thrown: public endpoints still answer, protected ones say why.
-            if header.lowercased().hasPrefix("bearer "), case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces),
-               !token.isEmpty, let account = try await store.account(token: token), account.status == .active {
-                context.caller = try await Self.caller(for: account, store: store)
+            if header.lowercased().hasPrefix("bearer "), case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces), !token.isEmpty {
+                let key = "t:" + Digest.sha256Hex(token)
+                if let cached = callers.get(key) {
+                    context.caller = cached.caller
+                } else if let account = try await store.account(token: token), account.status == .active {
+                    let caller = try await Self.caller(for: account, store: store)
+                    callers.put(key, CallerCache.Entry(caller: caller, session: nil))
+                    context.caller = caller
+                } else {
+                    context.rejectedToken = true
+                }
             } else {
                 context.rejectedToken = true
             }
         } else if let cookie = request.cookies[Self.cookieName]?.value, !cookie.isEmpty {
-            if let session = try await store.session(cookie: cookie), let account = try await store.account(id: session.accountId), account.status == .active {
-                context.caller = try await Self.caller(for: account, store: store)
+            let key = "s:" + Digest.sha256Hex(cookie)
+            var entry = callers.get(key)
+            if entry == nil, let session = try await store.session(cookie: cookie), let account = try await store.account(id: session.accountId), account.status == .active {
+                entry = CallerCache.Entry(caller: try await Self.caller(for: account, store: store), session: session)
+                callers.put(key, entry!)
+            }
+            if let entry, let session = entry.session, session.expiresAt > nowMillis() {
+                context.caller = entry.caller
                 context.session = session
                 // Signing in again from a browser that still holds a session needs no token.
                 let signIn = request.uri.path == "/login" || request.uri.path == "/api/v1/session"
@@ -133,4 +149,41 @@ struct IdentityMiddleware: RouterMiddleware {
         }
         throw Problem(.forbidden, type: "csrf", title: "The form has expired", detail: "Reload the page and try again (missing or wrong CSRF token).")
     }
+}
+
+/// Signed-in callers, remembered for a few seconds so a busy client does not cost three queries per
+/// request. Anything that changes who may do what (sign-out, token revocation, role and password
+/// changes) clears it at once in this process; other processes see the change within `lifetime`.
+final class CallerCache: Sendable {
+    struct Entry: Sendable {
+        var caller: Caller
+        var session: WebSession?
+    }
+
+    private let entries = Mutex<[String: (entry: Entry, until: ContinuousClock.Instant)]>([:])
+    let lifetime: Duration
+
+    init(lifetime: Duration = .seconds(5)) { self.lifetime = lifetime }
+
+    func get(_ key: String) -> Entry? {
+        let now = ContinuousClock.now
+        return entries.withLock { map in
+            guard let hit = map[key] else { return nil }
+            if hit.until < now {
+                map[key] = nil
+                return nil
+            }
+            return hit.entry
+        }
+    }
+
+    func put(_ key: String, _ entry: Entry) {
+        let until = ContinuousClock.now + lifetime
+        entries.withLock { map in
+            if map.count > 10_000 { map.removeAll() }
+            map[key] = (entry, until)
+        }
+    }
+
+    func clear() { entries.withLock { $0.removeAll() } }
 }

@@ -69,6 +69,7 @@ struct WebConsole {
 
     @Sendable func logout(_ request: Request, context: AppContext) async throws -> Response {
         if let cookie = request.cookies[IdentityMiddleware.cookieName]?.value { try await store.endSession(cookie: cookie) }
+        services.callers.clear()
         var response = Response.redirect(to: "/login", type: .found)
         response.setCookie(Authentication.expiredCookie())
         return response
@@ -325,6 +326,7 @@ struct WebConsole {
             return try await accountPage(context, error: "New password " + error.issues[0].reason + ".", status: .unprocessableContent)
         }
         try await store.setPassword(accountId: account.id, hash: try await Passwords.hash(form["new"] ?? ""), actor: context.principal)
+        services.callers.clear()
         // Changing the password ended every session, this one too: sign in again.
         var response = Response.redirect(to: "/login", type: .found)
         response.setCookie(Authentication.expiredCookie())
@@ -344,6 +346,7 @@ struct WebConsole {
     @Sendable func revokeToken(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
         try await store.revokeToken(id: try context.parameters.require("id"), accountId: caller.accountId, actor: context.principal)
+        services.callers.clear()
         return .redirect(to: "/console/account", type: .found)
     }
 
