@@ -166,19 +166,25 @@ extension Store {
             var leaseStart: String?, leaseEnd: String?, movedIn: String, movedOut: String?, isCurrent: Int
         }
         let rows = try await db.raw("""
-            SELECT r.id, r.person_id, p.name AS person_name, r.household_id, \(householdLabel) AS household_label, r.role,
-                   r.lease_start, r.lease_end, r.moved_in, r.moved_out,
-                   CASE WHEN \(currentResidency("r", today)) THEN 1 ELSE 0 END AS is_current
+            SELECT r.id, r.person_id AS "personId", p.name AS "personName", r.household_id AS "householdId", \(householdLabel) AS "householdLabel", r.role,
+                   r.lease_start AS "leaseStart", r.lease_end AS "leaseEnd", r.moved_in AS "movedIn", r.moved_out AS "movedOut",
+                   CASE WHEN \(currentResidency("r", today)) THEN 1 ELSE 0 END AS "isCurrent"
             FROM residencies r JOIN people p ON p.id = r.person_id JOIN households h ON h.id = r.household_id
             JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
             WHERE \(filter) ORDER BY r.moved_in DESC, r.id
-            """).all(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+            """).all(decoding: Row.self)
         return rows.map {
             ResidencyListing(id: $0.id, personId: $0.personId, personName: $0.personName, householdId: $0.householdId,
                              householdLabel: $0.householdLabel, role: $0.role, leaseStart: $0.leaseStart, leaseEnd: $0.leaseEnd,
                              movedIn: $0.movedIn, movedOut: $0.movedOut, current: $0.isCurrent == 1)
         }
     }
+
+    /// People's columns in camelCase, for listings (see `householdSelect`).
+    static let personColumns = """
+        p.id, p.community_id AS "communityId", p.name, p.phone, p.identity_cipher AS "identityCipher", p.identity_index AS "identityIndex",
+        p.identity_masked AS "identityMasked", p.care_tags AS "careTags", p.created_at AS "createdAt"
+        """
 
     public static let peopleSortColumns = ["name": "p.name", "created": "p.created_at"]
 
@@ -205,7 +211,8 @@ extension Store {
         let whereClause = condition
         return try await read { db in
             let total = try await db.count("SELECT COUNT(*) AS n FROM people p WHERE \(whereClause)")
-            let people = try await db.all(Person.self, "SELECT p.* FROM people p WHERE \(whereClause) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
+            let people = try await db.raw("SELECT \(unsafeRaw: Self.personColumns) FROM people p WHERE \(whereClause) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
+                .all(decoding: Person.self)
             let residencies = Dictionary(grouping: try await Self.residencies(db, personIds: people.map(\.id)), by: \.personId)
             let items = people.map { Self.view($0, residencies: residencies[$0.id] ?? [], fullPhone: fullPhone) }
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
@@ -270,8 +277,8 @@ extension Store {
             """
         return try await read { db in
             let total = try await db.count("SELECT COUNT(*) AS n " + from + " WHERE \(whereClause)")
-            let items = try await db.raw("SELECT v.id, v.community_id, v.plate, v.description, v.household_id, \(Self.householdLabel) AS household_label, v.person_id, p.name AS person_name " + from + " WHERE \(whereClause) ORDER BY v.plate LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
-                .all(decoding: VehicleListing.self, keyDecodingStrategy: .convertFromSnakeCase)
+            let items = try await db.raw("SELECT v.id, v.community_id AS \"communityId\", v.plate, v.description, v.household_id AS \"householdId\", \(Self.householdLabel) AS \"householdLabel\", v.person_id AS \"personId\", p.name AS \"personName\" " + from + " WHERE \(whereClause) ORDER BY v.plate LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
+                .all(decoding: VehicleListing.self)
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
         }
     }

@@ -198,7 +198,7 @@ extension Store {
     public func household(_ id: ID, scope: Scope) async throws -> HouseholdListing {
         let found = try await read { db in
             try await db.raw(Self.householdSelect + " WHERE h.id = \(bind: id) AND \(Self.householdScope(scope, alias: "h"))")
-                .first(decoding: HouseholdListing.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .first(decoding: HouseholdListing.self)
         }
         guard let found else { throw StoreError.notFound("household") }
         return found
@@ -208,11 +208,13 @@ extension Store {
         "room": "b.name, u.name, h.room", "floor": "h.floor", "area": "h.area", "occupancy": "h.occupancy", "residents": "residents",
     ]
 
+    /// Columns are named in camelCase here so rows decode without per-key case conversion, which
+    /// dominated the cost of a listing.
     static var householdSelect: SQLQueryString {
         let today = Day.today()
         return """
-            SELECT h.id, h.community_id, h.building_id, b.name AS building_name, h.unit_id, u.name AS unit_name, h.room,
-                   h.floor, h.area, h.occupancy,
+            SELECT h.id, h.community_id AS "communityId", h.building_id AS "buildingId", b.name AS "buildingName", h.unit_id AS "unitId",
+                   u.name AS "unitName", h.room, h.floor, h.area, h.occupancy,
                    (SELECT COUNT(*) FROM residencies r WHERE r.household_id = h.id AND \(currentResidency("r", today))) AS residents
             FROM households h JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
             """
@@ -228,7 +230,7 @@ extension Store {
         return try await read { db in
             let total = try await db.count("SELECT COUNT(*) AS n FROM households h WHERE \(condition)")
             let items = try await db.raw(Self.householdSelect + " WHERE \(condition) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
-                .all(decoding: HouseholdListing.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .all(decoding: HouseholdListing.self)
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
         }
     }
