@@ -70,7 +70,10 @@ struct API {
     func community(_ context: AppContext, _ capability: Capability, name: String = "cid") async throws -> (Community, Scope) {
         let caller = try context.requireCaller()
         let id = try context.parameters.require(name)
-        let community = try await store.community(id, scope: caller.scope(for: .viewCommunity).union(caller.scope(for: capability)), memberships: caller.communityIds)
+        let reach = caller.scope(for: .viewCommunity).union(caller.scope(for: capability))
+        guard reach.everything || reach.communities.contains(id) || caller.communityIds.contains(id),
+              let community = try await services.communities.community(id, store: store)
+        else { throw Problem.notFound("community") }
         let scope = try context.scope(capability)
         return (community, scope)
     }

@@ -7,6 +7,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 /// Prometheus registry behind swift-metrics, bootstrapped once per process.
 public enum Telemetry {
@@ -27,6 +28,7 @@ public struct AppServices: Sendable {
     public let pages: Pages
     public let openAPIDocument: String
     let callers = CallerCache()
+    let communities = CommunityDirectory()
 
     public init(store: Store, configuration: ServerConfiguration, logger: Logger) throws {
         self.store = store
@@ -128,5 +130,22 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
         response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
         response.headers[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         return response
+    }
+}
+
+/// Community rows by id, kept for half a minute: almost every request names its community, and
+/// communities change rarely (and only by name or address, never by id or tenancy).
+final class CommunityDirectory: Sendable {
+    private let entries = Mutex<[ID: (community: Community, until: ContinuousClock.Instant)]>([:])
+
+    func community(_ id: ID, store: Store) async throws -> Community? {
+        let now = ContinuousClock.now
+        if let hit = entries.withLock({ $0[id] }), hit.until > now { return hit.community }
+        guard let found = try? await store.community(id, scope: .everything, memberships: []) else { return nil }
+        entries.withLock { map in
+            if map.count > 10_000 { map.removeAll() }
+            map[id] = (found, now + .seconds(30))
+        }
+        return found
     }
 }

@@ -115,7 +115,8 @@ struct QueryReader {
 enum JSON {
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Keys in declaration order: sorting them cost a fifth of a listing's time.
+        e.outputFormatting = [.withoutEscapingSlashes]
         return e
     }()
 

@@ -210,9 +210,17 @@ extension Store {
         }
         let whereClause = condition
         return try await read { db in
-            let total = try await db.count("SELECT COUNT(*) AS n FROM people p WHERE \(whereClause)")
-            let people = try await db.raw("SELECT \(unsafeRaw: Self.personColumns) FROM people p WHERE \(whereClause) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
-                .all(decoding: Person.self)
+            struct Row: Decodable { var person: Person; var total: Int
+                init(from decoder: any Decoder) throws {
+                    person = try Person(from: decoder)
+                    total = try decoder.container(keyedBy: Key.self).decode(Int.self, forKey: .totalRows)
+                }
+                enum Key: CodingKey { case totalRows }
+            }
+            let rows = try await db.raw("SELECT \(unsafeRaw: Self.personColumns), COUNT(*) OVER () AS \"totalRows\" FROM people p WHERE \(whereClause) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
+                .all(decoding: Row.self)
+            let people = rows.map(\.person)
+            let total = if let first = rows.first { first.total } else { try await db.count("SELECT COUNT(*) AS n FROM people p WHERE \(whereClause)") }
             let residencies = Dictionary(grouping: try await Self.residencies(db, personIds: people.map(\.id)), by: \.personId)
             let items = people.map { Self.view($0, residencies: residencies[$0.id] ?? [], fullPhone: fullPhone) }
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)

@@ -205,7 +205,7 @@ extension Store {
     }
 
     public static let householdSortColumns = [
-        "room": "b.name, u.name, h.room", "floor": "h.floor", "area": "h.area", "occupancy": "h.occupancy", "residents": "residents",
+        "room": "b.name, u.name, h.room", "floor": "h.floor", "area": "h.area", "occupancy": "h.occupancy",
     ]
 
     /// Columns are named in camelCase here so rows decode without per-key case conversion, which
@@ -227,10 +227,34 @@ extension Store {
         if let o = filter.occupancy { whereClause += " AND h.occupancy = \(bind: o.rawValue)" }
         if let q = filter.query, !q.isEmpty { whereClause += " AND LOWER(h.room) LIKE \(bind: SQLQueryString.containsPattern(q)) ESCAPE '\\'" }
         let condition = whereClause
+        let today = Day.today()
         return try await read { db in
-            let total = try await db.count("SELECT COUNT(*) AS n FROM households h WHERE \(condition)")
-            let items = try await db.raw(Self.householdSelect + " WHERE \(condition) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
-                .all(decoding: HouseholdListing.self)
+            // One query for the page and the total (a window count), one for the page's resident counts.
+            struct Row: Decodable {
+                var id: ID, communityId: ID, buildingId: ID, buildingName: String, unitId: ID, unitName: String, room: String
+                var floor: Int, area: Double?, occupancy: Occupancy, totalRows: Int
+            }
+            let rows = try await db.raw("""
+                SELECT h.id, h.community_id AS "communityId", h.building_id AS "buildingId", b.name AS "buildingName", h.unit_id AS "unitId",
+                       u.name AS "unitName", h.room, h.floor, h.area, h.occupancy, COUNT(*) OVER () AS "totalRows"
+                FROM households h JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
+                WHERE \(condition) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)
+                """).all(decoding: Row.self)
+            // An empty page (past the end) still reports the total.
+            let total = if let first = rows.first { first.totalRows } else { try await db.count("SELECT COUNT(*) AS n FROM households h WHERE \(condition)") }
+            var residents: [ID: Int] = [:]
+            if !rows.isEmpty {
+                struct Count: Decodable { var householdId: ID; var n: Int }
+                let counts = try await db.raw("""
+                    SELECT r.household_id AS "householdId", COUNT(*) AS n FROM residencies r
+                    WHERE \(SQLQueryString.isIn("r.household_id", Set(rows.map(\.id)))) AND \(Self.currentResidency("r", today)) GROUP BY r.household_id
+                    """).all(decoding: Count.self)
+                for c in counts { residents[c.householdId] = c.n }
+            }
+            let items = rows.map {
+                HouseholdListing(id: $0.id, communityId: $0.communityId, buildingId: $0.buildingId, buildingName: $0.buildingName, unitId: $0.unitId,
+                                 unitName: $0.unitName, room: $0.room, floor: $0.floor, area: $0.area, occupancy: $0.occupancy, residents: residents[$0.id] ?? 0)
+            }
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
         }
     }
