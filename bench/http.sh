@@ -123,13 +123,19 @@ paths=(
     "/healthz"
     "/api/v1/communities/$community_id/households?limit=50"
     "/api/v1/communities/$community_id/people?q=$query&limit=20"
+    "/api/v1/communities/$community_id/households?limit=50"
+    "/api/v1/communities/$community_id/people?q=$query&limit=20"
 )
 # Shown in the table with the id elided and the query readable.
 labels=(
     "/healthz"
     "/api/v1/communities/{id}/households?limit=50"
     "/api/v1/communities/{id}/people?q=王&limit=20"
+    "/api/v1/communities/{id}/households?limit=50 (no-cache)"
+    "/api/v1/communities/{id}/people?q=王&limit=20 (no-cache)"
 )
+# The last two bypass Linli's response cache (Cache-Control: no-cache): every request reads the database.
+cache_headers=("" "" "" "Cache-Control: no-cache" "Cache-Control: no-cache")
 
 # Every endpoint must answer 200 before it is worth timing: a fast 401 is no result.
 for path in "${paths[@]}"; do
@@ -142,11 +148,13 @@ done
 echo "== wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per endpoint (warm-up $WARMUP)"
 for i in "${!paths[@]}"; do
     url="$base${paths[$i]}"
+    headers=(-H "$auth")
+    if [ -n "${cache_headers[$i]}" ]; then headers+=(-H "${cache_headers[$i]}"); fi
     if [ "$WARMUP" != 0 ]; then
-        wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -H "$auth" "$url" >/dev/null
+        wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" "${headers[@]}" "$url" >/dev/null
     fi
     echo "-- ${labels[$i]}"
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency -H "$auth" "$url" | tee "$work/wrk-$i.txt"
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "${headers[@]}" "$url" | tee "$work/wrk-$i.txt"
 done
 
 kill -0 "$server_pid" 2>/dev/null || die "linli serve died during the benchmark"

@@ -29,6 +29,7 @@ public struct AppServices: Sendable {
     public let openAPIDocument: String
     let callers = CallerCache()
     let communities = CommunityDirectory()
+    let responses = ResponseCache()
 
     public init(store: Store, configuration: ServerConfiguration, logger: Logger) throws {
         self.store = store
@@ -67,6 +68,7 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
         ProblemMiddleware(pages: services.pages)
         SecurityHeadersMiddleware()
         IdentityMiddleware(store: services.store, callers: services.callers)
+        ResponseCacheMiddleware(cache: services.responses, changes: services.store.changes)
     }
     let store = services.store
 

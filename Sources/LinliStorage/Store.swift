@@ -2,6 +2,7 @@ import Foundation
 import LinliCore
 import Logging
 import PostgresNIO
+import Synchronization
 import SQLKit
 
 /// The repositories of Linli over one database. Every write runs in a transaction that also appends
@@ -10,6 +11,8 @@ public struct Store: Sendable {
     public let database: any Database
     public let cipher: FieldCipher
     public let signal: EventSignal
+    /// Counts committed writes in this process; cached reads are valid only for the count they saw.
+    public let changes = ChangeCounter()
 
     public init(database: any Database, cipher: FieldCipher, signal: EventSignal = EventSignal()) {
         self.database = database
@@ -22,9 +25,16 @@ public struct Store: Sendable {
     }
 
     public func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        let result = try await database.write(body)
-        await signal.notify()
-        return result
+        do {
+            let result = try await database.write(body)
+            changes.bump()
+            await signal.notify()
+            return result
+        } catch {
+            // A failed write may still have changed nothing, or (on a lost connection) something: assume it did.
+            changes.bump()
+            throw error
+        }
     }
 }
 
@@ -40,4 +50,12 @@ extension Error {
         if let psql = self as? PSQLError { return psql.serverInfo?[.sqlState] == "23505" }
         return String(reflecting: self).contains("UNIQUE constraint failed")
     }
+}
+
+/// A monotonically increasing count of writes.
+public final class ChangeCounter: Sendable {
+    private let value = Atomic<UInt64>(0)
+    public init() {}
+    public var current: UInt64 { value.load(ordering: .acquiring) }
+    public func bump() { value.add(1, ordering: .releasing) }
 }

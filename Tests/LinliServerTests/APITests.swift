@@ -238,4 +238,26 @@ struct APITests {
             #expect(!listed.contains { $0["username"] as? String == "other-manager" })
         }
     }
+
+    @Test func repeatedReadsAreCachedPerCallerAndNeverStaleAfterAWrite() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let uri = "/api/v1/communities/\(c)/buildings"
+            func names(_ who: String, _ extra: HTTPFields = [:]) async throws -> [String] {
+                try await client.execute(uri: uri, method: .get, headers: fixture.bearer(who).merging(extra)) { r in
+                    (try r.json()["items"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+                }
+            }
+            let first = try await names("staff")
+            #expect(try await names("staff") == first)
+            #expect(try await names("resident").count == 1, "another caller gets their own answer, not the cached one")
+            let created = try await client.execute(uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("staff")), body: jsonBody(["name": "缓存楼", "floors": 2])) { $0.status }
+            #expect(created == .created)
+            #expect(try await names("staff").contains("缓存楼"), "a write in this process invalidates every cached answer")
+            #expect(try await names("staff", [.cacheControl: "no-cache"]).contains("缓存楼"))
+            // Direct database changes (another node) show after the entry's lifetime at most.
+            try await fixture.store.database.write { db in try await db.raw("UPDATE buildings SET name = '改名楼' WHERE name = '缓存楼'").run() }
+            #expect(try await names("staff", [.cacheControl: "no-cache"]).contains("改名楼"))
+        }
+    }
 }
