@@ -188,3 +188,32 @@ struct StorageTests {
         }
     }
 }
+
+@Suite("Event subscriptions")
+struct EventSubscriptionTests {
+    @Test(arguments: TestEngine.available)
+    func durableConsumersResumeAfterTheirCheckpoint(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            _ = try await Place.make(store)   // five events
+            var seen: [DomainEvent] = []
+            for try await event in store.events(from: .checkpoint(consumer: "rules")) {
+                seen.append(event)
+                if seen.count == 3 { break }
+            }
+            #expect(seen.map(\.type) == ["community.created", "building.created", "unit.created"])
+            try await store.acknowledge(consumer: "rules", through: seen[1].seq)
+            // A new subscription (as after a restart) starts right after the acknowledged event.
+            var iterator = store.events(from: .checkpoint(consumer: "rules")).makeAsyncIterator()
+            #expect(try await iterator.next()?.seq == seen[2].seq)
+            // And it waits for, then delivers, events committed later.
+            _ = try await iterator.next()
+            _ = try await iterator.next()
+            async let later = iterator.next()
+            try await Task.sleep(for: .milliseconds(50))
+            let building = Building(communityId: seen[0].communityId!, name: "后来楼", floors: 2)
+            try await store.createBuilding(building, actor: tester)
+            let next = try await later
+            #expect(next?.subjectId == building.id)
+        }
+    }
+}
