@@ -260,4 +260,62 @@ struct APITests {
             #expect(try await names("staff", [.cacheControl: "no-cache"]).contains("改名楼"))
         }
     }
+
+    /// Every remaining endpoint once, as a property office would set up a new building.
+    @Test func aTourOfTheRemainingEndpoints() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let manager = HTTPFields.json.merging(fixture.bearer("manager"))
+            func call(_ uri: String, _ method: HTTPRequest.Method = .get, _ body: [String: Any]? = nil, expect: HTTPResponse.Status = .ok) async throws -> [String: Any] {
+                try await client.execute(uri: uri, method: method, headers: manager, body: body.map(jsonBody)) { r in
+                    #expect(r.status == expect, "\(method) \(uri): \(r.status) \(r.text)")
+                    return (try? r.json()) ?? [:]
+                }
+            }
+            #expect(try await call("/api/v1/communities/\(c)")["name"] as? String == "幸福里小区")
+            let building = try await call("/api/v1/communities/\(c)/buildings", .post, ["name": "10号楼", "floors": 6], expect: .created)
+            let b = try #require(building["id"] as? String)
+            #expect(try await call("/api/v1/buildings/\(b)")["floors"] as? Int == 6)
+            let unit = try await call("/api/v1/buildings/\(b)/units", .post, ["name": "1单元"], expect: .created)
+            let u = try #require(unit["id"] as? String)
+            _ = try await call("/api/v1/buildings/\(b)/units", .post, ["name": "1单元"], expect: .conflict)
+            #expect((try await call("/api/v1/buildings/\(b)/units")["items"] as? [Any])?.count == 1)
+            let household = try await call("/api/v1/communities/\(c)/households", .post, ["unitId": u, "room": "101", "floor": 1, "area": 75.5, "occupancy": "vacant"], expect: .created)
+            let h = try #require(household["id"] as? String)
+            #expect(household["buildingName"] as? String == "10号楼")
+            _ = try await call("/api/v1/communities/\(c)/households", .post, ["unitId": "nope", "room": "102", "floor": 1, "occupancy": "vacant"], expect: .unprocessableContent)
+            let patched = try await call("/api/v1/households/\(h)", .patch, ["occupancy": "owner_occupied", "area": 80])
+            #expect(patched["occupancy"] as? String == "owner_occupied" && patched["area"] as? Double == 80)
+            let filtered = try await call("/api/v1/communities/\(c)/households?buildingId=\(b)&occupancy=owner_occupied&sort=-area")
+            #expect(filtered["total"] as? Int == 1)
+            let person = try await call("/api/v1/communities/\(c)/people", .post, ["name": "郑新", "phone": "13711112222", "careTags": ["elderly_alone"]], expect: .created)
+            let p = try #require(person["id"] as? String)
+            let changed = try await call("/api/v1/people/\(p)", .patch, ["phone": "13711113333", "careTags": ["elderly_alone", "disabled"]])
+            #expect(changed["phone"] as? String == "13711113333" && (changed["careTags"] as? [String])?.count == 2)
+            _ = try await call("/api/v1/residencies", .post, ["personId": p, "householdId": h, "role": "owner"], expect: .created)
+            let tagged = try await call("/api/v1/communities/\(c)/people?careTag=disabled&current=true&householdId=\(h)")
+            #expect(tagged["total"] as? Int == 1)
+            let vehicle = try await call("/api/v1/communities/\(c)/vehicles", .post, ["plate": "浙A 12345", "householdId": h, "personId": p, "description": "白色轿车"], expect: .created)
+            #expect(vehicle["plate"] as? String == "浙A12345")
+            _ = try await call("/api/v1/communities/\(c)/vehicles", .post, ["plate": "浙A12345"], expect: .conflict)
+            let byPlate = try await call("/api/v1/communities/\(c)/people?q=a12345")
+            #expect((byPlate["items"] as? [[String: Any]])?.first?["id"] as? String == p, "residents are found by their plate")
+            #expect(try await call("/api/v1/communities/\(c)/vehicles?q=12345")["total"] as? Int == 1)
+            let organisations = try await call("/api/v1/communities/\(c)/organisations")["items"] as? [[String: Any]] ?? []
+            let o = try #require(organisations.first?["id"] as? String)
+            _ = try await call("/api/v1/organisations/\(o)/staff", .post, ["name": "冯工", "title": "电工", "phone": "13900008888"], expect: .created)
+            #expect((try await call("/api/v1/organisations/\(o)/staff")["items"] as? [[String: Any]])?.contains { $0["name"] as? String == "冯工" } == true)
+            _ = try await call("/api/v1/communities/\(c)/grids", .post, ["name": "第二网格", "buildingIds": [b]], expect: .created)
+            _ = try await call("/api/v1/communities/\(c)/grids", .post, ["name": "坏网格", "buildingIds": ["nope"]], expect: .unprocessableContent)
+            let grids = try await call("/api/v1/communities/\(c)/grids")["items"] as? [[String: Any]] ?? []
+            #expect(grids.count == 2 && grids.contains { ($0["buildings"] as? [[String: Any]])?.first?["id"] as? String == b })
+            let account = try await call("/api/v1/accounts", .post, ["username": "temp-guard", "displayName": "临时门岗", "password": "temporary-password"], expect: .created)
+            let a = try #require(account["id"] as? String)
+            let binding = try await call("/api/v1/accounts/\(a)/roles", .post, ["role": "guard", "communityId": c], expect: .created)
+            let bindingId = try #require(binding["id"] as? String)
+            _ = try await call("/api/v1/role-bindings/\(bindingId)", .delete, expect: .noContent)
+            _ = try await call("/api/v1/role-bindings/\(bindingId)", .delete, expect: .notFound)
+            #expect(try await call("/api/v1/tokens")["total"] as? Int == 1)
+        }
+    }
 }
