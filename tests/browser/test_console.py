@@ -308,8 +308,18 @@ def click_and_load(driver: WebDriver, target: WebElement, expect_css: str) -> We
     """Clicks a link or submit button and waits for the next page to show `expect_css`."""
     old_page = driver.find_element(By.TAG_NAME, "html")
     target.click()
+
+    def old_page_gone(_: WebDriver) -> bool:
+        # While the page is being replaced, chromedriver may answer a look at the old element with
+        # a stale-element error or an "unhandled inspector error": both mean it is going away.
+        try:
+            old_page.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+
     try:
-        wait(driver).until(EC.staleness_of(old_page))
+        wait(driver).until(old_page_gone)
     except TimeoutException:
         raise AssertionError(f"clicking {target.tag_name} on {driver.current_url} loaded no new page") from None
     return element(driver, expect_css)
