@@ -183,6 +183,9 @@ struct API {
         try v.check()
         if let cid = input.communityId {
             try requireCovers(scope, cid, .manageAccounts)
+            if try await services.communities.community(cid, store: store) == nil {
+                throw Problem.invalid([FieldIssue("communityId", "is not a community")])
+            }
             // The bound place must be in the same community, or the binding would reach elsewhere.
             let all = Scope.everything
             if let g = input.gridId, try await store.grids(communityId: cid, scope: all).contains(where: { $0.id == g }) == false {
@@ -570,6 +573,9 @@ struct API {
         let title = v.text(input.title, "title", max: 100, required: false)
         v.phone(input.phone, "phone")
         try v.check()
+        if let accountId = input.accountId, try await store.account(id: accountId) == nil {
+            throw Problem.invalid([FieldIssue("accountId", "is not an account")])
+        }
         let member = StaffMember(communityId: organisation.communityId, organisationId: organisation.id, name: name!, title: title ?? "", phone: input.phone ?? "", accountId: input.accountId)
         try await store.addStaff(member, actor: context.principal)
         return try JSON.response(member, status: .created)
@@ -594,6 +600,9 @@ struct API {
         let name = v.text(input.name, "name", max: 100)
         if input.buildingIds.count > 500 { v.add("buildingIds", "must list at most 500 buildings") }
         try v.check()
+        if let worker = input.workerAccountId, try await store.account(id: worker) == nil {
+            throw Problem.invalid([FieldIssue("workerAccountId", "is not an account")])
+        }
         let grid = Grid(communityId: community.id, name: name!, workerAccountId: input.workerAccountId)
         do { try await store.createGrid(grid, buildingIds: input.buildingIds, actor: context.principal) } catch let StoreError.conflict(field, reason) {
             throw Problem.invalid([FieldIssue(field, reason)])
