@@ -103,8 +103,12 @@ struct Serve: AsyncParsableCommand {
         let logger = makeLogger(configuration.logLevel)
         Telemetry.bootstrap()  // before the database opens, so its pool gauges are exported
         let store = try await storage.open(configuration, logger: logger)
-        if demo, let credentials = try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate) {
-            printCredentials(credentials)
+        if demo {
+            if let credentials = try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate) {
+                printCredentials(credentials)
+            } else {
+                say("The data folder already holds a community, so no demo was seeded. Demo passwords are shown only when they are made; set a new one with `linli user password --username manager`.")
+            }
         }
         let services = try AppServices(store: store, configuration: configuration, logger: logger)
         let app = buildApplication(services, logger: logger)
