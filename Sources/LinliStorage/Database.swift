@@ -2,6 +2,7 @@ import Foundation
 import LinliCore
 import Logging
 import Metrics
+import Synchronization
 import NIOCore
 import NIOPosix
 import PostgresKit
@@ -154,11 +155,25 @@ public final class PostgresStore: Database {
         runner = Task { await client.run() }
     }
 
+    /// Connections leased from PostgresClient's pool right now, for /metrics.
+    private let leased = Atomic<Int>(0)
+    private let inUse = Gauge(label: "linli_db_connections", dimensions: [("pool", "postgres"), ("state", "in_use")])
+
+    private func leasing<T>(_ body: () async throws -> T) async throws -> T {
+        inUse.record(leased.add(1, ordering: .relaxed).newValue)
+        defer { inUse.record(leased.subtract(1, ordering: .relaxed).newValue) }
+        return try await body()
+    }
+
     public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await client.withConnection { conn in try await body(conn.sql(queryLogLevel: .trace)) }
+        try await leasing { try await client.withConnection { conn in try await body(conn.sql(queryLogLevel: .trace)) } }
     }
 
     public func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await leasing { try await transaction(body) }
+    }
+
+    private func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await client.withConnection { conn in
             let db = conn.sql(queryLogLevel: .trace)
             try await db.raw("BEGIN").run()
