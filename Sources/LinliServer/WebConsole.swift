@@ -32,6 +32,7 @@ struct WebConsole {
         router.get("/console/c/:cid/import", use: importPage)
         router.post("/console/c/:cid/import", use: importUpload)
         router.get("/console/c/:cid/access", use: access)
+        router.post("/console/c/:cid/access/accounts", use: createAccount)
         router.get("/console/audit", use: audit)
         router.get("/console/account", use: account)
         router.post("/console/account/password", use: changePassword)
@@ -260,20 +261,70 @@ struct WebConsole {
     // MARK: access, audit, account
 
     @Sendable func access(_ request: Request, context: AppContext) async throws -> Response {
+        try await accessPage(context)
+    }
+
+    func accessPage(_ context: AppContext, message: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
         let (community, _) = try await self.community(context)
         let caller = try context.requireCaller()
         struct Line { var capability: String; var cells: [Bool] }
         let roles = Role.allCases
         let matrix = Capability.allCases.map { c in Line(capability: c.rawValue, cells: roles.map { $0.capabilities.contains(c) }) }
-        var accounts: [AccountView] = []
+        var values: [String: Any] = ["frame": Frame(title: "Access", context: context, community: community), "roles": roles.map(\.rawValue), "matrix": matrix]
         let manage = caller.scope(for: .manageAccounts)
         if manage.coversCommunity(community.id) {
             var only = Scope()
             only.communities = [community.id]
-            accounts = try await store.accounts(scope: only)
+            values["accounts"] = try await store.accounts(scope: only)
+            values["canManage"] = true
+            values["grantable"] = roles.filter { $0 != .platformAdmin }.map(\.rawValue)
+            values["grids"] = try await store.grids(communityId: community.id, scope: only)
+            values["organisations"] = try await store.organisations(communityId: community.id, scope: only)
+            values["message"] = message
+            values["error"] = error
         }
-        return try pages.render("access", ["frame": Frame(title: "Access", context: context, community: community), "roles": roles.map(\.rawValue),
-                                           "matrix": matrix, "accounts": accounts] as [String: Any])
+        return try pages.render("access", values, status: status)
+    }
+
+    /// A community administrator creates an account and binds its role in one step, through the
+    /// same checks as the API.
+    @Sendable func createAccount(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, _) = try await self.community(context, .manageAccounts)
+        let scope = try context.scope(.manageAccounts)
+        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.manageAccounts) }
+        let form = try await request.formFields(context: context)
+        func blank(_ key: String) -> String? { form[key].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 } }
+        var v = Validator()
+        let username = v.text(form["username"], "username", max: 64)?.lowercased()
+        if let username, !username.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-@".contains($0)) }) {
+            v.add("username", "may hold only letters, digits and . _ - @")
+        }
+        let displayName = v.text(form["displayName"], "displayName", max: 100)
+        do { try Passwords.validate(form["password"] ?? "") } catch { v.add("password", error.issues[0].reason) }
+        let role = Role(rawValue: form["role"] ?? "")
+        if role == nil || role == .platformAdmin { v.add("role", "must be a community role") }
+        if role == .gridWorker, blank("gridId") == nil { v.add("gridId", "is required for a grid worker") }
+        if role == .departmentAgent, blank("organisationId") == nil { v.add("organisationId", "is required for a department agent") }
+        if role == .resident, blank("householdId") == nil { v.add("householdId", "is required for a resident") }
+        var only = Scope()
+        only.communities = [community.id]
+        if let g = blank("gridId"), try await !store.grids(communityId: community.id, scope: only).contains(where: { $0.id == g }) { v.add("gridId", "is not a grid of this community") }
+        if let o = blank("organisationId"), (try? await store.organisation(o, scope: only)) == nil { v.add("organisationId", "is not an organisation of this community") }
+        if let h = blank("householdId"), (try? await store.household(h, scope: only)) == nil { v.add("householdId", "is not a household of this community") }
+        if !v.issues.isEmpty {
+            return try await accessPage(context, error: v.issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "), status: .unprocessableContent)
+        }
+        let account = Account(username: username!, displayName: displayName!, passwordHash: try await Passwords.hash(form["password"] ?? ""))
+        do {
+            try await store.createAccount(account, actor: context.principal)
+        } catch StoreError.conflict(let field, let reason) {
+            return try await accessPage(context, error: "\(field) \(reason)", status: .conflict)
+        }
+        try await store.bindRole(RoleBinding(accountId: account.id, role: role!, communityId: community.id, organisationId: blank("organisationId"),
+                                             gridId: blank("gridId"), householdId: blank("householdId")), actor: context.principal)
+        services.callers.clear()
+        return try await accessPage(context, message: "Created \(account.username) as \(role!.rawValue).")
     }
 
     @Sendable func audit(_ request: Request, context: AppContext) async throws -> Response {

@@ -120,6 +120,35 @@ struct WebTests {
         }
     }
 
+    @Test func administratorsCreateAccountsWithRolesFromTheAccessPage() async throws {
+        try await withApp { client, fixture in
+            let session = try await Self.signIn(client, "manager")
+            let c = fixture.community.id
+            let page = try await client.execute(uri: "/console/c/\(c)/access", method: .get, headers: [.cookie: session.cookie]) { $0.text }
+            #expect(page.contains("id=\"capabilities\"") && page.contains("id=\"new-account\""))
+            func post(_ form: String) async throws -> (HTTPResponse.Status, String) {
+                try await client.execute(uri: "/console/c/\(c)/access/accounts", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
+                                         body: ByteBuffer(string: form + "&_csrf=\(session.csrf)")) { ($0.status, $0.text) }
+            }
+            let bad = try await post("username=x&displayName=X&password=longenough1&role=grid_worker&gridId=")
+            #expect(bad.0 == .unprocessableContent && bad.1.contains("gridId is required"))
+            let good = try await post("username=door2&displayName=%E9%97%A8%E5%B2%97&password=longenough1&role=guard")
+            #expect(good.0 == .ok && good.1.contains("Created door2 as guard"))
+            let again = try await post("username=door2&displayName=X&password=longenough1&role=guard")
+            #expect(again.0 == .conflict)
+            // The new guard can sign in and reads the community, masked.
+            let status = try await client.execute(uri: "/api/v1/session", method: .post, headers: .json, body: jsonBody(["username": "door2", "password": "longenough1"])) { $0.status }
+            #expect(status == .ok)
+            // Staff see the matrix but not the account form.
+            let staff = try await Self.signIn(client, "staff")
+            let staffPage = try await client.execute(uri: "/console/c/\(c)/access", method: .get, headers: [.cookie: staff.cookie]) { $0.text }
+            #expect(staffPage.contains("id=\"capabilities\"") && !staffPage.contains("id=\"new-account\""))
+            let forbidden = try await client.execute(uri: "/console/c/\(c)/access/accounts", method: .post, headers: [.cookie: staff.cookie, .contentType: "application/x-www-form-urlencoded"],
+                                                     body: ByteBuffer(string: "username=y&displayName=Y&password=longenough1&role=guard&_csrf=\(staff.csrf)")) { $0.status }
+            #expect(forbidden == .forbidden)
+        }
+    }
+
     @Test func safeRedirectsOnly() {
         #expect(WebConsole.safeNext("/console/c/1") == "/console/c/1")
         #expect(WebConsole.safeNext("//evil.example") == "")
