@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
         .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
@@ -42,6 +43,13 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // MQTT 3.1.1: packets, their codec and topic rules. Knows nothing of Linli's business.
+        .target(
+            name: "LinliMQTT",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // The HTTP application: API, web console, resident portal, identity and access.
         .target(
             name: "LinliServer",
@@ -65,6 +73,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
+        .testTarget(
+            name: "LinliMQTTTests",
+            dependencies: [
+                "LinliMQTT",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "LinliStorageTests", dependencies: ["LinliStorage"]),
         .testTarget(
             name: "LinliServerTests",
