@@ -48,6 +48,8 @@ let package = Package(
             name: "LinliMQTT",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The HTTP application: API, web console, resident portal, identity and access.
@@ -78,6 +80,7 @@ let package = Package(
             dependencies: [
                 "LinliMQTT",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),

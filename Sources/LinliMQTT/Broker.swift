@@ -1,0 +1,130 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+public struct MQTTBrokerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var limits: MQTTLimits
+    public var maxConnections: Int
+    /// A client must send CONNECT within this time of opening the socket.
+    public var connectTimeout: TimeAmount
+    /// Outgoing QoS 1/2 messages per client awaiting acknowledgement; incoming QoS 2 awaiting PUBREL.
+    public var inflightWindow: Int
+    /// Messages kept per session beyond the window, and for persistent sessions while offline.
+    public var queueLimit: Int
+    /// PUBLISH packets per second a client may send (a burst of as many is allowed).
+    public var maxPublishesPerSecond: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 1883, limits: MQTTLimits = MQTTLimits(), maxConnections: Int = 50_000,
+                connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000, maxPublishesPerSecond: Int = 1_000) {
+        self.host = host; self.port = port; self.limits = limits; self.maxConnections = maxConnections; self.connectTimeout = connectTimeout
+        self.inflightWindow = inflightWindow; self.queueLimit = queueLimit; self.maxPublishesPerSecond = maxPublishesPerSecond
+    }
+}
+
+/// An embedded MQTT 3.1.1 broker on SwiftNIO: QoS 0, 1 and 2, retained messages, wills, clean and
+/// persistent sessions with a bounded queue, keep-alive, wildcards, session takeover. Each connection
+/// runs in its own child task; one bad client never stops the server.
+public final class MQTTBroker: Sendable {
+    public let configuration: MQTTBrokerConfiguration
+    let authenticator: any MQTTAuthenticator
+    let state: BrokerState
+    let logger: Logger
+    /// Called after a QoS 1 or 2 PUBLISH is accepted and before it is acknowledged: the place where
+    /// a message is made durable. The acknowledgement waits for it.
+    let onPublish: @Sendable (_ clientId: String, _ message: Publish) async throws -> Void
+
+    public init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
+                onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in }) {
+        self.configuration = configuration
+        self.authenticator = authenticator
+        self.logger = logger
+        self.onPublish = onPublish
+        state = BrokerState(configuration: configuration, logger: logger)
+    }
+
+    public var connectionCount: Int { get async { await state.connectionCount } }
+
+    /// Publishes from inside Linli (a command to a device, for instance), as if a client had.
+    public func publish(_ message: Publish) async {
+        await state.route(message)
+    }
+
+    /// Listens until the task is cancelled. `onListening` gets the bound port (useful with port 0).
+    public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+        let limits = configuration.limits
+        let connectTimeout = configuration.connectTimeout
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: configuration.host, port: configuration.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ReadDeadlineHandler(timeout: connectTimeout), name: ReadDeadlineHandler.name)
+                    try sync.addHandler(ByteToMessageHandler(MQTTDecoder(limits: limits)))
+                    try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
+                    return try NIOAsyncChannel<MQTTPacket, MQTTPacket>(wrappingChannelSynchronously: channel)
+                }
+            }
+        onListening(server.channel.localAddress?.port ?? configuration.port)
+        logger.info("MQTT broker listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? configuration.port)"])
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    group.addTask {
+                        await ClientConnection(broker: self, channel: connection).run()
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Closes a connection that stays silent too long: first until CONNECT arrives, then for 1.5 times
+/// the client's keep-alive (MQTT-3.1.2-24). Sits before the decoder, so any byte counts as life.
+final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    static let name = "linli-read-deadline"
+
+    private var timeout: TimeAmount?
+    private var scheduled: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(timeout: TimeAmount?) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { arm(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        scheduled?.cancel()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        arm(context)
+        context.fireChannelRead(data)
+    }
+
+    /// Sets a new deadline; nil means none (keep-alive 0).
+    func setTimeout(_ timeout: TimeAmount?) {
+        self.timeout = timeout
+        if let context { arm(context) }
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        scheduled?.cancel()
+        guard let timeout else { return }
+        let channel = context.channel
+        scheduled = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+}

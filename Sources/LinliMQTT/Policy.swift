@@ -1,0 +1,53 @@
+/// Who may connect, and what a connected client may do. The broker asks; Linli's device and
+/// integration logic answers. Deny is the default of every implementation.
+public protocol MQTTAuthenticator: Sendable {
+    /// Decides on a CONNECT. `remote` is the peer's address, for logs and throttling.
+    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication
+}
+
+public enum MQTTAuthentication: Sendable {
+    case accepted(any MQTTClientPolicy)
+    case refused(ConnectReturnCode)
+}
+
+public protocol MQTTClientPolicy: Sendable {
+    func mayPublish(to topic: String) -> Bool
+    func maySubscribe(to filter: String) -> Bool
+}
+
+/// A policy from topic filter patterns: a client may publish to a topic that matches one of
+/// `publish`, and subscribe with a filter that one of `subscribe` covers.
+public struct TopicPolicy: MQTTClientPolicy {
+    public var publish: [String]
+    public var subscribe: [String]
+    public init(publish: [String], subscribe: [String]) {
+        self.publish = publish
+        self.subscribe = subscribe
+    }
+
+    public func mayPublish(to topic: String) -> Bool {
+        publish.contains { Topic.matches(filter: $0, name: topic) }
+    }
+
+    /// A requested filter is allowed when every topic it can match is allowed: it equals an allowed
+    /// pattern, or is a narrower one (its wildcards stand where the pattern has wildcards too).
+    public func maySubscribe(to filter: String) -> Bool {
+        subscribe.contains { Topic.covers(pattern: $0, filter: filter) }
+    }
+}
+
+extension Topic {
+    /// Whether every topic `filter` matches is also matched by `pattern`.
+    public static func covers(pattern: String, filter: String) -> Bool {
+        let p = pattern.split(separator: "/", omittingEmptySubsequences: false)
+        let f = filter.split(separator: "/", omittingEmptySubsequences: false)
+        for (i, level) in p.enumerated() {
+            if level == "#" { return true }
+            guard i < f.count else { return false }
+            if f[i] == "#" { return false }
+            if level == "+" { continue }
+            if f[i] != level { return false }
+        }
+        return p.count == f.count
+    }
+}

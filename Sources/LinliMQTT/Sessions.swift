@@ -1,0 +1,256 @@
+import Logging
+import NIOCore
+
+/// Where a live connection's outgoing packets go: the connection's writer drains it.
+final class Outbox: Sendable {
+    let continuation: AsyncStream<MQTTPacket>.Continuation
+    let stream: AsyncStream<MQTTPacket>
+    /// Closes the client's socket (session takeover, protocol errors raised elsewhere).
+    let close: @Sendable () -> Void
+
+    init(close: @escaping @Sendable () -> Void) {
+        (stream, continuation) = AsyncStream.makeStream(of: MQTTPacket.self)
+        self.close = close
+    }
+
+    func send(_ packet: MQTTPacket) { continuation.yield(packet) }
+}
+
+/// What the broker remembers of a client: its subscriptions and, for a persistent session, the
+/// messages it has not yet acknowledged or not yet been sent.
+struct Session {
+    var clientId: String
+    var persistent: Bool
+    var subscriptions: [String: QoS] = [:]
+    var outbox: Outbox?
+    var connectionId: UInt64 = 0
+    var nextPacketId: UInt16 = 0
+    /// Sent at QoS 1 or 2 and not yet acknowledged (PUBACK, or PUBCOMP for QoS 2).
+    var inflight: [UInt16: Publish] = [:]
+    /// QoS 2 messages whose PUBREC came back; PUBREL sent, PUBCOMP awaited.
+    var released: Set<UInt16> = []
+    /// Waiting for room in the in-flight window, or for the client to come back.
+    var queued: [Publish] = []
+    /// QoS 2 packet ids received and routed, waiting for their PUBREL (MQTT-4.3.3-2).
+    var receivedQoS2: Set<UInt16> = []
+    var dropped = 0
+
+    mutating func takePacketId() -> UInt16 {
+        repeat {
+            nextPacketId = nextPacketId == UInt16.max ? 1 : nextPacketId + 1
+        } while inflight[nextPacketId] != nil || released.contains(nextPacketId)
+        return nextPacketId
+    }
+}
+
+/// The broker's shared state: sessions, subscriptions and retained messages, behind one actor so
+/// routing needs no locks. Connections talk to it; it talks back through their outboxes.
+actor BrokerState {
+    private var sessions: [String: Session] = [:]
+    private var retained: [String: Publish] = [:]
+    private var nextConnectionId: UInt64 = 0
+    private var connected = 0
+    let configuration: MQTTBrokerConfiguration
+    let logger: Logger
+
+    init(configuration: MQTTBrokerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    var connectionCount: Int { connected }
+    var retainedCount: Int { retained.count }
+
+    /// Attaches a connection to its session, taking it over from an older connection with the
+    /// same client id. Returns the connection's id and whether a session was already present.
+    func attach(clientId: String, clean: Bool, outbox: Outbox) -> (connectionId: UInt64, sessionPresent: Bool)? {
+        if sessions[clientId]?.outbox == nil, connected >= configuration.maxConnections { return nil }
+        nextConnectionId += 1
+        var sessionPresent = false
+        if var existing = sessions[clientId] {
+            if let old = existing.outbox {
+                logger.info("session taken over", metadata: ["client": "\(clientId)"])
+                old.continuation.finish()
+                old.close()
+                connected -= 1
+            }
+            if clean {
+                sessions[clientId] = nil
+            } else if existing.persistent {
+                sessionPresent = true
+                existing.outbox = outbox
+                existing.connectionId = nextConnectionId
+                sessions[clientId] = existing
+            }
+        }
+        if sessions[clientId] == nil || !sessionPresent {
+            var session = Session(clientId: clientId, persistent: !clean)
+            session.outbox = outbox
+            session.connectionId = nextConnectionId
+            sessions[clientId] = session
+        }
+        connected += 1
+        if sessionPresent { resend(clientId) }
+        return (nextConnectionId, sessionPresent)
+    }
+
+    /// The connection ended. A clean session is forgotten; a persistent one keeps its state.
+    func detach(clientId: String, connectionId: UInt64) {
+        guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else { return }
+        session.outbox?.continuation.finish()
+        session.outbox = nil
+        connected -= 1
+        if session.persistent {
+            sessions[clientId] = session
+        } else {
+            sessions[clientId] = nil
+        }
+    }
+
+    /// Subscribes and returns the granted QoS per filter; then sends the retained messages that match.
+    func subscribe(clientId: String, _ subscriptions: [(Subscription, allowed: Bool)]) -> [UInt8] {
+        guard var session = sessions[clientId] else { return subscriptions.map { _ in MQTTPacket.subackFailure } }
+        var codes: [UInt8] = []
+        for (s, allowed) in subscriptions {
+            if allowed {
+                session.subscriptions[s.filter] = s.qos
+                codes.append(s.qos.rawValue)
+            } else {
+                codes.append(MQTTPacket.subackFailure)
+            }
+        }
+        sessions[clientId] = session
+        return codes
+    }
+
+    func retainedMessages(for filters: [Subscription]) -> [(Publish, QoS)] {
+        var result: [(Publish, QoS)] = []
+        for (topic, message) in retained.sorted(by: { $0.key < $1.key }) {
+            let granted = filters.filter { Topic.matches(filter: $0.filter, name: topic) }.map(\.qos).max()
+            if let granted { result.append((message, min(granted, message.qos))) }
+        }
+        return result
+    }
+
+    func deliverRetained(clientId: String, _ subscriptions: [Subscription]) {
+        for (message, qos) in retainedMessages(for: subscriptions) {
+            var copy = message
+            copy.retain = true
+            deliver(copy, qos: qos, to: clientId)
+        }
+    }
+
+    func unsubscribe(clientId: String, _ filters: [String]) {
+        for filter in filters { sessions[clientId]?.subscriptions[filter] = nil }
+    }
+
+    /// Routes a message to every session with a matching subscription, once per session at the
+    /// highest QoS among its matching subscriptions (capped by the message's own QoS).
+    func route(_ message: Publish) {
+        if message.retain {
+            if message.payload.readableBytes == 0 {
+                retained[message.topic] = nil
+            } else {
+                var kept = message
+                kept.dup = false
+                kept.packetId = nil
+                retained[message.topic] = kept
+            }
+        }
+        for (clientId, session) in sessions {
+            var best: QoS? = nil
+            for (filter, qos) in session.subscriptions where Topic.matches(filter: filter, name: message.topic) {
+                best = max(best ?? qos, qos)
+            }
+            guard let best else { continue }
+            var outgoing = message
+            outgoing.retain = false  // MQTT-3.3.1-9: retain is set only for retained messages sent on subscribe
+            deliver(outgoing, qos: min(best, message.qos), to: clientId)
+        }
+    }
+
+    private func deliver(_ message: Publish, qos: QoS, to clientId: String) {
+        guard var session = sessions[clientId] else { return }
+        var outgoing = message
+        outgoing.qos = qos
+        outgoing.dup = false
+        outgoing.packetId = nil
+        if qos == .atMostOnce {
+            // QoS 0 goes only to connected clients; nothing is kept for the absent.
+            session.outbox?.send(.publish(outgoing))
+            return
+        }
+        if session.outbox != nil, session.inflight.count < configuration.inflightWindow {
+            let id = session.takePacketId()
+            outgoing.packetId = id
+            session.inflight[id] = outgoing
+            session.outbox?.send(.publish(outgoing))
+        } else if session.queued.count < configuration.queueLimit {
+            session.queued.append(outgoing)
+        } else {
+            session.dropped += 1
+            if session.dropped == 1 || session.dropped % 1000 == 0 {
+                logger.warning("queue full: dropping messages", metadata: ["client": "\(clientId)", "dropped": "\(session.dropped)"])
+            }
+        }
+        sessions[clientId] = session
+    }
+
+    /// PUBACK for QoS 1, PUBCOMP for QoS 2: the message is done; room opens in the window.
+    func acknowledged(clientId: String, packetId: UInt16) {
+        guard var session = sessions[clientId] else { return }
+        session.inflight[packetId] = nil
+        session.released.remove(packetId)
+        sessions[clientId] = session
+        drainQueue(clientId)
+    }
+
+    /// PUBREC for an outgoing QoS 2 message: answer PUBREL and wait for PUBCOMP.
+    func received(clientId: String, packetId: UInt16) {
+        guard var session = sessions[clientId], session.inflight[packetId] != nil else { return }
+        session.inflight[packetId] = nil
+        session.released.insert(packetId)
+        sessions[clientId] = session
+        session.outbox?.send(.pubrel(packetId))
+    }
+
+    /// An incoming QoS 2 PUBLISH: returns false when this id was already received (a duplicate
+    /// that must not be routed again). Refuses (nil) when too many await their PUBREL.
+    func firstReceiptOfQoS2(clientId: String, packetId: UInt16) -> Bool? {
+        guard var session = sessions[clientId] else { return nil }
+        if session.receivedQoS2.contains(packetId) { return false }
+        if session.receivedQoS2.count >= configuration.inflightWindow { return nil }
+        session.receivedQoS2.insert(packetId)
+        sessions[clientId] = session
+        return true
+    }
+
+    func releasedQoS2(clientId: String, packetId: UInt16) {
+        sessions[clientId]?.receivedQoS2.remove(packetId)
+    }
+
+    /// On reconnection of a persistent session: unacknowledged messages again (DUP set), pending
+    /// PUBRELs again, then the queue.
+    private func resend(_ clientId: String) {
+        guard let session = sessions[clientId], let outbox = session.outbox else { return }
+        for id in session.inflight.keys.sorted() {
+            var message = session.inflight[id]!
+            message.dup = true
+            outbox.send(.publish(message))
+        }
+        for id in session.released.sorted() { outbox.send(.pubrel(id)) }
+        drainQueue(clientId)
+    }
+
+    private func drainQueue(_ clientId: String) {
+        guard var session = sessions[clientId], session.outbox != nil else { return }
+        while !session.queued.isEmpty, session.inflight.count < configuration.inflightWindow {
+            var message = session.queued.removeFirst()
+            let id = session.takePacketId()
+            message.packetId = id
+            session.inflight[id] = message
+            session.outbox?.send(.publish(message))
+        }
+        sessions[clientId] = session
+    }
+}

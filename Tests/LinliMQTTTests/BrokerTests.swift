@@ -1,0 +1,339 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+@testable import LinliMQTT
+
+/// Accepts user "good"/"pw" with full rights and "limited"/"pw" with its own topics only.
+struct TestAuthenticator: MQTTAuthenticator {
+    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication {
+        guard let user = connect.username else { return .refused(.notAuthorized) }
+        guard connect.password.map({ String(buffer: $0) }) == "pw" else { return .refused(.badUsernameOrPassword) }
+        switch user {
+        case "good": return .accepted(TopicPolicy(publish: ["#", "$SYS/#"], subscribe: ["#", "$SYS/#"]))
+        case "limited": return .accepted(TopicPolicy(publish: ["devices/limited/#"], subscribe: ["devices/limited/#"]))
+        default: return .refused(.notAuthorized)
+        }
+    }
+}
+
+/// Collects what a client receives, so a test can wait for the next packet with a deadline.
+actor Mailbox {
+    private var packets: [MQTTPacket] = []
+    private var closed = false
+    private var waiter: CheckedContinuation<Void, Never>?
+
+    func put(_ packet: MQTTPacket) { packets.append(packet); waiter?.resume(); waiter = nil }
+    func close() { closed = true; waiter?.resume(); waiter = nil }
+    var isClosed: Bool { closed }
+
+    func next(within timeout: Duration) async -> MQTTPacket? {
+        let deadline = ContinuousClock.now + timeout
+        while packets.isEmpty, !closed, ContinuousClock.now < deadline {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                waiter = c
+                Task { try? await Task.sleep(for: .milliseconds(20)); await self.poke() }
+            }
+        }
+        return packets.isEmpty ? nil : packets.removeFirst()
+    }
+
+    private func poke() { waiter?.resume(); waiter = nil }
+}
+
+/// A minimal MQTT client over the same codec, for driving the broker from tests.
+final class TestClient: Sendable {
+    let channel: NIOAsyncChannel<MQTTPacket, MQTTPacket>
+    let mailbox = Mailbox()
+    let reader: Task<Void, Never>
+
+    init(port: Int) async throws {
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MQTTEncoder()))
+                    return try NIOAsyncChannel<MQTTPacket, MQTTPacket>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let inbound = channel.inbound
+        let mailbox = self.mailbox
+        reader = Task {
+            do { for try await packet in inbound { await mailbox.put(packet) } } catch {}
+            await mailbox.close()
+        }
+    }
+
+    static func connected(_ port: Int, id: String, user: String = "good", clean: Bool = true, keepAlive: UInt16 = 60, will: Will? = nil) async throws -> (TestClient, MQTTPacket?) {
+        let client = try await TestClient(port: port)
+        try await client.send(.connect(Connect(cleanSession: clean, keepAlive: keepAlive, clientId: id, will: will, username: user, password: ByteBuffer(string: "pw"))))
+        return (client, await client.next())
+    }
+
+    func send(_ packet: MQTTPacket) async throws { try await channel.outbound.write(packet) }
+    func next(within timeout: Duration = .seconds(5)) async -> MQTTPacket? { await mailbox.next(within: timeout) }
+    func closedWithin(_ timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await mailbox.isClosed { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+    func close() { channel.channel.close(promise: nil) }
+
+    deinit {
+        // An NIOAsyncChannel's writer must be finished before it goes away.
+        channel.outbound.finish()
+        channel.channel.close(promise: nil)
+        reader.cancel()
+    }
+
+    func subscribe(_ filter: String, qos: QoS, id: UInt16 = 1) async throws -> MQTTPacket? {
+        try await send(.subscribe(packetId: id, subscriptions: [Subscription(filter: filter, qos: qos)]))
+        return await next()
+    }
+}
+
+/// Records the messages the broker asked to make durable, in order.
+final class DurableLog: Sendable {
+    let entries = Mutex<[String]>([])
+    func append(_ topic: String) { entries.withLock { $0.append(topic) } }
+    var all: [String] { entries.withLock { $0 } }
+}
+
+func withBroker(_ configuration: MQTTBrokerConfiguration = MQTTBrokerConfiguration(port: 0), durable: DurableLog = DurableLog(),
+                _ body: @Sendable (Int, MQTTBroker) async throws -> Void) async throws {
+    var logger = Logger(label: "mqtt-test")
+    logger.logLevel = .critical
+    let broker = MQTTBroker(configuration: configuration, authenticator: TestAuthenticator(), logger: logger) { _, message in
+        durable.append(message.topic)
+    }
+    let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
+    let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
+    var ports = stream.makeAsyncIterator()
+    let port = try #require(await ports.next())
+    defer { server.cancel() }
+    try await body(port, broker)
+}
+
+@Suite("MQTT broker over real sockets")
+struct BrokerTests {
+    @Test func connectsAuthenticatesAndRefuses() async throws {
+        try await withBroker { port, _ in
+            let (ok, ack) = try await TestClient.connected(port, id: "a")
+            #expect(ack == .connack(sessionPresent: false, returnCode: .accepted))
+            let (_, wrong) = try await TestClient.connected(port, id: "b", user: "nobody")
+            #expect(wrong == .connack(sessionPresent: false, returnCode: .notAuthorized))
+            let anonymous = try await TestClient(port: port)
+            try await anonymous.send(.connect(Connect(cleanSession: true, keepAlive: 10, clientId: "c")))
+            #expect(await anonymous.next() == .connack(sessionPresent: false, returnCode: .notAuthorized))
+            let persistentNoId = try await TestClient(port: port)
+            try await persistentNoId.send(.connect(Connect(cleanSession: false, keepAlive: 10, clientId: "", username: "good", password: ByteBuffer(string: "pw"))))
+            #expect(await persistentNoId.next() == .connack(sessionPresent: false, returnCode: .identifierRejected))
+            try await ok.send(.pingreq)
+            #expect(await ok.next() == .pingresp)
+        }
+    }
+
+    @Test func publishesReachSubscribersOnceAtTheHighestQoS() async throws {
+        let durable = DurableLog()
+        try await withBroker(durable: durable) { port, _ in
+            let (sub, _) = try await TestClient.connected(port, id: "sub")
+            try await sub.send(.subscribe(packetId: 1, subscriptions: [Subscription(filter: "home/+/temp", qos: .atMostOnce), Subscription(filter: "home/#", qos: .atLeastOnce)]))
+            #expect(await sub.next() == .suback(packetId: 1, returnCodes: [0, 1]))
+            let (pub, _) = try await TestClient.connected(port, id: "pub")
+            try await pub.send(.publish(Publish(topic: "home/kitchen/temp", payload: ByteBuffer(string: "21.5"), qos: .atLeastOnce, packetId: 10)))
+            #expect(await pub.next() == .puback(10))
+            #expect(durable.all == ["home/kitchen/temp"], "made durable before it was acknowledged")
+            guard case let .publish(got)? = await sub.next() else { Issue.record("no delivery"); return }
+            #expect(got.topic == "home/kitchen/temp" && String(buffer: got.payload) == "21.5" && got.qos == .atLeastOnce && !got.retain)
+            try await sub.send(.puback(got.packetId!))
+            #expect(await sub.next(within: .milliseconds(300)) == nil, "overlapping subscriptions deliver once")
+            // QoS 0 publish is delivered at QoS 0 whatever the subscription.
+            try await pub.send(.publish(Publish(topic: "home/hall/temp", payload: ByteBuffer(string: "19"))))
+            guard case let .publish(zero)? = await sub.next() else { Issue.record("no QoS 0 delivery"); return }
+            #expect(zero.qos == .atMostOnce && zero.packetId == nil)
+            try await sub.send(.unsubscribe(packetId: 2, filters: ["home/#", "home/+/temp"]))
+            #expect(await sub.next() == .unsuback(2))
+            try await pub.send(.publish(Publish(topic: "home/hall/temp", payload: ByteBuffer(string: "19"))))
+            #expect(await sub.next(within: .milliseconds(300)) == nil)
+        }
+    }
+
+    @Test func retainedMessagesAndDollarTopics() async throws {
+        try await withBroker { port, _ in
+            let (pub, _) = try await TestClient.connected(port, id: "pub")
+            try await pub.send(.publish(Publish(topic: "gate/1/state", payload: ByteBuffer(string: "closed"), qos: .atLeastOnce, retain: true, packetId: 1)))
+            #expect(await pub.next() == .puback(1))
+            try await pub.send(.publish(Publish(topic: "$SYS/uptime", payload: ByteBuffer(string: "5"), retain: true)))
+            let (sub, _) = try await TestClient.connected(port, id: "sub")
+            #expect(try await sub.subscribe("#", qos: .atLeastOnce) == .suback(packetId: 1, returnCodes: [1]))
+            guard case let .publish(retained)? = await sub.next() else { Issue.record("no retained message"); return }
+            #expect(retained.topic == "gate/1/state" && retained.retain)
+            try await sub.send(.puback(retained.packetId!))
+            #expect(await sub.next(within: .milliseconds(300)) == nil, "# does not match $SYS topics")
+            // An empty retained payload clears the retained message.
+            try await pub.send(.publish(Publish(topic: "gate/1/state", payload: ByteBuffer(), retain: true)))
+            _ = await sub.next()
+            let (late, _) = try await TestClient.connected(port, id: "late")
+            _ = try await late.subscribe("gate/#", qos: .atMostOnce)
+            #expect(await late.next(within: .milliseconds(300)) == nil)
+            let (system, _) = try await TestClient.connected(port, id: "sys")
+            _ = try await system.subscribe("$SYS/#", qos: .atMostOnce)
+            guard case let .publish(uptime)? = await system.next() else { Issue.record("no $SYS message"); return }
+            #expect(uptime.topic == "$SYS/uptime")
+        }
+    }
+
+    @Test func exactlyOnceBothWaysWithoutDuplicates() async throws {
+        try await withBroker { port, _ in
+            let (sub, _) = try await TestClient.connected(port, id: "sub")
+            _ = try await sub.subscribe("alarm/#", qos: .exactlyOnce)
+            let (pub, _) = try await TestClient.connected(port, id: "pub")
+            let message = Publish(topic: "alarm/smoke", payload: ByteBuffer(string: "!"), qos: .exactlyOnce, packetId: 5)
+            try await pub.send(.publish(message))
+            #expect(await pub.next() == .pubrec(5))
+            var again = message
+            again.dup = true
+            try await pub.send(.publish(again))
+            #expect(await pub.next() == .pubrec(5))
+            try await pub.send(.pubrel(5))
+            #expect(await pub.next() == .pubcomp(5))
+            guard case let .publish(got)? = await sub.next() else { Issue.record("no delivery"); return }
+            #expect(got.qos == .exactlyOnce)
+            #expect(await sub.next(within: .milliseconds(300)) == nil, "a repeated packet id is delivered once")
+            try await sub.send(.pubrec(got.packetId!))
+            #expect(await sub.next() == .pubrel(got.packetId!))
+            try await sub.send(.pubcomp(got.packetId!))
+        }
+    }
+
+    @Test func willsArePublishedOnlyOnAbruptEnds() async throws {
+        try await withBroker { port, _ in
+            let (watcher, _) = try await TestClient.connected(port, id: "watcher")
+            _ = try await watcher.subscribe("status/#", qos: .atMostOnce)
+            let will = Will(topic: "status/door", payload: ByteBuffer(string: "offline"), qos: .atMostOnce, retain: false)
+            let (polite, _) = try await TestClient.connected(port, id: "polite", will: will)
+            try await polite.send(.disconnect)
+            #expect(await watcher.next(within: .milliseconds(400)) == nil)
+            let (rude, _) = try await TestClient.connected(port, id: "rude", will: will)
+            rude.close()
+            guard case let .publish(got)? = await watcher.next() else { Issue.record("no will"); return }
+            #expect(got.topic == "status/door" && String(buffer: got.payload) == "offline")
+        }
+    }
+
+    @Test func persistentSessionsKeepMessagesWhileAway() async throws {
+        try await withBroker { port, _ in
+            let (first, ack) = try await TestClient.connected(port, id: "meter-7", clean: false)
+            #expect(ack == .connack(sessionPresent: false, returnCode: .accepted))
+            _ = try await first.subscribe("cmd/meter-7", qos: .atLeastOnce)
+            try await first.send(.disconnect)
+            _ = await first.closedWithin(.seconds(2))
+            let (pub, _) = try await TestClient.connected(port, id: "platform")
+            for i in 1...3 {
+                try await pub.send(.publish(Publish(topic: "cmd/meter-7", payload: ByteBuffer(string: "read \(i)"), qos: .atLeastOnce, packetId: UInt16(i))))
+                _ = await pub.next()
+            }
+            let (back, again) = try await TestClient.connected(port, id: "meter-7", clean: false)
+            #expect(again == .connack(sessionPresent: true, returnCode: .accepted))
+            var payloads: [String] = []
+            for _ in 1...3 {
+                guard case let .publish(m)? = await back.next() else { break }
+                payloads.append(String(buffer: m.payload))
+                try await back.send(.puback(m.packetId!))
+            }
+            #expect(payloads == ["read 1", "read 2", "read 3"])
+            // A clean session starts empty and forgets what was there.
+            let (clean, fresh) = try await TestClient.connected(port, id: "meter-7", clean: true)
+            #expect(fresh == .connack(sessionPresent: false, returnCode: .accepted))
+            try await pub.send(.publish(Publish(topic: "cmd/meter-7", payload: ByteBuffer(string: "lost"), qos: .atLeastOnce, packetId: 9)))
+            #expect(await clean.next(within: .milliseconds(300)) == nil)
+        }
+    }
+
+    @Test func aNewConnectionWithTheSameIdTakesTheSessionOver() async throws {
+        try await withBroker { port, broker in
+            let (old, _) = try await TestClient.connected(port, id: "gate-1")
+            let (new, ack) = try await TestClient.connected(port, id: "gate-1")
+            #expect(ack == .connack(sessionPresent: false, returnCode: .accepted))
+            #expect(await old.closedWithin(.seconds(3)))
+            try await new.send(.pingreq)
+            #expect(await new.next() == .pingresp)
+            #expect(await broker.connectionCount == 1)
+        }
+    }
+
+    @Test func silentAndMisbehavingClientsAreClosedAndOthersCarryOn() async throws {
+        try await withBroker(MQTTBrokerConfiguration(port: 0, connectTimeout: .milliseconds(500), maxPublishesPerSecond: 20)) { port, _ in
+            let (healthy, _) = try await TestClient.connected(port, id: "healthy")
+            // Keep-alive 1 s: closed after 1.5 s of silence.
+            let (sleepy, _) = try await TestClient.connected(port, id: "sleepy", keepAlive: 1)
+            #expect(await sleepy.closedWithin(.seconds(4)))
+            // Never sends CONNECT.
+            let mute = try await TestClient(port: port)
+            #expect(await mute.closedWithin(.seconds(3)))
+            // Sends something other than CONNECT first.
+            let rude = try await TestClient(port: port)
+            try await rude.send(.pingreq)
+            #expect(await rude.closedWithin(.seconds(3)))
+            // Garbage bytes after connecting, on a raw socket.
+            #expect(try await RawClient.closesAfter(port: port, [
+                Array(CodecTests.bytes(.connect(Connect(cleanSession: true, keepAlive: 5, clientId: "garbage", username: "good", password: ByteBuffer(string: "pw")))).readableBytesView),
+                [0xF0, 0x00, 0xFF, 0xFF],
+            ]))
+            // A remaining length that claims more than the broker accepts.
+            #expect(try await RawClient.closesAfter(port: port, [[0x10, 0xFF, 0xFF, 0xFF, 0x7F]]))
+            // A second CONNECT.
+            let (twice, _) = try await TestClient.connected(port, id: "twice")
+            try await twice.send(.connect(Connect(cleanSession: true, keepAlive: 5, clientId: "twice")))
+            #expect(await twice.closedWithin(.seconds(3)))
+            // Publishing to a topic it may not use.
+            let (limited, _) = try await TestClient.connected(port, id: "limited-1", user: "limited")
+            #expect(try await limited.subscribe("devices/other/#", qos: .atMostOnce) == .suback(packetId: 1, returnCodes: [MQTTPacket.subackFailure]))
+            #expect(try await limited.subscribe("devices/limited/cmd", qos: .atMostOnce) == .suback(packetId: 1, returnCodes: [0]))
+            try await limited.send(.publish(Publish(topic: "devices/other/x", payload: ByteBuffer())))
+            #expect(await limited.closedWithin(.seconds(3)))
+            // Flooding above the publish rate.
+            let (flood, _) = try await TestClient.connected(port, id: "flood")
+            for _ in 0..<100 { try? await flood.send(.publish(Publish(topic: "x", payload: ByteBuffer()))) }
+            #expect(await flood.closedWithin(.seconds(3)))
+            // QoS 2 ids that are never released.
+            let (hoarder, _) = try await TestClient.connected(port, id: "hoarder")
+            for i in 1...70 { try? await hoarder.send(.publish(Publish(topic: "y", payload: ByteBuffer(), qos: .exactlyOnce, packetId: UInt16(i)))) }
+            #expect(await hoarder.closedWithin(.seconds(3)))
+            // Through all of it the healthy client is served.
+            try await healthy.send(.pingreq)
+            #expect(await healthy.next() == .pingresp)
+        }
+    }
+}
+
+/// Bytes straight onto a socket, for input no well-behaved client would send.
+enum RawClient {
+    /// Sends each chunk, then reports whether the broker closed the connection within 3 s.
+    static func closesAfter(port: Int, _ chunks: [[UInt8]]) async throws -> Bool {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            for chunk in chunks { try await outbound.write(ByteBuffer(bytes: chunk)) }
+            return try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    do { for try await _ in inbound {} } catch {}
+                    return true
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(3))
+                    return false
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                return first
+            }
+        }
+    }
+}
