@@ -58,6 +58,7 @@ let package = Package(
             dependencies: [
                 "LinliCore",
                 "LinliStorage",
+                "LinliMQTT",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -71,6 +72,7 @@ let package = Package(
             name: "linli",
             dependencies: [
                 "LinliServer",
+                "LinliMQTT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

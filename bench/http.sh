@@ -103,7 +103,7 @@ auth="Authorization: Bearer $token"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 base="http://127.0.0.1:$port"
 echo "== starting linli serve on $base"
-"$LINLI_BIN" serve --data "$data" --http "127.0.0.1:$port" --log-level warning >"$work/server.log" 2>&1 &
+"$LINLI_BIN" serve --data "$data" --http "127.0.0.1:$port" --mqtt off --log-level warning >"$work/server.log" 2>&1 &
 server_pid=$!
 
 ready=false

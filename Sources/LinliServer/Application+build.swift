@@ -98,14 +98,16 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     return router
 }
 
-public func buildApplication(_ services: AppServices, logger: Logger) -> some ApplicationProtocol {
+public func buildApplication(_ services: AppServices, logger: Logger, alongside: [any Service] = []) -> some ApplicationProtocol {
     let router = buildRouter(services)
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "Linli"),
         logger: logger
     )
+    // Shutdown runs in reverse: the HTTP server drains first, then these, then the database closes.
     app.addServices(DatabaseService(database: services.store.database))
+    app.addServices(alongside)
     return app
 }
 

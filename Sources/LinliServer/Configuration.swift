@@ -14,6 +14,9 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     public var sessionHours: Int = 12
     public var secureCookies: Bool = false
+    /// The embedded MQTT broker's address; nil when turned off (`mqtt = off`).
+    public var mqttHost: String? = "127.0.0.1"
+    public var mqttPort: Int = 1883
 
     public init() {}
 
@@ -24,7 +27,7 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
-    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies"]
+    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "mqtt"]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
     public static func resolve(flags: [String: String], environment: [String: String], configFile: String?) throws -> ServerConfiguration {
@@ -57,6 +60,18 @@ public struct ServerConfiguration: Sendable {
             }
             config.host = String(parts[0])
             config.port = port
+        }
+        if let (mqtt, source) = values["mqtt"] {
+            if mqtt.lowercased() == "off" {
+                config.mqttHost = nil
+            } else {
+                let parts = mqtt.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (0...65535).contains(port) else {
+                    throw Invalid(key: source, reason: "must be host:port, for example 127.0.0.1:1883, or off (got \(mqtt))")
+                }
+                config.mqttHost = String(parts[0])
+                config.mqttPort = port
+            }
         }
         if let (data, _) = values["data"] { config.dataDirectory = data }
         if let (url, source) = values["postgres-url"] {

@@ -141,6 +141,15 @@ public enum Migrations {
                 "CREATE TABLE event_checkpoints (consumer TEXT PRIMARY KEY, seq BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
             ]
         },
+        Migration(version: 4, name: "MQTT integration accounts") { _ in
+            [
+                """
+                CREATE TABLE mqtt_accounts (
+                    id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, description TEXT NOT NULL,
+                    publish_acl TEXT NOT NULL, subscribe_acl TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL)
+                """,
+            ]
+        },
     ]
 
     public static var latest: Int { all.last?.version ?? 0 }

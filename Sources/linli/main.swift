@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import LinliCore
 import LinliServer
+import LinliMQTT
 import LinliStorage
 import Logging
 
@@ -17,8 +18,9 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LINLI_LOG_LEVEL).")
     var logLevel: String?
 
-    func resolve(http: String? = nil) throws -> ServerConfiguration {
+    func resolve(http: String? = nil, mqtt: String? = nil) throws -> ServerConfiguration {
         var flags: [String: String] = [:]
+        if let mqtt { flags["mqtt"] = mqtt }
         if let data { flags["data"] = data }
         if let postgresURL { flags["postgres-url"] = postgresURL }
         if let logLevel { flags["log-level"] = logLevel }
@@ -86,7 +88,7 @@ struct Linli: AsyncParsableCommand {
         commandName: "linli",
         abstract: "Linli 邻里 — the community operating system.",
         version: LinliVersion.current,
-        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self]
+        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self]
     )
 }
 
@@ -95,11 +97,13 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
     @Option(help: "Address to listen on, host:port (env LINLI_HTTP). Default 127.0.0.1:8080.")
     var http: String?
+    @Option(help: "The embedded MQTT broker's address, host:port, or off (env LINLI_MQTT). Default 127.0.0.1:1883.")
+    var mqtt: String?
     @Flag(help: "Seed the demo community on first start and print its accounts.")
     var demo = false
 
     func run() async throws {
-        let configuration = try storage.resolve(http: http)
+        let configuration = try storage.resolve(http: http, mqtt: mqtt)
         let logger = makeLogger(configuration.logLevel)
         Telemetry.bootstrap()  // before the database opens, so its pool gauges are exported
         let store = try await storage.open(configuration, logger: logger)
@@ -111,8 +115,10 @@ struct Serve: AsyncParsableCommand {
             }
         }
         let services = try AppServices(store: store, configuration: configuration, logger: logger)
-        let app = buildApplication(services, logger: logger)
-        say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")")
+        let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, logger: logger) }
+        let app = buildApplication(services, logger: logger, alongside: broker.map { [$0] } ?? [])
+        say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
+            + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" } ?? ""))
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 }
@@ -241,6 +247,44 @@ struct Token: AsyncParsableCommand {
             let (token, _) = try await store.createToken(accountId: account.id, name: name, actor: Principal(accountId: nil, name: "cli"))
             await store.database.close()
             say(token)
+        }
+    }
+}
+
+struct MQTTAccounts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mqtt-account", abstract: "Accounts for other systems on the MQTT broker.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an integration account with the topics it may publish to and subscribe to.")
+        @OptionGroup var storage: StorageOptions
+        @Option var username: String
+        @Option(help: "What the account is for.") var description: String = ""
+        @Option(name: .customLong("publish"), help: "A topic filter it may publish to (repeatable).") var publish: [String] = []
+        @Option(name: .customLong("subscribe"), help: "A topic filter it may subscribe to (repeatable).") var subscribe: [String] = []
+        @Flag(name: .customLong("password-stdin")) var passwordStdin = false
+
+        func validate() throws {
+            if username.isEmpty || username.count > 64 { throw ValidationError("--username must be 1 to 64 characters") }
+            if publish.isEmpty && subscribe.isEmpty { throw ValidationError("give at least one --publish or --subscribe topic filter") }
+            for filter in publish + subscribe {
+                do { try Topic.validateFilter(filter, limits: MQTTLimits()) } catch { throw ValidationError("topic filter '\(filter)' is not valid: \(error)") }
+            }
+        }
+
+        func run() async throws {
+            let configuration = try storage.resolve()
+            let logger = makeLogger(configuration.logLevel)
+            let (password, generated) = try User.readPassword(stdin: passwordStdin)
+            let store = try await storage.open(configuration, logger: logger)
+            do {
+                try await store.createMQTTAccount(MQTTAccount(username: username, passwordHash: try await Passwords.hash(password), description: description, publish: publish, subscribe: subscribe),
+                                                  actor: Principal(accountId: nil, name: "cli"))
+            } catch StoreError.conflict(let field, let reason) {
+                await store.database.close()
+                throw CLIError("\(field) \(reason)")
+            }
+            await store.database.close()
+            say("created MQTT account \(username)" + (generated ? " with password \(password)" : ""))
         }
     }
 }

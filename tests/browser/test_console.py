@@ -171,7 +171,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(binary), "serve", "--data", str(data), "--http", f"127.0.0.1:{port}"],
+            [str(binary), "serve", "--data", str(data), "--http", f"127.0.0.1:{port}", "--mqtt", "off"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -41,16 +41,17 @@ def free_port() -> int:
 class Node:
     """One `linli serve` on a data folder."""
 
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, mqtt_port: int | None = None):
         self.data = data
         self.port = free_port()
+        self.mqtt = f"127.0.0.1:{mqtt_port}" if mqtt_port else "off"
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data.parent / f"serve-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Node":
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([str(binary()), "serve", "--data", str(self.data), "--http", f"127.0.0.1:{self.port}"],
+            self.process = subprocess.Popen([str(binary()), "serve", "--data", str(self.data), "--http", f"127.0.0.1:{self.port}", "--mqtt", self.mqtt],
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -91,6 +92,8 @@ def test_bad_configuration_stops_start_up_with_the_key_named(tmp_path: Path):
     assert result.returncode != 0 and "--log-level" in result.stderr
     result = run("serve", "--data", str(tmp_path / "d"), "--http", "127.0.0.1:99999", check=False)
     assert result.returncode != 0 and "--http" in result.stderr
+    result = run("serve", "--data", str(tmp_path / "d"), "--mqtt", "nowhere", check=False)
+    assert result.returncode != 0 and "--mqtt" in result.stderr
     config = tmp_path / "linli.conf"
     config.write_text("http = 127.0.0.1:8080\ncolour = blue\n")
     result = run("serve", "--config", str(config), check=False)
@@ -103,7 +106,7 @@ def test_bad_configuration_stops_start_up_with_the_key_named(tmp_path: Path):
 def test_serve_refuses_a_database_newer_than_it_understands(data: Path):
     with sqlite3.connect(data / "linli.sqlite") as db:
         db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)")
-    result = run("serve", "--data", str(data), "--http", f"127.0.0.1:{free_port()}", check=False)
+    result = run("serve", "--data", str(data), "--http", f"127.0.0.1:{free_port()}", "--mqtt", "off", check=False)
     assert result.returncode != 0
     assert "newer" in result.stderr
 

@@ -1,0 +1,52 @@
+import Foundation
+import LinliCore
+import LinliMQTT
+import LinliStorage
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Decides who may use the embedded broker. For now: integration accounts (username, bcrypt
+/// password, topic lists). Anything else is refused: there is no anonymous access.
+struct IntegrationAuthenticator: MQTTAuthenticator {
+    let store: Store
+    let logger: Logger
+
+    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication {
+        guard let username = connect.username, let password = connect.password.map({ String(buffer: $0) }) else {
+            return .refused(.notAuthorized)
+        }
+        guard let account = try? await store.mqttAccount(username: username) else {
+            _ = try? await Passwords.verify(password, hash: Passwords.decoy)  // same time as a wrong password
+            return .refused(.badUsernameOrPassword)
+        }
+        guard (try? await Passwords.verify(password, hash: account.passwordHash)) == true else {
+            logger.notice("MQTT sign-in failed", metadata: ["username": "\(username)", "remote": "\(remote ?? "-")"])
+            return .refused(.badUsernameOrPassword)
+        }
+        guard account.status == .active else { return .refused(.notAuthorized) }
+        return .accepted(TopicPolicy(publish: account.publishFilters, subscribe: account.subscribeFilters))
+    }
+}
+
+/// Runs the broker inside `linli serve`'s service group; stops listening on graceful shutdown.
+public struct MQTTBrokerService: Service {
+    public let broker: MQTTBroker
+
+    public init(store: Store, host: String, port: Int, logger: Logger) {
+        broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port),
+                            authenticator: IntegrationAuthenticator(store: store, logger: logger), logger: logger)
+    }
+
+    public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await broker.run()
+            }
+        } catch {
+            // Stopping because the server is shutting down is a clean end, not a failure.
+            if Task.isShuttingDownGracefully || error is CancellationError { return }
+            throw error
+        }
+    }
+}

@@ -1,0 +1,113 @@
+"""Linli's embedded MQTT broker with real clients: paho-mqtt (PyPI) and mosquitto_pub/sub (Debian),
+authenticated by an integration account created with `linli mqtt-account create`."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+from test_server_process import Node, free_port, run  # noqa: E402
+
+PASSWORD = "frigate-password-1"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("mqtt") / "data"
+    run("migrate", "--data", str(data))
+    run("mqtt-account", "create", "--data", str(data), "--username", "frigate", "--description", "NVR events",
+        "--publish", "frigate/#", "--subscribe", "frigate/#", "--password-stdin", stdin=PASSWORD + "\n")
+    port = free_port()
+    node = Node(data, mqtt_port=port).start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with __import__("socket").create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    yield port
+    assert node.stop() == 0, node.log.read_text()
+
+
+def client(port: int, client_id: str, password: str = PASSWORD, clean: bool = True) -> tuple[mqtt.Client, "queue.Queue"]:
+    inbox: queue.Queue = queue.Queue()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=mqtt.MQTTv311)
+    c.username_pw_set("frigate", password)
+    c.on_connect = lambda cl, ud, flags, rc, props: inbox.put(("connack", rc.value if hasattr(rc, "value") else rc))
+    c.on_message = lambda cl, ud, msg: inbox.put(("message", msg.topic, msg.payload, msg.qos, msg.retain))
+    c.on_disconnect = lambda cl, ud, flags, rc, props: inbox.put(("disconnect", rc.value if hasattr(rc, "value") else rc))
+    c.on_subscribe = lambda cl, ud, mid, rcs, props: inbox.put(("suback", [r.value if hasattr(r, "value") else r for r in rcs]))
+    c.connect("127.0.0.1", port, keepalive=30)
+    c.loop_start()
+    return c, inbox
+
+
+def expect(inbox: "queue.Queue", kind: str, timeout: float = 5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            item = inbox.get(timeout=max(0.05, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if item[0] == kind:
+            return item
+    pytest.fail(f"no {kind} within {timeout} s")
+
+
+def test_paho_publishes_and_subscribes_at_qos_1_and_2(broker: int):
+    sub, sub_inbox = client(broker, "nvr-viewer")
+    assert expect(sub_inbox, "connack")[1] == 0
+    sub.subscribe([("frigate/#", 2)])
+    assert expect(sub_inbox, "suback")[1] == [2]
+    pub, pub_inbox = client(broker, "nvr")
+    assert expect(pub_inbox, "connack")[1] == 0
+    for qos in (1, 2):
+        info = pub.publish("frigate/events", f"person at gate, qos {qos}".encode(), qos=qos)
+        info.wait_for_publish(timeout=5)
+        assert info.is_published()
+        message = expect(sub_inbox, "message")
+        assert message[1] == "frigate/events" and message[2] == f"person at gate, qos {qos}".encode() and message[3] == qos
+    pub.publish("frigate/available", b"online", qos=1, retain=True).wait_for_publish(timeout=5)
+    late, late_inbox = client(broker, "late-viewer")
+    expect(late_inbox, "connack")
+    late.subscribe("frigate/available", 1)
+    retained = expect(late_inbox, "message")
+    assert retained[2] == b"online" and retained[4] is True
+    for c in (sub, pub, late):
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_wrong_password_and_foreign_topics_are_refused(broker: int):
+    bad, bad_inbox = client(broker, "intruder", password="wrong-password")
+    assert expect(bad_inbox, "connack")[1] != 0
+    bad.loop_stop()
+    ok, inbox = client(broker, "curious")
+    assert expect(inbox, "connack")[1] == 0
+    ok.subscribe("zigbee2mqtt/#", 1)
+    assert expect(inbox, "suback")[1] == [128]
+    ok.publish("zigbee2mqtt/bridge", b"x", qos=1)
+    expect(inbox, "disconnect")
+    ok.loop_stop()
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto-clients not installed")
+def test_mosquitto_clients_interoperate(broker: int):
+    common = ["-h", "127.0.0.1", "-p", str(broker), "-u", "frigate", "-P", PASSWORD, "-V", "mqttv311"]
+    sub = subprocess.Popen(["mosquitto_sub", *common, "-t", "frigate/mosquitto", "-q", "1", "-C", "1", "-W", "10"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    subprocess.run(["mosquitto_pub", *common, "-t", "frigate/mosquitto", "-m", "hello from mosquitto", "-q", "1"], check=True, timeout=10)
+    out, err = sub.communicate(timeout=15)
+    assert sub.returncode == 0, err
+    assert out.strip() == "hello from mosquitto"
