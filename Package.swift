@@ -52,6 +52,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Thing models (Alibaba IoT TSL): parse, export, validate values; the built-in product library.
+        .target(name: "LinliThings"),
         // The HTTP application: API, web console, resident portal, identity and access.
         .target(
             name: "LinliServer",
@@ -77,6 +79,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
+        .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
         .testTarget(
             name: "LinliMQTTTests",
             dependencies: [
