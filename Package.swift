@@ -54,6 +54,15 @@ let package = Package(
         ),
         // Thing models (Alibaba IoT TSL): parse, export, validate values; the built-in product library.
         .target(name: "LinliThings"),
+        // Alink, the device protocol on top of MQTT: signed device sign-in, topics, request and reply payloads.
+        .target(
+            name: "LinliAlink",
+            dependencies: [
+                "LinliMQTT",
+                "LinliThings",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // The HTTP application: API, web console, resident portal, identity and access.
         .target(
             name: "LinliServer",
@@ -61,6 +70,8 @@ let package = Package(
                 "LinliCore",
                 "LinliStorage",
                 "LinliMQTT",
+                "LinliAlink",
+                "LinliThings",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -75,11 +86,13 @@ let package = Package(
             dependencies: [
                 "LinliServer",
                 "LinliMQTT",
+                "LinliThings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
+        .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT"]),
         .testTarget(
             name: "LinliMQTTTests",
             dependencies: [

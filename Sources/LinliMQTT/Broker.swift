@@ -31,16 +31,20 @@ public final class MQTTBroker: Sendable {
     let authenticator: any MQTTAuthenticator
     let state: BrokerState
     let logger: Logger
-    /// Called after a QoS 1 or 2 PUBLISH is accepted and before it is acknowledged: the place where
-    /// a message is made durable. The acknowledgement waits for it.
+    /// Called for every accepted PUBLISH before it is routed, and for QoS 1 and 2 before it is
+    /// acknowledged: the place where a message is understood and made durable.
     let onPublish: @Sendable (_ clientId: String, _ message: Publish) async throws -> Void
+    /// Called when a client's session starts (after CONNACK) and when its connection ends.
+    let onPresence: @Sendable (_ clientId: String, _ connected: Bool) async -> Void
 
     public init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
-                onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in }) {
+                onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in },
+                onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.logger = logger
         self.onPublish = onPublish
+        self.onPresence = onPresence
         state = BrokerState(configuration: configuration, logger: logger)
     }
 

@@ -60,6 +60,7 @@ struct ClientConnection {
                     (try? socket.pipeline.syncOperations.handler(type: ReadDeadlineHandler.self))?.setTimeout(keepAlive)
                 }
                 try await outbound.write(.connack(sessionPresent: present, returnCode: .accepted))
+                await broker.onPresence(clientId, true)
 
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
@@ -78,6 +79,7 @@ struct ClientConnection {
         }
         if let (clientId, connectionId) = attached {
             await broker.state.detach(clientId: clientId, connectionId: connectionId)
+            await broker.onPresence(clientId, false)
             // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
             if !graceful, let will {
                 await broker.state.route(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
@@ -110,6 +112,7 @@ struct ClientConnection {
                 }
                 switch message.qos {
                 case .atMostOnce:
+                    try await broker.onPublish(clientId, message)
                     await state.route(message)
                 case .atLeastOnce:
                     try await broker.onPublish(clientId, message)

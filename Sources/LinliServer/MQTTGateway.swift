@@ -29,13 +29,23 @@ struct IntegrationAuthenticator: MQTTAuthenticator {
     }
 }
 
+struct GatewayAuthenticator: MQTTAuthenticator {
+    let gateway: DeviceGateway
+    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication {
+        await gateway.authenticate(connect, remote: remote)
+    }
+}
+
 /// Runs the broker inside `linli serve`'s service group; stops listening on graceful shutdown.
 public struct MQTTBrokerService: Service {
     public let broker: MQTTBroker
 
     public init(store: Store, host: String, port: Int, logger: Logger) {
-        broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port),
-                            authenticator: IntegrationAuthenticator(store: store, logger: logger), logger: logger)
+        let gateway = DeviceGateway(store: store, logger: logger)
+        broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
+                            onPublish: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
+                            onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })
+        gateway.attach(broker)
     }
 
     public func run() async throws {

@@ -150,6 +150,23 @@ public enum Migrations {
                 """,
             ]
         },
+        Migration(version: 5, name: "products and devices") { _ in
+            [
+                """
+                CREATE TABLE products (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL REFERENCES communities(id), product_key TEXT NOT NULL UNIQUE,
+                    name TEXT NOT NULL, library_key TEXT, tsl_json TEXT NOT NULL, created_at BIGINT NOT NULL)
+                """,
+                """
+                CREATE TABLE devices (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL REFERENCES communities(id), product_id TEXT NOT NULL REFERENCES products(id),
+                    product_key TEXT NOT NULL, device_name TEXT NOT NULL, secret_cipher TEXT NOT NULL, status TEXT NOT NULL,
+                    household_id TEXT, location TEXT NOT NULL, firmware TEXT NOT NULL, last_seen_at BIGINT, created_at BIGINT NOT NULL,
+                    UNIQUE (product_key, device_name))
+                """,
+                "CREATE INDEX devices_community ON devices (community_id, product_key)",
+            ]
+        },
     ]
 
     public static var latest: Int { all.last?.version ?? 0 }

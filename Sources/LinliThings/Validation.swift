@@ -14,6 +14,9 @@ public struct ValueError: Error, Equatable, Sendable, CustomStringConvertible {
     public var kind: Kind
     public var reason: String
     public var description: String { "\(path): \(reason)" }
+    public init(path: String, kind: Kind, reason: String) {
+        self.path = path; self.kind = kind; self.reason = reason
+    }
 }
 
 extension ThingModel {

@@ -5,6 +5,7 @@ import LinliCore
 import LinliServer
 import LinliMQTT
 import LinliStorage
+import LinliThings
 import Logging
 
 /// Where and how to reach the database; shared by every command.
@@ -88,7 +89,7 @@ struct Linli: AsyncParsableCommand {
         commandName: "linli",
         abstract: "Linli 邻里 — the community operating system.",
         version: LinliVersion.current,
-        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self]
+        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self, Products.self, Devices.self]
     )
 }
 
@@ -285,6 +286,105 @@ struct MQTTAccounts: AsyncParsableCommand {
             }
             await store.database.close()
             say("created MQTT account \(username)" + (generated ? " with password \(password)" : ""))
+        }
+    }
+}
+
+/// The community a command acts in: the one named, or the only one there is.
+func resolveCommunity(_ id: String?, store: Store) async throws -> Community {
+    let all = try await store.communities(scope: .everything, memberships: [])
+    if let id {
+        guard let found = all.first(where: { $0.id == id }) else { throw CLIError("no community with id \(id)") }
+        return found
+    }
+    guard all.count == 1 else { throw CLIError("--community is required: the database holds \(all.count) communities") }
+    return all[0]
+}
+
+struct Products: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "product", abstract: "Products: kinds of device with their thing model.", subcommands: [Create.self, Library.self])
+
+    struct Library: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the built-in thing models.")
+        func run() {
+            for entry in ProductLibrary.all { say(entry.key.padding(toLength: 20, withPad: " ", startingAt: 0) + entry.name) }
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a product from the library or a TSL file; prints its ProductKey.")
+        @OptionGroup var storage: StorageOptions
+        @Option var community: String?
+        @Option(help: "A built-in thing model (see `linli product library`).") var library: String?
+        @Option(help: "A TSL JSON file.") var tsl: String?
+        @Option var name: String?
+
+        func validate() throws {
+            if (library == nil) == (tsl == nil) { throw ValidationError("give exactly one of --library or --tsl") }
+            if let library, ProductLibrary.entry(library) == nil { throw ValidationError("--library must be one of \(ProductLibrary.all.map(\.key).joined(separator: ", "))") }
+        }
+
+        func run() async throws {
+            let configuration = try storage.resolve()
+            let logger = makeLogger(configuration.logLevel)
+            var model: ThingModel
+            var productName = name
+            if let library, let entry = ProductLibrary.entry(library) {
+                model = entry.model
+                productName = productName ?? entry.name
+            } else {
+                guard let data = FileManager.default.contents(atPath: tsl!) else { throw CLIError("cannot read \(tsl!)") }
+                do { model = try ThingModel.parse(tsl: data) } catch { throw CLIError("the TSL is not valid: \(error)") }
+            }
+            let store = try await storage.open(configuration, logger: logger)
+            do {
+                let home = try await resolveCommunity(community, store: store)
+                let key = model.productKey ?? Product.newKey()
+                model.productKey = key
+                let product = Product(communityId: home.id, productKey: key, name: productName ?? key, libraryKey: library,
+                                      tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self))
+                try await store.createProduct(product, actor: Principal(accountId: nil, name: "cli"))
+                await store.database.close()
+                say(key)
+            } catch {
+                await store.database.close()
+                throw error
+            }
+        }
+    }
+}
+
+struct Devices: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "device", abstract: "Devices.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register a device; prints its triple (ProductKey DeviceName DeviceSecret) once.")
+        @OptionGroup var storage: StorageOptions
+        @Option(name: .customLong("product-key")) var productKey: String
+        @Option var name: String
+
+        func validate() throws {
+            if name.isEmpty || name.count > 32 || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_@.:".contains($0)) }) {
+                throw ValidationError("--name must be 1 to 32 letters, digits or - _ @ . :")
+            }
+        }
+
+        func run() async throws {
+            let configuration = try storage.resolve()
+            let logger = makeLogger(configuration.logLevel)
+            let store = try await storage.open(configuration, logger: logger)
+            do {
+                guard let product = try await store.product(key: productKey) else { throw CLIError("no product with key \(productKey)") }
+                let (device, secret) = try await store.registerDevice(product: product, deviceName: name, actor: Principal(accountId: nil, name: "cli"))
+                await store.database.close()
+                say("\(device.productKey) \(device.deviceName) \(secret)")
+            } catch StoreError.conflict(let field, let reason) {
+                await store.database.close()
+                throw CLIError("\(field) \(reason)")
+            } catch {
+                await store.database.close()
+                throw error
+            }
         }
     }
 }

@@ -1,0 +1,111 @@
+"""Devices signing in with Alink (one secret per device, HMAC-signed CONNECT) and posting properties
+that Linli checks against the product's thing model, with paho-mqtt as the device."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import queue
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+from test_server_process import Node, free_port, run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("alink") / "data"
+    run("demo", "--data", str(data))
+    run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
+    token = run("token", "create", "--data", str(data), "--username", "ops", "--name", "t").stdout.strip().splitlines()[-1]
+    product_key = run("product", "create", "--data", str(data), "--library", "environment_sensor").stdout.strip().splitlines()[-1]
+    pk, dn, secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-01").stdout.strip().splitlines()[-1].split()
+    _, other, _ = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-02").stdout.strip().splitlines()[-1].split()
+    port = free_port()
+    node = Node(data, mqtt_port=port).start()
+    time.sleep(0.5)
+    yield {"port": port, "pk": pk, "dn": dn, "secret": secret, "other": other, "url": node.url, "token": token}
+    assert node.stop() == 0, node.log.read_text()
+
+
+def device(site: dict, secret: str | None = None, timestamp_ms: int | None = None) -> tuple[mqtt.Client, "queue.Queue"]:
+    pk, dn = site["pk"], site["dn"]
+    ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+    content = f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}"
+    password = hmac.new((secret or site["secret"]).encode(), content.encode(), hashlib.sha256).hexdigest()
+    inbox: queue.Queue = queue.Queue()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", protocol=mqtt.MQTTv311)
+    c.username_pw_set(f"{dn}&{pk}", password)
+    c.on_connect = lambda cl, ud, flags, rc, props: inbox.put(("connack", rc.value if hasattr(rc, "value") else rc))
+    c.on_message = lambda cl, ud, msg: inbox.put(("message", msg.topic, json.loads(msg.payload)))
+    c.on_disconnect = lambda cl, ud, flags, rc, props: inbox.put(("disconnect", rc))
+    c.on_subscribe = lambda cl, ud, mid, rcs, props: inbox.put(("suback", [r.value if hasattr(r, "value") else r for r in rcs]))
+    c.connect("127.0.0.1", site["port"], keepalive=30)
+    c.loop_start()
+    return c, inbox
+
+
+def expect(inbox: "queue.Queue", kind: str, timeout: float = 5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            item = inbox.get(timeout=max(0.05, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if item[0] == kind:
+            return item
+    pytest.fail(f"no {kind} within {timeout} s")
+
+
+def test_signed_device_posts_properties_and_gets_checked_replies(site: dict):
+    c, inbox = device(site)
+    assert expect(inbox, "connack")[1] == 0
+    base = f"/sys/{site['pk']}/{site['dn']}/thing/event/property/post"
+    c.subscribe(base + "_reply", 1)
+    assert expect(inbox, "suback")[1] == [1]
+
+    def post(request_id: str, params: dict) -> dict:
+        c.publish(base, json.dumps({"id": request_id, "version": "1.0", "params": params, "method": "thing.event.property.post"}), qos=1)
+        reply = expect(inbox, "message")[2]
+        assert reply["id"] == request_id
+        return reply
+
+    assert post("1", {"CurrentTemperature": 21.5, "CurrentHumidity": 40, "PM25": 35})["code"] == 200
+    too_hot = post("2", {"CurrentTemperature": 500})
+    assert too_hot["code"] == 6306 and "CurrentTemperature" in too_hot["message"]
+    assert post("3", {"Colour": "red"})["code"] == 6304
+    c.publish(base, b"not json", qos=1)
+    assert expect(inbox, "message")[2]["code"] == 460
+
+    # The device came online, as an event on the log.
+    events = requests.get(site["url"] + "/api/v1/events?limit=500", headers={"Authorization": "Bearer " + site["token"]}, timeout=10).json()["items"]
+    assert any(e["type"] == "device.online" for e in events)
+
+    # Another device's topic is off limits: the connection is closed.
+    c.publish(f"/sys/{site['pk']}/{site['other']}/thing/event/property/post", b"{}", qos=1)
+    expect(inbox, "disconnect")
+    c.loop_stop()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        events = requests.get(site["url"] + "/api/v1/events?limit=500", headers={"Authorization": "Bearer " + site["token"]}, timeout=10).json()["items"]
+        if any(e["type"] == "device.offline" for e in events):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no device.offline event")
+
+
+def test_wrong_secret_and_stale_signatures_are_refused(site: dict):
+    wrong, inbox = device(site, secret="not-the-secret")
+    assert expect(inbox, "connack")[1] != 0
+    wrong.loop_stop()
+    stale, inbox = device(site, timestamp_ms=int(time.time() * 1000) - 3_600_000)
+    assert expect(inbox, "connack")[1] != 0
+    stale.loop_stop()
