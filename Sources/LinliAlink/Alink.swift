@@ -67,10 +67,12 @@ public struct AlinkSignIn: Sendable, Equatable {
         return zip(expected, given).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
-    /// Replay protection: the signed timestamp (milliseconds) must be within `window` of now.
+    /// Replay protection: the signed timestamp must be within `window` of now. Devices send
+    /// milliseconds (the C SDK) or seconds (the Python Link Kit); anything below 10^11 is seconds.
     public func isFresh(now: Date = Date(), window: TimeInterval = 15 * 60) -> Bool {
         guard let timestamp else { return false }
-        return abs(Double(timestamp) / 1000 - now.timeIntervalSince1970) <= window
+        let seconds = timestamp < 100_000_000_000 ? Double(timestamp) : Double(timestamp) / 1000
+        return abs(seconds - now.timeIntervalSince1970) <= window
     }
 
     /// The topics a device may use: its own system topics and its own custom topics.

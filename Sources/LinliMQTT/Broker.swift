@@ -55,6 +55,11 @@ public final class MQTTBroker: Sendable {
         await state.route(message)
     }
 
+    /// Sends to one client, subscribed or not (replies and commands to a device).
+    public func send(_ message: Publish, to clientId: String) async {
+        await state.send(message, to: clientId)
+    }
+
     /// Listens until the task is cancelled. `onListening` gets the bound port (useful with port 0).
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         let limits = configuration.limits

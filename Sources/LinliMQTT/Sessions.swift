@@ -169,6 +169,14 @@ actor BrokerState {
         }
     }
 
+    /// Sends a message to one client whether or not it subscribed: the platform addressing a device
+    /// on its own system topics, as Alink platforms do. A matching subscription sets the QoS.
+    func send(_ message: Publish, to clientId: String) {
+        guard let session = sessions[clientId] else { return }
+        let subscribed = session.subscriptions.filter { Topic.matches(filter: $0.key, name: message.topic) }.map(\.value).max()
+        deliver(message, qos: subscribed.map { min($0, message.qos) } ?? message.qos, to: clientId)
+    }
+
     private func deliver(_ message: Publish, qos: QoS, to clientId: String) {
         guard var session = sessions[clientId] else { return }
         var outgoing = message

@@ -72,16 +72,16 @@ final class DeviceGateway: Sendable {
         guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return }
         switch kind {
         case .propertyPost:
-            let reply = await answer(Data(message.payload.readableBytesView), productKey: pk) { model, params in model.validateProperties(params) }
-            await publish(topic: message.topic + "_reply", reply)
+            let answer = await answer(Data(message.payload.readableBytesView), productKey: pk) { model, params in model.validateProperties(params) }
+            await reply(to: clientId, topic: message.topic + "_reply", answer)
         case let .eventPost(identifier):
-            let reply = await answer(Data(message.payload.readableBytesView), productKey: pk) { model, params in
+            let answer = await answer(Data(message.payload.readableBytesView), productKey: pk) { model, params in
                 guard let event = model.event(identifier) else { return [ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")] }
                 // Event posts carry `params: {"value": {...}, "time": …}`.
                 let values = params["value"] ?? params
                 return model.validate(fields: event.outputData, values)
             }
-            await publish(topic: message.topic + "_reply", reply)
+            await reply(to: clientId, topic: message.topic + "_reply", answer)
         default:
             _ = dn
         }
@@ -100,8 +100,9 @@ final class DeviceGateway: Sendable {
         return AlinkCode.reply(id: request.id, code: code, message: faults.map(\.description).joined(separator: "; "))
     }
 
-    private func publish(topic: String, _ payload: Data) async {
+    /// Replies go to the device that asked, without a subscription, as Alink devices expect.
+    private func reply(to clientId: String, topic: String, _ payload: Data) async {
         guard let broker = broker.withLock({ $0 }) else { return }
-        await broker.publish(Publish(topic: topic, payload: ByteBuffer(bytes: payload), qos: .atMostOnce))
+        await broker.send(Publish(topic: topic, payload: ByteBuffer(bytes: payload), qos: .atMostOnce), to: clientId)
     }
 }

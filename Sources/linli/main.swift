@@ -302,7 +302,22 @@ func resolveCommunity(_ id: String?, store: Store) async throws -> Community {
 }
 
 struct Products: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "product", abstract: "Products: kinds of device with their thing model.", subcommands: [Create.self, Library.self])
+    static let configuration = CommandConfiguration(commandName: "product", abstract: "Products: kinds of device with their thing model.", subcommands: [Create.self, Library.self, TSL.self])
+
+    struct TSL: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "tsl", abstract: "Print a product's thing model as TSL JSON (for device SDKs).")
+        @OptionGroup var storage: StorageOptions
+        @Option(name: .customLong("product-key")) var productKey: String
+
+        func run() async throws {
+            let configuration = try storage.resolve()
+            let store = try await storage.open(configuration, logger: makeLogger(configuration.logLevel))
+            let product = try await store.product(key: productKey)
+            await store.database.close()
+            guard let product else { throw CLIError("no product with key \(productKey)") }
+            say(product.tslJson)
+        }
+    }
 
     struct Library: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the built-in thing models.")

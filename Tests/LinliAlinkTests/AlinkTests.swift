@@ -25,6 +25,8 @@ struct AlinkTests {
         #expect(AlinkSignIn.sign("what do ya want for nothing?", secret: "Jefe", method: .hmacsha256) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
         let stale = try #require(AlinkSignIn(Self.connect(secret: "s3cret", timestamp: 1_000)))
         #expect(!stale.isFresh(), "a signature from long ago is a replay")
+        let inSeconds = try #require(AlinkSignIn(Self.connect(secret: "s3cret", timestamp: Int64(Date().timeIntervalSince1970))))
+        #expect(inSeconds.isFresh() && inSeconds.verify(secret: "s3cret"), "Link Kit for Python signs a timestamp in seconds")
         #expect(AlinkSignIn(Connect(cleanSession: true, keepAlive: 1, clientId: "plain", username: "frigate", password: ByteBuffer(string: "x"))) == nil)
     }
 

@@ -41,12 +41,12 @@ def device(site: dict, secret: str | None = None, timestamp_ms: int | None = Non
     content = f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}"
     password = hmac.new((secret or site["secret"]).encode(), content.encode(), hashlib.sha256).hexdigest()
     inbox: queue.Queue = queue.Queue()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", protocol=mqtt.MQTTv311)
+    c = mqtt.Client(client_id=f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", protocol=mqtt.MQTTv311)
     c.username_pw_set(f"{dn}&{pk}", password)
-    c.on_connect = lambda cl, ud, flags, rc, props: inbox.put(("connack", rc.value if hasattr(rc, "value") else rc))
+    c.on_connect = lambda cl, ud, flags, rc: inbox.put(("connack", rc))
     c.on_message = lambda cl, ud, msg: inbox.put(("message", msg.topic, json.loads(msg.payload)))
-    c.on_disconnect = lambda cl, ud, flags, rc, props: inbox.put(("disconnect", rc))
-    c.on_subscribe = lambda cl, ud, mid, rcs, props: inbox.put(("suback", [r.value if hasattr(r, "value") else r for r in rcs]))
+    c.on_disconnect = lambda cl, ud, rc: inbox.put(("disconnect", rc))
+    c.on_subscribe = lambda cl, ud, mid, granted: inbox.put(("suback", list(granted)))
     c.connect("127.0.0.1", site["port"], keepalive=30)
     c.loop_start()
     return c, inbox
