@@ -651,6 +651,7 @@ struct API {
                     var cursor = start
                     while !stopping.isSet, !Task.isCancelled {
                         let from = cursor
+                        let seen = await store.signal.generation
                         let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
                         for event in batch {
                             let data = (try? JSON.encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
@@ -658,7 +659,7 @@ struct API {
                         }
                         if let last = batch.last { cursor = last.seq }
                         if batch.count < 200, !stopping.isSet {
-                            await store.signal.wait(timeout: .seconds(5))
+                            await store.signal.wait(since: seen, timeout: .seconds(5))
                             // A comment line now and then finds clients that went away.
                             if batch.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
                         }

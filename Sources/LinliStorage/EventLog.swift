@@ -82,8 +82,11 @@ public enum EventLog {
 
 /// Wakes in-process readers of the event log when a write commits, so live views and consumers
 /// need not poll hard. Readers still poll slowly, to see what other nodes append.
+///
+/// A reader notes `generation` before it reads the log and then waits `since` that generation: a
+/// commit that lands between its read and its wait is not missed.
 public actor EventSignal {
-    private var generation: UInt64 = 0
+    public private(set) var generation: UInt64 = 0
     private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
 
     public init() {}
@@ -95,11 +98,13 @@ public actor EventSignal {
         for (_, waiter) in current { waiter.resume() }
     }
 
-    /// Returns when a write commits or after `timeout`, whichever is first.
-    public func wait(timeout: Duration) async {
+    /// Returns at once if a write committed since `generation`; otherwise when one does, or after
+    /// `timeout`, whichever is first.
+    public func wait(since generation: UInt64, timeout: Duration) async {
+        if self.generation != generation { return }
         let key = UUID()
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.park(key) }
+            group.addTask { await self.park(key, since: generation) }
             group.addTask {
                 try? await Task.sleep(for: timeout)
                 await self.release(key)
@@ -110,9 +115,9 @@ public actor EventSignal {
         }
     }
 
-    private func park(_ key: UUID) async {
+    private func park(_ key: UUID, since generation: UInt64) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            if Task.isCancelled { c.resume(); return }
+            if Task.isCancelled || self.generation != generation { c.resume(); return }
             waiters[key] = c
         }
     }

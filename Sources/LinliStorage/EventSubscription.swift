@@ -42,9 +42,10 @@ public struct EventSubscription: AsyncSequence, Sendable {
             while buffer.isEmpty {
                 if Task.isCancelled { return nil }
                 let from = cursor ?? 0
+                let seen = await s.store.signal.generation
                 let batch = try await s.store.read { db in try await EventLog.read(db, after: from, limit: s.batchSize, scope: s.scope) }
                 if batch.isEmpty {
-                    await s.store.signal.wait(timeout: s.pollInterval)
+                    await s.store.signal.wait(since: seen, timeout: s.pollInterval)
                 } else {
                     buffer = batch[...]
                 }
