@@ -78,8 +78,10 @@ struct ClientConnection {
             logger.debug("connection ended", metadata: ["error": "\(error)"])
         }
         if let (clientId, connectionId) = attached {
-            await broker.state.detach(clientId: clientId, connectionId: connectionId)
-            await broker.onPresence(clientId, false)
+            // A connection that was taken over leaves presence to its successor.
+            if await broker.state.detach(clientId: clientId, connectionId: connectionId) {
+                await broker.onPresence(clientId, false)
+            }
             // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
             if !graceful, let will {
                 await broker.state.route(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))

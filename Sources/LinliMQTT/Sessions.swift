@@ -95,8 +95,10 @@ actor BrokerState {
     }
 
     /// The connection ended. A clean session is forgotten; a persistent one keeps its state.
-    func detach(clientId: String, connectionId: UInt64) {
-        guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else { return }
+    /// Returns false when a newer connection had already taken the session over.
+    @discardableResult
+    func detach(clientId: String, connectionId: UInt64) -> Bool {
+        guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else { return false }
         session.outbox?.continuation.finish()
         session.outbox = nil
         connected -= 1
@@ -105,6 +107,7 @@ actor BrokerState {
         } else {
             sessions[clientId] = nil
         }
+        return true
     }
 
     /// Subscribes and returns the granted QoS per filter; then sends the retained messages that match.

@@ -103,13 +103,13 @@ final class DurableLog: Sendable {
     var all: [String] { entries.withLock { $0 } }
 }
 
-func withBroker(_ configuration: MQTTBrokerConfiguration = MQTTBrokerConfiguration(port: 0), durable: DurableLog = DurableLog(),
+func withBroker(_ configuration: MQTTBrokerConfiguration = MQTTBrokerConfiguration(port: 0), durable: DurableLog = DurableLog(), presence: DurableLog = DurableLog(),
                 _ body: @Sendable (Int, MQTTBroker) async throws -> Void) async throws {
     var logger = Logger(label: "mqtt-test")
     logger.logLevel = .critical
-    let broker = MQTTBroker(configuration: configuration, authenticator: TestAuthenticator(), logger: logger) { _, message in
-        durable.append(message.topic)
-    }
+    let broker = MQTTBroker(configuration: configuration, authenticator: TestAuthenticator(), logger: logger,
+                            onPublish: { _, message in if message.qos != .atMostOnce { durable.append(message.topic) } },
+                            onPresence: { clientId, connected in presence.append(clientId + (connected ? " on" : " off")) })
     let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
     let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
     var ports = stream.makeAsyncIterator()
@@ -255,7 +255,8 @@ struct BrokerTests {
     }
 
     @Test func aNewConnectionWithTheSameIdTakesTheSessionOver() async throws {
-        try await withBroker { port, broker in
+        let presence = DurableLog()
+        try await withBroker(presence: presence) { port, broker in
             let (old, _) = try await TestClient.connected(port, id: "gate-1")
             let (new, ack) = try await TestClient.connected(port, id: "gate-1")
             #expect(ack == .connack(sessionPresent: false, returnCode: .accepted))
@@ -263,6 +264,7 @@ struct BrokerTests {
             try await new.send(.pingreq)
             #expect(await new.next() == .pingresp)
             #expect(await broker.connectionCount == 1)
+            #expect(presence.all == ["gate-1 on", "gate-1 on"], "the superseded connection does not report the client gone")
         }
     }
 
