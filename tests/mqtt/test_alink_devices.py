@@ -6,17 +6,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import queue
 import sys
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clients import expect, paho  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,33 +36,13 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     assert node.stop() == 0, node.log.read_text()
 
 
-def device(site: dict, secret: str | None = None, timestamp_ms: int | None = None) -> tuple[mqtt.Client, "queue.Queue"]:
+def device(site: dict, secret: str | None = None, timestamp_ms: int | None = None):
+    """A device signing in the Alink way: HMAC-SHA256 of the sorted parameters with its secret."""
     pk, dn = site["pk"], site["dn"]
     ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
     content = f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}"
     password = hmac.new((secret or site["secret"]).encode(), content.encode(), hashlib.sha256).hexdigest()
-    inbox: queue.Queue = queue.Queue()
-    c = mqtt.Client(client_id=f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", protocol=mqtt.MQTTv311)
-    c.username_pw_set(f"{dn}&{pk}", password)
-    c.on_connect = lambda cl, ud, flags, rc: inbox.put(("connack", rc))
-    c.on_message = lambda cl, ud, msg: inbox.put(("message", msg.topic, json.loads(msg.payload)))
-    c.on_disconnect = lambda cl, ud, rc: inbox.put(("disconnect", rc))
-    c.on_subscribe = lambda cl, ud, mid, granted: inbox.put(("suback", list(granted)))
-    c.connect("127.0.0.1", site["port"], keepalive=30)
-    c.loop_start()
-    return c, inbox
-
-
-def expect(inbox: "queue.Queue", kind: str, timeout: float = 5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            item = inbox.get(timeout=max(0.05, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if item[0] == kind:
-            return item
-    pytest.fail(f"no {kind} within {timeout} s")
+    return paho(site["port"], f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=json.loads)
 
 
 def test_signed_device_posts_properties_and_gets_checked_replies(site: dict):

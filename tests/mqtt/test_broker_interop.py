@@ -4,18 +4,19 @@ authenticated by an integration account created with `linli mqtt-account create`
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clients import expect, paho  # noqa: E402
 
 PASSWORD = "frigate-password-1"
 
@@ -39,29 +40,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
     assert node.stop() == 0, node.log.read_text()
 
 
-def client(port: int, client_id: str, password: str = PASSWORD, clean: bool = True) -> tuple[mqtt.Client, "queue.Queue"]:
-    inbox: queue.Queue = queue.Queue()
-    c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=mqtt.MQTTv311)
-    c.username_pw_set("frigate", password)
-    c.on_connect = lambda cl, ud, flags, rc: inbox.put(("connack", rc))
-    c.on_message = lambda cl, ud, msg: inbox.put(("message", msg.topic, msg.payload, msg.qos, msg.retain))
-    c.on_disconnect = lambda cl, ud, rc: inbox.put(("disconnect", rc))
-    c.on_subscribe = lambda cl, ud, mid, granted: inbox.put(("suback", list(granted)))
-    c.connect("127.0.0.1", port, keepalive=30)
-    c.loop_start()
-    return c, inbox
-
-
-def expect(inbox: "queue.Queue", kind: str, timeout: float = 5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            item = inbox.get(timeout=max(0.05, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if item[0] == kind:
-            return item
-    pytest.fail(f"no {kind} within {timeout} s")
+def client(port: int, client_id: str, password: str = PASSWORD, clean: bool = True):
+    return paho(port, client_id, "frigate", password, clean)
 
 
 def test_paho_publishes_and_subscribes_at_qos_1_and_2(broker: int):

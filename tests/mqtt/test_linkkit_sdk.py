@@ -15,6 +15,9 @@ linkkit = pytest.importorskip("linkkit.linkkit")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clients import expect  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):
@@ -42,29 +45,18 @@ def test_link_kit_sdk_connects_posts_properties_and_events(site: dict):
     lk.on_thing_event_post = lambda event, request_id, code, data, message, userdata: inbox.put(("event", event, code, message))
     lk.connect_async()
 
-    def expect(kind: str, timeout: float = 15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                item = inbox.get(timeout=max(0.05, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if item[0] == kind:
-                return item
-        pytest.fail(f"no {kind} from the SDK within {timeout} s")
-
     try:
-        assert expect("connect")[1] == 0
+        assert expect(inbox, "connect", 15)[1] == 0
         rc, _ = lk.thing_post_property({"SmokeSensorState": 0, "SmokeConcentration": 12.5, "BatteryPercentage": 90})
         assert rc == 0
-        assert expect("prop")[1] == 200
+        assert expect(inbox, "prop", 15)[1] == 200
         rc, _ = lk.thing_post_property({"BatteryPercentage": 101})
         assert rc == 0
-        reply = expect("prop")
+        reply = expect(inbox, "prop", 15)
         assert reply[1] == 6306 and "BatteryPercentage" in reply[2]
         rc, _ = lk.thing_trigger_event(("SmokeAlarm", {"SmokeConcentration": 800.0}))
         assert rc == 0
-        event = expect("event")
+        event = expect(inbox, "event", 15)
         assert event[1] == "SmokeAlarm" and event[2] == 200
     finally:
         lk.disconnect()
