@@ -31,6 +31,7 @@ public enum Capability: String, Sendable, CaseIterable {
     case manageAccounts         // accounts and role bindings
     case viewAudit
     case viewEvents
+    case operateDevices         // set device properties, call device services
 }
 
 extension Role {
@@ -42,7 +43,7 @@ extension Role {
             return Set(Capability.allCases).subtracting([.createCommunity])
         case .propertyStaff:
             return [.viewCommunity, .manageCommunity, .viewPeople, .managePeople, .seeFullPhone, .viewVehicles,
-                    .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents]
+                    .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices]
         case .gridWorker:
             return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations]
         case .guardOnDuty:

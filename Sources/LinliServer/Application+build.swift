@@ -31,8 +31,12 @@ public struct AppServices: Sendable {
     let communities = CommunityDirectory()
     let responses = ResponseCache()
 
-    public init(store: Store, configuration: ServerConfiguration, logger: Logger) throws {
+    /// The broker's side of devices, when the broker runs (`--mqtt off` leaves it nil).
+    public let devices: DeviceGateway?
+
+    public init(store: Store, configuration: ServerConfiguration, logger: Logger, devices: DeviceGateway? = nil) throws {
         self.store = store
+        self.devices = devices
         self.configuration = configuration
         throttle = LoginThrottle(logger: logger)
         pages = try Pages()

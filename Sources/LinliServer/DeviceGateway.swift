@@ -11,13 +11,16 @@ import Synchronization
 /// Where MQTT meets Linli's devices: signs devices in with Alink (one secret per device, HMAC-signed
 /// CONNECT, replay window), keeps their online status, and answers their property posts after
 /// checking every value against the product's thing model. Integration accounts sign in here too.
-final class DeviceGateway: Sendable {
+public final class DeviceGateway: Sendable {
     let store: Store
     let logger: Logger
     private let broker = Mutex<MQTTBroker?>(nil)
     /// Which device a connected client id is, set at sign-in.
     private let devices = Mutex<[String: Device]>([:])
     private let models = Mutex<[String: ThingModel]>([:])
+    /// Commands sent to devices and awaiting their reply, by "pk/dn/id".
+    private let pending = Mutex<[String: CheckedContinuation<JSONValue?, Never>]>([:])
+    private let nextRequestId = Atomic<Int>(1)
 
     init(store: Store, logger: Logger) {
         self.store = store
@@ -82,9 +85,74 @@ final class DeviceGateway: Sendable {
                 return model.validate(fields: event.outputData, values)
             }
             await reply(to: clientId, topic: message.topic + "_reply", answer)
-        default:
-            _ = dn
+        case .propertySetReply:
+            resolve(productKey: pk, deviceName: dn, payload: Data(message.payload.readableBytesView))
+        case .serviceReply:
+            resolve(productKey: pk, deviceName: dn, payload: Data(message.payload.readableBytesView))
+        case .other:
+            break
         }
+    }
+
+    // MARK: commands from the platform to a device
+
+    public enum Command: Sendable {
+        case setProperties(JSONValue)
+        case callService(String, JSONValue)
+    }
+
+    public enum CommandFailure: Error, Sendable {
+        case offline
+        case unknownService(String)
+        case invalid([ValueError])
+        case noThingModel
+        case timedOut
+    }
+
+    /// Sends a property set or a service call to a connected device and waits for its reply
+    /// (correlated by request id) up to `timeout`. Values are checked against the thing model first.
+    public func send(_ command: Command, productKey: String, deviceName: String, timeout: Duration) async throws(CommandFailure) -> JSONValue {
+        guard let model = await model(for: productKey) else { throw .noThingModel }
+        let topic: String, method: String, params: JSONValue
+        switch command {
+        case let .setProperties(values):
+            let faults = model.validateProperties(values, writing: true)
+            if !faults.isEmpty { throw .invalid(faults) }
+            (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/property/set", "thing.service.property.set", values)
+        case let .callService(identifier, values):
+            guard let service = model.service(identifier), !["set", "get"].contains(identifier) else { throw .unknownService(identifier) }
+            let faults = model.validate(fields: service.inputData, values, requireAll: true)
+            if !faults.isEmpty { throw .invalid(faults) }
+            (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)", service.method, values)
+        }
+        guard let clientId = devices.withLock({ $0.first { $0.value.productKey == productKey && $0.value.deviceName == deviceName }?.key }),
+              let broker = broker.withLock({ $0 })
+        else { throw .offline }
+        let id = String(nextRequestId.add(1, ordering: .relaxed).oldValue)
+        let key = "\(productKey)/\(deviceName)/\(id)"
+        let request = JSONValue.object(["id": .string(id), "version": .string("1.0"), "params": params, "method": .string(method)]).serialized()
+        let reply: JSONValue? = await withCheckedContinuation { continuation in
+            pending.withLock { $0[key] = continuation }
+            Task {
+                await broker.send(Publish(topic: topic, payload: ByteBuffer(bytes: request), qos: .atMostOnce), to: clientId)
+                try? await Task.sleep(for: timeout)
+                self.pending.withLock { $0.removeValue(forKey: key) }?.resume(returning: nil)
+            }
+        }
+        guard let reply else { throw .timedOut }
+        return reply
+    }
+
+    /// A device's reply to a command: hands it to the waiting caller, if any is still waiting.
+    private func resolve(productKey: String, deviceName: String, payload: Data) {
+        guard let reply = JSONValue.parse(payload) else { return }
+        let id: String
+        switch reply["id"] {
+        case let .string(s)?: id = s
+        case let .int(i)?: id = String(i)
+        default: return
+        }
+        pending.withLock { $0.removeValue(forKey: "\(productKey)/\(deviceName)/\(id)") }?.resume(returning: reply)
     }
 
     private func answer(_ payload: Data, productKey: String, check: (ThingModel, JSONValue) -> [ValueError]) async -> Data {

@@ -39,9 +39,11 @@ struct GatewayAuthenticator: MQTTAuthenticator {
 /// Runs the broker inside `linli serve`'s service group; stops listening on graceful shutdown.
 public struct MQTTBrokerService: Service {
     public let broker: MQTTBroker
+    public let gateway: DeviceGateway
 
     public init(store: Store, host: String, port: Int, logger: Logger) {
         let gateway = DeviceGateway(store: store, logger: logger)
+        self.gateway = gateway
         broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
                             onPublish: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
                             onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })

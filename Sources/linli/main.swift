@@ -115,8 +115,8 @@ struct Serve: AsyncParsableCommand {
                 say("The data folder already holds a community, so no demo was seeded. Demo passwords are shown only when they are made; set a new one with `linli user password --username manager`.")
             }
         }
-        let services = try AppServices(store: store, configuration: configuration, logger: logger)
         let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, logger: logger) }
+        let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway)
         let app = buildApplication(services, logger: logger, alongside: broker.map { [$0] } ?? [])
         say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
             + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" } ?? ""))

@@ -1,14 +1,17 @@
 """Alibaba's own Link Kit SDK for Python (aliyun-iot-linkkit on PyPI), pointed at Linli on
-127.0.0.1 without TLS: it signs in with the device triple and posts properties and events."""
+127.0.0.1 without TLS, unchanged: it signs in with the device triple, posts properties and events,
+and receives a property set and a service call from Linli's API and answers them."""
 
 from __future__ import annotations
 
 import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 linkkit = pytest.importorskip("linkkit.linkkit")
 
@@ -24,18 +27,20 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("linkkit")
     data = work / "data"
     run("demo", "--data", str(data))
-    product_key = run("product", "create", "--data", str(data), "--library", "smoke_detector").stdout.strip().splitlines()[-1]
-    pk, dn, secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "smoke-3-1").stdout.strip().splitlines()[-1].split()
+    run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
+    token = run("token", "create", "--data", str(data), "--username", "ops", "--name", "t").stdout.strip().splitlines()[-1]
+    product_key = run("product", "create", "--data", str(data), "--library", "street_light").stdout.strip().splitlines()[-1]
+    pk, dn, secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "lamp-7").stdout.strip().splitlines()[-1].split()
     tsl = work / "tsl.json"
     tsl.write_text(run("product", "tsl", "--data", str(data), "--product-key", pk).stdout)
     port = free_port()
     node = Node(data, mqtt_port=port).start()
     time.sleep(0.5)
-    yield {"port": port, "pk": pk, "dn": dn, "secret": secret, "tsl": str(tsl)}
+    yield {"port": port, "pk": pk, "dn": dn, "secret": secret, "tsl": str(tsl), "url": node.url, "token": token}
     assert node.stop() == 0, node.log.read_text()
 
 
-def test_link_kit_sdk_connects_posts_properties_and_events(site: dict):
+def test_link_kit_sdk_round_trip(site: dict):
     inbox: queue.Queue = queue.Queue()
     lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=site["pk"], device_name=site["dn"], device_secret=site["secret"])
     lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
@@ -43,21 +48,58 @@ def test_link_kit_sdk_connects_posts_properties_and_events(site: dict):
     lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
     lk.on_thing_prop_post = lambda request_id, code, data, message, userdata: inbox.put(("prop", code, message))
     lk.on_thing_event_post = lambda event, request_id, code, data, message, userdata: inbox.put(("event", event, code, message))
-    lk.connect_async()
+    lk.on_thing_prop_changed = lambda params, userdata: inbox.put(("changed", params))
 
+    def on_service(identifier, request_id, params, userdata):
+        inbox.put(("service", identifier, params))
+        lk.thing_answer_service(identifier, request_id, 200, {"accepted": 1})
+
+    lk.on_thing_call_service = on_service
+    lk.connect_async()
+    api = site["url"] + f"/api/v1/devices/{site['pk']}/{site['dn']}"
+    headers = {"Authorization": "Bearer " + site["token"]}
     try:
         assert expect(inbox, "connect", 15)[1] == 0
-        rc, _ = lk.thing_post_property({"SmokeSensorState": 0, "SmokeConcentration": 12.5, "BatteryPercentage": 90})
-        assert rc == 0
+        # Device → Linli: property posts (checked against the thing model) and an event.
+        assert lk.thing_post_property({"LightSwitch": 1, "Brightness": 80, "Power": 35.5})[0] == 0
         assert expect(inbox, "prop", 15)[1] == 200
-        rc, _ = lk.thing_post_property({"BatteryPercentage": 101})
-        assert rc == 0
+        assert lk.thing_post_property({"Brightness": 101})[0] == 0
         reply = expect(inbox, "prop", 15)
-        assert reply[1] == 6306 and "BatteryPercentage" in reply[2]
-        rc, _ = lk.thing_trigger_event(("SmokeAlarm", {"SmokeConcentration": 800.0}))
-        assert rc == 0
+        assert reply[1] == 6306 and "Brightness" in reply[2]
+        assert lk.thing_trigger_event(("LampFault", {}))[0] == 0
         event = expect(inbox, "event", 15)
-        assert event[1] == "SmokeAlarm" and event[2] == 200
+        assert event[1] == "LampFault" and event[2] == 200
+
+        # Linli → device: a property set through the API; the SDK applies it and replies.
+        result: dict = {}
+        call = threading.Thread(target=lambda: result.update(r=requests.post(api + "/properties", headers=headers, json={"params": {"LightSwitch": 0}}, timeout=30)))
+        call.start()
+        assert expect(inbox, "changed", 15)[1] == {"LightSwitch": 0}
+        call.join(30)
+        assert result["r"].status_code == 200, result["r"].text
+        assert result["r"].json()["code"] == 200
+
+        # A service call with its inputs; the SDK's answer comes back as the API's answer.
+        r = requests.post(api + "/services/SetSchedule", headers=headers, json={"params": {"OnTime": "18:30", "OffTime": "06:00"}}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["code"] == 200 and r.json()["data"] == {"accepted": 1}
+        service = expect(inbox, "service", 5)
+        assert service[1] == "SetSchedule" and service[2] == {"OnTime": "18:30", "OffTime": "06:00"}
+
+        # Refused before anything reaches the device.
+        r = requests.post(api + "/properties", headers=headers, json={"params": {"Power": 1}}, timeout=30)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "params.Power"
+        r = requests.post(api + "/services/SetSchedule", headers=headers, json={"params": {"OnTime": "18:30"}}, timeout=30)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "params.OffTime"
+        assert requests.post(api + "/services/SelfDestruct", headers=headers, json={"params": {}}, timeout=30).status_code == 404
     finally:
         lk.disconnect()
         lk.destruct()
+    # Once the device is gone, commands are refused at once.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        r = requests.post(api + "/properties", headers=headers, json={"params": {"LightSwitch": 1}}, timeout=30)
+        if r.status_code == 409:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 409
