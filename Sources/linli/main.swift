@@ -56,6 +56,26 @@ func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
+extension StorageOptions {
+    /// Resolves the settings, opens (and migrates) the store, runs `body`, and closes the store
+    /// whatever happens. A storage conflict becomes a plain CLI message.
+    func withStore<T>(_ body: (Store) async throws -> T) async throws -> T {
+        let configuration = try resolve()
+        let store = try await open(configuration, logger: makeLogger(configuration.logLevel))
+        do {
+            let result = try await body(store)
+            await store.database.close()
+            return result
+        } catch StoreError.conflict(let field, let reason) {
+            await store.database.close()
+            throw CLIError("\(field) \(reason)")
+        } catch {
+            await store.database.close()
+            throw error
+        }
+    }
+}
+
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
@@ -129,10 +149,7 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
 
     func run() async throws {
-        let configuration = try storage.resolve()
-        let logger = makeLogger(configuration.logLevel)
-        let store = try await storage.open(configuration, logger: logger, migrate: true)
-        await store.database.close()
+        try await storage.withStore { _ in }
         say("schema at version \(Migrations.latest)")
     }
 }
@@ -142,15 +159,11 @@ struct Demo: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
 
     func run() async throws {
-        let configuration = try storage.resolve()
-        let logger = makeLogger(configuration.logLevel)
-        let store = try await storage.open(configuration, logger: logger)
-        guard let credentials = try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate) else {
-            await store.database.close()
-            throw CLIError("the database already holds a community; the demo seeds only an empty one")
+        let credentials = try await storage.withStore { store in
+            try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate)
         }
+        guard let credentials else { throw CLIError("the database already holds a community; the demo seeds only an empty one") }
         printCredentials(credentials)
-        await store.database.close()
     }
 }
 
@@ -186,23 +199,16 @@ struct User: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let configuration = try storage.resolve()
-            let logger = makeLogger(configuration.logLevel)
             let (password, generated) = try User.readPassword(stdin: passwordStdin)
-            let store = try await storage.open(configuration, logger: logger)
-            do {
-                let account = Account(username: username.lowercased(), displayName: displayName ?? username, passwordHash: try await Passwords.hash(password))
-                try await store.createAccount(account, actor: Principal(accountId: nil, name: "cli"))
+            let account = Account(username: username.lowercased(), displayName: displayName ?? username, passwordHash: try await Passwords.hash(password))
+            try await storage.withStore { store in
+                try await store.createAccount(account, actor: cli)
                 if let role = role.flatMap(Role.init(rawValue:)) {
                     try await store.bindRole(RoleBinding(accountId: account.id, role: role, communityId: role == .platformAdmin ? nil : community,
-                                                         organisationId: organisation, gridId: grid, householdId: household), actor: Principal(accountId: nil, name: "cli"))
+                                                         organisationId: organisation, gridId: grid, householdId: household), actor: cli)
                 }
-                say("created account \(account.username)" + (generated ? " with password \(password)" : ""))
-            } catch StoreError.conflict(let field, let reason) {
-                await store.database.close()
-                throw CLIError("\(field) \(reason)")
             }
-            await store.database.close()
+            say("created account \(account.username)" + (generated ? " with password \(password)" : ""))
         }
     }
 
@@ -213,16 +219,13 @@ struct User: AsyncParsableCommand {
         @Flag(name: .customLong("password-stdin")) var passwordStdin = false
 
         func run() async throws {
-            let configuration = try storage.resolve()
-            let logger = makeLogger(configuration.logLevel)
             let (password, generated) = try User.readPassword(stdin: passwordStdin)
-            let store = try await storage.open(configuration, logger: logger)
-            guard let account = try await store.account(username: username.lowercased()) else {
-                await store.database.close()
-                throw CLIError("no account named \(username)")
+            let hash = try await Passwords.hash(password)
+            let account = try await storage.withStore { store in
+                let account = try await existingAccount(username, store)
+                try await store.setPassword(accountId: account.id, hash: hash, actor: cli)
+                return account
             }
-            try await store.setPassword(accountId: account.id, hash: try await Passwords.hash(password), actor: Principal(accountId: nil, name: "cli"))
-            await store.database.close()
             say("password changed for \(account.username)" + (generated ? ": \(password)" : ""))
         }
     }
@@ -238,15 +241,9 @@ struct Token: AsyncParsableCommand {
         @Option var name: String
 
         func run() async throws {
-            let configuration = try storage.resolve()
-            let logger = makeLogger(configuration.logLevel)
-            let store = try await storage.open(configuration, logger: logger)
-            guard let account = try await store.account(username: username.lowercased()) else {
-                await store.database.close()
-                throw CLIError("no account named \(username)")
+            let token = try await storage.withStore { store in
+                try await store.createToken(accountId: existingAccount(username, store).id, name: name, actor: cli).token
             }
-            let (token, _) = try await store.createToken(accountId: account.id, name: name, actor: Principal(accountId: nil, name: "cli"))
-            await store.database.close()
             say(token)
         }
     }
@@ -273,21 +270,20 @@ struct MQTTAccounts: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let configuration = try storage.resolve()
-            let logger = makeLogger(configuration.logLevel)
             let (password, generated) = try User.readPassword(stdin: passwordStdin)
-            let store = try await storage.open(configuration, logger: logger)
-            do {
-                try await store.createMQTTAccount(MQTTAccount(username: username, passwordHash: try await Passwords.hash(password), description: description, publish: publish, subscribe: subscribe),
-                                                  actor: Principal(accountId: nil, name: "cli"))
-            } catch StoreError.conflict(let field, let reason) {
-                await store.database.close()
-                throw CLIError("\(field) \(reason)")
-            }
-            await store.database.close()
+            let account = MQTTAccount(username: username, passwordHash: try await Passwords.hash(password), description: description, publish: publish, subscribe: subscribe)
+            try await storage.withStore { store in try await store.createMQTTAccount(account, actor: cli) }
             say("created MQTT account \(username)" + (generated ? " with password \(password)" : ""))
         }
     }
+}
+
+/// Who the audit trail names for changes made from the command line.
+let cli = Principal(accountId: nil, name: "cli")
+
+func existingAccount(_ username: String, _ store: Store) async throws -> Account {
+    guard let account = try await store.account(username: username.lowercased()) else { throw CLIError("no account named \(username)") }
+    return account
 }
 
 /// The community a command acts in: the one named, or the only one there is.
@@ -310,10 +306,7 @@ struct Products: AsyncParsableCommand {
         @Option(name: .customLong("product-key")) var productKey: String
 
         func run() async throws {
-            let configuration = try storage.resolve()
-            let store = try await storage.open(configuration, logger: makeLogger(configuration.logLevel))
-            let product = try await store.product(key: productKey)
-            await store.database.close()
+            let product = try await storage.withStore { store in try await store.product(key: productKey) }
             guard let product else { throw CLIError("no product with key \(productKey)") }
             say(product.tslJson)
         }
@@ -340,8 +333,6 @@ struct Products: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let configuration = try storage.resolve()
-            let logger = makeLogger(configuration.logLevel)
             var model: ThingModel
             var productName = name
             if let library, let entry = ProductLibrary.entry(library) {
@@ -351,20 +342,14 @@ struct Products: AsyncParsableCommand {
                 guard let data = FileManager.default.contents(atPath: tsl!) else { throw CLIError("cannot read \(tsl!)") }
                 do { model = try ThingModel.parse(tsl: data) } catch { throw CLIError("the TSL is not valid: \(error)") }
             }
-            let store = try await storage.open(configuration, logger: logger)
-            do {
+            let key = model.productKey ?? Product.newKey()
+            model.productKey = key
+            let tslJson = String(decoding: model.tsl.serialized(), as: UTF8.self)
+            try await storage.withStore { store in
                 let home = try await resolveCommunity(community, store: store)
-                let key = model.productKey ?? Product.newKey()
-                model.productKey = key
-                let product = Product(communityId: home.id, productKey: key, name: productName ?? key, libraryKey: library,
-                                      tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self))
-                try await store.createProduct(product, actor: Principal(accountId: nil, name: "cli"))
-                await store.database.close()
-                say(key)
-            } catch {
-                await store.database.close()
-                throw error
+                try await store.createProduct(Product(communityId: home.id, productKey: key, name: productName ?? key, libraryKey: library, tslJson: tslJson), actor: cli)
             }
+            say(key)
         }
     }
 }
@@ -385,21 +370,11 @@ struct Devices: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let configuration = try storage.resolve()
-            let logger = makeLogger(configuration.logLevel)
-            let store = try await storage.open(configuration, logger: logger)
-            do {
+            let (device, secret) = try await storage.withStore { store in
                 guard let product = try await store.product(key: productKey) else { throw CLIError("no product with key \(productKey)") }
-                let (device, secret) = try await store.registerDevice(product: product, deviceName: name, actor: Principal(accountId: nil, name: "cli"))
-                await store.database.close()
-                say("\(device.productKey) \(device.deviceName) \(secret)")
-            } catch StoreError.conflict(let field, let reason) {
-                await store.database.close()
-                throw CLIError("\(field) \(reason)")
-            } catch {
-                await store.database.close()
-                throw error
+                return try await store.registerDevice(product: product, deviceName: name, actor: cli)
             }
+            say("\(device.productKey) \(device.deviceName) \(secret)")
         }
     }
 }
