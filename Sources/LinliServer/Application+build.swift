@@ -55,11 +55,11 @@ enum Resources {
 
 /// Closes the database when the service group shuts down, after the HTTP server has drained.
 public struct DatabaseService: Service {
-    let database: any Database
-    public init(database: any Database) { self.database = database }
+    let store: Store
+    public init(store: Store) { self.store = store }
     public func run() async throws {
         try? await gracefulShutdown()
-        await database.close()
+        await store.close()
     }
 }
 
@@ -81,7 +81,7 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     }
     router.get("/readyz") { _, _ in
         do {
-            try await Migrations.requireCurrent(store.database)
+            try await Migrations.requireCurrent(store)
             return try JSON.response(["status": "ready", "schema": "\(Migrations.latest)"])
         } catch {
             return try JSON.response(["status": "not ready", "reason": "\(error)"], status: .serviceUnavailable)
@@ -110,7 +110,7 @@ public func buildApplication(_ services: AppServices, logger: Logger, alongside:
         logger: logger
     )
     // Shutdown runs in reverse: the HTTP server drains first, then these, then the database closes.
-    app.addServices(DatabaseService(database: services.store.database))
+    app.addServices(DatabaseService(store: services.store))
     app.addServices(alongside)
     return app
 }

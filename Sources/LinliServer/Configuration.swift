@@ -136,11 +136,14 @@ public enum DataFolder {
         try prepare(config.dataDirectory)
         let secret = try secret(directory: config.dataDirectory, environment: environment)
         let database: any Database
+        var telemetry: (any Database)? = nil
         if let url = config.postgresURL {
             database = try await PostgresStore.open(url: url, logger: logger)
         } else {
-            database = try await SQLiteStore.open(path: (config.dataDirectory as NSString).appendingPathComponent("linli.sqlite"), logger: logger)
+            let folder = config.dataDirectory as NSString
+            database = try await SQLiteStore.open(path: folder.appendingPathComponent("linli.sqlite"), logger: logger)
+            telemetry = try await SQLiteStore.open(path: folder.appendingPathComponent("telemetry.sqlite"), readers: 2, logger: logger, name: "telemetry")
         }
-        return Store(database: database, cipher: try FieldCipher(secret: secret))
+        return Store(database: database, telemetry: telemetry, cipher: try FieldCipher(secret: secret))
     }
 }

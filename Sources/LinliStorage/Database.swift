@@ -84,7 +84,8 @@ public final class SQLiteStore: Database {
     private let logger: Logger
 
     /// Opens (creating if needed) the database file at `path`, in WAL mode.
-    public static func open(path: String, readers: Int = 4, logger: Logger) async throws -> SQLiteStore {
+    /// `name` labels the pools in /metrics (`sqlite_writer`, `telemetry_writer`, …).
+    public static func open(path: String, readers: Int = 4, logger: Logger, name: String = "sqlite") async throws -> SQLiteStore {
         let storage = SQLiteConnection.Storage.file(path: path)
         func connect() async throws -> SQLiteConnection {
             let conn = try await SQLiteConnection.open(storage: storage, logger: logger)
@@ -98,12 +99,12 @@ public final class SQLiteStore: Database {
         let writer = try await connect()
         var readerConnections: [SQLiteConnection] = []
         for _ in 0..<max(1, readers) { readerConnections.append(try await connect()) }
-        return SQLiteStore(writer: writer, readers: readerConnections, logger: logger)
+        return SQLiteStore(writer: writer, readers: readerConnections, logger: logger, name: name)
     }
 
-    private init(writer: SQLiteConnection, readers: [SQLiteConnection], logger: Logger) {
-        self.writer = Pool([writer], name: "sqlite_writer")
-        self.readers = Pool(readers, name: "sqlite_readers")
+    private init(writer: SQLiteConnection, readers: [SQLiteConnection], logger: Logger, name: String) {
+        self.writer = Pool([writer], name: name + "_writer")
+        self.readers = Pool(readers, name: name + "_readers")
         self.logger = logger
     }
 

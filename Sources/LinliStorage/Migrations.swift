@@ -167,15 +167,79 @@ public enum Migrations {
                 "CREATE INDEX devices_community ON devices (community_id, product_key)",
             ]
         },
+        Migration(version: 6, name: "device registry: place, tags, report interval; desired values") { _ in
+            [
+                "ALTER TABLE devices ADD COLUMN nickname TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE devices ADD COLUMN building_id TEXT",
+                "ALTER TABLE devices ADD COLUMN unit_id TEXT",
+                "ALTER TABLE devices ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+                "ALTER TABLE devices ADD COLUMN report_interval_seconds BIGINT",
+                // What operators want a device's writable properties to be; sent as a property set,
+                // now if the device is connected, else when it next signs in.
+                """
+                CREATE TABLE device_desired (
+                    device_id TEXT NOT NULL REFERENCES devices(id), community_id TEXT NOT NULL, identifier TEXT NOT NULL,
+                    value TEXT NOT NULL, version BIGINT NOT NULL, set_at BIGINT NOT NULL, delivered_at BIGINT,
+                    PRIMARY KEY (device_id, identifier))
+                """,
+            ]
+        },
     ]
+
+    /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a
+    /// stream of device posts never queues the community's other writes behind it. Its own ledger.
+    public static let telemetry: [Migration] = [
+        Migration(version: 1, name: "telemetry, reported shadow, diagnosis") { engine in
+            let id = engine == .sqlite ? "id INTEGER PRIMARY KEY AUTOINCREMENT" : "id BIGSERIAL PRIMARY KEY"
+            return [
+                // One series per device property; telemetry rows name the series by number, which
+                // keeps the high-rate table and its index small.
+                "CREATE TABLE telemetry_series (\(id), device_id TEXT NOT NULL, identifier TEXT NOT NULL, UNIQUE (device_id, identifier))",
+                "CREATE TABLE telemetry (series BIGINT NOT NULL, ts BIGINT NOT NULL, num DOUBLE PRECISION, txt TEXT)",
+                "CREATE INDEX telemetry_series_ts ON telemetry (series, ts)",
+                """
+                CREATE TABLE device_shadow (
+                    device_id TEXT NOT NULL, identifier TEXT NOT NULL, value TEXT NOT NULL, reported_at BIGINT NOT NULL,
+                    version BIGINT NOT NULL, PRIMARY KEY (device_id, identifier))
+                """,
+                """
+                CREATE TABLE device_diagnosis (
+                    device_id TEXT PRIMARY KEY, messages BIGINT NOT NULL, errors BIGINT NOT NULL, last_error TEXT,
+                    last_error_at BIGINT, last_seen_at BIGINT NOT NULL)
+                """,
+            ]
+        },
+    ]
+
+    /// A list of migrations and the table that records which of them a database has.
+    public struct Ledger: Sendable {
+        public let table: String
+        public let migrations: [Migration]
+        public var latest: Int { migrations.last?.version ?? 0 }
+        public static let core = Ledger(table: "schema_migrations", migrations: Migrations.all)
+        public static let telemetry = Ledger(table: "telemetry_migrations", migrations: Migrations.telemetry)
+    }
+
+    /// Brings both of a store's schemas up to date: the community's and telemetry's.
+    @discardableResult
+    public static func migrate(_ store: Store, logger: Logger? = nil) async throws -> [Int] {
+        let applied = try await migrate(store.database, logger: logger)
+        try await migrate(store.telemetry, ledger: .telemetry, logger: logger)
+        return applied
+    }
+
+    public static func requireCurrent(_ store: Store) async throws {
+        try await requireCurrent(store.database)
+        try await requireCurrent(store.telemetry, ledger: .telemetry)
+    }
 
     public static var latest: Int { all.last?.version ?? 0 }
 
     /// The schema version recorded in the database, 0 for an empty one.
-    public static func currentVersion(_ database: any Database) async throws -> Int {
+    public static func currentVersion(_ database: any Database, ledger: Ledger = .core) async throws -> Int {
         try await database.read { db in
-            try await ensureTable(db)
-            let row = try await db.raw("SELECT MAX(version) AS version FROM schema_migrations").first()
+            try await ensureTable(db, ledger)
+            let row = try await db.raw("SELECT MAX(version) AS version FROM \(unsafeRaw: ledger.table)").first()
             return try row?.decode(column: "version", as: Int?.self) ?? 0
         }
     }
@@ -183,32 +247,34 @@ public enum Migrations {
     /// Applies every migration newer than the database, each in its own transaction.
     /// Returns the versions applied.
     @discardableResult
-    public static func migrate(_ database: any Database, logger: Logger? = nil) async throws -> [Int] {
-        let current = try await currentVersion(database)
+    public static func migrate(_ database: any Database, ledger: Ledger = .core, logger: Logger? = nil) async throws -> [Int] {
+        let current = try await currentVersion(database, ledger: ledger)
+        let latest = ledger.latest
         if current > latest { throw MigrationError.databaseNewer(database: current, known: latest) }
         var applied: [Int] = []
-        for migration in all where migration.version > current {
+        for migration in ledger.migrations where migration.version > current {
             try await database.write { db in
                 for statement in migration.statements(database.engine) {
                     try await db.raw(SQLQueryString(statement)).run()
                 }
-                try await db.raw("INSERT INTO schema_migrations (version, name, applied_at) VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: nowMillis()))").run()
+                try await db.raw("INSERT INTO \(unsafeRaw: ledger.table) (version, name, applied_at) VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: nowMillis()))").run()
             }
-            logger?.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            logger?.info("applied migration", metadata: ["ledger": "\(ledger.table)", "version": "\(migration.version)", "name": "\(migration.name)"])
             applied.append(migration.version)
         }
         return applied
     }
 
     /// `serve` refuses a database it does not understand, and one that needs migrating.
-    public static func requireCurrent(_ database: any Database) async throws {
-        let current = try await currentVersion(database)
+    public static func requireCurrent(_ database: any Database, ledger: Ledger = .core) async throws {
+        let current = try await currentVersion(database, ledger: ledger)
+        let latest = ledger.latest
         if current > latest { throw MigrationError.databaseNewer(database: current, known: latest) }
         if current < latest { throw MigrationError.notCurrent(database: current, known: latest) }
     }
 
-    private static func ensureTable(_ db: any SQLDatabase) async throws {
-        try await db.raw("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").run()
+    private static func ensureTable(_ db: any SQLDatabase, _ ledger: Ledger) async throws {
+        try await db.raw("CREATE TABLE IF NOT EXISTS \(unsafeRaw: ledger.table) (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").run()
     }
 }
 

@@ -27,7 +27,7 @@ public struct Product: Codable, Sendable, Equatable {
 
 extension Product: Record { public static let table = "products" }
 
-public enum DeviceStatus: String, Codable, Sendable {
+public enum DeviceStatus: String, Codable, Sendable, CaseIterable {
     case inactive, online, offline, disabled
 }
 
@@ -37,21 +37,64 @@ public struct Device: Codable, Sendable, Equatable {
     public var productId: ID
     public var productKey: String
     public var deviceName: String
+    /// What people call it ("3号楼1单元烟感"); the device name is what the device calls itself.
+    public var nickname: String
     /// The device secret, encrypted; shown once when the device is registered.
     public var secretCipher: String
     public var status: DeviceStatus
+    /// Where it is: a household, or a unit or building, or a public area named in `location`.
+    public var buildingId: ID?
+    public var unitId: ID?
     public var householdId: ID?
     public var location: String
+    /// JSON array of tags, as stored.
+    public var tags: String
     public var firmware: String
+    /// How often the device is expected to report; silence longer than this shows as "silent".
+    public var reportIntervalSeconds: Int?
+    /// Last sign-in, sign-out or message, kept to the minute for messages (exact in diagnosis).
     public var lastSeenAt: Millis?
     public var createdAt: Millis
+
+    public var tagList: [String] { (try? JSONDecoder().decode([String].self, from: Data(tags.utf8))) ?? [] }
+
+    public static func encodeTags(_ tags: [String]) -> String {
+        String(decoding: (try? JSONEncoder().encode(tags)) ?? Data("[]".utf8), as: UTF8.self)
+    }
 }
 
 extension Device: Record { public static let table = "devices" }
 
+/// Where a device is and how it is known, as given when registering or editing it.
+public struct DevicePlacement: Sendable, Equatable {
+    public var nickname: String = ""
+    public var buildingId: ID? = nil
+    public var unitId: ID? = nil
+    public var householdId: ID? = nil
+    public var location: String = ""
+    public var tags: [String] = []
+    public var reportIntervalSeconds: Int? = nil
+    public init() {}
+}
+
+public struct DeviceFilter: Sendable {
+    public var productKey: String?
+    public var status: DeviceStatus?
+    public var buildingId: ID?
+    public var tag: String?
+    public var query: String?
+    /// Devices with a report interval that have not been heard from for longer than it.
+    public var silentOnly = false
+    public init() {}
+}
+
 extension Store {
+    // MARK: products
+
     public func createProduct(_ product: Product, actor: Principal) async throws {
         try await write { db in
+            let taken = try await db.count("SELECT COUNT(*) AS n FROM products WHERE product_key = \(bind: product.productKey)")
+            if taken > 0 { throw StoreError.conflict(field: "productKey", reason: "is already in use") }
             try await db.insert(product)
             try await Change.record(db, actor: actor, communityId: product.communityId, type: "product.created", subjectType: "product", subjectId: product.id,
                                     after: ["productKey": product.productKey, "name": product.name])
@@ -62,21 +105,69 @@ extension Store {
         try await read { db in try await db.all(Product.self, "SELECT * FROM products WHERE product_key = \(bind: key)").first }
     }
 
-    /// Registers a device and returns it with its secret in clear, the only time it is shown.
-    public func registerDevice(product: Product, deviceName: String, householdId: ID? = nil, location: String = "", actor: Principal) async throws -> (Device, secret: String) {
-        let secret = Digest.randomToken(bytes: 24)
-        let device = Device(id: newID(), communityId: product.communityId, productId: product.id, productKey: product.productKey, deviceName: deviceName,
-                            secretCipher: try cipher.encrypt(secret), status: .inactive, householdId: householdId, location: location, firmware: "",
-                            lastSeenAt: nil, createdAt: nowMillis())
-        try await write { db in
-            let taken = try await db.count("SELECT COUNT(*) AS n FROM devices WHERE product_key = \(bind: product.productKey) AND device_name = \(bind: deviceName)")
-            if taken > 0 { throw StoreError.conflict(field: "deviceName", reason: "is already registered for this product") }
-            try await db.insert(device)
-            var shown = device
-            shown.secretCipher = "[hidden]"
-            try await Change.record(db, actor: actor, communityId: device.communityId, type: "device.registered", subjectType: "device", subjectId: device.id, after: shown)
+    public func products(communityId: ID) async throws -> [Product] {
+        try await read { db in try await db.all(Product.self, "SELECT * FROM products WHERE community_id = \(bind: communityId) ORDER BY name, product_key") }
+    }
+
+    /// Devices per product of a community, for listings.
+    public func deviceCounts(communityId: ID) async throws -> [String: Int] {
+        struct Row: Decodable { var productKey: String; var n: Int }
+        let rows = try await read { db in
+            try await db.raw("SELECT product_key AS \"productKey\", COUNT(*) AS n FROM devices WHERE community_id = \(bind: communityId) GROUP BY product_key").all(decoding: Row.self)
         }
-        return (device, secret)
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0.productKey, $0.n) })
+    }
+
+    // MARK: registry
+
+    /// Registers a device and returns it with its secret in clear, the only time it is shown.
+    public func registerDevice(product: Product, deviceName: String, placement: DevicePlacement = DevicePlacement(), actor: Principal) async throws -> (Device, secret: String) {
+        let registered = try await registerDevices(product: product, [(deviceName, placement)], actor: actor)
+        return registered[0]
+    }
+
+    /// Registers several devices of one product in one transaction: all or none.
+    public func registerDevices(product: Product, _ entries: [(deviceName: String, placement: DevicePlacement)], actor: Principal) async throws -> [(Device, secret: String)] {
+        var made: [(Device, secret: String)] = []
+        for (name, placement) in entries {
+            let secret = Digest.randomToken(bytes: 24)
+            let device = Device(id: newID(), communityId: product.communityId, productId: product.id, productKey: product.productKey, deviceName: name,
+                                nickname: placement.nickname, secretCipher: try cipher.encrypt(secret), status: .inactive, buildingId: placement.buildingId,
+                                unitId: placement.unitId, householdId: placement.householdId, location: placement.location, tags: Device.encodeTags(placement.tags),
+                                firmware: "", reportIntervalSeconds: placement.reportIntervalSeconds, lastSeenAt: nil, createdAt: nowMillis())
+            made.append((device, secret))
+        }
+        let devices = made.map(\.0)
+        try await write { db in
+            for device in devices {
+                try await Self.checkPlacement(db, communityId: device.communityId, buildingId: device.buildingId, unitId: device.unitId, householdId: device.householdId)
+                let taken = try await db.count("SELECT COUNT(*) AS n FROM devices WHERE product_key = \(bind: device.productKey) AND device_name = \(bind: device.deviceName)")
+                if taken > 0 { throw StoreError.conflict(field: "deviceName", reason: "\(device.deviceName) is already registered for this product") }
+                try await db.insert(device)
+                var shown = device
+                shown.secretCipher = "[hidden]"
+                try await Change.record(db, actor: actor, communityId: device.communityId, type: "device.registered", subjectType: "device", subjectId: device.id, after: shown)
+            }
+        }
+        return made
+    }
+
+    /// A building, unit or household named for a device must be in the device's community, and
+    /// consistent with each other.
+    static func checkPlacement(_ db: any SQLDatabase, communityId: ID, buildingId: ID?, unitId: ID?, householdId: ID?) async throws {
+        if let buildingId, try await db.count("SELECT COUNT(*) AS n FROM buildings WHERE id = \(bind: buildingId) AND community_id = \(bind: communityId)") == 0 {
+            throw StoreError.conflict(field: "buildingId", reason: "is not a building of this community")
+        }
+        if let unitId {
+            let n = try await db.count("SELECT COUNT(*) AS n FROM units WHERE id = \(bind: unitId) AND community_id = \(bind: communityId)" + (buildingId.map { " AND building_id = \(bind: $0)" } ?? ""))
+            if n == 0 { throw StoreError.conflict(field: "unitId", reason: "is not a unit of this community (and building)") }
+        }
+        if let householdId {
+            var q: SQLQueryString = "SELECT COUNT(*) AS n FROM households WHERE id = \(bind: householdId) AND community_id = \(bind: communityId)"
+            if let buildingId { q += " AND building_id = \(bind: buildingId)" }
+            if let unitId { q += " AND unit_id = \(bind: unitId)" }
+            if try await db.count(q) == 0 { throw StoreError.conflict(field: "householdId", reason: "is not a household of this community (and building and unit)") }
+        }
     }
 
     public func device(productKey: String, deviceName: String) async throws -> Device? {
@@ -85,14 +176,112 @@ extension Store {
         }
     }
 
+    /// A device the caller may see, or nil (the API answers 404 either way).
+    public func device(productKey: String, deviceName: String, scope: Scope) async throws -> Device? {
+        try await read { db in
+            try await db.all(Device.self, "SELECT * FROM devices d WHERE d.product_key = \(bind: productKey) AND d.device_name = \(bind: deviceName) AND \(Self.deviceScope(scope, alias: "d"))").first
+        }
+    }
+
+    static func deviceScope(_ scope: Scope, alias a: String) -> SQLQueryString {
+        if scope.everything { return "1 = 1" }
+        var parts: [SQLQueryString] = []
+        if !scope.communities.isEmpty { parts.append(.isIn("\(a).community_id", scope.communities)) }
+        if !scope.buildings.isEmpty { parts.append(.isIn("\(a).building_id", scope.buildings)) }
+        if !scope.households.isEmpty { parts.append(.isIn("\(a).household_id", scope.households)) }
+        return .any(parts)
+    }
+
+    public func devices(communityId: ID, filter: DeviceFilter, page: PageRequest, scope: Scope, now: Millis = nowMillis()) async throws -> Page<Device> {
+        var condition: SQLQueryString = "d.community_id = \(bind: communityId) AND \(Self.deviceScope(scope, alias: "d"))"
+        if let pk = filter.productKey { condition += " AND d.product_key = \(bind: pk)" }
+        if let s = filter.status { condition += " AND d.status = \(bind: s.rawValue)" }
+        if let b = filter.buildingId { condition += " AND d.building_id = \(bind: b)" }
+        if let t = filter.tag { condition += " AND d.tags LIKE \(bind: "%" + Device.encodeTags([t]).dropFirst().dropLast() + "%")" }
+        if let q = filter.query, !q.isEmpty {
+            let pattern = SQLQueryString.containsPattern(q)
+            condition += " AND (LOWER(d.device_name) LIKE \(bind: pattern) ESCAPE '\\' OR LOWER(d.nickname) LIKE \(bind: pattern) ESCAPE '\\')"
+        }
+        if filter.silentOnly {
+            // Silent: expected to report, not disabled, and nothing heard for longer than the interval.
+            condition += " AND d.report_interval_seconds IS NOT NULL AND d.status <> 'disabled' AND (d.last_seen_at IS NULL OR d.last_seen_at < \(bind: now) - d.report_interval_seconds * 1000)"
+        }
+        let whereClause = condition
+        return try await read { db in
+            let items = try await db.all(Device.self, "SELECT d.* FROM devices d WHERE \(whereClause) ORDER BY d.product_key, d.device_name LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
+            let total = try await db.count("SELECT COUNT(*) AS n FROM devices d WHERE \(whereClause)")
+            return Page(items: items, total: total, limit: page.limit, offset: page.offset)
+        }
+    }
+
+    /// Changes how a device is known and where it is; nil fields stay as they are.
+    public func updateDevice(_ device: Device, nickname: String?, placement: (buildingId: ID?, unitId: ID?, householdId: ID?, location: String)?,
+                             tags: [String]?, reportIntervalSeconds: Int??, actor: Principal) async throws -> Device {
+        var after = device
+        if let nickname { after.nickname = nickname }
+        if let placement {
+            after.buildingId = placement.buildingId; after.unitId = placement.unitId; after.householdId = placement.householdId; after.location = placement.location
+        }
+        if let tags { after.tags = Device.encodeTags(tags) }
+        if let reportIntervalSeconds { after.reportIntervalSeconds = reportIntervalSeconds }
+        let updated = after
+        try await write { db in
+            try await Self.checkPlacement(db, communityId: updated.communityId, buildingId: updated.buildingId, unitId: updated.unitId, householdId: updated.householdId)
+            try await db.raw("""
+                UPDATE devices SET nickname = \(bind: updated.nickname), building_id = \(bind: updated.buildingId), unit_id = \(bind: updated.unitId),
+                household_id = \(bind: updated.householdId), location = \(bind: updated.location), tags = \(bind: updated.tags),
+                report_interval_seconds = \(bind: updated.reportIntervalSeconds) WHERE id = \(bind: updated.id)
+                """).run()
+            var before = device, shown = updated
+            before.secretCipher = "[hidden]"; shown.secretCipher = "[hidden]"
+            try await Change.record(db, actor: actor, communityId: updated.communityId, type: "device.updated", subjectType: "device", subjectId: updated.id, before: before, after: shown)
+        }
+        return updated
+    }
+
+    /// Disables a device (it can no longer sign in) or enables it again (it is offline until it does).
+    public func setDeviceEnabled(_ device: Device, _ enabled: Bool, actor: Principal) async throws -> Device {
+        var updated = device
+        updated.status = enabled ? (device.status == .disabled ? .offline : device.status) : .disabled
+        let status = updated.status
+        try await write { db in
+            try await db.raw("UPDATE devices SET status = \(bind: status.rawValue) WHERE id = \(bind: device.id)").run()
+            try await Change.record(db, actor: actor, communityId: device.communityId, type: enabled ? "device.enabled" : "device.disabled", subjectType: "device",
+                                    subjectId: device.id, before: ["status": device.status.rawValue], after: ["status": status.rawValue])
+        }
+        return updated
+    }
+
     public func deviceSecret(_ device: Device) throws -> String { try cipher.decrypt(device.secretCipher) }
 
     /// Online and offline transitions are domain events; the rules of a later issue watch them.
-    public func setDeviceStatus(_ device: Device, _ status: DeviceStatus) async throws {
+    /// A disabled device stays disabled when its last connection ends.
+    public func setDeviceStatus(_ device: Device, _ status: DeviceStatus, firmware: String? = nil) async throws {
         try await write { db in
-            try await db.raw("UPDATE devices SET status = \(bind: status.rawValue), last_seen_at = \(bind: nowMillis()) WHERE id = \(bind: device.id)").run()
+            try await db.raw("UPDATE devices SET status = \(bind: status.rawValue), last_seen_at = \(bind: nowMillis()) WHERE id = \(bind: device.id) AND status <> 'disabled'").run()
             try await EventLog.append(db, communityId: device.communityId, type: "device.\(status.rawValue)", subjectType: "device", subjectId: device.id,
                                       actor: .system, payload: ["productKey": device.productKey, "deviceName": device.deviceName])
+        }
+    }
+
+    /// The firmware version a device reports (Alink's OTA inform).
+    public func setDeviceFirmware(_ device: Device, _ version: String) async throws {
+        guard version != device.firmware else { return }
+        try await write { db in
+            try await db.raw("UPDATE devices SET firmware = \(bind: version) WHERE id = \(bind: device.id)").run()
+            try await EventLog.append(db, communityId: device.communityId, type: "device.firmware", subjectType: "device", subjectId: device.id,
+                                      actor: .system, payload: ["from": device.firmware, "to": version])
+        }
+    }
+
+    /// Keeps the registry's last-seen times current to the minute without a write per message:
+    /// the telemetry writer calls this for devices whose stored time has grown stale.
+    public func touchDevices(_ seen: [ID: Millis]) async throws {
+        guard !seen.isEmpty else { return }
+        try await database.write { db in
+            for (id, at) in seen.sorted(by: { $0.key < $1.key }) {
+                try await db.raw("UPDATE devices SET last_seen_at = \(bind: at) WHERE id = \(bind: id) AND (last_seen_at IS NULL OR last_seen_at < \(bind: at))").run()
+            }
         }
     }
 }

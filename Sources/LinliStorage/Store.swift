@@ -9,15 +9,27 @@ import SQLKit
 /// its domain event and audit line; every read takes the caller's scope.
 public struct Store: Sendable {
     public let database: any Database
+    /// Where telemetry, reported values and diagnosis counters go: on SQLite a second file, on
+    /// PostgreSQL the same database. Writes here are not domain events and skip the change signal.
+    public let telemetry: any Database
     public let cipher: FieldCipher
     public let signal: EventSignal
     /// Counts committed writes in this process; cached reads are valid only for the count they saw.
     public let changes = ChangeCounter()
+    private let separateTelemetry: Bool
 
-    public init(database: any Database, cipher: FieldCipher, signal: EventSignal = EventSignal()) {
+    public init(database: any Database, telemetry: (any Database)? = nil, cipher: FieldCipher, signal: EventSignal = EventSignal()) {
         self.database = database
+        self.telemetry = telemetry ?? database
+        separateTelemetry = telemetry != nil
         self.cipher = cipher
         self.signal = signal
+    }
+
+    /// Closes the database, and telemetry's when it is a database of its own.
+    public func close() async {
+        await database.close()
+        if separateTelemetry { await telemetry.close() }
     }
 
     public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {

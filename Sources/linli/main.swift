@@ -42,9 +42,9 @@ struct StorageOptions: ParsableArguments {
             throw ValidationError(invalid.description)
         }
         do {
-            if migrate { try await Migrations.migrate(store.database, logger: logger) } else { try await Migrations.requireCurrent(store.database) }
+            if migrate { try await Migrations.migrate(store, logger: logger) } else { try await Migrations.requireCurrent(store) }
         } catch let error as MigrationError {
-            await store.database.close()
+            await store.close()
             throw CLIError(error.description)
         }
         return store
@@ -64,13 +64,13 @@ extension StorageOptions {
         let store = try await open(configuration, logger: makeLogger(configuration.logLevel))
         do {
             let result = try await body(store)
-            await store.database.close()
+            await store.close()
             return result
         } catch StoreError.conflict(let field, let reason) {
-            await store.database.close()
+            await store.close()
             throw CLIError("\(field) \(reason)")
         } catch {
-            await store.database.close()
+            await store.close()
             throw error
         }
     }

@@ -48,8 +48,8 @@ func makeFixture() async throws -> Fixture {
     Telemetry.bootstrap()
     let path = NSTemporaryDirectory() + "linli-app-\(UUID().uuidString).sqlite"
     let database = try await SQLiteStore.open(path: path, readers: 2, logger: quietLogger)
-    try await Migrations.migrate(database)
     let store = Store(database: database, cipher: try FieldCipher(secret: FieldCipher.randomSecret()))
+    try await Migrations.migrate(store)
     let hash = Fixture.passwordHash
     _ = try await DemoCommunity.seed(store, hashPassword: { _ in hash }, generatePassword: { Fixture.password })
     let community = try await store.communities(scope: .everything, memberships: []).first!

@@ -37,8 +37,9 @@ enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
             await admin.close()
             database = try await PostgresStore.open(url: url, searchPath: schema, logger: Self.logger)
         }
-        try await Migrations.migrate(database)
-        return Store(database: database, cipher: try FieldCipher(secret: FieldCipher.randomSecret()))
+        let store = Store(database: database, cipher: try FieldCipher(secret: FieldCipher.randomSecret()))
+        try await Migrations.migrate(store)
+        return store
     }
 }
 

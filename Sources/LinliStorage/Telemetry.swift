@@ -1,0 +1,432 @@
+import Foundation
+import LinliCore
+import Logging
+import Metrics
+import SQLKit
+import Synchronization
+
+/// One message a device sent, already understood (checked against its thing model by the gateway).
+public struct DeviceReport: Sendable {
+    public enum Content: Sendable {
+        /// Property values: history, and the reported side of the shadow.
+        case properties([ReportedValue])
+        /// An event the device raised; it goes on the event log, where rules find it.
+        case event(identifier: String, type: String, valuesJSON: String)
+        /// A message that was refused: counted, and kept as the device's last error.
+        case refused(reason: String)
+        /// Anything else the device said (a heartbeat, a reply): it is alive.
+        case seen
+    }
+
+    public var deviceId: ID
+    public var communityId: ID
+    public var productKey: String
+    public var deviceName: String
+    public var receivedAt: Millis
+    public var content: Content
+
+    public init(deviceId: ID, communityId: ID, productKey: String, deviceName: String, receivedAt: Millis = nowMillis(), content: Content) {
+        self.deviceId = deviceId; self.communityId = communityId; self.productKey = productKey; self.deviceName = deviceName
+        self.receivedAt = receivedAt; self.content = content
+    }
+}
+
+public struct ReportedValue: Sendable, Equatable {
+    public var identifier: String
+    /// The value as JSON text, exactly as the shadow shows it.
+    public var json: String
+    /// The value as a number when it is one (int, float, double, enum, bool, date): charts and downsampling use it.
+    public var number: Double?
+    /// When the device says it measured the value, else when Linli received it.
+    public var time: Millis
+
+    public init(identifier: String, json: String, number: Double?, time: Millis) {
+        self.identifier = identifier; self.json = json; self.number = number; self.time = time
+    }
+}
+
+/// Makes device reports durable in batches (group commit): every caller waits until the batch that
+/// holds its report has committed, so an MQTT acknowledgement sent after `record` returns is never
+/// for a message that a crash could lose. While one batch commits, the next one gathers; under load
+/// a commit carries thousands of reports, idle it carries one, and nobody waits on a timer.
+public final class TelemetryWriter: Sendable {
+    let store: Store
+    let logger: Logger
+    let maxBatch: Int
+
+    private struct Pending {
+        var reports: [DeviceReport] = []
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+        var flushing = false
+    }
+    private let pending = Mutex(Pending())
+    /// Series numbers by "deviceId/identifier", filled only from committed rows.
+    private let series = Mutex<[String: Int64]>([:])
+    /// When each device's registry row last had its last-seen time written.
+    private let touched = Mutex<[ID: Millis]>([:])
+
+    private let commitTimer = Metrics.Timer(label: "linli_telemetry_commit_seconds")
+    private let batchSize = Recorder(label: "linli_telemetry_batch_reports")
+    private let reportCounter = Counter(label: "linli_telemetry_reports_total")
+
+    public init(store: Store, logger: Logger, maxBatch: Int = 8_192) {
+        self.store = store
+        self.logger = logger
+        self.maxBatch = maxBatch
+    }
+
+    /// Returns once the report is committed; throws when it could not be stored.
+    public func record(_ report: DeviceReport) async throws {
+        try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
+            let startFlushing = pending.withLock { state -> Bool in
+                state.reports.append(report)
+                state.waiters.append(waiter)
+                if state.flushing { return false }
+                state.flushing = true
+                return true
+            }
+            if startFlushing { Task { await self.flushUntilEmpty() } }
+        }
+    }
+
+    private func flushUntilEmpty() async {
+        while true {
+            let (reports, waiters) = pending.withLock { state -> ([DeviceReport], [CheckedContinuation<Void, any Error>]) in
+                if state.reports.isEmpty {
+                    state.flushing = false
+                    return ([], [])
+                }
+                let n = min(state.reports.count, maxBatch)
+                let taken = (Array(state.reports.prefix(n)), Array(state.waiters.prefix(n)))
+                state.reports.removeFirst(n)
+                state.waiters.removeFirst(n)
+                return taken
+            }
+            if reports.isEmpty { return }
+            let start = ContinuousClock.now
+            do {
+                try await commit(reports)
+                let elapsed = ContinuousClock.now - start
+                commitTimer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                batchSize.record(reports.count)
+                reportCounter.increment(by: reports.count)
+                for waiter in waiters { waiter.resume() }
+            } catch {
+                logger.error("telemetry batch not stored", metadata: ["reports": "\(reports.count)", "error": "\(error)"])
+                for waiter in waiters { waiter.resume(throwing: error) }
+            }
+        }
+    }
+
+    private func commit(_ reports: [DeviceReport]) async throws {
+        // Per batch: the rows of history, the latest value per device property, the counters per device.
+        var rows: [(key: String, value: ReportedValue)] = []
+        var latest: [String: (deviceId: ID, value: ReportedValue, count: Int)] = [:]
+        var counters: [ID: (messages: Int, errors: Int, lastError: String?, lastErrorAt: Millis?, lastSeen: Millis)] = [:]
+        var events: [DeviceReport] = []
+        for report in reports {
+            var c = counters[report.deviceId] ?? (0, 0, nil, nil, 0)
+            c.messages += 1
+            c.lastSeen = max(c.lastSeen, report.receivedAt)
+            switch report.content {
+            case let .properties(values):
+                for v in values {
+                    let key = report.deviceId + "/" + v.identifier
+                    rows.append((key, v))
+                    if let seen = latest[key] {
+                        latest[key] = (report.deviceId, v.time >= seen.value.time ? v : seen.value, seen.count + 1)
+                    } else {
+                        latest[key] = (report.deviceId, v, 1)
+                    }
+                }
+            case .event:
+                events.append(report)
+            case let .refused(reason):
+                c.errors += 1
+                c.lastError = String(reason.prefix(500))
+                c.lastErrorAt = report.receivedAt
+            case .seen:
+                break
+            }
+            counters[report.deviceId] = c
+        }
+
+        let (history, newest, tallies) = (rows, latest, counters)
+        let known = series.withLock { $0 }
+        let missing = Set(latest.keys).subtracting(known.keys)
+        let found: [String: Int64] = try await store.telemetry.write { db in
+            var ids = known
+            if !missing.isEmpty {
+                let pairs = missing.sorted().map { key -> SQLQueryString in
+                    let (device, identifier) = Self.split(key)
+                    return "(\(bind: device), \(bind: identifier))"
+                }
+                for chunk in pairs.chunked(500) {
+                    try await db.raw("INSERT INTO telemetry_series (device_id, identifier) VALUES \(chunk.joined(separator: ", ")) ON CONFLICT (device_id, identifier) DO NOTHING").run()
+                }
+                let devices = Set(missing.map { Self.split($0).0 })
+                struct Row: Decodable { var id: Int64; var deviceId: String; var identifier: String }
+                let rows = try await db.raw("SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE \(SQLQueryString.isIn("device_id", devices))").all(decoding: Row.self)
+                for r in rows { ids[r.deviceId + "/" + r.identifier] = r.id }
+            }
+            // History: plain numbers are written inline (they are numbers we made), text is bound.
+            for chunk in history.chunked(400) {
+                var values: [SQLQueryString] = []
+                values.reserveCapacity(chunk.count)
+                for (key, v) in chunk {
+                    guard let s = ids[key] else { continue }
+                    let num = v.number.map { $0.isFinite ? String($0) : "NULL" } ?? "NULL"
+                    if v.number != nil {
+                        values.append("(\(unsafeRaw: String(s)), \(unsafeRaw: String(v.time)), \(unsafeRaw: num), NULL)")
+                    } else {
+                        values.append("(\(unsafeRaw: String(s)), \(unsafeRaw: String(v.time)), NULL, \(bind: v.json))")
+                    }
+                }
+                if !values.isEmpty {
+                    try await db.raw("INSERT INTO telemetry (series, ts, num, txt) VALUES \(values.joined(separator: ", "))").run()
+                }
+            }
+            // The reported shadow: the newest value wins, every report counts as a version.
+            for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(400) {
+                let values = chunk.map { entry -> SQLQueryString in
+                    let (device, v, count) = entry.value
+                    return "(\(bind: device), \(bind: v.identifier), \(bind: v.json), \(bind: v.time), \(bind: count))"
+                }
+                try await db.raw("""
+                    INSERT INTO device_shadow (device_id, identifier, value, reported_at, version) VALUES \(values.joined(separator: ", "))
+                    ON CONFLICT (device_id, identifier) DO UPDATE SET
+                        value = CASE WHEN excluded.reported_at >= device_shadow.reported_at THEN excluded.value ELSE device_shadow.value END,
+                        reported_at = CASE WHEN excluded.reported_at >= device_shadow.reported_at THEN excluded.reported_at ELSE device_shadow.reported_at END,
+                        version = device_shadow.version + excluded.version
+                    """).run()
+            }
+            for chunk in tallies.sorted(by: { $0.key < $1.key }).chunked(400) {
+                let values = chunk.map { entry -> SQLQueryString in
+                    let c = entry.value
+                    return "(\(bind: entry.key), \(bind: c.messages), \(bind: c.errors), \(bind: c.lastError), \(bind: c.lastErrorAt), \(bind: c.lastSeen))"
+                }
+                try await db.raw("""
+                    INSERT INTO device_diagnosis (device_id, messages, errors, last_error, last_error_at, last_seen_at) VALUES \(values.joined(separator: ", "))
+                    ON CONFLICT (device_id) DO UPDATE SET
+                        messages = device_diagnosis.messages + excluded.messages, errors = device_diagnosis.errors + excluded.errors,
+                        last_error = COALESCE(excluded.last_error, device_diagnosis.last_error),
+                        last_error_at = COALESCE(excluded.last_error_at, device_diagnosis.last_error_at),
+                        last_seen_at = CASE WHEN excluded.last_seen_at > device_diagnosis.last_seen_at THEN excluded.last_seen_at ELSE device_diagnosis.last_seen_at END
+                    """).run()
+            }
+            return ids
+        }
+        if !missing.isEmpty { series.withLock { $0.merge(found) { $1 } } }
+
+        // Device events are domain events: on the event log, in the community's database.
+        if !events.isEmpty {
+            let raised = events
+            try await store.write { db in
+                for report in raised {
+                    guard case let .event(identifier, type, valuesJSON) = report.content else { continue }
+                    try await EventLog.append(db, communityId: report.communityId, type: "device.event", subjectType: "device", subjectId: report.deviceId, actor: .system,
+                                              payload: DeviceEventPayload(productKey: report.productKey, deviceName: report.deviceName, identifier: identifier,
+                                                                          eventType: type, values: valuesJSON, at: report.receivedAt))
+                }
+            }
+        }
+
+        // The registry's last-seen time, at most once a minute per device.
+        let stale = touched.withLock { times -> [ID: Millis] in
+            var due: [ID: Millis] = [:]
+            for (device, c) in counters where c.lastSeen - (times[device] ?? 0) >= 60_000 {
+                due[device] = c.lastSeen
+                times[device] = c.lastSeen
+            }
+            return due
+        }
+        if !stale.isEmpty {
+            do { try await store.touchDevices(stale) } catch {
+                logger.warning("device last-seen times not updated", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    static func split(_ key: String) -> (String, String) {
+        let i = key.firstIndex(of: "/")!
+        return (String(key[..<i]), String(key[key.index(after: i)...]))
+    }
+}
+
+struct DeviceEventPayload: Encodable {
+    var productKey: String
+    var deviceName: String
+    var identifier: String
+    var eventType: String
+    /// The event's output values as the device sent them (JSON text).
+    var values: String
+    var at: Millis
+}
+
+extension Array {
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}
+
+// MARK: reading
+
+public struct ShadowValue: Codable, Sendable, Equatable {
+    public var identifier: String
+    public var reported: String?
+    public var reportedAt: Millis?
+    public var reportedVersion: Int?
+    public var desired: String?
+    public var desiredVersion: Int?
+    public var desiredSetAt: Millis?
+    /// Nil while the desired value is still waiting for the device.
+    public var deliveredAt: Millis?
+}
+
+public struct DeviceDiagnosis: Codable, Sendable, Equatable {
+    public var messages: Int
+    public var errors: Int
+    public var lastError: String?
+    public var lastErrorAt: Millis?
+    public var lastSeenAt: Millis?
+    public static let none = DeviceDiagnosis(messages: 0, errors: 0, lastError: nil, lastErrorAt: nil, lastSeenAt: nil)
+}
+
+public struct TelemetryPoint: Codable, Sendable, Equatable {
+    public var t: Millis
+    public var value: Double?
+    public var text: String?
+}
+
+public struct TelemetryBucket: Codable, Sendable, Equatable {
+    public var t: Millis
+    public var min: Double?
+    public var max: Double?
+    public var avg: Double?
+    public var count: Int
+}
+
+public struct DesiredValue: Codable, Sendable, Equatable {
+    public var identifier: String
+    public var value: String
+    public var version: Int
+}
+
+extension Store {
+    public func diagnosis(_ deviceIds: [ID]) async throws -> [ID: DeviceDiagnosis] {
+        guard !deviceIds.isEmpty else { return [:] }
+        struct Row: Decodable { var deviceId: String; var messages: Int; var errors: Int; var lastError: String?; var lastErrorAt: Millis?; var lastSeenAt: Millis? }
+        let rows = try await telemetry.read { db in
+            try await db.raw("""
+                SELECT device_id AS "deviceId", messages, errors, last_error AS "lastError", last_error_at AS "lastErrorAt", last_seen_at AS "lastSeenAt"
+                FROM device_diagnosis WHERE \(SQLQueryString.isIn("device_id", Set(deviceIds)))
+                """).all(decoding: Row.self)
+        }
+        return Dictionary(uniqueKeysWithValues: rows.map {
+            ($0.deviceId, DeviceDiagnosis(messages: $0.messages, errors: $0.errors, lastError: $0.lastError, lastErrorAt: $0.lastErrorAt, lastSeenAt: $0.lastSeenAt))
+        })
+    }
+
+    /// Reported and desired values per property, by identifier.
+    public func shadow(_ device: Device) async throws -> [ShadowValue] {
+        struct Reported: Decodable { var identifier: String; var value: String; var reportedAt: Millis; var version: Int }
+        struct Desired: Decodable { var identifier: String; var value: String; var version: Int; var setAt: Millis; var deliveredAt: Millis? }
+        let reported = try await telemetry.read { db in
+            try await db.raw("SELECT identifier, value, reported_at AS \"reportedAt\", version FROM device_shadow WHERE device_id = \(bind: device.id)").all(decoding: Reported.self)
+        }
+        let desired = try await read { db in
+            try await db.raw("SELECT identifier, value, version, set_at AS \"setAt\", delivered_at AS \"deliveredAt\" FROM device_desired WHERE device_id = \(bind: device.id)").all(decoding: Desired.self)
+        }
+        var values: [String: ShadowValue] = [:]
+        for r in reported {
+            values[r.identifier] = ShadowValue(identifier: r.identifier, reported: r.value, reportedAt: r.reportedAt, reportedVersion: r.version)
+        }
+        for d in desired {
+            var v = values[d.identifier] ?? ShadowValue(identifier: d.identifier)
+            v.desired = d.value; v.desiredVersion = d.version; v.desiredSetAt = d.setAt; v.deliveredAt = d.deliveredAt
+            values[d.identifier] = v
+        }
+        return values.values.sorted { $0.identifier < $1.identifier }
+    }
+
+    /// Records what operators want writable properties to be; returns the new versions.
+    public func setDesired(_ device: Device, _ values: [(identifier: String, json: String)], actor: Principal) async throws -> [DesiredValue] {
+        try await write { db in
+            var result: [DesiredValue] = []
+            for (identifier, json) in values {
+                struct V: Decodable { var version: Int }
+                let current = try await db.raw("SELECT version FROM device_desired WHERE device_id = \(bind: device.id) AND identifier = \(bind: identifier)").first(decoding: V.self)
+                let version = (current?.version ?? 0) + 1
+                try await db.raw("""
+                    INSERT INTO device_desired (device_id, community_id, identifier, value, version, set_at, delivered_at)
+                    VALUES (\(bind: device.id), \(bind: device.communityId), \(bind: identifier), \(bind: json), \(bind: version), \(bind: nowMillis()), NULL)
+                    ON CONFLICT (device_id, identifier) DO UPDATE SET value = excluded.value, version = excluded.version, set_at = excluded.set_at, delivered_at = NULL
+                    """).run()
+                result.append(DesiredValue(identifier: identifier, value: json, version: version))
+            }
+            try await Change.record(db, actor: actor, communityId: device.communityId, type: "device.desired", subjectType: "device", subjectId: device.id,
+                                    after: Dictionary(uniqueKeysWithValues: result.map { ($0.identifier, $0.value) }))
+            return result
+        }
+    }
+
+    /// Desired values the device has not yet accepted.
+    public func undeliveredDesired(_ device: Device) async throws -> [DesiredValue] {
+        try await read { db in
+            try await db.raw("SELECT identifier, value, version FROM device_desired WHERE device_id = \(bind: device.id) AND delivered_at IS NULL ORDER BY identifier")
+                .all(decoding: DesiredValue.self)
+        }
+    }
+
+    /// Marks desired values delivered, unless they changed again meanwhile (a newer version waits).
+    public func markDesiredDelivered(_ device: Device, _ values: [DesiredValue]) async throws {
+        guard !values.isEmpty else { return }
+        try await write { db in
+            for v in values {
+                try await db.raw("UPDATE device_desired SET delivered_at = \(bind: nowMillis()) WHERE device_id = \(bind: device.id) AND identifier = \(bind: v.identifier) AND version = \(bind: v.version)").run()
+            }
+            try await EventLog.append(db, communityId: device.communityId, type: "device.desired.delivered", subjectType: "device", subjectId: device.id, actor: .system,
+                                      payload: Dictionary(uniqueKeysWithValues: values.map { ($0.identifier, $0.version) }))
+        }
+    }
+
+    /// Raw points of one property, oldest first, at most `limit`.
+    public func telemetry(_ device: Device, identifier: String, from: Millis, to: Millis, limit: Int) async throws -> [TelemetryPoint] {
+        try await telemetry.read { db in
+            try await db.raw("""
+                SELECT t.ts AS t, t.num AS value, t.txt AS text FROM telemetry t JOIN telemetry_series s ON s.id = t.series
+                WHERE s.device_id = \(bind: device.id) AND s.identifier = \(bind: identifier) AND t.ts >= \(bind: from) AND t.ts < \(bind: to)
+                ORDER BY t.ts LIMIT \(literal: limit)
+                """).all(decoding: TelemetryPoint.self)
+        }
+    }
+
+    /// Min, max and average of one numeric property per bucket of `bucketMillis`, oldest first.
+    public func telemetryBuckets(_ device: Device, identifier: String, from: Millis, to: Millis, bucketMillis: Int64) async throws -> [TelemetryBucket] {
+        try await telemetry.read { db in
+            try await db.raw("""
+                SELECT (t.ts / \(literal: bucketMillis)) * \(literal: bucketMillis) AS t, MIN(t.num) AS min, MAX(t.num) AS max, AVG(t.num) AS avg, COUNT(*) AS count
+                FROM telemetry t JOIN telemetry_series s ON s.id = t.series
+                WHERE s.device_id = \(bind: device.id) AND s.identifier = \(bind: identifier) AND t.ts >= \(bind: from) AND t.ts < \(bind: to)
+                GROUP BY 1 ORDER BY 1
+                """).all(decoding: TelemetryBucket.self)
+        }
+    }
+
+    /// Deletes history older than `before`, one series at a time so the writer is never held long.
+    /// Returns the number of rows deleted.
+    @discardableResult
+    public func pruneTelemetry(before: Millis) async throws -> Int {
+        struct S: Decodable { var id: Int64 }
+        let all = try await telemetry.read { db in try await db.raw("SELECT id FROM telemetry_series ORDER BY id").all(decoding: S.self) }
+        var deleted = 0
+        for s in all {
+            deleted += try await telemetry.write { db in
+                let n = try await db.count("SELECT COUNT(*) AS n FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)")
+                if n > 0 { try await db.raw("DELETE FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)").run() }
+                return n
+            }
+        }
+        return deleted
+    }
+}

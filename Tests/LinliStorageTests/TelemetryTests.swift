@@ -1,0 +1,149 @@
+import Foundation
+import LinliCore
+import SQLKit
+import Testing
+@testable import LinliStorage
+
+@Suite("Devices and telemetry on every engine")
+struct TelemetryTests {
+    static let tsl = #"{"properties":[{"identifier":"Temp","name":"T","accessMode":"rw","dataType":{"type":"float","specs":{"min":"-40","max":"120"}}}],"events":[],"services":[]}"#
+
+    func makeDevices(_ store: Store, _ place: Place, count: Int = 2) async throws -> [Device] {
+        let product = Product(communityId: place.community.id, productKey: Product.newKey(), name: "Thermometer", libraryKey: nil, tslJson: Self.tsl)
+        try await store.createProduct(product, actor: tester)
+        var placement = DevicePlacement()
+        placement.buildingId = place.building.id
+        placement.reportIntervalSeconds = 60
+        return try await store.registerDevices(product: product, (0..<count).map { ("t-\($0)", placement) }, actor: tester).map(\.0)
+    }
+
+    func report(_ d: Device, _ content: DeviceReport.Content, at: Millis = nowMillis()) -> DeviceReport {
+        DeviceReport(deviceId: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, receivedAt: at, content: content)
+    }
+
+    @Test(arguments: TestEngine.available)
+    func concurrentReportsCommitTogetherAndAllCount(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let devices = try await makeDevices(store, place)
+            let writer = TelemetryWriter(store: store, logger: TestEngine.logger)
+            let base: Millis = 1_700_000_000_000
+            // 300 posts from two devices at once: each call returns only after its batch committed.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<300 {
+                    let d = devices[i % 2]
+                    let v = ReportedValue(identifier: "Temp", json: "\(Double(i))", number: Double(i), time: base + Millis(i) * 1000)
+                    group.addTask { try await writer.record(report(d, .properties([v]), at: base + Millis(i) * 1000)) }
+                }
+                try await group.waitForAll()
+            }
+            let diagnosis = try await store.diagnosis(devices.map(\.id))
+            #expect(diagnosis[devices[0].id]?.messages == 150 && diagnosis[devices[1].id]?.messages == 150)
+            #expect(diagnosis[devices[0].id]?.errors == 0)
+            #expect(diagnosis[devices[1].id]?.lastSeenAt == base + 299_000)
+
+            // The shadow holds the newest value whatever order the batches committed in.
+            let shadow = try await store.shadow(devices[1])
+            #expect(shadow.count == 1 && shadow[0].reported == "299.0" && shadow[0].reportedAt == base + 299_000 && shadow[0].reportedVersion == 150)
+
+            let points = try await store.telemetry(devices[0], identifier: "Temp", from: base, to: base + 1_000_000, limit: 1000)
+            #expect(points.count == 150 && points.first?.value == 0 && points.last?.value == 298)
+            #expect(try await store.telemetry(devices[0], identifier: "Temp", from: base, to: base + 10_000, limit: 1000).count == 5)
+
+            // Per minute: device 0 posted 0, 2, 4, … 58 in its first minute.
+            let buckets = try await store.telemetryBuckets(devices[0], identifier: "Temp", from: base - 60_000, to: base + 1_000_000, bucketMillis: 60_000)
+            let total = buckets.reduce(0) { $0 + $1.count }
+            #expect(total == 150)
+            let first = try #require(buckets.first)
+            #expect(first.min == 0 && first.t <= base && first.t % 60_000 == 0)
+            #expect(buckets.allSatisfy { ($0.min ?? 0) <= ($0.avg ?? 0) && ($0.avg ?? 0) <= ($0.max ?? 0) })
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
+    func refusedMessagesCountAsErrorsAndEventsGoOnTheLog(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let d = try await makeDevices(store, place, count: 1)[0]
+            let writer = TelemetryWriter(store: store, logger: TestEngine.logger)
+            try await writer.record(report(d, .refused(reason: "Temp: above the maximum 120")))
+            try await writer.record(report(d, .event(identifier: "Overheat", type: "alert", valuesJSON: #"{"Temp":130}"#)))
+            try await writer.record(report(d, .properties([ReportedValue(identifier: "Mode", json: #""eco""#, number: nil, time: nowMillis())])))
+            let diagnosis = try #require(try await store.diagnosis([d.id])[d.id])
+            #expect(diagnosis.messages == 3 && diagnosis.errors == 1 && diagnosis.lastError == "Temp: above the maximum 120")
+            let events = try await store.read { db in try await EventLog.read(db, after: 0, limit: 500, scope: .everything) }.filter { $0.type == "device.event" }
+            #expect(events.count == 1 && events[0].subjectId == d.id && events[0].payload.contains("Overheat"))
+            // Text values are kept as JSON text.
+            let text = try await store.telemetry(d, identifier: "Mode", from: 0, to: nowMillis() + 1000, limit: 10)
+            #expect(text.count == 1 && text[0].text == #""eco""# && text[0].value == nil)
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
+    func desiredValuesWaitUntilDeliveredAndANewerVersionWaitsAgain(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let d = try await makeDevices(store, place, count: 1)[0]
+            let first = try await store.setDesired(d, [("Temp", "25")], actor: tester)
+            #expect(first == [DesiredValue(identifier: "Temp", value: "25", version: 1)])
+            #expect(try await store.undeliveredDesired(d) == first)
+            let second = try await store.setDesired(d, [("Temp", "26")], actor: tester)
+            // The device accepted version 1 only: version 2 still waits.
+            try await store.markDesiredDelivered(d, first)
+            #expect(try await store.undeliveredDesired(d) == second)
+            try await store.markDesiredDelivered(d, second)
+            #expect(try await store.undeliveredDesired(d).isEmpty)
+            let shadow = try await store.shadow(d)
+            #expect(shadow.count == 1 && shadow[0].desired == "26" && shadow[0].desiredVersion == 2 && shadow[0].deliveredAt != nil && shadow[0].reported == nil)
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
+    func pruningDeletesOnlyOldHistory(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let d = try await makeDevices(store, place, count: 1)[0]
+            let writer = TelemetryWriter(store: store, logger: TestEngine.logger)
+            for t: Millis in [1_000, 2_000, 3_000, 4_000] {
+                try await writer.record(report(d, .properties([ReportedValue(identifier: "Temp", json: "1", number: 1, time: t)])))
+            }
+            #expect(try await store.pruneTelemetry(before: 3_000) == 2)
+            #expect(try await store.telemetry(d, identifier: "Temp", from: 0, to: 10_000, limit: 10).map(\.t) == [3_000, 4_000])
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
+    func registryListsWithinReachAndFindsSilentDevices(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let devices = try await makeDevices(store, place, count: 3)
+            let other = try await Place.make(store, name: "别的小区")
+            let now = nowMillis()
+            try await store.touchDevices([devices[0].id: now, devices[1].id: now - 120_000])
+            var filter = DeviceFilter()
+            filter.silentOnly = true
+            // Device 1 was last seen two minutes ago (interval one minute); device 2 never.
+            let silent = try await store.devices(communityId: place.community.id, filter: filter, page: PageRequest(), scope: .everything, now: now)
+            #expect(Set(silent.items.map(\.deviceName)) == ["t-1", "t-2"])
+            var scope = Scope()
+            scope.communities = [other.community.id]
+            #expect(try await store.devices(communityId: place.community.id, filter: DeviceFilter(), page: PageRequest(), scope: scope).total == 0)
+            #expect(try await store.device(productKey: devices[0].productKey, deviceName: "t-0", scope: scope) == nil)
+            var grid = Scope()
+            grid.buildings = [place.building.id]
+            #expect(try await store.devices(communityId: place.community.id, filter: DeviceFilter(), page: PageRequest(), scope: grid).total == 3)
+
+            // Placement must be in the device's own community.
+            let product = try #require(try await store.product(key: devices[0].productKey))
+            var wrong = DevicePlacement()
+            wrong.buildingId = other.building.id
+            await #expect(throws: StoreError.conflict(field: "buildingId", reason: "is not a building of this community")) {
+                _ = try await store.registerDevice(product: product, deviceName: "x", placement: wrong, actor: tester)
+            }
+            // Disabled devices stay disabled when a connection ends.
+            let disabled = try await store.setDeviceEnabled(devices[0], false, actor: tester)
+            try await store.setDeviceStatus(disabled, .offline)
+            #expect(try await store.device(productKey: devices[0].productKey, deviceName: "t-0")?.status == .disabled)
+        }
+    }
+}
