@@ -78,7 +78,9 @@ public struct AlinkSignIn: Sendable, Equatable {
     /// The topics a device may use: its own system topics and its own custom topics.
     public var policy: TopicPolicy {
         let own = ["/sys/\(productKey)/\(deviceName)/#", "/\(productKey)/\(deviceName)/user/#"]
-        return TopicPolicy(publish: own, subscribe: own)
+        // Firmware: the device tells its version on inform and listens for upgrades.
+        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)"],
+                           subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)"])
     }
 }
 
@@ -88,11 +90,16 @@ public enum AlinkTopic: Equatable, Sendable {
     case eventPost(String)
     case propertySetReply
     case serviceReply(String)
+    /// `/ota/device/inform/{pk}/{dn}`: the device's firmware version.
+    case firmwareInform
     case other
 
     /// Parses `/sys/{pk}/{dn}/thing/...`; nil when the topic is not a device system topic.
     public static func parse(_ topic: String) -> (productKey: String, deviceName: String, kind: AlinkTopic)? {
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 6, parts[0].isEmpty, parts[1] == "ota", parts[2] == "device", parts[3] == "inform" {
+            return (String(parts[4]), String(parts[5]), .firmwareInform)
+        }
         guard parts.count >= 5, parts[0].isEmpty, parts[1] == "sys" else { return nil }
         let pk = String(parts[2]), dn = String(parts[3])
         let rest = parts[4...].joined(separator: "/")

@@ -60,6 +60,12 @@ public final class MQTTBroker: Sendable {
         await state.send(message, to: clientId)
     }
 
+    /// Closes a connected client's connection; false when it is not connected.
+    @discardableResult
+    public func disconnect(clientId: String) async -> Bool {
+        await state.disconnect(clientId: clientId)
+    }
+
     /// Listens until the task is cancelled. `onListening` gets the bound port (useful with port 0).
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         let limits = configuration.limits

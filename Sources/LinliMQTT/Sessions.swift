@@ -94,6 +94,14 @@ actor BrokerState {
         return (nextConnectionId, sessionPresent)
     }
 
+    /// Closes a client's connection from the server's side (a device disabled by an operator).
+    func disconnect(clientId: String) -> Bool {
+        guard let outbox = sessions[clientId]?.outbox else { return false }
+        outbox.continuation.finish()
+        outbox.close()
+        return true
+    }
+
     /// The connection ended. A clean session is forgotten; a persistent one keeps its state.
     /// Returns false when a newer connection had already taken the session over.
     @discardableResult

@@ -22,9 +22,13 @@ public final class DeviceGateway: Sendable {
     private let pending = Mutex<[String: CheckedContinuation<JSONValue?, Never>]>([:])
     private let nextRequestId = Atomic<Int>(1)
 
+    /// Makes what devices report durable before they are acknowledged.
+    let telemetry: TelemetryWriter
+
     init(store: Store, logger: Logger) {
         self.store = store
         self.logger = logger
+        telemetry = TelemetryWriter(store: store, logger: logger)
     }
 
     func attach(_ broker: MQTTBroker) { self.broker.withLock { $0 = broker } }
@@ -61,6 +65,44 @@ public final class DeviceGateway: Sendable {
         } catch {
             logger.error("device status not stored", metadata: ["error": "\(error)"])
         }
+        // Desired values set while the device was away go to it now that it is back.
+        if connected { Task { await self.deliverDesired(device) } }
+    }
+
+    /// Sends the desired values a device has not yet accepted as one property set; marks them
+    /// delivered when the device answers with success. Returns whether they were delivered.
+    @discardableResult
+    public func deliverDesired(_ device: Device, timeout: Duration = .seconds(10)) async -> Bool {
+        guard let waiting = try? await store.undeliveredDesired(device), !waiting.isEmpty else { return false }
+        var values: [String: JSONValue] = [:]
+        for v in waiting { values[v.identifier] = JSONValue.parse(Data(v.value.utf8)) ?? .null }
+        do {
+            let reply = try await send(.setProperties(.object(values)), productKey: device.productKey, deviceName: device.deviceName, timeout: timeout)
+            guard case let .int(code)? = reply["code"], code == Int64(AlinkCode.success) else {
+                logger.notice("device refused desired values", metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)", "reply": "\(reply)"])
+                return false
+            }
+            try await store.markDesiredDelivered(device, waiting)
+            return true
+        } catch {
+            logger.info("desired values wait for the device", metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)", "reason": "\(error)"])
+            return false
+        }
+    }
+
+    /// Ends a device's connection (it was disabled); false when it was not connected.
+    @discardableResult
+    public func disconnect(productKey: String, deviceName: String) async -> Bool {
+        guard let clientId = clientId(productKey: productKey, deviceName: deviceName), let broker = broker.withLock({ $0 }) else { return false }
+        return await broker.disconnect(clientId: clientId)
+    }
+
+    public func isConnected(productKey: String, deviceName: String) -> Bool {
+        clientId(productKey: productKey, deviceName: deviceName) != nil
+    }
+
+    private func clientId(productKey: String, deviceName: String) -> String? {
+        devices.withLock { $0.first { $0.value.productKey == productKey && $0.value.deviceName == deviceName }?.key }
     }
 
     func model(for productKey: String) async -> ThingModel? {
@@ -70,27 +112,70 @@ public final class DeviceGateway: Sendable {
         return model
     }
 
-    /// Handles what devices send on their system topics; other topics are only routed.
+    /// Handles what devices send on their own topics; other topics are only routed. A property or
+    /// event post is stored (or its refusal counted) before this returns, so the broker's PUBACK,
+    /// which follows, is never for a message a crash could lose.
     func handle(clientId: String, message: Publish) async throws {
-        guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return }
+        guard let (pk, dn, kind) = AlinkTopic.parse(message.topic),
+              let device = devices.withLock({ $0[clientId] }), device.productKey == pk, device.deviceName == dn
+        else { return }
+        let payload = Data(message.payload.readableBytesView)
+        let now = nowMillis()
+        func report(_ content: DeviceReport.Content) -> DeviceReport {
+            DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: pk, deviceName: dn, receivedAt: now, content: content)
+        }
         switch kind {
         case .propertyPost:
-            let answer = await answer(Data(message.payload.readableBytesView), productKey: pk) { model, params in model.validateProperties(params) }
+            let (answer, content) = await understand(payload, productKey: pk) { model, request in
+                let faults = model.validateProperties(request.params)
+                return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
+            }
+            try await telemetry.record(report(content))
             await reply(to: clientId, topic: message.topic + "_reply", answer)
         case let .eventPost(identifier):
-            let answer = await answer(Data(message.payload.readableBytesView), productKey: pk) { model, params in
-                guard let event = model.event(identifier) else { return [ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")] }
+            let (answer, content) = await understand(payload, productKey: pk) { model, request in
+                guard let event = model.event(identifier) else {
+                    return ([ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")], nil)
+                }
                 // Event posts carry `params: {"value": {...}, "time": …}`.
-                let values = params["value"] ?? params
-                return model.validate(fields: event.outputData, values)
+                let values = request.params["value"] ?? request.params
+                let faults = model.validate(fields: event.outputData, values)
+                let json = String(decoding: values.serialized(), as: UTF8.self)
+                return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
             }
+            try await telemetry.record(report(content))
             await reply(to: clientId, topic: message.topic + "_reply", answer)
-        case .propertySetReply:
-            resolve(productKey: pk, deviceName: dn, payload: Data(message.payload.readableBytesView))
-        case .serviceReply:
-            resolve(productKey: pk, deviceName: dn, payload: Data(message.payload.readableBytesView))
+        case .propertySetReply, .serviceReply:
+            resolve(productKey: pk, deviceName: dn, payload: payload)
+            try await telemetry.record(report(.seen))
+        case .firmwareInform:
+            if let version = AlinkRequest.parse(payload)?.params["version"], case let .string(v) = version, !v.isEmpty, v.count <= 64 {
+                try await store.setDeviceFirmware(device, v)
+            }
         case .other:
             break
+        }
+    }
+
+    /// Property values as history rows: numbers (int, float, double, enum, bool, date) also as a
+    /// number, everything as JSON text; the device's own `time` when it gives one.
+    static func reportedValues(_ params: JSONValue, model: ThingModel, receivedAt: Millis) -> [ReportedValue] {
+        guard case let .object(values) = params else { return [] }
+        return values.sorted { $0.key < $1.key }.map { identifier, raw in
+            var value = raw
+            var time = receivedAt
+            if case let .object(wrapped) = raw, let inner = wrapped["value"], model.property(identifier)?.dataType.typeName != "struct" {
+                value = inner
+                if case let .int(t)? = wrapped["time"] { time = t < 100_000_000_000 ? t * 1000 : t }
+            }
+            let number: Double? = switch value {
+            case let .int(i): Double(i)
+            case let .double(d): d
+            case let .bool(b): b ? 1 : 0
+            case let .string(s) where model.property(identifier)?.dataType.typeName == "date": Double(s)
+            default: nil
+            }
+            return ReportedValue(identifier: identifier, json: String(decoding: value.serialized(), as: UTF8.self), number: number, time: time)
         }
     }
 
@@ -125,8 +210,7 @@ public final class DeviceGateway: Sendable {
             if !faults.isEmpty { throw .invalid(faults) }
             (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)", service.method, values)
         }
-        guard let clientId = devices.withLock({ $0.first { $0.value.productKey == productKey && $0.value.deviceName == deviceName }?.key }),
-              let broker = broker.withLock({ $0 })
+        guard let clientId = clientId(productKey: productKey, deviceName: deviceName), let broker = broker.withLock({ $0 })
         else { throw .offline }
         let id = String(nextRequestId.add(1, ordering: .relaxed).oldValue)
         let key = "\(productKey)/\(deviceName)/\(id)"
@@ -155,17 +239,25 @@ public final class DeviceGateway: Sendable {
         pending.withLock { $0.removeValue(forKey: "\(productKey)/\(deviceName)/\(id)") }?.resume(returning: reply)
     }
 
-    private func answer(_ payload: Data, productKey: String, check: (ThingModel, JSONValue) -> [ValueError]) async -> Data {
+    /// Reads an Alink request and checks it against the thing model: the reply for the device, and
+    /// what to store — the understood content, or the refusal with its reason.
+    private func understand(_ payload: Data, productKey: String,
+                            check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)) async -> (Data, DeviceReport.Content) {
         guard let request = AlinkRequest.parse(payload) else {
-            return AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params")
+            let reason = "request is not Alink JSON with id and params"
+            return (AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: reason), .refused(reason: reason))
         }
         guard let model = await model(for: productKey) else {
-            return AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: "the product has no thing model")
+            let reason = "the product has no thing model"
+            return (AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: reason), .refused(reason: reason))
         }
-        let faults = check(model, request.params)
-        guard let first = faults.first else { return AlinkCode.reply(id: request.id, code: AlinkCode.success, message: "success") }
+        let (faults, content) = check(model, request)
+        guard let first = faults.first, content == nil else {
+            return (AlinkCode.reply(id: request.id, code: AlinkCode.success, message: "success"), content ?? .seen)
+        }
         let code = first.kind == .unknownIdentifier ? AlinkCode.unknownIdentifier : AlinkCode.invalidValue
-        return AlinkCode.reply(id: request.id, code: code, message: faults.map(\.description).joined(separator: "; "))
+        let reason = faults.map(\.description).joined(separator: "; ")
+        return (AlinkCode.reply(id: request.id, code: code, message: reason), .refused(reason: reason))
     }
 
     /// Replies go to the device that asked, without a subscription, as Alink devices expect.
