@@ -31,7 +31,9 @@ public enum Capability: String, Sendable, CaseIterable {
     case manageAccounts         // accounts and role bindings
     case viewAudit
     case viewEvents
-    case operateDevices         // set device properties, call device services
+    case operateDevices         // set device properties, call device services, set desired values
+    case viewDevices            // products, devices, shadow, telemetry, diagnosis
+    case manageDevices          // define products, register, place, disable devices
 }
 
 extension Role {
@@ -43,11 +45,11 @@ extension Role {
             return Set(Capability.allCases).subtracting([.createCommunity])
         case .propertyStaff:
             return [.viewCommunity, .manageCommunity, .viewPeople, .managePeople, .seeFullPhone, .viewVehicles,
-                    .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices]
+                    .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices, .viewDevices, .manageDevices]
         case .gridWorker:
-            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations]
+            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations, .viewDevices]
         case .guardOnDuty:
-            return [.viewCommunity, .viewPeople, .viewVehicles]
+            return [.viewCommunity, .viewPeople, .viewVehicles, .viewDevices]
         case .departmentAgent:
             return [.viewOrganisations]
         case .resident:

@@ -59,6 +59,7 @@ struct API {
         api.get("communities/:cid/grids", use: listGrids)
         api.post("communities/:cid/grids", use: createGrid)
         // devices
+        registerDevices(api)
         api.post("devices/:pk/:dn/properties", use: setDeviceProperties)
         api.post("devices/:pk/:dn/services/:service", use: callDeviceService)
         // audit and events

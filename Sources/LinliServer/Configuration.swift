@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     /// The embedded MQTT broker's address; nil when turned off (`mqtt = off`).
     public var mqttHost: String? = "127.0.0.1"
     public var mqttPort: Int = 1883
+    /// Days of telemetry history kept; older values are deleted hourly.
+    public var telemetryDays: Int = 30
 
     public init() {}
 
@@ -27,7 +29,7 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
-    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "mqtt"]
+    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "mqtt", "telemetry-days"]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
     public static func resolve(flags: [String: String], environment: [String: String], configFile: String?) throws -> ServerConfiguration {
@@ -93,6 +95,10 @@ public struct ServerConfiguration: Sendable {
         if let (secure, source) = values["secure-cookies"] {
             guard let b = ["true": true, "false": false][secure.lowercased()] else { throw Invalid(key: source, reason: "must be true or false") }
             config.secureCookies = b
+        }
+        if let (days, source) = values["telemetry-days"] {
+            guard let d = Int(days), (1...3650).contains(d) else { throw Invalid(key: source, reason: "must be a whole number of days from 1 to 3650") }
+            config.telemetryDays = d
         }
         return config
     }

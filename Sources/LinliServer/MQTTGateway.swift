@@ -62,3 +62,28 @@ public struct MQTTBrokerService: Service {
         }
     }
 }
+
+/// Deletes telemetry older than the retention setting: at start, then every hour.
+public struct TelemetryRetentionService: Service {
+    let store: Store
+    let days: Int
+    let logger: Logger
+
+    public init(store: Store, days: Int, logger: Logger) {
+        self.store = store; self.days = days; self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let deleted = try await store.pruneTelemetry(before: nowMillis() - Millis(days) * 86_400_000)
+                    if deleted > 0 { logger.info("telemetry pruned", metadata: ["rows": "\(deleted)", "days": "\(days)"]) }
+                } catch {
+                    logger.warning("telemetry not pruned", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(3600))
+            }
+        }
+    }
+}

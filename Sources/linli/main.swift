@@ -137,7 +137,8 @@ struct Serve: AsyncParsableCommand {
         }
         let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, logger: logger) }
         let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway)
-        let app = buildApplication(services, logger: logger, alongside: broker.map { [$0] } ?? [])
+        let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
+        let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention])
         say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
             + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" } ?? ""))
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])

@@ -2,7 +2,7 @@
 """Checks that Resources/openapi.yaml describes exactly the routes the server registers.
 
 Routes come from the sources:
-  - every `api.get/post/patch/put/delete("...")` in Sources/LinliServer/API.swift, under /api/v1,
+  - every `api.get/post/patch/put/delete("...")` in Sources/LinliServer/*API.swift, under /api/v1,
     with `:name` path parameters written `{name}`;
   - every `router.get/post/...("/...")` in Sources/LinliServer/Application+build.swift
     (/healthz, /readyz, /metrics, /api/v1/openapi.yaml, /api/docs).
@@ -25,7 +25,8 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 def swift_routes(root: Path) -> set[tuple[str, str]]:
     routes: set[tuple[str, str]] = set()
-    api = (root / "Sources/LinliServer/API.swift").read_text(encoding="utf-8")
+    # API.swift and its siblings by capability (DevicesAPI.swift, …) register routes on `api`.
+    api = "\n".join(p.read_text(encoding="utf-8") for p in sorted((root / "Sources/LinliServer").glob("*API.swift")))
     for method, path in re.findall(r'\bapi\.(get|post|patch|put|delete)\(\s*"([^"]*)"', api):
         full = "/api/v1/" + path.strip("/") if path.strip("/") else "/api/v1"
         routes.add((method.upper(), re.sub(r":([A-Za-z_][A-Za-z0-9_]*)", r"{\1}", full)))

@@ -1,0 +1,167 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import LinliCore
+import Testing
+@testable import LinliServer
+@testable import LinliStorage
+
+/// One caller's requests against the in-process app: checks the status, returns the JSON.
+struct APIUser {
+    let client: any TestClientProtocol
+    let headers: HTTPFields
+
+    init(_ client: any TestClientProtocol, _ fixture: Fixture, as who: String) {
+        self.client = client
+        headers = HTTPFields.json.merging(fixture.bearer(who))
+    }
+
+    @discardableResult
+    func call(_ uri: String, _ method: HTTPRequest.Method = .get, _ body: Any? = nil, raw: String? = nil, expect: HTTPResponse.Status = .ok,
+              sourceLocation: SourceLocation = #_sourceLocation) async throws -> [String: Any] {
+        let buffer = raw.map { ByteBuffer(string: $0) } ?? body.map(jsonBody)
+        return try await client.execute(uri: uri, method: method, headers: headers, body: buffer) { r in
+            #expect(r.status == expect, "\(method) \(uri): \(r.status) \(r.text)", sourceLocation: sourceLocation)
+            return (try? r.json()) ?? [:]
+        }
+    }
+}
+
+@Suite("Devices API")
+struct DevicesAPITests {
+    @Test func productsFromTheLibraryOrATSLWithTheFaultNamed() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            let library = try await staff.call("/api/v1/product-library")["items"] as? [[String: Any]] ?? []
+            #expect(library.count == 15 && library.contains { $0["key"] as? String == "smoke_detector" })
+            let smoke = try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "smoke_detector"], expect: .created)
+            let pk = try #require(smoke["productKey"] as? String)
+            #expect((smoke["tsl"] as? [String: Any])?["events"] != nil)
+            let bad = try await staff.call("/api/v1/communities/\(c)/products", .post,
+                                           ["tsl": ["properties": [["identifier": "T", "name": "t", "accessMode": "r", "dataType": ["type": "float", "specs": ["min": "9", "max": "1"]]]]]],
+                                           expect: .unprocessableContent)
+            let field = ((bad["errors"] as? [[String: Any]])?.first?["field"] as? String) ?? ""
+            #expect(field.hasPrefix("tsl.properties[0]"), "got \(bad)")
+            try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "nope"], expect: .unprocessableContent)
+            try await staff.call("/api/v1/communities/\(c)/products", .post, ["name": "neither"], expect: .unprocessableContent)
+            let listed = try await staff.call("/api/v1/communities/\(c)/products")["items"] as? [[String: Any]] ?? []
+            #expect(listed.count == 1 && listed[0]["events"] as? Int == 2 && listed[0]["services"] as? Int == 1 && listed[0]["tsl"] == nil, "\(listed)")
+            #expect((try await staff.call("/api/v1/products/\(pk)")["tsl"] as? [String: Any]) != nil)
+            // Another community's administrator does not see it; a grid worker may look but not define.
+            try await APIUser(client, fixture, as: "other-manager").call("/api/v1/products/\(pk)", expect: .notFound)
+            try await APIUser(client, fixture, as: "grid").call("/api/v1/communities/\(c)/products", .post, ["library": "sos_button"], expect: .forbidden)
+            try await APIUser(client, fixture, as: "resident").call("/api/v1/communities/\(c)/products", expect: .forbidden)
+        }
+    }
+
+    @Test func registryPlacesDevicesAndScopesThem() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            let pk = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "door_contact"], expect: .created)["productKey"] as? String)
+            let gridHousehold = try await fixture.store.household(fixture.gridHousehold, scope: .everything)
+            let made = try await staff.call("/api/v1/communities/\(c)/devices", .post,
+                                            ["productKey": pk, "deviceName": "door-101", "nickname": "独居老人门磁", "buildingId": gridHousehold.buildingId,
+                                             "unitId": gridHousehold.unitId, "householdId": gridHousehold.id, "tags": ["独居老人"], "reportIntervalSeconds": 3600],
+                                            expect: .created)
+            #expect((made["deviceSecret"] as? String)?.count ?? 0 >= 24)
+            let device = try #require(made["device"] as? [String: Any])
+            #expect(device["status"] as? String == "inactive" && device["silent"] as? Bool == true && device["connected"] as? Bool == false)
+            #expect(device["secretCipher"] == nil)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "door-101"], expect: .conflict)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "bad name/with slash"], expect: .unprocessableContent)
+            let outside = try await fixture.store.household(fixture.outsideHousehold, scope: .everything)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "door-x", "householdId": fixture.outsideHousehold,
+                                                                             "buildingId": gridHousehold.buildingId], expect: outside.buildingId == gridHousehold.buildingId ? .created : .unprocessableContent)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "lobby-1", "buildingId": outside.buildingId,
+                                                                             "location": "大堂", "reportIntervalSeconds": 5], expect: .unprocessableContent)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "lobby-1", "buildingId": outside.buildingId, "location": "大堂"], expect: .created)
+
+            #expect(try await staff.call("/api/v1/communities/\(c)/devices?tag=独居老人")["total"] as? Int == 1)
+            #expect(try await staff.call("/api/v1/communities/\(c)/devices?silent=true")["total"] as? Int == 1)
+            #expect(try await staff.call("/api/v1/communities/\(c)/devices?q=LOBBY")["total"] as? Int == 1)
+            try await staff.call("/api/v1/communities/\(c)/devices?status=sleeping", expect: .badRequest)
+            // The grid worker sees the devices of the grid's buildings only.
+            let grid = APIUser(client, fixture, as: "grid")
+            let seen = try await grid.call("/api/v1/communities/\(c)/devices")["items"] as? [[String: Any]] ?? []
+            #expect(seen.contains { $0["deviceName"] as? String == "door-101" } && !seen.contains { $0["deviceName"] as? String == "lobby-1" || outside.buildingId == gridHousehold.buildingId })
+            try await grid.call("/api/v1/devices/\(pk)/lobby-1", expect: outside.buildingId == gridHousehold.buildingId ? .ok : .notFound)
+            try await APIUser(client, fixture, as: "other-manager").call("/api/v1/devices/\(pk)/door-101", expect: .notFound)
+
+            // Edit: tags, interval, then disable.
+            let patched = try await staff.call("/api/v1/devices/\(pk)/lobby-1", .patch, ["tags": ["公共区域"], "reportIntervalSeconds": 600, "enabled": false])
+            #expect(patched["status"] as? String == "disabled" && (patched["tags"] as? [String]) == ["公共区域"] && patched["buildingId"] as? String == outside.buildingId)
+            #expect(patched["silent"] as? Bool == false, "a disabled device is not silent, it is disabled")
+            try await staff.call("/api/v1/devices/\(pk)/lobby-1", .patch, ["householdId": "nope"], expect: .unprocessableContent)
+            try await grid.call("/api/v1/devices/\(pk)/door-101", .patch, ["nickname": "x"], expect: .forbidden)
+            let audit = try await APIUser(client, fixture, as: "manager").call("/api/v1/audit?action=device.disabled")
+            #expect(audit["total"] as? Int == 1)
+        }
+    }
+
+    @Test func telemetryShadowAndDiagnosisThroughTheAPI() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            let pk = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "environment_sensor"], expect: .created)["productKey"] as? String)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "env-1"], expect: .created)
+            let device = try #require(try await fixture.store.device(productKey: pk, deviceName: "env-1"))
+            let writer = TelemetryWriter(store: fixture.store, logger: quietLogger)
+            let base: Millis = 1_800_000_000_000
+            for i in 0..<120 {
+                let values = [ReportedValue(identifier: "CurrentTemperature", json: "\(20 + i % 10)", number: Double(20 + i % 10), time: base + Millis(i) * 1000)]
+                try await writer.record(DeviceReport(deviceId: device.id, communityId: c, productKey: pk, deviceName: "env-1", receivedAt: base + Millis(i) * 1000, content: .properties(values)))
+            }
+            try await writer.record(DeviceReport(deviceId: device.id, communityId: c, productKey: pk, deviceName: "env-1", content: .refused(reason: "CurrentTemperature: above 120")))
+
+            let uri = "/api/v1/devices/\(pk)/env-1/telemetry?property=CurrentTemperature&from=\(base)&to=\(base + 120_000)"
+            let raw = try await staff.call(uri + "&limit=50")
+            #expect((raw["points"] as? [[String: Any]])?.count == 50)
+            let perMinute = try await staff.call(uri + "&bucket=60")["buckets"] as? [[String: Any]] ?? []
+            #expect(perMinute.count == 2 && perMinute[0]["count"] as? Int == 60 && perMinute[0]["min"] as? Double == 20 && perMinute[0]["max"] as? Double == 29)
+            #expect(perMinute[0]["avg"] as? Double == 24.5)
+            try await staff.call("/api/v1/devices/\(pk)/env-1/telemetry?from=5&to=1", expect: .badRequest)
+            try await staff.call("/api/v1/devices/\(pk)/env-1/telemetry?property=CurrentTemperature&from=0&to=\(base)&bucket=1", expect: .badRequest)
+
+            let detail = try await staff.call("/api/v1/devices/\(pk)/env-1")
+            let diagnosis = try #require(detail["diagnosis"] as? [String: Any])
+            #expect(diagnosis["messages"] as? Int == 121 && diagnosis["errors"] as? Int == 1 && diagnosis["lastError"] as? String == "CurrentTemperature: above 120")
+            let shadow = try #require(detail["shadow"] as? [[String: Any]])
+            #expect(shadow.count == 1 && shadow[0]["reported"] as? String == "29" && shadow[0]["reportedVersion"] as? Int == 120)
+
+            // Desired values: writable properties only, checked against the model; they wait for the device.
+            let desired = try await staff.call("/api/v1/devices/\(pk)/env-1/shadow/desired", .put, ["values": ["ReportInterval": 300]])
+            #expect(desired["delivered"] as? Bool == false && (desired["items"] as? [[String: Any]])?.first?["version"] as? Int == 1)
+            let readOnly = try await staff.call("/api/v1/devices/\(pk)/env-1/shadow/desired", .put, ["values": ["CurrentTemperature": 5]], expect: .unprocessableContent)
+            #expect((readOnly["errors"] as? [[String: Any]])?.first?["field"] as? String == "values.CurrentTemperature")
+            try await staff.call("/api/v1/devices/\(pk)/env-1/shadow/desired", .put, ["values": ["ReportInterval": 1]], expect: .unprocessableContent)
+            try await APIUser(client, fixture, as: "guard").call("/api/v1/devices/\(pk)/env-1/shadow/desired", .put, ["values": ["ReportInterval": 60]], expect: .forbidden)
+            let after = try await APIUser(client, fixture, as: "guard").call("/api/v1/devices/\(pk)/env-1/shadow")["items"] as? [[String: Any]] ?? []
+            #expect(after.contains { $0["identifier"] as? String == "ReportInterval" && $0["desired"] as? String == "300" && $0["deliveredAt"] == nil })
+        }
+    }
+
+    @Test func bulkRegistrationChecksEveryRowFirst() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            let pk = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "smoke_detector"], expect: .created)["productKey"] as? String)
+            let household = try await fixture.store.household(fixture.gridHousehold, scope: .everything)
+            let header = "productKey,deviceName,nickname,building,unit,room,location,tags,reportIntervalSeconds\n"
+            let good = "\(pk),smoke-1,烟感一,\(household.buildingName),\(household.unitName),\(household.room),,独居老人;高龄,3600\n\(pk),smoke-2,,\(household.buildingName),,,楼道,,\n"
+            let bad = good + "\(pk),smoke-1,,,,,,,\nnope,smoke-9,,,,,,,\n\(pk),smoke-3,,没有这栋楼,,,,,\n\(pk),smoke-4,,,,,,,soon\n"
+            let refused = try await staff.call("/api/v1/communities/\(c)/devices/import", .post, raw: header + bad, expect: .unprocessableContent)
+            let fields = (refused["errors"] as? [[String: Any]] ?? []).compactMap { $0["field"] as? String }
+            #expect(fields == ["line 4: deviceName", "line 5: productKey", "line 6: building", "line 7: reportIntervalSeconds"])
+            #expect(try await staff.call("/api/v1/communities/\(c)/devices")["total"] as? Int == 0, "nothing registered")
+            let done = try await staff.call("/api/v1/communities/\(c)/devices/import", .post, raw: header + good, expect: .created)
+            let registered = done["registered"] as? [[String: Any]] ?? []
+            #expect(registered.count == 2 && registered.allSatisfy { ($0["deviceSecret"] as? String)?.isEmpty == false })
+            let one = try await staff.call("/api/v1/devices/\(pk)/smoke-1")
+            #expect(one["householdId"] as? String == household.id && one["tags"] as? [String] == ["独居老人", "高龄"] && one["reportIntervalSeconds"] as? Int == 3600)
+            try await staff.call("/api/v1/communities/\(c)/devices/import", .post, raw: "wrong,header\n", expect: .badRequest)
+        }
+    }
+}
