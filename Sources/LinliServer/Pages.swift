@@ -12,6 +12,7 @@ struct Frame {
     var resident = false
     var canAudit = false
     var canImport = false
+    var canDevices = false
     var community: Community?
 
     init(title: String, context: AppContext, community: Community? = nil) {
@@ -23,6 +24,7 @@ struct Frame {
             resident = caller.isResidentOnly
             canAudit = caller.can(.viewAudit)
             canImport = community.map { caller.scope(for: .importData).coversCommunity($0.id) } ?? false
+            canDevices = caller.can(.viewDevices)
         }
     }
 }

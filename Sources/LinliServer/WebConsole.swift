@@ -39,6 +39,7 @@ struct WebConsole {
         router.post("/console/account/tokens", use: createToken)
         router.post("/console/account/tokens/:id/revoke", use: revokeToken)
         router.get("/app", use: portal)
+        registerDevices(router)
     }
 
     // MARK: sign in and out

@@ -62,6 +62,12 @@ public enum EventLog {
             .all(decoding: DomainEvent.self, keyDecodingStrategy: .convertFromSnakeCase)
     }
 
+    /// The newest events about one subject (a device's sign-ins, events, commands), newest first.
+    public static func about(_ db: any SQLDatabase, subjectId: ID, limit: Int) async throws -> [DomainEvent] {
+        try await db.raw("SELECT * FROM events WHERE subject_id = \(bind: subjectId) ORDER BY seq DESC LIMIT \(literal: limit)")
+            .all(decoding: DomainEvent.self, keyDecodingStrategy: .convertFromSnakeCase)
+    }
+
     public static func latestSeq(_ db: any SQLDatabase) async throws -> Int64 {
         let row = try await db.raw("SELECT MAX(seq) AS n FROM events").first()
         return try row?.decode(column: "n", as: Int64?.self) ?? 0

@@ -174,6 +174,8 @@ public enum Migrations {
                 "ALTER TABLE devices ADD COLUMN unit_id TEXT",
                 "ALTER TABLE devices ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
                 "ALTER TABLE devices ADD COLUMN report_interval_seconds BIGINT",
+                // A device's page shows its own history from the event log.
+                "CREATE INDEX events_subject ON events (subject_id, seq)",
                 // What operators want a device's writable properties to be; sent as a property set,
                 // now if the device is connected, else when it next signs in.
                 """
