@@ -253,8 +253,8 @@ extension API {
         do { rows = try CSV.parse(text) } catch { throw Problem.badRequest("body", "is not CSV: \(error)") }
         let columns = ["productKey", "deviceName", "nickname", "building", "unit", "room", "location", "tags", "reportIntervalSeconds"]
         guard let header = rows.first, Array(header.fields.prefix(2)) == Array(columns.prefix(2)),
-              header.fields.allSatisfy(columns.contains)
-        else { throw Problem.badRequest("body", "the header must be \(columns.joined(separator: ",")) (the first two required, in that order)") }
+              header.fields.allSatisfy(columns.contains), Set(header.fields).count == header.fields.count
+        else { throw Problem.badRequest("body", "the header must be \(columns.joined(separator: ",")) (the first two required, in that order; each at most once)") }
         if rows.count > 5_001 { throw Problem.badRequest("body", "at most 5000 devices per file") }
         let index = Dictionary(uniqueKeysWithValues: header.fields.enumerated().map { ($1, $0) })
 
@@ -267,7 +267,7 @@ extension API {
         var products: [String: Product] = [:]
         var seen: Set<String> = []
         var issues: [FieldIssue] = []
-        var batches: [String: [(deviceName: String, placement: DevicePlacement)]] = [:]
+        var entries: [(product: Product, deviceName: String, placement: DevicePlacement)] = []
         for row in rows.dropFirst() {
             func field(_ name: String) -> String? {
                 guard let i = index[name], i < row.fields.count else { return nil }
@@ -281,6 +281,7 @@ extension API {
             let name = field("deviceName") ?? ""
             if !Self.isDeviceToken(name) { issues.append(FieldIssue(at + "deviceName", "must be 1 to 32 letters, digits or - _ @ . :")); continue }
             if !seen.insert(pk + "/" + name).inserted { issues.append(FieldIssue(at + "deviceName", "appears twice in the file")); continue }
+            if try await store.device(productKey: pk, deviceName: name) != nil { issues.append(FieldIssue(at + "deviceName", "\(name) is already registered for this product")); continue }
             var building: Building?, unit: BuildingUnit?, household: HouseholdListing?
             if let b = field("building") {
                 building = buildings.first { $0.name == b }
@@ -306,27 +307,29 @@ extension API {
             let p = placement(&v, nickname: field("nickname"), buildingId: building?.id, unitId: unit?.id, householdId: household?.id,
                               location: field("location"), tags: tags, reportIntervalSeconds: interval, prefix: at)
             if !v.issues.isEmpty { issues.append(contentsOf: v.issues); continue }
-            batches[pk, default: []].append((name, p))
+            entries.append((products[pk]!, name, p))
         }
-        if batches.isEmpty && issues.isEmpty { throw Problem.badRequest("body", "has no device rows") }
+        if entries.isEmpty && issues.isEmpty { throw Problem.badRequest("body", "has no device rows") }
         if !issues.isEmpty {
             var response = try JSON.response(DeviceImportRefused(errors: issues), status: .unprocessableContent)
             response.headers[.contentType] = "application/problem+json"
             return response
         }
-        var registered: [ImportedDevice] = []
-        for (pk, entries) in batches.sorted(by: { $0.key < $1.key }) {
-            let made = try await store.registerDevices(product: products[pk]!, entries, actor: context.principal)
-            registered += made.map { ImportedDevice(productKey: $0.0.productKey, deviceName: $0.0.deviceName, deviceSecret: $0.secret) }
-        }
+        // One transaction for the whole file: a name taken meanwhile registers nothing (409).
+        let made = try await store.registerDevices(entries, actor: context.principal)
+        let registered = made.map { ImportedDevice(productKey: $0.0.productKey, deviceName: $0.0.deviceName, deviceSecret: $0.secret) }
         return try JSON.response(["registered": registered], status: .created)
     }
 
-    /// The device in the path, if the caller may see it; else 404.
+    /// The device in the path, if the caller may see it (else 404), with the caller's scope for
+    /// `capability` (403 when the caller may see the device but not do that to it).
     func visibleDevice(_ context: AppContext, _ capability: Capability = .viewDevices) async throws -> (Device, Scope) {
+        let caller = try context.requireCaller()
         let scope = try context.scope(capability)
+        let reach = caller.scope(for: .viewDevices).union(scope)
         let pk = try context.parameters.require("pk"), dn = try context.parameters.require("dn")
-        guard let device = try await store.device(productKey: pk, deviceName: dn, scope: scope) else { throw Problem.notFound("device") }
+        guard let device = try await store.device(productKey: pk, deviceName: dn, scope: reach) else { throw Problem.notFound("device") }
+        if capability != .viewDevices, try await store.device(productKey: pk, deviceName: dn, scope: scope) == nil { throw Problem.forbidden(capability) }
         return (device, scope)
     }
 
@@ -396,8 +399,12 @@ extension API {
             throw Problem.conflict("device", "its product has no thing model")
         }
         guard case let .object(values) = input.values, !values.isEmpty else { throw Problem.invalid([FieldIssue("values", "must be an object of property values")]) }
-        let faults = model.validateProperties(input.values, writing: true)
-        if !faults.isEmpty { throw Problem.invalid(faults.map { FieldIssue("values.\($0.path)", $0.reason) }) }
+        var faults = model.validateProperties(input.values, writing: true).map { FieldIssue("values.\($0.path)", $0.reason) }
+        // The `{"value", "time"}` wrapper is how devices report; a desired value is the value itself.
+        for (identifier, value) in values where model.property(identifier)?.dataType.typeName != "struct" {
+            if case .object = value { faults.append(FieldIssue("values.\(identifier)", "must be the value itself, not an object")) }
+        }
+        if !faults.isEmpty { throw Problem.invalid(faults) }
         let items = try await store.setDesired(device, values.sorted { $0.key < $1.key }.map { ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self)) },
                                                actor: context.principal)
         let delivered = await services.devices?.deliverDesired(device, timeout: .seconds(5)) ?? false
@@ -410,6 +417,8 @@ extension API {
         var to: Millis
         var bucketSeconds: Int?
         var points: [TelemetryPoint]?
+        /// More points than `limit` are in the range: these are the newest; ask again with an earlier `to`.
+        var truncated: Bool?
         var buckets: [TelemetryBucket]?
     }
 
@@ -422,7 +431,7 @@ extension API {
         let now = nowMillis()
         let to = Millis(q.int("to", in: 0...Int(Int64.max / 2), default: Int(now) + 1))
         let from = Millis(q.int("from", in: 0...Int(Int64.max / 2), default: Int(to) - 86_400_000))
-        let bucket = q.raw("bucket") == nil ? nil : q.int("bucket", in: 1...31_536_000, default: 60)
+        let bucket = (q.raw("bucket") ?? "").isEmpty ? nil : q.int("bucket", in: 1...31_536_000, default: 60)
         let limit = q.int("limit", in: 1...10_000, default: 1_000)
         if property == nil { q.issues.append(FieldIssue("property", "is required: the identifier of a property")) }
         if from >= to { q.issues.append(FieldIssue("from", "must be before to")) }
@@ -432,7 +441,9 @@ extension API {
             let buckets = try await store.telemetryBuckets(device, identifier: property!, from: from, to: to, bucketMillis: Int64(bucket) * 1000)
             return try JSON.response(TelemetryResult(property: property!, from: from, to: to, bucketSeconds: bucket, buckets: buckets))
         }
-        let points = try await store.telemetry(device, identifier: property!, from: from, to: to, limit: limit)
-        return try JSON.response(TelemetryResult(property: property!, from: from, to: to, points: points))
+        var points = try await store.telemetry(device, identifier: property!, from: from, to: to, limit: limit + 1)
+        let truncated = points.count > limit
+        if truncated { points.removeFirst() }
+        return try JSON.response(TelemetryResult(property: property!, from: from, to: to, points: points, truncated: truncated))
     }
 }

@@ -122,14 +122,18 @@ extension Store {
 
     /// Registers a device and returns it with its secret in clear, the only time it is shown.
     public func registerDevice(product: Product, deviceName: String, placement: DevicePlacement = DevicePlacement(), actor: Principal) async throws -> (Device, secret: String) {
-        let registered = try await registerDevices(product: product, [(deviceName, placement)], actor: actor)
+        let registered = try await registerDevices([(product, deviceName, placement)], actor: actor)
         return registered[0]
     }
 
-    /// Registers several devices of one product in one transaction: all or none.
     public func registerDevices(product: Product, _ entries: [(deviceName: String, placement: DevicePlacement)], actor: Principal) async throws -> [(Device, secret: String)] {
+        try await registerDevices(entries.map { (product, $0.deviceName, $0.placement) }, actor: actor)
+    }
+
+    /// Registers devices in one transaction: all or none.
+    public func registerDevices(_ entries: [(product: Product, deviceName: String, placement: DevicePlacement)], actor: Principal) async throws -> [(Device, secret: String)] {
         var made: [(Device, secret: String)] = []
-        for (name, placement) in entries {
+        for (product, name, placement) in entries {
             let secret = Digest.randomToken(bytes: 24)
             let device = Device(id: newID(), communityId: product.communityId, productId: product.id, productKey: product.productKey, deviceName: name,
                                 nickname: placement.nickname, secretCipher: try cipher.encrypt(secret), status: .inactive, buildingId: placement.buildingId,
@@ -197,14 +201,21 @@ extension Store {
         if let pk = filter.productKey { condition += " AND d.product_key = \(bind: pk)" }
         if let s = filter.status { condition += " AND d.status = \(bind: s.rawValue)" }
         if let b = filter.buildingId { condition += " AND d.building_id = \(bind: b)" }
-        if let t = filter.tag { condition += " AND d.tags LIKE \(bind: "%" + Device.encodeTags([t]).dropFirst().dropLast() + "%")" }
+        if let t = filter.tag {
+            // The tag as it appears inside the stored JSON array, quotes included, wildcards taken literally.
+            let quoted = String(Device.encodeTags([t]).dropFirst().dropLast())
+                .replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+            condition += " AND d.tags LIKE \(bind: "%" + quoted + "%") ESCAPE '\\'"
+        }
         if let q = filter.query, !q.isEmpty {
             let pattern = SQLQueryString.containsPattern(q)
             condition += " AND (LOWER(d.device_name) LIKE \(bind: pattern) ESCAPE '\\' OR LOWER(d.nickname) LIKE \(bind: pattern) ESCAPE '\\')"
         }
         if filter.silentOnly {
             // Silent: expected to report, not disabled, and nothing heard for longer than the interval.
-            condition += " AND d.report_interval_seconds IS NOT NULL AND d.status <> 'disabled' AND (d.last_seen_at IS NULL OR d.last_seen_at < \(bind: now) - d.report_interval_seconds * 1000)"
+            // The registry's last-seen time trails by up to a minute (it is refreshed once a minute
+            // under a stream of posts), so the filter allows that minute before calling a device silent.
+            condition += " AND d.report_interval_seconds IS NOT NULL AND d.status <> 'disabled' AND (d.last_seen_at IS NULL OR d.last_seen_at < \(bind: now - 60_000) - d.report_interval_seconds * 1000)"
         }
         let whereClause = condition
         return try await read { db in

@@ -354,15 +354,15 @@ extension Store {
         try await write { db in
             var result: [DesiredValue] = []
             for (identifier, json) in values {
+                // The version is taken in the same statement, so two concurrent sets never share one.
                 struct V: Decodable { var version: Int }
-                let current = try await db.raw("SELECT version FROM device_desired WHERE device_id = \(bind: device.id) AND identifier = \(bind: identifier)").first(decoding: V.self)
-                let version = (current?.version ?? 0) + 1
-                try await db.raw("""
+                let row = try await db.raw("""
                     INSERT INTO device_desired (device_id, community_id, identifier, value, version, set_at, delivered_at)
-                    VALUES (\(bind: device.id), \(bind: device.communityId), \(bind: identifier), \(bind: json), \(bind: version), \(bind: nowMillis()), NULL)
-                    ON CONFLICT (device_id, identifier) DO UPDATE SET value = excluded.value, version = excluded.version, set_at = excluded.set_at, delivered_at = NULL
-                    """).run()
-                result.append(DesiredValue(identifier: identifier, value: json, version: version))
+                    VALUES (\(bind: device.id), \(bind: device.communityId), \(bind: identifier), \(bind: json), 1, \(bind: nowMillis()), NULL)
+                    ON CONFLICT (device_id, identifier) DO UPDATE SET value = excluded.value, version = device_desired.version + 1, set_at = excluded.set_at, delivered_at = NULL
+                    RETURNING version
+                    """).first(decoding: V.self)
+                result.append(DesiredValue(identifier: identifier, value: json, version: row?.version ?? 1))
             }
             try await Change.record(db, actor: actor, communityId: device.communityId, type: "device.desired", subjectType: "device", subjectId: device.id,
                                     after: Dictionary(uniqueKeysWithValues: result.map { ($0.identifier, $0.value) }))
@@ -390,15 +390,16 @@ extension Store {
         }
     }
 
-    /// Raw points of one property, oldest first, at most `limit`.
+    /// The newest `limit` points of one property in the range, oldest first.
     public func telemetry(_ device: Device, identifier: String, from: Millis, to: Millis, limit: Int) async throws -> [TelemetryPoint] {
-        try await telemetry.read { db in
+        let newest = try await telemetry.read { db in
             try await db.raw("""
                 SELECT t.ts AS t, t.num AS value, t.txt AS text FROM telemetry t JOIN telemetry_series s ON s.id = t.series
                 WHERE s.device_id = \(bind: device.id) AND s.identifier = \(bind: identifier) AND t.ts >= \(bind: from) AND t.ts < \(bind: to)
-                ORDER BY t.ts LIMIT \(literal: limit)
+                ORDER BY t.ts DESC LIMIT \(literal: limit)
                 """).all(decoding: TelemetryPoint.self)
         }
+        return newest.reversed()
     }
 
     /// Min, max and average of one numeric property per bucket of `bucketMillis`, oldest first.

@@ -118,7 +118,10 @@ struct DevicesAPITests {
 
             let uri = "/api/v1/devices/\(pk)/env-1/telemetry?property=CurrentTemperature&from=\(base)&to=\(base + 120_000)"
             let raw = try await staff.call(uri + "&limit=50")
-            #expect((raw["points"] as? [[String: Any]])?.count == 50)
+            let newest = raw["points"] as? [[String: Any]] ?? []
+            #expect(newest.count == 50 && raw["truncated"] as? Bool == true, "the newest 50, marked as cut short")
+            #expect(newest.first?["t"] as? Int == Int(base) + 70_000 && newest.last?["t"] as? Int == Int(base) + 119_000)
+            #expect(try await staff.call(uri + "&bucket=")["truncated"] as? Bool == false, "an empty bucket means raw points")
             let perMinute = try await staff.call(uri + "&bucket=60")["buckets"] as? [[String: Any]] ?? []
             #expect(perMinute.count == 2 && perMinute[0]["count"] as? Int == 60 && perMinute[0]["min"] as? Double == 20 && perMinute[0]["max"] as? Double == 29)
             #expect(perMinute[0]["avg"] as? Double == 24.5)
@@ -137,6 +140,7 @@ struct DevicesAPITests {
             let readOnly = try await staff.call("/api/v1/devices/\(pk)/env-1/shadow/desired", .put, ["values": ["CurrentTemperature": 5]], expect: .unprocessableContent)
             #expect((readOnly["errors"] as? [[String: Any]])?.first?["field"] as? String == "values.CurrentTemperature")
             try await staff.call("/api/v1/devices/\(pk)/env-1/shadow/desired", .put, ["values": ["ReportInterval": 1]], expect: .unprocessableContent)
+            try await staff.call("/api/v1/devices/\(pk)/env-1/shadow/desired", .put, ["values": ["ReportInterval": ["value": 60, "time": 1]]], expect: .unprocessableContent)
             try await APIUser(client, fixture, as: "guard").call("/api/v1/devices/\(pk)/env-1/shadow/desired", .put, ["values": ["ReportInterval": 60]], expect: .forbidden)
             let after = try await APIUser(client, fixture, as: "guard").call("/api/v1/devices/\(pk)/env-1/shadow")["items"] as? [[String: Any]] ?? []
             #expect(after.contains { $0["identifier"] as? String == "ReportInterval" && $0["desired"] as? String == "300" && $0["deliveredAt"] == nil })
@@ -162,6 +166,11 @@ struct DevicesAPITests {
             let one = try await staff.call("/api/v1/devices/\(pk)/smoke-1")
             #expect(one["householdId"] as? String == household.id && one["tags"] as? [String] == ["独居老人", "高龄"] && one["reportIntervalSeconds"] as? Int == 3600)
             try await staff.call("/api/v1/communities/\(c)/devices/import", .post, raw: "wrong,header\n", expect: .badRequest)
+            try await staff.call("/api/v1/communities/\(c)/devices/import", .post, raw: "productKey,deviceName,tags,tags\n\(pk),smoke-8,a,b\n", expect: .badRequest)
+            // A name already registered is found before anything is written, with its line.
+            let again = try await staff.call("/api/v1/communities/\(c)/devices/import", .post, raw: header + "\(pk),smoke-7,,,,,,,\n\(pk),smoke-2,,,,,,,\n", expect: .unprocessableContent)
+            #expect((again["errors"] as? [[String: Any]])?.compactMap { $0["field"] as? String } == ["line 3: deviceName"])
+            try await staff.call("/api/v1/devices/\(pk)/smoke-7", expect: .notFound)
         }
     }
 }
