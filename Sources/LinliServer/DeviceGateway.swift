@@ -29,9 +29,10 @@ public final class DeviceGateway: Sendable {
 
     func attach(_ broker: MQTTBroker) { self.broker.withLock { $0 = broker } }
 
-    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication {
+    func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication {
+        let remote = connection.remote
         guard let signIn = AlinkSignIn(connect) else {
-            return await IntegrationAuthenticator(store: store, logger: logger).authenticate(connect, remote: remote)
+            return await IntegrationAuthenticator(store: store, logger: logger).authenticate(connect, connection: connection)
         }
         // securemode 2 is Alink over TLS; this listener is plain TCP, where devices use 3.
         guard signIn.secureMode == 3 else { return .refused(.notAuthorized) }
