@@ -41,10 +41,10 @@ public struct MQTTBrokerService: Service {
     public let broker: MQTTBroker
     public let gateway: DeviceGateway
 
-    public init(store: Store, host: String, port: Int, logger: Logger) {
+    public init(store: Store, host: String, port: Int, tls: MQTTTLSListener? = nil, logger: Logger) {
         let gateway = DeviceGateway(store: store, logger: logger)
         self.gateway = gateway
-        broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
+        broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port, tls: tls), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
                             onPublish: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
                             onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })
         gateway.attach(broker)

@@ -6,8 +6,59 @@ import NIOCore
 import Testing
 @testable import LinliServer
 
+/// The test-only certificate and keys kept beside the broker's tests (Tests/LinliMQTTTests/Fixtures).
+private func fixture(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("LinliMQTTTests/Fixtures/\(name).pem").path
+}
+
 @Suite("MQTT over TLS: settings and device sign-in")
 struct MQTTTLSTests {
+    let certificate = fixture("test-only-cert")
+    let key = fixture("test-only-key")
+
+    func resolve(_ flags: [String: String], environment: [String: String] = [:], file: String? = nil) throws -> ServerConfiguration {
+        try ServerConfiguration.resolve(flags: flags, environment: environment, configFile: file)
+    }
+
+    func failure(_ flags: [String: String], environment: [String: String] = [:]) -> String? {
+        do {
+            _ = try resolve(flags, environment: environment)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func tlsIsOffUntilACertificateIsConfiguredThenOnAt8883() throws {
+        #expect(try resolve([:]).mqttTLS == nil)
+        let on = try #require(try resolve(["mqtt-tls-cert": certificate, "mqtt-tls-key": key]).mqttTLS)
+        #expect(on.host == "127.0.0.1" && on.port == 8883)
+        let moved = try #require(try resolve([:], environment: ["LINLI_MQTT_TLS": "0.0.0.0:9883", "LINLI_MQTT_TLS_CERT": certificate, "LINLI_MQTT_TLS_KEY": key]).mqttTLS)
+        #expect(moved.host == "0.0.0.0" && moved.port == 9883)
+        #expect(try resolve(["mqtt-tls": "off", "mqtt-tls-cert": certificate, "mqtt-tls-key": key]).mqttTLS == nil)
+
+        let file = NSTemporaryDirectory() + "linli-tls-\(UUID().uuidString).conf"
+        try "mqtt-tls = 127.0.0.1:18883\nmqtt-tls-cert = \(certificate)\nmqtt-tls-key = \(key)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect(try resolve([:], file: file).mqttTLS?.port == 18883)
+        // Flags win over the file.
+        #expect(try resolve(["mqtt-tls": "127.0.0.1:28883"], file: file).mqttTLS?.port == 28883)
+    }
+
+    @Test func wrongTLSSettingsStopStartUpNamingTheSetting() {
+        let missingKey = failure(["mqtt-tls-cert": certificate])
+        #expect(missingKey?.contains("--mqtt-tls-cert") == true && missingKey?.contains("mqtt-tls-key") == true)
+        #expect(failure([:], environment: ["LINLI_MQTT_TLS_KEY": key])?.contains("LINLI_MQTT_TLS_KEY") == true)
+        #expect(failure(["mqtt-tls": "127.0.0.1:8883"])?.contains("--mqtt-tls needs mqtt-tls-cert") == true)
+        #expect(failure(["mqtt-tls": "everywhere", "mqtt-tls-cert": certificate, "mqtt-tls-key": key])?.contains("--mqtt-tls must be host:port") == true)
+        #expect(failure(["mqtt-tls-cert": "/nonexistent.pem", "mqtt-tls-key": key])?.contains("--mqtt-tls-cert file /nonexistent.pem cannot be read") == true)
+        #expect(failure(["mqtt-tls-cert": key, "mqtt-tls-key": key])?.contains("--mqtt-tls-cert") == true)
+        #expect(failure(["mqtt-tls-cert": certificate, "mqtt-tls-key": certificate])?.contains("--mqtt-tls-key") == true)
+        #expect(failure(["mqtt-tls-cert": certificate, "mqtt-tls-key": fixture("test-only-other-key")])?.contains("--mqtt-tls-key") == true)
+        #expect(failure(["mqtt": "127.0.0.1:8883", "mqtt-tls-cert": certificate, "mqtt-tls-key": key])?.contains("same address") == true)
+    }
+
     @Test func alinkSecureModeMustFitTheConnection() async throws {
         let fixture = try await makeFixture()
         let product = Product(communityId: fixture.community.id, productKey: Product.newKey(), name: "door", libraryKey: nil, tslJson: "{}")
