@@ -1,10 +1,14 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 public struct MQTTBrokerConfiguration: Sendable {
+    /// The plain TCP listener.
     public var host: String
     public var port: Int
+    /// A second listener with TLS; nil for plain TCP only.
+    public var tls: MQTTTLSListener?
     public var limits: MQTTLimits
     public var maxConnections: Int
     /// A client must send CONNECT within this time of opening the socket.
@@ -16,9 +20,9 @@ public struct MQTTBrokerConfiguration: Sendable {
     /// PUBLISH packets per second a client may send (a burst of as many is allowed).
     public var maxPublishesPerSecond: Int
 
-    public init(host: String = "127.0.0.1", port: Int = 1883, limits: MQTTLimits = MQTTLimits(), maxConnections: Int = 50_000,
+    public init(host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(), maxConnections: Int = 50_000,
                 connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000, maxPublishesPerSecond: Int = 1_000) {
-        self.host = host; self.port = port; self.limits = limits; self.maxConnections = maxConnections; self.connectTimeout = connectTimeout
+        self.host = host; self.port = port; self.tls = tls; self.limits = limits; self.maxConnections = maxConnections; self.connectTimeout = connectTimeout
         self.inflightWindow = inflightWindow; self.queueLimit = queueLimit; self.maxPublishesPerSecond = maxPublishesPerSecond
     }
 }
@@ -66,30 +70,66 @@ public final class MQTTBroker: Sendable {
         await state.disconnect(clientId: clientId)
     }
 
-    /// Listens until the task is cancelled. `onListening` gets the bound port (useful with port 0).
-    public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+    /// The ports the broker listens on, once bound (useful with port 0).
+    public struct ListeningPorts: Sendable, Equatable {
+        public var tcp: Int
+        public var tls: Int?
+    }
+
+    /// Listens on plain TCP, and on TLS when configured, until the task is cancelled.
+    public func run(onListening: @Sendable (ListeningPorts) -> Void = { _ in }) async throws {
+        let tcp = try await bind(host: configuration.host, port: configuration.port, tls: nil)
+        let tls: Listener?
+        if let listener = configuration.tls {
+            do {
+                tls = try await bind(host: listener.host, port: listener.port, tls: listener.context)
+            } catch {
+                try? await tcp.executeThenClose { _ in }  // free the plain port again
+                throw error
+            }
+        } else {
+            tls = nil
+        }
+        onListening(ListeningPorts(tcp: tcp.channel.localAddress?.port ?? configuration.port, tls: tls?.channel.localAddress?.port))
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.serve(tcp, secure: false) }
+            if let tls { group.addTask { try await self.serve(tls, secure: true) } }
+        }
+    }
+
+    typealias Listener = NIOAsyncChannel<NIOAsyncChannel<MQTTPacket, MQTTPacket>, Never>
+
+    /// Binds one listener. With a TLS context, the handshake runs before any MQTT byte is decoded;
+    /// the read deadline still counts from the socket's opening, so a stalled handshake is closed too.
+    private func bind(host: String, port: Int, tls: NIOSSLContext?) async throws -> Listener {
         let limits = configuration.limits
         let connectTimeout = configuration.connectTimeout
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { channel in
+            .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
                     try sync.addHandler(ReadDeadlineHandler(timeout: connectTimeout), name: ReadDeadlineHandler.name)
                     try sync.addHandler(ByteToMessageHandler(MQTTDecoder(limits: limits)))
                     try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
                     return try NIOAsyncChannel<MQTTPacket, MQTTPacket>(wrappingChannelSynchronously: channel)
                 }
             }
-        onListening(server.channel.localAddress?.port ?? configuration.port)
-        logger.info("MQTT broker listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? configuration.port)"])
+        logger.info("MQTT broker listening", metadata: ["address": "\(host):\(server.channel.localAddress?.port ?? port)", "tls": "\(tls != nil)"])
+        return server
+    }
+
+    /// Accepts connections on one listener; each runs in its own child task, so one bad client
+    /// (a failed handshake included) ends only its own connection.
+    private func serve(_ listener: Listener, secure: Bool) async throws {
         try await withThrowingDiscardingTaskGroup { group in
-            try await server.executeThenClose { inbound in
+            try await listener.executeThenClose { inbound in
                 for try await connection in inbound {
                     group.addTask {
-                        await ClientConnection(broker: self, channel: connection).run()
+                        await ClientConnection(broker: self, channel: connection, secure: secure).run()
                     }
                 }
             }

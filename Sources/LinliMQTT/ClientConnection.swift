@@ -1,16 +1,20 @@
 import Logging
 import NIOCore
+import NIOSSL
 
 /// One client's connection, from CONNECT to close. Reads in this task; writes go through the
 /// session's outbox, drained by a child task, so deliveries and acknowledgements keep their order.
 struct ClientConnection {
     let broker: MQTTBroker
     let channel: NIOAsyncChannel<MQTTPacket, MQTTPacket>
+    /// Whether it came in on the TLS listener.
+    let secure: Bool
 
     func run() async {
         let remote = channel.channel.remoteAddress?.description ?? "-"
         var logger = broker.logger
         logger[metadataKey: "remote"] = "\(remote)"
+        if secure { logger[metadataKey: "tls"] = "true" }
         var attached: (clientId: String, connectionId: UInt64)? = nil
         var will: Will? = nil
         var policy: (any MQTTClientPolicy)? = nil
@@ -37,7 +41,7 @@ struct ClientConnection {
                     return
                 }
                 logger[metadataKey: "client"] = "\(clientId)"
-                switch await broker.authenticator.authenticate(connect, remote: remote) {
+                switch await broker.authenticator.authenticate(connect, connection: MQTTConnectionInfo(remote: remote, secure: secure)) {
                 case let .refused(code):
                     logger.notice("connection refused", metadata: ["code": "\(code)"])
                     try await outbound.write(.connack(sessionPresent: false, returnCode: code))
@@ -74,6 +78,12 @@ struct ClientConnection {
             }
         } catch let error as MQTTProtocolError {
             logger.notice("closing: protocol error", metadata: ["error": "\(error)"])
+        } catch NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])) {
+            // Closed before the handshake was done: a port probe or a health check, not worth a notice.
+            logger.debug("connection ended during the TLS handshake")
+        } catch NIOSSLError.handshakeFailed(let error) {
+            // Not TLS at all, an old protocol version, or a client that distrusts our certificate.
+            logger.notice("closing: TLS handshake failed", metadata: ["error": "\(error)"])
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])
         }

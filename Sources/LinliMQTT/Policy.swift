@@ -1,8 +1,21 @@
 /// Who may connect, and what a connected client may do. The broker asks; Linli's device and
 /// integration logic answers. Deny is the default of every implementation.
 public protocol MQTTAuthenticator: Sendable {
-    /// Decides on a CONNECT. `remote` is the peer's address, for logs and throttling.
-    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication
+    /// Decides on a CONNECT, knowing how the client reached the broker.
+    func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication
+}
+
+/// What the broker knows of a connection when it asks who may use it.
+public struct MQTTConnectionInfo: Sendable, Equatable {
+    /// The peer's address, for logs and throttling.
+    public var remote: String?
+    /// Whether the client came in on the TLS listener (so the transport is encrypted).
+    public var secure: Bool
+
+    public init(remote: String?, secure: Bool) {
+        self.remote = remote
+        self.secure = secure
+    }
 }
 
 public enum MQTTAuthentication: Sendable {

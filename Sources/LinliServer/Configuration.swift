@@ -1,5 +1,6 @@
 import Foundation
 import LinliCore
+import LinliMQTT
 import LinliStorage
 import Logging
 
@@ -19,6 +20,9 @@ public struct ServerConfiguration: Sendable {
     public var mqttPort: Int = 1883
     /// Days of telemetry history kept; older values are deleted hourly.
     public var telemetryDays: Int = 30
+    /// The broker's TLS listener, its certificate loaded and checked; nil without a certificate
+    /// or with `mqtt-tls = off`.
+    public var mqttTLS: MQTTTLSListener? = nil
 
     public init() {}
 
@@ -29,7 +33,7 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
-    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "mqtt", "telemetry-days"]
+    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "mqtt", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days"]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
     public static func resolve(flags: [String: String], environment: [String: String], configFile: String?) throws -> ServerConfiguration {
@@ -56,24 +60,18 @@ public struct ServerConfiguration: Sendable {
 
         var config = ServerConfiguration()
         if let (http, source) = values["http"] {
-            let parts = http.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (0...65535).contains(port) else {
-                throw Invalid(key: source, reason: "must be host:port, for example 127.0.0.1:8080 (got \(http))")
-            }
-            config.host = String(parts[0])
-            config.port = port
+            (config.host, config.port) = try address(http, source: source, example: "127.0.0.1:8080")
         }
         if let (mqtt, source) = values["mqtt"] {
             if mqtt.lowercased() == "off" {
                 config.mqttHost = nil
             } else {
-                let parts = mqtt.split(separator: ":", omittingEmptySubsequences: false)
-                guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (0...65535).contains(port) else {
-                    throw Invalid(key: source, reason: "must be host:port, for example 127.0.0.1:1883, or off (got \(mqtt))")
-                }
-                config.mqttHost = String(parts[0])
-                config.mqttPort = port
+                (config.mqttHost, config.mqttPort) = try address(mqtt, source: source, example: "127.0.0.1:1883, or off")
             }
+        }
+        config.mqttTLS = try mqttTLS(values)
+        if let tls = config.mqttTLS, config.mqttHost == tls.host, config.mqttPort == tls.port, tls.port != 0 {
+            throw Invalid(key: values["mqtt-tls"]?.1 ?? values["mqtt"]?.1 ?? "mqtt", reason: "must not be the same address as mqtt (\(tls.host):\(tls.port))")
         }
         if let (data, _) = values["data"] { config.dataDirectory = data }
         if let (url, source) = values["postgres-url"] {
@@ -101,6 +99,49 @@ public struct ServerConfiguration: Sendable {
             config.telemetryDays = d
         }
         return config
+    }
+
+    /// `host:port`, or an error naming where the value came from.
+    private static func address(_ value: String, source: String, example: String) throws -> (String, Int) {
+        let parts = value.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (0...65535).contains(port) else {
+            throw Invalid(key: source, reason: "must be host:port, for example \(example) (got \(value))")
+        }
+        return (String(parts[0]), port)
+    }
+
+    /// The TLS listener: on (by default at 127.0.0.1:8883) once both a certificate and its key are
+    /// configured. The files are read and checked here, even with `mqtt-tls = off`, so that a wrong
+    /// one stops start-up rather than surfacing at the first device's handshake.
+    private static func mqttTLS(_ values: [String: (String, String)]) throws -> MQTTTLSListener? {
+        var (host, port, on) = ("127.0.0.1", 8883, true)
+        if let (tls, source) = values["mqtt-tls"] {
+            if tls.lowercased() == "off" { on = false } else { (host, port) = try address(tls, source: source, example: "127.0.0.1:8883, or off") }
+        }
+        switch (values["mqtt-tls-cert"], values["mqtt-tls-key"]) {
+        case (nil, nil):
+            if on, let (tls, source) = values["mqtt-tls"] {
+                throw Invalid(key: source, reason: "needs mqtt-tls-cert and mqtt-tls-key, PEM files of the certificate and its key (got \(tls))")
+            }
+            return nil
+        case let ((_, source)?, nil):
+            throw Invalid(key: source, reason: "needs mqtt-tls-key as well, the certificate's private key (PEM)")
+        case let (nil, (_, source)?):
+            throw Invalid(key: source, reason: "needs mqtt-tls-cert as well, the certificate (PEM) this key belongs to")
+        case let ((certificate, certificateSource)?, (key, keySource)?):
+            do {
+                let listener = try MQTTTLSListener(host: host, port: port, certificateFile: certificate, keyFile: key)
+                return on ? listener : nil
+            } catch {
+                switch error {
+                case .certificateUnreadable: throw Invalid(key: certificateSource, reason: "file \(certificate) cannot be read")
+                case .certificateNotPEM: throw Invalid(key: certificateSource, reason: "file \(certificate) holds no PEM certificate")
+                case .keyUnreadable: throw Invalid(key: keySource, reason: "file \(key) cannot be read")
+                case .keyNotPEM: throw Invalid(key: keySource, reason: "file \(key) is not an unencrypted PEM private key")
+                case .keyDoesNotMatchCertificate: throw Invalid(key: keySource, reason: "file \(key) is not the key of the certificate in \(certificate)")
+                }
+            }
+        }
     }
 }
 

@@ -33,12 +33,19 @@ public final class DeviceGateway: Sendable {
 
     func attach(_ broker: MQTTBroker) { self.broker.withLock { $0 = broker } }
 
-    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication {
+    func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication {
+        let remote = connection.remote
         guard let signIn = AlinkSignIn(connect) else {
-            return await IntegrationAuthenticator(store: store, logger: logger).authenticate(connect, remote: remote)
+            return await IntegrationAuthenticator(store: store, logger: logger).authenticate(connect, connection: connection)
         }
-        // securemode 2 is Alink over TLS; this listener is plain TCP, where devices use 3.
-        guard signIn.secureMode == 3 else { return .refused(.notAuthorized) }
+        // securemode says how the device meant to connect: 2 over TLS, 3 over plain TCP. Any other
+        // pairing is a misconfigured device or a downgrade, and is refused before the secret is used.
+        guard signIn.secureMode == (connection.secure ? 2 : 3) else {
+            logger.notice("device sign-in refused: securemode does not fit the connection (2 is for TLS, 3 for plain TCP)",
+                          metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "securemode": "\(signIn.secureMode)",
+                                     "tls": "\(connection.secure)", "remote": "\(remote ?? "-")"])
+            return .refused(.notAuthorized)
+        }
         guard let device = try? await store.device(productKey: signIn.productKey, deviceName: signIn.deviceName),
               let secret = try? store.deviceSecret(device)
         else {

@@ -12,7 +12,7 @@ struct IntegrationAuthenticator: MQTTAuthenticator {
     let store: Store
     let logger: Logger
 
-    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication {
+    func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication {
         guard let username = connect.username, let password = connect.password.map({ String(buffer: $0) }) else {
             return .refused(.notAuthorized)
         }
@@ -21,7 +21,7 @@ struct IntegrationAuthenticator: MQTTAuthenticator {
             return .refused(.badUsernameOrPassword)
         }
         guard (try? await Passwords.verify(password, hash: account.passwordHash)) == true else {
-            logger.notice("MQTT sign-in failed", metadata: ["username": "\(username)", "remote": "\(remote ?? "-")"])
+            logger.notice("MQTT sign-in failed", metadata: ["username": "\(username)", "remote": "\(connection.remote ?? "-")"])
             return .refused(.badUsernameOrPassword)
         }
         guard account.status == .active else { return .refused(.notAuthorized) }
@@ -31,8 +31,8 @@ struct IntegrationAuthenticator: MQTTAuthenticator {
 
 struct GatewayAuthenticator: MQTTAuthenticator {
     let gateway: DeviceGateway
-    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication {
-        await gateway.authenticate(connect, remote: remote)
+    func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication {
+        await gateway.authenticate(connect, connection: connection)
     }
 }
 
@@ -41,10 +41,10 @@ public struct MQTTBrokerService: Service {
     public let broker: MQTTBroker
     public let gateway: DeviceGateway
 
-    public init(store: Store, host: String, port: Int, logger: Logger) {
+    public init(store: Store, host: String, port: Int, tls: MQTTTLSListener? = nil, logger: Logger) {
         let gateway = DeviceGateway(store: store, logger: logger)
         self.gateway = gateway
-        broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
+        broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port, tls: tls), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
                             onPublish: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
                             onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })
         gateway.attach(broker)

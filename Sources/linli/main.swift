@@ -14,14 +14,17 @@ struct StorageOptions: ParsableArguments {
     var data: String?
     @Option(name: .customLong("postgres-url"), help: "Use PostgreSQL instead of SQLite, e.g. postgres://user:pass@127.0.0.1:5432/linli (env LINLI_POSTGRES_URL).")
     var postgresURL: String?
-    @Option(help: "A file of `key = value` lines (http, data, postgres-url, log-level, session-hours, secure-cookies).")
+    @Option(help: "A file of `key = value` lines (\(ServerConfiguration.keys.joined(separator: ", "))).")
     var config: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LINLI_LOG_LEVEL).")
     var logLevel: String?
 
-    func resolve(http: String? = nil, mqtt: String? = nil) throws -> ServerConfiguration {
+    func resolve(http: String? = nil, mqtt: String? = nil, mqttTLS: String? = nil, mqttTLSCert: String? = nil, mqttTLSKey: String? = nil) throws -> ServerConfiguration {
         var flags: [String: String] = [:]
         if let mqtt { flags["mqtt"] = mqtt }
+        if let mqttTLS { flags["mqtt-tls"] = mqttTLS }
+        if let mqttTLSCert { flags["mqtt-tls-cert"] = mqttTLSCert }
+        if let mqttTLSKey { flags["mqtt-tls-key"] = mqttTLSKey }
         if let data { flags["data"] = data }
         if let postgresURL { flags["postgres-url"] = postgresURL }
         if let logLevel { flags["log-level"] = logLevel }
@@ -120,11 +123,17 @@ struct Serve: AsyncParsableCommand {
     var http: String?
     @Option(help: "The embedded MQTT broker's address, host:port, or off (env LINLI_MQTT). Default 127.0.0.1:1883.")
     var mqtt: String?
+    @Option(name: .customLong("mqtt-tls"), help: "The broker's TLS listener, host:port, or off (env LINLI_MQTT_TLS). Default 127.0.0.1:8883 when a certificate is set.")
+    var mqttTLS: String?
+    @Option(name: .customLong("mqtt-tls-cert"), help: "PEM certificate (chain, leaf first) for MQTT over TLS (env LINLI_MQTT_TLS_CERT).")
+    var mqttTLSCert: String?
+    @Option(name: .customLong("mqtt-tls-key"), help: "PEM private key of that certificate (env LINLI_MQTT_TLS_KEY).")
+    var mqttTLSKey: String?
     @Flag(help: "Seed the demo community on first start and print its accounts.")
     var demo = false
 
     func run() async throws {
-        let configuration = try storage.resolve(http: http, mqtt: mqtt)
+        let configuration = try storage.resolve(http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey)
         let logger = makeLogger(configuration.logLevel)
         Telemetry.bootstrap()  // before the database opens, so its pool gauges are exported
         let store = try await storage.open(configuration, logger: logger)
@@ -135,12 +144,13 @@ struct Serve: AsyncParsableCommand {
                 say("The data folder already holds a community, so no demo was seeded. Demo passwords are shown only when they are made; set a new one with `linli user password --username manager`.")
             }
         }
-        let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, logger: logger) }
+        let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, tls: configuration.mqttTLS, logger: logger) }
         let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway)
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
         let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention])
+        let tls = configuration.mqttTLS.map { " and TLS on \($0.host):\($0.port)" } ?? ""
         say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
-            + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" } ?? ""))
+            + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" + tls } ?? ""))
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 }

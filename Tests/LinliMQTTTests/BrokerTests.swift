@@ -1,18 +1,21 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 import Testing
 @testable import LinliMQTT
 
-/// Accepts user "good"/"pw" with full rights and "limited"/"pw" with its own topics only.
+/// Accepts user "good"/"pw" with full rights, "limited"/"pw" with its own topics only, and
+/// "secure"/"pw" with full rights over TLS only.
 struct TestAuthenticator: MQTTAuthenticator {
-    func authenticate(_ connect: Connect, remote: String?) async -> MQTTAuthentication {
+    func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication {
         guard let user = connect.username else { return .refused(.notAuthorized) }
         guard connect.password.map({ String(buffer: $0) }) == "pw" else { return .refused(.badUsernameOrPassword) }
         switch user {
         case "good": return .accepted(TopicPolicy(publish: ["#", "$SYS/#"], subscribe: ["#", "$SYS/#"]))
         case "limited": return .accepted(TopicPolicy(publish: ["devices/limited/#"], subscribe: ["devices/limited/#"]))
+        case "secure" where connection.secure: return .accepted(TopicPolicy(publish: ["#"], subscribe: ["#"]))
         default: return .refused(.notAuthorized)
         }
     }
@@ -48,10 +51,12 @@ final class TestClient: Sendable {
     let mailbox = Mailbox()
     let reader: Task<Void, Never>
 
-    init(port: Int) async throws {
+    /// With `tls`, the client speaks TLS and verifies the broker's certificate against it.
+    init(port: Int, tls: NIOSSLContext? = nil) async throws {
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTDecoder()))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MQTTEncoder()))
                     return try NIOAsyncChannel<MQTTPacket, MQTTPacket>(wrappingChannelSynchronously: channel)
@@ -65,8 +70,9 @@ final class TestClient: Sendable {
         }
     }
 
-    static func connected(_ port: Int, id: String, user: String = "good", clean: Bool = true, keepAlive: UInt16 = 60, will: Will? = nil) async throws -> (TestClient, MQTTPacket?) {
-        let client = try await TestClient(port: port)
+    static func connected(_ port: Int, id: String, user: String = "good", clean: Bool = true, keepAlive: UInt16 = 60, will: Will? = nil,
+                          tls: NIOSSLContext? = nil) async throws -> (TestClient, MQTTPacket?) {
+        let client = try await TestClient(port: port, tls: tls)
         try await client.send(.connect(Connect(cleanSession: clean, keepAlive: keepAlive, clientId: id, will: will, username: user, password: ByteBuffer(string: "pw"))))
         return (client, await client.next())
     }
@@ -105,17 +111,23 @@ final class DurableLog: Sendable {
 
 func withBroker(_ configuration: MQTTBrokerConfiguration = MQTTBrokerConfiguration(port: 0), durable: DurableLog = DurableLog(), presence: DurableLog = DurableLog(),
                 _ body: @Sendable (Int, MQTTBroker) async throws -> Void) async throws {
-    var logger = Logger(label: "mqtt-test")
-    logger.logLevel = .critical
-    let broker = MQTTBroker(configuration: configuration, authenticator: TestAuthenticator(), logger: logger,
+    try await withBrokerPorts(configuration, durable: durable, presence: presence) { ports, broker in try await body(ports.tcp, broker) }
+}
+
+/// The same, with every bound port (the TLS one too) and an optional logger to inspect.
+func withBrokerPorts(_ configuration: MQTTBrokerConfiguration, durable: DurableLog = DurableLog(), presence: DurableLog = DurableLog(), logger: Logger? = nil,
+                _ body: @Sendable (MQTTBroker.ListeningPorts, MQTTBroker) async throws -> Void) async throws {
+    var quiet = Logger(label: "mqtt-test")
+    quiet.logLevel = .critical
+    let broker = MQTTBroker(configuration: configuration, authenticator: TestAuthenticator(), logger: logger ?? quiet,
                             onPublish: { _, message in if message.qos != .atMostOnce { durable.append(message.topic) } },
                             onPresence: { clientId, connected in presence.append(clientId + (connected ? " on" : " off")) })
-    let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
+    let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
     let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
     var ports = stream.makeAsyncIterator()
-    let port = try #require(await ports.next())
+    let bound = try #require(await ports.next())
     defer { server.cancel() }
-    try await body(port, broker)
+    try await body(bound, broker)
 }
 
 @Suite("MQTT broker over real sockets")
