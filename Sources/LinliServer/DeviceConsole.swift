@@ -29,11 +29,7 @@ extension WebConsole {
     @Sendable func devices(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewDevices)
         var q = QueryReader(request)
-        var filter = DeviceFilter()
-        filter.productKey = q.string("productKey", max: 32)
-        filter.status = q.oneOf("status", DeviceStatus.self)
-        filter.query = q.string("q")
-        filter.silentOnly = q.bool("silent")
+        let filter = q.deviceFilter()
         var page = q.page()
         page.limit = min(page.limit, 100)
         try q.check()

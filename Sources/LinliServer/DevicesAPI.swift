@@ -160,13 +160,7 @@ extension API {
     @Sendable func listDevices(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewDevices)
         var q = QueryReader(request)
-        var filter = DeviceFilter()
-        filter.productKey = q.string("productKey", max: 32)
-        filter.status = q.oneOf("status", DeviceStatus.self)
-        filter.buildingId = q.string("buildingId")
-        filter.tag = q.string("tag", max: 32)
-        filter.query = q.string("q")
-        filter.silentOnly = q.bool("silent")
+        let filter = q.deviceFilter()
         let page = q.page()
         try q.check()
         let found = try await store.devices(communityId: community.id, filter: filter, page: page, scope: scope)
@@ -445,5 +439,19 @@ extension API {
         let truncated = points.count > limit
         if truncated { points.removeFirst() }
         return try JSON.response(TelemetryResult(property: property!, from: from, to: to, points: points, truncated: truncated))
+    }
+}
+
+extension QueryReader {
+    /// The device listing's filters, shared by the API and the console.
+    mutating func deviceFilter() -> DeviceFilter {
+        var filter = DeviceFilter()
+        filter.productKey = string("productKey", max: 32)
+        filter.status = oneOf("status", DeviceStatus.self)
+        filter.buildingId = string("buildingId")
+        filter.tag = string("tag", max: 32)
+        filter.query = string("q")
+        filter.silentOnly = bool("silent")
+        return filter
     }
 }
