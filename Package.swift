@@ -63,6 +63,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The MQTT load generator behind `linli bench mqtt`: simulated Alink devices on SwiftNIO.
+        .target(
+            name: "LinliBench",
+            dependencies: [
+                "LinliMQTT",
+                "LinliAlink",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // The HTTP application: API, web console, resident portal, identity and access.
         .target(
             name: "LinliServer",
@@ -103,6 +113,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LinliStorageTests", dependencies: ["LinliStorage"]),
+        .testTarget(
+            name: "LinliBenchTests",
+            dependencies: [
+                "LinliBench",
+                "LinliMQTT",
+                "LinliAlink",
+                "LinliThings",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "LinliServerTests",
             dependencies: [
