@@ -65,6 +65,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The MQTT load generator behind `linli bench mqtt`: simulated Alink devices on SwiftNIO.
+        .target(
+            name: "LinliBench",
+            dependencies: [
+                "LinliMQTT",
+                "LinliAlink",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // The HTTP application: API, web console, resident portal, identity and access.
         .target(
             name: "LinliServer",
@@ -89,8 +99,12 @@ let package = Package(
                 "LinliServer",
                 "LinliMQTT",
                 "LinliThings",
+                "LinliBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            // main.swift holds `@main`; SwiftPM parses it as a library only while it is the target's
+            // sole file, so with Bench.swift beside it the flag has to be given.
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
@@ -107,6 +121,16 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "LinliStorageTests", dependencies: ["LinliStorage"]),
+        .testTarget(
+            name: "LinliBenchTests",
+            dependencies: [
+                "LinliBench",
+                "LinliMQTT",
+                "LinliAlink",
+                "LinliThings",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "LinliServerTests",
             dependencies: [

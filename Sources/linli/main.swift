@@ -112,7 +112,7 @@ struct Linli: AsyncParsableCommand {
         commandName: "linli",
         abstract: "Linli 邻里 — the community operating system.",
         version: LinliVersion.current,
-        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self, Products.self, Devices.self]
+        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self, Products.self, Devices.self, Bench.self]
     )
 }
 

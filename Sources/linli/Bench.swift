@@ -1,0 +1,163 @@
+import ArgumentParser
+import Foundation
+import LinliBench
+import LinliMQTT
+import LinliStorage
+import LinliThings
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Load generators that measure a running Linli.", subcommands: [BenchMQTT.self])
+}
+
+/// `linli bench mqtt`: simulated devices against the MQTT broker. Devices are registered straight
+/// in the store (their secrets stay in this process's memory), sign in with Alink and post
+/// properties at a paced total rate; `--plain` drives any broker with anonymous clients instead.
+struct BenchMQTT: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mqtt",
+        abstract: "Drive N simulated devices posting properties over MQTT; report throughput, publish → PUBACK latency and the server's memory.",
+        discussion: """
+        Prints a table, then one JSON line (the last line of standard output). Progress goes to standard error.
+        Without --plain the devices are `bench-{run}-{i}` of an `environment_sensor` product, created (or reused) in the data folder.
+        """
+    )
+
+    @OptionGroup var storage: StorageOptions
+    @Option(help: "The broker, host:port.") var mqtt = "127.0.0.1:1883"
+    @Option(help: "Simulated devices, one connection each.") var devices = 1_000
+    @Option(help: "Property posts per second, all devices together.") var rate: Double = 10_000
+    @Option(help: "QoS of the posts: 0 or 1.") var qos = 1
+    @Option(help: "Seconds measured, after the warm-up.") var duration: Double = 30
+    @Option(help: "Seconds of load before measuring.") var warmup: Double = 5
+    @Flag(name: .customLong("connect-only"), help: "Open the connections and hold them without publishing; report how many stayed.")
+    var connectOnly = false
+    @Option(help: "With --connect-only: seconds to hold the connections.") var hold: Double = 30
+    @Option(help: "QoS 1 posts per device awaiting PUBACK at most.") var inflight = 16
+    @Option(name: .customLong("connect-concurrency"), help: "Connections being opened at once.") var connectConcurrency = 64
+    @Option(name: .customLong("keep-alive"), help: "MQTT keep-alive in seconds (idle clients ping at half of it).") var keepAlive = 60
+    @Option(name: .customLong("server-pid"), help: "The server's process id: its memory and CPU are read from /proc.") var serverPid: Int32?
+    @Option(name: .customLong("metrics-url"), help: "The server's Prometheus endpoint, e.g. http://127.0.0.1:8080/metrics.") var metricsURL: String?
+    @Flag(help: "Anonymous clients posting to bench/{i}, for any broker (Mosquitto); no data folder needed.") var plain = false
+    @Option(name: .customLong("subscribe-filter"), help: "Add one subscriber on this filter and count what is relayed to it.") var subscribeFilter: String?
+    @Option(name: .customLong("subscribe-username"), help: "Integration account for the subscriber on Linli (password in LINLI_BENCH_SUBSCRIBE_PASSWORD).")
+    var subscribeUsername: String?
+    @Option(name: .customLong("run-id"), help: "Names the devices bench-{run}-{i}; reuse one to reuse its devices. Default: random.") var runId: String?
+    @Option(name: .customLong("first-device"), help: "Index of the first device, to split one run's devices over several generators.") var firstDevice = 0
+    @Flag(name: .customLong("provision-only"), help: "Create (or find) the devices, then exit without connecting.") var provisionOnly = false
+    @Option(help: "Community of the bench product, when the database holds several.") var community: String?
+
+    static let subscribePasswordVariable = "LINLI_BENCH_SUBSCRIBE_PASSWORD"
+
+    func settings() throws -> MQTTBenchSettings {
+        var s = MQTTBenchSettings()
+        s.endpoint = try Endpoint.parse(mqtt)
+        guard let q = QoS(rawValue: UInt8(clamping: max(0, qos))), qos <= 1 else { throw BenchSettingsError("--qos must be 0 or 1, got \(qos)") }
+        guard (10...65_535).contains(keepAlive) else { throw BenchSettingsError("--keep-alive must be from 10 to 65535 seconds, got \(keepAlive)") }
+        s.qos = q
+        s.devices = devices
+        s.rate = rate
+        s.duration = duration
+        s.warmup = warmup
+        s.connectOnly = connectOnly
+        s.hold = hold
+        s.inflight = inflight
+        s.connectConcurrency = connectConcurrency
+        s.keepAlive = UInt16(keepAlive)
+        s.subscribeFilter = subscribeFilter
+        s.serverPid = serverPid
+        s.metricsURL = metricsURL
+        try s.validate()
+        return s
+    }
+
+    func validate() throws {
+        do { _ = try settings() } catch let error as BenchSettingsError { throw ValidationError(error.description) }
+        if let runId, runId.isEmpty || runId.count > 8 || !runId.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber) }) {
+            throw ValidationError("--run-id must be 1 to 8 lowercase letters or digits, got '\(runId)'")
+        }
+        if firstDevice < 0 || firstDevice > 9_000_000 { throw ValidationError("--first-device must be from 0 to 9000000, got \(firstDevice)") }
+        if plain, provisionOnly { throw ValidationError("--provision-only registers Alink devices; --plain clients need none") }
+        if plain, subscribeUsername != nil { throw ValidationError("--subscribe-username is for Linli; --plain subscribes anonymously") }
+        if !plain, subscribeFilter != nil {
+            guard subscribeUsername != nil, ProcessInfo.processInfo.environment[Self.subscribePasswordVariable] != nil else {
+                throw ValidationError("Linli admits no anonymous subscriber: give --subscribe-username (an integration account) and its password in \(Self.subscribePasswordVariable)")
+            }
+        }
+        if let serverPid, !FileManager.default.fileExists(atPath: "/proc/\(serverPid)/status") {
+            throw ValidationError("--server-pid \(serverPid): no such process (or no /proc to read it from)")
+        }
+    }
+
+    func run() async throws {
+        let settings = try settings()
+        let run = runId ?? String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let note: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        if !connectOnly, settings.perDeviceRate > MQTTBenchSettings.brokerPerClientLimit, !plain {
+            note("note: \(Int(settings.perDeviceRate)) posts/s per device is above the \(Int(MQTTBenchSettings.brokerPerClientLimit))/s Linli allows one client; expect disconnects")
+        }
+        let clients: [BenchIdentity]
+        var subscriber: BenchIdentity? = nil
+        if plain {
+            clients = (firstDevice..<firstDevice + devices).map { .plain(clientId: "bench-\(run)-\($0)", index: $0) }
+            if subscribeFilter != nil { subscriber = .plain(clientId: "bench-\(run)-sub", index: -1) }
+        } else {
+            note("run \(run): provisioning \(devices) devices")
+            clients = try await storage.withStore { store in
+                try await provision(store, run: run, progress: note)
+            }
+            if provisionOnly {
+                say("provisioned \(clients.count) devices bench-\(run)-\(firstDevice)…\(firstDevice + devices - 1)")
+                return
+            }
+            if let subscribeUsername, let password = ProcessInfo.processInfo.environment[Self.subscribePasswordVariable] {
+                subscriber = .account(clientId: "bench-\(run)-sub", username: subscribeUsername, password: password)
+            }
+        }
+        let bench = MQTTBench(settings: settings, mode: plain ? "plain" : "alink", clients: clients, subscriber: subscriber, progress: note)
+        let result: MQTTBenchResult
+        do { result = try await bench.run() } catch let error as BenchSettingsError { throw CLIError(error.description) }
+        say(result.table())
+        say(result.jsonLine())
+    }
+
+    /// The product every bench device belongs to: one per database, found again by its key.
+    static let productKey = "a1benchmark"
+    static let library = "environment_sensor"
+
+    /// Creates the product and the devices this run needs, or finds them from an earlier run with
+    /// the same run id (their secrets decrypted from the store). Returns their sign-in triples.
+    func provision(_ store: Store, run: String, progress: @Sendable (String) -> Void) async throws -> [BenchIdentity] {
+        let product: Product
+        if let existing = try await store.product(key: Self.productKey) {
+            guard existing.libraryKey == Self.library else { throw CLIError("product \(Self.productKey) exists but is not a \(Self.library); the bench needs its own") }
+            product = existing
+        } else {
+            guard var model = ProductLibrary.entry(Self.library)?.model else { throw CLIError("the product library has no \(Self.library)") }
+            model.productKey = Self.productKey
+            let home = try await resolveCommunity(community, store: store)
+            let created = Product(communityId: home.id, productKey: Self.productKey, name: "Linli bench environment sensor", libraryKey: Self.library,
+                                  tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self))
+            try await store.createProduct(created, actor: cli)
+            product = created
+        }
+        var identities: [BenchIdentity] = []
+        identities.reserveCapacity(devices)
+        var created = 0
+        let started = ContinuousClock.now
+        for index in firstDevice..<firstDevice + devices {
+            let name = "bench-\(run)-\(index)"
+            let secret: String
+            if let device = try await store.device(productKey: product.productKey, deviceName: name) {
+                secret = try store.deviceSecret(device)
+            } else {
+                secret = try await store.registerDevice(product: product, deviceName: name, actor: cli).secret
+                created += 1
+            }
+            identities.append(.alink(productKey: product.productKey, deviceName: name, secret: secret))
+            if identities.count % 5_000 == 0 { progress("… \(identities.count) of \(devices) devices ready") }
+        }
+        let seconds = (ContinuousClock.now - started).components.seconds
+        progress("devices ready: \(created) registered, \(devices - created) reused, in \(seconds) s")
+        return identities
+    }
+}
