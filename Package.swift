@@ -101,10 +101,7 @@ let package = Package(
                 "LinliThings",
                 "LinliBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            // main.swift holds `@main`; SwiftPM parses it as a library only while it is the target's
-            // sole file, so with Bench.swift beside it the flag has to be given.
-            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+            ]
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
