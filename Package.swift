@@ -105,7 +105,7 @@ let package = Package(
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
-        .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT"]),
+        .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
         .testTarget(
             name: "LinliMQTTTests",
             dependencies: [

@@ -16,6 +16,9 @@ public struct AlinkSignIn: Sendable, Equatable {
 
     public enum SignMethod: String, Sendable, CaseIterable {
         case hmacsha1, hmacsha256, hmacmd5
+
+        /// SDKs write it as `hmacsha256` in the client id and `hmacSha256` in gateway requests.
+        public init?(name: String) { self.init(rawValue: name.lowercased()) }
     }
 
     /// Reads the sign-in from a CONNECT; nil when it is not an Alink device sign-in at all.
@@ -30,7 +33,7 @@ public struct AlinkSignIn: Sendable, Equatable {
             let kv = pair.split(separator: "=", maxSplits: 1)
             if kv.count == 2 { options[String(kv[0])] = String(kv[1]) }
         }
-        guard let mode = options["securemode"].flatMap(Int.init), let method = options["signmethod"].flatMap(SignMethod.init(rawValue:)) else { return nil }
+        guard let mode = options["securemode"].flatMap(Int.init), let method = options["signmethod"].flatMap(SignMethod.init(name:)) else { return nil }
         clientId = String(idParts[0])
         deviceName = String(userParts[0])
         productKey = String(userParts[1])
@@ -42,8 +45,12 @@ public struct AlinkSignIn: Sendable, Equatable {
 
     /// The string a device signs: parameter names and values, sorted by name, concatenated.
     public var signedContent: String {
+        Self.signedContent(clientId: clientId, deviceName: deviceName, productKey: productKey, timestamp: timestamp.map { String($0) })
+    }
+
+    static func signedContent(clientId: String, deviceName: String, productKey: String, timestamp: String?) -> String {
         var parts = ["clientId": clientId, "deviceName": deviceName, "productKey": productKey]
-        if let timestamp { parts["timestamp"] = String(timestamp) }
+        if let timestamp { parts["timestamp"] = timestamp }
         return parts.keys.sorted().map { $0 + parts[$0]! }.joined()
     }
 
@@ -61,26 +68,128 @@ public struct AlinkSignIn: Sendable, Equatable {
 
     /// Whether the password is the right signature (compared in constant time, case-insensitively).
     public func verify(secret: String) -> Bool {
-        let expected = Array(Self.sign(signedContent, secret: secret, method: signMethod).utf8)
-        let given = Array(password.lowercased().utf8)
+        Self.matches(Self.sign(signedContent, secret: secret, method: signMethod), given: password)
+    }
+
+    static func matches(_ expected: String, given: String) -> Bool {
+        let expected = Array(expected.utf8)
+        let given = Array(given.lowercased().utf8)
         guard expected.count == given.count else { return false }
         return zip(expected, given).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
-    /// Replay protection: the signed timestamp must be within `window` of now. Devices send
-    /// milliseconds (the C SDK) or seconds (the Python Link Kit); anything below 10^11 is seconds.
+    /// Replay protection: the signed timestamp must be within `window` of now.
     public func isFresh(now: Date = Date(), window: TimeInterval = 15 * 60) -> Bool {
         guard let timestamp else { return false }
+        return Self.isFresh(timestamp, now: now, window: window)
+    }
+
+    /// Devices send milliseconds (the C SDK) or seconds (the Python Link Kit); below 10^11 is seconds.
+    static func isFresh(_ timestamp: Int64, now: Date, window: TimeInterval) -> Bool {
         let seconds = timestamp < 100_000_000_000 ? Double(timestamp) : Double(timestamp) / 1000
         return abs(seconds - now.timeIntervalSince1970) <= window
     }
 
     /// The topics a device may use: its own system topics and its own custom topics.
     public var policy: TopicPolicy {
-        let own = ["/sys/\(productKey)/\(deviceName)/#", "/\(productKey)/\(deviceName)/user/#"]
-        // Firmware: the device tells its version on inform and listens for upgrades.
-        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)"],
-                           subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)"])
+        let own = Self.ownTopics(productKey: productKey, deviceName: deviceName)
+        // Firmware: the device tells its version on inform and listens for upgrades. A gateway
+        // brings sub-devices online on its session topics (refused unless its product is a gateway).
+        let session = "/ext/session/\(productKey)/\(deviceName)/#"
+        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", session],
+                           subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)", session])
+    }
+
+    /// A device's system and custom topics, which a gateway also uses for the sub-devices it serves.
+    public static func ownTopics(productKey: String, deviceName: String) -> [String] {
+        ["/sys/\(productKey)/\(deviceName)/#", "/\(productKey)/\(deviceName)/user/#"]
+    }
+}
+
+/// A sub-device's credentials as a gateway presents them in `thing.topo.add` and in a sub-device
+/// login: the sub-device's key, name, client id and timestamp, signed with the sub-device's secret
+/// (so a gateway can only bring in devices whose secrets it was given).
+public struct SubDeviceSignIn: Sendable, Equatable {
+    public var productKey: String
+    public var deviceName: String
+    public var clientId: String
+    public var timestamp: String
+    public var signMethod: AlinkSignIn.SignMethod
+    public var sign: String
+
+    public enum Fault: Error, Equatable, CustomStringConvertible {
+        case missing(String)
+        case unknownSignMethod(String)
+        public var description: String {
+            switch self {
+            case let .missing(field): "\(field) is missing or not text"
+            case let .unknownSignMethod(m): "signmethod \(m) is not one of hmacsha1, hmacsha256, hmacmd5"
+            }
+        }
+    }
+
+    /// Reads one entry; `signMethod` is for batch logins, which name it once for the whole list.
+    public init(_ json: JSONValue, signMethod batchMethod: String? = nil) throws(Fault) {
+        func text(_ key: String) throws(Fault) -> String {
+            switch json[key] {
+            case let .string(s)? where !s.isEmpty: return s
+            case let .int(i)?: return String(i)
+            default: throw .missing(key)
+            }
+        }
+        productKey = try text("productKey")
+        deviceName = try text("deviceName")
+        clientId = try text("clientId")
+        timestamp = try text("timestamp")
+        sign = try text("sign")
+        let methodName = json["signmethod"]?.textValue ?? json["signMethod"]?.textValue ?? batchMethod
+        guard let methodName else { throw .missing("signMethod") }
+        guard let method = AlinkSignIn.SignMethod(name: methodName) else { throw .unknownSignMethod(methodName) }
+        signMethod = method
+    }
+
+    public func verify(secret: String) -> Bool {
+        let content = AlinkSignIn.signedContent(clientId: clientId, deviceName: deviceName, productKey: productKey, timestamp: timestamp)
+        return AlinkSignIn.matches(AlinkSignIn.sign(content, secret: secret, method: signMethod), given: sign)
+    }
+
+    public func isFresh(now: Date = Date(), window: TimeInterval = 15 * 60) -> Bool {
+        guard let t = Int64(timestamp) else { return false }
+        return AlinkSignIn.isFresh(t, now: now, window: window)
+    }
+}
+
+/// What a gateway asks of the platform for its sub-devices.
+public enum GatewayRequest: Equatable, Sendable {
+    /// `/sys/{pk}/{dn}/thing/topo/add|delete|get`
+    case topologyAdd, topologyDelete, topologyGet
+    /// `/ext/session/{pk}/{dn}/combine/login|batch_login|logout|batch_logout`
+    case login(batch: Bool), logout(batch: Bool)
+
+    /// Parses a gateway's own request topic; nil for any other topic.
+    public static func parse(_ topic: String) -> (productKey: String, deviceName: String, request: GatewayRequest)? {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 7, parts[0].isEmpty else { return nil }
+        if parts[1] == "sys", parts[4] == "thing", parts[5] == "topo" {
+            let pk = String(parts[2]), dn = String(parts[3])
+            switch parts[6] {
+            case "add": return (pk, dn, .topologyAdd)
+            case "delete": return (pk, dn, .topologyDelete)
+            case "get": return (pk, dn, .topologyGet)
+            default: return nil
+            }
+        }
+        if parts[1] == "ext", parts[2] == "session", parts[5] == "combine" {
+            let gpk = String(parts[3]), gdn = String(parts[4])
+            switch parts[6] {
+            case "login": return (gpk, gdn, .login(batch: false))
+            case "batch_login": return (gpk, gdn, .login(batch: true))
+            case "logout": return (gpk, gdn, .logout(batch: false))
+            case "batch_logout": return (gpk, gdn, .logout(batch: true))
+            default: return nil
+            }
+        }
+        return nil
     }
 }
 
@@ -148,6 +257,21 @@ public enum AlinkCode {
     public static let unknownIdentifier = 6304
     /// The product has no thing model to check against.
     public static let noThingModel = 6250
+    /// A sub-device's signature is wrong or its timestamp is outside the replay window.
+    public static let unauthorized = 401
+    /// Too many sub-devices in one request, or online through one gateway.
+    public static let tooMany = 429
+    /// No such device (or not in the gateway's community, which a gateway is not told apart).
+    public static let unknownDevice = 6100
+    /// The device is disabled.
+    public static let deviceDisabled = 6204
+    /// The sub-device is not attached to this gateway (no topology relation).
+    public static let notAttached = 6401
+    /// A gateway cannot attach itself.
+    public static let attachSelf = 6402
+    /// The device sending is not a gateway, or the sub-device is not signed in through it.
+    public static let notGateway = 6403
+    public static let notSignedIn = 520
 
     public static func reply(id: String, code: Int, message: String, data: JSONValue = .object([:])) -> Data {
         JSONValue.object(["id": .string(id), "code": .int(Int64(code)), "data": data, "message": .string(message), "version": .string("1.0")]).serialized()

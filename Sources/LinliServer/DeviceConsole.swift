@@ -99,7 +99,12 @@ extension WebConsole {
         }
         let events = try await store.read { db in try await EventLog.about(db, subjectId: d.id, limit: 20) }
             .map { EventRow(at: Self.time($0.at), type: $0.type, payload: String($0.payload.prefix(200))) }
+        // Gateway and sub-devices, linked both ways.
+        let gateway = try await d.gatewayId.asyncMap { try await store.device(id: $0) } ?? nil
+        let subDevices = product?.nodeType == .gateway && caller.scope(for: .viewDevices).coversCommunity(d.communityId)
+            ? try await store.subDevices(of: d).map(api.ref) : []
         let page: [String: Any] = [
+            "gateway": gateway.map(api.ref) as Any, "hasGateway": gateway != nil, "isGateway": product?.nodeType == .gateway, "subDevices": subDevices,
             "frame": Frame(title: d.nickname.isEmpty ? d.deviceName : d.nickname, context: context, community: community),
             "d": view, "productName": product?.name ?? d.productKey, "lastSeen": Self.time(view.lastSeenAt), "lastErrorAt": Self.time(view.diagnosis.lastErrorAt),
             "shadow": shadowRows, "numeric": numeric.map { Option(value: $0, label: $0, selected: $0 == chosenProperty) }, "chart": chart ?? "",
@@ -171,5 +176,12 @@ enum SVGChart {
 
     static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
     }
 }

@@ -15,8 +15,11 @@ public final class DeviceGateway: Sendable {
     let store: Store
     let logger: Logger
     private let broker = Mutex<MQTTBroker?>(nil)
-    /// Which device a connected client id is, set at sign-in.
-    private let devices = Mutex<[String: Device]>([:])
+    /// Signed-in connections by MQTT client id, set at sign-in.
+    private let sessions = Mutex<[String: DeviceSession]>([:])
+    /// Which connection reaches an online device ("pk/dn" → client id): its own, or its gateway's.
+    private let routes = Mutex<[String: String]>([:])
+    private let products = Mutex<[String: Product]>([:])
     private let models = Mutex<[String: ThingModel]>([:])
     /// Commands sent to devices and awaiting their reply, by "pk/dn/id".
     private let pending = Mutex<[String: CheckedContinuation<JSONValue?, Never>]>([:])
@@ -24,6 +27,10 @@ public final class DeviceGateway: Sendable {
 
     /// Makes what devices report durable before they are acknowledged.
     let telemetry: TelemetryWriter
+
+    /// Sub-devices in one topology or login request, and online through one gateway, at most.
+    static let subDeviceBatchLimit = 50
+    static let subDevicesPerGateway = 2_000
 
     init(store: Store, logger: Logger) {
         self.store = store
@@ -61,19 +68,82 @@ public final class DeviceGateway: Sendable {
             return .refused(.notAuthorized)
         }
         guard device.status != .disabled else { return .refused(.notAuthorized) }
-        devices.withLock { $0[connect.clientId] = device }
-        return .accepted(signIn.policy)
+        let isGateway = await product(for: device.productKey)?.nodeType == .gateway
+        let session = DeviceSession(clientId: connect.clientId, device: device, isGateway: isGateway)
+        if isGateway, let attached = try? await store.subDevices(of: device) {
+            session.state.withLock { $0.attached = Set(attached.map(\.key)) }
+        }
+        // The same client id again is a session takeover: the sub-devices the old connection
+        // served must sign in again on the new one.
+        if let replaced = sessions.withLock({ $0.updateValue(session, forKey: connect.clientId) }) {
+            await signOutSubDevices(of: replaced)
+        }
+        return .accepted(isGateway ? GatewayPolicy(own: signIn.policy, session: session) : signIn.policy)
     }
 
     func presence(clientId: String, connected: Bool) async {
-        guard let device = devices.withLock({ connected ? $0[clientId] : $0.removeValue(forKey: clientId) }) else { return }
+        if connected {
+            guard let session = sessions.withLock({ $0[clientId] }) else { return }
+            await cameOnline(session.device, through: clientId)
+            return
+        }
+        guard let session = sessions.withLock({ $0.removeValue(forKey: clientId) }) else { return }
+        await signOutSubDevices(of: session)
+        await wentOffline(session.device, from: clientId)
+    }
+
+    /// Marks a device online through a connection (its own or its gateway's); an earlier
+    /// connection of the same device is ended, as a device is online once.
+    func cameOnline(_ device: Device, through clientId: String) async {
+        let previous = routes.withLock { $0.updateValue(clientId, forKey: device.key) }
+        if let previous, previous != clientId { await endRoute(of: device, at: previous) }
         do {
-            try await store.setDeviceStatus(device, connected ? .online : .offline)
+            try await store.setDeviceStatus(device, .online)
         } catch {
             logger.error("device status not stored", metadata: ["error": "\(error)"])
         }
         // Desired values set while the device was away go to it now that it is back.
-        if connected { Task { await self.deliverDesired(device) } }
+        Task { await self.deliverDesired(device) }
+    }
+
+    /// Marks a device offline unless a newer connection has taken it over meanwhile.
+    func wentOffline(_ device: Device, from clientId: String) async {
+        let wasCurrent = routes.withLock { routes in
+            guard routes[device.key] == clientId else { return false }
+            routes.removeValue(forKey: device.key)
+            return true
+        }
+        guard wasCurrent else { return }
+        do {
+            try await store.setDeviceStatus(device, .offline)
+        } catch {
+            logger.error("device status not stored", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Ends a device's presence on a connection it has left: its own connection is closed; through
+    /// a gateway, the gateway stops serving it.
+    private func endRoute(of device: Device, at clientId: String) async {
+        guard let session = sessions.withLock({ $0[clientId] }) else { return }
+        if session.device.key == device.key {
+            logger.info("device signed in again: ending its earlier connection", metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)"])
+            _ = await broker.withLock({ $0 })?.disconnect(clientId: clientId)
+        } else {
+            _ = session.state.withLock { $0.online.removeValue(forKey: device.key) }
+        }
+    }
+
+    /// Gateway connections that have a sub-device attached.
+    func sessionsServing(_ key: String) -> [DeviceSession] {
+        sessions.withLock { Array($0.values) }.filter { $0.isGateway && $0.state.withLock { $0.attached.contains(key) } }
+    }
+
+    private func signOutSubDevices(of session: DeviceSession) async {
+        let online = session.state.withLock { state in
+            defer { state.online = [:] }
+            return Array(state.online.values)
+        }
+        for sub in online { await wentOffline(sub, from: session.clientId) }
     }
 
     /// Sends the desired values a device has not yet accepted as one property set; marks them
@@ -97,35 +167,70 @@ public final class DeviceGateway: Sendable {
         }
     }
 
-    /// Ends a device's connection (it was disabled); false when it was not connected.
+    /// Takes a device off the broker (it was disabled): its connection is closed, or its gateway
+    /// stops serving it. False when it was not online.
     @discardableResult
     public func disconnect(productKey: String, deviceName: String) async -> Bool {
-        guard let clientId = clientId(productKey: productKey, deviceName: deviceName), let broker = broker.withLock({ $0 }) else { return false }
-        return await broker.disconnect(clientId: clientId)
+        let key = Device.key(productKey, deviceName)
+        guard let clientId = routes.withLock({ $0[key] }), let session = sessions.withLock({ $0[clientId] }) else { return false }
+        if session.device.key == key {
+            guard let broker = broker.withLock({ $0 }) else { return false }
+            return await broker.disconnect(clientId: clientId)
+        }
+        guard let sub = session.state.withLock({ $0.online.removeValue(forKey: key) }) else { return false }
+        await wentOffline(sub, from: clientId)
+        return true
     }
 
     public func isConnected(productKey: String, deviceName: String) -> Bool {
-        clientId(productKey: productKey, deviceName: deviceName) != nil
+        routes.withLock { $0[Device.key(productKey, deviceName)] != nil }
     }
 
     private func clientId(productKey: String, deviceName: String) -> String? {
-        devices.withLock { $0.first { $0.value.productKey == productKey && $0.value.deviceName == deviceName }?.key }
+        routes.withLock { $0[Device.key(productKey, deviceName)] }
+    }
+
+    func product(for productKey: String) async -> Product? {
+        if let cached = products.withLock({ $0[productKey] }) { return cached }
+        guard let product = try? await store.product(key: productKey) else { return nil }
+        products.withLock { $0[productKey] = product }
+        return product
     }
 
     func model(for productKey: String) async -> ThingModel? {
         if let cached = models.withLock({ $0[productKey] }) { return cached }
-        guard let product = try? await store.product(key: productKey), let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8)) else { return nil }
+        guard let product = await product(for: productKey), let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8)) else { return nil }
         models.withLock { $0[productKey] = model }
         return model
     }
 
-    /// Handles what devices send on their own topics; other topics are only routed. A property or
-    /// event post is stored (or its refusal counted) before this returns, so the broker's PUBACK,
-    /// which follows, is never for a message a crash could lose.
+    /// Handles what devices send on their own topics (and a gateway on its sub-devices'); other
+    /// topics are only routed. A property or event post is stored (or its refusal counted) before
+    /// this returns, so the broker's PUBACK, which follows, is never for a message a crash could lose.
     func handle(clientId: String, message: Publish) async throws {
-        guard let (pk, dn, kind) = AlinkTopic.parse(message.topic),
-              let device = devices.withLock({ $0[clientId] }), device.productKey == pk, device.deviceName == dn
-        else { return }
+        guard let session = sessions.withLock({ $0[clientId] }) else { return }
+        if let (gpk, gdn, request) = GatewayRequest.parse(message.topic) {
+            guard session.device.key == Device.key(gpk, gdn) else { return }
+            try await handle(request, from: session, topic: message.topic, payload: Data(message.payload.readableBytesView))
+            return
+        }
+        guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return }
+        let device: Device
+        if session.device.key == Device.key(pk, dn) {
+            device = session.device
+        } else if let sub = session.state.withLock({ $0.online[Device.key(pk, dn)] }) {
+            device = sub
+        } else {
+            // A gateway speaking for an attached sub-device that has not signed in through it.
+            switch kind {
+            case .propertyPost, .eventPost:
+                let id = AlinkRequest.parse(Data(message.payload.readableBytesView))?.id ?? "0"
+                await reply(to: clientId, topic: message.topic + "_reply",
+                            AlinkCode.reply(id: id, code: AlinkCode.notSignedIn, message: "the sub-device \(pk)/\(dn) is not signed in through this gateway"))
+            default: break
+            }
+            return
+        }
         let payload = Data(message.payload.readableBytesView)
         let now = nowMillis()
         func report(_ content: DeviceReport.Content) -> DeviceReport {
@@ -268,7 +373,7 @@ public final class DeviceGateway: Sendable {
     }
 
     /// Replies go to the device that asked, without a subscription, as Alink devices expect.
-    private func reply(to clientId: String, topic: String, _ payload: Data) async {
+    func reply(to clientId: String, topic: String, _ payload: Data) async {
         guard let broker = broker.withLock({ $0 }) else { return }
         await broker.send(Publish(topic: topic, payload: ByteBuffer(bytes: payload), qos: .atMostOnce), to: clientId)
     }

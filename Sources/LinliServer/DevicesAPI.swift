@@ -35,6 +35,8 @@ extension API {
         var name: String
         var communityId: ID
         var libraryKey: String?
+        /// "device" or "gateway": a gateway's devices bring sub-devices in.
+        var nodeType: NodeType
         var devices: Int
         var properties: Int
         var events: Int
@@ -46,7 +48,7 @@ extension API {
 
     func view(_ product: Product, devices: Int, withTSL: Bool) -> ProductView {
         let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8))
-        return ProductView(productKey: product.productKey, name: product.name, communityId: product.communityId, libraryKey: product.libraryKey, devices: devices,
+        return ProductView(productKey: product.productKey, name: product.name, communityId: product.communityId, libraryKey: product.libraryKey, nodeType: product.nodeType, devices: devices,
                            properties: model?.properties.count ?? 0,
                            // Counted without TSL's built-in property post event and set/get services.
                            events: model?.events.filter { $0.identifier != "post" }.count ?? 0,
@@ -61,7 +63,7 @@ extension API {
         return try JSON.response(["items": items])
     }
 
-    struct ProductInput: Decodable { var name: String?; var library: String?; var tsl: JSONValue? }
+    struct ProductInput: Decodable { var name: String?; var library: String?; var tsl: JSONValue?; var nodeType: String? }
 
     @Sendable func createProduct(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
@@ -94,8 +96,15 @@ extension API {
         }
         let key = model.productKey ?? Product.newKey()
         model.productKey = key
+        let nodeType: NodeType
+        switch input.nodeType {
+        case nil: nodeType = input.library.flatMap(ProductLibrary.entry)?.isGateway == true ? .gateway : .device
+        case let name?:
+            guard let given = NodeType(rawValue: name) else { throw Problem.invalid([FieldIssue("nodeType", "must be device or gateway")]) }
+            nodeType = given
+        }
         let product = Product(communityId: community.id, productKey: key, name: productName!, libraryKey: input.library,
-                              tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self))
+                              tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self), nodeType: nodeType)
         try await store.createProduct(product, actor: context.principal)
         return try JSON.response(view(product, devices: 0, withTSL: true), status: .created)
     }
@@ -145,6 +154,24 @@ extension API {
         var diagnosis: DeviceDiagnosis
         var createdAt: Millis
         var shadow: [ShadowValue]?
+        /// The gateway it connects through, when it is a sub-device.
+        var gatewayId: ID?
+        /// On single reads: that gateway, and for a gateway the sub-devices attached to it.
+        var gateway: DeviceRef?
+        var subDevices: [DeviceRef]?
+    }
+
+    struct DeviceRef: Encodable {
+        var productKey: String
+        var deviceName: String
+        var nickname: String
+        var status: DeviceStatus
+        var connected: Bool
+    }
+
+    func ref(_ d: Device) -> DeviceRef {
+        DeviceRef(productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname, status: d.status,
+                  connected: services.devices?.isConnected(productKey: d.productKey, deviceName: d.deviceName) ?? false)
     }
 
     func view(_ d: Device, diagnosis: DeviceDiagnosis?, shadow: [ShadowValue]? = nil, now: Millis = nowMillis()) -> DeviceView {
@@ -154,7 +181,8 @@ extension API {
         return DeviceView(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname, status: d.status,
                           connected: services.devices?.isConnected(productKey: d.productKey, deviceName: d.deviceName) ?? false,
                           buildingId: d.buildingId, unitId: d.unitId, householdId: d.householdId, location: d.location, tags: d.tagList, firmware: d.firmware,
-                          reportIntervalSeconds: d.reportIntervalSeconds, lastSeenAt: lastSeen, silent: silent, diagnosis: diagnosis, createdAt: d.createdAt, shadow: shadow)
+                          reportIntervalSeconds: d.reportIntervalSeconds, lastSeenAt: lastSeen, silent: silent, diagnosis: diagnosis, createdAt: d.createdAt, shadow: shadow,
+                          gatewayId: d.gatewayId)
     }
 
     @Sendable func listDevices(_ request: Request, context: AppContext) async throws -> Response {
@@ -328,9 +356,15 @@ extension API {
     }
 
     @Sendable func getDevice(_ request: Request, context: AppContext) async throws -> Response {
-        let (device, _) = try await visibleDevice(context)
+        let (device, scope) = try await visibleDevice(context)
         let diagnosis = try await store.diagnosis([device.id])[device.id]
-        return try JSON.response(view(device, diagnosis: diagnosis, shadow: try await store.shadow(device)))
+        var shown = view(device, diagnosis: diagnosis, shadow: try await store.shadow(device))
+        if let gatewayId = device.gatewayId { shown.gateway = try await store.device(id: gatewayId).map(ref) }
+        // A gateway's sub-devices may sit anywhere in the community: listed for callers who see it all.
+        if try await store.product(key: device.productKey)?.nodeType == .gateway, scope.coversCommunity(device.communityId) {
+            shown.subDevices = try await store.subDevices(of: device).map(ref)
+        }
+        return try JSON.response(shown)
     }
 
     struct DevicePatch: Decodable {

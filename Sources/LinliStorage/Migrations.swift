@@ -186,6 +186,16 @@ public enum Migrations {
                 """,
             ]
         },
+        Migration(version: 7, name: "gateways and sub-devices") { _ in
+            [
+                // A product is a directly connected device or a gateway; only a gateway's devices may
+                // bring others in (Alink's topology).
+                "ALTER TABLE products ADD COLUMN node_type TEXT NOT NULL DEFAULT 'device'",
+                // The gateway a sub-device connects through: at most one, replaced when another adds it.
+                "ALTER TABLE devices ADD COLUMN gateway_id TEXT",
+                "CREATE INDEX devices_gateway ON devices (gateway_id)",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

@@ -10,11 +10,14 @@ public struct Product: Codable, Sendable, Equatable {
     public var name: String
     public var libraryKey: String?
     public var tslJson: String
+    /// A device that connects by itself, or a gateway that may also bring sub-devices in.
+    public var nodeType: NodeType
     public var createdAt: Millis
 
-    public init(id: ID = newID(), communityId: ID, productKey: String, name: String, libraryKey: String?, tslJson: String, createdAt: Millis = nowMillis()) {
+    public init(id: ID = newID(), communityId: ID, productKey: String, name: String, libraryKey: String?, tslJson: String,
+                nodeType: NodeType = .device, createdAt: Millis = nowMillis()) {
         self.id = id; self.communityId = communityId; self.productKey = productKey; self.name = name
-        self.libraryKey = libraryKey; self.tslJson = tslJson; self.createdAt = createdAt
+        self.libraryKey = libraryKey; self.tslJson = tslJson; self.nodeType = nodeType; self.createdAt = createdAt
     }
 
     /// Eleven characters like Alibaba IoT's ProductKeys: letters and digits.
@@ -26,6 +29,11 @@ public struct Product: Codable, Sendable, Equatable {
 }
 
 extension Product: Record { public static let table = "products" }
+
+/// Alibaba IoT's node types, less the sub-device one: any device may connect through a gateway.
+public enum NodeType: String, Codable, Sendable, CaseIterable {
+    case device, gateway
+}
 
 public enum DeviceStatus: String, Codable, Sendable, CaseIterable {
     case inactive, online, offline, disabled
@@ -55,6 +63,8 @@ public struct Device: Codable, Sendable, Equatable {
     /// Last sign-in, sign-out or message, kept to the minute for messages (exact in diagnosis).
     public var lastSeenAt: Millis?
     public var createdAt: Millis
+    /// The gateway this device connects through, when it is a sub-device.
+    public var gatewayId: ID?
 
     public var tagList: [String] { (try? JSONDecoder().decode([String].self, from: Data(tags.utf8))) ?? [] }
 
@@ -294,5 +304,52 @@ extension Store {
                 try await db.raw("UPDATE devices SET last_seen_at = \(bind: at) WHERE id = \(bind: id) AND (last_seen_at IS NULL OR last_seen_at < \(bind: at))").run()
             }
         }
+    }
+}
+
+// MARK: gateways and sub-devices
+
+extension Store {
+    /// Attaches sub-devices to a gateway in one transaction, replacing any earlier gateway of theirs.
+    /// The caller has checked that each is in the gateway's community and proved by its signature.
+    public func attachSubDevices(_ subDevices: [Device], to gateway: Device, actor: Principal) async throws {
+        guard !subDevices.isEmpty else { return }
+        try await write { db in
+            for sub in subDevices {
+                try await db.raw("UPDATE devices SET gateway_id = \(bind: gateway.id) WHERE id = \(bind: sub.id) AND community_id = \(bind: gateway.communityId)").run()
+                guard sub.gatewayId != gateway.id else { continue }
+                try await Change.record(db, actor: actor, communityId: sub.communityId, type: "device.topology.added", subjectType: "device", subjectId: sub.id,
+                                        before: sub.gatewayId.map { ["gatewayId": $0] },
+                                        after: ["gatewayId": gateway.id, "gateway": "\(gateway.productKey)/\(gateway.deviceName)"])
+            }
+        }
+    }
+
+    /// Detaches sub-devices from a gateway; those attached elsewhere are left as they are.
+    /// Returns the ones that were detached.
+    @discardableResult
+    public func detachSubDevices(_ subDevices: [Device], from gateway: Device, actor: Principal) async throws -> [Device] {
+        try await write { db in
+            var detached: [Device] = []
+            for sub in subDevices {
+                let rows = try await db.all(Device.self, "UPDATE devices SET gateway_id = NULL WHERE id = \(bind: sub.id) AND gateway_id = \(bind: gateway.id) RETURNING *")
+                guard let row = rows.first else { continue }
+                detached.append(row)
+                try await Change.record(db, actor: actor, communityId: sub.communityId, type: "device.topology.removed", subjectType: "device", subjectId: sub.id,
+                                        before: ["gatewayId": gateway.id, "gateway": "\(gateway.productKey)/\(gateway.deviceName)"])
+            }
+            return detached
+        }
+    }
+
+    /// The devices attached to a gateway, by product key and name.
+    public func subDevices(of gateway: Device) async throws -> [Device] {
+        try await read { db in
+            try await db.all(Device.self, "SELECT * FROM devices WHERE gateway_id = \(bind: gateway.id) ORDER BY product_key, device_name")
+        }
+    }
+
+    public func device(id: ID) async throws -> Device? {
+        try await read { db in try await db.all(Device.self, "SELECT * FROM devices WHERE id = \(bind: id)").first }
     }
 }

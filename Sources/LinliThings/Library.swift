@@ -7,6 +7,8 @@ public enum ProductLibrary {
         public var name: String
         public var category: String
         public var model: ThingModel
+        /// A gateway brings other devices in as its sub-devices (Alink topology and sub-device login).
+        public var isGateway = false
     }
 
     typealias T = ThingModel.DataType
@@ -115,6 +117,13 @@ public enum ProductLibrary {
             prop("Power", "功率", .r, float(0, 1000, unit: "W", "瓦")),
         ], events: [event("LampFault", "灯具故障", .error)],
            services: [service("SetSchedule", "设置时间表", input: [field("OnTime", "开灯时间", .text(maxLength: 5)), field("OffTime", "关灯时间", .text(maxLength: 5))])])),
+        // The route for legacy systems that speak other protocols (RS-485/Modbus meters, Zigbee or
+        // LoRa sensors): a gateway signs its sub-devices in over its own connection.
+        Entry(key: "protocol_gateway", name: "协议网关 Protocol gateway", category: "gateway", model: model([
+            prop("CPUUsage", "CPU使用率", .r, float(0, 100, unit: "%", "百分比")),
+            prop("MemoryUsage", "内存使用率", .r, float(0, 100, unit: "%", "百分比")),
+            prop("SubDeviceCount", "子设备数", .r, int(0, 10_000)),
+        ], events: [event("SubDeviceLost", "子设备失联", .alert, [field("DeviceName", "子设备名称", .text(maxLength: 64))])]), isGateway: true),
     ]
 
     public static func entry(_ key: String) -> Entry? { all.first { $0.key == key } }

@@ -337,9 +337,12 @@ struct Products: AsyncParsableCommand {
         @Option(help: "A built-in thing model (see `linli product library`).") var library: String?
         @Option(help: "A TSL JSON file.") var tsl: String?
         @Option var name: String?
+        @Option(name: .customLong("node-type"), help: "device or gateway (a gateway brings sub-devices in); default: the library entry's, else device.")
+        var nodeType: String?
 
         func validate() throws {
             if (library == nil) == (tsl == nil) { throw ValidationError("give exactly one of --library or --tsl") }
+            if let nodeType, NodeType(rawValue: nodeType) == nil { throw ValidationError("--node-type must be device or gateway, got '\(nodeType)'") }
             if let library, ProductLibrary.entry(library) == nil { throw ValidationError("--library must be one of \(ProductLibrary.all.map(\.key).joined(separator: ", "))") }
         }
 
@@ -358,7 +361,9 @@ struct Products: AsyncParsableCommand {
             let tslJson = String(decoding: model.tsl.serialized(), as: UTF8.self)
             try await storage.withStore { store in
                 let home = try await resolveCommunity(community, store: store)
-                try await store.createProduct(Product(communityId: home.id, productKey: key, name: productName ?? key, libraryKey: library, tslJson: tslJson), actor: cli)
+                let type = nodeType.flatMap(NodeType.init(rawValue:)) ?? (library.flatMap(ProductLibrary.entry)?.isGateway == true ? .gateway : .device)
+                try await store.createProduct(Product(communityId: home.id, productKey: key, name: productName ?? key, libraryKey: library, tslJson: tslJson,
+                                                      nodeType: type), actor: cli)
             }
             say(key)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import LinliMQTT
+import LinliThings
 import NIOCore
 import Testing
 @testable import LinliAlink
@@ -52,4 +53,51 @@ struct AlinkTests {
         #expect(AlinkRequest.parse(Data("nonsense".utf8)) == nil)
         #expect(AlinkRequest.parse(Data(#"{"id":"1"}"#.utf8)) == nil)
     }
+
+    @Test func gatewayRequestTopicsAreTheGatewaysOwn() {
+        #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/topo/add")! == ("a1Gw", "gw-1", .topologyAdd))
+        #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/topo/delete")! == ("a1Gw", "gw-1", .topologyDelete))
+        #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/topo/get")! == ("a1Gw", "gw-1", .topologyGet))
+        #expect(GatewayRequest.parse("/ext/session/a1Gw/gw-1/combine/login")! == ("a1Gw", "gw-1", .login(batch: false)))
+        #expect(GatewayRequest.parse("/ext/session/a1Gw/gw-1/combine/batch_login")! == ("a1Gw", "gw-1", .login(batch: true)))
+        #expect(GatewayRequest.parse("/ext/session/a1Gw/gw-1/combine/batch_logout")! == ("a1Gw", "gw-1", .logout(batch: true)))
+        #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/topo/add_reply") == nil)
+        #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/event/property/post") == nil)
+        #expect(GatewayRequest.parse("/ext/session/a1Gw/gw-1/combine") == nil)
+        #expect(AlinkTopic.parse("/sys/a1Gw/gw-1/thing/topo/add")?.kind == .other)
+    }
+
+    @Test func subDeviceSignaturesAreCheckedWithTheSubDevicesSecret() throws {
+        let now = String(Int64(Date().timeIntervalSince1970 * 1000))
+        // As the Python Link Kit writes it: camel-case sign method, client id "pk.dn".
+        let content = "clientIda1Smoke.smoke-1deviceNamesmoke-1productKeya1Smoketimestamp\(now)"
+        let sign = AlinkSignIn.sign(content, secret: "sub-secret", method: .hmacsha256)
+        let entry = JSONValue.object(["productKey": .string("a1Smoke"), "deviceName": .string("smoke-1"), "clientId": .string("a1Smoke.smoke-1"),
+                                      "timestamp": .string(now), "signmethod": .string("hmacSha256"), "sign": .string(sign.uppercased())])
+        let signIn = try SubDeviceSignIn(entry)
+        #expect(signIn.signMethod == .hmacsha256)
+        #expect(signIn.verify(secret: "sub-secret"), "hex case does not matter")
+        #expect(!signIn.verify(secret: "the-gateways-secret"))
+        #expect(signIn.isFresh())
+        // A batch login names the method once for the whole list.
+        guard case var .object(fields) = entry else { return }
+        fields.removeValue(forKey: "signmethod")
+        #expect(throws: SubDeviceSignIn.Fault.missing("signMethod")) { try SubDeviceSignIn(.object(fields)) }
+        #expect(try SubDeviceSignIn(.object(fields), signMethod: "HMACSHA256").verify(secret: "sub-secret"))
+        #expect(throws: SubDeviceSignIn.Fault.unknownSignMethod("rot13")) { try SubDeviceSignIn(.object(fields), signMethod: "rot13") }
+        fields.removeValue(forKey: "sign")
+        #expect(throws: SubDeviceSignIn.Fault.missing("sign")) { try SubDeviceSignIn(.object(fields), signMethod: "hmacsha1") }
+        var stale = signIn
+        stale.timestamp = "1000"
+        #expect(!stale.isFresh())
+        stale.timestamp = "not a number"
+        #expect(!stale.isFresh())
+    }
+
+    @Test func aGatewayMayUseItsSessionTopics() throws {
+        let policy = try #require(AlinkSignIn(Self.connect(secret: "s"))).policy
+        #expect(policy.mayPublish(to: "/ext/session/a1Test/door-1/combine/login"))
+        #expect(!policy.mayPublish(to: "/ext/session/a1Test/door-2/combine/login"))
+    }
 }
+

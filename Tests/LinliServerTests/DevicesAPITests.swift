@@ -35,9 +35,15 @@ struct DevicesAPITests {
             let c = fixture.community.id
             let staff = APIUser(client, fixture, as: "staff")
             let library = try await staff.call("/api/v1/product-library")["items"] as? [[String: Any]] ?? []
-            #expect(library.count == 15 && library.contains { $0["key"] as? String == "smoke_detector" })
+            #expect(library.count == 16 && library.contains { $0["key"] as? String == "smoke_detector" })
             let smoke = try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "smoke_detector"], expect: .created)
             let pk = try #require(smoke["productKey"] as? String)
+            #expect(smoke["nodeType"] as? String == "device")
+            // A gateway from the library is one; any TSL may be declared one; nothing else is a node type.
+            let gateway = try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "protocol_gateway"], expect: .created)
+            #expect(gateway["nodeType"] as? String == "gateway")
+            let wrongType = try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "sos_button", "nodeType": "hub"], expect: .unprocessableContent)
+            #expect((wrongType["errors"] as? [[String: Any]])?.first?["field"] as? String == "nodeType")
             #expect((smoke["tsl"] as? [String: Any])?["events"] != nil)
             let bad = try await staff.call("/api/v1/communities/\(c)/products", .post,
                                            ["tsl": ["properties": [["identifier": "T", "name": "t", "accessMode": "r", "dataType": ["type": "float", "specs": ["min": "9", "max": "1"]]]]]],
@@ -47,7 +53,8 @@ struct DevicesAPITests {
             try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "nope"], expect: .unprocessableContent)
             try await staff.call("/api/v1/communities/\(c)/products", .post, ["name": "neither"], expect: .unprocessableContent)
             let listed = try await staff.call("/api/v1/communities/\(c)/products")["items"] as? [[String: Any]] ?? []
-            #expect(listed.count == 1 && listed[0]["events"] as? Int == 2 && listed[0]["services"] as? Int == 1 && listed[0]["tsl"] == nil, "\(listed)")
+            let listedSmoke = listed.first { $0["productKey"] as? String == pk } ?? [:]
+            #expect(listed.count == 2 && listedSmoke["events"] as? Int == 2 && listedSmoke["services"] as? Int == 1 && listedSmoke["tsl"] == nil, "\(listed)")
             #expect((try await staff.call("/api/v1/products/\(pk)")["tsl"] as? [String: Any]) != nil)
             // Another community's administrator does not see it; a grid worker may look but not define.
             try await APIUser(client, fixture, as: "other-manager").call("/api/v1/products/\(pk)", expect: .notFound)

@@ -146,4 +146,37 @@ struct TelemetryTests {
             #expect(try await store.device(productKey: devices[0].productKey, deviceName: "t-0")?.status == .disabled)
         }
     }
+
+    @Test(arguments: TestEngine.available)
+    func subDevicesAttachToOneGatewayAtATimeOnTheAuditTrail(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let gatewayProduct = Product(communityId: place.community.id, productKey: Product.newKey(), name: "Gateway", libraryKey: nil, tslJson: Self.tsl, nodeType: .gateway)
+            try await store.createProduct(gatewayProduct, actor: tester)
+            #expect(try await store.product(key: gatewayProduct.productKey)?.nodeType == .gateway)
+            let gateways = try await store.registerDevices(product: gatewayProduct, [("gw-1", DevicePlacement()), ("gw-2", DevicePlacement())], actor: tester).map(\.0)
+            let subs = try await makeDevices(store, place, count: 2)
+            #expect(try await store.product(key: subs[0].productKey)?.nodeType == .device, "a product is a plain device unless said otherwise")
+            let gw = Principal(accountId: nil, name: "gateway test")
+
+            try await store.attachSubDevices(subs, to: gateways[0], actor: gw)
+            #expect(try await store.subDevices(of: gateways[0]).map(\.deviceName) == ["t-0", "t-1"])
+            // Attached again elsewhere: it moves.
+            let moved = try #require(try await store.device(id: subs[1].id))
+            try await store.attachSubDevices([moved], to: gateways[1], actor: gw)
+            #expect(try await store.subDevices(of: gateways[0]).map(\.deviceName) == ["t-0"])
+            #expect(try await store.device(id: subs[1].id)?.gatewayId == gateways[1].id)
+            // Detaching from a gateway it is not attached to changes nothing.
+            #expect(try await store.detachSubDevices([moved], from: gateways[0], actor: gw).isEmpty)
+            #expect(try await store.detachSubDevices(subs, from: gateways[0], actor: gw).map(\.deviceName) == ["t-0"])
+            #expect(try await store.device(id: subs[0].id)?.gatewayId == nil)
+
+            let trail = try await store.read { db in
+                try await AuditLog.list(db, scope: .everything, action: nil, subjectId: subs[1].id, page: PageRequest(limit: 10, offset: 0))
+            }
+            #expect(trail.items.map(\.action).filter { $0.hasPrefix("device.topology") } == ["device.topology.added", "device.topology.added"])
+            #expect(trail.items.allSatisfy { $0.action != "device.topology.added" || $0.actorName == "gateway test" })
+        }
+    }
 }
+

@@ -1,0 +1,248 @@
+import Foundation
+import LinliAlink
+import LinliMQTT
+import LinliStorage
+import LinliThings
+import Synchronization
+
+extension Device {
+    /// How the broker side knows a device: "productKey/deviceName".
+    var key: String { Self.key(productKey, deviceName) }
+    static func key(_ productKey: String, _ deviceName: String) -> String { productKey + "/" + deviceName }
+}
+
+/// One signed-in device connection and, when the device is a gateway, the sub-devices it serves:
+/// those attached to it (its topology) and those signed in through it now.
+final class DeviceSession: Sendable {
+    let clientId: String
+    let device: Device
+    let isGateway: Bool
+
+    struct SubDevices {
+        /// Attached sub-devices by key: the gateway may subscribe to and publish on their topics.
+        var attached: Set<String> = []
+        /// Signed-in sub-devices by key: what the gateway publishes for them is understood.
+        var online: [String: Device] = [:]
+    }
+
+    let state = Mutex(SubDevices())
+
+    init(clientId: String, device: Device, isGateway: Bool) {
+        self.clientId = clientId
+        self.device = device
+        self.isGateway = isGateway
+    }
+
+    /// Whether a topic (or a subscription filter) belongs to an attached sub-device: `/sys/{pk}/{dn}/…`
+    /// or `/{pk}/{dn}/user/…` with the key and name written out, not wildcards.
+    func servesTopic(_ topic: String) -> Bool {
+        let parts = topic.split(separator: "/", maxSplits: 4, omittingEmptySubsequences: false)
+        guard parts.count >= 5, parts[0].isEmpty else { return false }
+        let (pk, dn): (Substring, Substring)
+        if parts[1] == "sys" {
+            (pk, dn) = (parts[2], parts[3])
+        } else if parts[3] == "user" {
+            (pk, dn) = (parts[1], parts[2])
+        } else {
+            return false
+        }
+        guard !pk.isEmpty, !dn.isEmpty, !pk.contains(where: { $0 == "+" || $0 == "#" }), !dn.contains(where: { $0 == "+" || $0 == "#" }) else { return false }
+        let key = Device.key(String(pk), String(dn))
+        return state.withLock { $0.attached.contains(key) }
+    }
+}
+
+/// A gateway's connection may use its own topics and those of the sub-devices attached to it.
+/// Whether a sub-device is signed in is checked per message, with an Alink reply, so that one
+/// sub-device signed out never costs the gateway its connection.
+struct GatewayPolicy: MQTTClientPolicy {
+    let own: TopicPolicy
+    let session: DeviceSession
+
+    func mayPublish(to topic: String) -> Bool { own.mayPublish(to: topic) || session.servesTopic(topic) }
+    func maySubscribe(to filter: String) -> Bool { own.maySubscribe(to: filter) || session.servesTopic(filter) }
+}
+
+extension DeviceGateway {
+    /// A failure for one sub-device in a gateway's request.
+    struct SubDeviceFault: Error {
+        var productKey: String
+        var deviceName: String
+        var code: Int
+        var message: String
+
+        var json: JSONValue {
+            .object(["productKey": .string(productKey), "deviceName": .string(deviceName), "code": .int(Int64(code)), "message": .string(message)])
+        }
+    }
+
+    /// Answers a gateway's topology and sub-device session requests on the request topic + `_reply`.
+    /// Each request is all or nothing: when one sub-device fails, none is changed and the reply
+    /// lists the failures.
+    func handle(_ request: GatewayRequest, from session: DeviceSession, topic: String, payload: Data) async throws {
+        let gateway = session.device
+        guard let alink = AlinkRequest.parse(payload) else {
+            await reply(to: session.clientId, topic: topic + "_reply",
+                        AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params"))
+            return
+        }
+        func answer(_ code: Int, _ message: String, _ data: JSONValue = .object([:])) async {
+            await reply(to: session.clientId, topic: topic + "_reply", AlinkCode.reply(id: alink.id, code: code, message: message, data: data))
+        }
+        guard session.isGateway else {
+            await answer(AlinkCode.notGateway, "\(gateway.productKey) is not a gateway product; only a gateway's devices bring sub-devices in")
+            return
+        }
+        let actor = Principal(accountId: nil, name: "gateway \(gateway.key)")
+        do {
+            switch request {
+            case .topologyGet:
+                let attached = try await store.subDevices(of: gateway)
+                await answer(AlinkCode.success, "success", .array(attached.map(Self.identity)))
+
+            case .topologyAdd:
+                let entries = try Self.entries(alink.params)
+                var subs: [Device] = []
+                var faults: [SubDeviceFault] = []
+                for entry in entries {
+                    do { subs.append(try await checkSignedSubDevice(entry, gateway: gateway, requireAttached: false)) } catch { faults.append(error) }
+                }
+                guard faults.isEmpty else { return await refuse(faults, answer) }
+                try await store.attachSubDevices(subs, to: gateway, actor: actor)
+                // A sub-device taken from another gateway leaves that gateway's session too.
+                for sub in subs where sub.gatewayId != nil && sub.gatewayId != gateway.id { await detachEverywhere(sub, except: session) }
+                session.state.withLock { $0.attached.formUnion(subs.map(\.key)) }
+                logger.info("sub-devices attached", metadata: ["gateway": "\(gateway.key)", "count": "\(subs.count)"])
+                await answer(AlinkCode.success, "success", .array(subs.map(Self.identity)))
+
+            case .topologyDelete:
+                let keys = try Self.entries(alink.params).map(Self.named)
+                var subs: [Device] = []
+                for (pk, dn) in keys {
+                    if let sub = try await store.device(productKey: pk, deviceName: dn), sub.communityId == gateway.communityId { subs.append(sub) }
+                }
+                let detached = try await store.detachSubDevices(subs, from: gateway, actor: actor)
+                for sub in detached {
+                    let wasOnline = session.state.withLock { state in
+                        state.attached.remove(sub.key)
+                        return state.online.removeValue(forKey: sub.key) != nil
+                    }
+                    if wasOnline { await wentOffline(sub, from: session.clientId) }
+                }
+                await answer(AlinkCode.success, "success", .array(detached.map(Self.identity)))
+
+            case let .login(batch):
+                let entries: [JSONValue]
+                let method: String?
+                if batch {
+                    guard case let .array(list)? = alink.params["deviceList"] else { throw SubDeviceFault(productKey: "", deviceName: "", code: AlinkCode.invalidRequest, message: "params.deviceList must be a list") }
+                    entries = list
+                    method = alink.params["signMethod"]?.text
+                } else {
+                    entries = [alink.params]
+                    method = nil
+                }
+                try Self.checkBatchSize(entries.count)
+                var subs: [Device] = []
+                var faults: [SubDeviceFault] = []
+                for entry in entries {
+                    do { subs.append(try await checkSignedSubDevice(entry, gateway: gateway, requireAttached: true, signMethod: method)) } catch { faults.append(error) }
+                }
+                guard faults.isEmpty else { return await refuse(faults, answer) }
+                let online = session.state.withLock { $0.online.count }
+                guard online + subs.count <= Self.subDevicesPerGateway else {
+                    return await answer(AlinkCode.tooMany, "a gateway serves at most \(Self.subDevicesPerGateway) sub-devices online at once")
+                }
+                session.state.withLock { state in for sub in subs { state.online[sub.key] = sub } }
+                for sub in subs { await cameOnline(sub, through: session.clientId) }
+                await answer(AlinkCode.success, "success", batch ? .array(subs.map(Self.identity)) : (subs.first.map(Self.identity) ?? .object([:])))
+
+            case let .logout(batch):
+                let entries = try batch ? Self.entries(alink.params) : [alink.params]
+                try Self.checkBatchSize(entries.count)
+                let keys = try entries.map(Self.named)
+                var done: [JSONValue] = []
+                for (pk, dn) in keys {
+                    guard let sub = session.state.withLock({ $0.online.removeValue(forKey: Device.key(pk, dn)) }) else { continue }
+                    await wentOffline(sub, from: session.clientId)
+                    done.append(Self.identity(sub))
+                }
+                await answer(AlinkCode.success, "success", batch ? .array(done) : (done.first ?? .object([:])))
+            }
+        } catch let fault as SubDeviceFault {
+            await answer(fault.code, fault.message)
+        }
+    }
+
+    private func refuse(_ faults: [SubDeviceFault], _ answer: (Int, String, JSONValue) async -> Void) async {
+        logger.notice("gateway request refused", metadata: ["faults": "\(faults.map { "\($0.productKey)/\($0.deviceName): \($0.message)" })"])
+        await answer(faults[0].code, faults.map { "\($0.productKey)/\($0.deviceName): \($0.message)" }.joined(separator: "; "), .array(faults.map(\.json)))
+    }
+
+    /// Checks one sub-device as a gateway presents it: known and in the gateway's community,
+    /// enabled, not the gateway, signed with its own secret recently, and for a login, attached.
+    private func checkSignedSubDevice(_ entry: JSONValue, gateway: Device, requireAttached: Bool, signMethod: String? = nil) async throws(SubDeviceFault) -> Device {
+        let pk = entry["productKey"]?.text ?? "", dn = entry["deviceName"]?.text ?? ""
+        func fault(_ code: Int, _ message: String) -> SubDeviceFault { SubDeviceFault(productKey: pk, deviceName: dn, code: code, message: message) }
+        let signIn: SubDeviceSignIn
+        do { signIn = try SubDeviceSignIn(entry, signMethod: signMethod) } catch { throw fault(AlinkCode.invalidRequest, error.description) }
+        guard Device.key(pk, dn) != gateway.key else { throw fault(AlinkCode.attachSelf, "a gateway cannot be its own sub-device") }
+        guard let sub = try? await store.device(productKey: pk, deviceName: dn), sub.communityId == gateway.communityId,
+              let secret = try? store.deviceSecret(sub)
+        else { throw fault(AlinkCode.unknownDevice, "no such device") }
+        guard sub.status != .disabled else { throw fault(AlinkCode.deviceDisabled, "the device is disabled") }
+        guard signIn.verify(secret: secret) else { throw fault(AlinkCode.unauthorized, "wrong signature") }
+        guard signIn.isFresh() else { throw fault(AlinkCode.unauthorized, "timestamp outside the allowed window") }
+        if requireAttached, sub.gatewayId != gateway.id { throw fault(AlinkCode.notAttached, "not attached to this gateway (add its topology first)") }
+        return sub
+    }
+
+    /// A sub-device another gateway took over: its old gateway's connection no longer serves it.
+    private func detachEverywhere(_ sub: Device, except keep: DeviceSession) async {
+        let others = sessionsServing(sub.key).filter { $0 !== keep }
+        for other in others {
+            let wasOnline = other.state.withLock { state in
+                state.attached.remove(sub.key)
+                return state.online.removeValue(forKey: sub.key) != nil
+            }
+            if wasOnline { await wentOffline(sub, from: other.clientId) }
+        }
+    }
+
+    static func identity(_ device: Device) -> JSONValue {
+        .object(["productKey": .string(device.productKey), "deviceName": .string(device.deviceName)])
+    }
+
+    /// Topology requests carry a list of sub-devices; one object alone is taken as a list of one.
+    static func entries(_ params: JSONValue) throws(SubDeviceFault) -> [JSONValue] {
+        let list: [JSONValue]
+        switch params {
+        case let .array(items): list = items
+        case .object: list = [params]
+        default: throw SubDeviceFault(productKey: "", deviceName: "", code: AlinkCode.invalidRequest, message: "params must be a list of sub-devices")
+        }
+        try checkBatchSize(list.count)
+        return list
+    }
+
+    static func checkBatchSize(_ count: Int) throws(SubDeviceFault) {
+        guard count > 0 else { throw SubDeviceFault(productKey: "", deviceName: "", code: AlinkCode.invalidRequest, message: "no sub-devices given") }
+        guard count <= subDeviceBatchLimit else {
+            throw SubDeviceFault(productKey: "", deviceName: "", code: AlinkCode.tooMany, message: "at most \(subDeviceBatchLimit) sub-devices in one request, got \(count)")
+        }
+    }
+
+    static func named(_ entry: JSONValue) throws(SubDeviceFault) -> (String, String) {
+        guard let pk = entry["productKey"]?.text, let dn = entry["deviceName"]?.text, !pk.isEmpty, !dn.isEmpty else {
+            throw SubDeviceFault(productKey: "", deviceName: "", code: AlinkCode.invalidRequest, message: "each sub-device needs productKey and deviceName")
+        }
+        return (pk, dn)
+    }
+}
+
+extension JSONValue {
+    fileprivate var text: String? {
+        if case let .string(s) = self { return s }
+        return nil
+    }
+}
