@@ -105,6 +105,7 @@ extension WebConsole {
             ? try await store.subDevices(of: d).map(api.ref) : []
         let page: [String: Any] = [
             "gateway": gateway.map(api.ref) as Any, "hasGateway": gateway != nil, "isGateway": product?.nodeType == .gateway, "subDevices": subDevices,
+            "hasSubDevices": !subDevices.isEmpty, "manyNumeric": numeric.count > 1,
             "frame": Frame(title: d.nickname.isEmpty ? d.deviceName : d.nickname, context: context, community: community),
             "d": view, "productName": product?.name ?? d.productKey, "lastSeen": Self.time(view.lastSeenAt), "lastErrorAt": Self.time(view.diagnosis.lastErrorAt),
             "shadow": shadowRows, "numeric": numeric.map { Option(value: $0, label: $0, selected: $0 == chosenProperty) }, "chart": chart ?? "",

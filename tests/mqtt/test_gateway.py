@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -20,6 +21,8 @@ linkkit = pytest.importorskip("linkkit.linkkit")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
+from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
+from selenium.webdriver.common.by import By  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clients import expect, paho  # noqa: E402
@@ -55,9 +58,15 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     node = Node(data, mqtt_port=port).start()
     time.sleep(0.5)
-    site.update(port=port, url=node.url)
+    site.update(port=port, url=node.url, work=work)
     yield site
     assert node.stop() == 0, node.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(site: dict):
+    """What the browser fixtures of test_console need: the base URL and a folder for screenshots."""
+    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
 
 
 def api(site: dict, method: str, path: str, **kwargs) -> requests.Response:
@@ -202,6 +211,23 @@ def test_link_kit_gateway_brings_sub_devices_in(site: dict):
     actions = {e["action"]: e for e in audit.json()["items"]}
     assert "device.topology.added" in actions and "device.topology.removed" in actions
     assert actions["device.topology.added"]["actorName"] == f"gateway {gpk}/{gdn}"
+
+
+def test_console_links_a_gateway_and_its_sub_devices(site: dict, page):
+    """After the Link Kit test: smoke-1 stays attached to gw-1, smoke-2 was detached."""
+    gpk, gdn, _ = site["gateway"]
+    spk, sdn, _ = site["smoke1"]
+    log_in(page, site["url"], "ops", "operations-password-1")
+    wait(page).until(lambda d: "/login" not in d.current_url)
+    page.get(f"{site['url']}/console/d/{gpk}/{gdn}")
+    rows = element(page, "#sub-devices").find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert [r.find_element(By.CSS_SELECTOR, "code").text for r in rows] == [f"{spk}/{sdn}"]
+    rows[0].find_element(By.CSS_SELECTOR, "a").click()
+    wait(page).until(lambda d: d.current_url.endswith(f"/console/d/{spk}/{sdn}"))
+    assert f"{gpk}/{gdn}" in element(page, "#gateway").text
+    page.get(f"{site['url']}/console/d/{site['smoke2'][0]}/{site['smoke2'][1]}")
+    element(page, "#shadow")
+    assert page.find_elements(By.CSS_SELECTOR, "#gateway") == [] and page.find_elements(By.CSS_SELECTOR, "#sub-devices") == []
 
 
 def test_gateway_requests_are_checked(site: dict):
