@@ -32,11 +32,15 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Event linkage: rules (triggers, conditions, actions) and their evaluation, with timers for
+        // durations and absence. Pure logic: the server feeds it and carries out what it decides.
+        .target(name: "LinliRules", dependencies: ["LinliCore"]),
         // One storage code path for SQLite (embedded) and PostgreSQL: migrations, repositories, event log.
         .target(
             name: "LinliStorage",
             dependencies: [
                 "LinliCore",
+                "LinliRules",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
@@ -84,6 +88,7 @@ let package = Package(
                 "LinliMQTT",
                 "LinliAlink",
                 "LinliThings",
+                "LinliRules",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -105,6 +110,7 @@ let package = Package(
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
+        .testTarget(name: "LinliRulesTests", dependencies: ["LinliRules", "LinliCore"]),
         .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
         .testTarget(
             name: "LinliMQTTTests",

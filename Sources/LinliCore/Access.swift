@@ -34,6 +34,9 @@ public enum Capability: String, Sendable, CaseIterable {
     case operateDevices         // set device properties, call device services, set desired values
     case viewDevices            // products, devices, shadow, telemetry, diagnosis
     case manageDevices          // define products, register, place, disable devices
+    case viewAlarms             // alarms and the rules that raise them
+    case handleAlarms           // acknowledge, clear and comment on alarms
+    case manageRules            // create, change, enable and delete rules
 }
 
 extension Role {
@@ -45,11 +48,12 @@ extension Role {
             return Set(Capability.allCases).subtracting([.createCommunity])
         case .propertyStaff:
             return [.viewCommunity, .manageCommunity, .viewPeople, .managePeople, .seeFullPhone, .viewVehicles,
-                    .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices, .viewDevices, .manageDevices]
+                    .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices, .viewDevices, .manageDevices,
+                    .viewAlarms, .handleAlarms, .manageRules]
         case .gridWorker:
-            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations, .viewDevices]
+            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations, .viewDevices, .viewAlarms, .handleAlarms]
         case .guardOnDuty:
-            return [.viewCommunity, .viewPeople, .viewVehicles, .viewDevices]
+            return [.viewCommunity, .viewPeople, .viewVehicles, .viewDevices, .viewAlarms, .handleAlarms]
         case .departmentAgent:
             return [.viewOrganisations]
         case .resident:

@@ -60,6 +60,7 @@ struct API {
         api.post("communities/:cid/grids", use: createGrid)
         // devices
         registerDevices(api)
+        registerRules(api)
         api.post("devices/:pk/:dn/properties", use: setDeviceProperties)
         api.post("devices/:pk/:dn/services/:service", use: callDeviceService)
         // audit and events

@@ -33,10 +33,13 @@ public struct AppServices: Sendable {
 
     /// The broker's side of devices, when the broker runs (`--mqtt off` leaves it nil).
     public let devices: DeviceGateway?
+    /// The rules engine, told when rules change; nil where no engine runs (some tests).
+    public let rules: RuleService?
 
-    public init(store: Store, configuration: ServerConfiguration, logger: Logger, devices: DeviceGateway? = nil) throws {
+    public init(store: Store, configuration: ServerConfiguration, logger: Logger, devices: DeviceGateway? = nil, rules: RuleService? = nil) throws {
         self.store = store
         self.devices = devices
+        self.rules = rules
         self.configuration = configuration
         throttle = LoginThrottle(logger: logger)
         pages = try Pages()

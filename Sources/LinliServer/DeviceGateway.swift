@@ -32,9 +32,13 @@ public final class DeviceGateway: Sendable {
     static let subDeviceBatchLimit = 50
     static let subDevicesPerGateway = 2_000
 
-    init(store: Store, logger: Logger) {
+    /// The community's rules, fed with what devices post and how their status changes.
+    let rules: RuleService?
+
+    init(store: Store, logger: Logger, rules: RuleService? = nil) {
         self.store = store
         self.logger = logger
+        self.rules = rules
         telemetry = TelemetryWriter(store: store, logger: logger)
     }
 
@@ -102,6 +106,7 @@ public final class DeviceGateway: Sendable {
         } catch {
             logger.error("device status not stored", metadata: ["error": "\(error)"])
         }
+        rules?.observe(.status("online"), from: device)
         // Desired values set while the device was away go to it now that it is back.
         Task { await self.deliverDesired(device) }
     }
@@ -119,6 +124,7 @@ public final class DeviceGateway: Sendable {
         } catch {
             logger.error("device status not stored", metadata: ["error": "\(error)"])
         }
+        rules?.observe(.status("offline"), from: device)
     }
 
     /// Ends a device's presence on a connection it has left: its own connection is closed; through
@@ -243,6 +249,11 @@ public final class DeviceGateway: Sendable {
                 return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
             }
             try await telemetry.record(report(content))
+            if case let .properties(values) = content {
+                var numbers: [String: Double] = [:]
+                for v in values { if let n = v.number { numbers[v.identifier] = n } }
+                rules?.observe(.properties(numbers), from: device, at: now)
+            }
             await reply(to: clientId, topic: message.topic + "_reply", answer)
         case let .eventPost(identifier):
             let (answer, content) = await understand(payload, productKey: pk) { model, request in
@@ -256,6 +267,7 @@ public final class DeviceGateway: Sendable {
                 return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
             }
             try await telemetry.record(report(content))
+            if case .event = content { rules?.observe(.event(identifier), from: device, at: now) }
             await reply(to: clientId, topic: message.topic + "_reply", answer)
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)

@@ -41,8 +41,8 @@ public struct MQTTBrokerService: Service {
     public let broker: MQTTBroker
     public let gateway: DeviceGateway
 
-    public init(store: Store, host: String, port: Int, tls: MQTTTLSListener? = nil, logger: Logger) {
-        let gateway = DeviceGateway(store: store, logger: logger)
+    public init(store: Store, host: String, port: Int, tls: MQTTTLSListener? = nil, rules: RuleService? = nil, logger: Logger) {
+        let gateway = DeviceGateway(store: store, logger: logger, rules: rules)
         self.gateway = gateway
         broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port, tls: tls), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
                             onPublish: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },

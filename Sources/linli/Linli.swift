@@ -144,10 +144,11 @@ struct Serve: AsyncParsableCommand {
                 say("The data folder already holds a community, so no demo was seeded. Demo passwords are shown only when they are made; set a new one with `linli user password --username manager`.")
             }
         }
-        let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, tls: configuration.mqttTLS, logger: logger) }
-        let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway)
+        let rules = RuleService(store: store, logger: logger)
+        let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, tls: configuration.mqttTLS, rules: rules, logger: logger) }
+        let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway, rules: rules)
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
-        let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention])
+        let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention, rules])
         let tls = configuration.mqttTLS.map { " and TLS on \($0.host):\($0.port)" } ?? ""
         say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
             + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" + tls } ?? ""))

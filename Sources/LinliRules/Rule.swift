@@ -1,0 +1,202 @@
+import Foundation
+import LinliCore
+
+/// A rule of a community: when one of its triggers fires and its conditions hold, its actions run.
+/// Defined as JSON through the API; see `RuleDefinition`.
+public struct Rule: Sendable, Equatable, Codable {
+    public var id: ID
+    public var communityId: ID
+    public var name: String
+    public var enabled: Bool
+    public var definition: RuleDefinition
+    public var createdAt: Millis
+    public var updatedAt: Millis
+
+    public init(id: ID = newID(), communityId: ID, name: String, enabled: Bool = true, definition: RuleDefinition, createdAt: Millis = nowMillis(), updatedAt: Millis = nowMillis()) {
+        self.id = id; self.communityId = communityId; self.name = name; self.enabled = enabled
+        self.definition = definition; self.createdAt = createdAt; self.updatedAt = updatedAt
+    }
+}
+
+public struct RuleDefinition: Sendable, Equatable, Codable {
+    public var triggers: [Trigger]
+    public var conditions: [Condition]
+    public var actions: [Action]
+
+    public init(triggers: [Trigger], conditions: [Condition] = [], actions: [Action]) {
+        self.triggers = triggers; self.conditions = conditions; self.actions = actions
+    }
+
+    enum CodingKeys: String, CodingKey { case triggers, conditions, actions }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        triggers = try c.decode([Trigger].self, forKey: .triggers)
+        conditions = try c.decodeIfPresent([Condition].self, forKey: .conditions) ?? []
+        actions = try c.decode([Action].self, forKey: .actions)
+    }
+}
+
+/// What starts a rule. Every trigger names the devices it watches: a product's devices in the
+/// rule's community, or one of them by name.
+///
+/// - `property`: a numeric property compared with a threshold, optionally for `forSeconds` on end
+///   ("temperature above 60 for 2 minutes"). Holds while the comparison does.
+/// - `event`: a device event ("SmokeAlarm", "SOS"). Fires every time; it has no end.
+/// - `status`: the device goes `online` or `offline`, optionally for `forSeconds`.
+/// - `absence`: nothing from the device for `forSeconds`; with `property`/`op`/`value` (or `event`),
+///   nothing of that kind ("the door has not opened for 12 hours"). Ends when activity resumes.
+public struct Trigger: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable { case property, event, status, absence }
+
+    public var type: Kind
+    public var productKey: String
+    public var deviceName: String?
+    public var property: String?
+    public var op: Comparison?
+    public var value: Double?
+    public var event: String?
+    public var status: String?
+    public var forSeconds: Int?
+
+    public init(type: Kind, productKey: String, deviceName: String? = nil, property: String? = nil, op: Comparison? = nil, value: Double? = nil,
+                event: String? = nil, status: String? = nil, forSeconds: Int? = nil) {
+        self.type = type; self.productKey = productKey; self.deviceName = deviceName; self.property = property; self.op = op
+        self.value = value; self.event = event; self.status = status; self.forSeconds = forSeconds
+    }
+
+    /// Triggers that hold for a while (and so end, clearing what they raised); events are instants.
+    public var hasEnd: Bool { type != .event }
+}
+
+public enum Comparison: String, Sendable, Codable, CaseIterable {
+    case greater = ">", greaterOrEqual = ">=", less = "<", lessOrEqual = "<=", equal = "==", notEqual = "!="
+
+    public func holds(_ a: Double, _ b: Double) -> Bool {
+        switch self {
+        case .greater: a > b
+        case .greaterOrEqual: a >= b
+        case .less: a < b
+        case .lessOrEqual: a <= b
+        case .equal: a == b
+        case .notEqual: a != b
+        }
+    }
+}
+
+/// Checked when a trigger fires; all must hold. `time`: between `from` and `to` ("22:00" to
+/// "06:00" spans midnight) on the given ISO weekdays (1 Monday … 7 Sunday; all when absent), in
+/// the server's time zone.
+public struct Condition: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable { case time }
+    public var type: Kind
+    public var from: String?
+    public var to: String?
+    public var weekdays: [Int]?
+
+    public init(type: Kind, from: String? = nil, to: String? = nil, weekdays: [Int]? = nil) {
+        self.type = type; self.from = from; self.to = to; self.weekdays = weekdays
+    }
+
+    static func minutes(_ text: String?) -> Int? {
+        guard let text else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0...23).contains(h), (0...59).contains(m) else { return nil }
+        return h * 60 + m
+    }
+
+    /// Whether the condition holds at `date` in `calendar`'s time zone.
+    public func holds(at date: Date, calendar: Calendar = .current) -> Bool {
+        switch type {
+        case .time:
+            let parts = calendar.dateComponents([.hour, .minute, .weekday], from: date)
+            // Calendar weekdays run Sunday 1 … Saturday 7; rules use ISO, Monday 1 … Sunday 7.
+            let iso = ((parts.weekday ?? 1) + 5) % 7 + 1
+            if let weekdays, !weekdays.contains(iso) { return false }
+            let now = (parts.hour ?? 0) * 60 + (parts.minute ?? 0)
+            guard let from = Self.minutes(from), let to = Self.minutes(to) else { return true }
+            return from <= to ? (from <= now && now < to) : (now >= from || now < to)
+        }
+    }
+}
+
+public enum AlarmSeverity: String, Sendable, Codable, CaseIterable, Comparable {
+    case critical, major, minor, warning
+
+    var rank: Int { switch self { case .critical: 4; case .major: 3; case .minor: 2; case .warning: 1 } }
+    public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
+}
+
+/// What a rule does. `alarm`: raises an alarm of `alarmType` and `severity` on the device that
+/// fired (one per device and type, counting repeats); when the trigger ends, the alarm clears.
+public struct Action: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable { case alarm }
+    public var type: Kind
+    public var alarmType: String?
+    public var severity: AlarmSeverity?
+    public var message: String?
+
+    public init(type: Kind, alarmType: String? = nil, severity: AlarmSeverity? = nil, message: String? = nil) {
+        self.type = type; self.alarmType = alarmType; self.severity = severity; self.message = message
+    }
+}
+
+/// A fault in a rule definition, with the JSON path of the field at fault.
+public struct RuleIssue: Error, Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public init(_ path: String, _ reason: String) { self.path = path; self.reason = reason }
+    public var description: String { "\(path): \(reason)" }
+}
+
+extension RuleDefinition {
+    public static let maxForSeconds = 30 * 86_400
+
+    /// Checks what the JSON shape cannot say; every fault, each with its path.
+    public func issues() -> [RuleIssue] {
+        var issues: [RuleIssue] = []
+        if triggers.isEmpty { issues.append(RuleIssue("triggers", "needs at least one trigger")) }
+        if triggers.count > 20 { issues.append(RuleIssue("triggers", "at most 20")) }
+        if actions.isEmpty { issues.append(RuleIssue("actions", "needs at least one action")) }
+        for (i, t) in triggers.enumerated() {
+            let p = "triggers[\(i)]"
+            if t.productKey.isEmpty { issues.append(RuleIssue("\(p).productKey", "is required")) }
+            if let s = t.forSeconds, !(1...Self.maxForSeconds).contains(s) { issues.append(RuleIssue("\(p).forSeconds", "must be from 1 to \(Self.maxForSeconds)")) }
+            switch t.type {
+            case .property:
+                if t.property?.isEmpty != false { issues.append(RuleIssue("\(p).property", "is required")) }
+                if t.op == nil { issues.append(RuleIssue("\(p).op", "is required: one of \(Comparison.allCases.map(\.rawValue).joined(separator: " "))")) }
+                if t.value == nil { issues.append(RuleIssue("\(p).value", "is required")) }
+            case .event:
+                if t.event?.isEmpty != false { issues.append(RuleIssue("\(p).event", "is required")) }
+                if t.forSeconds != nil { issues.append(RuleIssue("\(p).forSeconds", "an event is an instant: no duration")) }
+            case .status:
+                if !["online", "offline"].contains(t.status ?? "") { issues.append(RuleIssue("\(p).status", "must be online or offline")) }
+            case .absence:
+                if t.forSeconds == nil { issues.append(RuleIssue("\(p).forSeconds", "is required: how long without activity")) }
+                if t.property != nil, t.op == nil || t.value == nil { issues.append(RuleIssue("\(p).op", "property activity needs op and value")) }
+                if t.property != nil, t.event != nil { issues.append(RuleIssue("\(p).event", "give property or event as the activity, not both")) }
+            }
+        }
+        for (i, c) in conditions.enumerated() {
+            let p = "conditions[\(i)]"
+            if c.from != nil || c.to != nil {
+                if Condition.minutes(c.from) == nil { issues.append(RuleIssue("\(p).from", "must be a time HH:mm")) }
+                if Condition.minutes(c.to) == nil { issues.append(RuleIssue("\(p).to", "must be a time HH:mm")) }
+            }
+            if let days = c.weekdays, days.isEmpty || !days.allSatisfy({ (1...7).contains($0) }) {
+                issues.append(RuleIssue("\(p).weekdays", "must list days 1 (Monday) to 7 (Sunday)"))
+            }
+        }
+        for (i, a) in actions.enumerated() {
+            let p = "actions[\(i)]"
+            switch a.type {
+            case .alarm:
+                if a.alarmType?.isEmpty != false { issues.append(RuleIssue("\(p).alarmType", "is required")) }
+                if (a.alarmType?.count ?? 0) > 64 { issues.append(RuleIssue("\(p).alarmType", "at most 64 characters")) }
+                if a.severity == nil { issues.append(RuleIssue("\(p).severity", "is required: critical, major, minor or warning")) }
+                if (a.message?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).message", "at most 500 characters")) }
+            }
+        }
+        return issues
+    }
+}

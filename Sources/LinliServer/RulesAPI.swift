@@ -1,0 +1,248 @@
+import Foundation
+import Hummingbird
+import LinliCore
+import LinliRules
+import LinliStorage
+import LinliThings
+
+/// Rules (event linkage) and the alarms they raise, under /api/v1.
+extension API {
+    func registerRules(_ api: RouterGroup<AppContext>) {
+        api.get("rule-templates", use: ruleTemplates)
+        api.get("communities/:cid/rules", use: listRules)
+        api.post("communities/:cid/rules", use: createRule)
+        api.get("rules/:id", use: getRule)
+        api.put("rules/:id", use: replaceRule)
+        api.delete("rules/:id", use: deleteRule)
+        api.get("communities/:cid/alarms", use: listAlarms)
+        api.get("alarms/:id", use: getAlarm)
+        api.post("alarms/:id/acknowledge", use: acknowledgeAlarm)
+        api.post("alarms/:id/clear", use: clearAlarm)
+        api.post("alarms/:id/comments", use: commentAlarm)
+    }
+
+    // MARK: rules
+
+    struct RuleInput: Decodable {
+        var name: String
+        var enabled: Bool?
+        var triggers: [Trigger]
+        var conditions: [Condition]?
+        var actions: [Action]
+    }
+
+    struct RuleView: Encodable {
+        var id: ID
+        var communityId: ID
+        var name: String
+        var enabled: Bool
+        var triggers: [Trigger]
+        var conditions: [Condition]
+        var actions: [Action]
+        var createdAt: Millis
+        var updatedAt: Millis
+        init(_ r: Rule) {
+            id = r.id; communityId = r.communityId; name = r.name; enabled = r.enabled; triggers = r.definition.triggers
+            conditions = r.definition.conditions; actions = r.definition.actions; createdAt = r.createdAt; updatedAt = r.updatedAt
+        }
+    }
+
+    @Sendable func ruleTemplates(_ request: Request, context: AppContext) async throws -> Response {
+        _ = try context.scope(.viewAlarms)
+        return try JSON.response(["items": RuleTemplates.all])
+    }
+
+    @Sendable func listRules(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, _) = try await self.community(context, .viewAlarms)
+        return try JSON.response(["items": try await store.rules(communityId: community.id).map(RuleView.init)])
+    }
+
+    /// Reads and checks a rule: its shape, then each trigger against the community's products and
+    /// their thing models. Every fault is reported with its path.
+    func readRule(_ request: inout Request, context: AppContext, communityId: ID) async throws -> (name: String, enabled: Bool, RuleDefinition) {
+        let input = try await request.decodeJSON(RuleInput.self, context: context)
+        var v = Validator()
+        let name = v.text(input.name, "name", max: 100)
+        try v.check()
+        let definition = RuleDefinition(triggers: input.triggers, conditions: input.conditions ?? [], actions: input.actions)
+        var issues = definition.issues().map { FieldIssue($0.path, $0.reason) }
+        for (i, trigger) in definition.triggers.enumerated() where !trigger.productKey.isEmpty {
+            let path = "triggers[\(i)]"
+            guard let product = try await store.product(key: trigger.productKey), product.communityId == communityId else {
+                issues.append(FieldIssue("\(path).productKey", "is not a product of this community"))
+                continue
+            }
+            if let dn = trigger.deviceName, try await store.device(productKey: trigger.productKey, deviceName: dn) == nil {
+                issues.append(FieldIssue("\(path).deviceName", "is not a device of product \(trigger.productKey)"))
+            }
+            guard let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8)) else { continue }
+            if let property = trigger.property {
+                if let p = model.property(property) {
+                    if !["int", "float", "double", "bool", "enum"].contains(p.dataType.typeName) {
+                        issues.append(FieldIssue("\(path).property", "\(property) is \(p.dataType.typeName); only numbers, bool and enum compare"))
+                    }
+                } else {
+                    issues.append(FieldIssue("\(path).property", "\(property) is not a property of \(trigger.productKey)"))
+                }
+            }
+            if let event = trigger.event, model.event(event) == nil || event == "post" {
+                issues.append(FieldIssue("\(path).event", "\(event) is not an event of \(trigger.productKey)"))
+            }
+        }
+        if !issues.isEmpty { throw Problem.invalid(issues) }
+        return (name!, input.enabled ?? true, definition)
+    }
+
+    @Sendable func createRule(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, scope) = try await self.community(context, .manageRules)
+        try requireCovers(scope, community.id, .manageRules)
+        let (name, enabled, definition) = try await readRule(&request, context: context, communityId: community.id)
+        let rule = Rule(communityId: community.id, name: name, enabled: enabled, definition: definition)
+        try await store.createRule(rule, actor: context.principal)
+        services.rules?.reload(rule.id)
+        return try JSON.response(RuleView(rule), status: .created)
+    }
+
+    /// A rule the caller may see: within the capability's reach, or, to read, in a community the
+    /// caller belongs to (a grid worker sees the rules behind the alarms of their grid). Else 404.
+    func visibleRule(_ context: AppContext, _ capability: Capability) async throws -> Rule {
+        let scope = try context.scope(capability)
+        let caller = try context.requireCaller()
+        guard let rule = try await store.rule(id: try context.parameters.require("id")),
+              scope.coversCommunity(rule.communityId) || (capability == .viewAlarms && caller.communityIds.contains(rule.communityId))
+        else { throw Problem.notFound("rule") }
+        return rule
+    }
+
+    @Sendable func getRule(_ request: Request, context: AppContext) async throws -> Response {
+        try JSON.response(RuleView(try await visibleRule(context, .viewAlarms)))
+    }
+
+    @Sendable func replaceRule(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        var rule = try await visibleRule(context, .manageRules)
+        let (name, enabled, definition) = try await readRule(&request, context: context, communityId: rule.communityId)
+        rule.name = name
+        rule.enabled = enabled
+        rule.definition = definition
+        try await store.updateRule(rule, actor: context.principal)
+        services.rules?.reload(rule.id)
+        return try JSON.response(RuleView(try await store.rule(id: rule.id) ?? rule))
+    }
+
+    @Sendable func deleteRule(_ request: Request, context: AppContext) async throws -> Response {
+        let rule = try await visibleRule(context, .manageRules)
+        try await store.deleteRule(rule, actor: context.principal)
+        services.rules?.reload(rule.id)
+        return Response(status: .noContent)
+    }
+
+    // MARK: alarms
+
+    struct AlarmView: Encodable {
+        var alarm: Alarm
+        var status: Alarm.Status
+        var comments: [AlarmComment]?
+
+        func encode(to encoder: any Encoder) throws {
+            try alarm.encode(to: encoder)
+            var c = encoder.container(keyedBy: Keys.self)
+            try c.encode(status, forKey: .status)
+            try c.encodeIfPresent(comments, forKey: .comments)
+        }
+        enum Keys: String, CodingKey { case status, comments }
+    }
+
+    @Sendable func listAlarms(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewAlarms)
+        var q = QueryReader(request)
+        var filter = AlarmFilter()
+        let statuses = ["active", "cleared", "unacknowledged"] + Alarm.Status.allCases.map(\.rawValue)
+        if let status = q.string("status") {
+            if statuses.contains(status) { filter.status = status } else { q.issues.append(FieldIssue("status", "must be one of \(statuses.joined(separator: ", "))")) }
+        }
+        filter.severity = q.oneOf("severity", AlarmSeverity.self)
+        filter.type = q.string("type", max: 64)
+        filter.sourceId = q.string("sourceId")
+        let page = q.page()
+        try q.check()
+        let found = try await store.alarms(communityId: community.id, filter: filter, page: page, scope: scope)
+        return try JSON.response(Page(items: found.items.map { AlarmView(alarm: $0, status: $0.status) }, total: found.total, limit: found.limit, offset: found.offset))
+    }
+
+    func visibleAlarm(_ context: AppContext, _ capability: Capability) async throws -> Alarm {
+        guard let alarm = try await store.alarm(id: try context.parameters.require("id"), scope: try context.scope(capability)) else { throw Problem.notFound("alarm") }
+        return alarm
+    }
+
+    @Sendable func getAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        let alarm = try await visibleAlarm(context, .viewAlarms)
+        return try JSON.response(AlarmView(alarm: alarm, status: alarm.status, comments: try await store.alarmComments(alarm)))
+    }
+
+    @Sendable func acknowledgeAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        let alarm = try await store.changeAlarm(try await visibleAlarm(context, .handleAlarms), .acknowledge, actor: context.principal)
+        return try JSON.response(AlarmView(alarm: alarm, status: alarm.status))
+    }
+
+    @Sendable func clearAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        let alarm = try await store.changeAlarm(try await visibleAlarm(context, .handleAlarms), .clear, actor: context.principal)
+        return try JSON.response(AlarmView(alarm: alarm, status: alarm.status))
+    }
+
+    struct CommentInput: Decodable { var text: String }
+
+    @Sendable func commentAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let alarm = try await visibleAlarm(context, .handleAlarms)
+        let input = try await request.decodeJSON(CommentInput.self, context: context)
+        var v = Validator()
+        let text = v.text(input.text, "text", max: 2_000)
+        try v.check()
+        return try JSON.response(try await store.commentAlarm(alarm, text: text!, actor: context.principal), status: .created)
+    }
+}
+
+/// Ready rules for the common cases, each fitting a product of the built-in library: pick one, put
+/// in the product key, adjust, save.
+enum RuleTemplates {
+    struct Template: Encodable {
+        var key: String
+        var name: String
+        /// The library product the template fits; its `productKey` placeholder is `{productKey}`.
+        var library: String
+        var triggers: [Trigger]
+        var conditions: [Condition]
+        var actions: [Action]
+    }
+
+    static let pk = "{productKey}"
+
+    static let all: [Template] = [
+        Template(key: "smoke", name: "烟雾报警 Smoke alarm", library: "smoke_detector",
+                 triggers: [Trigger(type: .event, productKey: pk, event: "SmokeAlarm")], conditions: [],
+                 actions: [Action(type: .alarm, alarmType: "smoke", severity: .critical, message: "烟雾报警 Smoke detected")]),
+        Template(key: "sos", name: "紧急呼叫 SOS pressed", library: "sos_button",
+                 triggers: [Trigger(type: .event, productKey: pk, event: "SOS")], conditions: [],
+                 actions: [Action(type: .alarm, alarmType: "sos", severity: .critical, message: "紧急呼叫 SOS pressed")]),
+        Template(key: "elderly-absence", name: "独居老人12小时未开门 Living alone: door not opened for 12 hours", library: "door_contact",
+                 triggers: [Trigger(type: .absence, productKey: pk, property: "ContactState", op: .equal, value: 1, forSeconds: 12 * 3600)], conditions: [],
+                 actions: [Action(type: .alarm, alarmType: "absence", severity: .major, message: "12小时未开门 Door not opened for 12 hours")]),
+        Template(key: "water-leak", name: "漏水 Water leak", library: "water_leak",
+                 triggers: [Trigger(type: .property, productKey: pk, property: "WaterLeakState", op: .equal, value: 1)], conditions: [],
+                 actions: [Action(type: .alarm, alarmType: "water-leak", severity: .major, message: "漏水 Water leak")]),
+        Template(key: "hot", name: "温度持续过高 Temperature above 60 °C for 2 minutes", library: "environment_sensor",
+                 triggers: [Trigger(type: .property, productKey: pk, property: "CurrentTemperature", op: .greater, value: 60, forSeconds: 120)], conditions: [],
+                 actions: [Action(type: .alarm, alarmType: "high-temperature", severity: .major, message: "温度过高 Temperature too high")]),
+        Template(key: "hydrant-pressure", name: "消火栓水压过低 Hydrant pressure low", library: "hydrant_pressure",
+                 triggers: [Trigger(type: .property, productKey: pk, property: "WaterPressure", op: .less, value: 0.1, forSeconds: 300)], conditions: [],
+                 actions: [Action(type: .alarm, alarmType: "low-pressure", severity: .major, message: "水压过低 Pressure below 0.1 MPa")]),
+        Template(key: "bin-full", name: "垃圾桶满溢 Bin full", library: "smart_bin",
+                 triggers: [Trigger(type: .property, productKey: pk, property: "FillLevel", op: .greaterOrEqual, value: 90)], conditions: [],
+                 actions: [Action(type: .alarm, alarmType: "bin-full", severity: .minor, message: "垃圾桶将满 Bin almost full")]),
+        Template(key: "offline", name: "设备离线10分钟 Device offline for 10 minutes", library: "access_controller",
+                 triggers: [Trigger(type: .status, productKey: pk, status: "offline", forSeconds: 600)], conditions: [],
+                 actions: [Action(type: .alarm, alarmType: "offline", severity: .warning, message: "设备离线 Device offline")]),
+    ]
+}

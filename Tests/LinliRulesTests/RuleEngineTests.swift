@@ -1,0 +1,141 @@
+import Foundation
+import LinliCore
+import Testing
+@testable import LinliRules
+
+@Suite("Rules engine")
+struct RuleEngineTests {
+    static let community = "c1"
+    static let door = WatchedDevice(id: "d1", communityId: community, productKey: "a1Door", deviceName: "door-1")
+    static let otherDoor = WatchedDevice(id: "d2", communityId: community, productKey: "a1Door", deviceName: "door-2")
+    static let elsewhere = WatchedDevice(id: "d3", communityId: "c2", productKey: "a1Door", deviceName: "door-9")
+    static let alarm = Action(type: .alarm, alarmType: "t", severity: .major)
+
+    static func rule(_ triggers: [Trigger], conditions: [Condition] = []) -> Rule {
+        Rule(communityId: community, name: "r", definition: RuleDefinition(triggers: triggers, conditions: conditions, actions: [alarm]))
+    }
+
+    static func utc() -> Calendar {
+        var c = Calendar(identifier: .gregorian)
+        c.timeZone = TimeZone(identifier: "UTC")!
+        return c
+    }
+
+    @Test func thresholdFiresOnceWhileItHoldsAndEndsWhenItStops() {
+        var engine = RuleEngine()
+        engine.install(Self.rule([Trigger(type: .property, productKey: "a1Door", property: "T", op: .greater, value: 60)]))
+        #expect(engine.observe(.properties(["T": 20]), from: Self.door, now: 1).isEmpty)
+        let fired = engine.observe(.properties(["T": 61]), from: Self.door, now: 2)
+        #expect(fired.map(\.change) == [.fired] && fired[0].detail == "T = 61 (> 60)")
+        #expect(engine.observe(.properties(["T": 70]), from: Self.door, now: 3).isEmpty, "still above: no flood")
+        #expect(engine.observe(.properties(["Other": 1]), from: Self.door, now: 4).isEmpty, "a post without the property changes nothing")
+        #expect(engine.observe(.properties(["T": 59]), from: Self.door, now: 5).map(\.change) == [.ended])
+        // Devices are told apart, and another community's device is not watched at all.
+        #expect(engine.observe(.properties(["T": 99]), from: Self.otherDoor, now: 6).count == 1)
+        #expect(engine.observe(.properties(["T": 99]), from: Self.elsewhere, now: 6).isEmpty)
+    }
+
+    @Test func aDurationFiresOnlyAfterHoldingThatLong() {
+        var engine = RuleEngine()
+        engine.install(Self.rule([Trigger(type: .property, productKey: "a1Door", property: "T", op: .greater, value: 60, forSeconds: 120)]))
+        #expect(engine.observe(.properties(["T": 70]), from: Self.door, now: 0).isEmpty)
+        #expect(engine.nextDue == 120_000)
+        #expect(engine.expire(now: 119_999).isEmpty)
+        // Dropping below and rising again restarts the wait.
+        _ = engine.observe(.properties(["T": 10]), from: Self.door, now: 60_000)
+        _ = engine.observe(.properties(["T": 70]), from: Self.door, now: 100_000)
+        #expect(engine.expire(now: 120_000).isEmpty, "the first timer is stale")
+        let fired = engine.expire(now: 220_000)
+        #expect(fired.map(\.change) == [.fired] && fired[0].detail == "held for 2 min")
+        #expect(engine.expire(now: 999_000).isEmpty)
+        #expect(engine.observe(.properties(["T": 10]), from: Self.door, now: 230_000).map(\.change) == [.ended])
+    }
+
+    @Test func absenceIsTimedFromTheLastActivityAndEndsWhenActivityResumes() {
+        var engine = RuleEngine()
+        let r = Self.rule([Trigger(type: .absence, productKey: "a1Door", deviceName: "door-1", property: "ContactState", op: .equal, value: 1, forSeconds: 3600)])
+        engine.install(r)
+        engine.watch(Self.door, now: 0)
+        engine.watch(Self.otherDoor, now: 0)  // not the named device
+        #expect(engine.armedTimers == 1)
+        // Closing the door (0) or a battery report is not the activity watched; opening it (1) is.
+        _ = engine.observe(.properties(["ContactState": 0]), from: Self.door, now: 1_000_000)
+        #expect(engine.expire(now: 3_600_000).map(\.detail) == ["no activity for 1 h"])
+        #expect(engine.expire(now: 9_000_000).isEmpty, "fired once, not every hour")
+        #expect(engine.observe(.properties(["ContactState": 1]), from: Self.door, now: 9_000_000).map(\.change) == [.ended])
+        // Regular activity keeps moving the deadline without piling up timers.
+        for t in stride(from: Millis(9_100_000), to: 20_000_000, by: 100_000) { _ = engine.observe(.properties(["ContactState": 1]), from: Self.door, now: t) }
+        #expect(engine.armedTimers <= 2)
+        #expect(engine.expire(now: 20_000_000).isEmpty)
+        #expect(engine.expire(now: 19_900_000 + 3_600_000).count == 1)
+    }
+
+    @Test func statesSurviveARestartWithoutFiringTwice() {
+        var engine = RuleEngine()
+        let r = Self.rule([Trigger(type: .absence, productKey: "a1Door", forSeconds: 60)])
+        engine.install(r)
+        engine.watch(Self.door, now: 0)
+        #expect(engine.expire(now: 60_000).count == 1)
+        let stored = engine.takeChanges().save
+        #expect(stored.count == 1 && stored[0].fired)
+        // A new process: restored, it neither fires again nor forgets it must end.
+        var restarted = RuleEngine()
+        restarted.install(r, states: stored)
+        restarted.watch(Self.door, now: 120_000)
+        #expect(restarted.expire(now: 500_000).isEmpty)
+        #expect(restarted.observe(.properties(["Any": 1]), from: Self.door, now: 500_000).map(\.change) == [.ended])
+        // Activity is stored at most once a minute, not per message.
+        _ = restarted.takeChanges()
+        _ = restarted.observe(.properties(["Any": 1]), from: Self.door, now: 510_000)
+        #expect(restarted.takeChanges().save.isEmpty)
+        _ = restarted.observe(.properties(["Any": 1]), from: Self.door, now: 570_000)
+        #expect(restarted.takeChanges().save.count == 1)
+    }
+
+    @Test func eventsFireEveryTimeAndStatusWithADuration() {
+        var engine = RuleEngine()
+        engine.install(Self.rule([Trigger(type: .event, productKey: "a1Door", event: "Tamper"),
+                                  Trigger(type: .status, productKey: "a1Door", status: "offline", forSeconds: 600)]))
+        #expect(engine.observe(.event("Tamper"), from: Self.door, now: 1).count == 1)
+        #expect(engine.observe(.event("Tamper"), from: Self.door, now: 2).count == 1)
+        #expect(engine.observe(.event("Other"), from: Self.door, now: 3).isEmpty)
+        #expect(engine.observe(.status("offline"), from: Self.door, now: 0).isEmpty)
+        #expect(engine.expire(now: 600_000).map(\.triggerIndex) == [1])
+        #expect(engine.observe(.status("online"), from: Self.door, now: 700_000).map(\.change) == [.ended])
+    }
+
+    @Test func conditionsAreCheckedWhenATriggerFires() {
+        var engine = RuleEngine(calendar: Self.utc())
+        // 22:00 to 06:00, across midnight, weekdays only.
+        engine.install(Self.rule([Trigger(type: .event, productKey: "a1Door", event: "Open")],
+                                 conditions: [Condition(type: .time, from: "22:00", to: "06:00", weekdays: [1, 2, 3, 4, 5])]))
+        let mondayNight: Millis = 1_767_043_800_000  // 2025-12-29 21:30 UTC, a Monday
+        #expect(engine.observe(.event("Open"), from: Self.door, now: mondayNight).isEmpty)
+        #expect(engine.observe(.event("Open"), from: Self.door, now: mondayNight + 3_600_000).count == 1)
+        #expect(engine.observe(.event("Open"), from: Self.door, now: mondayNight + 9 * 3_600_000).isEmpty, "06:30 Tuesday")
+        let saturdayNight = mondayNight + 5 * 86_400_000 + 3_600_000
+        #expect(engine.observe(.event("Open"), from: Self.door, now: saturdayNight).isEmpty)
+    }
+
+    @Test func definitionsAreCheckedWithThePathOfEachFault() {
+        let bad = RuleDefinition(triggers: [Trigger(type: .property, productKey: "a1Door", property: "T"),
+                                            Trigger(type: .absence, productKey: ""),
+                                            Trigger(type: .event, productKey: "p", event: "E", forSeconds: 5)],
+                                 conditions: [Condition(type: .time, from: "25:00", to: "06:00", weekdays: [0])],
+                                 actions: [Action(type: .alarm)])
+        let paths = Set(bad.issues().map(\.path))
+        #expect(paths == ["triggers[0].op", "triggers[0].value", "triggers[1].productKey", "triggers[1].forSeconds", "triggers[2].forSeconds",
+                          "conditions[0].from", "conditions[0].weekdays", "actions[0].alarmType", "actions[0].severity"])
+        #expect(RuleDefinition(triggers: [], actions: []).issues().map(\.path) == ["triggers", "actions"])
+    }
+
+    @Test func removingARuleForgetsItsTimers() {
+        var engine = RuleEngine()
+        let r = Self.rule([Trigger(type: .absence, productKey: "a1Door", forSeconds: 60)])
+        engine.install(r)
+        engine.watch(Self.door, now: 0)
+        engine.remove(r.id)
+        #expect(engine.expire(now: 100_000).isEmpty && engine.ruleCount == 0)
+        #expect(engine.takeChanges().delete.count == 1)
+    }
+}
