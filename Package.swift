@@ -123,7 +123,7 @@ let package = Package(
             ],
             resources: [.copy("Fixtures")]
         ),
-        .testTarget(name: "LinliStorageTests", dependencies: ["LinliStorage"]),
+        .testTarget(name: "LinliStorageTests", dependencies: ["LinliStorage", "LinliRules"]),
         .testTarget(
             name: "LinliBenchTests",
             dependencies: [

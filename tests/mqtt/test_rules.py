@@ -1,0 +1,185 @@
+"""Rules through a real MQTT connection: a door contact that stays silent raises the absence alarm
+and clears it when the door opens; a smoke event raises a critical alarm that waits for a person;
+a temperature held high for a while raises one alarm, not one per post; timers survive a restart."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+from test_server_process import Node, free_port, run  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clients import expect, paho  # noqa: E402
+
+
+def first_line(result) -> str:
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("rules") / "data"
+    run("demo", "--data", str(data))
+    run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
+    token = first_line(run("token", "create", "--data", str(data), "--username", "ops", "--name", "t"))
+    products = {lib: first_line(run("product", "create", "--data", str(data), "--library", lib)) for lib in ["door_contact", "smoke_detector", "environment_sensor"]}
+    devices = {}
+    for lib, name in [("door_contact", "door-1"), ("smoke_detector", "smoke-1"), ("environment_sensor", "env-1")]:
+        pk, dn, secret = first_line(run("device", "create", "--data", str(data), "--product-key", products[lib], "--name", name)).split()
+        devices[name] = (pk, dn, secret)
+    port = free_port()
+    node = Node(data, mqtt_port=port).start()
+    time.sleep(0.5)
+    site = {"data": data, "port": port, "node": node, "url": node.url, "token": token, "products": products, "devices": devices}
+    site["community"] = api(site, "GET", "/communities").json()["items"][0]["id"]
+    yield site
+    assert site["node"].stop() == 0, site["node"].log.read_text()
+
+
+def api(site: dict, method: str, path: str, **kwargs) -> requests.Response:
+    return requests.request(method, site["url"] + "/api/v1" + path, headers={"Authorization": "Bearer " + site["token"]}, timeout=30, **kwargs)
+
+
+def connect(site: dict, name: str):
+    pk, dn, secret = site["devices"][name]
+    ts = int(time.time() * 1000)
+    content = f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}"
+    password = hmac.new(secret.encode(), content.encode(), hashlib.sha256).hexdigest()
+    c, inbox = paho(site["port"], f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=json.loads)
+    assert expect(inbox, "connack")[1] == 0
+    return c, inbox
+
+
+def post(c, name: str, site: dict, params: dict, topic: str | None = None) -> None:
+    pk, dn, _ = site["devices"][name]
+    info = c.publish(topic or f"/sys/{pk}/{dn}/thing/event/property/post", json.dumps({"id": "1", "version": "1.0", "params": params}), qos=1)
+    info.wait_for_publish(5)
+    assert info.is_published()
+
+
+def alarms(site: dict, **params) -> list[dict]:
+    r = api(site, "GET", f"/communities/{site['community']}/alarms", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+def wait_for(check, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail("condition not met in time")
+
+
+def create_rule(site: dict, body: dict) -> dict:
+    r = api(site, "POST", f"/communities/{site['community']}/rules", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_a_silent_door_raises_the_absence_alarm_and_opening_it_clears_it(site: dict):
+    pk, dn, _ = site["devices"]["door-1"]
+    rule = create_rule(site, {
+        "name": "独居老人未开门 door not opened",
+        "triggers": [{"type": "absence", "productKey": pk, "deviceName": dn, "property": "ContactState", "op": "==", "value": 1, "forSeconds": 3}],
+        "actions": [{"type": "alarm", "alarmType": "absence", "severity": "major", "message": "门未打开 door not opened"}],
+    })
+    c, _ = connect(site, "door-1")
+    try:
+        # Posts that are not the door opening do not count as activity.
+        post(c, "door-1", site, {"ContactState": 0, "BatteryPercentage": 80})
+        raised = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "absence"], timeout=15)
+        assert raised[0]["severity"] == "major" and raised[0]["ruleId"] == rule["id"] and raised[0]["status"] == "active_unacknowledged"
+        assert dn in raised[0]["sourceName"] and "no activity" in raised[0]["detail"]
+        events = api(site, "GET", "/events", params={"limit": 500}).json()["items"]
+        assert any(e["type"] == "alarm.raised" and e["subjectId"] == raised[0]["id"] for e in events)
+
+        # The door opens: the alarm clears by itself, and the wait starts again.
+        post(c, "door-1", site, {"ContactState": 1})
+        cleared = wait_for(lambda: [a for a in alarms(site, status="cleared") if a["id"] == raised[0]["id"]])
+        assert cleared[0]["status"] == "cleared_unacknowledged" and cleared[0]["clearedBy"].startswith("rule ")
+        again = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "absence"], timeout=15)
+        assert again[0]["id"] != raised[0]["id"], "a new absence is a new alarm"
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
+
+
+def test_a_smoke_event_raises_a_critical_alarm_that_waits_for_a_person(site: dict):
+    pk, dn, _ = site["devices"]["smoke-1"]
+    template = next(t for t in api(site, "GET", "/rule-templates").json()["items"] if t["key"] == "smoke")
+    for trigger in template["triggers"]:
+        trigger["productKey"] = pk
+    create_rule(site, {"name": template["name"], "triggers": template["triggers"], "actions": template["actions"]})
+    time.sleep(0.3)
+    c, _ = connect(site, "smoke-1")
+    try:
+        for _ in range(3):
+            post(c, "smoke-1", site, {"value": {"SmokeConcentration": 812.5}}, topic=f"/sys/{pk}/{dn}/thing/event/SmokeAlarm/post")
+        alarm = wait_for(lambda: [a for a in alarms(site, status="active", severity="critical") if a["occurrences"] == 3])[0]
+        assert alarm["type"] == "smoke"
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    # People acknowledge, comment and clear; each only once.
+    assert api(site, "POST", f"/alarms/{alarm['id']}/acknowledge").json()["status"] == "active_acknowledged"
+    again = api(site, "POST", f"/alarms/{alarm['id']}/acknowledge")
+    assert again.status_code == 409 and again.json()["errors"][0]["field"] == "status"
+    assert api(site, "POST", f"/alarms/{alarm['id']}/comments", json={"text": "物业已到场 staff on site"}).status_code == 201
+    assert api(site, "POST", f"/alarms/{alarm['id']}/clear").json()["status"] == "cleared_acknowledged"
+    detail = api(site, "GET", f"/alarms/{alarm['id']}").json()
+    assert [c["text"] for c in detail["comments"]] == ["物业已到场 staff on site"] and detail["acknowledgedBy"] == "ops"
+
+
+def test_a_held_temperature_raises_one_alarm_and_timers_survive_a_restart(site: dict):
+    pk, dn, _ = site["devices"]["env-1"]
+    create_rule(site, {
+        "name": "温度持续过高 hot",
+        "triggers": [{"type": "property", "productKey": pk, "property": "CurrentTemperature", "op": ">", "value": 60, "forSeconds": 4}],
+        "actions": [{"type": "alarm", "alarmType": "hot", "severity": "major"}],
+    })
+    time.sleep(0.3)
+    c, _ = connect(site, "env-1")
+    post(c, "env-1", site, {"CurrentTemperature": 75})
+    time.sleep(1.5)  # the state is stored within a second of the transition
+    c.disconnect()
+    c.loop_stop()
+    # A restart while the duration runs: the stored state re-arms the timer.
+    site["node"].stop()
+    site["node"] = Node(site["data"], mqtt_port=site["port"]).start()
+    site["url"] = site["node"].url
+    hot = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "hot"], timeout=20)
+    assert hot[0]["occurrences"] == 1 and "held for 4 s" in hot[0]["detail"]
+
+
+def test_rules_are_checked_against_the_thing_model(site: dict):
+    pk = site["products"]["environment_sensor"]
+    r = api(site, "POST", f"/communities/{site['community']}/rules", json={
+        "name": "bad",
+        "triggers": [{"type": "property", "productKey": pk, "property": "NoSuch", "op": ">", "value": 1},
+                     {"type": "event", "productKey": "a1Unknown", "event": "X"},
+                     {"type": "property", "productKey": pk, "property": "CurrentTemperature", "op": "~", "value": 1}],
+        "actions": [{"type": "alarm", "alarmType": "x", "severity": "major"}],
+    })
+    assert r.status_code == 422, r.text
+    r = api(site, "POST", f"/communities/{site['community']}/rules", json={
+        "name": "bad",
+        "triggers": [{"type": "property", "productKey": pk, "property": "NoSuch", "op": ">", "value": 1},
+                     {"type": "event", "productKey": "a1Unknown", "event": "X"}],
+        "actions": [{"type": "alarm", "alarmType": "x"}],
+    })
+    assert r.status_code == 422
+    fields = {e["field"] for e in r.json()["errors"]}
+    assert fields == {"triggers[0].property", "triggers[1].productKey", "actions[0].severity"}, fields
