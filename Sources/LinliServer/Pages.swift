@@ -13,6 +13,7 @@ struct Frame {
     var canAudit = false
     var canImport = false
     var canDevices = false
+    var canAlarms = false
     var community: Community?
 
     init(title: String, context: AppContext, community: Community? = nil) {
@@ -25,6 +26,7 @@ struct Frame {
             canAudit = caller.can(.viewAudit)
             canImport = community.map { caller.scope(for: .importData).coversCommunity($0.id) } ?? false
             canDevices = caller.can(.viewDevices)
+            canAlarms = caller.can(.viewAlarms)
         }
     }
 }

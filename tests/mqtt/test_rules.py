@@ -10,12 +10,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
+from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
+from selenium.webdriver.common.by import By  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clients import expect, paho  # noqa: E402
@@ -39,10 +42,16 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     node = Node(data, mqtt_port=port).start()
     time.sleep(0.5)
-    site = {"data": data, "port": port, "node": node, "url": node.url, "token": token, "products": products, "devices": devices}
+    site = {"data": data, "port": port, "node": node, "url": node.url, "token": token, "products": products, "devices": devices, "work": data.parent}
     site["community"] = api(site, "GET", "/communities").json()["items"][0]["id"]
     yield site
     assert site["node"].stop() == 0, site["node"].log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(site: dict):
+    """What the browser fixtures of test_console need: the base URL and a folder for screenshots."""
+    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
 
 
 def api(site: dict, method: str, path: str, **kwargs) -> requests.Response:
@@ -183,3 +192,38 @@ def test_rules_are_checked_against_the_thing_model(site: dict):
     assert r.status_code == 422
     fields = {e["field"] for e in r.json()["errors"]}
     assert fields == {"triggers[0].property", "triggers[1].productKey", "actions[0].severity"}, fields
+
+
+def test_the_alarm_board_shows_alarms_live_and_handles_them(site: dict, page):
+    pk, dn, _ = site["devices"]["smoke-1"]
+    create_rule(site, {"name": "烟雾 smoke board", "triggers": [{"type": "event", "productKey": pk, "event": "Fault"}],
+                       "actions": [{"type": "alarm", "alarmType": "fault", "severity": "minor", "message": "设备故障 device fault"}]})
+    log_in(page, site["url"], "ops", "operations-password-1")
+    wait(page).until(lambda d: "/login" not in d.current_url)
+    page.get(f"{site['url']}/console/c/{site['community']}/alarms")
+    element(page, "#alarms")
+    before = len(page.find_elements(By.CSS_SELECTOR, "#alarm-rows tr"))
+    time.sleep(0.5)  # the page's event stream is open
+    c, _ = connect(site, "smoke-1")
+    try:
+        post(c, "smoke-1", site, {"value": {"FaultCode": 2}}, topic=f"/sys/{pk}/{dn}/thing/event/Fault/post")
+        # The row appears without reloading the page.
+        wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")) == 1)
+        assert len(page.find_elements(By.CSS_SELECTOR, "#alarm-rows tr")) == before + 1
+        row = page.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")
+        assert "设备故障" in row.text and dn in row.text
+        # Acknowledge, then clear, from the board.
+        row.find_element(By.CSS_SELECTOR, "button.ack").click()
+        wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor").get_attribute("data-status") == "active_acknowledged")
+        page.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor button.clear").click()
+        wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")) == 0)
+        # Its own page: comment on it.
+        alarm = [a for a in alarms(site, status="cleared") if a["type"] == "fault"][0]
+        page.get(f"{site['url']}/console/alarms/{alarm['id']}")
+        assert element(page, "#alarm-status").text == "cleared_acknowledged"
+        page.find_element(By.CSS_SELECTOR, "#comment-form textarea").send_keys("电池已更换 battery replaced")
+        page.find_element(By.CSS_SELECTOR, "#comment-form button").click()
+        wait(page).until(lambda d: "电池已更换" in d.find_element(By.CSS_SELECTOR, "#comments").text)
+    finally:
+        c.disconnect()
+        c.loop_stop()
