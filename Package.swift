@@ -34,7 +34,7 @@ let package = Package(
         ),
         // Event linkage: rules (triggers, conditions, actions) and their evaluation, with timers for
         // durations and absence. Pure logic: the server feeds it and carries out what it decides.
-        .target(name: "LinliRules", dependencies: ["LinliCore"]),
+        .target(name: "LinliRules", dependencies: ["LinliCore", "LinliThings"]),
         // One storage code path for SQLite (embedded) and PostgreSQL: migrations, repositories, event log.
         .target(
             name: "LinliStorage",
@@ -110,7 +110,7 @@ let package = Package(
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
-        .testTarget(name: "LinliRulesTests", dependencies: ["LinliRules", "LinliCore"]),
+        .testTarget(name: "LinliRulesTests", dependencies: ["LinliRules", "LinliCore", "LinliThings"]),
         .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
         .testTarget(
             name: "LinliMQTTTests",

@@ -1,5 +1,6 @@
 import Foundation
 import LinliCore
+import LinliThings
 
 /// A rule of a community: when one of its triggers fires and its conditions hold, its actions run.
 /// Defined as JSON through the API; see `RuleDefinition`.
@@ -126,14 +127,31 @@ public enum AlarmSeverity: String, Sendable, Codable, CaseIterable, Comparable {
     public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
 }
 
-/// What a rule does. `alarm`: raises an alarm of `alarmType` and `severity` on the device that
-/// fired (one per device and type, counting repeats); when the trigger ends, the alarm clears.
+/// What a rule does.
+///
+/// - `alarm`: raises an alarm of `alarmType` and `severity` on the device that fired (one per
+///   device and type, counting repeats); when the trigger ends, the alarm clears.
+/// - `device`: sets properties (`properties`, kept as desired values, so a device that is offline
+///   gets them when it returns) or calls `service` with `params`, on the device `productKey`/
+///   `deviceName`, or on every device of `productKey` tagged `tag` ("the stairwell lights").
+/// - `webhook`: POSTs what happened as JSON to `url`, signed with HMAC-SHA256 of the body under
+///   `secret` (`X-Linli-Signature: sha256=…`), retried with back-off until it is taken.
 public struct Action: Sendable, Equatable, Codable {
-    public enum Kind: String, Sendable, Codable, CaseIterable { case alarm }
+    public enum Kind: String, Sendable, Codable, CaseIterable { case alarm, device, webhook }
     public var type: Kind
     public var alarmType: String?
     public var severity: AlarmSeverity?
     public var message: String?
+    public var productKey: String?
+    public var deviceName: String?
+    public var tag: String?
+    public var properties: JSONValue?
+    public var service: String?
+    public var params: JSONValue?
+    public var url: String?
+    /// Given in clear when a rule is written; stored only encrypted (`secretCipher`), never shown.
+    public var secret: String?
+    public var secretCipher: String?
 
     public init(type: Kind, alarmType: String? = nil, severity: AlarmSeverity? = nil, message: String? = nil) {
         self.type = type; self.alarmType = alarmType; self.severity = severity; self.message = message
@@ -195,6 +213,20 @@ extension RuleDefinition {
                 if (a.alarmType?.count ?? 0) > 64 { issues.append(RuleIssue("\(p).alarmType", "at most 64 characters")) }
                 if a.severity == nil { issues.append(RuleIssue("\(p).severity", "is required: critical, major, minor or warning")) }
                 if (a.message?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).message", "at most 500 characters")) }
+            case .device:
+                if a.productKey?.isEmpty != false { issues.append(RuleIssue("\(p).productKey", "is required")) }
+                if (a.deviceName == nil) == (a.tag == nil) { issues.append(RuleIssue("\(p).deviceName", "give deviceName (one device) or tag (its product's devices with the tag)")) }
+                if (a.properties == nil) == (a.service == nil) { issues.append(RuleIssue("\(p).properties", "give properties to set or a service to call")) }
+                if let props = a.properties, case .object = props {} else if a.properties != nil { issues.append(RuleIssue("\(p).properties", "must be an object")) }
+                if let params = a.params, case .object = params {} else if a.params != nil { issues.append(RuleIssue("\(p).params", "must be an object")) }
+            case .webhook:
+                let url = a.url.flatMap(URL.init(string:))
+                if url == nil || !["http", "https"].contains(url?.scheme?.lowercased() ?? "") || url?.host?.isEmpty != false {
+                    issues.append(RuleIssue("\(p).url", "must be an http or https URL"))
+                }
+                if (a.url?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).url", "at most 500 characters")) }
+                if let secret = a.secret, secret.count < 16 || secret.count > 200 { issues.append(RuleIssue("\(p).secret", "must be 16 to 200 characters")) }
+                if a.secret == nil, a.secretCipher == nil { issues.append(RuleIssue("\(p).secret", "is required: the receiver checks the signature with it")) }
             }
         }
         return issues

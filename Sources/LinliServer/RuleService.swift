@@ -1,6 +1,7 @@
 import Foundation
 import LinliCore
 import LinliRules
+import LinliThings
 import LinliStorage
 import Logging
 import ServiceLifecycle
@@ -14,6 +15,9 @@ public final class RuleService: Service, Sendable {
     let store: Store
     let logger: Logger
     private let engine = Mutex(RuleEngine())
+    /// Where device actions go, once the broker runs; nil when it does not.
+    private let devices = Mutex<DeviceGateway?>(nil)
+    private let webhooks = Mutex<WebhookService?>(nil)
     private let work: AsyncStream<Work>.Continuation
     private let queue: AsyncStream<Work>
 
@@ -27,6 +31,12 @@ public final class RuleService: Service, Sendable {
         self.store = store
         self.logger = logger
         (queue, work) = AsyncStream.makeStream(of: Work.self)
+    }
+
+    /// Connects the actions that reach out: devices through the broker, other systems by webhook.
+    public func attach(devices gateway: DeviceGateway?, webhooks service: WebhookService?) {
+        devices.withLock { $0 = gateway }
+        webhooks.withLock { $0 = service }
     }
 
     /// Rules and armed timers, for metrics and tests.
@@ -145,6 +155,73 @@ public final class RuleService: Service, Sendable {
                     if let cleared = try await store.clearAlarm(sourceId: firing.device.id, type: type, detail: firing.detail,
                                                                 actor: Principal(accountId: nil, name: "rule \(rule.name)")) {
                         logger.info("alarm cleared", metadata: ["rule": "\(rule.name)", "alarm": "\(cleared.id)", "source": "\(sourceName)"])
+                    }
+                }
+            case .device:
+                // Acting on devices is for a trigger that begins; its end undoes nothing by itself
+                // (a second rule can switch the lights off again).
+                guard firing.change == .fired else { continue }
+                try await command(action, for: rule)
+            case .webhook:
+                guard let url = action.url, let cipher = action.secretCipher else { continue }
+                let payload = Self.webhookPayload(firing, sourceName: sourceName)
+                _ = try await store.enqueueDelivery(communityId: rule.communityId, ruleId: rule.id, url: url, secretCipher: cipher, payload: payload)
+                webhooks.withLock { $0 }?.wake()
+            }
+        }
+    }
+
+    static let payloadEncoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    /// What a webhook receives: the rule, what happened, and on which device.
+    static func webhookPayload(_ firing: Firing, sourceName: String) -> String {
+        struct Payload: Encodable {
+            struct RuleRef: Encodable { var id: ID; var name: String }
+            struct DeviceRef: Encodable { var id: ID; var productKey: String; var deviceName: String; var name: String }
+            var rule: RuleRef
+            var communityId: ID
+            var change: String
+            var trigger: Trigger
+            var detail: String
+            var at: Millis
+            var device: DeviceRef
+        }
+        let p = Payload(rule: .init(id: firing.rule.id, name: firing.rule.name), communityId: firing.rule.communityId,
+                        change: firing.change == .fired ? "fired" : "ended", trigger: firing.trigger, detail: firing.detail, at: firing.at,
+                        device: .init(id: firing.device.id, productKey: firing.device.productKey, deviceName: firing.device.deviceName, name: sourceName))
+        return String(decoding: (try? payloadEncoder.encode(p)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// Sets properties (as desired values, delivered now or when the device returns) or calls a
+    /// service on the action's devices; each command is on the event log.
+    private func command(_ action: Action, for rule: Rule) async throws {
+        guard let productKey = action.productKey else { return }
+        let targets = try await store.devices(communityId: rule.communityId, productKey: productKey)
+            .filter { d in action.deviceName.map { d.deviceName == $0 } ?? action.tag.map { d.tagList.contains($0) } ?? false }
+        let actor = Principal(accountId: nil, name: "rule \(rule.name)")
+        let gateway = devices.withLock { $0 }
+        for device in targets where device.status != .disabled {
+            if case let .object(values)? = action.properties {
+                _ = try await store.setDesired(device, values.sorted { $0.key < $1.key }.map { ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self)) }, actor: actor)
+                if let gateway { Task { await gateway.deliverDesired(device) } }
+            } else if let service = action.service {
+                guard let gateway else { continue }
+                let params = action.params ?? .object([:])
+                Task {
+                    let outcome: String
+                    do {
+                        let reply = try await gateway.send(.callService(service, params), productKey: device.productKey, deviceName: device.deviceName, timeout: .seconds(10))
+                        outcome = String(decoding: reply.serialized(), as: UTF8.self)
+                    } catch {
+                        outcome = "not done: \(error)"
+                    }
+                    try? await self.store.write { db in
+                        try await Change.record(db, actor: actor, communityId: device.communityId, type: "device.command", subjectType: "device", subjectId: device.id,
+                                                after: ["method": service, "reply": outcome])
                     }
                 }
             }

@@ -14,6 +14,7 @@ extension API {
         api.get("rules/:id", use: getRule)
         api.put("rules/:id", use: replaceRule)
         api.delete("rules/:id", use: deleteRule)
+        api.get("rules/:id/deliveries", use: ruleDeliveries)
         api.get("communities/:cid/alarms", use: listAlarms)
         api.get("alarms/:id", use: getAlarm)
         api.post("alarms/:id/acknowledge", use: acknowledgeAlarm)
@@ -43,7 +44,14 @@ extension API {
         var updatedAt: Millis
         init(_ r: Rule) {
             id = r.id; communityId = r.communityId; name = r.name; enabled = r.enabled; triggers = r.definition.triggers
-            conditions = r.definition.conditions; actions = r.definition.actions; createdAt = r.createdAt; updatedAt = r.updatedAt
+            conditions = r.definition.conditions; createdAt = r.createdAt; updatedAt = r.updatedAt
+            // A webhook's secret is never shown again; `secret: "********"` says that one is kept.
+            actions = r.definition.actions.map { a in
+                var shown = a
+                if shown.secretCipher != nil { shown.secret = "********" }
+                shown.secretCipher = nil
+                return shown
+            }
         }
     }
 
@@ -59,13 +67,26 @@ extension API {
 
     /// Reads and checks a rule: its shape, then each trigger against the community's products and
     /// their thing models. Every fault is reported with its path.
-    func readRule(_ request: inout Request, context: AppContext, communityId: ID) async throws -> (name: String, enabled: Bool, RuleDefinition) {
+    func readRule(_ request: inout Request, context: AppContext, communityId: ID, replacing previous: Rule? = nil) async throws -> (name: String, enabled: Bool, RuleDefinition) {
         let input = try await request.decodeJSON(RuleInput.self, context: context)
         var v = Validator()
         let name = v.text(input.name, "name", max: 100)
         try v.check()
-        let definition = RuleDefinition(triggers: input.triggers, conditions: input.conditions ?? [], actions: input.actions)
+        var actions = input.actions
+        for i in actions.indices {
+            actions[i].secretCipher = nil
+            guard actions[i].type == .webhook else { actions[i].secret = nil; continue }
+            // "********" (or nothing) keeps the secret of the same webhook in the rule being replaced.
+            if actions[i].secret == nil || actions[i].secret == "********" {
+                actions[i].secret = nil
+                actions[i].secretCipher = previous?.definition.actions.first { $0.type == .webhook && $0.url == actions[i].url }?.secretCipher
+            }
+        }
+        var definition = RuleDefinition(triggers: input.triggers, conditions: input.conditions ?? [], actions: actions)
         var issues = definition.issues().map { FieldIssue($0.path, $0.reason) }
+        for (i, action) in definition.actions.enumerated() where action.type == .device {
+            issues += try await checkDeviceAction(action, path: "actions[\(i)]", communityId: communityId)
+        }
         for (i, trigger) in definition.triggers.enumerated() where !trigger.productKey.isEmpty {
             let path = "triggers[\(i)]"
             guard let product = try await store.product(key: trigger.productKey), product.communityId == communityId else {
@@ -90,7 +111,54 @@ extension API {
             }
         }
         if !issues.isEmpty { throw Problem.invalid(issues) }
+        // Secrets are kept encrypted, like device secrets.
+        for i in definition.actions.indices {
+            if let secret = definition.actions[i].secret {
+                definition.actions[i].secretCipher = try store.cipher.encrypt(secret)
+                definition.actions[i].secret = nil
+            }
+        }
         return (name!, input.enabled ?? true, definition)
+    }
+
+    /// A device action names devices of this community and values their thing model accepts.
+    func checkDeviceAction(_ action: Action, path p: String, communityId: ID) async throws -> [FieldIssue] {
+        guard let pk = action.productKey, !pk.isEmpty else { return [] }
+        guard let product = try await store.product(key: pk), product.communityId == communityId else {
+            return [FieldIssue("\(p).productKey", "is not a product of this community")]
+        }
+        var issues: [FieldIssue] = []
+        if let dn = action.deviceName, try await store.device(productKey: pk, deviceName: dn) == nil {
+            issues.append(FieldIssue("\(p).deviceName", "is not a device of product \(pk)"))
+        }
+        guard let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8)) else { return issues }
+        if let properties = action.properties {
+            issues += model.validateProperties(properties, writing: true).map { FieldIssue("\(p).properties.\($0.path)", $0.reason) }
+        }
+        if let service = action.service {
+            if let s = model.service(service), !["set", "get"].contains(service) {
+                issues += model.validate(fields: s.inputData, action.params ?? .object([:]), requireAll: true).map { FieldIssue("\(p).params.\($0.path)", $0.reason) }
+            } else {
+                issues.append(FieldIssue("\(p).service", "\(service) is not a service of \(pk)"))
+            }
+        }
+        return issues
+    }
+
+    @Sendable func ruleDeliveries(_ request: Request, context: AppContext) async throws -> Response {
+        let rule = try await visibleRule(context, .manageRules)
+        var q = QueryReader(request)
+        let page = q.page()
+        try q.check()
+        struct DeliveryView: Encodable {
+            var id: ID; var url: String; var status: WebhookDelivery.Status; var attempts: Int; var nextAt: Millis?
+            var lastStatus: Int?; var lastError: String?; var createdAt: Millis; var deliveredAt: Millis?; var payload: JSONValue
+        }
+        let found = try await store.deliveries(ruleId: rule.id, page: page)
+        return try JSON.response(Page(items: found.items.map {
+            DeliveryView(id: $0.id, url: $0.url, status: $0.status, attempts: $0.attempts, nextAt: $0.status == .pending ? $0.nextAt : nil, lastStatus: $0.lastStatus,
+                         lastError: $0.lastError, createdAt: $0.createdAt, deliveredAt: $0.deliveredAt, payload: JSONValue.parse(Data($0.payload.utf8)) ?? .null)
+        }, total: found.total, limit: found.limit, offset: found.offset))
     }
 
     @Sendable func createRule(_ request: Request, context: AppContext) async throws -> Response {
@@ -122,7 +190,7 @@ extension API {
     @Sendable func replaceRule(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         var rule = try await visibleRule(context, .manageRules)
-        let (name, enabled, definition) = try await readRule(&request, context: context, communityId: rule.communityId)
+        let (name, enabled, definition) = try await readRule(&request, context: context, communityId: rule.communityId, replacing: rule)
         rule.name = name
         rule.enabled = enabled
         rule.definition = definition

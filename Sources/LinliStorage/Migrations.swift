@@ -231,6 +231,20 @@ public enum Migrations {
                 "CREATE INDEX alarm_comments_alarm ON alarm_comments (alarm_id, at)",
             ]
         },
+        Migration(version: 9, name: "webhook deliveries") { _ in
+            [
+                // Each call a rule makes to another system, kept until it is taken or given up on,
+                // so a restart loses none and people can see what was sent and what came back.
+                """
+                CREATE TABLE webhook_deliveries (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL, rule_id TEXT NOT NULL, url TEXT NOT NULL, secret_cipher TEXT NOT NULL,
+                    payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, next_at BIGINT NOT NULL,
+                    last_status INTEGER, last_error TEXT, created_at BIGINT NOT NULL, delivered_at BIGINT)
+                """,
+                "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_at)",
+                "CREATE INDEX webhook_deliveries_rule ON webhook_deliveries (rule_id, created_at)",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

@@ -148,7 +148,9 @@ struct Serve: AsyncParsableCommand {
         let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, tls: configuration.mqttTLS, rules: rules, logger: logger) }
         let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway, rules: rules)
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
-        let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention, rules])
+        let webhooks = WebhookService(store: store, logger: logger)
+        rules.attach(devices: broker?.gateway, webhooks: webhooks)
+        let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention, rules, webhooks])
         let tls = configuration.mqttTLS.map { " and TLS on \($0.host):\($0.port)" } ?? ""
         say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
             + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" + tls } ?? ""))

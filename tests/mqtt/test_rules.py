@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.server
 import json
+import threading
 import sys
 import time
 from pathlib import Path
@@ -18,7 +20,9 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
 from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clients import expect, paho  # noqa: E402
@@ -34,9 +38,9 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     run("demo", "--data", str(data))
     run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
     token = first_line(run("token", "create", "--data", str(data), "--username", "ops", "--name", "t"))
-    products = {lib: first_line(run("product", "create", "--data", str(data), "--library", lib)) for lib in ["door_contact", "smoke_detector", "environment_sensor"]}
+    products = {lib: first_line(run("product", "create", "--data", str(data), "--library", lib)) for lib in ["door_contact", "smoke_detector", "environment_sensor", "street_light"]}
     devices = {}
-    for lib, name in [("door_contact", "door-1"), ("smoke_detector", "smoke-1"), ("environment_sensor", "env-1")]:
+    for lib, name in [("door_contact", "door-1"), ("smoke_detector", "smoke-1"), ("smoke_detector", "smoke-2"), ("environment_sensor", "env-1"), ("street_light", "stair-light-1")]:
         pk, dn, secret = first_line(run("device", "create", "--data", str(data), "--product-key", products[lib], "--name", name)).split()
         devices[name] = (pk, dn, secret)
     port = free_port()
@@ -210,13 +214,14 @@ def test_the_alarm_board_shows_alarms_live_and_handles_them(site: dict, page):
         # The row appears without reloading the page.
         wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")) == 1)
         assert len(page.find_elements(By.CSS_SELECTOR, "#alarm-rows tr")) == before + 1
-        row = page.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")
-        assert "设备故障" in row.text and dn in row.text
+        # The live refresh may replace the rows under our feet: read and click afresh each time.
+        stable = WebDriverWait(page, 10, ignored_exceptions=[StaleElementReferenceException])
+        assert stable.until(lambda d: "设备故障" in (t := d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor").text) and dn in t)
         # Acknowledge, then clear, from the board.
-        row.find_element(By.CSS_SELECTOR, "button.ack").click()
-        wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor").get_attribute("data-status") == "active_acknowledged")
-        page.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor button.clear").click()
-        wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")) == 0)
+        stable.until(lambda d: d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor button.ack").click() or True)
+        stable.until(lambda d: d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor").get_attribute("data-status") == "active_acknowledged")
+        stable.until(lambda d: d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor button.clear").click() or True)
+        stable.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")) == 0)
         # Its own page: comment on it.
         alarm = [a for a in alarms(site, status="cleared") if a["type"] == "fault"][0]
         page.get(f"{site['url']}/console/alarms/{alarm['id']}")
@@ -227,3 +232,72 @@ def test_the_alarm_board_shows_alarms_live_and_handles_them(site: dict, page):
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A system that takes webhooks: refuses the first, takes the rest, remembers what it got."""
+    got: list = []
+    answers: list = []
+
+    def do_POST(self):  # noqa: N802 (the standard library's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.got.append((dict(self.headers), body))
+        status = Receiver.answers.pop(0) if Receiver.answers else 200
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_smoke_turns_on_the_stairwell_light_and_calls_a_signed_webhook(site: dict):
+    spk, sdn, _ = site["devices"]["smoke-2"]
+    lpk, ldn, _ = site["devices"]["stair-light-1"]
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    Receiver.got, Receiver.answers = [], [500]
+    secret = "a-shared-secret-of-some-length"
+    url = f"http://127.0.0.1:{receiver.server_port}/linli"
+    rule = create_rule(site, {
+        "name": "烟感联动楼道灯 smoke lights the stairwell",
+        "triggers": [{"type": "event", "productKey": spk, "deviceName": sdn, "event": "SmokeAlarm"}],
+        "actions": [{"type": "device", "productKey": lpk, "deviceName": ldn, "properties": {"LightSwitch": 1, "Brightness": 100}},
+                    {"type": "webhook", "url": url, "secret": secret}],
+    })
+    assert rule["actions"][1]["secret"] == "********" and "secretCipher" not in rule["actions"][1]
+    # A device action is checked against the target's thing model.
+    bad = api(site, "POST", f"/communities/{site['community']}/rules", json={
+        "name": "bad", "triggers": [{"type": "event", "productKey": spk, "event": "SmokeAlarm"}],
+        "actions": [{"type": "device", "productKey": lpk, "deviceName": ldn, "properties": {"Power": 5}},
+                    {"type": "webhook", "url": "ftp://example.org/x", "secret": "short"}]})
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"actions[0].properties.Power", "actions[1].url", "actions[1].secret"}
+    time.sleep(0.3)
+
+    light, light_inbox = connect(site, "stair-light-1")
+    light.subscribe(f"/sys/{lpk}/{ldn}/thing/service/property/set", 1)
+    expect(light_inbox, "suback")
+    smoke, _ = connect(site, "smoke-2")
+    try:
+        post(smoke, "smoke-2", site, {"value": {"SmokeConcentration": 650}}, topic=f"/sys/{spk}/{sdn}/thing/event/SmokeAlarm/post")
+        command = expect(light_inbox, "message", 10)
+        assert command[1].endswith("/thing/service/property/set") and command[2]["params"] == {"LightSwitch": 1, "Brightness": 100}
+        light.publish(command[1] + "_reply", json.dumps({"id": command[2]["id"], "code": 200, "data": {}}), qos=1)
+        shadow = wait_for(lambda: [v for v in api(site, "GET", f"/devices/{lpk}/{ldn}/shadow").json()["items"] if v["identifier"] == "LightSwitch" and v.get("deliveredAt")])
+        assert shadow[0]["desired"] == "1"
+
+        # The webhook: refused once, taken on the retry, signed with the secret.
+        wait_for(lambda: len(Receiver.got) >= 2, timeout=15)
+        headers, body = Receiver.got[-1]
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["X-Linli-Signature"] == expected
+        payload = json.loads(body)
+        assert payload["rule"]["id"] == rule["id"] and payload["change"] == "fired" and payload["device"]["deviceName"] == sdn
+        assert Receiver.got[0][1] == body and Receiver.got[0][0]["X-Linli-Delivery"] == headers["X-Linli-Delivery"], "a retry sends the same delivery"
+        deliveries = wait_for(lambda: [d for d in api(site, "GET", f"/rules/{rule['id']}/deliveries").json()["items"] if d["status"] == "delivered"])
+        assert deliveries[0]["attempts"] == 2 and deliveries[0]["lastStatus"] == 200
+    finally:
+        for c in (smoke, light):
+            c.disconnect()
+            c.loop_stop()
+        receiver.shutdown()
