@@ -136,8 +136,13 @@ public enum AlarmSeverity: String, Sendable, Codable, CaseIterable, Comparable {
 ///   `deviceName`, or on every device of `productKey` tagged `tag` ("the stairwell lights").
 /// - `webhook`: POSTs what happened as JSON to `url`, signed with HMAC-SHA256 of the body under
 ///   `secret` (`X-Linli-Signature: sha256=…`), retried with back-off until it is taken.
+/// - `notify`: tells people `to` (by role, by name, or the grid worker of the device's building)
+///   in their inbox, with `message`.
+///
+/// An alarm may `escalate`: while nobody acknowledges it, each tier is told after its
+/// `afterSeconds` (from when the alarm was raised), and the last tier again every `repeatSeconds`.
 public struct Action: Sendable, Equatable, Codable {
-    public enum Kind: String, Sendable, Codable, CaseIterable { case alarm, device, webhook }
+    public enum Kind: String, Sendable, Codable, CaseIterable { case alarm, device, webhook, notify }
     public var type: Kind
     public var alarmType: String?
     public var severity: AlarmSeverity?
@@ -152,9 +157,46 @@ public struct Action: Sendable, Equatable, Codable {
     /// Given in clear when a rule is written; stored only encrypted (`secretCipher`), never shown.
     public var secret: String?
     public var secretCipher: String?
+    public var to: Recipients?
+    public var escalate: Escalation?
 
     public init(type: Kind, alarmType: String? = nil, severity: AlarmSeverity? = nil, message: String? = nil) {
         self.type = type; self.alarmType = alarmType; self.severity = severity; self.message = message
+    }
+}
+
+/// Who is told: accounts holding one of `roles` in the community, accounts by `accounts`
+/// (usernames), and with `gridWorker`, the grid worker(s) of the building the device is in.
+public struct Recipients: Sendable, Equatable, Codable {
+    public var roles: [String]?
+    public var accounts: [String]?
+    public var gridWorker: Bool?
+    public init(roles: [String]? = nil, accounts: [String]? = nil, gridWorker: Bool? = nil) {
+        self.roles = roles; self.accounts = accounts; self.gridWorker = gridWorker
+    }
+    public var isEmpty: Bool { (roles ?? []).isEmpty && (accounts ?? []).isEmpty && gridWorker != true }
+}
+
+public struct Escalation: Sendable, Equatable, Codable {
+    public struct Tier: Sendable, Equatable, Codable {
+        public var afterSeconds: Int
+        public var to: Recipients
+        public init(afterSeconds: Int, to: Recipients) { self.afterSeconds = afterSeconds; self.to = to }
+    }
+    public var tiers: [Tier]
+    /// After the last tier, it is told again this often until someone acknowledges; nil for once.
+    public var repeatSeconds: Int?
+    public init(tiers: [Tier], repeatSeconds: Int? = nil) { self.tiers = tiers; self.repeatSeconds = repeatSeconds }
+
+    /// When the tier after `level` tiers already told is due, counted from `raisedAt`; nil when done.
+    public func nextAt(level: Int, raisedAt: Int64, now: Int64) -> Int64? {
+        if level < tiers.count { return raisedAt + Int64(tiers[level].afterSeconds) * 1000 }
+        return repeatSeconds.map { now + Int64($0) * 1000 }
+    }
+
+    /// Who is told at `level` (repeats go to the last tier).
+    public func recipients(level: Int) -> Recipients? {
+        tiers.isEmpty ? nil : tiers[min(level, tiers.count - 1)].to
     }
 }
 
@@ -213,6 +255,21 @@ extension RuleDefinition {
                 if (a.alarmType?.count ?? 0) > 64 { issues.append(RuleIssue("\(p).alarmType", "at most 64 characters")) }
                 if a.severity == nil { issues.append(RuleIssue("\(p).severity", "is required: critical, major, minor or warning")) }
                 if (a.message?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).message", "at most 500 characters")) }
+                if let e = a.escalate {
+                    if e.tiers.isEmpty || e.tiers.count > 5 { issues.append(RuleIssue("\(p).escalate.tiers", "give 1 to 5 tiers")) }
+                    var previous = 0
+                    for (t, tier) in e.tiers.enumerated() {
+                        if !(1...Self.maxForSeconds).contains(tier.afterSeconds) || tier.afterSeconds <= previous {
+                            issues.append(RuleIssue("\(p).escalate.tiers[\(t)].afterSeconds", "must grow from tier to tier, from 1 to \(Self.maxForSeconds)"))
+                        }
+                        previous = tier.afterSeconds
+                        issues += Self.recipientIssues(tier.to, path: "\(p).escalate.tiers[\(t)].to")
+                    }
+                    if let r = e.repeatSeconds, !(1...86_400).contains(r) { issues.append(RuleIssue("\(p).escalate.repeatSeconds", "must be from 1 to 86400")) }
+                }
+            case .notify:
+                if let to = a.to { issues += Self.recipientIssues(to, path: "\(p).to") } else { issues.append(RuleIssue("\(p).to", "is required")) }
+                if (a.message?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).message", "at most 500 characters")) }
             case .device:
                 if a.productKey?.isEmpty != false { issues.append(RuleIssue("\(p).productKey", "is required")) }
                 if (a.deviceName == nil) == (a.tag == nil) { issues.append(RuleIssue("\(p).deviceName", "give deviceName (one device) or tag (its product's devices with the tag)")) }
@@ -229,6 +286,20 @@ extension RuleDefinition {
                 if a.secret == nil, a.secretCipher == nil { issues.append(RuleIssue("\(p).secret", "is required: the receiver checks the signature with it")) }
             }
         }
+        return issues
+    }
+
+    /// Roles a rule may notify: the community's own people, not residents (who get notices) and
+    /// not the platform's administrators.
+    public static let notifiableRoles = ["community_admin", "property_staff", "grid_worker", "guard", "department_agent"]
+
+    static func recipientIssues(_ to: Recipients, path: String) -> [RuleIssue] {
+        var issues: [RuleIssue] = []
+        if to.isEmpty { issues.append(RuleIssue(path, "name roles, accounts or gridWorker")) }
+        for (i, role) in (to.roles ?? []).enumerated() where !notifiableRoles.contains(role) {
+            issues.append(RuleIssue("\(path).roles[\(i)]", "must be one of \(notifiableRoles.joined(separator: ", "))"))
+        }
+        if (to.accounts ?? []).count > 50 { issues.append(RuleIssue("\(path).accounts", "at most 50")) }
         return issues
     }
 }

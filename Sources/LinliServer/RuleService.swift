@@ -25,6 +25,7 @@ public final class RuleService: Service, Sendable {
         case firings([Firing])
         case reload(ID)
         case flush
+        case escalate
     }
 
     public init(store: Store, logger: Logger) {
@@ -92,11 +93,16 @@ public final class RuleService: Service, Sendable {
 
     /// Wakes when the next timer is due, and at least once a second to store changed states.
     private func tick() async {
+        var lastEscalationLook: Millis = 0
         while !Task.isCancelled {
             let now = nowMillis()
             let (firings, next) = engine.withLock { engine in (engine.expire(now: now), engine.nextDue) }
             if !firings.isEmpty { work.yield(.firings(firings)) }
             work.yield(.flush)
+            if now - lastEscalationLook >= 1_000 {
+                lastEscalationLook = now
+                work.yield(.escalate)
+            }
             let wait = min(max((next ?? .max) - nowMillis(), 5), 1_000)
             try? await Task.sleep(for: .milliseconds(wait))
         }
@@ -119,10 +125,36 @@ public final class RuleService: Service, Sendable {
                     try await flush()
                 case .flush:
                     try await flush()
+                case .escalate:
+                    try await escalate()
                 }
             } catch {
                 logger.error("rule work failed", metadata: ["error": "\(error)"])
             }
+        }
+    }
+
+    /// Tells the next tier about every unacknowledged alarm whose escalation is due, once each.
+    private func escalate() async throws {
+        let now = nowMillis()
+        for alarm in try await store.alarmsToEscalate(now: now) {
+            guard let ruleId = alarm.ruleId, let rule = try await store.rule(id: ruleId),
+                  let escalation = rule.definition.actions.first(where: { $0.type == .alarm && $0.alarmType == alarm.type })?.escalate,
+                  let to = escalation.recipients(level: alarm.escalationLevel)
+            else {
+                _ = try await store.recordEscalation(alarm, level: alarm.escalationLevel, next: nil)  // its rule no longer escalates
+                continue
+            }
+            let level = alarm.escalationLevel + 1
+            guard try await store.recordEscalation(alarm, level: level, next: escalation.nextAt(level: level, raisedAt: alarm.firstAt, now: now)) else { continue }
+            let people = try await store.recipients(communityId: alarm.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
+                                                    gridWorkerOf: to.gridWorker == true ? alarm.buildingId : nil)
+            let minutes = max(1, (now - alarm.firstAt) / 60_000)
+            try await store.notify(people, communityId: alarm.communityId, title: "未确认告警 Unacknowledged alarm: \(alarm.message)",
+                                   body: "\(alarm.sourceName) · \(alarm.detail) · \(minutes) min without acknowledgement (escalation \(level))",
+                                   severity: alarm.severity.rawValue, link: "/console/alarms/\(alarm.id)", subjectType: "alarm", subjectId: alarm.id,
+                                   actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+            logger.info("alarm escalated", metadata: ["alarm": "\(alarm.id)", "level": "\(level)", "people": "\(people.count)"])
         }
     }
 
@@ -146,7 +178,9 @@ public final class RuleService: Service, Sendable {
                     let raised = try await store.raiseAlarm(AlarmRaise(
                         communityId: rule.communityId, type: type, severity: severity, sourceType: "device", sourceId: firing.device.id, sourceName: sourceName,
                         buildingId: device?.buildingId, householdId: device?.householdId, ruleId: rule.id,
-                        message: action.message ?? rule.name, detail: firing.detail, at: firing.at), actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                        message: action.message ?? rule.name, detail: firing.detail, at: firing.at,
+                        firstEscalationAt: action.escalate?.nextAt(level: 0, raisedAt: firing.at, now: firing.at)),
+                        actor: Principal(accountId: nil, name: "rule \(rule.name)"))
                     logger.info(raised.isNew ? "alarm raised" : "alarm repeated",
                                 metadata: ["rule": "\(rule.name)", "alarm": "\(raised.alarm.id)", "source": "\(sourceName)", "type": "\(type)"])
                 case .ended:
@@ -162,6 +196,14 @@ public final class RuleService: Service, Sendable {
                 // (a second rule can switch the lights off again).
                 guard firing.change == .fired else { continue }
                 try await command(action, for: rule)
+            case .notify:
+                guard firing.change == .fired, let to = action.to else { continue }
+                let people = try await store.recipients(communityId: rule.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
+                                                        gridWorkerOf: to.gridWorker == true ? device?.buildingId : nil)
+                let link = device.map { "/console/d/\($0.productKey)/\($0.deviceName)" }
+                try await store.notify(people, communityId: rule.communityId, title: action.message ?? rule.name, body: "\(sourceName): \(firing.detail)",
+                                       severity: nil, link: link, subjectType: "rule", subjectId: rule.id, actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                if people.isEmpty { logger.notice("rule notified nobody: no account matches", metadata: ["rule": "\(rule.name)"]) }
             case .webhook:
                 guard let url = action.url, let cipher = action.secretCipher else { continue }
                 let payload = Self.webhookPayload(firing, sourceName: sourceName)

@@ -20,6 +20,37 @@ extension API {
         api.post("alarms/:id/acknowledge", use: acknowledgeAlarm)
         api.post("alarms/:id/clear", use: clearAlarm)
         api.post("alarms/:id/comments", use: commentAlarm)
+        api.get("me/notifications", use: myNotifications)
+        api.post("me/notifications/read-all", use: readAllNotifications)
+        api.post("me/notifications/:id/read", use: readNotification)
+    }
+
+    // MARK: the caller's inbox
+
+    @Sendable func myNotifications(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        var q = QueryReader(request)
+        let unread = q.bool("unread")
+        let page = q.page()
+        try q.check()
+        struct Inbox: Encodable { var items: [InboxMessage]; var total: Int; var limit: Int; var offset: Int; var unread: Int }
+        let found = try await store.notifications(accountId: caller.accountId, unreadOnly: unread, page: page)
+        return try JSON.response(Inbox(items: found.items, total: found.total, limit: found.limit, offset: found.offset,
+                                       unread: try await store.unreadNotifications(accountId: caller.accountId)))
+    }
+
+    @Sendable func readNotification(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        // Someone else's notification is as absent as a missing one.
+        guard try await store.markNotificationsRead(accountId: caller.accountId, id: try context.parameters.require("id")) == 1 else {
+            throw Problem.notFound("unread notification")
+        }
+        return Response(status: .noContent)
+    }
+
+    @Sendable func readAllNotifications(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        return try JSON.response(["read": try await store.markNotificationsRead(accountId: caller.accountId, id: nil)])
     }
 
     // MARK: rules

@@ -245,6 +245,22 @@ public enum Migrations {
                 "CREATE INDEX webhook_deliveries_rule ON webhook_deliveries (rule_id, created_at)",
             ]
         },
+        Migration(version: 10, name: "notifications and alarm escalation") { _ in
+            [
+                // A person's inbox: what rules (and later notices) tell them.
+                """
+                CREATE TABLE notifications (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL, account_id TEXT NOT NULL REFERENCES accounts(id),
+                    title TEXT NOT NULL, body TEXT NOT NULL, severity TEXT, link TEXT, subject_type TEXT, subject_id TEXT,
+                    created_at BIGINT NOT NULL, read_at BIGINT)
+                """,
+                "CREATE INDEX notifications_account ON notifications (account_id, created_at)",
+                // An unacknowledged alarm's next escalation: which tier, and when.
+                "ALTER TABLE alarms ADD COLUMN escalation_level INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE alarms ADD COLUMN next_escalation_at BIGINT",
+                "CREATE INDEX alarms_escalation ON alarms (next_escalation_at)",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

@@ -29,6 +29,9 @@ public struct Alarm: Codable, Sendable, Equatable {
     public var clearedAt: Millis?
     public var clearedBy: String?
     public var workOrderId: ID?
+    /// Escalation tiers told so far, and when the next is due (nil once acknowledged, cleared or done).
+    public var escalationLevel: Int = 0
+    public var nextEscalationAt: Millis?
 
     public enum Status: String, Codable, Sendable, CaseIterable {
         case activeUnacknowledged = "active_unacknowledged", activeAcknowledged = "active_acknowledged"
@@ -72,12 +75,14 @@ public struct AlarmRaise: Sendable {
     public var message: String
     public var detail: String
     public var at: Millis
+    /// When a new alarm first escalates, if its rule says so.
+    public var firstEscalationAt: Millis?
 
     public init(communityId: ID, type: String, severity: AlarmSeverity, sourceType: String, sourceId: ID, sourceName: String, buildingId: ID?, householdId: ID?,
-                ruleId: ID?, message: String, detail: String, at: Millis) {
+                ruleId: ID?, message: String, detail: String, at: Millis, firstEscalationAt: Millis? = nil) {
         self.communityId = communityId; self.type = type; self.severity = severity; self.sourceType = sourceType; self.sourceId = sourceId
         self.sourceName = sourceName; self.buildingId = buildingId; self.householdId = householdId; self.ruleId = ruleId
-        self.message = message; self.detail = detail; self.at = at
+        self.message = message; self.detail = detail; self.at = at; self.firstEscalationAt = firstEscalationAt
     }
 }
 
@@ -109,7 +114,8 @@ extension Store {
             }
             let alarm = Alarm(id: newID(), communityId: raise.communityId, type: raise.type, severity: raise.severity, sourceType: raise.sourceType,
                               sourceId: raise.sourceId, sourceName: raise.sourceName, buildingId: raise.buildingId, householdId: raise.householdId,
-                              ruleId: raise.ruleId, message: raise.message, detail: raise.detail, occurrences: 1, firstAt: raise.at, lastAt: raise.at)
+                              ruleId: raise.ruleId, message: raise.message, detail: raise.detail, occurrences: 1, firstAt: raise.at, lastAt: raise.at,
+                              nextEscalationAt: raise.firstEscalationAt)
             try await db.insert(alarm)
             try await EventLog.append(db, communityId: alarm.communityId, type: "alarm.raised", subjectType: "alarm", subjectId: alarm.id, actor: actor,
                                       payload: Self.alarmPayload(alarm))
@@ -134,7 +140,8 @@ extension Store {
         var cleared = open
         cleared.clearedAt = nowMillis()
         cleared.clearedBy = actor.name
-        try await db.raw("UPDATE alarms SET cleared_at = \(bind: cleared.clearedAt), cleared_by = \(bind: actor.name) WHERE id = \(bind: open.id)").run()
+        cleared.nextEscalationAt = nil
+        try await db.raw("UPDATE alarms SET cleared_at = \(bind: cleared.clearedAt), cleared_by = \(bind: actor.name), next_escalation_at = NULL WHERE id = \(bind: open.id)").run()
         var payload = alarmPayload(cleared)
         payload["detail"] = detail
         try await EventLog.append(db, communityId: open.communityId, type: "alarm.cleared", subjectType: "alarm", subjectId: open.id, actor: actor, payload: payload)
@@ -190,7 +197,8 @@ extension Store {
                 var acked = current
                 acked.acknowledgedAt = nowMillis()
                 acked.acknowledgedBy = actor.name
-                try await db.raw("UPDATE alarms SET acknowledged_at = \(bind: acked.acknowledgedAt), acknowledged_by = \(bind: actor.name) WHERE id = \(bind: current.id)").run()
+                acked.nextEscalationAt = nil
+                try await db.raw("UPDATE alarms SET acknowledged_at = \(bind: acked.acknowledgedAt), acknowledged_by = \(bind: actor.name), next_escalation_at = NULL WHERE id = \(bind: current.id)").run()
                 try await Change.record(db, actor: actor, communityId: current.communityId, type: "alarm.acknowledged", subjectType: "alarm", subjectId: current.id,
                                         after: ["status": acked.status.rawValue])
                 return acked
@@ -216,5 +224,31 @@ extension Store {
 
     public func alarmComments(_ alarm: Alarm) async throws -> [AlarmComment] {
         try await read { db in try await db.all(AlarmComment.self, "SELECT * FROM alarm_comments WHERE alarm_id = \(bind: alarm.id) ORDER BY at, id") }
+    }
+
+    /// Alarms whose next escalation is due: open, unacknowledged.
+    public func alarmsToEscalate(now: Millis, limit: Int = 100) async throws -> [Alarm] {
+        try await read { db in
+            try await db.all(Alarm.self, """
+                SELECT * FROM alarms WHERE next_escalation_at <= \(bind: now) AND cleared_at IS NULL AND acknowledged_at IS NULL
+                ORDER BY next_escalation_at LIMIT \(literal: limit)
+                """)
+        }
+    }
+
+    /// Records that a tier was told and when the next is due; false when someone acknowledged or
+    /// cleared the alarm meanwhile (or another node escalated it first), so nobody is told twice.
+    public func recordEscalation(_ alarm: Alarm, level: Int, next: Millis?) async throws -> Bool {
+        try await write { db in
+            let rows = try await db.raw("""
+                UPDATE alarms SET escalation_level = \(bind: level), next_escalation_at = \(bind: next)
+                WHERE id = \(bind: alarm.id) AND escalation_level = \(bind: alarm.escalationLevel) AND cleared_at IS NULL AND acknowledged_at IS NULL
+                RETURNING id
+                """).all()
+            if rows.isEmpty { return false }
+            try await EventLog.append(db, communityId: alarm.communityId, type: "alarm.escalated", subjectType: "alarm", subjectId: alarm.id, actor: .system,
+                                      payload: ["level": "\(level)", "type": alarm.type, "sourceName": alarm.sourceName])
+            return true
+        }
     }
 }

@@ -301,3 +301,65 @@ def test_smoke_turns_on_the_stairwell_light_and_calls_a_signed_webhook(site: dic
             c.disconnect()
             c.loop_stop()
         receiver.shutdown()
+
+
+def token_for(site: dict, username: str) -> dict:
+    token = first_line(run("token", "create", "--data", str(site["data"]), "--username", username, "--name", "inbox"))
+    return {"Authorization": "Bearer " + token}
+
+
+def inbox(site: dict, headers: dict) -> dict:
+    r = requests.get(site["url"] + "/api/v1/me/notifications", headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_silent_door_tells_the_grid_worker_and_an_unacknowledged_alarm_escalates_and_repeats(site: dict):
+    pk, dn, _ = site["devices"]["door-1"]
+    # The door is in a building of the grid worker's grid.
+    grid = api(site, "GET", f"/communities/{site['community']}/grids").json()["items"][0]
+    assert api(site, "PATCH", f"/devices/{pk}/{dn}", json={"buildingId": grid["buildings"][0]["id"]}).status_code == 200
+    grid_worker, staff, manager = token_for(site, "grid"), token_for(site, "staff"), token_for(site, "manager")
+    before = {who: inbox(site, h)["total"] for who, h in [("grid", grid_worker), ("staff", staff), ("manager", manager)]}
+    rule = create_rule(site, {
+        "name": "独居老人关怀 care: door not opened",
+        "triggers": [{"type": "absence", "productKey": pk, "deviceName": dn, "property": "ContactState", "op": "==", "value": 1, "forSeconds": 2}],
+        "actions": [
+            {"type": "alarm", "alarmType": "care-absence", "severity": "major", "message": "独居老人门未开 door not opened",
+             "escalate": {"tiers": [{"afterSeconds": 2, "to": {"roles": ["property_staff"]}}, {"afterSeconds": 4, "to": {"accounts": ["manager"]}}],
+                          "repeatSeconds": 2}},
+            {"type": "notify", "to": {"gridWorker": True}, "message": "请上门查看 please visit"},
+        ],
+    })
+    c, _ = connect(site, "door-1")
+    try:
+        post(c, "door-1", site, {"ContactState": 1})  # opened once; then silence
+        # The grid worker of the door's grid is told.
+        told = wait_for(lambda: [n for n in inbox(site, grid_worker)["items"] if n["title"] == "请上门查看 please visit"], timeout=15)
+        assert dn in told[0]["body"] and told[0]["link"] == f"/console/d/{pk}/{dn}"
+        alarm = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "care-absence"])[0]
+        # Nobody acknowledges: staff are told, then the manager, then the manager again.
+        wait_for(lambda: inbox(site, staff)["total"] > before["staff"], timeout=15)
+        wait_for(lambda: inbox(site, manager)["total"] >= before["manager"] + 2, timeout=20)
+        escalated = [n for n in inbox(site, manager)["items"] if n.get("subjectId") == alarm["id"]]
+        assert escalated[0]["severity"] == "major" and escalated[0]["link"] == f"/console/alarms/{alarm['id']}"
+        # Someone acknowledges: it stops.
+        assert api(site, "POST", f"/alarms/{alarm['id']}/acknowledge").status_code == 200
+        time.sleep(0.5)
+        count = inbox(site, manager)["total"]
+        time.sleep(3)
+        assert inbox(site, manager)["total"] == count, "no more escalation once acknowledged"
+        # Each person reads their own inbox only.
+        mine = inbox(site, manager)
+        assert mine["unread"] >= 2
+        first = mine["items"][0]["id"]
+        assert requests.post(site["url"] + f"/api/v1/me/notifications/{first}/read", headers=staff, timeout=10).status_code == 404
+        assert requests.post(site["url"] + f"/api/v1/me/notifications/{first}/read", headers=manager, timeout=10).status_code == 204
+        assert inbox(site, manager)["unread"] == mine["unread"] - 1
+        events = api(site, "GET", "/events", params={"limit": 500}).json()["items"]
+        assert sum(1 for e in events if e["type"] == "alarm.escalated" and e["subjectId"] == alarm["id"]) >= 3
+        assert any(e["type"] == "notification.sent" and e["subjectId"] == rule["id"] for e in events)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
