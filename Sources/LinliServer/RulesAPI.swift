@@ -15,6 +15,7 @@ extension API {
         api.put("rules/:id", use: replaceRule)
         api.delete("rules/:id", use: deleteRule)
         api.get("rules/:id/deliveries", use: ruleDeliveries)
+        api.post("communities/:cid/rules/test", use: testRule)
         api.get("communities/:cid/alarms", use: listAlarms)
         api.get("alarms/:id", use: getAlarm)
         api.post("alarms/:id/acknowledge", use: acknowledgeAlarm)
@@ -99,7 +100,10 @@ extension API {
     /// Reads and checks a rule: its shape, then each trigger against the community's products and
     /// their thing models. Every fault is reported with its path.
     func readRule(_ request: inout Request, context: AppContext, communityId: ID, replacing previous: Rule? = nil) async throws -> (name: String, enabled: Bool, RuleDefinition) {
-        let input = try await request.decodeJSON(RuleInput.self, context: context)
+        try await checkRule(try await request.decodeJSON(RuleInput.self, context: context), communityId: communityId, replacing: previous)
+    }
+
+    func checkRule(_ input: RuleInput, communityId: ID, replacing previous: Rule? = nil) async throws -> (name: String, enabled: Bool, RuleDefinition) {
         var v = Validator()
         let name = v.text(input.name, "name", max: 100)
         try v.check()
@@ -235,6 +239,97 @@ extension API {
         try await store.deleteRule(rule, actor: context.principal)
         services.rules?.reload(rule.id)
         return Response(status: .noContent)
+    }
+
+    // MARK: trying a rule
+
+    struct RuleTest: Decodable {
+        struct Sample: Decodable {
+            var productKey: String
+            var deviceName: String
+            var properties: [String: Double]?
+            var event: String?
+            var status: String?
+        }
+        var rule: RuleInput
+        /// What devices do, in order; nothing is stored and nothing is sent.
+        var samples: [Sample]
+        /// Then let this much time pass, for durations and absence.
+        var thenSeconds: Int?
+    }
+
+    struct RuleTestOutcome: Encodable {
+        struct Step: Encodable { var sample: Int?; var afterSeconds: Int?; var triggerIndex: Int; var change: String; var detail: String; var device: String; var actions: [String] }
+        var steps: [Step]
+    }
+
+    /// Runs a rule (saved or not) against sample messages in a private engine: what would fire,
+    /// what would end, and what its actions would do. Stores and sends nothing.
+    @Sendable func testRule(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, _) = try await self.community(context, .manageRules)
+        let input = try await request.decodeJSON(RuleTest.self, context: context)
+        return try JSON.response(RuleTestOutcome(steps: try await trial(input, community: community)))
+    }
+
+    func trial(_ input: RuleTest, community: Community) async throws -> [RuleTestOutcome.Step] {
+        var issues: [FieldIssue] = []
+        if input.samples.isEmpty || input.samples.count > 100 { issues.append(FieldIssue("samples", "give 1 to 100 samples")) }
+        for (i, sample) in input.samples.enumerated() {
+            let kinds = [sample.properties != nil, sample.event != nil, sample.status != nil].filter { $0 }.count
+            if kinds != 1 { issues.append(FieldIssue("samples[\(i)]", "give exactly one of properties, event or status")) }
+        }
+        if let t = input.thenSeconds, !(0...RuleDefinition.maxForSeconds).contains(t) { issues.append(FieldIssue("thenSeconds", "must be from 0 to \(RuleDefinition.maxForSeconds)")) }
+        if !issues.isEmpty { throw Problem.invalid(issues) }
+        var trial = input.rule
+        // A webhook under test needs no secret: nothing is sent.
+        trial.actions = trial.actions.map { a in var a = a; if a.type == .webhook, a.secret == nil { a.secret = String(repeating: "x", count: 16) }; return a }
+        let (name, _, definition) = try await checkRule(trial, communityId: community.id)
+        let rule = Rule(communityId: community.id, name: name, definition: definition)
+        var engine = RuleEngine()
+        engine.install(rule)
+        var devices: [String: WatchedDevice] = [:]
+        var steps: [RuleTestOutcome.Step] = []
+        let start = nowMillis()
+        func describe(_ f: Firing) -> [String] {
+            rule.definition.actions.compactMap { a in
+                switch (a.type, f.change) {
+                case (.alarm, .fired): "raise alarm \(a.alarmType ?? "") (\(a.severity?.rawValue ?? ""))"
+                case (.alarm, .ended): f.trigger.hasEnd ? "clear alarm \(a.alarmType ?? "")" : nil
+                case (.device, .fired): a.service.map { "call \($0) on \(a.productKey ?? "")/\(a.deviceName ?? "#" + (a.tag ?? ""))" }
+                    ?? "set \(a.properties.map { String(decoding: $0.serialized(), as: UTF8.self) } ?? "{}") on \(a.productKey ?? "")/\(a.deviceName ?? "#" + (a.tag ?? ""))"
+                case (.webhook, _): "POST to \(a.url ?? "")"
+                case (.notify, .fired): "notify \(a.to.map { [$0.roles?.joined(separator: ","), $0.accounts?.joined(separator: ","), $0.gridWorker == true ? "grid worker" : nil].compactMap { $0 }.joined(separator: "; ") } ?? "")"
+                default: nil
+                }
+            }
+        }
+        for (i, sample) in input.samples.enumerated() {
+            let key = sample.productKey + "/" + sample.deviceName
+            let device: WatchedDevice
+            if let known = devices[key] {
+                device = known
+            } else {
+                guard let d = try await store.device(productKey: sample.productKey, deviceName: sample.deviceName), d.communityId == community.id else {
+                    throw Problem.invalid([FieldIssue("samples[\(i)].deviceName", "is not a device of this community")])
+                }
+                device = WatchedDevice(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName)
+                devices[key] = device
+                engine.watch(device, now: start)
+            }
+            let observation: Observation = sample.properties.map { .properties($0) } ?? sample.event.map { .event($0) } ?? .status(sample.status ?? "online")
+            for f in engine.observe(observation, from: device, now: start + Millis(i)) {
+                steps.append(.init(sample: i, afterSeconds: nil, triggerIndex: f.triggerIndex, change: f.change == .fired ? "fired" : "ended", detail: f.detail,
+                                   device: key, actions: describe(f)))
+            }
+        }
+        if let t = input.thenSeconds {
+            for f in engine.expire(now: start + Millis(input.samples.count) + Millis(t) * 1000) {
+                steps.append(.init(sample: nil, afterSeconds: t, triggerIndex: f.triggerIndex, change: "fired", detail: f.detail,
+                                   device: f.device.productKey + "/" + f.device.deviceName, actions: describe(f)))
+            }
+        }
+        return steps
     }
 
     // MARK: alarms

@@ -41,6 +41,7 @@ struct WebConsole {
         router.get("/app", use: portal)
         registerDevices(router)
         registerAlarms(router)
+        registerRules(router)
     }
 
     // MARK: sign in and out

@@ -363,3 +363,67 @@ def test_a_silent_door_tells_the_grid_worker_and_an_unacknowledged_alarm_escalat
         c.disconnect()
         c.loop_stop()
     assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
+
+
+def test_rules_console_templates_editor_and_trial(site: dict, page):
+    pk = site["products"]["environment_sensor"]
+    log_in(page, site["url"], "ops", "operations-password-1")
+    wait(page).until(lambda d: "/login" not in d.current_url)
+    page.get(f"{site['url']}/console/c/{site['community']}/rules")
+    # Start from a template that fits the environment sensor product.
+    pick = element(page, "#from-template select[name=pick]")
+    value = next(o.get_attribute("value") for o in pick.find_elements(By.TAG_NAME, "option") if o.get_attribute("value") == f"hot|{pk}")
+    page.execute_script("arguments[0].value = arguments[1]", pick, value)
+    page.find_element(By.CSS_SELECTOR, "#from-template button").click()
+    editor = element(page, "#definition")
+    draft = json.loads(editor.get_attribute("value"))
+    assert draft["triggers"][0]["productKey"] == pk and draft["triggers"][0]["forSeconds"] == 120
+    # A fault is shown with its field, and the text is kept.
+    draft["triggers"][0]["property"] = "NoSuchProperty"
+    page.execute_script("arguments[0].value = arguments[1]", editor, json.dumps(draft))
+    page.find_element(By.CSS_SELECTOR, "#rule-form button").click()
+    assert "triggers[0].property" in element(page, "#rule-problems").text
+    draft["triggers"][0]["property"] = "CurrentTemperature"
+    draft["name"] = "机房过热 server room hot"
+    page.execute_script("arguments[0].value = arguments[1]", element(page, "#definition"), json.dumps(draft))
+    page.find_element(By.CSS_SELECTOR, "#rule-form button").click()
+    wait(page).until(lambda d: "/console/rules/" in d.current_url)
+    rule_id = page.current_url.rsplit("/", 1)[1]
+    assert api(site, "GET", f"/rules/{rule_id}").json()["name"] == "机房过热 server room hot"
+
+    # Try it: a hot sample, then two minutes: it would fire and raise the alarm.
+    samples = [{"productKey": pk, "deviceName": "env-1", "properties": {"CurrentTemperature": 75}}]
+    area = element(page, "#trial-form textarea[name=samples]")
+    page.execute_script("arguments[0].value = arguments[1]", area, json.dumps(samples))
+    then = page.find_element(By.CSS_SELECTOR, "#trial-form input[name=thenSeconds]")
+    then.clear()
+    then.send_keys("120")
+    page.find_element(By.CSS_SELECTOR, "#trial-form button").click()
+    trial = element(page, "#trial").text
+    assert "after 120 s" in trial and "fired" in trial and "raise alarm high-temperature" in trial
+
+    # Disable from the page; the API agrees.
+    element(page, "#disable-rule").click()
+    wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#rule-enabled").text == "disabled")
+    assert api(site, "GET", f"/rules/{rule_id}").json()["enabled"] is False
+
+
+def test_a_rule_is_tried_through_the_api_without_side_effects(site: dict):
+    spk, sdn, _ = site["devices"]["smoke-1"]
+    before = len(alarms(site))
+    r = api(site, "POST", f"/communities/{site['community']}/rules/test", json={
+        "rule": {"name": "trial", "triggers": [{"type": "event", "productKey": spk, "event": "SmokeAlarm"},
+                                               {"type": "status", "productKey": spk, "status": "offline", "forSeconds": 60}],
+                 "actions": [{"type": "alarm", "alarmType": "trial", "severity": "critical"}, {"type": "webhook", "url": "https://example.org/hook"}]},
+        "samples": [{"productKey": spk, "deviceName": sdn, "event": "SmokeAlarm"}, {"productKey": spk, "deviceName": sdn, "status": "offline"}],
+        "thenSeconds": 61,
+    })
+    assert r.status_code == 200, r.text
+    steps = r.json()["steps"]
+    assert [(s.get("sample"), s["triggerIndex"], s["change"]) for s in steps] == [(0, 0, "fired"), (None, 1, "fired")]
+    assert steps[0]["actions"] == ["raise alarm trial (critical)", "POST to https://example.org/hook"]
+    assert len(alarms(site)) == before, "a trial raises nothing"
+    bad = api(site, "POST", f"/communities/{site['community']}/rules/test", json={
+        "rule": {"name": "t", "triggers": [{"type": "event", "productKey": spk, "event": "SmokeAlarm"}], "actions": [{"type": "alarm", "alarmType": "x", "severity": "minor"}]},
+        "samples": [{"productKey": spk, "deviceName": sdn, "event": "SmokeAlarm", "status": "online"}]})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "samples[0]"
