@@ -34,13 +34,16 @@ let package = Package(
         ),
         // Event linkage: rules (triggers, conditions, actions) and their evaluation, with timers for
         // durations and absence. Pure logic: the server feeds it and carries out what it decides.
-        .target(name: "LinliRules", dependencies: ["LinliCore", "LinliThings"]),
+        // Work orders (工单): categories, statuses and the steps between them. Pure rules.
+        .target(name: "LinliWorkOrders", dependencies: ["LinliCore"]),
+        .target(name: "LinliRules", dependencies: ["LinliCore", "LinliThings", "LinliWorkOrders"]),
         // One storage code path for SQLite (embedded) and PostgreSQL: migrations, repositories, event log.
         .target(
             name: "LinliStorage",
             dependencies: [
                 "LinliCore",
                 "LinliRules",
+                "LinliWorkOrders",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
@@ -89,6 +92,7 @@ let package = Package(
                 "LinliAlink",
                 "LinliThings",
                 "LinliRules",
+                "LinliWorkOrders",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -110,7 +114,8 @@ let package = Package(
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
-        .testTarget(name: "LinliRulesTests", dependencies: ["LinliRules", "LinliCore", "LinliThings"]),
+        .testTarget(name: "LinliRulesTests", dependencies: ["LinliRules", "LinliCore", "LinliThings", "LinliWorkOrders"]),
+        .testTarget(name: "LinliWorkOrdersTests", dependencies: ["LinliWorkOrders"]),
         .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
         .testTarget(
             name: "LinliMQTTTests",

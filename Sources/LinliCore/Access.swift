@@ -37,6 +37,9 @@ public enum Capability: String, Sendable, CaseIterable {
     case viewAlarms             // alarms and the rules that raise them
     case handleAlarms           // acknowledge, clear and comment on alarms
     case manageRules            // create, change, enable and delete rules
+    case viewWorkOrders         // work orders within reach (a department: those transferred to it)
+    case handleWorkOrders       // accept, assign, resolve, transfer … work orders; category settings
+    case reportProblems         // submit a work order (residents see and rate their own)
 }
 
 extension Role {
@@ -49,15 +52,16 @@ extension Role {
         case .propertyStaff:
             return [.viewCommunity, .manageCommunity, .viewPeople, .managePeople, .seeFullPhone, .viewVehicles,
                     .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices, .viewDevices, .manageDevices,
-                    .viewAlarms, .handleAlarms, .manageRules]
+                    .viewAlarms, .handleAlarms, .manageRules, .viewWorkOrders, .handleWorkOrders, .reportProblems]
         case .gridWorker:
-            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations, .viewDevices, .viewAlarms, .handleAlarms]
+            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations, .viewDevices, .viewAlarms, .handleAlarms,
+                    .viewWorkOrders, .handleWorkOrders, .reportProblems]
         case .guardOnDuty:
-            return [.viewCommunity, .viewPeople, .viewVehicles, .viewDevices, .viewAlarms, .handleAlarms]
+            return [.viewCommunity, .viewPeople, .viewVehicles, .viewDevices, .viewAlarms, .handleAlarms, .viewWorkOrders, .reportProblems]
         case .departmentAgent:
-            return [.viewOrganisations]
+            return [.viewOrganisations, .viewWorkOrders, .handleWorkOrders]
         case .resident:
-            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles]
+            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .reportProblems]
         }
     }
 }

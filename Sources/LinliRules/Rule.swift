@@ -1,6 +1,7 @@
 import Foundation
 import LinliCore
 import LinliThings
+import LinliWorkOrders
 
 /// A rule of a community: when one of its triggers fires and its conditions hold, its actions run.
 /// Defined as JSON through the API; see `RuleDefinition`.
@@ -138,11 +139,13 @@ public enum AlarmSeverity: String, Sendable, Codable, CaseIterable, Comparable {
 ///   `secret` (`X-Linli-Signature: sha256=…`), retried with back-off until it is taken.
 /// - `notify`: tells people `to` (by role, by name, or the grid worker of the device's building)
 ///   in their inbox, with `message`.
+/// - `workOrder`: opens a work order of `category` titled `message` for the device's place, linked
+///   to the alarm the same rule raised (once per alarm, not per repeat).
 ///
 /// An alarm may `escalate`: while nobody acknowledges it, each tier is told after its
 /// `afterSeconds` (from when the alarm was raised), and the last tier again every `repeatSeconds`.
 public struct Action: Sendable, Equatable, Codable {
-    public enum Kind: String, Sendable, Codable, CaseIterable { case alarm, device, webhook, notify }
+    public enum Kind: String, Sendable, Codable, CaseIterable { case alarm, device, webhook, notify, workOrder }
     public var type: Kind
     public var alarmType: String?
     public var severity: AlarmSeverity?
@@ -159,6 +162,7 @@ public struct Action: Sendable, Equatable, Codable {
     public var secretCipher: String?
     public var to: Recipients?
     public var escalate: Escalation?
+    public var category: WorkOrderCategory?
 
     public init(type: Kind, alarmType: String? = nil, severity: AlarmSeverity? = nil, message: String? = nil) {
         self.type = type; self.alarmType = alarmType; self.severity = severity; self.message = message
@@ -267,6 +271,9 @@ extension RuleDefinition {
                     }
                     if let r = e.repeatSeconds, !(1...86_400).contains(r) { issues.append(RuleIssue("\(p).escalate.repeatSeconds", "must be from 1 to 86400")) }
                 }
+            case .workOrder:
+                if a.category == nil { issues.append(RuleIssue("\(p).category", "is required: \(WorkOrderCategory.allCases.map(\.rawValue).joined(separator: ", "))")) }
+                if a.message?.isEmpty != false || (a.message?.count ?? 0) > 100 { issues.append(RuleIssue("\(p).message", "is required: the work order's title, at most 100 characters")) }
             case .notify:
                 if let to = a.to { issues += Self.recipientIssues(to, path: "\(p).to") } else { issues.append(RuleIssue("\(p).to", "is required")) }
                 if (a.message?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).message", "at most 500 characters")) }

@@ -61,6 +61,7 @@ struct API {
         // devices
         registerDevices(api)
         registerRules(api)
+        registerWorkOrders(api)
         api.post("devices/:pk/:dn/properties", use: setDeviceProperties)
         api.post("devices/:pk/:dn/services/:service", use: callDeviceService)
         // audit and events

@@ -2,6 +2,7 @@ import Foundation
 import LinliCore
 import LinliRules
 import LinliThings
+import LinliWorkOrders
 import LinliStorage
 import Logging
 import ServiceLifecycle
@@ -137,6 +138,9 @@ public final class RuleService: Service, Sendable {
     /// Tells the next tier about every unacknowledged alarm whose escalation is due, once each.
     private func escalate() async throws {
         let now = nowMillis()
+        for order in try await store.markOverdueWorkOrders(now: now) {
+            logger.notice("work order overdue", metadata: ["number": "\(order.number)", "assignee": "\(order.assigneeName ?? "-")"])
+        }
         for alarm in try await store.alarmsToEscalate(now: now) {
             guard let ruleId = alarm.ruleId, let rule = try await store.rule(id: ruleId),
                   let escalation = rule.definition.actions.first(where: { $0.type == .alarm && $0.alarmType == alarm.type })?.escalate,
@@ -169,8 +173,18 @@ public final class RuleService: Service, Sendable {
         let device = try await store.device(id: firing.device.id)
         let sourceName = device.map { ($0.nickname.isEmpty ? "" : $0.nickname + " ") + "\($0.productKey)/\($0.deviceName)" }
             ?? "\(firing.device.productKey)/\(firing.device.deviceName)"
-        for action in rule.definition.actions {
+        // The alarm this firing raised, so a work order it opens is linked to it (and opened once).
+        var raisedAlarm: (alarm: Alarm, isNew: Bool)? = nil
+        let actions = rule.definition.actions.filter { $0.type == .alarm } + rule.definition.actions.filter { $0.type != .alarm }
+        for action in actions {
             switch action.type {
+            case .workOrder:
+                guard firing.change == .fired, let category = action.category, raisedAlarm?.isNew != false else { continue }
+                let order = try await store.submitWorkOrder(WorkOrderReport(
+                    communityId: rule.communityId, category: category, title: action.message ?? rule.name, description: "\(sourceName): \(firing.detail)",
+                    source: .alarm, reporterAccountId: nil, reporterName: "规则 rule \(rule.name)", householdId: device?.householdId, buildingId: device?.buildingId,
+                    location: device?.location ?? "", alarmId: raisedAlarm?.alarm.id), actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                logger.info("work order opened", metadata: ["rule": "\(rule.name)", "number": "\(order.number)"])
             case .alarm:
                 guard let type = action.alarmType, let severity = action.severity else { continue }
                 switch firing.change {
@@ -181,6 +195,7 @@ public final class RuleService: Service, Sendable {
                         message: action.message ?? rule.name, detail: firing.detail, at: firing.at,
                         firstEscalationAt: action.escalate?.nextAt(level: 0, raisedAt: firing.at, now: firing.at)),
                         actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                    raisedAlarm = raised
                     logger.info(raised.isNew ? "alarm raised" : "alarm repeated",
                                 metadata: ["rule": "\(rule.name)", "alarm": "\(raised.alarm.id)", "source": "\(sourceName)", "type": "\(type)"])
                 case .ended:

@@ -261,6 +261,38 @@ public enum Migrations {
                 "CREATE INDEX alarms_escalation ON alarms (next_escalation_at)",
             ]
         },
+        Migration(version: 11, name: "work orders") { _ in
+            [
+                """
+                CREATE TABLE work_orders (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL REFERENCES communities(id), number TEXT NOT NULL,
+                    category TEXT NOT NULL, title TEXT NOT NULL, description TEXT NOT NULL, source TEXT NOT NULL, status TEXT NOT NULL,
+                    reporter_account_id TEXT, reporter_name TEXT NOT NULL, reporter_phone TEXT NOT NULL,
+                    household_id TEXT, building_id TEXT, location TEXT NOT NULL,
+                    organisation_id TEXT, assignee_account_id TEXT, assignee_name TEXT, alarm_id TEXT,
+                    due_at BIGINT NOT NULL, overdue_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+                    resolved_at BIGINT, closed_at BIGINT, rating INTEGER, rating_comment TEXT, reopen_count INTEGER NOT NULL)
+                """,
+                "CREATE UNIQUE INDEX work_orders_number ON work_orders (community_id, number)",
+                "CREATE INDEX work_orders_community ON work_orders (community_id, status, created_at)",
+                "CREATE INDEX work_orders_due ON work_orders (due_at)",
+                "CREATE INDEX work_orders_reporter ON work_orders (reporter_account_id)",
+                // Every step, who and when: the work order's timeline.
+                """
+                CREATE TABLE work_order_steps (
+                    id TEXT PRIMARY KEY, work_order_id TEXT NOT NULL REFERENCES work_orders(id), community_id TEXT NOT NULL, at BIGINT NOT NULL,
+                    actor_id TEXT, actor_name TEXT NOT NULL, step TEXT NOT NULL, from_status TEXT, to_status TEXT NOT NULL, note TEXT NOT NULL)
+                """,
+                "CREATE INDEX work_order_steps_order ON work_order_steps (work_order_id, at)",
+                // Per community and category: who handles it by default, how long it may take, how it is dispatched.
+                """
+                CREATE TABLE work_order_settings (
+                    community_id TEXT NOT NULL REFERENCES communities(id), category TEXT NOT NULL, organisation_id TEXT,
+                    deadline_hours INTEGER NOT NULL, dispatch TEXT NOT NULL, team TEXT NOT NULL, next_in_turn INTEGER NOT NULL,
+                    PRIMARY KEY (community_id, category))
+                """,
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

@@ -261,10 +261,12 @@ def test_smoke_turns_on_the_stairwell_light_and_calls_a_signed_webhook(site: dic
     rule = create_rule(site, {
         "name": "烟感联动楼道灯 smoke lights the stairwell",
         "triggers": [{"type": "event", "productKey": spk, "deviceName": sdn, "event": "SmokeAlarm"}],
-        "actions": [{"type": "device", "productKey": lpk, "deviceName": ldn, "properties": {"LightSwitch": 1, "Brightness": 100}},
-                    {"type": "webhook", "url": url, "secret": secret}],
+        "actions": [{"type": "workOrder", "category": "security", "message": "烟感报警请现场核查 check the smoke alarm on site"},
+                    {"type": "device", "productKey": lpk, "deviceName": ldn, "properties": {"LightSwitch": 1, "Brightness": 100}},
+                    {"type": "webhook", "url": url, "secret": secret},
+                    {"type": "alarm", "alarmType": "smoke-stair", "severity": "critical"}],
     })
-    assert rule["actions"][1]["secret"] == "********" and "secretCipher" not in rule["actions"][1]
+    assert rule["actions"][2]["secret"] == "********" and "secretCipher" not in rule["actions"][2]
     # A device action is checked against the target's thing model.
     bad = api(site, "POST", f"/communities/{site['community']}/rules", json={
         "name": "bad", "triggers": [{"type": "event", "productKey": spk, "event": "SmokeAlarm"}],
@@ -296,6 +298,17 @@ def test_smoke_turns_on_the_stairwell_light_and_calls_a_signed_webhook(site: dic
         assert Receiver.got[0][1] == body and Receiver.got[0][0]["X-Linli-Delivery"] == headers["X-Linli-Delivery"], "a retry sends the same delivery"
         deliveries = wait_for(lambda: [d for d in api(site, "GET", f"/rules/{rule['id']}/deliveries").json()["items"] if d["status"] == "delivered"])
         assert deliveries[0]["attempts"] == 2 and deliveries[0]["lastStatus"] == 200
+
+        # The smoke opened one work order, linked to its alarm; a second smoke event counts on the alarm, not a new order.
+        alarm = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "smoke-stair"])[0]
+        orders = api(site, "GET", f"/communities/{site['community']}/work-orders", params={"category": "security"}).json()["items"]
+        opened = [o for o in orders if o["alarmId"] == alarm["id"]]
+        assert len(opened) == 1 and opened[0]["source"] == "alarm" and opened[0]["status"] == "submitted"
+        assert api(site, "GET", f"/alarms/{alarm['id']}").json()["workOrderId"] == opened[0]["id"]
+        post(smoke, "smoke-2", site, {"value": {"SmokeConcentration": 700}}, topic=f"/sys/{spk}/{sdn}/thing/event/SmokeAlarm/post")
+        wait_for(lambda: api(site, "GET", f"/alarms/{alarm['id']}").json()["occurrences"] == 2)
+        orders = api(site, "GET", f"/communities/{site['community']}/work-orders", params={"category": "security"}).json()["items"]
+        assert len([o for o in orders if o["alarmId"] == alarm["id"]]) == 1
     finally:
         for c in (smoke, light):
             c.disconnect()
