@@ -102,6 +102,7 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
 
     API(services: services).register(router.group("/api/v1"))
     WebConsole(services: services).register(router)
+    Open311(services: services).register(router)
     return router
 }
 

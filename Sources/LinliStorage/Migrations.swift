@@ -293,6 +293,21 @@ public enum Migrations {
                 """,
             ]
         },
+        Migration(version: 12, name: "Open311") { _ in
+            [
+                // Keys for third-party reporters (a city app, a hotline system): only the hash is kept.
+                """
+                CREATE TABLE open311_keys (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL REFERENCES communities(id), name TEXT NOT NULL,
+                    key_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, revoked_at BIGINT)
+                """,
+                "ALTER TABLE work_orders ADD COLUMN lat DOUBLE PRECISION",
+                "ALTER TABLE work_orders ADD COLUMN lon DOUBLE PRECISION",
+                "ALTER TABLE work_orders ADD COLUMN media_url TEXT",
+                "ALTER TABLE work_orders ADD COLUMN reporter_email TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE work_orders ADD COLUMN open311_key_id TEXT",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

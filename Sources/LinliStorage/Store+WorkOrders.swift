@@ -33,6 +33,13 @@ public struct WorkOrder: Codable, Sendable, Equatable {
     public var rating: Int?
     public var ratingComment: String?
     public var reopenCount: Int
+    /// Where, for reports that came with coordinates (Open311), and a photo's address.
+    public var lat: Double?
+    public var lon: Double?
+    public var mediaUrl: String?
+    public var reporterEmail: String = ""
+    /// The Open311 key it came in with, if it did.
+    public var open311KeyId: ID?
 }
 
 extension WorkOrder: Record { public static let table = "work_orders" }
@@ -90,12 +97,19 @@ public struct WorkOrderReport: Sendable {
     public var buildingId: ID?
     public var location: String
     public var alarmId: ID?
+    public var lat: Double? = nil
+    public var lon: Double? = nil
+    public var mediaUrl: String? = nil
+    public var reporterEmail = ""
+    public var open311KeyId: ID? = nil
 
     public init(communityId: ID, category: WorkOrderCategory, title: String, description: String, source: WorkOrderSource, reporterAccountId: ID?,
-                reporterName: String, reporterPhone: String = "", householdId: ID? = nil, buildingId: ID? = nil, location: String = "", alarmId: ID? = nil) {
+                reporterName: String, reporterPhone: String = "", householdId: ID? = nil, buildingId: ID? = nil, location: String = "", alarmId: ID? = nil,
+                lat: Double? = nil, lon: Double? = nil, mediaUrl: String? = nil, reporterEmail: String = "", open311KeyId: ID? = nil) {
         self.communityId = communityId; self.category = category; self.title = title; self.description = description; self.source = source
         self.reporterAccountId = reporterAccountId; self.reporterName = reporterName; self.reporterPhone = reporterPhone
         self.householdId = householdId; self.buildingId = buildingId; self.location = location; self.alarmId = alarmId
+        self.lat = lat; self.lon = lon; self.mediaUrl = mediaUrl; self.reporterEmail = reporterEmail; self.open311KeyId = open311KeyId
     }
 }
 
@@ -159,7 +173,8 @@ extension Store {
                                   title: report.title, description: report.description, source: report.source, status: .submitted,
                                   reporterAccountId: report.reporterAccountId, reporterName: report.reporterName, reporterPhone: report.reporterPhone,
                                   householdId: report.householdId, buildingId: report.buildingId, location: report.location, organisationId: setting.organisationId,
-                                  alarmId: report.alarmId, dueAt: now + Millis(setting.deadlineHours) * 3_600_000, createdAt: now, updatedAt: now, reopenCount: 0)
+                                  alarmId: report.alarmId, dueAt: now + Millis(setting.deadlineHours) * 3_600_000, createdAt: now, updatedAt: now, reopenCount: 0,
+                                  lat: report.lat, lon: report.lon, mediaUrl: report.mediaUrl, reporterEmail: report.reporterEmail, open311KeyId: report.open311KeyId)
             var steps = [WorkOrderStepRecord(id: newID(), workOrderId: order.id, communityId: order.communityId, at: now, actorId: actor.accountId, actorName: actor.name,
                                              step: "submit", fromStatus: nil, toStatus: .submitted, note: "")]
             if setting.dispatch == .roundRobin, !setting.teamIds.isEmpty {
@@ -305,5 +320,54 @@ extension Store {
             }
             return due
         }
+    }
+
+    // MARK: Open311
+
+    /// Creates a key for a third-party reporter; returns it in clear, the only time it is shown.
+    public func createOpen311Key(communityId: ID, name: String, actor: Principal) async throws -> (id: ID, key: String) {
+        let key = Digest.randomToken(bytes: 24)
+        let id = newID()
+        try await write { db in
+            try await db.raw("""
+                INSERT INTO open311_keys (id, community_id, name, key_hash, created_at) VALUES (\(bind: id), \(bind: communityId), \(bind: name), \(bind: Digest.sha256Hex(key)), \(bind: nowMillis()))
+                """).run()
+            try await AuditLog.record(db, actor: actor, action: "open311.key.created", subjectType: "open311_key", subjectId: id, communityId: communityId, after: ["name": name])
+        }
+        return (id, key)
+    }
+
+    /// The community and key id an Open311 key belongs to, if it is valid.
+    public func open311Key(_ key: String) async throws -> (id: ID, communityId: ID)? {
+        struct Row: Decodable { var id: ID; var communityId: ID }
+        return try await read { db in
+            try await db.raw("SELECT id, community_id FROM open311_keys WHERE key_hash = \(bind: Digest.sha256Hex(key)) AND revoked_at IS NULL")
+                .first(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+        }.map { ($0.id, $0.communityId) }
+    }
+
+    /// Requests that came in through Open311, newest first, as GET requests filters them.
+    public func open311Requests(communityId: ID, ids: [ID]?, category: WorkOrderCategory?, from: Millis?, to: Millis?, open: Bool?, limit: Int) async throws -> [WorkOrder] {
+        var condition: SQLQueryString = "community_id = \(bind: communityId) AND source = 'open311'"
+        if let ids { condition += " AND \(SQLQueryString.isIn("id", Set(ids)))" }
+        if let category { condition += " AND category = \(bind: category.rawValue)" }
+        if let from { condition += " AND created_at >= \(bind: from)" }
+        if let to { condition += " AND created_at <= \(bind: to)" }
+        if let open { condition += open ? " AND status NOT IN ('resolved', 'closed', 'rejected')" : " AND status IN ('resolved', 'closed', 'rejected')" }
+        let whereClause = condition
+        return try await read { db in
+            try await db.all(WorkOrder.self, "SELECT * FROM work_orders WHERE \(whereClause) ORDER BY created_at DESC, id LIMIT \(literal: limit)")
+        }
+    }
+
+    /// The newest note on each work order's timeline, for Open311's `status_notes`.
+    public func latestNotes(_ ids: [ID]) async throws -> [ID: String] {
+        guard !ids.isEmpty else { return [:] }
+        let steps = try await read { db in
+            try await db.all(WorkOrderStepRecord.self, "SELECT * FROM work_order_steps WHERE \(SQLQueryString.isIn("work_order_id", Set(ids))) AND note <> '' ORDER BY at, id")
+        }
+        var notes: [ID: String] = [:]
+        for step in steps { notes[step.workOrderId] = step.note }
+        return notes
     }
 }

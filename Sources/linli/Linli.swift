@@ -112,7 +112,7 @@ struct Linli: AsyncParsableCommand {
         commandName: "linli",
         abstract: "Linli 邻里 — the community operating system.",
         version: LinliVersion.current,
-        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self, Products.self, Devices.self, Bench.self]
+        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self, Products.self, Devices.self, Open311Keys.self, Bench.self]
     )
 }
 
@@ -288,6 +288,29 @@ struct MQTTAccounts: AsyncParsableCommand {
             let account = MQTTAccount(username: username, passwordHash: try await Passwords.hash(password), description: description, publish: publish, subscribe: subscribe)
             try await storage.withStore { store in try await store.createMQTTAccount(account, actor: cli) }
             say("created MQTT account \(username)" + (generated ? " with password \(password)" : ""))
+        }
+    }
+}
+
+struct Open311Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "open311", abstract: "Open311 GeoReport v2 for third-party reporters.", subcommands: [KeyCreate.self])
+
+    struct KeyCreate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "key", abstract: "Create an API key for a reporter (a city app, a hotline); prints it once.")
+        @OptionGroup var storage: StorageOptions
+        @Option var community: String?
+        @Option(help: "Who the key is for.") var name: String
+
+        func validate() throws {
+            if name.isEmpty || name.count > 100 { throw ValidationError("--name must be 1 to 100 characters") }
+        }
+
+        func run() async throws {
+            let key = try await storage.withStore { store in
+                let home = try await resolveCommunity(community, store: store)
+                return try await store.createOpen311Key(communityId: home.id, name: name, actor: cli).key
+            }
+            say(key)
         }
     }
 }
