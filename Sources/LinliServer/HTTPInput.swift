@@ -132,3 +132,90 @@ struct Items<T: Encodable & Sendable>: Encodable, Sendable {
     var total: Int
     init(_ items: [T]) { self.items = items; self.total = items.count }
 }
+
+/// `multipart/form-data` bodies (a form with a file), parsed without a library: the parts between
+/// the boundary lines, each with its name, file name, content type and bytes.
+struct Multipart {
+    struct Part {
+        var name: String
+        var filename: String?
+        var contentType: String?
+        var data: [UInt8]
+        var text: String { String(decoding: data, as: UTF8.self) }
+    }
+
+    /// The boundary from a `Content-Type: multipart/form-data; boundary=…` header.
+    static func boundary(_ contentType: String?) -> String? {
+        guard let contentType, contentType.lowercased().hasPrefix("multipart/form-data") else { return nil }
+        for parameter in contentType.split(separator: ";").dropFirst() {
+            let kv = parameter.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if kv.count == 2, kv[0].lowercased() == "boundary" {
+                let value = kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                return value.isEmpty || value.count > 200 ? nil : value
+            }
+        }
+        return nil
+    }
+
+    /// The parts; nil when the body is not well-formed multipart with this boundary.
+    static func parse(_ body: [UInt8], boundary: String) -> [Part]? {
+        let delimiter = Array("--\(boundary)".utf8)
+        var parts: [Part] = []
+        guard var start = find(delimiter, in: body, from: 0) else { return nil }
+        while true {
+            var cursor = start + delimiter.count
+            // "--" after a delimiter ends the body.
+            if cursor + 1 < body.count, body[cursor] == 0x2D, body[cursor + 1] == 0x2D { return parts }
+            guard cursor + 1 < body.count, body[cursor] == 0x0D, body[cursor + 1] == 0x0A else { return nil }
+            cursor += 2
+            guard let headerEnd = find([0x0D, 0x0A, 0x0D, 0x0A], in: body, from: cursor) else { return nil }
+            let headers = String(decoding: body[cursor..<headerEnd], as: UTF8.self)
+            let contentStart = headerEnd + 4
+            guard let next = find([0x0D, 0x0A] + delimiter, in: body, from: contentStart) else { return nil }
+            var name: String? = nil, filename: String? = nil, contentType: String? = nil
+            for line in headers.components(separatedBy: "\r\n") {
+                let lower = line.lowercased()
+                if lower.hasPrefix("content-disposition:") {
+                    name = parameter("name", in: line)
+                    filename = parameter("filename", in: line)
+                } else if lower.hasPrefix("content-type:") {
+                    contentType = line.dropFirst("content-type:".count).trimmingCharacters(in: .whitespaces)
+                }
+            }
+            guard let name else { return nil }
+            parts.append(Part(name: name, filename: filename, contentType: contentType, data: Array(body[contentStart..<next])))
+            start = next + 2
+            if parts.count > 50 { return nil }
+        }
+    }
+
+    /// `name="photo"` out of `Content-Disposition: form-data; name="photo"; filename="a.jpg"`.
+    static func parameter(_ key: String, in line: String) -> String? {
+        for piece in line.split(separator: ";").dropFirst() {
+            let kv = piece.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if kv.count == 2, kv[0].lowercased() == key { return kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+        }
+        return nil
+    }
+
+    static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
+        guard !needle.isEmpty, haystack.count >= needle.count, from <= haystack.count - needle.count else { return nil }
+        var i = from
+        let last = haystack.count - needle.count
+        while i <= last {
+            if haystack[i] == needle[0], Array(haystack[i..<i + needle.count]) == needle { return i }
+            i += 1
+        }
+        return nil
+    }
+}
+
+extension Request {
+    /// The parts of a multipart form, or a 400.
+    mutating func multipart(context: AppContext) async throws -> [Multipart.Part] {
+        guard let boundary = Multipart.boundary(headers[.contentType]) else { throw Problem.badRequest("body", "is not multipart/form-data") }
+        let buffer = try await collectBody(upTo: context.maxUploadSize)
+        guard let parts = Multipart.parse(Array(buffer: buffer), boundary: boundary) else { throw Problem.badRequest("body", "is not well-formed multipart/form-data") }
+        return parts
+    }
+}

@@ -146,6 +146,10 @@ struct IdentityMiddleware: RouterMiddleware {
         } else if request.headers[.contentType]?.hasPrefix("application/x-www-form-urlencoded") == true {
             let fields = try await request.formFields(context: context)
             if let token = fields["_csrf"], Digest.constantTimeEqual(token, session.csrfToken) { return }
+        } else if Multipart.boundary(request.headers[.contentType]) != nil {
+            // A form with a file (a photo with a report) carries the token as one of its parts.
+            let parts = (try? await request.multipart(context: context)) ?? []
+            if let token = parts.first(where: { $0.name == "_csrf" })?.text, Digest.constantTimeEqual(token, session.csrfToken) { return }
         }
         throw Problem(.forbidden, type: "csrf", title: "The form has expired", detail: "Reload the page and try again (missing or wrong CSRF token).")
     }

@@ -42,6 +42,7 @@ struct WebConsole {
         registerDevices(router)
         registerAlarms(router)
         registerRules(router)
+        registerPortalReports(router)
     }
 
     // MARK: sign in and out

@@ -16,6 +16,50 @@ extension API {
         api.get("me/work-orders", use: myWorkOrders)
         api.get("work-orders/:id", use: getWorkOrder)
         api.post("work-orders/:id/steps", use: workOrderStep)
+        api.post("work-orders/:id/photos", use: addWorkOrderPhoto)
+        api.get("work-orders/:id/photos/:photo", use: workOrderPhoto)
+    }
+
+    var attachments: String { URL(fileURLWithPath: services.configuration.dataDirectory).appendingPathComponent("attachments").path }
+
+    /// The reporter, or someone handling work orders where this one is, may add photos.
+    func mayAddPhotos(_ order: WorkOrder, _ context: AppContext) async throws -> Bool {
+        let caller = try context.requireCaller()
+        if order.reporterAccountId == caller.accountId { return true }
+        return try await store.workOrder(id: order.id, scope: caller.scope(for: .handleWorkOrders), accountId: "") != nil
+    }
+
+    /// A photo as the raw body (JPEG, PNG or WebP, at most 5 MiB, six per work order), checked by
+    /// its bytes, not by what the upload claims.
+    @Sendable func addWorkOrderPhoto(_ request: Request, context: AppContext) async throws -> Response {
+        let order = try await visibleWorkOrder(context)
+        guard try await mayAddPhotos(order, context) else { throw Problem.forbidden(.handleWorkOrders) }
+        let body = try await request.body.collect(upTo: Store.photoLimit + 1)
+        do {
+            let photo = try await store.addPhoto(to: order, bytes: Array(buffer: body), folder: attachments, actor: context.principal)
+            return try JSON.response(PhotoView(photo), status: .created)
+        } catch let fault as PhotoFault {
+            if case .tooLarge = fault { throw Problem(.contentTooLarge, type: "too-large", title: "The photo is too large", detail: "body \(fault)", errors: [FieldIssue("body", fault.description)]) }
+            if case .tooMany = fault { throw Problem.conflict("photos", fault.description) }
+            throw Problem.invalid([FieldIssue("body", fault.description)])
+        }
+    }
+
+    struct PhotoView: Encodable {
+        var id: ID; var contentType: String; var size: Int; var uploadedBy: String; var createdAt: Millis; var url: String
+        init(_ p: WorkOrderPhoto) {
+            id = p.id; contentType = p.contentType; size = p.size; uploadedBy = p.uploadedBy; createdAt = p.createdAt
+            url = "/api/v1/work-orders/\(p.workOrderId)/photos/\(p.id)"
+        }
+    }
+
+    @Sendable func workOrderPhoto(_ request: Request, context: AppContext) async throws -> Response {
+        let order = try await visibleWorkOrder(context)
+        let id = try context.parameters.require("photo")
+        guard let photo = try await store.photos(of: order).first(where: { $0.id == id }),
+              let data = FileManager.default.contents(atPath: URL(fileURLWithPath: attachments).appendingPathComponent(photo.file).path)
+        else { throw Problem.notFound("photo") }
+        return Response(status: .ok, headers: [.contentType: photo.contentType, .cacheControl: "private, max-age=3600"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     struct CategoryView: Encodable { var code: WorkOrderCategory; var name: String; var defaultDeadlineHours: Int }
@@ -116,18 +160,21 @@ extension API {
         var order: WorkOrder
         var overdue: Bool
         var steps: [WorkOrderStepRecord]?
-        init(_ order: WorkOrder, steps: [WorkOrderStepRecord]? = nil, now: Millis = nowMillis()) {
+        var photos: [PhotoView]?
+        init(_ order: WorkOrder, steps: [WorkOrderStepRecord]? = nil, photos: [WorkOrderPhoto]? = nil, now: Millis = nowMillis()) {
             self.order = order
             overdue = order.status.isOpen && order.dueAt < now
             self.steps = steps
+            self.photos = photos?.map(PhotoView.init)
         }
         func encode(to encoder: any Encoder) throws {
             try order.encode(to: encoder)
             var c = encoder.container(keyedBy: Keys.self)
             try c.encode(overdue, forKey: .overdue)
             try c.encodeIfPresent(steps, forKey: .steps)
+            try c.encodeIfPresent(photos, forKey: .photos)
         }
-        enum Keys: String, CodingKey { case overdue, steps }
+        enum Keys: String, CodingKey { case overdue, steps, photos }
     }
 
     func workOrderFilter(_ q: inout QueryReader) -> WorkOrderFilter {
@@ -181,7 +228,7 @@ extension API {
 
     @Sendable func getWorkOrder(_ request: Request, context: AppContext) async throws -> Response {
         let order = try await visibleWorkOrder(context)
-        return try JSON.response(WorkOrderView(order, steps: try await store.workOrderSteps(order)))
+        return try JSON.response(WorkOrderView(order, steps: try await store.workOrderSteps(order), photos: try await store.photos(of: order)))
     }
 
     struct StepInput: Decodable {

@@ -308,6 +308,17 @@ public enum Migrations {
                 "ALTER TABLE work_orders ADD COLUMN open311_key_id TEXT",
             ]
         },
+        Migration(version: 13, name: "work order photos") { _ in
+            [
+                // The photo files live in the data folder; the rows say whose, what kind and how big.
+                """
+                CREATE TABLE work_order_photos (
+                    id TEXT PRIMARY KEY, work_order_id TEXT NOT NULL REFERENCES work_orders(id), community_id TEXT NOT NULL,
+                    content_type TEXT NOT NULL, size BIGINT NOT NULL, file TEXT NOT NULL, uploaded_by TEXT NOT NULL, created_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX work_order_photos_order ON work_order_photos (work_order_id, created_at)",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

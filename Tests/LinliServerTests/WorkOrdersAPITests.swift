@@ -110,4 +110,32 @@ struct WorkOrdersAPITests {
             try await APIUser(client, fixture, as: "grid").call("/api/v1/communities/\(c)/work-order-settings/noise", .put, ["deadlineHours": 2], expect: .forbidden)
         }
     }
+
+    @Test func photosAreCheckedByTheirBytesAndServedToThoseWhoSeeTheOrder() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let resident = APIUser(client, fixture, as: "resident")
+            let made = try await resident.call("/api/v1/communities/\(c)/work-orders", .post, ["category": "repair", "title": "门坏了 broken door"], expect: .created)
+            let id = try #require(made["id"] as? String)
+            func upload(_ bytes: [UInt8], as who: String, type: String = "image/png") async throws -> HTTPResponse.Status {
+                var headers = fixture.bearer(who)
+                headers[.contentType] = type
+                return try await client.execute(uri: "/api/v1/work-orders/\(id)/photos", method: .post, headers: headers, body: ByteBuffer(bytes: bytes)) { $0.status }
+            }
+            let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(repeating: 0, count: 64)
+            #expect(try await upload(png, as: "resident") == .created)
+            #expect(try await upload(Array("<svg onload=alert(1)>".utf8), as: "resident", type: "image/png") == .unprocessableContent, "the bytes decide, not the header")
+            #expect(try await upload([0xFF, 0xD8, 0xFF] + Array(repeating: 1, count: 5 * 1_048_576), as: "resident", type: "image/jpeg") == .contentTooLarge)
+            #expect(try await upload(png, as: "other-manager") == .notFound)
+            let detail = try await APIUser(client, fixture, as: "staff").call("/api/v1/work-orders/\(id)")
+            let photos = detail["photos"] as? [[String: Any]] ?? []
+            #expect(photos.count == 1 && photos.first?["contentType"] as? String == "image/png")
+            let url = try #require(photos.first?["url"] as? String)
+            try await client.execute(uri: url, method: .get, headers: fixture.bearer("staff")) { r in
+                #expect(r.status == .ok && r.headers[.contentType] == "image/png" && Array(buffer: r.body) == png)
+            }
+            try await client.execute(uri: url, method: .get, headers: fixture.bearer("other-manager")) { r in #expect(r.status == .notFound) }
+        }
+    }
 }
+

@@ -1,0 +1,99 @@
+"""The resident portal's 报事报修 in a real browser: a resident reports a problem with a photo,
+follows it while staff handle it, rates the result; a file that is not an image is refused."""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+from test_server_process import Node, run  # noqa: E402
+from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+PASSWORD = "resident-password-1"
+
+
+def tiny_png(path: Path) -> Path:
+    """A real 2×2 PNG, made here so the test needs no fixture file."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("portal")
+    data = work / "data"
+    run("demo", "--data", str(data))
+    run("user", "password", "--data", str(data), "--username", "resident", "--password-stdin", stdin=PASSWORD + "\n")
+    staff_token = run("token", "create", "--data", str(data), "--username", "staff", "--name", "t").stdout.strip().splitlines()[-1]
+    node = Node(data).start()
+    yield {"url": node.url, "work": work, "staff": {"Authorization": "Bearer " + staff_token}}
+    assert node.stop() == 0, node.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(site: dict):
+    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
+
+
+def test_a_resident_reports_with_a_photo_follows_it_and_rates_it(site: dict, page, tmp_path: Path):
+    log_in(page, site["url"], "resident", PASSWORD)
+    wait(page).until(lambda d: d.current_url.endswith("/app"))
+    element(page, "#portal-report").click()
+    form = element(page, "#report-form")
+    Select(form.find_element(By.NAME, "category")).select_by_value("repair")
+    form.find_element(By.NAME, "title").send_keys("楼道灯不亮 stairwell light out")
+    form.find_element(By.NAME, "description").send_keys("3楼 third floor")
+    form.find_element(By.NAME, "photo").send_keys(str(tiny_png(tmp_path / "light.png")))
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(page).until(lambda d: "/app/reports/" in d.current_url)
+    report_id = page.current_url.rsplit("/", 1)[1]
+    assert element(page, "#report-status").text == "submitted"
+    photo = element(page, "#photos img")
+    assert page.execute_script("return arguments[0].complete && arguments[0].naturalWidth", photo) == 2, "the photo is served back"
+
+    # Staff handle it through the API; the resident sees every step.
+    for step in ({"step": "accept"}, {"step": "grab"}, {"step": "resolve", "note": "已换灯泡 bulb replaced"}):
+        r = requests.post(site["url"] + f"/api/v1/work-orders/{report_id}/steps", json=step, headers=site["staff"], timeout=10)
+        assert r.status_code == 200, r.text
+    page.refresh()
+    assert element(page, "#report-status").text == "resolved"
+    assert "已换灯泡" in element(page, "#timeline").text
+    rate = element(page, "#rate-form")
+    rate.find_element(By.CSS_SELECTOR, "input[name=rating][value='4']").click()
+    rate.find_element(By.NAME, "comment").send_keys("及时 prompt")
+    rate.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#report-status").text == "closed")
+    assert element(page, "#report-rating").text == "★★★★"
+    # Still within the week: it can be reopened.
+    assert page.find_elements(By.CSS_SELECTOR, "#reopen-form")
+    page.get(site["url"] + "/app/reports")
+    assert "楼道灯不亮" in element(page, "#reports").text
+
+
+def test_a_file_that_is_not_an_image_is_refused_and_the_report_kept(site: dict, page, tmp_path: Path):
+    log_in(page, site["url"], "resident", PASSWORD)
+    wait(page).until(lambda d: d.current_url.endswith("/app"))
+    page.get(site["url"] + "/app/reports/new")
+    form = element(page, "#report-form")
+    Select(form.find_element(By.NAME, "category")).select_by_value("noise")
+    form.find_element(By.NAME, "title").send_keys("夜间施工 night works")
+    fake = tmp_path / "notes.png"
+    fake.write_bytes(b"this is not an image at all")
+    form.find_element(By.NAME, "photo").send_keys(str(fake))
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(page).until(lambda d: "/app/reports/" in d.current_url)
+    assert "JPEG, PNG or WebP" in element(page, "#photo-problem").text
+    assert element(page, "#report-status").text == "submitted"
+    assert not page.find_elements(By.CSS_SELECTOR, "#photos img")
