@@ -40,6 +40,7 @@ public enum Capability: String, Sendable, CaseIterable {
     case viewWorkOrders         // work orders within reach (a department: those transferred to it)
     case handleWorkOrders       // accept, assign, resolve, transfer … work orders; category settings
     case reportProblems         // submit a work order (residents see and rate their own)
+    case publishNotices         // send notices, follow their receipts, see who has not answered (with phones)
 }
 
 extension Role {
@@ -52,7 +53,7 @@ extension Role {
         case .propertyStaff:
             return [.viewCommunity, .manageCommunity, .viewPeople, .managePeople, .seeFullPhone, .viewVehicles,
                     .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices, .viewDevices, .manageDevices,
-                    .viewAlarms, .handleAlarms, .manageRules, .viewWorkOrders, .handleWorkOrders, .reportProblems]
+                    .viewAlarms, .handleAlarms, .manageRules, .viewWorkOrders, .handleWorkOrders, .reportProblems, .publishNotices]
         case .gridWorker:
             return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations, .viewDevices, .viewAlarms, .handleAlarms,
                     .viewWorkOrders, .handleWorkOrders, .reportProblems]

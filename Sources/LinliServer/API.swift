@@ -62,6 +62,7 @@ struct API {
         registerDevices(api)
         registerRules(api)
         registerWorkOrders(api)
+        registerNotices(api)
         api.post("devices/:pk/:dn/properties", use: setDeviceProperties)
         api.post("devices/:pk/:dn/services/:service", use: callDeviceService)
         // audit and events

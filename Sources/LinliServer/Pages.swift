@@ -14,6 +14,7 @@ struct Frame {
     var canImport = false
     var canDevices = false
     var canAlarms = false
+    var canNotices = false
     var community: Community?
 
     init(title: String, context: AppContext, community: Community? = nil) {
@@ -27,6 +28,7 @@ struct Frame {
             canImport = community.map { caller.scope(for: .importData).coversCommunity($0.id) } ?? false
             canDevices = caller.can(.viewDevices)
             canAlarms = caller.can(.viewAlarms)
+            canNotices = caller.can(.publishNotices)
         }
     }
 }

@@ -43,6 +43,7 @@ struct WebConsole {
         registerAlarms(router)
         registerRules(router)
         registerPortalReports(router)
+        registerNotices(router)
     }
 
     // MARK: sign in and out

@@ -319,6 +319,25 @@ public enum Migrations {
                 "CREATE INDEX work_order_photos_order ON work_order_photos (work_order_id, created_at)",
             ]
         },
+        Migration(version: 14, name: "notices and receipts") { _ in
+            [
+                """
+                CREATE TABLE notices (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL REFERENCES communities(id), title TEXT NOT NULL, body TEXT NOT NULL,
+                    audience TEXT NOT NULL, question TEXT, options TEXT NOT NULL, households BIGINT NOT NULL,
+                    created_by TEXT NOT NULL, created_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX notices_community ON notices (community_id, created_at)",
+                // One row per household reached: when someone there read it, and what they answered.
+                """
+                CREATE TABLE notice_receipts (
+                    notice_id TEXT NOT NULL REFERENCES notices(id), household_id TEXT NOT NULL, community_id TEXT NOT NULL,
+                    delivered_at BIGINT NOT NULL, read_at BIGINT, read_by TEXT, answer TEXT, answered_at BIGINT, answered_by TEXT,
+                    PRIMARY KEY (notice_id, household_id))
+                """,
+                "CREATE INDEX notice_receipts_household ON notice_receipts (household_id)",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

@@ -1,0 +1,93 @@
+"""Notices with receipts in real browsers: staff compose a notice with a question in the console and
+watch the answers come in live while a resident answers in the portal; the follow-up list shrinks."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+from test_server_process import Node, run  # noqa: E402
+from test_console import driver, page, element, log_in, wait, _find_program  # noqa: E402,F401
+from selenium.webdriver.common.by import By  # noqa: E402
+
+STAFF_PASSWORD = "staff-password-1"
+RESIDENT_PASSWORD = "resident-password-2"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("notices")
+    data = work / "data"
+    run("demo", "--data", str(data))
+    run("user", "password", "--data", str(data), "--username", "staff", "--password-stdin", stdin=STAFF_PASSWORD + "\n")
+    run("user", "password", "--data", str(data), "--username", "resident", "--password-stdin", stdin=RESIDENT_PASSWORD + "\n")
+    token = run("token", "create", "--data", str(data), "--username", "staff", "--name", "t").stdout.strip().splitlines()[-1]
+    node = Node(data).start()
+    community = requests.get(node.url + "/api/v1/communities", headers={"Authorization": "Bearer " + token}, timeout=10).json()["items"][0]["id"]
+    yield {"url": node.url, "work": work, "community": community}
+    assert node.stop() == 0, node.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(site: dict):
+    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
+
+
+@pytest.fixture
+def second_browser():
+    """The resident's own browser, beside the staff member's."""
+    options = Options()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,900"):
+        options.add_argument(argument)
+    chromium = _find_program("CHROME_BIN", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+    if chromium:
+        options.binary_location = chromium
+    browser = webdriver.Chrome(service=Service(_find_program("CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver")), options=options)
+    yield browser
+    browser.quit()
+
+
+def test_a_question_answered_in_the_portal_shows_in_the_console_live(site: dict, page, second_browser):
+    staff = page
+    log_in(staff, site["url"], "staff", STAFF_PASSWORD)
+    wait(staff).until(lambda d: "/login" not in d.current_url)
+    staff.get(f"{site['url']}/console/c/{site['community']}")
+    element(staff, "#nav-notices").click()
+    form = element(staff, "#notice-form")
+    form.find_element(By.NAME, "title").send_keys("疫苗接种情况登记 Vaccination survey")
+    form.find_element(By.NAME, "body").send_keys("请各户回复接种情况。Please tell us your household's status.")
+    form.find_element(By.NAME, "question").send_keys("接种情况 Vaccinated?")
+    form.find_element(By.NAME, "options").send_keys("第一针 first / 第二针 second / 未接种 not yet")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(staff).until(lambda d: "/console/notices/" in d.current_url)
+    total = int(element(staff, "#progress-answered").text.split("/")[1])
+    assert element(staff, "#progress-answered").text.startswith("0 /") and total > 0
+    follow_before = len(staff.find_elements(By.CSS_SELECTOR, "#follow-up tbody tr"))
+    assert follow_before == total
+    time.sleep(0.5)  # the progress stream is open
+
+    resident = second_browser
+    log_in(resident, site["url"], "resident", RESIDENT_PASSWORD)
+    wait(resident).until(lambda d: d.current_url.endswith("/app"))
+    element(resident, "#portal-notices").click()
+    assert "未读" in element(resident, "#my-notices").text
+    resident.find_element(By.CSS_SELECTOR, "#my-notices a").click()
+    buttons = element(resident, "#answer-form").find_elements(By.CSS_SELECTOR, "button.choice")
+    assert [b.text for b in buttons] == ["第一针 first", "第二针 second", "未接种 not yet"]
+    buttons[1].click()
+    wait(resident).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#answered"))
+    assert "chosen" in resident.find_element(By.CSS_SELECTOR, "button.choice[value='第二针 second']").get_attribute("class")
+
+    # The staff page updates by itself: one answered, one fewer to follow up.
+    wait(staff).until(lambda d: d.find_element(By.CSS_SELECTOR, "#progress-answered").text == f"1 / {total}")
+    assert len(staff.find_elements(By.CSS_SELECTOR, "#follow-up tbody tr")) == follow_before - 1
+    assert "1" in staff.find_element(By.CSS_SELECTOR, "#answers").text
