@@ -15,6 +15,7 @@ struct Frame {
     var canDevices = false
     var canAlarms = false
     var canNotices = false
+    var canWorkOrders = false
     var community: Community?
 
     init(title: String, context: AppContext, community: Community? = nil) {
@@ -29,6 +30,7 @@ struct Frame {
             canDevices = caller.can(.viewDevices)
             canAlarms = caller.can(.viewAlarms)
             canNotices = caller.can(.publishNotices)
+            canWorkOrders = caller.can(.viewWorkOrders)
         }
     }
 }

@@ -44,6 +44,7 @@ struct WebConsole {
         registerRules(router)
         registerPortalReports(router)
         registerNotices(router)
+        registerWorkOrders(router)
     }
 
     // MARK: sign in and out

@@ -19,6 +19,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 PASSWORD = "resident-password-1"
+STAFF_PASSWORD = "staff-password-1"
 
 
 def tiny_png(path: Path) -> Path:
@@ -36,6 +37,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     data = work / "data"
     run("demo", "--data", str(data))
     run("user", "password", "--data", str(data), "--username", "resident", "--password-stdin", stdin=PASSWORD + "\n")
+    run("user", "password", "--data", str(data), "--username", "staff", "--password-stdin", stdin=STAFF_PASSWORD + "\n")
     staff_token = run("token", "create", "--data", str(data), "--username", "staff", "--name", "t").stdout.strip().splitlines()[-1]
     node = Node(data).start()
     yield {"url": node.url, "work": work, "staff": {"Authorization": "Bearer " + staff_token}}
@@ -97,3 +99,27 @@ def test_a_file_that_is_not_an_image_is_refused_and_the_report_kept(site: dict, 
     assert "JPEG, PNG or WebP" in element(page, "#photo-problem").text
     assert element(page, "#report-status").text == "submitted"
     assert not page.find_elements(By.CSS_SELECTOR, "#photos img")
+
+
+def test_staff_work_the_order_on_the_board(site: dict, page):
+    staff_headers = site["staff"]
+    community = requests.get(site["url"] + "/api/v1/communities", headers=staff_headers, timeout=10).json()["items"][0]["id"]
+    made = requests.post(site["url"] + f"/api/v1/communities/{community}/work-orders", headers=staff_headers,
+                         json={"category": "sanitation", "title": "垃圾未清运 bins not emptied", "location": "2号楼 building 2"}, timeout=10).json()
+    log_in(page, site["url"], "staff", STAFF_PASSWORD)
+    wait(page).until(lambda d: "/login" not in d.current_url)
+    page.get(f"{site['url']}/console/c/{community}/work-orders")
+    link = next(a for a in element(page, "#work-orders").find_elements(By.CSS_SELECTOR, "a") if a.text == made["number"])
+    link.click()
+    assert element(page, "#order-status").text == "submitted"
+    for step in ("accept", "grab", "start"):
+        element(page, f"#step-form button.step-{step}").click()
+        wait(page).until(lambda d, s=step: d.find_element(By.CSS_SELECTOR, "#order-status").text != "" and s in d.find_element(By.CSS_SELECTOR, "#timeline").text)
+    # Resolving needs a note: refused without one, done with one.
+    element(page, "#step-form button.step-resolve").click()
+    assert "note" in element(page, "#step-error").text.lower()
+    element(page, "#step-form input[name=note]").send_keys("已清运 emptied")
+    element(page, "#step-form button.step-resolve").click()
+    wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#order-status").text == "resolved")
+    assert "已清运" in element(page, "#timeline").text
+    assert requests.get(site["url"] + f"/api/v1/work-orders/{made['id']}", headers=staff_headers, timeout=10).json()["status"] == "resolved"
