@@ -19,6 +19,8 @@ public enum Observation: Sendable, Equatable {
     case event(String)
     /// "online" or "offline".
     case status(String)
+    /// An event of this type on the community's log, about the observed subject.
+    case domain(String)
 }
 
 /// A trigger of a rule began (after its duration, and with its conditions holding) or ended on a device.
@@ -80,6 +82,8 @@ public struct RuleEngine: Sendable {
     private var slots: [Key: Slot] = [:]
     private var timers = TimerHeap()
     private var changed: [Key: TriggerState] = [:]
+    /// The next time of each schedule trigger, by rule and trigger (the device id is the rule's).
+    private var schedules: [Key: Millis] = [:]
     private var removed: Set<Key> = []
     public var calendar: Calendar
 
@@ -92,12 +96,24 @@ public struct RuleEngine: Sendable {
 
     /// Adds or replaces a rule; a changed rule starts afresh (its trigger states are dropped).
     /// `states` restores stored state after a restart.
-    public mutating func install(_ rule: Rule, states: [TriggerState] = []) {
+    public mutating func install(_ rule: Rule, states: [TriggerState] = [], now: Millis = nowMillis()) {
         remove(rule.id)
         guard rule.enabled else { return }
         rules[rule.id] = rule
         for (i, trigger) in rule.definition.triggers.enumerated() {
-            watchers[trigger.productKey, default: []].append((rule.id, i))
+            switch trigger.type {
+            case .schedule:
+                let key = Key(ruleId: rule.id, trigger: i, deviceId: rule.id)
+                if let cron = try? CronSchedule(trigger.cron ?? ""), let next = cron.next(after: Date(timeIntervalSince1970: Double(now) / 1000), calendar: calendar) {
+                    let due = Millis(next.timeIntervalSince1970 * 1000)
+                    schedules[key] = due
+                    timers.push(due, key)
+                }
+            case .domain:
+                watchers[Self.domainKey(trigger.eventType ?? ""), default: []].append((rule.id, i))
+            default:
+                watchers[trigger.productKey, default: []].append((rule.id, i))
+            }
         }
         for state in states where state.ruleId == rule.id && state.triggerIndex < rule.definition.triggers.count {
             pendingRestore[Key(ruleId: state.ruleId, trigger: state.triggerIndex, deviceId: state.deviceId)] = state
@@ -107,11 +123,15 @@ public struct RuleEngine: Sendable {
     /// Restored states wait for their device (given by `watch`), which says where they apply.
     private var pendingRestore: [Key: TriggerState] = [:]
 
+    static func domainKey(_ eventType: String) -> String { "domain:" + eventType }
+
     public mutating func remove(_ ruleId: ID) {
         guard let rule = rules.removeValue(forKey: ruleId) else { return }
-        for trigger in Set(rule.definition.triggers.map(\.productKey)) {
-            watchers[trigger]?.removeAll { $0.ruleId == ruleId }
+        for trigger in rule.definition.triggers {
+            let key = trigger.type == .domain ? Self.domainKey(trigger.eventType ?? "") : trigger.productKey
+            watchers[key]?.removeAll { $0.ruleId == ruleId }
         }
+        schedules = schedules.filter { $0.key.ruleId != ruleId }
         for key in slots.keys where key.ruleId == ruleId {
             slots.removeValue(forKey: key)
             removed.insert(key)
@@ -151,6 +171,13 @@ public struct RuleEngine: Sendable {
     /// Feeds what a device did at `now`; returns what fired or ended.
     public mutating func observe(_ observation: Observation, from device: WatchedDevice, now: Millis) -> [Firing] {
         var out: [Firing] = []
+        if case let .domain(type) = observation {
+            for (ruleId, index) in watchers[Self.domainKey(type)] ?? [] {
+                guard let rule = rules[ruleId], rule.communityId == device.communityId, conditionsHold(rule, at: now) else { continue }
+                out.append(Firing(rule: rule, triggerIndex: index, device: device, change: .fired, at: now, detail: type))
+            }
+            return out
+        }
         for (ruleId, index) in watchers[device.productKey] ?? [] {
             guard let rule = rules[ruleId] else { continue }
             let trigger = rule.definition.triggers[index]
@@ -174,6 +201,8 @@ public struct RuleEngine: Sendable {
             case .absence:
                 guard isActivity(observation, for: trigger) else { continue }
                 out += activity(key, rule, index, device, now: now)
+            case .schedule, .domain:
+                continue
             }
         }
         return out
@@ -184,6 +213,24 @@ public struct RuleEngine: Sendable {
         var out: [Firing] = []
         while let (due, key) = timers.peek(), due <= now {
             timers.pop()
+            if let scheduled = schedules[key] {
+                guard scheduled == due, let rule = rules[key.ruleId] else { continue }
+                let trigger = rule.definition.triggers[key.trigger]
+                if conditionsHold(rule, at: due) {
+                    let subject = WatchedDevice(id: rule.id, communityId: rule.communityId, productKey: "", deviceName: "schedule")
+                    out.append(Firing(rule: rule, triggerIndex: key.trigger, device: subject, change: .fired, at: now, detail: "schedule \(trigger.cron ?? "")"))
+                }
+                // The next time after this one (not after now: a late wake-up does not fire twice).
+                if let cron = try? CronSchedule(trigger.cron ?? ""),
+                   let next = cron.next(after: Date(timeIntervalSince1970: Double(max(due, now)) / 1000), calendar: calendar) {
+                    let nextDue = Millis(next.timeIntervalSince1970 * 1000)
+                    schedules[key] = nextDue
+                    timers.push(nextDue, key)
+                } else {
+                    schedules.removeValue(forKey: key)
+                }
+                continue
+            }
             guard var slot = slots[key], slot.scheduled == due, let rule = rules[key.ruleId] else { continue }
             slot.scheduled = nil
             slots[key] = slot

@@ -47,8 +47,11 @@ public struct RuleDefinition: Sendable, Equatable, Codable {
 /// - `status`: the device goes `online` or `offline`, optionally for `forSeconds`.
 /// - `absence`: nothing from the device for `forSeconds`; with `property`/`op`/`value` (or `event`),
 ///   nothing of that kind ("the door has not opened for 12 hours"). Ends when activity resumes.
+/// - `schedule`: at the times `cron` names (five fields, the server's time zone). No device.
+/// - `domain`: an event of `eventType` on the community's event log ("workorder.overdue",
+///   "alarm.raised", "notice.published"). No device; the event's subject is the source.
 public struct Trigger: Sendable, Equatable, Codable {
-    public enum Kind: String, Sendable, Codable, CaseIterable { case property, event, status, absence }
+    public enum Kind: String, Sendable, Codable, CaseIterable { case property, event, status, absence, schedule, domain }
 
     public var type: Kind
     public var productKey: String
@@ -59,15 +62,36 @@ public struct Trigger: Sendable, Equatable, Codable {
     public var event: String?
     public var status: String?
     public var forSeconds: Int?
+    public var cron: String?
+    public var eventType: String?
 
     public init(type: Kind, productKey: String, deviceName: String? = nil, property: String? = nil, op: Comparison? = nil, value: Double? = nil,
-                event: String? = nil, status: String? = nil, forSeconds: Int? = nil) {
+                event: String? = nil, status: String? = nil, forSeconds: Int? = nil, cron: String? = nil, eventType: String? = nil) {
         self.type = type; self.productKey = productKey; self.deviceName = deviceName; self.property = property; self.op = op
-        self.value = value; self.event = event; self.status = status; self.forSeconds = forSeconds
+        self.value = value; self.event = event; self.status = status; self.forSeconds = forSeconds; self.cron = cron; self.eventType = eventType
     }
 
     /// Triggers that hold for a while (and so end, clearing what they raised); events are instants.
-    public var hasEnd: Bool { type != .event }
+    public var hasEnd: Bool { ![.event, .schedule, .domain].contains(type) }
+    /// Triggers about devices (the others are about time or the community's events).
+    public var watchesDevices: Bool { ![.schedule, .domain].contains(type) }
+
+    enum CodingKeys: String, CodingKey { case type, productKey, deviceName, property, op, value, event, status, forSeconds, cron, eventType }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        type = try c.decode(Kind.self, forKey: .type)
+        // Schedules and domain events watch no device, so they name no product.
+        productKey = try c.decodeIfPresent(String.self, forKey: .productKey) ?? ""
+        deviceName = try c.decodeIfPresent(String.self, forKey: .deviceName)
+        property = try c.decodeIfPresent(String.self, forKey: .property)
+        op = try c.decodeIfPresent(Comparison.self, forKey: .op)
+        value = try c.decodeIfPresent(Double.self, forKey: .value)
+        event = try c.decodeIfPresent(String.self, forKey: .event)
+        status = try c.decodeIfPresent(String.self, forKey: .status)
+        forSeconds = try c.decodeIfPresent(Int.self, forKey: .forSeconds)
+        cron = try c.decodeIfPresent(String.self, forKey: .cron)
+        eventType = try c.decodeIfPresent(String.self, forKey: .eventType)
+    }
 }
 
 public enum Comparison: String, Sendable, Codable, CaseIterable {
@@ -221,9 +245,13 @@ extension RuleDefinition {
         if triggers.isEmpty { issues.append(RuleIssue("triggers", "needs at least one trigger")) }
         if triggers.count > 20 { issues.append(RuleIssue("triggers", "at most 20")) }
         if actions.isEmpty { issues.append(RuleIssue("actions", "needs at least one action")) }
+        // An alarm raised because an alarm was raised would raise itself for ever.
+        if triggers.contains(where: { $0.type == .domain && ($0.eventType ?? "").hasPrefix("alarm.") }), let i = actions.firstIndex(where: { $0.type == .alarm }) {
+            issues.append(RuleIssue("actions[\(i)]", "a rule started by an alarm event cannot raise alarms"))
+        }
         for (i, t) in triggers.enumerated() {
             let p = "triggers[\(i)]"
-            if t.productKey.isEmpty { issues.append(RuleIssue("\(p).productKey", "is required")) }
+            if t.watchesDevices, t.productKey.isEmpty { issues.append(RuleIssue("\(p).productKey", "is required")) }
             if let s = t.forSeconds, !(1...Self.maxForSeconds).contains(s) { issues.append(RuleIssue("\(p).forSeconds", "must be from 1 to \(Self.maxForSeconds)")) }
             switch t.type {
             case .property:
@@ -235,6 +263,11 @@ extension RuleDefinition {
                 if t.forSeconds != nil { issues.append(RuleIssue("\(p).forSeconds", "an event is an instant: no duration")) }
             case .status:
                 if !["online", "offline"].contains(t.status ?? "") { issues.append(RuleIssue("\(p).status", "must be online or offline")) }
+            case .schedule:
+                do { _ = try CronSchedule(t.cron ?? "") } catch { issues.append(RuleIssue("\(p).cron", error.description)) }
+            case .domain:
+                let known = Self.domainEvents
+                if !known.contains(t.eventType ?? "") { issues.append(RuleIssue("\(p).eventType", "must be one of \(known.joined(separator: ", "))")) }
             case .absence:
                 if t.forSeconds == nil { issues.append(RuleIssue("\(p).forSeconds", "is required: how long without activity")) }
                 if t.property != nil, t.op == nil || t.value == nil { issues.append(RuleIssue("\(p).op", "property activity needs op and value")) }
@@ -295,6 +328,10 @@ extension RuleDefinition {
         }
         return issues
     }
+
+    /// Events on the log that rules may start from.
+    public static let domainEvents = ["workorder.submitted", "workorder.overdue", "workorder.reopen", "workorder.transfer", "alarm.raised", "alarm.escalated",
+                                      "alarm.cleared", "notice.published", "device.offline", "device.online", "device.disabled"]
 
     /// Roles a rule may notify: the community's own people, not residents (who get notices) and
     /// not the platform's administrators.

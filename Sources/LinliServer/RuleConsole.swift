@@ -36,6 +36,8 @@ extension WebConsole {
         case .event: return "\(on): event \(t.event ?? "")"
         case .status: return "\(on): \(t.status ?? "")\(lasting)"
         case .absence: return "\(on): nothing\(t.property.map { " with \($0) \(t.op?.rawValue ?? "") \(t.value.map { RuleEngineText.number($0) } ?? "")" } ?? "")\(lasting)"
+        case .schedule: return "at \(t.cron ?? "")"
+        case .domain: return "on \(t.eventType ?? "")"
         }
     }
 

@@ -60,6 +60,7 @@ public final class RuleService: Service, Sendable {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.carryOut() }
                 group.addTask { await self.tick() }
+                group.addTask { await self.followLog() }
                 await group.next()
                 self.work.finish()
                 group.cancelAll()
@@ -89,6 +90,37 @@ public final class RuleService: Service, Sendable {
                     engine.watch(WatchedDevice(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName), now: now)
                 }
             }
+        }
+    }
+
+    static let consumer = "rules"
+
+    /// Feeds the community's domain events (a work order overdue, an alarm raised) to rules that
+    /// start from them. Resumes after its checkpoint; a new installation starts at the log's end
+    /// rather than replaying history.
+    private func followLog() async {
+        do {
+            if try await store.read({ db in try await EventLog.checkpoint(db, consumer: Self.consumer) }) == 0 {
+                let end = try await store.read { db in try await EventLog.latestSeq(db) }
+                try await store.acknowledge(consumer: Self.consumer, through: end)
+            }
+            var acknowledged: Int64 = 0
+            var lastSave = ContinuousClock.now
+            let interesting = Set(RuleDefinition.domainEvents)
+            for try await event in store.events(from: .checkpoint(consumer: Self.consumer)) {
+                if interesting.contains(event.type), let communityId = event.communityId {
+                    let subject = WatchedDevice(id: event.subjectId, communityId: communityId, productKey: "", deviceName: event.subjectType)
+                    let firings = engine.withLock { $0.observe(.domain(event.type), from: subject, now: event.at) }
+                    if !firings.isEmpty { work.yield(.firings(firings)) }
+                }
+                if event.seq - acknowledged >= 200 || ContinuousClock.now - lastSave > .seconds(1) {
+                    try await store.acknowledge(consumer: Self.consumer, through: event.seq)
+                    acknowledged = event.seq
+                    lastSave = .now
+                }
+            }
+        } catch {
+            if !Task.isCancelled { logger.error("rules stopped following the event log", metadata: ["error": "\(error)"]) }
         }
     }
 
@@ -172,7 +204,7 @@ public final class RuleService: Service, Sendable {
         let rule = firing.rule
         let device = try await store.device(id: firing.device.id)
         let sourceName = device.map { ($0.nickname.isEmpty ? "" : $0.nickname + " ") + "\($0.productKey)/\($0.deviceName)" }
-            ?? "\(firing.device.productKey)/\(firing.device.deviceName)"
+            ?? (firing.trigger.watchesDevices ? "\(firing.device.productKey)/\(firing.device.deviceName)" : "\(firing.device.deviceName) \(firing.device.id.prefix(8))")
         // The alarm this firing raised, so a work order it opens is linked to it (and opened once).
         var raisedAlarm: (alarm: Alarm, isNew: Bool)? = nil
         let actions = rule.definition.actions.filter { $0.type == .alarm } + rule.definition.actions.filter { $0.type != .alarm }
@@ -190,7 +222,8 @@ public final class RuleService: Service, Sendable {
                 switch firing.change {
                 case .fired:
                     let raised = try await store.raiseAlarm(AlarmRaise(
-                        communityId: rule.communityId, type: type, severity: severity, sourceType: "device", sourceId: firing.device.id, sourceName: sourceName,
+                        communityId: rule.communityId, type: type, severity: severity, sourceType: firing.trigger.watchesDevices ? "device" : firing.device.deviceName,
+                        sourceId: firing.device.id, sourceName: sourceName,
                         buildingId: device?.buildingId, householdId: device?.householdId, ruleId: rule.id,
                         message: action.message ?? rule.name, detail: firing.detail, at: firing.at,
                         firstEscalationAt: action.escalate?.nextAt(level: 0, raisedAt: firing.at, now: firing.at)),

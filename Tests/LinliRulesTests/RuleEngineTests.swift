@@ -138,4 +138,59 @@ struct RuleEngineTests {
         #expect(engine.expire(now: 100_000).isEmpty && engine.ruleCount == 0)
         #expect(engine.takeChanges().delete.count == 1)
     }
+
+    @Test func cronSchedulesNameTheNextMinute() throws {
+        let utc = Self.utc()
+        let monday = Date(timeIntervalSince1970: 1_767_043_800)  // 2025-12-29 21:30 UTC, a Monday
+        func next(_ cron: String, after date: Date = monday) throws -> String {
+            let d = try #require(try CronSchedule(cron).next(after: date, calendar: utc))
+            let f = DateFormatter()
+            f.timeZone = utc.timeZone
+            f.dateFormat = "EEE yyyy-MM-dd HH:mm"
+            return f.string(from: d)
+        }
+        #expect(try next("*/15 * * * *") == "Mon 2025-12-29 21:45")
+        #expect(try next("0 8 * * *") == "Tue 2025-12-30 08:00")
+        #expect(try next("30 18 * * 6") == "Sat 2026-01-03 18:30")
+        #expect(try next("0 9 1 * *") == "Thu 2026-01-01 09:00")
+        #expect(try next("0 0 29 2 *") == "Tue 2028-02-29 00:00", "the next leap day")
+        #expect(try next("0 9-17/4 * * 1-5") == "Tue 2025-12-30 09:00")
+        #expect(try next("30 21 * * 1", after: monday) == "Mon 2026-01-05 21:30", "strictly after, not the same minute")
+        for bad in ["* * * *", "61 * * * *", "* * 0 * *", "*/0 * * * *", "a b c d e", "5-1 * * * *"] {
+            #expect(throws: CronSchedule.Fault.self, "\(bad)") { try CronSchedule(bad) }
+        }
+    }
+
+    @Test func schedulesFireOnTimeAndRearm() {
+        var engine = RuleEngine(calendar: Self.utc())
+        let start: Millis = 1_767_043_800_000  // 21:30
+        let r = Rule(communityId: Self.community, name: "lights", definition: RuleDefinition(
+            triggers: [Trigger(type: .schedule, productKey: "", cron: "0 22 * * *")], actions: [Self.alarm]))
+        engine.install(r, now: start)
+        #expect(engine.nextDue == start + 30 * 60_000)
+        #expect(engine.expire(now: start + 29 * 60_000).isEmpty)
+        let fired = engine.expire(now: start + 30 * 60_000 + 500)
+        #expect(fired.count == 1 && fired[0].device.id == r.id && fired[0].detail == "schedule 0 22 * * *")
+        #expect(engine.nextDue == start + 30 * 60_000 + 86_400_000, "tomorrow at 22:00")
+        // Woken very late, it fires once, not for every day missed.
+        #expect(engine.expire(now: start + 10 * 86_400_000).count == 1)
+        engine.remove(r.id)
+        #expect(engine.expire(now: start + 20 * 86_400_000).isEmpty)
+    }
+
+    @Test func domainEventsFireRulesOfTheirCommunity() {
+        var engine = RuleEngine()
+        let r = Rule(communityId: Self.community, name: "overdue", definition: RuleDefinition(
+            triggers: [Trigger(type: .domain, productKey: "", eventType: "workorder.overdue")], actions: [Action(type: .notify)]))
+        engine.install(r)
+        let order = WatchedDevice(id: "wo-1", communityId: Self.community, productKey: "", deviceName: "workorder")
+        #expect(engine.observe(.domain("workorder.overdue"), from: order, now: 1).map(\.device.id) == ["wo-1"])
+        #expect(engine.observe(.domain("workorder.submitted"), from: order, now: 2).isEmpty)
+        #expect(engine.observe(.domain("workorder.overdue"), from: WatchedDevice(id: "x", communityId: "c2", productKey: "", deviceName: "workorder"), now: 3).isEmpty)
+        // A rule started by alarms may not raise alarms (it would raise itself).
+        let loop = RuleDefinition(triggers: [Trigger(type: .domain, productKey: "", eventType: "alarm.raised")], actions: [Self.alarm])
+        #expect(loop.issues().map(\.path) == ["actions[0]"])
+        #expect(RuleDefinition(triggers: [Trigger(type: .domain, productKey: "", eventType: "made.up")], actions: [Self.alarm]).issues().map(\.path) == ["triggers[0].eventType"])
+    }
 }
+

@@ -440,3 +440,16 @@ def test_a_rule_is_tried_through_the_api_without_side_effects(site: dict):
         "rule": {"name": "t", "triggers": [{"type": "event", "productKey": spk, "event": "SmokeAlarm"}], "actions": [{"type": "alarm", "alarmType": "x", "severity": "minor"}]},
         "samples": [{"productKey": spk, "deviceName": sdn, "event": "SmokeAlarm", "status": "online"}]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "samples[0]"
+
+
+def test_a_domain_event_starts_a_rule(site: dict):
+    """Rules follow the event log: a work order reported for security tells the guards at once."""
+    guard = token_for(site, "guard")
+    before = inbox(site, guard)["total"]
+    rule = create_rule(site, {"name": "新工单通知门岗 tell the guards", "triggers": [{"type": "domain", "eventType": "workorder.submitted"}],
+                              "actions": [{"type": "notify", "to": {"roles": ["guard"]}, "message": "有新工单 a new work order"}]})
+    r = api(site, "POST", f"/communities/{site['community']}/work-orders", json={"category": "security", "title": "陌生人尾随 tailgating"})
+    assert r.status_code == 201, r.text
+    told = wait_for(lambda: [n for n in inbox(site, guard)["items"] if n["title"] == "有新工单 a new work order"], timeout=10)
+    assert inbox(site, guard)["total"] == before + 1 and r.json()["id"][:8] in told[0]["body"]
+    assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
