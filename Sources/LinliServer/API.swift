@@ -700,13 +700,24 @@ struct API {
         if let lastId = request.headers[HTTPField.Name("Last-Event-ID")!], let seq = Int64(lastId) { after = seq }
         let store = self.store
         if after < 0 { after = try await store.read { db in try await EventLog.latestSeq(db) } }
-        let start = after
-        return Response(
+        return EventStream.response(store: store, scope: scope, after: after) { event in
+            let data = (try? JSON.encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            return (event.type, data)
+        }
+    }
+}
+
+/// The event log as Server-Sent Events from `after`: each event `pick` returns goes out as
+/// `event: name` / `data: …` with its sequence number as the id. Wakes on local commits, polls
+/// for other nodes', sends a comment now and then to find clients that went away, and ends when
+/// the server shuts down gracefully, so it never holds shutdown up.
+enum EventStream {
+    static func response(store: Store, scope: Scope, after start: Int64, pick: @escaping @Sendable (DomainEvent) -> (name: String, data: String)?) -> Response {
+        Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: .init { writer in
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
-                // The stream ends when the server shuts down gracefully, so it never holds shutdown up.
                 let stopping = StopFlag()
                 try await withGracefulShutdownHandler {
                     var cursor = start
@@ -715,13 +726,12 @@ struct API {
                         let seen = await store.signal.generation
                         let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
                         for event in batch {
-                            let data = (try? JSON.encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-                            try await writer.write(ByteBuffer(string: "id: \(event.seq)\nevent: \(event.type)\ndata: \(data)\n\n"))
+                            guard let (name, data) = pick(event) else { continue }
+                            try await writer.write(ByteBuffer(string: "id: \(event.seq)\nevent: \(name)\ndata: \(data)\n\n"))
                         }
                         if let last = batch.last { cursor = last.seq }
                         if batch.count < 200, !stopping.isSet {
                             await store.signal.wait(since: seen, timeout: .seconds(5))
-                            // A comment line now and then finds clients that went away.
                             if batch.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
                         }
                     }

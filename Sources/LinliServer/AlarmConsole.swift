@@ -3,7 +3,6 @@ import Hummingbird
 import LinliCore
 import LinliRules
 import LinliStorage
-import ServiceLifecycle
 
 /// The alarm board: a community's alarms, most pressing first, live, with acknowledge and clear.
 extension WebConsole {
@@ -69,34 +68,9 @@ extension WebConsole {
         communityOnly.communities = [community.id]
         let scope = communityOnly
         let start = try await store.read { db in try await EventLog.latestSeq(db) }
-        return Response(
-            status: .ok,
-            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-            body: .init { writer in
-                try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
-                let stopping = StopFlag()
-                try await withGracefulShutdownHandler {
-                    var cursor = start
-                    while !stopping.isSet, !Task.isCancelled {
-                        let from = cursor
-                        let seen = await store.signal.generation
-                        let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
-                        for event in batch where event.type.hasPrefix("alarm.") {
-                            try await writer.write(ByteBuffer(string: "id: \(event.seq)\nevent: alarm\ndata: \(event.subjectId)\n\n"))
-                        }
-                        if let last = batch.last { cursor = last.seq }
-                        if batch.count < 200, !stopping.isSet {
-                            await store.signal.wait(since: seen, timeout: .seconds(5))
-                            if batch.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
-                        }
-                    }
-                } onGracefulShutdown: {
-                    stopping.set()
-                    Task { await store.signal.notify() }
-                }
-                try await writer.finish(nil)
-            }
-        )
+        return EventStream.response(store: store, scope: scope, after: start) { event in
+            event.type.hasPrefix("alarm.") ? ("alarm", event.subjectId) : nil
+        }
     }
 
     @Sendable func alarmDetail(_ request: Request, context: AppContext) async throws -> Response {

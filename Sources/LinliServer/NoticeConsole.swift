@@ -2,7 +2,6 @@ import Foundation
 import Hummingbird
 import LinliCore
 import LinliStorage
-import ServiceLifecycle
 
 /// Notices in the console (compose, follow progress live, the follow-up list) and in the portal
 /// (read, confirm or answer).
@@ -93,30 +92,10 @@ extension WebConsole {
         only.communities = [notice.communityId]
         let scope = only
         let start = try await store.read { db in try await EventLog.latestSeq(db) }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: .init { writer in
-            try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
-            let stopping = StopFlag()
-            try await withGracefulShutdownHandler {
-                var cursor = start
-                while !stopping.isSet, !Task.isCancelled {
-                    let from = cursor
-                    let seen = await store.signal.generation
-                    let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
-                    for event in batch where event.type == "notice.answered" && event.subjectId == notice.id {
-                        try await writer.write(ByteBuffer(string: "id: \(event.seq)\nevent: answered\ndata: \(notice.id)\n\n"))
-                    }
-                    if let last = batch.last { cursor = last.seq }
-                    if batch.count < 200, !stopping.isSet {
-                        await store.signal.wait(since: seen, timeout: .seconds(5))
-                        if batch.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
-                    }
-                }
-            } onGracefulShutdown: {
-                stopping.set()
-                Task { await store.signal.notify() }
-            }
-            try await writer.finish(nil)
-        })
+        let noticeId = notice.id
+        return EventStream.response(store: store, scope: scope, after: start) { event in
+            event.type == "notice.answered" && event.subjectId == noticeId ? ("answered", noticeId) : nil
+        }
     }
 
     // MARK: portal
