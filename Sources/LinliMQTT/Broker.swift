@@ -19,11 +19,20 @@ public struct MQTTBrokerConfiguration: Sendable {
     public var queueLimit: Int
     /// PUBLISH packets per second a client may send (a burst of as many is allowed).
     public var maxPublishesPerSecond: Int
+    /// Sockets the listeners may hold open together; nil for as many as the open-file limit
+    /// (RLIMIT_NOFILE) allows once `reservedFileDescriptors` are set aside. A socket accepted beyond
+    /// it is closed at once. `maxConnections` counts signed-in sessions and answers CONNACK 3.
+    public var maxSockets: Int?
+    /// File descriptors kept free for the rest of the process (database files, HTTP clients, the
+    /// runtime's own), beyond those already open when the broker starts.
+    public var reservedFileDescriptors: Int
 
     public init(host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(), maxConnections: Int = 50_000,
-                connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000, maxPublishesPerSecond: Int = 1_000) {
+                connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000, maxPublishesPerSecond: Int = 1_000,
+                maxSockets: Int? = nil, reservedFileDescriptors: Int = 128) {
         self.host = host; self.port = port; self.tls = tls; self.limits = limits; self.maxConnections = maxConnections; self.connectTimeout = connectTimeout
         self.inflightWindow = inflightWindow; self.queueLimit = queueLimit; self.maxPublishesPerSecond = maxPublishesPerSecond
+        self.maxSockets = maxSockets; self.reservedFileDescriptors = reservedFileDescriptors
     }
 }
 
@@ -78,11 +87,15 @@ public final class MQTTBroker: Sendable {
 
     /// Listens on plain TCP, and on TLS when configured, until the task is cancelled.
     public func run(onListening: @Sendable (ListeningPorts) -> Void = { _ in }) async throws {
-        let tcp = try await bind(host: configuration.host, port: configuration.port, tls: nil)
+        let files = OpenFileLimit.current()
+        let budget = SocketBudget(limit: SocketBudget.limit(configured: configuration.maxSockets, fileLimit: files?.soft,
+                                                            alreadyOpen: OpenFileLimit.openNow(), reserve: configuration.reservedFileDescriptors))
+        logger.info("MQTT sockets allowed", metadata: ["sockets": "\(budget.limit)", "open-file limit": "\(files.map { "\($0)" } ?? "unknown")"])
+        let tcp = try await bind(host: configuration.host, port: configuration.port, tls: nil, budget: budget)
         let tls: Listener?
         if let listener = configuration.tls {
             do {
-                tls = try await bind(host: listener.host, port: listener.port, tls: listener.context)
+                tls = try await bind(host: listener.host, port: listener.port, tls: listener.context, budget: budget)
             } catch {
                 try? await tcp.executeThenClose { _ in }  // free the plain port again
                 throw error
@@ -90,10 +103,14 @@ public final class MQTTBroker: Sendable {
         } else {
             tls = nil
         }
-        onListening(ListeningPorts(tcp: tcp.channel.localAddress?.port ?? configuration.port, tls: tls?.channel.localAddress?.port))
+        let tcpPort = tcp.channel.localAddress?.port ?? configuration.port
+        let tlsPort = tls?.channel.localAddress?.port
+        onListening(ListeningPorts(tcp: tcpPort, tls: tlsPort))
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await self.serve(tcp, secure: false) }
-            if let tls { group.addTask { try await self.serve(tls, secure: true) } }
+            group.addTask { try await self.serve(tcp, host: self.configuration.host, port: tcpPort, tls: nil, budget: budget) }
+            if let tls, let listener = configuration.tls, let tlsPort {
+                group.addTask { try await self.serve(tls, host: listener.host, port: tlsPort, tls: listener.context, budget: budget) }
+            }
         }
     }
 
@@ -101,12 +118,18 @@ public final class MQTTBroker: Sendable {
 
     /// Binds one listener. With a TLS context, the handshake runs before any MQTT byte is decoded;
     /// the read deadline still counts from the socket's opening, so a stalled handshake is closed too.
-    private func bind(host: String, port: Int, tls: NIOSSLContext?) async throws -> Listener {
+    private func bind(host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws -> Listener {
         let limits = configuration.limits
         let connectTimeout = configuration.connectTimeout
+        let logger = logger
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ListenerGuard(budget: budget, logger: logger))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -123,16 +146,39 @@ public final class MQTTBroker: Sendable {
     }
 
     /// Accepts connections on one listener; each runs in its own child task, so one bad client
-    /// (a failed handshake included) ends only its own connection.
-    private func serve(_ listener: Listener, secure: Bool) async throws {
+    /// (a failed handshake included) ends only its own connection. Accept errors never end it (see
+    /// `ListenerGuard`); should the listening socket fail all the same, it is bound again, and the
+    /// connections it had accepted carry on meanwhile. Only cancellation ends this.
+    private func serve(_ first: Listener, host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws {
+        let secure = tls != nil
         try await withThrowingDiscardingTaskGroup { group in
-            try await listener.executeThenClose { inbound in
-                for try await connection in inbound {
-                    group.addTask {
-                        await ClientConnection(broker: self, channel: connection, secure: secure).run()
+            var listener: Listener? = first
+            while !Task.isCancelled {
+                if let current = listener {
+                    listener = nil
+                    do {
+                        try await current.executeThenClose { inbound in
+                            for try await connection in inbound {
+                                group.addTask {
+                                    await ClientConnection(broker: self, channel: connection, secure: secure).run()
+                                }
+                            }
+                        }
+                    } catch {
+                        if Task.isCancelled { break }
+                        logger.error("MQTT listener failed", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
                     }
+                    if Task.isCancelled { break }
+                    logger.error("MQTT listener closed; listening again in a second", metadata: ["address": "\(host):\(port)"])
+                }
+                try await Task.sleep(for: .seconds(1))
+                do {
+                    listener = try await bind(host: host, port: port, tls: tls, budget: budget)
+                } catch {
+                    logger.error("MQTT listener not bound again yet", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
                 }
             }
+            throw CancellationError()
         }
     }
 }
