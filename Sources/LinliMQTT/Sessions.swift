@@ -47,6 +47,8 @@ struct Session {
 /// routing needs no locks. Connections talk to it; it talks back through their outboxes.
 actor BrokerState {
     private var sessions: [String: Session] = [:]
+    /// The same subscriptions as the sessions hold, by topic level, for routing.
+    private var subscriptions = SubscriptionTree()
     private var retained: [String: Publish] = [:]
     private var nextConnectionId: UInt64 = 0
     private var connected = 0
@@ -74,9 +76,9 @@ actor BrokerState {
                 old.close()
                 connected -= 1
             }
-            if clean {
-                sessions[clientId] = nil
-            } else if existing.persistent {
+            if clean || !existing.persistent {
+                forget(clientId)
+            } else {
                 sessionPresent = true
                 existing.outbox = outbox
                 existing.connectionId = nextConnectionId
@@ -113,9 +115,15 @@ actor BrokerState {
         if session.persistent {
             sessions[clientId] = session
         } else {
-            sessions[clientId] = nil
+            forget(clientId)
         }
         return true
+    }
+
+    /// Drops a session and its subscriptions.
+    private func forget(_ clientId: String) {
+        guard let session = sessions.removeValue(forKey: clientId) else { return }
+        for filter in session.subscriptions.keys { subscriptions.remove(filter, clientId: clientId) }
     }
 
     /// Subscribes and returns the granted QoS per filter; then sends the retained messages that match.
@@ -125,6 +133,7 @@ actor BrokerState {
         for (s, allowed) in subscriptions {
             if allowed {
                 session.subscriptions[s.filter] = s.qos
+                self.subscriptions.insert(s.filter, clientId: clientId, qos: s.qos)
                 codes.append(s.qos.rawValue)
             } else {
                 codes.append(MQTTPacket.subackFailure)
@@ -152,7 +161,9 @@ actor BrokerState {
     }
 
     func unsubscribe(clientId: String, _ filters: [String]) {
-        for filter in filters { sessions[clientId]?.subscriptions[filter] = nil }
+        for filter in filters where sessions[clientId]?.subscriptions.removeValue(forKey: filter) != nil {
+            subscriptions.remove(filter, clientId: clientId)
+        }
     }
 
     /// Routes a message to every session with a matching subscription, once per session at the
@@ -168,12 +179,7 @@ actor BrokerState {
                 retained[message.topic] = kept
             }
         }
-        for (clientId, session) in sessions {
-            var best: QoS? = nil
-            for (filter, qos) in session.subscriptions where Topic.matches(filter: filter, name: message.topic) {
-                best = max(best ?? qos, qos)
-            }
-            guard let best else { continue }
+        for (clientId, best) in subscriptions.matches(message.topic) {
             var outgoing = message
             outgoing.retain = false  // MQTT-3.3.1-9: retain is set only for retained messages sent on subscribe
             deliver(outgoing, qos: min(best, message.qos), to: clientId)
