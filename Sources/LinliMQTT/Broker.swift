@@ -44,21 +44,31 @@ public final class MQTTBroker: Sendable {
     let authenticator: any MQTTAuthenticator
     let state: BrokerState
     let logger: Logger
-    /// Called for every accepted PUBLISH before it is routed, and for QoS 1 and 2 before it is
-    /// acknowledged: the place where a message is understood and made durable.
-    let onPublish: @Sendable (_ clientId: String, _ message: Publish) async throws -> Void
+    /// Called for every accepted PUBLISH, in the order each connection received them: the place
+    /// where a message is understood. What it returns (making the message durable, typically)
+    /// must finish before the message is routed and, for QoS 1 and 2, acknowledged; meanwhile the
+    /// connection reads on. Acknowledgements keep the order of arrival.
+    let onPublish: @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion
     /// Called when a client's session starts (after CONNACK) and when its connection ends.
     let onPresence: @Sendable (_ clientId: String, _ connected: Bool) async -> Void
 
     public init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
-                onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in },
+                receive: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion,
                 onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.logger = logger
-        self.onPublish = onPublish
+        self.onPublish = receive
         self.onPresence = onPresence
         state = BrokerState(configuration: configuration, logger: logger)
+    }
+
+    /// With a hook that is done when it returns: each connection handles one message at a time.
+    public convenience init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
+                            onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in },
+                            onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }) {
+        self.init(configuration: configuration, authenticator: authenticator, logger: logger,
+                  receive: { clientId, message in try await onPublish(clientId, message); return .done }, onPresence: onPresence)
     }
 
     public var connectionCount: Int { get async { await state.connectionCount } }

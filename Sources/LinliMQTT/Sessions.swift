@@ -1,19 +1,66 @@
 import Logging
 import NIOCore
+import Synchronization
 
-/// Where a live connection's outgoing packets go: the connection's writer drains it.
+/// Where a live connection's outgoing packets go. The connection's writer takes everything gathered
+/// since it last looked and writes it with one flush, so under load many packets share a syscall.
 final class Outbox: Sendable {
-    let continuation: AsyncStream<MQTTPacket>.Continuation
-    let stream: AsyncStream<MQTTPacket>
+    private struct State {
+        var packets: [MQTTPacket] = []
+        var finished = false
+        var writer: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
     /// Closes the client's socket (session takeover, protocol errors raised elsewhere).
     let close: @Sendable () -> Void
 
     init(close: @escaping @Sendable () -> Void) {
-        (stream, continuation) = AsyncStream.makeStream(of: MQTTPacket.self)
         self.close = close
     }
 
-    func send(_ packet: MQTTPacket) { continuation.yield(packet) }
+    /// Queues a packet; dropped once the outbox is finished.
+    func send(_ packet: MQTTPacket) {
+        let writer = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard !s.finished else { return nil }
+            s.packets.append(packet)
+            defer { s.writer = nil }
+            return s.writer
+        }
+        writer?.resume()
+    }
+
+    /// No more packets: the writer sends what is queued, then stops.
+    func finish() {
+        let writer = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.finished = true
+            defer { s.writer = nil }
+            return s.writer
+        }
+        writer?.resume()
+    }
+
+    /// Everything queued, waiting until there is something; nil once finished and empty. One reader.
+    func next() async -> [MQTTPacket]? {
+        while true {
+            let taken = state.withLock { s -> [MQTTPacket]?? in
+                if !s.packets.isEmpty {
+                    let packets = s.packets
+                    s.packets = []
+                    return .some(packets)
+                }
+                return s.finished ? .some(nil) : .none
+            }
+            if let taken { return taken }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { s -> Bool in
+                    if !s.packets.isEmpty || s.finished { return true }
+                    s.writer = c
+                    return false
+                }
+                if ready { c.resume() }
+            }
+        }
+    }
 }
 
 /// What the broker remembers of a client: its subscriptions and, for a persistent session, the
@@ -72,7 +119,7 @@ actor BrokerState {
         if var existing = sessions[clientId] {
             if let old = existing.outbox {
                 logger.info("session taken over", metadata: ["client": "\(clientId)"])
-                old.continuation.finish()
+                old.finish()
                 old.close()
                 connected -= 1
             }
@@ -99,7 +146,7 @@ actor BrokerState {
     /// Closes a client's connection from the server's side (a device disabled by an operator).
     func disconnect(clientId: String) -> Bool {
         guard let outbox = sessions[clientId]?.outbox else { return false }
-        outbox.continuation.finish()
+        outbox.finish()
         outbox.close()
         return true
     }
@@ -109,7 +156,7 @@ actor BrokerState {
     @discardableResult
     func detach(clientId: String, connectionId: UInt64) -> Bool {
         guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else { return false }
-        session.outbox?.continuation.finish()
+        session.outbox?.finish()
         session.outbox = nil
         connected -= 1
         if session.persistent {

@@ -120,12 +120,13 @@ public final class DeviceGateway: Sendable {
     }
 
     /// Handles what devices send on their own topics; other topics are only routed. A property or
-    /// event post is stored (or its refusal counted) before this returns, so the broker's PUBACK,
-    /// which follows, is never for a message a crash could lose.
-    func handle(clientId: String, message: Publish) async throws {
+    /// event post is checked and queued for storage here, in arrival order; the returned completion
+    /// waits for its commit and then replies, and the broker's PUBACK follows that, so it is never
+    /// for a message a crash could lose.
+    func handle(clientId: String, message: Publish) async throws -> PublishCompletion {
         guard let (pk, dn, kind) = AlinkTopic.parse(message.topic),
               let device = devices.withLock({ $0[clientId] }), device.productKey == pk, device.deviceName == dn
-        else { return }
+        else { return .done }
         let payload = Data(message.payload.readableBytesView)
         let now = nowMillis()
         func report(_ content: DeviceReport.Content) -> DeviceReport {
@@ -137,8 +138,8 @@ public final class DeviceGateway: Sendable {
                 let faults = model.validateProperties(request.params)
                 return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
             }
-            try await telemetry.record(report(content))
-            await reply(to: clientId, topic: message.topic + "_reply", answer)
+            let stored = telemetry.enqueue(report(content))
+            return .after { try await stored.wait(); await self.reply(to: clientId, topic: message.topic + "_reply", answer) }
         case let .eventPost(identifier):
             let (answer, content) = await understand(payload, productKey: pk) { model, request in
                 guard let event = model.event(identifier) else {
@@ -150,17 +151,19 @@ public final class DeviceGateway: Sendable {
                 let json = String(decoding: values.serialized(), as: UTF8.self)
                 return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
             }
-            try await telemetry.record(report(content))
-            await reply(to: clientId, topic: message.topic + "_reply", answer)
+            let stored = telemetry.enqueue(report(content))
+            return .after { try await stored.wait(); await self.reply(to: clientId, topic: message.topic + "_reply", answer) }
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)
-            try await telemetry.record(report(.seen))
+            let stored = telemetry.enqueue(report(.seen))
+            return .after { try await stored.wait() }
         case .firmwareInform:
             if let version = AlinkRequest.parse(payload)?.params["version"], case let .string(v) = version, !v.isEmpty, v.count <= 64 {
                 try await store.setDeviceFirmware(device, v)
             }
+            return .done
         case .other:
-            break
+            return .done
         }
     }
 
