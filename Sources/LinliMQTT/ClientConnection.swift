@@ -189,7 +189,9 @@ struct ClientConnection {
                     throw error
                 }
             }
-            if entry.route { await state.route(entry.message) }
+            if entry.route, entry.message.retain || state.subscriptionCount.load(ordering: .relaxed) > 0 {
+                await state.route(entry.message)
+            }
             switch entry.message.qos {
             case .atMostOnce: break
             case .atLeastOnce: outbox.send(.puback(entry.message.packetId!))

@@ -95,7 +95,12 @@ struct Session {
 actor BrokerState {
     private var sessions: [String: Session] = [:]
     /// The same subscriptions as the sessions hold, by topic level, for routing.
-    private var subscriptions = SubscriptionTree()
+    private var subscriptions = SubscriptionTree() {
+        didSet { subscriptionCount.store(subscriptions.count, ordering: .relaxed) }
+    }
+    /// How many subscriptions there are, readable without entering the actor: a message nobody
+    /// can receive (and that is not retained) need not be routed at all.
+    nonisolated let subscriptionCount = Atomic<Int>(0)
     private var retained: [String: Publish] = [:]
     private var nextConnectionId: UInt64 = 0
     private var connected = 0

@@ -147,7 +147,9 @@ public final class TelemetryWriter: Sendable {
             state.flushing = true
             return (batch, true)
         }
-        if startFlushing { Task { await self.flushUntilEmpty() } }
+        // High priority: under load a thousand connection tasks are ready at any moment, and the
+        // one task every acknowledgement waits for must not queue behind them at each await.
+        if startFlushing { Task(priority: .high) { await self.flushUntilEmpty() } }
         return TelemetryReceipt(batch: batch)
     }
 
@@ -228,7 +230,8 @@ public final class TelemetryWriter: Sendable {
                 for r in rows { ids[r.deviceId + "/" + r.identifier] = r.id }
             }
             // History: plain numbers are written inline (they are numbers we made), text is bound.
-            for chunk in history.chunked(400) {
+            // Few, large statements: each one is a trip to the database thread and back.
+            for chunk in history.chunked(Self.rowsPerStatement) {
                 var values: [SQLQueryString] = []
                 values.reserveCapacity(chunk.count)
                 for (key, v) in chunk {
@@ -245,7 +248,7 @@ public final class TelemetryWriter: Sendable {
                 }
             }
             // The reported shadow: the newest value wins, every report counts as a version.
-            for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(400) {
+            for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
                 let values = chunk.map { entry -> SQLQueryString in
                     let (device, v, count) = entry.value
                     return "(\(bind: device), \(bind: v.identifier), \(bind: v.json), \(bind: v.time), \(bind: count))"
@@ -258,7 +261,7 @@ public final class TelemetryWriter: Sendable {
                         version = device_shadow.version + excluded.version
                     """).run()
             }
-            for chunk in tallies.sorted(by: { $0.key < $1.key }).chunked(400) {
+            for chunk in tallies.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
                 let values = chunk.map { entry -> SQLQueryString in
                     let c = entry.value
                     return "(\(bind: entry.key), \(bind: c.messages), \(bind: c.errors), \(bind: c.lastError), \(bind: c.lastErrorAt), \(bind: c.lastSeen))"
@@ -304,6 +307,10 @@ public final class TelemetryWriter: Sendable {
             }
         }
     }
+
+    /// Rows per INSERT: at most 6 bound values each, so 12,000 per statement, within PostgreSQL's
+    /// 65,535 and SQLite's limit.
+    static let rowsPerStatement = 2_000
 
     static func split(_ key: String) -> (String, String) {
         let i = key.firstIndex(of: "/")!
