@@ -195,6 +195,8 @@ public final class MQTTBroker: Sendable {
 
 /// Closes a connection that stays silent too long: first until CONNECT arrives, then for 1.5 times
 /// the client's keep-alive (MQTT-3.1.2-24). Sits before the decoder, so any byte counts as life.
+/// A read only notes the time; the timer, when it fires, looks at that time and sets itself again
+/// for the rest of the interval, so a busy connection costs no timer work per read.
 final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -203,12 +205,13 @@ final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var timeout: TimeAmount?
     private var scheduled: Scheduled<Void>?
     private var context: ChannelHandlerContext?
+    private var lastRead = NIODeadline.now()
 
     init(timeout: TimeAmount?) { self.timeout = timeout }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { arm(context) }
+        if context.channel.isActive { restart(context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -217,25 +220,38 @@ final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        arm(context)
+        restart(context)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        arm(context)
+        lastRead = .now()
         context.fireChannelRead(data)
     }
 
     /// Sets a new deadline; nil means none (keep-alive 0).
     func setTimeout(_ timeout: TimeAmount?) {
         self.timeout = timeout
-        if let context { arm(context) }
+        if let context { restart(context) }
     }
 
-    private func arm(_ context: ChannelHandlerContext) {
+    private func restart(_ context: ChannelHandlerContext) {
+        lastRead = .now()
+        schedule(context)
+    }
+
+    private func schedule(_ context: ChannelHandlerContext) {
         scheduled?.cancel()
+        scheduled = nil
         guard let timeout else { return }
-        let channel = context.channel
-        scheduled = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        let due = lastRead + timeout
+        scheduled = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
+            guard let self, let context = self.context, let timeout = self.timeout else { return }
+            if NIODeadline.now() >= self.lastRead + timeout {
+                context.channel.close(promise: nil)
+            } else {
+                self.schedule(context)
+            }
+        }
     }
 }
