@@ -21,15 +21,20 @@ struct ConnectionLimitTests {
 
     @Test func sessionsBeyondMaxConnectionsAreRefusedWithServerUnavailable() async throws {
         try await withBroker(MQTTBrokerConfiguration(port: 0, maxConnections: 2)) { port, broker in
+            // Clients are kept in variables: a dropped TestClient closes its connection.
             let (a, ackA) = try await TestClient.connected(port, id: "a")
-            let (_, ackB) = try await TestClient.connected(port, id: "b")
+            let (b, ackB) = try await TestClient.connected(port, id: "b")
             #expect(ackA == Self.accepted && ackB == Self.accepted)
-            let (_, ackC) = try await TestClient.connected(port, id: "c")
+            let (c, ackC) = try await TestClient.connected(port, id: "c")
             #expect(ackC == .connack(sessionPresent: false, returnCode: .serverUnavailable))
+            #expect(await c.closedWithin(.seconds(3)))
             try await a.send(.disconnect)
             #expect(await eventually { await broker.connectionCount == 1 })
-            let (_, ackD) = try await TestClient.connected(port, id: "d")
+            let (d, ackD) = try await TestClient.connected(port, id: "d")
             #expect(ackD == Self.accepted)
+            try await b.send(.pingreq)
+            #expect(await b.next() == .pingresp)
+            d.close()
         }
     }
 
