@@ -80,6 +80,16 @@ public final class MQTTBroker: Sendable {
 
     /// Sends to one client, subscribed or not (replies and commands to a device).
     public func send(_ message: Publish, to clientId: String) async {
+        // At QoS 0 the client's subscriptions cannot change the QoS, and nothing is kept for an
+        // absent client: straight to its outbox, without a turn on the broker's actor.
+        if message.qos == .atMostOnce {
+            guard let outbox = state.outboxes.withLock({ $0[clientId] }) else { return }
+            var outgoing = message
+            outgoing.dup = false
+            outgoing.packetId = nil
+            outbox.send(.publish(outgoing))
+            return
+        }
         await state.send(message, to: clientId)
     }
 

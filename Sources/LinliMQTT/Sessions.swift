@@ -101,6 +101,9 @@ actor BrokerState {
     /// How many subscriptions there are, readable without entering the actor: a message nobody
     /// can receive (and that is not retained) need not be routed at all.
     nonisolated let subscriptionCount = Atomic<Int>(0)
+    /// The outbox of every connected client, readable without entering the actor: a QoS 0 message
+    /// to one client (a reply to a device) needs nothing else.
+    nonisolated let outboxes = Mutex<[String: Outbox]>([:])
     private var retained: [String: Publish] = [:]
     private var nextConnectionId: UInt64 = 0
     private var connected = 0
@@ -144,6 +147,7 @@ actor BrokerState {
             sessions[clientId] = session
         }
         connected += 1
+        outboxes.withLock { $0[clientId] = outbox }
         if sessionPresent { resend(clientId) }
         return (nextConnectionId, sessionPresent)
     }
@@ -164,6 +168,7 @@ actor BrokerState {
         session.outbox?.finish()
         session.outbox = nil
         connected -= 1
+        outboxes.withLock { _ = $0.removeValue(forKey: clientId) }
         if session.persistent {
             sessions[clientId] = session
         } else {
