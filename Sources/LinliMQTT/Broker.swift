@@ -19,11 +19,20 @@ public struct MQTTBrokerConfiguration: Sendable {
     public var queueLimit: Int
     /// PUBLISH packets per second a client may send (a burst of as many is allowed).
     public var maxPublishesPerSecond: Int
+    /// Sockets the listeners may hold open together; nil for as many as the open-file limit
+    /// (RLIMIT_NOFILE) allows once `reservedFileDescriptors` are set aside. A socket accepted beyond
+    /// it is closed at once. `maxConnections` counts signed-in sessions and answers CONNACK 3.
+    public var maxSockets: Int?
+    /// File descriptors kept free for the rest of the process (database files, HTTP clients, the
+    /// runtime's own), beyond those already open when the broker starts.
+    public var reservedFileDescriptors: Int
 
     public init(host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(), maxConnections: Int = 50_000,
-                connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000, maxPublishesPerSecond: Int = 1_000) {
+                connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000, maxPublishesPerSecond: Int = 1_000,
+                maxSockets: Int? = nil, reservedFileDescriptors: Int = 128) {
         self.host = host; self.port = port; self.tls = tls; self.limits = limits; self.maxConnections = maxConnections; self.connectTimeout = connectTimeout
         self.inflightWindow = inflightWindow; self.queueLimit = queueLimit; self.maxPublishesPerSecond = maxPublishesPerSecond
+        self.maxSockets = maxSockets; self.reservedFileDescriptors = reservedFileDescriptors
     }
 }
 
@@ -35,21 +44,31 @@ public final class MQTTBroker: Sendable {
     let authenticator: any MQTTAuthenticator
     let state: BrokerState
     let logger: Logger
-    /// Called for every accepted PUBLISH before it is routed, and for QoS 1 and 2 before it is
-    /// acknowledged: the place where a message is understood and made durable.
-    let onPublish: @Sendable (_ clientId: String, _ message: Publish) async throws -> Void
+    /// Called for every accepted PUBLISH, in the order each connection received them: the place
+    /// where a message is understood. What it returns (making the message durable, typically)
+    /// must finish before the message is routed and, for QoS 1 and 2, acknowledged; meanwhile the
+    /// connection reads on. Acknowledgements keep the order of arrival.
+    let onPublish: @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion
     /// Called when a client's session starts (after CONNACK) and when its connection ends.
     let onPresence: @Sendable (_ clientId: String, _ connected: Bool) async -> Void
 
     public init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
-                onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in },
+                receive: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion,
                 onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.logger = logger
-        self.onPublish = onPublish
+        self.onPublish = receive
         self.onPresence = onPresence
         state = BrokerState(configuration: configuration, logger: logger)
+    }
+
+    /// With a hook that is done when it returns: each connection handles one message at a time.
+    public convenience init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
+                            onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in },
+                            onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }) {
+        self.init(configuration: configuration, authenticator: authenticator, logger: logger,
+                  receive: { clientId, message in try await onPublish(clientId, message); return .done }, onPresence: onPresence)
     }
 
     public var connectionCount: Int { get async { await state.connectionCount } }
@@ -61,6 +80,16 @@ public final class MQTTBroker: Sendable {
 
     /// Sends to one client, subscribed or not (replies and commands to a device).
     public func send(_ message: Publish, to clientId: String) async {
+        // At QoS 0 the client's subscriptions cannot change the QoS, and nothing is kept for an
+        // absent client: straight to its outbox, without a turn on the broker's actor.
+        if message.qos == .atMostOnce {
+            guard let outbox = state.outboxes.withLock({ $0[clientId] }) else { return }
+            var outgoing = message
+            outgoing.dup = false
+            outgoing.packetId = nil
+            outbox.send(.publish(outgoing))
+            return
+        }
         await state.send(message, to: clientId)
     }
 
@@ -78,11 +107,15 @@ public final class MQTTBroker: Sendable {
 
     /// Listens on plain TCP, and on TLS when configured, until the task is cancelled.
     public func run(onListening: @Sendable (ListeningPorts) -> Void = { _ in }) async throws {
-        let tcp = try await bind(host: configuration.host, port: configuration.port, tls: nil)
+        let files = OpenFileLimit.current()
+        let budget = SocketBudget(limit: SocketBudget.limit(configured: configuration.maxSockets, fileLimit: files?.soft,
+                                                            alreadyOpen: OpenFileLimit.openNow(), reserve: configuration.reservedFileDescriptors))
+        logger.info("MQTT sockets allowed", metadata: ["sockets": "\(budget.limit)", "open-file limit": "\(files.map { "\($0)" } ?? "unknown")"])
+        let tcp = try await bind(host: configuration.host, port: configuration.port, tls: nil, budget: budget)
         let tls: Listener?
         if let listener = configuration.tls {
             do {
-                tls = try await bind(host: listener.host, port: listener.port, tls: listener.context)
+                tls = try await bind(host: listener.host, port: listener.port, tls: listener.context, budget: budget)
             } catch {
                 try? await tcp.executeThenClose { _ in }  // free the plain port again
                 throw error
@@ -90,10 +123,14 @@ public final class MQTTBroker: Sendable {
         } else {
             tls = nil
         }
-        onListening(ListeningPorts(tcp: tcp.channel.localAddress?.port ?? configuration.port, tls: tls?.channel.localAddress?.port))
+        let tcpPort = tcp.channel.localAddress?.port ?? configuration.port
+        let tlsPort = tls?.channel.localAddress?.port
+        onListening(ListeningPorts(tcp: tcpPort, tls: tlsPort))
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await self.serve(tcp, secure: false) }
-            if let tls { group.addTask { try await self.serve(tls, secure: true) } }
+            group.addTask { try await self.serve(tcp, host: self.configuration.host, port: tcpPort, tls: nil, budget: budget) }
+            if let tls, let listener = configuration.tls, let tlsPort {
+                group.addTask { try await self.serve(tls, host: listener.host, port: tlsPort, tls: listener.context, budget: budget) }
+            }
         }
     }
 
@@ -101,12 +138,18 @@ public final class MQTTBroker: Sendable {
 
     /// Binds one listener. With a TLS context, the handshake runs before any MQTT byte is decoded;
     /// the read deadline still counts from the socket's opening, so a stalled handshake is closed too.
-    private func bind(host: String, port: Int, tls: NIOSSLContext?) async throws -> Listener {
+    private func bind(host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws -> Listener {
         let limits = configuration.limits
         let connectTimeout = configuration.connectTimeout
+        let logger = logger
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ListenerGuard(budget: budget, logger: logger))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -123,22 +166,47 @@ public final class MQTTBroker: Sendable {
     }
 
     /// Accepts connections on one listener; each runs in its own child task, so one bad client
-    /// (a failed handshake included) ends only its own connection.
-    private func serve(_ listener: Listener, secure: Bool) async throws {
+    /// (a failed handshake included) ends only its own connection. Accept errors never end it (see
+    /// `ListenerGuard`); should the listening socket fail all the same, it is bound again, and the
+    /// connections it had accepted carry on meanwhile. Only cancellation ends this.
+    private func serve(_ first: Listener, host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws {
+        let secure = tls != nil
         try await withThrowingDiscardingTaskGroup { group in
-            try await listener.executeThenClose { inbound in
-                for try await connection in inbound {
-                    group.addTask {
-                        await ClientConnection(broker: self, channel: connection, secure: secure).run()
+            var listener: Listener? = first
+            while !Task.isCancelled {
+                if let current = listener {
+                    listener = nil
+                    do {
+                        try await current.executeThenClose { inbound in
+                            for try await connection in inbound {
+                                group.addTask {
+                                    await ClientConnection(broker: self, channel: connection, secure: secure).run()
+                                }
+                            }
+                        }
+                    } catch {
+                        if Task.isCancelled { break }
+                        logger.error("MQTT listener failed", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
                     }
+                    if Task.isCancelled { break }
+                    logger.error("MQTT listener closed; listening again in a second", metadata: ["address": "\(host):\(port)"])
+                }
+                try await Task.sleep(for: .seconds(1))
+                do {
+                    listener = try await bind(host: host, port: port, tls: tls, budget: budget)
+                } catch {
+                    logger.error("MQTT listener not bound again yet", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
                 }
             }
+            throw CancellationError()
         }
     }
 }
 
 /// Closes a connection that stays silent too long: first until CONNECT arrives, then for 1.5 times
 /// the client's keep-alive (MQTT-3.1.2-24). Sits before the decoder, so any byte counts as life.
+/// A read only notes the time; the timer, when it fires, looks at that time and sets itself again
+/// for the rest of the interval, so a busy connection costs no timer work per read.
 final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -147,12 +215,13 @@ final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var timeout: TimeAmount?
     private var scheduled: Scheduled<Void>?
     private var context: ChannelHandlerContext?
+    private var lastRead = NIODeadline.now()
 
     init(timeout: TimeAmount?) { self.timeout = timeout }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { arm(context) }
+        if context.channel.isActive { restart(context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -161,25 +230,38 @@ final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        arm(context)
+        restart(context)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        arm(context)
+        lastRead = .now()
         context.fireChannelRead(data)
     }
 
     /// Sets a new deadline; nil means none (keep-alive 0).
     func setTimeout(_ timeout: TimeAmount?) {
         self.timeout = timeout
-        if let context { arm(context) }
+        if let context { restart(context) }
     }
 
-    private func arm(_ context: ChannelHandlerContext) {
+    private func restart(_ context: ChannelHandlerContext) {
+        lastRead = .now()
+        schedule(context)
+    }
+
+    private func schedule(_ context: ChannelHandlerContext) {
         scheduled?.cancel()
+        scheduled = nil
         guard let timeout else { return }
-        let channel = context.channel
-        scheduled = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        let due = lastRead + timeout
+        scheduled = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
+            guard let self, let context = self.context, let timeout = self.timeout else { return }
+            if NIODeadline.now() >= self.lastRead + timeout {
+                context.channel.close(promise: nil)
+            } else {
+                self.schedule(context)
+            }
+        }
     }
 }

@@ -66,13 +66,23 @@ struct ClientConnection {
                 try await outbound.write(.connack(sessionPresent: present, returnCode: .accepted))
                 await broker.onPresence(clientId, true)
 
+                // Three parts: this task reads and calls the publish hook in order; the completer
+                // awaits each message's completion in the same order, then routes and acknowledges
+                // it; the writer sends what the outbox gathers, as many packets per flush as have
+                // come. Reading ends first, the completer finishes what was read, then the writer
+                // what was sent.
+                let pipeline = PublishPipeline(window: broker.configuration.inflightWindow)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
-                        for await packet in outbox.stream { try await outbound.write(packet) }
+                        while let packets = await outbox.next() { try await outbound.write(contentsOf: packets) }
                     }
-                    defer { outbox.continuation.finish() }
-                    graceful = try await serve(&packets, clientId: clientId, policy: policy!, outbox: outbox, logger: logger)
-                    outbox.continuation.finish()
+                    group.addTask {
+                        defer { outbox.finish() }
+                        try await complete(pipeline, outbox: outbox)
+                    }
+                    defer { pipeline.finish() }
+                    graceful = try await serve(&packets, clientId: clientId, policy: policy!, pipeline: pipeline, outbox: outbox, logger: logger)
+                    pipeline.finish()
                     try await group.waitForAll()
                 }
             }
@@ -101,7 +111,7 @@ struct ClientConnection {
 
     /// Handles packets until the client disconnects (true) or the connection fails (false).
     private func serve(_ packets: inout NIOAsyncChannelInboundStream<MQTTPacket>.AsyncIterator, clientId: String, policy: any MQTTClientPolicy,
-                       outbox: Outbox, logger: Logger) async throws -> Bool {
+                       pipeline: PublishPipeline, outbox: Outbox, logger: Logger) async throws -> Bool {
         let state = broker.state
         let rate = Double(broker.configuration.maxPublishesPerSecond)
         var tokens = rate
@@ -122,25 +132,18 @@ struct ClientConnection {
                     logger.warning("closing: publish to a topic this client may not use", metadata: ["topic": "\(message.topic)"])
                     return false
                 }
-                switch message.qos {
-                case .atMostOnce:
-                    try await broker.onPublish(clientId, message)
-                    await state.route(message)
-                case .atLeastOnce:
-                    try await broker.onPublish(clientId, message)
-                    await state.route(message)
-                    outbox.send(.puback(message.packetId!))
-                case .exactlyOnce:
-                    guard let first = await state.firstReceiptOfQoS2(clientId: clientId, packetId: message.packetId!) else {
+                // The hook runs here, in the order messages arrive; what it leaves to finish (making
+                // the message durable) runs while the next ones are read.
+                var first = true
+                if message.qos == .exactlyOnce {
+                    guard let isFirst = await state.firstReceiptOfQoS2(clientId: clientId, packetId: message.packetId!) else {
                         logger.warning("closing: too many QoS 2 messages awaiting PUBREL")
                         return false
                     }
-                    if first {
-                        try await broker.onPublish(clientId, message)
-                        await state.route(message)
-                    }
-                    outbox.send(.pubrec(message.packetId!))
+                    first = isFirst
                 }
+                let completion = first ? try await broker.onPublish(clientId, message) : .done
+                guard await pipeline.push(.init(message: message, completion: completion, route: first)) else { return false }
             case let .pubrel(id):
                 await state.releasedQoS2(clientId: clientId, packetId: id)
                 outbox.send(.pubcomp(id))
@@ -169,5 +172,31 @@ struct ClientConnection {
             }
         }
         return false
+    }
+
+    /// Awaits each received message's completion in arrival order, then routes it and sends its
+    /// PUBACK or PUBREC. A failed completion closes the connection: neither that message nor any
+    /// later one is acknowledged.
+    private func complete(_ pipeline: PublishPipeline, outbox: Outbox) async throws {
+        let state = broker.state
+        while let entry = await pipeline.next() {
+            if let work = entry.completion.work {
+                do {
+                    try await work()
+                } catch {
+                    pipeline.fail()
+                    outbox.close()
+                    throw error
+                }
+            }
+            if entry.route, entry.message.retain || state.subscriptionCount.load(ordering: .relaxed) > 0 {
+                await state.route(entry.message)
+            }
+            switch entry.message.qos {
+            case .atMostOnce: break
+            case .atLeastOnce: outbox.send(.puback(entry.message.packetId!))
+            case .exactlyOnce: outbox.send(.pubrec(entry.message.packetId!))
+            }
+        }
     }
 }

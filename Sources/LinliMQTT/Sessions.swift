@@ -1,19 +1,66 @@
 import Logging
 import NIOCore
+import Synchronization
 
-/// Where a live connection's outgoing packets go: the connection's writer drains it.
+/// Where a live connection's outgoing packets go. The connection's writer takes everything gathered
+/// since it last looked and writes it with one flush, so under load many packets share a syscall.
 final class Outbox: Sendable {
-    let continuation: AsyncStream<MQTTPacket>.Continuation
-    let stream: AsyncStream<MQTTPacket>
+    private struct State {
+        var packets: [MQTTPacket] = []
+        var finished = false
+        var writer: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
     /// Closes the client's socket (session takeover, protocol errors raised elsewhere).
     let close: @Sendable () -> Void
 
     init(close: @escaping @Sendable () -> Void) {
-        (stream, continuation) = AsyncStream.makeStream(of: MQTTPacket.self)
         self.close = close
     }
 
-    func send(_ packet: MQTTPacket) { continuation.yield(packet) }
+    /// Queues a packet; dropped once the outbox is finished.
+    func send(_ packet: MQTTPacket) {
+        let writer = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard !s.finished else { return nil }
+            s.packets.append(packet)
+            defer { s.writer = nil }
+            return s.writer
+        }
+        writer?.resume()
+    }
+
+    /// No more packets: the writer sends what is queued, then stops.
+    func finish() {
+        let writer = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.finished = true
+            defer { s.writer = nil }
+            return s.writer
+        }
+        writer?.resume()
+    }
+
+    /// Everything queued, waiting until there is something; nil once finished and empty. One reader.
+    func next() async -> [MQTTPacket]? {
+        while true {
+            let taken = state.withLock { s -> [MQTTPacket]?? in
+                if !s.packets.isEmpty {
+                    let packets = s.packets
+                    s.packets = []
+                    return .some(packets)
+                }
+                return s.finished ? .some(nil) : .none
+            }
+            if let taken { return taken }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { s -> Bool in
+                    if !s.packets.isEmpty || s.finished { return true }
+                    s.writer = c
+                    return false
+                }
+                if ready { c.resume() }
+            }
+        }
+    }
 }
 
 /// What the broker remembers of a client: its subscriptions and, for a persistent session, the
@@ -47,6 +94,16 @@ struct Session {
 /// routing needs no locks. Connections talk to it; it talks back through their outboxes.
 actor BrokerState {
     private var sessions: [String: Session] = [:]
+    /// The same subscriptions as the sessions hold, by topic level, for routing.
+    private var subscriptions = SubscriptionTree() {
+        didSet { subscriptionCount.store(subscriptions.count, ordering: .relaxed) }
+    }
+    /// How many subscriptions there are, readable without entering the actor: a message nobody
+    /// can receive (and that is not retained) need not be routed at all.
+    nonisolated let subscriptionCount = Atomic<Int>(0)
+    /// The outbox of every connected client, readable without entering the actor: a QoS 0 message
+    /// to one client (a reply to a device) needs nothing else.
+    nonisolated let outboxes = Mutex<[String: Outbox]>([:])
     private var retained: [String: Publish] = [:]
     private var nextConnectionId: UInt64 = 0
     private var connected = 0
@@ -70,13 +127,13 @@ actor BrokerState {
         if var existing = sessions[clientId] {
             if let old = existing.outbox {
                 logger.info("session taken over", metadata: ["client": "\(clientId)"])
-                old.continuation.finish()
+                old.finish()
                 old.close()
                 connected -= 1
             }
-            if clean {
-                sessions[clientId] = nil
-            } else if existing.persistent {
+            if clean || !existing.persistent {
+                forget(clientId)
+            } else {
                 sessionPresent = true
                 existing.outbox = outbox
                 existing.connectionId = nextConnectionId
@@ -90,6 +147,7 @@ actor BrokerState {
             sessions[clientId] = session
         }
         connected += 1
+        outboxes.withLock { $0[clientId] = outbox }
         if sessionPresent { resend(clientId) }
         return (nextConnectionId, sessionPresent)
     }
@@ -97,7 +155,7 @@ actor BrokerState {
     /// Closes a client's connection from the server's side (a device disabled by an operator).
     func disconnect(clientId: String) -> Bool {
         guard let outbox = sessions[clientId]?.outbox else { return false }
-        outbox.continuation.finish()
+        outbox.finish()
         outbox.close()
         return true
     }
@@ -107,15 +165,22 @@ actor BrokerState {
     @discardableResult
     func detach(clientId: String, connectionId: UInt64) -> Bool {
         guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else { return false }
-        session.outbox?.continuation.finish()
+        session.outbox?.finish()
         session.outbox = nil
         connected -= 1
+        outboxes.withLock { _ = $0.removeValue(forKey: clientId) }
         if session.persistent {
             sessions[clientId] = session
         } else {
-            sessions[clientId] = nil
+            forget(clientId)
         }
         return true
+    }
+
+    /// Drops a session and its subscriptions.
+    private func forget(_ clientId: String) {
+        guard let session = sessions.removeValue(forKey: clientId) else { return }
+        for filter in session.subscriptions.keys { subscriptions.remove(filter, clientId: clientId) }
     }
 
     /// Subscribes and returns the granted QoS per filter; then sends the retained messages that match.
@@ -125,6 +190,7 @@ actor BrokerState {
         for (s, allowed) in subscriptions {
             if allowed {
                 session.subscriptions[s.filter] = s.qos
+                self.subscriptions.insert(s.filter, clientId: clientId, qos: s.qos)
                 codes.append(s.qos.rawValue)
             } else {
                 codes.append(MQTTPacket.subackFailure)
@@ -152,7 +218,9 @@ actor BrokerState {
     }
 
     func unsubscribe(clientId: String, _ filters: [String]) {
-        for filter in filters { sessions[clientId]?.subscriptions[filter] = nil }
+        for filter in filters where sessions[clientId]?.subscriptions.removeValue(forKey: filter) != nil {
+            subscriptions.remove(filter, clientId: clientId)
+        }
     }
 
     /// Routes a message to every session with a matching subscription, once per session at the
@@ -168,12 +236,7 @@ actor BrokerState {
                 retained[message.topic] = kept
             }
         }
-        for (clientId, session) in sessions {
-            var best: QoS? = nil
-            for (filter, qos) in session.subscriptions where Topic.matches(filter: filter, name: message.topic) {
-                best = max(best ?? qos, qos)
-            }
-            guard let best else { continue }
+        for (clientId, best) in subscriptions.matches(message.topic) {
             var outgoing = message
             outgoing.retain = false  // MQTT-3.3.1-9: retain is set only for retained messages sent on subscribe
             deliver(outgoing, qos: min(best, message.qos), to: clientId)

@@ -189,7 +189,8 @@ public enum DataFolder {
         } else {
             let folder = config.dataDirectory as NSString
             database = try await SQLiteStore.open(path: folder.appendingPathComponent("linli.sqlite"), logger: logger)
-            telemetry = try await SQLiteStore.open(path: folder.appendingPathComponent("telemetry.sqlite"), readers: 2, logger: logger, name: "telemetry")
+            telemetry = try await SQLiteStore.open(path: folder.appendingPathComponent("telemetry.sqlite"), readers: 2, logger: logger, name: "telemetry",
+                                                   tuning: .telemetry)
         }
         return Store(database: database, telemetry: telemetry, cipher: try FieldCipher(secret: secret))
     }

@@ -211,16 +211,18 @@ public final class DeviceGateway: Sendable {
     }
 
     /// Handles what devices send on their own topics (and a gateway on its sub-devices'); other
-    /// topics are only routed. A property or event post is stored (or its refusal counted) before
-    /// this returns, so the broker's PUBACK, which follows, is never for a message a crash could lose.
-    func handle(clientId: String, message: Publish) async throws {
-        guard let session = sessions.withLock({ $0[clientId] }) else { return }
+    /// topics are only routed. A property or event post is checked and queued for storage here, in
+    /// arrival order; the returned completion waits for its commit, feeds the rules and replies,
+    /// and the broker's PUBACK follows that, so it is never for a message a crash could lose.
+    /// A gateway's topology and session requests are stored before this returns.
+    func handle(clientId: String, message: Publish) async throws -> PublishCompletion {
+        guard let session = sessions.withLock({ $0[clientId] }) else { return .done }
         if let (gpk, gdn, request) = GatewayRequest.parse(message.topic) {
-            guard session.device.key == Device.key(gpk, gdn) else { return }
+            guard session.device.key == Device.key(gpk, gdn) else { return .done }
             try await handle(request, from: session, topic: message.topic, payload: Data(message.payload.readableBytesView))
-            return
+            return .done
         }
-        guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return }
+        guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return .done }
         let device: Device
         if session.device.key == Device.key(pk, dn) {
             device = session.device
@@ -235,7 +237,7 @@ public final class DeviceGateway: Sendable {
                             AlinkCode.reply(id: id, code: AlinkCode.notSignedIn, message: "the sub-device \(pk)/\(dn) is not signed in through this gateway"))
             default: break
             }
-            return
+            return .done
         }
         let payload = Data(message.payload.readableBytesView)
         let now = nowMillis()
@@ -248,13 +250,16 @@ public final class DeviceGateway: Sendable {
                 let faults = model.validateProperties(request.params)
                 return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
             }
-            try await telemetry.record(report(content))
-            if case let .properties(values) = content {
-                var numbers: [String: Double] = [:]
-                for v in values { if let n = v.number { numbers[v.identifier] = n } }
-                rules?.observe(.properties(numbers), from: device, at: now)
+            let stored = telemetry.enqueue(report(content))
+            return .after {
+                try await stored.wait()
+                if case let .properties(values) = content {
+                    var numbers: [String: Double] = [:]
+                    for v in values { if let n = v.number { numbers[v.identifier] = n } }
+                    self.rules?.observe(.properties(numbers), from: device, at: now)
+                }
+                await self.reply(to: clientId, topic: message.topic + "_reply", answer)
             }
-            await reply(to: clientId, topic: message.topic + "_reply", answer)
         case let .eventPost(identifier):
             let (answer, content) = await understand(payload, productKey: pk) { model, request in
                 guard let event = model.event(identifier) else {
@@ -266,18 +271,23 @@ public final class DeviceGateway: Sendable {
                 let json = String(decoding: values.serialized(), as: UTF8.self)
                 return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
             }
-            try await telemetry.record(report(content))
-            if case .event = content { rules?.observe(.event(identifier), from: device, at: now) }
-            await reply(to: clientId, topic: message.topic + "_reply", answer)
+            let stored = telemetry.enqueue(report(content))
+            return .after {
+                try await stored.wait()
+                if case .event = content { self.rules?.observe(.event(identifier), from: device, at: now) }
+                await self.reply(to: clientId, topic: message.topic + "_reply", answer)
+            }
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)
-            try await telemetry.record(report(.seen))
+            let stored = telemetry.enqueue(report(.seen))
+            return .after { try await stored.wait() }
         case .firmwareInform:
             if let version = AlinkRequest.parse(payload)?.params["version"], case let .string(v) = version, !v.isEmpty, v.count <= 64 {
                 try await store.setDeviceFirmware(device, v)
             }
+            return .done
         case .other:
-            break
+            return .done
         }
     }
 

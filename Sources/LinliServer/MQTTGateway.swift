@@ -45,7 +45,7 @@ public struct MQTTBrokerService: Service {
         let gateway = DeviceGateway(store: store, logger: logger, rules: rules)
         self.gateway = gateway
         broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port, tls: tls), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
-                            onPublish: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
+                            receive: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
                             onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })
         gateway.attach(broker)
     }

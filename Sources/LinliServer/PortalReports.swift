@@ -89,7 +89,7 @@ extension WebConsole {
         let photos = try await store.photos(of: order).map { "/api/v1/work-orders/\(order.id)/photos/\($0.id)" }
         let canReopen = [.resolved, .closed].contains(order.status) && order.resolvedAt.map { nowMillis() - $0 <= WorkOrderStep.reopenWindow } == true
         return try pages.render("report", [
-            "frame": Frame(title: order.title, context: context), "o": order, "category": order.category.name, "status": order.status.rawValue,
+            "frame": Frame(title: order.title, context: context), "o": order, "categoryName": order.category.name, "statusText": order.status.rawValue,
             "created": Self.time(order.createdAt), "due": Self.time(order.dueAt), "steps": steps, "photos": photos, "hasPhotos": !photos.isEmpty,
             "canRate": order.status == .resolved, "canReopen": canReopen, "rated": order.rating.map { String(repeating: "★", count: $0) } ?? "",
             "photoProblem": request.uri.queryParameters.get("photo").map { String($0) } ?? "",

@@ -62,8 +62,8 @@ extension WebConsole {
         }
         struct StepButton { var step: String; var label: String; var needsNote: Bool }
         return try pages.render("work-order", [
-            "frame": Frame(title: "\(order.number) \(order.title)", context: context, community: community), "o": order, "category": order.category.name,
-            "status": order.status.rawValue, "created": Self.time(order.createdAt), "due": Self.time(order.dueAt), "overdue": order.status.isOpen && order.dueAt < nowMillis(),
+            "frame": Frame(title: "\(order.number) \(order.title)", context: context, community: community), "o": order, "categoryName": order.category.name,
+            "statusText": order.status.rawValue, "created": Self.time(order.createdAt), "due": Self.time(order.dueAt), "overdue": order.status.isOpen && order.dueAt < nowMillis(),
             "steps": steps, "photos": photos, "hasPhotos": !photos.isEmpty, "handles": handles,
             "buttons": possible.map { StepButton(step: $0.rawValue, label: $0.rawValue, needsNote: $0.needsNote) },
             "canAssign": handles && WorkOrderStep.assign.next(from: order.status) != nil, "assignees": assignees,

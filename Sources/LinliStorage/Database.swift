@@ -83,15 +83,39 @@ public final class SQLiteStore: Database {
     private let readers: Pool<SQLiteConnection>
     private let logger: Logger
 
+    /// How a database file trades speed for durability and memory.
+    public struct Tuning: Sendable {
+        /// `NORMAL`: in WAL mode a commit survives a crash of the process (kill -9) but not
+        /// necessarily of the machine. `FULL`: the WAL is synced at every commit, so a commit
+        /// survives a power cut too.
+        public var synchronous = "NORMAL"
+        /// Page cache per connection, KiB.
+        public var cacheKiB = 2_000
+        /// WAL pages after which a commit also checkpoints.
+        public var walAutocheckpoint = 1_000
+
+        public init(synchronous: String = "NORMAL", cacheKiB: Int = 2_000, walAutocheckpoint: Int = 1_000) {
+            self.synchronous = synchronous; self.cacheKiB = cacheKiB; self.walAutocheckpoint = walAutocheckpoint
+        }
+
+        /// The community's data: every write is a person's action, few and small.
+        public static let community = Tuning()
+        /// Device telemetry: a PUBACK promises the post is stored, so every commit is synced
+        /// (group commit makes that one sync per thousands of posts). A larger cache and WAL keep
+        /// the index pages a commit touches in memory and rewrite each fewer times.
+        public static let telemetry = Tuning(synchronous: "FULL", cacheKiB: 32_768, walAutocheckpoint: 8_000)
+    }
+
     /// Opens (creating if needed) the database file at `path`, in WAL mode.
     /// `name` labels the pools in /metrics (`sqlite_writer`, `telemetry_writer`, …).
-    public static func open(path: String, readers: Int = 4, logger: Logger, name: String = "sqlite") async throws -> SQLiteStore {
+    public static func open(path: String, readers: Int = 4, logger: Logger, name: String = "sqlite", tuning: Tuning = .community) async throws -> SQLiteStore {
         let storage = SQLiteConnection.Storage.file(path: path)
         func connect() async throws -> SQLiteConnection {
             let conn = try await SQLiteConnection.open(storage: storage, logger: logger)
-            // WAL lets readers run beside the writer; NORMAL sync in WAL mode keeps every committed
-            // transaction across a process crash (kill -9); busy_timeout covers other processes.
-            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 5000", "PRAGMA foreign_keys = ON"] {
+            // WAL lets readers run beside the writer; busy_timeout covers other processes.
+            let pragmas = ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = \(tuning.synchronous)", "PRAGMA cache_size = -\(tuning.cacheKiB)",
+                           "PRAGMA wal_autocheckpoint = \(tuning.walAutocheckpoint)", "PRAGMA busy_timeout = 5000", "PRAGMA foreign_keys = ON"]
+            for pragma in pragmas {
                 try await conn.query(pragma, [], { _ in })
             }
             return conn

@@ -45,18 +45,67 @@ public struct ReportedValue: Sendable, Equatable {
     }
 }
 
+/// A report handed to the `TelemetryWriter`: `wait()` returns once the batch holding it has
+/// committed, and throws when that batch could not be stored.
+public struct TelemetryReceipt: Sendable {
+    let batch: TelemetryBatch
+
+    public func wait() async throws { try await batch.wait() }
+}
+
+/// The outcome of one group commit, shared by every report in it.
+final class TelemetryBatch: Sendable {
+    private enum Outcome {
+        case pending([CheckedContinuation<Void, any Error>])
+        case stored
+        case failed(any Error)
+    }
+    private let outcome = Mutex(Outcome.pending([]))
+
+    func wait() async throws {
+        try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
+            let now = outcome.withLock { o -> Result<Void, any Error>? in
+                switch o {
+                case var .pending(waiters):
+                    o = .stored  // moves the array out, so appending does not copy it
+                    waiters.append(waiter)
+                    o = .pending(waiters)
+                    return nil
+                case .stored: return .success(())
+                case let .failed(error): return .failure(error)
+                }
+            }
+            if let now { waiter.resume(with: now) }
+        }
+    }
+
+    func complete(_ result: Result<Void, any Error>) {
+        let waiters = outcome.withLock { o -> [CheckedContinuation<Void, any Error>] in
+            guard case let .pending(waiters) = o else { return [] }
+            switch result {
+            case .success: o = .stored
+            case let .failure(error): o = .failed(error)
+            }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume(with: result) }
+    }
+}
+
 /// Makes device reports durable in batches (group commit): every caller waits until the batch that
-/// holds its report has committed, so an MQTT acknowledgement sent after `record` returns is never
-/// for a message that a crash could lose. While one batch commits, the next one gathers; under load
-/// a commit carries thousands of reports, idle it carries one, and nobody waits on a timer.
+/// holds its report has committed, so an MQTT acknowledgement sent after that is never for a
+/// message that a crash could lose. While one batch commits, the next one gathers; under load a
+/// commit carries thousands of reports, idle it carries one, and nobody waits on a timer.
+/// `enqueue` takes a report in the order it is called and returns at once; reports of one device
+/// commit in that order (a later batch never commits before an earlier one).
 public final class TelemetryWriter: Sendable {
     let store: Store
     let logger: Logger
     let maxBatch: Int
 
     private struct Pending {
-        var reports: [DeviceReport] = []
-        var waiters: [CheckedContinuation<Void, any Error>] = []
+        /// Gathering, oldest first; each at most `maxBatch` reports.
+        var batches: [(reports: [DeviceReport], batch: TelemetryBatch)] = []
         var flushing = false
     }
     private let pending = Mutex(Pending())
@@ -77,32 +126,43 @@ public final class TelemetryWriter: Sendable {
 
     /// Returns once the report is committed; throws when it could not be stored.
     public func record(_ report: DeviceReport) async throws {
-        try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
-            let startFlushing = pending.withLock { state -> Bool in
-                state.reports.append(report)
-                state.waiters.append(waiter)
-                if state.flushing { return false }
-                state.flushing = true
-                return true
+        try await enqueue(report).wait()
+    }
+
+    /// Takes the report into the next commit and returns at once; the receipt says when it is stored.
+    public func enqueue(_ report: DeviceReport) -> TelemetryReceipt {
+        let (batch, startFlushing) = pending.withLock { state -> (TelemetryBatch, Bool) in
+            let batch: TelemetryBatch
+            if let last = state.batches.indices.last, state.batches[last].reports.count < maxBatch {
+                state.batches[last].reports.append(report)
+                batch = state.batches[last].batch
+            } else {
+                batch = TelemetryBatch()
+                var reports: [DeviceReport] = []
+                reports.reserveCapacity(min(maxBatch, 1_024))
+                reports.append(report)
+                state.batches.append((reports, batch))
             }
-            if startFlushing { Task { await self.flushUntilEmpty() } }
+            if state.flushing { return (batch, false) }
+            state.flushing = true
+            return (batch, true)
         }
+        // High priority: under load a thousand connection tasks are ready at any moment, and the
+        // one task every acknowledgement waits for must not queue behind them at each await.
+        if startFlushing { Task(priority: .high) { await self.flushUntilEmpty() } }
+        return TelemetryReceipt(batch: batch)
     }
 
     private func flushUntilEmpty() async {
         while true {
-            let (reports, waiters) = pending.withLock { state -> ([DeviceReport], [CheckedContinuation<Void, any Error>]) in
-                if state.reports.isEmpty {
+            let next = pending.withLock { state -> (reports: [DeviceReport], batch: TelemetryBatch)? in
+                if state.batches.isEmpty {
                     state.flushing = false
-                    return ([], [])
+                    return nil
                 }
-                let n = min(state.reports.count, maxBatch)
-                let taken = (Array(state.reports.prefix(n)), Array(state.waiters.prefix(n)))
-                state.reports.removeFirst(n)
-                state.waiters.removeFirst(n)
-                return taken
+                return state.batches.removeFirst()
             }
-            if reports.isEmpty { return }
+            guard let (reports, batch) = next else { return }
             let start = ContinuousClock.now
             do {
                 try await commit(reports)
@@ -110,10 +170,10 @@ public final class TelemetryWriter: Sendable {
                 commitTimer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
                 batchSize.record(reports.count)
                 reportCounter.increment(by: reports.count)
-                for waiter in waiters { waiter.resume() }
+                batch.complete(.success(()))
             } catch {
                 logger.error("telemetry batch not stored", metadata: ["reports": "\(reports.count)", "error": "\(error)"])
-                for waiter in waiters { waiter.resume(throwing: error) }
+                batch.complete(.failure(error))
             }
         }
     }
@@ -170,7 +230,8 @@ public final class TelemetryWriter: Sendable {
                 for r in rows { ids[r.deviceId + "/" + r.identifier] = r.id }
             }
             // History: plain numbers are written inline (they are numbers we made), text is bound.
-            for chunk in history.chunked(400) {
+            // Few, large statements: each one is a trip to the database thread and back.
+            for chunk in history.chunked(Self.rowsPerStatement) {
                 var values: [SQLQueryString] = []
                 values.reserveCapacity(chunk.count)
                 for (key, v) in chunk {
@@ -187,7 +248,7 @@ public final class TelemetryWriter: Sendable {
                 }
             }
             // The reported shadow: the newest value wins, every report counts as a version.
-            for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(400) {
+            for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
                 let values = chunk.map { entry -> SQLQueryString in
                     let (device, v, count) = entry.value
                     return "(\(bind: device), \(bind: v.identifier), \(bind: v.json), \(bind: v.time), \(bind: count))"
@@ -200,7 +261,7 @@ public final class TelemetryWriter: Sendable {
                         version = device_shadow.version + excluded.version
                     """).run()
             }
-            for chunk in tallies.sorted(by: { $0.key < $1.key }).chunked(400) {
+            for chunk in tallies.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
                 let values = chunk.map { entry -> SQLQueryString in
                     let c = entry.value
                     return "(\(bind: entry.key), \(bind: c.messages), \(bind: c.errors), \(bind: c.lastError), \(bind: c.lastErrorAt), \(bind: c.lastSeen))"
@@ -246,6 +307,10 @@ public final class TelemetryWriter: Sendable {
             }
         }
     }
+
+    /// Rows per INSERT: at most 6 bound values each, so 12,000 per statement, within PostgreSQL's
+    /// 65,535 and SQLite's limit.
+    static let rowsPerStatement = 2_000
 
     static func split(_ key: String) -> (String, String) {
         let i = key.firstIndex(of: "/")!

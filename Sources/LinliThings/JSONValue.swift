@@ -10,15 +10,23 @@ public enum JSONValue: Sendable, Equatable, Codable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    /// Parses JSON text; nil when it is not JSON.
+    /// Parses JSON text; nil when it is not JSON. The same values Foundation's `JSONDecoder` gives
+    /// through `init(from:)` (a number without a fraction, or with one that is whole, is an
+    /// integer when it fits Int64), without its cost: this runs for every message a device sends.
     public static func parse(_ data: Data) -> JSONValue? {
-        try? JSONDecoder().decode(JSONValue.self, from: data)
+        data.withUnsafeBytes { bytes in
+            var parser = JSONParser(bytes: bytes)
+            return parser.document()
+        }
     }
 
+    /// JSON text with sorted keys and unescaped slashes, byte for byte what `JSONEncoder` with
+    /// `[.sortedKeys, .withoutEscapingSlashes]` writes; `null` when a number is not finite.
     public func serialized() -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(self)) ?? Data("null".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        guard JSONWriter.write(self, to: &out) else { return Data("null".utf8) }
+        return Data(out)
     }
 
     public subscript(key: String) -> JSONValue? {
@@ -64,5 +72,277 @@ extension JSONValue {
         case let .array(a): try c.encode(a)
         case let .object(o): try c.encode(o)
         }
+    }
+}
+
+/// A strict RFC 8259 reader over bytes, nesting at most 512 deep (as `JSONDecoder`).
+struct JSONParser {
+    let bytes: UnsafeRawBufferPointer
+    var i = 0
+    var depth = 0
+    static let maxDepth = 512
+
+    init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    mutating func document() -> JSONValue? {
+        skipSpace()
+        guard let value = value() else { return nil }
+        skipSpace()
+        return i == bytes.count ? value : nil
+    }
+
+    private mutating func skipSpace() {
+        while i < bytes.count {
+            switch bytes[i] {
+            case 0x20, 0x09, 0x0A, 0x0D: i += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func literal(_ word: StaticString, _ value: JSONValue) -> JSONValue? {
+        let n = word.utf8CodeUnitCount
+        guard bytes.count - i >= n else { return nil }
+        for k in 0..<n where bytes[i + k] != word.utf8Start[k] { return nil }
+        i += n
+        return value
+    }
+
+    private mutating func value() -> JSONValue? {
+        guard i < bytes.count else { return nil }
+        switch bytes[i] {
+        case UInt8(ascii: "{"): return object()
+        case UInt8(ascii: "["): return array()
+        case UInt8(ascii: "\""): return string().map(JSONValue.string)
+        case UInt8(ascii: "t"): return literal("true", .bool(true))
+        case UInt8(ascii: "f"): return literal("false", .bool(false))
+        case UInt8(ascii: "n"): return literal("null", .null)
+        default: return number()
+        }
+    }
+
+    private mutating func object() -> JSONValue? {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maxDepth else { return nil }
+        i += 1  // {
+        var members: [String: JSONValue] = [:]
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        while true {
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let key = string() else { return nil }
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            skipSpace()
+            guard let value = value() else { return nil }
+            if members[key] == nil { members[key] = value }  // the first of duplicate keys wins, as in JSONDecoder
+            skipSpace()
+            guard i < bytes.count else { return nil }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                skipSpace()
+                // One trailing comma is let through, as JSONDecoder does.
+                if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+                continue
+            }
+            if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            return nil
+        }
+    }
+
+    private mutating func array() -> JSONValue? {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maxDepth else { return nil }
+        i += 1  // [
+        var items: [JSONValue] = []
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+        while true {
+            skipSpace()
+            guard let value = value() else { return nil }
+            items.append(value)
+            skipSpace()
+            guard i < bytes.count else { return nil }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                skipSpace()
+                if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+                continue
+            }
+            if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            return nil
+        }
+    }
+
+    private mutating func string() -> String? {
+        i += 1  // opening quote
+        let start = i
+        // Fast path: no escapes.
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                // Invalid UTF-8 is not JSON. (Outside strings, the grammar admits ASCII only.)
+                guard let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self) else { return nil }
+                i += 1
+                return text
+            }
+            if b == UInt8(ascii: "\\") { break }
+            if b < 0x20 { return nil }
+            i += 1
+        }
+        guard i < bytes.count else { return nil }
+        var scalars: [UInt8] = Array(bytes[start..<i])
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                i += 1
+                return String(validating: scalars, as: UTF8.self)
+            }
+            if b < 0x20 { return nil }
+            if b != UInt8(ascii: "\\") {
+                scalars.append(b)
+                i += 1
+                continue
+            }
+            i += 1
+            guard i < bytes.count else { return nil }
+            let e = bytes[i]
+            i += 1
+            switch e {
+            case UInt8(ascii: "\""): scalars.append(0x22)
+            case UInt8(ascii: "\\"): scalars.append(0x5C)
+            case UInt8(ascii: "/"): scalars.append(0x2F)
+            case UInt8(ascii: "b"): scalars.append(0x08)
+            case UInt8(ascii: "f"): scalars.append(0x0C)
+            case UInt8(ascii: "n"): scalars.append(0x0A)
+            case UInt8(ascii: "r"): scalars.append(0x0D)
+            case UInt8(ascii: "t"): scalars.append(0x09)
+            case UInt8(ascii: "u"):
+                guard var code = hex4() else { return nil }
+                if (0xD800...0xDBFF).contains(code) {
+                    // A high surrogate must be followed by an escaped low one.
+                    guard bytes.count - i >= 6, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else { return nil }
+                    i += 2
+                    guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return nil }
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00...0xDFFF).contains(code) {
+                    return nil
+                }
+                guard let scalar = Unicode.Scalar(code) else { return nil }
+                scalars.append(contentsOf: UTF8.encode(scalar)!)
+            default:
+                return nil
+            }
+        }
+        return nil
+    }
+
+    private mutating func hex4() -> UInt32? {
+        guard bytes.count - i >= 4 else { return nil }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let b = bytes[i]
+            let digit: UInt8
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = b - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = b - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = b - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt32(digit)
+            i += 1
+        }
+        return value
+    }
+
+    private mutating func number() -> JSONValue? {
+        let start = i
+        func digit(_ k: Int) -> Bool { k < bytes.count && bytes[k] >= UInt8(ascii: "0") && bytes[k] <= UInt8(ascii: "9") }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard digit(i) else { return nil }
+        if bytes[i] == UInt8(ascii: "0") {
+            i += 1
+        } else {
+            while digit(i) { i += 1 }
+        }
+        var integral = true
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            integral = false
+            i += 1
+            guard digit(i) else { return nil }
+            while digit(i) { i += 1 }
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            integral = false
+            i += 1
+            if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard digit(i) else { return nil }
+            while digit(i) { i += 1 }
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
+        // As JSONDecoder: digits alone are an Int64 when they fit; a fraction or exponent that comes
+        // out whole is one too.
+        if integral, let n = Int64(text) { return .int(n) }
+        guard let d = Double(text), d.isFinite else { return nil }
+        if !integral, let n = Int64(exactly: d) { return .int(n) }
+        return .double(d)
+    }
+}
+
+/// Writes JSON as `JSONEncoder` does with sorted keys and unescaped slashes.
+enum JSONWriter {
+    /// False when a number is not finite (which JSON cannot hold).
+    static func write(_ value: JSONValue, to out: inout [UInt8]) -> Bool {
+        switch value {
+        case .null: out.append(contentsOf: "null".utf8)
+        case let .bool(b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case let .int(n): out.append(contentsOf: String(n).utf8)
+        case let .double(d):
+            guard d.isFinite else { return false }
+            var text = d.description
+            if text.hasSuffix(".0") { text.removeLast(2) }
+            out.append(contentsOf: text.utf8)
+        case let .string(s): string(s, to: &out)
+        case let .array(items):
+            out.append(UInt8(ascii: "["))
+            for (k, item) in items.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                guard write(item, to: &out) else { return false }
+            }
+            out.append(UInt8(ascii: "]"))
+        case let .object(members):
+            out.append(UInt8(ascii: "{"))
+            for (k, key) in members.keys.sorted().enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                string(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                guard write(members[key]!, to: &out) else { return false }
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        return true
+    }
+
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+
+    static func string(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case 0x22: out.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
+            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
+            case 0..<0x20: out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xF)]])
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 }

@@ -135,6 +135,13 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let configuration = try storage.resolve(http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey)
         let logger = makeLogger(configuration.logLevel)
+        // Every connection is a file descriptor: take all the kernel allows this process.
+        if let files = OpenFileLimit.raiseToHard() {
+            logger.info("open-file limit \(files)")
+            if files.soft < 4_096 {
+                logger.warning("the open-file limit is low: MQTT connections beyond it are refused", metadata: ["soft": "\(files.soft)", "hard": "\(files.hard)"])
+            }
+        }
         Telemetry.bootstrap()  // before the database opens, so its pool gauges are exported
         let store = try await storage.open(configuration, logger: logger)
         if demo {

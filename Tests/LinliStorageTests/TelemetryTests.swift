@@ -62,6 +62,27 @@ struct TelemetryTests {
     }
 
     @Test(arguments: TestEngine.available)
+    func enqueuedReportsCommitInTheOrderTheyWereTaken(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let device = try await makeDevices(store, place, count: 1)[0]
+            // Small batches, so that the 1,000 reports take several commits.
+            let writer = TelemetryWriter(store: store, logger: TestEngine.logger, maxBatch: 64)
+            let at: Millis = 1_700_000_000_000
+            // All at the same millisecond: only the order they were taken in says which is newest.
+            let receipts = (0..<1_000).map { i in
+                writer.enqueue(report(device, .properties([ReportedValue(identifier: "Temp", json: "\(Double(i))", number: Double(i), time: at)]), at: at))
+            }
+            for receipt in receipts.reversed() { try await receipt.wait() }
+            try await receipts[0].wait()  // a receipt of a stored batch answers at once, again
+            let shadow = try await store.shadow(device)
+            #expect(shadow.count == 1 && shadow[0].reported == "999.0" && shadow[0].reportedVersion == 1_000)
+            #expect(try await store.diagnosis([device.id])[device.id]?.messages == 1_000)
+            #expect(try await store.telemetry(device, identifier: "Temp", from: at, to: at + 1, limit: 2_000).count == 1_000)
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
     func refusedMessagesCountAsErrorsAndEventsGoOnTheLog(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)

@@ -211,11 +211,11 @@ def test_the_alarm_board_shows_alarms_live_and_handles_them(site: dict, page):
     c, _ = connect(site, "smoke-1")
     try:
         post(c, "smoke-1", site, {"value": {"FaultCode": 2}}, topic=f"/sys/{pk}/{dn}/thing/event/Fault/post")
-        # The row appears without reloading the page.
-        wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")) == 1)
-        assert len(page.find_elements(By.CSS_SELECTOR, "#alarm-rows tr")) == before + 1
         # The live refresh may replace the rows under our feet: read and click afresh each time.
-        stable = WebDriverWait(page, 10, ignored_exceptions=[StaleElementReferenceException])
+        stable = WebDriverWait(page, 20, ignored_exceptions=[StaleElementReferenceException])
+        # The row appears without reloading the page.
+        stable.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")) == 1)
+        assert len(page.find_elements(By.CSS_SELECTOR, "#alarm-rows tr")) == before + 1
         assert stable.until(lambda d: "设备故障" in (t := d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor").text) and dn in t)
         # Acknowledge, then clear, from the board.
         stable.until(lambda d: d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor button.ack").click() or True)
@@ -226,9 +226,9 @@ def test_the_alarm_board_shows_alarms_live_and_handles_them(site: dict, page):
         alarm = [a for a in alarms(site, status="cleared") if a["type"] == "fault"][0]
         page.get(f"{site['url']}/console/alarms/{alarm['id']}")
         assert element(page, "#alarm-status").text == "cleared_acknowledged"
-        page.find_element(By.CSS_SELECTOR, "#comment-form textarea").send_keys("电池已更换 battery replaced")
+        element(page, "#comment-form textarea").send_keys("电池已更换 battery replaced")
         page.find_element(By.CSS_SELECTOR, "#comment-form button").click()
-        wait(page).until(lambda d: "电池已更换" in d.find_element(By.CSS_SELECTOR, "#comments").text)
+        stable.until(lambda d: "电池已更换" in d.find_element(By.CSS_SELECTOR, "#comments").text)
     finally:
         c.disconnect()
         c.loop_stop()

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, run  # noqa: E402
 from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 PASSWORD = "resident-password-1"
@@ -112,14 +113,20 @@ def test_staff_work_the_order_on_the_board(site: dict, page):
     link = next(a for a in element(page, "#work-orders").find_elements(By.CSS_SELECTOR, "a") if a.text == made["number"])
     link.click()
     assert element(page, "#order-status").text == "submitted"
-    for step in ("accept", "grab", "start"):
-        element(page, f"#step-form button.step-{step}").click()
-        wait(page).until(lambda d, s=step: d.find_element(By.CSS_SELECTOR, "#order-status").text != "" and s in d.find_element(By.CSS_SELECTOR, "#timeline").text)
+    def act(css: str) -> None:
+        """Clicks a step and waits for the page it leads to (the same address, a new page)."""
+        marker = element(page, "#timeline")
+        page.execute_script("arguments[0].click()", element(page, css))
+        wait(page).until(EC.staleness_of(marker))
+
+    for step, status in (("accept", "accepted"), ("grab", "assigned"), ("start", "in_progress")):
+        act(f"#step-form button.step-{step}")
+        assert element(page, "#order-status").text == status
     # Resolving needs a note: refused without one, done with one.
-    element(page, "#step-form button.step-resolve").click()
+    act("#step-form button.step-resolve")
     assert "note" in element(page, "#step-error").text.lower()
     element(page, "#step-form input[name=note]").send_keys("已清运 emptied")
-    element(page, "#step-form button.step-resolve").click()
-    wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#order-status").text == "resolved")
+    act("#step-form button.step-resolve")
+    assert element(page, "#order-status").text == "resolved"
     assert "已清运" in element(page, "#timeline").text
     assert requests.get(site["url"] + f"/api/v1/work-orders/{made['id']}", headers=staff_headers, timeout=10).json()["status"] == "resolved"

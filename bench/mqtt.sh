@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# MQTT throughput, latency and connection capacity of a Linli server, with Mosquitto beside it.
+#
+# Usage: bench/mqtt.sh
+#
+# Builds nothing: run `swift build -c release` first. Environment:
+#
+#   LINLI_BIN         binary to measure (default .build/release/linli, relative to the repo root)
+#   DEVICES           devices (connections) of the throughput run (default 1000)
+#   RATE              property posts per second, all devices together (default 50000)
+#   QOS               QoS of the posts, 0 or 1 (default 1)
+#   INFLIGHT          QoS 1 posts per device awaiting PUBACK at most (default 16)
+#   DURATION          seconds measured per throughput run (default 30)
+#   WARMUP            seconds of load before measuring (default 5)
+#   CONNECTIONS       connections of the connection test (default 20000)
+#   GENERATORS        generator processes the connection test is split over (default 2)
+#   HOLD              seconds the connection test holds its connections (default 40)
+#   PHASES            which phases to run, space-separated (default "throughput mosquitto connections")
+#   MOSQUITTO_BIN     the Mosquitto broker (default: mosquitto on PATH, or /usr/sbin/mosquitto)
+#
+# What it does: a fresh data folder with the demo community (`linli demo`); the bench devices
+# `bench-b-{i}` registered in it (`linli bench mqtt --provision-only`, before the server starts, so
+# no registration write competes with the measurement); `linli serve` on free loopback ports with
+# `--log-level warning`; then
+#   throughput   DEVICES Alink devices post properties at RATE (QoS 1: every PUBACK follows the
+#                post's commit to telemetry.sqlite); publish → PUBACK latency, the server's memory
+#                and CPU, and linli_telemetry_commit_seconds from /metrics;
+#   mosquitto    the same generator with --plain (anonymous clients on bench/{i}) against Mosquitto
+#                on another port, with one subscriber on bench/# counting what is relayed;
+#   connections  CONNECTIONS devices connect and hold, split over GENERATORS processes (each
+#                process may open only `ulimit -n` sockets); the server's memory and open files
+#                are read once every generator has finished connecting.
+# It prints each run's table as it goes, then a markdown summary. Every process it started is
+# stopped and the temporary folder removed on exit.
+#
+# The generator runs on the same machine as the server: on a small box they share the cores, so
+# the numbers are those of server plus load generator together.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO_ROOT=$PWD
+
+DEVICES=${DEVICES:-1000}
+RATE=${RATE:-50000}
+QOS=${QOS:-1}
+INFLIGHT=${INFLIGHT:-16}
+DURATION=${DURATION:-30}
+WARMUP=${WARMUP:-5}
+CONNECTIONS=${CONNECTIONS:-20000}
+GENERATORS=${GENERATORS:-2}
+HOLD=${HOLD:-40}
+PHASES=${PHASES:-throughput mosquitto connections}
+RUN_ID=b
+
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+die() { echo "bench/mqtt.sh: $*" >&2; exit 1; }
+has_phase() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+for tool in curl python3; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (Debian: apt-get install curl python3)"
+done
+
+LINLI_BIN=${LINLI_BIN:-.build/release/linli}
+case "$LINLI_BIN" in /*) ;; *) LINLI_BIN="$REPO_ROOT/$LINLI_BIN" ;; esac
+[ -x "$LINLI_BIN" ] || die "$LINLI_BIN does not exist; build it first (swift build -c release) or set LINLI_BIN"
+
+if has_phase mosquitto; then
+    MOSQUITTO_BIN=${MOSQUITTO_BIN:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+    [ -x "$MOSQUITTO_BIN" ] || die "mosquitto is not installed (Debian: apt-get install mosquitto), or drop it from PHASES"
+fi
+
+# Each connection is a file descriptor, in the server and in the generator alike.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+open_files=$(ulimit -n)
+
+# --- processes and files, torn down on any exit ---------------------------------
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/linli-mqtt-bench.XXXXXX")
+data="$work/data"
+pids=()   # everything started in the background, stopped in reverse order
+
+stop() {  # stop PID: TERM, 10 s to finish, then KILL
+    local pid=$1
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.25
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    for (( i=${#pids[@]}-1; i>=0; i-- )); do stop "${pids[$i]}"; done
+    if [ "$status" -ne 0 ]; then
+        for log in "$work"/server.log "$work"/mosquitto.log; do
+            [ -s "$log" ] || continue
+            echo "--- $(basename "$log") (last 30 lines) ---" >&2
+            tail -n 30 "$log" >&2
+        done
+    fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+
+# Waits until something accepts TCP connections on 127.0.0.1:PORT, while PID lives.
+wait_port() {
+    local port=$1 pid=$2 what=$3
+    for _ in $(seq 1 240); do   # 60 s
+        kill -0 "$pid" 2>/dev/null || die "$what exited before it listened on port $port"
+        if python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', $port), 1).close()" 2>/dev/null; then return 0; fi
+        sleep 0.25
+    done
+    die "$what did not listen on port $port within 60 s"
+}
+
+load() { uptime | sed 's/.*load average: /load average /'; }
+
+# --- data: the demo community and the bench devices -----------------------------
+
+needed_devices=$DEVICES
+if has_phase connections && [ "$CONNECTIONS" -gt "$needed_devices" ]; then needed_devices=$CONNECTIONS; fi
+
+echo "== seeding demo data in $data"
+"$LINLI_BIN" demo --data "$data" >"$work/demo.log" 2>&1 || { cat "$work/demo.log" >&2; die "linli demo failed"; }
+echo "== registering $needed_devices bench devices"
+"$LINLI_BIN" bench mqtt --data "$data" --run-id "$RUN_ID" --devices "$needed_devices" --provision-only \
+    >"$work/provision.log" 2>&1 || { cat "$work/provision.log" >&2; die "provisioning failed"; }
+tail -n 1 "$work/provision.log"
+
+# --- the server -----------------------------------------------------------------
+
+http_port=$(free_port)
+mqtt_port=$(free_port)
+echo "== starting linli serve: HTTP 127.0.0.1:$http_port, MQTT 127.0.0.1:$mqtt_port (open files: $open_files)"
+"$LINLI_BIN" serve --data "$data" --http "127.0.0.1:$http_port" --mqtt "127.0.0.1:$mqtt_port" --mqtt-tls off \
+    --log-level warning >"$work/server.log" 2>&1 &
+server_pid=$!
+pids+=("$server_pid")
+ready=false
+for _ in $(seq 1 240); do   # 60 s
+    kill -0 "$server_pid" 2>/dev/null || die "linli serve exited before it was ready"
+    if curl -fsS -o /dev/null "http://127.0.0.1:$http_port/readyz" 2>/dev/null; then ready=true; break; fi
+    sleep 0.25
+done
+$ready || die "http://127.0.0.1:$http_port/readyz did not answer 200 within 60 s"
+wait_port "$mqtt_port" "$server_pid" "linli serve"
+
+bench() { "$LINLI_BIN" bench mqtt "$@"; }
+server_alive() { kill -0 "$server_pid" 2>/dev/null || die "linli serve died during the $1 phase (see its log)"; }
+
+# --- throughput -------------------------------------------------------------------
+
+if has_phase throughput; then
+    echo
+    echo "== throughput: $DEVICES devices, $RATE posts/s, QoS $QOS, ${WARMUP}+${DURATION} s ($(load))"
+    bench --data "$data" --mqtt "127.0.0.1:$mqtt_port" --run-id "$RUN_ID" --devices "$DEVICES" --rate "$RATE" --qos "$QOS" \
+        --inflight "$INFLIGHT" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$server_pid" \
+        --metrics-url "http://127.0.0.1:$http_port/metrics" >"$work/throughput.out" 2>"$work/throughput.err" ||
+        { cat "$work/throughput.err" >&2; die "the throughput run failed"; }
+    sed '$d' "$work/throughput.out"
+    tail -n 1 "$work/throughput.out" >"$work/throughput.json"
+    echo "(load after: $(load))"
+    server_alive throughput
+fi
+
+# --- Mosquitto, same generator, one subscriber --------------------------------------
+
+if has_phase mosquitto; then
+    mosquitto_port=$(free_port)
+    cat >"$work/mosquitto.conf" <<EOF
+listener $mosquitto_port 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest file $work/mosquitto.log
+log_type error
+log_type warning
+# One subscriber receives every post: let it have a window as wide as the devices' together,
+# and a queue that does not drop under a burst.
+max_inflight_messages 1000
+max_queued_messages 100000
+EOF
+    echo
+    echo "== mosquitto $("$MOSQUITTO_BIN" -h 2>/dev/null | head -n 1 | sed 's/^mosquitto version //') on 127.0.0.1:$mosquitto_port"
+    "$MOSQUITTO_BIN" -c "$work/mosquitto.conf" >"$work/mosquitto.out" 2>&1 &
+    mosquitto_pid=$!
+    pids+=("$mosquitto_pid")
+    wait_port "$mosquitto_port" "$mosquitto_pid" "mosquitto"
+    echo "== mosquitto throughput: $DEVICES clients, $RATE posts/s, QoS $QOS, subscriber on bench/# ($(load))"
+    bench --plain --mqtt "127.0.0.1:$mosquitto_port" --run-id "$RUN_ID" --devices "$DEVICES" --rate "$RATE" --qos "$QOS" \
+        --inflight "$INFLIGHT" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$mosquitto_pid" \
+        --subscribe-filter 'bench/#' >"$work/mosquitto-run.out" 2>"$work/mosquitto-run.err" ||
+        { cat "$work/mosquitto-run.err" >&2; die "the Mosquitto run failed"; }
+    sed '$d' "$work/mosquitto-run.out"
+    tail -n 1 "$work/mosquitto-run.out" >"$work/mosquitto.json"
+    echo "(load after: $(load))"
+    stop "$mosquitto_pid"
+fi
+
+# --- connections held ------------------------------------------------------------------
+
+if has_phase connections; then
+    echo
+    per=$(( (CONNECTIONS + GENERATORS - 1) / GENERATORS ))
+    echo "== connections: $CONNECTIONS devices over $GENERATORS generators, held ${HOLD} s ($(load))"
+    gen_pids=()
+    for (( g=0; g<GENERATORS; g++ )); do
+        first=$(( g * per ))
+        n=$(( CONNECTIONS - first < per ? CONNECTIONS - first : per ))
+        [ "$n" -gt 0 ] || break
+        bench --data "$data" --mqtt "127.0.0.1:$mqtt_port" --run-id "$RUN_ID" --first-device "$first" --devices "$n" \
+            --connect-only --hold "$HOLD" --server-pid "$server_pid" \
+            >"$work/connect-$g.out" 2>"$work/connect-$g.err" &
+        gen_pids+=("$!")
+        pids+=("$!")
+    done
+    # Read the server once every generator has finished connecting (each says "connected …").
+    sampled=false
+    while :; do
+        done_count=0
+        for (( g=0; g<${#gen_pids[@]}; g++ )); do
+            if grep -q '^connected ' "$work/connect-$g.err" 2>/dev/null; then done_count=$((done_count + 1)); fi
+        done
+        if [ "$done_count" -eq "${#gen_pids[@]}" ]; then
+            sleep 2   # let the last sign-ins' presence writes settle
+            python3 - "$server_pid" >"$work/connect-server.json" <<'PY'
+import json, os, sys
+pid = sys.argv[1]
+status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status") if ":" in line)
+kib = lambda key: int(status[key].split()[0])
+limit = next(line.split()[3] for line in open(f"/proc/{pid}/limits") if line.startswith("Max open files"))
+print(json.dumps({"rssMiB": kib("VmRSS") / 1024, "peakRssMiB": kib("VmHWM") / 1024,
+                  "openFiles": len(os.listdir(f"/proc/{pid}/fd")), "openFilesLimit": int(limit)}))
+PY
+            sampled=true
+            break
+        fi
+        alive=false
+        for pid in "${gen_pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=true; done
+        $alive || break
+        server_alive connections
+        sleep 0.5
+    done
+    $sampled || echo "warning: a generator ended before all had connected; no server sample" >&2
+    for (( g=0; g<${#gen_pids[@]}; g++ )); do
+        wait "${gen_pids[$g]}" || { cat "$work/connect-$g.err" >&2; die "connection generator $g failed"; }
+        echo "-- generator $g"
+        sed '$d' "$work/connect-$g.out"
+        tail -n 1 "$work/connect-$g.out" >"$work/connect-$g.json"
+    done
+    server_alive connections
+    echo "(load after: $(load))"
+fi
+
+# --- summary -----------------------------------------------------------------------------
+
+echo
+echo "## Linli MQTT benchmark"
+echo
+echo "$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown-commit), $LINLI_BIN, $(nproc) CPUs, open files $open_files, $(load)"
+echo
+python3 - "$work" "$RATE" "$CONNECTIONS" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+work, rate, connections = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+
+
+def read(name):
+    p = work / name
+    return json.loads(p.read_text()) if p.exists() and p.read_text().strip() else None
+
+
+def n(x, digits=0):
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+linli, mosq = read("throughput.json"), read("mosquitto.json")
+rows = []
+for label, r in (("Linli (Alink devices, stored before PUBACK)", linli), ("Mosquitto (anonymous, relayed to 1 subscriber)", mosq)):
+    if not r:
+        continue
+    lat = r.get("latencyMs") or {}
+    server = r.get("server") or {}
+    rows.append((label, r.get("devices"), r.get("connected"), r.get("targetRate"), r.get("sentPerSecond"), r.get("ackedPerSecond"),
+                 r.get("relayedPerSecond"), lat.get("p50"), lat.get("p90"), lat.get("p99"), server.get("rssMiB"), server.get("cpuPercent"),
+                 r.get("errors"), r.get("disconnects")))
+if rows:
+    print("| broker | devices | target/s | sent/s | PUBACKed/s | relayed/s | p50 ms | p90 ms | p99 ms | RSS MiB | CPU % | errors | disconnects |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (label, devices, connected, target, sent, acked, relayed, p50, p90, p99, rss, cpu, errors, disc) in rows:
+        print(f"| {label} | {connected}/{devices} | {n(target)} | {n(sent)} | {n(acked)} | {n(relayed)} | {n(p50, 2)} | {n(p90, 2)} | {n(p99, 2)} "
+              f"| {n(rss, 1)} | {n(cpu)} | {errors} | {disc} |")
+    print()
+if linli:
+    c = linli.get("telemetryCommit") or {}
+    if c.get("commits"):
+        per = (linli.get("ackedPerSecond") or 0) * (linli.get("measuredSeconds") or 0) / c["commits"]
+        print(f"Telemetry commits (publish → stored is at most publish → PUBACK): {n(c['commits'])} commits, about {n(per)} posts each; "
+              f"p50 {n(c.get('p50Ms'), 2)} ms, p99 {n(c.get('p99Ms'), 2)} ms, mean {n(c.get('meanMs'), 2)} ms ({c.get('series')}).")
+    acked = linli.get("ackedPerSecond") or linli.get("sentPerSecond") or 0
+    met = acked >= 50_000 and (linli.get("errors") or 0) == 0
+    print(f"Target ≥ 50,000 posts/s at QoS 1 from 1,000 devices: {'met' if met else 'not met'} ({n(acked)}/s acknowledged).")
+if linli and mosq:
+    a = linli.get("ackedPerSecond") or linli.get("sentPerSecond")
+    b = mosq.get("ackedPerSecond") or mosq.get("sentPerSecond")
+    if a and b:
+        print(f"Linli / Mosquitto (acknowledged posts per second): {a / b:.2f}×")
+gens = sorted(work.glob("connect-*.json"), key=lambda p: int(p.stem.split("-")[1]) if p.stem.split("-")[1].isdigit() else -1)
+gens = [json.loads(p.read_text()) for p in gens if p.stem.split("-")[1].isdigit()]
+if gens:
+    connected = sum(g.get("connected", 0) for g in gens)
+    still = sum(g.get("stillConnected") or 0 for g in gens)
+    failures = {}
+    for g in gens:
+        for reason, k in (g.get("connectFailureReasons") or {}).items():
+            failures[reason] = failures.get(reason, 0) + k
+    server = read("connect-server.json") or {}
+    print()
+    print(f"Connections: {connected:,} of {connections:,} connected, {still:,} still connected after the hold; "
+          f"server RSS {n(server.get('rssMiB'), 1)} MiB (peak {n(server.get('peakRssMiB'), 1)} MiB), "
+          f"{n(server.get('openFiles'))} open files of {n(server.get('openFilesLimit'))}.")
+    for reason, k in sorted(failures.items(), key=lambda kv: -kv[1])[:3]:
+        print(f"  {k:,} × {reason}")
+    met = connected >= 20_000 and still >= 20_000 and (server.get("rssMiB") or 1e9) <= 1024
+    print(f"Target ≥ 20,000 connected devices within 1 GiB: {'met' if met else 'not met'}.")
+PY
