@@ -27,6 +27,14 @@ struct ClientConnection {
                     logger.notice("closing: first packet is not CONNECT")
                     return
                 }
+                // CONNECT is here, so the connect timeout is met: from now on silence is measured
+                // against the keep-alive (1.5 times it), also while the client is being signed in,
+                // which under load can take longer than the connect timeout.
+                let socket = channel.channel
+                let keepAlive: TimeAmount? = connect.keepAlive == 0 ? nil : .milliseconds(Int64(connect.keepAlive) * 1500)
+                socket.eventLoop.execute {
+                    (try? socket.pipeline.syncOperations.handler(type: ReadDeadlineHandler.self))?.setTimeout(keepAlive)
+                }
                 var clientId = connect.clientId
                 if clientId.isEmpty {
                     // MQTT-3.1.3-7/8: an empty id is allowed only for a clean session; the broker assigns one.
@@ -49,7 +57,6 @@ struct ClientConnection {
                 case let .accepted(granted):
                     policy = granted
                 }
-                let socket = channel.channel
                 let outbox = Outbox(close: { socket.close(promise: nil) })
                 guard let (connectionId, present) = await broker.state.attach(clientId: clientId, clean: connect.cleanSession, outbox: outbox) else {
                     logger.warning("connection refused: the broker is at its connection limit")
@@ -58,11 +65,6 @@ struct ClientConnection {
                 }
                 attached = (clientId, connectionId)
                 if let w = connect.will, policy?.mayPublish(to: w.topic) == true { will = w }
-                // Keep-alive: silence for 1.5 times the interval closes the connection.
-                let keepAlive: TimeAmount? = connect.keepAlive == 0 ? nil : .milliseconds(Int64(connect.keepAlive) * 1500)
-                socket.eventLoop.execute {
-                    (try? socket.pipeline.syncOperations.handler(type: ReadDeadlineHandler.self))?.setTimeout(keepAlive)
-                }
                 try await outbound.write(.connack(sessionPresent: present, returnCode: .accepted))
                 await broker.onPresence(clientId, true)
 
