@@ -22,6 +22,7 @@ from test_server_process import Node, free_port, run  # noqa: E402
 from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -395,6 +396,7 @@ def test_rules_console_templates_editor_and_trial(site: dict, page):
     draft["triggers"][0]["property"] = "NoSuchProperty"
     page.execute_script("arguments[0].value = arguments[1]", editor, json.dumps(draft))
     page.find_element(By.CSS_SELECTOR, "#rule-form button").click()
+    wait(page).until(EC.staleness_of(editor))
     assert "triggers[0].property" in element(page, "#rule-problems").text
     draft["triggers"][0]["property"] = "CurrentTemperature"
     draft["name"] = "机房过热 server room hot"
@@ -412,12 +414,15 @@ def test_rules_console_templates_editor_and_trial(site: dict, page):
     then.clear()
     then.send_keys("120")
     page.find_element(By.CSS_SELECTOR, "#trial-form button").click()
+    wait(page).until(EC.staleness_of(area))
     trial = element(page, "#trial").text
     assert "after 120 s" in trial and "fired" in trial and "raise alarm high-temperature" in trial
 
     # Disable from the page; the API agrees.
-    element(page, "#disable-rule").click()
-    wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#rule-enabled").text == "disabled")
+    button = element(page, "#disable-rule")
+    button.click()
+    wait(page).until(EC.staleness_of(button))
+    assert element(page, "#rule-enabled").text == "disabled"
     assert api(site, "GET", f"/rules/{rule_id}").json()["enabled"] is False
 
 

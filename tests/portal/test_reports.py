@@ -64,7 +64,8 @@ def test_a_resident_reports_with_a_photo_follows_it_and_rates_it(site: dict, pag
     report_id = page.current_url.rsplit("/", 1)[1]
     assert element(page, "#report-status").text == "submitted"
     photo = element(page, "#photos img")
-    assert page.execute_script("return arguments[0].complete && arguments[0].naturalWidth", photo) == 2, "the photo is served back"
+    # The photo is served back (waited for: the image loads after the page).
+    wait(page).until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", photo) == 2)
 
     # Staff handle it through the API; the resident sees every step.
     for step in ({"step": "accept"}, {"step": "grab"}, {"step": "resolve", "note": "已换灯泡 bulb replaced"}):
@@ -77,7 +78,8 @@ def test_a_resident_reports_with_a_photo_follows_it_and_rates_it(site: dict, pag
     rate.find_element(By.CSS_SELECTOR, "input[name=rating][value='4']").click()
     rate.find_element(By.NAME, "comment").send_keys("及时 prompt")
     rate.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(page).until(lambda d: d.find_element(By.CSS_SELECTOR, "#report-status").text == "closed")
+    wait(page).until(EC.staleness_of(rate))
+    assert element(page, "#report-status").text == "closed"
     assert element(page, "#report-rating").text == "★★★★"
     # Still within the week: it can be reopened.
     assert page.find_elements(By.CSS_SELECTOR, "#reopen-form")
