@@ -307,7 +307,15 @@ extension Store {
     /// Marks open work orders past their deadline, once each, with a `workorder.overdue` event
     /// (rules and escalations watch for it). Returns those marked.
     public func markOverdueWorkOrders(now: Millis = nowMillis()) async throws -> [WorkOrder] {
-        try await write { db in
+        // Looked for every second: read first, so an idle second costs no write.
+        let anyDue = try await read { db in
+            try await db.count("""
+                SELECT COUNT(*) AS n FROM work_orders WHERE due_at < \(bind: now) AND overdue_at IS NULL
+                AND status NOT IN ('resolved', 'closed', 'rejected', 'returned')
+                """)
+        }
+        guard anyDue > 0 else { return [] }
+        return try await write { db in
             let due = try await db.all(WorkOrder.self, """
                 SELECT * FROM work_orders WHERE due_at < \(bind: now) AND overdue_at IS NULL
                 AND status NOT IN ('resolved', 'closed', 'rejected', 'returned') ORDER BY due_at LIMIT 200
