@@ -261,12 +261,6 @@ public final class RuleService: Service, Sendable {
         }
     }
 
-    static let payloadEncoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }()
-
     /// What a webhook receives: the rule, what happened, and on which device.
     static func webhookPayload(_ firing: Firing, sourceName: String) -> String {
         struct Payload: Encodable {
@@ -283,7 +277,7 @@ public final class RuleService: Service, Sendable {
         let p = Payload(rule: .init(id: firing.rule.id, name: firing.rule.name), communityId: firing.rule.communityId,
                         change: firing.change == .fired ? "fired" : "ended", trigger: firing.trigger, detail: firing.detail, at: firing.at,
                         device: .init(id: firing.device.id, productKey: firing.device.productKey, deviceName: firing.device.deviceName, name: sourceName))
-        return String(decoding: (try? payloadEncoder.encode(p)) ?? Data("{}".utf8), as: UTF8.self)
+        return EventLog.json(p) ?? "{}"
     }
 
     /// Sets properties (as desired values, delivered now or when the device returns) or calls a

@@ -13,15 +13,9 @@ struct RuleRow: Codable, Sendable {
     var createdAt: Millis
     var updatedAt: Millis
 
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }()
-
     init(_ rule: Rule) throws {
         id = rule.id; communityId = rule.communityId; name = rule.name; enabled = rule.enabled
-        definition = String(decoding: try Self.encoder.encode(rule.definition), as: UTF8.self)
+        definition = String(decoding: try EventLog.encoder.encode(rule.definition), as: UTF8.self)
         createdAt = rule.createdAt; updatedAt = rule.updatedAt
     }
 
