@@ -253,6 +253,17 @@ public struct RuleEngine: Sendable {
         return out
     }
 
+    /// Takes back a firing whose conditions the server found unmet (a care tag, another device's
+    /// state): like a trigger outside its time window, it does not fire later, and since it did
+    /// not fire, its end will not be reported either.
+    public mutating func suppress(_ firing: Firing) {
+        let key = Key(ruleId: firing.rule.id, trigger: firing.triggerIndex, deviceId: firing.device.id)
+        guard var slot = slots[key], slot.state.fired else { return }
+        slot.state.fired = false
+        slots[key] = slot
+        changed[key] = slot.state
+    }
+
     /// When the next timer comes due, if any is armed.
     public var nextDue: Millis? { timers.peek()?.due }
 

@@ -109,19 +109,54 @@ public enum Comparison: String, Sendable, Codable, CaseIterable {
     }
 }
 
-/// Checked when a trigger fires; all must hold. `time`: between `from` and `to` ("22:00" to
-/// "06:00" spans midnight) on the given ISO weekdays (1 Monday … 7 Sunday; all when absent), in
-/// the server's time zone.
+/// Checked when a trigger fires; all must hold.
+///
+/// - `time`: between `from` and `to` ("22:00" to "06:00" spans midnight) on the given ISO weekdays
+///   (1 Monday … 7 Sunday; all when absent), in the server's time zone.
+/// - `careTag`: the household of the device that fired has a resident carrying one of `tags`
+///   ("only doors of elderly residents living alone").
+/// - `device`: another device's state: `status` online or offline, or its last reported numeric
+///   `property` compared by `op` with `value` ("the gate's barrier is down").
+///
+/// Time is checked by the engine itself; care tags and other devices are facts the server looks
+/// up when a trigger fires (`ConditionFacts`), so the message path never waits for them.
 public struct Condition: Sendable, Equatable, Codable {
-    public enum Kind: String, Sendable, Codable, CaseIterable { case time }
+    public enum Kind: String, Sendable, Codable, CaseIterable { case time, careTag, device }
     public var type: Kind
     public var from: String?
     public var to: String?
     public var weekdays: [Int]?
+    public var tags: [CareTag]?
+    public var productKey: String?
+    public var deviceName: String?
+    public var property: String?
+    public var op: Comparison?
+    public var value: Double?
+    public var status: String?
 
     public init(type: Kind, from: String? = nil, to: String? = nil, weekdays: [Int]? = nil) {
         self.type = type; self.from = from; self.to = to; self.weekdays = weekdays
     }
+
+    /// A condition on another device's state.
+    public static func device(_ productKey: String, _ deviceName: String, property: String? = nil, op: Comparison? = nil, value: Double? = nil, status: String? = nil) -> Condition {
+        var c = Condition(type: .device)
+        c.productKey = productKey; c.deviceName = deviceName; c.property = property; c.op = op; c.value = value; c.status = status
+        return c
+    }
+
+    /// A condition on the care tags of the household of the device that fired.
+    public static func careTag(_ tags: [CareTag]) -> Condition {
+        var c = Condition(type: .careTag)
+        c.tags = tags
+        return c
+    }
+
+    /// Whether this condition needs facts the engine does not have.
+    public var needsFacts: Bool { type != .time }
+
+    /// The other device a `device` condition looks at, as "productKey/deviceName".
+    public var deviceKey: String? { type == .device ? "\(productKey ?? "")/\(deviceName ?? "")" : nil }
 
     static func minutes(_ text: String?) -> Int? {
         guard let text else { return nil }
@@ -130,9 +165,12 @@ public struct Condition: Sendable, Equatable, Codable {
         return h * 60 + m
     }
 
-    /// Whether the condition holds at `date` in `calendar`'s time zone.
+    /// Whether a time condition holds at `date` in `calendar`'s time zone; other kinds are facts,
+    /// judged by `holds(given:)`, and pass here.
     public func holds(at date: Date, calendar: Calendar = .current) -> Bool {
         switch type {
+        case .careTag, .device:
+            return true
         case .time:
             let parts = calendar.dateComponents([.hour, .minute, .weekday], from: date)
             // Calendar weekdays run Sunday 1 … Saturday 7; rules use ISO, Monday 1 … Sunday 7.
@@ -142,6 +180,56 @@ public struct Condition: Sendable, Equatable, Codable {
             guard let from = Self.minutes(from), let to = Self.minutes(to) else { return true }
             return from <= to ? (from <= now && now < to) : (now >= from || now < to)
         }
+    }
+
+    /// Whether a care-tag or device condition holds given what the server found; nil when it
+    /// holds, else why not, in words for the log and the rule trial.
+    public func unmet(given facts: ConditionFacts) -> String? {
+        switch type {
+        case .time:
+            return nil
+        case .careTag:
+            let wanted = Set(tags ?? [])
+            guard let found = facts.householdTags else { return "the device is not in a household" }
+            return wanted.isDisjoint(with: found) ? "the household has none of the care tags \(wanted.map(\.rawValue).sorted().joined(separator: ", "))" : nil
+        case .device:
+            let key = deviceKey ?? ""
+            guard let other = facts.devices[key] else { return "\(key) is not a device of this community" }
+            if let status {
+                return (other.online ? "online" : "offline") == status ? nil : "\(key) is not \(status)"
+            }
+            guard let property, let op, let value else { return "\(key): nothing to compare" }
+            guard let reported = other.values[property] else { return "\(key) has not reported \(property)" }
+            return op.holds(reported, value) ? nil : "\(key) \(property) = \(RuleEngine.number(reported)), not \(op.rawValue) \(RuleEngine.number(value))"
+        }
+    }
+}
+
+/// What the server found out for a rule's care-tag and device conditions when a trigger fired.
+public struct ConditionFacts: Sendable, Equatable {
+    /// Care tags of the current residents of the firing device's household; nil when it has none.
+    public var householdTags: Set<CareTag>?
+    /// Other devices by "productKey/deviceName": online or not, and their last numeric values.
+    public var devices: [String: DeviceFacts]
+
+    public init(householdTags: Set<CareTag>? = nil, devices: [String: DeviceFacts] = [:]) {
+        self.householdTags = householdTags; self.devices = devices
+    }
+}
+
+public struct DeviceFacts: Sendable, Equatable {
+    public var online: Bool
+    public var values: [String: Double]
+    public init(online: Bool, values: [String: Double]) { self.online = online; self.values = values }
+}
+
+extension RuleDefinition {
+    /// Conditions the server must look up facts for before acting.
+    public var factConditions: [Condition] { conditions.filter(\.needsFacts) }
+
+    /// The first fact condition that does not hold, in words; nil when all do.
+    public func unmetCondition(given facts: ConditionFacts) -> String? {
+        factConditions.lazy.compactMap { $0.unmet(given: facts) }.first
     }
 }
 
@@ -274,8 +362,29 @@ extension RuleDefinition {
                 if t.property != nil, t.event != nil { issues.append(RuleIssue("\(p).event", "give property or event as the activity, not both")) }
             }
         }
+        if conditions.count > 20 { issues.append(RuleIssue("conditions", "at most 20")) }
         for (i, c) in conditions.enumerated() {
             let p = "conditions[\(i)]"
+            switch c.type {
+            case .time:
+                break
+            case .careTag:
+                if (c.tags ?? []).isEmpty { issues.append(RuleIssue("\(p).tags", "is required: one or more of \(CareTag.allCases.map(\.rawValue).joined(separator: ", "))")) }
+            case .device:
+                if c.productKey?.isEmpty != false { issues.append(RuleIssue("\(p).productKey", "is required")) }
+                if c.deviceName?.isEmpty != false { issues.append(RuleIssue("\(p).deviceName", "is required")) }
+                if let status = c.status {
+                    if !["online", "offline"].contains(status) { issues.append(RuleIssue("\(p).status", "must be online or offline")) }
+                    if c.property != nil { issues.append(RuleIssue("\(p).property", "give status or property, not both")) }
+                } else {
+                    if c.property?.isEmpty != false { issues.append(RuleIssue("\(p).property", "is required: give status, or property with op and value")) }
+                    if c.op == nil { issues.append(RuleIssue("\(p).op", "is required: one of \(Comparison.allCases.map(\.rawValue).joined(separator: " "))")) }
+                    if c.value == nil { issues.append(RuleIssue("\(p).value", "is required")) }
+                }
+            }
+            if c.type != .time, c.from != nil || c.to != nil || c.weekdays != nil {
+                issues.append(RuleIssue("\(p).type", "from, to and weekdays belong to a time condition"))
+            }
             if c.from != nil || c.to != nil {
                 if Condition.minutes(c.from) == nil { issues.append(RuleIssue("\(p).from", "must be a time HH:mm")) }
                 if Condition.minutes(c.to) == nil { issues.append(RuleIssue("\(p).to", "must be a time HH:mm")) }

@@ -19,6 +19,8 @@ public final class RuleService: Service, Sendable {
     /// Where device actions go, once the broker runs; nil when it does not.
     private let devices = Mutex<DeviceGateway?>(nil)
     private let webhooks = Mutex<WebhookService?>(nil)
+    /// Firings taken back because their conditions did not hold, until their end comes by.
+    private let suppressed = Mutex<Set<String>>([])
     private let work: AsyncStream<Work>.Continuation
     private let queue: AsyncStream<Work>
 
@@ -202,6 +204,20 @@ public final class RuleService: Service, Sendable {
     /// Carries out a rule's actions for a trigger that fired, or undoes what lasts when it ended.
     private func act(on firing: Firing) async throws {
         let rule = firing.rule
+        // Care tags and other devices are looked up now, off the message path. A firing they do not
+        // allow is taken back, and so is its end (which may already be queued behind it).
+        let key = "\(rule.id)/\(firing.triggerIndex)/\(firing.device.id)"
+        switch firing.change {
+        case .fired:
+            if let unmet = try await store.unmetCondition(of: rule, deviceId: firing.device.id) {
+                engine.withLock { $0.suppress(firing) }
+                if firing.trigger.hasEnd { _ = suppressed.withLock { $0.insert(key) } }
+                logger.info("rule conditions not met", metadata: ["rule": "\(rule.name)", "device": "\(firing.device.deviceName)", "why": "\(unmet)"])
+                return
+            }
+        case .ended:
+            if suppressed.withLock({ $0.remove(key) }) != nil { return }
+        }
         let device = try await store.device(id: firing.device.id)
         let sourceName = device.map { ($0.nickname.isEmpty ? "" : $0.nickname + " ") + "\($0.productKey)/\($0.deviceName)" }
             ?? (firing.trigger.watchesDevices ? "\(firing.device.productKey)/\(firing.device.deviceName)" : "\(firing.device.deviceName) \(firing.device.id.prefix(8))")
@@ -310,5 +326,29 @@ public final class RuleService: Service, Sendable {
                 }
             }
         }
+    }
+}
+
+extension Store {
+    /// Looks up what a rule's care-tag and device conditions need, for the device that fired, and
+    /// says which does not hold; nil when all hold (or the rule has none).
+    func unmetCondition(of rule: Rule, deviceId: ID) async throws -> String? {
+        let conditions = rule.definition.factConditions
+        guard !conditions.isEmpty else { return nil }
+        var facts = ConditionFacts()
+        if conditions.contains(where: { $0.type == .careTag }), let household = try await device(id: deviceId)?.householdId {
+            facts.householdTags = try await careTags(householdId: household)
+        }
+        for condition in conditions where condition.type == .device {
+            guard let key = condition.deviceKey, facts.devices[key] == nil, let pk = condition.productKey, let dn = condition.deviceName,
+                  let other = try await device(productKey: pk, deviceName: dn), other.communityId == rule.communityId else { continue }
+            var values: [String: Double] = [:]
+            for v in try await shadow(other) {
+                guard let text = v.reported else { continue }
+                values[v.identifier] = Double(text) ?? (text == "true" ? 1 : text == "false" ? 0 : nil)
+            }
+            facts.devices[key] = DeviceFacts(online: other.status == .online, values: values)
+        }
+        return rule.definition.unmetCondition(given: facts)
     }
 }

@@ -145,6 +145,18 @@ extension API {
                 issues.append(FieldIssue("\(path).event", "\(event) is not an event of \(trigger.productKey)"))
             }
         }
+        for (i, condition) in definition.conditions.enumerated() where condition.type == .device {
+            let path = "conditions[\(i)]"
+            guard let pk = condition.productKey, let dn = condition.deviceName,
+                  let other = try await store.device(productKey: pk, deviceName: dn), other.communityId == communityId else {
+                issues.append(FieldIssue("\(path).deviceName", "is not a device of this community"))
+                continue
+            }
+            if let property = condition.property, let product = try await store.product(key: pk),
+               let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8)), model.property(property) == nil {
+                issues.append(FieldIssue("\(path).property", "\(property) is not a property of \(pk)"))
+            }
+        }
         if !issues.isEmpty { throw Problem.invalid(issues) }
         // Secrets are kept encrypted, like device secrets.
         for i in definition.actions.indices {
@@ -304,6 +316,12 @@ extension API {
                 }
             }
         }
+        // Care tags and other devices are judged on the community as it is now, as the server would.
+        func outcome(_ f: Firing) async throws -> [String] {
+            guard f.change == .fired, let unmet = try await store.unmetCondition(of: rule, deviceId: f.device.id) else { return describe(f) }
+            engine.suppress(f)
+            return ["not carried out: \(unmet)"]
+        }
         for (i, sample) in input.samples.enumerated() {
             let key = sample.productKey + "/" + sample.deviceName
             let device: WatchedDevice
@@ -320,13 +338,13 @@ extension API {
             let observation: Observation = sample.properties.map { .properties($0) } ?? sample.event.map { .event($0) } ?? .status(sample.status ?? "online")
             for f in engine.observe(observation, from: device, now: start + Millis(i)) {
                 steps.append(.init(sample: i, afterSeconds: nil, triggerIndex: f.triggerIndex, change: f.change == .fired ? "fired" : "ended", detail: f.detail,
-                                   device: key, actions: describe(f)))
+                                   device: key, actions: try await outcome(f)))
             }
         }
         if let t = input.thenSeconds {
             for f in engine.expire(now: start + Millis(input.samples.count) + Millis(t) * 1000) {
                 steps.append(.init(sample: nil, afterSeconds: t, triggerIndex: f.triggerIndex, change: "fired", detail: f.detail,
-                                   device: f.device.productKey + "/" + f.device.deviceName, actions: describe(f)))
+                                   device: f.device.productKey + "/" + f.device.deviceName, actions: try await outcome(f)))
             }
         }
         return steps
@@ -421,7 +439,8 @@ enum RuleTemplates {
                  triggers: [Trigger(type: .event, productKey: pk, event: "SOS")], conditions: [],
                  actions: [Action(type: .alarm, alarmType: "sos", severity: .critical, message: "紧急呼叫 SOS pressed")]),
         Template(key: "elderly-absence", name: "独居老人12小时未开门 Living alone: door not opened for 12 hours", library: "door_contact",
-                 triggers: [Trigger(type: .absence, productKey: pk, property: "ContactState", op: .equal, value: 1, forSeconds: 12 * 3600)], conditions: [],
+                 triggers: [Trigger(type: .absence, productKey: pk, property: "ContactState", op: .equal, value: 1, forSeconds: 12 * 3600)],
+                 conditions: [.careTag([.elderlyAlone])],
                  actions: [Action(type: .alarm, alarmType: "absence", severity: .major, message: "12小时未开门 Door not opened for 12 hours")]),
         Template(key: "water-leak", name: "漏水 Water leak", library: "water_leak",
                  triggers: [Trigger(type: .property, productKey: pk, property: "WaterLeakState", op: .equal, value: 1)], conditions: [],

@@ -82,7 +82,7 @@ extension Store {
         for tag in a.careTags ?? [] {
             parts.append("""
                 EXISTS (SELECT 1 FROM residencies r JOIN people p ON p.id = r.person_id WHERE r.household_id = h.id AND r.moved_out IS NULL
-                        AND p.care_tags LIKE \(bind: "%\"\(tag.rawValue)\"%"))
+                        AND p.care_tags LIKE \(bind: "%,\(tag.rawValue),%"))
                 """)
         }
         guard !parts.isEmpty else { return [] }

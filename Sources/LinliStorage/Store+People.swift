@@ -291,3 +291,17 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// The care tags of the people living in a household now (moved-out residents do not count).
+    public func careTags(householdId: ID) async throws -> Set<CareTag> {
+        struct Row: Decodable { var careTags: String }
+        let rows = try await read { db in
+            try await db.raw("""
+                SELECT p.care_tags AS "careTags" FROM residencies r JOIN people p ON p.id = r.person_id
+                WHERE r.household_id = \(bind: householdId) AND r.moved_out IS NULL
+                """).all(decoding: Row.self)
+        }
+        return Set(rows.flatMap { CareTag.decode($0.careTags) })
+    }
+}

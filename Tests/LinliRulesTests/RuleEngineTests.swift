@@ -117,6 +117,48 @@ struct RuleEngineTests {
         #expect(engine.observe(.event("Open"), from: Self.door, now: saturdayNight).isEmpty)
     }
 
+    @Test func careTagsAndOtherDevicesAreJudgedOnTheFactsFound() {
+        let lonely = Condition.careTag([.elderlyAlone])
+        #expect(lonely.unmet(given: ConditionFacts(householdTags: [.elderlyAlone, .disabled])) == nil)
+        #expect(lonely.unmet(given: ConditionFacts(householdTags: [.child])) == "the household has none of the care tags elderly_alone")
+        #expect(lonely.unmet(given: ConditionFacts(householdTags: nil)) == "the device is not in a household")
+        let gateDown = Condition.device("a1Gate", "gate-1", property: "BarrierState", op: .equal, value: 0)
+        let gateOnline = Condition.device("a1Gate", "gate-1", status: "online")
+        let facts = ConditionFacts(devices: ["a1Gate/gate-1": DeviceFacts(online: false, values: ["BarrierState": 0])])
+        #expect(gateDown.unmet(given: facts) == nil)
+        #expect(gateOnline.unmet(given: facts) == "a1Gate/gate-1 is not online")
+        #expect(gateDown.unmet(given: ConditionFacts(devices: ["a1Gate/gate-1": DeviceFacts(online: true, values: ["BarrierState": 1])])) == "a1Gate/gate-1 BarrierState = 1, not == 0")
+        #expect(gateDown.unmet(given: ConditionFacts(devices: ["a1Gate/gate-1": DeviceFacts(online: true, values: [:])])) == "a1Gate/gate-1 has not reported BarrierState")
+        #expect(gateDown.unmet(given: ConditionFacts()) == "a1Gate/gate-1 is not a device of this community")
+        // Time is the engine's; the others pass there and are left to the server.
+        #expect(gateDown.holds(at: Date()) && gateDown.needsFacts && !Condition(type: .time).needsFacts)
+        let definition = RuleDefinition(triggers: [Trigger(type: .event, productKey: "p", event: "E")], conditions: [Condition(type: .time), lonely, gateDown], actions: [Self.alarm])
+        #expect(definition.factConditions == [lonely, gateDown])
+        #expect(definition.unmetCondition(given: ConditionFacts(householdTags: [.elderlyAlone], devices: facts.devices)) == nil)
+        #expect(definition.unmetCondition(given: ConditionFacts(householdTags: [], devices: facts.devices))?.hasPrefix("the household") == true)
+    }
+
+    @Test func aSuppressedFiringNeitherFiresAgainNorEnds() {
+        var engine = RuleEngine()
+        engine.install(Self.rule([Trigger(type: .property, productKey: "a1Door", property: "T", op: .greater, value: 60),
+                                  Trigger(type: .absence, productKey: "a1Door", forSeconds: 60)]))
+        engine.watch(Self.door, now: 0)
+        let fired = engine.observe(.properties(["T": 61]), from: Self.door, now: 1)
+        #expect(fired.map(\.triggerIndex) == [0])
+        engine.suppress(fired[0])
+        #expect(engine.takeChanges().save.contains { $0.triggerIndex == 0 && $0.holding && !$0.fired }, "stored, so a restart does not end it")
+        #expect(engine.observe(.properties(["T": 70]), from: Self.door, now: 2).isEmpty, "still holding: not fired again")
+        #expect(engine.observe(.properties(["T": 10]), from: Self.door, now: 3).isEmpty, "no end for what did not fire")
+        #expect(engine.observe(.properties(["T": 61]), from: Self.door, now: 4).count == 1, "a new crossing fires again")
+        // Absence: taken back, it waits for activity and the next silence.
+        let silent = engine.expire(now: 70_000)
+        #expect(silent.map(\.triggerIndex) == [1])
+        engine.suppress(silent[0])
+        #expect(engine.expire(now: 200_000).isEmpty)
+        #expect(engine.observe(.event("Any"), from: Self.door, now: 210_000).allSatisfy { $0.triggerIndex != 1 })
+        #expect(engine.expire(now: 270_000).map(\.triggerIndex) == [1])
+    }
+
     @Test func definitionsAreCheckedWithThePathOfEachFault() {
         let bad = RuleDefinition(triggers: [Trigger(type: .property, productKey: "a1Door", property: "T"),
                                             Trigger(type: .absence, productKey: ""),
@@ -127,6 +169,12 @@ struct RuleEngineTests {
         #expect(paths == ["triggers[0].op", "triggers[0].value", "triggers[1].productKey", "triggers[1].forSeconds", "triggers[2].forSeconds",
                           "conditions[0].from", "conditions[0].weekdays", "actions[0].alarmType", "actions[0].severity"])
         #expect(RuleDefinition(triggers: [], actions: []).issues().map(\.path) == ["triggers", "actions"])
+        let conditions = RuleDefinition(triggers: [Trigger(type: .event, productKey: "p", event: "E")],
+                                        conditions: [Condition(type: .careTag), Condition.device("p", "d", property: "T"),
+                                                     Condition.device("p", "", property: "T", op: .less, value: 1, status: "up")],
+                                        actions: [Self.alarm])
+        #expect(Set(conditions.issues().map(\.path)) == ["conditions[0].tags", "conditions[1].op", "conditions[1].value",
+                                                          "conditions[2].deviceName", "conditions[2].status", "conditions[2].property"])
     }
 
     @Test func removingARuleForgetsItsTimers() {

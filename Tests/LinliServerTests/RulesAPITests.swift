@@ -46,6 +46,61 @@ struct RulesAPITests {
         }
     }
 
+    @Test func careTagAndDeviceConditionsAreJudgedOnTheCommunityAsItIs() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            let door = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "door_contact"], expect: .created)["productKey"] as? String)
+            let gate = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "barrier_gate"], expect: .created)["productKey"] as? String)
+            // A home where someone lives alone, and one where nobody carries a care tag.
+            struct Row: Decodable { var id: String; var tags: String }
+            let homes = try await fixture.store.read { db in
+                try await db.raw("""
+                    SELECT h.id, COALESCE(MAX(p.care_tags), '') AS tags FROM households h
+                    JOIN residencies r ON r.household_id = h.id AND r.moved_out IS NULL JOIN people p ON p.id = r.person_id
+                    WHERE h.community_id = \(bind: c) GROUP BY h.id
+                    """).all(decoding: Row.self)
+            }
+            let lonely = try #require(homes.first { $0.tags.contains(",elderly_alone,") }?.id)
+            let untagged = try #require(homes.first { $0.tags.isEmpty }?.id)
+            for (name, home) in [("door-lonely", lonely), ("door-family", untagged)] {
+                let h = try await fixture.store.household(home, scope: .everything)
+                try await staff.call("/api/v1/communities/\(c)/devices", .post,
+                                     ["productKey": door, "deviceName": name, "buildingId": h.buildingId, "unitId": h.unitId, "householdId": home], expect: .created)
+            }
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": gate, "deviceName": "gate-1"], expect: .created)
+
+            func trial(_ conditions: [[String: Any]]) async throws -> [String: [String]] {
+                let body: [String: Any] = ["rule": ["name": "t", "triggers": [["type": "property", "productKey": door, "property": "ContactState", "op": "==", "value": 1]],
+                                                    "conditions": conditions, "actions": [["type": "alarm", "alarmType": "open", "severity": "minor"]]],
+                                           "samples": [["productKey": door, "deviceName": "door-lonely", "properties": ["ContactState": 1]],
+                                                       ["productKey": door, "deviceName": "door-family", "properties": ["ContactState": 1]],
+                                                       ["productKey": door, "deviceName": "door-lonely", "properties": ["ContactState": 0]]]]
+                let steps = try await staff.call("/api/v1/communities/\(c)/rules/test", .post, body)["steps"] as? [[String: Any]] ?? []
+                return Dictionary(steps.map { ("\($0["device"] as? String ?? "") \($0["change"] as? String ?? "")", $0["actions"] as? [String] ?? []) }, uniquingKeysWith: { a, _ in a })
+            }
+            let byTag = try await trial([["type": "careTag", "tags": ["elderly_alone"]]])
+            #expect(byTag["\(door)/door-lonely fired"] == ["raise alarm open (minor)"])
+            #expect(byTag["\(door)/door-family fired"] == ["not carried out: the household has none of the care tags elderly_alone"])
+            #expect(byTag["\(door)/door-lonely ended"] == ["clear alarm open"])
+            // The gate has never reported and is not online.
+            let byGate = try await trial([["type": "device", "productKey": gate, "deviceName": "gate-1", "status": "online"]])
+            #expect(byGate["\(door)/door-lonely fired"] == ["not carried out: \(gate)/gate-1 is not online"])
+            #expect(byGate["\(door)/door-lonely ended"] == nil, "what was not carried out does not end")
+            // Faults name their field: an unknown device, an unknown property.
+            var rule: [String: Any] = ["name": "t", "triggers": [["type": "event", "productKey": door, "event": "TamperAlarm"]],
+                                       "conditions": [["type": "device", "productKey": gate, "deviceName": "gate-9", "status": "online"],
+                                                      ["type": "device", "productKey": gate, "deviceName": "gate-1", "property": "Nope", "op": ">", "value": 1],
+                                                      ["type": "careTag", "tags": ["nobody"]]],
+                                       "actions": [["type": "alarm", "alarmType": "x", "severity": "minor"]]]
+            try await staff.call("/api/v1/communities/\(c)/rules", .post, rule, expect: .unprocessableContent)
+            rule["conditions"] = [["type": "device", "productKey": gate, "deviceName": "gate-9", "status": "online"],
+                                  ["type": "device", "productKey": gate, "deviceName": "gate-1", "property": "Nope", "op": ">", "value": 1]]
+            let fault = try await staff.call("/api/v1/communities/\(c)/rules", .post, rule, expect: .unprocessableContent)
+            #expect((fault["errors"] as? [[String: Any]])?.compactMap { $0["field"] as? String } == ["conditions[0].deviceName", "conditions[1].property"])
+        }
+    }
+
     @Test func alarmsAreSeenWithinReachAndHandledOnce() async throws {
         try await withApp { client, fixture in
             let c = fixture.community.id
