@@ -158,12 +158,7 @@ public struct Condition: Sendable, Equatable, Codable {
     /// The other device a `device` condition looks at, as "productKey/deviceName".
     public var deviceKey: String? { type == .device ? "\(productKey ?? "")/\(deviceName ?? "")" : nil }
 
-    static func minutes(_ text: String?) -> Int? {
-        guard let text else { return nil }
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0...23).contains(h), (0...59).contains(m) else { return nil }
-        return h * 60 + m
-    }
+    static func minutes(_ text: String?) -> Int? { TimeOfDay.minutes(text) }
 
     /// Whether a time condition holds at `date` in `calendar`'s time zone; other kinds are facts,
     /// judged by `holds(given:)`, and pass here.
@@ -178,7 +173,7 @@ public struct Condition: Sendable, Equatable, Codable {
             if let weekdays, !weekdays.contains(iso) { return false }
             let now = (parts.hour ?? 0) * 60 + (parts.minute ?? 0)
             guard let from = Self.minutes(from), let to = Self.minutes(to) else { return true }
-            return from <= to ? (from <= now && now < to) : (now >= from || now < to)
+            return TimeOfDay.within(now, from: from, to: to)
         }
     }
 

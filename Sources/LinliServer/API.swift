@@ -63,6 +63,7 @@ struct API {
         registerRules(api)
         registerWorkOrders(api)
         registerNotices(api)
+        registerInbox(api)
         api.post("devices/:pk/:dn/properties", use: setDeviceProperties)
         api.post("devices/:pk/:dn/services/:service", use: callDeviceService)
         // audit and events

@@ -23,6 +23,8 @@ public struct ServerConfiguration: Sendable {
     /// The broker's TLS listener, its certificate loaded and checked; nil without a certificate
     /// or with `mqtt-tls = off`.
     public var mqttTLS: MQTTTLSListener? = nil
+    /// SMS gateway and SMTP relay for notifications people ask to get outside Linli.
+    public var outbound = OutboundSettings()
 
     public init() {}
 
@@ -33,7 +35,8 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
-    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "mqtt", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days"]
+    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "mqtt", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
+                              "smtp", "mail-from", "sms-webhook", "sms-secret"]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
     public static func resolve(flags: [String: String], environment: [String: String], configFile: String?) throws -> ServerConfiguration {
@@ -98,7 +101,38 @@ public struct ServerConfiguration: Sendable {
             guard let d = Int(days), (1...3650).contains(d) else { throw Invalid(key: source, reason: "must be a whole number of days from 1 to 3650") }
             config.telemetryDays = d
         }
+        config.outbound = try outbound(values)
         return config
+    }
+
+    /// The SMS gateway (its URL and signing secret, both or neither) and the SMTP relay (its URL
+    /// and the sender address, both or neither).
+    private static func outbound(_ values: [String: (String, String)]) throws -> OutboundSettings {
+        var settings = OutboundSettings()
+        switch (values["sms-webhook"], values["sms-secret"]) {
+        case (nil, nil): break
+        case let ((_, source)?, nil): throw Invalid(key: source, reason: "needs sms-secret as well (16 characters or more; give it by environment or config file, not on the command line)")
+        case let (nil, (_, source)?): throw Invalid(key: source, reason: "needs sms-webhook as well, the URL of the SMS gateway")
+        case let ((url, urlSource)?, (secret, secretSource)?):
+            guard let u = URL(string: url), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host?.isEmpty == false else {
+                throw Invalid(key: urlSource, reason: "must be an http or https URL (got \(url))")
+            }
+            guard secret.count >= 16 else { throw Invalid(key: secretSource, reason: "must be 16 characters or more") }
+            settings.smsWebhook = u
+            settings.smsSecret = secret
+        }
+        switch (values["smtp"], values["mail-from"]) {
+        case (nil, nil): break
+        case let ((_, source)?, nil): throw Invalid(key: source, reason: "needs mail-from as well, the address e-mail is sent from")
+        case let (nil, (_, source)?): throw Invalid(key: source, reason: "needs smtp as well, e.g. smtp://user:password@mail.example.org:587")
+        case let ((url, urlSource)?, (from, fromSource)?):
+            guard EmailAddress.isValid(from) else { throw Invalid(key: fromSource, reason: "must be an e-mail address (got \(from))") }
+            guard let smtp = SMTPSettings.parse(url, from: from) else {
+                throw Invalid(key: urlSource, reason: "must look like smtp://user:password@host:port or smtp://host:port")
+            }
+            settings.smtp = smtp
+        }
+        return settings
     }
 
     /// `host:port`, or an error naming where the value came from.

@@ -265,8 +265,10 @@ public final class RuleService: Service, Sendable {
                 let people = try await store.recipients(communityId: rule.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
                                                         gridWorkerOf: to.gridWorker == true ? device?.buildingId : nil)
                 let link = device.map { "/console/d/\($0.productKey)/\($0.deviceName)" }
+                // As urgent as the alarm the rule raises: a critical one reaches people in their quiet hours.
+                let severity = rule.definition.actions.first { $0.type == .alarm }?.severity?.rawValue
                 try await store.notify(people, communityId: rule.communityId, title: action.message ?? rule.name, body: "\(sourceName): \(firing.detail)",
-                                       severity: nil, link: link, subjectType: "rule", subjectId: rule.id, actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                                       severity: severity, link: link, subjectType: "rule", subjectId: rule.id, actor: Principal(accountId: nil, name: "rule \(rule.name)"))
                 if people.isEmpty { logger.notice("rule notified nobody: no account matches", metadata: ["rule": "\(rule.name)"]) }
             case .webhook:
                 guard let url = action.url, let cipher = action.secretCipher else { continue }

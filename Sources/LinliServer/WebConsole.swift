@@ -45,6 +45,7 @@ struct WebConsole {
         registerPortalReports(router)
         registerNotices(router)
         registerWorkOrders(router)
+        registerInbox(router)
     }
 
     // MARK: sign in and out

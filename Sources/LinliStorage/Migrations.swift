@@ -338,6 +338,26 @@ public enum Migrations {
                 "CREATE INDEX notice_receipts_household ON notice_receipts (household_id)",
             ]
         },
+        Migration(version: 15, name: "notification preferences and outbound messages") { _ in
+            [
+                // How each person wants to be told; phone and e-mail address encrypted.
+                """
+                CREATE TABLE notification_preferences (
+                    account_id TEXT PRIMARY KEY REFERENCES accounts(id), sms BOOLEAN NOT NULL, email BOOLEAN NOT NULL,
+                    phone_cipher TEXT, email_cipher TEXT, quiet_from TEXT, quiet_to TEXT, updated_at BIGINT NOT NULL)
+                """,
+                // Copies of inbox messages for SMS and e-mail, sent by the outbound worker.
+                """
+                CREATE TABLE outbound_messages (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL, account_id TEXT NOT NULL, notification_id TEXT NOT NULL,
+                    channel TEXT NOT NULL, address_cipher TEXT NOT NULL, address_masked TEXT NOT NULL,
+                    subject TEXT NOT NULL, body TEXT NOT NULL, severity TEXT, status TEXT NOT NULL, due_at BIGINT NOT NULL,
+                    attempts INTEGER NOT NULL, last_error TEXT, sent_at BIGINT, created_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX outbound_messages_due ON outbound_messages (status, due_at)",
+                "CREATE INDEX outbound_messages_community ON outbound_messages (community_id, created_at)",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

@@ -114,10 +114,12 @@ extension Store {
                 accounts += try await db.raw("SELECT DISTINCT account_id FROM role_bindings WHERE community_id = \(bind: communityId) AND \(SQLQueryString.isIn("role", Set(roles)))")
                     .all(decoding: Account.self, keyDecodingStrategy: .convertFromSnakeCase).map(\.accountId)
             }
-            for account in Set(accounts).sorted() {
-                try await db.insert(InboxMessage(id: newID(), communityId: communityId, accountId: account, title: title, body: String(body.prefix(500)), severity: nil,
-                                                 link: "/app/notices/\(notice.id)", subjectType: "notice", subjectId: notice.id, createdAt: now))
+            let messages = Set(accounts).sorted().map {
+                InboxMessage(id: newID(), communityId: communityId, accountId: $0, title: title, body: String(body.prefix(500)), severity: nil,
+                             link: "/app/notices/\(notice.id)", subjectType: "notice", subjectId: notice.id, createdAt: now)
             }
+            for m in messages { try await db.insert(m) }
+            try await self.enqueueOutbound(db, messages, now: now)
             try await Change.record(db, actor: actor, communityId: communityId, type: "notice.published", subjectType: "notice", subjectId: notice.id,
                                     after: ["title": title, "households": "\(households.count)", "accounts": "\(Set(accounts).count)"])
             return notice

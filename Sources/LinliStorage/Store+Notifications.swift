@@ -71,6 +71,7 @@ extension Store {
         }
         try await write { db in
             for n in made { try await db.insert(n) }
+            try await self.enqueueOutbound(db, made, now: now)
             try await Change.record(db, actor: actor, communityId: communityId, type: "notification.sent", subjectType: subjectType ?? "notification",
                                     subjectId: subjectId ?? made[0].id, after: ["title": title, "to": recipients.map(\.name).joined(separator: ", ")])
         }
@@ -85,6 +86,13 @@ extension Store {
             let items = try await db.all(InboxMessage.self, "SELECT * FROM notifications WHERE \(whereClause) ORDER BY created_at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
             let total = try await db.count("SELECT COUNT(*) AS n FROM notifications WHERE \(whereClause)")
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
+        }
+    }
+
+    /// A person's notifications made at or after `since`, oldest first (for the live inbox).
+    public func notifications(accountId: ID, since: Millis) async throws -> [InboxMessage] {
+        try await read { db in
+            try await db.all(InboxMessage.self, "SELECT * FROM notifications WHERE account_id = \(bind: accountId) AND created_at >= \(bind: since) ORDER BY created_at, id LIMIT 100")
         }
     }
 

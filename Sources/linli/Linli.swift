@@ -19,8 +19,9 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LINLI_LOG_LEVEL).")
     var logLevel: String?
 
-    func resolve(http: String? = nil, mqtt: String? = nil, mqttTLS: String? = nil, mqttTLSCert: String? = nil, mqttTLSKey: String? = nil) throws -> ServerConfiguration {
-        var flags: [String: String] = [:]
+    func resolve(http: String? = nil, mqtt: String? = nil, mqttTLS: String? = nil, mqttTLSCert: String? = nil, mqttTLSKey: String? = nil,
+                 more: [String: String] = [:]) throws -> ServerConfiguration {
+        var flags = more
         if let mqtt { flags["mqtt"] = mqtt }
         if let mqttTLS { flags["mqtt-tls"] = mqttTLS }
         if let mqttTLSCert { flags["mqtt-tls-cert"] = mqttTLSCert }
@@ -129,11 +130,21 @@ struct Serve: AsyncParsableCommand {
     var mqttTLSCert: String?
     @Option(name: .customLong("mqtt-tls-key"), help: "PEM private key of that certificate (env LINLI_MQTT_TLS_KEY).")
     var mqttTLSKey: String?
+    @Option(help: "SMTP relay for e-mail notifications, smtp://[user:password@]host:port (env LINLI_SMTP); needs --mail-from.")
+    var smtp: String?
+    @Option(name: .customLong("mail-from"), help: "The address e-mail notifications come from (env LINLI_MAIL_FROM).")
+    var mailFrom: String?
+    @Option(name: .customLong("sms-webhook"), help: "URL of the SMS gateway's webhook (env LINLI_SMS_WEBHOOK); its signing secret comes from LINLI_SMS_SECRET or the config file.")
+    var smsWebhook: String?
     @Flag(help: "Seed the demo community on first start and print its accounts.")
     var demo = false
 
     func run() async throws {
-        let configuration = try storage.resolve(http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey)
+        var more: [String: String] = [:]
+        if let smtp { more["smtp"] = smtp }
+        if let mailFrom { more["mail-from"] = mailFrom }
+        if let smsWebhook { more["sms-webhook"] = smsWebhook }
+        let configuration = try storage.resolve(http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey, more: more)
         let logger = makeLogger(configuration.logLevel)
         // Every connection is a file descriptor: take all the kernel allows this process.
         if let files = OpenFileLimit.raiseToHard() {
@@ -157,7 +168,8 @@ struct Serve: AsyncParsableCommand {
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
         let webhooks = WebhookService(store: store, logger: logger)
         rules.attach(devices: broker?.gateway, webhooks: webhooks)
-        let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention, rules, webhooks])
+        let outbound = OutboundService(store: store, settings: configuration.outbound, logger: logger)
+        let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention, rules, webhooks, outbound])
         let tls = configuration.mqttTLS.map { " and TLS on \($0.host):\($0.port)" } ?? ""
         say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
             + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" + tls } ?? ""))
