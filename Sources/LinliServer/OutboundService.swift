@@ -91,8 +91,8 @@ public final class OutboundService: Service, Sendable {
     }
 
     /// Short, as SMS wants: the title and the start of the body.
-    static func smsText(_ m: OutboundMessage) -> String {
-        let text = m.body.isEmpty ? m.subject : "\(m.subject): \(m.body)"
+    static func smsText(subject: String, body: String) -> String {
+        let text = body.isEmpty ? subject : "\(subject): \(body)"
         return "【Linli】" + (text.count > 300 ? String(text.prefix(299)) + "…" : text)
     }
 
@@ -102,7 +102,7 @@ public final class OutboundService: Service, Sendable {
 
     private func postSMS(url: URL, secret: String, message: OutboundMessage, to: String) async -> String? {
         struct Payload: Encodable { var id: ID; var to: String; var text: String; var severity: String? }
-        guard let body = try? JSONEncoder().encode(Payload(id: message.id, to: to, text: Self.smsText(message), severity: message.severity)) else { return "not encoded" }
+        guard let body = try? JSONEncoder().encode(Payload(id: message.id, to: to, text: Self.smsText(subject: message.subject, body: message.body), severity: message.severity)) else { return "not encoded" }
         var request = URLRequest(url: url, timeoutInterval: 10)
         request.httpMethod = "POST"
         request.httpBody = body

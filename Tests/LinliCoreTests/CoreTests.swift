@@ -58,6 +58,22 @@ struct CoreTests {
         #expect(admin.scope(for: .createCommunity).everything)
     }
 
+    @Test func quietHoursHoldUntilTheirEndAcrossMidnight() throws {
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = try #require(TimeZone(identifier: "UTC"))
+        let night = try #require(QuietHours(from: "22:00", to: "07:00"))
+        let day = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01 00:00 UTC
+        func at(_ h: Int, _ m: Int = 0) -> Date { day.addingTimeInterval(Double(h * 3600 + m * 60)) }
+        #expect(night.release(after: at(23), calendar: utc) == at(24 + 7), "in the evening: the next morning")
+        #expect(night.release(after: at(6, 59), calendar: utc) == at(7), "before dawn: this morning")
+        #expect(night.release(after: at(12), calendar: utc) == at(12), "outside: at once")
+        #expect(night.release(after: at(7), calendar: utc) == at(7), "the end is not quiet")
+        let lunch = try #require(QuietHours(from: "12:00", to: "13:30"))
+        #expect(lunch.release(after: at(12, 15), calendar: utc) == at(13, 30))
+        #expect(QuietHours(from: "22:00", to: "22:00") == nil && QuietHours(from: "7:5", to: "08:00") == nil && QuietHours(from: nil, to: "08:00") == nil)
+        #expect(TimeOfDay.minutes("23:59") == 1439 && TimeOfDay.minutes("24:00") == nil && TimeOfDay.minutes("12:60") == nil)
+    }
+
     @Test func careTagsEncodeForLikeSearch() {
         #expect(CareTag.encode([.disabled, .elderlyAlone, .disabled]) == ",disabled,elderly_alone,")
         #expect(CareTag.decode(",disabled,elderly_alone,") == [.disabled, .elderlyAlone])
