@@ -5,6 +5,7 @@ import LinliThings
 import LinliWorkOrders
 import LinliStorage
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -19,6 +20,8 @@ public final class RuleService: Service, Sendable {
     /// Where device actions go, once the broker runs; nil when it does not.
     private let devices = Mutex<DeviceGateway?>(nil)
     private let webhooks = Mutex<WebhookService?>(nil)
+    private let installedRules = Gauge(label: "linli_rules_installed")
+    private let armedTimers = Gauge(label: "linli_rule_timers_armed")
     /// Firings taken back because their conditions did not hold, until their end comes by.
     private let suppressed = Mutex<Set<String>>([])
     private let work: AsyncStream<Work>.Continuation
@@ -75,18 +78,30 @@ public final class RuleService: Service, Sendable {
         let rules = try await store.enabledRules()
         let states = Dictionary(grouping: try await store.triggerStates(), by: \.ruleId)
         for rule in rules {
-            engine.withLock { $0.install(rule, states: states[rule.id] ?? []) }
-            try await watchDevices(of: rule)
+            let restored = states[rule.id] ?? []
+            engine.withLock { $0.install(rule, states: restored) }
+            try await watchDevices(of: rule, restoring: !restored.isEmpty)
         }
         try await flush()
         let (count, timers) = counts
         logger.info("rules loaded", metadata: ["rules": "\(count)", "timers": "\(timers)"])
     }
 
-    private func watchDevices(of rule: Rule) async throws {
+    /// Introduces a rule's devices to the engine where it must know them before they speak:
+    /// absence is timed from now, and restored durations re-arm. Other triggers meet their devices
+    /// when they post, so a threshold rule costs no device listing to install.
+    private func watchDevices(of rule: Rule, restoring: Bool) async throws {
         let now = nowMillis()
-        for productKey in Set(rule.definition.triggers.map(\.productKey)) {
-            let devices = try await store.devices(communityId: rule.communityId, productKey: productKey)
+        let triggers = rule.definition.triggers.filter { $0.watchesDevices && (restoring || $0.type == .absence) }
+        // One device when every trigger on a product names it; else the product's devices.
+        for (productKey, group) in Dictionary(grouping: triggers, by: \.productKey) {
+            let names = Set(group.map(\.deviceName))
+            let devices: [Device]
+            if names.count == 1, let name = names.first ?? nil {
+                devices = try await store.device(productKey: productKey, deviceName: name).map { [$0] }?.filter { $0.communityId == rule.communityId } ?? []
+            } else {
+                devices = try await store.devices(communityId: rule.communityId, productKey: productKey)
+            }
             engine.withLock { engine in
                 for d in devices {
                     engine.watch(WatchedDevice(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName), now: now)
@@ -131,7 +146,9 @@ public final class RuleService: Service, Sendable {
         var lastEscalationLook: Millis = 0
         while !Task.isCancelled {
             let now = nowMillis()
-            let (firings, next) = engine.withLock { engine in (engine.expire(now: now), engine.nextDue) }
+            let (firings, next, rules, timers) = engine.withLock { engine in (engine.expire(now: now), engine.nextDue, engine.ruleCount, engine.armedTimers) }
+            installedRules.record(rules)
+            armedTimers.record(timers)
             if !firings.isEmpty { work.yield(.firings(firings)) }
             work.yield(.flush)
             if now - lastEscalationLook >= 1_000 {
@@ -153,7 +170,7 @@ public final class RuleService: Service, Sendable {
                 case let .reload(id):
                     if let rule = try await store.rule(id: id) {
                         engine.withLock { $0.install(rule) }
-                        if rule.enabled { try await watchDevices(of: rule) }
+                        if rule.enabled { try await watchDevices(of: rule, restoring: false) }
                     } else {
                         engine.withLock { $0.remove(id) }
                     }
