@@ -131,6 +131,42 @@ def test_a_silent_door_raises_the_absence_alarm_and_opening_it_clears_it(site: d
     assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
 
 
+def test_only_doors_of_residents_living_alone_raise_the_care_alarm(site: dict):
+    pk = site["products"]["door_contact"]
+    # A home where someone lives alone, and a lobby door that is in no home.
+    lonely = api(site, "GET", f"/communities/{site['community']}/people", params={"careTag": "elderly_alone", "current": "true"}).json()["items"][0]
+    home = next(r["householdId"] for r in lonely["residencies"] if r["current"])
+    household = api(site, "GET", f"/households/{home}").json()
+    for name, place in [("door-care", {"buildingId": household["buildingId"], "unitId": household["unitId"], "householdId": home}), ("door-lobby", {})]:
+        made = api(site, "POST", f"/communities/{site['community']}/devices", json={"productKey": pk, "deviceName": name, **place})
+        assert made.status_code == 201, made.text
+        site["devices"][name] = (pk, name, made.json()["deviceSecret"])
+    rule = create_rule(site, {
+        "name": "独居老人未开门 care: door not opened",
+        "triggers": [{"type": "absence", "productKey": pk, "property": "ContactState", "op": "==", "value": 1, "forSeconds": 2}],
+        "conditions": [{"type": "careTag", "tags": ["elderly_alone"]}],
+        "actions": [{"type": "alarm", "alarmType": "care-tag-absence", "severity": "major", "message": "独居老人门未开 door not opened"}],
+    })
+    care, _ = connect(site, "door-care")
+    lobby, _ = connect(site, "door-lobby")
+    try:
+        post(care, "door-care", site, {"ContactState": 1})
+        post(lobby, "door-lobby", site, {"ContactState": 1})
+        raised = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "care-tag-absence"], timeout=15)
+        assert raised[0]["sourceName"].endswith("door-care") and raised[0]["householdId"] == home
+        time.sleep(3)
+        sources = [a["sourceName"] for a in alarms(site, status="active") if a["type"] == "care-tag-absence"]
+        assert len(sources) == 1, f"the lobby door is in no household: {sources}"
+        # The door opens: the alarm clears.
+        post(care, "door-care", site, {"ContactState": 1})
+        wait_for(lambda: [a for a in alarms(site, status="cleared") if a["id"] == raised[0]["id"]])
+    finally:
+        for c in (care, lobby):
+            c.disconnect()
+            c.loop_stop()
+    assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
+
+
 def test_a_smoke_event_raises_a_critical_alarm_that_waits_for_a_person(site: dict):
     pk, dn, _ = site["devices"]["smoke-1"]
     template = next(t for t in api(site, "GET", "/rule-templates").json()["items"] if t["key"] == "smoke")
