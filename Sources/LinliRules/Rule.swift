@@ -435,7 +435,7 @@ extension RuleDefinition {
 
     /// Events on the log that rules may start from.
     public static let domainEvents = ["workorder.submitted", "workorder.overdue", "workorder.reopen", "workorder.transfer", "alarm.raised", "alarm.escalated",
-                                      "alarm.cleared", "notice.published", "device.offline", "device.online", "device.disabled"]
+                                      "alarm.cleared", "notice.published", "notice.unanswered", "device.offline", "device.online", "device.disabled"]
 
     /// Roles a rule may notify: the community's own people, not residents (who get notices) and
     /// not the platform's administrators.

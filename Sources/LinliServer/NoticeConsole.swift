@@ -33,7 +33,8 @@ extension WebConsole {
         return try pages.render("notices", ["frame": Frame(title: "Notices", context: context, community: community), "notices": rows, "hasNotices": !rows.isEmpty,
                                             "buildings": buildings, "careTags": CareTag.allCases.map { Option(value: $0.rawValue, label: $0.rawValue, selected: false) },
                                             "error": error ?? "", "hasError": error != nil, "title": draft["title"] ?? "", "body": draft["body"] ?? "",
-                                            "question": draft["question"] ?? "", "options": draft["options"] ?? ""] as [String: Any], status: status)
+                                            "question": draft["question"] ?? "", "options": draft["options"] ?? "",
+                                            "answerWithinHours": draft["answerWithinHours"] ?? ""] as [String: Any], status: status)
     }
 
     /// The composer posts a form; it goes through the same checks as the API.
@@ -58,8 +59,14 @@ extension WebConsole {
             return try await noticeListPage(context, error: "问题需要 2–8 个不同的选项，用 / 分隔 A question needs 2 to 8 different answers, separated by /", status: .unprocessableContent, draft: f)
         }
         if audience.isEmpty { return try await noticeListPage(context, error: "请选择对象 Choose who it is for", status: .unprocessableContent, draft: f) }
+        let within = (f["answerWithinHours"] ?? "").trimmingCharacters(in: .whitespaces)
+        let hours = Int(within)
+        if !within.isEmpty, hours.map({ !(1...720).contains($0) }) ?? true {
+            return try await noticeListPage(context, error: "回复期限为 1–720 小时 Answer within 1 to 720 hours", status: .unprocessableContent, draft: f)
+        }
         let notice = try await store.publishNotice(communityId: community.id, title: title, body: body, audience: audience, question: question.isEmpty ? nil : question,
-                                                   options: question.isEmpty ? [API.confirmed] : options, actor: context.principal)
+                                                   options: question.isEmpty ? [API.confirmed] : options,
+                                                   answerBy: hours.map { nowMillis() + Millis($0) * 3_600_000 }, actor: context.principal)
         return .redirect(to: "/console/notices/\(notice.id)")
     }
 

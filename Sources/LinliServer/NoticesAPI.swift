@@ -23,14 +23,17 @@ extension API {
         var audience: NoticeAudience
         var question: String?
         var options: [String]?
+        /// Hours households have to answer; after that, the ones still silent are an event
+        /// (`notice.unanswered`) that rules can start from.
+        var answerWithinHours: Int?
     }
 
     struct NoticeView: Encodable {
         var id: ID; var communityId: ID; var title: String; var body: String; var audience: NoticeAudience; var question: String?
-        var options: [String]; var createdBy: String; var createdAt: Millis; var progress: NoticeProgress?
+        var options: [String]; var createdBy: String; var createdAt: Millis; var answerBy: Millis?; var progress: NoticeProgress?
         init(_ n: Notice, progress: NoticeProgress? = nil) {
             id = n.id; communityId = n.communityId; title = n.title; body = n.body; audience = n.audienceValue; question = n.question
-            options = n.optionList; createdBy = n.createdBy; createdAt = n.createdAt; self.progress = progress
+            options = n.optionList; createdBy = n.createdBy; createdAt = n.createdAt; answerBy = n.answerBy; self.progress = progress
         }
     }
 
@@ -61,9 +64,11 @@ extension API {
             if !options.isEmpty { issues.append(FieldIssue("options", "answers need a question")) }
             options = [Self.confirmed]
         }
+        if let hours = input.answerWithinHours, !(1...720).contains(hours) { issues.append(FieldIssue("answerWithinHours", "must be from 1 to 720")) }
         if !issues.isEmpty { throw Problem.invalid(issues) }
         let notice = try await store.publishNotice(communityId: community.id, title: title!, body: body!, audience: input.audience,
-                                                   question: question?.isEmpty == false ? question : nil, options: options, actor: context.principal)
+                                                   question: question?.isEmpty == false ? question : nil, options: options,
+                                                   answerBy: input.answerWithinHours.map { nowMillis() + Millis($0) * 3_600_000 }, actor: context.principal)
         return try JSON.response(NoticeView(notice, progress: try await store.noticeProgress(notice)), status: .created)
     }
 

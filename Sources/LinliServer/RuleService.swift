@@ -192,6 +192,9 @@ public final class RuleService: Service, Sendable {
         for order in try await store.markOverdueWorkOrders(now: now) {
             logger.notice("work order overdue", metadata: ["number": "\(order.number)", "assignee": "\(order.assigneeName ?? "-")"])
         }
+        for (notice, silent) in try await store.markUnansweredNotices(now: now) where silent > 0 {
+            logger.notice("notice unanswered", metadata: ["notice": "\(notice.id)", "households": "\(silent)"])
+        }
         for alarm in try await store.alarmsToEscalate(now: now) {
             guard let ruleId = alarm.ruleId, let rule = try await store.rule(id: ruleId),
                   let escalation = rule.definition.actions.first(where: { $0.type == .alarm && $0.alarmType == alarm.type })?.escalate,

@@ -358,6 +358,14 @@ public enum Migrations {
                 "CREATE INDEX outbound_messages_community ON outbound_messages (community_id, created_at)",
             ]
         },
+        Migration(version: 16, name: "notice answer deadlines") { _ in
+            [
+                // When households should have answered by, and when Linli found some had not.
+                "ALTER TABLE notices ADD COLUMN answer_by BIGINT",
+                "ALTER TABLE notices ADD COLUMN unanswered_at BIGINT",
+                "CREATE INDEX notices_answer_by ON notices (answer_by)",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

@@ -34,6 +34,10 @@ public struct Notice: Codable, Sendable, Equatable {
     public var households: Int
     public var createdBy: String
     public var createdAt: Millis
+    /// When households should have answered by; nil for no deadline.
+    public var answerBy: Millis?
+    /// When the deadline passed with households still silent (`notice.unanswered` on the log).
+    public var unansweredAt: Millis?
 
     public var optionList: [String] { (try? JSONDecoder().decode([String].self, from: Data(options.utf8))) ?? [] }
     public var audienceValue: NoticeAudience { (try? JSONDecoder().decode(NoticeAudience.self, from: Data(audience.utf8))) ?? NoticeAudience() }
@@ -92,14 +96,15 @@ extension Store {
 
     /// Publishes a notice: a receipt row per household reached, an inbox message for every account
     /// of those households and for staff in the roles named, and one event saying how many.
-    public func publishNotice(communityId: ID, title: String, body: String, audience: NoticeAudience, question: String?, options: [String], actor: Principal) async throws -> Notice {
+    public func publishNotice(communityId: ID, title: String, body: String, audience: NoticeAudience, question: String?, options: [String],
+                              answerBy: Millis? = nil, actor: Principal) async throws -> Notice {
         let now = nowMillis()
         return try await write { db in
             let households = try await self.audienceHouseholds(db, communityId: communityId, audience)
             let notice = Notice(id: newID(), communityId: communityId, title: title, body: body,
                                 audience: String(decoding: try JSONEncoder().encode(audience), as: UTF8.self), question: question,
                                 options: String(decoding: try JSONEncoder().encode(options), as: UTF8.self), households: households.count,
-                                createdBy: actor.name, createdAt: now)
+                                createdBy: actor.name, createdAt: now, answerBy: answerBy)
             try await db.insert(notice)
             for h in households {
                 try await db.raw("INSERT INTO notice_receipts (notice_id, household_id, community_id, delivered_at) VALUES (\(bind: notice.id), \(bind: h), \(bind: communityId), \(bind: now))").run()
@@ -210,5 +215,31 @@ extension Store {
             if let name = row.name { out[out.count - 1].residents.append(.init(name: name, phone: row.phone ?? "")) }
         }
         return out
+    }
+
+    /// Notices whose answer deadline has passed: each is marked once, and when households are
+    /// still silent, `notice.unanswered` goes on the log with how many (rules can start from it:
+    /// tell the grid workers to call or visit).
+    @discardableResult
+    public func markUnansweredNotices(now: Millis = nowMillis()) async throws -> [(Notice, unanswered: Int)] {
+        // Looked for every second: read first, so an idle second costs no write.
+        let anyDue = try await read { db in
+            try await db.count("SELECT COUNT(*) AS n FROM notices WHERE answer_by <= \(bind: now) AND unanswered_at IS NULL")
+        }
+        guard anyDue > 0 else { return [] }
+        return try await write { db in
+            let due = try await db.all(Notice.self, "SELECT * FROM notices WHERE answer_by <= \(bind: now) AND unanswered_at IS NULL ORDER BY answer_by LIMIT 100")
+            var out: [(Notice, Int)] = []
+            for notice in due {
+                let silent = try await db.count("SELECT COUNT(*) AS n FROM notice_receipts WHERE notice_id = \(bind: notice.id) AND answer IS NULL")
+                try await db.raw("UPDATE notices SET unanswered_at = \(bind: now) WHERE id = \(bind: notice.id)").run()
+                if silent > 0 {
+                    try await EventLog.append(db, communityId: notice.communityId, type: "notice.unanswered", subjectType: "notice", subjectId: notice.id, actor: .system,
+                                              payload: ["title": notice.title, "unanswered": "\(silent)", "households": "\(notice.households)"])
+                }
+                out.append((notice, silent))
+            }
+            return out
+        }
     }
 }

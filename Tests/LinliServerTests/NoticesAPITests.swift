@@ -47,6 +47,29 @@ struct NoticesAPITests {
         }
     }
 
+    @Test func householdsStillSilentAtTheDeadlineAreAnEventOnce() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            try await staff.call("/api/v1/communities/\(c)/notices", .post, ["title": "t", "body": "b", "audience": ["everyone": true], "answerWithinHours": 0],
+                                 expect: .unprocessableContent)
+            let sent = try await staff.call("/api/v1/communities/\(c)/notices", .post,
+                                            ["title": "燃气安全检查 Gas check", "body": "请确认 Please confirm", "audience": ["everyone": true], "answerWithinHours": 24],
+                                            expect: .created)
+            let id = try #require(sent["id"] as? String)
+            let answerBy = try #require(sent["answerBy"] as? Int64)
+            #expect(abs(answerBy - nowMillis() - 24 * 3_600_000) < 60_000)
+            try await APIUser(client, fixture, as: "resident").call("/api/v1/me/notices/\(id)/answer", .post, ["answer": "confirmed"], expect: .noContent)
+            #expect(try await fixture.store.markUnansweredNotices(now: answerBy - 1).isEmpty, "not before the deadline")
+            let marked = try await fixture.store.markUnansweredNotices(now: answerBy)
+            let households = try #require((sent["progress"] as? [String: Any])?["households"] as? Int)
+            #expect(marked.count == 1 && marked[0].0.id == id && marked[0].unanswered == households - 1)
+            #expect(try await fixture.store.markUnansweredNotices(now: answerBy + 1_000).isEmpty, "once")
+            let events = try await staff.call("/api/v1/events?limit=500")["items"] as? [[String: Any]] ?? []
+            #expect(events.filter { $0["type"] as? String == "notice.unanswered" && $0["subjectId"] as? String == id }.count == 1)
+        }
+    }
+
     @Test func audiencesNarrowToBuildingsAndCareTags() async throws {
         try await withApp { client, fixture in
             let c = fixture.community.id
