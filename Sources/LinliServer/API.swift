@@ -708,12 +708,26 @@ struct API {
     }
 }
 
-/// The event log as Server-Sent Events from `after`: each event `pick` returns goes out as
-/// `event: name` / `data: …` with its sequence number as the id. Wakes on local commits, polls
-/// for other nodes', sends a comment now and then to find clients that went away, and ends when
-/// the server shuts down gracefully, so it never holds shutdown up.
+/// Live views as Server-Sent Events. Each wakes on local commits, polls for other nodes', sends a
+/// comment now and then to find clients that went away, and ends when the server shuts down
+/// gracefully, so it never holds shutdown up.
 enum EventStream {
+    /// The event log from `after`: each event `pick` returns goes out as `event: name` / `data: …`
+    /// with its sequence number as the id.
     static func response(store: Store, scope: Scope, after start: Int64, pick: @escaping @Sendable (DomainEvent) -> (name: String, data: String)?) -> Response {
+        let cursor = Mutex(start)
+        return live(store: store) {
+            let from = cursor.withLock { $0 }
+            let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
+            if let last = batch.last { cursor.withLock { $0 = last.seq } }
+            let text = batch.compactMap { event in pick(event).map { "id: \(event.seq)\nevent: \($0.name)\ndata: \($0.data)\n\n" } }
+            return (text, batch.count == 200)
+        }
+    }
+
+    /// The loop every live view shares: `next` says what is new, as SSE text, and whether more is
+    /// waiting at once; otherwise the stream waits for the next commit, or 5 s and a keep-alive.
+    static func live(store: Store, next: @escaping @Sendable () async throws -> (text: [String], more: Bool)) -> Response {
         Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
@@ -721,19 +735,14 @@ enum EventStream {
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
                 let stopping = StopFlag()
                 try await withGracefulShutdownHandler {
-                    var cursor = start
                     while !stopping.isSet, !Task.isCancelled {
-                        let from = cursor
+                        // Noted before reading, so a commit between the read and the wait is not missed.
                         let seen = await store.signal.generation
-                        let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
-                        for event in batch {
-                            guard let (name, data) = pick(event) else { continue }
-                            try await writer.write(ByteBuffer(string: "id: \(event.seq)\nevent: \(name)\ndata: \(data)\n\n"))
-                        }
-                        if let last = batch.last { cursor = last.seq }
-                        if batch.count < 200, !stopping.isSet {
+                        let (text, more) = try await next()
+                        for chunk in text { try await writer.write(ByteBuffer(string: chunk)) }
+                        if !more, !stopping.isSet {
                             await store.signal.wait(since: seen, timeout: .seconds(5))
-                            if batch.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+                            if text.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
                         }
                     }
                 } onGracefulShutdown: {

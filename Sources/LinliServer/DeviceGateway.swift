@@ -251,13 +251,16 @@ public final class DeviceGateway: Sendable {
                 return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
             }
             let stored = telemetry.enqueue(report(content))
+            // Rules see the post now, in arrival order, not after the commit: an alarm does not
+            // wait for the telemetry store (a post that is then not stored gets no PUBACK, and the
+            // device's resend counts on the same open alarm).
+            if case let .properties(values) = content {
+                var numbers: [String: Double] = [:]
+                for v in values { if let n = v.number { numbers[v.identifier] = n } }
+                rules?.observe(.properties(numbers), from: device, at: now)
+            }
             return .after {
                 try await stored.wait()
-                if case let .properties(values) = content {
-                    var numbers: [String: Double] = [:]
-                    for v in values { if let n = v.number { numbers[v.identifier] = n } }
-                    self.rules?.observe(.properties(numbers), from: device, at: now)
-                }
                 await self.reply(to: clientId, topic: message.topic + "_reply", answer)
             }
         case let .eventPost(identifier):
@@ -272,9 +275,9 @@ public final class DeviceGateway: Sendable {
                 return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
             }
             let stored = telemetry.enqueue(report(content))
+            if case .event = content { rules?.observe(.event(identifier), from: device, at: now) }
             return .after {
                 try await stored.wait()
-                if case .event = content { self.rules?.observe(.event(identifier), from: device, at: now) }
                 await self.reply(to: clientId, topic: message.topic + "_reply", answer)
             }
         case .propertySetReply, .serviceReply:

@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import LinliCore
 import LinliStorage
-import ServiceLifecycle
+import Synchronization
 
 /// How people are told: their preferences (SMS, e-mail, quiet hours), what went out, and the
 /// inbox live in the portal.
@@ -114,39 +114,21 @@ extension API {
 enum InboxStream {
     static func response(store: Store, accountId: ID) async throws -> Response {
         let newest = try await store.notifications(accountId: accountId, unreadOnly: false, page: PageRequest(limit: 1)).items.first?.createdAt ?? 0
-        // What is already there is on the page; only what comes after goes down the stream.
+        // What is already there is on the page; only what comes after goes down the stream. Messages
+        // made in the millisecond of the last one sent may still come, so those sent are remembered.
         let alreadyThere = Set(try await store.notifications(accountId: accountId, since: newest).map(\.id))
-        return Response(
-            status: .ok,
-            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-            body: .init { writer in
-                try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
-                let stopping = StopFlag()
-                try await withGracefulShutdownHandler {
-                    var since = newest
-                    var sentAtSince = alreadyThere
-                    while !stopping.isSet, !Task.isCancelled {
-                        let seen = await store.signal.generation
-                        let fresh = try await store.notifications(accountId: accountId, since: since).filter { !sentAtSince.contains($0.id) }
-                        for n in fresh {
-                            try await writer.write(ByteBuffer(string: "id: \(n.id)\nevent: notification\ndata: \(EventLog.json(n) ?? "{}")\n\n"))
-                        }
-                        if let last = fresh.map(\.createdAt).max() {
-                            // Messages made in the same millisecond as the last one sent may still come.
-                            sentAtSince = last == since ? sentAtSince.union(fresh.map(\.id)) : Set(fresh.filter { $0.createdAt == last }.map(\.id))
-                            since = last
-                        }
-                        if !stopping.isSet {
-                            await store.signal.wait(since: seen, timeout: .seconds(5))
-                            if fresh.isEmpty { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
-                        }
-                    }
-                } onGracefulShutdown: {
-                    stopping.set()
-                    Task { await store.signal.notify() }
+        let cursor = Mutex((since: newest, sent: alreadyThere))
+        return EventStream.live(store: store) {
+            let (since, sent) = cursor.withLock { $0 }
+            let found = try await store.notifications(accountId: accountId, since: since)
+            let fresh = found.filter { !sent.contains($0.id) }
+            if let last = fresh.map(\.createdAt).max() {
+                cursor.withLock { c in
+                    c.sent = last == c.since ? c.sent.union(fresh.map(\.id)) : Set(fresh.filter { $0.createdAt == last }.map(\.id))
+                    c.since = last
                 }
-                try await writer.finish(nil)
             }
-        )
+            return (fresh.map { "id: \($0.id)\nevent: notification\ndata: \(EventLog.json($0) ?? "{}")\n\n" }, !fresh.isEmpty && found.count == Store.inboxStreamBatch)
+        }
     }
 }

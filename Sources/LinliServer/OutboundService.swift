@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import LinliCore
 import LinliStorage
 import Logging
@@ -102,20 +99,8 @@ public final class OutboundService: Service, Sendable {
 
     private func postSMS(url: URL, secret: String, message: OutboundMessage, to: String) async -> String? {
         struct Payload: Encodable { var id: ID; var to: String; var text: String; var severity: String? }
-        guard let body = try? JSONEncoder().encode(Payload(id: message.id, to: to, text: Self.smsText(subject: message.subject, body: message.body), severity: message.severity)) else { return "not encoded" }
-        var request = URLRequest(url: url, timeoutInterval: 10)
-        request.httpMethod = "POST"
-        request.httpBody = body
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(WebhookService.signature(body, secret: secret), forHTTPHeaderField: "X-Linli-Signature")
-        request.setValue(message.id, forHTTPHeaderField: "X-Linli-Delivery")
-        request.setValue("Linli outbound", forHTTPHeaderField: "User-Agent")
-        do {
-            let (_, response) = try await URLSession.shared.data(for: request)
-            guard let status = (response as? HTTPURLResponse)?.statusCode else { return "no HTTP response" }
-            return (200..<300).contains(status) ? nil : "HTTP \(status)"
-        } catch {
-            return error.localizedDescription
-        }
+        guard let body = try? JSONEncoder().encode(Payload(id: message.id, to: to, text: Self.smsText(subject: message.subject, body: message.body), severity: message.severity))
+        else { return "not encoded" }
+        return await WebhookService.signedPost(url, body: body, secret: secret, deliveryId: message.id, agent: "Linli outbound").error
     }
 }

@@ -61,14 +61,19 @@ public final class WebhookService: Service, Sendable {
         guard let url = URL(string: delivery.url) else { return (nil, "not a URL") }
         let secret: String
         do { secret = try store.cipher.decrypt(delivery.secretCipher) } catch { return (nil, "the secret cannot be read: \(error)") }
-        let body = Data(delivery.payload.utf8)
+        return await Self.signedPost(url, body: Data(delivery.payload.utf8), secret: secret, deliveryId: delivery.id, agent: "Linli webhooks")
+    }
+
+    /// POSTs JSON signed under `secret` (`X-Linli-Signature`), with an id the receiver can use to
+    /// drop a repeat (`X-Linli-Delivery`); the HTTP status, and why it did not count as taken.
+    static func signedPost(_ url: URL, body: Data, secret: String, deliveryId: String, agent: String) async -> (status: Int?, error: String?) {
         var request = URLRequest(url: url, timeoutInterval: 10)
         request.httpMethod = "POST"
         request.httpBody = body
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(Self.signature(body, secret: secret), forHTTPHeaderField: "X-Linli-Signature")
-        request.setValue(delivery.id, forHTTPHeaderField: "X-Linli-Delivery")
-        request.setValue("Linli webhooks", forHTTPHeaderField: "User-Agent")
+        request.setValue(signature(body, secret: secret), forHTTPHeaderField: "X-Linli-Signature")
+        request.setValue(deliveryId, forHTTPHeaderField: "X-Linli-Delivery")
+        request.setValue(agent, forHTTPHeaderField: "User-Agent")
         do {
             let (_, response) = try await URLSession.shared.data(for: request)
             let status = (response as? HTTPURLResponse)?.statusCode

@@ -112,3 +112,25 @@ extension SQLQueryString {
         return "%" + escaped + "%"
     }
 }
+
+extension Store {
+    /// Pending rows of a send queue (webhook deliveries, outbound messages) whose time has come,
+    /// each pushed `lease` ahead by a conditional update, so that a second look, or a second node,
+    /// does not send the same one twice; a send that dies with the process is tried after the lease.
+    func claimDue<R: Record>(_ type: R.Type, dueColumn: String, due: @escaping @Sendable (R) -> Millis, now: Millis, limit: Int, lease: Millis) async throws -> [R] {
+        try await write { db in
+            let candidates = try await db.all(R.self, """
+                SELECT * FROM \(unsafeRaw: R.table) WHERE status = 'pending' AND \(unsafeRaw: dueColumn) <= \(bind: now) ORDER BY \(unsafeRaw: dueColumn) LIMIT \(literal: limit)
+                """)
+            var claimed: [R] = []
+            for row in candidates {
+                let taken = try await db.raw("""
+                    UPDATE \(unsafeRaw: R.table) SET \(unsafeRaw: dueColumn) = \(bind: now + lease)
+                    WHERE id = \(bind: row.id) AND status = 'pending' AND \(unsafeRaw: dueColumn) = \(bind: due(row)) RETURNING id
+                    """).all()
+                if !taken.isEmpty { claimed.append(row) }
+            }
+            return claimed
+        }
+    }
+}

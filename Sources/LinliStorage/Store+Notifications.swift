@@ -89,10 +89,15 @@ extension Store {
         }
     }
 
+    public static let inboxStreamBatch = 100
+
     /// A person's notifications made at or after `since`, oldest first (for the live inbox).
     public func notifications(accountId: ID, since: Millis) async throws -> [InboxMessage] {
         try await read { db in
-            try await db.all(InboxMessage.self, "SELECT * FROM notifications WHERE account_id = \(bind: accountId) AND created_at >= \(bind: since) ORDER BY created_at, id LIMIT 100")
+            try await db.all(InboxMessage.self, """
+                SELECT * FROM notifications WHERE account_id = \(bind: accountId) AND created_at >= \(bind: since)
+                ORDER BY created_at, id LIMIT \(literal: Self.inboxStreamBatch)
+                """)
         }
     }
 

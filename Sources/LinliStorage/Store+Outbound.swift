@@ -130,17 +130,7 @@ extension Store {
 
     /// Due messages, each leased for `lease` so that a second look does not send it twice.
     public func claimDueOutbound(now: Millis, limit: Int, lease: Millis = 120_000) async throws -> [OutboundMessage] {
-        try await write { db in
-            let due = try await db.all(OutboundMessage.self, "SELECT * FROM outbound_messages WHERE status = 'pending' AND due_at <= \(bind: now) ORDER BY due_at LIMIT \(literal: limit)")
-            var claimed: [OutboundMessage] = []
-            for m in due {
-                let rows = try await db.raw("""
-                    UPDATE outbound_messages SET due_at = \(bind: now + lease) WHERE id = \(bind: m.id) AND status = 'pending' AND due_at = \(bind: m.dueAt) RETURNING id
-                    """).all()
-                if !rows.isEmpty { claimed.append(m) }
-            }
-            return claimed
-        }
+        try await claimDue(OutboundMessage.self, dueColumn: "due_at", due: { $0.dueAt }, now: now, limit: limit, lease: lease)
     }
 
     public func nextOutboundDue() async throws -> Millis? {

@@ -38,17 +38,7 @@ extension Store {
     /// Takes up to `limit` deliveries that are due, leasing each for `lease` so that another node
     /// (or a slow attempt) does not send it twice meanwhile.
     public func claimDueDeliveries(now: Millis, limit: Int, lease: Millis = 60_000) async throws -> [WebhookDelivery] {
-        try await write { db in
-            let due = try await db.all(WebhookDelivery.self, "SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_at <= \(bind: now) ORDER BY next_at LIMIT \(literal: limit)")
-            var claimed: [WebhookDelivery] = []
-            for d in due {
-                let rows = try await db.raw("""
-                    UPDATE webhook_deliveries SET next_at = \(bind: now + lease) WHERE id = \(bind: d.id) AND status = 'pending' AND next_at = \(bind: d.nextAt) RETURNING id
-                    """).all()
-                if !rows.isEmpty { claimed.append(d) }
-            }
-            return claimed
-        }
+        try await claimDue(WebhookDelivery.self, dueColumn: "next_at", due: { $0.nextAt }, now: now, limit: limit, lease: lease)
     }
 
     /// When the next pending delivery is due, if any.
