@@ -7,9 +7,17 @@ public struct WatchedDevice: Sendable, Hashable {
     public var communityId: ID
     public var productKey: String
     public var deviceName: String
-    public init(id: ID, communityId: ID, productKey: String, deviceName: String) {
-        self.id = id; self.communityId = communityId; self.productKey = productKey; self.deviceName = deviceName
+    /// The household the device is in, if any: a household's absence counts all of its devices.
+    public var householdId: ID?
+    public init(id: ID, communityId: ID, productKey: String, deviceName: String, householdId: ID? = nil) {
+        self.id = id; self.communityId = communityId; self.productKey = productKey; self.deviceName = deviceName; self.householdId = householdId
     }
+
+    /// A household as the subject of an absence: its id, and "household" for a name.
+    static func household(_ id: ID, communityId: ID) -> WatchedDevice {
+        WatchedDevice(id: id, communityId: communityId, productKey: "", deviceName: WatchedDevice.householdName, householdId: id)
+    }
+    public static let householdName = "household"
 }
 
 /// What a device did, as far as rules care.
@@ -130,6 +138,7 @@ public struct RuleEngine: Sendable {
         for trigger in rule.definition.triggers {
             let key = trigger.type == .domain ? Self.domainKey(trigger.eventType ?? "") : trigger.productKey
             watchers[key]?.removeAll { $0.ruleId == ruleId }
+            if watchers[key]?.isEmpty == true { watchers.removeValue(forKey: key) }
         }
         schedules = schedules.filter { $0.key.ruleId != ruleId }
         for key in slots.keys where key.ruleId == ruleId {
@@ -141,24 +150,38 @@ public struct RuleEngine: Sendable {
     }
 
     private func matches(_ trigger: Trigger, _ rule: Rule, _ device: WatchedDevice) -> Bool {
-        device.communityId == rule.communityId && trigger.productKey == device.productKey && (trigger.deviceName == nil || trigger.deviceName == device.deviceName)
+        guard device.communityId == rule.communityId else { return false }
+        if trigger.perHousehold { return device.householdId != nil && (trigger.productKey.isEmpty || trigger.productKey == device.productKey) }
+        return trigger.productKey == device.productKey && (trigger.deviceName == nil || trigger.deviceName == device.deviceName)
+    }
+
+    /// Whom a trigger's state is about when `device` does something: the device, or for a
+    /// household's absence, its household (one slot, whichever of its devices speaks).
+    private func subject(_ trigger: Trigger, _ device: WatchedDevice) -> WatchedDevice {
+        trigger.perHousehold ? .household(device.householdId ?? device.id, communityId: device.communityId) : device
+    }
+
+    /// The rules and triggers watching a product's devices, and those watching every device.
+    private func watching(_ productKey: String) -> [(ruleId: ID, trigger: Int)] {
+        (watchers[productKey] ?? []) + (productKey.isEmpty ? [] : watchers["", default: []])
     }
 
     /// Tells the engine a device exists, so absence (which no message announces) is timed from
     /// now, or from its stored last activity after a restart; and restored durations re-arm.
     public mutating func watch(_ device: WatchedDevice, now: Millis) {
-        for (ruleId, index) in watchers[device.productKey] ?? [] {
+        for (ruleId, index) in watching(device.productKey) {
             guard let rule = rules[ruleId] else { continue }
             let trigger = rule.definition.triggers[index]
             guard matches(trigger, rule, device) else { continue }
-            let key = Key(ruleId: ruleId, trigger: index, deviceId: device.id)
+            let subject = subject(trigger, device)
+            let key = Key(ruleId: ruleId, trigger: index, deviceId: subject.id)
             if slots[key] != nil { continue }
             if let restored = pendingRestore.removeValue(forKey: key) {
-                slots[key] = Slot(state: restored, device: device, storedSince: restored.since)
+                slots[key] = Slot(state: restored, device: subject, storedSince: restored.since)
                 schedule(key)
             } else if trigger.type == .absence {
-                let state = TriggerState(ruleId: ruleId, triggerIndex: index, deviceId: device.id, since: now, holding: true, fired: false)
-                slots[key] = Slot(state: state, device: device)
+                let state = TriggerState(ruleId: ruleId, triggerIndex: index, deviceId: subject.id, since: now, holding: true, fired: false)
+                slots[key] = Slot(state: state, device: subject)
                 changed[key] = state
                 slots[key]?.storedSince = now
                 schedule(key)
@@ -178,11 +201,11 @@ public struct RuleEngine: Sendable {
             }
             return out
         }
-        for (ruleId, index) in watchers[device.productKey] ?? [] {
+        for (ruleId, index) in watching(device.productKey) {
             guard let rule = rules[ruleId] else { continue }
             let trigger = rule.definition.triggers[index]
             guard matches(trigger, rule, device) else { continue }
-            let key = Key(ruleId: ruleId, trigger: index, deviceId: device.id)
+            let key = Key(ruleId: ruleId, trigger: index, deviceId: subject(trigger, device).id)
             switch trigger.type {
             case .event:
                 guard case let .event(name) = observation, name == trigger.event else { continue }
@@ -200,7 +223,7 @@ public struct RuleEngine: Sendable {
                 out += transition(key, rule, index, device, holds: status == trigger.status, now: now, detail: "status \(status)")
             case .absence:
                 guard isActivity(observation, for: trigger) else { continue }
-                out += activity(key, rule, index, device, now: now)
+                out += activity(key, rule, index, subject(trigger, device), now: now)
             case .schedule, .domain:
                 continue
             }

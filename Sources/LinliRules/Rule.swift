@@ -47,6 +47,8 @@ public struct RuleDefinition: Sendable, Equatable, Codable {
 /// - `status`: the device goes `online` or `offline`, optionally for `forSeconds`.
 /// - `absence`: nothing from the device for `forSeconds`; with `property`/`op`/`value` (or `event`),
 ///   nothing of that kind ("the door has not opened for 12 hours"). Ends when activity resumes.
+///   With `per: "household"`, nothing from any device of a household (of `productKey`, or of any
+///   product when it is left out): "no sign of life at home for 12 hours".
 /// - `schedule`: at the times `cron` names (five fields, the server's time zone). No device.
 /// - `domain`: an event of `eventType` on the community's event log ("workorder.overdue",
 ///   "alarm.raised", "notice.published"). No device; the event's subject is the source.
@@ -64,19 +66,27 @@ public struct Trigger: Sendable, Equatable, Codable {
     public var forSeconds: Int?
     public var cron: String?
     public var eventType: String?
+    /// Whose absence: each device's (the default) or each household's.
+    public var per: AbsenceSubject?
+
+    public enum AbsenceSubject: String, Sendable, Codable, CaseIterable { case device, household }
 
     public init(type: Kind, productKey: String, deviceName: String? = nil, property: String? = nil, op: Comparison? = nil, value: Double? = nil,
-                event: String? = nil, status: String? = nil, forSeconds: Int? = nil, cron: String? = nil, eventType: String? = nil) {
+                event: String? = nil, status: String? = nil, forSeconds: Int? = nil, cron: String? = nil, eventType: String? = nil, per: AbsenceSubject? = nil) {
         self.type = type; self.productKey = productKey; self.deviceName = deviceName; self.property = property; self.op = op
         self.value = value; self.event = event; self.status = status; self.forSeconds = forSeconds; self.cron = cron; self.eventType = eventType
+        self.per = per
     }
+
+    /// An absence counted per household rather than per device.
+    public var perHousehold: Bool { type == .absence && per == .household }
 
     /// Triggers that hold for a while (and so end, clearing what they raised); events are instants.
     public var hasEnd: Bool { ![.event, .schedule, .domain].contains(type) }
     /// Triggers about devices (the others are about time or the community's events).
     public var watchesDevices: Bool { ![.schedule, .domain].contains(type) }
 
-    enum CodingKeys: String, CodingKey { case type, productKey, deviceName, property, op, value, event, status, forSeconds, cron, eventType }
+    enum CodingKeys: String, CodingKey { case type, productKey, deviceName, property, op, value, event, status, forSeconds, cron, eventType, per }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         type = try c.decode(Kind.self, forKey: .type)
@@ -91,6 +101,7 @@ public struct Trigger: Sendable, Equatable, Codable {
         forSeconds = try c.decodeIfPresent(Int.self, forKey: .forSeconds)
         cron = try c.decodeIfPresent(String.self, forKey: .cron)
         eventType = try c.decodeIfPresent(String.self, forKey: .eventType)
+        per = try c.decodeIfPresent(AbsenceSubject.self, forKey: .per)
     }
 }
 
@@ -334,7 +345,12 @@ extension RuleDefinition {
         }
         for (i, t) in triggers.enumerated() {
             let p = "triggers[\(i)]"
-            if t.watchesDevices, t.productKey.isEmpty { issues.append(RuleIssue("\(p).productKey", "is required")) }
+            if t.watchesDevices, t.productKey.isEmpty, !t.perHousehold { issues.append(RuleIssue("\(p).productKey", "is required")) }
+            if t.per != nil, t.type != .absence { issues.append(RuleIssue("\(p).per", "only an absence is counted per household")) }
+            if t.perHousehold, t.deviceName != nil { issues.append(RuleIssue("\(p).deviceName", "a household's absence counts all its devices: no device name")) }
+            if t.perHousehold, t.productKey.isEmpty, t.property != nil || t.event != nil {
+                issues.append(RuleIssue("\(p).productKey", "is required to say which property or event counts as activity"))
+            }
             if let s = t.forSeconds, !(1...Self.maxForSeconds).contains(s) { issues.append(RuleIssue("\(p).forSeconds", "must be from 1 to \(Self.maxForSeconds)")) }
             switch t.type {
             case .property:

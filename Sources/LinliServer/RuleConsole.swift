@@ -51,7 +51,9 @@ extension WebConsole {
         }
         let products = try await store.products(communityId: community.id)
         let templates = RuleTemplates.all.map { t in
-            TemplateOption(key: t.key, name: t.name, products: products.filter { $0.libraryKey == t.library }.map { Option(value: $0.productKey, label: $0.name, selected: false) })
+            TemplateOption(key: t.key, name: t.name, products: t.library.isEmpty
+                ? [Option(value: "", label: "任何设备 any device", selected: false)]
+                : products.filter { $0.libraryKey == t.library }.map { Option(value: $0.productKey, label: $0.name, selected: false) })
         }.filter { !$0.products.isEmpty }
         return try pages.render("rules", ["frame": Frame(title: "Rules", context: context, community: community), "rules": rows, "hasRules": !rows.isEmpty,
                                           "templates": templates, "hasTemplates": !templates.isEmpty,

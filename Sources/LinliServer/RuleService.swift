@@ -51,7 +51,7 @@ public final class RuleService: Service, Sendable {
 
     /// Something a device did; evaluated at once, its consequences queued.
     public func observe(_ observation: Observation, from device: Device, at now: Millis = nowMillis()) {
-        let watched = WatchedDevice(id: device.id, communityId: device.communityId, productKey: device.productKey, deviceName: device.deviceName)
+        let watched = WatchedDevice(device)
         let firings = engine.withLock { $0.observe(observation, from: watched, now: now) }
         if !firings.isEmpty { work.yield(.firings(firings)) }
     }
@@ -104,7 +104,7 @@ public final class RuleService: Service, Sendable {
             }
             engine.withLock { engine in
                 for d in devices {
-                    engine.watch(WatchedDevice(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName), now: now)
+                    engine.watch(WatchedDevice(d), now: now)
                 }
             }
         }
@@ -229,7 +229,7 @@ public final class RuleService: Service, Sendable {
         let key = "\(rule.id)/\(firing.triggerIndex)/\(firing.device.id)"
         switch firing.change {
         case .fired:
-            if let unmet = try await store.unmetCondition(of: rule, deviceId: firing.device.id) {
+            if let unmet = try await store.unmetCondition(of: rule, subject: firing.device) {
                 engine.withLock { $0.suppress(firing) }
                 if firing.trigger.hasEnd { _ = suppressed.withLock { $0.insert(key) } }
                 logger.info("rule conditions not met", metadata: ["rule": "\(rule.name)", "device": "\(firing.device.deviceName)", "why": "\(unmet)"])
@@ -238,9 +238,15 @@ public final class RuleService: Service, Sendable {
         case .ended:
             if suppressed.withLock({ $0.remove(key) }) != nil { return }
         }
-        let device = try await store.device(id: firing.device.id)
+        let device = firing.trigger.perHousehold ? nil : try await store.device(id: firing.device.id)
+        // A household's absence is about the home, not one of its devices.
+        let home = firing.trigger.perHousehold ? try? await store.household(firing.device.id, scope: .everything) : nil
+        let buildingId = device?.buildingId ?? home?.buildingId
+        let householdId = device?.householdId ?? home?.id
         let sourceName = device.map { ($0.nickname.isEmpty ? "" : $0.nickname + " ") + "\($0.productKey)/\($0.deviceName)" }
+            ?? home.map { "\($0.buildingName) \($0.unitName) \($0.room)" }
             ?? (firing.trigger.watchesDevices ? "\(firing.device.productKey)/\(firing.device.deviceName)" : "\(firing.device.deviceName) \(firing.device.id.prefix(8))")
+        let sourceType = firing.trigger.perHousehold ? "household" : firing.trigger.watchesDevices ? "device" : firing.device.deviceName
         // The alarm this firing raised, so a work order it opens is linked to it (and opened once).
         var raisedAlarm: (alarm: Alarm, isNew: Bool)? = nil
         let actions = rule.definition.actions.filter { $0.type == .alarm } + rule.definition.actions.filter { $0.type != .alarm }
@@ -250,17 +256,17 @@ public final class RuleService: Service, Sendable {
                 guard firing.change == .fired, let category = action.category, raisedAlarm?.isNew != false else { continue }
                 let order = try await store.submitWorkOrder(WorkOrderReport(
                     communityId: rule.communityId, category: category, title: action.message ?? rule.name, description: "\(sourceName): \(firing.detail)",
-                    source: .alarm, reporterAccountId: nil, reporterName: "规则 rule \(rule.name)", householdId: device?.householdId, buildingId: device?.buildingId,
-                    location: device?.location ?? "", alarmId: raisedAlarm?.alarm.id), actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                    source: .alarm, reporterAccountId: nil, reporterName: "规则 rule \(rule.name)", householdId: householdId, buildingId: buildingId,
+                    location: device?.location ?? (home == nil ? "" : sourceName), alarmId: raisedAlarm?.alarm.id), actor: Principal(accountId: nil, name: "rule \(rule.name)"))
                 logger.info("work order opened", metadata: ["rule": "\(rule.name)", "number": "\(order.number)"])
             case .alarm:
                 guard let type = action.alarmType, let severity = action.severity else { continue }
                 switch firing.change {
                 case .fired:
                     let raised = try await store.raiseAlarm(AlarmRaise(
-                        communityId: rule.communityId, type: type, severity: severity, sourceType: firing.trigger.watchesDevices ? "device" : firing.device.deviceName,
+                        communityId: rule.communityId, type: type, severity: severity, sourceType: sourceType,
                         sourceId: firing.device.id, sourceName: sourceName,
-                        buildingId: device?.buildingId, householdId: device?.householdId, ruleId: rule.id,
+                        buildingId: buildingId, householdId: householdId, ruleId: rule.id,
                         message: action.message ?? rule.name, detail: firing.detail, at: firing.at,
                         firstEscalationAt: action.escalate?.nextAt(level: 0, raisedAt: firing.at, now: firing.at)),
                         actor: Principal(accountId: nil, name: "rule \(rule.name)"))
@@ -283,8 +289,8 @@ public final class RuleService: Service, Sendable {
             case .notify:
                 guard firing.change == .fired, let to = action.to else { continue }
                 let people = try await store.recipients(communityId: rule.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
-                                                        gridWorkerOf: to.gridWorker == true ? device?.buildingId : nil)
-                let link = device.map { "/console/d/\($0.productKey)/\($0.deviceName)" }
+                                                        gridWorkerOf: to.gridWorker == true ? buildingId : nil)
+                let link = device.map { "/console/d/\($0.productKey)/\($0.deviceName)" } ?? home.map { "/console/h/\($0.id)" }
                 // As urgent as the alarm the rule raises: a critical one reaches people in their quiet hours.
                 let severity = rule.definition.actions.first { $0.type == .alarm }?.severity?.rawValue
                 try await store.notify(people, communityId: rule.communityId, title: action.message ?? rule.name, body: "\(sourceName): \(firing.detail)",
@@ -354,11 +360,12 @@ public final class RuleService: Service, Sendable {
 extension Store {
     /// Looks up what a rule's care-tag and device conditions need, for the device that fired, and
     /// says which does not hold; nil when all hold (or the rule has none).
-    func unmetCondition(of rule: Rule, deviceId: ID) async throws -> String? {
+    func unmetCondition(of rule: Rule, subject: WatchedDevice) async throws -> String? {
         let conditions = rule.definition.factConditions
         guard !conditions.isEmpty else { return nil }
         var facts = ConditionFacts()
-        if conditions.contains(where: { $0.type == .careTag }), let household = try await device(id: deviceId)?.householdId {
+        // The household of the device that fired, or the household whose absence it is.
+        if conditions.contains(where: { $0.type == .careTag }), let household = subject.householdId {
             facts.householdTags = try await careTags(householdId: household)
         }
         for condition in conditions where condition.type == .device {
@@ -372,5 +379,11 @@ extension Store {
             facts.devices[key] = DeviceFacts(online: other.status == .online, values: values)
         }
         return rule.definition.unmetCondition(given: facts)
+    }
+}
+
+extension WatchedDevice {
+    init(_ d: Device) {
+        self.init(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, householdId: d.householdId)
     }
 }

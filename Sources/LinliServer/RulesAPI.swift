@@ -318,7 +318,7 @@ extension API {
         }
         // Care tags and other devices are judged on the community as it is now, as the server would.
         func outcome(_ f: Firing) async throws -> [String] {
-            guard f.change == .fired, let unmet = try await store.unmetCondition(of: rule, deviceId: f.device.id) else { return describe(f) }
+            guard f.change == .fired, let unmet = try await store.unmetCondition(of: rule, subject: f.device) else { return describe(f) }
             engine.suppress(f)
             return ["not carried out: \(unmet)"]
         }
@@ -331,7 +331,7 @@ extension API {
                 guard let d = try await store.device(productKey: sample.productKey, deviceName: sample.deviceName), d.communityId == community.id else {
                     throw Problem.invalid([FieldIssue("samples[\(i)].deviceName", "is not a device of this community")])
                 }
-                device = WatchedDevice(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName)
+                device = WatchedDevice(d)
                 devices[key] = device
                 engine.watch(device, now: start)
             }
@@ -423,6 +423,7 @@ enum RuleTemplates {
         var key: String
         var name: String
         /// The library product the template fits; its `productKey` placeholder is `{productKey}`.
+        /// Empty for a template about every device (a household's absence).
         var library: String
         var triggers: [Trigger]
         var conditions: [Condition]
@@ -442,6 +443,11 @@ enum RuleTemplates {
                  triggers: [Trigger(type: .absence, productKey: pk, property: "ContactState", op: .equal, value: 1, forSeconds: 12 * 3600)],
                  conditions: [.careTag([.elderlyAlone])],
                  actions: [Action(type: .alarm, alarmType: "absence", severity: .major, message: "12小时未开门 Door not opened for 12 hours")]),
+        Template(key: "home-silent", name: "独居老人家中12小时无动静 Living alone: no sign of life at home for 12 hours", library: "",
+                 triggers: [Trigger(type: .absence, productKey: "", forSeconds: 12 * 3600, per: .household)],
+                 conditions: [.careTag([.elderlyAlone])],
+                 actions: [Action(type: .alarm, alarmType: "home-silent", severity: .major, message: "家中12小时无动静 No sign of life at home for 12 hours"),
+                           { var a = Action(type: .notify); a.to = Recipients(gridWorker: true); a.message = "请上门查看 Please visit"; return a }()]),
         Template(key: "water-leak", name: "漏水 Water leak", library: "water_leak",
                  triggers: [Trigger(type: .property, productKey: pk, property: "WaterLeakState", op: .equal, value: 1)], conditions: [],
                  actions: [Action(type: .alarm, alarmType: "water-leak", severity: .major, message: "漏水 Water leak")]),

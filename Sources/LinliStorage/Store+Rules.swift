@@ -109,10 +109,13 @@ extension Store {
         }
     }
 
-    /// Devices of a product in a community: what a rule's triggers watch.
+    /// Devices of a product in a community: what a rule's triggers watch. With no product, the
+    /// community's devices that are in a household (what a household's absence watches).
     public func devices(communityId: ID, productKey: String) async throws -> [Device] {
         try await read { db in
-            try await db.all(Device.self, "SELECT * FROM devices WHERE community_id = \(bind: communityId) AND product_key = \(bind: productKey)")
+            productKey.isEmpty
+                ? try await db.all(Device.self, "SELECT * FROM devices WHERE community_id = \(bind: communityId) AND household_id IS NOT NULL")
+                : try await db.all(Device.self, "SELECT * FROM devices WHERE community_id = \(bind: communityId) AND product_key = \(bind: productKey)")
         }
     }
 }

@@ -138,6 +138,39 @@ struct RuleEngineTests {
         #expect(definition.unmetCondition(given: ConditionFacts(householdTags: [], devices: facts.devices))?.hasPrefix("the household") == true)
     }
 
+    @Test func aHouseholdIsSilentOnlyWhenAllItsDevicesAre() {
+        var engine = RuleEngine()
+        let rule = Self.rule([Trigger(type: .absence, productKey: "", forSeconds: 60, per: .household)])
+        engine.install(rule)
+        let door = WatchedDevice(id: "d1", communityId: Self.community, productKey: "a1Door", deviceName: "door-1", householdId: "h1")
+        let meter = WatchedDevice(id: "m1", communityId: Self.community, productKey: "a1Water", deviceName: "meter-1", householdId: "h1")
+        let lobby = WatchedDevice(id: "l1", communityId: Self.community, productKey: "a1Door", deviceName: "lobby")
+        for d in [door, meter, lobby] { engine.watch(d, now: 0) }
+        #expect(engine.armedTimers == 1, "one timer for the home; the lobby door is in no home")
+        // Either device is a sign of life.
+        _ = engine.observe(.properties(["Flow": 1]), from: meter, now: 30_000)
+        #expect(engine.expire(now: 60_000).isEmpty)
+        _ = engine.observe(.event("Open"), from: door, now: 80_000)
+        #expect(engine.expire(now: 100_000).isEmpty)
+        let silent = engine.expire(now: 140_000)
+        #expect(silent.count == 1 && silent[0].device.id == "h1" && silent[0].device.householdId == "h1" && silent[0].device.deviceName == "household")
+        #expect(engine.observe(.properties(["Flow": 0]), from: meter, now: 150_000).map(\.change) == [.ended])
+        // Stored per household, and restored so after a restart.
+        let saved = engine.takeChanges().save
+        #expect(saved.allSatisfy { $0.deviceId == "h1" } && !saved.isEmpty)
+        var restarted = RuleEngine()
+        restarted.install(rule, states: saved)
+        restarted.watch(door, now: 200_000)
+        #expect(restarted.expire(now: 209_999).isEmpty)
+        #expect(restarted.expire(now: 210_000).count == 1, "timed from the stored activity, not from the restart")
+        // What the definition allows.
+        #expect(RuleDefinition(triggers: [Trigger(type: .absence, productKey: "", forSeconds: 60, per: .household)], actions: [Self.alarm]).issues().isEmpty)
+        let bad = RuleDefinition(triggers: [Trigger(type: .absence, productKey: "", deviceName: "d", forSeconds: 60, per: .household),
+                                            Trigger(type: .event, productKey: "p", event: "E", per: .household),
+                                            Trigger(type: .absence, productKey: "", event: "Open", forSeconds: 60, per: .household)], actions: [Self.alarm])
+        #expect(Set(bad.issues().map(\.path)) == ["triggers[0].deviceName", "triggers[1].per", "triggers[2].productKey"])
+    }
+
     @Test func aSuppressedFiringNeitherFiresAgainNorEnds() {
         var engine = RuleEngine()
         engine.install(Self.rule([Trigger(type: .property, productKey: "a1Door", property: "T", op: .greater, value: 60),

@@ -167,6 +167,39 @@ def test_only_doors_of_residents_living_alone_raise_the_care_alarm(site: dict):
     assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
 
 
+def test_a_home_is_silent_only_when_all_its_devices_are(site: dict):
+    lonely = api(site, "GET", f"/communities/{site['community']}/people", params={"careTag": "elderly_alone", "current": "true"}).json()["items"][-1]
+    home = next(r["householdId"] for r in lonely["residencies"] if r["current"])
+    household = api(site, "GET", f"/households/{home}").json()
+    place = {"buildingId": household["buildingId"], "unitId": household["unitId"], "householdId": home}
+    for lib, name in [("door_contact", "home-door"), ("environment_sensor", "home-air")]:
+        pk = site["products"][lib]
+        made = api(site, "POST", f"/communities/{site['community']}/devices", json={"productKey": pk, "deviceName": name, **place})
+        assert made.status_code == 201, made.text
+        site["devices"][name] = (pk, name, made.json()["deviceSecret"])
+    template = next(t for t in api(site, "GET", "/rule-templates").json()["items"] if t["key"] == "home-silent")
+    assert template["triggers"][0]["per"] == "household" and template["conditions"] == [{"type": "careTag", "tags": ["elderly_alone"]}]
+    trigger = {**template["triggers"][0], "forSeconds": 3}
+    rule = create_rule(site, {"name": template["name"], "triggers": [trigger], "conditions": template["conditions"], "actions": template["actions"][:1]})
+    door, _ = connect(site, "home-door")
+    air, _ = connect(site, "home-air")
+    try:
+        post(door, "home-door", site, {"ContactState": 0})
+        time.sleep(2)
+        post(air, "home-air", site, {"CurrentTemperature": 21.5})  # another sign of life, two seconds later
+        time.sleep(2)
+        assert not [a for a in alarms(site, status="active") if a["type"] == "home-silent" and a["householdId"] == home], "the air sensor spoke within 3 s"
+        raised = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "home-silent" and a["householdId"] == home], timeout=15)
+        assert raised[0]["sourceType"] == "household" and raised[0]["sourceId"] == home and household["room"] in raised[0]["sourceName"]
+        post(air, "home-air", site, {"CurrentTemperature": 21.0})
+        wait_for(lambda: [a for a in alarms(site, status="cleared") if a["id"] == raised[0]["id"]])
+    finally:
+        for c in (door, air):
+            c.disconnect()
+            c.loop_stop()
+    assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
+
+
 def test_a_smoke_event_raises_a_critical_alarm_that_waits_for_a_person(site: dict):
     pk, dn, _ = site["devices"]["smoke-1"]
     template = next(t for t in api(site, "GET", "/rule-templates").json()["items"] if t["key"] == "smoke")
