@@ -85,7 +85,7 @@ public struct RuleEngine: Sendable {
     public static let activityStoreInterval: Millis = 60_000
 
     public private(set) var rules: [ID: Rule] = [:]
-    /// Product key → the rules and trigger indexes watching its devices.
+    /// Where triggers wait to be found (`watchKey`) → the rules and trigger indexes.
     private var watchers: [String: [(ruleId: ID, trigger: Int)]] = [:]
     private var slots: [Key: Slot] = [:]
     private var timers = TimerHeap()
@@ -117,10 +117,8 @@ public struct RuleEngine: Sendable {
                     schedules[key] = due
                     timers.push(due, key)
                 }
-            case .domain:
-                watchers[Self.domainKey(trigger.eventType ?? ""), default: []].append((rule.id, i))
             default:
-                watchers[trigger.productKey, default: []].append((rule.id, i))
+                watchers[Self.watchKey(trigger), default: []].append((rule.id, i))
             }
         }
         for state in states where state.ruleId == rule.id && state.triggerIndex < rule.definition.triggers.count {
@@ -133,10 +131,18 @@ public struct RuleEngine: Sendable {
 
     static func domainKey(_ eventType: String) -> String { "domain:" + eventType }
 
+    /// Where a trigger waits to be found: under its device when it names one, so that a post is
+    /// checked against that device's rules rather than every rule of its product; else under its
+    /// product ("" for a household's absence over every product); domain triggers under the event.
+    static func watchKey(_ trigger: Trigger) -> String {
+        if trigger.type == .domain { return domainKey(trigger.eventType ?? "") }
+        return trigger.deviceName.map { trigger.productKey + "/" + $0 } ?? trigger.productKey
+    }
+
     public mutating func remove(_ ruleId: ID) {
         guard let rule = rules.removeValue(forKey: ruleId) else { return }
         for trigger in rule.definition.triggers {
-            let key = trigger.type == .domain ? Self.domainKey(trigger.eventType ?? "") : trigger.productKey
+            let key = Self.watchKey(trigger)
             watchers[key]?.removeAll { $0.ruleId == ruleId }
             if watchers[key]?.isEmpty == true { watchers.removeValue(forKey: key) }
         }
@@ -161,15 +167,17 @@ public struct RuleEngine: Sendable {
         trigger.perHousehold ? .household(device.householdId ?? device.id, communityId: device.communityId) : device
     }
 
-    /// The rules and triggers watching a product's devices, and those watching every device.
-    private func watching(_ productKey: String) -> [(ruleId: ID, trigger: Int)] {
-        (watchers[productKey] ?? []) + (productKey.isEmpty ? [] : watchers["", default: []])
+    /// The rules and triggers that may concern a device: those naming it, those on its product,
+    /// and households' absences over every product.
+    private func watching(_ device: WatchedDevice) -> [(ruleId: ID, trigger: Int)] {
+        (watchers[device.productKey + "/" + device.deviceName] ?? []) + (watchers[device.productKey] ?? [])
+            + (device.productKey.isEmpty ? [] : watchers["", default: []])
     }
 
     /// Tells the engine a device exists, so absence (which no message announces) is timed from
     /// now, or from its stored last activity after a restart; and restored durations re-arm.
     public mutating func watch(_ device: WatchedDevice, now: Millis) {
-        for (ruleId, index) in watching(device.productKey) {
+        for (ruleId, index) in watching(device) {
             guard let rule = rules[ruleId] else { continue }
             let trigger = rule.definition.triggers[index]
             guard matches(trigger, rule, device) else { continue }
@@ -201,7 +209,7 @@ public struct RuleEngine: Sendable {
             }
             return out
         }
-        for (ruleId, index) in watching(device.productKey) {
+        for (ruleId, index) in watching(device) {
             guard let rule = rules[ruleId] else { continue }
             let trigger = rule.definition.triggers[index]
             guard matches(trigger, rule, device) else { continue }
