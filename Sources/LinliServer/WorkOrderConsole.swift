@@ -56,10 +56,9 @@ extension WebConsole {
         let possible = handles ? WorkOrderStep.allCases.filter { !$0.isReporters && $0.next(from: order.status) != nil && $0 != .assign && $0 != .transfer } : []
         let organisations = try await store.organisations(communityId: order.communityId, scope: .everything).map { Option(value: $0.id, label: $0.name, selected: $0.id == order.organisationId) }
         let handlers = try await store.accounts(scope: { var s = Scope(); s.communities = [order.communityId]; return s }())
-        var assignees: [Option] = []
-        for a in handlers where try await api.handlerName(a.id, communityId: order.communityId) != nil {
-            assignees.append(Option(value: a.id, label: a.displayName, selected: a.id == order.assigneeAccountId))
-        }
+        // The listing carries each account's bindings: no query per account.
+        let assignees = handlers.filter { $0.status == .active && API.mayHandleWorkOrders($0.roles, communityId: order.communityId) }
+            .map { Option(value: $0.id, label: $0.displayName, selected: $0.id == order.assigneeAccountId) }
         struct StepButton { var step: String; var label: String; var needsNote: Bool }
         return try pages.render("work-order", [
             "frame": Frame(title: "\(order.number) \(order.title)", context: context, community: community), "o": order, "categoryName": order.category.name,

@@ -107,9 +107,12 @@ extension API {
     /// The name of an account that may handle work orders in the community, or nil.
     func handlerName(_ accountId: ID, communityId: ID) async throws -> String? {
         guard let account = try await store.account(id: accountId), account.status == .active else { return nil }
-        let bindings = try await store.bindings(accountId: accountId)
-        let handles = bindings.contains { $0.role.capabilities.contains(.handleWorkOrders) && ($0.role == .platformAdmin || $0.communityId == communityId) }
-        return handles ? account.displayName : nil
+        return Self.mayHandleWorkOrders(try await store.bindings(accountId: accountId), communityId: communityId) ? account.displayName : nil
+    }
+
+    /// Whether role bindings let their account handle the community's work orders.
+    static func mayHandleWorkOrders(_ bindings: [RoleBinding], communityId: ID) -> Bool {
+        bindings.contains { $0.role.capabilities.contains(.handleWorkOrders) && ($0.role == .platformAdmin || $0.communityId == communityId) }
     }
 
     struct ReportInput: Decodable {
