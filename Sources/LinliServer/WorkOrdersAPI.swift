@@ -104,15 +104,19 @@ extension API {
         return try JSON.response(SettingView(setting))
     }
 
-    /// The name of an account that may handle work orders in the community, or nil.
+    /// The name of an account work orders of the community may be assigned to, or nil.
     func handlerName(_ accountId: ID, communityId: ID) async throws -> String? {
         guard let account = try await store.account(id: accountId), account.status == .active else { return nil }
         return Self.mayHandleWorkOrders(try await store.bindings(accountId: accountId), communityId: communityId) ? account.displayName : nil
     }
 
-    /// Whether role bindings let their account handle the community's work orders.
+    /// Whether role bindings let their account be given the community's work orders. A
+    /// department's agents are not: a department gets an order by transfer, which is also what
+    /// lets its agents see it.
     static func mayHandleWorkOrders(_ bindings: [RoleBinding], communityId: ID) -> Bool {
-        bindings.contains { $0.role.capabilities.contains(.handleWorkOrders) && ($0.role == .platformAdmin || $0.communityId == communityId) }
+        bindings.contains {
+            $0.role.capabilities.contains(.handleWorkOrders) && $0.role != .departmentAgent && ($0.role == .platformAdmin || $0.communityId == communityId)
+        }
     }
 
     struct ReportInput: Decodable {

@@ -92,6 +92,21 @@ struct WebTests {
         }
     }
 
+    @Test func aWorkOrderPageOffersOnlyPeopleWhoMayHandleIt() async throws {
+        try await withApp { client, fixture in
+            let made = try await APIUser(client, fixture, as: "resident").call("/api/v1/communities/\(fixture.community.id)/work-orders", .post,
+                                                                               ["category": "repair", "title": "门锁坏了 lock broken"], expect: .created)
+            let id = try #require(made["id"] as? String)
+            let session = try await Self.signIn(client, "staff")
+            let page = try await client.execute(uri: "/console/work-orders/\(id)", method: .get, headers: [.cookie: session.cookie]) { $0.text }
+            let select = try #require(page.components(separatedBy: "name=\"assigneeId\"").dropFirst().first?.components(separatedBy: "</select>").first)
+            #expect(select.contains("物业客服 李娜") && select.contains("社区管理员 周敏"), "staff and the manager handle work orders")
+            #expect(!select.contains("门岗 赵强") && !select.contains("社区民警"), "a guard does not; a department agent only sees what is transferred")
+            let resident = try await fixture.store.residents(householdId: fixture.residentHousehold).first { $0.current }?.personName ?? "-"
+            #expect(!select.contains(resident))
+        }
+    }
+
     @Test func residentsSeeTheirOwnHomeInThePortal() async throws {
         try await withApp { client, fixture in
             let session = try await Self.signIn(client, "resident")
