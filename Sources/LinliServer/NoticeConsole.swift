@@ -34,7 +34,8 @@ extension WebConsole {
                                             "buildings": buildings, "careTags": CareTag.allCases.map { Option(value: $0.rawValue, label: $0.rawValue, selected: false) },
                                             "error": error ?? "", "hasError": error != nil, "title": draft["title"] ?? "", "body": draft["body"] ?? "",
                                             "question": draft["question"] ?? "", "options": draft["options"] ?? "",
-                                            "answerWithinHours": draft["answerWithinHours"] ?? ""] as [String: Any], status: status)
+                                            "answerWithinHours": draft["answerWithinHours"] ?? "",
+                                            "smsAvailable": services.configuration.outbound.channels.contains(.sms)] as [String: Any], status: status)
     }
 
     /// The composer posts a form; it goes through the same checks as the API.
@@ -66,7 +67,8 @@ extension WebConsole {
         }
         let notice = try await store.publishNotice(communityId: community.id, title: title, body: body, audience: audience, question: question.isEmpty ? nil : question,
                                                    options: question.isEmpty ? [API.confirmed] : options,
-                                                   answerBy: hours.map { nowMillis() + Millis($0) * 3_600_000 }, actor: context.principal)
+                                                   answerBy: hours.map { nowMillis() + Millis($0) * 3_600_000 },
+                                                   smsResidents: f["smsResidents"] == "on" && services.configuration.outbound.channels.contains(.sms), actor: context.principal)
         return .redirect(to: "/console/notices/\(notice.id)")
     }
 

@@ -26,6 +26,8 @@ extension API {
         /// Hours households have to answer; after that, the ones still silent are an event
         /// (`notice.unanswered`) that rules can start from.
         var answerWithinHours: Int?
+        /// Also text the households' residents on their registered phones.
+        var smsResidents: Bool?
     }
 
     struct NoticeView: Encodable {
@@ -65,10 +67,14 @@ extension API {
             options = [Self.confirmed]
         }
         if let hours = input.answerWithinHours, !(1...720).contains(hours) { issues.append(FieldIssue("answerWithinHours", "must be from 1 to 720")) }
+        if input.smsResidents == true, !services.configuration.outbound.channels.contains(.sms) {
+            issues.append(FieldIssue("smsResidents", "this server has no SMS gateway configured"))
+        }
         if !issues.isEmpty { throw Problem.invalid(issues) }
         let notice = try await store.publishNotice(communityId: community.id, title: title!, body: body!, audience: input.audience,
                                                    question: question?.isEmpty == false ? question : nil, options: options,
-                                                   answerBy: input.answerWithinHours.map { nowMillis() + Millis($0) * 3_600_000 }, actor: context.principal)
+                                                   answerBy: input.answerWithinHours.map { nowMillis() + Millis($0) * 3_600_000 },
+                                                   smsResidents: input.smsResidents == true, actor: context.principal)
         return try JSON.response(NoticeView(notice, progress: try await store.noticeProgress(notice)), status: .created)
     }
 

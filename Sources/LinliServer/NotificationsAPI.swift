@@ -97,12 +97,12 @@ extension API {
         let page = q.page()
         try q.check()
         struct Row: Encodable, Sendable {
-            var id: ID; var accountId: ID; var notificationId: ID; var channel: OutboundChannel; var to: String; var subject: String
+            var id: ID; var accountId: ID?; var notificationId: ID?; var personId: ID?; var noticeId: ID?; var channel: OutboundChannel; var to: String; var subject: String
             var severity: String?; var status: OutboundMessage.Status; var dueAt: Millis; var attempts: Int; var lastError: String?; var sentAt: Millis?; var createdAt: Millis
         }
         let found = try await store.outboundMessages(communityId: community.id, status: status, page: page)
         let rows = found.items.map {
-            Row(id: $0.id, accountId: $0.accountId, notificationId: $0.notificationId, channel: $0.channel, to: $0.addressMasked, subject: $0.subject,
+            Row(id: $0.id, accountId: $0.accountId, notificationId: $0.notificationId, personId: $0.personId, noticeId: $0.noticeId, channel: $0.channel, to: $0.addressMasked, subject: $0.subject,
                 severity: $0.severity, status: $0.status, dueAt: $0.dueAt, attempts: $0.attempts, lastError: $0.lastError, sentAt: $0.sentAt, createdAt: $0.createdAt)
         }
         return try JSON.response(Page(items: rows, total: found.total, limit: found.limit, offset: found.offset))

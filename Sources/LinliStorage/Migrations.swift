@@ -346,10 +346,11 @@ public enum Migrations {
                     account_id TEXT PRIMARY KEY REFERENCES accounts(id), sms BOOLEAN NOT NULL, email BOOLEAN NOT NULL,
                     phone_cipher TEXT, email_cipher TEXT, quiet_from TEXT, quiet_to TEXT, updated_at BIGINT NOT NULL)
                 """,
-                // Copies of inbox messages for SMS and e-mail, sent by the outbound worker.
+                // Copies of inbox messages for SMS and e-mail, and notices sent to residents'
+                // registered phones, sent by the outbound worker.
                 """
                 CREATE TABLE outbound_messages (
-                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL, account_id TEXT NOT NULL, notification_id TEXT NOT NULL,
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL, account_id TEXT, notification_id TEXT, person_id TEXT, notice_id TEXT,
                     channel TEXT NOT NULL, address_cipher TEXT NOT NULL, address_masked TEXT NOT NULL,
                     subject TEXT NOT NULL, body TEXT NOT NULL, severity TEXT, status TEXT NOT NULL, due_at BIGINT NOT NULL,
                     attempts INTEGER NOT NULL, last_error TEXT, sent_at BIGINT, created_at BIGINT NOT NULL)

@@ -96,8 +96,10 @@ extension Store {
 
     /// Publishes a notice: a receipt row per household reached, an inbox message for every account
     /// of those households and for staff in the roles named, and one event saying how many.
+    /// With `smsResidents`, the households' current residents also get it by SMS on their
+    /// registered phones (for those who have no account, or never open it).
     public func publishNotice(communityId: ID, title: String, body: String, audience: NoticeAudience, question: String?, options: [String],
-                              answerBy: Millis? = nil, actor: Principal) async throws -> Notice {
+                              answerBy: Millis? = nil, smsResidents: Bool = false, actor: Principal) async throws -> Notice {
         let now = nowMillis()
         return try await write { db in
             let households = try await self.audienceHouseholds(db, communityId: communityId, audience)
@@ -125,8 +127,9 @@ extension Store {
             }
             for m in messages { try await db.insert(m) }
             try await self.enqueueOutbound(db, messages, now: now)
+            let texts = smsResidents ? try await self.enqueueNoticeSMS(db, notice: notice, households: households, now: now) : 0
             try await Change.record(db, actor: actor, communityId: communityId, type: "notice.published", subjectType: "notice", subjectId: notice.id,
-                                    after: ["title": title, "households": "\(households.count)", "accounts": "\(Set(accounts).count)"])
+                                    after: ["title": title, "households": "\(households.count)", "accounts": "\(Set(accounts).count)", "sms": "\(texts)"])
             return notice
         }
     }

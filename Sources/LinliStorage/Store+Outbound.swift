@@ -31,14 +31,19 @@ public struct NotificationPreferences: Codable, Sendable, Equatable {
     public var quietHours: QuietHours? { QuietHours(from: quietFrom, to: quietTo) }
 }
 
-/// One message to send on one channel, stored with the inbox message it copies, then sent by the
-/// outbound worker and tried again with back-off.
+/// One message to send on one channel, stored with the inbox message it copies (or, for a notice
+/// sent to residents' registered phones, with the notice), then sent by the outbound worker and
+/// tried again with back-off.
 public struct OutboundMessage: Codable, Sendable, Equatable {
     public enum Status: String, Codable, Sendable, CaseIterable { case pending, sent, failed }
     public var id: ID
     public var communityId: ID
-    public var accountId: ID
-    public var notificationId: ID
+    /// Whose inbox message this copies; nil for a resident reached by their registered phone.
+    public var accountId: ID?
+    public var notificationId: ID?
+    /// The resident and the notice, for a notice sent to registered phones.
+    public var personId: ID?
+    public var noticeId: ID?
     public var channel: OutboundChannel
     /// The phone or address, encrypted; `addressMasked` is what people see.
     public var addressCipher: String
@@ -119,7 +124,8 @@ extension Store {
             if p.email, let c = p.emailCipher { targets.append((.email, c)) }
             for (channel, addressCipher) in targets {
                 let address = try cipher.decrypt(addressCipher)
-                let out = OutboundMessage(id: newID(), communityId: message.communityId, accountId: message.accountId, notificationId: message.id, channel: channel,
+                let out = OutboundMessage(id: newID(), communityId: message.communityId, accountId: message.accountId, notificationId: message.id,
+                                          personId: nil, noticeId: nil, channel: channel,
                                           addressCipher: addressCipher, addressMasked: channel == .sms ? PhoneNumber.masked(address) : EmailAddress.masked(address),
                                           subject: message.title, body: message.body, severity: message.severity, status: .pending, dueAt: due, attempts: 0,
                                           createdAt: now)
@@ -163,7 +169,7 @@ extension Store {
             guard updated.status != .pending else { return }
             try await Change.record(db, actor: Principal(accountId: nil, name: "outbound \(updated.channel.rawValue)"), communityId: updated.communityId,
                                     type: updated.status == .sent ? "notification.delivered" : "notification.undelivered",
-                                    subjectType: "notification", subjectId: updated.notificationId,
+                                    subjectType: updated.notificationId == nil ? "notice" : "notification", subjectId: updated.notificationId ?? updated.noticeId ?? updated.id,
                                     after: ["channel": updated.channel.rawValue, "to": updated.addressMasked, "attempts": "\(updated.attempts)", "error": updated.lastError ?? ""])
         }
         return updated
@@ -179,5 +185,29 @@ extension Store {
             let total = try await db.count("SELECT COUNT(*) AS n FROM outbound_messages WHERE \(whereClause)")
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
         }
+    }
+
+    /// Quiet hours for residents reached by their registered phone, who chose none: a notice
+    /// published at night reaches them in the morning.
+    public static let residentsQuietHours = QuietHours(from: "22:00", to: "07:00")!
+
+    /// Queues a notice as SMS to the registered phones of the current residents of `households`,
+    /// once per phone, in the notice's transaction; returns how many.
+    func enqueueNoticeSMS(_ db: any SQLDatabase, notice: Notice, households: [ID], now: Millis) async throws -> Int {
+        guard !households.isEmpty else { return 0 }
+        struct Row: Decodable { var personId: ID; var phone: String }
+        let rows = try await db.raw("""
+            SELECT p.id AS "personId", p.phone AS phone FROM residencies r JOIN people p ON p.id = r.person_id
+            WHERE r.moved_out IS NULL AND p.phone <> '' AND \(SQLQueryString.isIn("r.household_id", Set(households))) ORDER BY p.id
+            """).all(decoding: Row.self)
+        let due = Millis(Self.residentsQuietHours.release(after: Date(timeIntervalSince1970: Double(now) / 1000)).timeIntervalSince1970 * 1000)
+        var phones = Set<String>()
+        for row in rows where phones.insert(row.phone).inserted {
+            try await db.insert(OutboundMessage(id: newID(), communityId: notice.communityId, accountId: nil, notificationId: nil, personId: row.personId,
+                                                noticeId: notice.id, channel: .sms, addressCipher: try cipher.encrypt(row.phone),
+                                                addressMasked: PhoneNumber.masked(row.phone), subject: notice.title, body: notice.body, severity: nil,
+                                                status: .pending, dueAt: due, attempts: 0, createdAt: now))
+        }
+        return phones.count
     }
 }

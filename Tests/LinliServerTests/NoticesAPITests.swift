@@ -70,6 +70,27 @@ struct NoticesAPITests {
         }
     }
 
+    @Test func residentsCanBeTextedOnTheirRegisteredPhonesOncePerPhone() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            // This server has no SMS gateway: the option is refused by name.
+            let refused = try await APIUser(client, fixture, as: "staff").call("/api/v1/communities/\(c)/notices", .post,
+                ["title": "t", "body": "b", "audience": ["everyone": true], "smsResidents": true], expect: .unprocessableContent)
+            #expect((refused["errors"] as? [[String: Any]])?.compactMap { $0["field"] as? String } == ["smsResidents"])
+            // The store queues one text per distinct phone of the households' current residents.
+            let home = fixture.residentHousehold
+            let residents = try await fixture.store.residents(householdId: home).filter(\.current)
+            var phones = Set<String>()
+            for r in residents { let p = try await fixture.store.person(r.personId, scope: .everything, fullPhone: true).phone; if !p.isEmpty { phones.insert(p) } }
+            let notice = try await fixture.store.publishNotice(communityId: c, title: "停电 Power cut", body: "b", audience: NoticeAudience(households: [home]),
+                                                               question: nil, options: ["confirmed"], smsResidents: true, actor: .system)
+            let queued = try await fixture.store.outboundMessages(communityId: c, status: .pending, page: PageRequest(limit: 500)).items.filter { $0.noticeId == notice.id }
+            let texted = Set(try queued.map { try fixture.store.cipher.decrypt($0.addressCipher) })
+            #expect(!phones.isEmpty && queued.count == phones.count && texted == phones)
+            #expect(queued.allSatisfy { $0.accountId == nil && $0.personId != nil && $0.channel == .sms })
+        }
+    }
+
     @Test func audiencesNarrowToBuildingsAndCareTags() async throws {
         try await withApp { client, fixture in
             let c = fixture.community.id

@@ -184,3 +184,24 @@ def test_quiet_hours_hold_copies_back_but_not_critical_alarms(site):
     # Faults name their field.
     problem = call(site, site.resident, "PUT", "/me/notification-preferences", {"quietFrom": "25:00", "quietTo": "07:00", "address": "not-an-address"}, expect=422)
     assert {e["field"] for e in problem["errors"]} == {"quietFrom", "address"}
+
+
+def test_a_notice_can_also_text_residents_on_their_registered_phones(site):
+    me = call(site, site.resident, "GET", "/me")
+    household = next(b["householdId"] for b in me["roles"] if b.get("householdId"))
+    notice = call(site, site.staff, "POST", f"/communities/{site.community}/notices",
+                  {"title": "电梯检修 Lift maintenance", "body": "周五停用。Out of service Friday.", "audience": {"households": [household]},
+                   "smsResidents": True}, expect=201)
+    # Who should get it: the household's residents with a phone, from the follow-up list (full numbers).
+    follow = call(site, site.staff, "GET", f"/notices/{notice['id']}/follow-up")["items"]
+    phones = {r["phone"] for f in follow for r in f["residents"] if r["phone"]}
+    assert phones, "the demo household has residents with phones"
+    queued = [m for m in call(site, site.staff, "GET", f"/communities/{site.community}/outbound-messages?limit=200")["items"]
+              if m.get("noticeId") == notice["id"]]
+    assert len(queued) == len(phones) and all(m["personId"] and m["channel"] == "sms" and "accountId" not in m for m in queued)
+    hour = time.localtime().tm_hour
+    if hour >= 22 or hour < 7:
+        # Published at night, the texts wait for the morning.
+        assert all(m["status"] == "pending" and m["dueAt"] > time.time() * 1000 for m in queued)
+    else:
+        until(lambda: all(any("电梯检修" in m["text"] for m in sms_to(p)) for p in phones))
