@@ -89,6 +89,8 @@ extension WebConsole {
             "answers": notice.optionList.map { AnswerRow(answer: $0, count: progress.answers[$0] ?? 0) },
             "followUp": followUp.map { FollowRow(place: $0.place, read: $0.read, people: $0.residents.map { "\($0.name) \($0.phone)" }.joined(separator: "；")) },
             "hasFollowUp": !followUp.isEmpty,
+            "hasOutbound": !progress.outbound.isEmpty, "outboundSent": progress.outbound["sent"] ?? 0,
+            "outboundTotal": progress.outbound.values.reduce(0, +), "outboundFailed": progress.outbound["failed"] ?? 0,
         ]
         return try pages.render(request.uri.queryParameters.get("partial") == "1" ? "notice-progress" : "notice", object)
     }

@@ -63,6 +63,8 @@ public struct NoticeProgress: Codable, Sendable, Equatable {
     public var read: Int
     public var answered: Int
     public var answers: [String: Int]
+    /// Its texts and e-mails (copies of inbox messages, and texts to registered phones) by status.
+    public var outbound: [String: Int]
 }
 
 /// A household that has not answered yet, with who lives there and their phones: to call or visit.
@@ -192,7 +194,16 @@ extension Store {
         }
         var answers: [String: Int] = [:]
         for r in receipts { if let a = r.answer { answers[a, default: 0] += 1 } }
-        return NoticeProgress(households: receipts.count, read: receipts.filter { $0.readAt != nil }.count, answered: receipts.filter { $0.answer != nil }.count, answers: answers)
+        struct Tally: Decodable { var status: String; var n: Int }
+        let tallies = try await read { db in
+            try await db.raw("""
+                SELECT status, COUNT(*) AS n FROM outbound_messages
+                WHERE notice_id = \(bind: notice.id) OR notification_id IN (SELECT id FROM notifications WHERE subject_type = 'notice' AND subject_id = \(bind: notice.id))
+                GROUP BY status
+                """).all(decoding: Tally.self)
+        }
+        return NoticeProgress(households: receipts.count, read: receipts.filter { $0.readAt != nil }.count, answered: receipts.filter { $0.answer != nil }.count,
+                              answers: answers, outbound: Dictionary(uniqueKeysWithValues: tallies.map { ($0.status, $0.n) }))
     }
 
     /// Households that have not answered, with their current residents' names and phones.

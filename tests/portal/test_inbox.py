@@ -199,6 +199,8 @@ def test_a_notice_can_also_text_residents_on_their_registered_phones(site):
     queued = [m for m in call(site, site.staff, "GET", f"/communities/{site.community}/outbound-messages?limit=200")["items"]
               if m.get("noticeId") == notice["id"]]
     assert len(queued) == len(phones) and all(m["personId"] and m["channel"] == "sms" and "accountId" not in m for m in queued)
+    tally = call(site, site.staff, "GET", f"/notices/{notice['id']}")["progress"]["outbound"]
+    assert sum(tally.values()) >= len(phones), "the notice counts its texts (and the resident's own copies)"
     hour = time.localtime().tm_hour
     if hour >= 22 or hour < 7:
         # Published at night, the texts wait for the morning.
