@@ -178,12 +178,13 @@ struct BenchTelemetry: AsyncParsableCommand {
     @Option(help: "Simulated devices; each post carries two values, as the MQTT bench's do.") var devices = 1_000
     @Option(help: "Posts in all.") var posts = 300_000
     @Option(help: "Posts enqueued and not yet committed at most (the MQTT bench has 16 per device).") var inflight = 16_000
+    @Option(name: .customLong("merge-rows"), help: "Recent history rows the writer gathers before merging them into the indexed table.") var mergeRows = 100_000
 
     func run() async throws {
-        let devices = self.devices, posts = self.posts, inflight = self.inflight
+        let devices = self.devices, posts = self.posts, inflight = self.inflight, mergeRows = self.mergeRows
         guard devices > 0, posts > 0, inflight > 0 else { throw ValidationError("--devices, --posts and --inflight must be positive") }
         try await storage.withStore { store in
-            let writer = TelemetryWriter(store: store, logger: Logger(label: "bench"))
+            let writer = TelemetryWriter(store: store, logger: Logger(label: "bench"), mergeRows: mergeRows)
             let ids = (0..<devices).map { "bench-telemetry-\($0)" }
             let chunk = 500
             var waiting: [TelemetryReceipt] = []
@@ -204,6 +205,7 @@ struct BenchTelemetry: AsyncParsableCommand {
             }
             for receipt in waiting { try await receipt.wait() }
             let elapsed = ContinuousClock.now - started
+            await writer.idle()
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             say("telemetry writer: \(posts) posts from \(devices) devices in \(String(format: "%.2f", seconds)) s: \(Int(Double(posts) / seconds)) posts/s")
         }
