@@ -291,6 +291,17 @@ public enum AlinkCode {
     public static func reply(id: String, code: Int, message: String, data: JSONValue = .object([:])) -> Data {
         JSONValue.object(["id": .string(id), "code": .int(Int64(code)), "data": data, "message": .string(message), "version": .string("1.0")]).serialized()
     }
+
+    /// `reply(id:code: 200, message: "success")`, byte for byte, written without building a JSON
+    /// value first: every accepted post gets one.
+    public static func success(id: String) -> Data {
+        var out: [UInt8] = []
+        out.reserveCapacity(72 + id.utf8.count)
+        out.append(contentsOf: #"{"code":200,"data":{},"id":"#.utf8)
+        out.append(contentsOf: JSONValue.string(id).serialized())  // escaped as any JSON string
+        out.append(contentsOf: #","message":"success","version":"1.0"}"#.utf8)
+        return Data(out)
+    }
 }
 
 extension JSONValue {

@@ -54,6 +54,9 @@ struct AlinkTests {
         #expect(AlinkTopic.parse("/sys/pk/thing/event/property/post")?.kind == .other)
         #expect(AlinkTopic.parse("/sys//thing/event/property/post")?.kind == .other)
         #expect(AlinkTopic.parse("/sys/p/d/thing/event/property/post/x")?.kind == .other)
+        for id in ["7", "", "a\"b\\c", "门\n1"] {
+            #expect(AlinkCode.success(id: id) == AlinkCode.reply(id: id, code: AlinkCode.success, message: "success"))
+        }
         let unicode = AlinkTopic.parse("/sys/pk/门-1/thing/event/property/post")
         #expect(unicode?.deviceName == "门-1" && unicode?.kind == .propertyPost)
         #expect(AlinkRequest.parse(Data(#"{"id":"7","version":"1.0","params":{"a":1},"method":"thing.event.property.post"}"#.utf8))?.id == "7")
