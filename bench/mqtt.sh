@@ -16,6 +16,8 @@
 #   GENERATORS        generator processes the connection test is split over (default 2)
 #   HOLD              seconds the connection test holds its connections (default 40)
 #   PHASES            which phases to run, space-separated (default "throughput mosquitto connections")
+#   PREFILL_POSTS     property posts written into telemetry with `linli bench telemetry` before the
+#                     server starts (default 0), to measure a file that already holds history
 #   MOSQUITTO_BIN     the Mosquitto broker (default: mosquitto on PATH, or /usr/sbin/mosquitto)
 #
 # What it does: a fresh data folder with the demo community (`linli demo`); the bench devices
@@ -50,6 +52,7 @@ CONNECTIONS=${CONNECTIONS:-20000}
 GENERATORS=${GENERATORS:-2}
 HOLD=${HOLD:-40}
 PHASES=${PHASES:-throughput mosquitto connections}
+PREFILL_POSTS=${PREFILL_POSTS:-0}
 RUN_ID=b
 
 for arg in "$@"; do
@@ -140,6 +143,12 @@ echo "== registering $needed_devices bench devices"
 "$LINLI_BIN" bench mqtt --data "$data" --run-id "$RUN_ID" --devices "$needed_devices" --provision-only \
     >"$work/provision.log" 2>&1 || { cat "$work/provision.log" >&2; die "provisioning failed"; }
 tail -n 1 "$work/provision.log"
+if [ "$PREFILL_POSTS" -gt 0 ]; then
+    echo "== writing $PREFILL_POSTS posts of history first ($(load))"
+    "$LINLI_BIN" bench telemetry --data "$data" --posts "$PREFILL_POSTS" >"$work/prefill.log" 2>&1 ||
+        { cat "$work/prefill.log" >&2; die "prefilling telemetry failed"; }
+    tail -n 1 "$work/prefill.log"
+fi
 
 # --- the server -----------------------------------------------------------------
 

@@ -168,6 +168,8 @@ public enum GatewayRequest: Equatable, Sendable {
 
     /// Parses a gateway's own request topic; nil for any other topic.
     public static func parse(_ topic: String) -> (productKey: String, deviceName: String, request: GatewayRequest)? {
+        // Every device message comes through here first; most have other than six slashes.
+        guard topic.utf8.reduce(0, { $1 == UInt8(ascii: "/") ? $0 + 1 : $0 }) == 6 else { return nil }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 7, parts[0].isEmpty else { return nil }
         if parts[1] == "sys", parts[4] == "thing", parts[5] == "topo" {
@@ -205,6 +207,16 @@ public enum AlinkTopic: Equatable, Sendable {
 
     /// Parses `/sys/{pk}/{dn}/thing/...`; nil when the topic is not a device system topic.
     public static func parse(_ topic: String) -> (productKey: String, deviceName: String, kind: AlinkTopic)? {
+        // Nearly every message is a property post: found without splitting the topic.
+        if topic.hasPrefix(sysPrefix), topic.hasSuffix(propertyPostSuffix) {
+            let utf8 = topic.utf8
+            let start = utf8.index(utf8.startIndex, offsetBy: sysPrefix.utf8.count)
+            let end = utf8.index(utf8.endIndex, offsetBy: -propertyPostSuffix.utf8.count)
+            if start <= end, let slash = utf8[start..<end].firstIndex(of: UInt8(ascii: "/")),
+               !utf8[utf8.index(after: slash)..<end].contains(UInt8(ascii: "/")) {
+                return (String(topic[start..<slash]), String(topic[utf8.index(after: slash)..<end]), .propertyPost)
+            }
+        }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         if parts.count == 6, parts[0].isEmpty, parts[1] == "ota", parts[2] == "device", parts[3] == "inform" {
             return (String(parts[4]), String(parts[5]), .firmwareInform)
@@ -226,6 +238,9 @@ public enum AlinkTopic: Equatable, Sendable {
         }
         return (pk, dn, kind)
     }
+
+    private static let sysPrefix = "/sys/"
+    private static let propertyPostSuffix = "/thing/event/property/post"
 }
 
 /// Alink request and reply bodies: `{"id": "1", "version": "1.0", "params": {…}, "method": "…"}` and
@@ -275,6 +290,17 @@ public enum AlinkCode {
 
     public static func reply(id: String, code: Int, message: String, data: JSONValue = .object([:])) -> Data {
         JSONValue.object(["id": .string(id), "code": .int(Int64(code)), "data": data, "message": .string(message), "version": .string("1.0")]).serialized()
+    }
+
+    /// `reply(id:code: 200, message: "success")`, byte for byte, written without building a JSON
+    /// value first: every accepted post gets one.
+    public static func success(id: String) -> Data {
+        var out: [UInt8] = []
+        out.reserveCapacity(72 + id.utf8.count)
+        out.append(contentsOf: #"{"code":200,"data":{},"id":"#.utf8)
+        out.append(contentsOf: JSONValue.string(id).serialized())  // escaped as any JSON string
+        out.append(contentsOf: #","message":"success","version":"1.0"}"#.utf8)
+        return Data(out)
     }
 }
 

@@ -29,6 +29,11 @@ public enum Topic {
     /// with `$` (MQTT-4.7.2-1): `#` does not receive `$SYS/...`.
     public static func matches(filter: String, name: String) -> Bool {
         if name.hasPrefix("$"), filter.hasPrefix("+") || filter.hasPrefix("#") { return false }
+        // Every publish is checked against the client's ACL this way, so the usual (native,
+        // contiguous) strings are compared level by level in place, without splitting into arrays.
+        if let result = filter.utf8.withContiguousStorageIfAvailable({ f in
+            name.utf8.withContiguousStorageIfAvailable { n in matches(filter: f, name: n) }
+        }), let result { return result }
         var f = filter.split(separator: "/", omittingEmptySubsequences: false)[...]
         var n = name.split(separator: "/", omittingEmptySubsequences: false)[...]
         while let level = f.first {
@@ -39,5 +44,32 @@ public enum Topic {
             n = n.dropFirst()
         }
         return n.isEmpty
+    }
+
+    /// `matches(filter:name:)` on UTF-8 bytes. A string of k slashes has k + 1 levels (an empty
+    /// string is one empty level); an index past the end means no level is left.
+    static func matches(filter f: UnsafeBufferPointer<UInt8>, name n: UnsafeBufferPointer<UInt8>) -> Bool {
+        let slash = UInt8(ascii: "/")
+        var fi = 0, ni = 0
+        while true {
+            var fe = fi
+            while fe < f.count, f[fe] != slash { fe += 1 }
+            let wildcard = fe - fi == 1 ? f[fi] : 0
+            if wildcard == UInt8(ascii: "#") { return true }  // also matches the parent level: "a/#" matches "a"
+            if ni > n.count { return false }
+            var ne = ni
+            while ne < n.count, n[ne] != slash { ne += 1 }
+            if wildcard != UInt8(ascii: "+") {
+                guard fe - fi == ne - ni else { return false }
+                var i = 0
+                while i < fe - fi {
+                    if f[fi + i] != n[ni + i] { return false }
+                    i += 1
+                }
+            }
+            fi = fe + 1
+            ni = ne + 1
+            if fi > f.count { return ni > n.count }
+        }
     }
 }

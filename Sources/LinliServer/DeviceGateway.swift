@@ -390,7 +390,7 @@ public final class DeviceGateway: Sendable {
         }
         let (faults, content) = check(model, request)
         guard let first = faults.first, content == nil else {
-            return (AlinkCode.reply(id: request.id, code: AlinkCode.success, message: "success"), content ?? .seen)
+            return (AlinkCode.success(id: request.id), content ?? .seen)
         }
         let code = first.kind == .unknownIdentifier ? AlinkCode.unknownIdentifier : AlinkCode.invalidValue
         let reason = faults.map(\.description).joined(separator: "; ")

@@ -392,6 +392,16 @@ public enum Migrations {
                 """,
             ]
         },
+        Migration(version: 2, name: "recent history appended in arrival order") { _ in
+            [
+                // Group commits append here, with no index: a commit writes a few pages at the end of
+                // one table instead of one page per series in the (series, ts) index. The writer
+                // moves these rows into `telemetry` in sorted runs once enough have gathered, so each
+                // series' index page is written once per run, not once per commit. Readers look in
+                // both tables. Rows already in `telemetry` stay where they are.
+                "CREATE TABLE telemetry_recent (series BIGINT NOT NULL, ts BIGINT NOT NULL, num DOUBLE PRECISION, txt TEXT)",
+            ]
+        },
     ]
 
     /// A list of migrations and the table that records which of them a database has.

@@ -102,6 +102,10 @@ public final class TelemetryWriter: Sendable {
     let store: Store
     let logger: Logger
     let maxBatch: Int
+    /// History rows gathered in `telemetry_recent` before they are moved into `telemetry` in one
+    /// sorted run. Larger runs write each series' index page fewer times; smaller ones keep the
+    /// unindexed table that every history read scans smaller.
+    let mergeRows: Int
 
     private struct Pending {
         /// Gathering, oldest first; each at most `maxBatch` reports.
@@ -113,20 +117,31 @@ public final class TelemetryWriter: Sendable {
     private let series = Mutex<[String: Int64]>([:])
     /// When each device's registry row last had its last-seen time written.
     private let touched = Mutex<[ID: Millis]>([:])
+    /// Rows in `telemetry_recent`; nil until the first commit has counted what an earlier run left.
+    private let recentRows = Mutex<Int?>(nil)
 
     private let commitTimer = Metrics.Timer(label: "linli_telemetry_commit_seconds")
     private let batchSize = Recorder(label: "linli_telemetry_batch_reports")
     private let reportCounter = Counter(label: "linli_telemetry_reports_total")
+    private let mergeTimer = Metrics.Timer(label: "linli_telemetry_merge_seconds")
 
-    public init(store: Store, logger: Logger, maxBatch: Int = 8_192) {
+    public init(store: Store, logger: Logger, maxBatch: Int = 8_192, mergeRows: Int = 100_000) {
         self.store = store
         self.logger = logger
         self.maxBatch = maxBatch
+        self.mergeRows = max(1, mergeRows)
     }
 
     /// Returns once the report is committed; throws when it could not be stored.
     public func record(_ report: DeviceReport) async throws {
         try await enqueue(report).wait()
+    }
+
+    /// Returns once nothing is gathering, committing or merging, e.g. before the store is closed.
+    public func idle() async {
+        while pending.withLock({ $0.flushing }) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
     }
 
     /// Takes the report into the next commit and returns at once; the receipt says when it is stored.
@@ -175,6 +190,40 @@ public final class TelemetryWriter: Sendable {
                 logger.error("telemetry batch not stored", metadata: ["reports": "\(reports.count)", "error": "\(error)"])
                 batch.complete(.failure(error))
             }
+            // After the batch's waiters are released: a merge delays the next commit, never an
+            // acknowledgement already earned. Reports arriving meanwhile make the next batch larger.
+            if (recentRows.withLock { $0 } ?? 0) >= mergeRows {
+                await mergeRecent()
+            }
+        }
+    }
+
+    /// Moves every row of `telemetry_recent` into `telemetry`, sorted by series and time, in one
+    /// transaction. If it fails the rows stay where they are (readers see both tables) and the
+    /// next commit tries again.
+    func mergeRecent() async {
+        let start = ContinuousClock.now
+        do {
+            let engine = store.telemetry.engine
+            try await store.telemetry.write { db in
+                switch engine {
+                case .sqlite:
+                    // The writer holds the only write lock, so nothing lands between the two.
+                    try await db.raw("INSERT INTO telemetry (series, ts, num, txt) SELECT series, ts, num, txt FROM telemetry_recent ORDER BY series, ts").run()
+                    try await db.raw("DELETE FROM telemetry_recent").run()
+                case .postgres:
+                    // Moves exactly the rows it deletes, whatever another transaction adds meanwhile.
+                    try await db.raw("""
+                        WITH moved AS (DELETE FROM telemetry_recent RETURNING series, ts, num, txt)
+                        INSERT INTO telemetry (series, ts, num, txt) SELECT series, ts, num, txt FROM moved ORDER BY series, ts
+                        """).run()
+                }
+            }
+            recentRows.withLock { $0 = 0 }
+            let elapsed = ContinuousClock.now - start
+            mergeTimer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        } catch {
+            logger.error("recent telemetry not merged into history", metadata: ["error": "\(error)"])
         }
     }
 
@@ -214,8 +263,10 @@ public final class TelemetryWriter: Sendable {
         let (history, newest, tallies) = (rows, latest, counters)
         let known = series.withLock { $0 }
         let missing = Set(latest.keys).subtracting(known.keys)
-        let found: [String: Int64] = try await store.telemetry.write { db in
+        let countRecent = recentRows.withLock { $0 } == nil
+        let (found, leftOver): ([String: Int64], Int) = try await store.telemetry.write { db in
             var ids = known
+            let leftOver = countRecent ? try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent") : 0
             if !missing.isEmpty {
                 let pairs = missing.sorted().map { key -> SQLQueryString in
                     let (device, identifier) = Self.split(key)
@@ -231,20 +282,30 @@ public final class TelemetryWriter: Sendable {
             }
             // History: plain numbers are written inline (they are numbers we made), text is bound.
             // Few, large statements: each one is a trip to the database thread and back.
+            // Numeric rows go into one plain string per statement, not a query fragment per row:
+            // at tens of thousands of rows a second the fragments cost more than the insert.
             for chunk in history.chunked(Self.rowsPerStatement) {
-                var values: [SQLQueryString] = []
-                values.reserveCapacity(chunk.count)
+                var numbers = ""
+                numbers.reserveCapacity(chunk.count * 40)
+                var texts: [SQLQueryString] = []
                 for (key, v) in chunk {
                     guard let s = ids[key] else { continue }
-                    let num = v.number.map { $0.isFinite ? String($0) : "NULL" } ?? "NULL"
-                    if v.number != nil {
-                        values.append("(\(unsafeRaw: String(s)), \(unsafeRaw: String(v.time)), \(unsafeRaw: num), NULL)")
+                    if let n = v.number {
+                        if !numbers.isEmpty { numbers += ", " }
+                        numbers += "("
+                        numbers += String(s)
+                        numbers += ", "
+                        numbers += String(v.time)
+                        numbers += n.isFinite ? ", " + String(n) + ", NULL)" : ", NULL, NULL)"
                     } else {
-                        values.append("(\(unsafeRaw: String(s)), \(unsafeRaw: String(v.time)), NULL, \(bind: v.json))")
+                        texts.append("(\(unsafeRaw: String(s)), \(unsafeRaw: String(v.time)), NULL, \(bind: v.json))")
                     }
                 }
-                if !values.isEmpty {
-                    try await db.raw("INSERT INTO telemetry (series, ts, num, txt) VALUES \(values.joined(separator: ", "))").run()
+                if !numbers.isEmpty {
+                    try await db.raw("INSERT INTO telemetry_recent (series, ts, num, txt) VALUES \(unsafeRaw: numbers)").run()
+                }
+                if !texts.isEmpty {
+                    try await db.raw("INSERT INTO telemetry_recent (series, ts, num, txt) VALUES \(texts.joined(separator: ", "))").run()
                 }
             }
             // The reported shadow: the newest value wins, every report counts as a version.
@@ -275,9 +336,10 @@ public final class TelemetryWriter: Sendable {
                         last_seen_at = CASE WHEN excluded.last_seen_at > device_diagnosis.last_seen_at THEN excluded.last_seen_at ELSE device_diagnosis.last_seen_at END
                     """).run()
             }
-            return ids
+            return (ids, leftOver)
         }
         if !missing.isEmpty { series.withLock { $0.merge(found) { $1 } } }
+        recentRows.withLock { $0 = ($0 ?? leftOver) + history.count }
 
         // Device events are domain events: on the event log, in the community's database.
         if !events.isEmpty {
@@ -455,13 +517,28 @@ extension Store {
         }
     }
 
-    /// The newest `limit` points of one property in the range, oldest first.
+    /// The series number of one device property, nil when it never reported.
+    private static func seriesId(_ db: any SQLDatabase, _ device: Device, _ identifier: String) async throws -> Int64? {
+        struct S: Decodable { var id: Int64 }
+        return try await db.raw("SELECT id FROM telemetry_series WHERE device_id = \(bind: device.id) AND identifier = \(bind: identifier)").first(decoding: S.self)?.id
+    }
+
+    /// The newest `limit` points of one property in the range, oldest first. History is in two
+    /// tables (`telemetry`, indexed, and `telemetry_recent`, not yet merged into it); each gives
+    /// at most its newest `limit`, so the index still stops early on a long range.
     public func telemetry(_ device: Device, identifier: String, from: Millis, to: Millis, limit: Int) async throws -> [TelemetryPoint] {
-        let newest = try await telemetry.read { db in
-            try await db.raw("""
-                SELECT t.ts AS t, t.num AS value, t.txt AS text FROM telemetry t JOIN telemetry_series s ON s.id = t.series
-                WHERE s.device_id = \(bind: device.id) AND s.identifier = \(bind: identifier) AND t.ts >= \(bind: from) AND t.ts < \(bind: to)
-                ORDER BY t.ts DESC LIMIT \(literal: limit)
+        let newest = try await telemetry.read { db -> [TelemetryPoint] in
+            guard let s = try await Self.seriesId(db, device, identifier) else { return [] }
+            return try await db.raw("""
+                SELECT t, value, text FROM (
+                    SELECT t, value, text FROM (
+                        SELECT ts AS t, num AS value, txt AS text FROM telemetry
+                        WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to) ORDER BY ts DESC LIMIT \(literal: limit)) merged
+                    UNION ALL
+                    SELECT t, value, text FROM (
+                        SELECT ts AS t, num AS value, txt AS text FROM telemetry_recent
+                        WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to) ORDER BY ts DESC LIMIT \(literal: limit)) recent
+                ) history ORDER BY t DESC LIMIT \(literal: limit)
                 """).all(decoding: TelemetryPoint.self)
         }
         return newest.reversed()
@@ -469,11 +546,15 @@ extension Store {
 
     /// Min, max and average of one numeric property per bucket of `bucketMillis`, oldest first.
     public func telemetryBuckets(_ device: Device, identifier: String, from: Millis, to: Millis, bucketMillis: Int64) async throws -> [TelemetryBucket] {
-        try await telemetry.read { db in
-            try await db.raw("""
-                SELECT (t.ts / \(literal: bucketMillis)) * \(literal: bucketMillis) AS t, MIN(t.num) AS min, MAX(t.num) AS max, AVG(t.num) AS avg, COUNT(*) AS count
-                FROM telemetry t JOIN telemetry_series s ON s.id = t.series
-                WHERE s.device_id = \(bind: device.id) AND s.identifier = \(bind: identifier) AND t.ts >= \(bind: from) AND t.ts < \(bind: to)
+        try await telemetry.read { db -> [TelemetryBucket] in
+            guard let s = try await Self.seriesId(db, device, identifier) else { return [] }
+            return try await db.raw("""
+                SELECT (ts / \(literal: bucketMillis)) * \(literal: bucketMillis) AS t, MIN(num) AS min, MAX(num) AS max, AVG(num) AS avg, COUNT(*) AS count
+                FROM (
+                    SELECT ts, num FROM telemetry WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to)
+                    UNION ALL
+                    SELECT ts, num FROM telemetry_recent WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to)
+                ) history
                 GROUP BY 1 ORDER BY 1
                 """).all(decoding: TelemetryBucket.self)
         }
@@ -485,7 +566,12 @@ extension Store {
     public func pruneTelemetry(before: Millis) async throws -> Int {
         struct S: Decodable { var id: Int64 }
         let all = try await telemetry.read { db in try await db.raw("SELECT id FROM telemetry_series ORDER BY id").all(decoding: S.self) }
-        var deleted = 0
+        // Rows not yet merged: one statement, the table is small.
+        var deleted = try await telemetry.write { db in
+            let n = try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent WHERE ts < \(bind: before)")
+            if n > 0 { try await db.raw("DELETE FROM telemetry_recent WHERE ts < \(bind: before)").run() }
+            return n
+        }
         for s in all {
             deleted += try await telemetry.write { db in
                 let n = try await db.count("SELECT COUNT(*) AS n FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)")

@@ -1,12 +1,14 @@
 import ArgumentParser
 import Foundation
 import LinliBench
+import LinliCore
 import LinliMQTT
 import LinliStorage
 import LinliThings
+import Logging
 
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Load generators that measure a running Linli.", subcommands: [BenchMQTT.self])
+    static let configuration = CommandConfiguration(abstract: "Load generators that measure a running Linli.", subcommands: [BenchMQTT.self, BenchTelemetry.self])
 }
 
 /// `linli bench mqtt`: simulated devices against the MQTT broker. Devices are registered straight
@@ -159,5 +161,53 @@ struct BenchMQTT: AsyncParsableCommand {
         let seconds = (ContinuousClock.now - started).components.seconds
         progress("devices ready: \(created) registered, \(devices - created) reused, in \(seconds) s")
         return identities
+    }
+}
+
+/// `linli bench telemetry`: the telemetry writer alone, without MQTT: how many property posts a
+/// second it can make durable when it is never starved of work. The broker's own CPU (decoding,
+/// validating, replying) is left out, so this is the ceiling storage sets, not what devices see.
+struct BenchTelemetry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "telemetry",
+        abstract: "Feed the telemetry writer property posts as fast as it commits them; report posts/s and commit times.",
+        discussion: "Writes into the data folder's telemetry store (give it a scratch folder). Devices are made-up ids, so the registry is not touched."
+    )
+
+    @OptionGroup var storage: StorageOptions
+    @Option(help: "Simulated devices; each post carries two values, as the MQTT bench's do.") var devices = 1_000
+    @Option(help: "Posts in all.") var posts = 300_000
+    @Option(help: "Posts enqueued and not yet committed at most (the MQTT bench has 16 per device).") var inflight = 16_000
+    @Option(name: .customLong("merge-rows"), help: "Recent history rows the writer gathers before merging them into the indexed table.") var mergeRows = 100_000
+
+    func run() async throws {
+        let devices = self.devices, posts = self.posts, inflight = self.inflight, mergeRows = self.mergeRows
+        guard devices > 0, posts > 0, inflight > 0 else { throw ValidationError("--devices, --posts and --inflight must be positive") }
+        try await storage.withStore { store in
+            let writer = TelemetryWriter(store: store, logger: Logger(label: "bench"), mergeRows: mergeRows)
+            let ids = (0..<devices).map { "bench-telemetry-\($0)" }
+            let chunk = 500
+            var waiting: [TelemetryReceipt] = []
+            let started = ContinuousClock.now
+            var base = nowMillis()
+            for i in 0..<posts {
+                if i % devices == 0 { base += 1 }
+                let tenths = 150 + i % 100
+                let values = [
+                    ReportedValue(identifier: "CurrentHumidity", json: String(30 + i % 40), number: Double(30 + i % 40), time: base),
+                    ReportedValue(identifier: "CurrentTemperature", json: "\(tenths / 10).\(tenths % 10)", number: Double(tenths) / 10, time: base),
+                ]
+                let receipt = writer.enqueue(DeviceReport(deviceId: ids[i % devices], communityId: "bench", productKey: "a1benchmark",
+                                                          deviceName: "d\(i % devices)", receivedAt: base, content: .properties(values)))
+                // Reports commit in order, so waiting for every 500th waits for those before it.
+                if i % chunk == chunk - 1 || i == posts - 1 { waiting.append(receipt) }
+                if waiting.count * chunk > inflight { try await waiting.removeFirst().wait() }
+            }
+            for receipt in waiting { try await receipt.wait() }
+            let elapsed = ContinuousClock.now - started
+            await writer.idle()
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            say("telemetry writer: \(posts) posts from \(devices) devices in \(String(format: "%.2f", seconds)) s: \(Int(Double(posts) / seconds)) posts/s")
+        }
     }
 }

@@ -48,6 +48,17 @@ struct AlinkTests {
         #expect(AlinkTopic.parse("/sys/pk/dn/thing/service/property/set_reply")?.kind == .propertySetReply)
         #expect(AlinkTopic.parse("/sys/pk/dn/thing/service/Unlock_reply")?.kind == .serviceReply("Unlock"))
         #expect(AlinkTopic.parse("/pk/dn/user/update") == nil)
+        let post = AlinkTopic.parse("/sys/a1Bench/bench-b-7/thing/event/property/post")
+        #expect(post?.productKey == "a1Bench" && post?.deviceName == "bench-b-7" && post?.kind == .propertyPost)
+        #expect(AlinkTopic.parse("/sys/pk/dn/x/thing/event/property/post")?.kind == .other)
+        #expect(AlinkTopic.parse("/sys/pk/thing/event/property/post")?.kind == .other)
+        #expect(AlinkTopic.parse("/sys//thing/event/property/post")?.kind == .other)
+        #expect(AlinkTopic.parse("/sys/p/d/thing/event/property/post/x")?.kind == .other)
+        for id in ["7", "", "a\"b\\c", "门\n1"] {
+            #expect(AlinkCode.success(id: id) == AlinkCode.reply(id: id, code: AlinkCode.success, message: "success"))
+        }
+        let unicode = AlinkTopic.parse("/sys/pk/门-1/thing/event/property/post")
+        #expect(unicode?.deviceName == "门-1" && unicode?.kind == .propertyPost)
         #expect(AlinkRequest.parse(Data(#"{"id":"7","version":"1.0","params":{"a":1},"method":"thing.event.property.post"}"#.utf8))?.id == "7")
         #expect(AlinkRequest.parse(Data(#"{"id":8,"params":{}}"#.utf8))?.id == "8")
         #expect(AlinkRequest.parse(Data("nonsense".utf8)) == nil)

@@ -159,6 +159,38 @@ struct TopicTests {
         #expect(Topic.matches(filter: filter, name: name) == expected)
     }
 
+    /// The in-place matcher agrees with matching split levels on every combination of a few levels.
+    @Test func matchingInPlaceAgreesWithSplitLevels() {
+        func reference(_ filter: String, _ name: String) -> Bool {
+            if name.hasPrefix("$"), filter.hasPrefix("+") || filter.hasPrefix("#") { return false }
+            var f = filter.split(separator: "/", omittingEmptySubsequences: false)[...]
+            var n = name.split(separator: "/", omittingEmptySubsequences: false)[...]
+            while let level = f.first {
+                if level == "#" { return true }
+                guard let part = n.first else { return false }
+                if level != "+", level != part { return false }
+                f = f.dropFirst(); n = n.dropFirst()
+            }
+            return n.isEmpty
+        }
+        let nameLevels = ["", "a", "b", "ab", "$S", "é"]
+        let filterLevels = nameLevels + ["+", "#"]
+        func strings(_ levels: [String], upTo depth: Int) -> [String] {
+            var all = levels, last = levels
+            for _ in 1..<depth {
+                last = last.flatMap { prefix in levels.map { prefix + "/" + $0 } }
+                all += last
+            }
+            return all
+        }
+        let names = strings(nameLevels, upTo: 3)
+        for filter in strings(filterLevels, upTo: 3) {
+            for name in names where Topic.matches(filter: filter, name: name) != reference(filter, name) {
+                Issue.record("filter '\(filter)' name '\(name)': expected \(reference(filter, name))")
+            }
+        }
+    }
+
     @Test func filtersAreChecked() {
         let limits = MQTTLimits()
         for good in ["#", "+", "a/+/b", "a/#", "/", "+/+/#"] {

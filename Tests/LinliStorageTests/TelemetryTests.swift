@@ -135,6 +135,43 @@ struct TelemetryTests {
     }
 
     @Test(arguments: TestEngine.available)
+    func historyReadsTheSameBeforeAndAfterRecentRowsAreMerged(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let d = try await makeDevices(store, place, count: 1)[0]
+            // Merges after every 4 rows: some history ends up in `telemetry`, the rest waits in `telemetry_recent`.
+            let writer = TelemetryWriter(store: store, logger: TestEngine.logger, mergeRows: 4)
+            for i in 0..<10 {
+                let t = Millis(i) * 30_000
+                try await writer.record(report(d, .properties([ReportedValue(identifier: "Temp", json: "\(i)", number: Double(i), time: t)])))
+            }
+            await writer.idle()
+            let (merged, recent) = try await store.telemetry.read { db in
+                (try await db.count("SELECT COUNT(*) AS n FROM telemetry"), try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent"))
+            }
+            #expect(merged == 8 && recent == 2)
+
+            #expect(try await store.telemetry(d, identifier: "Temp", from: 0, to: 1_000_000, limit: 100).map(\.t) == (0..<10).map { Millis($0) * 30_000 })
+            // The newest three span both tables.
+            #expect(try await store.telemetry(d, identifier: "Temp", from: 0, to: 1_000_000, limit: 3).compactMap(\.value) == [7, 8, 9])
+            let buckets = try await store.telemetryBuckets(d, identifier: "Temp", from: 0, to: 1_000_000, bucketMillis: 120_000)
+            #expect(buckets.map(\.t) == [0, 120_000, 240_000])
+            #expect(buckets.map(\.count) == [4, 4, 2])
+            #expect(buckets.last?.min == 8 && buckets.last?.max == 9 && buckets.last?.avg == 8.5)
+            #expect(try await store.telemetry(d, identifier: "Nothing", from: 0, to: 1_000_000, limit: 3).isEmpty)
+
+            // Pruning reaches both tables; a new writer counts what the last one left unmerged.
+            #expect(try await store.pruneTelemetry(before: 60_000) == 2)
+            #expect(try await store.pruneTelemetry(before: 250_000) == 7)
+            let next = TelemetryWriter(store: store, logger: TestEngine.logger, mergeRows: 2)
+            try await next.record(report(d, .properties([ReportedValue(identifier: "Temp", json: "10", number: 10, time: 300_000)])))
+            await next.idle()
+            #expect(try await store.telemetry.read { db in try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent") } == 0)
+            #expect(try await store.telemetry(d, identifier: "Temp", from: 0, to: 1_000_000, limit: 100).map(\.t) == [270_000, 300_000])
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
     func registryListsWithinReachAndFindsSilentDevices(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)

@@ -198,8 +198,10 @@ def test_acknowledged_posts_survive_kill_9(tmp_path: Path):
 
     # Every acknowledged measurement is in the telemetry file, read after the crash.
     db = sqlite3.connect(data / "telemetry.sqlite")
+    # History is in `telemetry` and, until the writer merges them, `telemetry_recent`.
     stored = {row[0] for row in db.execute(
-        "SELECT t.ts FROM telemetry t JOIN telemetry_series s ON s.id = t.series WHERE s.identifier = 'CurrentTemperature'")}
+        "SELECT h.ts FROM (SELECT series, ts FROM telemetry UNION ALL SELECT series, ts FROM telemetry_recent) h "
+        "JOIN telemetry_series s ON s.id = h.series WHERE s.identifier = 'CurrentTemperature'")}
     db.close()
     missing = confirmed - stored
     assert not missing, f"{len(missing)} of {len(confirmed)} acknowledged posts were lost"
