@@ -9,15 +9,23 @@ public struct WatchedDevice: Sendable, Hashable {
     public var deviceName: String
     /// The household the device is in, if any: a household's absence counts all of its devices.
     public var householdId: ID?
-    public init(id: ID, communityId: ID, productKey: String, deviceName: String, householdId: ID? = nil) {
-        self.id = id; self.communityId = communityId; self.productKey = productKey; self.deviceName = deviceName; self.householdId = householdId
+    /// Who wears or carries it, if anyone: a person's absence counts all of their devices.
+    public var personId: ID?
+    public init(id: ID, communityId: ID, productKey: String, deviceName: String, householdId: ID? = nil, personId: ID? = nil) {
+        self.id = id; self.communityId = communityId; self.productKey = productKey; self.deviceName = deviceName
+        self.householdId = householdId; self.personId = personId
     }
 
     /// A household as the subject of an absence: its id, and "household" for a name.
     static func household(_ id: ID, communityId: ID) -> WatchedDevice {
         WatchedDevice(id: id, communityId: communityId, productKey: "", deviceName: WatchedDevice.householdName, householdId: id)
     }
+    /// A person as the subject of an absence: their id, and "person" for a name.
+    static func person(_ id: ID, communityId: ID) -> WatchedDevice {
+        WatchedDevice(id: id, communityId: communityId, productKey: "", deviceName: WatchedDevice.personName, personId: id)
+    }
     public static let householdName = "household"
+    public static let personName = "person"
 }
 
 /// What a device did, as far as rules care.
@@ -157,14 +165,22 @@ public struct RuleEngine: Sendable {
 
     private func matches(_ trigger: Trigger, _ rule: Rule, _ device: WatchedDevice) -> Bool {
         guard device.communityId == rule.communityId else { return false }
-        if trigger.perHousehold { return device.householdId != nil && (trigger.productKey.isEmpty || trigger.productKey == device.productKey) }
+        switch trigger.absenceOf {
+        case .household: return device.householdId != nil && (trigger.productKey.isEmpty || trigger.productKey == device.productKey)
+        case .person: return device.personId != nil && (trigger.productKey.isEmpty || trigger.productKey == device.productKey)
+        case .device: break
+        }
         return trigger.productKey == device.productKey && (trigger.deviceName == nil || trigger.deviceName == device.deviceName)
     }
 
-    /// Whom a trigger's state is about when `device` does something: the device, or for a
-    /// household's absence, its household (one slot, whichever of its devices speaks).
+    /// Whom a trigger's state is about when `device` does something: the device, or for the
+    /// absence of a household or a person, them (one slot, whichever of their devices speaks).
     private func subject(_ trigger: Trigger, _ device: WatchedDevice) -> WatchedDevice {
-        trigger.perHousehold ? .household(device.householdId ?? device.id, communityId: device.communityId) : device
+        switch trigger.absenceOf {
+        case .household: .household(device.householdId ?? device.id, communityId: device.communityId)
+        case .person: .person(device.personId ?? device.id, communityId: device.communityId)
+        case .device: device
+        }
     }
 
     /// The rules and triggers that may concern a device: those naming it, those on its product,

@@ -48,7 +48,8 @@ public struct RuleDefinition: Sendable, Equatable, Codable {
 /// - `absence`: nothing from the device for `forSeconds`; with `property`/`op`/`value` (or `event`),
 ///   nothing of that kind ("the door has not opened for 12 hours"). Ends when activity resumes.
 ///   With `per: "household"`, nothing from any device of a household (of `productKey`, or of any
-///   product when it is left out): "no sign of life at home for 12 hours".
+///   product when it is left out): "no sign of life at home for 12 hours"; with `per: "person"`,
+///   nothing from any device a person wears or carries ("the pendant has been still all day").
 /// - `schedule`: at the times `cron` names (five fields, the server's time zone). No device.
 /// - `domain`: an event of `eventType` on the community's event log ("workorder.overdue",
 ///   "alarm.raised", "notice.published"). No device; the event's subject is the source.
@@ -66,10 +67,10 @@ public struct Trigger: Sendable, Equatable, Codable {
     public var forSeconds: Int?
     public var cron: String?
     public var eventType: String?
-    /// Whose absence: each device's (the default) or each household's.
+    /// Whose absence: each device's (the default), each household's or each person's.
     public var per: AbsenceSubject?
 
-    public enum AbsenceSubject: String, Sendable, Codable, CaseIterable { case device, household }
+    public enum AbsenceSubject: String, Sendable, Codable, CaseIterable { case device, household, person }
 
     public init(type: Kind, productKey: String, deviceName: String? = nil, property: String? = nil, op: Comparison? = nil, value: Double? = nil,
                 event: String? = nil, status: String? = nil, forSeconds: Int? = nil, cron: String? = nil, eventType: String? = nil, per: AbsenceSubject? = nil) {
@@ -78,8 +79,11 @@ public struct Trigger: Sendable, Equatable, Codable {
         self.per = per
     }
 
-    /// An absence counted per household rather than per device.
-    public var perHousehold: Bool { type == .absence && per == .household }
+    /// Whose silence an absence is about; `.device` for every other trigger.
+    public var absenceOf: AbsenceSubject { type == .absence ? per ?? .device : .device }
+    /// An absence counted per household or person rather than per device.
+    public var perHousehold: Bool { absenceOf == .household }
+    public var perGroup: Bool { absenceOf != .device }
 
     /// Triggers that hold for a while (and so end, clearing what they raised); events are instants.
     public var hasEnd: Bool { ![.event, .schedule, .domain].contains(type) }
@@ -345,10 +349,10 @@ extension RuleDefinition {
         }
         for (i, t) in triggers.enumerated() {
             let p = "triggers[\(i)]"
-            if t.watchesDevices, t.productKey.isEmpty, !t.perHousehold { issues.append(RuleIssue("\(p).productKey", "is required")) }
-            if t.per != nil, t.type != .absence { issues.append(RuleIssue("\(p).per", "only an absence is counted per household")) }
-            if t.perHousehold, t.deviceName != nil { issues.append(RuleIssue("\(p).deviceName", "a household's absence counts all its devices: no device name")) }
-            if t.perHousehold, t.productKey.isEmpty, t.property != nil || t.event != nil {
+            if t.watchesDevices, t.productKey.isEmpty, !t.perGroup { issues.append(RuleIssue("\(p).productKey", "is required")) }
+            if t.per != nil, t.type != .absence { issues.append(RuleIssue("\(p).per", "only an absence is counted per household or person")) }
+            if t.perGroup, t.deviceName != nil { issues.append(RuleIssue("\(p).deviceName", "the absence of a household or person counts all their devices: no device name")) }
+            if t.perGroup, t.productKey.isEmpty, t.property != nil || t.event != nil {
                 issues.append(RuleIssue("\(p).productKey", "is required to say which property or event counts as activity"))
             }
             if let s = t.forSeconds, !(1...Self.maxForSeconds).contains(s) { issues.append(RuleIssue("\(p).forSeconds", "must be from 1 to \(Self.maxForSeconds)")) }

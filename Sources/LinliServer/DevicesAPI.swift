@@ -144,6 +144,7 @@ extension API {
         var buildingId: ID?
         var unitId: ID?
         var householdId: ID?
+        var personId: ID?
         var location: String
         var tags: [String]
         var firmware: String
@@ -180,7 +181,7 @@ extension API {
         let silent = d.status != .disabled && d.reportIntervalSeconds.map { interval in now - (lastSeen ?? 0) > Millis(interval) * 1000 } == true
         return DeviceView(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname, status: d.status,
                           connected: services.devices?.isConnected(productKey: d.productKey, deviceName: d.deviceName) ?? false,
-                          buildingId: d.buildingId, unitId: d.unitId, householdId: d.householdId, location: d.location, tags: d.tagList, firmware: d.firmware,
+                          buildingId: d.buildingId, unitId: d.unitId, householdId: d.householdId, personId: d.personId, location: d.location, tags: d.tagList, firmware: d.firmware,
                           reportIntervalSeconds: d.reportIntervalSeconds, lastSeenAt: lastSeen, silent: silent, diagnosis: diagnosis, createdAt: d.createdAt, shadow: shadow,
                           gatewayId: d.gatewayId)
     }
@@ -206,6 +207,8 @@ extension API {
         var location: String?
         var tags: [String]?
         var reportIntervalSeconds: Int?
+        /// Who wears or carries it, for a personal device (an SOS pendant).
+        var personId: ID?
     }
 
     struct Registered: Encodable {
@@ -230,7 +233,7 @@ extension API {
 
     /// Placement refusals from storage name a field of the request: 422, not 409.
     func placing<T>(_ body: () async throws -> T) async throws -> T {
-        do { return try await body() } catch let StoreError.conflict(field, reason) where ["buildingId", "unitId", "householdId"].contains(field) {
+        do { return try await body() } catch let StoreError.conflict(field, reason) where ["buildingId", "unitId", "householdId", "personId"].contains(field) {
             throw Problem.invalid([FieldIssue(field, reason)])
         }
     }
@@ -248,7 +251,9 @@ extension API {
         guard let product = try await store.product(key: input.productKey), product.communityId == community.id else {
             throw Problem.invalid([FieldIssue("productKey", "is not a product of this community")])
         }
-        let (device, secret) = try await placing { try await store.registerDevice(product: product, deviceName: input.deviceName, placement: placement, actor: context.principal) }
+        var placed = placement
+        placed.personId = input.personId
+        let (device, secret) = try await placing { try await store.registerDevice(product: product, deviceName: input.deviceName, placement: placed, actor: context.principal) }
         return try JSON.response(Registered(device: view(device, diagnosis: nil), deviceSecret: secret), status: .created)
     }
 
@@ -376,6 +381,7 @@ extension API {
         var tags: [String]?
         var reportIntervalSeconds: Int?
         var enabled: Bool?
+        var personId: ID?
     }
 
     /// Changes a device. Placement fields go together: giving any of buildingId, unitId,
@@ -397,7 +403,8 @@ extension API {
         device = try await self.placing {
             try await store.updateDevice(device, nickname: keys.contains("nickname") ? p.nickname : nil,
                                          placement: placing ? (p.buildingId, p.unitId, p.householdId, p.location) : nil,
-                                         tags: keys.contains("tags") ? p.tags : nil, reportIntervalSeconds: interval, actor: context.principal)
+                                         tags: keys.contains("tags") ? p.tags : nil, reportIntervalSeconds: interval,
+                                         personId: keys.contains("personId") ? .some(input.personId) : .none, actor: context.principal)
         }
         if let enabled = input.enabled, enabled != (device.status != .disabled) {
             device = try await store.setDeviceEnabled(device, enabled, actor: context.principal)

@@ -238,15 +238,21 @@ public final class RuleService: Service, Sendable {
         case .ended:
             if suppressed.withLock({ $0.remove(key) }) != nil { return }
         }
-        let device = firing.trigger.perHousehold ? nil : try await store.device(id: firing.device.id)
+        let of = firing.trigger.absenceOf
+        let device = of == .device ? try await store.device(id: firing.device.id) : nil
+        // The absence of a person is about them, and they live somewhere: their current home.
+        let person = of == .person ? try? await store.person(firing.device.id, scope: .everything, fullPhone: false) : nil
         // A household's absence is about the home, not one of its devices.
-        let home = firing.trigger.perHousehold ? try? await store.household(firing.device.id, scope: .everything) : nil
+        let homeId = of == .household ? firing.device.id : person?.residencies.first(where: \.current)?.householdId
+        let home = try await homeId.asyncMap { try? await store.household($0, scope: .everything) } ?? nil
         let buildingId = device?.buildingId ?? home?.buildingId
         let householdId = device?.householdId ?? home?.id
+        let place = home.map { "\($0.buildingName) \($0.unitName) \($0.room)" }
         let sourceName = device.map { ($0.nickname.isEmpty ? "" : $0.nickname + " ") + "\($0.productKey)/\($0.deviceName)" }
-            ?? home.map { "\($0.buildingName) \($0.unitName) \($0.room)" }
+            ?? person.map { p in p.name + (place.map { " (\($0))" } ?? "") }
+            ?? place
             ?? (firing.trigger.watchesDevices ? "\(firing.device.productKey)/\(firing.device.deviceName)" : "\(firing.device.deviceName) \(firing.device.id.prefix(8))")
-        let sourceType = firing.trigger.perHousehold ? "household" : firing.trigger.watchesDevices ? "device" : firing.device.deviceName
+        let sourceType = of != .device ? of.rawValue : firing.trigger.watchesDevices ? "device" : firing.device.deviceName
         // The alarm this firing raised, so a work order it opens is linked to it (and opened once).
         var raisedAlarm: (alarm: Alarm, isNew: Bool)? = nil
         let actions = rule.definition.actions.filter { $0.type == .alarm } + rule.definition.actions.filter { $0.type != .alarm }
@@ -257,7 +263,7 @@ public final class RuleService: Service, Sendable {
                 let order = try await store.submitWorkOrder(WorkOrderReport(
                     communityId: rule.communityId, category: category, title: action.message ?? rule.name, description: "\(sourceName): \(firing.detail)",
                     source: .alarm, reporterAccountId: nil, reporterName: "规则 rule \(rule.name)", householdId: householdId, buildingId: buildingId,
-                    location: device?.location ?? (home == nil ? "" : sourceName), alarmId: raisedAlarm?.alarm.id), actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                    location: device?.location ?? place ?? "", alarmId: raisedAlarm?.alarm.id), actor: Principal(accountId: nil, name: "rule \(rule.name)"))
                 logger.info("work order opened", metadata: ["rule": "\(rule.name)", "number": "\(order.number)"])
             case .alarm:
                 guard let type = action.alarmType, let severity = action.severity else { continue }
@@ -290,7 +296,7 @@ public final class RuleService: Service, Sendable {
                 guard firing.change == .fired, let to = action.to else { continue }
                 let people = try await store.recipients(communityId: rule.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
                                                         gridWorkerOf: to.gridWorker == true ? buildingId : nil)
-                let link = device.map { "/console/d/\($0.productKey)/\($0.deviceName)" } ?? home.map { "/console/h/\($0.id)" }
+                let link = device.map { "/console/d/\($0.productKey)/\($0.deviceName)" } ?? person.map { "/console/p/\($0.id)" } ?? home.map { "/console/h/\($0.id)" }
                 // As urgent as the alarm the rule raises: a critical one reaches people in their quiet hours.
                 let severity = rule.definition.actions.first { $0.type == .alarm }?.severity?.rawValue
                 try await store.notify(people, communityId: rule.communityId, title: action.message ?? rule.name, body: "\(sourceName): \(firing.detail)",
@@ -364,9 +370,15 @@ extension Store {
         let conditions = rule.definition.factConditions
         guard !conditions.isEmpty else { return nil }
         var facts = ConditionFacts()
-        // The household of the device that fired, or the household whose absence it is.
-        if conditions.contains(where: { $0.type == .careTag }), let household = subject.householdId {
-            facts.householdTags = try await careTags(householdId: household)
+        // The household of the device that fired, or the household whose absence it is; for a
+        // person's absence, the person's own tags.
+        if conditions.contains(where: { $0.type == .careTag }) {
+            if subject.deviceName != WatchedDevice.personName, let household = subject.householdId {
+                facts.householdTags = try await careTags(householdId: household)
+            } else if let personId = subject.personId {
+                // A person's absence, or a device someone wears that is in no household.
+                facts.householdTags = Set(try await person(personId, scope: .everything, fullPhone: false).careTags)
+            }
         }
         for condition in conditions where condition.type == .device {
             guard let key = condition.deviceKey, facts.devices[key] == nil, let pk = condition.productKey, let dn = condition.deviceName,
@@ -384,6 +396,6 @@ extension Store {
 
 extension WatchedDevice {
     init(_ d: Device) {
-        self.init(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, householdId: d.householdId)
+        self.init(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, householdId: d.householdId, personId: d.personId)
     }
 }

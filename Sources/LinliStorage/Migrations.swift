@@ -367,6 +367,12 @@ public enum Migrations {
                 "CREATE INDEX notices_answer_by ON notices (answer_by)",
             ]
         },
+        Migration(version: 17, name: "devices worn by a person") { _ in
+            [
+                // A pendant, a bracelet, a smart cane: whose it is, so that a person's silence can be a rule.
+                "ALTER TABLE devices ADD COLUMN person_id TEXT",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

@@ -65,6 +65,8 @@ public struct Device: Codable, Sendable, Equatable {
     public var createdAt: Millis
     /// The gateway this device connects through, when it is a sub-device.
     public var gatewayId: ID?
+    /// Who wears or carries it (an SOS pendant, a smart bracelet), when it is someone's own.
+    public var personId: ID? = nil
 
     public var tagList: [String] { (try? JSONDecoder().decode([String].self, from: Data(tags.utf8))) ?? [] }
 
@@ -84,6 +86,8 @@ public struct DevicePlacement: Sendable, Equatable {
     public var location: String = ""
     public var tags: [String] = []
     public var reportIntervalSeconds: Int? = nil
+    /// Who wears or carries it, for a personal device.
+    public var personId: ID? = nil
     public init() {}
 }
 
@@ -148,13 +152,15 @@ extension Store {
             let device = Device(id: newID(), communityId: product.communityId, productId: product.id, productKey: product.productKey, deviceName: name,
                                 nickname: placement.nickname, secretCipher: try cipher.encrypt(secret), status: .inactive, buildingId: placement.buildingId,
                                 unitId: placement.unitId, householdId: placement.householdId, location: placement.location, tags: Device.encodeTags(placement.tags),
-                                firmware: "", reportIntervalSeconds: placement.reportIntervalSeconds, lastSeenAt: nil, createdAt: nowMillis())
+                                firmware: "", reportIntervalSeconds: placement.reportIntervalSeconds, lastSeenAt: nil, createdAt: nowMillis(),
+                                personId: placement.personId)
             made.append((device, secret))
         }
         let devices = made.map(\.0)
         try await write { db in
             for device in devices {
-                try await Self.checkPlacement(db, communityId: device.communityId, buildingId: device.buildingId, unitId: device.unitId, householdId: device.householdId)
+                try await Self.checkPlacement(db, communityId: device.communityId, buildingId: device.buildingId, unitId: device.unitId, householdId: device.householdId,
+                                              personId: device.personId)
                 let taken = try await db.count("SELECT COUNT(*) AS n FROM devices WHERE product_key = \(bind: device.productKey) AND device_name = \(bind: device.deviceName)")
                 if taken > 0 { throw StoreError.conflict(field: "deviceName", reason: "\(device.deviceName) is already registered for this product") }
                 try await db.insert(device)
@@ -168,7 +174,10 @@ extension Store {
 
     /// A building, unit or household named for a device must be in the device's community, and
     /// consistent with each other.
-    static func checkPlacement(_ db: any SQLDatabase, communityId: ID, buildingId: ID?, unitId: ID?, householdId: ID?) async throws {
+    static func checkPlacement(_ db: any SQLDatabase, communityId: ID, buildingId: ID?, unitId: ID?, householdId: ID?, personId: ID? = nil) async throws {
+        if let personId, try await db.count("SELECT COUNT(*) AS n FROM people WHERE id = \(bind: personId) AND community_id = \(bind: communityId)") == 0 {
+            throw StoreError.conflict(field: "personId", reason: "is not a person of this community")
+        }
         if let buildingId, try await db.count("SELECT COUNT(*) AS n FROM buildings WHERE id = \(bind: buildingId) AND community_id = \(bind: communityId)") == 0 {
             throw StoreError.conflict(field: "buildingId", reason: "is not a building of this community")
         }
@@ -237,8 +246,9 @@ extension Store {
 
     /// Changes how a device is known and where it is; nil fields stay as they are.
     public func updateDevice(_ device: Device, nickname: String?, placement: (buildingId: ID?, unitId: ID?, householdId: ID?, location: String)?,
-                             tags: [String]?, reportIntervalSeconds: Int??, actor: Principal) async throws -> Device {
+                             tags: [String]?, reportIntervalSeconds: Int??, personId: ID?? = nil, actor: Principal) async throws -> Device {
         var after = device
+        if let personId { after.personId = personId }
         if let nickname { after.nickname = nickname }
         if let placement {
             after.buildingId = placement.buildingId; after.unitId = placement.unitId; after.householdId = placement.householdId; after.location = placement.location
@@ -247,11 +257,12 @@ extension Store {
         if let reportIntervalSeconds { after.reportIntervalSeconds = reportIntervalSeconds }
         let updated = after
         try await write { db in
-            try await Self.checkPlacement(db, communityId: updated.communityId, buildingId: updated.buildingId, unitId: updated.unitId, householdId: updated.householdId)
+            try await Self.checkPlacement(db, communityId: updated.communityId, buildingId: updated.buildingId, unitId: updated.unitId, householdId: updated.householdId,
+                                          personId: updated.personId)
             try await db.raw("""
                 UPDATE devices SET nickname = \(bind: updated.nickname), building_id = \(bind: updated.buildingId), unit_id = \(bind: updated.unitId),
                 household_id = \(bind: updated.householdId), location = \(bind: updated.location), tags = \(bind: updated.tags),
-                report_interval_seconds = \(bind: updated.reportIntervalSeconds) WHERE id = \(bind: updated.id)
+                report_interval_seconds = \(bind: updated.reportIntervalSeconds), person_id = \(bind: updated.personId) WHERE id = \(bind: updated.id)
                 """).run()
             var before = device, shown = updated
             before.secretCipher = "[hidden]"; shown.secretCipher = "[hidden]"

@@ -110,11 +110,12 @@ extension Store {
     }
 
     /// Devices of a product in a community: what a rule's triggers watch. With no product, the
-    /// community's devices that are in a household (what a household's absence watches).
+    /// community's devices that are in a household or someone's own (what the absence of a
+    /// household or a person watches).
     public func devices(communityId: ID, productKey: String) async throws -> [Device] {
         try await read { db in
             productKey.isEmpty
-                ? try await db.all(Device.self, "SELECT * FROM devices WHERE community_id = \(bind: communityId) AND household_id IS NOT NULL")
+                ? try await db.all(Device.self, "SELECT * FROM devices WHERE community_id = \(bind: communityId) AND (household_id IS NOT NULL OR person_id IS NOT NULL)")
                 : try await db.all(Device.self, "SELECT * FROM devices WHERE community_id = \(bind: communityId) AND product_key = \(bind: productKey)")
         }
     }

@@ -171,6 +171,21 @@ struct RuleEngineTests {
         #expect(Set(bad.issues().map(\.path)) == ["triggers[0].deviceName", "triggers[1].per", "triggers[2].productKey"])
     }
 
+    @Test func aPersonIsStillOnlyWhenEverythingTheyWearIs() {
+        var engine = RuleEngine()
+        engine.install(Self.rule([Trigger(type: .absence, productKey: "", forSeconds: 60, per: .person)]))
+        let pendant = WatchedDevice(id: "p1", communityId: Self.community, productKey: "a1Sos", deviceName: "pendant-1", householdId: "h1", personId: "grandma")
+        let bracelet = WatchedDevice(id: "b1", communityId: Self.community, productKey: "a1Band", deviceName: "band-1", personId: "grandma")
+        let door = WatchedDevice(id: "d1", communityId: Self.community, productKey: "a1Door", deviceName: "door-1", householdId: "h1")
+        for d in [pendant, bracelet, door] { engine.watch(d, now: 0) }
+        #expect(engine.armedTimers == 1, "one timer for the person; the door is nobody's own")
+        _ = engine.observe(.event("Heartbeat"), from: bracelet, now: 50_000)
+        _ = engine.observe(.event("Open"), from: door, now: 100_000)
+        let still = engine.expire(now: 110_000)
+        #expect(still.count == 1 && still[0].device.id == "grandma" && still[0].device.deviceName == "person" && still[0].device.personId == "grandma")
+        #expect(engine.observe(.properties(["Battery": 80]), from: pendant, now: 120_000).map(\.change) == [.ended])
+    }
+
     @Test func aSuppressedFiringNeitherFiresAgainNorEnds() {
         var engine = RuleEngine()
         engine.install(Self.rule([Trigger(type: .property, productKey: "a1Door", property: "T", op: .greater, value: 60),

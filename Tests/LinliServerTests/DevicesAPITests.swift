@@ -78,6 +78,15 @@ struct DevicesAPITests {
             #expect(device["status"] as? String == "inactive" && device["silent"] as? Bool == true && device["connected"] as? Bool == false)
             #expect(device["secretCipher"] == nil)
             try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "door-101"], expect: .conflict)
+            // A personal device names its wearer, a person of the community.
+            let worn = try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "worn-1", "personId": fixture.personWithIdentity],
+                                            expect: .created)
+            #expect((worn["device"] as? [String: Any])?["personId"] as? String == fixture.personWithIdentity)
+            let stranger = try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "worn-2", "personId": fixture.otherPerson],
+                                                expect: .unprocessableContent)
+            #expect((stranger["errors"] as? [[String: Any]])?.compactMap { $0["field"] as? String } == ["personId"])
+            let unworn = try await staff.call("/api/v1/devices/\(pk)/worn-1", .patch, ["personId": NSNull()])
+            #expect(unworn["personId"] == nil)
             try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "bad name/with slash"], expect: .unprocessableContent)
             let outside = try await fixture.store.household(fixture.outsideHousehold, scope: .everything)
             try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "door-x", "householdId": fixture.outsideHousehold,

@@ -200,6 +200,31 @@ def test_a_home_is_silent_only_when_all_its_devices_are(site: dict):
     assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
 
 
+def test_a_person_is_still_only_when_everything_they_wear_is(site: dict):
+    lonely = api(site, "GET", f"/communities/{site['community']}/people", params={"careTag": "elderly_alone", "current": "true"}).json()["items"][0]
+    pk = site["products"]["environment_sensor"]
+    made = api(site, "POST", f"/communities/{site['community']}/devices", json={"productKey": pk, "deviceName": "band-1", "personId": lonely["id"]})
+    assert made.status_code == 201, made.text
+    site["devices"]["band-1"] = (pk, "band-1", made.json()["deviceSecret"])
+    rule = create_rule(site, {
+        "name": "手环无动静 the bracelet has been still",
+        "triggers": [{"type": "absence", "per": "person", "forSeconds": 3}],
+        "conditions": [{"type": "careTag", "tags": ["elderly_alone"]}],
+        "actions": [{"type": "alarm", "alarmType": "person-still", "severity": "major", "message": "老人无活动 no movement"}],
+    })
+    band, _ = connect(site, "band-1")
+    try:
+        post(band, "band-1", site, {"CurrentTemperature": 36.5})
+        raised = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "person-still"], timeout=15)
+        assert raised[0]["sourceType"] == "person" and raised[0]["sourceId"] == lonely["id"] and raised[0]["sourceName"].startswith(lonely["name"])
+        post(band, "band-1", site, {"CurrentTemperature": 36.6})
+        wait_for(lambda: [a for a in alarms(site, status="cleared") if a["id"] == raised[0]["id"]])
+    finally:
+        band.disconnect()
+        band.loop_stop()
+    assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
+
+
 def test_a_smoke_event_raises_a_critical_alarm_that_waits_for_a_person(site: dict):
     pk, dn, _ = site["devices"]["smoke-1"]
     template = next(t for t in api(site, "GET", "/rule-templates").json()["items"] if t["key"] == "smoke")
