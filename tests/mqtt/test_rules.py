@@ -102,6 +102,22 @@ def create_rule(site: dict, body: dict) -> dict:
     return r.json()
 
 
+def lonely_home(site: dict, which: int = 0) -> tuple[dict, dict, str]:
+    """A resident living alone (care tag elderly_alone), their current home as placement fields, and its room."""
+    person = api(site, "GET", f"/communities/{site['community']}/people", params={"careTag": "elderly_alone", "current": "true"}).json()["items"][which]
+    home = next(r["householdId"] for r in person["residencies"] if r["current"])
+    household = api(site, "GET", f"/households/{home}").json()
+    return person, {"buildingId": household["buildingId"], "unitId": household["unitId"], "householdId": home}, household["room"]
+
+
+def register(site: dict, lib: str, name: str, **fields) -> None:
+    """Registers a device of a library product through the API, for `connect` to sign in with."""
+    pk = site["products"][lib]
+    made = api(site, "POST", f"/communities/{site['community']}/devices", json={"productKey": pk, "deviceName": name, **fields})
+    assert made.status_code == 201, made.text
+    site["devices"][name] = (pk, name, made.json()["deviceSecret"])
+
+
 def test_a_silent_door_raises_the_absence_alarm_and_opening_it_clears_it(site: dict):
     pk, dn, _ = site["devices"]["door-1"]
     rule = create_rule(site, {
@@ -134,13 +150,10 @@ def test_a_silent_door_raises_the_absence_alarm_and_opening_it_clears_it(site: d
 def test_only_doors_of_residents_living_alone_raise_the_care_alarm(site: dict):
     pk = site["products"]["door_contact"]
     # A home where someone lives alone, and a lobby door that is in no home.
-    lonely = api(site, "GET", f"/communities/{site['community']}/people", params={"careTag": "elderly_alone", "current": "true"}).json()["items"][0]
-    home = next(r["householdId"] for r in lonely["residencies"] if r["current"])
-    household = api(site, "GET", f"/households/{home}").json()
-    for name, place in [("door-care", {"buildingId": household["buildingId"], "unitId": household["unitId"], "householdId": home}), ("door-lobby", {})]:
-        made = api(site, "POST", f"/communities/{site['community']}/devices", json={"productKey": pk, "deviceName": name, **place})
-        assert made.status_code == 201, made.text
-        site["devices"][name] = (pk, name, made.json()["deviceSecret"])
+    _, place, _ = lonely_home(site)
+    home = place["householdId"]
+    register(site, "door_contact", "door-care", **place)
+    register(site, "door_contact", "door-lobby")
     rule = create_rule(site, {
         "name": "独居老人未开门 care: door not opened",
         "triggers": [{"type": "absence", "productKey": pk, "property": "ContactState", "op": "==", "value": 1, "forSeconds": 2}],
@@ -168,15 +181,10 @@ def test_only_doors_of_residents_living_alone_raise_the_care_alarm(site: dict):
 
 
 def test_a_home_is_silent_only_when_all_its_devices_are(site: dict):
-    lonely = api(site, "GET", f"/communities/{site['community']}/people", params={"careTag": "elderly_alone", "current": "true"}).json()["items"][-1]
-    home = next(r["householdId"] for r in lonely["residencies"] if r["current"])
-    household = api(site, "GET", f"/households/{home}").json()
-    place = {"buildingId": household["buildingId"], "unitId": household["unitId"], "householdId": home}
+    _, place, room = lonely_home(site, -1)
+    home = place["householdId"]
     for lib, name in [("door_contact", "home-door"), ("environment_sensor", "home-air")]:
-        pk = site["products"][lib]
-        made = api(site, "POST", f"/communities/{site['community']}/devices", json={"productKey": pk, "deviceName": name, **place})
-        assert made.status_code == 201, made.text
-        site["devices"][name] = (pk, name, made.json()["deviceSecret"])
+        register(site, lib, name, **place)
     template = next(t for t in api(site, "GET", "/rule-templates").json()["items"] if t["key"] == "home-silent")
     assert template["triggers"][0]["per"] == "household" and template["conditions"] == [{"type": "careTag", "tags": ["elderly_alone"]}]
     trigger = {**template["triggers"][0], "forSeconds": 3}
@@ -190,7 +198,7 @@ def test_a_home_is_silent_only_when_all_its_devices_are(site: dict):
         time.sleep(2)
         assert not [a for a in alarms(site, status="active") if a["type"] == "home-silent" and a["householdId"] == home], "the air sensor spoke within 3 s"
         raised = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "home-silent" and a["householdId"] == home], timeout=15)
-        assert raised[0]["sourceType"] == "household" and raised[0]["sourceId"] == home and household["room"] in raised[0]["sourceName"]
+        assert raised[0]["sourceType"] == "household" and raised[0]["sourceId"] == home and room in raised[0]["sourceName"]
         post(air, "home-air", site, {"CurrentTemperature": 21.0})
         wait_for(lambda: [a for a in alarms(site, status="cleared") if a["id"] == raised[0]["id"]])
     finally:
@@ -201,11 +209,8 @@ def test_a_home_is_silent_only_when_all_its_devices_are(site: dict):
 
 
 def test_a_person_is_still_only_when_everything_they_wear_is(site: dict):
-    lonely = api(site, "GET", f"/communities/{site['community']}/people", params={"careTag": "elderly_alone", "current": "true"}).json()["items"][0]
-    pk = site["products"]["environment_sensor"]
-    made = api(site, "POST", f"/communities/{site['community']}/devices", json={"productKey": pk, "deviceName": "band-1", "personId": lonely["id"]})
-    assert made.status_code == 201, made.text
-    site["devices"]["band-1"] = (pk, "band-1", made.json()["deviceSecret"])
+    lonely, _, _ = lonely_home(site)
+    register(site, "environment_sensor", "band-1", personId=lonely["id"])
     rule = create_rule(site, {
         "name": "手环无动静 the bracelet has been still",
         "triggers": [{"type": "absence", "per": "person", "forSeconds": 3}],
