@@ -249,6 +249,8 @@ public struct AlinkRequest: Sendable, Equatable {
     public var id: String
     public var params: JSONValue
     public var method: String?
+    /// `"sys": {"ack": 0}` asks for no reply (a device that does not read them saves the traffic).
+    public var wantsReply: Bool = true
 
     public static func parse(_ payload: Data) -> AlinkRequest? {
         guard let json = JSONValue.parse(payload), case .object = json, let params = json["params"] else { return nil }
@@ -258,7 +260,9 @@ public struct AlinkRequest: Sendable, Equatable {
         case let .int(i)?: id = String(i)
         default: return nil
         }
-        return AlinkRequest(id: id, params: params, method: json["method"]?.textValue)
+        var request = AlinkRequest(id: id, params: params, method: json["method"]?.textValue)
+        if case let .int(ack)? = json["sys"]?["ack"], ack == 0 { request.wantsReply = false }
+        return request
     }
 }
 

@@ -246,7 +246,7 @@ public final class DeviceGateway: Sendable {
         }
         switch kind {
         case .propertyPost:
-            let (answer, content) = await understand(payload, productKey: pk) { model, request in
+            let (answer, content, wantsReply) = await understand(payload, productKey: pk) { model, request in
                 let faults = model.validateProperties(request.params)
                 return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
             }
@@ -261,10 +261,10 @@ public final class DeviceGateway: Sendable {
             }
             return .after {
                 try await stored.wait()
-                await self.reply(to: clientId, topic: message.topic + "_reply", answer)
+                if wantsReply { await self.reply(to: clientId, topic: message.topic + "_reply", answer) }
             }
         case let .eventPost(identifier):
-            let (answer, content) = await understand(payload, productKey: pk) { model, request in
+            let (answer, content, wantsReply) = await understand(payload, productKey: pk) { model, request in
                 guard let event = model.event(identifier) else {
                     return ([ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")], nil)
                 }
@@ -278,7 +278,7 @@ public final class DeviceGateway: Sendable {
             if case .event = content { rules?.observe(.event(identifier), from: device, at: now) }
             return .after {
                 try await stored.wait()
-                await self.reply(to: clientId, topic: message.topic + "_reply", answer)
+                if wantsReply { await self.reply(to: clientId, topic: message.topic + "_reply", answer) }
             }
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)
@@ -378,23 +378,25 @@ public final class DeviceGateway: Sendable {
 
     /// Reads an Alink request and checks it against the thing model: the reply for the device, and
     /// what to store — the understood content, or the refusal with its reason.
+    /// Checks a post against the product's thing model: the reply to send, what to store, and
+    /// whether the device wants the reply (`sys.ack`; a request too broken to read gets one).
     private func understand(_ payload: Data, productKey: String,
-                            check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)) async -> (Data, DeviceReport.Content) {
+                            check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)) async -> (Data, DeviceReport.Content, Bool) {
         guard let request = AlinkRequest.parse(payload) else {
             let reason = "request is not Alink JSON with id and params"
-            return (AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: reason), .refused(reason: reason))
+            return (AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: reason), .refused(reason: reason), true)
         }
         guard let model = await model(for: productKey) else {
             let reason = "the product has no thing model"
-            return (AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: reason), .refused(reason: reason))
+            return (AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: reason), .refused(reason: reason), request.wantsReply)
         }
         let (faults, content) = check(model, request)
         guard let first = faults.first, content == nil else {
-            return (AlinkCode.success(id: request.id), content ?? .seen)
+            return (AlinkCode.success(id: request.id), content ?? .seen, request.wantsReply)
         }
         let code = first.kind == .unknownIdentifier ? AlinkCode.unknownIdentifier : AlinkCode.invalidValue
         let reason = faults.map(\.description).joined(separator: "; ")
-        return (AlinkCode.reply(id: request.id, code: code, message: reason), .refused(reason: reason))
+        return (AlinkCode.reply(id: request.id, code: code, message: reason), .refused(reason: reason), request.wantsReply)
     }
 
     /// Replies go to the device that asked, without a subscription, as Alink devices expect.

@@ -110,5 +110,11 @@ struct AlinkTests {
         #expect(policy.mayPublish(to: "/ext/session/a1Test/door-1/combine/login"))
         #expect(!policy.mayPublish(to: "/ext/session/a1Test/door-2/combine/login"))
     }
-}
 
+    @Test func aRequestMayAskForNoReply() throws {
+        let silent = try #require(AlinkRequest.parse(Data(#"{"id":"1","sys":{"ack":0},"params":{}}"#.utf8)))
+        let asking = try #require(AlinkRequest.parse(Data(#"{"id":"2","sys":{"ack":1},"params":{}}"#.utf8)))
+        let plain = try #require(AlinkRequest.parse(Data(#"{"id":"3","params":{}}"#.utf8)))
+        #expect(!silent.wantsReply && asking.wantsReply && plain.wantsReply)
+    }
+}

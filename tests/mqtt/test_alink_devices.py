@@ -65,6 +65,14 @@ def test_signed_device_posts_properties_and_gets_checked_replies(site: dict):
     c.publish(base, b"not json", qos=1)
     assert expect(inbox, "message")[2]["code"] == 460
 
+    # `"sys": {"ack": 0}` asks for no reply; the post is still stored (and PUBACKed).
+    info = c.publish(base, json.dumps({"id": "4", "version": "1.0", "sys": {"ack": 0}, "params": {"CurrentTemperature": 23.25}}), qos=1)
+    info.wait_for_publish(5)
+    assert info.is_published()
+    assert post("5", {"CurrentHumidity": 41})["id"] == "5", "the next reply is for the next post: none came for the silent one"
+    shadow = requests.get(site["url"] + f"/api/v1/devices/{site['pk']}/{site['dn']}/shadow", headers={"Authorization": "Bearer " + site["token"]}, timeout=10).json()
+    assert {v["identifier"]: v.get("reported") for v in shadow["items"]}["CurrentTemperature"] == "23.25"
+
     # The device came online, as an event on the log.
     events = requests.get(site["url"] + "/api/v1/events?limit=500", headers={"Authorization": "Bearer " + site["token"]}, timeout=10).json()["items"]
     assert any(e["type"] == "device.online" for e in events)
