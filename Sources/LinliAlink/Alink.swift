@@ -201,6 +201,10 @@ public enum AlinkTopic: Equatable, Sendable {
     case eventPost(String)
     case propertySetReply
     case serviceReply(String)
+    /// `thing/property/desired/get`: the device asks for desired values (all, or those it names).
+    case desiredGet
+    /// `thing/property/desired/delete`: the device is done with desired values.
+    case desiredDelete
     /// `/ota/device/inform/{pk}/{dn}`: the device's firmware version.
     case firmwareInform
     case other
@@ -229,6 +233,10 @@ public enum AlinkTopic: Equatable, Sendable {
             kind = .propertyPost
         } else if rest == "thing/service/property/set_reply" {
             kind = .propertySetReply
+        } else if rest == "thing/property/desired/get" {
+            kind = .desiredGet
+        } else if rest == "thing/property/desired/delete" {
+            kind = .desiredDelete
         } else if parts.count == 8, parts[4] == "thing", parts[5] == "event", parts[7] == "post" {
             kind = .eventPost(String(parts[6]))
         } else if parts.count == 7, parts[4] == "thing", parts[5] == "service", parts[6].hasSuffix("_reply") {

@@ -284,6 +284,37 @@ public final class DeviceGateway: Sendable {
             resolve(productKey: pk, deviceName: dn, payload: payload)
             let stored = telemetry.enqueue(report(.seen))
             return .after { try await stored.wait() }
+        case .desiredGet, .desiredDelete:
+            // Answered at once: the device asks for the shadow's desired side, or clears it.
+            guard let request = AlinkRequest.parse(payload) else {
+                await reply(to: clientId, topic: message.topic + "_reply", AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params"))
+                return .done
+            }
+            let answer: Data
+            if kind == .desiredGet {
+                // `params`: the identifiers wanted, or none for all.
+                var wanted = Set<String>()
+                if case let .array(names) = request.params { for case let .string(n) in names { wanted.insert(n) } }
+                var data: [String: JSONValue] = [:]
+                for v in try await store.desiredValues(device) where wanted.isEmpty || wanted.contains(v.identifier) {
+                    data[v.identifier] = .object(["value": JSONValue.parse(Data(v.value.utf8)) ?? .string(v.value), "version": .int(Int64(v.version))])
+                }
+                answer = AlinkCode.reply(id: request.id, code: AlinkCode.success, message: "success", data: .object(data))
+            } else {
+                // `params`: `{"identifier": {"version": n}}`; without a version, whatever version is there.
+                guard case let .object(items) = request.params else {
+                    await reply(to: clientId, topic: message.topic + "_reply", AlinkCode.reply(id: request.id, code: AlinkCode.invalidRequest, message: "params must name the properties"))
+                    return .done
+                }
+                let targets = items.map { name, spec -> (identifier: String, version: Int?) in
+                    if case let .int(v)? = spec["version"] { return (name, Int(v)) }
+                    return (name, nil)
+                }
+                try await store.deleteDesired(device, targets)
+                answer = AlinkCode.success(id: request.id)
+            }
+            if request.wantsReply { await reply(to: clientId, topic: message.topic + "_reply", answer) }
+            return .done
         case .firmwareInform:
             if let version = AlinkRequest.parse(payload)?.params["version"], case let .string(v) = version, !v.isEmpty, v.count <= 64 {
                 try await store.setDeviceFirmware(device, v)

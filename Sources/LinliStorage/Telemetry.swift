@@ -505,6 +505,35 @@ extension Store {
         }
     }
 
+    /// Every desired value of a device (delivered or not), as the device asks for them itself.
+    public func desiredValues(_ device: Device) async throws -> [DesiredValue] {
+        try await read { db in
+            try await db.raw("SELECT identifier, value, version FROM device_desired WHERE device_id = \(bind: device.id) ORDER BY identifier")
+                .all(decoding: DesiredValue.self)
+        }
+    }
+
+    /// Deletes desired values the device has dealt with: each at the version it names (a newer one,
+    /// set meanwhile, stays), or whatever version when it names none. Returns how many went.
+    @discardableResult
+    public func deleteDesired(_ device: Device, _ items: [(identifier: String, version: Int?)]) async throws -> Int {
+        guard !items.isEmpty else { return 0 }
+        return try await write { db in
+            var deleted: [String] = []
+            for (identifier, version) in items {
+                var condition: SQLQueryString = "device_id = \(bind: device.id) AND identifier = \(bind: identifier)"
+                if let version { condition += " AND version = \(bind: version)" }
+                let gone = try await db.raw("DELETE FROM device_desired WHERE \(condition) RETURNING identifier").all()
+                if !gone.isEmpty { deleted.append(identifier) }
+            }
+            if !deleted.isEmpty {
+                try await EventLog.append(db, communityId: device.communityId, type: "device.desired.deleted", subjectType: "device", subjectId: device.id,
+                                          actor: .system, payload: ["identifiers": deleted.joined(separator: ",")])
+            }
+            return deleted.count
+        }
+    }
+
     /// Marks desired values delivered, unless they changed again meanwhile (a newer version waits).
     public func markDesiredDelivered(_ device: Device, _ values: [DesiredValue]) async throws {
         guard !values.isEmpty else { return }

@@ -111,6 +111,12 @@ struct AlinkTests {
         #expect(!policy.mayPublish(to: "/ext/session/a1Test/door-2/combine/login"))
     }
 
+    @Test func desiredTopicsAreKnown() {
+        #expect(AlinkTopic.parse("/sys/a1Test/door-1/thing/property/desired/get")?.kind == .desiredGet)
+        #expect(AlinkTopic.parse("/sys/a1Test/door-1/thing/property/desired/delete")?.kind == .desiredDelete)
+        #expect(AlinkTopic.parse("/sys/a1Test/door-1/thing/property/desired/get_reply")?.kind == .other)
+    }
+
     @Test func aRequestMayAskForNoReply() throws {
         let silent = try #require(AlinkRequest.parse(Data(#"{"id":"1","sys":{"ack":0},"params":{}}"#.utf8)))
         let asking = try #require(AlinkRequest.parse(Data(#"{"id":"2","sys":{"ack":1},"params":{}}"#.utf8)))

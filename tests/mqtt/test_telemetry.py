@@ -162,6 +162,42 @@ def test_desired_values_wait_for_the_device_and_reach_it_on_sign_in(site: dict):
     c.disconnect()
 
 
+def test_a_device_asks_for_its_desired_values_and_clears_them(site: dict):
+    pk, dn = site["pk"], "env-away"
+    assert api(site, f"/api/v1/devices/{pk}/{dn}/shadow/desired", "PUT", json={"values": {"ReportInterval": 600}}).status_code == 200
+    received: list = []
+    c, inbox = device(site["port"], pk, dn, site["secrets"][dn])
+    answer_sets(c, received)
+    assert expect(inbox, "connack")[1] == 0
+    base = f"/sys/{pk}/{dn}/thing/property/desired"
+    c.subscribe([(base + "/get_reply", 1), (base + "/delete_reply", 1)])
+    time.sleep(0.5)
+
+    def ask(kind: str, request_id: str, params) -> dict:
+        c.publish(f"{base}/{kind}", json.dumps({"id": request_id, "version": "1.0", "params": params}), qos=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for topic, body in list(received):
+                if topic == f"{base}/{kind}_reply" and body.get("id") == request_id:
+                    return body
+            time.sleep(0.05)
+        pytest.fail(f"no {kind}_reply for {request_id}; received {received}")
+
+    got = ask("get", "g1", ["ReportInterval"])
+    assert got["code"] == 200 and got["data"]["ReportInterval"]["value"] == 600
+    version = got["data"]["ReportInterval"]["version"]
+    assert ask("get", "g2", [])["data"].keys() >= {"ReportInterval"}, "no names: every desired value"
+    # A stale version clears nothing; the current one clears it.
+    assert ask("delete", "d1", {"ReportInterval": {"version": version - 1}})["code"] == 200
+    assert "ReportInterval" in ask("get", "g3", [])["data"]
+    assert ask("delete", "d2", {"ReportInterval": {"version": version}})["code"] == 200
+    assert ask("get", "g4", [])["data"] == {}
+    shadow = api(site, f"/api/v1/devices/{pk}/{dn}/shadow").json()["items"]
+    assert not [s for s in shadow if s["identifier"] == "ReportInterval" and s.get("desired")]
+    c.loop_stop()
+    c.disconnect()
+
+
 def test_acknowledged_posts_survive_kill_9(tmp_path: Path):
     data = tmp_path / "data"
     made = provision(data, ["env-crash"])
