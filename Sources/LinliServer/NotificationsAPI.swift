@@ -16,7 +16,8 @@ extension API {
     struct PreferencesInput: Decodable {
         var sms: Bool?
         var email: Bool?
-        /// Given: replaces the stored one ("" removes it); absent: the stored one stays.
+        /// Given: replaces the stored one ("" removes it); absent: the stored one stays. The same
+        /// for the address and for the quiet hours (both ends together).
         var phone: String?
         var address: String?
         var quietFrom: String?
@@ -75,8 +76,10 @@ extension API {
         if sms, keptPhone == nil { issues.append(FieldIssue("phone", "is required for SMS")) }
         if email, !available.contains(.email) { issues.append(FieldIssue("email", "cannot be turned on: this server has no SMTP relay configured")) }
         if email, keptAddress == nil { issues.append(FieldIssue("address", "is required for e-mail")) }
-        let quietFrom = input.quietFrom.flatMap { $0.isEmpty ? nil : $0 }
-        let quietTo = input.quietTo.flatMap { $0.isEmpty ? nil : $0 }
+        // Like the phone and address: absent keeps what is stored, empty removes it.
+        let keepQuiet = input.quietFrom == nil && input.quietTo == nil
+        let quietFrom = keepQuiet ? stored.quietFrom : input.quietFrom.flatMap { $0.isEmpty ? nil : $0 }
+        let quietTo = keepQuiet ? stored.quietTo : input.quietTo.flatMap { $0.isEmpty ? nil : $0 }
         if (quietFrom == nil) != (quietTo == nil) {
             issues.append(FieldIssue(quietFrom == nil ? "quietFrom" : "quietTo", "give both ends of the quiet hours, or neither"))
         } else if let quietFrom, let quietTo {

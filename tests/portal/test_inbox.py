@@ -181,6 +181,10 @@ def test_quiet_hours_hold_copies_back_but_not_critical_alarms(site):
     assert len(held) == 2 and all(m["dueAt"] > time.time() * 1000 + 50 * 60 * 1000 for m in held)
     time.sleep(2)
     assert len(sms_to("13800138000")) == before
+    # What a request leaves out stays as it was.
+    kept = call(site, site.staff, "PUT", "/me/notification-preferences", {"sms": True})
+    assert kept["quietFrom"] == start and kept["quietTo"] == end and kept["phone"] == "+86*******9000"
+    assert call(site, site.staff, "PUT", "/me/notification-preferences", {"quietFrom": "", "quietTo": ""}).get("quietFrom") is None
     # Faults name their field.
     problem = call(site, site.resident, "PUT", "/me/notification-preferences", {"quietFrom": "25:00", "quietTo": "07:00", "address": "not-an-address"}, expect=422)
     assert {e["field"] for e in problem["errors"]} == {"quietFrom", "address"}
