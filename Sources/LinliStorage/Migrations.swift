@@ -357,6 +357,7 @@ public enum Migrations {
                 """,
                 "CREATE INDEX outbound_messages_due ON outbound_messages (status, due_at)",
                 "CREATE INDEX outbound_messages_community ON outbound_messages (community_id, created_at)",
+                "CREATE INDEX outbound_messages_notice ON outbound_messages (notice_id)",
             ]
         },
         Migration(version: 16, name: "notice answer deadlines") { _ in

@@ -114,6 +114,12 @@ extension SQLQueryString {
 }
 
 extension Store {
+    /// When a send that has failed `attempts` times (this one included) is tried next, by the
+    /// queue's back-off; nil when the back-off has run out and it is given up.
+    static func retryAt(afterFailure attempts: Int, backoff: [Millis], now: Millis) -> Millis? {
+        attempts <= backoff.count ? now + backoff[attempts - 1] : nil
+    }
+
     /// Pending rows of a send queue (webhook deliveries, outbound messages) whose time has come,
     /// each pushed `lease` ahead by a conditional update, so that a second look, or a second node,
     /// does not send the same one twice; a send that dies with the process is tried after the lease.

@@ -197,9 +197,7 @@ extension Store {
         struct Tally: Decodable { var status: String; var n: Int }
         let tallies = try await read { db in
             try await db.raw("""
-                SELECT status, COUNT(*) AS n FROM outbound_messages
-                WHERE notice_id = \(bind: notice.id) OR notification_id IN (SELECT id FROM notifications WHERE subject_type = 'notice' AND subject_id = \(bind: notice.id))
-                GROUP BY status
+                SELECT status, COUNT(*) AS n FROM outbound_messages WHERE notice_id = \(bind: notice.id) GROUP BY status
                 """).all(decoding: Tally.self)
         }
         return NoticeProgress(households: receipts.count, read: receipts.filter { $0.readAt != nil }.count, answered: receipts.filter { $0.answer != nil }.count,

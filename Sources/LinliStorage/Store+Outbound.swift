@@ -41,8 +41,9 @@ public struct OutboundMessage: Codable, Sendable, Equatable {
     /// Whose inbox message this copies; nil for a resident reached by their registered phone.
     public var accountId: ID?
     public var notificationId: ID?
-    /// The resident and the notice, for a notice sent to registered phones.
+    /// The resident, for a notice sent to a registered phone.
     public var personId: ID?
+    /// The notice this sends, whether as a copy of its inbox message or to a registered phone.
     public var noticeId: ID?
     public var channel: OutboundChannel
     /// The phone or address, encrypted; `addressMasked` is what people see.
@@ -125,7 +126,7 @@ extension Store {
             for (channel, addressCipher) in targets {
                 let address = try cipher.decrypt(addressCipher)
                 let out = OutboundMessage(id: newID(), communityId: message.communityId, accountId: message.accountId, notificationId: message.id,
-                                          personId: nil, noticeId: nil, channel: channel,
+                                          personId: nil, noticeId: message.subjectType == "notice" ? message.subjectId : nil, channel: channel,
                                           addressCipher: addressCipher, addressMasked: channel == .sms ? PhoneNumber.masked(address) : EmailAddress.masked(address),
                                           subject: message.title, body: message.body, severity: message.severity, status: .pending, dueAt: due, attempts: 0,
                                           createdAt: now)
@@ -155,10 +156,10 @@ extension Store {
         if error == nil {
             m.status = .sent
             m.sentAt = now
-        } else if m.attempts > Self.outboundBackoff.count {
-            m.status = .failed
+        } else if let next = Self.retryAt(afterFailure: m.attempts, backoff: Self.outboundBackoff, now: now) {
+            m.dueAt = next
         } else {
-            m.dueAt = now + Self.outboundBackoff[m.attempts - 1]
+            m.status = .failed
         }
         let updated = m
         try await write { db in

@@ -57,10 +57,10 @@ extension Store {
         if let status, (200..<300).contains(status) {
             d.status = .delivered
             d.deliveredAt = now
-        } else if d.attempts > Self.webhookBackoff.count {
-            d.status = .failed
+        } else if let next = Self.retryAt(afterFailure: d.attempts, backoff: Self.webhookBackoff, now: now) {
+            d.nextAt = next
         } else {
-            d.nextAt = now + Self.webhookBackoff[d.attempts - 1]
+            d.status = .failed
         }
         let updated = d
         try await write { db in
