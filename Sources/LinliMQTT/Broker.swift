@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 public struct MQTTBrokerConfiguration: Sendable {
     /// The plain TCP listener.
@@ -37,8 +38,9 @@ public struct MQTTBrokerConfiguration: Sendable {
 }
 
 /// An embedded MQTT 3.1.1 broker on SwiftNIO: QoS 0, 1 and 2, retained messages, wills, clean and
-/// persistent sessions with a bounded queue, keep-alive, wildcards, session takeover. Each connection
-/// runs in its own child task; one bad client never stops the server.
+/// persistent sessions with a bounded queue, keep-alive, wildcards, session takeover. Each
+/// connection lives on its channel's event loop (`MQTTConnection`); one bad client never stops
+/// the server.
 public final class MQTTBroker: Sendable {
     public let configuration: MQTTBrokerConfiguration
     let authenticator: any MQTTAuthenticator
@@ -49,16 +51,28 @@ public final class MQTTBroker: Sendable {
     /// must finish before the message is routed and, for QoS 1 and 2, acknowledged; meanwhile the
     /// connection reads on. Acknowledgements keep the order of arrival.
     let onPublish: @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion
+    /// The same hook's fast path, called on the connection's event loop when nothing received
+    /// earlier on that connection is still with `onPublish`: it must not block, and returns nil
+    /// (having done nothing) to leave the message to `onPublish`. A device's post, checked and
+    /// queued for its group commit, needs no task at all this way.
+    let onPublishNow: (@Sendable (_ clientId: String, _ message: Publish) -> PublishCompletion?)?
     /// Called when a client's session starts (after CONNACK) and when its connection ends.
     let onPresence: @Sendable (_ clientId: String, _ connected: Bool) async -> Void
+    let mailboxes = LoopMailboxes()
+    /// QoS 0 messages not sent because their client was not reading.
+    let dropped = Atomic<Int>(0)
+    /// Open client connections, closed when the broker stops.
+    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     public init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
                 receive: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion,
+                receiveNow: (@Sendable (_ clientId: String, _ message: Publish) -> PublishCompletion?)? = nil,
                 onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.logger = logger
         self.onPublish = receive
+        self.onPublishNow = receiveNow
         self.onPresence = onPresence
         state = BrokerState(configuration: configuration, logger: logger)
     }
@@ -112,20 +126,22 @@ public final class MQTTBroker: Sendable {
                                                             alreadyOpen: OpenFileLimit.openNow(), reserve: configuration.reservedFileDescriptors))
         logger.info("MQTT sockets allowed", metadata: ["sockets": "\(budget.limit)", "open-file limit": "\(files.map { "\($0)" } ?? "unknown")"])
         let tcp = try await bind(host: configuration.host, port: configuration.port, tls: nil, budget: budget)
-        let tls: Listener?
+        let tls: (any Channel)?
         if let listener = configuration.tls {
             do {
                 tls = try await bind(host: listener.host, port: listener.port, tls: listener.context, budget: budget)
             } catch {
-                try? await tcp.executeThenClose { _ in }  // free the plain port again
+                try? await tcp.close()  // free the plain port again
                 throw error
             }
         } else {
             tls = nil
         }
-        let tcpPort = tcp.channel.localAddress?.port ?? configuration.port
-        let tlsPort = tls?.channel.localAddress?.port
+        let tcpPort = tcp.localAddress?.port ?? configuration.port
+        let tlsPort = tls?.localAddress?.port
         onListening(ListeningPorts(tcp: tcpPort, tls: tlsPort))
+        // Stopping the broker ends its clients' connections too.
+        defer { for channel in connections.withLock({ Array($0.values) }) { channel.close(promise: nil) } }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.serve(tcp, host: self.configuration.host, port: tcpPort, tls: nil, budget: budget) }
             if let tls, let listener = configuration.tls, let tlsPort {
@@ -134,11 +150,9 @@ public final class MQTTBroker: Sendable {
         }
     }
 
-    typealias Listener = NIOAsyncChannel<NIOAsyncChannel<MQTTPacket, MQTTPacket>, Never>
-
     /// Binds one listener. With a TLS context, the handshake runs before any MQTT byte is decoded;
     /// the read deadline still counts from the socket's opening, so a stalled handshake is closed too.
-    private func bind(host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws -> Listener {
+    private func bind(host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws -> any Channel {
         let limits = configuration.limits
         let connectTimeout = configuration.connectTimeout
         let logger = logger
@@ -151,55 +165,48 @@ public final class MQTTBroker: Sendable {
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port) { channel in
+            .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
                     try sync.addHandler(ReadDeadlineHandler(timeout: connectTimeout), name: ReadDeadlineHandler.name)
                     try sync.addHandler(ByteToMessageHandler(MQTTDecoder(limits: limits)))
-                    try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
-                    return try NIOAsyncChannel<MQTTPacket, MQTTPacket>(wrappingChannelSynchronously: channel)
+                    try sync.addHandler(MQTTConnection(broker: self, secure: tls != nil))
+                    let key = ObjectIdentifier(channel)
+                    connections.withLock { $0[key] = channel }
+                    channel.closeFuture.whenComplete { [self] _ in _ = connections.withLock { $0.removeValue(forKey: key) } }
                 }
             }
-        logger.info("MQTT broker listening", metadata: ["address": "\(host):\(server.channel.localAddress?.port ?? port)", "tls": "\(tls != nil)"])
+            .bind(host: host, port: port)
+            .get()
+        logger.info("MQTT broker listening", metadata: ["address": "\(host):\(server.localAddress?.port ?? port)", "tls": "\(tls != nil)"])
         return server
     }
 
-    /// Accepts connections on one listener; each runs in its own child task, so one bad client
-    /// (a failed handshake included) ends only its own connection. Accept errors never end it (see
-    /// `ListenerGuard`); should the listening socket fail all the same, it is bound again, and the
-    /// connections it had accepted carry on meanwhile. Only cancellation ends this.
-    private func serve(_ first: Listener, host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws {
-        let secure = tls != nil
-        try await withThrowingDiscardingTaskGroup { group in
-            var listener: Listener? = first
-            while !Task.isCancelled {
-                if let current = listener {
-                    listener = nil
-                    do {
-                        try await current.executeThenClose { inbound in
-                            for try await connection in inbound {
-                                group.addTask {
-                                    await ClientConnection(broker: self, channel: connection, secure: secure).run()
-                                }
-                            }
-                        }
-                    } catch {
-                        if Task.isCancelled { break }
-                        logger.error("MQTT listener failed", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
-                    }
-                    if Task.isCancelled { break }
-                    logger.error("MQTT listener closed; listening again in a second", metadata: ["address": "\(host):\(port)"])
+    /// Keeps one listener open until cancelled. Accept errors never close it (see `ListenerGuard`);
+    /// should the listening socket fail all the same, it is bound again, and the connections it
+    /// had accepted carry on meanwhile.
+    private func serve(_ first: any Channel, host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws {
+        var listener: (any Channel)? = first
+        while !Task.isCancelled {
+            if let current = listener {
+                listener = nil
+                await withTaskCancellationHandler {
+                    try? await current.closeFuture.get()
+                } onCancel: {
+                    current.close(promise: nil)
                 }
-                try await Task.sleep(for: .seconds(1))
-                do {
-                    listener = try await bind(host: host, port: port, tls: tls, budget: budget)
-                } catch {
-                    logger.error("MQTT listener not bound again yet", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
-                }
+                if Task.isCancelled { break }
+                logger.error("MQTT listener closed; listening again in a second", metadata: ["address": "\(host):\(port)"])
             }
-            throw CancellationError()
+            try await Task.sleep(for: .seconds(1))
+            do {
+                listener = try await bind(host: host, port: port, tls: tls, budget: budget)
+            } catch {
+                logger.error("MQTT listener not bound again yet", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
+            }
         }
+        throw CancellationError()
     }
 }
 

@@ -2,202 +2,516 @@ import Logging
 import NIOCore
 import NIOSSL
 
-/// One client's connection, from CONNECT to close. Reads in this task; writes go through the
-/// session's outbox, drained by a child task, so deliveries and acknowledgements keep their order.
-struct ClientConnection {
+/// One client's connection, from the socket's opening to its close, on the channel's event loop.
+///
+/// Everything a device's post needs on its way in happens here, without a task or a lock per
+/// message: the rate limit, the topic check, the publish hook's fast path (`onPublishNow`), the
+/// acknowledgements in arrival order, and writing them with one flush per read or per group
+/// commit. What needs the broker's shared state — signing in, subscriptions, routing, QoS 2
+/// bookkeeping, acknowledgements of deliveries, a publish hook that must await — goes, in the
+/// order it arrived, to the connection's control task (`ConnectionControl`).
+///
+/// Reading pauses (TCP back-pressure) while the client is signing in, and while as many
+/// messages as the in-flight window wait for their completion.
+final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = MQTTPacket
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Phase { case waitingForConnect, signingIn, open, ended }
+
+    /// A received PUBLISH waiting for its completion, then routed and acknowledged in arrival order.
+    private struct Slot {
+        var message: Publish
+        /// False for a QoS 2 duplicate: acknowledged again, not routed again.
+        var route = true
+        var done = false
+        var reply: Publish?
+    }
+
     let broker: MQTTBroker
-    let channel: NIOAsyncChannel<MQTTPacket, MQTTPacket>
-    /// Whether it came in on the TLS listener.
-    let secure: Bool
+    private let secure: Bool
+    private var logger: Logger
+    private var context: ChannelHandlerContext?
+    private var bound: NIOLoopBound<MQTTConnection>?
+    private var mailbox: LoopMailbox?
+    private var phase = Phase.waitingForConnect
+    private var clientId = ""
+    private var policy: (any MQTTClientPolicy)?
+    /// DISCONNECT arrived: no will.
+    private var graceful = false
+    /// Packets that arrived while the client was being signed in, handled once it is.
+    private var backlog: [MQTTPacket] = []
+    private var slots = CircularBuffer<Slot>(initialCapacity: 8)
+    /// The sequence number of `slots.first`; a message's number stays its own while earlier ones leave.
+    private var firstSlot: UInt64 = 0
+    /// Messages handed to the control task whose publish hook has not returned. While there are
+    /// any, later messages follow them there, so the hook sees every message in arrival order.
+    private var withControl = 0
+    private var tokens: Double
+    private var lastPublish = NIODeadline.now()
+    private var readPending = false
+    private var output: ByteBuffer?
+    /// Set by a mailbox while it gathers the connections it will flush.
+    var flushQueued = false
+    private var control: ConnectionControl?
+    private let window: Int
 
-    func run() async {
-        let remote = channel.channel.remoteAddress?.description ?? "-"
-        var logger = broker.logger
-        logger[metadataKey: "remote"] = "\(remote)"
+    init(broker: MQTTBroker, secure: Bool) {
+        self.broker = broker
+        self.secure = secure
+        logger = broker.logger
+        tokens = Double(broker.configuration.maxPublishesPerSecond)
+        window = max(1, broker.configuration.inflightWindow)
+    }
+
+    // MARK: channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        mailbox = broker.mailboxes.mailbox(for: context.eventLoop)
+        logger[metadataKey: "remote"] = "\(context.channel.remoteAddress?.description ?? "-")"
         if secure { logger[metadataKey: "tls"] = "true" }
-        var attached: (clientId: String, connectionId: UInt64)? = nil
-        var will: Will? = nil
-        var policy: (any MQTTClientPolicy)? = nil
-        var graceful = false
-        do {
-            try await channel.executeThenClose { inbound, outbound in
-                var packets = inbound.makeAsyncIterator()
-                guard let first = try await packets.next() else { return }
-                guard case let .connect(connect) = first else {
-                    logger.notice("closing: first packet is not CONNECT")
-                    return
-                }
-                // CONNECT is here, so the connect timeout is met: from now on silence is measured
-                // against the keep-alive (1.5 times it), also while the client is being signed in,
-                // which under load can take longer than the connect timeout.
-                let socket = channel.channel
-                let keepAlive: TimeAmount? = connect.keepAlive == 0 ? nil : .milliseconds(Int64(connect.keepAlive) * 1500)
-                socket.eventLoop.execute {
-                    (try? socket.pipeline.syncOperations.handler(type: ReadDeadlineHandler.self))?.setTimeout(keepAlive)
-                }
-                var clientId = connect.clientId
-                if clientId.isEmpty {
-                    // MQTT-3.1.3-7/8: an empty id is allowed only for a clean session; the broker assigns one.
-                    guard connect.cleanSession else {
-                        try await outbound.write(.connack(sessionPresent: false, returnCode: .identifierRejected))
-                        return
-                    }
-                    clientId = "linli-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-                }
-                if clientId.utf8.count > 256 {
-                    try await outbound.write(.connack(sessionPresent: false, returnCode: .identifierRejected))
-                    return
-                }
-                logger[metadataKey: "client"] = "\(clientId)"
-                switch await broker.authenticator.authenticate(connect, connection: MQTTConnectionInfo(remote: remote, secure: secure)) {
-                case let .refused(code):
-                    logger.notice("connection refused", metadata: ["code": "\(code)"])
-                    try await outbound.write(.connack(sessionPresent: false, returnCode: code))
-                    return
-                case let .accepted(granted):
-                    policy = granted
-                }
-                let outbox = Outbox(close: { socket.close(promise: nil) })
-                guard let (connectionId, present) = await broker.state.attach(clientId: clientId, clean: connect.cleanSession, outbox: outbox) else {
-                    logger.warning("connection refused: the broker is at its connection limit")
-                    try await outbound.write(.connack(sessionPresent: false, returnCode: .serverUnavailable))
-                    return
-                }
-                attached = (clientId, connectionId)
-                if let w = connect.will, policy?.mayPublish(to: w.topic) == true { will = w }
-                try await outbound.write(.connack(sessionPresent: present, returnCode: .accepted))
-                await broker.onPresence(clientId, true)
+    }
 
-                // Three parts: this task reads and calls the publish hook in order; the completer
-                // awaits each message's completion in the same order, then routes and acknowledges
-                // it; the writer sends what the outbox gathers, as many packets per flush as have
-                // come. Reading ends first, the completer finishes what was read, then the writer
-                // what was sent.
-                let pipeline = PublishPipeline(window: broker.configuration.inflightWindow)
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        while let packets = await outbox.next() { try await outbound.write(contentsOf: packets) }
-                    }
-                    group.addTask {
-                        defer { outbox.finish() }
-                        try await complete(pipeline, outbox: outbox)
-                    }
-                    defer { pipeline.finish() }
-                    graceful = try await serve(&packets, clientId: clientId, policy: policy!, pipeline: pipeline, outbox: outbox, logger: logger)
-                    pipeline.finish()
-                    try await group.waitForAll()
-                }
-            }
-        } catch let error as MQTTProtocolError {
-            logger.notice("closing: protocol error", metadata: ["error": "\(error)"])
-        } catch NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])) {
-            // Closed before the handshake was done: a port probe or a health check, not worth a notice.
-            logger.debug("connection ended during the TLS handshake")
-        } catch NIOSSLError.handshakeFailed(let error) {
-            // Not TLS at all, an old protocol version, or a client that distrusts our certificate.
-            logger.notice("closing: TLS handshake failed", metadata: ["error": "\(error)"])
-        } catch {
-            logger.debug("connection ended", metadata: ["error": "\(error)"])
-        }
-        if let (clientId, connectionId) = attached {
-            // A connection that was taken over leaves presence to its successor.
-            if await broker.state.detach(clientId: clientId, connectionId: connectionId) {
-                await broker.onPresence(clientId, false)
-            }
-            // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
-            if !graceful, let will {
-                await broker.state.route(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
-            }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        ended()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        ended()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let packet = unwrapInboundIn(data)
+        switch phase {
+        case .waitingForConnect: first(packet, context: context)
+        case .signingIn: backlog.append(packet)
+        case .open: handle(packet)
+        case .ended: break
         }
     }
 
-    /// Handles packets until the client disconnects (true) or the connection fails (false).
-    private func serve(_ packets: inout NIOAsyncChannelInboundStream<MQTTPacket>.AsyncIterator, clientId: String, policy: any MQTTClientPolicy,
-                       pipeline: PublishPipeline, outbox: Outbox, logger: Logger) async throws -> Bool {
-        let state = broker.state
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushOutput()
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case let error as MQTTProtocolError:
+            logger.notice("closing: protocol error", metadata: ["error": "\(error)"])
+        case NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])):
+            // Closed before the handshake was done: a port probe or a health check, not worth a notice.
+            logger.debug("connection ended during the TLS handshake")
+        case NIOSSLError.handshakeFailed(let error):
+            // Not TLS at all, an old protocol version, or a client that distrusts our certificate.
+            logger.notice("closing: TLS handshake failed", metadata: ["error": "\(error)"])
+        default:
+            logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+        context.close(promise: nil)
+    }
+
+    /// Reads only while there is room: the bytes of a client that sends faster than its messages
+    /// complete stay in its socket.
+    func read(context: ChannelHandlerContext) {
+        if shouldPause {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    private var shouldPause: Bool {
+        phase == .signingIn || slots.count >= window || withControl >= window
+    }
+
+    private func resumeReading() {
+        guard readPending, !shouldPause, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    // MARK: signing in
+
+    private func first(_ packet: MQTTPacket, context: ChannelHandlerContext) {
+        guard case let .connect(connect) = packet else {
+            logger.notice("closing: first packet is not CONNECT")
+            close()
+            return
+        }
+        // CONNECT is here, so the connect timeout is met: from now on silence is measured against
+        // the keep-alive (1.5 times it), also while the client is being signed in, which under
+        // load can take longer than the connect timeout.
+        let keepAlive: TimeAmount? = connect.keepAlive == 0 ? nil : .milliseconds(Int64(connect.keepAlive) * 1500)
+        (try? context.pipeline.syncOperations.handler(type: ReadDeadlineHandler.self))?.setTimeout(keepAlive)
+        var clientId = connect.clientId
+        if clientId.isEmpty {
+            // MQTT-3.1.3-7/8: an empty id is allowed only for a clean session; the broker assigns one.
+            guard connect.cleanSession else { return refuse(.identifierRejected) }
+            clientId = "linli-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        }
+        if clientId.utf8.count > 256 { return refuse(.identifierRejected) }
+        self.clientId = clientId
+        logger[metadataKey: "client"] = "\(clientId)"
+        phase = .signingIn
+        let control = ConnectionControl(broker: broker, connection: bound!, loop: context.eventLoop, channel: context.channel,
+                                        secure: secure, logger: logger)
+        self.control = control
+        control.start(.signIn(connect, clientId: clientId))
+    }
+
+    /// Refused: CONNACK with the reason, then closed.
+    func refuse(_ code: ConnectReturnCode) {
+        emit(.connack(sessionPresent: false, returnCode: code))
+        flushOutput()
+        close()
+    }
+
+    /// Signed in and attached: CONNACK, then whatever the session had waiting for the client.
+    func accepted(policy: any MQTTClientPolicy, sessionPresent: Bool, outbox: Outbox) {
+        guard phase == .signingIn else { return }
+        self.policy = policy
+        emit(.connack(sessionPresent: sessionPresent, returnCode: .accepted))
+        outbox.release()
+        flushOutput()
+    }
+
+    /// The client's presence is recorded: its messages are handled from now on, those that
+    /// came meanwhile first.
+    func opened() {
+        guard phase == .signingIn else { return }
+        phase = .open
+        let waiting = backlog
+        backlog = []
+        for packet in waiting where phase == .open { handle(packet) }
+        flushOutput()
+        resumeReading()
+    }
+
+    // MARK: packets
+
+    private func handle(_ packet: MQTTPacket) {
+        switch packet {
+        case let .publish(message):
+            received(message)
+        case .pingreq:
+            emit(.pingresp)
+        case .pubrel(let id):
+            control?.send(.packet(packet))
+            emit(.pubcomp(id))
+        case .puback, .pubcomp, .pubrec, .subscribe, .unsubscribe:
+            control?.send(.packet(packet))
+        case .disconnect:
+            graceful = true
+            close()
+        case .connect:
+            logger.notice("closing: a second CONNECT (MQTT-3.1.0-2)")
+            close()
+        case .connack, .suback, .unsuback, .pingresp:
+            logger.notice("closing: a packet only a server sends")
+            close()
+        }
+    }
+
+    private func received(_ message: Publish) {
+        let now = NIODeadline.now()
         let rate = Double(broker.configuration.maxPublishesPerSecond)
-        var tokens = rate
-        var last = ContinuousClock.now
-        while let packet = try await packets.next() {
-            switch packet {
-            case let .publish(message):
-                let now = ContinuousClock.now
-                let elapsed = now - last
-                last = now
-                tokens = min(rate, tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
-                if tokens < 1 {
-                    logger.warning("closing: publish rate above the limit", metadata: ["limit": "\(Int(rate))/s"])
-                    return false
+        tokens = min(rate, tokens + rate * Double((now - lastPublish).nanoseconds) / 1e9)
+        lastPublish = now
+        guard tokens >= 1 else {
+            logger.warning("closing: publish rate above the limit", metadata: ["limit": "\(Int(rate))/s"])
+            return close()
+        }
+        tokens -= 1
+        guard policy?.mayPublish(to: message.topic) == true else {
+            logger.warning("closing: publish to a topic this client may not use", metadata: ["topic": "\(message.topic)"])
+            return close()
+        }
+        let sequence = firstSlot + UInt64(slots.count)
+        slots.append(Slot(message: message))
+        // The hook's fast path, here on the loop, when nothing earlier is still with the control
+        // task and the message needs no QoS 2 bookkeeping; otherwise the control task calls the
+        // hook, in order.
+        if withControl == 0, message.qos != .exactlyOnce, let fast = broker.onPublishNow, let completion = fast(clientId, message) {
+            start(completion, sequence: sequence)
+        } else {
+            withControl += 1
+            control?.send(.publish(message, sequence: sequence))
+        }
+    }
+
+    /// The control task called the hook: `first` is false for a QoS 2 duplicate (nil when the
+    /// client has too many QoS 2 messages awaiting PUBREL, which closes the connection).
+    func hookReturned(_ completion: PublishCompletion?, sequence: UInt64, first: Bool) {
+        withControl -= 1
+        if let completion {
+            if let index = slotIndex(sequence) { slots[offset: index].route = first }
+            start(completion, sequence: sequence)
+            resumeReading()
+        } else {
+            fail()
+        }
+        finishIfDone()
+    }
+
+    private func start(_ completion: PublishCompletion, sequence: UInt64) {
+        if let index = slotIndex(sequence) { slots[offset: index].reply = completion.reply }
+        switch completion.work {
+        case .none:
+            completed(sequence, error: nil)
+        case let .task(work):
+            let (mailbox, bound) = (mailbox!, bound!)
+            Task {
+                do {
+                    try await work()
+                    mailbox.post(.init(connection: bound, sequence: sequence, error: nil))
+                } catch {
+                    mailbox.post(.init(connection: bound, sequence: sequence, error: error))
                 }
-                tokens -= 1
-                guard policy.mayPublish(to: message.topic) else {
-                    logger.warning("closing: publish to a topic this client may not use", metadata: ["topic": "\(message.topic)"])
-                    return false
+            }
+        case let .notify(register):
+            let (mailbox, bound) = (mailbox!, bound!)
+            register { error in mailbox.post(.init(connection: bound, sequence: sequence, error: error)) }
+        }
+    }
+
+    /// Where a message's slot is, counted from the first; nil once it has left.
+    private func slotIndex(_ sequence: UInt64) -> Int? {
+        guard sequence >= firstSlot, sequence - firstSlot < UInt64(slots.count) else { return nil }
+        return Int(sequence - firstSlot)
+    }
+
+    /// A message's completion is in. Those at the head that are done are routed and acknowledged,
+    /// in arrival order. A failure closes the connection: neither that message nor any later one
+    /// is acknowledged.
+    func completed(_ sequence: UInt64, error: (any Error)?) {
+        guard let index = slotIndex(sequence) else { return }  // the connection already failed
+        if let error {
+            logger.notice("closing: a received message could not be handled", metadata: ["error": "\(error)"])
+            fail()
+            finishIfDone()
+            return
+        }
+        slots[offset: index].done = true
+        let routing = broker.state.subscriptionCount.load(ordering: .relaxed) > 0
+        while let head = slots.first, head.done {
+            slots.removeFirst()
+            firstSlot += 1
+            if head.route, head.message.retain || routing { control?.send(.route(head.message)) }
+            if let reply = head.reply { emit(.publish(reply)) }
+            switch head.message.qos {
+            case .atMostOnce: break
+            case .atLeastOnce: emit(.puback(head.message.packetId!))
+            case .exactlyOnce: emit(.pubrec(head.message.packetId!))
+            }
+        }
+        resumeReading()
+        finishIfDone()
+    }
+
+    // MARK: output
+
+    /// Packets from the session (deliveries, PUBRELs, commands to a device), on the loop.
+    func deliver(_ packets: [MQTTPacket]) {
+        guard let context else { return }
+        for packet in packets {
+            // A QoS 0 message to a client that does not read is dropped rather than buffered
+            // without bound; QoS 1 and 2 are bounded by the session's in-flight window.
+            if case let .publish(message) = packet, message.qos == .atMostOnce, !context.channel.isWritable {
+                broker.dropped.add(1, ordering: .relaxed)
+                continue
+            }
+            emit(packet)
+        }
+        flushOutput()
+    }
+
+    private func emit(_ packet: MQTTPacket) {
+        guard let context, phase != .ended else { return }
+        if output == nil { output = context.channel.allocator.buffer(capacity: 256) }
+        packet.write(to: &output!)
+    }
+
+    /// Writes what `emit` gathered, with one flush.
+    func flushOutput() {
+        guard let buffer = output else { return }
+        output = nil
+        guard let context, buffer.readableBytes > 0 else { return }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    // MARK: the end
+
+    private func close() {
+        flushOutput()
+        context?.close(promise: nil)
+    }
+
+    /// Closes without acknowledging any message still waiting, nor routing it.
+    private func fail() {
+        firstSlot += UInt64(slots.count)
+        slots.removeAll()
+        close()
+    }
+
+    private func ended() {
+        guard phase != .ended else { return }
+        phase = .ended
+        backlog = []
+        output = nil
+        finishIfDone()
+    }
+
+    /// Once the connection is over and every message it received has completed (and been
+    /// routed), the control task detaches the session and publishes the will if one is due.
+    private func finishIfDone() {
+        guard phase == .ended, slots.isEmpty, withControl == 0, let control else { return }
+        self.control = nil
+        control.finish(graceful: graceful)
+    }
+}
+
+/// A connection's control task: the work that needs the broker's shared state or may await,
+/// in the order the connection handed it over.
+final class ConnectionControl: Sendable {
+    enum Step: Sendable {
+        case signIn(Connect, clientId: String)
+        case publish(Publish, sequence: UInt64)
+        case route(Publish)
+        case packet(MQTTPacket)
+        case end(graceful: Bool)
+    }
+
+    private let steps: AsyncStream<Step>.Continuation
+    private let stream: AsyncStream<Step>
+    private let broker: MQTTBroker
+    private let connection: NIOLoopBound<MQTTConnection>
+    private let loop: any EventLoop
+    private let channel: any Channel
+    private let secure: Bool
+    private let logger: Logger
+
+    init(broker: MQTTBroker, connection: NIOLoopBound<MQTTConnection>, loop: any EventLoop, channel: any Channel, secure: Bool, logger: Logger) {
+        (stream, steps) = AsyncStream.makeStream(of: Step.self)
+        self.broker = broker
+        self.connection = connection
+        self.loop = loop
+        self.channel = channel
+        self.secure = secure
+        self.logger = logger
+    }
+
+    func start(_ first: Step) {
+        steps.yield(first)
+        Task { await self.run() }
+    }
+
+    func send(_ step: Step) { steps.yield(step) }
+
+    func finish(graceful: Bool) {
+        steps.yield(.end(graceful: graceful))
+        steps.finish()
+    }
+
+    /// Runs a closure on the connection's loop.
+    private func onLoop(_ body: @escaping @Sendable (MQTTConnection) -> Void) {
+        let connection = connection
+        loop.execute {
+            let c = connection.value
+            body(c)
+            c.flushOutput()
+        }
+    }
+
+    private func run() async {
+        let state = broker.state
+        var attached: (clientId: String, connectionId: UInt64)? = nil
+        var clientId = ""
+        var policy: (any MQTTClientPolicy)? = nil
+        var outbox: Outbox? = nil
+        var will: Will? = nil
+        for await step in stream {
+            switch step {
+            case let .signIn(connect, id):
+                clientId = id
+                let remote = channel.remoteAddress?.description
+                switch await broker.authenticator.authenticate(connect, connection: MQTTConnectionInfo(remote: remote, secure: secure)) {
+                case let .refused(code):
+                    logger.notice("connection refused", metadata: ["code": "\(code)"])
+                    onLoop { $0.refuse(code) }
+                    continue
+                case let .accepted(granted):
+                    policy = granted
                 }
-                // The hook runs here, in the order messages arrive; what it leaves to finish (making
-                // the message durable) runs while the next ones are read.
+                let made = Outbox(loop: loop, connection: connection, close: { [channel] in channel.close(promise: nil) })
+                outbox = made
+                guard let (connectionId, present) = await state.attach(clientId: clientId, clean: connect.cleanSession, outbox: made) else {
+                    logger.warning("connection refused: the broker is at its connection limit")
+                    onLoop { $0.refuse(.serverUnavailable) }
+                    continue
+                }
+                attached = (clientId, connectionId)
+                if let w = connect.will, policy?.mayPublish(to: w.topic) == true { will = w }
+                onLoop { [policy] in $0.accepted(policy: policy!, sessionPresent: present, outbox: made) }
+                await broker.onPresence(clientId, true)
+                onLoop { $0.opened() }
+            case let .publish(message, sequence):
                 var first = true
                 if message.qos == .exactlyOnce {
                     guard let isFirst = await state.firstReceiptOfQoS2(clientId: clientId, packetId: message.packetId!) else {
                         logger.warning("closing: too many QoS 2 messages awaiting PUBREL")
-                        return false
+                        onLoop { $0.hookReturned(nil, sequence: sequence, first: false) }
+                        continue
                     }
                     first = isFirst
                 }
-                let completion = first ? try await broker.onPublish(clientId, message) : .done
-                guard await pipeline.push(.init(message: message, completion: completion, route: first)) else { return false }
-            case let .pubrel(id):
-                await state.releasedQoS2(clientId: clientId, packetId: id)
-                outbox.send(.pubcomp(id))
-            case let .puback(id), let .pubcomp(id):
-                await state.acknowledged(clientId: clientId, packetId: id)
-            case let .pubrec(id):
-                await state.received(clientId: clientId, packetId: id)
-            case let .subscribe(id, subscriptions):
-                let decided = subscriptions.map { ($0, allowed: policy.maySubscribe(to: $0.filter)) }
-                let codes = await state.subscribe(clientId: clientId, decided)
-                outbox.send(.suback(packetId: id, returnCodes: codes))
-                await state.deliverRetained(clientId: clientId, decided.filter(\.allowed).map(\.0))
-            case let .unsubscribe(id, filters):
-                await state.unsubscribe(clientId: clientId, filters)
-                outbox.send(.unsuback(id))
-            case .pingreq:
-                outbox.send(.pingresp)
-            case .disconnect:
-                return true
-            case .connect:
-                logger.notice("closing: a second CONNECT (MQTT-3.1.0-2)")
-                return false
-            case .connack, .suback, .unsuback, .pingresp:
-                logger.notice("closing: a packet only a server sends")
-                return false
-            }
-        }
-        return false
-    }
-
-    /// Awaits each received message's completion in arrival order, then routes it and sends its
-    /// PUBACK or PUBREC. A failed completion closes the connection: neither that message nor any
-    /// later one is acknowledged.
-    private func complete(_ pipeline: PublishPipeline, outbox: Outbox) async throws {
-        let state = broker.state
-        while let entry = await pipeline.next() {
-            if let work = entry.completion.work {
+                let completion: PublishCompletion
                 do {
-                    try await work()
+                    completion = first ? try await broker.onPublish(clientId, message) : .done
                 } catch {
-                    pipeline.fail()
-                    outbox.close()
-                    throw error
+                    logger.notice("closing: a received message could not be handled", metadata: ["error": "\(error)"])
+                    onLoop { $0.hookReturned(nil, sequence: sequence, first: false) }
+                    continue
                 }
-            }
-            if entry.route, entry.message.retain || state.subscriptionCount.load(ordering: .relaxed) > 0 {
-                await state.route(entry.message)
-            }
-            switch entry.message.qos {
-            case .atMostOnce: break
-            case .atLeastOnce: outbox.send(.puback(entry.message.packetId!))
-            case .exactlyOnce: outbox.send(.pubrec(entry.message.packetId!))
+                onLoop { [first] in $0.hookReturned(completion, sequence: sequence, first: first) }
+            case let .route(message):
+                await state.route(message)
+            case let .packet(packet):
+                switch packet {
+                case let .pubrel(id):
+                    await state.releasedQoS2(clientId: clientId, packetId: id)
+                case let .puback(id), let .pubcomp(id):
+                    await state.acknowledged(clientId: clientId, packetId: id)
+                case let .pubrec(id):
+                    await state.received(clientId: clientId, packetId: id)
+                case let .subscribe(id, subscriptions):
+                    guard let policy else { continue }
+                    let decided = subscriptions.map { ($0, allowed: policy.maySubscribe(to: $0.filter)) }
+                    let codes = await state.subscribe(clientId: clientId, decided)
+                    // Through the outbox, so the SUBACK goes before the retained messages queued next.
+                    outbox?.send(.suback(packetId: id, returnCodes: codes))
+                    await state.deliverRetained(clientId: clientId, decided.filter(\.allowed).map(\.0))
+                case let .unsubscribe(id, filters):
+                    await state.unsubscribe(clientId: clientId, filters)
+                    outbox?.send(.unsuback(id))
+                default:
+                    break
+                }
+            case let .end(graceful):
+                guard let (clientId, connectionId) = attached else { continue }
+                // A connection that was taken over leaves presence to its successor.
+                if await state.detach(clientId: clientId, connectionId: connectionId) {
+                    await broker.onPresence(clientId, false)
+                }
+                // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
+                if !graceful, let will {
+                    await state.route(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
+                }
             }
         }
     }

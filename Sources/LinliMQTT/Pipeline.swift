@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 
 /// What the broker waits for before it routes a received message and, for QoS 1 and 2,
@@ -5,154 +6,111 @@ import Synchronization
 /// while that work runs; acknowledgements still leave in the order the messages came
 /// (MQTT-4.6.0-2, -3).
 public struct PublishCompletion: Sendable {
-    let work: (@Sendable () async throws -> Void)?
+    enum Work: Sendable {
+        case none
+        case task(@Sendable () async throws -> Void)
+        case notify(@Sendable (_ done: @escaping @Sendable ((any Error)?) -> Void) -> Void)
+    }
+
+    let work: Work
+    /// Written to the publisher just before the acknowledgement, once the work is done: the
+    /// answer a device expects to its post, without a subscription and without a turn on the
+    /// broker's shared state.
+    let reply: Publish?
 
     /// Nothing left to do: route and acknowledge at once (still after earlier messages).
-    public static let done = PublishCompletion(work: nil)
+    public static let done = PublishCompletion(work: .none, reply: nil)
 
     /// Route and acknowledge once `work` returns; if it throws, the connection closes without
     /// acknowledging this message or any later one.
     public static func after(_ work: @escaping @Sendable () async throws -> Void) -> PublishCompletion {
-        PublishCompletion(work: work)
+        PublishCompletion(work: .task(work), reply: nil)
+    }
+
+    /// Route and acknowledge (after sending `reply` to the publisher) once the callback that
+    /// `register` is handed is called — from any thread, once — with nil; with an error the
+    /// connection closes without acknowledging this message or any later one. For work that
+    /// finishes elsewhere and says so, such as a group commit: nothing waits in a task meanwhile.
+    public static func whenNotified(reply: Publish? = nil,
+                                    _ register: @escaping @Sendable (_ done: @escaping @Sendable ((any Error)?) -> Void) -> Void) -> PublishCompletion {
+        PublishCompletion(work: .notify(register), reply: reply)
+    }
+
+    /// Done at once, with a reply for the publisher first.
+    public static func replying(_ reply: Publish) -> PublishCompletion {
+        PublishCompletion(work: .none, reply: reply)
     }
 }
 
-/// A connection's received messages between the reader, which calls the publish hook in order and
-/// pushes, and the completer, which awaits each completion in the same order, then routes and
-/// acknowledges. At most `window` messages are in between; the reader waits when it is full, which
-/// leaves the rest of the client's bytes in the socket (TCP back-pressure).
-final class PublishPipeline: Sendable {
-    struct Entry: Sendable {
-        var message: Publish
-        var completion: PublishCompletion
-        /// False for a QoS 2 duplicate: acknowledged again, not routed again.
-        var route: Bool
+/// Completions of publishes, posted from other threads (a group commit that finished, a task
+/// that returned) and handled on one event loop in one go: a commit of 500 posts wakes each loop
+/// once, not 500 times, and each connection then flushes once for all its acknowledgements.
+final class LoopMailbox: Sendable {
+    struct Letter: Sendable {
+        let connection: NIOLoopBound<MQTTConnection>
+        let sequence: UInt64
+        let error: (any Error)?
     }
 
-    private struct State {
-        var entries: [Entry] = []
-        var head = 0
-        var finished = false
-        var failed = false
-        var consumer: CheckedContinuation<Entry?, Never>?
-        var producer: CheckedContinuation<Bool, Never>?
-
-        var count: Int { entries.count - head }
-
-        mutating func popFirst() -> Entry? {
-            guard head < entries.count else { return nil }
-            let entry = entries[head]
-            head += 1
-            if head > 64, head * 2 > entries.count {
-                entries.removeFirst(head)
-                head = 0
-            }
-            return entry
-        }
+    private struct Box {
+        var letters: [Letter] = []
+        var spare: [Letter] = []
+        var scheduled = false
     }
 
-    let window: Int
-    private let state = Mutex(State())
+    let loop: any EventLoop
+    private let box = Mutex(Box())
 
-    init(window: Int) { self.window = max(1, window) }
+    init(loop: any EventLoop) { self.loop = loop }
 
-    /// Adds a message; waits while `window` are already in between. False when the completer has
-    /// given up (a completion failed): the connection is closing.
-    func push(_ entry: Entry) async -> Bool {
-        enum Step { case handed(CheckedContinuation<Entry?, Never>), queued, full, refused }
-        let step = state.withLock { s -> Step in
-            if s.failed || s.finished { return .refused }
-            if let consumer = s.consumer {
-                s.consumer = nil
-                return .handed(consumer)
-            }
-            s.entries.append(entry)
-            return s.count >= window ? .full : .queued
-        }
-        switch step {
-        case let .handed(consumer):
-            consumer.resume(returning: entry)
+    func post(_ letter: Letter) {
+        let schedule = box.withLock { b -> Bool in
+            b.letters.append(letter)
+            if b.scheduled { return false }
+            b.scheduled = true
             return true
-        case .queued:
-            return true
-        case .refused:
-            return false
-        case .full:
-            // Wait for room (the entry is already queued). The completer wakes us when it takes one.
-            return await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-                let resumeNow: Bool? = state.withLock { s in
-                    if s.failed { return false }
-                    if s.count < window { return true }
-                    s.producer = c
-                    return nil
-                }
-                if let resumeNow { c.resume(returning: resumeNow) }
-            }
         }
+        if schedule { loop.execute { self.deliver() } }
     }
 
-    /// The next message in order, waiting for one; nil once finished and empty.
-    func next() async -> Entry? {
-        enum Step { case entry(Entry, CheckedContinuation<Bool, Never>?), end, wait }
-        let step = state.withLock { s -> Step in
-            if let entry = s.popFirst() {
-                let producer = s.count < window ? s.producer : nil
-                if producer != nil { s.producer = nil }
-                return .entry(entry, producer)
-            }
-            return s.finished ? .end : .wait
+    /// On the loop: hands every letter to its connection, then flushes each connection once.
+    private func deliver() {
+        var letters = box.withLock { b -> [Letter] in
+            b.scheduled = false
+            var taken = b.spare
+            swap(&taken, &b.letters)
+            return taken
         }
-        switch step {
-        case let .entry(entry, producer):
-            producer?.resume(returning: true)
-            return entry
-        case .end:
-            return nil
-        case .wait:
-            return await withCheckedContinuation { (c: CheckedContinuation<Entry?, Never>) in
-                enum Now { case entry(Entry, CheckedContinuation<Bool, Never>?), end, parked }
-                let now = state.withLock { s -> Now in
-                    if let entry = s.popFirst() {
-                        let producer = s.producer
-                        s.producer = nil
-                        return .entry(entry, producer)
-                    }
-                    if s.finished { return .end }
-                    s.consumer = c
-                    return .parked
-                }
-                switch now {
-                case let .entry(entry, producer):
-                    producer?.resume(returning: true)
-                    c.resume(returning: entry)
-                case .end:
-                    c.resume(returning: nil)
-                case .parked:
-                    break
-                }
+        var touched: [MQTTConnection] = []
+        for letter in letters {
+            let connection = letter.connection.value
+            connection.completed(letter.sequence, error: letter.error)
+            if !connection.flushQueued {
+                connection.flushQueued = true
+                touched.append(connection)
             }
         }
-    }
-
-    /// No more messages will come: the completer finishes what is queued, then ends.
-    func finish() {
-        let consumer = state.withLock { s -> CheckedContinuation<Entry?, Never>? in
-            s.finished = true
-            defer { s.consumer = nil }
-            return s.consumer
+        for connection in touched {
+            connection.flushQueued = false
+            connection.flushOutput()
         }
-        consumer?.resume(returning: nil)
+        // Keep the array's storage for the next round instead of allocating it again.
+        letters.removeAll(keepingCapacity: true)
+        box.withLock { if $0.spare.capacity < letters.capacity { $0.spare = letters } }
     }
+}
 
-    /// The completer gave up: a waiting reader is told so, and later pushes are refused.
-    func fail() {
-        let producer = state.withLock { s -> CheckedContinuation<Bool, Never>? in
-            s.failed = true
-            s.entries.removeAll()
-            s.head = 0
-            defer { s.producer = nil }
-            return s.producer
+/// One mailbox per event loop, made on first use.
+final class LoopMailboxes: Sendable {
+    private let byLoop = Mutex<[ObjectIdentifier: LoopMailbox]>([:])
+
+    func mailbox(for loop: any EventLoop) -> LoopMailbox {
+        byLoop.withLock { all in
+            let key = ObjectIdentifier(loop)
+            if let existing = all[key] { return existing }
+            let made = LoopMailbox(loop: loop)
+            all[key] = made
+            return made
         }
-        producer?.resume(returning: false)
     }
 }

@@ -2,64 +2,59 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// Where a live connection's outgoing packets go. The connection's writer takes everything gathered
-/// since it last looked and writes it with one flush, so under load many packets share a syscall.
+/// Where a live connection's outgoing packets go, from the broker's shared state or from inside
+/// Linli. Packets gather here and are written on the connection's event loop in one go, so under
+/// load many share a flush. Held until the connection has sent its CONNACK: a resumed session's
+/// messages must not overtake it.
 final class Outbox: Sendable {
     private struct State {
         var packets: [MQTTPacket] = []
+        var held = true
+        var scheduled = false
         var finished = false
-        var writer: CheckedContinuation<Void, Never>?
     }
     private let state = Mutex(State())
-    /// Closes the client's socket (session takeover, protocol errors raised elsewhere).
+    private let loop: any EventLoop
+    private let connection: NIOLoopBound<MQTTConnection>
+    /// Closes the client's socket (session takeover, a device disabled).
     let close: @Sendable () -> Void
 
-    init(close: @escaping @Sendable () -> Void) {
+    init(loop: any EventLoop, connection: NIOLoopBound<MQTTConnection>, close: @escaping @Sendable () -> Void) {
+        self.loop = loop
+        self.connection = connection
         self.close = close
     }
 
     /// Queues a packet; dropped once the outbox is finished.
     func send(_ packet: MQTTPacket) {
-        let writer = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            guard !s.finished else { return nil }
+        let schedule = state.withLock { s -> Bool in
+            guard !s.finished else { return false }
             s.packets.append(packet)
-            defer { s.writer = nil }
-            return s.writer
+            if s.held || s.scheduled { return false }
+            s.scheduled = true
+            return true
         }
-        writer?.resume()
+        if schedule { loop.execute { self.drain() } }
     }
 
-    /// No more packets: the writer sends what is queued, then stops.
+    /// On the connection's loop, once CONNACK is written: what was held goes now, the rest as it comes.
+    func release() {
+        state.withLock { $0.held = false }
+        drain()
+    }
+
+    /// No more packets: what is already queued still goes.
     func finish() {
-        let writer = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            s.finished = true
-            defer { s.writer = nil }
-            return s.writer
-        }
-        writer?.resume()
+        state.withLock { $0.finished = true }
     }
 
-    /// Everything queued, waiting until there is something; nil once finished and empty. One reader.
-    func next() async -> [MQTTPacket]? {
-        while true {
-            let taken = state.withLock { s -> [MQTTPacket]?? in
-                if !s.packets.isEmpty {
-                    let packets = s.packets
-                    s.packets = []
-                    return .some(packets)
-                }
-                return s.finished ? .some(nil) : .none
-            }
-            if let taken { return taken }
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let ready = state.withLock { s -> Bool in
-                    if !s.packets.isEmpty || s.finished { return true }
-                    s.writer = c
-                    return false
-                }
-                if ready { c.resume() }
-            }
+    private func drain() {
+        let packets = state.withLock { s -> [MQTTPacket] in
+            s.scheduled = false
+            defer { s.packets = [] }
+            return s.packets
         }
+        if !packets.isEmpty { connection.value.deliver(packets) }
     }
 }
 

@@ -210,11 +210,36 @@ public final class DeviceGateway: Sendable {
         return model
     }
 
+    /// The fast path, on the device's connection's event loop: a property or event post from a
+    /// device on its own topic (or from an online sub-device through its gateway) whose product's
+    /// thing model is already loaded. It is checked, queued for the group commit and shown to the
+    /// rules here; the broker acknowledges it, after the reply, once the commit is done. Nil (with
+    /// nothing done) leaves the message to `handle`.
+    func handleNow(clientId: String, message: Publish) -> PublishCompletion? {
+        guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return nil }
+        switch kind {
+        case .propertyPost, .eventPost: break
+        default: return nil
+        }
+        guard let session = sessions.withLock({ $0[clientId] }), let device = Self.device(pk, dn, speakingThrough: session),
+              let model = models.withLock({ $0[pk] })
+        else { return nil }
+        return post(kind, from: device, model: model, message: message)
+    }
+
+    /// The device a message on `pk/dn`'s topics is from: the connection's own, or a sub-device
+    /// signed in through it; nil otherwise.
+    private static func device(_ pk: String, _ dn: String, speakingThrough session: DeviceSession) -> Device? {
+        let key = Device.key(pk, dn)
+        if session.device.key == key { return session.device }
+        return session.state.withLock { $0.online[key] }
+    }
+
     /// Handles what devices send on their own topics (and a gateway on its sub-devices'); other
     /// topics are only routed. A property or event post is checked and queued for storage here, in
-    /// arrival order; the returned completion waits for its commit, feeds the rules and replies,
-    /// and the broker's PUBACK follows that, so it is never for a message a crash could lose.
-    /// A gateway's topology and session requests are stored before this returns.
+    /// arrival order; the returned completion waits for its commit and replies, and the broker's
+    /// PUBACK follows that, so it is never for a message a crash could lose. A gateway's topology
+    /// and session requests are stored before this returns.
     func handle(clientId: String, message: Publish) async throws -> PublishCompletion {
         guard let session = sessions.withLock({ $0[clientId] }) else { return .done }
         if let (gpk, gdn, request) = GatewayRequest.parse(message.topic) {
@@ -223,67 +248,27 @@ public final class DeviceGateway: Sendable {
             return .done
         }
         guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return .done }
-        let device: Device
-        if session.device.key == Device.key(pk, dn) {
-            device = session.device
-        } else if let sub = session.state.withLock({ $0.online[Device.key(pk, dn)] }) {
-            device = sub
-        } else {
+        guard let device = Self.device(pk, dn, speakingThrough: session) else {
             // A gateway speaking for an attached sub-device that has not signed in through it.
             switch kind {
             case .propertyPost, .eventPost:
                 let id = AlinkRequest.parse(Data(message.payload.readableBytesView))?.id ?? "0"
-                await reply(to: clientId, topic: message.topic + "_reply",
-                            AlinkCode.reply(id: id, code: AlinkCode.notSignedIn, message: "the sub-device \(pk)/\(dn) is not signed in through this gateway"))
-            default: break
+                return .replying(Self.reply(to: message, AlinkCode.reply(id: id, code: AlinkCode.notSignedIn,
+                                                                          message: "the sub-device \(pk)/\(dn) is not signed in through this gateway")))
+            default: return .done
             }
-            return .done
         }
         let payload = Data(message.payload.readableBytesView)
-        let now = nowMillis()
         func report(_ content: DeviceReport.Content) -> DeviceReport {
-            DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: pk, deviceName: dn, receivedAt: now, content: content)
+            DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: pk, deviceName: dn, receivedAt: nowMillis(), content: content)
         }
         switch kind {
-        case .propertyPost:
-            let (answer, content, wantsReply) = await understand(payload, productKey: pk) { model, request in
-                let faults = model.validateProperties(request.params)
-                return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
-            }
-            let stored = telemetry.enqueue(report(content))
-            // Rules see the post now, in arrival order, not after the commit: an alarm does not
-            // wait for the telemetry store (a post that is then not stored gets no PUBACK, and the
-            // device's resend counts on the same open alarm).
-            if case let .properties(values) = content {
-                var numbers: [String: Double] = [:]
-                for v in values { if let n = v.number { numbers[v.identifier] = n } }
-                rules?.observe(.properties(numbers), from: device, at: now)
-            }
-            return .after {
-                try await stored.wait()
-                if wantsReply { await self.reply(to: clientId, topic: message.topic + "_reply", answer) }
-            }
-        case let .eventPost(identifier):
-            let (answer, content, wantsReply) = await understand(payload, productKey: pk) { model, request in
-                guard let event = model.event(identifier) else {
-                    return ([ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")], nil)
-                }
-                // Event posts carry `params: {"value": {...}, "time": …}`.
-                let values = request.params["value"] ?? request.params
-                let faults = model.validate(fields: event.outputData, values)
-                let json = String(decoding: values.serialized(), as: UTF8.self)
-                return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
-            }
-            let stored = telemetry.enqueue(report(content))
-            if case .event = content { rules?.observe(.event(identifier), from: device, at: now) }
-            return .after {
-                try await stored.wait()
-                if wantsReply { await self.reply(to: clientId, topic: message.topic + "_reply", answer) }
-            }
+        case .propertyPost, .eventPost:
+            return post(kind, from: device, model: await model(for: pk), message: message)
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)
             let stored = telemetry.enqueue(report(.seen))
-            return .after { try await stored.wait() }
+            return .whenNotified { done in stored.whenStored(done) }
         case .desiredGet, .desiredDelete:
             // Answered at once: the device asks for the shadow's desired side, or clears it.
             guard let request = AlinkRequest.parse(payload) else {
@@ -323,6 +308,54 @@ public final class DeviceGateway: Sendable {
         case .other:
             return .done
         }
+    }
+
+    /// A property or event post: checked against the thing model, queued for the group commit,
+    /// shown to the rules at once (an alarm does not wait for the commit; a post that is then not
+    /// stored gets no PUBACK, and the device's resend counts on the same open alarm), and answered
+    /// with its `_reply` just before the PUBACK, once stored.
+    private func post(_ kind: AlinkTopic, from device: Device, model: ThingModel?, message: Publish) -> PublishCompletion {
+        let payload = Data(message.payload.readableBytesView)
+        let now = nowMillis()
+        let answer: Data, content: DeviceReport.Content, wantsReply: Bool
+        switch kind {
+        case .propertyPost:
+            (answer, content, wantsReply) = understand(payload, model: model) { model, request in
+                let faults = model.validateProperties(request.params)
+                return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
+            }
+        case let .eventPost(identifier):
+            (answer, content, wantsReply) = understand(payload, model: model) { model, request in
+                guard let event = model.event(identifier) else {
+                    return ([ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")], nil)
+                }
+                // Event posts carry `params: {"value": {...}, "time": …}`.
+                let values = request.params["value"] ?? request.params
+                let faults = model.validate(fields: event.outputData, values)
+                let json = String(decoding: values.serialized(), as: UTF8.self)
+                return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
+            }
+        default:
+            preconditionFailure("only posts come here")
+        }
+        let stored = telemetry.enqueue(DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
+                                                    deviceName: device.deviceName, receivedAt: now, content: content))
+        switch content {
+        case let .properties(values):
+            var numbers: [String: Double] = [:]
+            for v in values { if let n = v.number { numbers[v.identifier] = n } }
+            rules?.observe(.properties(numbers), from: device, at: now)
+        case let .event(identifier, _, _):
+            rules?.observe(.event(identifier), from: device, at: now)
+        default:
+            break
+        }
+        return .whenNotified(reply: wantsReply ? Self.reply(to: message, answer) : nil) { done in stored.whenStored(done) }
+    }
+
+    /// A device's `…_reply` to one of its requests, at QoS 0 as Alink devices expect.
+    static func reply(to message: Publish, _ payload: Data) -> Publish {
+        Publish(topic: message.topic + "_reply", payload: ByteBuffer(bytes: payload), qos: .atMostOnce)
     }
 
     /// Property values as history rows: numbers (int, float, double, enum, bool, date) also as a
@@ -407,17 +440,16 @@ public final class DeviceGateway: Sendable {
         pending.withLock { $0.removeValue(forKey: "\(productKey)/\(deviceName)/\(id)") }?.resume(returning: reply)
     }
 
-    /// Reads an Alink request and checks it against the thing model: the reply for the device, and
-    /// what to store — the understood content, or the refusal with its reason.
-    /// Checks a post against the product's thing model: the reply to send, what to store, and
-    /// whether the device wants the reply (`sys.ack`; a request too broken to read gets one).
-    private func understand(_ payload: Data, productKey: String,
-                            check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)) async -> (Data, DeviceReport.Content, Bool) {
+    /// Checks a post against the product's thing model: the reply to send, what to store (the
+    /// understood content, or the refusal with its reason), and whether the device wants the
+    /// reply (`sys.ack`; a request too broken to read gets one).
+    private func understand(_ payload: Data, model: ThingModel?,
+                            check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)) -> (Data, DeviceReport.Content, Bool) {
         guard let request = AlinkRequest.parse(payload) else {
             let reason = "request is not Alink JSON with id and params"
             return (AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: reason), .refused(reason: reason), true)
         }
-        guard let model = await model(for: productKey) else {
+        guard let model else {
             let reason = "the product has no thing model"
             return (AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: reason), .refused(reason: reason), request.wantsReply)
         }

@@ -46,6 +46,7 @@ public struct MQTTBrokerService: Service {
         self.gateway = gateway
         broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port, tls: tls), authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
                             receive: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
+                            receiveNow: { clientId, message in gateway.handleNow(clientId: clientId, message: message) },
                             onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })
         gateway.attach(broker)
     }

@@ -46,17 +46,26 @@ public struct ReportedValue: Sendable, Equatable {
 }
 
 /// A report handed to the `TelemetryWriter`: `wait()` returns once the batch holding it has
-/// committed, and throws when that batch could not be stored.
+/// committed, and throws when that batch could not be stored; `whenStored` says the same to a
+/// callback, without a task waiting.
 public struct TelemetryReceipt: Sendable {
     let batch: TelemetryBatch
 
     public func wait() async throws { try await batch.wait() }
+
+    /// Calls `done` once, from the writer's thread (or at once when the batch has already
+    /// committed): nil when stored, else the error.
+    public func whenStored(_ done: @escaping @Sendable ((any Error)?) -> Void) { batch.whenDone(done) }
 }
 
 /// The outcome of one group commit, shared by every report in it.
 final class TelemetryBatch: Sendable {
+    private enum Waiter {
+        case task(CheckedContinuation<Void, any Error>)
+        case callback(@Sendable ((any Error)?) -> Void)
+    }
     private enum Outcome {
-        case pending([CheckedContinuation<Void, any Error>])
+        case pending([Waiter])
         case stored
         case failed(any Error)
     }
@@ -64,23 +73,35 @@ final class TelemetryBatch: Sendable {
 
     func wait() async throws {
         try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
-            let now = outcome.withLock { o -> Result<Void, any Error>? in
-                switch o {
-                case var .pending(waiters):
-                    o = .stored  // moves the array out, so appending does not copy it
-                    waiters.append(waiter)
-                    o = .pending(waiters)
-                    return nil
-                case .stored: return .success(())
-                case let .failed(error): return .failure(error)
-                }
+            if let now = add(.task(waiter)) { waiter.resume(with: now) }
+        }
+    }
+
+    func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void) {
+        guard let now = add(.callback(done)) else { return }
+        switch now {
+        case .success: done(nil)
+        case let .failure(error): done(error)
+        }
+    }
+
+    /// Adds a waiter while the batch is pending; otherwise returns its outcome.
+    private func add(_ waiter: Waiter) -> Result<Void, any Error>? {
+        outcome.withLock { o -> Result<Void, any Error>? in
+            switch o {
+            case var .pending(waiters):
+                o = .stored  // moves the array out, so appending does not copy it
+                waiters.append(waiter)
+                o = .pending(waiters)
+                return nil
+            case .stored: return .success(())
+            case let .failed(error): return .failure(error)
             }
-            if let now { waiter.resume(with: now) }
         }
     }
 
     func complete(_ result: Result<Void, any Error>) {
-        let waiters = outcome.withLock { o -> [CheckedContinuation<Void, any Error>] in
+        let waiters = outcome.withLock { o -> [Waiter] in
             guard case let .pending(waiters) = o else { return [] }
             switch result {
             case .success: o = .stored
@@ -88,7 +109,13 @@ final class TelemetryBatch: Sendable {
             }
             return waiters
         }
-        for waiter in waiters { waiter.resume(with: result) }
+        let error: (any Error)? = if case let .failure(e) = result { e } else { nil }
+        for waiter in waiters {
+            switch waiter {
+            case let .task(continuation): continuation.resume(with: result)
+            case let .callback(done): done(error)
+            }
+        }
     }
 }
 
