@@ -261,15 +261,31 @@ public struct AlinkRequest: Sendable, Equatable {
     public var wantsReply: Bool = true
 
     public static func parse(_ payload: Data) -> AlinkRequest? {
-        guard let json = JSONValue.parse(payload), case .object = json, let params = json["params"] else { return nil }
-        let id: String
-        switch json["id"] {
-        case let .string(s)?: id = s
-        case let .int(i)?: id = String(i)
+        payload.withUnsafeBytes { parse(bytes: $0) }
+    }
+
+    /// The same, over a message's payload in place. The top-level members are read one by one
+    /// (the first of duplicates wins, as everywhere else), not gathered into a dictionary.
+    public static func parse(bytes: UnsafeRawBufferPointer) -> AlinkRequest? {
+        var id: JSONValue?, params: JSONValue?, method: JSONValue?, sys: JSONValue?
+        let isObject = JSONValue.forEachMember(ofObject: bytes) { key, value in
+            switch key {
+            case "id": if id == nil { id = value }
+            case "params": if params == nil { params = value }
+            case "method": if method == nil { method = value }
+            case "sys": if sys == nil { sys = value }
+            default: break
+            }
+        }
+        guard isObject, let params else { return nil }
+        let text: String
+        switch id {
+        case let .string(s)?: text = s
+        case let .int(i)?: text = String(i)
         default: return nil
         }
-        var request = AlinkRequest(id: id, params: params, method: json["method"]?.textValue)
-        if case let .int(ack)? = json["sys"]?["ack"], ack == 0 { request.wantsReply = false }
+        var request = AlinkRequest(id: text, params: params, method: method?.textValue)
+        if case let .int(ack)? = sys?["ack"], ack == 0 { request.wantsReply = false }
         return request
     }
 }
@@ -307,12 +323,24 @@ public enum AlinkCode {
     /// `reply(id:code: 200, message: "success")`, byte for byte, written without building a JSON
     /// value first: every accepted post gets one.
     public static func success(id: String) -> Data {
+        Data(successBytes(id: id))
+    }
+
+    /// The same bytes, for writing straight into a message.
+    public static func successBytes(id: String) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(72 + id.utf8.count)
         out.append(contentsOf: #"{"code":200,"data":{},"id":"#.utf8)
-        out.append(contentsOf: JSONValue.string(id).serialized())  // escaped as any JSON string
+        if id.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 < 0x7F }) {
+            // Nothing to escape (a counter, nearly always): quoted as it is.
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: id.utf8)
+            out.append(UInt8(ascii: "\""))
+        } else {
+            out.append(contentsOf: JSONValue.string(id).serialized())  // escaped as any JSON string
+        }
         out.append(contentsOf: #","message":"success","version":"1.0"}"#.utf8)
-        return Data(out)
+        return out
     }
 }
 

@@ -315,17 +315,16 @@ public final class DeviceGateway: Sendable {
     /// stored gets no PUBACK, and the device's resend counts on the same open alarm), and answered
     /// with its `_reply` just before the PUBACK, once stored.
     private func post(_ kind: AlinkTopic, from device: Device, model: ThingModel?, message: Publish) -> PublishCompletion {
-        let payload = Data(message.payload.readableBytesView)
         let now = nowMillis()
-        let answer: Data, content: DeviceReport.Content, wantsReply: Bool
+        let answer: [UInt8], content: DeviceReport.Content, wantsReply: Bool
         switch kind {
         case .propertyPost:
-            (answer, content, wantsReply) = understand(payload, model: model) { model, request in
+            (answer, content, wantsReply) = understand(message.payload, model: model) { model, request in
                 let faults = model.validateProperties(request.params)
                 return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
             }
         case let .eventPost(identifier):
-            (answer, content, wantsReply) = understand(payload, model: model) { model, request in
+            (answer, content, wantsReply) = understand(message.payload, model: model) { model, request in
                 guard let event = model.event(identifier) else {
                     return ([ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")], nil)
                 }
@@ -354,7 +353,7 @@ public final class DeviceGateway: Sendable {
     }
 
     /// A device's `…_reply` to one of its requests, at QoS 0 as Alink devices expect.
-    static func reply(to message: Publish, _ payload: Data) -> Publish {
+    static func reply(to message: Publish, _ payload: some Sequence<UInt8>) -> Publish {
         Publish(topic: message.topic + "_reply", payload: ByteBuffer(bytes: payload), qos: .atMostOnce)
     }
 
@@ -376,7 +375,21 @@ public final class DeviceGateway: Sendable {
             case let .string(s) where model.property(identifier)?.dataType.typeName == "date": Double(s)
             default: nil
             }
-            return ReportedValue(identifier: identifier, json: String(decoding: value.serialized(), as: UTF8.self), number: number, time: time)
+            return ReportedValue(identifier: identifier, json: Self.jsonText(value), number: number, time: time)
+        }
+    }
+
+    /// A value as JSON text; numbers and booleans, nearly every value a device posts, without
+    /// going through bytes. The same text as `serialized()`.
+    static func jsonText(_ value: JSONValue) -> String {
+        switch value {
+        case let .int(n): return String(n)
+        case let .bool(b): return b ? "true" : "false"
+        case let .double(d) where d.isFinite:
+            var text = d.description
+            if text.hasSuffix(".0") { text.removeLast(2) }
+            return text
+        default: return String(decoding: value.serialized(), as: UTF8.self)
         }
     }
 
@@ -443,23 +456,23 @@ public final class DeviceGateway: Sendable {
     /// Checks a post against the product's thing model: the reply to send, what to store (the
     /// understood content, or the refusal with its reason), and whether the device wants the
     /// reply (`sys.ack`; a request too broken to read gets one).
-    private func understand(_ payload: Data, model: ThingModel?,
-                            check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)) -> (Data, DeviceReport.Content, Bool) {
-        guard let request = AlinkRequest.parse(payload) else {
+    private func understand(_ payload: ByteBuffer, model: ThingModel?,
+                            check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)) -> ([UInt8], DeviceReport.Content, Bool) {
+        guard let request = payload.withUnsafeReadableBytes({ AlinkRequest.parse(bytes: $0) }) else {
             let reason = "request is not Alink JSON with id and params"
-            return (AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: reason), .refused(reason: reason), true)
+            return (Array(AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: reason)), .refused(reason: reason), true)
         }
         guard let model else {
             let reason = "the product has no thing model"
-            return (AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: reason), .refused(reason: reason), request.wantsReply)
+            return (Array(AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: reason)), .refused(reason: reason), request.wantsReply)
         }
         let (faults, content) = check(model, request)
         guard let first = faults.first, content == nil else {
-            return (AlinkCode.success(id: request.id), content ?? .seen, request.wantsReply)
+            return (AlinkCode.successBytes(id: request.id), content ?? .seen, request.wantsReply)
         }
         let code = first.kind == .unknownIdentifier ? AlinkCode.unknownIdentifier : AlinkCode.invalidValue
         let reason = faults.map(\.description).joined(separator: "; ")
-        return (AlinkCode.reply(id: request.id, code: code, message: reason), .refused(reason: reason), request.wantsReply)
+        return (Array(AlinkCode.reply(id: request.id, code: code, message: reason)), .refused(reason: reason), request.wantsReply)
     }
 
     /// Replies go to the device that asked, without a subscription, as Alink devices expect.

@@ -14,10 +14,21 @@ public enum JSONValue: Sendable, Equatable, Codable {
     /// through `init(from:)` (a number without a fraction, or with one that is whole, is an
     /// integer when it fits Int64), without its cost: this runs for every message a device sends.
     public static func parse(_ data: Data) -> JSONValue? {
-        data.withUnsafeBytes { bytes in
-            var parser = JSONParser(bytes: bytes)
-            return parser.document()
-        }
+        data.withUnsafeBytes { parse(bytes: $0) }
+    }
+
+    /// The same, over bytes in place (a message's payload, without copying it first).
+    public static func parse(bytes: UnsafeRawBufferPointer) -> JSONValue? {
+        var parser = JSONParser(bytes: bytes)
+        return parser.document()
+    }
+
+    /// Parses a document that must be one JSON object and hands its members to `member` in the
+    /// order they come (duplicates included), without gathering them into a dictionary; false
+    /// when the bytes are not one JSON object. For callers that want a few known members.
+    public static func forEachMember(ofObject bytes: UnsafeRawBufferPointer, _ member: (String, JSONValue) -> Void) -> Bool {
+        var parser = JSONParser(bytes: bytes)
+        return parser.objectDocument(member)
     }
 
     /// JSON text with sorted keys and unescaped slashes, byte for byte what `JSONEncoder` with
@@ -89,6 +100,41 @@ struct JSONParser {
         guard let value = value() else { return nil }
         skipSpace()
         return i == bytes.count ? value : nil
+    }
+
+    mutating func objectDocument(_ member: (String, JSONValue) -> Void) -> Bool {
+        skipSpace()
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else { return false }
+        depth += 1
+        i += 1
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
+            i += 1
+        } else {
+            members: while true {
+                skipSpace()
+                guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let key = string() else { return false }
+                skipSpace()
+                guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return false }
+                i += 1
+                skipSpace()
+                guard let value = value() else { return false }
+                member(key, value)
+                skipSpace()
+                guard i < bytes.count else { return false }
+                if bytes[i] == UInt8(ascii: ",") {
+                    i += 1
+                    skipSpace()
+                    // One trailing comma is let through, as in `object()`.
+                    if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; break members }
+                    continue
+                }
+                if bytes[i] == UInt8(ascii: "}") { i += 1; break members }
+                return false
+            }
+        }
+        skipSpace()
+        return i == bytes.count
     }
 
     private mutating func skipSpace() {
@@ -282,14 +328,90 @@ struct JSONParser {
             guard digit(i) else { return nil }
             while digit(i) { i += 1 }
         }
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
         // As JSONDecoder: digits alone are an Int64 when they fit; a fraction or exponent that comes
         // out whole is one too.
-        if integral, let n = Int64(text) { return .int(n) }
-        guard let d = Double(text), d.isFinite else { return nil }
+        if integral, let n = Self.integer(bytes, start, i) { return .int(n) }
+        let d: Double
+        if let exact = Self.shortDecimal(bytes, start, i) {
+            d = exact
+        } else {
+            guard let parsed = Double(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)) else { return nil }
+            d = parsed
+        }
+        guard d.isFinite else { return nil }
         if !integral, let n = Int64(exactly: d) { return .int(n) }
         return .double(d)
     }
+
+    /// Digits with an optional minus, as an Int64; nil when it does not fit.
+    static func integer(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Int64? {
+        var k = start
+        let negative = bytes[k] == UInt8(ascii: "-")
+        if negative { k += 1 }
+        var magnitude: UInt64 = 0
+        while k < end {
+            let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(UInt64(bytes[k] &- UInt8(ascii: "0")))
+            if o1 || o2 { return nil }
+            magnitude = sum
+            k += 1
+        }
+        if negative {
+            if magnitude == UInt64(Int64.max) + 1 { return Int64.min }
+            return magnitude <= UInt64(Int64.max) ? -Int64(magnitude) : nil
+        }
+        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
+    }
+
+    /// A decimal such as `21.5` or `-3.25e2` without going through text, when the result is
+    /// exactly what `Double(String)` gives: at most 15 significant digits and a power of ten up to
+    /// 22, both exact in a Double, so one multiplication or division rounds once, correctly.
+    /// Nil for anything else, which the caller parses the long way.
+    static func shortDecimal(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Double? {
+        var k = start
+        let negative = bytes[k] == UInt8(ascii: "-")
+        if negative { k += 1 }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var scale = 0
+        var seenPoint = false
+        while k < end {
+            let b = bytes[k]
+            if b == UInt8(ascii: ".") {
+                seenPoint = true
+            } else if b == UInt8(ascii: "e") || b == UInt8(ascii: "E") {
+                break
+            } else {
+                if mantissa != 0 || b != UInt8(ascii: "0") { digits += 1 }
+                if digits > 15 { return nil }
+                mantissa = mantissa * 10 + UInt64(b &- UInt8(ascii: "0"))
+                if seenPoint { scale -= 1 }
+            }
+            k += 1
+        }
+        if k < end {
+            k += 1  // e
+            var exponentNegative = false
+            if bytes[k] == UInt8(ascii: "+") || bytes[k] == UInt8(ascii: "-") {
+                exponentNegative = bytes[k] == UInt8(ascii: "-")
+                k += 1
+            }
+            var exponent = 0
+            while k < end {
+                exponent = exponent * 10 + Int(bytes[k] &- UInt8(ascii: "0"))
+                if exponent > 400 { return nil }
+                k += 1
+            }
+            scale += exponentNegative ? -exponent : exponent
+        }
+        guard abs(scale) <= 22 else { return nil }
+        var value = Double(mantissa)
+        if scale < 0 { value /= powersOfTen[-scale] } else if scale > 0 { value *= powersOfTen[scale] }
+        return negative ? -value : value
+    }
+
+    /// 1e0 … 1e22: every one exact in a Double.
+    static let powersOfTen: [Double] = (0...22).map { n in (0..<n).reduce(1.0) { acc, _ in acc * 10 } }
 }
 
 /// Writes JSON as `JSONEncoder` does with sorted keys and unescaped slashes.

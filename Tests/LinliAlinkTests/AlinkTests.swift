@@ -54,7 +54,7 @@ struct AlinkTests {
         #expect(AlinkTopic.parse("/sys/pk/thing/event/property/post")?.kind == .other)
         #expect(AlinkTopic.parse("/sys//thing/event/property/post")?.kind == .other)
         #expect(AlinkTopic.parse("/sys/p/d/thing/event/property/post/x")?.kind == .other)
-        for id in ["7", "", "a\"b\\c", "门\n1"] {
+        for id in ["7", "", "a\"b\\c", "门\n1", "x/y", "\u{7f}", "tab\there"] {
             #expect(AlinkCode.success(id: id) == AlinkCode.reply(id: id, code: AlinkCode.success, message: "success"))
         }
         let unicode = AlinkTopic.parse("/sys/pk/门-1/thing/event/property/post")
@@ -63,6 +63,12 @@ struct AlinkTests {
         #expect(AlinkRequest.parse(Data(#"{"id":8,"params":{}}"#.utf8))?.id == "8")
         #expect(AlinkRequest.parse(Data("nonsense".utf8)) == nil)
         #expect(AlinkRequest.parse(Data(#"{"id":"1"}"#.utf8)) == nil)
+        // The first of duplicate members wins; an id that is neither text nor an integer is no id.
+        let twice = AlinkRequest.parse(Data(#"{"id":"1","id":"2","params":{"a":1},"params":{"b":2},"method":"m","method":"n"}"#.utf8))
+        #expect(twice?.id == "1" && twice?.params == .object(["a": .int(1)]) && twice?.method == "m")
+        #expect(AlinkRequest.parse(Data(#"{"id":1.5,"params":{}}"#.utf8)) == nil)
+        #expect(AlinkRequest.parse(Data(#"{"id":"1","params":{}} trailing"#.utf8)) == nil)
+        #expect(AlinkRequest.parse(Data(#"[{"id":"1","params":{}}]"#.utf8)) == nil)
     }
 
     @Test func gatewayRequestTopicsAreTheGatewaysOwn() {

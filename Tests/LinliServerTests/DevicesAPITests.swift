@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import LinliCore
+import LinliThings
 import Testing
 @testable import LinliServer
 @testable import LinliStorage
@@ -187,6 +188,20 @@ struct DevicesAPITests {
             let again = try await staff.call("/api/v1/communities/\(c)/devices/import", .post, raw: header + "\(pk),smoke-7,,,,,,,\n\(pk),smoke-2,,,,,,,\n", expect: .unprocessableContent)
             #expect((again["errors"] as? [[String: Any]])?.compactMap { $0["field"] as? String } == ["line 3: deviceName"])
             try await staff.call("/api/v1/devices/\(pk)/smoke-7", expect: .notFound)
+        }
+    }
+}
+
+@Suite("Device gateway: values as stored")
+struct ReportedValueTextTests {
+    /// The shadow and history keep each value's JSON text; numbers and booleans take a shorter
+    /// road there than other values, and must come out the same.
+    @Test func valuesAreWrittenAsJSONWritesThem() {
+        let values: [JSONValue] = [.int(0), .int(-7), .int(Int64.max), .int(Int64.min), .bool(true), .bool(false), .double(21.5), .double(-0.25),
+                                   .double(1e21), .double(1e-7), .double(0.30000000000000004), .double(.nan), .double(.infinity), .string("a\"b"),
+                                   .null, .array([.int(1)]), .object(["k": .double(2.5)])]
+        for value in values {
+            #expect(DeviceGateway.jsonText(value) == String(decoding: value.serialized(), as: UTF8.self), "\(value)")
         }
     }
 }

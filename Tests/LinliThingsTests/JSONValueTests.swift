@@ -55,4 +55,52 @@ struct JSONValueTests {
             #expect(String(decoding: value.serialized(), as: UTF8.self) == Self.foundationSerialize(value), "\(text)")
         }
     }
+
+    /// Numbers are read without text in between when that gives the same Double as
+    /// `Double(String)`: compared with reading through text over many short and long decimals,
+    /// and with Foundation for those of up to 15 digits. (Foundation reads a decimal that comes out
+    /// whole beyond 2^53, such as `1234567890123456.78e3` or `-7.57e18`, digit for digit; we read
+    /// it through a Double, as before.)
+    @Test func numbersReadAsFoundationReadsThem() {
+        func throughText(_ text: String) -> JSONValue? {
+            let integral = !text.contains(where: { ".eE".contains($0) })
+            if integral, let n = Int64(text) { return .int(n) }
+            guard let d = Double(text), d.isFinite else { return nil }
+            if !integral, let n = Int64(exactly: d) { return .int(n) }
+            return .double(d)
+        }
+        var generator = SystemRandomNumberGenerator()
+        var texts = ["0.1", "0.05", "-0.5", "21.5", "99.99", "1e22", "1e23", "1.7976931348623157e308", "5e-324", "123456789012345.6",
+                     "1234567890123456.7", "0.000001", "4.35", "1.000000000000000000", "-12.5E+3", "7E-22", "7E-23", "100000000000000000000000"]
+        for _ in 0..<20_000 {
+            let digits = Int.random(in: 1...18, using: &generator)
+            var text = Int.random(in: 0...1, using: &generator) == 0 ? "" : "-"
+            text += String(Int.random(in: 1...9, using: &generator))
+            for _ in 1..<digits { text += String(Int.random(in: 0...9, using: &generator)) }
+            let point = Int.random(in: 0...digits, using: &generator)
+            if point > 0, point < digits { text.insert(".", at: text.index(text.endIndex, offsetBy: -point)) }
+            if Int.random(in: 0...3, using: &generator) == 0 { text += "e" + String(Int.random(in: -30...30, using: &generator)) }
+            texts.append(text)
+        }
+        for text in texts {
+            let parsed = JSONValue.parse(Data(text.utf8))
+            #expect(parsed == throughText(text), "\(text)")
+            // Whole numbers beyond 2^53 are where the two roads part (see above).
+            if case let .int(n)? = parsed, n.magnitude > 1 << 53 { continue }
+            if text.filter(\.isNumber).count <= 15 { #expect(parsed == Self.foundationParse(text), "\(text)") }
+        }
+    }
+
+    @Test func membersOfAnObjectInOrder() {
+        var seen: [String] = []
+        let ok = #"{"b":1,"a":{"x":[2]},"b":3,}"#.utf8.withContiguousStorageIfAvailable { bytes in
+            JSONValue.forEachMember(ofObject: UnsafeRawBufferPointer(bytes)) { key, value in seen.append("\(key)=\(value)") }
+        }
+        #expect(ok == true)
+        #expect(seen == ["b=int(1)", "a=object([\"x\": LinliThings.JSONValue.array([LinliThings.JSONValue.int(2)])])", "b=int(3)"])
+        for bad in ["[1]", "{\"a\":1} x", "{\"a\"}", "", "{"] {
+            let result = bad.utf8.withContiguousStorageIfAvailable { JSONValue.forEachMember(ofObject: UnsafeRawBufferPointer($0)) { _, _ in } }
+            #expect(result == false, "\(bad)")
+        }
+    }
 }
