@@ -323,7 +323,10 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             // A QoS 0 message to a client that does not read is dropped rather than buffered
             // without bound; QoS 1 and 2 are bounded by the session's in-flight window.
             if case let .publish(message) = packet, message.qos == .atMostOnce, !context.channel.isWritable {
-                broker.dropped.add(1, ordering: .relaxed)
+                let dropped = broker.dropped.add(1, ordering: .relaxed).newValue
+                if dropped == 1 || dropped % 1_000 == 0 {
+                    logger.warning("client not reading: dropping QoS 0 messages to it", metadata: ["dropped in all": "\(dropped)"])
+                }
                 continue
             }
             emit(packet)

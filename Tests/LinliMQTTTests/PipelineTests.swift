@@ -125,3 +125,91 @@ struct PipelineTests {
         }
     }
 }
+
+/// Callbacks handed out by `PublishCompletion.whenNotified`, called when a test says so.
+final class Notifications: Sendable {
+    private let waiting = Mutex<[String: @Sendable ((any Error)?) -> Void]>([:])
+    func register(_ key: String, _ done: @escaping @Sendable ((any Error)?) -> Void) { waiting.withLock { $0[key] = done } }
+    func fire(_ key: String, error: (any Error)? = nil) { waiting.withLock { $0.removeValue(forKey: key) }?(error) }
+    var keys: Set<String> { waiting.withLock { Set($0.keys) } }
+}
+
+@Suite("MQTT broker: the publish hook's fast path")
+struct FastPathTests {
+    /// Topics under `fast/` are taken on the event loop and complete when notified; `slow/` ones
+    /// only through the async hook, which holds them until their gate opens.
+    static func broker(calls: DurableLog, notifications: Notifications, gates: Gates) -> MQTTBroker {
+        var quiet = Logger(label: "mqtt-test")
+        quiet.logLevel = .critical
+        @Sendable func notified(_ message: Publish) -> PublishCompletion {
+            .whenNotified(reply: Publish(topic: message.topic + "_reply", payload: ByteBuffer(string: "ok"), qos: .atMostOnce)) { done in
+                notifications.register(message.topic, done)
+            }
+        }
+        return MQTTBroker(configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
+                          receive: { _, message in
+                              calls.append("task " + message.topic)
+                              if message.topic.hasPrefix("fast/") { return notified(message) }
+                              let topic = message.topic
+                              return .after { await gates.wait(topic) }
+                          },
+                          receiveNow: { _, message in
+                              guard message.topic.hasPrefix("fast/") else { return nil }
+                              calls.append("loop " + message.topic)
+                              return notified(message)
+                          })
+    }
+
+    static func publish(_ topic: String, _ id: UInt16) -> MQTTPacket {
+        .publish(Publish(topic: topic, payload: ByteBuffer(string: "x"), qos: .atLeastOnce, packetId: id))
+    }
+
+    @Test func messagesBehindASlowOneWaitForItAndAllAreAcknowledgedInOrderAfterTheirReplies() async throws {
+        let calls = DurableLog(), notifications = Notifications(), gates = Gates()
+        let broker = Self.broker(calls: calls, notifications: notifications, gates: gates)
+        let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
+        let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
+        defer { server.cancel() }
+        var ports = stream.makeAsyncIterator()
+        let port = try #require(await ports.next()).tcp
+
+        let (client, _) = try await TestClient.connected(port, id: "device")
+        // Alone, a fast message is taken on the loop.
+        try await client.send(Self.publish("fast/1", 1))
+        #expect(await eventually { notifications.keys == ["fast/1"] })
+        notifications.fire("fast/1")
+        guard case let .publish(reply)? = await client.next() else { Issue.record("no reply"); return }
+        #expect(reply.topic == "fast/1_reply")
+        #expect(await client.next() == .puback(1))
+
+        // Behind a slow one, fast messages follow it through the task, in arrival order.
+        try await client.send(Self.publish("slow/2", 2))
+        try await client.send(Self.publish("fast/3", 3))
+        try await client.send(Self.publish("fast/4", 4))
+        #expect(await eventually { notifications.keys == ["fast/3", "fast/4"] })
+        #expect(calls.all == ["loop fast/1", "task slow/2", "task fast/3", "task fast/4"])
+        // Completions out of order; acknowledgements in arrival order, each after its reply.
+        notifications.fire("fast/4")
+        notifications.fire("fast/3")
+        #expect(await client.next(within: .milliseconds(300)) == nil)  // all wait for slow/2
+        await gates.open("slow/2")
+        var after: [String] = []
+        while after.count < 5, let packet = await client.next() {
+            switch packet {
+            case let .publish(m): after.append(m.topic)
+            case let .puback(id): after.append("puback \(id)")
+            default: after.append("\(packet)")
+            }
+        }
+        #expect(after == ["puback 2", "fast/3_reply", "puback 3", "fast/4_reply", "puback 4"])
+
+        // Once nothing is with the task, the loop takes fast messages again.
+        try await client.send(Self.publish("fast/5", 5))
+        #expect(await eventually { notifications.keys == ["fast/5"] })
+        #expect(calls.all.last == "loop fast/5")
+        // A failed completion closes the connection without its acknowledgement.
+        notifications.fire("fast/5", error: Refused())
+        #expect(await client.closedWithin(.seconds(3)))
+        #expect(await client.next(within: .milliseconds(50)) == nil)
+    }
+}
