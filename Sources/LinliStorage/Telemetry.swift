@@ -141,7 +141,7 @@ public final class TelemetryWriter: Sendable {
     }
     private let pending = Mutex(Pending())
     /// Series numbers by "deviceId/identifier", filled only from committed rows.
-    private let series = Mutex<[String: Int64]>([:])
+    private let series = Mutex<[SeriesKey: Int64]>([:])
     /// When each device's registry row last had its last-seen time written.
     private let touched = Mutex<[ID: Millis]>([:])
     /// Rows in `telemetry_recent`; nil until the first commit has counted what an earlier run left.
@@ -256,8 +256,8 @@ public final class TelemetryWriter: Sendable {
 
     private func commit(_ reports: [DeviceReport]) async throws {
         // Per batch: the rows of history, the latest value per device property, the counters per device.
-        var rows: [(key: String, value: ReportedValue)] = []
-        var latest: [String: (deviceId: ID, value: ReportedValue, count: Int)] = [:]
+        var rows: [(key: SeriesKey, value: ReportedValue)] = []
+        var latest: [SeriesKey: (value: ReportedValue, count: Int)] = [:]
         var counters: [ID: (messages: Int, errors: Int, lastError: String?, lastErrorAt: Millis?, lastSeen: Millis)] = [:]
         var events: [DeviceReport] = []
         for report in reports {
@@ -267,12 +267,12 @@ public final class TelemetryWriter: Sendable {
             switch report.content {
             case let .properties(values):
                 for v in values {
-                    let key = report.deviceId + "/" + v.identifier
+                    let key = SeriesKey(deviceId: report.deviceId, identifier: v.identifier)
                     rows.append((key, v))
                     if let seen = latest[key] {
-                        latest[key] = (report.deviceId, v.time >= seen.value.time ? v : seen.value, seen.count + 1)
+                        latest[key] = (v.time >= seen.value.time ? v : seen.value, seen.count + 1)
                     } else {
-                        latest[key] = (report.deviceId, v, 1)
+                        latest[key] = (v, 1)
                     }
                 }
             case .event:
@@ -289,23 +289,20 @@ public final class TelemetryWriter: Sendable {
 
         let (history, newest, tallies) = (rows, latest, counters)
         let known = series.withLock { $0 }
-        let missing = Set(latest.keys).subtracting(known.keys)
+        let missing = latest.keys.filter { known[$0] == nil }
         let countRecent = recentRows.withLock { $0 } == nil
-        let (found, leftOver): ([String: Int64], Int) = try await store.telemetry.write { db in
+        let (found, leftOver): ([SeriesKey: Int64], Int) = try await store.telemetry.write { db in
             var ids = known
             let leftOver = countRecent ? try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent") : 0
             if !missing.isEmpty {
-                let pairs = missing.sorted().map { key -> SQLQueryString in
-                    let (device, identifier) = Self.split(key)
-                    return "(\(bind: device), \(bind: identifier))"
-                }
+                let pairs = missing.sorted().map { key -> SQLQueryString in "(\(bind: key.deviceId), \(bind: key.identifier))" }
                 for chunk in pairs.chunked(500) {
                     try await db.raw("INSERT INTO telemetry_series (device_id, identifier) VALUES \(chunk.joined(separator: ", ")) ON CONFLICT (device_id, identifier) DO NOTHING").run()
                 }
-                let devices = Set(missing.map { Self.split($0).0 })
+                let devices = Set(missing.map(\.deviceId))
                 struct Row: Decodable { var id: Int64; var deviceId: String; var identifier: String }
                 let rows = try await db.raw("SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE \(SQLQueryString.isIn("device_id", devices))").all(decoding: Row.self)
-                for r in rows { ids[r.deviceId + "/" + r.identifier] = r.id }
+                for r in rows { ids[SeriesKey(deviceId: r.deviceId, identifier: r.identifier)] = r.id }
             }
             // History: plain numbers are written inline (they are numbers we made), text is bound.
             // Few, large statements: each one is a trip to the database thread and back.
@@ -338,8 +335,8 @@ public final class TelemetryWriter: Sendable {
             // The reported shadow: the newest value wins, every report counts as a version.
             for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
                 let values = chunk.map { entry -> SQLQueryString in
-                    let (device, v, count) = entry.value
-                    return "(\(bind: device), \(bind: v.identifier), \(bind: v.json), \(bind: v.time), \(bind: count))"
+                    let (v, count) = entry.value
+                    return "(\(bind: entry.key.deviceId), \(bind: v.identifier), \(bind: v.json), \(bind: v.time), \(bind: count))"
                 }
                 try await db.raw("""
                     INSERT INTO device_shadow (device_id, identifier, value, reported_at, version) VALUES \(values.joined(separator: ", "))
@@ -401,9 +398,16 @@ public final class TelemetryWriter: Sendable {
     /// 65,535 and SQLite's limit.
     static let rowsPerStatement = 2_000
 
-    static func split(_ key: String) -> (String, String) {
-        let i = key.firstIndex(of: "/")!
-        return (String(key[..<i]), String(key[key.index(after: i)...]))
+}
+
+/// One device property's history: what `telemetry_series` numbers. Two strings, not one joined,
+/// so that a batch's thousands of lookups allocate nothing.
+struct SeriesKey: Hashable, Comparable, Sendable {
+    var deviceId: ID
+    var identifier: String
+
+    static func < (a: SeriesKey, b: SeriesKey) -> Bool {
+        a.deviceId != b.deviceId ? a.deviceId < b.deviceId : a.identifier < b.identifier
     }
 }
 
