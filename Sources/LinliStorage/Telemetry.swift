@@ -146,6 +146,8 @@ public final class TelemetryWriter: Sendable {
     private let touched = Mutex<[ID: Millis]>([:])
     /// Rows in `telemetry_recent`; nil until the first commit has counted what an earlier run left.
     private let recentRows = Mutex<Int?>(nil)
+    /// Device counters not yet written to `device_diagnosis`, and since when they have been held.
+    private let heldTallies = Mutex<(tallies: [ID: Tally], since: ContinuousClock.Instant)>(([:], .now))
 
     private let commitTimer = Metrics.Timer(label: "linli_telemetry_commit_seconds")
     private let batchSize = Recorder(label: "linli_telemetry_batch_reports")
@@ -258,10 +260,10 @@ public final class TelemetryWriter: Sendable {
         // Per batch: the rows of history, the latest value per device property, the counters per device.
         var rows: [(key: SeriesKey, value: ReportedValue)] = []
         var latest: [SeriesKey: (value: ReportedValue, count: Int)] = [:]
-        var counters: [ID: (messages: Int, errors: Int, lastError: String?, lastErrorAt: Millis?, lastSeen: Millis)] = [:]
+        var counters: [ID: Tally] = [:]
         var events: [DeviceReport] = []
         for report in reports {
-            var c = counters[report.deviceId] ?? (0, 0, nil, nil, 0)
+            var c = counters[report.deviceId] ?? Tally()
             c.messages += 1
             c.lastSeen = max(c.lastSeen, report.receivedAt)
             switch report.content {
@@ -287,11 +289,47 @@ public final class TelemetryWriter: Sendable {
             counters[report.deviceId] = c
         }
 
-        let (history, newest, tallies) = (rows, latest, counters)
+        // The counters go to `device_diagnosis` with this commit when no other batch is waiting
+        // (so a quiet server's diagnosis is current as soon as a post is acknowledged) or once a
+        // second; under load, in between, they add up here. A crash loses at most that second
+        // of counts, never a value: the posts themselves are in this commit's history.
+        let writeTallies = pending.withLock { $0.batches.isEmpty } || heldTallies.withLock { ContinuousClock.now - $0.since > Self.tallyInterval }
+        let owed: [ID: Tally] = writeTallies ? heldTallies.withLock { held in
+            defer { held = ([:], .now) }
+            return held.tallies
+        } : [:]
+        var tallies = owed
+        if writeTallies { for (device, c) in counters { tallies[device, default: Tally()].add(c) } }
+        let (history, newest) = (rows, latest)
         let known = series.withLock { $0 }
         let missing = latest.keys.filter { known[$0] == nil }
         let countRecent = recentRows.withLock { $0 } == nil
-        let (found, leftOver): ([SeriesKey: Int64], Int) = try await store.telemetry.write { db in
+        let written: ([SeriesKey: Int64], Int)
+        do {
+            written = try await write(history: history, newest: newest, tallies: tallies, known: known, missing: missing, countRecent: countRecent)
+        } catch {
+            // This batch's reports are not stored (their senders get no acknowledgement and send
+            // again), but the counts held from earlier batches are still owed.
+            if !owed.isEmpty {
+                heldTallies.withLock { held in
+                    var back = owed
+                    for (device, c) in held.tallies { back[device, default: Tally()].add(c) }
+                    held.tallies = back
+                }
+            }
+            throw error
+        }
+        if !writeTallies { heldTallies.withLock { held in for (device, c) in counters { held.tallies[device, default: Tally()].add(c) } } }
+        let (found, leftOver) = written
+        if !missing.isEmpty { series.withLock { $0.merge(found) { $1 } } }
+        recentRows.withLock { $0 = ($0 ?? leftOver) + history.count }
+        try await afterCommit(events: events, counters: counters)
+    }
+
+    /// One batch's history, shadow and counters, in one transaction.
+    private func write(history: [(key: SeriesKey, value: ReportedValue)], newest: [SeriesKey: (value: ReportedValue, count: Int)], tallies: [ID: Tally],
+                       known: [SeriesKey: Int64], missing: [SeriesKey], countRecent: Bool) async throws -> ([SeriesKey: Int64], Int) {
+        try await store.telemetry.write { db in
             var ids = known
             let leftOver = countRecent ? try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent") : 0
             if !missing.isEmpty {
@@ -362,9 +400,10 @@ public final class TelemetryWriter: Sendable {
             }
             return (ids, leftOver)
         }
-        if !missing.isEmpty { series.withLock { $0.merge(found) { $1 } } }
-        recentRows.withLock { $0 = ($0 ?? leftOver) + history.count }
+    }
 
+    /// What follows a commit: device events onto the event log, and registry last-seen times.
+    private func afterCommit(events: [DeviceReport], counters: [ID: Tally]) async throws {
         // Device events are domain events: on the event log, in the community's database.
         if !events.isEmpty {
             let raised = events
@@ -394,10 +433,30 @@ public final class TelemetryWriter: Sendable {
         }
     }
 
+    /// How long device counters may add up in memory under load before they are written.
+    static let tallyInterval = Duration.seconds(1)
+
     /// Rows per INSERT: at most 6 bound values each, so 12,000 per statement, within PostgreSQL's
     /// 65,535 and SQLite's limit.
     static let rowsPerStatement = 2_000
 
+}
+
+/// A device's messages and errors over some reports, as `device_diagnosis` adds them up.
+struct Tally: Sendable {
+    var messages = 0
+    var errors = 0
+    var lastError: String?
+    var lastErrorAt: Millis?
+    var lastSeen: Millis = 0
+
+    /// Adds later reports' counts: their last error, if any, is the newer one.
+    mutating func add(_ later: Tally) {
+        messages += later.messages
+        errors += later.errors
+        if later.lastError != nil { lastError = later.lastError; lastErrorAt = later.lastErrorAt }
+        lastSeen = max(lastSeen, later.lastSeen)
+    }
 }
 
 /// One device property's history: what `telemetry_series` numbers. Two strings, not one joined,

@@ -70,14 +70,18 @@ struct TelemetryTests {
             let writer = TelemetryWriter(store: store, logger: TestEngine.logger, maxBatch: 64)
             let at: Millis = 1_700_000_000_000
             // All at the same millisecond: only the order they were taken in says which is newest.
-            let receipts = (0..<1_000).map { i in
+            var receipts = (0..<1_000).map { i in
                 writer.enqueue(report(device, .properties([ReportedValue(identifier: "Temp", json: "\(Double(i))", number: Double(i), time: at)]), at: at))
             }
+            // Counters of batches committed while others wait add up in memory and are written with
+            // a later commit: none may be lost on the way, the last error included.
+            receipts.insert(writer.enqueue(report(device, .refused(reason: "Temp: not a number"), at: at + 1)), at: 500)
             for receipt in receipts.reversed() { try await receipt.wait() }
             try await receipts[0].wait()  // a receipt of a stored batch answers at once, again
             let shadow = try await store.shadow(device)
             #expect(shadow.count == 1 && shadow[0].reported == "999.0" && shadow[0].reportedVersion == 1_000)
-            #expect(try await store.diagnosis([device.id])[device.id]?.messages == 1_000)
+            let diagnosis = try await store.diagnosis([device.id])[device.id]
+            #expect(diagnosis?.messages == 1_001 && diagnosis?.errors == 1 && diagnosis?.lastError == "Temp: not a number" && diagnosis?.lastSeenAt == at + 1)
             #expect(try await store.telemetry(device, identifier: "Temp", from: at, to: at + 1, limit: 2_000).count == 1_000)
         }
     }
