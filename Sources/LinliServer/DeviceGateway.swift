@@ -230,9 +230,9 @@ public final class DeviceGateway: Sendable {
     /// The device a message on `pk/dn`'s topics is from: the connection's own, or a sub-device
     /// signed in through it; nil otherwise.
     private static func device(_ pk: String, _ dn: String, speakingThrough session: DeviceSession) -> Device? {
-        let key = Device.key(pk, dn)
-        if session.device.key == key { return session.device }
-        return session.state.withLock { $0.online[key] }
+        if session.device.deviceName == dn, session.device.productKey == pk { return session.device }
+        guard session.isGateway else { return nil }
+        return session.state.withLock { $0.online[Device.key(pk, dn)] }
     }
 
     /// Handles what devices send on their own topics (and a gateway on its sub-devices'); other
