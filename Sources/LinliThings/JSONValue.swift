@@ -227,16 +227,20 @@ struct JSONParser {
         i += 1  // opening quote
         let start = i
         // Fast path: no escapes.
+        var ascii = true
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
-                // Invalid UTF-8 is not JSON. (Outside strings, the grammar admits ASCII only.)
-                guard let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self) else { return nil }
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<i])
                 i += 1
-                return text
+                // ASCII (identifiers, ids, nearly every string a device sends) is valid as it is;
+                // anything else is checked: invalid UTF-8 is not JSON.
+                if ascii { return String(decoding: raw, as: UTF8.self) }
+                return String(validating: raw, as: UTF8.self)
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { return nil }
+            if b >= 0x80 { ascii = false }
             i += 1
         }
         guard i < bytes.count else { return nil }
