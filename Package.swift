@@ -139,6 +139,7 @@ let package = Package(
                 "LinliAlink",
                 "LinliThings",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
         .testTarget(

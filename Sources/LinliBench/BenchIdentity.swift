@@ -47,33 +47,74 @@ public enum BenchIdentity: Sendable, Equatable {
 
 /// The body of a property post, written straight into a buffer: the same shape as Link Kit's,
 /// with values valid for the built-in `environment_sensor` product and varying with the sequence
-/// number, so the server sees changing data rather than one cached string.
+/// number, so the server sees changing data rather than one cached string. Numbers are written as
+/// digits into the buffer, not through `String`, because this runs for every post.
 enum PropertyPost {
+    private static let head: StaticString = "{\"id\":\""
+    private static let beforeTemperature: StaticString = "\",\"version\":\"1.0\",\"params\":{\"CurrentTemperature\":"
+    private static let beforeHumidity: StaticString = ",\"CurrentHumidity\":"
+    private static let tail: StaticString = "},\"method\":\"thing.event.property.post\"}"
+    /// Everything but the id's digits: the temperature is always `dd.d` (15.0 … 24.9) and the
+    /// humidity `dd` (30 … 69), so only the id changes the length.
+    static let fixedLength = head.utf8CodeUnitCount + beforeTemperature.utf8CodeUnitCount + 4
+        + beforeHumidity.utf8CodeUnitCount + 2 + tail.utf8CodeUnitCount
+
+    /// The payload's length in bytes, for the PUBLISH's remaining length before it is written.
+    static func length(sequence: UInt64) -> Int { fixedLength + decimalDigits(sequence) }
+
     static func write(sequence: UInt64, into buffer: inout ByteBuffer) {
-        let tenths = 150 + Int(sequence % 100)  // 15.0 … 24.9 °C, one decimal like the model's step
-        buffer.writeStaticString("{\"id\":\"")
-        buffer.writeString(String(sequence))
-        buffer.writeStaticString("\",\"version\":\"1.0\",\"params\":{\"CurrentTemperature\":")
-        buffer.writeString(String(tenths / 10))
-        buffer.writeStaticString(".")
-        buffer.writeString(String(tenths % 10))
-        buffer.writeStaticString(",\"CurrentHumidity\":")
-        buffer.writeString(String(30 + Int(sequence % 40)))
-        buffer.writeStaticString("},\"method\":\"thing.event.property.post\"}")
+        let tenths = 150 + sequence % 100  // 15.0 … 24.9 °C, one decimal like the model's step
+        let humidity = 30 + sequence % 40
+        buffer.writeStaticString(head)
+        writeDecimal(sequence, into: &buffer)
+        buffer.writeStaticString(beforeTemperature)
+        buffer.writeInteger(UInt32(digit(tenths / 100)) << 24 | UInt32(digit(tenths / 10 % 10)) << 16
+                            | UInt32(UInt8(ascii: ".")) << 8 | UInt32(digit(tenths % 10)))
+        buffer.writeStaticString(beforeHumidity)
+        buffer.writeInteger(UInt16(digit(humidity / 10)) << 8 | UInt16(digit(humidity % 10)))
+        buffer.writeStaticString(tail)
+    }
+
+    private static func digit(_ value: UInt64) -> UInt8 { UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value) }
+
+    static func decimalDigits(_ value: UInt64) -> Int {
+        var digits = 1
+        var rest = value
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        return digits
+    }
+
+    static func writeDecimal(_ value: UInt64, into buffer: inout ByteBuffer) {
+        let digits = decimalDigits(value)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: digits) { out in
+            var rest = value
+            for i in stride(from: digits - 1, through: 0, by: -1) {
+                out[i] = digit(rest % 10)
+                rest /= 10
+            }
+            return digits
+        }
     }
 
     /// Whether an Alink reply says success. The reply is compact JSON (`"code":200`) in any key order.
     static func isSuccessReply(_ payload: ByteBuffer) -> Bool {
-        let needle = Array("\"code\":200".utf8)
-        let bytes = payload.readableBytesView
-        guard bytes.count >= needle.count else { return false }
-        var start = bytes.startIndex
-        let last = bytes.endIndex - needle.count
-        while start <= last {
-            if bytes[start] == needle[0], bytes[start..<start + needle.count].elementsEqual(needle) {
+        payload.withUnsafeReadableBytes { isSuccessReply($0) }
+    }
+
+    static func isSuccessReply(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let needle: StaticString = "\"code\":200"
+        let count = needle.utf8CodeUnitCount
+        guard bytes.count >= count else { return false }
+        let first = needle.utf8Start[0]
+        var start = 0
+        while start <= bytes.count - count {
+            if bytes[start] == first, memcmp(bytes.baseAddress! + start, needle.utf8Start, count) == 0 {
                 // "code":2001 would be another code: the number must end here.
-                let after = start + needle.count
-                return after == bytes.endIndex || !(bytes[after] >= UInt8(ascii: "0") && bytes[after] <= UInt8(ascii: "9"))
+                let after = start + count
+                return after == bytes.count || !(bytes[after] >= UInt8(ascii: "0") && bytes[after] <= UInt8(ascii: "9"))
             }
             start += 1
         }

@@ -21,6 +21,9 @@ struct InflightWindow {
         sentAt = Array(repeating: 0, count: size)
     }
 
+    /// Whether another message may be sent (unless its id's slot is still taken, which is rare).
+    var hasRoom: Bool { count < limit }
+
     /// Takes the next packet id for a message sent at `now`; nil when the window is full.
     mutating func reserve(sentAt now: UInt64) -> UInt16? {
         guard count < limit else { return nil }

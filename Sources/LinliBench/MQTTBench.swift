@@ -193,11 +193,10 @@ public struct MQTTBench: Sendable {
                 .connectTimeout(.seconds(10))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(ByteToMessageHandler(MQTTDecoder()))
-                        try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
-                        try sync.addHandler(BenchClientHandler(identity: identity, role: role, qos: settings.qos, inflight: settings.inflight,
-                                                               keepAlive: settings.keepAlive, driver: lane.driver.value, ready: ready))
+                        // One handler, reading and writing raw MQTT bytes (see BenchWire).
+                        try channel.pipeline.syncOperations.addHandler(BenchClientHandler(identity: identity, role: role, qos: settings.qos,
+                                                                                          inflight: settings.inflight, keepAlive: settings.keepAlive,
+                                                                                          driver: lane.driver.value, ready: ready))
                     }
                 }
                 .connect(host: settings.endpoint.host, port: settings.endpoint.port).get()
