@@ -104,35 +104,7 @@ struct JSONParser {
 
     mutating func objectDocument(_ member: (String, JSONValue) -> Void) -> Bool {
         skipSpace()
-        guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else { return false }
-        depth += 1
-        i += 1
-        skipSpace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
-            i += 1
-        } else {
-            members: while true {
-                skipSpace()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let key = string() else { return false }
-                skipSpace()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return false }
-                i += 1
-                skipSpace()
-                guard let value = value() else { return false }
-                member(key, value)
-                skipSpace()
-                guard i < bytes.count else { return false }
-                if bytes[i] == UInt8(ascii: ",") {
-                    i += 1
-                    skipSpace()
-                    // One trailing comma is let through, as in `object()`.
-                    if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; break members }
-                    continue
-                }
-                if bytes[i] == UInt8(ascii: "}") { i += 1; break members }
-                return false
-            }
-        }
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{"), members(member) else { return false }
         skipSpace()
         return i == bytes.count
     }
@@ -168,33 +140,41 @@ struct JSONParser {
     }
 
     private mutating func object() -> JSONValue? {
+        var members: [String: JSONValue] = [:]
+        // The first of duplicate keys wins, as in JSONDecoder.
+        guard self.members({ key, value in if members[key] == nil { members[key] = value } }) else { return nil }
+        return .object(members)
+    }
+
+    /// Reads an object from its `{` to its `}`, handing each member over in order; false when
+    /// it is not one.
+    private mutating func members(_ member: (String, JSONValue) -> Void) -> Bool {
         depth += 1
         defer { depth -= 1 }
-        guard depth <= Self.maxDepth else { return nil }
+        guard depth <= Self.maxDepth else { return false }
         i += 1  // {
-        var members: [String: JSONValue] = [:]
         skipSpace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return true }
         while true {
             skipSpace()
-            guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let key = string() else { return nil }
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let key = string() else { return false }
             skipSpace()
-            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return false }
             i += 1
             skipSpace()
-            guard let value = value() else { return nil }
-            if members[key] == nil { members[key] = value }  // the first of duplicate keys wins, as in JSONDecoder
+            guard let value = value() else { return false }
+            member(key, value)
             skipSpace()
-            guard i < bytes.count else { return nil }
+            guard i < bytes.count else { return false }
             if bytes[i] == UInt8(ascii: ",") {
                 i += 1
                 skipSpace()
                 // One trailing comma is let through, as JSONDecoder does.
-                if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+                if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return true }
                 continue
             }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
-            return nil
+            if bytes[i] == UInt8(ascii: "}") { i += 1; return true }
+            return false
         }
     }
 
