@@ -23,10 +23,15 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// A received PUBLISH waiting for its completion, then routed and acknowledged in arrival order.
     private struct Slot {
         var message: Publish
-        /// False for a QoS 2 duplicate: acknowledged again, not routed again.
-        var route = true
-        var done = false
         var reply: Publish?
+    }
+
+    /// How far each slot is, kept apart from the slots so that looking costs no reference counting.
+    private struct Marks: OptionSet {
+        let rawValue: UInt8
+        static let done = Marks(rawValue: 1)
+        /// A QoS 2 duplicate: acknowledged again, not routed again.
+        static let notRouted = Marks(rawValue: 2)
     }
 
     let broker: MQTTBroker
@@ -43,6 +48,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// Packets that arrived while the client was being signed in, handled once it is.
     private var backlog: [MQTTPacket] = []
     private var slots = CircularBuffer<Slot>(initialCapacity: 8)
+    private var marks = CircularBuffer<Marks>(initialCapacity: 8)
     /// The sequence number of `slots.first`; a message's number stays its own while earlier ones leave.
     private var firstSlot: UInt64 = 0
     /// Messages handed to the control task whose publish hook has not returned. While there are
@@ -233,13 +239,16 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             return close()
         }
         let sequence = firstSlot + UInt64(slots.count)
-        slots.append(Slot(message: message))
         // The hook's fast path, here on the loop, when nothing earlier is still with the control
         // task and the message needs no QoS 2 bookkeeping; otherwise the control task calls the
         // hook, in order.
         if withControl == 0, message.qos != .exactlyOnce, let fast = broker.onPublishNow, let completion = fast(clientId, message) {
-            start(completion, sequence: sequence)
+            slots.append(Slot(message: message, reply: completion.reply))
+            marks.append([])
+            start(completion.work, sequence: sequence)
         } else {
+            slots.append(Slot(message: message, reply: nil))
+            marks.append([])
             withControl += 1
             control?.send(.publish(message, sequence: sequence))
         }
@@ -250,8 +259,11 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     func hookReturned(_ completion: PublishCompletion?, sequence: UInt64, first: Bool) {
         withControl -= 1
         if let completion {
-            if let index = slotIndex(sequence) { slots[offset: index].route = first }
-            start(completion, sequence: sequence)
+            if let index = slotIndex(sequence) {
+                if !first { marks[offset: index].insert(.notRouted) }
+                if let reply = completion.reply { slots[offset: index].reply = reply }
+            }
+            start(completion.work, sequence: sequence)
             resumeReading()
         } else {
             fail()
@@ -259,9 +271,8 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         finishIfDone()
     }
 
-    private func start(_ completion: PublishCompletion, sequence: UInt64) {
-        if let index = slotIndex(sequence) { slots[offset: index].reply = completion.reply }
-        switch completion.work {
+    private func start(_ work: PublishCompletion.Work, sequence: UInt64) {
+        switch work {
         case .none:
             completed(sequence, error: nil)
         case let .task(work):
@@ -297,12 +308,13 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             finishIfDone()
             return
         }
-        slots[offset: index].done = true
+        marks[offset: index].insert(.done)
         let routing = broker.state.subscriptionCount.load(ordering: .relaxed) > 0
-        while let head = slots.first, head.done {
-            slots.removeFirst()
+        while let mark = marks.first, mark.contains(.done) {
+            marks.removeFirst()
+            let head = slots.removeFirst()
             firstSlot += 1
-            if head.route, head.message.retain || routing { control?.send(.route(head.message)) }
+            if !mark.contains(.notRouted), head.message.retain || routing { control?.send(.route(head.message)) }
             if let reply = head.reply { emit(.publish(reply)) }
             switch head.message.qos {
             case .atMostOnce: break
@@ -359,6 +371,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private func fail() {
         firstSlot += UInt64(slots.count)
         slots.removeAll()
+        marks.removeAll()
         close()
     }
 
