@@ -139,6 +139,10 @@ public struct RuleEngine: Sendable {
 
     static func domainKey(_ eventType: String) -> String { "domain:" + eventType }
 
+    /// Whether any rule waits for something a device does (a post, an event, a status, an
+    /// absence); false when every rule starts from a schedule or a domain event.
+    public var watchesDevices: Bool { watchers.keys.contains { !$0.hasPrefix("domain:") } }
+
     /// Where a trigger waits to be found: under its device when it names one, so that a post is
     /// checked against that device's rules rather than every rule of its product; else under its
     /// product ("" for a household's absence over every product); domain triggers under the event.

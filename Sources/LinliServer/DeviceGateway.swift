@@ -339,15 +339,17 @@ public final class DeviceGateway: Sendable {
         }
         let stored = telemetry.enqueue(DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
                                                     deviceName: device.deviceName, receivedAt: now, content: content))
-        switch content {
-        case let .properties(values):
-            var numbers: [String: Double] = [:]
-            for v in values { if let n = v.number { numbers[v.identifier] = n } }
-            rules?.observe(.properties(numbers), from: device, at: now)
-        case let .event(identifier, _, _):
-            rules?.observe(.event(identifier), from: device, at: now)
-        default:
-            break
+        if let rules, rules.watchesDevices {
+            switch content {
+            case let .properties(values):
+                var numbers: [String: Double] = [:]
+                for v in values { if let n = v.number { numbers[v.identifier] = n } }
+                rules.observe(.properties(numbers), from: device, at: now)
+            case let .event(identifier, _, _):
+                rules.observe(.event(identifier), from: device, at: now)
+            default:
+                break
+            }
         }
         return .whenNotified(reply: wantsReply ? Self.reply(to: message, answer) : nil) { done in stored.whenStored(done) }
     }

@@ -17,6 +17,9 @@ public final class RuleService: Service, Sendable {
     let store: Store
     let logger: Logger
     private let engine = Mutex(RuleEngine())
+    /// The engine's `watchesDevices`, readable without its lock: while no rule watches devices,
+    /// their posts do not take the lock at all (every post of every device passes here).
+    private let devicesWatched = Atomic<Bool>(false)
     /// Where device actions go, once the broker runs; nil when it does not.
     private let devices = Mutex<DeviceGateway?>(nil)
     private let webhooks = Mutex<WebhookService?>(nil)
@@ -51,9 +54,21 @@ public final class RuleService: Service, Sendable {
 
     /// Something a device did; evaluated at once, its consequences queued.
     public func observe(_ observation: Observation, from device: Device, at now: Millis = nowMillis()) {
+        guard watchesDevices else { return }
         let watched = WatchedDevice(device)
         let firings = engine.withLock { $0.observe(observation, from: watched, now: now) }
         if !firings.isEmpty { work.yield(.firings(firings)) }
+    }
+
+    /// Whether any rule waits for what devices do; when none does, posts need not be shown to the rules.
+    public var watchesDevices: Bool { devicesWatched.load(ordering: .relaxed) }
+
+    /// Installs or removes rules, keeping `devicesWatched` in step.
+    private func changeRules(_ change: (inout RuleEngine) -> Void) {
+        engine.withLock { engine in
+            change(&engine)
+            devicesWatched.store(engine.watchesDevices, ordering: .relaxed)
+        }
     }
 
     /// A rule was created, changed or deleted: take it up again from the store.
@@ -79,7 +94,7 @@ public final class RuleService: Service, Sendable {
         let states = Dictionary(grouping: try await store.triggerStates(), by: \.ruleId)
         for rule in rules {
             let restored = states[rule.id] ?? []
-            engine.withLock { $0.install(rule, states: restored) }
+            changeRules { $0.install(rule, states: restored) }
             try await watchDevices(of: rule, restoring: !restored.isEmpty)
         }
         try await flush()
@@ -169,10 +184,10 @@ public final class RuleService: Service, Sendable {
                     try await flush()
                 case let .reload(id):
                     if let rule = try await store.rule(id: id) {
-                        engine.withLock { $0.install(rule) }
+                        changeRules { $0.install(rule) }
                         if rule.enabled { try await watchDevices(of: rule, restoring: false) }
                     } else {
-                        engine.withLock { $0.remove(id) }
+                        changeRules { $0.remove(id) }
                     }
                     try await flush()
                 case .flush:

@@ -35,6 +35,21 @@ struct RuleEngineTests {
         #expect(engine.observe(.properties(["T": 99]), from: Self.elsewhere, now: 6).isEmpty)
     }
 
+    /// Devices' posts skip the engine while it watches no device at all.
+    @Test func theEngineSaysWhetherAnyRuleWatchesDevices() {
+        var engine = RuleEngine()
+        #expect(!engine.watchesDevices)
+        engine.install(Self.rule([Trigger(type: .domain, productKey: "", eventType: "workorder.overdue")]))
+        #expect(!engine.watchesDevices)
+        let threshold = Self.rule([Trigger(type: .property, productKey: "a1Door", property: "T", op: .greater, value: 60)])
+        engine.install(threshold)
+        #expect(engine.watchesDevices)
+        engine.remove(threshold.id)
+        #expect(!engine.watchesDevices)
+        engine.install(Self.rule([Trigger(type: .absence, productKey: "", forSeconds: 60, per: .household)]))
+        #expect(engine.watchesDevices)
+    }
+
     @Test func aDurationFiresOnlyAfterHoldingThatLong() {
         var engine = RuleEngine()
         engine.install(Self.rule([Trigger(type: .property, productKey: "a1Door", property: "T", op: .greater, value: 60, forSeconds: 120)]))
