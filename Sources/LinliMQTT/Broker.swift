@@ -61,6 +61,8 @@ public final class MQTTBroker: Sendable {
     let mailboxes = LoopMailboxes()
     /// QoS 0 messages not sent because their client was not reading.
     let dropped = Atomic<Int>(0)
+    /// Connection handlers in memory: sockets open, and those closed whose work is not yet done.
+    let liveConnections = Atomic<Int>(0)
     /// Open client connections, closed when the broker stops.
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 

@@ -64,12 +64,15 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private let window: Int
 
     init(broker: MQTTBroker, secure: Bool) {
+        broker.liveConnections.add(1, ordering: .relaxed)
         self.broker = broker
         self.secure = secure
         logger = broker.logger
         tokens = Double(broker.configuration.maxPublishesPerSecond)
         window = max(1, broker.configuration.inflightWindow)
     }
+
+    deinit { broker.liveConnections.subtract(1, ordering: .relaxed) }
 
     // MARK: channel events
 
@@ -386,7 +389,11 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// Once the connection is over and every message it received has completed (and been
     /// routed), the control task detaches the session and publishes the will if one is due.
     private func finishIfDone() {
-        guard phase == .ended, slots.isEmpty, withControl == 0, let control else { return }
+        guard phase == .ended, slots.isEmpty, withControl == 0 else { return }
+        // Nothing calls back into this connection any more: let go of the references to itself
+        // (through `bound` and the control task), so that it is freed.
+        bound = nil
+        guard let control else { return }
         self.control = nil
         control.finish(graceful: graceful)
     }

@@ -38,6 +38,26 @@ struct ConnectionLimitTests {
         }
     }
 
+    /// A connection's handler refers to itself while its work is under way; once the socket is
+    /// closed and that work done, nothing may keep it alive.
+    @Test func closedConnectionsAreFreed() async throws {
+        try await withBroker { port, broker in
+            for i in 0..<20 {
+                let (client, _) = try await TestClient.connected(port, id: "c\(i)")
+                try await client.send(.publish(Publish(topic: "t", payload: ByteBuffer(string: "x"), qos: .atLeastOnce, packetId: 1)))
+                #expect(await client.next() == .puback(1))
+                if i % 2 == 0 { try await client.send(.disconnect) } else { client.close() }
+            }
+            // Refused at sign-in (an empty id without a clean session), and never signed in.
+            let (refused, ack) = try await TestClient.connected(port, id: "", clean: false)
+            #expect(ack == .connack(sessionPresent: false, returnCode: .identifierRejected))
+            refused.close()
+            let silent = try await TestClient(port: port)
+            silent.close()
+            #expect(await eventually { broker.liveConnections.load(ordering: .relaxed) == 0 })
+        }
+    }
+
     @Test func socketsBeyondTheBudgetAreClosedAtOnceAndTheListenerCarriesOn() async throws {
         try await withBroker(MQTTBrokerConfiguration(port: 0, maxSockets: 2)) { port, _ in
             let (a, ackA) = try await TestClient.connected(port, id: "a")
