@@ -60,7 +60,8 @@ def test_a_resident_reports_with_a_photo_follows_it_and_rates_it(site: dict, pag
     form.find_element(By.NAME, "description").send_keys("3楼 third floor")
     form.find_element(By.NAME, "photo").send_keys(str(tiny_png(tmp_path / "light.png")))
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(page).until(lambda d: "/app/reports/" in d.current_url)
+    # The form itself is /app/reports/new: wait for the report's own page.
+    wait(page).until(lambda d: "/app/reports/" in d.current_url and not d.current_url.endswith("/new"))
     report_id = page.current_url.rsplit("/", 1)[1]
     assert element(page, "#report-status").text == "submitted"
     photo = element(page, "#photos img")
@@ -98,7 +99,8 @@ def test_a_file_that_is_not_an_image_is_refused_and_the_report_kept(site: dict, 
     fake.write_bytes(b"this is not an image at all")
     form.find_element(By.NAME, "photo").send_keys(str(fake))
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(page).until(lambda d: "/app/reports/" in d.current_url)
+    # The form itself is /app/reports/new: wait for the report's own page.
+    wait(page).until(lambda d: "/app/reports/" in d.current_url and not d.current_url.endswith("/new"))
     assert "JPEG, PNG or WebP" in element(page, "#photo-problem").text
     assert element(page, "#report-status").text == "submitted"
     assert not page.find_elements(By.CSS_SELECTOR, "#photos img")
