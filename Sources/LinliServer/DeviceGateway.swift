@@ -272,8 +272,7 @@ public final class DeviceGateway: Sendable {
         case .desiredGet, .desiredDelete:
             // Answered at once: the device asks for the shadow's desired side, or clears it.
             guard let request = AlinkRequest.parse(payload) else {
-                await reply(to: clientId, topic: message.topic + "_reply", AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params"))
-                return .done
+                return .replying(Self.reply(to: message, AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params")))
             }
             let answer: Data
             if kind == .desiredGet {
@@ -288,8 +287,7 @@ public final class DeviceGateway: Sendable {
             } else {
                 // `params`: `{"identifier": {"version": n}}`; without a version, whatever version is there.
                 guard case let .object(items) = request.params else {
-                    await reply(to: clientId, topic: message.topic + "_reply", AlinkCode.reply(id: request.id, code: AlinkCode.invalidRequest, message: "params must name the properties"))
-                    return .done
+                    return .replying(Self.reply(to: message, AlinkCode.reply(id: request.id, code: AlinkCode.invalidRequest, message: "params must name the properties")))
                 }
                 let targets = items.map { name, spec -> (identifier: String, version: Int?) in
                     if case let .int(v)? = spec["version"] { return (name, Int(v)) }
@@ -298,8 +296,7 @@ public final class DeviceGateway: Sendable {
                 try await store.deleteDesired(device, targets)
                 answer = AlinkCode.success(id: request.id)
             }
-            if request.wantsReply { await reply(to: clientId, topic: message.topic + "_reply", answer) }
-            return .done
+            return request.wantsReply ? .replying(Self.reply(to: message, answer)) : .done
         case .firmwareInform:
             if let version = AlinkRequest.parse(payload)?.params["version"], case let .string(v) = version, !v.isEmpty, v.count <= 64 {
                 try await store.setDeviceFirmware(device, v)
