@@ -374,7 +374,13 @@ public final class DeviceGateway: Sendable {
             case let .string(s) where model.property(identifier)?.dataType.typeName == "date": Double(s)
             default: nil
             }
-            return ReportedValue(identifier: identifier, json: Self.jsonText(value), number: number, time: time)
+            // Whether `jsonText` wrote the number as `ReportedValue.text(of:)` does.
+            let plain = switch value {
+            case let .int(i): i.magnitude < 1 << 53
+            case .double: true
+            default: false
+            }
+            return ReportedValue(identifier: identifier, json: Self.jsonText(value), number: number, time: time, plainNumber: plain)
         }
     }
 
@@ -384,10 +390,7 @@ public final class DeviceGateway: Sendable {
         switch value {
         case let .int(n): return String(n)
         case let .bool(b): return b ? "true" : "false"
-        case let .double(d) where d.isFinite:
-            var text = d.description
-            if text.hasSuffix(".0") { text.removeLast(2) }
-            return text
+        case let .double(d) where d.isFinite: return ReportedValue.text(of: d)
         default: return String(decoding: value.serialized(), as: UTF8.self)
         }
     }

@@ -52,6 +52,8 @@ public struct MQTTBrokerService: Service {
     }
 
     public func run() async throws {
+        // The shadow is made whole from history before any device can post again.
+        try await gateway.telemetry.start()
         do {
             try await cancelWhenGracefulShutdown {
                 try await broker.run()

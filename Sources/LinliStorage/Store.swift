@@ -16,6 +16,9 @@ public struct Store: Sendable {
     public let signal: EventSignal
     /// Counts committed writes in this process; cached reads are valid only for the count they saw.
     public let changes = ChangeCounter()
+    /// Shadow values and device counters the telemetry writer has stored in history but not yet
+    /// written to their tables; readers of those tables add them.
+    public let heldTelemetry = HeldTelemetry()
     private let separateTelemetry: Bool
 
     public init(database: any Database, telemetry: (any Database)? = nil, cipher: FieldCipher, signal: EventSignal = EventSignal()) {

@@ -39,9 +39,24 @@ public struct ReportedValue: Sendable, Equatable {
     public var number: Double?
     /// When the device says it measured the value, else when Linli received it.
     public var time: Millis
+    /// The JSON text is `number` as `ReportedValue.text(of:)` writes it, so history keeps only the
+    /// number and the text can be made again from it. False for booleans, dates and anything
+    /// whose text says more than the number (history then keeps both).
+    public var plainNumber: Bool
 
-    public init(identifier: String, json: String, number: Double?, time: Millis) {
+    public init(identifier: String, json: String, number: Double?, time: Millis, plainNumber: Bool = false) {
         self.identifier = identifier; self.json = json; self.number = number; self.time = time
+        self.plainNumber = plainNumber && number?.isFinite == true
+    }
+
+    /// A finite number as JSON text the way Linli writes it: whole numbers that a Double holds
+    /// exactly without a fraction (`48`, not `48.0`), others in Swift's shortest form (`22.5`,
+    /// `1e+20`).
+    public static func text(of number: Double) -> String {
+        if number.rounded(.towardZero) == number, abs(number) < 9_007_199_254_740_992 { return String(Int64(number)) }
+        var text = number.description
+        if text.hasSuffix(".0") { text.removeLast(2) }
+        return text
     }
 }
 
@@ -56,6 +71,10 @@ public struct TelemetryReceipt: Sendable {
     /// Calls `done` once, from the writer's thread (or at once when the batch has already
     /// committed): nil when stored, else the error.
     public func whenStored(_ done: @escaping @Sendable ((any Error)?) -> Void) { batch.whenDone(done) }
+
+    /// The same for every report of one commit (while it is pending), so that those waiting for
+    /// many reports can wait once per commit.
+    public var commitId: ObjectIdentifier { ObjectIdentifier(batch) }
 }
 
 /// The outcome of one group commit, shared by every report in it.
@@ -144,26 +163,51 @@ public final class TelemetryWriter: Sendable {
     private let series = Mutex<[SeriesKey: Int64]>([:])
     /// When each device's registry row last had its last-seen time written.
     private let touched = Mutex<[ID: Millis]>([:])
-    /// Rows in `telemetry_recent`; nil until the first commit has counted what an earlier run left.
+    /// Rows in `telemetry_recent`; nil until the first commit has counted what an earlier run left
+    /// (and put into the shadow what a crash kept from it).
     private let recentRows = Mutex<Int?>(nil)
-    /// Device counters not yet written to `device_diagnosis`, and since when they have been held.
-    private let heldTallies = Mutex<(tallies: [ID: Tally], since: ContinuousClock.Instant)>(([:], .now))
+    /// Shadow values and counters stored in history but not yet in their tables: the store's, so
+    /// that its readers see them.
+    private var held: HeldTelemetry { store.heldTelemetry }
 
     private let commitTimer = Metrics.Timer(label: "linli_telemetry_commit_seconds")
     private let batchSize = Recorder(label: "linli_telemetry_batch_reports")
     private let reportCounter = Counter(label: "linli_telemetry_reports_total")
     private let mergeTimer = Metrics.Timer(label: "linli_telemetry_merge_seconds")
 
-    public init(store: Store, logger: Logger, maxBatch: Int = 8_192, mergeRows: Int = 100_000) {
+    /// How long shadow values and device counters may add up in memory under load.
+    let holdFor: Duration
+    /// Whether a commit that finds no other batch waiting writes what is held (tests turn this off
+    /// to hold values as a loaded writer does).
+    let writesHeldWhenIdle: Bool
+
+    public init(store: Store, logger: Logger, maxBatch: Int = 8_192, mergeRows: Int = 100_000, holdFor: Duration = .seconds(1), writesHeldWhenIdle: Bool = true) {
         self.store = store
         self.logger = logger
         self.maxBatch = maxBatch
         self.mergeRows = max(1, mergeRows)
+        self.holdFor = holdFor
+        self.writesHeldWhenIdle = writesHeldWhenIdle
     }
 
     /// Returns once the report is committed; throws when it could not be stored.
     public func record(_ report: DeviceReport) async throws {
         try await enqueue(report).wait()
+    }
+
+    /// Makes the shadow whole again after a crash (the values the writer held are in history) and
+    /// counts the history an earlier run left to merge. Runs as this writer's first commit, in the
+    /// writer's turn; call it before devices connect. Later calls commit nothing.
+    public func start() async throws {
+        let batch = TelemetryBatch()
+        let startFlushing = pending.withLock { state -> Bool in
+            state.batches.append(([], batch))
+            if state.flushing { return false }
+            state.flushing = true
+            return true
+        }
+        if startFlushing { Task(priority: .high) { await self.flushUntilEmpty() } }
+        try await batch.wait()
     }
 
     /// Returns once nothing is gathering, committing or merging, e.g. before the store is closed.
@@ -221,7 +265,9 @@ public final class TelemetryWriter: Sendable {
             }
             // After the batch's waiters are released: a merge delays the next commit, never an
             // acknowledgement already earned. Reports arriving meanwhile make the next batch larger.
-            if (recentRows.withLock { $0 } ?? 0) >= mergeRows {
+            // Only rows the shadow already shows leave `telemetry_recent`: after a crash, the
+            // shadow is made whole from that table alone.
+            if (recentRows.withLock { $0 } ?? 0) >= mergeRows, held.shadowIsEmpty {
                 await mergeRecent()
             }
         }
@@ -259,7 +305,7 @@ public final class TelemetryWriter: Sendable {
     private func commit(_ reports: [DeviceReport]) async throws {
         // Per batch: the rows of history, the latest value per device property, the counters per device.
         var rows: [(key: SeriesKey, value: ReportedValue)] = []
-        var latest: [SeriesKey: (value: ReportedValue, count: Int)] = [:]
+        var latest: [SeriesKey: ShadowUpdate] = [:]
         var counters: [ID: Tally] = [:]
         var events: [DeviceReport] = []
         for report in reports {
@@ -271,11 +317,7 @@ public final class TelemetryWriter: Sendable {
                 for v in values {
                     let key = SeriesKey(deviceId: report.deviceId, identifier: v.identifier)
                     rows.append((key, v))
-                    if let seen = latest[key] {
-                        latest[key] = (v.time >= seen.value.time ? v : seen.value, seen.count + 1)
-                    } else {
-                        latest[key] = (v, 1)
-                    }
+                    latest[key, default: ShadowUpdate(value: v, count: 0)].add(ShadowUpdate(value: v, count: 1))
                 }
             case .event:
                 events.append(report)
@@ -289,49 +331,60 @@ public final class TelemetryWriter: Sendable {
             counters[report.deviceId] = c
         }
 
-        // The counters go to `device_diagnosis` with this commit when no other batch is waiting
-        // (so a quiet server's diagnosis is current as soon as a post is acknowledged) or once a
-        // second; under load, in between, they add up here. A crash loses at most that second
-        // of counts, never a value: the posts themselves are in this commit's history.
-        let writeTallies = pending.withLock { $0.batches.isEmpty } || heldTallies.withLock { ContinuousClock.now - $0.since > Self.tallyInterval }
-        let owed: [ID: Tally] = writeTallies ? heldTallies.withLock { held in
-            defer { held = ([:], .now) }
-            return held.tallies
-        } : [:]
-        var tallies = owed
-        if writeTallies { for (device, c) in counters { tallies[device, default: Tally()].add(c) } }
-        let (history, newest) = (rows, latest)
+        // The shadow and the counters go to their tables with this commit when no other batch is
+        // waiting (so a quiet server's are current as soon as a post is acknowledged), once a
+        // second, and before a merge; under load, in between, they add up in memory, where
+        // readers see them too. A crash loses none of the shadow: the first commit after a start
+        // puts into it what `telemetry_recent` holds beyond it. It loses at most that second of
+        // message and error counts, never a value.
+        let recent = recentRows.withLock { $0 }
+        let writeHeld = recent == nil || (recent ?? 0) + rows.count >= mergeRows
+            || (writesHeldWhenIdle && pending.withLock { $0.batches.isEmpty }) || held.heldLongerThan(holdFor)
+        let taken = writeHeld ? held.take() : HeldTelemetry.Held()
+        var shadow = taken.shadow, tallies = taken.tallies
+        if writeHeld {
+            for (key, update) in latest { shadow[key, default: ShadowUpdate(value: update.value, count: 0)].add(update) }
+            for (device, c) in counters { tallies[device, default: Tally()].add(c) }
+        }
         let known = series.withLock { $0 }
         let missing = latest.keys.filter { known[$0] == nil }
-        let countRecent = recentRows.withLock { $0 } == nil
         let written: ([SeriesKey: Int64], Int)
         do {
-            written = try await write(history: history, newest: newest, tallies: tallies, known: known, missing: missing, countRecent: countRecent)
+            written = try await write(history: rows, shadow: shadow, tallies: tallies, known: known, missing: missing, starting: recent == nil)
         } catch {
             // This batch's reports are not stored (their senders get no acknowledgement and send
-            // again), but the counts held from earlier batches are still owed.
-            if !owed.isEmpty {
-                heldTallies.withLock { held in
-                    var back = owed
-                    for (device, c) in held.tallies { back[device, default: Tally()].add(c) }
-                    held.tallies = back
-                }
-            }
+            // again), but what was held from earlier batches is still owed.
+            if writeHeld { held.putBack(taken) }
             throw error
         }
-        if !writeTallies { heldTallies.withLock { held in for (device, c) in counters { held.tallies[device, default: Tally()].add(c) } } }
+        if !writeHeld { held.add(shadow: latest, tallies: counters) }
         let (found, leftOver) = written
         if !missing.isEmpty { series.withLock { $0.merge(found) { $1 } } }
-        recentRows.withLock { $0 = ($0 ?? leftOver) + history.count }
+        recentRows.withLock { $0 = ($0 ?? leftOver) + rows.count }
         try await afterCommit(events: events, counters: counters)
     }
 
-    /// One batch's history, shadow and counters, in one transaction.
-    private func write(history: [(key: SeriesKey, value: ReportedValue)], newest: [SeriesKey: (value: ReportedValue, count: Int)], tallies: [ID: Tally],
-                       known: [SeriesKey: Int64], missing: [SeriesKey], countRecent: Bool) async throws -> ([SeriesKey: Int64], Int) {
+    /// One batch's history, shadow and counters, in one transaction. `starting`: the first commit
+    /// of this writer, which counts the rows an earlier run left in `telemetry_recent` and puts
+    /// into the shadow those it does not show yet.
+    private func write(history: [(key: SeriesKey, value: ReportedValue)], shadow batchShadow: [SeriesKey: ShadowUpdate], tallies: [ID: Tally],
+                       known: [SeriesKey: Int64], missing: [SeriesKey], starting: Bool) async throws -> ([SeriesKey: Int64], Int) {
         try await store.telemetry.write { db in
             var ids = known
-            let leftOver = countRecent ? try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent") : 0
+            var newest = batchShadow
+            var leftOver = 0
+            if starting {
+                leftOver = try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent")
+                if leftOver > 0 {
+                    let missed = try await Self.unshownHistory(db)
+                    // Those rows came before this batch's: the batch's values are the later ones.
+                    for (key, update) in missed {
+                        var earlier = update
+                        if let later = newest[key] { earlier.add(later) }
+                        newest[key] = earlier
+                    }
+                }
+            }
             if !missing.isEmpty {
                 let pairs = missing.sorted().map { key -> SQLQueryString in "(\(bind: key.deviceId), \(bind: key.identifier))" }
                 for chunk in pairs.chunked(500) {
@@ -352,15 +405,19 @@ public final class TelemetryWriter: Sendable {
                 var texts: [SQLQueryString] = []
                 for (key, v) in chunk {
                     guard let s = ids[key] else { continue }
-                    if let n = v.number {
+                    if let n = v.number, v.plainNumber {
                         if !numbers.isEmpty { numbers += ", " }
                         numbers += "("
                         numbers += String(s)
                         numbers += ", "
                         numbers += String(v.time)
-                        numbers += n.isFinite ? ", " + String(n) + ", NULL)" : ", NULL, NULL)"
+                        numbers += ", "
+                        numbers += String(n)
+                        numbers += ", NULL)"
                     } else {
-                        texts.append("(\(unsafeRaw: String(s)), \(unsafeRaw: String(v.time)), NULL, \(bind: v.json))")
+                        // The text says more than the number (a boolean, a date, text): both are kept.
+                        let n = v.number.flatMap { $0.isFinite ? String($0) : nil } ?? "NULL"
+                        texts.append("(\(unsafeRaw: String(s)), \(unsafeRaw: String(v.time)), \(unsafeRaw: n), \(bind: v.json))")
                     }
                 }
                 if !numbers.isEmpty {
@@ -373,9 +430,9 @@ public final class TelemetryWriter: Sendable {
             // The reported shadow: the newest value wins, every report counts as a version.
             for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
                 let values = chunk.map { entry -> SQLQueryString in
-                    let (v, count) = entry.value
+                    let update = entry.value
                     // Numbers we made are written inline: a bind costs more than the row's insert.
-                    return "(\(bind: entry.key.deviceId), \(bind: v.identifier), \(bind: v.json), \(unsafeRaw: String(v.time)), \(unsafeRaw: String(count)))"
+                    return "(\(bind: entry.key.deviceId), \(bind: entry.key.identifier), \(bind: update.value.json), \(unsafeRaw: String(update.value.time)), \(unsafeRaw: String(update.count)))"
                 }
                 try await db.raw("""
                     INSERT INTO device_shadow (device_id, identifier, value, reported_at, version) VALUES \(values.joined(separator: ", "))
@@ -434,8 +491,26 @@ public final class TelemetryWriter: Sendable {
         }
     }
 
-    /// How long device counters may add up in memory under load before they are written.
-    static let tallyInterval = Duration.seconds(1)
+    /// History in `telemetry_recent` newer than its series' shadow value: what a crash kept from
+    /// the shadow while the writer held it. Per series, the newest such value and how many there
+    /// are (a value measured no later than the shadow's, which is rare, is not counted again).
+    static func unshownHistory(_ db: any SQLDatabase) async throws -> [SeriesKey: ShadowUpdate] {
+        struct Row: Decodable { var deviceId: String; var identifier: String; var ts: Millis; var num: Double?; var txt: String? }
+        let rows = try await db.raw("""
+            SELECT s.device_id AS "deviceId", s.identifier, r.ts, r.num, r.txt
+            FROM telemetry_recent r JOIN telemetry_series s ON s.id = r.series
+            LEFT JOIN device_shadow d ON d.device_id = s.device_id AND d.identifier = s.identifier
+            WHERE d.reported_at IS NULL OR r.ts > d.reported_at
+            ORDER BY r.ts
+            """).all(decoding: Row.self)
+        var missed: [SeriesKey: ShadowUpdate] = [:]
+        for r in rows {
+            guard let json = r.txt ?? r.num.map(ReportedValue.text(of:)) else { continue }
+            let value = ReportedValue(identifier: r.identifier, json: json, number: r.num, time: r.ts)
+            missed[SeriesKey(deviceId: r.deviceId, identifier: r.identifier), default: ShadowUpdate(value: value, count: 0)].add(ShadowUpdate(value: value, count: 1))
+        }
+        return missed
+    }
 
     /// Rows per INSERT: at most 6 bound values each, so 12,000 per statement, within PostgreSQL's
     /// 65,535 and SQLite's limit.
@@ -457,6 +532,80 @@ struct Tally: Sendable {
         errors += later.errors
         if later.lastError != nil { lastError = later.lastError; lastErrorAt = later.lastErrorAt }
         lastSeen = max(lastSeen, later.lastSeen)
+    }
+}
+
+/// A device property's reported value as the shadow takes it: the newest of some reports, and how
+/// many there were (each is a version).
+struct ShadowUpdate: Sendable {
+    var value: ReportedValue
+    var count: Int
+
+    /// Adds later reports: the newest measurement wins, the later report when two tie.
+    mutating func add(_ later: ShadowUpdate) {
+        if later.value.time >= value.time { value = later.value }
+        count += later.count
+    }
+}
+
+/// What the telemetry writer has stored in history but not yet written to `device_shadow` and
+/// `device_diagnosis`: under load it writes those once a second, not with every commit, which
+/// takes most of a commit's upserts away. The store's readers add it to what they read.
+public final class HeldTelemetry: Sendable {
+    struct Held {
+        var shadow: [SeriesKey: ShadowUpdate] = [:]
+        var tallies: [ID: Tally] = [:]
+        /// When the tables were last written (or the first value held since).
+        var since = ContinuousClock.now
+    }
+    private let held = Mutex(Held())
+
+    public init() {}
+
+    var shadowIsEmpty: Bool { held.withLock { $0.shadow.isEmpty } }
+
+    func heldLongerThan(_ interval: Duration) -> Bool { held.withLock { ContinuousClock.now - $0.since > interval } }
+
+    /// Everything held, to be written; from now on nothing is.
+    func take() -> Held {
+        held.withLock { h in
+            defer { h = Held() }
+            return h
+        }
+    }
+
+    /// Gives back what a failed write took, before what was added since.
+    func putBack(_ earlier: Held) {
+        held.withLock { h in
+            var back = earlier
+            for (key, update) in h.shadow {
+                if back.shadow[key] == nil { back.shadow[key] = update } else { back.shadow[key]!.add(update) }
+            }
+            for (device, c) in h.tallies { back.tallies[device, default: Tally()].add(c) }
+            h = back
+        }
+    }
+
+    func add(shadow: [SeriesKey: ShadowUpdate], tallies: [ID: Tally]) {
+        held.withLock { h in
+            for (key, update) in shadow {
+                if h.shadow[key] == nil { h.shadow[key] = update } else { h.shadow[key]!.add(update) }
+            }
+            for (device, c) in tallies { h.tallies[device, default: Tally()].add(c) }
+        }
+    }
+
+    /// One device's held values, by identifier.
+    func shadow(of deviceId: ID) -> [String: ShadowUpdate] {
+        held.withLock { h in
+            var values: [String: ShadowUpdate] = [:]
+            for (key, update) in h.shadow where key.deviceId == deviceId { values[key.identifier] = update }
+            return values
+        }
+    }
+
+    func tallies(of deviceIds: Set<ID>) -> [ID: Tally] {
+        held.withLock { h in h.tallies.filter { deviceIds.contains($0.key) } }
     }
 }
 
@@ -540,9 +689,18 @@ extension Store {
                 FROM device_diagnosis WHERE \(SQLQueryString.isIn("device_id", Set(deviceIds)))
                 """).all(decoding: Row.self)
         }
-        return Dictionary(uniqueKeysWithValues: rows.map {
+        var found = Dictionary(uniqueKeysWithValues: rows.map {
             ($0.deviceId, DeviceDiagnosis(messages: $0.messages, errors: $0.errors, lastError: $0.lastError, lastErrorAt: $0.lastErrorAt, lastSeenAt: $0.lastSeenAt))
         })
+        for (device, c) in heldTelemetry.tallies(of: Set(deviceIds)) {
+            var d = found[device] ?? .none
+            d.messages += c.messages
+            d.errors += c.errors
+            if c.lastError != nil { d.lastError = c.lastError; d.lastErrorAt = c.lastErrorAt }
+            d.lastSeenAt = max(d.lastSeenAt ?? 0, c.lastSeen)
+            found[device] = d
+        }
+        return found
     }
 
     /// Reported and desired values per property, by identifier.
@@ -558,6 +716,13 @@ extension Store {
         var values: [String: ShadowValue] = [:]
         for r in reported {
             values[r.identifier] = ShadowValue(identifier: r.identifier, reported: r.value, reportedAt: r.reportedAt, reportedVersion: r.version)
+        }
+        // Values stored in history that the writer has not yet written to `device_shadow`.
+        for (identifier, update) in heldTelemetry.shadow(of: device.id) {
+            var v = values[identifier] ?? ShadowValue(identifier: identifier)
+            if update.value.time >= (v.reportedAt ?? .min) { v.reported = update.value.json; v.reportedAt = update.value.time }
+            v.reportedVersion = (v.reportedVersion ?? 0) + update.count
+            values[identifier] = v
         }
         for d in desired {
             var v = values[d.identifier] ?? ShadowValue(identifier: d.identifier)

@@ -194,8 +194,8 @@ struct BenchTelemetry: AsyncParsableCommand {
                 if i % devices == 0 { base += 1 }
                 let tenths = 150 + i % 100
                 let values = [
-                    ReportedValue(identifier: "CurrentHumidity", json: String(30 + i % 40), number: Double(30 + i % 40), time: base),
-                    ReportedValue(identifier: "CurrentTemperature", json: "\(tenths / 10).\(tenths % 10)", number: Double(tenths) / 10, time: base),
+                    ReportedValue(identifier: "CurrentHumidity", json: String(30 + i % 40), number: Double(30 + i % 40), time: base, plainNumber: true),
+                    ReportedValue(identifier: "CurrentTemperature", json: ReportedValue.text(of: Double(tenths) / 10), number: Double(tenths) / 10, time: base, plainNumber: true),
                 ]
                 let receipt = writer.enqueue(DeviceReport(deviceId: ids[i % devices], communityId: "bench", productKey: "a1benchmark",
                                                           deviceName: "d\(i % devices)", receivedAt: base, content: .properties(values)))

@@ -176,6 +176,61 @@ struct TelemetryTests {
     }
 
     @Test(arguments: TestEngine.available)
+    func heldShadowIsReadAtOnceAndMadeWholeAfterACrash(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let d = try await makeDevices(store, place, count: 1)[0]
+            // Holds everything, as under load; merges every 50 rows, each after writing what it held.
+            let writer = TelemetryWriter(store: store, logger: TestEngine.logger, mergeRows: 50, holdFor: .seconds(3600), writesHeldWhenIdle: false)
+            try await writer.start()
+            for i in 0..<120 {
+                let n = Double(i) / 4
+                let values = [ReportedValue(identifier: "Temp", json: ReportedValue.text(of: n), number: n, time: Millis(i) * 1000, plainNumber: true),
+                              ReportedValue(identifier: "Open", json: i % 2 == 0 ? "true" : "false", number: i % 2 == 0 ? 1 : 0, time: Millis(i) * 1000)]
+                try await writer.record(report(d, .properties(values), at: Millis(i) * 1000))
+            }
+            try await writer.record(report(d, .refused(reason: "Temp: too hot"), at: 200_000))
+            await writer.idle()
+            struct Row: Decodable { var identifier: String; var value: String; var version: Int }
+            let table = { (s: Store) in
+                try await s.telemetry.read { db in try await db.raw("SELECT identifier, value, version FROM device_shadow ORDER BY identifier").all(decoding: Row.self) }
+            }
+            // The table is behind (the last merge wrote it), readers are not.
+            let written = try await table(store)
+            #expect(written.map(\.version) == [100, 100])
+            let shadow = try await store.shadow(d)
+            #expect(shadow.map(\.identifier) == ["Open", "Temp"])
+            #expect(shadow.map(\.reported) == ["false", "29.75"] && shadow.map(\.reportedVersion) == [120, 120] && shadow[0].reportedAt == 119_000)
+            let diagnosis = try #require(try await store.diagnosis([d.id])[d.id])
+            #expect(diagnosis.messages == 121 && diagnosis.errors == 1 && diagnosis.lastError == "Temp: too hot" && diagnosis.lastSeenAt == 200_000)
+
+            // A crash: the held values are gone with the process, history has them.
+            let restarted = Store(database: store.database, cipher: store.cipher)
+            #expect(try await restarted.shadow(d).map(\.reportedVersion) == [100, 100])
+            let next = TelemetryWriter(store: restarted, logger: TestEngine.logger)
+            try await next.start()
+            let recovered = try await restarted.shadow(d)
+            #expect(recovered.map(\.reported) == ["false", "29.75"] && recovered.map(\.reportedVersion) == [120, 120])
+            #expect(try await table(restarted).map(\.value) == ["false", "29.75"])
+            // History kept the text of the booleans beside their numbers, and only the number of the rest.
+            let open = try await restarted.telemetry(d, identifier: "Open", from: 0, to: 1_000_000, limit: 2)
+            #expect(open.map(\.text) == ["true", "false"] && open.map(\.value) == [1, 0])
+            #expect(try await restarted.telemetry(d, identifier: "Temp", from: 0, to: 1_000_000, limit: 1).map(\.text) == [nil])
+            // Starting again finds nothing more to add.
+            try await TelemetryWriter(store: restarted, logger: TestEngine.logger).start()
+            #expect(try await table(restarted).map(\.version) == [120, 120])
+        }
+    }
+
+    @Test func numbersAreWrittenPlainly() {
+        #expect(ReportedValue.text(of: 48) == "48" && ReportedValue.text(of: -0.0) == "0" && ReportedValue.text(of: 22.5) == "22.5")
+        #expect(ReportedValue.text(of: 1e15) == "1000000000000000" && ReportedValue.text(of: 1e20) == "1e+20" && ReportedValue.text(of: 0.1) == "0.1")
+        #expect(ReportedValue.text(of: 9_007_199_254_740_992) == "9007199254740992" && ReportedValue.text(of: 1.5e300) == "1.5e+300")
+        // Infinite numbers have no JSON text of their own: history keeps their text.
+        #expect(!ReportedValue(identifier: "x", json: "1e999", number: .infinity, time: 0, plainNumber: true).plainNumber)
+    }
+
+    @Test(arguments: TestEngine.available)
     func registryListsWithinReachAndFindsSilentDevices(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)
