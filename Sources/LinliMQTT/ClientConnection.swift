@@ -283,14 +283,16 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             Task {
                 do {
                     try await work()
-                    mailbox.post(.init(connection: bound, sequence: sequence, error: nil))
+                    mailbox.post(.one(bound, sequence: sequence, error: nil))
                 } catch {
-                    mailbox.post(.init(connection: bound, sequence: sequence, error: error))
+                    mailbox.post(.one(bound, sequence: sequence, error: error))
                 }
             }
         case let .notify(register):
             let (mailbox, bound) = (mailbox!, bound!)
-            register { error in mailbox.post(.init(connection: bound, sequence: sequence, error: error)) }
+            register { error in mailbox.post(.one(bound, sequence: sequence, error: error)) }
+        case let .shared(work):
+            mailbox!.wait(for: work, connection: self, sequence: sequence)
         }
     }
 

@@ -10,6 +10,7 @@ public struct PublishCompletion: Sendable {
         case none
         case task(@Sendable () async throws -> Void)
         case notify(@Sendable (_ done: @escaping @Sendable ((any Error)?) -> Void) -> Void)
+        case shared(any SharedCompletion)
     }
 
     let work: Work
@@ -36,20 +37,37 @@ public struct PublishCompletion: Sendable {
         PublishCompletion(work: .notify(register), reply: reply)
     }
 
+    /// Route and acknowledge (after sending `reply`) once `work` says it is done: like
+    /// `whenNotified`, for work that finishes many messages at once, such as a group commit.
+    /// The broker asks to be told once per event loop and piece of work, not once per message.
+    public static func whenDone(of work: some SharedCompletion, reply: Publish? = nil) -> PublishCompletion {
+        PublishCompletion(work: .shared(work), reply: reply)
+    }
+
     /// Done at once, with a reply for the publisher first.
     public static func replying(_ reply: Publish) -> PublishCompletion {
         PublishCompletion(work: .none, reply: reply)
     }
 }
 
+/// Work that finishes for many messages together and says so once: a group commit, for one.
+public protocol SharedCompletion: Sendable {
+    /// The same for every message this work finishes, and for no other work while it is pending.
+    var id: ObjectIdentifier { get }
+    /// Calls `done` once, from any thread (at once when already done): nil when the work is done,
+    /// else the error.
+    func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void)
+}
+
 /// Completions of publishes, posted from other threads (a group commit that finished, a task
 /// that returned) and handled on one event loop in one go: a commit of 500 posts wakes each loop
 /// once, not 500 times, and each connection then flushes once for all its acknowledgements.
 final class LoopMailbox: Sendable {
-    struct Letter: Sendable {
-        let connection: NIOLoopBound<MQTTConnection>
-        let sequence: UInt64
-        let error: (any Error)?
+    enum Letter: Sendable {
+        /// One message's work is done.
+        case one(NIOLoopBound<MQTTConnection>, sequence: UInt64, error: (any Error)?)
+        /// Shared work is done, for every message on this loop that waits for it.
+        case shared(ObjectIdentifier, error: (any Error)?)
     }
 
     private struct Box {
@@ -58,10 +76,30 @@ final class LoopMailbox: Sendable {
         var scheduled = false
     }
 
+    /// The messages on this loop waiting for each piece of shared work, and the work itself (kept,
+    /// so that its id stays its own until it is done). Touched only on the loop.
+    private final class SharedWaits: @unchecked Sendable {
+        var waiting: [ObjectIdentifier: (work: any SharedCompletion, messages: [(MQTTConnection, UInt64)])] = [:]
+    }
+
     let loop: any EventLoop
     private let box = Mutex(Box())
+    private let shared = SharedWaits()
 
     init(loop: any EventLoop) { self.loop = loop }
+
+    /// On the loop: the message `sequence` of `connection` is done when `work` is. The first
+    /// message of a piece of work asks it to say so; later ones only join the list.
+    func wait(for work: some SharedCompletion, connection: MQTTConnection, sequence: UInt64) {
+        loop.assertInEventLoop()
+        let id = work.id
+        if shared.waiting[id] != nil {
+            shared.waiting[id]!.messages.append((connection, sequence))
+            return
+        }
+        shared.waiting[id] = (work, [(connection, sequence)])
+        work.whenDone { error in self.post(.shared(id, error: error)) }
+    }
 
     func post(_ letter: Letter) {
         let schedule = box.withLock { b -> Bool in
@@ -82,12 +120,20 @@ final class LoopMailbox: Sendable {
             return taken
         }
         var touched: [MQTTConnection] = []
-        for letter in letters {
-            let connection = letter.connection.value
-            connection.completed(letter.sequence, error: letter.error)
+        func complete(_ connection: MQTTConnection, _ sequence: UInt64, _ error: (any Error)?) {
+            connection.completed(sequence, error: error)
             if !connection.flushQueued {
                 connection.flushQueued = true
                 touched.append(connection)
+            }
+        }
+        for letter in letters {
+            switch letter {
+            case let .one(connection, sequence, error):
+                complete(connection.value, sequence, error)
+            case let .shared(id, error):
+                guard let (_, messages) = shared.waiting.removeValue(forKey: id) else { continue }
+                for (connection, sequence) in messages { complete(connection, sequence, error) }
             }
         }
         for connection in touched {

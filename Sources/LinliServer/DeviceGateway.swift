@@ -268,7 +268,7 @@ public final class DeviceGateway: Sendable {
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)
             let stored = telemetry.enqueue(report(.seen))
-            return .whenNotified { done in stored.whenStored(done) }
+            return .whenDone(of: StoredReport(receipt: stored))
         case .desiredGet, .desiredDelete:
             // Answered at once: the device asks for the shadow's desired side, or clears it.
             guard let request = AlinkRequest.parse(payload) else {
@@ -348,7 +348,7 @@ public final class DeviceGateway: Sendable {
                 break
             }
         }
-        return .whenNotified(reply: wantsReply ? Self.reply(to: message, answer) : nil) { done in stored.whenStored(done) }
+        return .whenDone(of: StoredReport(receipt: stored), reply: wantsReply ? Self.reply(to: message, answer) : nil)
     }
 
     /// A device's `…_reply` to one of its requests, at QoS 0 as Alink devices expect.
@@ -482,4 +482,12 @@ public final class DeviceGateway: Sendable {
         guard let broker = broker.withLock({ $0 }) else { return }
         await broker.send(Publish(topic: topic, payload: ByteBuffer(bytes: payload), qos: .atMostOnce), to: clientId)
     }
+}
+
+/// A device's report on its way to the telemetry store: its MQTT acknowledgement waits for the
+/// group commit that stores it, and the broker waits once per commit, not once per post.
+struct StoredReport: SharedCompletion {
+    let receipt: TelemetryReceipt
+    var id: ObjectIdentifier { receipt.commitId }
+    func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void) { receipt.whenStored(done) }
 }

@@ -213,3 +213,86 @@ struct FastPathTests {
         #expect(await client.next(within: .milliseconds(50)) == nil)
     }
 }
+
+/// Shared work a test finishes by name: counts how many times the broker asked to be told.
+final class SharedWork: SharedCompletion, @unchecked Sendable {
+    let name: String
+    private let callbacks = Mutex<[@Sendable ((any Error)?) -> Void]>([])
+    init(_ name: String) { self.name = name }
+    var id: ObjectIdentifier { ObjectIdentifier(self) }
+    var registrations: Int { callbacks.withLock { $0.count } }
+    func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void) { callbacks.withLock { $0.append(done) } }
+    func finish(error: (any Error)? = nil) { for done in callbacks.withLock({ $0 }) { done(error) } }
+}
+
+final class Works: Sendable {
+    private let all = Mutex<[String: SharedWork]>([:])
+    func named(_ name: String) -> SharedWork {
+        all.withLock { all in
+            if let w = all[name] { return w }
+            let made = SharedWork(name)
+            all[name] = made
+            return made
+        }
+    }
+}
+
+@Suite("MQTT broker: completions shared by many messages")
+struct SharedCompletionTests {
+    @Test func manyMessagesWaitOnceForTheirSharedWorkAndAllAreAcknowledged() async throws {
+        let works = Works()
+        @Sendable func work(_ name: String) -> SharedWork { works.named(name) }
+        var quiet = Logger(label: "mqtt-test")
+        quiet.logLevel = .critical
+        // `batch/N/…` messages finish together when work N does.
+        let broker = MQTTBroker(configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
+                                receive: { _, _ in .done },
+                                receiveNow: { _, message in
+                                    let batch = String(message.topic.split(separator: "/")[1])
+                                    return .whenDone(of: work(batch), reply: Publish(topic: message.topic + "_reply", payload: ByteBuffer(string: "ok"), qos: .atMostOnce))
+                                })
+        let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
+        let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
+        defer { server.cancel() }
+        var ports = stream.makeAsyncIterator()
+        let port = try #require(await ports.next()).tcp
+
+        var clients: [TestClient] = []
+        for i in 0..<4 { clients.append(try await TestClient.connected(port, id: "device-\(i)").0) }
+        for (i, client) in clients.enumerated() {
+            for k in 1...3 { try await client.send(FastPathTests.publish("batch/1/\(i)", UInt16(k))) }
+        }
+        // Twelve messages on at most two event loops: asked once per loop, not once per message.
+        let first = work("1")
+        #expect(await eventually { (1...2).contains(first.registrations) })
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(first.registrations <= 2)
+        for client in clients { #expect(await client.next(within: .milliseconds(50)) == nil) }
+        first.finish()
+        for (i, client) in clients.enumerated() {
+            var seen: [String] = []
+            while seen.count < 6, let packet = await client.next() {
+                switch packet {
+                case let .publish(m): seen.append(m.topic)
+                case let .puback(id): seen.append("puback \(id)")
+                default: seen.append("\(packet)")
+                }
+            }
+            let reply = "batch/1/\(i)_reply"
+            #expect(seen == [reply, "puback 1", reply, "puback 2", reply, "puback 3"])
+        }
+
+        // Work that fails closes every connection waiting for it, without acknowledging.
+        try await clients[0].send(FastPathTests.publish("batch/2/0", 4))
+        try await clients[1].send(FastPathTests.publish("batch/2/1", 4))
+        try await clients[2].send(FastPathTests.publish("batch/3/2", 4))
+        #expect(await eventually { work("2").registrations >= 1 && work("3").registrations == 1 })
+        work("2").finish(error: Refused())
+        #expect(await clients[0].closedWithin(.seconds(3)))
+        #expect(await clients[1].closedWithin(.seconds(3)))
+        // Other work is not touched: its message is acknowledged once it is done.
+        work("3").finish()
+        #expect(await clients[2].next() != nil)  // the reply
+        #expect(await clients[2].next() == .puback(4))
+    }
+}
