@@ -409,6 +409,21 @@ public enum Migrations {
                 "CREATE TABLE telemetry_recent (series BIGINT NOT NULL, ts BIGINT NOT NULL, num DOUBLE PRECISION, txt TEXT)",
             ]
         },
+        Migration(version: 3, name: "history in binary: a log of commits, merged into blocks per series") { engine in
+            let id = engine == .sqlite ? "id INTEGER PRIMARY KEY" : "id BIGSERIAL PRIMARY KEY"
+            let blob = engine == .sqlite ? "BLOB" : "BYTEA"
+            return [
+                // What waited to be merged joins the rows from before blocks, which are read and
+                // pruned as before and no longer written.
+                "INSERT INTO telemetry (series, ts, num, txt) SELECT series, ts, num, txt FROM telemetry_recent ORDER BY series, ts",
+                "DROP TABLE telemetry_recent",
+                // One row per group commit: its values, in arrival order, in one blob.
+                "CREATE TABLE telemetry_log (\(id), count INTEGER NOT NULL, first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL, data \(blob) NOT NULL)",
+                // One row per series per merge: its values sorted by time.
+                "CREATE TABLE telemetry_blocks (\(id), series BIGINT NOT NULL, first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL, count INTEGER NOT NULL, data \(blob) NOT NULL)",
+                "CREATE INDEX telemetry_blocks_series ON telemetry_blocks (series, last_ts)",
+            ]
+        },
     ]
 
     /// A list of migrations and the table that records which of them a database has.

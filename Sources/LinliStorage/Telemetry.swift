@@ -148,9 +148,8 @@ public final class TelemetryWriter: Sendable {
     let store: Store
     let logger: Logger
     let maxBatch: Int
-    /// History rows gathered in `telemetry_recent` before they are moved into `telemetry` in one
-    /// sorted run. Larger runs write each series' index page fewer times; smaller ones keep the
-    /// unindexed table that every history read scans smaller.
+    /// Values gathered in `telemetry_log` before they are merged into blocks. Larger merges make
+    /// fewer, larger blocks; smaller ones keep the log that every history read decodes smaller.
     let mergeRows: Int
 
     private struct Pending {
@@ -163,7 +162,7 @@ public final class TelemetryWriter: Sendable {
     private let series = Mutex<[SeriesKey: Int64]>([:])
     /// When each device's registry row last had its last-seen time written.
     private let touched = Mutex<[ID: Millis]>([:])
-    /// Rows in `telemetry_recent`; nil until the first commit has counted what an earlier run left
+    /// Values in `telemetry_log`; nil until the first commit has counted what an earlier run left
     /// (and put into the shadow what a crash kept from it).
     private let recentRows = Mutex<Int?>(nil)
     /// Shadow values and counters stored in history but not yet in their tables: the store's, so
@@ -265,40 +264,25 @@ public final class TelemetryWriter: Sendable {
             }
             // After the batch's waiters are released: a merge delays the next commit, never an
             // acknowledgement already earned. Reports arriving meanwhile make the next batch larger.
-            // Only rows the shadow already shows leave `telemetry_recent`: after a crash, the
+            // Only values the shadow already shows leave `telemetry_log`: after a crash, the
             // shadow is made whole from that table alone.
             if (recentRows.withLock { $0 } ?? 0) >= mergeRows, held.shadowIsEmpty {
-                await mergeRecent()
+                await merge()
             }
         }
     }
 
-    /// Moves every row of `telemetry_recent` into `telemetry`, sorted by series and time, in one
-    /// transaction. If it fails the rows stay where they are (readers see both tables) and the
-    /// next commit tries again.
-    func mergeRecent() async {
+    /// Merges the log into blocks, in one transaction. If it fails the log stays as it is
+    /// (readers read both) and a later commit tries again.
+    func merge() async {
         let start = ContinuousClock.now
         do {
-            let engine = store.telemetry.engine
-            try await store.telemetry.write { db in
-                switch engine {
-                case .sqlite:
-                    // The writer holds the only write lock, so nothing lands between the two.
-                    try await db.raw("INSERT INTO telemetry (series, ts, num, txt) SELECT series, ts, num, txt FROM telemetry_recent ORDER BY series, ts").run()
-                    try await db.raw("DELETE FROM telemetry_recent").run()
-                case .postgres:
-                    // Moves exactly the rows it deletes, whatever another transaction adds meanwhile.
-                    try await db.raw("""
-                        WITH moved AS (DELETE FROM telemetry_recent RETURNING series, ts, num, txt)
-                        INSERT INTO telemetry (series, ts, num, txt) SELECT series, ts, num, txt FROM moved ORDER BY series, ts
-                        """).run()
-                }
-            }
+            try await store.telemetry.write { db in try await Self.mergeLog(db) }
             recentRows.withLock { $0 = 0 }
             let elapsed = ContinuousClock.now - start
             mergeTimer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         } catch {
-            logger.error("recent telemetry not merged into history", metadata: ["error": "\(error)"])
+            logger.error("telemetry log not merged into blocks", metadata: ["error": "\(error)"])
         }
     }
 
@@ -335,7 +319,7 @@ public final class TelemetryWriter: Sendable {
         // waiting (so a quiet server's are current as soon as a post is acknowledged), once a
         // second, and before a merge; under load, in between, they add up in memory, where
         // readers see them too. A crash loses none of the shadow: the first commit after a start
-        // puts into it what `telemetry_recent` holds beyond it. It loses at most that second of
+        // puts into it what `telemetry_log` holds beyond it. It loses at most that second of
         // message and error counts, never a value.
         let recent = recentRows.withLock { $0 }
         let writeHeld = recent == nil || (recent ?? 0) + rows.count >= mergeRows
@@ -365,7 +349,7 @@ public final class TelemetryWriter: Sendable {
     }
 
     /// One batch's history, shadow and counters, in one transaction. `starting`: the first commit
-    /// of this writer, which counts the rows an earlier run left in `telemetry_recent` and puts
+    /// of this writer, which counts the values an earlier run left in `telemetry_log` and puts
     /// into the shadow those it does not show yet.
     private func write(history: [(key: SeriesKey, value: ReportedValue)], shadow batchShadow: [SeriesKey: ShadowUpdate], tallies: [ID: Tally],
                        known: [SeriesKey: Int64], missing: [SeriesKey], starting: Bool) async throws -> ([SeriesKey: Int64], Int) {
@@ -374,7 +358,7 @@ public final class TelemetryWriter: Sendable {
             var newest = batchShadow
             var leftOver = 0
             if starting {
-                leftOver = try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent")
+                leftOver = try await db.count("SELECT COALESCE(SUM(count), 0) AS n FROM telemetry_log")
                 if leftOver > 0 {
                     let missed = try await Self.unshownHistory(db)
                     // Those rows came before this batch's: the batch's values are the later ones.
@@ -395,38 +379,15 @@ public final class TelemetryWriter: Sendable {
                 let rows = try await db.raw("SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE \(SQLQueryString.isIn("device_id", devices))").all(decoding: Row.self)
                 for r in rows { ids[SeriesKey(deviceId: r.deviceId, identifier: r.identifier)] = r.id }
             }
-            // History: plain numbers are written inline (they are numbers we made), text is bound.
-            // Few, large statements: each one is a trip to the database thread and back.
-            // Numeric rows go into one plain string per statement, not a query fragment per row:
-            // at tens of thousands of rows a second the fragments cost more than the insert.
-            for chunk in history.chunked(Self.rowsPerStatement) {
-                var numbers = ""
-                numbers.reserveCapacity(chunk.count * 40)
-                var texts: [SQLQueryString] = []
-                for (key, v) in chunk {
-                    guard let s = ids[key] else { continue }
-                    if let n = v.number, v.plainNumber {
-                        if !numbers.isEmpty { numbers += ", " }
-                        numbers += "("
-                        numbers += String(s)
-                        numbers += ", "
-                        numbers += String(v.time)
-                        numbers += ", "
-                        numbers += String(n)
-                        numbers += ", NULL)"
-                    } else {
-                        // The text says more than the number (a boolean, a date, text): both are kept.
-                        let n = v.number.flatMap { $0.isFinite ? String($0) : nil } ?? "NULL"
-                        texts.append("(\(unsafeRaw: String(s)), \(unsafeRaw: String(v.time)), \(unsafeRaw: n), \(bind: v.json))")
-                    }
-                }
-                if !numbers.isEmpty {
-                    try await db.raw("INSERT INTO telemetry_recent (series, ts, num, txt) VALUES \(unsafeRaw: numbers)").run()
-                }
-                if !texts.isEmpty {
-                    try await db.raw("INSERT INTO telemetry_recent (series, ts, num, txt) VALUES \(texts.joined(separator: ", "))").run()
-                }
+            // History: the batch's values in one blob, one row of the log.
+            var values: [HistoryValue] = []
+            values.reserveCapacity(history.count)
+            for (key, v) in history {
+                guard let s = ids[key] else { continue }
+                // The text is kept when the number does not say it all (a boolean, a date, text).
+                values.append(HistoryValue(series: s, ts: v.time, num: v.number, txt: v.plainNumber ? nil : v.json))
             }
+            try await Self.appendToLog(db, values)
             // The reported shadow: the newest value wins, every report counts as a version.
             for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
                 let values = chunk.map { entry -> SQLQueryString in
@@ -491,23 +452,33 @@ public final class TelemetryWriter: Sendable {
         }
     }
 
-    /// History in `telemetry_recent` newer than its series' shadow value: what a crash kept from
-    /// the shadow while the writer held it. Per series, the newest such value and how many there
-    /// are (a value measured no later than the shadow's, which is rare, is not counted again).
+    /// History in `telemetry_log` newer than its series' shadow value: what a crash kept from the
+    /// shadow while the writer held it. Per series, the newest such value and how many there are
+    /// (a value measured no later than the shadow's, which is rare, is not counted again).
     static func unshownHistory(_ db: any SQLDatabase) async throws -> [SeriesKey: ShadowUpdate] {
-        struct Row: Decodable { var deviceId: String; var identifier: String; var ts: Millis; var num: Double?; var txt: String? }
-        let rows = try await db.raw("""
-            SELECT s.device_id AS "deviceId", s.identifier, r.ts, r.num, r.txt
-            FROM telemetry_recent r JOIN telemetry_series s ON s.id = r.series
-            LEFT JOIN device_shadow d ON d.device_id = s.device_id AND d.identifier = s.identifier
-            WHERE d.reported_at IS NULL OR r.ts > d.reported_at
-            ORDER BY r.ts
-            """).all(decoding: Row.self)
+        let (_, values) = try await logValues(db)
+        let seriesIds = Set(values.map(\.series))
+        guard !seriesIds.isEmpty else { return [:] }
+        struct Series: Decodable { var id: Int64; var deviceId: String; var identifier: String }
+        struct Shown: Decodable { var deviceId: String; var identifier: String; var reportedAt: Millis }
+        var keys: [Int64: SeriesKey] = [:]
+        for chunk in Array(seriesIds).chunked(500) {
+            let rows = try await db.raw("SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE id IN (\(unsafeRaw: chunk.map(String.init).joined(separator: ", ")))")
+                .all(decoding: Series.self)
+            for r in rows { keys[r.id] = SeriesKey(deviceId: r.deviceId, identifier: r.identifier) }
+        }
+        var shown: [SeriesKey: Millis] = [:]
+        for chunk in Array(Set(keys.values.map(\.deviceId))).chunked(500) {
+            let rows = try await db.raw("SELECT device_id AS \"deviceId\", identifier, reported_at AS \"reportedAt\" FROM device_shadow WHERE \(SQLQueryString.isIn("device_id", Set(chunk)))")
+                .all(decoding: Shown.self)
+            for r in rows { shown[SeriesKey(deviceId: r.deviceId, identifier: r.identifier)] = r.reportedAt }
+        }
         var missed: [SeriesKey: ShadowUpdate] = [:]
-        for r in rows {
-            guard let json = r.txt ?? r.num.map(ReportedValue.text(of:)) else { continue }
-            let value = ReportedValue(identifier: r.identifier, json: json, number: r.num, time: r.ts)
-            missed[SeriesKey(deviceId: r.deviceId, identifier: r.identifier), default: ShadowUpdate(value: value, count: 0)].add(ShadowUpdate(value: value, count: 1))
+        for v in values {
+            guard let key = keys[v.series], v.ts > shown[key] ?? .min,
+                  let json = v.txt ?? v.num.map(ReportedValue.text(of:)) else { continue }
+            let value = ReportedValue(identifier: key.identifier, json: json, number: v.num, time: v.ts)
+            missed[key, default: ShadowUpdate(value: value, count: 0)].add(ShadowUpdate(value: value, count: 1))
         }
         return missed
     }
@@ -515,7 +486,6 @@ public final class TelemetryWriter: Sendable {
     /// Rows per INSERT: at most 6 bound values each, so 12,000 per statement, within PostgreSQL's
     /// 65,535 and SQLite's limit.
     static let rowsPerStatement = 2_000
-
 }
 
 /// A device's messages and errors over some reports, as `device_diagnosis` adds them up.
@@ -800,70 +770,5 @@ extension Store {
             try await EventLog.append(db, communityId: device.communityId, type: "device.desired.delivered", subjectType: "device", subjectId: device.id, actor: .system,
                                       payload: Dictionary(uniqueKeysWithValues: values.map { ($0.identifier, $0.version) }))
         }
-    }
-
-    /// The series number of one device property, nil when it never reported.
-    private static func seriesId(_ db: any SQLDatabase, _ device: Device, _ identifier: String) async throws -> Int64? {
-        struct S: Decodable { var id: Int64 }
-        return try await db.raw("SELECT id FROM telemetry_series WHERE device_id = \(bind: device.id) AND identifier = \(bind: identifier)").first(decoding: S.self)?.id
-    }
-
-    /// The newest `limit` points of one property in the range, oldest first. History is in two
-    /// tables (`telemetry`, indexed, and `telemetry_recent`, not yet merged into it); each gives
-    /// at most its newest `limit`, so the index still stops early on a long range.
-    public func telemetry(_ device: Device, identifier: String, from: Millis, to: Millis, limit: Int) async throws -> [TelemetryPoint] {
-        let newest = try await telemetry.read { db -> [TelemetryPoint] in
-            guard let s = try await Self.seriesId(db, device, identifier) else { return [] }
-            return try await db.raw("""
-                SELECT t, value, text FROM (
-                    SELECT t, value, text FROM (
-                        SELECT ts AS t, num AS value, txt AS text FROM telemetry
-                        WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to) ORDER BY ts DESC LIMIT \(literal: limit)) merged
-                    UNION ALL
-                    SELECT t, value, text FROM (
-                        SELECT ts AS t, num AS value, txt AS text FROM telemetry_recent
-                        WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to) ORDER BY ts DESC LIMIT \(literal: limit)) recent
-                ) history ORDER BY t DESC LIMIT \(literal: limit)
-                """).all(decoding: TelemetryPoint.self)
-        }
-        return newest.reversed()
-    }
-
-    /// Min, max and average of one numeric property per bucket of `bucketMillis`, oldest first.
-    public func telemetryBuckets(_ device: Device, identifier: String, from: Millis, to: Millis, bucketMillis: Int64) async throws -> [TelemetryBucket] {
-        try await telemetry.read { db -> [TelemetryBucket] in
-            guard let s = try await Self.seriesId(db, device, identifier) else { return [] }
-            return try await db.raw("""
-                SELECT (ts / \(literal: bucketMillis)) * \(literal: bucketMillis) AS t, MIN(num) AS min, MAX(num) AS max, AVG(num) AS avg, COUNT(*) AS count
-                FROM (
-                    SELECT ts, num FROM telemetry WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to)
-                    UNION ALL
-                    SELECT ts, num FROM telemetry_recent WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to)
-                ) history
-                GROUP BY 1 ORDER BY 1
-                """).all(decoding: TelemetryBucket.self)
-        }
-    }
-
-    /// Deletes history older than `before`, one series at a time so the writer is never held long.
-    /// Returns the number of rows deleted.
-    @discardableResult
-    public func pruneTelemetry(before: Millis) async throws -> Int {
-        struct S: Decodable { var id: Int64 }
-        let all = try await telemetry.read { db in try await db.raw("SELECT id FROM telemetry_series ORDER BY id").all(decoding: S.self) }
-        // Rows not yet merged: one statement, the table is small.
-        var deleted = try await telemetry.write { db in
-            let n = try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent WHERE ts < \(bind: before)")
-            if n > 0 { try await db.raw("DELETE FROM telemetry_recent WHERE ts < \(bind: before)").run() }
-            return n
-        }
-        for s in all {
-            deleted += try await telemetry.write { db in
-                let n = try await db.count("SELECT COUNT(*) AS n FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)")
-                if n > 0 { try await db.raw("DELETE FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)").run() }
-                return n
-            }
-        }
-        return deleted
     }
 }

@@ -143,7 +143,7 @@ struct TelemetryTests {
         try await withStore(engine) { store in
             let place = try await Place.make(store)
             let d = try await makeDevices(store, place, count: 1)[0]
-            // Merges after every 4 rows: some history ends up in `telemetry`, the rest waits in `telemetry_recent`.
+            // Merges after every 4 values: some history ends up in blocks, the rest waits in the log.
             let writer = TelemetryWriter(store: store, logger: TestEngine.logger, mergeRows: 4)
             for i in 0..<10 {
                 let t = Millis(i) * 30_000
@@ -151,7 +151,7 @@ struct TelemetryTests {
             }
             await writer.idle()
             let (merged, recent) = try await store.telemetry.read { db in
-                (try await db.count("SELECT COUNT(*) AS n FROM telemetry"), try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent"))
+                (try await db.count("SELECT COALESCE(SUM(count), 0) AS n FROM telemetry_blocks"), try await db.count("SELECT COALESCE(SUM(count), 0) AS n FROM telemetry_log"))
             }
             #expect(merged == 8 && recent == 2)
 
@@ -170,7 +170,7 @@ struct TelemetryTests {
             let next = TelemetryWriter(store: store, logger: TestEngine.logger, mergeRows: 2)
             try await next.record(report(d, .properties([ReportedValue(identifier: "Temp", json: "10", number: 10, time: 300_000)])))
             await next.idle()
-            #expect(try await store.telemetry.read { db in try await db.count("SELECT COUNT(*) AS n FROM telemetry_recent") } == 0)
+            #expect(try await store.telemetry.read { db in try await db.count("SELECT COUNT(*) AS n FROM telemetry_log") } == 0)
             #expect(try await store.telemetry(d, identifier: "Temp", from: 0, to: 1_000_000, limit: 100).map(\.t) == [270_000, 300_000])
         }
     }
@@ -220,6 +220,61 @@ struct TelemetryTests {
             try await TelemetryWriter(store: restarted, logger: TestEngine.logger).start()
             #expect(try await table(restarted).map(\.version) == [120, 120])
         }
+    }
+
+    @Test(arguments: TestEngine.available)
+    func historyReadsAcrossManyBlocksTheLogAndRowsFromBeforeBlocks(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let d = try await makeDevices(store, place, count: 1)[0]
+            // Every value its own block: 150 blocks, more than one page of them.
+            let writer = TelemetryWriter(store: store, logger: TestEngine.logger, mergeRows: 1)
+            for i in 0..<150 {
+                let n = Double(i)
+                try await writer.record(report(d, .properties([ReportedValue(identifier: "Temp", json: ReportedValue.text(of: n), number: n, time: 1_000_000 + Millis(i) * 1000, plainNumber: true)])))
+            }
+            await writer.idle()
+            #expect(try await store.telemetry.read { db in try await db.count("SELECT COUNT(*) AS n FROM telemetry_blocks") } == 150)
+            // Rows written before history went into blocks, in the same series: read beside them.
+            try await store.telemetry.write { db in
+                try await db.raw("INSERT INTO telemetry (series, ts, num, txt) SELECT id, 500000, 7.5, NULL FROM telemetry_series").run()
+                try await db.raw("INSERT INTO telemetry (series, ts, num, txt) SELECT id, 999000, NULL, '\"off\"' FROM telemetry_series").run()
+            }
+            let newest = try await store.telemetry(d, identifier: "Temp", from: 0, to: 10_000_000, limit: 5)
+            #expect(newest.map(\.t) == (145..<150).map { 1_000_000 + Millis($0) * 1000 } && newest.map(\.value) == [145, 146, 147, 148, 149])
+            let all = try await store.telemetry(d, identifier: "Temp", from: 0, to: 10_000_000, limit: 1_000)
+            #expect(all.count == 152 && all.first?.t == 500_000 && all[1].text == "\"off\"" && all[1].value == nil && all.last?.value == 149)
+            let window = try await store.telemetry(d, identifier: "Temp", from: 1_010_000, to: 1_020_000, limit: 3)
+            #expect(window.map(\.value) == [17, 18, 19])
+            // Buckets of 100 s: the old rows, then 100 values, then 50.
+            let buckets = try await store.telemetryBuckets(d, identifier: "Temp", from: 0, to: 10_000_000, bucketMillis: 100_000)
+            #expect(buckets.map(\.t) == [500_000, 900_000, 1_000_000, 1_100_000])
+            #expect(buckets.map(\.count) == [1, 1, 100, 50])
+            #expect(buckets[1].avg == nil && buckets[2].min == 0 && buckets[2].max == 99 && buckets[2].avg == 49.5 && buckets[3].avg == 124.5)
+            // Pruning takes old rows and whole blocks alike.
+            #expect(try await store.pruneTelemetry(before: 1_100_000) == 102)
+            #expect(try await store.telemetry(d, identifier: "Temp", from: 0, to: 10_000_000, limit: 1_000).count == 50)
+        }
+    }
+
+    @Test func historyValuesRoundTripThroughTheirBinaryForm() throws {
+        let values = [HistoryValue(series: 7, ts: -5, num: 22.5, txt: nil),
+                      HistoryValue(series: 1 << 40, ts: 1_700_000_000_123, num: 1, txt: "true"),
+                      HistoryValue(series: 3, ts: 0, num: nil, txt: "\"门已打开 · door open\""),
+                      HistoryValue(series: 3, ts: 1, num: nil, txt: nil)]
+        var bytes: [UInt8] = []
+        for v in values { HistoryCoding.append(v, withSeries: true, to: &bytes) }
+        var read: [HistoryValue] = []
+        try HistoryCoding.decode(Data(bytes), withSeries: true) { read.append($0) }
+        #expect(read == values)
+        // Infinite numbers have no place in history: the value keeps its text only.
+        bytes = []
+        HistoryCoding.append(HistoryValue(series: 1, ts: 1, num: .infinity, txt: "1e999"), withSeries: false, to: &bytes)
+        read = []
+        try HistoryCoding.decode(Data(bytes), withSeries: false, series: 9) { read.append($0) }
+        #expect(read == [HistoryValue(series: 9, ts: 1, num: nil, txt: "1e999")])
+        // A cut-off blob is refused, not read past its end.
+        #expect(throws: HistoryCoding.Malformed.self) { try HistoryCoding.decode(Data(bytes.dropLast(2)), withSeries: false) { _ in } }
     }
 
     @Test func numbersAreWrittenPlainly() {

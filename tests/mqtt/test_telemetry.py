@@ -9,6 +9,7 @@ import hmac
 import json
 import signal
 import sqlite3
+import struct
 import sys
 import threading
 import time
@@ -198,6 +199,28 @@ def test_a_device_asks_for_its_desired_values_and_clears_them(site: dict):
     c.disconnect()
 
 
+def history_values(blob: bytes, with_series: bool):
+    """(series, ts, number, text) of each value in a history blob: [series int64,] ts int64,
+    kind uint8 (1: a float64 follows, 2: a uint32-long UTF-8 text follows), little-endian."""
+    at = 0
+    while at < len(blob):
+        series = None
+        if with_series:
+            (series,) = struct.unpack_from("<q", blob, at)
+            at += 8
+        ts, kind = struct.unpack_from("<qB", blob, at)
+        at += 9
+        number = text = None
+        if kind & 1:
+            (number,) = struct.unpack_from("<d", blob, at)
+            at += 8
+        if kind & 2:
+            (length,) = struct.unpack_from("<I", blob, at)
+            text = blob[at + 4:at + 4 + length].decode()
+            at += 4 + length
+        yield series, ts, number, text
+
+
 def test_acknowledged_posts_survive_kill_9(tmp_path: Path):
     data = tmp_path / "data"
     made = provision(data, ["env-crash"])
@@ -232,12 +255,14 @@ def test_acknowledged_posts_survive_kill_9(tmp_path: Path):
         confirmed = {times[mid] for mid in acked}
     assert len(confirmed) >= 600, f"only {len(confirmed)} acknowledgements before the kill"
 
-    # Every acknowledged measurement is in the telemetry file, read after the crash.
+    # Every acknowledged measurement is in the telemetry file, read after the crash: in the log of
+    # group commits or, once merged, in blocks per series (both binary, see TelemetryHistory.swift).
     db = sqlite3.connect(data / "telemetry.sqlite")
-    # History is in `telemetry` and, until the writer merges them, `telemetry_recent`.
-    stored = {row[0] for row in db.execute(
-        "SELECT h.ts FROM (SELECT series, ts FROM telemetry UNION ALL SELECT series, ts FROM telemetry_recent) h "
-        "JOIN telemetry_series s ON s.id = h.series WHERE s.identifier = 'CurrentTemperature'")}
+    series = {row[0] for row in db.execute("SELECT id FROM telemetry_series WHERE identifier = 'CurrentTemperature'")}
+    stored = [v[1] for (blob,) in db.execute("SELECT data FROM telemetry_log") for v in history_values(blob, with_series=True) if v[0] in series]
+    stored += [v[1] for (s, blob) in db.execute("SELECT series, data FROM telemetry_blocks") if s in series for v in history_values(blob, with_series=False)]
+    assert len(stored) == len(set(stored)), "a value was stored twice"
+    stored = set(stored)
     db.close()
     missing = confirmed - stored
     assert not missing, f"{len(missing)} of {len(confirmed)} acknowledged posts were lost"
