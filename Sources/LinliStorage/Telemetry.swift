@@ -158,8 +158,8 @@ public final class TelemetryWriter: Sendable {
         var flushing = false
     }
     private let pending = Mutex(Pending())
-    /// Series numbers by "deviceId/identifier", filled only from committed rows.
-    private let series = Mutex<[SeriesKey: Int64]>([:])
+    /// Series numbers by device and identifier, filled only from committed rows.
+    private let series = Mutex<[ID: [String: Int64]]>([:])
     /// When each device's registry row last had its last-seen time written.
     private let touched = Mutex<[ID: Millis]>([:])
     /// Values in `telemetry_log`; nil until the first commit has counted what an earlier run left
@@ -176,11 +176,18 @@ public final class TelemetryWriter: Sendable {
 
     /// How long shadow values and device counters may add up in memory under load.
     let holdFor: Duration
+    /// A commit of at least `busyReports` reports means load: the next starts no sooner than
+    /// `busyInterval` after it began.
+    let busyReports: Int
+    let busyInterval: Duration
     /// Whether a commit that finds no other batch waiting writes what is held (tests turn this off
     /// to hold values as a loaded writer does).
     let writesHeldWhenIdle: Bool
 
-    public init(store: Store, logger: Logger, maxBatch: Int = 8_192, mergeRows: Int = 100_000, holdFor: Duration = .seconds(1), writesHeldWhenIdle: Bool = true) {
+    public init(store: Store, logger: Logger, maxBatch: Int = 8_192, mergeRows: Int = 100_000, holdFor: Duration = .seconds(1), writesHeldWhenIdle: Bool = true,
+                busyReports: Int = 256, busyInterval: Duration = .milliseconds(50)) {
+        self.busyReports = busyReports
+        self.busyInterval = busyInterval
         self.store = store
         self.logger = logger
         self.maxBatch = maxBatch
@@ -241,7 +248,17 @@ public final class TelemetryWriter: Sendable {
     }
 
     private func flushUntilEmpty() async {
+        var lastStart: ContinuousClock.Instant?
+        var lastSize = 0
         while true {
+            // Under load (the last commit was large) the next one starts no sooner than
+            // `busyInterval` after it, so that more reports share it: each connection then gets
+            // more acknowledgements per write, and each commit's fixed costs are shared by more.
+            // A quiet server commits at once.
+            if lastSize >= busyReports, let lastStart, pending.withLock({ $0.batches.count == 1 && $0.batches[0].reports.count < maxBatch }) {
+                let due = lastStart + busyInterval
+                if due > .now { try? await Task.sleep(until: due, clock: .continuous) }
+            }
             let next = pending.withLock { state -> (reports: [DeviceReport], batch: TelemetryBatch)? in
                 if state.batches.isEmpty {
                     state.flushing = false
@@ -251,6 +268,8 @@ public final class TelemetryWriter: Sendable {
             }
             guard let (reports, batch) = next else { return }
             let start = ContinuousClock.now
+            lastStart = start
+            lastSize = reports.count
             do {
                 try await commit(reports)
                 let elapsed = ContinuousClock.now - start
@@ -287,33 +306,58 @@ public final class TelemetryWriter: Sendable {
     }
 
     private func commit(_ reports: [DeviceReport]) async throws {
-        // Per batch: the rows of history, the latest value per device property, the counters per device.
-        var rows: [(key: SeriesKey, value: ReportedValue)] = []
-        var latest: [SeriesKey: ShadowUpdate] = [:]
+        // One pass over the batch, with as little copying and hashing per value as we can: the
+        // history values, with their series numbers where known (`unresolved` says where not),
+        // the newest value per device property (by position in the batch), the counters per device.
+        let known = series.withLock { $0 }
+        var values: [HistoryValue] = []
+        values.reserveCapacity(reports.count * 2)
+        var unresolved: [(at: Int, key: SeriesKey)] = []
+        var newestKnown: [Int64: Newest] = [:]
+        var newestNew: [SeriesKey: Newest] = [:]
         var counters: [ID: Tally] = [:]
         var events: [DeviceReport] = []
-        for report in reports {
-            var c = counters[report.deviceId] ?? Tally()
-            c.messages += 1
-            c.lastSeen = max(c.lastSeen, report.receivedAt)
-            switch report.content {
-            case let .properties(values):
-                for v in values {
-                    let key = SeriesKey(deviceId: report.deviceId, identifier: v.identifier)
-                    rows.append((key, v))
-                    latest[key, default: ShadowUpdate(value: v, count: 0)].add(ShadowUpdate(value: v, count: 1))
+        for r in reports.indices {
+            let deviceId = reports[r].deviceId, at = reports[r].receivedAt
+            counters[deviceId, default: Tally()].saw(at: at)
+            switch reports[r].content {
+            case let .properties(reported):
+                let mine = known[deviceId]
+                for i in reported.indices {
+                    let time = reported[i].time
+                    let value = HistoryValue(series: 0, ts: time, num: reported[i].number, txt: reported[i].plainNumber ? nil : reported[i].json)
+                    if let id = mine?[reported[i].identifier] {
+                        values.append(HistoryValue(series: id, ts: value.ts, num: value.num, txt: value.txt))
+                        if newestKnown[id] == nil {
+                            newestKnown[id] = Newest(key: SeriesKey(deviceId: deviceId, identifier: reported[i].identifier), report: r, value: i, time: time)
+                        } else {
+                            newestKnown[id]!.saw(report: r, value: i, time: time)
+                        }
+                    } else {
+                        let key = SeriesKey(deviceId: deviceId, identifier: reported[i].identifier)
+                        unresolved.append((values.count, key))
+                        values.append(value)
+                        if newestNew[key] == nil { newestNew[key] = Newest(key: key, report: r, value: i, time: time) } else { newestNew[key]!.saw(report: r, value: i, time: time) }
+                    }
                 }
             case .event:
-                events.append(report)
+                events.append(reports[r])
             case let .refused(reason):
-                c.errors += 1
-                c.lastError = String(reason.prefix(500))
-                c.lastErrorAt = report.receivedAt
+                counters[deviceId]!.refused(String(reason.prefix(500)), at: at)
             case .seen:
                 break
             }
-            counters[report.deviceId] = c
         }
+        // The shadow's side: one value per device property, taken from the batch once.
+        var latest: [SeriesKey: ShadowUpdate] = [:]
+        latest.reserveCapacity(newestKnown.count + newestNew.count)
+        func take(_ newest: Newest) {
+            guard case let .properties(reported) = reports[newest.report].content else { return }
+            latest[newest.key] = ShadowUpdate(value: reported[newest.value], count: newest.count)
+        }
+        for newest in newestKnown.values { take(newest) }
+        for newest in newestNew.values { take(newest) }
+        let missing = Array(newestNew.keys)
 
         // The shadow and the counters go to their tables with this commit when no other batch is
         // waiting (so a quiet server's are current as soon as a post is acknowledged), once a
@@ -322,7 +366,7 @@ public final class TelemetryWriter: Sendable {
         // puts into it what `telemetry_log` holds beyond it. It loses at most that second of
         // message and error counts, never a value.
         let recent = recentRows.withLock { $0 }
-        let writeHeld = recent == nil || (recent ?? 0) + rows.count >= mergeRows
+        let writeHeld = recent == nil || (recent ?? 0) + values.count >= mergeRows
             || (writesHeldWhenIdle && pending.withLock { $0.batches.isEmpty }) || held.heldLongerThan(holdFor)
         let taken = writeHeld ? held.take() : HeldTelemetry.Held()
         var shadow = taken.shadow, tallies = taken.tallies
@@ -330,11 +374,9 @@ public final class TelemetryWriter: Sendable {
             for (key, update) in latest { shadow[key, default: ShadowUpdate(value: update.value, count: 0)].add(update) }
             for (device, c) in counters { tallies[device, default: Tally()].add(c) }
         }
-        let known = series.withLock { $0 }
-        let missing = latest.keys.filter { known[$0] == nil }
         let written: ([SeriesKey: Int64], Int)
         do {
-            written = try await write(history: rows, shadow: shadow, tallies: tallies, known: known, missing: missing, starting: recent == nil)
+            written = try await write(history: values, unresolved: unresolved, shadow: shadow, tallies: tallies, missing: missing, starting: recent == nil)
         } catch {
             // This batch's reports are not stored (their senders get no acknowledgement and send
             // again), but what was held from earlier batches is still owed.
@@ -343,18 +385,24 @@ public final class TelemetryWriter: Sendable {
         }
         if !writeHeld { held.add(shadow: latest, tallies: counters) }
         let (found, leftOver) = written
-        if !missing.isEmpty { series.withLock { $0.merge(found) { $1 } } }
-        recentRows.withLock { $0 = ($0 ?? leftOver) + rows.count }
+        if !found.isEmpty {
+            series.withLock { known in for (key, id) in found { known[key.deviceId, default: [:]][key.identifier] = id } }
+        }
+        recentRows.withLock { $0 = ($0 ?? leftOver) + values.count }
         try await afterCommit(events: events, counters: counters)
     }
 
     /// One batch's history, shadow and counters, in one transaction. `starting`: the first commit
     /// of this writer, which counts the values an earlier run left in `telemetry_log` and puts
     /// into the shadow those it does not show yet.
-    private func write(history: [(key: SeriesKey, value: ReportedValue)], shadow batchShadow: [SeriesKey: ShadowUpdate], tallies: [ID: Tally],
-                       known: [SeriesKey: Int64], missing: [SeriesKey], starting: Bool) async throws -> ([SeriesKey: Int64], Int) {
+    /// `history`'s values at the positions `unresolved` names have no series number yet: those
+    /// of `missing`, which are made here. Returns the numbers made, and the values counted in the
+    /// log when `starting`.
+    private func write(history: [HistoryValue], unresolved: [(at: Int, key: SeriesKey)], shadow batchShadow: [SeriesKey: ShadowUpdate], tallies: [ID: Tally],
+                       missing: [SeriesKey], starting: Bool) async throws -> ([SeriesKey: Int64], Int) {
         try await store.telemetry.write { db in
-            var ids = known
+            var ids: [SeriesKey: Int64] = [:]
+            var values = history
             var newest = batchShadow
             var leftOver = 0
             if starting {
@@ -378,15 +426,12 @@ public final class TelemetryWriter: Sendable {
                 struct Row: Decodable { var id: Int64; var deviceId: String; var identifier: String }
                 let rows = try await db.raw("SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE \(SQLQueryString.isIn("device_id", devices))").all(decoding: Row.self)
                 for r in rows { ids[SeriesKey(deviceId: r.deviceId, identifier: r.identifier)] = r.id }
+                for (at, key) in unresolved {
+                    guard let id = ids[key] else { throw StoreError.notFound("telemetry series \(key.deviceId)/\(key.identifier)") }
+                    values[at].series = id
+                }
             }
             // History: the batch's values in one blob, one row of the log.
-            var values: [HistoryValue] = []
-            values.reserveCapacity(history.count)
-            for (key, v) in history {
-                guard let s = ids[key] else { continue }
-                // The text is kept when the number does not say it all (a boolean, a date, text).
-                values.append(HistoryValue(series: s, ts: v.time, num: v.number, txt: v.plainNumber ? nil : v.json))
-            }
             try await Self.appendToLog(db, values)
             // The reported shadow: the newest value wins, every report counts as a version.
             for chunk in newest.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
@@ -496,12 +541,38 @@ struct Tally: Sendable {
     var lastErrorAt: Millis?
     var lastSeen: Millis = 0
 
+    mutating func saw(at: Millis) {
+        messages += 1
+        lastSeen = max(lastSeen, at)
+    }
+
+    mutating func refused(_ reason: String, at: Millis) {
+        errors += 1
+        lastError = reason
+        lastErrorAt = at
+    }
+
     /// Adds later reports' counts: their last error, if any, is the newer one.
     mutating func add(_ later: Tally) {
         messages += later.messages
         errors += later.errors
         if later.lastError != nil { lastError = later.lastError; lastErrorAt = later.lastErrorAt }
         lastSeen = max(lastSeen, later.lastSeen)
+    }
+}
+
+/// Where in a batch a device property's newest value is, and how many values it had there.
+struct Newest {
+    var key: SeriesKey
+    var report: Int
+    var value: Int
+    var time: Millis
+    var count = 1
+
+    /// A later value in the batch: the newest measurement wins, the later one when two tie.
+    mutating func saw(report: Int, value: Int, time: Millis) {
+        if time >= self.time { self.report = report; self.value = value; self.time = time }
+        count += 1
     }
 }
 

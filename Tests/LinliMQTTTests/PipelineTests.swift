@@ -215,14 +215,29 @@ struct FastPathTests {
 }
 
 /// Shared work a test finishes by name: counts how many times the broker asked to be told.
-final class SharedWork: SharedCompletion, @unchecked Sendable {
+final class SharedWork: SharedCompletion, Sendable {
     let name: String
-    private let callbacks = Mutex<[@Sendable ((any Error)?) -> Void]>([])
+    /// The callbacks handed in, and the outcome once finished (later callbacks are called at once).
+    private let state = Mutex<(callbacks: [@Sendable ((any Error)?) -> Void], registrations: Int, outcome: Result<Void, Refused>?)>(([], 0, nil))
     init(_ name: String) { self.name = name }
     var id: ObjectIdentifier { ObjectIdentifier(self) }
-    var registrations: Int { callbacks.withLock { $0.count } }
-    func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void) { callbacks.withLock { $0.append(done) } }
-    func finish(error: (any Error)? = nil) { for done in callbacks.withLock({ $0 }) { done(error) } }
+    var registrations: Int { state.withLock { $0.registrations } }
+    func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void) {
+        let outcome = state.withLock { s -> Result<Void, Refused>? in
+            s.registrations += 1
+            if s.outcome == nil { s.callbacks.append(done) }
+            return s.outcome
+        }
+        if case let .failure(error)? = outcome { done(error) } else if outcome != nil { done(nil) }
+    }
+    func finish(error: Refused? = nil) {
+        let callbacks = state.withLock { s in
+            s.outcome = error.map { .failure($0) } ?? .success(())
+            defer { s.callbacks = [] }
+            return s.callbacks
+        }
+        for done in callbacks { done(error) }
+    }
 }
 
 final class Works: Sendable {
