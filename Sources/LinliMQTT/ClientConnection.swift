@@ -353,7 +353,8 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func emit(_ packet: MQTTPacket) {
         guard let context, phase != .ended else { return }
-        if output == nil { output = context.channel.allocator.buffer(capacity: 256) }
+        // Room for a few acknowledgements with their replies: what one commit usually brings.
+        if output == nil { output = context.channel.allocator.buffer(capacity: 1_024) }
         packet.write(to: &output!)
     }
 

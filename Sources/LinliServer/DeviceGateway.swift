@@ -224,7 +224,8 @@ public final class DeviceGateway: Sendable {
         guard let session = sessions.withLock({ $0[clientId] }), let device = Self.device(pk, dn, speakingThrough: session),
               let model = models.withLock({ $0[pk] })
         else { return nil }
-        return post(kind, from: device, model: model, message: message)
+        let ownPost = kind == .propertyPost && device.id == session.device.id
+        return post(kind, from: device, model: model, message: message, replyTopic: ownPost ? session.propertyPostReply : nil)
     }
 
     /// The device a message on `pk/dn`'s topics is from: the connection's own, or a sub-device
@@ -311,7 +312,7 @@ public final class DeviceGateway: Sendable {
     /// shown to the rules at once (an alarm does not wait for the commit; a post that is then not
     /// stored gets no PUBACK, and the device's resend counts on the same open alarm), and answered
     /// with its `_reply` just before the PUBACK, once stored.
-    private func post(_ kind: AlinkTopic, from device: Device, model: ThingModel?, message: Publish) -> PublishCompletion {
+    private func post(_ kind: AlinkTopic, from device: Device, model: ThingModel?, message: Publish, replyTopic: String? = nil) -> PublishCompletion {
         let now = nowMillis()
         let answer: [UInt8], content: DeviceReport.Content, wantsReply: Bool
         switch kind {
@@ -348,7 +349,9 @@ public final class DeviceGateway: Sendable {
                 break
             }
         }
-        return .whenDone(of: StoredReport(receipt: stored), reply: wantsReply ? Self.reply(to: message, answer) : nil)
+        guard wantsReply else { return .whenDone(of: StoredReport(receipt: stored)) }
+        let reply = Publish(topic: replyTopic ?? message.topic + "_reply", payload: ByteBuffer(bytes: answer), qos: .atMostOnce)
+        return .whenDone(of: StoredReport(receipt: stored), reply: reply)
     }
 
     /// A device's `…_reply` to one of its requests, at QoS 0 as Alink devices expect.

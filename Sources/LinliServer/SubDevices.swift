@@ -27,10 +27,14 @@ final class DeviceSession: Sendable {
 
     let state = Mutex(SubDevices())
 
+    /// Where the answer to the device's own property posts goes: made once, not with every post.
+    let propertyPostReply: String
+
     init(clientId: String, device: Device, isGateway: Bool) {
         self.clientId = clientId
         self.device = device
         self.isGateway = isGateway
+        propertyPostReply = "/sys/\(device.productKey)/\(device.deviceName)/thing/event/property/post_reply"
     }
 
     /// Whether a topic (or a subscription filter) belongs to an attached sub-device: `/sys/{pk}/{dn}/…`
