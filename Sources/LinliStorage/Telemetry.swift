@@ -325,9 +325,11 @@ public final class TelemetryWriter: Sendable {
                 let mine = known[deviceId]
                 for i in reported.indices {
                     let time = reported[i].time
-                    let value = HistoryValue(series: 0, ts: time, num: reported[i].number, txt: reported[i].plainNumber ? nil : reported[i].json)
+                    // The text is kept when the number does not say it all (a boolean, a date, text).
+                    var value = HistoryValue(series: 0, ts: time, num: reported[i].number, txt: reported[i].plainNumber ? nil : reported[i].json)
                     if let id = mine?[reported[i].identifier] {
-                        values.append(HistoryValue(series: id, ts: value.ts, num: value.num, txt: value.txt))
+                        value.series = id
+                        values.append(value)
                         if newestKnown[id] == nil {
                             newestKnown[id] = Newest(key: SeriesKey(deviceId: deviceId, identifier: reported[i].identifier), report: r, value: i, time: time)
                         } else {
@@ -392,12 +394,11 @@ public final class TelemetryWriter: Sendable {
         try await afterCommit(events: events, counters: counters)
     }
 
-    /// One batch's history, shadow and counters, in one transaction. `starting`: the first commit
-    /// of this writer, which counts the values an earlier run left in `telemetry_log` and puts
-    /// into the shadow those it does not show yet.
-    /// `history`'s values at the positions `unresolved` names have no series number yet: those
-    /// of `missing`, which are made here. Returns the numbers made, and the values counted in the
-    /// log when `starting`.
+    /// One batch's history, shadow and counters, in one transaction. The values of `history` at
+    /// the positions `unresolved` names have no series number yet: those of `missing`, made here.
+    /// `starting`: the first commit of this writer, which counts the values an earlier run left
+    /// in `telemetry_log` and puts into the shadow those it does not show yet. Returns the series
+    /// numbers it read, and the values it counted in the log.
     private func write(history: [HistoryValue], unresolved: [(at: Int, key: SeriesKey)], shadow batchShadow: [SeriesKey: ShadowUpdate], tallies: [ID: Tally],
                        missing: [SeriesKey], starting: Bool) async throws -> ([SeriesKey: Int64], Int) {
         try await store.telemetry.write { db in

@@ -91,7 +91,7 @@ private struct HistoryRow: Decodable {
 }
 
 extension TelemetryWriter {
-    /// Writes one commit's values into the log: one row, one blob. Returns the values written.
+    /// Writes one commit's values into the log: one row, one blob.
     static func appendToLog(_ db: any SQLDatabase, _ values: [HistoryValue]) async throws {
         guard !values.isEmpty else { return }
         var bytes: [UInt8] = []
@@ -105,7 +105,7 @@ extension TelemetryWriter {
         try await db.raw("INSERT INTO telemetry_log (count, first_ts, last_ts, data) VALUES (\(unsafeRaw: String(values.count)), \(unsafeRaw: String(first)), \(unsafeRaw: String(last)), \(bind: Data(bytes)))").run()
     }
 
-    /// Values in the log, and how many.
+    /// The log's row ids, and every value in it in the order written.
     static func logValues(_ db: any SQLDatabase) async throws -> (ids: [Int64], values: [HistoryValue]) {
         let rows = try await db.raw("SELECT id, first_ts AS \"firstTs\", last_ts AS \"lastTs\", count, data FROM telemetry_log ORDER BY id").all(decoding: HistoryRow.self)
         var values: [HistoryValue] = []
@@ -288,8 +288,12 @@ extension Store {
                 return n
             }
         }
+        // Rows from before blocks, if there are any left.
         struct S: Decodable { var id: Int64 }
-        let all = try await telemetry.read { db in try await db.raw("SELECT id FROM telemetry_series ORDER BY id").all(decoding: S.self) }
+        let all = try await telemetry.read { db -> [S] in
+            guard try await db.raw("SELECT series AS id FROM telemetry LIMIT 1").first(decoding: S.self) != nil else { return [] }
+            return try await db.raw("SELECT id FROM telemetry_series ORDER BY id").all(decoding: S.self)
+        }
         for s in all {
             deleted += try await telemetry.write { db in
                 let n = try await db.count("SELECT COUNT(*) AS n FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)")

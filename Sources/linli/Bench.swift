@@ -178,7 +178,7 @@ struct BenchTelemetry: AsyncParsableCommand {
     @Option(help: "Simulated devices; each post carries two values, as the MQTT bench's do.") var devices = 1_000
     @Option(help: "Posts in all.") var posts = 300_000
     @Option(help: "Posts enqueued and not yet committed at most (the MQTT bench has 16 per device).") var inflight = 16_000
-    @Option(name: .customLong("merge-rows"), help: "Recent history rows the writer gathers before merging them into the indexed table.") var mergeRows = 100_000
+    @Option(name: .customLong("merge-rows"), help: "Values the writer gathers in its log before merging them into blocks per series.") var mergeRows = 100_000
 
     func run() async throws {
         let devices = self.devices, posts = self.posts, inflight = self.inflight, mergeRows = self.mergeRows
