@@ -257,6 +257,39 @@ struct TelemetryTests {
         }
     }
 
+    @Test(arguments: TestEngine.available)
+    func historyFromBeforeBlocksSurvivesTheMigrationAndIsReadBesideNewHistory(engine: TestEngine) async throws {
+        let store = try await engine.openUnmigrated()
+        do { try await migratesAndReads(store) } catch {
+            await store.database.close()
+            throw error
+        }
+        await store.database.close()
+    }
+
+    func migratesAndReads(_ store: Store) async throws {
+        try await Migrations.migrate(store.database)
+        // Telemetry as the previous release left it: rows merged into `telemetry`, others waiting.
+        try await Migrations.migrate(store.telemetry, ledger: .init(table: "telemetry_migrations", migrations: Array(Migrations.telemetry.prefix(2))))
+        let place = try await Place.make(store)
+        let d = try await makeDevices(store, place, count: 1)[0]
+        try await store.telemetry.write { db in
+            try await db.raw("INSERT INTO telemetry_series (device_id, identifier) VALUES (\(bind: d.id), 'Temp')").run()
+            try await db.raw("INSERT INTO telemetry (series, ts, num, txt) SELECT id, 1000, 1, NULL FROM telemetry_series").run()
+            try await db.raw("INSERT INTO telemetry_recent (series, ts, num, txt) SELECT id, 2000, 2, NULL FROM telemetry_series").run()
+        }
+        #expect(try await Migrations.migrate(store.telemetry, ledger: .telemetry) == [3])
+        #expect(try await store.telemetry.read { db in try await db.count("SELECT COUNT(*) AS n FROM telemetry") } == 2)
+        let writer = TelemetryWriter(store: store, logger: TestEngine.logger)
+        try await writer.start()
+        try await writer.record(report(d, .properties([ReportedValue(identifier: "Temp", json: "3", number: 3, time: 3000, plainNumber: true)])))
+        await writer.idle()
+        #expect(try await store.telemetry(d, identifier: "Temp", from: 0, to: 10_000, limit: 10).compactMap(\.value) == [1, 2, 3])
+        #expect(try await store.telemetryBuckets(d, identifier: "Temp", from: 0, to: 10_000, bucketMillis: 10_000).map(\.avg) == [2])
+        #expect(try await store.pruneTelemetry(before: 2500) == 2)
+        #expect(try await store.telemetry(d, identifier: "Temp", from: 0, to: 10_000, limit: 10).compactMap(\.value) == [3])
+    }
+
     @Test func historyValuesRoundTripThroughTheirBinaryForm() throws {
         let values = [HistoryValue(series: 7, ts: -5, num: 22.5, txt: nil),
                       HistoryValue(series: 1 << 40, ts: 1_700_000_000_123, num: 1, txt: "true"),

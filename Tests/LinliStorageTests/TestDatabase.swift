@@ -24,6 +24,13 @@ enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
     }()
 
     func open() async throws -> Store {
+        let store = try await openUnmigrated()
+        try await Migrations.migrate(store)
+        return store
+    }
+
+    /// A store over an empty database, before any migration.
+    func openUnmigrated() async throws -> Store {
         let database: any Database
         switch self {
         case .sqlite:
@@ -37,9 +44,7 @@ enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
             await admin.close()
             database = try await PostgresStore.open(url: url, searchPath: schema, logger: Self.logger)
         }
-        let store = Store(database: database, cipher: try FieldCipher(secret: FieldCipher.randomSecret()))
-        try await Migrations.migrate(store)
-        return store
+        return Store(database: database, cipher: try FieldCipher(secret: FieldCipher.randomSecret()))
     }
 }
 
