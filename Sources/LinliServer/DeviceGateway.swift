@@ -349,14 +349,13 @@ public final class DeviceGateway: Sendable {
                 break
             }
         }
-        guard wantsReply else { return .whenDone(of: StoredReport(receipt: stored)) }
-        let reply = Publish(topic: replyTopic ?? message.topic + "_reply", payload: ByteBuffer(bytes: answer), qos: .atMostOnce)
-        return .whenDone(of: StoredReport(receipt: stored), reply: reply)
+        return .whenDone(of: StoredReport(receipt: stored), reply: wantsReply ? Self.reply(to: message, answer, topic: replyTopic) : nil)
     }
 
     /// A device's `…_reply` to one of its requests, at QoS 0 as Alink devices expect.
-    static func reply(to message: Publish, _ payload: some Sequence<UInt8>) -> Publish {
-        Publish(topic: message.topic + "_reply", payload: ByteBuffer(bytes: payload), qos: .atMostOnce)
+    /// `topic`: the reply topic when it is already at hand (made once per session).
+    static func reply(to message: Publish, _ payload: some Sequence<UInt8>, topic: String? = nil) -> Publish {
+        Publish(topic: topic ?? message.topic + "_reply", payload: ByteBuffer(bytes: payload), qos: .atMostOnce)
     }
 
     /// Property values as history rows: numbers (int, float, double, enum, bool, date) also as a

@@ -373,8 +373,8 @@ public final class TelemetryWriter: Sendable {
         let taken = writeHeld ? held.take() : HeldTelemetry.Held()
         var shadow = taken.shadow, tallies = taken.tallies
         if writeHeld {
-            for (key, update) in latest { shadow[key, default: ShadowUpdate(value: update.value, count: 0)].add(update) }
-            for (device, c) in counters { tallies[device, default: Tally()].add(c) }
+            shadow.add(latest)
+            tallies.add(counters)
         }
         let written: ([SeriesKey: Int64], Int)
         do {
@@ -409,13 +409,10 @@ public final class TelemetryWriter: Sendable {
             if starting {
                 leftOver = try await db.count("SELECT COALESCE(SUM(count), 0) AS n FROM telemetry_log")
                 if leftOver > 0 {
-                    let missed = try await Self.unshownHistory(db)
-                    // Those rows came before this batch's: the batch's values are the later ones.
-                    for (key, update) in missed {
-                        var earlier = update
-                        if let later = newest[key] { earlier.add(later) }
-                        newest[key] = earlier
-                    }
+                    // What the log holds beyond the shadow came before this batch, whose values are the later ones.
+                    var merged = try await Self.unshownHistory(db)
+                    merged.add(newest)
+                    newest = merged
                 }
             }
             if !missing.isEmpty {
@@ -590,6 +587,22 @@ struct ShadowUpdate: Sendable {
     }
 }
 
+extension Dictionary where Value == ShadowUpdate {
+    /// Adds later updates: per property the newest value wins, and the counts add up.
+    mutating func add(_ later: [Key: ShadowUpdate]) {
+        for (key, update) in later {
+            if self[key] == nil { self[key] = update } else { self[key]!.add(update) }
+        }
+    }
+}
+
+extension Dictionary where Value == Tally {
+    /// Adds later counts per device.
+    mutating func add(_ later: [Key: Tally]) {
+        for (key, tally) in later { self[key, default: Tally()].add(tally) }
+    }
+}
+
 /// What the telemetry writer has stored in history but not yet written to `device_shadow` and
 /// `device_diagnosis`: under load it writes those once a second, not with every commit, which
 /// takes most of a commit's upserts away. The store's readers add it to what they read.
@@ -620,20 +633,16 @@ public final class HeldTelemetry: Sendable {
     func putBack(_ earlier: Held) {
         held.withLock { h in
             var back = earlier
-            for (key, update) in h.shadow {
-                if back.shadow[key] == nil { back.shadow[key] = update } else { back.shadow[key]!.add(update) }
-            }
-            for (device, c) in h.tallies { back.tallies[device, default: Tally()].add(c) }
+            back.shadow.add(h.shadow)
+            back.tallies.add(h.tallies)
             h = back
         }
     }
 
     func add(shadow: [SeriesKey: ShadowUpdate], tallies: [ID: Tally]) {
         held.withLock { h in
-            for (key, update) in shadow {
-                if h.shadow[key] == nil { h.shadow[key] = update } else { h.shadow[key]!.add(update) }
-            }
-            for (device, c) in tallies { h.tallies[device, default: Tally()].add(c) }
+            h.shadow.add(shadow)
+            h.tallies.add(tallies)
         }
     }
 
