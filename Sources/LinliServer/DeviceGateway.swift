@@ -22,7 +22,9 @@ public final class DeviceGateway: Sendable {
     private let products = Mutex<[String: Product]>([:])
     private let models = Mutex<[String: ThingModel]>([:])
     /// Commands sent to devices and awaiting their reply, by "pk/dn/id".
-    private let pending = Mutex<[String: CheckedContinuation<JSONValue?, Never>]>([:])
+    /// Commands waiting for their device's reply, by `{pk}/{dn}/{request id}`.
+    private let pending = Mutex<[String: CheckedContinuation<CommandOutcome, Never>]>([:])
+    private enum CommandOutcome { case replied(JSONValue), timedOut, deviceLeft }
     private let nextRequestId = Atomic<Int>(1)
 
     /// Makes what devices report durable before they are acknowledged.
@@ -119,6 +121,13 @@ public final class DeviceGateway: Sendable {
             return true
         }
         guard wasCurrent else { return }
+        // Its commands cannot be answered now: their callers hear so at once, not at the timeout.
+        let prefix = "\(device.productKey)/\(device.deviceName)/"
+        let orphaned = pending.withLock { pending in
+            let keys = pending.keys.filter { $0.hasPrefix(prefix) }
+            return keys.compactMap { pending.removeValue(forKey: $0) }
+        }
+        for waiting in orphaned { waiting.resume(returning: .deviceLeft) }
         do {
             try await store.setDeviceStatus(device, .offline)
         } catch {
@@ -318,7 +327,7 @@ public final class DeviceGateway: Sendable {
         switch kind {
         case .propertyPost:
             (answer, content, wantsReply) = understand(message.payload, model: model) { model, request in
-                let faults = model.validateProperties(request.params)
+                let faults = model.validateProperties(request.params, receivedAt: now)
                 return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
             }
         case let .eventPost(identifier):
@@ -365,15 +374,17 @@ public final class DeviceGateway: Sendable {
         return values.sorted { $0.key < $1.key }.map { identifier, raw in
             var value = raw
             var time = receivedAt
-            if case let .object(wrapped) = raw, let inner = wrapped["value"], model.property(identifier)?.dataType.typeName != "struct" {
+            let dataType = model.property(identifier)?.dataType
+            if case let .object(wrapped) = raw, let inner = wrapped["value"], dataType?.typeName != "struct" {
                 value = inner
-                if case let .int(t)? = wrapped["time"] { time = t < 100_000_000_000 ? t * 1000 : t }
+                // Checked by `validateProperties` before the post gets here.
+                time = (try? ThingModel.measurementTime(wrapped["time"], receivedAt: receivedAt)) ?? receivedAt
             }
+            if let dataType { value = dataType.normalized(value) }   // a bool as 0 or 1
             let number: Double? = switch value {
             case let .int(i): Double(i)
             case let .double(d): d
-            case let .bool(b): b ? 1 : 0
-            case let .string(s) where model.property(identifier)?.dataType.typeName == "date": Double(s)
+            case let .string(s) where dataType?.typeName == "date": Double(s)
             default: nil
             }
             // Whether `jsonText` wrote the number as `ReportedValue.text(of:)` does.
@@ -421,28 +432,33 @@ public final class DeviceGateway: Sendable {
         case let .setProperties(values):
             let faults = model.validateProperties(values, writing: true)
             if !faults.isEmpty { throw .invalid(faults) }
-            (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/property/set", "thing.service.property.set", values)
+            (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/property/set", "thing.service.property.set",
+                                       model.normalizedProperties(values))
         case let .callService(identifier, values):
             guard let service = model.service(identifier), !["set", "get"].contains(identifier) else { throw .unknownService(identifier) }
             let faults = model.validate(fields: service.inputData, values, requireAll: true)
             if !faults.isEmpty { throw .invalid(faults) }
-            (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)", service.method, values)
+            (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)", service.method,
+                                       model.normalized(values, fields: service.inputData))
         }
         guard let clientId = clientId(productKey: productKey, deviceName: deviceName), let broker = broker.withLock({ $0 })
         else { throw .offline }
         let id = String(nextRequestId.add(1, ordering: .relaxed).oldValue)
         let key = "\(productKey)/\(deviceName)/\(id)"
         let request = JSONValue.object(["id": .string(id), "version": .string("1.0"), "params": params, "method": .string(method)]).serialized()
-        let reply: JSONValue? = await withCheckedContinuation { continuation in
+        let outcome: CommandOutcome = await withCheckedContinuation { continuation in
             pending.withLock { $0[key] = continuation }
             Task {
                 await broker.send(Publish(topic: topic, payload: ByteBuffer(bytes: request), qos: .atMostOnce), to: clientId)
                 try? await Task.sleep(for: timeout)
-                self.pending.withLock { $0.removeValue(forKey: key) }?.resume(returning: nil)
+                self.pending.withLock { $0.removeValue(forKey: key) }?.resume(returning: .timedOut)
             }
         }
-        guard let reply else { throw .timedOut }
-        return reply
+        switch outcome {
+        case let .replied(reply): return reply
+        case .timedOut: throw .timedOut
+        case .deviceLeft: throw .offline
+        }
     }
 
     /// A device's reply to a command: hands it to the waiting caller, if any is still waiting.
@@ -454,7 +470,7 @@ public final class DeviceGateway: Sendable {
         case let .int(i)?: id = String(i)
         default: return
         }
-        pending.withLock { $0.removeValue(forKey: "\(productKey)/\(deviceName)/\(id)") }?.resume(returning: reply)
+        pending.withLock { $0.removeValue(forKey: "\(productKey)/\(deviceName)/\(id)") }?.resume(returning: .replied(reply))
     }
 
     /// Checks a post against the product's thing model: the reply to send, what to store (the

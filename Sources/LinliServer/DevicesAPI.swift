@@ -440,7 +440,9 @@ extension API {
             if case .object = value { faults.append(FieldIssue("values.\(identifier)", "must be the value itself, not an object")) }
         }
         if !faults.isEmpty { throw Problem.invalid(faults) }
-        let items = try await store.setDesired(device, values.sorted { $0.key < $1.key }.map { ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self)) },
+        // Kept in the form the device will get (a bool as 0 or 1).
+        guard case let .object(normalized) = model.normalizedProperties(input.values) else { preconditionFailure("an object stays one") }
+        let items = try await store.setDesired(device, normalized.sorted { $0.key < $1.key }.map { ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self)) },
                                                actor: context.principal)
         let delivered = await services.devices?.deliverDesired(device, timeout: .seconds(5)) ?? false
         return try JSON.response(DesiredResult(items: items, delivered: delivered))
@@ -457,6 +459,14 @@ extension API {
         var buckets: [TelemetryBucket]?
     }
 
+    /// A product's thing model: the device gateway's cached one, or parsed from the store when
+    /// the broker is off. Nil for a product without one.
+    func thingModel(_ productKey: String) async throws -> ThingModel? {
+        if let devices = services.devices { return await devices.model(for: productKey) }
+        guard let product = try await store.product(key: productKey) else { return nil }
+        return try? ThingModel.parse(tsl: Data(product.tslJson.utf8))
+    }
+
     /// History of one property: raw points, or with `bucket` (seconds) min/max/avg per bucket.
     /// The range defaults to the last 24 hours; times are epoch milliseconds.
     @Sendable func getTelemetry(_ request: Request, context: AppContext) async throws -> Response {
@@ -465,10 +475,16 @@ extension API {
         let property = q.string("property", max: 64)
         let now = nowMillis()
         let to = Millis(q.int("to", in: 0...Int(Int64.max / 2), default: Int(now) + 1))
-        let from = Millis(q.int("from", in: 0...Int(Int64.max / 2), default: Int(to) - 86_400_000))
+        let from = Millis(q.int("from", in: 0...Int(Int64.max / 2), default: max(0, Int(to) - 86_400_000)))
         let bucket = (q.raw("bucket") ?? "").isEmpty ? nil : q.int("bucket", in: 1...31_536_000, default: 60)
         let limit = q.int("limit", in: 1...10_000, default: 1_000)
-        if property == nil { q.issues.append(FieldIssue("property", "is required: the identifier of a property")) }
+        if property == nil, (q.raw("property") ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
+            q.issues.append(FieldIssue("property", "is required: the identifier of a property"))
+        }
+        // Thing models do not change once made, so a name outside the model has no history.
+        if let property, let model = try await thingModel(device.productKey), model.property(property) == nil {
+            q.issues.append(FieldIssue("property", "is not a property of this device's product"))
+        }
         if from >= to { q.issues.append(FieldIssue("from", "must be before to")) }
         if let bucket, (to - from) / (Millis(bucket) * 1000) > 10_000 { q.issues.append(FieldIssue("bucket", "would make more than 10000 buckets; widen it or narrow the range")) }
         try q.check()

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import LinliCore
 import LinliStorage
+import LinliThings
 
 extension Request {
     /// Decodes a JSON body, answering malformed JSON with 400 and wrong or missing fields with 422
@@ -15,7 +16,45 @@ extension Request {
         } catch {
             throw Problem.badRequest("body", "is not valid JSON")
         }
-        return try JSONDecoder().decode(T.self, from: data)
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
+            throw Self.numberAtFault(T.self, in: data) ?? Problem.badRequest("body", "is not valid JSON")
+        }
+    }
+
+    /// Foundation's decoder says "not valid JSON", with no path, when an integer field is given
+    /// 10.5 or 1e300. The body is valid JSON (checked above), so the field is found by elimination:
+    /// fractional and huge numbers are set to 0 one after another until the body decodes past
+    /// that fault; the last one set is a field at fault. Runs only on that failure.
+    static func numberAtFault<T: Decodable>(_ type: T.Type, in data: Data) -> Problem? {
+        guard var json = JSONValue.parse(data) else { return nil }
+        var suspects: [[JSONPathStep]] = []
+        func collect(_ value: JSONValue, _ path: [JSONPathStep]) {
+            switch value {
+            case .double: suspects.append(path)
+            case let .array(items): for (i, item) in items.enumerated() { collect(item, path + [.index(i)]) }
+            case let .object(members): for (key, member) in members.sorted(by: { $0.key < $1.key }) { collect(member, path + [.key(key)]) }
+            default: break
+            }
+        }
+        collect(json, [])
+        for suspect in suspects.prefix(64) {
+            json.set(.int(0), at: suspect[...])
+            do {
+                _ = try JSONDecoder().decode(T.self, from: json.serialized())
+            } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
+                continue
+            } catch {}
+            let name = suspect.map { step in
+                switch step {
+                case let .key(k): ".\(k)"
+                case let .index(i): "[\(i)]"
+                }
+            }.joined().drop { $0 == "." }
+            return .invalid([FieldIssue(String(name), "must be an integer that fits in 64 bits")])
+        }
+        return nil
     }
 
     /// Decodes an `application/x-www-form-urlencoded` body into a dictionary of its fields.
@@ -217,5 +256,24 @@ extension Request {
         let buffer = try await collectBody(upTo: context.maxUploadSize)
         guard let parts = Multipart.parse(Array(buffer: buffer), boundary: boundary) else { throw Problem.badRequest("body", "is not well-formed multipart/form-data") }
         return parts
+    }
+}
+
+enum JSONPathStep { case key(String), index(Int) }
+
+extension JSONValue {
+    /// Replaces the value at `path` (which must exist); used to try a body with one value changed.
+    mutating func set(_ value: JSONValue, at path: ArraySlice<JSONPathStep>) {
+        guard let step = path.first else { self = value; return }
+        switch (self, step) {
+        case (.object(var members), let .key(k)):
+            members[k]?.set(value, at: path.dropFirst())
+            self = .object(members)
+        case (.array(var items), let .index(i)) where items.indices.contains(i):
+            items[i].set(value, at: path.dropFirst())
+            self = .array(items)
+        default:
+            break
+        }
     }
 }

@@ -22,7 +22,9 @@ public struct ValueError: Error, Equatable, Sendable, CustomStringConvertible {
 extension ThingModel {
     /// Checks a property post (`{"temp": 21.5}` or `{"temp": {"value": 21.5, "time": …}}`), or a
     /// property set when `writing` (only rw/w properties). Returns every fault, not just the first.
-    public func validateProperties(_ params: JSONValue, writing: Bool = false) -> [ValueError] {
+    /// `receivedAt`: when the post arrived (UTC milliseconds), against which a device's `time` is
+    /// checked (`measurementTime`).
+    public func validateProperties(_ params: JSONValue, writing: Bool = false, receivedAt: Int64? = nil) -> [ValueError] {
         guard case let .object(values) = params else { return [ValueError(path: "params", kind: .typeMismatch, reason: "must be an object of property values")] }
         var faults: [ValueError] = []
         for (identifier, raw) in values.sorted(by: { $0.key < $1.key }) {
@@ -35,10 +37,41 @@ extension ThingModel {
                 continue
             }
             var value = raw
-            if case let .object(wrapped) = raw, let inner = wrapped["value"], !(property.dataType.isStructure) { value = inner }
+            if case let .object(wrapped) = raw, let inner = wrapped["value"], !(property.dataType.isStructure) {
+                value = inner
+                if !writing, let receivedAt {
+                    do { _ = try Self.measurementTime(wrapped["time"], receivedAt: receivedAt, path: "\(identifier).time") } catch { faults.append(error) }
+                }
+            }
             do { try property.dataType.validate(value, path: identifier) } catch { faults.append(error) }
         }
         return faults
+    }
+
+    /// The earliest measurement time a device may give: 2000-01-01. Smaller values are not
+    /// times at all but counters (seconds since power-on from a device without a clock).
+    public static let earliestMeasurement: Int64 = 946_684_800_000
+    /// How far ahead of the server's clock a device's time may be. More than that is a wrong
+    /// clock or a local time sent as UTC; stored, it would outrank every later value of the
+    /// property in the shadow (newest measurement wins), so it is refused instead.
+    public static let measurementLead: Int64 = 3_600_000
+
+    /// When a device says it measured a value: Alink's `time`, UTC milliseconds. Seconds are
+    /// taken too (anything below 10^11, which as milliseconds would be 1973), because devices
+    /// send them. No `time` means the moment the post arrived.
+    public static func measurementTime(_ time: JSONValue?, receivedAt: Int64, path: String = "time") throws(ValueError) -> Int64 {
+        guard let time else { return receivedAt }
+        guard case let .int(raw) = time else {
+            throw ValueError(path: path, kind: .typeMismatch, reason: "must be an integer: UTC milliseconds")
+        }
+        let millis = raw < 100_000_000_000 ? raw.multipliedReportingOverflow(by: 1000).partialValue : raw
+        if raw < 0 || millis < earliestMeasurement {
+            throw ValueError(path: path, kind: .outOfRange, reason: "must be UTC milliseconds from 2000 on")
+        }
+        if millis > receivedAt + measurementLead {
+            throw ValueError(path: path, kind: .outOfRange, reason: "is more than an hour ahead of the server's clock")
+        }
+        return millis
     }
 
     /// Checks an event's output values, or a service's input values.
@@ -114,6 +147,49 @@ extension ThingModel.DataType {
             if items.count > size { throw ValueError(path: path, kind: .tooLong, reason: "must hold at most \(size) items") }
             for (i, element) in items.enumerated() { try item.validate(element, path: "\(path)[\(i)]") }
         }
+    }
+}
+
+extension ThingModel.DataType {
+    /// The value in Alink's own form: a bool as 0 or 1, also inside structs and arrays. People
+    /// and other systems write `true`; devices expect the number.
+    public func normalized(_ value: JSONValue) -> JSONValue {
+        switch (self, value) {
+        case let (.bool, .bool(b)):
+            return .int(b ? 1 : 0)
+        case let (.structure(members), .object(values)):
+            var out = values
+            for (key, member) in values {
+                if let field = members.first(where: { $0.identifier == key }) { out[key] = field.dataType.normalized(member) }
+            }
+            return .object(out)
+        case let (.array(_, item), .array(items)):
+            return .array(items.map(item.normalized))
+        default:
+            return value
+        }
+    }
+}
+
+extension ThingModel {
+    /// `values` (an object of field values) with each in Alink's form (`DataType.normalized`).
+    public func normalized(_ values: JSONValue, fields: [Field]) -> JSONValue {
+        guard case let .object(object) = values else { return values }
+        var out = object
+        for (key, value) in object {
+            if let field = fields.first(where: { $0.identifier == key }) { out[key] = field.dataType.normalized(value) }
+        }
+        return .object(out)
+    }
+
+    /// Property values (an object) with each in Alink's form.
+    public func normalizedProperties(_ values: JSONValue) -> JSONValue {
+        guard case let .object(object) = values else { return values }
+        var out = object
+        for (key, value) in object {
+            if let property = property(key) { out[key] = property.dataType.normalized(value) }
+        }
+        return .object(out)
     }
 }
 

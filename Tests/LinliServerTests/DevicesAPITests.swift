@@ -164,6 +164,38 @@ struct DevicesAPITests {
         }
     }
 
+    @Test func faultsInQueriesAndBodiesAreNamed() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            func field(_ answer: [String: Any]) -> [String] { (answer["errors"] as? [[String: Any]] ?? []).compactMap { $0["field"] as? String } }
+            let pk = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "street_light"], expect: .created)["productKey"] as? String)
+
+            // A number an integer field cannot hold is that field's fault, not "not valid JSON".
+            for number in ["10.5", "1e300", "99999999999999999999999"] {
+                let answer = try await staff.call("/api/v1/communities/\(c)/devices", .post,
+                                                  raw: #"{"productKey": "\#(pk)", "deviceName": "lamp-x", "nickname": "1.5", "reportIntervalSeconds": \#(number)}"#,
+                                                  expect: .unprocessableContent)
+                #expect(field(answer) == ["reportIntervalSeconds"], "\(number): \(answer)")
+            }
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, raw: #"{"productKey": "\#(pk)", "deviceName": 1.5}"#, expect: .unprocessableContent)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, raw: #"{"productKey": "\#(pk)", "#, expect: .badRequest)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "lamp-1"], expect: .created)
+
+            // History: a property outside the thing model, one fault per field, a range from 0.
+            let telemetry = "/api/v1/devices/\(pk)/lamp-1/telemetry"
+            #expect(field(try await staff.call(telemetry + "?property=Nope", expect: .badRequest)) == ["property"])
+            #expect(field(try await staff.call(telemetry + "?property=" + String(repeating: "P", count: 65), expect: .badRequest)) == ["property"])
+            #expect(try await staff.call(telemetry + "?property=LightSwitch&to=1")["from"] as? Int == 0, "the 24 hours before 1 ms start at 0")
+
+            // `true` for a bool property is kept, and sent, as Alink's 1.
+            let desired = try await staff.call("/api/v1/devices/\(pk)/lamp-1/shadow/desired", .put, ["values": ["LightSwitch": true]])
+            #expect((desired["items"] as? [[String: Any]])?.first?["value"] as? String == "1", "\(desired)")
+            let shadow = try await staff.call("/api/v1/devices/\(pk)/lamp-1/shadow")["items"] as? [[String: Any]] ?? []
+            #expect(shadow.first { $0["identifier"] as? String == "LightSwitch" }?["desired"] as? String == "1")
+        }
+    }
+
     @Test func bulkRegistrationChecksEveryRowFirst() async throws {
         try await withApp { client, fixture in
             let c = fixture.community.id
@@ -203,5 +235,16 @@ struct ReportedValueTextTests {
         for value in values {
             #expect(DeviceGateway.jsonText(value) == String(decoding: value.serialized(), as: UTF8.self), "\(value)")
         }
+    }
+
+    /// A device's own time is the value's time; a bool is kept as Alink's 0 or 1.
+    @Test func reportedValuesTakeTheDevicesTimeAndBoolsAsNumbers() throws {
+        let model = try #require(ProductLibrary.entry("street_light")).model
+        let arrived: Millis = 1_800_000_000_000
+        let params = JSONValue.parse(Data(#"{"LightSwitch": {"value": true, "time": 1799999999}, "Brightness": 40}"#.utf8))!
+        let values = DeviceGateway.reportedValues(params, model: model, receivedAt: arrived)
+        let light = try #require(values.first { $0.identifier == "LightSwitch" })
+        #expect(light.json == "1" && light.number == 1 && light.time == 1_799_999_999_000)
+        #expect(values.first { $0.identifier == "Brightness" }?.time == arrived)
     }
 }

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,16 +30,17 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     product_key = run("product", "create", "--data", str(data), "--library", "environment_sensor").stdout.strip().splitlines()[-1]
     pk, dn, secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-01").stdout.strip().splitlines()[-1].split()
     _, other, _ = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-02").stdout.strip().splitlines()[-1].split()
+    _, mute, mute_secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-03").stdout.strip().splitlines()[-1].split()
     port = free_port()
     node = Node(data, mqtt_port=port).start()
     time.sleep(0.5)
-    yield {"port": port, "pk": pk, "dn": dn, "secret": secret, "other": other, "url": node.url, "token": token}
+    yield {"port": port, "pk": pk, "dn": dn, "secret": secret, "other": other, "mute": (mute, mute_secret), "url": node.url, "token": token}
     assert node.stop() == 0, node.log.read_text()
 
 
-def device(site: dict, secret: str | None = None, timestamp_ms: int | None = None):
+def device(site: dict, secret: str | None = None, timestamp_ms: int | None = None, name: str | None = None):
     """A device signing in the Alink way: HMAC-SHA256 of the sorted parameters with its secret."""
-    pk, dn = site["pk"], site["dn"]
+    pk, dn = site["pk"], name or site["dn"]
     ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
     content = f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}"
     password = hmac.new((secret or site["secret"]).encode(), content.encode(), hashlib.sha256).hexdigest()
@@ -98,3 +100,54 @@ def test_wrong_secret_and_stale_signatures_are_refused(site: dict):
     stale, inbox = device(site, timestamp_ms=int(time.time() * 1000) - 3_600_000)
     assert expect(inbox, "connack")[1] != 0
     stale.loop_stop()
+
+
+def test_a_devices_time_is_checked_so_one_wrong_clock_cannot_freeze_the_shadow(site: dict):
+    c, inbox = device(site)
+    assert expect(inbox, "connack")[1] == 0
+    base = f"/sys/{site['pk']}/{site['dn']}/thing/event/property/post"
+    c.subscribe(base + "_reply", 1)
+    expect(inbox, "suback")
+
+    def post(request_id: str, params: dict) -> dict:
+        c.publish(base, json.dumps({"id": request_id, "version": "1.0", "params": params, "method": "thing.event.property.post"}), qos=1)
+        return expect(inbox, "message")[2]
+
+    now = int(time.time() * 1000)
+    for i, bad in enumerate([9223372036854775807, now + 2 * 3_600_000, -5, "abc", 1700000000000.5]):
+        refused = post(f"t{i}", {"CurrentTemperature": {"value": 4.0, "time": bad}})
+        assert refused["code"] == 6306 and "CurrentTemperature.time" in refused["message"], (bad, refused)
+    assert post("t9", {"CurrentTemperature": {"value": 18.5, "time": now - 1000}})["code"] == 200
+    assert post("t10", {"CurrentTemperature": {"value": 19.5, "time": (now + 500) // 1000}})["code"] == 200, "seconds are taken too"
+    shadow = requests.get(site["url"] + f"/api/v1/devices/{site['pk']}/{site['dn']}/shadow", headers={"Authorization": "Bearer " + site["token"]}, timeout=10).json()
+    temperature = next(v for v in shadow["items"] if v["identifier"] == "CurrentTemperature")
+    assert temperature["reported"] == "19.5" and temperature["reportedAt"] == (now + 500) // 1000 * 1000
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_a_command_fails_at_once_when_its_device_is_disabled(site: dict):
+    """The device takes the property set and never answers; disabling it ends the wait with 409
+    instead of the full timeout."""
+    name, secret = site["mute"]
+    c, inbox = device(site, secret=secret, name=name)
+    assert expect(inbox, "connack")[1] == 0
+    c.subscribe(f"/sys/{site['pk']}/{name}/thing/service/property/set", 0)
+    expect(inbox, "suback")
+    headers = {"Authorization": "Bearer " + site["token"]}
+    answer: dict = {}
+
+    def command():
+        started = time.monotonic()
+        r = requests.post(f"{site['url']}/api/v1/devices/{site['pk']}/{name}/properties", headers=headers,
+                          json={"params": {"ReportInterval": 60}, "timeoutSeconds": 30}, timeout=60)
+        answer.update(status=r.status_code, took=time.monotonic() - started, body=r.json())
+
+    waiting = threading.Thread(target=command)
+    waiting.start()
+    assert expect(inbox, "message")[2]["params"] == {"ReportInterval": 60}, "the device got the set"
+    disabled = requests.patch(f"{site['url']}/api/v1/devices/{site['pk']}/{name}", headers=headers, json={"enabled": False}, timeout=10)
+    assert disabled.status_code == 200, disabled.text
+    waiting.join(40)
+    assert answer["status"] == 409 and answer["took"] < 10, answer
+    c.loop_stop()
