@@ -5,6 +5,8 @@ import LinliCore
 import LinliStorage
 import Logging
 import Metrics
+import NIOCore
+import NIOHTTPTypes
 import Prometheus
 import ServiceLifecycle
 import Synchronization
@@ -108,8 +110,10 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
 
 public func buildApplication(_ services: AppServices, logger: Logger, alongside: [any Service] = []) -> some ApplicationProtocol {
     let router = buildRouter(services)
+    let idle = TimeAmount.seconds(Int64(services.configuration.httpIdleSeconds))
     var app = Application(
         router: router,
+        server: .http1(configuration: .init(additionalChannelHandlers: [RequestBodyPause(limit: idle)], idleTimeout: idle)),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "Linli"),
         logger: logger
     )
@@ -159,5 +163,45 @@ final class CommunityDirectory: Sendable {
             map[id] = (found, now + .seconds(30))
         }
         return found
+    }
+}
+
+/// Closes a connection whose request body stops arriving for `limit`. Hummingbird's idle timeout
+/// covers the time between requests and unfinished headers; once a request's head is in, a client
+/// that sends part of the body and then nothing would hold the connection and its handler for
+/// ever. A pause is measured, not the whole body, so a large photo on a slow line still arrives.
+final class RequestBodyPause: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    private let limit: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(limit: TimeAmount) { self.limit = limit }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        deadline?.cancel()
+        deadline = nil
+        switch unwrapInboundIn(data) {
+        case .head, .body:
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            deadline = context.eventLoop.scheduleTask(in: limit) {
+                bound.value.close(promise: nil)
+            }
+        case .end:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
     }
 }

@@ -15,6 +15,10 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     public var sessionHours: Int = 12
     public var secureCookies: Bool = false
+    /// Seconds an HTTP connection may wait between requests, or for the rest of a request's
+    /// headers, and seconds a request's body may pause, before the connection is closed: a client
+    /// that stops half-way must not hold a connection and a handler for ever.
+    public var httpIdleSeconds: Int = 60
     /// The embedded MQTT broker's address; nil when turned off (`mqtt = off`).
     public var mqttHost: String? = "127.0.0.1"
     public var mqttPort: Int = 1883
@@ -35,7 +39,7 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
-    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "mqtt", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
+    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
                               "smtp", "mail-from", "sms-webhook", "sms-secret"]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
@@ -96,6 +100,10 @@ public struct ServerConfiguration: Sendable {
         if let (secure, source) = values["secure-cookies"] {
             guard let b = ["true": true, "false": false][secure.lowercased()] else { throw Invalid(key: source, reason: "must be true or false") }
             config.secureCookies = b
+        }
+        if let (seconds, source) = values["http-idle-seconds"] {
+            guard let n = Int(seconds), (1...3600).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of seconds from 1 to 3600") }
+            config.httpIdleSeconds = n
         }
         if let (days, source) = values["telemetry-days"] {
             guard let d = Int(days), (1...3650).contains(d) else { throw Invalid(key: source, reason: "must be a whole number of days from 1 to 3650") }

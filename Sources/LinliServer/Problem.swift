@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import LinliCore
 import LinliStorage
 
@@ -81,6 +82,10 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
             default: return Problem(h.status, type: "http-\(h.status.code)", title: h.status.reasonPhrase, detail: h.body)
             }
         case let d as DecodingError: return .decoding(d)
+        case let parse as HTTPParserError:
+            // A body that breaks HTTP's own framing (a bad chunk size, a connection that ends
+            // inside the body): the client's fault, not a server error.
+            return .badRequest("body", "is not well-formed HTTP: \(parse.debugDescription)")
         case is NIOTooManyBytesError:
             return Problem(.contentTooLarge, type: "too-large", title: "The request body is too large", detail: "The limit is 16 MiB.")
         default:

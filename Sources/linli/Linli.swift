@@ -296,6 +296,11 @@ struct MQTTAccounts: AsyncParsableCommand {
 
         func validate() throws {
             if username.isEmpty || username.count > 64 { throw ValidationError("--username must be 1 to 64 characters") }
+            if username.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.isWhitespace }) {
+                throw ValidationError("--username must not hold spaces or control characters")
+            }
+            // `{deviceName}&{productKey}` is how a device signs in; such a name never reaches the accounts.
+            if username.contains("&") { throw ValidationError("--username must not hold '&': that form is a device's sign-in") }
             if publish.isEmpty && subscribe.isEmpty { throw ValidationError("give at least one --publish or --subscribe topic filter") }
             for filter in publish + subscribe {
                 do { try Topic.validateFilter(filter, limits: MQTTLimits()) } catch { throw ValidationError("topic filter '\(filter)' is not valid: \(error)") }

@@ -182,3 +182,55 @@ def test_sigterm_lets_an_in_flight_request_finish(data: Path):
     assert "error" not in result, f"the request was cut off: {result.get('error')}"
     assert result["response"].status_code == 200
     assert result["response"].json()["rows"] == 50_000
+
+
+def raw_http(node: Node, request: bytes, wait: float) -> tuple[bytes, float]:
+    """Sends bytes on a fresh connection; returns what came back until the server closed it (or
+    `wait` passed) and how long that took."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", node.port), timeout=wait) as s:
+        s.sendall(request)
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except socket.timeout:
+            pass
+    return answer, time.monotonic() - started
+
+
+def test_broken_http_framing_is_the_clients_fault_and_half_requests_are_let_go(data: Path, tmp_path: Path):
+    config = tmp_path / "idle.conf"
+    config.write_text("http-idle-seconds = 2\n")
+    node = Node(data, args=["--config", str(config)]).start()
+    try:
+        # A chunk size that is not hex: 400 naming the body, never a 500, even before sign-in.
+        answer, _ = raw_http(node, b"POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\nZZ\r\n", wait=10)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+        assert b'"field":"body"' in answer
+        # Half a request's headers, then nothing: closed after the idle limit.
+        answer, took = raw_http(node, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", wait=15)
+        assert answer == b"" and 1.5 < took < 10, (answer, took)
+        # A body that stops half-way: closed after the same pause, without a 500.
+        answer, took = raw_http(node, b"POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                      b"Content-Length: 100\r\n\r\n{\"user", wait=15)
+        assert b"HTTP/1.1 500" not in answer and 1.5 < took < 10, (answer, took)
+        # An idle kept-alive connection goes too, after its answer.
+        answer, took = raw_http(node, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=15)
+        assert answer.startswith(b"HTTP/1.1 200") and 1.5 < took < 10, (answer, took)
+        # A live event stream is a request in progress, not idle: it outlasts the limit.
+        headers = {"Authorization": "Bearer " + token(data)}
+        cid = community_id(node, headers)
+        with requests.get(node.url + "/api/v1/events/stream", headers=headers, stream=True, timeout=20) as stream:
+            assert stream.status_code == 200
+            time.sleep(4)
+            created = requests.post(f"{node.url}/api/v1/communities/{cid}/buildings", headers=headers, json={"name": "慢楼", "floors": 2}, timeout=10)
+            assert created.status_code == 201
+            building = created.json()["id"]
+            for line in stream.iter_lines():
+                if line.startswith(b"data: ") and building.encode() in line:
+                    break
+        assert "request failed" not in node.log.read_text(), "no error was logged for the client's faults"
+    finally:
+        assert node.stop() == 0

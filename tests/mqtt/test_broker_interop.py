@@ -91,3 +91,14 @@ def test_mosquitto_clients_interoperate(broker: int):
     out, err = sub.communicate(timeout=15)
     assert sub.returncode == 0, err
     assert out.strip() == "hello from mosquitto"
+
+
+def test_account_names_that_could_never_sign_in_are_refused(tmp_path: Path):
+    data = tmp_path / "data"
+    run("migrate", "--data", str(data))
+    for name, why in [("a\x01b", "control"), ("two words", "spaces"), ("light2&a1a6qWyXeei", "'&'")]:
+        result = run("mqtt-account", "create", "--data", str(data), "--username", name, "--publish", "x/#", "--password-stdin",
+                     stdin="a-password-123\n", check=False)
+        assert result.returncode != 0 and why in result.stderr, (name, result.stderr)
+    assert run("mqtt-account", "create", "--data", str(data), "--username", "zigbee2mqtt", "--publish", "zigbee2mqtt/#",
+               "--password-stdin", stdin="a-password-123\n").returncode == 0
