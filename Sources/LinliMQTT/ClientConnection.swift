@@ -112,6 +112,12 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch error {
+        case let MQTTProtocolError.unsupportedProtocol(name, level) where phase == .waitingForConnect && ["MQTT", "MQIsdp"].contains(name):
+            // MQTT-3.1.2-2: a protocol level the broker does not speak gets CONNACK 1 before the
+            // close, so a client can tell and fall back (an MQTT 5 client to 3.1.1, say).
+            logger.notice("connection refused: unsupported protocol level", metadata: ["protocol": "\(name)", "level": "\(level)"])
+            refuse(.unacceptableProtocolVersion)
+            return
         case let error as MQTTProtocolError:
             logger.notice("closing: protocol error", metadata: ["error": "\(error)"])
         case NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])):

@@ -67,10 +67,17 @@ struct Session {
     var outbox: Outbox?
     var connectionId: UInt64 = 0
     var nextPacketId: UInt16 = 0
-    /// Sent at QoS 1 or 2 and not yet acknowledged (PUBACK, or PUBCOMP for QoS 2).
-    var inflight: [UInt16: Publish] = [:]
-    /// QoS 2 messages whose PUBREC came back; PUBREL sent, PUBCOMP awaited.
-    var released: Set<UInt16> = []
+    /// Sent at QoS 1 or 2 and not yet acknowledged (PUBACK, or PUBREC for QoS 2), each with
+    /// when it was sent: a reconnection sends them again in that order (MQTT-4.6.0-1), which
+    /// packet ids do not keep once they wrap.
+    var inflight: [UInt16: (order: UInt64, message: Publish)] = [:]
+    /// QoS 2 messages whose PUBREC came back, with when it did: PUBREL sent, PUBCOMP awaited.
+    var released: [UInt16: UInt64] = [:]
+    /// The order stamp for the next message sent or released.
+    var stamp: UInt64 = 0
+    /// A QoS 2 message takes room in the window until its PUBCOMP, not only until its PUBREC:
+    /// otherwise a client that never completes would gather released ids without end.
+    var inWindow: Int { inflight.count + released.count }
     /// Waiting for room in the in-flight window, or for the client to come back.
     var queued: [Publish] = []
     /// QoS 2 packet ids received and routed, waiting for their PUBREL (MQTT-4.3.3-2).
@@ -80,8 +87,38 @@ struct Session {
     mutating func takePacketId() -> UInt16 {
         repeat {
             nextPacketId = nextPacketId == UInt16.max ? 1 : nextPacketId + 1
-        } while inflight[nextPacketId] != nil || released.contains(nextPacketId)
+        } while inflight[nextPacketId] != nil || released[nextPacketId] != nil
         return nextPacketId
+    }
+
+    /// What a reconnecting client gets again, before its queue: the unacknowledged messages with
+    /// DUP set, in the order they were first sent (MQTT-4.6.0-1), then the PUBRELs in the order
+    /// their PUBRECs came (MQTT-4.6.0-3).
+    func redelivery() -> [MQTTPacket] {
+        let unacknowledged = inflight.values.sorted { $0.order < $1.order }.map { sent -> MQTTPacket in
+            var message = sent.message
+            message.dup = true
+            return .publish(message)
+        }
+        return unacknowledged + released.sorted { $0.value < $1.value }.map { .pubrel($0.key) }
+    }
+
+    /// PUBREC for a QoS 2 message in flight: it now waits for PUBCOMP. False for an id not in flight.
+    mutating func release(_ packetId: UInt16) -> Bool {
+        guard inflight.removeValue(forKey: packetId) != nil else { return false }
+        stamp += 1
+        released[packetId] = stamp
+        return true
+    }
+
+    /// Gives the message a packet id and puts it in flight; returns it as sent.
+    mutating func send(_ message: Publish) -> Publish {
+        var outgoing = message
+        let id = takePacketId()
+        outgoing.packetId = id
+        stamp += 1
+        inflight[id] = (stamp, outgoing)
+        return outgoing
     }
 }
 
@@ -257,11 +294,10 @@ actor BrokerState {
             session.outbox?.send(.publish(outgoing))
             return
         }
-        if session.outbox != nil, session.inflight.count < configuration.inflightWindow {
-            let id = session.takePacketId()
-            outgoing.packetId = id
-            session.inflight[id] = outgoing
-            session.outbox?.send(.publish(outgoing))
+        // Straight out only when nothing waits before it: messages to a client keep their order
+        // (MQTT-4.6.0-6), also when room opens in the window while others are queued.
+        if session.outbox != nil, session.queued.isEmpty, session.inWindow < configuration.inflightWindow {
+            session.outbox?.send(.publish(session.send(outgoing)))
         } else if session.queued.count < configuration.queueLimit {
             session.queued.append(outgoing)
         } else {
@@ -277,16 +313,14 @@ actor BrokerState {
     func acknowledged(clientId: String, packetId: UInt16) {
         guard var session = sessions[clientId] else { return }
         session.inflight[packetId] = nil
-        session.released.remove(packetId)
+        session.released[packetId] = nil
         sessions[clientId] = session
         drainQueue(clientId)
     }
 
     /// PUBREC for an outgoing QoS 2 message: answer PUBREL and wait for PUBCOMP.
     func received(clientId: String, packetId: UInt16) {
-        guard var session = sessions[clientId], session.inflight[packetId] != nil else { return }
-        session.inflight[packetId] = nil
-        session.released.insert(packetId)
+        guard var session = sessions[clientId], session.release(packetId) else { return }
         sessions[clientId] = session
         session.outbox?.send(.pubrel(packetId))
     }
@@ -310,23 +344,15 @@ actor BrokerState {
     /// PUBRELs again, then the queue.
     private func resend(_ clientId: String) {
         guard let session = sessions[clientId], let outbox = session.outbox else { return }
-        for id in session.inflight.keys.sorted() {
-            var message = session.inflight[id]!
-            message.dup = true
-            outbox.send(.publish(message))
-        }
-        for id in session.released.sorted() { outbox.send(.pubrel(id)) }
+        for packet in session.redelivery() { outbox.send(packet) }
         drainQueue(clientId)
     }
 
     private func drainQueue(_ clientId: String) {
         guard var session = sessions[clientId], session.outbox != nil else { return }
-        while !session.queued.isEmpty, session.inflight.count < configuration.inflightWindow {
-            var message = session.queued.removeFirst()
-            let id = session.takePacketId()
-            message.packetId = id
-            session.inflight[id] = message
-            session.outbox?.send(.publish(message))
+        while !session.queued.isEmpty, session.inWindow < configuration.inflightWindow {
+            let message = session.queued.removeFirst()
+            session.outbox?.send(.publish(session.send(message)))
         }
         sessions[clientId] = session
     }

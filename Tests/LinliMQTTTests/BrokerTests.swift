@@ -222,6 +222,72 @@ struct BrokerTests {
         }
     }
 
+    /// Messages to a client keep their order (MQTT-4.6.0-6) whatever its acknowledgements do:
+    /// one published while others wait for room is queued behind them.
+    @Test func messagesToAClientKeepTheirOrderWhileOthersWaitForRoom() async throws {
+        try await withBroker(MQTTBrokerConfiguration(port: 0, inflightWindow: 2)) { port, _ in
+            let (sub, _) = try await TestClient.connected(port, id: "sub")
+            _ = try await sub.subscribe("order/#", qos: .exactlyOnce)
+            let (pub, _) = try await TestClient.connected(port, id: "pub")
+            func publish(_ i: Int) async throws {
+                let id = UInt16(i)
+                try await pub.send(.publish(Publish(topic: "order/x", payload: ByteBuffer(string: "\(i)"), qos: .exactlyOnce, packetId: id)))
+                #expect(await pub.next() == .pubrec(id))
+                try await pub.send(.pubrel(id))
+                #expect(await pub.next() == .pubcomp(id))
+            }
+            for i in 1...4 { try await publish(i) }
+            var got: [String] = [], ids: [UInt16] = []
+            for _ in 1...2 {
+                guard case let .publish(m)? = await sub.next() else { Issue.record("fewer than the window"); return }
+                got.append(String(buffer: m.payload)); ids.append(m.packetId!)
+            }
+            #expect(await sub.next(within: .milliseconds(300)) == nil, "3 and 4 wait for room")
+            // PUBREC for the first: its PUBREL comes, and it keeps its room until PUBCOMP.
+            try await sub.send(.pubrec(ids[0]))
+            #expect(await sub.next() == .pubrel(ids[0]))
+            try await publish(5)
+            #expect(await sub.next(within: .milliseconds(300)) == nil, "5 waits behind 3 and 4")
+            try await sub.send(.pubcomp(ids[0]))
+            try await sub.send(.pubrec(ids[1]))
+            while got.count < 5, let packet = await sub.next() {
+                switch packet {
+                case let .publish(m):
+                    got.append(String(buffer: m.payload))
+                    try await sub.send(.pubrec(m.packetId!))
+                case let .pubrel(id):
+                    try await sub.send(.pubcomp(id))
+                default:
+                    Issue.record("unexpected \(packet)")
+                }
+            }
+            #expect(got == ["1", "2", "3", "4", "5"])
+        }
+    }
+
+    /// A reconnecting client gets its unacknowledged messages in the order they were sent, also
+    /// when their packet ids wrapped past 65535 in between.
+    @Test func redeliveryKeepsTheOrderOfSendingAcrossPacketIdWrap() {
+        var session = Session(clientId: "c", persistent: true)
+        session.nextPacketId = 65_533
+        let sent = (1...5).map { session.send(Publish(topic: "t", payload: ByteBuffer(string: "\($0)"), qos: .exactlyOnce)).packetId! }
+        #expect(sent == [65_534, 65_535, 1, 2, 3])
+        // PUBRECs for 2 and then 65534: those two wait for PUBCOMP, released in that order.
+        for id: UInt16 in [2, 65_534] {
+            let released = session.release(id)
+            #expect(released)
+        }
+        let again = session.release(2)
+        #expect(!again, "released once")
+        #expect(session.redelivery().map { packet -> String in
+            switch packet {
+            case let .publish(m): "\(String(buffer: m.payload))\(m.dup ? "+dup" : "")"
+            case let .pubrel(id): "rel \(id)"
+            default: "\(packet)"
+            }
+        } == ["2+dup", "3+dup", "5+dup", "rel 2", "rel 65534"])
+    }
+
     @Test func willsArePublishedOnlyOnAbruptEnds() async throws {
         try await withBroker { port, _ in
             let (watcher, _) = try await TestClient.connected(port, id: "watcher")
@@ -298,6 +364,13 @@ struct BrokerTests {
                 Array(CodecTests.bytes(.connect(Connect(cleanSession: true, keepAlive: 5, clientId: "garbage", username: "good", password: ByteBuffer(string: "pw")))).readableBytesView),
                 [0xF0, 0x00, 0xFF, 0xFF],
             ]))
+            // MQTT-3.1.2-2: a protocol level it does not speak gets CONNACK 1, then the close (an
+            // MQTT 5 client learns to fall back); an unknown protocol name is just closed.
+            for level: UInt8 in [3, 5, 6] {
+                #expect(try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQTT", level: level)) == [0x20, 0x02, 0x00, 0x01], "level \(level)")
+            }
+            #expect(try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQIsdp", level: 4)) == [0x20, 0x02, 0x00, 0x01])
+            #expect(try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQTX", level: 4)) == [])
             // A remaining length that claims more than the broker accepts.
             #expect(try await RawClient.closesAfter(port: port, [[0x10, 0xFF, 0xFF, 0xFF, 0x7F]]))
             // A second CONNECT.
@@ -327,6 +400,38 @@ struct BrokerTests {
 
 /// Bytes straight onto a socket, for input no well-behaved client would send.
 enum RawClient {
+    /// Sends the bytes and returns everything the broker answered before it closed the
+    /// connection; nil when it did not close within 3 s.
+    static func answerBeforeClose(port: Int, _ bytes: [UInt8]) async throws -> [UInt8]? {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: bytes))
+            return try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+                group.addTask {
+                    var answer: [UInt8] = []
+                    do { for try await chunk in inbound { answer += chunk.readableBytesView } } catch {}
+                    return answer
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(3))
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                return first
+            }
+        }
+    }
+
+    /// A CONNECT with the given protocol name and level, clean session, client id "x".
+    static func connect(protocol name: String, level: UInt8) -> [UInt8] {
+        let body: [UInt8] = [0, UInt8(name.utf8.count)] + Array(name.utf8) + [level, 0x02, 0, 60, 0, 1, UInt8(ascii: "x")]
+        return [0x10, UInt8(body.count)] + body
+    }
+
     /// Sends each chunk, then reports whether the broker closed the connection within 3 s.
     static func closesAfter(port: Int, _ chunks: [[UInt8]]) async throws -> Bool {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
