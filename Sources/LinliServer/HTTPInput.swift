@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import LinliCore
 import LinliStorage
+import LinliThings
 
 extension Request {
     /// Decodes a JSON body, answering malformed JSON with 400 and wrong or missing fields with 422
@@ -9,13 +10,9 @@ extension Request {
     mutating func decodeJSON<T: Decodable>(_ type: T.Type, context: AppContext) async throws -> T {
         let buffer = try await collectBody(upTo: context.maxUploadSize)
         if buffer.readableBytes == 0 { throw Problem.badRequest("body", "is empty; expected a JSON object") }
-        let data = Data(buffer: buffer)
-        do {
-            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        } catch {
-            throw Problem.badRequest("body", "is not valid JSON")
-        }
-        return try JSONDecoder().decode(T.self, from: data)
+        // Text that is not JSON (invalid UTF-8 included) throws a DecodingError at the root,
+        // which `Problem.decoding` answers with 400.
+        return try JSONValue.decode(T.self, from: Data(buffer: buffer))
     }
 
     /// Decodes an `application/x-www-form-urlencoded` body into a dictionary of its fields.
