@@ -47,7 +47,7 @@ extension API {
     }
 
     func view(_ product: Product, devices: Int, withTSL: Bool) -> ProductView {
-        let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8))
+        let model = ThingModel.parse(stored: Data(product.tslJson.utf8))
         return ProductView(productKey: product.productKey, name: product.name, communityId: product.communityId, libraryKey: product.libraryKey, nodeType: product.nodeType, devices: devices,
                            properties: model?.properties.count ?? 0,
                            // Counted without TSL's built-in property post event and set/get services.
@@ -430,7 +430,7 @@ extension API {
         let (device, scope) = try await visibleDevice(context, .operateDevices)
         if !scope.coversCommunity(device.communityId) { throw Problem.forbidden(.operateDevices) }
         let input = try await request.decodeJSON(DesiredInput.self, context: context)
-        guard let product = try await store.product(key: device.productKey), let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8)) else {
+        guard let product = try await store.product(key: device.productKey), let model = ThingModel.parse(stored: Data(product.tslJson.utf8)) else {
             throw Problem.conflict("device", "its product has no thing model")
         }
         guard case let .object(values) = input.values, !values.isEmpty else { throw Problem.invalid([FieldIssue("values", "must be an object of property values")]) }
