@@ -273,11 +273,9 @@ extension API {
         let (community, scope) = try await self.community(context, .manageDevices)
         try requireCovers(scope, community.id, .manageDevices)
         let body = try await request.collectBody(upTo: context.maxUploadSize)
-        guard let text = body.getString(at: body.readerIndex, length: body.readableBytes), !text.isEmpty else {
-            throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row")
-        }
+        if body.readableBytes == 0 { throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row") }
         let rows: [CSV.Row]
-        do { rows = try CSV.parse(text) } catch { throw Problem.badRequest("body", "is not CSV: \(error)") }
+        do { rows = try CSV.parse(utf8: body.readableBytesView) } catch { throw Problem.badRequest("body", "cannot be read: \(error.description)") }
         let columns = ["productKey", "deviceName", "nickname", "building", "unit", "room", "location", "tags", "reportIntervalSeconds"]
         guard let header = rows.first, Array(header.fields.prefix(2)) == Array(columns.prefix(2)),
               header.fields.allSatisfy(columns.contains), Set(header.fields).count == header.fields.count
@@ -302,6 +300,11 @@ extension API {
                 return value.isEmpty ? nil : value
             }
             let at = "line \(row.line): "
+            // A cell past the header has no column and would be dropped unseen, so the row is
+            // refused. Fewer cells read as empty: files written by hand leave trailing ones out.
+            if row.fields.count > header.fields.count {
+                issues.append(FieldIssue(at + "row", "has \(row.fields.count) cells; the header has \(header.fields.count)")); continue
+            }
             let pk = field("productKey") ?? ""
             if products[pk] == nil, let found = try await store.product(key: pk), found.communityId == community.id { products[pk] = found }
             if products[pk] == nil { issues.append(FieldIssue(at + "productKey", "is not a product of this community")); continue }
