@@ -7,8 +7,37 @@ public enum CSV {
         public var fields: [String]
     }
 
-    public enum ParseError: Error, Equatable {
+    public enum ParseError: Error, Equatable, CustomStringConvertible {
         case unterminatedQuote(line: Int)
+        case invalidUTF8(line: Int)
+
+        /// A sentence for the person who made the file: problem details show it as it is.
+        public var description: String {
+            switch self {
+            case let .unterminatedQuote(line): "line \(line): a quoted field is not closed"
+            case let .invalidUTF8(line): "line \(line): holds bytes that are not UTF-8 (save the file as UTF-8)"
+            }
+        }
+    }
+
+    /// Parses a file as uploaded; see `text(utf8:)`.
+    public static func parse(utf8 bytes: some Collection<UInt8>) throws(ParseError) -> [Row] {
+        try parse(text(utf8: bytes))
+    }
+
+    /// The text of an uploaded file. Bytes that are not UTF-8 (a sheet saved as GBK, say) are
+    /// refused with the line they are on rather than read as U+FFFD, which would store names
+    /// nobody wrote.
+    public static func text(utf8 bytes: some Collection<UInt8>) throws(ParseError) -> String {
+        if let text = String(validating: bytes, as: UTF8.self) { return text }
+        // Not UTF-8: decode again only to find the line of the first bad byte.
+        var decoder = UTF8()
+        var iterator = bytes.makeIterator()
+        var line = 1
+        while case let .scalarValue(scalar) = decoder.decode(&iterator) {
+            if scalar == "\n" { line += 1 }
+        }
+        throw .invalidUTF8(line: line)
     }
 
     public static func parse(_ text: String) throws(ParseError) -> [Row] {

@@ -383,9 +383,9 @@ struct API {
         let dryRun = q.bool("dryRun")
         try q.check()
         let body = try await request.collectBody(upTo: context.maxUploadSize)
-        guard let text = body.getString(at: body.readerIndex, length: body.readableBytes), !text.isEmpty else {
-            throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row")
-        }
+        if body.readableBytes == 0 { throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row") }
+        let text: String
+        do { text = try CSV.text(utf8: body.readableBytesView) } catch { throw Problem.badRequest("body", "cannot be read: \(error.description)") }
         let report = try await store.importHouseholds(communityId: community.id, csv: text, onlyValid: mode == "valid", dryRun: dryRun, actor: context.principal)
         if !report.imported, !report.problems.isEmpty, !dryRun {
             let refused = ImportRefused(errors: report.problems.map { FieldIssue("line \($0.line): \($0.field)", $0.reason) }, report: report)

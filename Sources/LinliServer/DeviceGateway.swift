@@ -214,7 +214,7 @@ public final class DeviceGateway: Sendable {
 
     func model(for productKey: String) async -> ThingModel? {
         if let cached = models.withLock({ $0[productKey] }) { return cached }
-        guard let product = await product(for: productKey), let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8)) else { return nil }
+        guard let product = await product(for: productKey), let model = ThingModel.parse(stored: Data(product.tslJson.utf8)) else { return nil }
         models.withLock { $0[productKey] = model }
         return model
     }

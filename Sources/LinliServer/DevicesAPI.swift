@@ -47,7 +47,7 @@ extension API {
     }
 
     func view(_ product: Product, devices: Int, withTSL: Bool) -> ProductView {
-        let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8))
+        let model = ThingModel.parse(stored: Data(product.tslJson.utf8))
         return ProductView(productKey: product.productKey, name: product.name, communityId: product.communityId, libraryKey: product.libraryKey, nodeType: product.nodeType, devices: devices,
                            properties: model?.properties.count ?? 0,
                            // Counted without TSL's built-in property post event and set/get services.
@@ -273,11 +273,9 @@ extension API {
         let (community, scope) = try await self.community(context, .manageDevices)
         try requireCovers(scope, community.id, .manageDevices)
         let body = try await request.collectBody(upTo: context.maxUploadSize)
-        guard let text = body.getString(at: body.readerIndex, length: body.readableBytes), !text.isEmpty else {
-            throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row")
-        }
+        if body.readableBytes == 0 { throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row") }
         let rows: [CSV.Row]
-        do { rows = try CSV.parse(text) } catch { throw Problem.badRequest("body", "is not CSV: \(error)") }
+        do { rows = try CSV.parse(utf8: body.readableBytesView) } catch { throw Problem.badRequest("body", "cannot be read: \(error.description)") }
         let columns = ["productKey", "deviceName", "nickname", "building", "unit", "room", "location", "tags", "reportIntervalSeconds"]
         guard let header = rows.first, Array(header.fields.prefix(2)) == Array(columns.prefix(2)),
               header.fields.allSatisfy(columns.contains), Set(header.fields).count == header.fields.count
@@ -302,6 +300,11 @@ extension API {
                 return value.isEmpty ? nil : value
             }
             let at = "line \(row.line): "
+            // A cell past the header has no column and would be dropped unseen, so the row is
+            // refused. Fewer cells read as empty: files written by hand leave trailing ones out.
+            if row.fields.count > header.fields.count {
+                issues.append(FieldIssue(at + "row", "has \(row.fields.count) cells; the header has \(header.fields.count)")); continue
+            }
             let pk = field("productKey") ?? ""
             if products[pk] == nil, let found = try await store.product(key: pk), found.communityId == community.id { products[pk] = found }
             if products[pk] == nil { issues.append(FieldIssue(at + "productKey", "is not a product of this community")); continue }
@@ -430,7 +433,7 @@ extension API {
         let (device, scope) = try await visibleDevice(context, .operateDevices)
         if !scope.coversCommunity(device.communityId) { throw Problem.forbidden(.operateDevices) }
         let input = try await request.decodeJSON(DesiredInput.self, context: context)
-        guard let product = try await store.product(key: device.productKey), let model = try? ThingModel.parse(tsl: Data(product.tslJson.utf8)) else {
+        guard let product = try await store.product(key: device.productKey), let model = ThingModel.parse(stored: Data(product.tslJson.utf8)) else {
             throw Problem.conflict("device", "its product has no thing model")
         }
         guard case let .object(values) = input.values, !values.isEmpty else { throw Problem.invalid([FieldIssue("values", "must be an object of property values")]) }
@@ -464,7 +467,7 @@ extension API {
     func thingModel(_ productKey: String) async throws -> ThingModel? {
         if let devices = services.devices { return await devices.model(for: productKey) }
         guard let product = try await store.product(key: productKey) else { return nil }
-        return try? ThingModel.parse(tsl: Data(product.tslJson.utf8))
+        return ThingModel.parse(stored: Data(product.tslJson.utf8))
     }
 
     /// History of one property: raw points, or with `bucket` (seconds) min/max/avg per bucket.

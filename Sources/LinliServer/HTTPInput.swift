@@ -12,19 +12,16 @@ extension Request {
         if buffer.readableBytes == 0 { throw Problem.badRequest("body", "is empty; expected a JSON object") }
         let data = Data(buffer: buffer)
         do {
-            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        } catch {
-            throw Problem.badRequest("body", "is not valid JSON")
-        }
-        do {
-            return try JSONDecoder().decode(T.self, from: data)
+            return try JSONValue.decode(T.self, from: data)
         } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
+            // Text that is not JSON (invalid UTF-8 included), or a number an integer field
+            // cannot hold, which Foundation reports the same way.
             throw Self.numberAtFault(T.self, in: data) ?? Problem.badRequest("body", "is not valid JSON")
         }
     }
 
     /// Foundation's decoder says "not valid JSON", with no path, when an integer field is given
-    /// 10.5 or 1e300. The body is valid JSON (checked above), so the field is found by elimination:
+    /// 10.5 or 1e300. When the body is JSON, the field is found by elimination:
     /// fractional and huge numbers are set to 0 one after another until the body decodes past
     /// that fault; the last one set is a field at fault. Runs only on that failure.
     static func numberAtFault<T: Decodable>(_ type: T.Type, in data: Data) -> Problem? {
@@ -42,7 +39,7 @@ extension Request {
         for suspect in suspects.prefix(64) {
             json.set(.int(0), at: suspect[...])
             do {
-                _ = try JSONDecoder().decode(T.self, from: json.serialized())
+                _ = try JSONValue.decode(T.self, from: json.serialized())
             } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
                 continue
             } catch {}

@@ -101,7 +101,7 @@ extension WebConsole {
     func checkedRule(_ text: String, communityId: ID, previous: Rule?) async throws -> RuleCheck {
         let input: API.RuleInput
         do {
-            input = try JSONDecoder().decode(API.RuleInput.self, from: Data(text.utf8))
+            input = try JSONValue.decode(API.RuleInput.self, from: Data(text.utf8))
         } catch let error as DecodingError {
             return .faults(Problem.decoding(error).errors.map { FieldFault(field: $0.field, reason: $0.reason) })
         } catch {
@@ -194,7 +194,7 @@ extension WebConsole {
                                         status: .unprocessableContent, trialText: samplesText)
         }
         do {
-            let input = try JSONDecoder().decode(API.RuleInput.self, from: Data(text.utf8))
+            let input = try JSONValue.decode(API.RuleInput.self, from: Data(text.utf8))
             let steps = try await API(services: services).trial(API.RuleTest(rule: input, samples: samples, thenSeconds: then), community: community)
             return try await ruleEditor(context, community: community, rule: rule, text: text, problems: [], status: .ok, trial: steps, trialText: samplesText)
         } catch let problem as Problem {

@@ -16,7 +16,28 @@ extension ThingModel {
         return try parse(json)
     }
 
+    /// Reads a product's model back from the store; nil when it cannot be read. Number specs are
+    /// read as they were accepted: a model stored before int bounds had to be 32-bit integers and
+    /// steps above 0 still loads, so the devices of its product keep being checked.
+    public static func parse(stored data: Data) -> ThingModel? {
+        guard let json = JSONValue.parse(data) else { return nil }
+        return try? parse(json, numberSpecs: .asStored)
+    }
+
+    /// How strictly the bounds and step of number types are read.
+    enum NumberSpecRules {
+        /// For a model being accepted: int bounds and steps are integer literals that fit in 32
+        /// bits (a device's int is a 32-bit value), float and double bounds finite, every step above 0.
+        case strict
+        /// For a model accepted before those rules: any finite number, a step of 0 allowed.
+        case asStored
+    }
+
     public static func parse(_ json: JSONValue) throws(ThingModelError) -> ThingModel {
+        try parse(json, numberSpecs: .strict)
+    }
+
+    static func parse(_ json: JSONValue, numberSpecs rules: NumberSpecRules) throws(ThingModelError) -> ThingModel {
         guard case let .object(root) = json else { throw ThingModelError(path: "$", reason: "must be an object") }
         var model = ThingModel(productKey: root["profile"]?["productKey"]?.text, properties: [], events: [], services: [])
         func list(_ key: String) throws(ThingModelError) -> [JSONValue] {
@@ -33,7 +54,7 @@ extension ThingModel {
             guard let mode = AccessMode(rawValue: modeText) else { throw ThingModelError(path: "\(path).accessMode", reason: "must be r, rw or w") }
             guard let dataType = item["dataType"] else { throw ThingModelError(path: "\(path).dataType", reason: "is required") }
             model.properties.append(Property(identifier: identifier, name: name, accessMode: mode, required: item["required"] == .bool(true),
-                                             dataType: try parseType(dataType, "\(path).dataType", depth: 0)))
+                                             dataType: try parseType(dataType, "\(path).dataType", depth: 0, rules)))
         }
         seen = []
         for (i, item) in try list("events").enumerated() {
@@ -43,7 +64,7 @@ extension ThingModel {
             guard let type = EventType(rawValue: item["type"]?.text ?? "info") else { throw ThingModelError(path: "\(path).type", reason: "must be info, alert or error") }
             let method = item["method"]?.text ?? (identifier == "post" ? "thing.event.property.post" : "thing.event.\(identifier).post")
             model.events.append(Event(identifier: identifier, name: name, type: type, required: item["required"] == .bool(true), method: method,
-                                      outputData: try fields(item["outputData"], "\(path).outputData", depth: 0)))
+                                      outputData: try fields(item["outputData"], "\(path).outputData", depth: 0, rules)))
         }
         seen = []
         for (i, item) in try list("services").enumerated() {
@@ -53,9 +74,9 @@ extension ThingModel {
             guard let callType = CallType(rawValue: item["callType"]?.text ?? "async") else { throw ThingModelError(path: "\(path).callType", reason: "must be sync or async") }
             let method = item["method"]?.text ?? (identifier == "set" ? "thing.service.property.set" : identifier == "get" ? "thing.service.property.get" : "thing.service.\(identifier)")
             // The built-in get lists identifiers as plain strings; it carries no typed input.
-            let input: [Field] = identifier == "get" ? [] : try fields(item["inputData"], "\(path).inputData", depth: 0)
+            let input: [Field] = identifier == "get" ? [] : try fields(item["inputData"], "\(path).inputData", depth: 0, rules)
             model.services.append(Service(identifier: identifier, name: name, callType: callType, required: item["required"] == .bool(true), method: method,
-                                          inputData: input, outputData: try fields(item["outputData"], "\(path).outputData", depth: 0)))
+                                          inputData: input, outputData: try fields(item["outputData"], "\(path).outputData", depth: 0, rules)))
         }
         return model
     }
@@ -70,7 +91,7 @@ extension ThingModel {
         return (identifier, name)
     }
 
-    private static func fields(_ value: JSONValue?, _ path: String, depth: Int) throws(ThingModelError) -> [Field] {
+    private static func fields(_ value: JSONValue?, _ path: String, depth: Int, _ rules: NumberSpecRules) throws(ThingModelError) -> [Field] {
         guard let value else { return [] }
         guard case let .array(items) = value else { throw ThingModelError(path: path, reason: "must be an array") }
         var seen = Set<String>()
@@ -80,12 +101,12 @@ extension ThingModel {
             let (identifier, name) = try names(item, p)
             if !seen.insert(identifier).inserted { throw ThingModelError(path: "\(p).identifier", reason: "'\(identifier)' is defined twice") }
             guard let dataType = item["dataType"] else { throw ThingModelError(path: "\(p).dataType", reason: "is required") }
-            result.append(Field(identifier: identifier, name: name, dataType: try parseType(dataType, "\(p).dataType", depth: depth)))
+            result.append(Field(identifier: identifier, name: name, dataType: try parseType(dataType, "\(p).dataType", depth: depth, rules)))
         }
         return result
     }
 
-    private static func parseType(_ value: JSONValue, _ path: String, depth: Int) throws(ThingModelError) -> DataType {
+    private static func parseType(_ value: JSONValue, _ path: String, depth: Int, _ rules: NumberSpecRules) throws(ThingModelError) -> DataType {
         guard depth < 3 else { throw ThingModelError(path: path, reason: "nests too deeply") }
         guard let type = value["type"]?.text else { throw ThingModelError(path: "\(path).type", reason: "is required") }
         let specs = value["specs"]
@@ -96,11 +117,27 @@ extension ThingModel {
             guard let n = raw.number, n.isFinite else { throw ThingModelError(path: "\(specsPath).\(key)", reason: "must be a number") }
             return n
         }
-        func numberSpec() throws(ThingModelError) -> NumberSpec {
-            let spec = NumberSpec(min: try number("min"), max: try number("max"), step: try number("step"), unit: specs?["unit"]?.text, unitName: specs?["unitName"]?.text)
+        /// An int's bound or step: exported as an integer literal, and compared with 32-bit values,
+        /// so a bound past 32 bits (or with a fraction) would make a range no value can meet.
+        func integer(_ key: String) throws(ThingModelError) -> Double? {
+            guard let raw = specs?[key] else { return nil }
+            switch raw {
+            case let .string(s) where s.isEmpty: return nil
+            case let .string(s): if let n = Int32(s) { return Double(n) }
+            case let .int(n): if let n = Int32(exactly: n) { return Double(n) }
+            default: break
+            }
+            throw ThingModelError(path: "\(specsPath).\(key)", reason: "must be a whole number from \(Int32.min) to \(Int32.max)")
+        }
+        func numberSpec(integral: Bool) throws(ThingModelError) -> NumberSpec {
+            let read = integral && rules == .strict ? integer : number
+            let spec = NumberSpec(min: try read("min"), max: try read("max"), step: try read("step"), unit: specs?["unit"]?.text, unitName: specs?["unitName"]?.text)
             if let lo = spec.min, let hi = spec.max, lo > hi { throw ThingModelError(path: "\(specsPath).max", reason: "is below min") }
-            if let step = spec.step, step < 0 { throw ThingModelError(path: "\(specsPath).step", reason: "must not be negative") }
-            return spec
+            switch (spec.step, rules) {
+            case let (step?, .strict) where step <= 0: throw ThingModelError(path: "\(specsPath).step", reason: "must be above 0")
+            case let (step?, .asStored) where step < 0: throw ThingModelError(path: "\(specsPath).step", reason: "must not be negative")
+            default: return spec
+            }
         }
         func names(_ keys: Set<String>?) throws(ThingModelError) -> [String: String] {
             guard case let .object(o)? = specs else { throw ThingModelError(path: specsPath, reason: "must be an object of value names") }
@@ -113,9 +150,9 @@ extension ThingModel {
             return result
         }
         switch type {
-        case "int": return .int(try numberSpec())
-        case "float": return .float(try numberSpec())
-        case "double": return .double(try numberSpec())
+        case "int": return .int(try numberSpec(integral: true))
+        case "float": return .float(try numberSpec(integral: false))
+        case "double": return .double(try numberSpec(integral: false))
         case "text":
             let length = try number("length") ?? 10_240
             guard length >= 1, length <= 10_240, length.rounded() == length else { throw ThingModelError(path: "\(specsPath).length", reason: "must be a whole number from 1 to 10240") }
@@ -131,14 +168,14 @@ extension ThingModel {
             if result.isEmpty { throw ThingModelError(path: specsPath, reason: "must name at least one value") }
             return .enumeration(names: result)
         case "struct":
-            let members = try fields(specs, specsPath, depth: depth + 1)
+            let members = try fields(specs, specsPath, depth: depth + 1, rules)
             if members.isEmpty { throw ThingModelError(path: specsPath, reason: "must list at least one member") }
             return .structure(members)
         case "array":
             let size = try number("size") ?? 128
             guard size >= 1, size <= 512, size.rounded() == size else { throw ThingModelError(path: "\(specsPath).size", reason: "must be a whole number from 1 to 512") }
             guard let item = specs?["item"] else { throw ThingModelError(path: "\(specsPath).item", reason: "is required") }
-            let itemType = try parseType(item, "\(specsPath).item", depth: depth + 1)
+            let itemType = try parseType(item, "\(specsPath).item", depth: depth + 1, rules)
             switch itemType {
             case .int, .float, .double, .text, .structure: break
             default: throw ThingModelError(path: "\(specsPath).item.type", reason: "arrays hold int, float, double, text or struct")

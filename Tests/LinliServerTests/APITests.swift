@@ -203,6 +203,13 @@ struct APITests {
             }
             let errors = refused["errors"] as? [[String: Any]] ?? []
             #expect(errors.compactMap { $0["field"] as? String } == ["line 3: identity_number"])
+            // A sheet saved as GBK is refused, not stored as U+FFFD (7号楼 here is GBK bytes).
+            let gbk = Array("building,unit,room\n".utf8) + [0x37, 0xBA, 0xC5, 0xC2, 0xA5] + Array(",1,101\n".utf8)
+            let notUTF8 = try await client.execute(uri: "/api/v1/communities/\(c)/households/import", method: .post, headers: fixture.bearer("staff"), body: ByteBuffer(bytes: gbk)) { r in
+                #expect(r.status == .badRequest)
+                return try r.json()
+            }
+            #expect((notUTF8["detail"] as? String)?.hasPrefix("body cannot be read: line 2:") == true)
             let partial = try await client.execute(uri: "/api/v1/communities/\(c)/households/import?mode=valid", method: .post, headers: fixture.bearer("staff"), body: ByteBuffer(string: csv)) { try $0.json() }
             #expect(partial["imported"] as? Bool == true && partial["householdsCreated"] as? Int == 1)
             let export = try await client.execute(uri: "/api/v1/communities/\(c)/households/export", method: .get, headers: fixture.bearer("staff")) { $0 }

@@ -222,6 +222,34 @@ struct DevicesAPITests {
             try await staff.call("/api/v1/devices/\(pk)/smoke-7", expect: .notFound)
         }
     }
+
+    @Test func bulkRegistrationRefusesWhatItWouldChangeOrDrop() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let uri = "/api/v1/communities/\(c)/devices/import"
+            let staff = APIUser(client, fixture, as: "staff")
+            let pk = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "smoke_detector"], expect: .created)["productKey"] as? String)
+            // A nickname saved as GBK (烟感) would be stored as U+FFFD: refused, with its line.
+            let gbk = Array("productKey,deviceName,nickname\n\(pk),smoke-1,".utf8) + [0xD1, 0xCC, 0xB8, 0xD0, 0x0A]
+            let notUTF8 = try await client.execute(uri: uri, method: .post, headers: fixture.bearer("staff"), body: ByteBuffer(bytes: gbk)) { r in
+                #expect(r.status == .badRequest)
+                return try r.json()
+            }
+            #expect(notUTF8["detail"] as? String == "body cannot be read: line 2: holds bytes that are not UTF-8 (save the file as UTF-8)")
+            let unclosed = try await staff.call(uri, .post, raw: "productKey,deviceName\n\(pk),\"smoke-1\n", expect: .badRequest)
+            #expect(unclosed["detail"] as? String == "body cannot be read: line 2: a quoted field is not closed")
+            // A cell past the header belongs to no column; it is not dropped unseen.
+            let extra = try await staff.call(uri, .post, raw: "productKey,deviceName\n\(pk),smoke-1\n\(pk),smoke-2,c2,extra\n", expect: .unprocessableContent)
+            #expect((extra["errors"] as? [[String: Any]])?.map { "\($0["field"] ?? "") \($0["reason"] ?? "")" } == ["line 3: row has 4 cells; the header has 2"])
+            let commas = try await staff.call(uri, .post, raw: "productKey,deviceName\n\(pk),smoke-3" + String(repeating: ",", count: 100_000) + "\n", expect: .unprocessableContent)
+            #expect((commas["errors"] as? [[String: Any]])?.first?["field"] as? String == "line 2: row")
+            #expect(try await staff.call("/api/v1/communities/\(c)/devices")["total"] as? Int == 0, "nothing registered")
+            // Fewer cells than the header read as empty ones.
+            try await staff.call(uri, .post, raw: "productKey,deviceName,nickname,location\n\(pk),smoke-4\n", expect: .created)
+            let short = try await staff.call("/api/v1/devices/\(pk)/smoke-4")
+            #expect(short["nickname"] as? String == "" && short["location"] as? String == "")
+        }
+    }
 }
 
 @Suite("Device gateway: values as stored")

@@ -91,6 +91,51 @@ struct JSONValueTests {
         }
     }
 
+    struct Input: Decodable, Equatable {
+        var name: String
+        var tsl: JSONValue?
+        var values: [JSONValue]
+        var nested: [String: [JSONValue]]?
+        var count: Int?
+    }
+
+    /// `JSONValue.decode` takes JSONValues from its own parse: they must be the values JSONDecoder
+    /// finds at the same place, and everything else, errors included, JSONDecoder's.
+    @Test func decodesWhatJSONDecoderDecodes() throws {
+        let inputs = [
+            #"{"name": "d", "tsl": {"a": [1, 2.5, "x", null, true, {"b": {}}]}, "values": [[], {"c": -0}, 1e300], "nested": {"k": [1, [2]]}, "count": 3}"#,
+            #"{"name": "d", "tsl": null, "values": [], "name": "first wins"}"#,
+            #"{"name": "d", "values": [5.0, "\u00e9"], "count": 4.0}"#,
+            "\u{FEFF}" + #"{"name": "after a byte order mark", "tsl": [1], "values": [{}]}"#,
+        ]
+        for text in inputs {
+            #expect(try JSONValue.decode(Input.self, from: Data(text.utf8)) == JSONDecoder().decode(Input.self, from: Data(text.utf8)), "\(text)")
+        }
+        func fault(_ text: String, _ decode: (Data) throws -> Input) -> String {
+            do { _ = try decode(Data(text.utf8)); return "none" } catch let error as DecodingError {
+                switch error {
+                case let .typeMismatch(_, c), let .valueNotFound(_, c), let .dataCorrupted(c): return "\(c.codingPath.map(\.stringValue))"
+                case let .keyNotFound(key, c): return "\(c.codingPath.map(\.stringValue)) \(key.stringValue)"
+                @unknown default: return "unknown"
+                }
+            } catch { return "\(error)" }
+        }
+        for text in [#"{"name": 1, "values": []}"#, #"{"values": []}"#, #"{"name": "d", "values": {}}"#, #"{"name": "d", "values": [], "count": 1.5}"#, "[]", "{"] {
+            #expect(fault(text) { try JSONValue.decode(Input.self, from: $0) } == fault(text) { try JSONDecoder().decode(Input.self, from: $0) }, "\(text)")
+        }
+        #expect(throws: DecodingError.self) { try JSONValue.decode(Input.self, from: Data([0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D])) }
+    }
+
+    @Test func decodesValuesNestedToTheLimitAndNoFurther() throws {
+        struct Desired: Decodable { var values: JSONValue }
+        func nested(_ depth: Int) -> Data { Data((#"{"values": "# + String(repeating: "[", count: depth) + "7" + String(repeating: "]", count: depth) + "}").utf8) }
+        var value = try JSONValue.decode(Desired.self, from: nested(511)).values
+        var depth = 0
+        while case let .array(items) = value, items.count == 1 { value = items[0]; depth += 1 }
+        #expect(depth == 511 && value == .int(7))
+        #expect(throws: DecodingError.self, "the object and 512 arrays nest 513 deep") { try JSONValue.decode(Desired.self, from: nested(512)) }
+    }
+
     @Test func membersOfAnObjectInOrder() {
         var seen: [String] = []
         let ok = #"{"b":1,"a":{"x":[2]},"b":3,}"#.utf8.withContiguousStorageIfAvailable { bytes in

@@ -97,6 +97,39 @@ struct ThingModelTests {
         #expect(Self.fault { $0["properties"] = "nope" }?.path == "$.properties")
     }
 
+    @Test func numberSpecsAreRangesAValueCanMeet() {
+        func fault(_ type: String, _ specs: [String: Any]) -> String? {
+            Self.fault { Self.setFirstProperty(&$0, "dataType", ["type": type, "specs": specs]) }?.path
+        }
+        let specs = "$.properties[0].dataType.specs"
+        // An int is a 32-bit value: bounds past that, or with a fraction, make a range no value meets.
+        #expect(fault("int", ["min": "-99999999999999999999", "max": "99999999999999999999"]) == "\(specs).min")
+        #expect(fault("int", ["min": "0", "max": "2147483648"]) == "\(specs).max")
+        #expect(fault("int", ["max": 3_000_000_000]) == "\(specs).max")
+        #expect(fault("int", ["min": "0.5"]) == "\(specs).min")
+        #expect(fault("int", ["min": "1e3"]) == "\(specs).min", "an integer literal, as the export writes it")
+        #expect(fault("int", ["step": "1.5"]) == "\(specs).step")
+        #expect(fault("int", ["min": "-2147483648", "max": "2147483647", "step": "1"]) == nil)
+        #expect(fault("int", ["min": -5, "max": 100, "step": ""]) == nil, "numbers as JSON numbers; an empty step is no step")
+        // A step moves a value; 0 or less does not.
+        #expect(fault("int", ["step": "0"]) == "\(specs).step")
+        #expect(fault("float", ["step": "0"]) == "\(specs).step")
+        #expect(fault("double", ["step": "-0.5"]) == "\(specs).step")
+        #expect(fault("float", ["max": "inf"]) == "\(specs).max")
+        #expect(fault("double", ["min": "nan"]) == "\(specs).min")
+        #expect(fault("double", ["min": "-99999999999999999999", "max": "1e300", "step": "0.001"]) == nil, "a double's bounds need only be finite")
+    }
+
+    @Test func modelsStoredUnderEarlierRulesStillRead() throws {
+        let stored = #"{"properties": [{"identifier": "Level", "name": "Level", "accessMode": "r", "dataType": {"type": "int", "specs": {"min": "-1e+20", "max": "100", "step": "0"}}}]}"#
+        #expect(throws: ThingModelError.self) { try ThingModel.parse(tsl: Data(stored.utf8)) }
+        let model = try #require(ThingModel.parse(stored: Data(stored.utf8)))
+        #expect(model.property("Level")?.dataType == .int(.init(min: -1e20, max: 100, step: 0)))
+        #expect(ThingModel.parse(stored: Data("{".utf8)) == nil)
+        #expect(ThingModel.parse(stored: Data(#"{"properties": [{"identifier": "L", "dataType": {"type": "int", "specs": {"step": "-1"}}}]}"#.utf8)) == nil,
+                "a negative step was never accepted")
+    }
+
     @Test func valuesAreCheckedAgainstTheModel() throws {
         let m = try Self.model()
         func faults(_ json: String, writing: Bool = false) -> [ValueError] {
