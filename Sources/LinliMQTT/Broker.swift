@@ -27,13 +27,19 @@ public struct MQTTBrokerConfiguration: Sendable {
     /// File descriptors kept free for the rest of the process (database files, HTTP clients, the
     /// runtime's own), beyond those already open when the broker starts.
     public var reservedFileDescriptors: Int
+    /// Sign-ins (authentication, session, presence) worked on at once; more wait their turn. After
+    /// a restart every device reconnects together, and each sign-in in progress holds its task's
+    /// stack while it waits for the database: unbounded, that was more memory at the peak than
+    /// all the connections held afterwards.
+    public var concurrentSignIns: Int
 
     public init(host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(), maxConnections: Int = 50_000,
                 connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000, maxPublishesPerSecond: Int = 1_000,
-                maxSockets: Int? = nil, reservedFileDescriptors: Int = 128) {
+                maxSockets: Int? = nil, reservedFileDescriptors: Int = 128, concurrentSignIns: Int = 64) {
         self.host = host; self.port = port; self.tls = tls; self.limits = limits; self.maxConnections = maxConnections; self.connectTimeout = connectTimeout
         self.inflightWindow = inflightWindow; self.queueLimit = queueLimit; self.maxPublishesPerSecond = maxPublishesPerSecond
         self.maxSockets = maxSockets; self.reservedFileDescriptors = reservedFileDescriptors
+        self.concurrentSignIns = max(1, concurrentSignIns)
     }
 }
 
@@ -59,6 +65,7 @@ public final class MQTTBroker: Sendable {
     /// Called when a client's session starts (after CONNACK) and when its connection ends.
     let onPresence: @Sendable (_ clientId: String, _ connected: Bool) async -> Void
     let mailboxes = LoopMailboxes()
+    let signIns: TurnGate
     /// QoS 0 messages not sent because their client was not reading.
     let dropped = Atomic<Int>(0)
     /// Connection handlers in memory: sockets open, and those closed whose work is not yet done.
@@ -77,6 +84,7 @@ public final class MQTTBroker: Sendable {
         self.onPublishNow = receiveNow
         self.onPresence = onPresence
         state = BrokerState(configuration: configuration, logger: logger)
+        signIns = TurnGate(limit: configuration.concurrentSignIns)
     }
 
     /// With a hook that is done when it returns: each connection handles one message at a time.

@@ -502,35 +502,42 @@ final class ConnectionControl: Sendable {
         }
     }
 
+    /// Authenticates, attaches the session, answers CONNACK and reports the presence.
+    private func signIn(_ connect: Connect, _ id: String, _ memory: inout Memory) async {
+        memory.clientId = id
+        let remote = channel.remoteAddress?.description
+        let policy: any MQTTClientPolicy
+        switch await broker.authenticator.authenticate(connect, connection: MQTTConnectionInfo(remote: remote, secure: secure)) {
+        case let .refused(code):
+            logger.notice("connection refused", metadata: ["code": "\(code)"])
+            onLoop { $0.refuse(code) }
+            return
+        case let .accepted(granted):
+            policy = granted
+        }
+        memory.policy = policy
+        let made = Outbox(loop: loop, connection: connection, close: { [channel] in channel.close(promise: nil) })
+        memory.outbox = made
+        guard let (connectionId, present) = await broker.state.attach(clientId: id, clean: connect.cleanSession, outbox: made) else {
+            logger.warning("connection refused: the broker is at its connection limit")
+            onLoop { $0.refuse(.serverUnavailable) }
+            return
+        }
+        memory.attached = (id, connectionId)
+        if let w = connect.will, policy.mayPublish(to: w.topic) { memory.will = w }
+        onLoop { $0.accepted(policy: policy, sessionPresent: present, outbox: made) }
+        await broker.onPresence(id, true)
+        onLoop { $0.opened() }
+    }
+
     private func run(_ step: Step, _ memory: inout Memory) async {
         let state = broker.state
         let clientId = memory.clientId
         switch step {
         case let .signIn(connect, id):
-            memory.clientId = id
-            let remote = channel.remoteAddress?.description
-            let policy: any MQTTClientPolicy
-            switch await broker.authenticator.authenticate(connect, connection: MQTTConnectionInfo(remote: remote, secure: secure)) {
-            case let .refused(code):
-                logger.notice("connection refused", metadata: ["code": "\(code)"])
-                onLoop { $0.refuse(code) }
-                return
-            case let .accepted(granted):
-                policy = granted
-            }
-            memory.policy = policy
-            let made = Outbox(loop: loop, connection: connection, close: { [channel] in channel.close(promise: nil) })
-            memory.outbox = made
-            guard let (connectionId, present) = await state.attach(clientId: id, clean: connect.cleanSession, outbox: made) else {
-                logger.warning("connection refused: the broker is at its connection limit")
-                onLoop { $0.refuse(.serverUnavailable) }
-                return
-            }
-            memory.attached = (id, connectionId)
-            if let w = connect.will, policy.mayPublish(to: w.topic) { memory.will = w }
-            onLoop { $0.accepted(policy: policy, sessionPresent: present, outbox: made) }
-            await broker.onPresence(id, true)
-            onLoop { $0.opened() }
+            await broker.signIns.enter()
+            await signIn(connect, id, &memory)
+            broker.signIns.leave()
         case let .publish(message, sequence):
             var first = true
             if message.qos == .exactlyOnce {

@@ -462,3 +462,37 @@ enum RawClient {
         }
     }
 }
+
+@Suite("Turn gate")
+struct TurnGateTests {
+    /// At most `limit` inside at once; the others go in the order they came as places free up.
+    @Test func letsALimitedNumberInAndTheRestInTurn() async throws {
+        let gate = TurnGate(limit: 2)
+        let order = DurableLog()
+        await gate.enter()
+        await gate.enter()
+        var waiting: [Task<Void, Never>] = []
+        for i in 1...3 {
+            waiting.append(Task {
+                await gate.enter()
+                order.append("\(i)")
+            })
+            // The next comes only once this one waits, so the order they came in is known.
+            while gate.waiting < i { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(order.all.isEmpty, "nobody passes while both places are taken")
+        gate.leave()
+        await waiting[0].value
+        #expect(order.all == ["1"] && gate.waiting == 2, "one place freed, one waiter in")
+        gate.leave()
+        gate.leave()
+        for task in waiting { await task.value }
+        #expect(order.all == ["1", "2", "3"] && gate.waiting == 0)
+        // Two inside now (each leave let one in): when they leave, both places are free again.
+        gate.leave(); gate.leave()
+        await gate.enter()
+        await gate.enter()
+        #expect(gate.waiting == 0)
+    }
+}
