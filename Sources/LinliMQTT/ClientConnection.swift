@@ -470,7 +470,10 @@ final class ConnectionControl: Sendable {
             q.draining = true
             return true
         }
-        if startDrain { Task { await self.drain() } }
+        if startDrain {
+            broker.controlWork.withLock { $0 += 1 }
+            Task { await self.drain() }
+        }
     }
 
     func finish(graceful: Bool) { send(.end(graceful: graceful)) }
@@ -487,7 +490,10 @@ final class ConnectionControl: Sendable {
                 q.draining = false
                 return nil
             }
-            guard let step = next else { return }
+            guard let step = next else {
+                broker.controlWork.withLock { $0 -= 1 }
+                return
+            }
             await run(step, &memory)
         }
     }
@@ -582,10 +588,14 @@ final class ConnectionControl: Sendable {
             }
         case let .end(graceful):
             guard let (clientId, connectionId) = memory.attached else { return }
+            // Through the same gate as signing in: when every device drops at once (a network
+            // outage), their presence writes wait their turn with a shallow stack.
+            await broker.signIns.enter()
             // A connection that was taken over leaves presence to its successor.
             if await state.detach(clientId: clientId, connectionId: connectionId) {
                 await broker.onPresence(clientId, false)
             }
+            broker.signIns.leave()
             // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
             if !graceful, let will = memory.will {
                 await state.route(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))

@@ -288,6 +288,29 @@ struct BrokerTests {
         } == ["2+dup", "3+dup", "5+dup", "rel 2", "rel 65534"])
     }
 
+    /// A stopping broker closes its connections and returns only once their sign-outs are
+    /// recorded: the database closes after it.
+    @Test func stoppingWaitsForSignOutsToBeRecorded() async throws {
+        var quiet = Logger(label: "mqtt-test")
+        quiet.logLevel = .critical
+        let presence = DurableLog()
+        let broker = MQTTBroker(configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
+                                onPresence: { clientId, connected in
+                                    if !connected { try? await Task.sleep(for: .milliseconds(300)) }  // a slow database
+                                    presence.append(clientId + (connected ? " on" : " off"))
+                                })
+        let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
+        let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
+        var ports = stream.makeAsyncIterator()
+        let bound = try #require(await ports.next())
+        let (client, _) = try await TestClient.connected(bound.tcp, id: "meter")
+        while !presence.all.contains("meter on") { try await Task.sleep(for: .milliseconds(10)) }
+        server.cancel()
+        _ = try? await server.value
+        #expect(presence.all == ["meter on", "meter off"], "the sign-out was recorded before run returned")
+        #expect(await client.closedWithin(.seconds(2)))
+    }
+
     @Test func willsArePublishedOnlyOnAbruptEnds() async throws {
         try await withBroker { port, _ in
             let (watcher, _) = try await TestClient.connected(port, id: "watcher")
