@@ -21,8 +21,7 @@ public final class DeviceGateway: Sendable {
     private let routes = Mutex<[String: String]>([:])
     private let products = Mutex<[String: Product]>([:])
     private let models = Mutex<[String: ThingModel]>([:])
-    /// Commands sent to devices and awaiting their reply, by "pk/dn/id".
-    /// Commands waiting for their device's reply, by `{pk}/{dn}/{request id}`.
+    /// Commands sent to devices and waiting for their reply, by `{pk}/{dn}/{request id}`.
     private let pending = Mutex<[String: CheckedContinuation<CommandOutcome, Never>]>([:])
     private enum CommandOutcome { case replied(JSONValue), timedOut, deviceLeft }
     private let nextRequestId = Atomic<Int>(1)

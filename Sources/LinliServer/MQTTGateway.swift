@@ -54,6 +54,9 @@ public struct MQTTBrokerService: Service {
     public func run() async throws {
         // The shadow is made whole from history before any device can post again.
         try await gateway.telemetry.start()
+        // Nobody is connected yet, whatever the registry says from the last run.
+        let settled = try await gateway.store.settleDevicesLeftOnline()
+        if settled > 0 { gateway.logger.notice("devices left online by the last run set offline", metadata: ["devices": "\(settled)"]) }
         do {
             try await cancelWhenGracefulShutdown {
                 try await broker.run()

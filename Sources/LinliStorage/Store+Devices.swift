@@ -296,6 +296,26 @@ extension Store {
         }
     }
 
+    /// At start, before the broker listens, no device is connected: any the registry still shows
+    /// online (the last run was killed, or stopped before every sign-out was written) is set
+    /// offline, with its `device.offline` event like any other. Returns how many.
+    @discardableResult
+    public func settleDevicesLeftOnline() async throws -> Int {
+        try await write { db in
+            struct Row: Decodable { var id: ID; var communityId: ID; var productKey: String; var deviceName: String }
+            let rows = try await db.raw("""
+                SELECT id, community_id AS "communityId", product_key AS "productKey", device_name AS "deviceName"
+                FROM devices WHERE status = 'online'
+                """).all(decoding: Row.self)
+            for row in rows {
+                try await db.raw("UPDATE devices SET status = 'offline' WHERE id = \(bind: row.id) AND status = 'online'").run()
+                try await EventLog.append(db, communityId: row.communityId, type: "device.offline", subjectType: "device", subjectId: row.id, actor: .system,
+                                          payload: ["productKey": row.productKey, "deviceName": row.deviceName, "reason": "the server restarted"])
+            }
+            return rows.count
+        }
+    }
+
     /// The firmware version a device reports (Alink's OTA inform).
     public func setDeviceFirmware(_ device: Device, _ version: String) async throws {
         guard version != device.firmware else { return }

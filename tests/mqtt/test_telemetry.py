@@ -278,4 +278,10 @@ def test_acknowledged_posts_survive_kill_9(tmp_path: Path):
     temperature = next(s for s in shadow if s["identifier"] == "CurrentTemperature")
     assert temperature["reported"] == "20.5"
     assert temperature["reportedAt"] == max(stored) and temperature["reportedVersion"] == len(stored)
+    # The device was online when the server was killed; nobody is connected after the restart,
+    # so the registry says offline, with the event that says why.
+    headers = {"Authorization": "Bearer " + made["token"]}
+    assert requests.get(f"{node.url}/api/v1/devices/{pk}/{dn}", headers=headers, timeout=15).json()["status"] == "offline"
+    events = requests.get(f"{node.url}/api/v1/events?limit=500", headers=headers, timeout=15).json()["items"]
+    assert any(e["type"] == "device.offline" and "the server restarted" in str(e.get("payload")) for e in events), events[-3:]
     assert node.stop() == 0
