@@ -435,7 +435,9 @@ final class ConnectionControl: Sendable {
     }
 
     private struct Queue: Sendable {
-        var steps = CircularBuffer<Step>(initialCapacity: 4)
+        /// An array, empty and unallocated while the connection is idle (most of its life); rarely
+        /// more than a few steps long. A ring buffer allocated half a kilobyte per connection.
+        var steps: [Step] = []
         var draining = false
         var finished = false
         var memory = Memory()
@@ -485,7 +487,8 @@ final class ConnectionControl: Sendable {
         var memory = queue.withLock { $0.memory }
         while true {
             let next = queue.withLock { q -> Step? in
-                if let step = q.steps.popFirst() { return step }
+                if !q.steps.isEmpty { return q.steps.removeFirst() }
+                q.steps = []   // lets go of the buffer the steps took
                 q.memory = memory
                 q.draining = false
                 return nil
