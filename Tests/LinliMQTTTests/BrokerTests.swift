@@ -426,27 +426,12 @@ enum RawClient {
     /// Sends the bytes and returns everything the broker answered before it closed the
     /// connection; nil when it did not close within 3 s.
     static func answerBeforeClose(port: Int, _ bytes: [UInt8]) async throws -> [UInt8]? {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(bytes: bytes))
-            return try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
-                group.addTask {
-                    var answer: [UInt8] = []
-                    do { for try await chunk in inbound { answer += chunk.readableBytesView } } catch {}
-                    return answer
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(3))
-                    return nil
-                }
-                let first = try await group.next()!
-                group.cancelAll()
-                return first
-            }
-        }
+        try await afterSending(port: port, [bytes])
+    }
+
+    /// Sends each chunk, then reports whether the broker closed the connection within 3 s.
+    static func closesAfter(port: Int, _ chunks: [[UInt8]]) async throws -> Bool {
+        try await afterSending(port: port, chunks) != nil
     }
 
     /// A CONNECT with the given protocol name and level, clean session, client id "x".
@@ -455,8 +440,8 @@ enum RawClient {
         return [0x10, UInt8(body.count)] + body
     }
 
-    /// Sends each chunk, then reports whether the broker closed the connection within 3 s.
-    static func closesAfter(port: Int, _ chunks: [[UInt8]]) async throws -> Bool {
+    /// What the broker answered before closing after the chunks; nil when it did not close within 3 s.
+    private static func afterSending(port: Int, _ chunks: [[UInt8]]) async throws -> [UInt8]? {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
@@ -467,16 +452,17 @@ enum RawClient {
             } catch {
                 // Closed before everything was written: on a loaded machine the broker's connect
                 // timeout can fire before the first bytes arrive. Closed is what is asked.
-                return true
+                return []
             }
-            return try await withThrowingTaskGroup(of: Bool.self) { group in
+            return try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
                 group.addTask {
-                    do { for try await _ in inbound {} } catch {}
-                    return true
+                    var answer: [UInt8] = []
+                    do { for try await chunk in inbound { answer += chunk.readableBytesView } } catch {}
+                    return answer
                 }
                 group.addTask {
                     try await Task.sleep(for: .seconds(3))
-                    return false
+                    return nil
                 }
                 let first = try await group.next()!
                 group.cancelAll()
