@@ -444,7 +444,9 @@ extension API {
         }
         if !faults.isEmpty { throw Problem.invalid(faults) }
         // Kept in the form the device will get (a bool as 0 or 1).
-        guard case let .object(normalized) = model.normalizedProperties(input.values) else { preconditionFailure("an object stays one") }
+        guard case let .object(normalized) = model.normalizedProperties(input.values) else {
+            throw Problem.invalid([FieldIssue("values", "must be an object of property values")])
+        }
         let items = try await store.setDesired(device, normalized.sorted { $0.key < $1.key }.map { ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self)) },
                                                actor: context.principal)
         let delivered = await services.devices?.deliverDesired(device, timeout: .seconds(5)) ?? false
