@@ -22,6 +22,9 @@ public struct ServerConfiguration: Sendable {
     /// The embedded MQTT broker's address; nil when turned off (`mqtt = off`).
     public var mqttHost: String? = "127.0.0.1"
     public var mqttPort: Int = 1883
+    /// The largest MQTT packet the broker takes, in KiB; a larger one closes its connection. 256
+    /// covers every device post; camera snapshots (Frigate's, say) may need more.
+    public var mqttMaxPacketKiB: Int = 256
     /// Days of telemetry history kept; older values are deleted hourly.
     public var telemetryDays: Int = 30
     /// The broker's TLS listener, its certificate loaded and checked; nil without a certificate
@@ -39,7 +42,7 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
-    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
+    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt", "mqtt-max-packet-kib", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
                               "smtp", "mail-from", "sms-webhook", "sms-secret"]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
@@ -100,6 +103,10 @@ public struct ServerConfiguration: Sendable {
         if let (secure, source) = values["secure-cookies"] {
             guard let b = ["true": true, "false": false][secure.lowercased()] else { throw Invalid(key: source, reason: "must be true or false") }
             config.secureCookies = b
+        }
+        if let (kib, source) = values["mqtt-max-packet-kib"] {
+            guard let n = Int(kib), (1...16_384).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of KiB from 1 to 16384") }
+            config.mqttMaxPacketKiB = n
         }
         if let (seconds, source) = values["http-idle-seconds"] {
             guard let n = Int(seconds), (1...3600).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of seconds from 1 to 3600") }

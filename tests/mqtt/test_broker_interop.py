@@ -102,3 +102,34 @@ def test_account_names_that_could_never_sign_in_are_refused(tmp_path: Path):
         assert result.returncode != 0 and why in result.stderr, (name, result.stderr)
     assert run("mqtt-account", "create", "--data", str(data), "--username", "zigbee2mqtt", "--publish", "zigbee2mqtt/#",
                "--password-stdin", stdin="a-password-123\n").returncode == 0
+
+
+def test_the_packet_limit_is_a_setting(tmp_path: Path):
+    """A camera snapshot of 300 KB is over the default 256 KiB; with `mqtt-max-packet-kib = 512` it
+    goes through, and a packet over the new limit still closes its connection."""
+    data = tmp_path / "data"
+    run("migrate", "--data", str(data))
+    run("mqtt-account", "create", "--data", str(data), "--username", "frigate", "--publish", "frigate/#", "--subscribe", "frigate/#",
+        "--password-stdin", stdin=PASSWORD + "\n")
+    config = tmp_path / "linli.conf"
+    config.write_text("mqtt-max-packet-kib = 512\n")
+    port = free_port()
+    node = Node(data, mqtt_port=port, args=["--config", str(config)]).start()
+    try:
+        viewer, viewer_inbox = client(port, "viewer")
+        assert expect(viewer_inbox, "connack")[1] == 0
+        viewer.subscribe("frigate/#", 1)
+        expect(viewer_inbox, "suback")
+        camera, camera_inbox = client(port, "camera")
+        assert expect(camera_inbox, "connack")[1] == 0
+        snapshot = bytes(range(256)) * 1200  # 300 KB
+        info = camera.publish("frigate/gate/person/snapshot", snapshot, qos=1)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
+        assert expect(viewer_inbox, "message", timeout=10)[2] == snapshot
+        camera.publish("frigate/gate/person/snapshot", bytes(600 * 1024), qos=1)
+        assert expect(camera_inbox, "disconnect", timeout=10)[1] != 0, "over the limit closes the connection"
+        for c in (viewer, camera):
+            c.loop_stop()
+    finally:
+        assert node.stop() == 0
