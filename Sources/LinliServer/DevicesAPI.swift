@@ -433,7 +433,7 @@ extension API {
         let (device, scope) = try await visibleDevice(context, .operateDevices)
         if !scope.coversCommunity(device.communityId) { throw Problem.forbidden(.operateDevices) }
         let input = try await request.decodeJSON(DesiredInput.self, context: context)
-        guard let product = try await store.product(key: device.productKey), let model = ThingModel.parse(stored: Data(product.tslJson.utf8)) else {
+        guard let model = try await thingModel(device.productKey) else {
             throw Problem.conflict("device", "its product has no thing model")
         }
         guard case let .object(values) = input.values, !values.isEmpty else { throw Problem.invalid([FieldIssue("values", "must be an object of property values")]) }
