@@ -63,7 +63,20 @@ public struct AlinkSignIn: Sendable, Equatable {
         case .hmacsha256: mac = Array(HMAC<SHA256>.authenticationCode(for: data, using: key))
         case .hmacmd5: mac = Array(HMAC<Insecure.MD5>.authenticationCode(for: data, using: key))
         }
-        return mac.map { String(format: "%02x", $0) }.joined()
+        return hex(mac)
+    }
+
+    /// Lowercase hex, two digits a byte. Every device sign-in computes one; String(format:) took
+    /// a microsecond a byte, a tenth of a sign-in's time on the server.
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            for (i, byte) in bytes.enumerated() {
+                out[2 * i] = digits[Int(byte >> 4)]
+                out[2 * i + 1] = digits[Int(byte & 0x0f)]
+            }
+            return bytes.count * 2
+        }
     }
 
     /// Whether the password is the right signature (compared in constant time, case-insensitively).

@@ -59,13 +59,13 @@ public enum EventLog {
     public static func read(_ db: any SQLDatabase, after seq: Int64, limit: Int, scope: Scope) async throws -> [DomainEvent] {
         let filter: SQLQueryString = scope.everything ? "1 = 1" : .isIn("community_id", scope.communities)
         return try await db.raw("SELECT * FROM events WHERE seq > \(bind: seq) AND \(filter) ORDER BY seq LIMIT \(literal: limit)")
-            .all(decoding: DomainEvent.self, keyDecodingStrategy: .convertFromSnakeCase)
+            .all(decoding: DomainEvent.self, keyDecodingStrategy: .snakeCase)
     }
 
     /// The newest events about one subject (a device's sign-ins, events, commands), newest first.
     public static func about(_ db: any SQLDatabase, subjectId: ID, limit: Int) async throws -> [DomainEvent] {
         try await db.raw("SELECT * FROM events WHERE subject_id = \(bind: subjectId) ORDER BY seq DESC LIMIT \(literal: limit)")
-            .all(decoding: DomainEvent.self, keyDecodingStrategy: .convertFromSnakeCase)
+            .all(decoding: DomainEvent.self, keyDecodingStrategy: .snakeCase)
     }
 
     public static func latestSeq(_ db: any SQLDatabase) async throws -> Int64 {
@@ -161,7 +161,7 @@ public enum AuditLog {
         if let subjectId, !subjectId.isEmpty { filter += " AND subject_id = \(bind: subjectId)" }
         let total = try await db.count("SELECT COUNT(*) AS n FROM audit_log WHERE \(filter)")
         let items = try await db.raw("SELECT * FROM audit_log WHERE \(filter) ORDER BY at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
-            .all(decoding: AuditEntry.self, keyDecodingStrategy: .convertFromSnakeCase)
+            .all(decoding: AuditEntry.self, keyDecodingStrategy: .snakeCase)
         return Page(items: items, total: total, limit: page.limit, offset: page.offset)
     }
 }

@@ -20,6 +20,47 @@ extension StaffMember: Record { public static let table = "staff" }
 extension Grid: Record { public static let table = "grids" }
 extension RoleBinding: Record { public static let table = "role_bindings" }
 
+extension SQLRowDecoder.KeyDecodingStrategy {
+    /// Field names to snake_case columns, as `.convertFromSnakeCase` does, for the ASCII names
+    /// Linli's types have (other bytes are copied as they are). SQLKit's conversion asks Unicode for every character's case, for every
+    /// field of every row; it was a tenth of a device sign-in's time on the server.
+    public static let snakeCase = Self.custom { path in
+        SnakeCaseKey(stringValue: snakeCased(path.last?.stringValue ?? ""))
+    }
+
+    /// `communityId` → `community_id`, `lastURLSeen` → `last_url_seen`: an underscore before an
+    /// upper-case letter that starts a word (after a lower-case letter or digit, or before a
+    /// lower-case letter at the end of a run of capitals).
+    static func snakeCased(_ name: String) -> String {
+        let bytes = Array(name.utf8)
+        func isUpper(_ b: UInt8) -> Bool { b >= 0x41 && b <= 0x5a }
+        func isLower(_ b: UInt8) -> Bool { b >= 0x61 && b <= 0x7a }
+        func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 4)
+        for (i, b) in bytes.enumerated() {
+            guard isUpper(b) else {
+                out.append(b)
+                continue
+            }
+            if i > 0 {
+                let before = bytes[i - 1]
+                let startsWord = isLower(before) || isDigit(before) || (isUpper(before) && i + 1 < bytes.count && isLower(bytes[i + 1]))
+                if startsWord { out.append(0x5f) }
+            }
+            out.append(b + 0x20)
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+private struct SnakeCaseKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
 extension SQLDatabase {
     public func insert<R: Record>(_ record: R) async throws {
         try await insert(into: R.table)
@@ -36,11 +77,11 @@ extension SQLDatabase {
 
     public func find<R: Record>(_ type: R.Type, _ id: ID) async throws -> R? {
         try await select().column("*").from(R.table).where("id", .equal, id)
-            .first(decoding: R.self, keyDecodingStrategy: .convertFromSnakeCase)
+            .first(decoding: R.self, keyDecodingStrategy: .snakeCase)
     }
 
     public func all<R: Record>(_ type: R.Type, _ query: SQLQueryString) async throws -> [R] {
-        try await raw(query).all(decoding: R.self, keyDecodingStrategy: .convertFromSnakeCase)
+        try await raw(query).all(decoding: R.self, keyDecodingStrategy: .snakeCase)
     }
 
     public func count(_ query: SQLQueryString) async throws -> Int {

@@ -142,7 +142,7 @@ extension Store {
     public func session(cookie: String) async throws -> WebSession? {
         try await read { db in
             try await db.raw("SELECT * FROM sessions WHERE id_hash = \(bind: Digest.sha256Hex(cookie)) AND expires_at > \(bind: nowMillis())")
-                .first(decoding: WebSession.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .first(decoding: WebSession.self, keyDecodingStrategy: .snakeCase)
         }
     }
 

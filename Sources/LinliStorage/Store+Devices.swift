@@ -287,12 +287,21 @@ extension Store {
     public func deviceSecret(_ device: Device) throws -> String { try cipher.decrypt(device.secretCipher) }
 
     /// Online and offline transitions are domain events; the rules of a later issue watch them.
-    /// A disabled device stays disabled when its last connection ends.
-    public func setDeviceStatus(_ device: Device, _ status: DeviceStatus, firmware: String? = nil) async throws {
-        try await write { db in
-            try await db.raw("UPDATE devices SET status = \(bind: status.rawValue), last_seen_at = \(bind: nowMillis()) WHERE id = \(bind: device.id) AND status <> 'disabled'").run()
-            try await EventLog.append(db, communityId: device.communityId, type: "device.\(status.rawValue)", subjectType: "device", subjectId: device.id,
-                                      actor: .system, payload: ["productKey": device.productKey, "deviceName": device.deviceName])
+    /// A disabled device stays disabled when its last connection ends. Returns once the change is
+    /// committed; changes made at the same moment share a transaction (`CommitQueue`).
+    public func setDeviceStatus(_ device: Device, _ status: DeviceStatus) async throws {
+        try await statusChanges.commit(StatusChange(device: device, status: status, at: nowMillis())) { changes in
+            try await write { db in
+                for change in changes {
+                    let device = change.device
+                    try await db.raw("""
+                        UPDATE devices SET status = \(bind: change.status.rawValue), last_seen_at = \(bind: change.at)
+                        WHERE id = \(bind: device.id) AND status <> 'disabled'
+                        """).run()
+                    try await EventLog.append(db, communityId: device.communityId, type: "device.\(change.status.rawValue)", subjectType: "device", subjectId: device.id,
+                                              actor: .system, payload: ["productKey": device.productKey, "deviceName": device.deviceName])
+                }
+            }
         }
     }
 
@@ -383,4 +392,11 @@ extension Store {
     public func device(id: ID) async throws -> Device? {
         try await read { db in try await db.all(Device.self, "SELECT * FROM devices WHERE id = \(bind: id)").first }
     }
+}
+
+/// A device going online or offline, as the broker saw it.
+struct StatusChange: Sendable {
+    var device: Device
+    var status: DeviceStatus
+    var at: Millis
 }

@@ -307,7 +307,7 @@ extension Store {
                 LEFT JOIN people p ON p.id = r.person_id
                 WHERE h.community_id = \(bind: communityId) AND \(Self.householdScope(scope, alias: "h"))
                 ORDER BY LENGTH(b.name), b.name, LENGTH(u.name), u.name, LENGTH(h.room), h.room, r.role, p.name
-                """).all(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+                """).all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
         }
         var out = [HouseholdSheet.Column.allCases.map(\.rawValue)]
         for r in rows {

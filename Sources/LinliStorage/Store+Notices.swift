@@ -117,11 +117,11 @@ extension Store {
             var accounts: [ID] = []
             if !households.isEmpty {
                 accounts += try await db.raw("SELECT DISTINCT account_id FROM role_bindings WHERE role = 'resident' AND \(SQLQueryString.isIn("household_id", Set(households)))")
-                    .all(decoding: Account.self, keyDecodingStrategy: .convertFromSnakeCase).map(\.accountId)
+                    .all(decoding: Account.self, keyDecodingStrategy: .snakeCase).map(\.accountId)
             }
             if let roles = audience.roles, !roles.isEmpty {
                 accounts += try await db.raw("SELECT DISTINCT account_id FROM role_bindings WHERE community_id = \(bind: communityId) AND \(SQLQueryString.isIn("role", Set(roles)))")
-                    .all(decoding: Account.self, keyDecodingStrategy: .convertFromSnakeCase).map(\.accountId)
+                    .all(decoding: Account.self, keyDecodingStrategy: .snakeCase).map(\.accountId)
             }
             let messages = Set(accounts).sorted().map {
                 InboxMessage(id: newID(), communityId: communityId, accountId: $0, title: title, body: String(body.prefix(500)), severity: nil,
@@ -153,7 +153,7 @@ extension Store {
         guard !households.isEmpty else { return [] }
         return try await read { db in
             let receipts = try await db.raw("SELECT * FROM notice_receipts WHERE \(SQLQueryString.isIn("household_id", Set(households))) ORDER BY delivered_at DESC")
-                .all(decoding: NoticeReceipt.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .all(decoding: NoticeReceipt.self, keyDecodingStrategy: .snakeCase)
             var out: [(Notice, NoticeReceipt)] = []
             for r in receipts.prefix(200) {
                 if let n = try await db.all(Notice.self, "SELECT * FROM notices WHERE id = \(bind: r.noticeId)").first { out.append((n, r)) }
@@ -190,7 +190,7 @@ extension Store {
 
     public func noticeProgress(_ notice: Notice) async throws -> NoticeProgress {
         let receipts = try await read { db in
-            try await db.raw("SELECT * FROM notice_receipts WHERE notice_id = \(bind: notice.id)").all(decoding: NoticeReceipt.self, keyDecodingStrategy: .convertFromSnakeCase)
+            try await db.raw("SELECT * FROM notice_receipts WHERE notice_id = \(bind: notice.id)").all(decoding: NoticeReceipt.self, keyDecodingStrategy: .snakeCase)
         }
         var answers: [String: Int] = [:]
         for r in receipts { if let a = r.answer { answers[a, default: 0] += 1 } }

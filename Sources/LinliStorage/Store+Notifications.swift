@@ -37,13 +37,13 @@ extension Store {
                 found += try await db.raw("""
                     SELECT DISTINCT a.id, a.display_name FROM accounts a JOIN role_bindings rb ON rb.account_id = a.id
                     WHERE rb.community_id = \(bind: communityId) AND \(SQLQueryString.isIn("rb.role", Set(roles))) AND a.status = 'active'
-                    """).all(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+                    """).all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
             }
             if !usernames.isEmpty {
                 found += try await db.raw("""
                     SELECT DISTINCT a.id, a.display_name FROM accounts a JOIN role_bindings rb ON rb.account_id = a.id
                     WHERE rb.community_id = \(bind: communityId) AND \(SQLQueryString.isIn("a.username", Set(usernames.map { $0.lowercased() }))) AND a.status = 'active'
-                    """).all(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+                    """).all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
             }
             if let buildingId {
                 found += try await db.raw("""
@@ -51,7 +51,7 @@ extension Store {
                     JOIN role_bindings rb ON rb.account_id = a.id AND rb.role = 'grid_worker'
                     JOIN grid_buildings gb ON gb.grid_id = rb.grid_id
                     WHERE gb.building_id = \(bind: buildingId) AND a.status = 'active'
-                    """).all(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+                    """).all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
             }
             var seen = Set<ID>()
             return found.filter { seen.insert($0.id).inserted }.map { Recipient(accountId: $0.id, name: $0.displayName) }

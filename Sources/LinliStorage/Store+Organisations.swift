@@ -69,7 +69,7 @@ extension Store {
             let filter: SQLQueryString = scope.everything ? "1 = 1" : .isIn("g.community_id", scope.communities)
             struct Row: Decodable { var id: ID; var communityId: ID; var name: String; var workerAccountId: ID?; var workerName: String? }
             let rows = try await db.raw("SELECT g.id, g.community_id, g.name, g.worker_account_id, a.display_name AS worker_name FROM grids g LEFT JOIN accounts a ON a.id = g.worker_account_id WHERE g.community_id = \(bind: communityId) AND \(filter) ORDER BY g.name")
-                .all(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
             var result: [GridListing] = []
             for row in rows {
                 let buildings = try await db.all(Building.self, "SELECT b.* FROM buildings b JOIN grid_buildings gb ON gb.building_id = b.id WHERE gb.grid_id = \(bind: row.id) ORDER BY LENGTH(b.name), b.name")
@@ -84,7 +84,7 @@ extension Store {
         return try await read { db in
             struct Row: Decodable { var gridId: ID; var buildingId: ID }
             let rows = try await db.raw("SELECT grid_id, building_id FROM grid_buildings WHERE \(SQLQueryString.isIn("grid_id", Set(gridIds)))")
-                .all(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
             return Dictionary(grouping: rows, by: \.gridId).mapValues { Set($0.map(\.buildingId)) }
         }
     }

@@ -84,7 +84,7 @@ extension Store {
     public func notificationPreferences(accountId: ID) async throws -> NotificationPreferences {
         try await read { db in
             try await db.raw("SELECT * FROM notification_preferences WHERE account_id = \(bind: accountId)")
-                .first(decoding: NotificationPreferences.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .first(decoding: NotificationPreferences.self, keyDecodingStrategy: .snakeCase)
         } ?? NotificationPreferences(accountId: accountId, updatedAt: 0)
     }
 
@@ -111,7 +111,7 @@ extension Store {
         guard !messages.isEmpty else { return }
         let byAccount = try await db.raw("""
             SELECT * FROM notification_preferences WHERE (sms OR email) AND \(SQLQueryString.isIn("account_id", Set(messages.map(\.accountId))))
-            """).all(decoding: NotificationPreferences.self, keyDecodingStrategy: .convertFromSnakeCase)
+            """).all(decoding: NotificationPreferences.self, keyDecodingStrategy: .snakeCase)
         guard !byAccount.isEmpty else { return }
         let prefs = Dictionary(byAccount.map { ($0.accountId, $0) }, uniquingKeysWith: { a, _ in a })
         for message in messages {

@@ -88,7 +88,7 @@ extension Store {
 
     public func triggerStates() async throws -> [TriggerState] {
         try await read { db in
-            try await db.raw("SELECT * FROM rule_states").all(decoding: TriggerStateRow.self, keyDecodingStrategy: .convertFromSnakeCase)
+            try await db.raw("SELECT * FROM rule_states").all(decoding: TriggerStateRow.self, keyDecodingStrategy: .snakeCase)
         }.map { TriggerState(ruleId: $0.ruleId, triggerIndex: $0.triggerIndex, deviceId: $0.deviceId, since: $0.since, holding: $0.holding, fired: $0.fired) }
     }
 

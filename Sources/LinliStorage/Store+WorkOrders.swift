@@ -136,14 +136,14 @@ extension Store {
     public func workOrderSetting(communityId: ID, category: WorkOrderCategory) async throws -> WorkOrderSetting {
         try await read { db in
             try await db.raw("SELECT * FROM work_order_settings WHERE community_id = \(bind: communityId) AND category = \(bind: category.rawValue)")
-                .first(decoding: WorkOrderSetting.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .first(decoding: WorkOrderSetting.self, keyDecodingStrategy: .snakeCase)
         } ?? .defaults(communityId, category)
     }
 
     public func workOrderSettings(communityId: ID) async throws -> [WorkOrderSetting] {
         var stored: [WorkOrderCategory: WorkOrderSetting] = [:]
         for s in try await read({ db in
-            try await db.raw("SELECT * FROM work_order_settings WHERE community_id = \(bind: communityId)").all(decoding: WorkOrderSetting.self, keyDecodingStrategy: .convertFromSnakeCase)
+            try await db.raw("SELECT * FROM work_order_settings WHERE community_id = \(bind: communityId)").all(decoding: WorkOrderSetting.self, keyDecodingStrategy: .snakeCase)
         }) { stored[s.category] = s }
         return WorkOrderCategory.allCases.map { stored[$0] ?? .defaults(communityId, $0) }
     }
@@ -350,7 +350,7 @@ extension Store {
         struct Row: Decodable { var id: ID; var communityId: ID }
         return try await read { db in
             try await db.raw("SELECT id, community_id FROM open311_keys WHERE key_hash = \(bind: Digest.sha256Hex(key)) AND revoked_at IS NULL")
-                .first(decoding: Row.self, keyDecodingStrategy: .convertFromSnakeCase)
+                .first(decoding: Row.self, keyDecodingStrategy: .snakeCase)
         }.map { ($0.id, $0.communityId) }
     }
 

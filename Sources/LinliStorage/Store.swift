@@ -19,6 +19,8 @@ public struct Store: Sendable {
     /// Shadow values and device counters the telemetry writer has stored in history but not yet
     /// written to their tables; readers of those tables add them.
     public let heldTelemetry = HeldTelemetry()
+    /// Devices' online and offline changes, committed together when many come at once.
+    let statusChanges = CommitQueue<StatusChange>()
     private let separateTelemetry: Bool
 
     public init(database: any Database, telemetry: (any Database)? = nil, cipher: FieldCipher, signal: EventSignal = EventSignal()) {

@@ -354,6 +354,26 @@ struct TelemetryTests {
     }
 
     @Test(arguments: TestEngine.available)
+    func statusChangesMadeAtOnceAreAllStoredWithTheirEvents(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let devices = try await makeDevices(store, place, count: 30)
+            let disabled = try await store.setDeviceEnabled(devices[0], false, actor: tester)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await store.setDeviceStatus(disabled, .online) }
+                for device in devices.dropFirst() { group.addTask { try await store.setDeviceStatus(device, .online) } }
+                try await group.waitForAll()
+            }
+            // Each returned after its change was committed: all are there, each with its event.
+            let listed = try await store.devices(communityId: place.community.id, filter: DeviceFilter(), page: PageRequest(limit: 100), scope: .everything).items
+            #expect(listed.filter { $0.status == .online }.count == 29)
+            #expect(listed.first { $0.id == disabled.id }?.status == .disabled, "a disabled device stays disabled")
+            let events = try await store.read { db in try await EventLog.read(db, after: 0, limit: 1_000, scope: .everything) }
+            #expect(Set(events.filter { $0.type == "device.online" }.map(\.subjectId)) == Set(devices.map(\.id)))
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
     func subDevicesAttachToOneGatewayAtATimeOnTheAuditTrail(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)
