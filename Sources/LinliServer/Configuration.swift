@@ -25,6 +25,21 @@ public struct ServerConfiguration: Sendable {
     /// The largest MQTT packet the broker takes, in KiB; a larger one closes its connection. 256
     /// covers every device post; camera snapshots (Frigate's, say) may need more.
     public var mqttMaxPacketKiB: Int = 256
+    /// Signed-in MQTT clients at most; one more is answered CONNACK 3 (server unavailable).
+    public var mqttMaxConnections: Int = 50_000
+    /// PUBLISH packets a second one client may send, a burst of as many allowed; a client above it
+    /// is disconnected. A bridge (zigbee2mqtt for a whole building) may need more than a device.
+    public var mqttPublishRate: Int = 1_000
+    /// QoS 1 and 2 messages kept for a client beyond those in flight, and for a persistent session
+    /// while it is away; when full, newer ones are dropped, with a log line.
+    public var mqttQueue: Int = 1_000
+    /// The broker's settings from these: its address, limits and TLS listener.
+    public var mqttBroker: MQTTBrokerConfiguration? {
+        mqttHost.map {
+            MQTTBrokerConfiguration(host: $0, port: mqttPort, tls: mqttTLS, limits: MQTTLimits(maxPacketSize: mqttMaxPacketKiB * 1024),
+                                    maxConnections: mqttMaxConnections, queueLimit: mqttQueue, maxPublishesPerSecond: mqttPublishRate)
+        }
+    }
     /// Days of telemetry history kept; older values are deleted hourly.
     public var telemetryDays: Int = 30
     /// The broker's TLS listener, its certificate loaded and checked; nil without a certificate
@@ -42,7 +57,8 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
-    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt", "mqtt-max-packet-kib", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
+    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt", "mqtt-max-packet-kib", "mqtt-max-connections",
+                              "mqtt-publish-rate", "mqtt-queue", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
                               "smtp", "mail-from", "sms-webhook", "sms-secret"]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
@@ -107,6 +123,18 @@ public struct ServerConfiguration: Sendable {
         if let (kib, source) = values["mqtt-max-packet-kib"] {
             guard let n = Int(kib), (1...16_384).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of KiB from 1 to 16384") }
             config.mqttMaxPacketKiB = n
+        }
+        if let (count, source) = values["mqtt-max-connections"] {
+            guard let n = Int(count), (1...1_000_000).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of clients from 1 to 1000000") }
+            config.mqttMaxConnections = n
+        }
+        if let (rate, source) = values["mqtt-publish-rate"] {
+            guard let n = Int(rate), (1...1_000_000).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of messages a second from 1 to 1000000") }
+            config.mqttPublishRate = n
+        }
+        if let (count, source) = values["mqtt-queue"] {
+            guard let n = Int(count), (1...1_000_000).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of messages from 1 to 1000000") }
+            config.mqttQueue = n
         }
         if let (seconds, source) = values["http-idle-seconds"] {
             guard let n = Int(seconds), (1...3600).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of seconds from 1 to 3600") }

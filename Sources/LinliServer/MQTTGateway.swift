@@ -41,10 +41,10 @@ public struct MQTTBrokerService: Service {
     public let broker: MQTTBroker
     public let gateway: DeviceGateway
 
-    public init(store: Store, host: String, port: Int, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(), rules: RuleService? = nil, logger: Logger) {
+    public init(store: Store, configuration: MQTTBrokerConfiguration, rules: RuleService? = nil, logger: Logger) {
         let gateway = DeviceGateway(store: store, logger: logger, rules: rules)
         self.gateway = gateway
-        broker = MQTTBroker(configuration: MQTTBrokerConfiguration(host: host, port: port, tls: tls, limits: limits),
+        broker = MQTTBroker(configuration: configuration,
                             authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
                             receive: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
                             receiveNow: { clientId, message in gateway.handleNow(clientId: clientId, message: message) },

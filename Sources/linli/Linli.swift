@@ -163,8 +163,7 @@ struct Serve: AsyncParsableCommand {
             }
         }
         let rules = RuleService(store: store, logger: logger)
-        let broker = configuration.mqttHost.map { MQTTBrokerService(store: store, host: $0, port: configuration.mqttPort, tls: configuration.mqttTLS,
-                                                                   limits: MQTTLimits(maxPacketSize: configuration.mqttMaxPacketKiB * 1024), rules: rules, logger: logger) }
+        let broker = configuration.mqttBroker.map { MQTTBrokerService(store: store, configuration: $0, rules: rules, logger: logger) }
         let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway, rules: rules)
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
         let webhooks = WebhookService(store: store, logger: logger)

@@ -46,6 +46,18 @@ struct MQTTTLSTests {
         #expect(try resolve(["mqtt-tls": "127.0.0.1:28883"], file: file).mqttTLS?.port == 28883)
     }
 
+    @Test func brokerLimitsAreSettingsCheckedAtStart() throws {
+        let defaults = try #require(try resolve([:]).mqttBroker)
+        #expect(defaults.maxConnections == 50_000 && defaults.maxPublishesPerSecond == 1_000 && defaults.queueLimit == 1_000 && defaults.limits.maxPacketSize == 256 * 1024)
+        let set = try #require(try resolve([:], environment: ["LINLI_MQTT_MAX_CONNECTIONS": "20000", "LINLI_MQTT_PUBLISH_RATE": "5000",
+                                                               "LINLI_MQTT_QUEUE": "200", "LINLI_MQTT_MAX_PACKET_KIB": "1024"]).mqttBroker)
+        #expect(set.maxConnections == 20_000 && set.maxPublishesPerSecond == 5_000 && set.queueLimit == 200 && set.limits.maxPacketSize == 1024 * 1024)
+        #expect(try resolve(["mqtt": "off"]).mqttBroker == nil)
+        for (key, value) in [("LINLI_MQTT_MAX_CONNECTIONS", "0"), ("LINLI_MQTT_PUBLISH_RATE", "fast"), ("LINLI_MQTT_QUEUE", "-1"), ("LINLI_MQTT_MAX_PACKET_KIB", "99999")] {
+            #expect(failure([:], environment: [key: value])?.contains(key) == true, "\(key)=\(value)")
+        }
+    }
+
     @Test func wrongTLSSettingsStopStartUpNamingTheSetting() {
         let missingKey = failure(["mqtt-tls-cert": certificate])
         #expect(missingKey?.contains("--mqtt-tls-cert") == true && missingKey?.contains("mqtt-tls-key") == true)

@@ -104,15 +104,16 @@ def test_account_names_that_could_never_sign_in_are_refused(tmp_path: Path):
                "--password-stdin", stdin="a-password-123\n").returncode == 0
 
 
-def test_the_packet_limit_is_a_setting(tmp_path: Path):
+def test_the_broker_limits_are_settings(tmp_path: Path):
     """A camera snapshot of 300 KB is over the default 256 KiB; with `mqtt-max-packet-kib = 512` it
-    goes through, and a packet over the new limit still closes its connection."""
+    goes through, and a packet over the new limit still closes its connection. The connection
+    limit and the publish rate are settings too."""
     data = tmp_path / "data"
     run("migrate", "--data", str(data))
     run("mqtt-account", "create", "--data", str(data), "--username", "frigate", "--publish", "frigate/#", "--subscribe", "frigate/#",
         "--password-stdin", stdin=PASSWORD + "\n")
     config = tmp_path / "linli.conf"
-    config.write_text("mqtt-max-packet-kib = 512\n")
+    config.write_text("mqtt-max-packet-kib = 512\nmqtt-max-connections = 3\nmqtt-publish-rate = 20\n")
     port = free_port()
     node = Node(data, mqtt_port=port, args=["--config", str(config)]).start()
     try:
@@ -127,6 +128,17 @@ def test_the_packet_limit_is_a_setting(tmp_path: Path):
         info.wait_for_publish(timeout=10)
         assert info.is_published()
         assert expect(viewer_inbox, "message", timeout=10)[2] == snapshot
+        # Three clients at most: the fourth is told the server is unavailable (CONNACK 3).
+        chatty, chatty_inbox = client(port, "chatty")
+        assert expect(chatty_inbox, "connack")[1] == 0
+        extra, extra_inbox = client(port, "extra")
+        assert expect(extra_inbox, "connack")[1] == 3
+        extra.loop_stop()
+        # Twenty messages a second: a client sending a hundred at once is disconnected.
+        for i in range(100):
+            chatty.publish("frigate/chatter", str(i).encode(), qos=0)
+        assert expect(chatty_inbox, "disconnect", timeout=10)[1] != 0, "over the publish rate closes the connection"
+        chatty.loop_stop()
         camera.publish("frigate/gate/person/snapshot", bytes(600 * 1024), qos=1)
         assert expect(camera_inbox, "disconnect", timeout=10)[1] != 0, "over the limit closes the connection"
         for c in (viewer, camera):
