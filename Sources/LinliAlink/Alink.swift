@@ -108,14 +108,48 @@ public struct AlinkSignIn: Sendable, Equatable {
         let own = Self.ownTopics(productKey: productKey, deviceName: deviceName)
         // Firmware: the device tells its version on inform and listens for upgrades. A gateway
         // brings sub-devices online on its session topics (refused unless its product is a gateway).
+        // A device without a clock asks for the time on its NTP topics.
         let session = "/ext/session/\(productKey)/\(deviceName)/#"
-        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", session],
-                           subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)", session])
+        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", session, AlinkTime.requestTopic(productKey, deviceName)],
+                           subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)", session, AlinkTime.responseTopic(productKey, deviceName)])
     }
 
     /// A device's system and custom topics, which a gateway also uses for the sub-devices it serves.
     public static func ownTopics(productKey: String, deviceName: String) -> [String] {
         ["/sys/\(productKey)/\(deviceName)/#", "/\(productKey)/\(deviceName)/user/#"]
+    }
+}
+
+/// Alink's time service, for devices without a clock of their own (cheap sensors, meters): the
+/// device publishes `{"deviceSendTime": "…"}` (its own clock, milliseconds) at QoS 0 on
+/// `/ext/ntp/{pk}/{dn}/request`; the answer on `…/response` adds when the server received it and
+/// when it answered, and the device takes the server's time as
+/// `(serverRecvTime + serverSendTime + deviceRecvTime - deviceSendTime) / 2`. Since the `time` of
+/// a measurement must be real UTC, this is how such a device gets one.
+public enum AlinkTime {
+    public static func requestTopic(_ productKey: String, _ deviceName: String) -> String { "/ext/ntp/\(productKey)/\(deviceName)/request" }
+    public static func responseTopic(_ productKey: String, _ deviceName: String) -> String { "/ext/ntp/\(productKey)/\(deviceName)/response" }
+
+    /// The device a request topic names; nil for any other topic.
+    public static func parseRequest(_ topic: String) -> (productKey: String, deviceName: String)? {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts[0].isEmpty, parts[1] == "ext", parts[2] == "ntp", parts[5] == "request", !parts[3].isEmpty, !parts[4].isEmpty else { return nil }
+        return (String(parts[3]), String(parts[4]))
+    }
+
+    /// The answer: the device's own send time echoed (when it gave one as a whole number of
+    /// milliseconds, as text or number), and the server's receive and send times, as text like
+    /// Alibaba's. A request without a usable send time still gets the server's times.
+    public static func response(to payload: Data, receivedAt: Int64, sentAt: Int64) -> [UInt8] {
+        var answer: [String: JSONValue] = ["serverRecvTime": .string(String(receivedAt)), "serverSendTime": .string(String(sentAt))]
+        if case let .object(request)? = JSONValue.parse(payload) {
+            switch request["deviceSendTime"] {
+            case let .string(text)? where Int64(text).map({ $0 >= 0 }) == true: answer["deviceSendTime"] = .string(text)
+            case let .int(n)? where n >= 0: answer["deviceSendTime"] = .string(String(n))
+            default: break
+            }
+        }
+        return Array(JSONValue.object(answer).serialized())
     }
 }
 

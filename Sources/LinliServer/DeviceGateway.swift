@@ -256,6 +256,13 @@ public final class DeviceGateway: Sendable {
             try await handle(request, from: session, topic: message.topic, payload: Data(message.payload.readableBytesView))
             return .done
         }
+        if let (pk, dn) = AlinkTime.parseRequest(message.topic) {
+            // Only a device's own connection may ask (its policy allows no other device's topic).
+            guard session.device.key == Device.key(pk, dn) else { return .done }
+            let receivedAt = nowMillis()
+            let answer = AlinkTime.response(to: Data(message.payload.readableBytesView), receivedAt: receivedAt, sentAt: nowMillis())
+            return .replying(Self.reply(to: message, answer, topic: AlinkTime.responseTopic(pk, dn)))
+        }
         guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return .done }
         guard let device = Self.device(pk, dn, speakingThrough: session) else {
             // A gateway speaking for an attached sub-device that has not signed in through it.

@@ -40,6 +40,26 @@ struct AlinkTests {
         #expect(policy.maySubscribe(to: "/sys/a1Test/door-1/thing/service/+"))
         #expect(!policy.maySubscribe(to: "/sys/+/+/thing/service/+"))
         #expect(!policy.maySubscribe(to: "#"))
+        #expect(policy.mayPublish(to: "/ext/ntp/a1Test/door-1/request") && policy.maySubscribe(to: "/ext/ntp/a1Test/door-1/response"))
+        #expect(!policy.mayPublish(to: "/ext/ntp/a1Test/door-2/request") && !policy.mayPublish(to: "/ext/ntp/a1Test/door-1/response"))
+    }
+
+    @Test func theTimeServiceEchoesTheDevicesClockBesideTheServers() throws {
+        #expect(AlinkTime.parseRequest("/ext/ntp/a1Test/door-1/request")! == ("a1Test", "door-1"))
+        for other in ["/ext/ntp/a1Test/door-1/response", "/ext/ntp/a1Test//request", "/ext/ntp/a1Test/door-1/request/x", "/sys/a1Test/door-1/thing/event/property/post"] {
+            #expect(AlinkTime.parseRequest(other) == nil, "\(other)")
+        }
+        func answer(_ body: String) -> [String: JSONValue] {
+            guard case let .object(fields)? = JSONValue.parse(Data(AlinkTime.response(to: Data(body.utf8), receivedAt: 1_700_000_000_000, sentAt: 1_700_000_000_002))) else { return [:] }
+            return fields
+        }
+        #expect(answer(#"{"deviceSendTime":"1571724098000"}"#) == ["deviceSendTime": .string("1571724098000"), "serverRecvTime": .string("1700000000000"),
+                                                                 "serverSendTime": .string("1700000000002")])
+        #expect(answer(#"{"deviceSendTime":42}"#)["deviceSendTime"] == .string("42"), "a number is taken too")
+        for unusable in [#"{"deviceSendTime":"soon"}"#, #"{"deviceSendTime":-1}"#, "not json", "{}"] {
+            let fields = answer(unusable)
+            #expect(fields["deviceSendTime"] == nil && fields["serverSendTime"] == .string("1700000000002"), "\(unusable)")
+        }
     }
 
     @Test func topicsAndRequestsAreUnderstood() {

@@ -126,6 +126,36 @@ def test_a_devices_time_is_checked_so_one_wrong_clock_cannot_freeze_the_shadow(s
     c.loop_stop()
 
 
+def test_a_device_without_a_clock_asks_the_time(site: dict):
+    """Alink's NTP service: a device with no clock of its own publishes its send time and computes
+    the server's time from the answer, which it then uses for its measurements' `time`."""
+    c, inbox = device(site)
+    assert expect(inbox, "connack")[1] == 0
+    pk, dn = site["pk"], site["dn"]
+    c.subscribe(f"/ext/ntp/{pk}/{dn}/response", 0)
+    assert expect(inbox, "suback")[1] == [0], "the response topic may be subscribed to"
+    device_clock = 1_000  # a device just powered on: its clock starts near zero
+    c.publish(f"/ext/ntp/{pk}/{dn}/request", json.dumps({"deviceSendTime": str(device_clock)}), qos=0)
+    before = int(time.time() * 1000)
+    answer = expect(inbox, "message")[2]
+    after = int(time.time() * 1000)
+    assert answer["deviceSendTime"] == str(device_clock)
+    received, sent = int(answer["serverRecvTime"]), int(answer["serverSendTime"])
+    assert before - 1000 <= received <= sent <= after
+    # The device's reckoning, with its receive time on its own clock: within the round trip of now.
+    device_receive = device_clock + (after - before)
+    server_now = (received + sent + device_receive - device_clock) // 2
+    assert abs(server_now - after) <= (after - before) + 1000
+    # A request without a send time still gets the server's times.
+    c.publish(f"/ext/ntp/{pk}/{dn}/request", b"{}", qos=0)
+    bare = expect(inbox, "message")[2]
+    assert "deviceSendTime" not in bare and int(bare["serverSendTime"]) >= received
+    # Asking on another device's NTP topic is outside this device's topics: the connection is closed.
+    c.publish(f"/ext/ntp/{pk}/{site['other']}/request", b"{}", qos=0)
+    expect(inbox, "disconnect")
+    c.loop_stop()
+
+
 def test_a_command_fails_at_once_when_its_device_is_disabled(site: dict):
     """The device takes the property set and never answers; disabling it ends the wait with 409
     instead of the full timeout."""
