@@ -246,6 +246,8 @@ public enum GatewayRequest: Equatable, Sendable {
 public enum AlinkTopic: Equatable, Sendable {
     case propertyPost
     case eventPost(String)
+    /// `thing/event/property/batch/post`: many timed values and events at once.
+    case batchPost
     case propertySetReply
     case serviceReply(String)
     /// `thing/property/desired/get`: the device asks for desired values (all, or those it names).
@@ -278,6 +280,8 @@ public enum AlinkTopic: Equatable, Sendable {
         let kind: AlinkTopic
         if rest == "thing/event/property/post" {
             kind = .propertyPost
+        } else if rest == "thing/event/property/batch/post" {
+            kind = .batchPost
         } else if rest == "thing/service/property/set_reply" {
             kind = .propertySetReply
         } else if rest == "thing/property/desired/get" {

@@ -267,7 +267,7 @@ public final class DeviceGateway: Sendable {
         guard let device = Self.device(pk, dn, speakingThrough: session) else {
             // A gateway speaking for an attached sub-device that has not signed in through it.
             switch kind {
-            case .propertyPost, .eventPost:
+            case .propertyPost, .eventPost, .batchPost:
                 let id = AlinkRequest.parse(Data(message.payload.readableBytesView))?.id ?? "0"
                 return .replying(Self.reply(to: message, AlinkCode.reply(id: id, code: AlinkCode.notSignedIn,
                                                                           message: "the sub-device \(pk)/\(dn) is not signed in through this gateway")))
@@ -279,7 +279,7 @@ public final class DeviceGateway: Sendable {
             DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: pk, deviceName: dn, receivedAt: nowMillis(), content: content)
         }
         switch kind {
-        case .propertyPost, .eventPost:
+        case .propertyPost, .eventPost, .batchPost:
             return post(kind, from: device, model: await model(for: pk), message: message)
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)
@@ -347,6 +347,10 @@ public final class DeviceGateway: Sendable {
                 let json = String(decoding: values.serialized(), as: UTF8.self)
                 return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
             }
+        case .batchPost:
+            (answer, content, wantsReply) = understand(message.payload, model: model) { model, request in
+                Self.batch(request.params, model: model, receivedAt: now)
+            }
         default:
             preconditionFailure("only posts come here")
         }
@@ -360,6 +364,12 @@ public final class DeviceGateway: Sendable {
                 rules.observe(.properties(numbers), from: device, at: now)
             case let .event(identifier, _, _):
                 rules.observe(.event(identifier), from: device, at: now)
+            case let .batch(values, events):
+                // The rules judge the present: each property's newest value, and every event.
+                var newest: [String: (time: Millis, number: Double)] = [:]
+                for v in values { if let n = v.number, v.time >= newest[v.identifier]?.time ?? .min { newest[v.identifier] = (v.time, n) } }
+                if !newest.isEmpty { rules.observe(.properties(newest.mapValues(\.number)), from: device, at: now) }
+                for event in events { rules.observe(.event(event.identifier), from: device, at: now) }
             default:
                 break
             }
@@ -371,6 +381,86 @@ public final class DeviceGateway: Sendable {
     /// `topic`: the reply topic when it is already at hand (made once per session).
     static func reply(to message: Publish, _ payload: some Sequence<UInt8>, topic: String? = nil) -> Publish {
         Publish(topic: topic ?? message.topic + "_reply", payload: ByteBuffer(bytes: payload), qos: .atMostOnce)
+    }
+
+    /// Values and events one batch post may carry at most.
+    static let batchLimit = 1_000
+
+    /// Checks a batch post's params, `{"properties": {"Power": [{"value": 1, "time": …}, …]},
+    /// "events": {"Leak": [{"value": {…}, "time": …}, …]}}`, every value and event against the
+    /// thing model and every time as in a single post; all are stored, or (with any fault) none.
+    static func batch(_ params: JSONValue, model: ThingModel, receivedAt: Millis) -> ([ValueError], DeviceReport.Content?) {
+        guard case let .object(sections) = params else {
+            return ([ValueError(path: "params", kind: .typeMismatch, reason: "must be an object with properties and events")], nil)
+        }
+        var faults: [ValueError] = [], values: [ReportedValue] = [], events: [RaisedEvent] = []
+        var count = 0
+        for name in sections.keys.sorted() where name != "properties" && name != "events" {
+            faults.append(ValueError(path: name, kind: .unknownIdentifier, reason: "is not properties or events"))
+        }
+        /// Each `{"value": …, "time": …}` of one section, by identifier, with its path.
+        func entries(_ section: String) -> [(identifier: String, path: String, value: JSONValue, time: JSONValue?)] {
+            guard let listed = sections[section] else { return [] }
+            guard case let .object(byIdentifier) = listed else {
+                faults.append(ValueError(path: section, kind: .typeMismatch, reason: "must be an object of arrays by identifier"))
+                return []
+            }
+            var found: [(identifier: String, path: String, value: JSONValue, time: JSONValue?)] = []
+            for (identifier, list) in byIdentifier.sorted(by: { $0.key < $1.key }) {
+                guard case let .array(items) = list else {
+                    faults.append(ValueError(path: "\(section).\(identifier)", kind: .typeMismatch, reason: "must be an array of {value, time}"))
+                    continue
+                }
+                for (i, item) in items.enumerated() {
+                    count += 1
+                    let path = "\(section).\(identifier)[\(i)]"
+                    guard case let .object(entry) = item, let value = entry["value"] else {
+                        faults.append(ValueError(path: path, kind: .missing, reason: "must be an object with value and time"))
+                        continue
+                    }
+                    found.append((identifier, path, value, entry["time"]))
+                }
+            }
+            return found
+        }
+        for entry in entries("properties") {
+            guard let property = model.property(entry.identifier) else {
+                faults.append(ValueError(path: entry.path, kind: .unknownIdentifier, reason: "is not a property of this product"))
+                continue
+            }
+            do {
+                let time = try ThingModel.measurementTime(entry.time, receivedAt: receivedAt, path: entry.path + ".time")
+                try property.dataType.validate(entry.value, path: entry.path + ".value")
+                for var value in reportedValues(.object([entry.identifier: entry.value]), model: model, receivedAt: receivedAt) {
+                    value.time = time
+                    values.append(value)
+                }
+            } catch {
+                faults.append(error)
+            }
+        }
+        for entry in entries("events") {
+            guard let event = model.event(entry.identifier) else {
+                faults.append(ValueError(path: entry.path, kind: .unknownIdentifier, reason: "is not an event of this product"))
+                continue
+            }
+            let found = model.validate(fields: event.outputData, entry.value)
+            faults += found.map { ValueError(path: entry.path + ".value" + ($0.path == "params" ? "" : "." + $0.path), kind: $0.kind, reason: $0.reason) }
+            do {
+                let time = try ThingModel.measurementTime(entry.time, receivedAt: receivedAt, path: entry.path + ".time")
+                if found.isEmpty {
+                    events.append(RaisedEvent(identifier: entry.identifier, type: event.type.rawValue, valuesJSON: String(decoding: entry.value.serialized(), as: UTF8.self), time: time))
+                }
+            } catch {
+                faults.append(error)
+            }
+        }
+        if count == 0, faults.isEmpty {
+            faults.append(ValueError(path: "params", kind: .missing, reason: "holds no values or events"))
+        } else if count > batchLimit {
+            faults.insert(ValueError(path: "params", kind: .outOfRange, reason: "holds \(count) values and events; at most \(batchLimit) go in one post"), at: 0)
+        }
+        return (faults, faults.isEmpty ? .batch(properties: values, events: events) : nil)
     }
 
     /// Property values as history rows: numbers (int, float, double, enum, bool, date) also as a

@@ -12,6 +12,9 @@ public struct DeviceReport: Sendable {
         case properties([ReportedValue])
         /// An event the device raised; it goes on the event log, where rules find it.
         case event(identifier: String, type: String, valuesJSON: String)
+        /// What a device kept while it could not post (a meter that wakes once a day, a sensor
+        /// back from an outage): many values per property and events, each with its own time.
+        case batch(properties: [ReportedValue], events: [RaisedEvent])
         /// A message that was refused: counted, and kept as the device's last error.
         case refused(reason: String)
         /// Anything else the device said (a heartbeat, a reply): it is alive.
@@ -28,6 +31,17 @@ public struct DeviceReport: Sendable {
     public init(deviceId: ID, communityId: ID, productKey: String, deviceName: String, receivedAt: Millis = nowMillis(), content: Content) {
         self.deviceId = deviceId; self.communityId = communityId; self.productKey = productKey; self.deviceName = deviceName
         self.receivedAt = receivedAt; self.content = content
+    }
+}
+
+/// An event in a device's batch post, with the time the device says it happened.
+public struct RaisedEvent: Sendable, Equatable {
+    public var identifier: String
+    public var type: String
+    public var valuesJSON: String
+    public var time: Millis
+    public init(identifier: String, type: String, valuesJSON: String, time: Millis) {
+        self.identifier = identifier; self.type = type; self.valuesJSON = valuesJSON; self.time = time
     }
 }
 
@@ -316,34 +330,41 @@ public final class TelemetryWriter: Sendable {
         var newestKnown: [Int64: Newest] = [:]
         var newestNew: [SeriesKey: Newest] = [:]
         var counters: [ID: Tally] = [:]
-        var events: [DeviceReport] = []
+        var events: [(report: DeviceReport, event: RaisedEvent)] = []
+        /// Adds a report's property values to the history and to the newest per property.
+        func add(_ reported: [ReportedValue], of r: Int, device deviceId: ID) {
+            let mine = known[deviceId]
+            for i in reported.indices {
+                let time = reported[i].time
+                // The text is kept when the number does not say it all (a boolean, a date, text).
+                var value = HistoryValue(series: 0, ts: time, num: reported[i].number, txt: reported[i].plainNumber ? nil : reported[i].json)
+                if let id = mine?[reported[i].identifier] {
+                    value.series = id
+                    values.append(value)
+                    if newestKnown[id] == nil {
+                        newestKnown[id] = Newest(key: SeriesKey(deviceId: deviceId, identifier: reported[i].identifier), report: r, value: i, time: time)
+                    } else {
+                        newestKnown[id]!.saw(report: r, value: i, time: time)
+                    }
+                } else {
+                    let key = SeriesKey(deviceId: deviceId, identifier: reported[i].identifier)
+                    unresolved.append((values.count, key))
+                    values.append(value)
+                    if newestNew[key] == nil { newestNew[key] = Newest(key: key, report: r, value: i, time: time) } else { newestNew[key]!.saw(report: r, value: i, time: time) }
+                }
+            }
+        }
         for r in reports.indices {
             let deviceId = reports[r].deviceId, at = reports[r].receivedAt
             counters[deviceId, default: Tally()].saw(at: at)
             switch reports[r].content {
             case let .properties(reported):
-                let mine = known[deviceId]
-                for i in reported.indices {
-                    let time = reported[i].time
-                    // The text is kept when the number does not say it all (a boolean, a date, text).
-                    var value = HistoryValue(series: 0, ts: time, num: reported[i].number, txt: reported[i].plainNumber ? nil : reported[i].json)
-                    if let id = mine?[reported[i].identifier] {
-                        value.series = id
-                        values.append(value)
-                        if newestKnown[id] == nil {
-                            newestKnown[id] = Newest(key: SeriesKey(deviceId: deviceId, identifier: reported[i].identifier), report: r, value: i, time: time)
-                        } else {
-                            newestKnown[id]!.saw(report: r, value: i, time: time)
-                        }
-                    } else {
-                        let key = SeriesKey(deviceId: deviceId, identifier: reported[i].identifier)
-                        unresolved.append((values.count, key))
-                        values.append(value)
-                        if newestNew[key] == nil { newestNew[key] = Newest(key: key, report: r, value: i, time: time) } else { newestNew[key]!.saw(report: r, value: i, time: time) }
-                    }
-                }
-            case .event:
-                events.append(reports[r])
+                add(reported, of: r, device: deviceId)
+            case let .batch(reported, raised):
+                add(reported, of: r, device: deviceId)
+                for event in raised { events.append((reports[r], event)) }
+            case let .event(identifier, type, valuesJSON):
+                events.append((reports[r], RaisedEvent(identifier: identifier, type: type, valuesJSON: valuesJSON, time: at)))
             case let .refused(reason):
                 counters[deviceId]!.refused(String(reason.prefix(500)), at: at)
             case .seen:
@@ -354,7 +375,11 @@ public final class TelemetryWriter: Sendable {
         var latest: [SeriesKey: ShadowUpdate] = [:]
         latest.reserveCapacity(newestKnown.count + newestNew.count)
         func take(_ newest: Newest) {
-            guard case let .properties(reported) = reports[newest.report].content else { return }
+            let reported: [ReportedValue]
+            switch reports[newest.report].content {
+            case let .properties(values), let .batch(values, _): reported = values
+            default: return
+            }
             latest[newest.key] = ShadowUpdate(value: reported[newest.value], count: newest.count)
         }
         for newest in newestKnown.values { take(newest) }
@@ -465,16 +490,15 @@ public final class TelemetryWriter: Sendable {
     }
 
     /// What follows a commit: device events onto the event log, and registry last-seen times.
-    private func afterCommit(events: [DeviceReport], counters: [ID: Tally]) async throws {
+    private func afterCommit(events: [(report: DeviceReport, event: RaisedEvent)], counters: [ID: Tally]) async throws {
         // Device events are domain events: on the event log, in the community's database.
         if !events.isEmpty {
             let raised = events
             try await store.write { db in
-                for report in raised {
-                    guard case let .event(identifier, type, valuesJSON) = report.content else { continue }
+                for (report, event) in raised {
                     try await EventLog.append(db, communityId: report.communityId, type: "device.event", subjectType: "device", subjectId: report.deviceId, actor: .system,
-                                              payload: DeviceEventPayload(productKey: report.productKey, deviceName: report.deviceName, identifier: identifier,
-                                                                          eventType: type, values: valuesJSON, at: report.receivedAt))
+                                              payload: DeviceEventPayload(productKey: report.productKey, deviceName: report.deviceName, identifier: event.identifier,
+                                                                          eventType: event.type, values: event.valuesJSON, at: event.time))
                 }
             }
         }

@@ -275,4 +275,41 @@ struct ReportedValueTextTests {
         #expect(light.json == "1" && light.number == 1 && light.time == 1_799_999_999_000)
         #expect(values.first { $0.identifier == "Brightness" }?.time == arrived)
     }
+
+    /// A water meter that wakes once a day posts its hourly readings and a leak it saw, each at its time.
+    @Test func aBatchPostIsCheckedWholeAndKeepsEachTime() throws {
+        let model = try #require(ProductLibrary.entry("water_meter")).model
+        let now: Millis = 1_800_000_000_000
+        func check(_ json: String) -> ([ValueError], DeviceReport.Content?) {
+            DeviceGateway.batch(JSONValue.parse(Data(json.utf8))!, model: model, receivedAt: now)
+        }
+        let (faults, content) = check("""
+            {"properties": {"TotalFlow": [{"value": 10.5, "time": \(now - 7_200_000)}, {"value": 10.75, "time": \(now - 3_600_000)}],
+                            "ValveState": [{"value": true, "time": \(now - 60_000)}]},
+             "events": {"Leakage": [{"value": {}, "time": \(now - 1_800_000)}]}}
+            """)
+        #expect(faults.isEmpty)
+        guard case let .batch(values, events)? = content else {
+            Issue.record("not a batch: \(String(describing: content))")
+            return
+        }
+        #expect(values.map(\.identifier) == ["TotalFlow", "TotalFlow", "ValveState"])
+        #expect(values.map(\.time) == [now - 7_200_000, now - 3_600_000, now - 60_000])
+        #expect(values[1].number == 10.75 && values[2].json == "1", "a bool is kept as 0 or 1")
+        #expect(events == [RaisedEvent(identifier: "Leakage", type: "alert", valuesJSON: "{}", time: now - 1_800_000)])
+
+        // Every fault is named with its place; one bad entry refuses the whole post.
+        let (bad, none) = check("""
+            {"properties": {"TotalFlow": [{"value": 1, "time": \(now)}, {"value": -5, "time": \(now)}, {"value": 2, "time": \(now + 7_200_000)}, 7],
+                            "Colour": [{"value": 1}]},
+             "events": {"Leakage": [{"value": {}, "time": "yesterday"}], "Fire": [{"value": {}}]}, "extra": 1}
+            """)
+        #expect(none == nil)
+        #expect(Set(bad.map(\.path)) == ["extra", "properties.TotalFlow[1].value", "properties.TotalFlow[2].time", "properties.TotalFlow[3]",
+                                          "properties.Colour[0]", "events.Leakage[0].time", "events.Fire[0]"])
+        #expect(check("{}").0.map(\.path) == ["params"], "an empty batch is refused")
+        #expect(check(#"{"properties": []}"#).0.map(\.path) == ["properties"])
+        let many = (0..<1_001).map { _ in #"{"value": 1, "time": \#(now)}"# }.joined(separator: ",")
+        #expect(check(#"{"properties": {"TotalFlow": [\#(many)]}}"#).0.first?.reason.contains("at most 1000") == true)
+    }
 }

@@ -31,10 +31,12 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     pk, dn, secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-01").stdout.strip().splitlines()[-1].split()
     _, other, _ = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-02").stdout.strip().splitlines()[-1].split()
     _, mute, mute_secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-03").stdout.strip().splitlines()[-1].split()
+    _, kept, kept_secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", "env-04").stdout.strip().splitlines()[-1].split()
     port = free_port()
     node = Node(data, mqtt_port=port).start()
     time.sleep(0.5)
-    yield {"port": port, "pk": pk, "dn": dn, "secret": secret, "other": other, "mute": (mute, mute_secret), "url": node.url, "token": token}
+    yield {"port": port, "pk": pk, "dn": dn, "secret": secret, "other": other, "mute": (mute, mute_secret), "kept": (kept, kept_secret),
+           "url": node.url, "token": token}
     assert node.stop() == 0, node.log.read_text()
 
 
@@ -153,6 +155,42 @@ def test_a_device_without_a_clock_asks_the_time(site: dict):
     # Asking on another device's NTP topic is outside this device's topics: the connection is closed.
     c.publish(f"/ext/ntp/{pk}/{site['other']}/request", b"{}", qos=0)
     expect(inbox, "disconnect")
+    c.loop_stop()
+
+
+def test_a_batch_post_stores_what_a_device_kept_each_at_its_time(site: dict):
+    """`thing.event.property.batch.post`: a sensor back after an outage posts the readings it kept.
+    Each is stored at its own time, the shadow takes the newest, and one bad entry refuses the lot."""
+    name, secret = site["kept"]
+    c, inbox = device(site, secret=secret, name=name)
+    assert expect(inbox, "connack")[1] == 0
+    topic = f"/sys/{site['pk']}/{name}/thing/event/property/batch/post"
+    c.subscribe(topic + "_reply", 0)
+    expect(inbox, "suback")
+    now = int(time.time() * 1000)
+    hours = [now - (3 - i) * 3_600_000 for i in range(3)]
+
+    def post(request_id: str, params: dict) -> dict:
+        c.publish(topic, json.dumps({"id": request_id, "version": "1.0", "params": params, "method": "thing.event.property.batch.post"}), qos=1)
+        reply = expect(inbox, "message")[2]
+        assert reply["id"] == request_id
+        return reply
+
+    kept = {"CurrentTemperature": [{"value": 18.5 + i, "time": t} for i, t in enumerate(hours)], "PM25": [{"value": 40, "time": hours[1]}]}
+    assert post("b1", {"properties": kept})["code"] == 200
+    headers = {"Authorization": "Bearer " + site["token"]}
+    points = requests.get(site["url"] + f"/api/v1/devices/{site['pk']}/{name}/telemetry?property=CurrentTemperature&from={hours[0] - 1}",
+                          headers=headers, timeout=10).json()["points"]
+    assert [(p["t"], p["value"]) for p in points] == [(t, 18.5 + i) for i, t in enumerate(hours)]
+    shadow = {v["identifier"]: v for v in requests.get(site["url"] + f"/api/v1/devices/{site['pk']}/{name}/shadow", headers=headers, timeout=10).json()["items"]}
+    assert shadow["CurrentTemperature"]["reported"] == "20.5" and shadow["CurrentTemperature"]["reportedAt"] == hours[2]
+
+    refused = post("b2", {"properties": {"CurrentTemperature": [{"value": 19, "time": now}, {"value": 500, "time": now}]}})
+    assert refused["code"] == 6306 and "properties.CurrentTemperature[1].value" in refused["message"]
+    points = requests.get(site["url"] + f"/api/v1/devices/{site['pk']}/{name}/telemetry?property=CurrentTemperature&from={hours[0] - 1}",
+                          headers=headers, timeout=10).json()["points"]
+    assert len(points) == 3, "nothing of a refused batch is stored"
+    c.disconnect()
     c.loop_stop()
 
 
