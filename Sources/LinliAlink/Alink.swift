@@ -248,6 +248,8 @@ public enum AlinkTopic: Equatable, Sendable {
     case eventPost(String)
     /// `thing/event/property/batch/post`: many timed values and events at once.
     case batchPost
+    /// `thing/event/property/pack/post`: a gateway's values and events, and its sub-devices'.
+    case packPost
     case propertySetReply
     case serviceReply(String)
     /// `thing/property/desired/get`: the device asks for desired values (all, or those it names).
@@ -282,6 +284,8 @@ public enum AlinkTopic: Equatable, Sendable {
             kind = .propertyPost
         } else if rest == "thing/event/property/batch/post" {
             kind = .batchPost
+        } else if rest == "thing/event/property/pack/post" {
+            kind = .packPost
         } else if rest == "thing/service/property/set_reply" {
             kind = .propertySetReply
         } else if rest == "thing/property/desired/get" {

@@ -281,6 +281,9 @@ public final class DeviceGateway: Sendable {
         switch kind {
         case .propertyPost, .eventPost, .batchPost:
             return post(kind, from: device, model: await model(for: pk), message: message)
+        case .packPost:
+            guard device.id == session.device.id else { return .done }
+            return await packPost(from: session, message: message)
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)
             let stored = telemetry.enqueue(report(.seen))
@@ -356,6 +359,12 @@ public final class DeviceGateway: Sendable {
         }
         let stored = telemetry.enqueue(DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
                                                     deviceName: device.deviceName, receivedAt: now, content: content))
+        observe(content, from: device, at: now)
+        return .whenDone(of: StoredReport(receipt: stored), reply: wantsReply ? Self.reply(to: message, answer, topic: replyTopic) : nil)
+    }
+
+    /// Shows the rules what a device posted, as soon as it is understood.
+    func observe(_ content: DeviceReport.Content, from device: Device, at now: Millis) {
         if let rules, rules.watchesDevices {
             switch content {
             case let .properties(values):
@@ -374,7 +383,6 @@ public final class DeviceGateway: Sendable {
                 break
             }
         }
-        return .whenDone(of: StoredReport(receipt: stored), reply: wantsReply ? Self.reply(to: message, answer, topic: replyTopic) : nil)
     }
 
     /// A device's `…_reply` to one of its requests, at QoS 0 as Alink devices expect.

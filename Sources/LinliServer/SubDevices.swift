@@ -1,5 +1,6 @@
 import Foundation
 import LinliAlink
+import LinliCore
 import LinliMQTT
 import LinliStorage
 import LinliThings
@@ -248,5 +249,97 @@ extension JSONValue {
     fileprivate var text: String? {
         if case let .string(s) = self { return s }
         return nil
+    }
+}
+
+// MARK: a gateway's pack post
+
+extension DeviceGateway {
+    /// `thing.event.property.pack.post`: a gateway's own values and events and its signed-in
+    /// sub-devices' in one message, `{"properties": {"Temp": {"value": …, "time": …}}, "events":
+    /// {…}, "subDevices": [{"identity": {"productKey": …, "deviceName": …}, "properties": {…},
+    /// "events": {…}}]}`. Each device's part is checked against its own thing model as a batch post
+    /// is; the whole message is stored in one commit, or (with any fault) nothing is, and the
+    /// reply names every fault with its place.
+    func packPost(from session: DeviceSession, message: Publish) async -> PublishCompletion {
+        let now = nowMillis()
+        let gateway = session.device
+        func refuse(_ id: String, _ code: Int, _ reason: String, wantsReply: Bool = true) -> PublishCompletion {
+            let refused = telemetry.enqueue(DeviceReport(deviceId: gateway.id, communityId: gateway.communityId, productKey: gateway.productKey,
+                                                         deviceName: gateway.deviceName, receivedAt: now, content: .refused(reason: reason)))
+            let answer = AlinkCode.reply(id: id, code: code, message: reason)
+            return .whenDone(of: StoredReport(receipt: refused), reply: wantsReply ? Self.reply(to: message, answer) : nil)
+        }
+        guard let request = AlinkRequest.parse(Data(message.payload.readableBytesView)) else {
+            return refuse("0", AlinkCode.invalidRequest, "request is not Alink JSON with id and params")
+        }
+        guard case let .object(params) = request.params else {
+            return refuse(request.id, AlinkCode.invalidValue, "params: must be an object with properties, events and subDevices", wantsReply: request.wantsReply)
+        }
+        var faults: [ValueError] = []
+        var parts: [(device: Device, content: DeviceReport.Content)] = []
+        var notSignedIn = false
+        /// One device's properties and events, each a single `{value, time}`, checked as a batch post of one each.
+        func take(_ section: [String: JSONValue], of device: Device, at path: String, allowed: Set<String>) async {
+            for name in section.keys.sorted() where !allowed.contains(name) {
+                faults.append(ValueError(path: path + name, kind: .unknownIdentifier, reason: "is not properties or events"))
+            }
+            var batch: [String: JSONValue] = [:]
+            for name in ["properties", "events"] {
+                guard let listed = section[name] else { continue }
+                guard case let .object(byIdentifier) = listed else {
+                    faults.append(ValueError(path: path + name, kind: .typeMismatch, reason: "must be an object of {value, time} by identifier"))
+                    continue
+                }
+                batch[name] = .object(byIdentifier.mapValues { .array([$0]) })
+            }
+            guard !batch.isEmpty else { return }
+            guard let model = await model(for: device.productKey) else {
+                faults.append(ValueError(path: path.isEmpty ? "params" : String(path.dropLast()), kind: .missing, reason: "the product has no thing model"))
+                return
+            }
+            let (found, content) = Self.batch(.object(batch), model: model, receivedAt: now)
+            faults += found.map { fault in
+                var place = fault.path
+                if let index = place.range(of: "[0]") { place.removeSubrange(index) }   // one entry each here, not a list
+                return ValueError(path: path + place, kind: fault.kind, reason: fault.reason)
+            }
+            if let content { parts.append((device, content)) }
+        }
+        await take(params, of: gateway, at: "", allowed: ["properties", "events", "subDevices"])
+        if let listed = params["subDevices"] {
+            if case let .array(subDevices) = listed, subDevices.count <= Self.subDeviceBatchLimit {
+                for (i, item) in subDevices.enumerated() {
+                    let path = "subDevices[\(i)]"
+                    guard case let .object(section) = item, case let .string(pk)? = section["identity"]?["productKey"],
+                          case let .string(dn)? = section["identity"]?["deviceName"]
+                    else {
+                        faults.append(ValueError(path: path + ".identity", kind: .missing, reason: "must name the sub-device's productKey and deviceName"))
+                        continue
+                    }
+                    guard let sub = session.state.withLock({ $0.online[Device.key(pk, dn)] }) else {
+                        notSignedIn = true
+                        faults.append(ValueError(path: path + ".identity", kind: .unknownIdentifier, reason: "\(pk)/\(dn) is not signed in through this gateway"))
+                        continue
+                    }
+                    await take(section, of: sub, at: path + ".", allowed: ["identity", "properties", "events"])
+                }
+            } else {
+                faults.append(ValueError(path: "subDevices", kind: .outOfRange, reason: "must be an array of at most \(Self.subDeviceBatchLimit) sub-devices"))
+            }
+        }
+        if faults.isEmpty, parts.isEmpty {
+            faults.append(ValueError(path: "params", kind: .missing, reason: "holds no values or events"))
+        }
+        if let first = faults.first {
+            let code = notSignedIn ? AlinkCode.notSignedIn : first.kind == .unknownIdentifier ? AlinkCode.unknownIdentifier : AlinkCode.invalidValue
+            return refuse(request.id, code, faults.map(\.description).joined(separator: "; "), wantsReply: request.wantsReply)
+        }
+        let stored = telemetry.enqueue(together: parts.map { part in
+            DeviceReport(deviceId: part.device.id, communityId: part.device.communityId, productKey: part.device.productKey,
+                         deviceName: part.device.deviceName, receivedAt: now, content: part.content)
+        })
+        for part in parts { observe(part.content, from: part.device, at: now) }
+        return .whenDone(of: StoredReport(receipt: stored), reply: request.wantsReply ? Self.reply(to: message, AlinkCode.successBytes(id: request.id)) : nil)
     }
 }

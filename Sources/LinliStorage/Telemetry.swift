@@ -239,16 +239,22 @@ public final class TelemetryWriter: Sendable {
 
     /// Takes the report into the next commit and returns at once; the receipt says when it is stored.
     public func enqueue(_ report: DeviceReport) -> TelemetryReceipt {
+        enqueue(together: CollectionOfOne(report))
+    }
+
+    /// Several reports (a gateway's post for itself and its sub-devices) in one commit: all are
+    /// stored, or none, and the one receipt says which.
+    public func enqueue(together group: some Collection<DeviceReport>) -> TelemetryReceipt {
         let (batch, startFlushing) = pending.withLock { state -> (TelemetryBatch, Bool) in
             let batch: TelemetryBatch
-            if let last = state.batches.indices.last, state.batches[last].reports.count < maxBatch {
-                state.batches[last].reports.append(report)
+            if let last = state.batches.indices.last, state.batches[last].reports.count + group.count <= maxBatch {
+                state.batches[last].reports.append(contentsOf: group)
                 batch = state.batches[last].batch
             } else {
                 batch = TelemetryBatch()
                 var reports: [DeviceReport] = []
-                reports.reserveCapacity(min(maxBatch, 1_024))
-                reports.append(report)
+                reports.reserveCapacity(min(max(maxBatch, group.count), 1_024))
+                reports.append(contentsOf: group)
                 state.batches.append((reports, batch))
             }
             if state.flushing { return (batch, false) }

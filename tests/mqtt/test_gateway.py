@@ -52,6 +52,9 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         "smoke2": create_device(data, smoke_product, "smoke-2"),
         "smoke3": create_device(data, smoke_product, "smoke-3"),
         "sensor": create_device(data, sensor_product, "env-1"),
+        "gateway3": create_device(data, gateway_product, "gw-3"),
+        "smoke4": create_device(data, smoke_product, "smoke-4"),
+        "smoke5": create_device(data, smoke_product, "smoke-5"),
         "tsl": str(tsl),
         "token": token,
     }
@@ -290,3 +293,55 @@ def test_only_a_gateway_product_may_attach_devices(site: dict):
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+def test_a_gateway_posts_for_itself_and_its_sub_devices_in_one_pack(site: dict):
+    """`thing.event.property.pack.post`: one message, one commit, each device's values on its own
+    shadow and history and its events on the log; one bad value refuses the whole pack."""
+    gpk, gdn, _ = site["gateway3"]
+    spk, sdn4, _ = site["smoke4"]
+    _, sdn5, _ = site["smoke5"]
+    c, inbox = alink_device(site, site["gateway3"])
+    assert expect(inbox, "connack")[1] == 0
+    c.subscribe(f"/sys/{gpk}/{gdn}/thing/#", 1)
+    c.subscribe(f"/ext/session/{gpk}/{gdn}/#", 1)
+    expect(inbox, "suback")
+    expect(inbox, "suback")
+    pack = f"/sys/{gpk}/{gdn}/thing/event/property/pack/post"
+    try:
+        assert request(c, inbox, f"/sys/{gpk}/{gdn}/thing/topo/add", [signed(site["smoke4"]), signed(site["smoke5"])], "1")["code"] == 200
+        # smoke-5 is attached but not signed in yet: a pack for it is refused whole.
+        login = request(c, inbox, f"/ext/session/{gpk}/{gdn}/combine/login", signed(site["smoke4"]) | {"signMethod": "hmacSha256"}, "2")
+        assert login["code"] == 200, login
+        now = int(time.time() * 1000)
+        smoke4 = {"identity": {"productKey": spk, "deviceName": sdn4}, "properties": {"SmokeConcentration": {"value": 12.5, "time": now - 1000}}}
+        smoke5 = {"identity": {"productKey": spk, "deviceName": sdn5}, "properties": {"SmokeConcentration": {"value": 3, "time": now}}}
+        early = request(c, inbox, pack, {"subDevices": [smoke4, smoke5]}, "3")
+        assert early["code"] == 520 and f"subDevices[1].identity" in early["message"], early
+        assert device_view(site, site["smoke4"])["shadow"] == [] or all(v.get("reported") is None for v in device_view(site, site["smoke4"])["shadow"]), \
+            "nothing of a refused pack is stored"
+        login = request(c, inbox, f"/ext/session/{gpk}/{gdn}/combine/login", signed(site["smoke5"]) | {"signMethod": "hmacSha256"}, "4")
+        assert login["code"] == 200, login
+
+        # Every fault is named with its place.
+        bad = dict(smoke5, properties={"SmokeConcentration": {"value": 99999, "time": now}}, events={"SmokeAlarm": {"value": {"SmokeConcentration": 1}, "time": "now"}})
+        refused = request(c, inbox, pack, {"properties": {"CPUUsage": {"value": 12, "time": now}}, "subDevices": [smoke4, bad]}, "5")
+        assert refused["code"] == 6306
+        assert "subDevices[1].properties.SmokeConcentration.value" in refused["message"] and "subDevices[1].events.SmokeAlarm.time" in refused["message"]
+
+        alarm = dict(smoke5, events={"SmokeAlarm": {"value": {"SmokeConcentration": 850}, "time": now - 500}})
+        done = request(c, inbox, pack, {"properties": {"CPUUsage": {"value": 12.5, "time": now}, "SubDeviceCount": {"value": 2, "time": now}},
+                                        "subDevices": [smoke4, alarm]}, "6")
+        assert done["code"] == 200, done
+        gateway_shadow = {v["identifier"]: v for v in device_view(site, site["gateway3"])["shadow"]}
+        assert gateway_shadow["CPUUsage"]["reported"] == "12.5" and gateway_shadow["SubDeviceCount"]["reported"] == "2"
+        smoke_shadow = {v["identifier"]: v for v in device_view(site, site["smoke4"])["shadow"]}
+        assert smoke_shadow["SmokeConcentration"]["reported"] == "12.5" and smoke_shadow["SmokeConcentration"]["reportedAt"] == now - 1000
+        events = api(site, "GET", "/events?limit=500").json()["items"]
+        payloads = [json.loads(e["payload"]) if isinstance(e["payload"], str) else e["payload"] for e in events if e["type"] == "device.event"]
+        raised = [p for p in payloads if p["deviceName"] == sdn5]
+        assert len(raised) == 1 and raised[0]["identifier"] == "SmokeAlarm" and raised[0]["at"] == now - 500, raised
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
