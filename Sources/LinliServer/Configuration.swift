@@ -112,38 +112,25 @@ public struct ServerConfiguration: Sendable {
             }
             config.logLevel = parsed
         }
-        if let (hours, source) = values["session-hours"] {
-            guard let h = Int(hours), (1...720).contains(h) else { throw Invalid(key: source, reason: "must be a whole number of hours from 1 to 720") }
-            config.sessionHours = h
+        /// A whole number within its range, or nil when the setting is not given.
+        func whole(_ key: String, _ range: ClosedRange<Int>, of unit: String) throws -> Int? {
+            guard let (text, source) = values[key] else { return nil }
+            guard let n = Int(text), range.contains(n) else {
+                throw Invalid(key: source, reason: "must be a whole number of \(unit) from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return n
         }
         if let (secure, source) = values["secure-cookies"] {
             guard let b = ["true": true, "false": false][secure.lowercased()] else { throw Invalid(key: source, reason: "must be true or false") }
             config.secureCookies = b
         }
-        if let (kib, source) = values["mqtt-max-packet-kib"] {
-            guard let n = Int(kib), (1...16_384).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of KiB from 1 to 16384") }
-            config.mqttMaxPacketKiB = n
-        }
-        if let (count, source) = values["mqtt-max-connections"] {
-            guard let n = Int(count), (1...1_000_000).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of clients from 1 to 1000000") }
-            config.mqttMaxConnections = n
-        }
-        if let (rate, source) = values["mqtt-publish-rate"] {
-            guard let n = Int(rate), (1...1_000_000).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of messages a second from 1 to 1000000") }
-            config.mqttPublishRate = n
-        }
-        if let (count, source) = values["mqtt-queue"] {
-            guard let n = Int(count), (1...1_000_000).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of messages from 1 to 1000000") }
-            config.mqttQueue = n
-        }
-        if let (seconds, source) = values["http-idle-seconds"] {
-            guard let n = Int(seconds), (1...3600).contains(n) else { throw Invalid(key: source, reason: "must be a whole number of seconds from 1 to 3600") }
-            config.httpIdleSeconds = n
-        }
-        if let (days, source) = values["telemetry-days"] {
-            guard let d = Int(days), (1...3650).contains(d) else { throw Invalid(key: source, reason: "must be a whole number of days from 1 to 3650") }
-            config.telemetryDays = d
-        }
+        config.sessionHours = try whole("session-hours", 1...720, of: "hours") ?? config.sessionHours
+        config.mqttMaxPacketKiB = try whole("mqtt-max-packet-kib", 1...16_384, of: "KiB") ?? config.mqttMaxPacketKiB
+        config.mqttMaxConnections = try whole("mqtt-max-connections", 1...1_000_000, of: "clients") ?? config.mqttMaxConnections
+        config.mqttPublishRate = try whole("mqtt-publish-rate", 1...1_000_000, of: "messages a second") ?? config.mqttPublishRate
+        config.mqttQueue = try whole("mqtt-queue", 1...1_000_000, of: "messages") ?? config.mqttQueue
+        config.httpIdleSeconds = try whole("http-idle-seconds", 1...3600, of: "seconds") ?? config.httpIdleSeconds
+        config.telemetryDays = try whole("telemetry-days", 1...3650, of: "days") ?? config.telemetryDays
         config.outbound = try outbound(values)
         return config
     }
