@@ -472,8 +472,13 @@ final class ConnectionControl: Sendable {
             q.draining = true
             return true
         }
-        if startDrain {
-            broker.controlWork.withLock { $0 += 1 }
+        guard startDrain else { return }
+        broker.controlWork.withLock { $0 += 1 }
+        if case .end = step {
+            // An idle connection's end, its only step: the sign-out waits for its turn at the
+            // gate as a closure and gets a task only then (`TurnGate.submit`).
+            broker.signIns.submit { await self.drain(holdingTurn: true) }
+        } else {
             Task { await self.drain() }
         }
     }
@@ -483,7 +488,8 @@ final class ConnectionControl: Sendable {
     /// Runs the queued steps in order until none is left. The memory is taken out for the drain
     /// and put back, under the same lock, at the moment the drain ends, so a drain started
     /// after that sees it.
-    private func drain() async {
+    /// `holdingTurn`: the drain already has a place at the sign-in gate (for the end step).
+    private func drain(holdingTurn: Bool = false) async {
         var memory = queue.withLock { $0.memory }
         while true {
             let next = queue.withLock { q -> Step? in
@@ -497,7 +503,7 @@ final class ConnectionControl: Sendable {
                 broker.controlWork.withLock { $0 -= 1 }
                 return
             }
-            await run(step, &memory)
+            await run(step, &memory, holdingTurn: holdingTurn)
         }
     }
 
@@ -539,7 +545,7 @@ final class ConnectionControl: Sendable {
         onLoop { $0.opened() }
     }
 
-    private func run(_ step: Step, _ memory: inout Memory) async {
+    private func run(_ step: Step, _ memory: inout Memory, holdingTurn: Bool) async {
         let state = broker.state
         let clientId = memory.clientId
         switch step {
@@ -593,12 +599,12 @@ final class ConnectionControl: Sendable {
             guard let (clientId, connectionId) = memory.attached else { return }
             // Through the same gate as signing in: when every device drops at once (a network
             // outage), their presence writes wait their turn with a shallow stack.
-            await broker.signIns.enter()
+            if !holdingTurn { await broker.signIns.enter() }
             // A connection that was taken over leaves presence to its successor.
             if await state.detach(clientId: clientId, connectionId: connectionId) {
                 await broker.onPresence(clientId, false)
             }
-            broker.signIns.leave()
+            if !holdingTurn { broker.signIns.leave() }
             // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
             if !graceful, let will = memory.will {
                 await state.route(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))

@@ -506,4 +506,29 @@ struct TurnGateTests {
         await gate.enter()
         #expect(gate.waiting == 0)
     }
+
+    /// Submitted work waits its turn among callers, runs in a task of its own, and frees its place.
+    @Test func submittedWorkTakesItsTurnAndGivesItBack() async throws {
+        let gate = TurnGate(limit: 1)
+        let order = DurableLog()
+        await gate.enter()
+        gate.submit { order.append("work 1") }
+        let caller = Task {
+            await gate.enter()
+            order.append("caller")
+            gate.leave()
+        }
+        while gate.waiting < 2 { try await Task.sleep(for: .milliseconds(2)) }
+        gate.submit { order.append("work 2") }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(order.all.isEmpty, "nothing runs while the place is taken")
+        gate.leave()
+        await caller.value
+        let deadline = ContinuousClock.now + .seconds(5)
+        while order.all.count < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(2)) }
+        #expect(order.all == ["work 1", "caller", "work 2"])
+        // The last work gave its place back: it can be taken at once.
+        await gate.enter()
+        #expect(gate.waiting == 0)
+    }
 }
