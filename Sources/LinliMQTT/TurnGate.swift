@@ -72,6 +72,6 @@ final class TurnGate: Sendable {
         }
     }
 
-    /// Callers waiting for a place, for tests.
+    /// Callers and work waiting for a place, for tests.
     var waiting: Int { state.withLock { $0.waiting.count } }
 }

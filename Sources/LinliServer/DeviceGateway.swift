@@ -282,7 +282,11 @@ public final class DeviceGateway: Sendable {
         case .propertyPost, .eventPost, .batchPost:
             return post(kind, from: device, model: await model(for: pk), message: message)
         case .packPost:
-            guard device.id == session.device.id else { return .done }
+            guard device.id == session.device.id else {
+                let id = AlinkRequest.parse(payload)?.id ?? "0"
+                return .replying(Self.reply(to: message, AlinkCode.reply(id: id, code: AlinkCode.invalidRequest,
+                                                                          message: "a pack post goes on the gateway's own topic, its sub-devices in subDevices")))
+            }
             return await packPost(from: session, message: message)
         case .propertySetReply, .serviceReply:
             resolve(productKey: pk, deviceName: dn, payload: payload)
