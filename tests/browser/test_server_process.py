@@ -234,3 +234,21 @@ def test_broken_http_framing_is_the_clients_fault_and_half_requests_are_let_go(d
         assert "request failed" not in node.log.read_text(), "no error was logged for the client's faults"
     finally:
         assert node.stop() == 0
+
+
+def test_http_clients_are_told_the_methods_a_path_takes(data: Path):
+    node = Node(data).start()
+    try:
+        headers = {"Authorization": "Bearer " + token(data)}
+        # A path that exists under other methods: 405 with Allow; one that exists under none: 404.
+        r = requests.delete(node.url + "/api/v1/communities", headers=headers, timeout=10)
+        assert r.status_code == 405 and r.headers["Allow"] == "GET, POST", (r.status_code, r.headers)
+        assert r.headers["Content-Type"] == "application/problem+json" and r.json()["type"].endswith("/method-not-allowed")
+        r = requests.put(f"{node.url}/api/v1/households/any-id", headers=headers, json={}, timeout=10)
+        assert r.status_code == 405 and r.headers["Allow"] == "GET, PATCH"
+        assert requests.delete(node.url + "/api/v1/nowhere", headers=headers, timeout=10).status_code == 404
+        # The console answers with its page.
+        r = requests.delete(node.url + "/console", timeout=10, allow_redirects=False)
+        assert r.status_code == 405 and r.headers["Allow"] == "GET" and r.headers["Content-Type"].startswith("text/html")
+    finally:
+        assert node.stop() == 0
