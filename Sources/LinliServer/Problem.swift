@@ -14,7 +14,8 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     public var detail: String?
     public var errors: [FieldIssue]
     public var retryAfter: Int?
-    /// Headers the answer carries besides Content-Type and Retry-After (`Allow` with a 405).
+    /// Headers the answer carries besides Content-Type and Retry-After (`Allow` with a 405,
+    /// `Accept-Post` or `Accept-Patch` with a 415).
     public var headers: HTTPFields
 
     public init(_ status: HTTPResponse.Status, type: String, title: String, detail: String? = nil, errors: [FieldIssue] = [], retryAfter: Int? = nil, headers: HTTPFields = [:]) {
@@ -75,6 +76,17 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         let list = allowed.map(\.rawValue).joined(separator: ", ")
         return Problem(.methodNotAllowed, type: "method-not-allowed", title: "Method not allowed",
                        detail: "\(path) does not take \(method.rawValue); it takes \(list).", headers: [.allow: list])
+    }
+
+    /// A JSON endpoint sent a body declared as something else (RFC 9110 §15.5.16).
+    public static func unsupportedMediaType(_ contentType: String, method: HTTPRequest.Method) -> Problem {
+        var headers: HTTPFields = [:]
+        // RFC 5789 names Accept-Patch for PATCH; Accept-Post (W3C LDP) is its counterpart for POST.
+        if method == .patch { headers[HTTPField.Name("Accept-Patch")!] = "application/json" }
+        if method == .post { headers[HTTPField.Name("Accept-Post")!] = "application/json" }
+        return Problem(.unsupportedMediaType, type: "unsupported-media-type", title: "The body must be JSON",
+                       detail: "Content-Type is \(contentType.prefix(100)); this endpoint takes application/json (or another JSON type, application/*+json).",
+                       errors: [FieldIssue("Content-Type", "must be application/json")], headers: headers)
     }
 
     public static func conflict(_ field: String, _ reason: String) -> Problem {

@@ -124,4 +124,63 @@ struct HTTPSemanticsTests {
             }
         }
     }
+
+    // MARK: 415
+
+    @Test func jsonEndpointsRefuseBodiesDeclaredAsSomethingElse() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let buildings = "/api/v1/communities/\(c)/buildings"
+            func post(_ uri: String, _ method: HTTPRequest.Method = .post, type: String?, _ body: String) async throws -> (status: HTTPResponse.Status, headers: HTTPFields, problem: [String: Any]) {
+                var headers = fixture.bearer("manager")
+                if let type { headers[.contentType] = type }
+                return try await client.execute(uri: uri, method: method, headers: headers, body: ByteBuffer(string: body)) { r in
+                    (r.status, r.headers, (try? r.json()) ?? [:])
+                }
+            }
+            // What `curl -d` sends without -H: a form.
+            let form = try await post(buildings, type: "application/x-www-form-urlencoded", #"{"name": "9号楼", "floors": 6}"#)
+            #expect(form.status == .unsupportedMediaType)
+            #expect(form.headers[.contentType] == "application/problem+json")
+            #expect(form.headers[HTTPField.Name("Accept-Post")!] == "application/json")
+            #expect(form.problem["type"] as? String == "https://linli.dev/problems/unsupported-media-type")
+            #expect((form.problem["errors"] as? [[String: Any]])?.first?["field"] as? String == "Content-Type")
+            #expect((form.problem["detail"] as? String)?.contains("application/json") == true)
+            #expect(try await post(buildings, type: "text/plain", #"{"name": "9号楼", "floors": 6}"#).status == .unsupportedMediaType)
+            #expect(try await post(buildings, type: "text/csv", "name,floors\n9号楼,6\n").status == .unsupportedMediaType)
+            // JSON by any spelling passes; parameters and case do not matter.
+            #expect(try await post(buildings, type: "Application/JSON; charset=UTF-8", #"{"name": "10号楼", "floors": 6}"#).status == .created)
+            #expect(try await post(buildings, type: "application/vnd.linli+json", #"{"name": "11号楼", "floors": 6}"#).status == .created)
+            // No Content-Type: read as JSON, and a body that is not JSON is still a 400.
+            #expect(try await post(buildings, type: nil, #"{"name": "12号楼", "floors": 6}"#).status == .created)
+            #expect(try await post(buildings, type: nil, "name=13").status == .badRequest)
+            // PATCH names Accept-Patch; JSON merge patch is JSON.
+            let household = "/api/v1/households/\(fixture.residentHousehold)"
+            let patch = try await post(household, .patch, type: "text/plain", #"{"occupancy": "rented"}"#)
+            #expect(patch.status == .unsupportedMediaType && patch.headers[HTTPField.Name("Accept-Patch")!] == "application/json")
+            #expect(patch.headers[HTTPField.Name("Accept-Post")!] == nil)
+            #expect(try await post(household, .patch, type: "application/merge-patch+json", #"{"occupancy": "rented"}"#).status == .ok)
+            // PUT, and the device PATCH that reads its body itself.
+            #expect(try await post("/api/v1/me/notification-preferences", .put, type: "text/plain", "{}").status == .unsupportedMediaType)
+            let pk = try #require(try await APIUser(client, fixture, as: "staff").call("/api/v1/communities/\(c)/products", .post, ["library": "door_contact"], expect: .created)["productKey"] as? String)
+            _ = try await APIUser(client, fixture, as: "staff").call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "door-415"], expect: .created)
+            #expect(try await post("/api/v1/devices/\(pk)/door-415", .patch, type: "application/x-www-form-urlencoded", "nickname=x").status == .unsupportedMediaType)
+            #expect(try await post("/api/v1/devices/\(pk)/door-415", .patch, type: "application/json", #"{"nickname": "前门"}"#).status == .ok)
+            // Endpoints that take other bodies keep taking them: CSV imports whatever the header.
+            let csv = "building,unit,room\n9号楼,1单元,101\n"
+            #expect(try await post("/api/v1/communities/\(c)/households/import?dryRun=true", type: "text/csv", csv).status == .ok)
+            #expect(try await post("/api/v1/communities/\(c)/households/import?dryRun=true", type: nil, csv).status == .ok)
+        }
+    }
+
+    @Test func jsonMediaTypes() {
+        for json in ["application/json", "APPLICATION/JSON", "application/json; charset=utf-8", "application/json ;charset=UTF-8", " application/json",
+                     "application/problem+json", "application/merge-patch+json", "application/vnd.api+json; ext=x"] {
+            #expect(Request.isJSON(mediaType: json), "\(json)")
+        }
+        for other in ["application/x-www-form-urlencoded", "text/plain", "text/json", "text/csv; charset=utf-8", "application/jsonx", "application/+json",
+                      "application/json-seq", "multipart/form-data; boundary=x", "application/octet-stream", "json", "application/a/b+json"] {
+            #expect(!Request.isJSON(mediaType: other), "\(other)")
+        }
+    }
 }
