@@ -105,6 +105,9 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     API(services: services).register(router.group("/api/v1"))
     WebConsole(services: services).register(router)
     Open311(services: services).register(router)
+    // Last, after every route: it wraps only the router's not-found responder (see its comment),
+    // and its table must hold every route.
+    router.add(middleware: MethodNotAllowedMiddleware<AppContext>(routes: RouteMethods(router)))
     return router
 }
 

@@ -393,6 +393,7 @@ extension API {
         var request = request
         var (device, scope) = try await visibleDevice(context, .manageDevices)
         if !scope.coversCommunity(device.communityId) { throw Problem.forbidden(.manageDevices) }
+        try request.requireJSONContentType()
         let body = try await request.collectBody(upTo: context.maxUploadSize)
         let input: DevicePatch
         do { input = try JSONDecoder().decode(DevicePatch.self, from: body) } catch let error as DecodingError { throw Problem.decoding(error) }

@@ -6,8 +6,9 @@ import LinliThings
 
 extension Request {
     /// Decodes a JSON body, answering malformed JSON with 400 and wrong or missing fields with 422
-    /// naming the field, never with a 500.
+    /// naming the field, never with a 500; a body declared as another media type gets 415.
     mutating func decodeJSON<T: Decodable>(_ type: T.Type, context: AppContext) async throws -> T {
+        try requireJSONContentType()
         let buffer = try await collectBody(upTo: context.maxUploadSize)
         if buffer.readableBytes == 0 { throw Problem.badRequest("body", "is empty; expected a JSON object") }
         let data = Data(buffer: buffer)
@@ -18,6 +19,25 @@ extension Request {
             // cannot hold, which Foundation reports the same way.
             throw Self.numberAtFault(T.self, in: data) ?? Problem.badRequest("body", "is not valid JSON")
         }
+    }
+
+    /// A JSON endpoint refuses a body whose Content-Type names another media type (a form, CSV,
+    /// text) with 415, before reading it. `application/json` and any `application/*+json` pass,
+    /// parameters (`; charset=utf-8`) and case aside. A request without Content-Type is read as
+    /// JSON, as RFC 9110 §8.3 allows: the endpoint takes nothing else, and a body that is not JSON
+    /// still gets 400.
+    func requireJSONContentType() throws {
+        guard let value = headers[.contentType], !value.allSatisfy(\.isWhitespace) else { return }
+        if !Self.isJSON(mediaType: value) { throw Problem.unsupportedMediaType(value, method: method) }
+    }
+
+    static func isJSON(mediaType value: String) -> Bool {
+        let essence = value.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            .trimmingCharacters(in: .whitespaces).lowercased()
+        if essence == "application/json" { return true }
+        guard essence.hasPrefix("application/"), essence.hasSuffix("+json") else { return false }
+        let subtype = essence.dropFirst("application/".count).dropLast("+json".count)
+        return !subtype.isEmpty && !subtype.contains("/")
     }
 
     /// Foundation's decoder says "not valid JSON", with no path, when an integer field is given

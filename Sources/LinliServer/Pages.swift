@@ -77,7 +77,9 @@ public struct Pages: Sendable {
     }
 
     func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
-        try render("error", ["frame": Frame(title: problem.title, context: context), "problem": problem] as [String: Any], status: problem.status)
+        var response = try render("error", ["frame": Frame(title: problem.title, context: context), "problem": problem] as [String: Any], status: problem.status)
+        response.headers.append(contentsOf: problem.responseHeaders)
+        return response
     }
 
     func apiReference() throws -> Response {

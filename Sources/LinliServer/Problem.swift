@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import NIOHTTP1
@@ -13,9 +14,12 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     public var detail: String?
     public var errors: [FieldIssue]
     public var retryAfter: Int?
+    /// Headers the answer carries besides Content-Type and Retry-After (`Allow` with a 405,
+    /// `Accept-Post` or `Accept-Patch` with a 415).
+    public var headers: HTTPFields
 
-    public init(_ status: HTTPResponse.Status, type: String, title: String, detail: String? = nil, errors: [FieldIssue] = [], retryAfter: Int? = nil) {
-        self.status = status; self.type = type; self.title = title; self.detail = detail; self.errors = errors; self.retryAfter = retryAfter
+    public init(_ status: HTTPResponse.Status, type: String, title: String, detail: String? = nil, errors: [FieldIssue] = [], retryAfter: Int? = nil, headers: HTTPFields = [:]) {
+        self.status = status; self.type = type; self.title = title; self.detail = detail; self.errors = errors; self.retryAfter = retryAfter; self.headers = headers
     }
 
     enum CodingKeys: String, CodingKey { case type, title, status, detail, errors }
@@ -34,8 +38,15 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         encoder.outputFormatting = [.withoutEscapingSlashes]
         let data = try encoder.encode(self)
         var headers: HTTPFields = [.contentType: "application/problem+json"]
-        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        headers.append(contentsOf: responseHeaders)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// What the answer carries besides its body, the same for the JSON problem and the console's page.
+    var responseHeaders: HTTPFields {
+        var fields = headers
+        if let retryAfter { fields[.retryAfter] = String(retryAfter) }
+        return fields
     }
 
     public static func unauthorized() -> Problem {
@@ -57,6 +68,25 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
 
     public static func badRequest(_ field: String, _ reason: String) -> Problem {
         Problem(.badRequest, type: "bad-request", title: "The request cannot be read", detail: "\(field) \(reason)", errors: [FieldIssue(field, reason)])
+    }
+
+    /// A path Linli serves, asked with a method it does not take there (RFC 9110 §15.5.6): the
+    /// `Allow` header lists the methods it does take.
+    public static func methodNotAllowed(_ method: HTTPRequest.Method, path: String, allowed: [HTTPRequest.Method]) -> Problem {
+        let list = allowed.map(\.rawValue).joined(separator: ", ")
+        return Problem(.methodNotAllowed, type: "method-not-allowed", title: "Method not allowed",
+                       detail: "\(path) does not take \(method.rawValue); it takes \(list).", headers: [.allow: list])
+    }
+
+    /// A JSON endpoint sent a body declared as something else (RFC 9110 §15.5.16).
+    public static func unsupportedMediaType(_ contentType: String, method: HTTPRequest.Method) -> Problem {
+        var headers: HTTPFields = [:]
+        // RFC 5789 names Accept-Patch for PATCH; Accept-Post (W3C LDP) is its counterpart for POST.
+        if method == .patch { headers[HTTPField.Name("Accept-Patch")!] = "application/json" }
+        if method == .post { headers[HTTPField.Name("Accept-Post")!] = "application/json" }
+        return Problem(.unsupportedMediaType, type: "unsupported-media-type", title: "The body must be JSON",
+                       detail: "Content-Type is \(contentType.prefix(100)); this endpoint takes application/json (or another JSON type, application/*+json).",
+                       errors: [FieldIssue("Content-Type", "must be application/json")], headers: headers)
     }
 
     public static func conflict(_ field: String, _ reason: String) -> Problem {

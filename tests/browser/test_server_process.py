@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -232,5 +233,39 @@ def test_broken_http_framing_is_the_clients_fault_and_half_requests_are_let_go(d
                 if line.startswith(b"data: ") and building.encode() in line:
                     break
         assert "request failed" not in node.log.read_text(), "no error was logged for the client's faults"
+    finally:
+        assert node.stop() == 0
+
+
+def test_http_clients_are_told_the_methods_and_the_media_type(data: Path):
+    node = Node(data).start()
+    try:
+        headers = {"Authorization": "Bearer " + token(data)}
+        cid = community_id(node, headers)
+        # A path that exists under other methods: 405 with Allow; one that exists under none: 404.
+        r = requests.delete(node.url + "/api/v1/communities", headers=headers, timeout=10)
+        assert r.status_code == 405 and r.headers["Allow"] == "GET, POST", (r.status_code, r.headers)
+        assert r.headers["Content-Type"] == "application/problem+json" and r.json()["type"].endswith("/method-not-allowed")
+        r = requests.put(f"{node.url}/api/v1/households/any-id", headers=headers, json={}, timeout=10)
+        assert r.status_code == 405 and r.headers["Allow"] == "GET, PATCH"
+        assert requests.delete(node.url + "/api/v1/nowhere", headers=headers, timeout=10).status_code == 404
+        # The console answers with its page.
+        r = requests.delete(node.url + "/console", timeout=10, allow_redirects=False)
+        assert r.status_code == 405 and r.headers["Allow"] == "GET" and r.headers["Content-Type"].startswith("text/html")
+
+        buildings = f"{node.url}/api/v1/communities/{cid}/buildings"
+        # JSON labelled as a form, which is what `curl -d` sends without -H: 415, naming the header.
+        r = requests.post(buildings, headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+                          data=json.dumps({"name": "表单楼", "floors": 3}).encode(), timeout=10)
+        assert r.status_code == 415 and r.headers["Accept-Post"] == "application/json", (r.status_code, r.text)
+        assert r.json()["errors"][0]["field"] == "Content-Type"
+        # json= and a body with no Content-Type at all are both read as JSON.
+        assert requests.post(buildings, headers=headers, json={"name": "JSON楼", "floors": 3}, timeout=10).status_code == 201
+        assert requests.post(buildings, headers=headers, data=json.dumps({"name": "无类型楼", "floors": 3}).encode(), timeout=10).status_code == 201
+        if shutil.which("curl"):
+            curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: {headers['Authorization']}", buildings]
+            body = json.dumps({"name": "curl楼", "floors": 3})
+            assert subprocess.run(curl + ["-d", body], capture_output=True, text=True, timeout=30).stdout == "415"
+            assert subprocess.run(curl + ["-H", "Content-Type: application/json", "-d", body], capture_output=True, text=True, timeout=30).stdout == "201"
     finally:
         assert node.stop() == 0

@@ -1,0 +1,63 @@
+import HTTPTypes
+// The router's own trie (`RouterPathTrieBuilder`, `RouterTrie`), so that a path is matched here
+// exactly as the router matches it: parameters, wildcards and the order between them.
+@_spi(Internal) import Hummingbird
+
+/// The methods each registered path takes, looked up the way the router looks up its routes.
+struct RouteMethods: Sendable {
+    struct Entry: Sendable {
+        /// The route's pattern (`/api/v1/households/{id}`).
+        var pattern: String
+        /// In the order GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, then any other by name.
+        var methods: [HTTPRequest.Method]
+    }
+
+    private let trie: RouterTrie<Entry>
+
+    init(_ routes: [(path: RouterPath, method: HTTPRequest.Method)]) {
+        var byPattern: [String: (path: RouterPath, methods: Set<HTTPRequest.Method>)] = [:]
+        for route in routes { byPattern[route.path.description, default: (route.path, [])].methods.insert(route.method) }
+        let builder = RouterPathTrieBuilder<Entry>()
+        for (pattern, route) in byPattern {
+            builder.addEntry(route.path, value: Entry(pattern: pattern, methods: route.methods.sorted(by: Self.precedes)))
+        }
+        trie = builder.build()
+    }
+
+    init<Context>(_ router: Router<Context>) {
+        self.init(router.routes.map { ($0.path, $0.method) })
+    }
+
+    /// The route a request path resolves to, under whatever method; nil when no route has it.
+    func resolve(_ path: String) -> Entry? { trie.resolve(path)?.value }
+
+    static let order: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
+
+    static func precedes(_ a: HTTPRequest.Method, _ b: HTTPRequest.Method) -> Bool {
+        switch (order.firstIndex(of: a), order.firstIndex(of: b)) {
+        case let (x?, y?): return x < y
+        case (.some, nil): return true
+        case (nil, .some): return false
+        case (nil, nil): return a.rawValue < b.rawValue
+        }
+    }
+}
+
+/// Turns the router's 404 for a path that exists under other methods into 405 with `Allow`
+/// (RFC 9110 §15.5.6), as a problem like every other error. `buildRouter` adds it after the last
+/// route: Hummingbird applies a middleware only to routes added after it, so this one wraps the
+/// not-found responder alone and costs nothing on a request that found its route.
+struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: RouteMethods
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            guard let route = routes.resolve(request.uri.path), !route.methods.isEmpty, !route.methods.contains(request.method) else { throw error }
+            // Metrics name the route rather than "NotFound".
+            context.coreContext.endpointPath.value = route.pattern
+            throw Problem.methodNotAllowed(request.method, path: route.pattern, allowed: route.methods)
+        }
+    }
+}
