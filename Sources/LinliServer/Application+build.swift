@@ -70,7 +70,10 @@ public struct DatabaseService: Service {
 
 public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     Telemetry.bootstrap()
-    let router = Router(context: AppContext.self)
+    // HEAD on every GET route (RFC 9110 §9.1): uptime monitors and link checkers ask with HEAD.
+    // The GET handler runs, with its checks, and the body is dropped unsent (an event stream's
+    // too, so a HEAD on it ends at once).
+    let router = Router(context: AppContext.self, options: .autoGenerateHeadEndpoints)
     router.addMiddleware {
         LogRequestsMiddleware()
         MetricsMiddleware()
@@ -107,7 +110,7 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     Open311(services: services).register(router)
     // Last, after every route: it wraps only the router's not-found responder (see its comment),
     // and its table must hold every route.
-    router.add(middleware: MethodNotAllowedMiddleware<AppContext>(routes: RouteMethods(router)))
+    router.add(middleware: MethodNotAllowedMiddleware<AppContext>(routes: RouteMethods(router, headForGet: true)))
     return router
 }
 

@@ -24,8 +24,16 @@ struct RouteMethods: Sendable {
         trie = builder.build()
     }
 
-    init<Context>(_ router: Router<Context>) {
-        self.init(router.routes.map { ($0.path, $0.method) })
+    /// `headForGet`: the router answers HEAD wherever it answers GET (`autoGenerateHeadEndpoints`,
+    /// whose HEAD routes are made when the responder is built, after this table).
+    init<Context>(_ router: Router<Context>, headForGet: Bool = false) {
+        var routes = router.routes.map { (path: $0.path, method: $0.method) }
+        if headForGet {
+            let gets = routes.filter { $0.method == .get }
+            let heads = Set(routes.filter { $0.method == .head }.map(\.path.description))
+            routes += gets.filter { !heads.contains($0.path.description) }.map { ($0.path, .head) }
+        }
+        self.init(routes)
     }
 
     /// The route a request path resolves to, under whatever method; nil when no route has it.

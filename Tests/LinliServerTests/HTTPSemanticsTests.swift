@@ -18,20 +18,20 @@ struct HTTPSemanticsTests {
                 }
             }
             let collection = try await ask(.delete, "/api/v1/communities")
-            #expect(collection.status == .methodNotAllowed && collection.allow == "GET, POST")
+            #expect(collection.status == .methodNotAllowed && collection.allow == "GET, HEAD, POST")
             #expect(collection.type == "application/problem+json")
             #expect(collection.problem["type"] as? String == "https://linli.dev/problems/method-not-allowed")
             #expect(collection.problem["status"] as? Int == 405)
-            #expect((collection.problem["detail"] as? String)?.contains("GET, POST") == true)
+            #expect((collection.problem["detail"] as? String)?.contains("GET, HEAD, POST") == true)
             // PUT where only PATCH is, with a parameter in the path; signed in or not, the same.
             let household = "/api/v1/households/\(fixture.residentHousehold)"
-            #expect(try await ask(.put, household).allow == "GET, PATCH")
+            #expect(try await ask(.put, household).allow == "GET, HEAD, PATCH")
             let signedIn = try await ask(.put, household, fixture.bearer("manager"))
-            #expect(signedIn.status == .methodNotAllowed && signedIn.allow == "GET, PATCH")
+            #expect(signedIn.status == .methodNotAllowed && signedIn.allow == "GET, HEAD, PATCH")
             #expect(try await ask(.get, "/api/v1/tokens/\(UUID().uuidString.lowercased())").allow == "DELETE")
-            #expect(try await ask(.post, "/api/v1/devices/pk1/dn1").allow == "GET, PATCH")
+            #expect(try await ask(.post, "/api/v1/devices/pk1/dn1").allow == "GET, HEAD, PATCH")
             // A trailing slash is the same path to the router, and so here.
-            #expect(try await ask(.delete, "/api/v1/communities/").allow == "GET, POST")
+            #expect(try await ask(.delete, "/api/v1/communities/").allow == "GET, HEAD, POST")
             // Paths served under no method stay 404, deeper or beside a real one.
             for (method, uri) in [(HTTPRequest.Method.get, "/api/v1/nothing"), (.delete, "/api/v1/nothing"), (.post, household + "/nothing"),
                                   (.get, "/api/v1/communities/x/nothing"), (.put, "/nowhere")] {
@@ -39,13 +39,15 @@ struct HTTPSemanticsTests {
                 #expect(answer.status == .notFound && answer.allow == nil, "\(method) \(uri)")
                 #expect(answer.problem["type"] as? String == "https://linli.dev/problems/not-found")
             }
-            // HEAD and OPTIONS were never routed (404 everywhere); on a served path they now say what is.
-            let head = try await ask(.head, "/healthz")
-            #expect(head.status == .methodNotAllowed && head.allow == "GET")
-            #expect(try await ask(.options, "/api/v1/communities").allow == "GET, POST")
+            // HEAD is served wherever GET is, without a body; OPTIONS on a served path says what is.
+            let head = try await client.execute(uri: "/healthz", method: .head) { ($0.status, $0.body.readableBytes) }
+            #expect(head.0 == .ok && head.1 == 0)
+            #expect(try await ask(.head, "/api/v1/communities").status == .unauthorized, "a HEAD is checked as its GET is")
+            #expect(try await ask(.head, "/logout").allow == "POST")
+            #expect(try await ask(.options, "/api/v1/communities").allow == "GET, HEAD, POST")
             #expect(try await ask(.options, "/nowhere").status == .notFound)
             // Open311's paths, and the metrics name the route, not "NotFound".
-            #expect(try await ask(.delete, "/open311/v2/requests.json").allow == "GET, POST")
+            #expect(try await ask(.delete, "/open311/v2/requests.json").allow == "GET, HEAD, POST")
             let metrics = try await client.execute(uri: "/metrics", method: .get) { $0.text }
             let line = metrics.split(separator: "\n").first { $0.contains("\"/api/v1/households/{id}\"") && $0.contains("\"PUT\"") && $0.contains("\"405\"") }
             #expect(line != nil, "\(metrics)")
@@ -60,7 +62,7 @@ struct HTTPSemanticsTests {
             #expect(page.status == .methodNotAllowed && page.headers[.allow] == "POST")
             #expect(page.headers[.contentType]?.hasPrefix("text/html") == true && page.text.contains("Method not allowed"))
             let anonymous = try await client.execute(uri: "/console", method: .delete) { $0 }
-            #expect(anonymous.status == .methodNotAllowed && anonymous.headers[.allow] == "GET")
+            #expect(anonymous.status == .methodNotAllowed && anonymous.headers[.allow] == "GET, HEAD")
             #expect(try await client.execute(uri: "/logout", method: .get) { $0.headers[.allow] } == "POST")
             // The pages themselves are untouched.
             #expect(try await client.execute(uri: "/console", method: .get, headers: [.cookie: session.cookie]) { $0.status } == .ok)
@@ -73,7 +75,10 @@ struct HTTPSemanticsTests {
     @Test func everyRegisteredPathListsItsMethods() async throws {
         try await withApp { client, fixture in
             var byPath: [String: Set<HTTPRequest.Method>] = [:]
-            for route in buildRouter(fixture.services).routes { byPath[route.path.description, default: []].insert(route.method) }
+            for route in buildRouter(fixture.services).routes {
+                byPath[route.path.description, default: []].insert(route.method)
+                if route.method == .get { byPath[route.path.description]!.insert(.head) }
+            }
             #expect(byPath.count > 100)
             for (pattern, methods) in byPath {
                 let uri = "/" + pattern.split(separator: "/").map { $0.hasPrefix("{") || $0.hasPrefix("*") ? "sample-1" : String($0) }.joined(separator: "/")

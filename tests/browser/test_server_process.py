@@ -244,14 +244,22 @@ def test_http_clients_are_told_the_methods_and_the_media_type(data: Path):
         cid = community_id(node, headers)
         # A path that exists under other methods: 405 with Allow; one that exists under none: 404.
         r = requests.delete(node.url + "/api/v1/communities", headers=headers, timeout=10)
-        assert r.status_code == 405 and r.headers["Allow"] == "GET, POST", (r.status_code, r.headers)
+        assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, POST", (r.status_code, r.headers)
         assert r.headers["Content-Type"] == "application/problem+json" and r.json()["type"].endswith("/method-not-allowed")
         r = requests.put(f"{node.url}/api/v1/households/any-id", headers=headers, json={}, timeout=10)
-        assert r.status_code == 405 and r.headers["Allow"] == "GET, PATCH"
+        assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, PATCH"
         assert requests.delete(node.url + "/api/v1/nowhere", headers=headers, timeout=10).status_code == 404
         # The console answers with its page.
         r = requests.delete(node.url + "/console", timeout=10, allow_redirects=False)
-        assert r.status_code == 405 and r.headers["Allow"] == "GET" and r.headers["Content-Type"].startswith("text/html")
+        assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD" and r.headers["Content-Type"].startswith("text/html")
+        # HEAD wherever GET is, as an uptime monitor asks: the answer without its body; on the event
+        # stream too, which ends at once rather than streaming.
+        r = requests.head(node.url + "/healthz", timeout=10)
+        assert r.status_code == 200 and r.content == b""
+        assert requests.head(node.url + "/api/v1/communities", timeout=10).status_code == 401, "a HEAD is checked as its GET is"
+        started = time.monotonic()
+        r = requests.head(node.url + "/api/v1/events/stream", headers=headers, timeout=10)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "text/event-stream" and time.monotonic() - started < 5
 
         buildings = f"{node.url}/api/v1/communities/{cid}/buildings"
         # JSON labelled as a form, which is what `curl -d` sends without -H: 415, naming the header.
