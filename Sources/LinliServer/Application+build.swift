@@ -77,8 +77,9 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     router.addMiddleware {
         LogRequestsMiddleware()
         MetricsMiddleware()
-        ProblemMiddleware(pages: services.pages)
+        // Outside the problems, so that an error page or problem document carries them too.
         SecurityHeadersMiddleware()
+        ProblemMiddleware(pages: services.pages)
         IdentityMiddleware(store: services.store, callers: services.callers)
         ResponseCacheMiddleware(cache: services.responses, changes: services.store.changes)
     }

@@ -39,6 +39,11 @@ struct HTTPSemanticsTests {
                 #expect(answer.status == .notFound && answer.allow == nil, "\(method) \(uri)")
                 #expect(answer.problem["type"] as? String == "https://linli.dev/problems/not-found")
             }
+            // Errors carry the security headers as every other answer does.
+            for uri in ["/api/v1/nothing", "/api/v1/communities", "/console/nothing"] {
+                let headers = try await client.execute(uri: uri, method: .get) { $0.headers }
+                #expect(headers[.xContentTypeOptions] == "nosniff" && headers[HTTPField.Name("X-Frame-Options")!] == "DENY", "\(uri)")
+            }
             // HEAD is served wherever GET is, without a body; OPTIONS on a served path says what is.
             let head = try await client.execute(uri: "/healthz", method: .head) { ($0.status, $0.body.readableBytes) }
             #expect(head.0 == .ok && head.1 == 0)
