@@ -71,7 +71,7 @@ extension WebConsole {
         let (d, _) = try await api.visibleDevice(context)
         let community = try await store.community(d.communityId, scope: .everything, memberships: caller.communityIds)
         let product = try await store.product(key: d.productKey)
-        let model = product.flatMap { ThingModel.parse(stored: Data($0.tslJson.utf8)) }
+        let model = product?.thingModel
         let view = api.view(d, diagnosis: try await store.diagnosis([d.id])[d.id])
         let shadow = try await store.shadow(d)
         let byId = Dictionary(uniqueKeysWithValues: shadow.map { ($0.identifier, $0) })

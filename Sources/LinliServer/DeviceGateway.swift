@@ -213,7 +213,7 @@ public final class DeviceGateway: Sendable {
 
     func model(for productKey: String) async -> ThingModel? {
         if let cached = models.withLock({ $0[productKey] }) { return cached }
-        guard let product = await product(for: productKey), let model = ThingModel.parse(stored: Data(product.tslJson.utf8)) else { return nil }
+        guard let product = await product(for: productKey), let model = product.thingModel else { return nil }
         models.withLock { $0[productKey] = model }
         return model
     }
@@ -401,7 +401,9 @@ public final class DeviceGateway: Sendable {
     /// Checks a batch post's params, `{"properties": {"Power": [{"value": 1, "time": …}, …]},
     /// "events": {"Leak": [{"value": {…}, "time": …}, …]}}`, every value and event against the
     /// thing model and every time as in a single post; all are stored, or (with any fault) none.
-    static func batch(_ params: JSONValue, model: ThingModel, receivedAt: Millis) -> ([ValueError], DeviceReport.Content?) {
+    /// `listed` false: one `{"value": …, "time": …}` per identifier instead of a list (a part of a
+    /// gateway's pack post).
+    static func batch(_ params: JSONValue, model: ThingModel, receivedAt: Millis, listed: Bool = true) -> ([ValueError], DeviceReport.Content?) {
         guard case let .object(sections) = params else {
             return ([ValueError(path: "params", kind: .typeMismatch, reason: "must be an object with properties and events")], nil)
         }
@@ -412,20 +414,24 @@ public final class DeviceGateway: Sendable {
         }
         /// Each `{"value": …, "time": …}` of one section, by identifier, with its path.
         func entries(_ section: String) -> [(identifier: String, path: String, value: JSONValue, time: JSONValue?)] {
-            guard let listed = sections[section] else { return [] }
-            guard case let .object(byIdentifier) = listed else {
+            guard let given = sections[section] else { return [] }
+            guard case let .object(byIdentifier) = given else {
                 faults.append(ValueError(path: section, kind: .typeMismatch, reason: "must be an object of arrays by identifier"))
                 return []
             }
             var found: [(identifier: String, path: String, value: JSONValue, time: JSONValue?)] = []
             for (identifier, list) in byIdentifier.sorted(by: { $0.key < $1.key }) {
-                guard case let .array(items) = list else {
+                let items: [JSONValue]
+                switch (listed, list) {
+                case (true, .array(let all)): items = all
+                case (false, _): items = [list]
+                default:
                     faults.append(ValueError(path: "\(section).\(identifier)", kind: .typeMismatch, reason: "must be an array of {value, time}"))
                     continue
                 }
                 for (i, item) in items.enumerated() {
                     count += 1
-                    let path = "\(section).\(identifier)[\(i)]"
+                    let path = listed ? "\(section).\(identifier)[\(i)]" : "\(section).\(identifier)"
                     guard case let .object(entry) = item, let value = entry["value"] else {
                         faults.append(ValueError(path: path, kind: .missing, reason: "must be an object with value and time"))
                         continue

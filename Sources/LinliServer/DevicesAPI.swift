@@ -47,7 +47,7 @@ extension API {
     }
 
     func view(_ product: Product, devices: Int, withTSL: Bool) -> ProductView {
-        let model = ThingModel.parse(stored: Data(product.tslJson.utf8))
+        let model = product.thingModel
         return ProductView(productKey: product.productKey, name: product.name, communityId: product.communityId, libraryKey: product.libraryKey, nodeType: product.nodeType, devices: devices,
                            properties: model?.properties.count ?? 0,
                            // Counted without TSL's built-in property post event and set/get services.
@@ -470,7 +470,7 @@ extension API {
     func thingModel(_ productKey: String) async throws -> ThingModel? {
         if let devices = services.devices { return await devices.model(for: productKey) }
         guard let product = try await store.product(key: productKey) else { return nil }
-        return ThingModel.parse(stored: Data(product.tslJson.utf8))
+        return product.thingModel
     }
 
     /// History of one property: raw points, or with `bucket` (seconds) min/max/avg per bucket.

@@ -131,7 +131,7 @@ extension API {
             if let dn = trigger.deviceName, try await store.device(productKey: trigger.productKey, deviceName: dn) == nil {
                 issues.append(FieldIssue("\(path).deviceName", "is not a device of product \(trigger.productKey)"))
             }
-            guard let model = ThingModel.parse(stored: Data(product.tslJson.utf8)) else { continue }
+            guard let model = product.thingModel else { continue }
             if let property = trigger.property {
                 if let p = model.property(property) {
                     if !["int", "float", "double", "bool", "enum"].contains(p.dataType.typeName) {
@@ -153,7 +153,7 @@ extension API {
                 continue
             }
             if let property = condition.property, let product = try await store.product(key: pk),
-               let model = ThingModel.parse(stored: Data(product.tslJson.utf8)), model.property(property) == nil {
+               let model = product.thingModel, model.property(property) == nil {
                 issues.append(FieldIssue("\(path).property", "\(property) is not a property of \(pk)"))
             }
         }
@@ -178,7 +178,7 @@ extension API {
         if let dn = action.deviceName, try await store.device(productKey: pk, deviceName: dn) == nil {
             issues.append(FieldIssue("\(p).deviceName", "is not a device of product \(pk)"))
         }
-        guard let model = ThingModel.parse(stored: Data(product.tslJson.utf8)) else { return issues }
+        guard let model = product.thingModel else { return issues }
         if let properties = action.properties {
             issues += model.validateProperties(properties, writing: true).map { FieldIssue("\(p).properties.\($0.path)", $0.reason) }
         }

@@ -6,6 +6,11 @@ import LinliStorage
 import LinliThings
 import Synchronization
 
+extension Product {
+    /// The product's thing model as stored, read under the rules it was accepted with.
+    var thingModel: ThingModel? { ThingModel.parse(stored: Data(tslJson.utf8)) }
+}
+
 extension Device {
     /// How the broker side knows a device: "productKey/deviceName".
     var key: String { Self.key(productKey, deviceName) }
@@ -284,26 +289,14 @@ extension DeviceGateway {
             for name in section.keys.sorted() where !allowed.contains(name) {
                 faults.append(ValueError(path: path + name, kind: .unknownIdentifier, reason: "is not properties or events"))
             }
-            var batch: [String: JSONValue] = [:]
-            for name in ["properties", "events"] {
-                guard let listed = section[name] else { continue }
-                guard case let .object(byIdentifier) = listed else {
-                    faults.append(ValueError(path: path + name, kind: .typeMismatch, reason: "must be an object of {value, time} by identifier"))
-                    continue
-                }
-                batch[name] = .object(byIdentifier.mapValues { .array([$0]) })
-            }
+            let batch = section.filter { $0.key == "properties" || $0.key == "events" }
             guard !batch.isEmpty else { return }
             guard let model = await model(for: device.productKey) else {
                 faults.append(ValueError(path: path.isEmpty ? "params" : String(path.dropLast()), kind: .missing, reason: "the product has no thing model"))
                 return
             }
-            let (found, content) = Self.batch(.object(batch), model: model, receivedAt: now)
-            faults += found.map { fault in
-                var place = fault.path
-                if let index = place.range(of: "[0]") { place.removeSubrange(index) }   // one entry each here, not a list
-                return ValueError(path: path + place, kind: fault.kind, reason: fault.reason)
-            }
+            let (found, content) = Self.batch(.object(batch), model: model, receivedAt: now, listed: false)
+            faults += found.map { ValueError(path: path + $0.path, kind: $0.kind, reason: $0.reason) }
             if let content { parts.append((device, content)) }
         }
         await take(params, of: gateway, at: "", allowed: ["properties", "events", "subDevices"])

@@ -174,12 +174,7 @@ extension ThingModel.DataType {
 extension ThingModel {
     /// `values` (an object of field values) with each in Alink's form (`DataType.normalized`).
     public func normalized(_ values: JSONValue, fields: [Field]) -> JSONValue {
-        guard case let .object(object) = values else { return values }
-        var out = object
-        for (key, value) in object {
-            if let field = fields.first(where: { $0.identifier == key }) { out[key] = field.dataType.normalized(value) }
-        }
-        return .object(out)
+        DataType.structure(fields).normalized(values)
     }
 
     /// Property values (an object) with each in Alink's form.
