@@ -45,6 +45,7 @@ let package = Package(
             dependencies: [
                 "LinliCore",
                 "LinliRules",
+                "LinliThings",
                 "LinliWorkOrders",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),

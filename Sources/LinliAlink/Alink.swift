@@ -108,10 +108,13 @@ public struct AlinkSignIn: Sendable, Equatable {
         let own = Self.ownTopics(productKey: productKey, deviceName: deviceName)
         // Firmware: the device tells its version on inform and listens for upgrades. A gateway
         // brings sub-devices online on its session topics (refused unless its product is a gateway).
-        // A device without a clock asks for the time on its NTP topics.
+        // A device without a clock asks for the time on its NTP topics. Its shadow document is
+        // asked for and changed on one topic and answered on another.
         let session = "/ext/session/\(productKey)/\(deviceName)/#"
-        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", session, AlinkTime.requestTopic(productKey, deviceName)],
-                           subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)", session, AlinkTime.responseTopic(productKey, deviceName)])
+        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", session, AlinkTime.requestTopic(productKey, deviceName),
+                                           AlinkShadow.updateTopic(productKey, deviceName)],
+                           subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)", session, AlinkTime.responseTopic(productKey, deviceName),
+                                             AlinkShadow.getTopic(productKey, deviceName)])
     }
 
     /// A device's system and custom topics, which a gateway also uses for the sub-devices it serves.

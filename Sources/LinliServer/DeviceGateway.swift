@@ -14,7 +14,7 @@ import Synchronization
 public final class DeviceGateway: Sendable {
     let store: Store
     let logger: Logger
-    private let broker = Mutex<MQTTBroker?>(nil)
+    let broker = Mutex<MQTTBroker?>(nil)
     /// Signed-in connections by MQTT client id, set at sign-in.
     private let sessions = Mutex<[String: DeviceSession]>([:])
     /// Which connection reaches an online device ("pk/dn" → client id): its own, or its gateway's.
@@ -200,7 +200,7 @@ public final class DeviceGateway: Sendable {
         routes.withLock { $0[Device.key(productKey, deviceName)] != nil }
     }
 
-    private func clientId(productKey: String, deviceName: String) -> String? {
+    func clientId(productKey: String, deviceName: String) -> String? {
         routes.withLock { $0[Device.key(productKey, deviceName)] }
     }
 
@@ -262,6 +262,11 @@ public final class DeviceGateway: Sendable {
             let receivedAt = nowMillis()
             let answer = AlinkTime.response(to: Data(message.payload.readableBytesView), receivedAt: receivedAt, sentAt: nowMillis())
             return .replying(Self.reply(to: message, answer, topic: AlinkTime.responseTopic(pk, dn)))
+        }
+        if let (pk, dn) = AlinkShadow.parseUpdate(message.topic) {
+            // A device's own connection only: its policy allows no other device's shadow.
+            guard session.device.key == Device.key(pk, dn) else { return .done }
+            return try await shadowRequest(from: session.device, message: message)
         }
         guard let (pk, dn, kind) = AlinkTopic.parse(message.topic) else { return .done }
         guard let device = Self.device(pk, dn, speakingThrough: session) else {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LinliAlink
 import LinliCore
 import LinliStorage
 import LinliThings
@@ -18,6 +19,8 @@ extension API {
         api.patch("devices/:pk/:dn", use: updateDevice)
         api.get("devices/:pk/:dn/shadow", use: getShadow)
         api.put("devices/:pk/:dn/shadow/desired", use: setDesired)
+        api.get("devices/:pk/:dn/shadow/document", use: getShadowDocument)
+        api.patch("devices/:pk/:dn/shadow/document", use: changeShadowDocument)
         api.get("devices/:pk/:dn/telemetry", use: getTelemetry)
     }
 
@@ -452,6 +455,59 @@ extension API {
                                                actor: context.principal)
         let delivered = await services.devices?.deliverDesired(device, timeout: .seconds(5)) ?? false
         return try JSON.response(DesiredResult(items: items, delivered: delivered))
+    }
+
+    /// A device's shadow document (Alibaba's device shadow): state, metadata, version, timestamp.
+    @Sendable func getShadowDocument(_ request: Request, context: AppContext) async throws -> Response {
+        let (device, _) = try await visibleDevice(context)
+        return try JSON.response(DeviceGateway.document(try await store.shadowDocument(device)).json)
+    }
+
+    /// Changes the desired side of a device's shadow document: `{"desired": {"color": "green"},
+    /// "version": 3}`. An attribute set to null is taken out; `"desired": null` takes out all.
+    /// Without a version the change goes on top of whatever version is there; with one, it must
+    /// be above the document's (409 otherwise), as Alibaba's shadow has it. A connected device
+    /// gets the document at once as `control`.
+    @Sendable func changeShadowDocument(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (device, scope) = try await visibleDevice(context, .operateDevices)
+        if !scope.coversCommunity(device.communityId) { throw Problem.forbidden(.operateDevices) }
+        guard case let .object(body) = try await request.decodeJSON(JSONValue.self, context: context) else {
+            throw Problem.invalid([FieldIssue("body", "must be an object with desired")])
+        }
+        var faults = body.keys.sorted().filter { $0 != "desired" && $0 != "version" }.map { FieldIssue($0, "is not a field of a shadow change (desired, version)") }
+        let desired: ShadowRequest.Side?
+        switch body["desired"] {
+        case nil: desired = nil; faults.append(FieldIssue("desired", "is required: an object of attributes, or null to take out all"))
+        case .null?: desired = .clear
+        case let .object(items)? where !items.isEmpty && items.count <= ShadowDocument.attributeLimit: desired = .attributes(items)
+        case .object?: desired = nil; faults.append(FieldIssue("desired", "must name 1 to \(ShadowDocument.attributeLimit) attributes"))
+        default: desired = nil; faults.append(FieldIssue("desired", "must be an object of attributes, or null"))
+        }
+        var version: Int64?
+        switch body["version"] {
+        case nil, .null?: break
+        case let .int(v)? where v >= 1: version = v
+        default: faults.append(FieldIssue("version", "must be a whole number above the document's version"))
+        }
+        guard faults.isEmpty, let desired else { throw Problem.invalid(faults) }
+        let asked = version
+        let now = Int64(nowMillis() / 1000)
+        let stored: String
+        do {
+            stored = try await store.changeShadowDocument(device, actor: context.principal) { json in
+                let current = DeviceGateway.document(json)
+                let next = try current.applying(.update(.init(desired: desired), version: asked ?? current.version + 1), at: now)
+                return (String(decoding: next.json.serialized(), as: UTF8.self), next.version)
+            }
+        } catch let fault as ShadowFault {
+            throw fault.code == .versionConflict ? Problem.conflict("version", fault.message) : Problem.invalid([FieldIssue("desired", fault.message)])
+        }
+        let document = DeviceGateway.document(stored)
+        let delivered = await services.devices?.pushShadowDocument(device, document) ?? false
+        guard case var .object(answer) = document.json else { preconditionFailure("a document is an object") }
+        answer["delivered"] = .bool(delivered)
+        return try JSON.response(JSONValue.object(answer))
     }
 
     struct TelemetryResult: Encodable {

@@ -374,6 +374,17 @@ public enum Migrations {
                 "ALTER TABLE devices ADD COLUMN person_id TEXT",
             ]
         },
+        Migration(version: 18, name: "shadow documents") { _ in
+            [
+                // Alibaba's device shadow: one free-form JSON document a device, beside its thing
+                // model's values. `version` is the document's own, checked on every change.
+                """
+                CREATE TABLE device_shadow_documents (
+                    device_id TEXT PRIMARY KEY REFERENCES devices(id), community_id TEXT NOT NULL,
+                    document TEXT NOT NULL, version BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+                """,
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

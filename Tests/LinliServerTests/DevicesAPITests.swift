@@ -196,6 +196,54 @@ struct DevicesAPITests {
         }
     }
 
+    @Test func shadowDocumentsAreReadAndChangedWithVersions() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            let pk = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "barrier_gate"], expect: .created)["productKey"] as? String)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "gate-1"], expect: .created)
+            let path = "/api/v1/devices/\(pk)/gate-1/shadow/document"
+
+            // Before any change: an empty document at version 0.
+            let empty = try await staff.call(path)
+            #expect(empty["version"] as? Int == 0 && (empty["state"] as? [String: Any])?.isEmpty == true)
+
+            // Desired attributes are free-form JSON (not the thing model's); the device is offline.
+            let first = try await staff.call(path, .patch, ["desired": ["openHours": ["from": "06:00", "to": "23:00"], "plates": ["浙A12345"]]])
+            #expect(first["version"] as? Int == 1 && first["delivered"] as? Bool == false)
+            let desired = try #require((first["state"] as? [String: Any])?["desired"] as? [String: Any])
+            #expect((desired["openHours"] as? [String: Any])?["to"] as? String == "23:00" && desired["plates"] as? [String] == ["浙A12345"])
+            #expect((((first["metadata"] as? [String: Any])?["desired"] as? [String: Any])?["plates"] as? [String: Any])?["timestamp"] is Int)
+
+            // With a version: it must be above the document's, as Alibaba's shadow has it.
+            let conflict = try await staff.call(path, .patch, ["desired": ["plates": []], "version": 1], expect: .conflict)
+            #expect("\(conflict)".contains("version"))
+            let second = try await staff.call(path, .patch, ["desired": ["plates": NSNull()], "version": 5])
+            #expect(second["version"] as? Int == 5 && ((second["state"] as? [String: Any])?["desired"] as? [String: Any])?["plates"] == nil)
+            #expect(try await staff.call(path)["version"] as? Int == 5)
+            let cleared = try await staff.call(path, .patch, ["desired": NSNull()])
+            #expect(cleared["version"] as? Int == 6 && (cleared["state"] as? [String: Any])?["desired"] == nil)
+
+            // Faults are named; nothing changes.
+            func fields(_ answer: [String: Any]) -> [String] { (answer["errors"] as? [[String: Any]] ?? []).compactMap { $0["field"] as? String } }
+            #expect(fields(try await staff.call(path, .patch, ["version": 9], expect: .unprocessableContent)) == ["desired"])
+            #expect(fields(try await staff.call(path, .patch, ["desired": [:] as [String: Any]], expect: .unprocessableContent)) == ["desired"])
+            #expect(fields(try await staff.call(path, .patch, ["desired": "on"], expect: .unprocessableContent)) == ["desired"])
+            #expect(fields(try await staff.call(path, .patch, ["desired": ["a": 1], "version": 0], expect: .unprocessableContent)) == ["version"])
+            #expect(fields(try await staff.call(path, .patch, ["desired": ["a": 1], "reported": ["a": 2]], expect: .unprocessableContent)) == ["reported"])
+            let huge = try await staff.call(path, .patch, ["desired": ["blob": String(repeating: "x", count: 17_000)]], expect: .unprocessableContent)
+            #expect(fields(huge) == ["desired"])
+            #expect(try await staff.call(path)["version"] as? Int == 6)
+
+            // A guard may look, not change.
+            let guardUser = APIUser(client, fixture, as: "guard")
+            #expect(try await guardUser.call(path)["version"] as? Int == 6)
+            try await guardUser.call(path, .patch, ["desired": ["a": 1]], expect: .forbidden)
+            let audit = try await fixture.store.read { db in try await db.count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'device.shadow-document'") }
+            #expect(audit == 3, "each accepted change is in the audit log")
+        }
+    }
+
     @Test func bulkRegistrationChecksEveryRowFirst() async throws {
         try await withApp { client, fixture in
             let c = fixture.community.id

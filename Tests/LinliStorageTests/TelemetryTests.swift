@@ -23,6 +23,42 @@ struct TelemetryTests {
     }
 
     @Test(arguments: TestEngine.available)
+    func shadowDocumentChangesRaceWithoutLosingAny(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let device = try #require(try await makeDevices(store, place, count: 1).first)
+            #expect(try await store.shadowDocument(device) == nil)
+            // 30 changes at once, each adding one to what it read: any two computed from the same
+            // read would lose one; the losers must run again on top of the winner.
+            let versions = try await withThrowingTaskGroup(of: Int64.self) { group in
+                for _ in 0..<30 {
+                    group.addTask {
+                        let stored = try await store.changeShadowDocument(device, actor: nil) { json in
+                            let n = json.flatMap { Int64($0) } ?? 0
+                            return (String(n + 1), n + 1)
+                        }
+                        return try #require(Int64(stored))
+                    }
+                }
+                return try await group.reduce(into: [Int64]()) { $0.append($1) }
+            }
+            #expect(Set(versions) == Set(1...30))
+            #expect(try await store.shadowDocument(device) == "30")
+
+            // A refused change leaves the document as it was; a change by a person is logged.
+            struct Refused: Error {}
+            await #expect(throws: Refused.self) { try await store.changeShadowDocument(device, actor: nil) { _ in throw Refused() } }
+            #expect(try await store.shadowDocument(device) == "30")
+            try await store.changeShadowDocument(device, actor: tester) { _ in (#"{"version":31}"#, 31) }
+            struct Logged: Decodable { var type: String; var subjectId: String }
+            let logged = try await store.read { db in
+                try await db.raw("SELECT type, subject_id AS \"subjectId\" FROM events WHERE type = 'device.shadow-document'").all(decoding: Logged.self)
+            }
+            #expect(logged.count == 1 && logged.first?.subjectId == device.id)
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
     func concurrentReportsCommitTogetherAndAllCount(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)
