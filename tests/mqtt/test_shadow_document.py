@@ -1,0 +1,175 @@
+"""Alibaba's device shadow document against the built binary: Alibaba's own Link Kit SDK keeps its
+reported state in it, reads it back and gets the platform's wishes as `control`; a raw paho
+device gets Alibaba's error codes for bad requests and cannot touch another device's shadow; and
+a change that got its PUBACK survives kill -9."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import queue
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+linkkit = pytest.importorskip("linkkit.linkkit")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+from test_server_process import Node, free_port, run  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clients import expect, paho  # noqa: E402
+
+
+def provision(data: Path, names: list[str]) -> dict:
+    run("demo", "--data", str(data))
+    run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
+    token = run("token", "create", "--data", str(data), "--username", "ops", "--name", "t").stdout.strip().splitlines()[-1]
+    pk = run("product", "create", "--data", str(data), "--library", "barrier_gate").stdout.strip().splitlines()[-1]
+    secrets = {}
+    for name in names:
+        _, dn, secret = run("device", "create", "--data", str(data), "--product-key", pk, "--name", name).stdout.strip().splitlines()[-1].split()
+        secrets[dn] = secret
+    tsl = data.parent / "tsl.json"
+    tsl.write_text(run("product", "tsl", "--data", str(data), "--product-key", pk).stdout)
+    return {"token": token, "pk": pk, "secrets": secrets, "tsl": str(tsl)}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("shadow")
+    data = work / "data"
+    made = provision(data, ["gate-sdk", "gate-raw", "gate-other"])
+    port = free_port()
+    node = Node(data, mqtt_port=port).start()
+    yield {**made, "port": port, "url": node.url}
+    assert node.stop() == 0, node.log.read_text()
+
+
+def api(site: dict, path: str, method: str = "GET", **kwargs) -> requests.Response:
+    return requests.request(method, site["url"] + path, headers={"Authorization": "Bearer " + site["token"]}, timeout=15, **kwargs)
+
+
+def device(port: int, pk: str, dn: str, secret: str):
+    ts = int(time.time() * 1000)
+    content = f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}"
+    password = hmac.new(secret.encode(), content.encode(), hashlib.sha256).hexdigest()
+    return paho(port, f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=json.loads)
+
+
+def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(site: dict):
+    pk, dn = site["pk"], "gate-sdk"
+    inbox: queue.Queue = queue.Queue()
+    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=pk, device_name=dn, device_secret=site["secrets"][dn])
+    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
+    lk.thing_setup(site["tsl"])
+    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk.on_thing_shadow_get = lambda payload, userdata: inbox.put(("shadow", payload))
+    lk.connect_async()
+    path = f"/api/v1/devices/{pk}/{dn}/shadow/document"
+    try:
+        assert expect(inbox, "connect", 15)[1] == 0
+        # The device reports its settings; Linli answers on /shadow/get with the new version.
+        assert lk.thing_update_shadow({"openHours": {"from": "06:00", "to": "23:00"}, "mode": "auto"}, 1)[0] == 0
+        answer = expect(inbox, "shadow", 10)[1]
+        assert answer["method"] == "reply" and answer["payload"] == {"status": "success", "version": 1}, answer
+        # A stale version is refused with Alibaba's 409 and changes nothing.
+        assert lk.thing_update_shadow({"mode": "manual"}, 1)[0] == 0
+        refused = expect(inbox, "shadow", 10)[1]
+        assert refused["payload"]["status"] == "error" and refused["payload"]["content"]["errorcode"] == "409", refused
+
+        # An operator wants the gate on manual: the connected device gets the whole document as control.
+        changed = api(site, path, "PATCH", json={"desired": {"mode": "manual"}})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["delivered"] is True and changed.json()["version"] == 2
+        control = expect(inbox, "shadow", 10)[1]
+        assert control["method"] == "control" and control["version"] == 2, control
+        assert control["payload"]["state"]["desired"] == {"mode": "manual"}
+        assert control["payload"]["state"]["reported"]["mode"] == "auto"
+        assert lk.local_get_latest_shadow().get_version() == 2
+
+        # The device does it, reports so and clears what was wanted, as Alibaba's flow goes.
+        assert lk.thing_update_shadow({"mode": "manual"}, 3)[0] == 0
+        assert expect(inbox, "shadow", 10)[1]["payload"] == {"status": "success", "version": 3}
+        lk_clear = {"method": "update", "state": {"desired": "null"}, "version": 4}
+        # Link Kit has no call for clearing desired; a device does it with a plain publish.
+        assert lk.publish_topic(f"/shadow/update/{pk}/{dn}", json.dumps(lk_clear), 1)[0] == 0
+        assert expect(inbox, "shadow", 10)[1]["payload"]["version"] == 4
+
+        # Read back, by the device and through the API.
+        assert lk.thing_get_shadow()[0] == 0
+        got = expect(inbox, "shadow", 10)[1]
+        assert got["method"] == "reply" and got["version"] == 4
+        assert got["payload"]["state"] == {"reported": {"openHours": {"from": "06:00", "to": "23:00"}, "mode": "manual"}}
+        assert set(got["payload"]["metadata"]["reported"]) == {"openHours", "mode"}
+        document = api(site, path).json()
+        assert document["version"] == 4 and document["state"] == got["payload"]["state"]
+    finally:
+        lk.disconnect()
+        lk.destruct()
+
+
+def test_bad_requests_get_alibabas_codes_and_other_devices_shadows_are_closed(site: dict):
+    pk, dn = site["pk"], "gate-raw"
+    c, inbox = device(site["port"], pk, dn, site["secrets"][dn])
+    assert expect(inbox, "connack")[1] == 0
+    c.subscribe(f"/shadow/get/{pk}/{dn}", 1)
+    assert expect(inbox, "suback")[1] == [1]
+    update = f"/shadow/update/{pk}/{dn}"
+
+    def ask(payload: str) -> dict:
+        c.publish(update, payload, qos=1)
+        return expect(inbox, "message", 10)[2]
+
+    cases = {
+        "": "407",
+        "{not json": "400",
+        json.dumps({"state": {"reported": {"a": 1}}, "version": 1}): "401",
+        json.dumps({"method": "replace", "state": {"reported": {"a": 1}}, "version": 1}): "406",
+        json.dumps({"method": "update", "version": 1}): "402",
+        json.dumps({"method": "update", "state": {"reported": {"a": 1}}}): "403",
+        json.dumps({"method": "update", "state": {}, "version": 1}): "404",
+        json.dumps({"method": "update", "state": {"reported": {}}, "version": 1}): "405",
+        json.dumps({"method": "update", "state": {"reported": {f"a{i}": i for i in range(129)}}, "version": 1}): "408",
+    }
+    for payload, code in cases.items():
+        answer = ask(payload)
+        assert answer["payload"]["status"] == "error" and answer["payload"]["content"]["errorcode"] == code, (payload, answer)
+    assert api(site, f"/api/v1/devices/{pk}/{dn}/shadow/document").json()["version"] == 0, "nothing refused was kept"
+
+    # A delete takes out what it names; the connection carries on after every refusal.
+    assert ask(json.dumps({"method": "update", "state": {"reported": {"a": 1, "b": 2}}, "version": 5}))["payload"]["version"] == 5
+    assert ask(json.dumps({"method": "delete", "state": {"reported": {"a": "null"}}, "version": 6}))["payload"]["version"] == 6
+    assert ask(json.dumps({"method": "get"}))["payload"]["state"] == {"reported": {"b": 2}}
+
+    # Another device's shadow is not this device's to touch: the broker closes the connection.
+    c.publish(f"/shadow/update/{pk}/gate-other", json.dumps({"method": "update", "state": {"reported": {"x": 1}}, "version": 1}), qos=1)
+    expect(inbox, "disconnect", 10)
+    c.loop_stop()
+    assert api(site, f"/api/v1/devices/{pk}/gate-other/shadow/document").json()["version"] == 0
+
+
+def test_an_acknowledged_shadow_change_survives_kill_9(tmp_path: Path):
+    data = tmp_path / "data"
+    made = provision(data, ["gate-crash"])
+    pk, dn = made["pk"], "gate-crash"
+    port = free_port()
+    node = Node(data, mqtt_port=port).start()
+    c, inbox = device(port, pk, dn, made["secrets"][dn])
+    assert expect(inbox, "connack")[1] == 0
+    info = c.publish(f"/shadow/update/{pk}/{dn}", json.dumps({"method": "update", "state": {"reported": {"plates": ["浙A12345"]}}, "version": 7}), qos=1)
+    info.wait_for_publish(timeout=10)
+    assert info.is_published(), "no PUBACK"
+    node.stop(signal.SIGKILL)
+    c.loop_stop()
+    node = Node(data, mqtt_port=free_port()).start()
+    try:
+        r = requests.get(node.url + f"/api/v1/devices/{pk}/{dn}/shadow/document", headers={"Authorization": "Bearer " + made["token"]}, timeout=15)
+        assert r.status_code == 200 and r.json()["version"] == 7 and r.json()["state"]["reported"] == {"plates": ["浙A12345"]}, r.text
+    finally:
+        assert node.stop() == 0, node.log.read_text()
