@@ -82,6 +82,12 @@ extension WebConsole {
                              desired: s?.desired ?? "", pending: s?.desired != nil && s?.deliveredAt == nil)
         }
 
+        // Alibaba's shadow document, for devices that keep their settings in one; most have none.
+        let document = DeviceGateway.document(try await store.shadowDocument(d))
+        let documentState = (try? JSONSerialization.data(withJSONObject: JSONSerialization.jsonObject(with: document.state.serialized()),
+                                                         options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? ""
+
         // The chart: a numeric property over the last 24 hours, min–max band and average per 15 minutes.
         let numeric = model?.properties.filter { ["int", "float", "double"].contains($0.dataType.typeName) }.map(\.identifier) ?? []
         let chosenProperty = request.uri.queryParameters.get("property").flatMap { numeric.contains($0) ? $0 : nil } ?? numeric.first
@@ -108,7 +114,8 @@ extension WebConsole {
             "hasSubDevices": !subDevices.isEmpty, "manyNumeric": numeric.count > 1,
             "frame": Frame(title: d.nickname.isEmpty ? d.deviceName : d.nickname, context: context, community: community),
             "d": view, "productName": product?.name ?? d.productKey, "lastSeen": Self.time(view.lastSeenAt), "lastErrorAt": Self.time(view.diagnosis.lastErrorAt),
-            "shadow": shadowRows, "numeric": numeric.map { Option(value: $0, label: $0, selected: $0 == chosenProperty) }, "chart": chart ?? "",
+            "shadow": shadowRows, "hasDocument": document.version > 0, "documentVersion": document.version, "documentAt": Self.time(document.timestamp * 1000),
+            "documentState": documentState, "numeric": numeric.map { Option(value: $0, label: $0, selected: $0 == chosenProperty) }, "chart": chart ?? "",
             "hasChart": chart != nil, "canOperate": canOperate, "services": services, "events": events, "params": params,
             "result": result ?? "", "hasResult": result != nil, "error": error ?? "", "hasError": error != nil,
         ]

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -21,6 +22,8 @@ linkkit = pytest.importorskip("linkkit.linkkit")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
+from test_console import driver, page, element, log_in  # noqa: E402,F401  (fixtures used by name)
+from selenium.webdriver.common.by import By  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clients import expect, paho  # noqa: E402
@@ -47,8 +50,14 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     made = provision(data, ["gate-sdk", "gate-raw", "gate-other"])
     port = free_port()
     node = Node(data, mqtt_port=port).start()
-    yield {**made, "port": port, "url": node.url}
+    yield {**made, "port": port, "url": node.url, "work": work}
     assert node.stop() == 0, node.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(site: dict):
+    """What the browser fixtures of test_console need: the base URL and a folder for screenshots."""
+    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
 
 
 def api(site: dict, path: str, method: str = "GET", **kwargs) -> requests.Response:
@@ -62,7 +71,7 @@ def device(port: int, pk: str, dn: str, secret: str):
     return paho(port, f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=json.loads)
 
 
-def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(site: dict):
+def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(site: dict, page):
     pk, dn = site["pk"], "gate-sdk"
     inbox: queue.Queue = queue.Queue()
     lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=pk, device_name=dn, device_secret=site["secrets"][dn])
@@ -109,6 +118,12 @@ def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(si
         assert set(got["payload"]["metadata"]["reported"]) == {"openHours", "mode"}
         document = api(site, path).json()
         assert document["version"] == 4 and document["state"] == got["payload"]["state"]
+
+        # And on the device's page in the console.
+        log_in(page, site["url"], "ops", "operations-password-1")
+        page.get(f"{site['url']}/console/d/{pk}/{dn}")
+        assert element(page, "#shadow-document-version").text.startswith("版本 Version 4")
+        assert json.loads(page.find_element(By.ID, "shadow-document").text) == document["state"]
     finally:
         lk.disconnect()
         lk.destruct()
