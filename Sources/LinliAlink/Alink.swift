@@ -261,6 +261,9 @@ public enum AlinkTopic: Equatable, Sendable {
     case desiredDelete
     /// `/ota/device/inform/{pk}/{dn}`: the device's firmware version.
     case firmwareInform
+    /// `thing/deviceinfo/update` and `…/delete`: labels the device states about itself.
+    case labelsUpdate
+    case labelsDelete
     case other
 
     /// Parses `/sys/{pk}/{dn}/thing/...`; nil when the topic is not a device system topic.
@@ -295,6 +298,10 @@ public enum AlinkTopic: Equatable, Sendable {
             kind = .desiredGet
         } else if rest == "thing/property/desired/delete" {
             kind = .desiredDelete
+        } else if rest == "thing/deviceinfo/update" {
+            kind = .labelsUpdate
+        } else if rest == "thing/deviceinfo/delete" {
+            kind = .labelsDelete
         } else if parts.count == 8, parts[4] == "thing", parts[5] == "event", parts[7] == "post" {
             kind = .eventPost(String(parts[6]))
         } else if parts.count == 7, parts[4] == "thing", parts[5] == "service", parts[6].hasSuffix("_reply") {

@@ -114,6 +114,7 @@ extension WebConsole {
             "hasSubDevices": !subDevices.isEmpty, "manyNumeric": numeric.count > 1,
             "frame": Frame(title: d.nickname.isEmpty ? d.deviceName : d.nickname, context: context, community: community),
             "d": view, "productName": product?.name ?? d.productKey, "lastSeen": Self.time(view.lastSeenAt), "lastErrorAt": Self.time(view.diagnosis.lastErrorAt),
+            "hasLabels": !view.labels.isEmpty, "labels": view.labels.sorted { $0.key < $1.key }.map { ["key": $0.key, "value": $0.value] },
             "shadow": shadowRows, "hasDocument": document.version > 0, "documentVersion": document.version, "documentAt": Self.time(document.timestamp * 1000),
             "documentState": documentState, "numeric": numeric.map { Option(value: $0, label: $0, selected: $0 == chosenProperty) }, "chart": chart ?? "",
             "hasChart": chart != nil, "canOperate": canOperate, "services": services, "events": events, "params": params,

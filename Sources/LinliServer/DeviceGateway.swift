@@ -330,9 +330,35 @@ public final class DeviceGateway: Sendable {
                 try await store.setDeviceFirmware(device, v)
             }
             return .done
+        case .labelsUpdate, .labelsDelete:
+            return try await labelsRequest(kind, from: device, message: message)
         case .other:
             return .done
         }
+    }
+
+    /// A device's labels set or taken out, all or none; answered on `_reply` once committed,
+    /// or with 460 and the entry at fault.
+    private func labelsRequest(_ kind: AlinkTopic, from device: Device, message: Publish) async throws -> PublishCompletion {
+        guard let request = AlinkRequest.parse(Data(message.payload.readableBytesView)) else {
+            return .replying(Self.reply(to: message, AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params")))
+        }
+        let answer: Data
+        let parsed: Result<(set: [(key: String, value: String)], remove: [String]), AlinkLabels.Fault> = kind == .labelsUpdate
+            ? AlinkLabels.parseUpdate(request.params).map { ($0, []) }
+            : AlinkLabels.parseDelete(request.params).map { ([], $0) }
+        switch parsed {
+        case let .failure(fault):
+            answer = AlinkCode.reply(id: request.id, code: AlinkCode.invalidRequest, message: fault.description)
+        case let .success(change):
+            do {
+                try await store.changeDeviceLabels(device, set: change.set, remove: change.remove, limit: AlinkLabels.perDevice)
+                answer = AlinkCode.success(id: request.id)
+            } catch let StoreError.conflict(_, reason) {
+                answer = AlinkCode.reply(id: request.id, code: AlinkCode.invalidRequest, message: reason)
+            }
+        }
+        return request.wantsReply ? .replying(Self.reply(to: message, answer)) : .done
     }
 
     /// A property or event post: checked against the thing model, queued for the group commit,

@@ -150,6 +150,8 @@ extension API {
         var personId: ID?
         var location: String
         var tags: [String]
+        /// What the device states about itself (maker, model), as it sent them.
+        var labels: [String: String]
         var firmware: String
         var reportIntervalSeconds: Int?
         var lastSeenAt: Millis?
@@ -184,7 +186,7 @@ extension API {
         let silent = d.status != .disabled && d.reportIntervalSeconds.map { interval in now - (lastSeen ?? 0) > Millis(interval) * 1000 } == true
         return DeviceView(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname, status: d.status,
                           connected: services.devices?.isConnected(productKey: d.productKey, deviceName: d.deviceName) ?? false,
-                          buildingId: d.buildingId, unitId: d.unitId, householdId: d.householdId, personId: d.personId, location: d.location, tags: d.tagList, firmware: d.firmware,
+                          buildingId: d.buildingId, unitId: d.unitId, householdId: d.householdId, personId: d.personId, location: d.location, tags: d.tagList, labels: d.labelMap, firmware: d.firmware,
                           reportIntervalSeconds: d.reportIntervalSeconds, lastSeenAt: lastSeen, silent: silent, diagnosis: diagnosis, createdAt: d.createdAt, shadow: shadow,
                           gatewayId: d.gatewayId)
     }

@@ -67,8 +67,12 @@ public struct Device: Codable, Sendable, Equatable {
     public var gatewayId: ID?
     /// Who wears or carries it (an SOS pendant, a smart bracelet), when it is someone's own.
     public var personId: ID? = nil
+    /// JSON object of the labels the device states about itself (its maker, model), as stored.
+    public var labels: String = "{}"
 
     public var tagList: [String] { (try? JSONDecoder().decode([String].self, from: Data(tags.utf8))) ?? [] }
+
+    public var labelMap: [String: String] { (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:] }
 
     public static func encodeTags(_ tags: [String]) -> String {
         String(decoding: (try? JSONEncoder().encode(tags)) ?? Data("[]".utf8), as: UTF8.self)
@@ -332,6 +336,31 @@ extension Store {
             try await db.raw("UPDATE devices SET firmware = \(bind: version) WHERE id = \(bind: device.id)").run()
             try await EventLog.append(db, communityId: device.communityId, type: "device.firmware", subjectType: "device", subjectId: device.id,
                                       actor: .system, payload: ["from": device.firmware, "to": version])
+        }
+    }
+
+    /// Sets and takes out labels a device states about itself; the labels after. More than
+    /// `limit` labels in all is refused, and nothing changes.
+    @discardableResult
+    public func changeDeviceLabels(_ device: Device, set: [(key: String, value: String)], remove: [String], limit: Int) async throws -> [String: String] {
+        let lock: SQLQueryString = database.engine == .postgres ? " FOR UPDATE" : ""
+        return try await write { db in
+            struct Row: Decodable { var labels: String }
+            let stored = try await db.raw("SELECT labels FROM devices WHERE id = \(bind: device.id)\(lock)").first(decoding: Row.self)?.labels ?? "{}"
+            let before = (try? JSONDecoder().decode([String: String].self, from: Data(stored.utf8))) ?? [:]
+            var after = before
+            for (key, value) in set { after[key] = value }
+            for key in remove { after[key] = nil }
+            guard after.count <= limit else { throw StoreError.conflict(field: "labels", reason: "a device holds at most \(limit) labels; it would hold \(after.count)") }
+            guard after != before else { return after }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            let json = String(decoding: try encoder.encode(after), as: UTF8.self)
+            try await db.raw("UPDATE devices SET labels = \(bind: json) WHERE id = \(bind: device.id)").run()
+            let changed = Set(after.keys).union(before.keys).filter { after[$0] != before[$0] }.sorted()
+            try await EventLog.append(db, communityId: device.communityId, type: "device.labels", subjectType: "device", subjectId: device.id,
+                                      actor: .system, payload: ["changed": changed.joined(separator: ",")])
+            return after
         }
     }
 

@@ -59,6 +59,28 @@ struct TelemetryTests {
     }
 
     @Test(arguments: TestEngine.available)
+    func deviceLabelsMergeWithinTheirLimit(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let device = try #require(try await makeDevices(store, place, count: 1).first)
+            #expect(device.labelMap.isEmpty)
+            let after = try await store.changeDeviceLabels(device, set: [("vendor", "海康"), ("model", "DS-1"), ("vendor", "Hikvision")], remove: [], limit: 3)
+            #expect(after == ["vendor": "Hikvision", "model": "DS-1"])
+            #expect(try await store.changeDeviceLabels(device, set: [], remove: ["model", "absent"], limit: 3) == ["vendor": "Hikvision"])
+            // Over the limit: refused whole.
+            await #expect(throws: StoreError.self) {
+                try await store.changeDeviceLabels(device, set: [("a", "1"), ("b", "2"), ("c", "3")], remove: [], limit: 3)
+            }
+            let stored = try #require(try await store.device(productKey: device.productKey, deviceName: device.deviceName))
+            #expect(stored.labelMap == ["vendor": "Hikvision"])
+            // Each change that changed something is one event; the same labels again are none.
+            try await store.changeDeviceLabels(device, set: [("vendor", "Hikvision")], remove: [], limit: 3)
+            let events = try await store.read { db in try await db.count("SELECT COUNT(*) AS n FROM events WHERE type = 'device.labels'") }
+            #expect(events == 2)
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
     func concurrentReportsCommitTogetherAndAllCount(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)

@@ -102,3 +102,34 @@ def test_link_kit_sdk_round_trip(site: dict):
         time.sleep(0.1)
     r = requests.post(api + "/properties", headers=headers, json={"params": {"LightSwitch": 1}}, timeout=30)
     assert r.status_code == 409
+
+
+def test_link_kit_states_labels_about_itself(site: dict):
+    """`thing_update_tags` and `thing_remove_tags` (Alink's thing.deviceinfo.update/delete): the
+    device's labels in the registry, all or none of a request, a fault named with 460."""
+    inbox: queue.Queue = queue.Queue()
+    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=site["pk"], device_name=site["dn"], device_secret=site["secret"])
+    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
+    lk.thing_setup(site["tsl"])
+    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk.on_thing_device_info_update = lambda request_id, code, data, message, userdata: inbox.put(("update", code, message))
+    lk.on_thing_device_info_delete = lambda request_id, code, data, message, userdata: inbox.put(("delete", code, message))
+    lk.connect_async()
+    api = site["url"] + f"/api/v1/devices/{site['pk']}/{site['dn']}"
+    headers = {"Authorization": "Bearer " + site["token"]}
+    try:
+        assert expect(inbox, "connect", 15)[1] == 0
+        assert lk.thing_update_tags({"vendor": "海康威视", "model": "DS-2CD", "batch": "2026-11"})[0] == 0
+        assert expect(inbox, "update", 10)[1] == 200
+        assert requests.get(api, headers=headers, timeout=10).json()["labels"] == {"vendor": "海康威视", "model": "DS-2CD", "batch": "2026-11"}
+
+        # One bad key refuses the whole request, naming it; the labels stay as they were.
+        assert lk.thing_update_tags({"model": "DS-3", "bad key": "x"})[0] == 0
+        refused = expect(inbox, "update", 10)
+        assert refused[1] == 460 and "attrKey" in refused[2], refused
+        assert lk.thing_remove_tags(["batch", "never-set"])[0] == 0
+        assert expect(inbox, "delete", 10)[1] == 200
+        assert requests.get(api, headers=headers, timeout=10).json()["labels"] == {"vendor": "海康威视", "model": "DS-2CD"}
+    finally:
+        lk.disconnect()
+        lk.destruct()

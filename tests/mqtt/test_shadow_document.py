@@ -79,6 +79,7 @@ def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(si
     lk.thing_setup(site["tsl"])
     lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
     lk.on_thing_shadow_get = lambda payload, userdata: inbox.put(("shadow", payload))
+    lk.on_thing_device_info_update = lambda request_id, code, data, message, userdata: inbox.put(("labels", code))
     lk.connect_async()
     path = f"/api/v1/devices/{pk}/{dn}/shadow/document"
     try:
@@ -119,11 +120,14 @@ def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(si
         document = api(site, path).json()
         assert document["version"] == 4 and document["state"] == got["payload"]["state"]
 
-        # And on the device's page in the console.
+        # And on the device's page in the console, beside the labels the gate states about itself.
+        assert lk.thing_update_tags({"vendor": "捷顺", "model": "JSKT"})[0] == 0
+        assert expect(inbox, "labels", 10)[1] == 200
         log_in(page, site["url"], "ops", "operations-password-1")
         page.get(f"{site['url']}/console/d/{pk}/{dn}")
         assert element(page, "#shadow-document-version").text.startswith("版本 Version 4")
         assert json.loads(page.find_element(By.ID, "shadow-document").text) == document["state"]
+        assert page.find_element(By.CSS_SELECTOR, "#labels .label[data-key='vendor']").text == "vendor 捷顺"
     finally:
         lk.disconnect()
         lk.destruct()
