@@ -213,6 +213,8 @@ public struct SubDeviceSignIn: Sendable, Equatable {
 public enum GatewayRequest: Equatable, Sendable {
     /// `/sys/{pk}/{dn}/thing/topo/add|delete|get`
     case topologyAdd, topologyDelete, topologyGet
+    /// `/sys/{pk}/{dn}/thing/sub/register`: the secrets of registered sub-devices, for a gateway.
+    case register
     /// `/ext/session/{pk}/{dn}/combine/login|batch_login|logout|batch_logout`
     case login(batch: Bool), logout(batch: Bool)
 
@@ -230,6 +232,9 @@ public enum GatewayRequest: Equatable, Sendable {
             case "get": return (pk, dn, .topologyGet)
             default: return nil
             }
+        }
+        if parts[1] == "sys", parts[4] == "thing", parts[5] == "sub", parts[6] == "register" {
+            return (String(parts[2]), String(parts[3]), .register)
         }
         if parts[1] == "ext", parts[2] == "session", parts[5] == "combine" {
             let gpk = String(parts[3]), gdn = String(parts[4])

@@ -40,6 +40,8 @@ extension API {
         var libraryKey: String?
         /// "device" or "gateway": a gateway's devices bring sub-devices in.
         var nodeType: NodeType
+        /// A gateway may ask for the secrets of this product's devices that never signed in.
+        var dynamicRegistration: Bool
         var devices: Int
         var properties: Int
         var events: Int
@@ -51,7 +53,8 @@ extension API {
 
     func view(_ product: Product, devices: Int, withTSL: Bool) -> ProductView {
         let model = product.thingModel
-        return ProductView(productKey: product.productKey, name: product.name, communityId: product.communityId, libraryKey: product.libraryKey, nodeType: product.nodeType, devices: devices,
+        return ProductView(productKey: product.productKey, name: product.name, communityId: product.communityId, libraryKey: product.libraryKey, nodeType: product.nodeType,
+                           dynamicRegistration: product.dynamicRegistration, devices: devices,
                            properties: model?.properties.count ?? 0,
                            // Counted without TSL's built-in property post event and set/get services.
                            events: model?.events.filter { $0.identifier != "post" }.count ?? 0,
@@ -66,7 +69,7 @@ extension API {
         return try JSON.response(["items": items])
     }
 
-    struct ProductInput: Decodable { var name: String?; var library: String?; var tsl: JSONValue?; var nodeType: String? }
+    struct ProductInput: Decodable { var name: String?; var library: String?; var tsl: JSONValue?; var nodeType: String?; var dynamicRegistration: Bool? }
 
     @Sendable func createProduct(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
@@ -107,7 +110,8 @@ extension API {
             nodeType = given
         }
         let product = Product(communityId: community.id, productKey: key, name: productName!, libraryKey: input.library,
-                              tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self), nodeType: nodeType)
+                              tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self), nodeType: nodeType,
+                              dynamicRegistration: input.dynamicRegistration ?? false)
         try await store.createProduct(product, actor: context.principal)
         return try JSON.response(view(product, devices: 0, withTSL: true), status: .created)
     }

@@ -141,6 +141,22 @@ extension DeviceGateway {
                 }
                 await answer(AlinkCode.success, "success", .array(detached.map(Self.identity)))
 
+            case .register:
+                let entries = try Self.entries(alink.params)
+                var subs: [(device: Device, secret: String)] = []
+                var faults: [SubDeviceFault] = []
+                for entry in entries {
+                    do { subs.append(try await checkRegistrable(entry, gateway: gateway)) } catch { faults.append(error) }
+                }
+                guard faults.isEmpty else { return await refuse(faults, answer) }
+                // A secret given out is a sensitive read: on the audit log, with the gateway as actor.
+                try await store.recordSecretsIssued(subs.map(\.device), to: gateway, actor: actor)
+                logger.info("sub-device secrets issued", metadata: ["gateway": "\(gateway.key)", "count": "\(subs.count)"])
+                await answer(AlinkCode.success, "success", .array(subs.map { sub in
+                    .object(["iotId": .string(sub.device.id), "productKey": .string(sub.device.productKey), "deviceName": .string(sub.device.deviceName),
+                             "deviceSecret": .string(sub.secret)])
+                }))
+
             case let .login(batch):
                 let entries: [JSONValue]
                 let method: String?
@@ -205,6 +221,27 @@ extension DeviceGateway {
         guard signIn.isFresh() else { throw fault(AlinkCode.unauthorized, "timestamp outside the allowed window") }
         if requireAttached, sub.gatewayId != gateway.id { throw fault(AlinkCode.notAttached, "not attached to this gateway (add its topology first)") }
         return sub
+    }
+
+    /// Checks one sub-device a gateway asks the secret of (Alink's sub-device registration): it
+    /// was registered in the gateway's community, its product allows this, it is enabled, and
+    /// it has never signed in, or is already this gateway's. A device that has been in use
+    /// elsewhere keeps its secret: asking for it must not be a way to take a device over.
+    private func checkRegistrable(_ entry: JSONValue, gateway: Device) async throws(SubDeviceFault) -> (device: Device, secret: String) {
+        let (pk, dn) = try Self.named(entry)
+        func fault(_ code: Int, _ message: String) -> SubDeviceFault { SubDeviceFault(productKey: pk, deviceName: dn, code: code, message: message) }
+        guard Device.key(pk, dn) != gateway.key else { throw fault(AlinkCode.attachSelf, "a gateway cannot be its own sub-device") }
+        guard let sub = try? await store.device(productKey: pk, deviceName: dn), sub.communityId == gateway.communityId,
+              let secret = try? store.deviceSecret(sub)
+        else { throw fault(AlinkCode.unknownDevice, "no such device; register it first (linli device create, or the import)") }
+        guard await product(for: pk)?.dynamicRegistration == true else {
+            throw fault(AlinkCode.unauthorized, "the product does not let gateways ask for its devices' secrets")
+        }
+        guard sub.status != .disabled else { throw fault(AlinkCode.deviceDisabled, "the device is disabled") }
+        guard sub.status == .inactive || sub.gatewayId == gateway.id else {
+            throw fault(AlinkCode.unauthorized, "the device has signed in before, not through this gateway; its secret is not given out again")
+        }
+        return (sub, secret)
     }
 
     /// A sub-device another gateway took over: its old gateway's connection no longer serves it.

@@ -374,7 +374,7 @@ public enum Migrations {
                 "ALTER TABLE devices ADD COLUMN person_id TEXT",
             ]
         },
-        Migration(version: 18, name: "shadow documents and device labels") { _ in
+        Migration(version: 18, name: "shadow documents") { _ in
             [
                 // Alibaba's device shadow: one free-form JSON document a device, beside its thing
                 // model's values. `version` is the document's own, checked on every change.
@@ -383,9 +383,15 @@ public enum Migrations {
                     device_id TEXT PRIMARY KEY REFERENCES devices(id), community_id TEXT NOT NULL,
                     document TEXT NOT NULL, version BIGINT NOT NULL, updated_at BIGINT NOT NULL)
                 """,
+            ]
+        },
+        Migration(version: 19, name: "device labels, sub-device registration") { _ in
+            [
                 // Labels a device states about itself (maker, model, batch), as a JSON object:
                 // Alink's device info, apart from the operator's tags.
                 "ALTER TABLE devices ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'",
+                // Whether a gateway may ask for the secrets of this product's devices.
+                "ALTER TABLE products ADD COLUMN dynamic_registration BOOLEAN NOT NULL DEFAULT FALSE",
             ]
         },
     ]

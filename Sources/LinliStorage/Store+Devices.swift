@@ -13,11 +13,15 @@ public struct Product: Codable, Sendable, Equatable {
     /// A device that connects by itself, or a gateway that may also bring sub-devices in.
     public var nodeType: NodeType
     public var createdAt: Millis
+    /// A gateway may ask for the secret of this product's registered devices that have never
+    /// signed in (Alink's sub-device registration), so their secrets need not be copied onto it.
+    public var dynamicRegistration: Bool
 
     public init(id: ID = newID(), communityId: ID, productKey: String, name: String, libraryKey: String?, tslJson: String,
-                nodeType: NodeType = .device, createdAt: Millis = nowMillis()) {
+                nodeType: NodeType = .device, createdAt: Millis = nowMillis(), dynamicRegistration: Bool = false) {
         self.id = id; self.communityId = communityId; self.productKey = productKey; self.name = name
         self.libraryKey = libraryKey; self.tslJson = tslJson; self.nodeType = nodeType; self.createdAt = createdAt
+        self.dynamicRegistration = dynamicRegistration
     }
 
     /// Eleven characters like Alibaba IoT's ProductKeys: letters and digits.
@@ -289,6 +293,18 @@ extension Store {
     }
 
     public func deviceSecret(_ device: Device) throws -> String { try cipher.decrypt(device.secretCipher) }
+
+    /// Records that devices' secrets were given to a gateway (sub-device registration): who
+    /// holds a secret is a security question, so each is on the audit log.
+    public func recordSecretsIssued(_ devices: [Device], to gateway: Device, actor: Principal) async throws {
+        guard !devices.isEmpty else { return }
+        try await write { db in
+            for device in devices {
+                try await AuditLog.record(db, actor: actor, action: "device.secret.issued", subjectType: "device", subjectId: device.id,
+                                          communityId: device.communityId, after: ["gateway": "\(gateway.productKey)/\(gateway.deviceName)"])
+            }
+        }
+    }
 
     /// Online and offline transitions are domain events; the rules of a later issue watch them.
     /// A disabled device stays disabled when its last connection ends. Returns once the change is

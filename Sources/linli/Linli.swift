@@ -389,6 +389,8 @@ struct Products: AsyncParsableCommand {
         @Option var name: String?
         @Option(name: .customLong("node-type"), help: "device or gateway (a gateway brings sub-devices in); default: the library entry's, else device.")
         var nodeType: String?
+        @Flag(name: .customLong("dynamic-registration"), help: "Gateways may ask for the secrets of this product's devices that never signed in.")
+        var dynamicRegistration = false
 
         func validate() throws {
             if (library == nil) == (tsl == nil) { throw ValidationError("give exactly one of --library or --tsl") }
@@ -413,7 +415,7 @@ struct Products: AsyncParsableCommand {
                 let home = try await resolveCommunity(community, store: store)
                 let type = nodeType.flatMap(NodeType.init(rawValue:)) ?? (library.flatMap(ProductLibrary.entry)?.isGateway == true ? .gateway : .device)
                 try await store.createProduct(Product(communityId: home.id, productKey: key, name: productName ?? key, libraryKey: library, tslJson: tslJson,
-                                                      nodeType: type), actor: cli)
+                                                      nodeType: type, dynamicRegistration: dynamicRegistration), actor: cli)
             }
             say(key)
         }

@@ -95,6 +95,8 @@ struct AlinkTests {
         #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/topo/add")! == ("a1Gw", "gw-1", .topologyAdd))
         #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/topo/delete")! == ("a1Gw", "gw-1", .topologyDelete))
         #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/topo/get")! == ("a1Gw", "gw-1", .topologyGet))
+        #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/sub/register")! == ("a1Gw", "gw-1", .register))
+        #expect(GatewayRequest.parse("/sys/a1Gw/gw-1/thing/sub/unregister") == nil)
         #expect(GatewayRequest.parse("/ext/session/a1Gw/gw-1/combine/login")! == ("a1Gw", "gw-1", .login(batch: false)))
         #expect(GatewayRequest.parse("/ext/session/a1Gw/gw-1/combine/batch_login")! == ("a1Gw", "gw-1", .login(batch: true)))
         #expect(GatewayRequest.parse("/ext/session/a1Gw/gw-1/combine/batch_logout")! == ("a1Gw", "gw-1", .logout(batch: true)))

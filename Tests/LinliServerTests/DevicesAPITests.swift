@@ -200,7 +200,10 @@ struct DevicesAPITests {
         try await withApp { client, fixture in
             let c = fixture.community.id
             let staff = APIUser(client, fixture, as: "staff")
-            let pk = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "barrier_gate"], expect: .created)["productKey"] as? String)
+            let product = try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "barrier_gate", "dynamicRegistration": true], expect: .created)
+            #expect(product["dynamicRegistration"] as? Bool == true, "gateways may ask for this product's secrets")
+            let pk = try #require(product["productKey"] as? String)
+            #expect(try await staff.call("/api/v1/products/\(pk)")["dynamicRegistration"] as? Bool == true)
             try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "gate-1"], expect: .created)
             let path = "/api/v1/devices/\(pk)/gate-1/shadow/document"
 

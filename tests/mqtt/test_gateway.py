@@ -43,6 +43,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     gateway_product = run("product", "create", "--data", str(data), "--library", "protocol_gateway").stdout.strip().splitlines()[-1]
     smoke_product = run("product", "create", "--data", str(data), "--library", "smoke_detector").stdout.strip().splitlines()[-1]
     sensor_product = run("product", "create", "--data", str(data), "--library", "environment_sensor").stdout.strip().splitlines()[-1]
+    door_product = run("product", "create", "--data", str(data), "--library", "door_contact", "--dynamic-registration").stdout.strip().splitlines()[-1]
     tsl = work / "gateway.json"
     tsl.write_text(run("product", "tsl", "--data", str(data), "--product-key", gateway_product).stdout)
     site = {
@@ -55,6 +56,10 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         "gateway3": create_device(data, gateway_product, "gw-3"),
         "smoke4": create_device(data, smoke_product, "smoke-4"),
         "smoke5": create_device(data, smoke_product, "smoke-5"),
+        "gateway4": create_device(data, gateway_product, "gw-4"),
+        "door1": create_device(data, door_product, "door-1"),
+        "door2": create_device(data, door_product, "door-2"),
+        "doorUsed": create_device(data, door_product, "door-used"),
         "tsl": str(tsl),
         "token": token,
     }
@@ -345,3 +350,61 @@ def test_a_gateway_posts_for_itself_and_its_sub_devices_in_one_pack(site: dict):
         c.disconnect()
         c.loop_stop()
 
+
+
+def test_a_gateway_asks_for_the_secrets_of_sub_devices_registered_for_it(site: dict):
+    """Alink's sub-device registration (Link Kit's gateway_register_subdev): the operator registers
+    the names and lets the product's devices be registered this way; the gateway gets their
+    secrets, attaches and signs them in, and no secret of a device in use elsewhere is given out."""
+    gpk, gdn, gsecret = site["gateway4"]
+    dpk, d1, secret1 = site["door1"]
+    _, d2, secret2 = site["door2"]
+    # A door contact that has signed in by itself: in use, not the gateway's to take.
+    used, used_inbox = alink_device(site, site["doorUsed"])
+    assert expect(used_inbox, "connack")[1] == 0
+    used.loop_stop()
+    used.disconnect()
+    inbox: queue.Queue = queue.Queue()
+    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=gpk, device_name=gdn, device_secret=gsecret)
+    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
+    lk.thing_setup(site["tsl"])
+    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk.on_gateway_register_subdev_reply = lambda rid, code, data, message, ud: inbox.put(("register", code, data, message))
+    lk.on_gateway_add_subdev_topo_reply = lambda rid, code, data, message, ud: inbox.put(("topo_add", code, data, message))
+    lk.on_gateway_login_subdev_reply = lambda rid, code, data, message, ud: inbox.put(("login", code, data, message))
+    lk.connect_async()
+    try:
+        assert expect(inbox, "connect", 15)[1] == 0
+        assert lk.gateway_register_subdev([[dpk, d1], [dpk, d2]])[0] == 0
+        registered = expect(inbox, "register", 15)
+        assert registered[1] == 200, registered
+        secrets = {d["deviceName"]: d["deviceSecret"] for d in registered[2]}
+        assert secrets == {d1: secret1, d2: secret2}
+        assert all(d["iotId"] == device_view(site, site["door1" if d["deviceName"] == d1 else "door2"])["id"] for d in registered[2])
+
+        # With the secrets it got, the gateway attaches them and signs one in.
+        assert lk.gateway_add_subdev_topo([[dpk, d1, secrets[d1]], [dpk, d2, secrets[d2]]])[0] == 0
+        assert expect(inbox, "topo_add", 15)[1] == 200
+        assert lk.gateway_login_subdev([[dpk, d1, secrets[d1]]])[0] == 0
+        assert expect(inbox, "login", 15)[1] == 200
+        wait_for(lambda: device_view(site, site["door1"])["status"] == "online")
+        # Asking again for its own sub-device is answered (a gateway that lost its store).
+        assert lk.gateway_register_subdev([[dpk, d1]])[0] == 0
+        assert expect(inbox, "register", 15)[1] == 200
+
+        # Refused, whole: a product that does not allow it, an unknown name, a device in use elsewhere.
+        spk, sdn, _ = site["smoke5"]
+        for entries, code in [([[spk, sdn]], 401), ([[dpk, "door-404"]], 6100), ([[dpk, "door-used"]], 401), ([[dpk, d2], [gpk, gdn]], 6402)]:
+            assert lk.gateway_register_subdev(entries)[0] == 0
+            refused = expect(inbox, "register", 15)
+            assert refused[1] == code and not any("deviceSecret" in d for d in refused[2]), (entries, refused)
+    finally:
+        lk.disconnect()
+        lk.destroy()
+    # Each secret given out is on the audit log, with the gateway as the actor.
+    audit = api(site, "GET", "/audit", params={"subjectId": device_view(site, site["door1"])["id"], "action": "device.secret.issued"})
+    assert audit.status_code == 200, audit.text
+    entries = audit.json()["items"]
+    assert len(entries) == 2 and all(e["actorName"] == f"gateway {gpk}/{gdn}" for e in entries)
+    product = api(site, "GET", f"/products/{dpk}").json()
+    assert product["dynamicRegistration"] is True
