@@ -104,17 +104,22 @@ public struct AlinkSignIn: Sendable, Equatable {
     }
 
     /// The topics a device may use: its own system topics and its own custom topics.
-    public var policy: TopicPolicy {
+    public var policy: TopicPolicy { Self.policy(productKey: productKey, deviceName: deviceName) }
+
+    /// The topics a device may use, named by its product key and device name.
+    public static func policy(productKey: String, deviceName: String) -> TopicPolicy {
         let own = Self.ownTopics(productKey: productKey, deviceName: deviceName)
         // Firmware: the device tells its version on inform and listens for upgrades. A gateway
         // brings sub-devices online on its session topics (refused unless its product is a gateway).
-        // A device without a clock asks for the time on its NTP topics. Its shadow document is
-        // asked for and changed on one topic and answered on another.
+        // A device without a clock asks for the time on its NTP topics. It answers calls to its
+        // sync services on their RRPC topics. Its shadow document is asked for and changed on one
+        // topic and answered on another.
         let session = "/ext/session/\(productKey)/\(deviceName)/#"
+        let rrpc = AlinkRRPC.policy(productKey: productKey, deviceName: deviceName)
         return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", session, AlinkTime.requestTopic(productKey, deviceName),
-                                           AlinkShadow.updateTopic(productKey, deviceName)],
+                                           AlinkShadow.updateTopic(productKey, deviceName)] + rrpc.publish,
                            subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)", session, AlinkTime.responseTopic(productKey, deviceName),
-                                             AlinkShadow.getTopic(productKey, deviceName)])
+                                             AlinkShadow.getTopic(productKey, deviceName)] + rrpc.subscribe)
     }
 
     /// A device's system and custom topics, which a gateway also uses for the sub-devices it serves.
@@ -154,6 +159,56 @@ public enum AlinkTime {
         }
         return Array(JSONValue.object(answer).serialized())
     }
+}
+
+/// Alibaba's RRPC, which is how a thing model's `sync` service is called: the platform publishes the
+/// Alink request on `/ext/rrpc/{messageId}/sys/{pk}/{dn}/thing/service/{identifier}` and the device
+/// publishes its Alink reply on that same topic. The messageId in the topic pairs the two, and
+/// Alibaba waits for the reply at most 8 s. (An `async` service goes on `/sys/…/thing/service/{identifier}`
+/// and is answered on `…_reply`.)
+public enum AlinkRRPC {
+    /// The longest a sync call waits for its reply, as on Alibaba's platform: the device answers
+    /// while the caller is still there, or the call has failed.
+    public static let longestWait: Duration = .seconds(8)
+
+    /// Where a sync call to a device's service goes, and where its reply comes back.
+    public static func serviceTopic(messageId: String, productKey: String, deviceName: String, identifier: String) -> String {
+        "/ext/rrpc/\(messageId)/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)"
+    }
+
+    /// The call a service's RRPC topic names; nil for any other topic. The messageId is digits, as
+    /// Alibaba's and Linli's are; the other levels are written out, not wildcards.
+    public static func parseService(_ topic: String) -> (messageId: String, productKey: String, deviceName: String, identifier: String)? {
+        guard topic.hasPrefix(prefix) else { return nil }
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 10, parts[4] == "sys", parts[7] == "thing", parts[8] == "service" else { return nil }
+        let messageId = parts[3]
+        guard !messageId.isEmpty, messageId.utf8.count <= 32, messageId.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        for level in [parts[5], parts[6], parts[9]] where level.isEmpty || level.contains(where: { $0 == "+" || $0 == "#" }) { return nil }
+        return (String(messageId), String(parts[5]), String(parts[6]), String(parts[9]))
+    }
+
+    /// The device whose RRPC topics a topic or subscription filter is under (`/ext/rrpc/{x}/sys/{pk}/{dn}/…`),
+    /// with its key and name written out; nil otherwise. Says nothing of what the rest may be: that
+    /// is the device's `policy`.
+    public static func device(in topic: String) -> (productKey: String, deviceName: String)? {
+        guard topic.hasPrefix(prefix) else { return nil }
+        let parts = topic.split(separator: "/", maxSplits: 7, omittingEmptySubsequences: false)
+        guard parts.count >= 7, parts[4] == "sys" else { return nil }
+        let (pk, dn) = (parts[5], parts[6])
+        guard !pk.isEmpty, !dn.isEmpty, !pk.contains(where: { $0 == "+" || $0 == "#" }), !dn.contains(where: { $0 == "+" || $0 == "#" }) else { return nil }
+        return (String(pk), String(dn))
+    }
+
+    /// What a device may do with its own RRPC topics: answer any call to one of its services, and
+    /// subscribe to its calls (the C SDK subscribes to `/ext/rrpc/+/sys/{pk}/{dn}/thing/service/+`).
+    /// A gateway may do the same for the sub-devices attached to it.
+    public static func policy(productKey: String, deviceName: String) -> TopicPolicy {
+        TopicPolicy(publish: ["\(prefix)+/sys/\(productKey)/\(deviceName)/thing/service/+"],
+                    subscribe: ["\(prefix)+/sys/\(productKey)/\(deviceName)/#"])
+    }
+
+    private static let prefix = "/ext/rrpc/"
 }
 
 /// A sub-device's credentials as a gateway presents them in `thing.topo.add` and in a sub-device

@@ -657,7 +657,9 @@ struct API {
             case let .unknownService(name): throw Problem.notFound("service \(name)")
             case let .invalid(faults): throw Problem.invalid(faults.map { FieldIssue("params.\($0.path)", $0.reason) })
             case .noThingModel: throw Problem.conflict("device", "its product has no thing model")
-            case .timedOut: throw Problem(.gatewayTimeout, type: "device-timeout", title: "The device did not reply in time", detail: "No reply within \(timeout) s.")
+            case let .timedOut(waited):
+                // A sync service waits at most 8 s, whatever was asked: the detail says how long it was.
+                throw Problem(.gatewayTimeout, type: "device-timeout", title: "The device did not reply in time", detail: "No reply within \(waited.components.seconds) s.")
             }
         }
         try await store.write { db in

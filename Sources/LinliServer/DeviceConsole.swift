@@ -146,7 +146,7 @@ extension WebConsole {
             case let .unknownService(name): return try await fail("No service \(name) in the thing model", .unprocessableContent)
             case let .invalid(faults): return try await fail(faults.map { "params.\($0.path): \($0.reason)" }.joined(separator: "; "), .unprocessableContent)
             case .noThingModel: return try await fail("The product has no thing model", .conflict)
-            case .timedOut: return try await fail("The device did not reply within 10 s", .gatewayTimeout)
+            case let .timedOut(waited): return try await fail("The device did not reply within \(waited.components.seconds) s", .gatewayTimeout)
             }
         }
         let replyText = String(decoding: reply.serialized(), as: UTF8.self)

@@ -22,8 +22,14 @@ public final class DeviceGateway: Sendable {
     private let products = Mutex<[String: Product]>([:])
     private let models = Mutex<[String: ThingModel]>([:])
     /// Commands sent to devices and waiting for their reply, by `{pk}/{dn}/{request id}`.
-    private let pending = Mutex<[String: CheckedContinuation<CommandOutcome, Never>]>([:])
+    private let pending = Mutex<[String: WaitingCommand]>([:])
     private enum CommandOutcome { case replied(JSONValue), timedOut, deviceLeft }
+    private struct WaitingCommand {
+        let continuation: CheckedContinuation<CommandOutcome, Never>
+        /// A sync service call's RRPC topic, the only place its reply is taken from (as on
+        /// Alibaba's platform); nil for a command answered on its `…_reply` topic.
+        let rrpcTopic: String?
+    }
     private let nextRequestId = Atomic<Int>(1)
 
     /// Makes what devices report durable before they are acknowledged.
@@ -126,7 +132,7 @@ public final class DeviceGateway: Sendable {
             let keys = pending.keys.filter { $0.hasPrefix(prefix) }
             return keys.compactMap { pending.removeValue(forKey: $0) }
         }
-        for waiting in orphaned { waiting.resume(returning: .deviceLeft) }
+        for waiting in orphaned { waiting.continuation.resume(returning: .deviceLeft) }
         do {
             try await store.setDeviceStatus(device, .offline)
         } catch {
@@ -256,6 +262,19 @@ public final class DeviceGateway: Sendable {
             try await handle(request, from: session, topic: message.topic, payload: Data(message.payload.readableBytesView))
             return .done
         }
+        if let call = AlinkRRPC.parseService(message.topic) {
+            // A reply to a sync service call, on the call's own topic: taken as a `…_reply` is, from
+            // the device or the gateway it is signed in through, and it counts as the device seen.
+            guard let device = Self.device(call.productKey, call.deviceName, speakingThrough: session) else { return .done }
+            // The messageId in the topic pairs it with its call; a payload that is not a JSON object
+            // is no Alink reply, and its caller times out.
+            if let reply = JSONValue.parse(Data(message.payload.readableBytesView)), case .object = reply {
+                resolve(productKey: call.productKey, deviceName: call.deviceName, id: call.messageId, rrpcTopic: message.topic, reply: reply)
+            }
+            let stored = telemetry.enqueue(DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
+                                                        deviceName: device.deviceName, receivedAt: nowMillis(), content: .seen))
+            return .whenDone(of: StoredReport(receipt: stored))
+        }
         if let (pk, dn) = AlinkTime.parseRequest(message.topic) {
             // Only a device's own connection may ask (its policy allows no other device's topic).
             guard session.device.key == Device.key(pk, dn) else { return .done }
@@ -294,7 +313,9 @@ public final class DeviceGateway: Sendable {
             }
             return await packPost(from: session, message: message)
         case .propertySetReply, .serviceReply:
-            resolve(productKey: pk, deviceName: dn, payload: payload)
+            if let reply = JSONValue.parse(payload), let id = Self.requestId(of: reply) {
+                resolve(productKey: pk, deviceName: dn, id: id, rrpcTopic: nil, reply: reply)
+            }
             let stored = telemetry.enqueue(report(.seen))
             return .whenDone(of: StoredReport(receipt: stored))
         case .desiredGet, .desiredDelete:
@@ -565,14 +586,19 @@ public final class DeviceGateway: Sendable {
         case unknownService(String)
         case invalid([ValueError])
         case noThingModel
-        case timedOut
+        /// No reply within `after`: the caller's timeout, or for a sync service the shorter `AlinkRRPC.longestWait`.
+        case timedOut(after: Duration)
     }
 
     /// Sends a property set or a service call to a connected device and waits for its reply
     /// (correlated by request id) up to `timeout`. Values are checked against the thing model first.
+    /// A `sync` service is called over RRPC, as Alibaba's platform calls it, and waits at most
+    /// `AlinkRRPC.longestWait`; an `async` one and a property set go on their `/sys/…` topics.
     public func send(_ command: Command, productKey: String, deviceName: String, timeout: Duration) async throws(CommandFailure) -> JSONValue {
         guard let model = await model(for: productKey) else { throw .noThingModel }
         let topic: String, method: String, params: JSONValue
+        /// The service a sync call is for; nil for a command answered on its `…_reply`.
+        var syncService: String?
         switch command {
         case let .setProperties(values):
             let faults = model.validateProperties(values, writing: true)
@@ -585,37 +611,51 @@ public final class DeviceGateway: Sendable {
             if !faults.isEmpty { throw .invalid(faults) }
             (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)", service.method,
                                        model.normalized(values, fields: service.inputData))
+            if service.callType == .sync { syncService = identifier }
         }
         guard let clientId = clientId(productKey: productKey, deviceName: deviceName), let broker = broker.withLock({ $0 })
         else { throw .offline }
         let id = String(nextRequestId.add(1, ordering: .relaxed).oldValue)
+        // The request id, unique in this run, is also a sync call's RRPC messageId: one number pairs
+        // the reply with its call whichever of the two the device goes by.
+        let rrpcTopic = syncService.map { AlinkRRPC.serviceTopic(messageId: id, productKey: productKey, deviceName: deviceName, identifier: $0) }
+        let wait = rrpcTopic == nil ? timeout : min(timeout, AlinkRRPC.longestWait)
         let key = "\(productKey)/\(deviceName)/\(id)"
         let request = JSONValue.object(["id": .string(id), "version": .string("1.0"), "params": params, "method": .string(method)]).serialized()
         let outcome: CommandOutcome = await withCheckedContinuation { continuation in
-            pending.withLock { $0[key] = continuation }
+            pending.withLock { $0[key] = WaitingCommand(continuation: continuation, rrpcTopic: rrpcTopic) }
             Task {
-                await broker.send(Publish(topic: topic, payload: ByteBuffer(bytes: request), qos: .atMostOnce), to: clientId)
-                try? await Task.sleep(for: timeout)
-                self.pending.withLock { $0.removeValue(forKey: key) }?.resume(returning: .timedOut)
+                await broker.send(Publish(topic: rrpcTopic ?? topic, payload: ByteBuffer(bytes: request), qos: .atMostOnce), to: clientId)
+                try? await Task.sleep(for: wait)
+                self.pending.withLock { $0.removeValue(forKey: key) }?.continuation.resume(returning: .timedOut)
             }
         }
         switch outcome {
         case let .replied(reply): return reply
-        case .timedOut: throw .timedOut
+        case .timedOut: throw .timedOut(after: wait)
         case .deviceLeft: throw .offline
         }
     }
 
-    /// A device's reply to a command: hands it to the waiting caller, if any is still waiting.
-    private func resolve(productKey: String, deviceName: String, payload: Data) {
-        guard let reply = JSONValue.parse(payload) else { return }
-        let id: String
+    /// The request id an Alink reply names, as text; nil when it names none.
+    private static func requestId(of reply: JSONValue) -> String? {
         switch reply["id"] {
-        case let .string(s)?: id = s
-        case let .int(i)?: id = String(i)
-        default: return
+        case let .string(s)?: s
+        case let .int(i)?: String(i)
+        default: nil
         }
-        pending.withLock { $0.removeValue(forKey: "\(productKey)/\(deviceName)/\(id)") }?.resume(returning: .replied(reply))
+    }
+
+    /// A device's reply to a command: hands it to the waiting caller, if one is still waiting for
+    /// a reply where this one came (`rrpcTopic`: the sync call's topic it came on; nil for a
+    /// `…_reply`). A reply for nothing waiting, or waiting elsewhere, is dropped.
+    private func resolve(productKey: String, deviceName: String, id: String, rrpcTopic: String?, reply: JSONValue) {
+        let key = "\(productKey)/\(deviceName)/\(id)"
+        let waiting = pending.withLock { pending -> WaitingCommand? in
+            guard let waiting = pending[key], waiting.rrpcTopic == rrpcTopic else { return nil }
+            return pending.removeValue(forKey: key)
+        }
+        waiting?.continuation.resume(returning: .replied(reply))
     }
 
     /// Checks a post against the product's thing model: the reply to send, what to store (the

@@ -60,6 +60,15 @@ final class DeviceSession: Sendable {
         let key = Device.key(String(pk), String(dn))
         return state.withLock { $0.attached.contains(key) }
     }
+
+    /// Whether a topic (`publishing`) or a subscription filter is an attached sub-device's RRPC
+    /// topic that the sub-device's own connection could use: the gateway answers the sub-device's
+    /// sync service calls on their topics, as the sub-device would.
+    func servesRRPC(_ topic: String, publishing: Bool) -> Bool {
+        guard let (pk, dn) = AlinkRRPC.device(in: topic), state.withLock({ $0.attached.contains(Device.key(pk, dn)) }) else { return false }
+        let policy = AlinkRRPC.policy(productKey: pk, deviceName: dn)
+        return publishing ? policy.mayPublish(to: topic) : policy.maySubscribe(to: topic)
+    }
 }
 
 /// A gateway's connection may use its own topics and those of the sub-devices attached to it.
@@ -69,8 +78,12 @@ struct GatewayPolicy: MQTTClientPolicy {
     let own: TopicPolicy
     let session: DeviceSession
 
-    func mayPublish(to topic: String) -> Bool { own.mayPublish(to: topic) || session.servesTopic(topic) }
-    func maySubscribe(to filter: String) -> Bool { own.maySubscribe(to: filter) || session.servesTopic(filter) }
+    func mayPublish(to topic: String) -> Bool {
+        own.mayPublish(to: topic) || session.servesTopic(topic) || session.servesRRPC(topic, publishing: true)
+    }
+    func maySubscribe(to filter: String) -> Bool {
+        own.maySubscribe(to: filter) || session.servesTopic(filter) || session.servesRRPC(filter, publishing: false)
+    }
 }
 
 extension DeviceGateway {

@@ -139,6 +139,54 @@ struct AlinkTests {
         #expect(!policy.mayPublish(to: "/ext/session/a1Test/door-2/combine/login"))
     }
 
+    @Test func syncServiceCallsAreReadFromTheirRRPCTopics() throws {
+        let topic = AlinkRRPC.serviceTopic(messageId: "1234567890123", productKey: "a1Test", deviceName: "door-1", identifier: "Unlock")
+        #expect(topic == "/ext/rrpc/1234567890123/sys/a1Test/door-1/thing/service/Unlock")
+        let call = try #require(AlinkRRPC.parseService(topic))
+        #expect(call.messageId == "1234567890123" && call.productKey == "a1Test" && call.deviceName == "door-1" && call.identifier == "Unlock")
+        let unicode = try #require(AlinkRRPC.parseService("/ext/rrpc/7/sys/pk/门-1/thing/service/Open"))
+        #expect(unicode.deviceName == "门-1" && unicode.identifier == "Open")
+        for other in ["/sys/a1Test/door-1/thing/service/Unlock", "/sys/a1Test/door-1/thing/service/Unlock_reply",
+                      "/ext/rrpc//sys/a1Test/door-1/thing/service/Unlock", "/ext/rrpc/12a/sys/a1Test/door-1/thing/service/Unlock",
+                      "/ext/rrpc/+/sys/a1Test/door-1/thing/service/Unlock", "/ext/rrpc/1/sys/+/door-1/thing/service/Unlock",
+                      "/ext/rrpc/1/sys/a1Test//thing/service/Unlock", "/ext/rrpc/1/sys/a1Test/door-1/thing/service/",
+                      "/ext/rrpc/1/sys/a1Test/door-1/thing/service/+", "/ext/rrpc/1/sys/a1Test/door-1/thing/service/property/set",
+                      "/ext/rrpc/1/sys/a1Test/door-1/thing/model/down_raw", "/ext/rrpc/1/ext/a1Test/door-1/thing/service/Unlock",
+                      "/ext/rrpc/1/sys/a1Test/door-1/thing/event/Unlock", "/ext/rrpc/1", "/ext/rrpc/", "ext/rrpc/1/sys/a1Test/door-1/thing/service/Unlock",
+                      "/ext/rrpc/\(String(repeating: "9", count: 33))/sys/a1Test/door-1/thing/service/Unlock", ""] {
+            #expect(AlinkRRPC.parseService(other) == nil, "\(other)")
+        }
+        // The call topic is no device system topic: it must not read as a post or a `…_reply`.
+        #expect(AlinkTopic.parse(topic) == nil)
+        #expect(GatewayRequest.parse(topic) == nil)
+        #expect(AlinkRRPC.device(in: "/ext/rrpc/+/sys/a1Sub/sub-1/#")! == ("a1Sub", "sub-1"))
+        #expect(AlinkRRPC.device(in: topic)! == ("a1Test", "door-1"))
+        for other in ["/ext/rrpc/+/sys/+/sub-1/#", "/ext/rrpc/+/sys/a1Sub/#", "/ext/rrpc/+/#", "/ext/rrpc/1/ext/a1Sub/sub-1/x", "/sys/a1Sub/sub-1/#"] {
+            #expect(AlinkRRPC.device(in: other) == nil, "\(other)")
+        }
+    }
+
+    @Test func aDeviceAnswersOnlyItsOwnRRPCCalls() throws {
+        let policy = try #require(AlinkSignIn(Self.connect(secret: "s"))).policy
+        #expect(policy.mayPublish(to: "/ext/rrpc/42/sys/a1Test/door-1/thing/service/Unlock"))
+        #expect(policy.maySubscribe(to: "/ext/rrpc/+/sys/a1Test/door-1/thing/service/+"))
+        #expect(policy.maySubscribe(to: "/ext/rrpc/+/sys/a1Test/door-1/#"))
+        // Another device's calls, and the RRPC tree at large, stay closed.
+        #expect(!policy.mayPublish(to: "/ext/rrpc/42/sys/a1Test/door-2/thing/service/Unlock"))
+        #expect(!policy.mayPublish(to: "/ext/rrpc/42/sys/a1Other/door-1/thing/service/Unlock"))
+        #expect(!policy.maySubscribe(to: "/ext/rrpc/+/sys/a1Test/door-2/#"))
+        #expect(!policy.maySubscribe(to: "/ext/rrpc/+/sys/+/+/thing/service/+"))
+        #expect(!policy.maySubscribe(to: "/ext/rrpc/+/#"))
+        #expect(!policy.maySubscribe(to: "/ext/rrpc/#"))
+        // Only answers to service calls are published there.
+        #expect(!policy.mayPublish(to: "/ext/rrpc/42/sys/a1Test/door-1/thing/event/property/post"))
+        #expect(!policy.mayPublish(to: "/ext/rrpc/42/sys/a1Test/door-1/thing/service/property/set"))
+        #expect(!policy.mayPublish(to: "/ext/rrpc/42/a1Test/door-1/user/x"))
+        let subDevice = AlinkRRPC.policy(productKey: "a1Sub", deviceName: "sub-1")
+        #expect(subDevice.mayPublish(to: "/ext/rrpc/9/sys/a1Sub/sub-1/thing/service/Open"))
+        #expect(!subDevice.mayPublish(to: "/ext/rrpc/9/sys/a1Test/door-1/thing/service/Open"))
+    }
+
     @Test func desiredTopicsAreKnown() {
         #expect(AlinkTopic.parse("/sys/a1Test/door-1/thing/property/desired/get")?.kind == .desiredGet)
         #expect(AlinkTopic.parse("/sys/a1Test/door-1/thing/property/desired/delete")?.kind == .desiredDelete)

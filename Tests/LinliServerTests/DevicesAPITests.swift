@@ -2,8 +2,10 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import LinliAlink
 import LinliCore
 import LinliThings
+import Synchronization
 import Testing
 @testable import LinliServer
 @testable import LinliStorage
@@ -300,6 +302,34 @@ struct DevicesAPITests {
             let short = try await staff.call("/api/v1/devices/\(pk)/smoke-4")
             #expect(short["nickname"] as? String == "" && short["location"] as? String == "")
         }
+    }
+}
+
+@Suite("Device gateway: what a gateway may use")
+struct GatewayPolicyTests {
+    static func device(_ productKey: String, _ deviceName: String) -> Device {
+        Device(id: deviceName, communityId: "c", productId: productKey, productKey: productKey, deviceName: deviceName, nickname: "", secretCipher: "",
+               status: .online, location: "", tags: "[]", firmware: "", createdAt: 0)
+    }
+
+    /// A gateway answers its attached sub-devices' sync calls on their RRPC topics, as the
+    /// sub-device itself would; the RRPC topics of any other device stay closed to it.
+    @Test func aGatewayAnswersSyncCallsForItsAttachedSubDevicesOnly() {
+        let session = DeviceSession(clientId: "gw-1", device: Self.device("a1Gw", "gw-1"), isGateway: true)
+        session.state.withLock { $0.attached = ["a1Smoke/smoke-1"] }
+        let policy = GatewayPolicy(own: AlinkSignIn.policy(productKey: "a1Gw", deviceName: "gw-1"), session: session)
+        #expect(policy.mayPublish(to: "/ext/rrpc/17/sys/a1Gw/gw-1/thing/service/Reboot"), "its own calls")
+        #expect(policy.mayPublish(to: "/ext/rrpc/18/sys/a1Smoke/smoke-1/thing/service/Mute"))
+        #expect(policy.maySubscribe(to: "/ext/rrpc/+/sys/a1Smoke/smoke-1/thing/service/+"))
+        #expect(policy.maySubscribe(to: "/ext/rrpc/+/sys/a1Smoke/smoke-1/#"))
+        #expect(!policy.mayPublish(to: "/ext/rrpc/18/sys/a1Smoke/smoke-2/thing/service/Mute"), "not attached")
+        #expect(!policy.maySubscribe(to: "/ext/rrpc/+/sys/a1Smoke/smoke-2/#"))
+        #expect(!policy.maySubscribe(to: "/ext/rrpc/+/sys/a1Smoke/+/#"))
+        #expect(!policy.maySubscribe(to: "/ext/rrpc/+/#"))
+        #expect(!policy.mayPublish(to: "/ext/rrpc/18/sys/a1Smoke/smoke-1/thing/event/property/post"), "only answers to service calls")
+        #expect(!policy.mayPublish(to: "/ext/rrpc/18/sys/a1Smoke/smoke-1/thing/service/property/set"))
+        session.state.withLock { $0.attached = [] }
+        #expect(!policy.mayPublish(to: "/ext/rrpc/18/sys/a1Smoke/smoke-1/thing/service/Mute"), "detached")
     }
 }
 
