@@ -109,14 +109,16 @@ public struct AlinkSignIn: Sendable, Equatable {
     /// The topics a device may use, named by its product key and device name.
     public static func policy(productKey: String, deviceName: String) -> TopicPolicy {
         let own = Self.ownTopics(productKey: productKey, deviceName: deviceName)
-        // Firmware: the device tells its version on inform and listens for upgrades. A gateway
+        // Firmware: the device tells its version on inform, listens for upgrades and reports how
+        // far one got. A gateway
         // brings sub-devices online on its session topics (refused unless its product is a gateway).
         // A device without a clock asks for the time on its NTP topics. It answers calls to its
         // sync services on their RRPC topics. Its shadow document is asked for and changed on one
         // topic and answered on another.
         let session = "/ext/session/\(productKey)/\(deviceName)/#"
         let rrpc = AlinkRRPC.policy(productKey: productKey, deviceName: deviceName)
-        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", session, AlinkTime.requestTopic(productKey, deviceName),
+        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", AlinkOTA.progressTopic(productKey, deviceName),
+                                           session, AlinkTime.requestTopic(productKey, deviceName),
                                            AlinkShadow.updateTopic(productKey, deviceName)] + rrpc.publish,
                            subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)", session, AlinkTime.responseTopic(productKey, deviceName),
                                              AlinkShadow.getTopic(productKey, deviceName)] + rrpc.subscribe)
@@ -321,6 +323,10 @@ public enum AlinkTopic: Equatable, Sendable {
     case desiredDelete
     /// `/ota/device/inform/{pk}/{dn}`: the device's firmware version.
     case firmwareInform
+    /// `/ota/device/progress/{pk}/{dn}`: how far an upgrade got.
+    case firmwareProgress
+    /// `thing/ota/firmware/get`: the device asks whether a package waits for it.
+    case firmwareGet
     /// `thing/deviceinfo/update` and `…/delete`: labels the device states about itself.
     case labelsUpdate
     case labelsDelete
@@ -339,8 +345,8 @@ public enum AlinkTopic: Equatable, Sendable {
             }
         }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
-        if parts.count == 6, parts[0].isEmpty, parts[1] == "ota", parts[2] == "device", parts[3] == "inform" {
-            return (String(parts[4]), String(parts[5]), .firmwareInform)
+        if parts.count == 6, parts[0].isEmpty, parts[1] == "ota", parts[2] == "device", parts[3] == "inform" || parts[3] == "progress" {
+            return (String(parts[4]), String(parts[5]), parts[3] == "inform" ? .firmwareInform : .firmwareProgress)
         }
         guard parts.count >= 5, parts[0].isEmpty, parts[1] == "sys" else { return nil }
         let pk = String(parts[2]), dn = String(parts[3])
@@ -358,6 +364,8 @@ public enum AlinkTopic: Equatable, Sendable {
             kind = .desiredGet
         } else if rest == "thing/property/desired/delete" {
             kind = .desiredDelete
+        } else if rest == "thing/ota/firmware/get" {
+            kind = .firmwareGet
         } else if rest == "thing/deviceinfo/update" {
             kind = .labelsUpdate
         } else if rest == "thing/deviceinfo/delete" {

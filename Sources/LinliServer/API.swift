@@ -60,6 +60,7 @@ struct API {
         api.post("communities/:cid/grids", use: createGrid)
         // devices
         registerDevices(api)
+        registerFirmware(api)
         registerRules(api)
         registerWorkOrders(api)
         registerNotices(api)

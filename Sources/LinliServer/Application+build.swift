@@ -105,6 +105,8 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
         Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: services.openAPIDocument)))
     }
     router.get("/api/docs") { _, _ in try services.pages.apiReference() }
+    // Firmware for devices, by the token in the address they were offered (no account).
+    router.get("/ota/:token", use: API(services: services).firmwareDownload)
 
     API(services: services).register(router.group("/api/v1"))
     WebConsole(services: services).register(router)

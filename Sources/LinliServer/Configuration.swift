@@ -47,6 +47,15 @@ public struct ServerConfiguration: Sendable {
     public var mqttTLS: MQTTTLSListener? = nil
     /// SMS gateway and SMTP relay for notifications people ask to get outside Linli.
     public var outbound = OutboundSettings()
+    /// The address devices reach Linli's HTTP at (`device-url`), for firmware downloads; by
+    /// default the HTTP address itself, unless that is every interface (0.0.0.0), which names no
+    /// address a device could use.
+    public var deviceURL: String? = nil
+    public var downloadBase: String? {
+        if let deviceURL { return deviceURL }
+        guard !["0.0.0.0", "::", "[::]"].contains(host) else { return nil }
+        return "http://\(host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host):\(port)"
+    }
 
     public init() {}
 
@@ -59,7 +68,7 @@ public struct ServerConfiguration: Sendable {
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
     public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt", "mqtt-max-packet-kib", "mqtt-max-connections",
                               "mqtt-publish-rate", "mqtt-queue", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
-                              "smtp", "mail-from", "sms-webhook", "sms-secret"]
+                              "smtp", "mail-from", "sms-webhook", "sms-secret", "device-url"]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
     public static func resolve(flags: [String: String], environment: [String: String], configFile: String?) throws -> ServerConfiguration {
@@ -132,6 +141,12 @@ public struct ServerConfiguration: Sendable {
         config.httpIdleSeconds = try whole("http-idle-seconds", 1...3600, of: "seconds") ?? config.httpIdleSeconds
         config.telemetryDays = try whole("telemetry-days", 1...3650, of: "days") ?? config.telemetryDays
         config.outbound = try outbound(values)
+        if let (url, source) = values["device-url"] {
+            guard let u = URL(string: url), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host?.isEmpty == false, u.query == nil else {
+                throw Invalid(key: source, reason: "must be an http or https URL that devices reach Linli at, e.g. http://192.168.1.10:8080 (got \(url))")
+            }
+            config.deviceURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        }
         return config
     }
 

@@ -30,7 +30,10 @@ public final class DeviceGateway: Sendable {
         /// Alibaba's platform); nil for a command answered on its `…_reply` topic.
         let rrpcTopic: String?
     }
-    private let nextRequestId = Atomic<Int>(1)
+    let nextRequestId = Atomic<Int>(1)
+    /// Where devices download firmware from (`device-url`, or the HTTP address); nil when Linli
+    /// cannot tell, and then no upgrade is offered.
+    public let downloadBase = Mutex<String?>(nil)
 
     /// Makes what devices report durable before they are acknowledged.
     let telemetry: TelemetryWriter
@@ -114,8 +117,12 @@ public final class DeviceGateway: Sendable {
             logger.error("device status not stored", metadata: ["error": "\(error)"])
         }
         rules?.observe(.status("online"), from: device)
-        // Desired values set while the device was away go to it now that it is back.
-        Task { await self.deliverDesired(device) }
+        // Desired values set while the device was away go to it now that it is back, and so do
+        // firmware upgrades started meanwhile.
+        Task {
+            await self.deliverDesired(device)
+            await self.offerUpgrades(device)
+        }
     }
 
     /// Marks a device offline unless a newer connection has taken it over meanwhile.
@@ -347,10 +354,13 @@ public final class DeviceGateway: Sendable {
             }
             return request.wantsReply ? .replying(Self.reply(to: message, answer)) : .done
         case .firmwareInform:
-            if let version = AlinkRequest.parse(payload)?.params["version"], case let .string(v) = version, !v.isEmpty, v.count <= 64 {
-                try await store.setDeviceFirmware(device, v)
-            }
+            try await firmwareInformed(device, payload: payload)
             return .done
+        case .firmwareProgress:
+            try await upgradeProgress(device, payload: payload)
+            return .done
+        case .firmwareGet:
+            return try await firmwareAsked(device, message: message)
         case .labelsUpdate, .labelsDelete:
             return try await labelsRequest(kind, from: device, message: message)
         case .other:

@@ -301,7 +301,8 @@ extension DeviceGateway {
 }
 
 extension JSONValue {
-    fileprivate var text: String? {
+    /// The string, when this is one.
+    var text: String? {
         if case let .string(s) = self { return s }
         return nil
     }

@@ -394,6 +394,27 @@ public enum Migrations {
                 "ALTER TABLE products ADD COLUMN dynamic_registration BOOLEAN NOT NULL DEFAULT FALSE",
             ]
         },
+        Migration(version: 20, name: "firmware and upgrades") { _ in
+            [
+                // A product's firmware packages; the bytes are a file in the attachments folder.
+                """
+                CREATE TABLE firmware (
+                    id TEXT PRIMARY KEY, community_id TEXT NOT NULL, product_key TEXT NOT NULL, module TEXT NOT NULL, version TEXT NOT NULL,
+                    size BIGINT NOT NULL, sha256 TEXT NOT NULL, md5 TEXT NOT NULL, file TEXT NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL,
+                    UNIQUE (product_key, module, version))
+                """,
+                // One device's upgrade to one package: where it stands, and (hashed) the token of
+                // the download address it was last offered.
+                """
+                CREATE TABLE firmware_upgrades (
+                    device_id TEXT NOT NULL REFERENCES devices(id), firmware_id TEXT NOT NULL REFERENCES firmware(id), community_id TEXT NOT NULL,
+                    module TEXT NOT NULL, status TEXT NOT NULL, step INTEGER NOT NULL, detail TEXT NOT NULL, token_hash TEXT,
+                    created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (device_id, firmware_id))
+                """,
+                "CREATE INDEX firmware_upgrades_firmware ON firmware_upgrades (firmware_id)",
+                "CREATE INDEX firmware_upgrades_token ON firmware_upgrades (token_hash)",
+            ]
+        },
     ]
 
     /// Telemetry has storage of its own (on SQLite, a second file with its own writer), so that a

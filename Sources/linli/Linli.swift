@@ -136,6 +136,8 @@ struct Serve: AsyncParsableCommand {
     var mailFrom: String?
     @Option(name: .customLong("sms-webhook"), help: "URL of the SMS gateway's webhook (env LINLI_SMS_WEBHOOK); its signing secret comes from LINLI_SMS_SECRET or the config file.")
     var smsWebhook: String?
+    @Option(name: .customLong("device-url"), help: "The address devices reach Linli's HTTP at, for firmware downloads (env LINLI_DEVICE_URL); default: the --http address.")
+    var deviceURL: String?
     @Flag(help: "Seed the demo community on first start and print its accounts.")
     var demo = false
 
@@ -144,6 +146,7 @@ struct Serve: AsyncParsableCommand {
         if let smtp { more["smtp"] = smtp }
         if let mailFrom { more["mail-from"] = mailFrom }
         if let smsWebhook { more["sms-webhook"] = smsWebhook }
+        if let deviceURL { more["device-url"] = deviceURL }
         let configuration = try storage.resolve(http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey, more: more)
         let logger = makeLogger(configuration.logLevel)
         // Every connection is a file descriptor: take all the kernel allows this process.
@@ -164,6 +167,7 @@ struct Serve: AsyncParsableCommand {
         }
         let rules = RuleService(store: store, logger: logger)
         let broker = configuration.mqttBroker.map { MQTTBrokerService(store: store, configuration: $0, rules: rules, logger: logger) }
+        broker?.gateway.downloadBase.withLock { $0 = configuration.downloadBase }
         let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway, rules: rules)
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
         let webhooks = WebhookService(store: store, logger: logger)

@@ -42,6 +42,24 @@ struct OutboundTests {
         }
     }
 
+    @Test func devicesAreToldAnAddressTheyCanReach() throws {
+        func resolve(_ flags: [String: String]) throws -> ServerConfiguration {
+            try ServerConfiguration.resolve(flags: flags, environment: [:], configFile: nil)
+        }
+        #expect(try resolve([:]).downloadBase == "http://127.0.0.1:8080")
+        #expect(try resolve(["http": "192.168.1.10:9000"]).downloadBase == "http://192.168.1.10:9000")
+        #expect(try resolve(["http": "0.0.0.0:8080"]).downloadBase == nil, "every interface names no address a device could use")
+        #expect(try resolve(["http": "0.0.0.0:8080", "device-url": "https://linli.example.org/"]).downloadBase == "https://linli.example.org")
+        for bad in ["linli.example.org", "ftp://linli.example.org", "http://", "http://x.org/?a=1"] {
+            do {
+                _ = try resolve(["device-url": bad])
+                Issue.record("\(bad) was taken")
+            } catch let invalid as ServerConfiguration.Invalid {
+                #expect(invalid.key == "--device-url", "\(bad)")
+            }
+        }
+    }
+
     @Test func smsTextIsShortAndSaysWhoSentIt() {
         let text = OutboundService.smsText(subject: "停水", body: String(repeating: "水", count: 500))
         #expect(text.hasPrefix("【Linli】停水: 水") && text.hasSuffix("…") && text.count == 7 + 300)

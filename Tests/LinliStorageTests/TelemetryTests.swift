@@ -81,6 +81,56 @@ struct TelemetryTests {
     }
 
     @Test(arguments: TestEngine.available)
+    func firmwareUpgradesGoFromOfferToTheirEnd(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let devices = try await makeDevices(store, place, count: 2)
+            let folder = NSTemporaryDirectory() + "linli-firmware-\(UUID().uuidString)"
+            let pk = devices[0].productKey
+            let bytes = Array("firmware bytes".utf8)
+            let v2 = try await store.addFirmware(productKey: pk, communityId: place.community.id, module: "default", version: "2.0", bytes: bytes, folder: folder, actor: tester)
+            #expect(v2.size == bytes.count && v2.sha256 == "dbf1bce8c5e41be6f0c17880b1ed3033714b384b2c2232b1c7b4f3fda822b6ce" && v2.md5 == "d2e1d72f394504354de089465b9f7f4d")
+            #expect(FileManager.default.contents(atPath: folder + "/" + v2.file) == Data(bytes))
+            await #expect(throws: StoreError.self) {
+                try await store.addFirmware(productKey: pk, communityId: place.community.id, module: "default", version: "2.0", bytes: bytes, folder: folder, actor: tester)
+            }
+            await #expect(throws: FirmwareFault.self) {
+                try await store.addFirmware(productKey: pk, communityId: place.community.id, module: "default", version: "2.1", bytes: [], folder: folder, actor: tester)
+            }
+
+            let started = try await store.startUpgrades(to: v2, devices: devices, actor: tester)
+            #expect(started.map(\.status) == [.waiting, .waiting])
+            // A token works only once offered, and only the newest one.
+            let upgrade = try #require(try await store.openUpgrades(of: devices[0]).first?.upgrade)
+            let first = try await store.offer(upgrade)
+            #expect(try await store.download(token: first) == v2)
+            let second = try await store.offer(upgrade)
+            #expect(try await store.download(token: first) == nil)
+            #expect(try await store.download(token: second) == v2)
+
+            // Progress, then the version: succeeded, the token void, an event on the log.
+            #expect(try await store.recordUpgradeProgress(devices[0], module: "default", step: 40, detail: "writing")?.status == .upgrading)
+            #expect(try await store.finishUpgrades(devices[0], module: "default", version: "1.9").isEmpty, "another version ends nothing")
+            #expect(try await store.finishUpgrades(devices[0], module: "default", version: "2.0").count == 1)
+            #expect(try await store.download(token: second) == nil)
+            #expect(try await store.openUpgrades(of: devices[0]).isEmpty)
+
+            // A newer package supersedes an open upgrade of the same module; a failure closes one.
+            let v3 = try await store.addFirmware(productKey: pk, communityId: place.community.id, module: "default", version: "3.0", bytes: bytes + [1], folder: folder, actor: tester)
+            try await store.startUpgrades(to: v3, devices: [devices[1]], actor: tester)
+            let byStatus = Dictionary(grouping: try await store.upgrades(of: v2), by: { $0.deviceName }).mapValues { $0[0].upgrade.status }
+            #expect(byStatus == [devices[0].deviceName: .succeeded, devices[1].deviceName: .superseded])
+            let open = try #require(try await store.openUpgrades(of: devices[1]).first)
+            #expect(open.firmware == v3)
+            _ = try await store.offer(open.upgrade)
+            #expect(try await store.recordUpgradeProgress(devices[1], module: "default", step: -2, detail: "download failed")?.status == .failed)
+            #expect(try await store.recordUpgradeProgress(devices[1], module: "default", step: 50, detail: "") == nil, "nothing open any more")
+            let events = try await store.read { db in try await db.count("SELECT COUNT(*) AS n FROM events WHERE type IN ('device.upgrade.succeeded', 'device.upgrade.failed')") }
+            #expect(events == 2)
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
     func concurrentReportsCommitTogetherAndAllCount(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)
