@@ -88,6 +88,12 @@ extension WebConsole {
                                                          options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
             .map { String(decoding: $0, as: UTF8.self) } ?? ""
 
+        // Firmware upgrades started for it, newest first.
+        let upgrades = try await store.recentUpgrades(of: d).map { item -> [String: Any] in
+            ["version": item.firmware.version, "module": item.firmware.module, "status": item.upgrade.status.rawValue,
+             "step": item.upgrade.step > 0 ? "\(item.upgrade.step)%" : "", "detail": item.upgrade.detail, "at": Self.time(item.upgrade.updatedAt)]
+        }
+
         // The chart: a numeric property over the last 24 hours, min–max band and average per 15 minutes.
         let numeric = model?.properties.filter { ["int", "float", "double"].contains($0.dataType.typeName) }.map(\.identifier) ?? []
         let chosenProperty = request.uri.queryParameters.get("property").flatMap { numeric.contains($0) ? $0 : nil } ?? numeric.first
@@ -115,6 +121,7 @@ extension WebConsole {
             "frame": Frame(title: d.nickname.isEmpty ? d.deviceName : d.nickname, context: context, community: community),
             "d": view, "productName": product?.name ?? d.productKey, "lastSeen": Self.time(view.lastSeenAt), "lastErrorAt": Self.time(view.diagnosis.lastErrorAt),
             "hasLabels": !view.labels.isEmpty, "labels": view.labels.sorted { $0.key < $1.key }.map { ["key": $0.key, "value": $0.value] },
+            "upgrades": upgrades, "hasUpgrades": !upgrades.isEmpty,
             "shadow": shadowRows, "hasDocument": document.version > 0, "documentVersion": document.version, "documentAt": Self.time(document.timestamp * 1000),
             "documentState": documentState, "numeric": numeric.map { Option(value: $0, label: $0, selected: $0 == chosenProperty) }, "chart": chart ?? "",
             "hasChart": chart != nil, "canOperate": canOperate, "services": services, "events": events, "params": params,

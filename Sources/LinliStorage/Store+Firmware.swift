@@ -150,6 +150,20 @@ extension Store {
         }
     }
 
+    /// A device's latest upgrades, open or ended, with their packages, newest first.
+    public func recentUpgrades(of device: Device, limit: Int = 10) async throws -> [(upgrade: FirmwareUpgrade, firmware: Firmware)] {
+        try await read { db in
+            let upgrades = try await db.all(FirmwareUpgrade.self, """
+                SELECT * FROM firmware_upgrades WHERE device_id = \(bind: device.id) ORDER BY updated_at DESC LIMIT \(literal: limit)
+                """)
+            var found: [(FirmwareUpgrade, Firmware)] = []
+            for upgrade in upgrades {
+                if let firmware = try await db.find(Firmware.self, upgrade.firmwareId) { found.append((upgrade, firmware)) }
+            }
+            return found
+        }
+    }
+
     /// Offers an open upgrade again: a new download token (the last one stops working), and
     /// `offered` unless the device already reports progress. Returns the token.
     public func offer(_ upgrade: FirmwareUpgrade) async throws -> String {

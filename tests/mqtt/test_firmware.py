@@ -13,6 +13,7 @@ import queue
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -21,6 +22,7 @@ linkkit = pytest.importorskip("linkkit.linkkit")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
+from test_console import driver, page, element, log_in  # noqa: E402,F401  (fixtures used by name)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clients import expect, paho  # noqa: E402
@@ -44,6 +46,12 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     node = Node(data, mqtt_port=port).start()
     yield {"token": token, "pk": pk, "secrets": secrets, "tsl": str(tsl), "port": port, "url": node.url, "work": work}
     assert node.stop() == 0, node.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(site: dict):
+    """What the browser fixtures of test_console need: the base URL and a folder for screenshots."""
+    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
 
 
 def api(site: dict, path: str, method: str = "GET", **kwargs) -> requests.Response:
@@ -76,7 +84,7 @@ def device(site: dict, dn: str):
     return paho(site["port"], f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=json.loads)
 
 
-def test_link_kit_is_offered_a_package_downloads_it_and_reports_its_new_version(site: dict, tmp_path: Path):
+def test_link_kit_is_offered_a_package_downloads_it_and_reports_its_new_version(site: dict, tmp_path: Path, page):
     pk, dn = site["pk"], "door-sdk"
     package = os.urandom(300_000)
     r = upload(site, "2.0.1", package)
@@ -119,6 +127,11 @@ def test_link_kit_is_offered_a_package_downloads_it_and_reports_its_new_version(
         wait_for(lambda: upgrades(site, firmware["id"])[dn]["status"] == "succeeded")
         assert api(site, f"/devices/{pk}/{dn}").json()["firmware"] == "2.0.1"
         assert requests.get(url, timeout=10).status_code == 404
+
+        # The device's page in the console says so.
+        log_in(page, site["url"], "ops", "operations-password-1")
+        page.get(f"{site['url']}/console/d/{pk}/{dn}")
+        assert element(page, "#upgrades tr[data-version='2.0.1'] .upgrade-status").text == "succeeded"
     finally:
         lk.disconnect()
         lk.destruct()
