@@ -64,6 +64,19 @@ final class DeviceSession: Sendable {
     /// Whether a topic (`publishing`) or a subscription filter is an attached sub-device's RRPC
     /// topic that the sub-device's own connection could use: the gateway answers the sub-device's
     /// sync service calls on their topics, as the sub-device would.
+    /// Whether a topic (`publishing`) or a subscription filter is an attached sub-device's firmware
+    /// topic: the gateway tells its version and progress (`inform`, `progress`) and listens for
+    /// its upgrades (`upgrade`), as the sub-device's own connection would.
+    func servesFirmware(_ topic: String, publishing: Bool) -> Bool {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts[0].isEmpty, parts[1] == "ota", parts[2] == "device",
+              publishing ? (parts[3] == "inform" || parts[3] == "progress") : parts[3] == "upgrade",
+              !parts[4].isEmpty, !parts[5].isEmpty, !(parts[4] + parts[5]).contains(where: { $0 == "+" || $0 == "#" })
+        else { return false }
+        let key = Device.key(String(parts[4]), String(parts[5]))
+        return state.withLock { $0.attached.contains(key) }
+    }
+
     func servesRRPC(_ topic: String, publishing: Bool) -> Bool {
         guard let (pk, dn) = AlinkRRPC.device(in: topic), state.withLock({ $0.attached.contains(Device.key(pk, dn)) }) else { return false }
         let policy = AlinkRRPC.policy(productKey: pk, deviceName: dn)
@@ -79,10 +92,11 @@ struct GatewayPolicy: MQTTClientPolicy {
     let session: DeviceSession
 
     func mayPublish(to topic: String) -> Bool {
-        own.mayPublish(to: topic) || session.servesTopic(topic) || session.servesRRPC(topic, publishing: true)
+        own.mayPublish(to: topic) || session.servesTopic(topic) || session.servesRRPC(topic, publishing: true) || session.servesFirmware(topic, publishing: true)
     }
     func maySubscribe(to filter: String) -> Bool {
         own.maySubscribe(to: filter) || session.servesTopic(filter) || session.servesRRPC(filter, publishing: false)
+            || session.servesFirmware(filter, publishing: false)
     }
 }
 

@@ -331,6 +331,21 @@ struct GatewayPolicyTests {
         session.state.withLock { $0.attached = [] }
         #expect(!policy.mayPublish(to: "/ext/rrpc/18/sys/a1Smoke/smoke-1/thing/service/Mute"), "detached")
     }
+
+    /// A gateway upgrades its attached sub-devices' firmware for them: it tells their versions and
+    /// progress and hears their upgrades, and nobody else's.
+    @Test func aGatewayUpgradesItsAttachedSubDevicesOnly() {
+        let session = DeviceSession(clientId: "gw-1", device: Self.device("a1Gw", "gw-1"), isGateway: true)
+        session.state.withLock { $0.attached = ["a1Door/door-1"] }
+        let policy = GatewayPolicy(own: AlinkSignIn.policy(productKey: "a1Gw", deviceName: "gw-1"), session: session)
+        #expect(policy.mayPublish(to: "/ota/device/inform/a1Door/door-1") && policy.mayPublish(to: "/ota/device/progress/a1Door/door-1"))
+        #expect(policy.maySubscribe(to: "/ota/device/upgrade/a1Door/door-1"))
+        #expect(!policy.mayPublish(to: "/ota/device/upgrade/a1Door/door-1"), "offers come from Linli")
+        #expect(!policy.mayPublish(to: "/ota/device/progress/a1Door/door-2"), "not attached")
+        #expect(!policy.maySubscribe(to: "/ota/device/upgrade/a1Door/+"))
+        #expect(!policy.maySubscribe(to: "/ota/device/upgrade/#"))
+        #expect(policy.mayPublish(to: "/ota/device/progress/a1Gw/gw-1"), "its own")
+    }
 }
 
 @Suite("Device gateway: values as stored")

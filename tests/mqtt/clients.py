@@ -41,3 +41,55 @@ def expect(inbox: "queue.Queue", kind: str, timeout: float = 5):
         if item[0] == kind:
             return item
     pytest.fail(f"no {kind} within {timeout} s")
+
+
+# Provisioning through the CLI and signing in as an Alink device, shared by the device tests.
+
+OPS_PASSWORD = "operations-password-1"
+
+
+def _run(*args: str, stdin: str | None = None):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+    from test_server_process import run
+    return run(*args, stdin=stdin)
+
+
+def provision(data) -> str:
+    """A demo community in the data folder `data`, an operator `ops` (password OPS_PASSWORD) and
+    that operator's API token, which this returns."""
+    _run("demo", "--data", str(data))
+    _run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin=OPS_PASSWORD + "\n")
+    return _run("token", "create", "--data", str(data), "--username", "ops", "--name", "t").stdout.strip().splitlines()[-1]
+
+
+def create_product(data, library: str, *flags: str) -> str:
+    """A product from the built-in library; its ProductKey."""
+    return _run("product", "create", "--data", str(data), "--library", library, *flags).stdout.strip().splitlines()[-1]
+
+
+def create_device(data, product_key: str, name: str) -> tuple[str, str, str]:
+    """A registered device's triple: ProductKey, DeviceName, DeviceSecret."""
+    pk, dn, secret = _run("device", "create", "--data", str(data), "--product-key", product_key, "--name", name).stdout.strip().splitlines()[-1].split()
+    return pk, dn, secret
+
+
+def alink_device(port: int, triple: tuple[str, str, str], client_id: str | None = None, clean: bool = True):
+    """A paho client signed in as a device (the Alink CONNECT, HMAC-SHA256), its messages decoded
+    as JSON where they are JSON."""
+    import hashlib
+    import hmac
+    import json
+    pk, dn, secret = triple
+    ts = int(time.time() * 1000)
+    cid = client_id or dn
+    password = hmac.new(secret.encode(), f"clientId{cid}deviceName{dn}productKey{pk}timestamp{ts}".encode(), hashlib.sha256).hexdigest()
+
+    def decode(payload: bytes):
+        try:
+            return json.loads(payload)
+        except ValueError:
+            return payload
+
+    return paho(port, f"{cid}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, clean=clean, decode=decode)

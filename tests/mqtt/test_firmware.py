@@ -6,7 +6,6 @@ the package when it signs in; one that asks gets it; a failure is recorded; bad 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import queue
@@ -25,21 +24,16 @@ from test_server_process import Node, free_port, run  # noqa: E402
 from test_console import driver, page, element, log_in  # noqa: E402,F401  (fixtures used by name)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import expect, paho  # noqa: E402
+from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, provision  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("firmware")
     data = work / "data"
-    run("demo", "--data", str(data))
-    run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
-    token = run("token", "create", "--data", str(data), "--username", "ops", "--name", "t").stdout.strip().splitlines()[-1]
-    pk = run("product", "create", "--data", str(data), "--library", "access_controller").stdout.strip().splitlines()[-1]
-    secrets = {}
-    for name in ["door-sdk", "door-away", "door-bad"]:
-        _, dn, secret = run("device", "create", "--data", str(data), "--product-key", pk, "--name", name).stdout.strip().splitlines()[-1].split()
-        secrets[dn] = secret
+    token = provision(data)
+    pk = create_product(data, "access_controller")
+    secrets = {name: create_device(data, pk, name)[2] for name in ["door-sdk", "door-away", "door-bad"]}
     tsl = work / "tsl.json"
     tsl.write_text(run("product", "tsl", "--data", str(data), "--product-key", pk).stdout)
     port = free_port()
@@ -78,10 +72,7 @@ def wait_for(check, timeout: float = 10):
 
 
 def device(site: dict, dn: str):
-    pk, secret = site["pk"], site["secrets"][dn]
-    ts = int(time.time() * 1000)
-    password = hmac.new(secret.encode(), f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}".encode(), hashlib.sha256).hexdigest()
-    return paho(site["port"], f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=json.loads)
+    return alink_device(site["port"], (site["pk"], dn, site["secrets"][dn]))
 
 
 def test_link_kit_is_offered_a_package_downloads_it_and_reports_its_new_version(site: dict, tmp_path: Path, page):
@@ -129,7 +120,7 @@ def test_link_kit_is_offered_a_package_downloads_it_and_reports_its_new_version(
         assert requests.get(url, timeout=10).status_code == 404
 
         # The device's page in the console says so.
-        log_in(page, site["url"], "ops", "operations-password-1")
+        log_in(page, site["url"], "ops", OPS_PASSWORD)
         page.get(f"{site['url']}/console/d/{pk}/{dn}")
         assert element(page, "#upgrades tr[data-version='2.0.1'] .upgrade-status").text == "succeeded"
     finally:

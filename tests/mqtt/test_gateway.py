@@ -25,25 +25,20 @@ from test_console import driver, page, element, log_in, wait  # noqa: E402,F401 
 from selenium.webdriver.common.by import By  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import expect, paho  # noqa: E402
+from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, provision  # noqa: E402
 
 
-def create_device(data: Path, product_key: str, name: str) -> tuple[str, str, str]:
-    pk, dn, secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", name).stdout.strip().splitlines()[-1].split()
-    return pk, dn, secret
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("gateway")
     data = work / "data"
-    run("demo", "--data", str(data))
-    run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
-    token = run("token", "create", "--data", str(data), "--username", "ops", "--name", "t").stdout.strip().splitlines()[-1]
-    gateway_product = run("product", "create", "--data", str(data), "--library", "protocol_gateway").stdout.strip().splitlines()[-1]
-    smoke_product = run("product", "create", "--data", str(data), "--library", "smoke_detector").stdout.strip().splitlines()[-1]
-    sensor_product = run("product", "create", "--data", str(data), "--library", "environment_sensor").stdout.strip().splitlines()[-1]
-    door_product = run("product", "create", "--data", str(data), "--library", "door_contact", "--dynamic-registration").stdout.strip().splitlines()[-1]
+    token = provision(data)
+    gateway_product = create_product(data, "protocol_gateway")
+    smoke_product = create_product(data, "smoke_detector")
+    sensor_product = create_product(data, "environment_sensor")
+    door_product = create_product(data, "door_contact", "--dynamic-registration")
     tsl = work / "gateway.json"
     tsl.write_text(run("product", "tsl", "--data", str(data), "--product-key", gateway_product).stdout)
     site = {
@@ -106,14 +101,6 @@ def signed(triple: tuple[str, str, str], client_id: str | None = None, timestamp
     return {"productKey": pk, "deviceName": dn, "clientId": cid, "timestamp": ts, "signmethod": "hmacSha256", "sign": sign}
 
 
-def alink_device(site: dict, triple: tuple[str, str, str], client_id: str | None = None):
-    """A paho client signed in as a device (the Alink CONNECT)."""
-    pk, dn, secret = triple
-    ts = int(time.time() * 1000)
-    cid = client_id or dn
-    content = f"clientId{cid}deviceName{dn}productKey{pk}timestamp{ts}"
-    password = hmac.new(secret.encode(), content.encode(), hashlib.sha256).hexdigest()
-    return paho(site["port"], f"{cid}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=json.loads)
 
 
 def request(c, inbox: "queue.Queue", topic: str, params, request_id: str) -> dict:
@@ -225,7 +212,7 @@ def test_console_links_a_gateway_and_its_sub_devices(site: dict, page):
     """After the Link Kit test: smoke-1 stays attached to gw-1, smoke-2 was detached."""
     gpk, gdn, _ = site["gateway"]
     spk, sdn, _ = site["smoke1"]
-    log_in(page, site["url"], "ops", "operations-password-1")
+    log_in(page, site["url"], "ops", OPS_PASSWORD)
     wait(page).until(lambda d: "/login" not in d.current_url)
     page.get(f"{site['url']}/console/d/{gpk}/{gdn}")
     rows = element(page, "#sub-devices").find_elements(By.CSS_SELECTOR, "tbody tr")
@@ -241,7 +228,7 @@ def test_console_links_a_gateway_and_its_sub_devices(site: dict, page):
 def test_gateway_requests_are_checked(site: dict):
     gpk, gdn, _ = site["gateway2"]
     spk, sdn3, secret3 = site["smoke3"]
-    c, inbox = alink_device(site, site["gateway2"])
+    c, inbox = alink_device(site["port"], site["gateway2"])
     assert expect(inbox, "connack")[1] == 0
     add = f"/sys/{gpk}/{gdn}/thing/topo/add"
     c.subscribe(f"/sys/{gpk}/{gdn}/thing/topo/#", 1)
@@ -288,7 +275,7 @@ def test_gateway_requests_are_checked(site: dict):
 
 def test_only_a_gateway_product_may_attach_devices(site: dict):
     pk, dn, _ = site["sensor"]
-    c, inbox = alink_device(site, site["sensor"])
+    c, inbox = alink_device(site["port"], site["sensor"])
     assert expect(inbox, "connack")[1] == 0
     c.subscribe(f"/sys/{pk}/{dn}/thing/topo/#", 1)
     expect(inbox, "suback")
@@ -306,7 +293,7 @@ def test_a_gateway_posts_for_itself_and_its_sub_devices_in_one_pack(site: dict):
     gpk, gdn, _ = site["gateway3"]
     spk, sdn4, _ = site["smoke4"]
     _, sdn5, _ = site["smoke5"]
-    c, inbox = alink_device(site, site["gateway3"])
+    c, inbox = alink_device(site["port"], site["gateway3"])
     assert expect(inbox, "connack")[1] == 0
     c.subscribe(f"/sys/{gpk}/{gdn}/thing/#", 1)
     c.subscribe(f"/ext/session/{gpk}/{gdn}/#", 1)
@@ -360,7 +347,7 @@ def test_a_gateway_asks_for_the_secrets_of_sub_devices_registered_for_it(site: d
     dpk, d1, secret1 = site["door1"]
     _, d2, secret2 = site["door2"]
     # A door contact that has signed in by itself: in use, not the gateway's to take.
-    used, used_inbox = alink_device(site, site["doorUsed"])
+    used, used_inbox = alink_device(site["port"], site["doorUsed"])
     assert expect(used_inbox, "connack")[1] == 0
     used.loop_stop()
     used.disconnect()

@@ -26,24 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import expect, paho  # noqa: E402
+from clients import alink_device, create_device, create_product, expect, provision  # noqa: E402
 
 
-def create_device(data: Path, product_key: str, name: str) -> tuple[str, str, str]:
-    pk, dn, secret = run("device", "create", "--data", str(data), "--product-key", product_key, "--name", name).stdout.strip().splitlines()[-1].split()
-    return pk, dn, secret
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("rrpc")
     data = work / "data"
-    run("demo", "--data", str(data))
-    run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
-    token = run("token", "create", "--data", str(data), "--username", "ops", "--name", "t").stdout.strip().splitlines()[-1]
-    doors = run("product", "create", "--data", str(data), "--library", "access_controller").stdout.strip().splitlines()[-1]
-    smoke = run("product", "create", "--data", str(data), "--library", "smoke_detector").stdout.strip().splitlines()[-1]
-    gateways = run("product", "create", "--data", str(data), "--library", "protocol_gateway").stdout.strip().splitlines()[-1]
+    token = provision(data)
+    doors = create_product(data, "access_controller")
+    smoke = create_product(data, "smoke_detector")
+    gateways = create_product(data, "protocol_gateway")
     tsl = work / "access_controller.json"
     tsl.write_text(run("product", "tsl", "--data", str(data), "--product-key", doors).stdout)
     site = {
@@ -82,20 +77,6 @@ def call_in_background(site: dict, triple: tuple[str, str, str], service: str, b
     return thread, result
 
 
-def alink_device(site: dict, triple: tuple[str, str, str]):
-    """A paho client signed in as a device (the Alink CONNECT), its messages decoded as JSON where they are."""
-    pk, dn, secret = triple
-    ts = int(time.time() * 1000)
-    content = f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}"
-    password = hmac.new(secret.encode(), content.encode(), hashlib.sha256).hexdigest()
-
-    def decode(payload: bytes):
-        try:
-            return json.loads(payload)
-        except ValueError:
-            return payload
-
-    return paho(site["port"], f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=decode)
 
 
 def next_message(inbox: "queue.Queue", pattern: str, timeout: float = 10):
@@ -175,7 +156,7 @@ def test_link_kit_sdk_answers_a_sync_service_on_its_rrpc_topic(site: dict, monke
 
 def test_a_device_answers_a_sync_call_on_the_same_topic(site: dict):
     pk, dn, _ = site["raw"]
-    c, inbox = alink_device(site, site["raw"])
+    c, inbox = alink_device(site["port"], site["raw"])
     assert expect(inbox, "connack")[1] == 0
     try:
         # The C SDK's subscription is the device's own; the whole RRPC tree and others' are not.
@@ -219,7 +200,7 @@ def test_a_device_answers_a_sync_call_on_the_same_topic(site: dict):
 
 def test_a_sync_call_without_an_answer_times_out_within_8_seconds(site: dict):
     pk, dn, _ = site["raw"]
-    c, inbox = alink_device(site, site["raw"])
+    c, inbox = alink_device(site["port"], site["raw"])
     assert expect(inbox, "connack")[1] == 0
     try:
         # A shorter timeout than 8 s is kept.
@@ -249,7 +230,7 @@ def test_a_sync_call_without_an_answer_times_out_within_8_seconds(site: dict):
 
 def test_an_async_service_still_goes_on_its_sys_topic(site: dict):
     pk, dn, _ = site["smoke"]
-    c, inbox = alink_device(site, site["smoke"])
+    c, inbox = alink_device(site["port"], site["smoke"])
     assert expect(inbox, "connack")[1] == 0
     try:
         thread, result = call_in_background(site, site["smoke"], "Mute", {"params": {}})
@@ -291,7 +272,7 @@ def test_a_gateway_answers_sync_calls_for_its_sub_device(site: dict):
     answers there for it."""
     gpk, gdn, _ = site["gateway"]
     spk, sdn, _ = site["sub"]
-    c, inbox = alink_device(site, site["gateway"])
+    c, inbox = alink_device(site["port"], site["gateway"])
     assert expect(inbox, "connack")[1] == 0
     try:
         c.subscribe(f"/sys/{gpk}/{gdn}/thing/topo/#", 1)

@@ -5,13 +5,10 @@ a change that got its PUBACK survives kill -9."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import queue
 import signal
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,18 +23,13 @@ from test_console import driver, page, element, log_in  # noqa: E402,F401  (fixt
 from selenium.webdriver.common.by import By  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import expect, paho  # noqa: E402
+from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, provision  # noqa: E402
 
 
-def provision(data: Path, names: list[str]) -> dict:
-    run("demo", "--data", str(data))
-    run("user", "create", "--data", str(data), "--username", "ops", "--role", "platform_admin", "--password-stdin", stdin="operations-password-1\n")
-    token = run("token", "create", "--data", str(data), "--username", "ops", "--name", "t").stdout.strip().splitlines()[-1]
-    pk = run("product", "create", "--data", str(data), "--library", "barrier_gate").stdout.strip().splitlines()[-1]
-    secrets = {}
-    for name in names:
-        _, dn, secret = run("device", "create", "--data", str(data), "--product-key", pk, "--name", name).stdout.strip().splitlines()[-1].split()
-        secrets[dn] = secret
+def gates(data: Path, names: list[str]) -> dict:
+    token = provision(data)
+    pk = create_product(data, "barrier_gate")
+    secrets = {name: create_device(data, pk, name)[2] for name in names}
     tsl = data.parent / "tsl.json"
     tsl.write_text(run("product", "tsl", "--data", str(data), "--product-key", pk).stdout)
     return {"token": token, "pk": pk, "secrets": secrets, "tsl": str(tsl)}
@@ -47,7 +39,7 @@ def provision(data: Path, names: list[str]) -> dict:
 def site(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("shadow")
     data = work / "data"
-    made = provision(data, ["gate-sdk", "gate-raw", "gate-other"])
+    made = gates(data, ["gate-sdk", "gate-raw", "gate-other"])
     port = free_port()
     node = Node(data, mqtt_port=port).start()
     yield {**made, "port": port, "url": node.url, "work": work}
@@ -65,10 +57,7 @@ def api(site: dict, path: str, method: str = "GET", **kwargs) -> requests.Respon
 
 
 def device(port: int, pk: str, dn: str, secret: str):
-    ts = int(time.time() * 1000)
-    content = f"clientId{dn}deviceName{dn}productKey{pk}timestamp{ts}"
-    password = hmac.new(secret.encode(), content.encode(), hashlib.sha256).hexdigest()
-    return paho(port, f"{dn}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, decode=json.loads)
+    return alink_device(port, (pk, dn, secret))
 
 
 def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(site: dict, page):
@@ -123,7 +112,7 @@ def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(si
         # And on the device's page in the console, beside the labels the gate states about itself.
         assert lk.thing_update_tags({"vendor": "捷顺", "model": "JSKT"})[0] == 0
         assert expect(inbox, "labels", 10)[1] == 200
-        log_in(page, site["url"], "ops", "operations-password-1")
+        log_in(page, site["url"], "ops", OPS_PASSWORD)
         page.get(f"{site['url']}/console/d/{pk}/{dn}")
         assert element(page, "#shadow-document-version").text.startswith("版本 Version 4")
         assert json.loads(page.find_element(By.ID, "shadow-document").text) == document["state"]
@@ -175,7 +164,7 @@ def test_bad_requests_get_alibabas_codes_and_other_devices_shadows_are_closed(si
 
 def test_an_acknowledged_shadow_change_survives_kill_9(tmp_path: Path):
     data = tmp_path / "data"
-    made = provision(data, ["gate-crash"])
+    made = gates(data, ["gate-crash"])
     pk, dn = made["pk"], "gate-crash"
     port = free_port()
     node = Node(data, mqtt_port=port).start()
