@@ -40,6 +40,7 @@ struct WebConsole {
         router.post("/console/account/tokens/:id/revoke", use: revokeToken)
         router.get("/app", use: portal)
         registerDevices(router)
+        registerProducts(router)
         registerAlarms(router)
         registerRules(router)
         registerPortalReports(router)

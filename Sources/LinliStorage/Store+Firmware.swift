@@ -71,9 +71,9 @@ public enum FirmwareFault: Error, Equatable, CustomStringConvertible {
 }
 
 extension Store {
-    /// The largest package kept. Community devices (door controllers, gates, meters) run firmware
-    /// of a few MiB; a download is read whole into memory.
-    public static let firmwareLimit = 32 * 1_048_576
+    /// The largest package kept, the largest upload Linli takes anywhere. Community devices (door
+    /// controllers, gates, meters) run firmware of a few MiB; a download is read whole into memory.
+    public static let firmwareLimit = 16 * 1_048_576
 
     /// Keeps a firmware package: written to `folder` first (then renamed, so a crash leaves no half
     /// file under a row), then recorded. A version already there for the module is a conflict.

@@ -193,3 +193,34 @@ def test_bad_packages_and_requests_are_named(site: dict):
     assert requests.get(site["url"] + "/ota/" + "x" * 43, timeout=10).status_code == 404
     listed = api(site, f"/products/{pk}/firmware").json()["items"]
     assert {(f["module"], f["version"]) for f in listed} >= {("default", "2.0.1"), ("default", "4.0.0"), ("MCU", "4.0.0")}
+
+
+def test_the_product_page_takes_a_package_and_upgrades_every_device(site: dict, page, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    pk = site["pk"]
+    package = tmp_path / "door-5.0.0.bin"
+    package.write_bytes(os.urandom(20_000))
+    log_in(page, site["url"], "ops", OPS_PASSWORD)
+    page.get(f"{site['url']}/console/products/{pk}")
+    assert "Unlock" in element(page, "h1").find_element(By.XPATH, "..").text, "the thing model's services are shown"
+    form = element(page, "#firmware-form")
+    form.find_element(By.NAME, "file").send_keys(str(package))
+    form.find_element(By.NAME, "version").send_keys("5.0.0")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    row = element(page, "#firmware tr[data-version='5.0.0'][data-module='default']")
+    assert row.find_element(By.CSS_SELECTOR, ".upgrades").text == "—"
+    firmware = next(f for f in api(site, f"/products/{pk}/firmware").json()["items"] if f["version"] == "5.0.0")
+    assert firmware["sha256"] == hashlib.sha256(package.read_bytes()).hexdigest() and firmware["createdBy"] == "ops"
+
+    # The same version again is refused, and says why.
+    form = element(page, "#firmware-form")
+    form.find_element(By.NAME, "file").send_keys(str(package))
+    form.find_element(By.NAME, "version").send_keys("5.0.0")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    assert "already uploaded" in element(page, "#firmware-error").text
+
+    # Upgrade every device of the product: none is connected, so all wait.
+    element(page, "#firmware tr[data-version='5.0.0'] form.upgrade-all button").click()
+    row = element(page, "#firmware tr[data-version='5.0.0']")
+    assert row.find_element(By.CSS_SELECTOR, ".upgrades").text == "waiting 3"
+    assert set(upgrades(site, firmware["id"])) == {"door-sdk", "door-away", "door-bad"}
