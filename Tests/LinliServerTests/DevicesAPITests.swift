@@ -249,6 +249,36 @@ struct DevicesAPITests {
         }
     }
 
+    @Test func firmwareIsForThoseWhoManageDevicesAndDownloadsNeedAnOfferedToken() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            let pk = try #require(try await staff.call("/api/v1/communities/\(c)/products", .post, ["library": "access_controller"], expect: .created)["productKey"] as? String)
+            try await staff.call("/api/v1/communities/\(c)/devices", .post, ["productKey": pk, "deviceName": "door-1"], expect: .created)
+            let path = "/api/v1/products/\(pk)/firmware"
+            let package = try await staff.call(path + "?version=1.2.0", .post, raw: "firmware bytes", expect: .created)
+            #expect(package["sha256"] as? String == "dbf1bce8c5e41be6f0c17880b1ed3033714b384b2c2232b1c7b4f3fda822b6ce" && package["size"] as? Int == 14)
+            let id = try #require(package["id"] as? String)
+
+            // A guard sees the packages, and may not add one or start upgrades.
+            let guardUser = APIUser(client, fixture, as: "guard")
+            #expect((try await guardUser.call(path)["items"] as? [[String: Any]])?.count == 1)
+            try await guardUser.call(path + "?version=1.3.0", .post, raw: "x", expect: .forbidden)
+            try await guardUser.call(path + "/\(id)/upgrades", .post, ["all": true], expect: .forbidden)
+            // Outside the community nothing is known of the product.
+            try await APIUser(client, fixture, as: "other-manager").call(path, expect: .notFound)
+
+            // Without a broker (or an address devices reach) no upgrade starts, and it says why.
+            let refused = try await staff.call(path + "/\(id)/upgrades", .post, ["devices": ["door-1"]], expect: .conflict)
+            #expect("\(refused)".contains("device-url"))
+            #expect((try await staff.call(path + "/\(id)/upgrades")["items"] as? [[String: Any]])?.isEmpty == true)
+
+            // A token that was never offered downloads nothing, and needs no account to be told so.
+            try await client.execute(uri: "/ota/" + String(repeating: "a", count: 43), method: .get) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/ota/" + String(repeating: "a", count: 200), method: .get) { #expect($0.status == .notFound) }
+        }
+    }
+
     @Test func bulkRegistrationChecksEveryRowFirst() async throws {
         try await withApp { client, fixture in
             let c = fixture.community.id
