@@ -34,6 +34,10 @@ public final class DeviceGateway: Sendable {
     /// Where devices download firmware from (`device-url`, or the HTTP address); nil when Linli
     /// cannot tell, and then no upgrade is offered.
     public let downloadBase = Mutex<String?>(nil)
+    /// Products whose devices may have open firmware upgrades, read once and added to as upgrades
+    /// start (it may hold products whose upgrades have all ended since: that costs one lookup).
+    /// A sign-in of any other product's device looks for no upgrade.
+    let upgradingProducts = Mutex<(read: Set<String>?, started: Set<String>)>((nil, []))
 
     /// Makes what devices report durable before they are acknowledged.
     let telemetry: TelemetryWriter

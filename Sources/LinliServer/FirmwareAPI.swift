@@ -117,6 +117,7 @@ extension API {
             throw Problem.invalid([FieldIssue("devices", "give 1 to 1000 device names, or all: true")])
         }
         let started = try await store.startUpgrades(to: firmware, devices: devices, actor: context.principal)
+        gateway.upgradesStarted(productKey: product.productKey)
         var offered = 0
         for device in devices { offered += await gateway.offerUpgrades(device) }
         let byId = Dictionary(uniqueKeysWithValues: devices.map { ($0.id, $0.deviceName) })

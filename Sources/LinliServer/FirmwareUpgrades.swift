@@ -14,7 +14,7 @@ extension DeviceGateway {
     /// offer makes a new download address (the previous one stops working).
     @discardableResult
     public func offerUpgrades(_ device: Device) async -> Int {
-        guard let clientId = clientId(productKey: device.productKey, deviceName: device.deviceName), let broker = broker.withLock({ $0 }),
+        guard await mayHaveOpenUpgrades(device.productKey), let clientId = clientId(productKey: device.productKey, deviceName: device.deviceName), let broker = broker.withLock({ $0 }),
               let open = try? await store.openUpgrades(of: device), !open.isEmpty
         else { return 0 }
         var offered = 0
@@ -28,6 +28,22 @@ extension DeviceGateway {
             offered += 1
         }
         return offered
+    }
+
+    /// Whether a product's devices may have open upgrades: false spares a sign-in the lookup.
+    func mayHaveOpenUpgrades(_ productKey: String) async -> Bool {
+        let (read, started) = upgradingProducts.withLock { $0 }
+        if started.contains(productKey) { return true }
+        if let read { return read.contains(productKey) }
+        guard let found = try? await store.productsWithOpenUpgrades() else { return true }
+        upgradingProducts.withLock { $0.read = found }
+        return found.contains(productKey)
+    }
+
+    /// Upgrades of a product's devices have started: its devices' sign-ins look for them. Kept
+    /// apart from what was read, so that a read racing with this start cannot lose it.
+    public func upgradesStarted(productKey: String) {
+        _ = upgradingProducts.withLock { $0.started.insert(productKey) }
     }
 
     /// An open upgrade as the device is told of it, with a fresh download address.

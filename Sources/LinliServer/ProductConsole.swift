@@ -95,6 +95,7 @@ extension WebConsole {
         }
         let devices = try await store.enabledDevices(productKey: product.productKey, communityId: product.communityId)
         try await store.startUpgrades(to: firmware, devices: devices, actor: context.principal)
+        gateway.upgradesStarted(productKey: product.productKey)
         for device in devices { await gateway.offerUpgrades(device) }
         return .redirect(to: "/console/products/\(product.productKey)")
     }

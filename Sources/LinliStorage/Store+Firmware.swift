@@ -135,6 +135,18 @@ extension Store {
         }
     }
 
+    /// The products with an open upgrade of one of their devices.
+    public func productsWithOpenUpgrades() async throws -> Set<String> {
+        struct Row: Decodable { var productKey: String }
+        let rows = try await read { db in
+            try await db.raw("""
+                SELECT DISTINCT f.product_key AS "productKey" FROM firmware_upgrades u JOIN firmware f ON f.id = u.firmware_id
+                WHERE u.status IN ('waiting', 'offered', 'upgrading')
+                """).all(decoding: Row.self)
+        }
+        return Set(rows.map(\.productKey))
+    }
+
     /// A device's open upgrades, with their packages, newest first.
     public func openUpgrades(of device: Device) async throws -> [(upgrade: FirmwareUpgrade, firmware: Firmware)] {
         try await read { db in

@@ -224,3 +224,27 @@ def test_the_product_page_takes_a_package_and_upgrades_every_device(site: dict, 
     row = element(page, "#firmware tr[data-version='5.0.0']")
     assert row.find_element(By.CSS_SELECTOR, ".upgrades").text == "waiting 3"
     assert set(upgrades(site, firmware["id"])) == {"door-sdk", "door-away", "door-bad"}
+
+
+def test_an_upgrade_started_before_a_restart_is_offered_after_it(tmp_path: Path):
+    data = tmp_path / "data"
+    token = provision(data)
+    pk = create_product(data, "smart_bin")
+    triple = create_device(data, pk, "bin-1")
+    node = Node(data, mqtt_port=free_port()).start()
+    site = {"url": node.url, "token": token, "pk": pk}
+    firmware = upload(site, "1.1.0", b"bin firmware").json()
+    assert api(site, f"/products/{pk}/firmware/{firmware['id']}/upgrades", "POST", json={"all": True}).json()["offered"] == 0
+    assert node.stop() == 0
+    port = free_port()
+    node = Node(data, mqtt_port=port).start()
+    try:
+        c, inbox = alink_device(port, triple)
+        assert expect(inbox, "connack")[1] == 0
+        offer = expect(inbox, "message", 10)
+        assert offer[1] == f"/ota/device/upgrade/{pk}/bin-1" and offer[2]["data"]["version"] == "1.1.0"
+        assert requests.get(offer[2]["data"]["url"], timeout=10).content == b"bin firmware"
+        c.loop_stop()
+        c.disconnect()
+    finally:
+        assert node.stop() == 0, node.log.read_text()
