@@ -142,6 +142,7 @@ public enum AlinkTime {
 
     /// The device a request topic names; nil for any other topic.
     public static func parseRequest(_ topic: String) -> (productKey: String, deviceName: String)? {
+        guard topic.hasPrefix("/ext/ntp/") else { return nil }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 6, parts[0].isEmpty, parts[1] == "ext", parts[2] == "ntp", parts[5] == "request", !parts[3].isEmpty, !parts[4].isEmpty else { return nil }
         return (String(parts[3]), String(parts[4]))

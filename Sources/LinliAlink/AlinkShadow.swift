@@ -210,6 +210,8 @@ public enum AlinkShadow {
 
     /// The device a `/shadow/update/{pk}/{dn}` topic is for; nil for any other topic.
     public static func parseUpdate(_ topic: String) -> (productKey: String, deviceName: String)? {
+        // Every message a device sends that is not a post passes here: most leave at the prefix.
+        guard topic.hasPrefix("/shadow/update/") else { return nil }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 5, parts[0].isEmpty, parts[1] == "shadow", parts[2] == "update", !parts[3].isEmpty, !parts[4].isEmpty else { return nil }
         return (String(parts[3]), String(parts[4]))

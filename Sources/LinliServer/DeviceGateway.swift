@@ -164,6 +164,11 @@ public final class DeviceGateway: Sendable {
         }
     }
 
+    /// A signed-in connection's session.
+    func session(_ clientId: String) -> DeviceSession? {
+        sessions.withLock { $0[clientId] }
+    }
+
     /// Gateway connections that have a sub-device attached.
     func sessionsServing(_ key: String) -> [DeviceSession] {
         sessions.withLock { Array($0.values) }.filter { $0.isGateway && $0.state.withLock { $0.attached.contains(key) } }

@@ -421,8 +421,10 @@ extension API {
         }
         if let enabled = input.enabled, enabled != (device.status != .disabled) {
             device = try await store.setDeviceEnabled(device, enabled, actor: context.principal)
-            // A disabled device loses its connection now, not at its next sign-in.
+            // A disabled device loses its connection now, not at its next sign-in; a sub-device's
+            // gateway is told either way.
             if !enabled { await services.devices?.disconnect(productKey: device.productKey, deviceName: device.deviceName) }
+            await services.devices?.subDevice(device, was: enabled ? .enabled : .disabled)
         }
         let diagnosis = try await store.diagnosis([device.id])[device.id]
         return try JSON.response(view(device, diagnosis: diagnosis))

@@ -4,6 +4,7 @@ import LinliCore
 import LinliMQTT
 import LinliStorage
 import LinliThings
+import NIOCore
 import Synchronization
 
 extension Product {
@@ -272,6 +273,7 @@ extension DeviceGateway {
     }
 
     /// A sub-device another gateway took over: its old gateway's connection no longer serves it.
+    /// It is told so (`thing.topo.change`, deleted), as Alibaba tells a gateway.
     private func detachEverywhere(_ sub: Device, except keep: DeviceSession) async {
         let others = sessionsServing(sub.key).filter { $0 !== keep }
         for other in others {
@@ -280,7 +282,33 @@ extension DeviceGateway {
                 return state.online.removeValue(forKey: sub.key) != nil
             }
             if wasOnline { await wentOffline(sub, from: other.clientId) }
+            await tellTopologyChange(.deleted, [sub], to: other)
         }
+    }
+
+    /// What happened to sub-devices, as `thing.topo.change` tells their gateway.
+    public enum TopologyChange: Int64, Sendable {
+        case created = 0, deleted = 1, enabled = 2, disabled = 8
+    }
+
+    /// Tells a gateway's connection what happened to some of its sub-devices, so that it stops
+    /// (or starts again) speaking for them rather than learn it from refusals.
+    func tellTopologyChange(_ change: TopologyChange, _ subs: [Device], to session: DeviceSession) async {
+        guard !subs.isEmpty, let broker = broker.withLock({ $0 }) else { return }
+        let id = String(nextRequestId.add(1, ordering: .relaxed).oldValue)
+        let notice = JSONValue.object(["id": .string(id), "version": .string("1.0"), "method": .string("thing.topo.change"),
+                                       "params": .object(["status": .int(change.rawValue), "subList": .array(subs.map(Self.identity))])])
+        await broker.send(Publish(topic: "/sys/\(session.device.productKey)/\(session.device.deviceName)/thing/topo/change",
+                                  payload: ByteBuffer(bytes: notice.serialized()), qos: .atLeastOnce), to: session.clientId)
+    }
+
+    /// An operator disabled or enabled a sub-device: its gateway, when connected, is told.
+    public func subDevice(_ sub: Device, was change: TopologyChange) async {
+        guard let gatewayId = sub.gatewayId, let gateway = try? await store.device(id: gatewayId),
+              let clientId = clientId(productKey: gateway.productKey, deviceName: gateway.deviceName),
+              let session = session(clientId), session.device.id == gatewayId
+        else { return }
+        await tellTopologyChange(change, [sub], to: session)
     }
 
     static func identity(_ device: Device) -> JSONValue {

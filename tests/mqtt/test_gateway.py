@@ -55,6 +55,8 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         "door1": create_device(data, door_product, "door-1"),
         "door2": create_device(data, door_product, "door-2"),
         "doorUsed": create_device(data, door_product, "door-used"),
+        "gateway5": create_device(data, gateway_product, "gw-5"),
+        "smoke6": create_device(data, smoke_product, "smoke-6"),
         "tsl": str(tsl),
         "token": token,
     }
@@ -395,3 +397,40 @@ def test_a_gateway_asks_for_the_secrets_of_sub_devices_registered_for_it(site: d
     assert len(entries) == 2 and all(e["actorName"] == f"gateway {gpk}/{gdn}" for e in entries)
     product = api(site, "GET", f"/products/{dpk}").json()
     assert product["dynamicRegistration"] is True
+
+
+def test_a_gateway_is_told_when_its_sub_device_is_disabled_and_enabled(site: dict):
+    """Alibaba's thing.topo.change (Link Kit's on_gateway_topo_change): an operator disabling a
+    sub-device tells its gateway (status 8), enabling it tells it again (status 2)."""
+    gpk, gdn, gsecret = site["gateway5"]
+    spk, sdn, ssecret = site["smoke6"]
+    inbox: queue.Queue = queue.Queue()
+    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=gpk, device_name=gdn, device_secret=gsecret)
+    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
+    lk.thing_setup(site["tsl"])
+    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk.on_gateway_add_subdev_topo_reply = lambda rid, code, data, message, ud: inbox.put(("topo_add", code))
+    lk.on_gateway_login_subdev_reply = lambda rid, code, data, message, ud: inbox.put(("login", code))
+    lk.on_gateway_topo_change = lambda request_id, params, ud: inbox.put(("topo_change", params))
+    lk.connect_async()
+    try:
+        assert expect(inbox, "connect", 15)[1] == 0
+        assert lk.gateway_add_subdev_topo([[spk, sdn, ssecret]])[0] == 0
+        assert expect(inbox, "topo_add", 15)[1] == 200
+        assert lk.gateway_login_subdev([[spk, sdn, ssecret]])[0] == 0
+        assert expect(inbox, "login", 15)[1] == 200
+        wait_for(lambda: device_view(site, site["smoke6"])["status"] == "online")
+
+        assert api(site, "PATCH", f"/devices/{spk}/{sdn}", json={"enabled": False}).status_code == 200
+        change = expect(inbox, "topo_change", 10)[1]
+        assert change == {"status": 8, "subList": [{"productKey": spk, "deviceName": sdn}]}, change
+        assert device_view(site, site["smoke6"])["connected"] is False
+
+        assert api(site, "PATCH", f"/devices/{spk}/{sdn}", json={"enabled": True}).status_code == 200
+        assert expect(inbox, "topo_change", 10)[1]["status"] == 2
+        # Enabled again, it signs in through the gateway as before.
+        assert lk.gateway_login_subdev([[spk, sdn, ssecret]])[0] == 0
+        assert expect(inbox, "login", 15)[1] == 200
+    finally:
+        lk.disconnect()
+        lk.destroy()
