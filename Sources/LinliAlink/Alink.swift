@@ -103,30 +103,12 @@ public struct AlinkSignIn: Sendable, Equatable {
         return abs(seconds - now.timeIntervalSince1970) <= window
     }
 
-    /// The topics a device may use: its own system topics and its own custom topics.
-    public var policy: TopicPolicy { Self.policy(productKey: productKey, deviceName: deviceName) }
+    /// The topics a device may use: its own (see `AlinkTopicPolicy`).
+    public var policy: AlinkTopicPolicy { AlinkTopicPolicy(productKey: productKey, deviceName: deviceName) }
 
     /// The topics a device may use, named by its product key and device name.
-    public static func policy(productKey: String, deviceName: String) -> TopicPolicy {
-        let own = Self.ownTopics(productKey: productKey, deviceName: deviceName)
-        // Firmware: the device tells its version on inform, listens for upgrades and reports how
-        // far one got. A gateway
-        // brings sub-devices online on its session topics (refused unless its product is a gateway).
-        // A device without a clock asks for the time on its NTP topics. It answers calls to its
-        // sync services on their RRPC topics. Its shadow document is asked for and changed on one
-        // topic and answered on another.
-        let session = "/ext/session/\(productKey)/\(deviceName)/#"
-        let rrpc = AlinkRRPC.policy(productKey: productKey, deviceName: deviceName)
-        return TopicPolicy(publish: own + ["/ota/device/inform/\(productKey)/\(deviceName)", AlinkOTA.progressTopic(productKey, deviceName),
-                                           session, AlinkTime.requestTopic(productKey, deviceName),
-                                           AlinkShadow.updateTopic(productKey, deviceName)] + rrpc.publish,
-                           subscribe: own + ["/ota/device/upgrade/\(productKey)/\(deviceName)", session, AlinkTime.responseTopic(productKey, deviceName),
-                                             AlinkShadow.getTopic(productKey, deviceName)] + rrpc.subscribe)
-    }
-
-    /// A device's system and custom topics, which a gateway also uses for the sub-devices it serves.
-    public static func ownTopics(productKey: String, deviceName: String) -> [String] {
-        ["/sys/\(productKey)/\(deviceName)/#", "/\(productKey)/\(deviceName)/user/#"]
+    public static func policy(productKey: String, deviceName: String) -> AlinkTopicPolicy {
+        AlinkTopicPolicy(productKey: productKey, deviceName: deviceName)
     }
 }
 

@@ -71,8 +71,16 @@ public final class DeviceGateway: Sendable {
                                      "tls": "\(connection.secure)", "remote": "\(remote ?? "-")"])
             return .refused(.notAuthorized)
         }
-        guard let device = try? await store.device(productKey: signIn.productKey, deviceName: signIn.deviceName),
-              let secret = try? store.deviceSecret(device)
+        // A registry that cannot be read is the server's fault, not the device's: CONNACK 3 (try
+        // again), never "bad user name or password", which a device may take as final.
+        let found: Device?
+        do {
+            found = try await store.device(productKey: signIn.productKey, deviceName: signIn.deviceName)
+        } catch {
+            logger.error("device sign-in failed: the registry could not be read", metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "error": "\(error)"])
+            return .refused(.serverUnavailable)
+        }
+        guard let device = found, let secret = try? store.deviceSecret(device)
         else {
             logger.notice("device sign-in refused: unknown device", metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "remote": "\(remote ?? "-")"])
             return .refused(.badUsernameOrPassword)

@@ -89,7 +89,7 @@ final class DeviceSession: Sendable {
 /// Whether a sub-device is signed in is checked per message, with an Alink reply, so that one
 /// sub-device signed out never costs the gateway its connection.
 struct GatewayPolicy: MQTTClientPolicy {
-    let own: TopicPolicy
+    let own: AlinkTopicPolicy
     let session: DeviceSession
 
     func mayPublish(to topic: String) -> Bool {

@@ -21,6 +21,8 @@ public protocol Database: Sendable {
     var engine: Engine { get }
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
     func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    /// After a migration: every connection reads the new schema before it next answers a query.
+    func schemaChanged() async throws
     func close() async
 }
 
@@ -136,6 +138,22 @@ public final class SQLiteStore: Database {
         try await readers.with { conn in try await body(conn.sql(queryLogLevel: .trace)) }
     }
 
+    /// A reader opened before a migration keeps the schema it read at its first statement. Its
+    /// next `SELECT *` is compiled against that one (SQLiteNIO reads the column names before the
+    /// first step, which is when SQLite notices the change and recompiles), so a column just added
+    /// is missing from that one answer: the first device to sign in after an upgrade was refused.
+    /// One statement stepped on each reader makes it read the new schema first.
+    public func schemaChanged() async throws {
+        var held: [SQLiteConnection] = []
+        for _ in readers.all { held.append(await readers.acquire()) }
+        var failure: (any Error)?
+        for conn in held {
+            do { try await conn.sql().raw("SELECT COUNT(*) AS n FROM sqlite_master").run() } catch { failure = failure ?? error }
+        }
+        for conn in held { await readers.release(conn) }
+        if let failure { throw failure }
+    }
+
     public func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await writer.with { conn in
             let db = conn.sql(queryLogLevel: .trace)
@@ -212,6 +230,9 @@ public final class PostgresStore: Database {
             }
         }
     }
+
+    /// PostgreSQL plans each query against the schema as it is: nothing to do.
+    public func schemaChanged() async throws {}
 
     public func close() async {
         runner.cancel()

@@ -518,6 +518,7 @@ public enum Migrations {
             logger?.info("applied migration", metadata: ["ledger": "\(ledger.table)", "version": "\(migration.version)", "name": "\(migration.name)"])
             applied.append(migration.version)
         }
+        if !applied.isEmpty { try await database.schemaChanged() }
         return applied
     }
 

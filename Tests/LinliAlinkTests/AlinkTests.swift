@@ -200,3 +200,33 @@ struct AlinkTests {
         #expect(!silent.wantsReply && asking.wantsReply && plain.wantsReply)
     }
 }
+
+@Suite("Alink topic policy")
+struct AlinkTopicPolicyTests {
+    /// The compact policy answers exactly as the same patterns written out for the device.
+    @Test func agreesWithItsPatternsWrittenOut() {
+        let policy = AlinkTopicPolicy(productKey: "a1Key", deviceName: "door-1")
+        let written = policy.written
+        var topics: [String] = []
+        let devices = ["a1Key/door-1", "a1Key/door-2", "a1Other/door-1", "+/door-1", "a1Key/+", "#", "a1Key/door-1/extra"]
+        for d in devices {
+            let parts = d.split(separator: "/").map(String.init)
+            let pk = parts[0], dn = parts.count > 1 ? parts[1] : ""
+            topics += ["/sys/\(pk)/\(dn)/thing/event/property/post", "/sys/\(pk)/\(dn)", "/sys/\(pk)/\(dn)/#", "/sys/\(pk)/\(dn)/+/x", "/sys/\(pk)",
+                       "/\(pk)/\(dn)/user/get", "/\(pk)/\(dn)/user", "/\(pk)/\(dn)/other",
+                       "/ota/device/inform/\(pk)/\(dn)", "/ota/device/progress/\(pk)/\(dn)", "/ota/device/upgrade/\(pk)/\(dn)", "/ota/device/upgrade/\(pk)/\(dn)/x",
+                       "/ext/session/\(pk)/\(dn)/combine/login", "/ext/session/\(pk)/\(dn)", "/ext/ntp/\(pk)/\(dn)/request", "/ext/ntp/\(pk)/\(dn)/response",
+                       "/shadow/update/\(pk)/\(dn)", "/shadow/get/\(pk)/\(dn)", "/shadow/get/\(pk)/\(dn)/x",
+                       "/ext/rrpc/17/sys/\(pk)/\(dn)/thing/service/Unlock", "/ext/rrpc/+/sys/\(pk)/\(dn)/thing/service/+", "/ext/rrpc/+/sys/\(pk)/\(dn)/#",
+                       "/ext/rrpc/17/sys/\(pk)/\(dn)/thing/event/x", "/ext/rrpc/#"]
+        }
+        topics += ["", "/", "//", "#", "+", "/#", "/+", "sys/a1Key/door-1/x", "/SYS/a1Key/door-1/x", "/sys/a1Key/door-1/", "/sys/a1Key/door-1//"]
+        for topic in topics {
+            #expect(policy.mayPublish(to: topic) == written.mayPublish(to: topic), "publish \(topic)")
+            #expect(policy.maySubscribe(to: topic) == written.maySubscribe(to: topic), "subscribe \(topic)")
+        }
+        #expect(policy.mayPublish(to: "/sys/a1Key/door-1/thing/event/property/post"))
+        #expect(!policy.mayPublish(to: "/sys/a1Key/door-2/thing/event/property/post"))
+        #expect(policy.maySubscribe(to: "/sys/a1Key/door-1/#") && !policy.maySubscribe(to: "/sys/a1Key/+/#"))
+    }
+}

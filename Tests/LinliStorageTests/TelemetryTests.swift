@@ -130,6 +130,33 @@ struct TelemetryTests {
         }
     }
 
+    /// A reader that read the schema before a migration added a column must see the column at
+    /// its next `SELECT *`: once, the first device to sign in after an upgrade was refused.
+    @Test func readersSeeAColumnAMigrationAddedAtOnce() async throws {
+        let store = try await TestEngine.sqlite.openUnmigrated()
+        do {
+            let before = Migrations.Ledger(table: Migrations.Ledger.core.table, migrations: Migrations.all.filter { $0.version <= 18 })
+            try await Migrations.migrate(store.database, ledger: before)
+            try await Migrations.migrate(store.telemetry, ledger: .telemetry)
+            // Every reader compiles a `SELECT *` of devices under the old schema.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 { group.addTask { _ = try await store.read { db in try await db.raw("SELECT * FROM devices").all() } } }
+                try await group.waitForAll()
+            }
+            #expect(try await Migrations.migrate(store.database) == Array(19...Migrations.latest))
+            let place = try await Place.make(store)
+            let device = try #require(try await makeDevices(store, place, count: 1).first)
+            try await withThrowingTaskGroup(of: Device?.self) { group in
+                for _ in 0..<8 { group.addTask { try await store.device(productKey: device.productKey, deviceName: device.deviceName) } }
+                for try await found in group { #expect(found?.labels == "{}") }
+            }
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+
     @Test(arguments: TestEngine.available)
     func concurrentReportsCommitTogetherAndAllCount(engine: TestEngine) async throws {
         try await withStore(engine) { store in
