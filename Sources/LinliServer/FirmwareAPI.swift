@@ -59,10 +59,10 @@ extension API {
         if module.isEmpty || module.count > 32 || !module.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) {
             faults.append(FieldIssue("module", "must be 1 to 32 letters, digits, _ or -"))
         }
-        if !faults.isEmpty { throw Problem.invalid(faults) }
+        guard faults.isEmpty, let version else { throw Problem.invalid(faults) }
         let body = try await request.body.collect(upTo: Store.firmwareLimit + 1)
         do {
-            let firmware = try await store.addFirmware(productKey: product.productKey, communityId: product.communityId, module: module, version: version!,
+            let firmware = try await store.addFirmware(productKey: product.productKey, communityId: product.communityId, module: module, version: version,
                                                        bytes: Array(buffer: body), folder: attachments, actor: context.principal)
             return try JSON.response(FirmwareView(firmware), status: .created)
         } catch let fault as FirmwareFault {
@@ -128,13 +128,16 @@ extension API {
     /// `GET /ota/{token}`: the package an open upgrade was offered, to the device holding its
     /// token. No account: the device has none; the token (256 random bits, kept only hashed,
     /// replaced at every offer, void once the upgrade ends) is the permission.
+    /// The file is streamed from disk in chunks: "upgrade all" sends hundreds of devices here at
+    /// once, and each holding a whole package in memory would not do.
     @Sendable func firmwareDownload(_ request: Request, context: AppContext) async throws -> Response {
         let token = try context.parameters.require("token")
-        guard token.count <= 128, let firmware = try await store.download(token: token),
-              let data = FileManager.default.contents(atPath: URL(fileURLWithPath: attachments).appendingPathComponent(firmware.file).path)
-        else { throw Problem.notFound("download") }
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentLength: "\(data.count)",
+        guard token.count <= 128, let firmware = try await store.download(token: token) else { throw Problem.notFound("download") }
+        let path = URL(fileURLWithPath: attachments).appendingPathComponent(firmware.file).path
+        let body: ResponseBody
+        do { body = try await FileIO().loadFile(path: path, context: context) } catch { throw Problem.notFound("download") }
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentLength: "\(firmware.size)",
                                                .contentDisposition: "attachment; filename=\"\(firmware.productKey)-\(firmware.module)-\(firmware.version).bin\""],
-                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+                        body: body)
     }
 }

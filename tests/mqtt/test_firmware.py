@@ -21,7 +21,7 @@ linkkit = pytest.importorskip("linkkit.linkkit")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
-from test_console import driver, page, element, log_in  # noqa: E402,F401  (fixtures used by name)
+from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, provision  # noqa: E402
@@ -221,8 +221,16 @@ def test_the_product_page_takes_a_package_and_upgrades_every_device(site: dict, 
 
     # Upgrade every device of the product: none is connected, so all wait.
     element(page, "#firmware tr[data-version='5.0.0'] form.upgrade-all button").click()
-    row = element(page, "#firmware tr[data-version='5.0.0']")
-    assert row.find_element(By.CSS_SELECTOR, ".upgrades").text == "waiting 3"
+    # The page before the click has the same row: wait for the one after it.
+    counted = "#firmware tr[data-version='5.0.0'] .upgrades"
+
+    def counted_waiting(d) -> bool:
+        try:
+            return d.find_element(By.CSS_SELECTOR, counted).text == "waiting 3"
+        except Exception:  # the old page went away between finding and reading
+            return False
+
+    wait(page).until(counted_waiting)
     assert set(upgrades(site, firmware["id"])) == {"door-sdk", "door-away", "door-bad"}
 
 
