@@ -93,3 +93,16 @@ def alink_device(port: int, triple: tuple[str, str, str], client_id: str | None 
             return payload
 
     return paho(port, f"{cid}|securemode=3,signmethod=hmacsha256,timestamp={ts}|", f"{dn}&{pk}", password, clean=clean, decode=decode)
+
+
+def link_kit(port: int, triple: tuple[str, str, str], tsl: str, inbox: "queue.Queue"):
+    """Alibaba's Link Kit SDK as the device `triple`, pointed at Linli on 127.0.0.1 without TLS, set
+    up with the product's thing model; its connect is reported to `inbox` as ("connect", rc).
+    Set the other callbacks, then `connect_async()`."""
+    from linkkit import linkkit
+    pk, dn, secret = triple
+    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=pk, device_name=dn, device_secret=secret)
+    lk.config_mqtt(port=port, secure="", endpoint="127.0.0.1", keep_alive=60)
+    lk.thing_setup(tsl)
+    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    return lk

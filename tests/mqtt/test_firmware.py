@@ -24,7 +24,7 @@ from test_server_process import Node, free_port, run  # noqa: E402
 from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, provision  # noqa: E402
+from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, link_kit, provision  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +85,7 @@ def test_link_kit_is_offered_a_package_downloads_it_and_reports_its_new_version(
     assert firmware["md5"] == hashlib.md5(package).hexdigest() and firmware["module"] == "default"
 
     inbox: queue.Queue = queue.Queue()
-    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=pk, device_name=dn, device_secret=site["secrets"][dn])
-    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
-    lk.thing_setup(site["tsl"])
-    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk = link_kit(site["port"], (pk, dn, site["secrets"][dn]), site["tsl"], inbox)
     lk.on_ota_message_arrived = lambda kind, version, size, url, sign_method, sign, module, extra: inbox.put(("ota", kind, version, size, url, sign_method, sign, module))
     lk.connect_async()
     try:

@@ -25,7 +25,7 @@ from test_console import driver, page, element, log_in, wait  # noqa: E402,F401 
 from selenium.webdriver.common.by import By  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, provision  # noqa: E402
+from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, link_kit, provision  # noqa: E402
 
 
 
@@ -118,10 +118,7 @@ def test_link_kit_gateway_brings_sub_devices_in(site: dict):
     spk, sdn, ssecret = site["smoke1"]
     _, sdn2, ssecret2 = site["smoke2"]
     inbox: queue.Queue = queue.Queue()
-    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=gpk, device_name=gdn, device_secret=gsecret)
-    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
-    lk.thing_setup(site["tsl"])
-    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk = link_kit(site["port"], (gpk, gdn, gsecret), site["tsl"], inbox)
     lk.on_gateway_add_subdev_topo_reply = lambda rid, code, data, message, ud: inbox.put(("topo_add", code, data, message))
     lk.on_gateway_delete_subdev_topo_reply = lambda rid, code, data, message, ud: inbox.put(("topo_delete", code, data, message))
     lk.on_gateway_login_subdev_reply = lambda rid, code, data, message, ud: inbox.put(("login", code, data, message))
@@ -354,10 +351,7 @@ def test_a_gateway_asks_for_the_secrets_of_sub_devices_registered_for_it(site: d
     used.loop_stop()
     used.disconnect()
     inbox: queue.Queue = queue.Queue()
-    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=gpk, device_name=gdn, device_secret=gsecret)
-    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
-    lk.thing_setup(site["tsl"])
-    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk = link_kit(site["port"], (gpk, gdn, gsecret), site["tsl"], inbox)
     lk.on_gateway_register_subdev_reply = lambda rid, code, data, message, ud: inbox.put(("register", code, data, message))
     lk.on_gateway_add_subdev_topo_reply = lambda rid, code, data, message, ud: inbox.put(("topo_add", code, data, message))
     lk.on_gateway_login_subdev_reply = lambda rid, code, data, message, ud: inbox.put(("login", code, data, message))
@@ -405,10 +399,7 @@ def test_a_gateway_is_told_when_its_sub_device_is_disabled_and_enabled(site: dic
     gpk, gdn, gsecret = site["gateway5"]
     spk, sdn, ssecret = site["smoke6"]
     inbox: queue.Queue = queue.Queue()
-    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=gpk, device_name=gdn, device_secret=gsecret)
-    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
-    lk.thing_setup(site["tsl"])
-    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk = link_kit(site["port"], (gpk, gdn, gsecret), site["tsl"], inbox)
     lk.on_gateway_add_subdev_topo_reply = lambda rid, code, data, message, ud: inbox.put(("topo_add", code))
     lk.on_gateway_login_subdev_reply = lambda rid, code, data, message, ud: inbox.put(("login", code))
     lk.on_gateway_topo_change = lambda request_id, params, ud: inbox.put(("topo_change", params))

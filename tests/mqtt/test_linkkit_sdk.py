@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import expect  # noqa: E402
+from clients import expect, link_kit  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
 
 def test_link_kit_sdk_round_trip(site: dict):
     inbox: queue.Queue = queue.Queue()
-    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=site["pk"], device_name=site["dn"], device_secret=site["secret"])
-    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
-    lk.thing_setup(site["tsl"])
-    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk = link_kit(site["port"], (site["pk"], site["dn"], site["secret"]), site["tsl"], inbox)
     lk.on_thing_prop_post = lambda request_id, code, data, message, userdata: inbox.put(("prop", code, message))
     lk.on_thing_event_post = lambda event, request_id, code, data, message, userdata: inbox.put(("event", event, code, message))
     lk.on_thing_prop_changed = lambda params, userdata: inbox.put(("changed", params))
@@ -108,10 +105,7 @@ def test_link_kit_states_labels_about_itself(site: dict):
     """`thing_update_tags` and `thing_remove_tags` (Alink's thing.deviceinfo.update/delete): the
     device's labels in the registry, all or none of a request, a fault named with 460."""
     inbox: queue.Queue = queue.Queue()
-    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=site["pk"], device_name=site["dn"], device_secret=site["secret"])
-    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
-    lk.thing_setup(site["tsl"])
-    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk = link_kit(site["port"], (site["pk"], site["dn"], site["secret"]), site["tsl"], inbox)
     lk.on_thing_device_info_update = lambda request_id, code, data, message, userdata: inbox.put(("update", code, message))
     lk.on_thing_device_info_delete = lambda request_id, code, data, message, userdata: inbox.put(("delete", code, message))
     lk.connect_async()

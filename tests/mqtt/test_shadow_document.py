@@ -23,7 +23,7 @@ from test_console import driver, page, element, log_in  # noqa: E402,F401  (fixt
 from selenium.webdriver.common.by import By  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, provision  # noqa: E402
+from clients import OPS_PASSWORD, alink_device, create_device, create_product, expect, link_kit, provision  # noqa: E402
 
 
 def gates(data: Path, names: list[str]) -> dict:
@@ -63,10 +63,7 @@ def device(port: int, pk: str, dn: str, secret: str):
 def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(site: dict, page):
     pk, dn = site["pk"], "gate-sdk"
     inbox: queue.Queue = queue.Queue()
-    lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=pk, device_name=dn, device_secret=site["secrets"][dn])
-    lk.config_mqtt(port=site["port"], secure="", endpoint="127.0.0.1", keep_alive=60)
-    lk.thing_setup(site["tsl"])
-    lk.on_connect = lambda session_flag, rc, userdata: inbox.put(("connect", rc))
+    lk = link_kit(site["port"], (pk, dn, site["secrets"][dn]), site["tsl"], inbox)
     lk.on_thing_shadow_get = lambda payload, userdata: inbox.put(("shadow", payload))
     lk.on_thing_device_info_update = lambda request_id, code, data, message, userdata: inbox.put(("labels", code))
     lk.connect_async()
