@@ -62,9 +62,6 @@ final class DeviceSession: Sendable {
         return state.withLock { $0.attached.contains(key) }
     }
 
-    /// Whether a topic (`publishing`) or a subscription filter is an attached sub-device's RRPC
-    /// topic that the sub-device's own connection could use: the gateway answers the sub-device's
-    /// sync service calls on their topics, as the sub-device would.
     /// Whether a topic (`publishing`) or a subscription filter is an attached sub-device's firmware
     /// topic: the gateway tells its version and progress (`inform`, `progress`) and listens for
     /// its upgrades (`upgrade`), as the sub-device's own connection would.
@@ -78,6 +75,9 @@ final class DeviceSession: Sendable {
         return state.withLock { $0.attached.contains(key) }
     }
 
+    /// Whether a topic (`publishing`) or a subscription filter is an attached sub-device's RRPC
+    /// topic that the sub-device's own connection could use: the gateway answers the sub-device's
+    /// sync service calls on their topics, as the sub-device would.
     func servesRRPC(_ topic: String, publishing: Bool) -> Bool {
         guard let (pk, dn) = AlinkRRPC.device(in: topic), state.withLock({ $0.attached.contains(Device.key(pk, dn)) }) else { return false }
         let policy = AlinkRRPC.policy(productKey: pk, deviceName: dn)
