@@ -239,7 +239,7 @@ extension Store {
                 """)
             for upgrade in done {
                 try await db.raw("""
-                    UPDATE firmware_upgrades SET status = 'succeeded', step = 100, token_hash = NULL, updated_at = \(bind: nowMillis())
+                    UPDATE firmware_upgrades SET status = 'succeeded', step = 100, detail = '', token_hash = NULL, updated_at = \(bind: nowMillis())
                     WHERE device_id = \(bind: upgrade.deviceId) AND firmware_id = \(bind: upgrade.firmwareId)
                     """).run()
                 try await EventLog.append(db, communityId: device.communityId, type: "device.upgrade.succeeded", subjectType: "device", subjectId: device.id,

@@ -113,6 +113,7 @@ def test_link_kit_is_offered_a_package_downloads_it_and_reports_its_new_version(
         assert upgrades(site, firmware["id"])[dn]["status"] == "upgrading" and upgrades(site, firmware["id"])[dn]["detail"] == "flashing"
         lk.ota_report_version(None, "2.0.1")
         wait_for(lambda: upgrades(site, firmware["id"])[dn]["status"] == "succeeded")
+        assert upgrades(site, firmware["id"])[dn]["detail"] == "", "what it said while flashing is over"
         assert api(site, f"/devices/{pk}/{dn}").json()["firmware"] == "2.0.1"
         assert requests.get(url, timeout=10).status_code == 404
 
