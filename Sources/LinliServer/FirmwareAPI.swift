@@ -129,7 +129,8 @@ extension API {
     /// token. No account: the device has none; the token (256 random bits, kept only hashed,
     /// replaced at every offer, void once the upgrade ends) is the permission.
     /// The file is streamed from disk in chunks: "upgrade all" sends hundreds of devices here at
-    /// once, and each holding a whole package in memory would not do.
+    /// once, most of them on slow links, and a whole package held for each while it trickles out
+    /// would grow with the package (measured in BENCHMARKS.md, `bench/firmware.sh`).
     @Sendable func firmwareDownload(_ request: Request, context: AppContext) async throws -> Response {
         let token = try context.parameters.require("token")
         guard token.count <= 128, let firmware = try await store.download(token: token) else { throw Problem.notFound("download") }
