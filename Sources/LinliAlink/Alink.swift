@@ -185,14 +185,6 @@ public enum AlinkRRPC {
         return (String(pk), String(dn))
     }
 
-    /// What a device may do with its own RRPC topics: answer any call to one of its services, and
-    /// subscribe to its calls (the C SDK subscribes to `/ext/rrpc/+/sys/{pk}/{dn}/thing/service/+`).
-    /// A gateway may do the same for the sub-devices attached to it.
-    public static func policy(productKey: String, deviceName: String) -> TopicPolicy {
-        TopicPolicy(publish: ["\(prefix)+/sys/\(productKey)/\(deviceName)/thing/service/+"],
-                    subscribe: ["\(prefix)+/sys/\(productKey)/\(deviceName)/#"])
-    }
-
     private static let prefix = "/ext/rrpc/"
 }
 
@@ -232,7 +224,7 @@ public struct SubDeviceSignIn: Sendable, Equatable {
         clientId = try text("clientId")
         timestamp = try text("timestamp")
         sign = try text("sign")
-        let methodName = json["signmethod"]?.textValue ?? json["signMethod"]?.textValue ?? batchMethod
+        let methodName = json["signmethod"]?.text ?? json["signMethod"]?.text ?? batchMethod
         guard let methodName else { throw .missing("signMethod") }
         guard let method = AlinkSignIn.SignMethod(name: methodName) else { throw .unknownSignMethod(methodName) }
         signMethod = method
@@ -400,7 +392,7 @@ public struct AlinkRequest: Sendable, Equatable {
         case let .int(i)?: text = String(i)
         default: return nil
         }
-        var request = AlinkRequest(id: text, params: params, method: method?.textValue)
+        var request = AlinkRequest(id: text, params: params, method: method?.text)
         if case let .int(ack)? = sys?["ack"], ack == 0 { request.wantsReply = false }
         return request
     }
@@ -460,9 +452,3 @@ public enum AlinkCode {
     }
 }
 
-extension JSONValue {
-    var textValue: String? {
-        if case let .string(s) = self { return s }
-        return nil
-    }
-}

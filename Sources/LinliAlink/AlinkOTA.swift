@@ -52,8 +52,8 @@ public enum AlinkOTA {
         default: step = nil
         }
         guard let step, (-4...100).contains(step), step != 0 else { return nil }
-        let detail = String((params["desc"]?.textValue ?? "").prefix(200))
-        let module = params["module"]?.textValue.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+        let detail = String((params["desc"]?.text ?? "").prefix(200))
+        let module = params["module"]?.text.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
         return Progress(step: step, detail: detail, module: module)
     }
 

@@ -41,6 +41,28 @@ public struct AlinkTopicPolicy: MQTTClientPolicy, Equatable {
         return TopicPolicy(publish: Self.publishPatterns.map(fill), subscribe: Self.subscribePatterns.map(fill))
     }
 
+    /// The device a topic or filter is about, among those a gateway uses for its sub-devices:
+    /// `/sys/{pk}/{dn}/…`, `/{pk}/{dn}/user/…`, `/ext/rrpc/{id}/sys/{pk}/{dn}/…` and
+    /// `/ota/device/{…}/{pk}/{dn}`, the names written out, not wildcards; nil for any other topic.
+    /// What may be done there is the device's own policy's to say.
+    public static func device(in topic: String) -> (productKey: String, deviceName: String)? {
+        if let named = AlinkRRPC.device(in: topic) { return named }
+        let parts = topic.split(separator: "/", maxSplits: 6, omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[0].isEmpty else { return nil }
+        let (pk, dn): (Substring, Substring)
+        if parts[1] == "sys" {
+            (pk, dn) = (parts[2], parts[3])
+        } else if parts.count == 6, parts[1] == "ota", parts[2] == "device" {
+            (pk, dn) = (parts[4], parts[5])
+        } else if parts[3] == "user" {
+            (pk, dn) = (parts[1], parts[2])
+        } else {
+            return nil
+        }
+        guard !pk.isEmpty, !dn.isEmpty, !(pk + dn).contains(where: { $0 == "+" || $0 == "#" }) else { return nil }
+        return (String(pk), String(dn))
+    }
+
     enum Level: Equatable {
         case literal([UInt8]), productKey, deviceName, one, rest
     }

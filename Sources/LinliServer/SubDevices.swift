@@ -44,43 +44,13 @@ final class DeviceSession: Sendable {
         propertyPostReply = "/sys/\(device.productKey)/\(device.deviceName)/thing/event/property/post_reply"
     }
 
-    /// Whether a topic (or a subscription filter) belongs to an attached sub-device: `/sys/{pk}/{dn}/…`
-    /// or `/{pk}/{dn}/user/…` with the key and name written out, not wildcards.
-    func servesTopic(_ topic: String) -> Bool {
-        let parts = topic.split(separator: "/", maxSplits: 4, omittingEmptySubsequences: false)
-        guard parts.count >= 5, parts[0].isEmpty else { return false }
-        let (pk, dn): (Substring, Substring)
-        if parts[1] == "sys" {
-            (pk, dn) = (parts[2], parts[3])
-        } else if parts[3] == "user" {
-            (pk, dn) = (parts[1], parts[2])
-        } else {
-            return false
-        }
-        guard !pk.isEmpty, !dn.isEmpty, !pk.contains(where: { $0 == "+" || $0 == "#" }), !dn.contains(where: { $0 == "+" || $0 == "#" }) else { return false }
-        let key = Device.key(String(pk), String(dn))
-        return state.withLock { $0.attached.contains(key) }
-    }
-
-    /// Whether a topic (`publishing`) or a subscription filter is an attached sub-device's firmware
-    /// topic: the gateway tells its version and progress (`inform`, `progress`) and listens for
-    /// its upgrades (`upgrade`), as the sub-device's own connection would.
-    func servesFirmware(_ topic: String, publishing: Bool) -> Bool {
-        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 6, parts[0].isEmpty, parts[1] == "ota", parts[2] == "device",
-              publishing ? (parts[3] == "inform" || parts[3] == "progress") : parts[3] == "upgrade",
-              !parts[4].isEmpty, !parts[5].isEmpty, !(parts[4] + parts[5]).contains(where: { $0 == "+" || $0 == "#" })
-        else { return false }
-        let key = Device.key(String(parts[4]), String(parts[5]))
-        return state.withLock { $0.attached.contains(key) }
-    }
-
-    /// Whether a topic (`publishing`) or a subscription filter is an attached sub-device's RRPC
-    /// topic that the sub-device's own connection could use: the gateway answers the sub-device's
-    /// sync service calls on their topics, as the sub-device would.
-    func servesRRPC(_ topic: String, publishing: Bool) -> Bool {
-        guard let (pk, dn) = AlinkRRPC.device(in: topic), state.withLock({ $0.attached.contains(Device.key(pk, dn)) }) else { return false }
-        let policy = AlinkRRPC.policy(productKey: pk, deviceName: dn)
+    /// Whether a topic (`publishing`) or a subscription filter is one an attached sub-device's own
+    /// connection could use, among those a gateway speaks on for it (`AlinkTopicPolicy.device(in:)`):
+    /// its system and custom topics, its RRPC calls and its firmware. Its policy decides, as for
+    /// the sub-device itself.
+    func serves(_ topic: String, publishing: Bool) -> Bool {
+        guard let (pk, dn) = AlinkTopicPolicy.device(in: topic), state.withLock({ $0.attached.contains(Device.key(pk, dn)) }) else { return false }
+        let policy = AlinkTopicPolicy(productKey: pk, deviceName: dn)
         return publishing ? policy.mayPublish(to: topic) : policy.maySubscribe(to: topic)
     }
 }
@@ -92,13 +62,8 @@ struct GatewayPolicy: MQTTClientPolicy {
     let own: AlinkTopicPolicy
     let session: DeviceSession
 
-    func mayPublish(to topic: String) -> Bool {
-        own.mayPublish(to: topic) || session.servesTopic(topic) || session.servesRRPC(topic, publishing: true) || session.servesFirmware(topic, publishing: true)
-    }
-    func maySubscribe(to filter: String) -> Bool {
-        own.maySubscribe(to: filter) || session.servesTopic(filter) || session.servesRRPC(filter, publishing: false)
-            || session.servesFirmware(filter, publishing: false)
-    }
+    func mayPublish(to topic: String) -> Bool { own.mayPublish(to: topic) || session.serves(topic, publishing: true) }
+    func maySubscribe(to filter: String) -> Bool { own.maySubscribe(to: filter) || session.serves(filter, publishing: false) }
 }
 
 extension DeviceGateway {
@@ -342,13 +307,6 @@ extension DeviceGateway {
     }
 }
 
-extension JSONValue {
-    /// The string, when this is one.
-    var text: String? {
-        if case let .string(s) = self { return s }
-        return nil
-    }
-}
 
 // MARK: a gateway's pack post
 

@@ -150,30 +150,27 @@ extension Store {
     /// A device's open upgrades, with their packages, newest first.
     public func openUpgrades(of device: Device) async throws -> [(upgrade: FirmwareUpgrade, firmware: Firmware)] {
         try await read { db in
-            let upgrades = try await db.all(FirmwareUpgrade.self, """
+            try await Self.withPackages(db, try await db.all(FirmwareUpgrade.self, """
                 SELECT * FROM firmware_upgrades WHERE device_id = \(bind: device.id) AND status IN ('waiting', 'offered', 'upgrading')
                 ORDER BY created_at DESC
-                """)
-            var found: [(FirmwareUpgrade, Firmware)] = []
-            for upgrade in upgrades {
-                if let firmware = try await db.find(Firmware.self, upgrade.firmwareId) { found.append((upgrade, firmware)) }
-            }
-            return found
+                """))
         }
     }
 
     /// A device's latest upgrades, open or ended, with their packages, newest first.
     public func recentUpgrades(of device: Device, limit: Int = 10) async throws -> [(upgrade: FirmwareUpgrade, firmware: Firmware)] {
         try await read { db in
-            let upgrades = try await db.all(FirmwareUpgrade.self, """
+            try await Self.withPackages(db, try await db.all(FirmwareUpgrade.self, """
                 SELECT * FROM firmware_upgrades WHERE device_id = \(bind: device.id) ORDER BY updated_at DESC LIMIT \(literal: limit)
-                """)
-            var found: [(FirmwareUpgrade, Firmware)] = []
-            for upgrade in upgrades {
-                if let firmware = try await db.find(Firmware.self, upgrade.firmwareId) { found.append((upgrade, firmware)) }
-            }
-            return found
+                """))
         }
+    }
+
+    /// Upgrades with their packages, read in one query, in the upgrades' order.
+    static func withPackages(_ db: any SQLDatabase, _ upgrades: [FirmwareUpgrade]) async throws -> [(upgrade: FirmwareUpgrade, firmware: Firmware)] {
+        let packages = try await db.all(Firmware.self, "SELECT * FROM firmware WHERE \(SQLQueryString.isIn("id", Set(upgrades.map(\.firmwareId))))")
+        let byId = Dictionary(uniqueKeysWithValues: packages.map { ($0.id, $0) })
+        return upgrades.compactMap { upgrade in byId[upgrade.firmwareId].map { (upgrade, $0) } }
     }
 
     /// Offers an open upgrade again: a new download token (the last one stops working), and
@@ -261,15 +258,15 @@ extension Store {
 
     /// A package's upgrades, with their devices' names, by device name.
     public func upgrades(of firmware: Firmware) async throws -> [(upgrade: FirmwareUpgrade, deviceName: String)] {
-        struct Named: Decodable { var deviceName: String }
+        struct Named: Decodable { var deviceId: String; var deviceName: String }
         return try await read { db in
             let upgrades = try await db.all(FirmwareUpgrade.self, "SELECT * FROM firmware_upgrades WHERE firmware_id = \(bind: firmware.id)")
-            var named: [(FirmwareUpgrade, String)] = []
-            for upgrade in upgrades {
-                let name = try await db.raw("SELECT device_name AS \"deviceName\" FROM devices WHERE id = \(bind: upgrade.deviceId)").first(decoding: Named.self)?.deviceName ?? ""
-                named.append((upgrade, name))
-            }
-            return named.sorted { $0.1 < $1.1 }
+            let names = try await db.raw("""
+                SELECT d.id AS "deviceId", d.device_name AS "deviceName" FROM firmware_upgrades u JOIN devices d ON d.id = u.device_id
+                WHERE u.firmware_id = \(bind: firmware.id)
+                """).all(decoding: Named.self)
+            let byId = Dictionary(uniqueKeysWithValues: names.map { ($0.deviceId, $0.deviceName) })
+            return upgrades.map { ($0, byId[$0.deviceId] ?? "") }.sorted { $0.1 < $1.1 }
         }
     }
 }

@@ -54,7 +54,8 @@ public enum JSONValue: Sendable, Equatable, Codable {
         }
     }
 
-    var text: String? {
+    /// The string, when this is one.
+    public var text: String? {
         if case let .string(s) = self { return s }
         return nil
     }

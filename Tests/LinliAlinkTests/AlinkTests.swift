@@ -182,7 +182,7 @@ struct AlinkTests {
         #expect(!policy.mayPublish(to: "/ext/rrpc/42/sys/a1Test/door-1/thing/event/property/post"))
         #expect(!policy.mayPublish(to: "/ext/rrpc/42/sys/a1Test/door-1/thing/service/property/set"))
         #expect(!policy.mayPublish(to: "/ext/rrpc/42/a1Test/door-1/user/x"))
-        let subDevice = AlinkRRPC.policy(productKey: "a1Sub", deviceName: "sub-1")
+        let subDevice = AlinkTopicPolicy(productKey: "a1Sub", deviceName: "sub-1")
         #expect(subDevice.mayPublish(to: "/ext/rrpc/9/sys/a1Sub/sub-1/thing/service/Open"))
         #expect(!subDevice.mayPublish(to: "/ext/rrpc/9/sys/a1Test/door-1/thing/service/Open"))
     }
