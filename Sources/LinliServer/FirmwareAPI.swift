@@ -50,15 +50,7 @@ extension API {
         let version = q.string("version")
         let module = q.string("module") ?? "default"
         try q.check()
-        var faults: [FieldIssue] = []
-        if let version {
-            if version.isEmpty || version.count > 64 || version.contains(where: { $0.isWhitespace }) { faults.append(FieldIssue("version", "must be 1 to 64 characters without spaces")) }
-        } else {
-            faults.append(FieldIssue("version", "is required, in the query: the version the device will say once upgraded"))
-        }
-        if module.isEmpty || module.count > 32 || !module.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) {
-            faults.append(FieldIssue("module", "must be 1 to 32 letters, digits, _ or -"))
-        }
+        let faults = Self.packageFaults(version: version, module: module)
         guard faults.isEmpty, let version else { throw Problem.invalid(faults) }
         let body = try await request.body.collect(upTo: Store.firmwareLimit + 1)
         do {
@@ -69,6 +61,34 @@ extension API {
             if case .tooLarge = fault { throw Problem(.contentTooLarge, type: "too-large", title: "The package is too large", detail: "body \(fault)", errors: [FieldIssue("body", fault.description)]) }
             throw Problem.invalid([FieldIssue("body", fault.description)])
         }
+    }
+
+    /// What is wrong with a package's version and module (from the API's query or the console's
+    /// form), by field; nothing when both are good.
+    static func packageFaults(version: String?, module: String) -> [FieldIssue] {
+        var faults: [FieldIssue] = []
+        if let version {
+            if version.isEmpty || version.count > 64 || version.contains(where: { $0.isWhitespace }) { faults.append(FieldIssue("version", "must be 1 to 64 characters without spaces")) }
+        } else {
+            faults.append(FieldIssue("version", "is required: the version the device will say once upgraded"))
+        }
+        if module.isEmpty || module.count > 32 || !module.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) {
+            faults.append(FieldIssue("module", "must be 1 to 32 letters, digits, _ or -"))
+        }
+        return faults
+    }
+
+    /// Starts upgrading devices to a package and offers it to those connected now; how many were
+    /// offered. A 409 when devices cannot be given an address to download from.
+    func upgrade(_ devices: [Device], to firmware: Firmware, actor: Principal) async throws -> (started: [FirmwareUpgrade], offered: Int) {
+        guard let gateway = services.devices, gateway.downloadBase.withLock({ $0 }) != nil else {
+            throw Problem.conflict("device-url", "devices cannot be given a download address: set device-url (Linli listens on every interface), and run the MQTT broker")
+        }
+        let started = try await store.startUpgrades(to: firmware, devices: devices, actor: actor)
+        gateway.upgradesStarted(productKey: firmware.productKey)
+        var offered = 0
+        for device in devices { offered += await gateway.offerUpgrades(device) }
+        return (started, offered)
     }
 
     /// A package of the product in the path, else 404.
@@ -96,9 +116,6 @@ extension API {
         let (product, firmware) = try await visibleFirmware(context)
         try requireCovers(try context.scope(.manageDevices), product.communityId, .manageDevices)
         let input = try await request.decodeJSON(UpgradeInput.self, context: context)
-        guard let gateway = services.devices, gateway.downloadBase.withLock({ $0 }) != nil else {
-            throw Problem.conflict("device-url", "devices cannot be given a download address: set device-url (Linli listens on every interface), and run the MQTT broker")
-        }
         var devices: [Device] = []
         switch (input.devices, input.all) {
         case (nil, true?):
@@ -116,10 +133,7 @@ extension API {
         default:
             throw Problem.invalid([FieldIssue("devices", "give 1 to 1000 device names, or all: true")])
         }
-        let started = try await store.startUpgrades(to: firmware, devices: devices, actor: context.principal)
-        gateway.upgradesStarted(productKey: product.productKey)
-        var offered = 0
-        for device in devices { offered += await gateway.offerUpgrades(device) }
+        let (started, offered) = try await upgrade(devices, to: firmware, actor: context.principal)
         let byId = Dictionary(uniqueKeysWithValues: devices.map { ($0.id, $0.deviceName) })
         let items = started.map { UpgradeView(deviceName: byId[$0.deviceId] ?? "", status: $0.status, step: $0.step, detail: $0.detail, updatedAt: $0.updatedAt) }
         return try JSON.response(UpgradesStarted(items: items, offered: offered), status: .created)

@@ -64,11 +64,9 @@ extension WebConsole {
         let parts = try await request.multipart(context: context)
         func field(_ name: String) -> String { parts.first { $0.name == name }?.text.trimmingCharacters(in: .whitespacesAndNewlines) ?? "" }
         let version = field("version"), module = field("module").isEmpty ? "default" : field("module")
-        guard !version.isEmpty, version.count <= 64, !version.contains(where: \.isWhitespace) else {
-            return try await productPage(request, context: context, error: "版本 Version: 1 to 64 characters without spaces", status: .unprocessableContent)
-        }
-        guard module.count <= 32, module.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
-            return try await productPage(request, context: context, error: "模块 Module: 1 to 32 letters, digits, _ or -", status: .unprocessableContent)
+        let faults = API.packageFaults(version: version, module: module)
+        guard faults.isEmpty else {
+            return try await productPage(request, context: context, error: faults.map { "\($0.field) \($0.reason)" }.joined(separator: "; "), status: .unprocessableContent)
         }
         let bytes = parts.first { $0.name == "file" }?.data ?? []
         do {
@@ -90,13 +88,12 @@ extension WebConsole {
         guard let firmware = try await store.firmware(id: try context.parameters.require("id")), firmware.productKey == product.productKey else {
             throw Problem.notFound("firmware")
         }
-        guard let gateway = services.devices, gateway.downloadBase.withLock({ $0 }) != nil else {
-            return try await productPage(request, context: context, error: "Devices cannot be given a download address: set device-url, and run the MQTT broker", status: .conflict)
-        }
         let devices = try await store.enabledDevices(productKey: product.productKey, communityId: product.communityId)
-        try await store.startUpgrades(to: firmware, devices: devices, actor: context.principal)
-        gateway.upgradesStarted(productKey: product.productKey)
-        for device in devices { await gateway.offerUpgrades(device) }
+        do {
+            _ = try await api.upgrade(devices, to: firmware, actor: context.principal)
+        } catch let problem as Problem where problem.status == .conflict {
+            return try await productPage(request, context: context, error: problem.detail ?? problem.title, status: .conflict)
+        }
         return .redirect(to: "/console/products/\(product.productKey)")
     }
 }
