@@ -359,7 +359,7 @@ extension Store {
     /// `limit` labels in all is refused, and nothing changes.
     @discardableResult
     public func changeDeviceLabels(_ device: Device, set: [(key: String, value: String)], remove: [String], limit: Int) async throws -> [String: String] {
-        let lock: SQLQueryString = database.engine == .postgres ? " FOR UPDATE" : ""
+        let lock = rowLock
         return try await write { db in
             struct Row: Decodable { var labels: String }
             let stored = try await db.raw("SELECT labels FROM devices WHERE id = \(bind: device.id)\(lock)").first(decoding: Row.self)?.labels ?? "{}"

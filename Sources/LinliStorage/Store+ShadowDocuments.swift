@@ -7,6 +7,11 @@ import SQLKit
 /// reads and writes, with the document's version beside it so that a change can be made only
 /// on top of the version it was computed from.
 extension Store {
+    /// Appended to a SELECT whose row a write transaction then changes. PostgreSQL runs writes side
+    /// by side: the row is locked until commit, so changes queue there instead of computing on the
+    /// same row and all but one going round again. SQLite has one writer and needs nothing.
+    var rowLock: SQLQueryString { database.engine == .postgres ? " FOR UPDATE" : "" }
+
     /// A device's shadow document as stored; nil before its first change.
     public func shadowDocument(_ device: Device) async throws -> String? {
         struct Row: Decodable { var document: String }
@@ -24,10 +29,7 @@ extension Store {
     public func changeShadowDocument(_ device: Device, actor: Principal?,
                                      _ change: @escaping @Sendable (String?) throws -> (json: String, version: Int64)) async throws -> String {
         struct Row: Decodable { var document: String; var version: Int64 }
-        // PostgreSQL runs writes side by side: the row is locked until commit, so changes queue
-        // there instead of computing on the same version and all but one going round again.
-        // SQLite has one writer; the version check alone is enough.
-        let lock: SQLQueryString = database.engine == .postgres ? " FOR UPDATE" : ""
+        let lock = rowLock
         for _ in 0..<16 {
             let written: String? = try await write { db in
                 let current = try await db.raw("SELECT document, version FROM device_shadow_documents WHERE device_id = \(bind: device.id)\(lock)").first(decoding: Row.self)
