@@ -6,7 +6,7 @@ let package = Package(
     name: "linli",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "linli", targets: ["linli"]),
+        .executable(name: "linli", targets: ["linli"])
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
@@ -31,7 +31,7 @@ let package = Package(
         .target(
             name: "LinliCore",
             dependencies: [
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Crypto", package: "swift-crypto")
             ]
         ),
         // Event linkage: rules (triggers, conditions, actions) and their evaluation, with timers for
@@ -121,7 +121,8 @@ let package = Package(
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
-        .testTarget(name: "LinliRulesTests", dependencies: ["LinliRules", "LinliCore", "LinliThings", "LinliWorkOrders"]),
+        .testTarget(
+            name: "LinliRulesTests", dependencies: ["LinliRules", "LinliCore", "LinliThings", "LinliWorkOrders"]),
         .testTarget(name: "LinliWorkOrdersTests", dependencies: ["LinliWorkOrders"]),
         .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
         .testTarget(

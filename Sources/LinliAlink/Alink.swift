@@ -23,7 +23,9 @@ public struct AlinkSignIn: Sendable, Equatable {
 
     /// Reads the sign-in from a CONNECT; nil when it is not an Alink device sign-in at all.
     public init?(_ connect: Connect) {
-        guard let username = connect.username, let password = connect.password.map({ String(buffer: $0) }) else { return nil }
+        guard let username = connect.username, let password = connect.password.map({ String(buffer: $0) }) else {
+            return nil
+        }
         let userParts = username.split(separator: "&", omittingEmptySubsequences: false)
         guard userParts.count == 2, !userParts[0].isEmpty, !userParts[1].isEmpty else { return nil }
         let idParts = connect.clientId.split(separator: "|", omittingEmptySubsequences: false)
@@ -33,7 +35,9 @@ public struct AlinkSignIn: Sendable, Equatable {
             let kv = pair.split(separator: "=", maxSplits: 1)
             if kv.count == 2 { options[String(kv[0])] = String(kv[1]) }
         }
-        guard let mode = options["securemode"].flatMap(Int.init), let method = options["signmethod"].flatMap(SignMethod.init(name:)) else { return nil }
+        guard let mode = options["securemode"].flatMap(Int.init),
+            let method = options["signmethod"].flatMap(SignMethod.init(name:))
+        else { return nil }
         clientId = String(idParts[0])
         deviceName = String(userParts[0])
         productKey = String(userParts[1])
@@ -45,7 +49,8 @@ public struct AlinkSignIn: Sendable, Equatable {
 
     /// The string a device signs: parameter names and values, sorted by name, concatenated.
     public var signedContent: String {
-        Self.signedContent(clientId: clientId, deviceName: deviceName, productKey: productKey, timestamp: timestamp.map { String($0) })
+        Self.signedContent(
+            clientId: clientId, deviceName: deviceName, productKey: productKey, timestamp: timestamp.map { String($0) })
     }
 
     static func signedContent(clientId: String, deviceName: String, productKey: String, timestamp: String?) -> String {
@@ -119,14 +124,20 @@ public struct AlinkSignIn: Sendable, Equatable {
 /// `(serverRecvTime + serverSendTime + deviceRecvTime - deviceSendTime) / 2`. Since the `time` of
 /// a measurement must be real UTC, this is how such a device gets one.
 public enum AlinkTime {
-    public static func requestTopic(_ productKey: String, _ deviceName: String) -> String { "/ext/ntp/\(productKey)/\(deviceName)/request" }
-    public static func responseTopic(_ productKey: String, _ deviceName: String) -> String { "/ext/ntp/\(productKey)/\(deviceName)/response" }
+    public static func requestTopic(_ productKey: String, _ deviceName: String) -> String {
+        "/ext/ntp/\(productKey)/\(deviceName)/request"
+    }
+    public static func responseTopic(_ productKey: String, _ deviceName: String) -> String {
+        "/ext/ntp/\(productKey)/\(deviceName)/response"
+    }
 
     /// The device a request topic names; nil for any other topic.
     public static func parseRequest(_ topic: String) -> (productKey: String, deviceName: String)? {
         guard topic.hasPrefix("/ext/ntp/") else { return nil }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 6, parts[0].isEmpty, parts[1] == "ext", parts[2] == "ntp", parts[5] == "request", !parts[3].isEmpty, !parts[4].isEmpty else { return nil }
+        guard parts.count == 6, parts[0].isEmpty, parts[1] == "ext", parts[2] == "ntp", parts[5] == "request",
+            !parts[3].isEmpty, !parts[4].isEmpty
+        else { return nil }
         return (String(parts[3]), String(parts[4]))
     }
 
@@ -134,7 +145,9 @@ public enum AlinkTime {
     /// milliseconds, as text or number), and the server's receive and send times, as text like
     /// Alibaba's. A request without a usable send time still gets the server's times.
     public static func response(to payload: Data, receivedAt: Int64, sentAt: Int64) -> [UInt8] {
-        var answer: [String: JSONValue] = ["serverRecvTime": .string(String(receivedAt)), "serverSendTime": .string(String(sentAt))]
+        var answer: [String: JSONValue] = [
+            "serverRecvTime": .string(String(receivedAt)), "serverSendTime": .string(String(sentAt)),
+        ]
         if case let .object(request)? = JSONValue.parse(payload) {
             switch request["deviceSendTime"] {
             case let .string(text)? where Int64(text).map({ $0 >= 0 }) == true: answer["deviceSendTime"] = .string(text)
@@ -157,19 +170,26 @@ public enum AlinkRRPC {
     public static let longestWait: Duration = .seconds(8)
 
     /// Where a sync call to a device's service goes, and where its reply comes back.
-    public static func serviceTopic(messageId: String, productKey: String, deviceName: String, identifier: String) -> String {
+    public static func serviceTopic(messageId: String, productKey: String, deviceName: String, identifier: String)
+        -> String
+    {
         "/ext/rrpc/\(messageId)/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)"
     }
 
     /// The call a service's RRPC topic names; nil for any other topic. The messageId is digits, as
     /// Alibaba's and Linli's are; the other levels are written out, not wildcards.
-    public static func parseService(_ topic: String) -> (messageId: String, productKey: String, deviceName: String, identifier: String)? {
+    public static func parseService(_ topic: String) -> (
+        messageId: String, productKey: String, deviceName: String, identifier: String
+    )? {
         guard topic.hasPrefix(prefix) else { return nil }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 10, parts[4] == "sys", parts[7] == "thing", parts[8] == "service" else { return nil }
         let messageId = parts[3]
-        guard !messageId.isEmpty, messageId.utf8.count <= 32, messageId.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
-        for level in [parts[5], parts[6], parts[9]] where level.isEmpty || level.contains(where: { $0 == "+" || $0 == "#" }) { return nil }
+        guard !messageId.isEmpty, messageId.utf8.count <= 32,
+            messageId.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else { return nil }
+        for level in [parts[5], parts[6], parts[9]]
+        where level.isEmpty || level.contains(where: { $0 == "+" || $0 == "#" }) { return nil }
         return (String(messageId), String(parts[5]), String(parts[6]), String(parts[9]))
     }
 
@@ -181,7 +201,9 @@ public enum AlinkRRPC {
         let parts = topic.split(separator: "/", maxSplits: 7, omittingEmptySubsequences: false)
         guard parts.count >= 7, parts[4] == "sys" else { return nil }
         let (pk, dn) = (parts[5], parts[6])
-        guard !pk.isEmpty, !dn.isEmpty, !pk.contains(where: { $0 == "+" || $0 == "#" }), !dn.contains(where: { $0 == "+" || $0 == "#" }) else { return nil }
+        guard !pk.isEmpty, !dn.isEmpty, !pk.contains(where: { $0 == "+" || $0 == "#" }),
+            !dn.contains(where: { $0 == "+" || $0 == "#" })
+        else { return nil }
         return (String(pk), String(dn))
     }
 
@@ -231,7 +253,8 @@ public struct SubDeviceSignIn: Sendable, Equatable {
     }
 
     public func verify(secret: String) -> Bool {
-        let content = AlinkSignIn.signedContent(clientId: clientId, deviceName: deviceName, productKey: productKey, timestamp: timestamp)
+        let content = AlinkSignIn.signedContent(
+            clientId: clientId, deviceName: deviceName, productKey: productKey, timestamp: timestamp)
         return AlinkSignIn.matches(AlinkSignIn.sign(content, secret: secret, method: signMethod), given: sign)
     }
 
@@ -257,7 +280,8 @@ public enum GatewayRequest: Equatable, Sendable {
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 7, parts[0].isEmpty else { return nil }
         if parts[1] == "sys", parts[4] == "thing", parts[5] == "topo" {
-            let pk = String(parts[2]), dn = String(parts[3])
+            let pk = String(parts[2])
+            let dn = String(parts[3])
             switch parts[6] {
             case "add": return (pk, dn, .topologyAdd)
             case "delete": return (pk, dn, .topologyDelete)
@@ -269,7 +293,8 @@ public enum GatewayRequest: Equatable, Sendable {
             return (String(parts[2]), String(parts[3]), .register)
         }
         if parts[1] == "ext", parts[2] == "session", parts[5] == "combine" {
-            let gpk = String(parts[3]), gdn = String(parts[4])
+            let gpk = String(parts[3])
+            let gdn = String(parts[4])
             switch parts[6] {
             case "login": return (gpk, gdn, .login(batch: false))
             case "batch_login": return (gpk, gdn, .login(batch: true))
@@ -315,16 +340,20 @@ public enum AlinkTopic: Equatable, Sendable {
             let start = utf8.index(utf8.startIndex, offsetBy: sysPrefix.utf8.count)
             let end = utf8.index(utf8.endIndex, offsetBy: -propertyPostSuffix.utf8.count)
             if start <= end, let slash = utf8[start..<end].firstIndex(of: UInt8(ascii: "/")),
-               !utf8[utf8.index(after: slash)..<end].contains(UInt8(ascii: "/")) {
+                !utf8[utf8.index(after: slash)..<end].contains(UInt8(ascii: "/"))
+            {
                 return (String(topic[start..<slash]), String(topic[utf8.index(after: slash)..<end]), .propertyPost)
             }
         }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
-        if parts.count == 6, parts[0].isEmpty, parts[1] == "ota", parts[2] == "device", parts[3] == "inform" || parts[3] == "progress" {
+        if parts.count == 6, parts[0].isEmpty, parts[1] == "ota", parts[2] == "device",
+            parts[3] == "inform" || parts[3] == "progress"
+        {
             return (String(parts[4]), String(parts[5]), parts[3] == "inform" ? .firmwareInform : .firmwareProgress)
         }
         guard parts.count >= 5, parts[0].isEmpty, parts[1] == "sys" else { return nil }
-        let pk = String(parts[2]), dn = String(parts[3])
+        let pk = String(parts[2])
+        let dn = String(parts[3])
         let rest = parts[4...].joined(separator: "/")
         let kind: AlinkTopic
         if rest == "thing/event/property/post" {
@@ -375,7 +404,10 @@ public struct AlinkRequest: Sendable, Equatable {
     /// The same, over a message's payload in place. The top-level members are read one by one
     /// (the first of duplicates wins, as everywhere else), not gathered into a dictionary.
     public static func parse(bytes: UnsafeRawBufferPointer) -> AlinkRequest? {
-        var id: JSONValue?, params: JSONValue?, method: JSONValue?, sys: JSONValue?
+        var id: JSONValue?
+        var params: JSONValue?
+        var method: JSONValue?
+        var sys: JSONValue?
         let isObject = JSONValue.forEachMember(ofObject: bytes) { key, value in
             switch key {
             case "id": if id == nil { id = value }
@@ -425,7 +457,10 @@ public enum AlinkCode {
     public static let notSignedIn = 520
 
     public static func reply(id: String, code: Int, message: String, data: JSONValue = .object([:])) -> Data {
-        JSONValue.object(["id": .string(id), "code": .int(Int64(code)), "data": data, "message": .string(message), "version": .string("1.0")]).serialized()
+        JSONValue.object([
+            "id": .string(id), "code": .int(Int64(code)), "data": data, "message": .string(message),
+            "version": .string("1.0"),
+        ]).serialized()
     }
 
     /// `reply(id:code: 200, message: "success")`, byte for byte, written without building a JSON
@@ -451,4 +486,3 @@ public enum AlinkCode {
         return out
     }
 }
-

@@ -41,7 +41,10 @@ public enum AlinkLabels {
                 default: return .failure(Fault(path: path, reason: "must be text"))
                 }
                 guard !value.isEmpty, width(value) <= valueWidth else {
-                    return .failure(Fault(path: path, reason: "must be 1 to \(valueWidth) wide (a Chinese or Japanese character counts two)"))
+                    return .failure(
+                        Fault(
+                            path: path,
+                            reason: "must be 1 to \(valueWidth) wide (a Chinese or Japanese character counts two)"))
                 }
                 guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
                     return .failure(Fault(path: path, reason: "must not hold control characters"))
@@ -67,19 +70,29 @@ public enum AlinkLabels {
     }
 
     private static func entries(_ params: JSONValue) -> Result<[JSONValue], Fault> {
-        guard case let .array(items) = params else { return .failure(Fault(path: "params", reason: "must be a list of {attrKey, attrValue}")) }
-        guard !items.isEmpty, items.count <= perRequest else { return .failure(Fault(path: "params", reason: "must hold 1 to \(perRequest) entries")) }
+        guard case let .array(items) = params else {
+            return .failure(Fault(path: "params", reason: "must be a list of {attrKey, attrValue}"))
+        }
+        guard !items.isEmpty, items.count <= perRequest else {
+            return .failure(Fault(path: "params", reason: "must hold 1 to \(perRequest) entries"))
+        }
         return .success(items)
     }
 
     /// Letters, digits and `_-#@%&*.`, at most 30 of them, as Alibaba allows.
     private static func checkedKey(_ item: JSONValue, at i: Int) -> Result<String, Fault> {
         let path = "params[\(i)].attrKey"
-        guard case .object = item else { return .failure(Fault(path: "params[\(i)]", reason: "must be an object with attrKey")) }
-        guard case let .string(key)? = item["attrKey"] else { return .failure(Fault(path: path, reason: "is required, as text")) }
+        guard case .object = item else {
+            return .failure(Fault(path: "params[\(i)]", reason: "must be an object with attrKey"))
+        }
+        guard case let .string(key)? = item["attrKey"] else {
+            return .failure(Fault(path: path, reason: "is required, as text"))
+        }
         let allowed = Set("_-#@%&*.".unicodeScalars)
         guard !key.isEmpty, key.unicodeScalars.count <= keyLength,
-              key.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || allowed.contains($0) })
+            key.unicodeScalars.allSatisfy({
+                ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || allowed.contains($0)
+            })
         else { return .failure(Fault(path: path, reason: "must be 1 to \(keyLength) letters, digits or _-#@%&*.")) }
         return .success(key)
     }

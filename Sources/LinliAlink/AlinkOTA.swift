@@ -6,8 +6,12 @@ import LinliThings
 /// `thing.ota.firmware.get`), the device downloads it over HTTP, checks its digest, and reports
 /// how far it got on `/ota/device/progress/{pk}/{dn}` until it says its new version.
 public enum AlinkOTA {
-    public static func upgradeTopic(_ productKey: String, _ deviceName: String) -> String { "/ota/device/upgrade/\(productKey)/\(deviceName)" }
-    public static func progressTopic(_ productKey: String, _ deviceName: String) -> String { "/ota/device/progress/\(productKey)/\(deviceName)" }
+    public static func upgradeTopic(_ productKey: String, _ deviceName: String) -> String {
+        "/ota/device/upgrade/\(productKey)/\(deviceName)"
+    }
+    public static func progressTopic(_ productKey: String, _ deviceName: String) -> String {
+        "/ota/device/progress/\(productKey)/\(deviceName)"
+    }
 
     /// What a device is offered: the package's version, module, size, where to download it and
     /// its digests. Link Kit checks `sign` by `signMethod` (SHA256 or Md5); older SDKs read `md5`.
@@ -19,18 +23,26 @@ public enum AlinkOTA {
         public var sha256: String
         public var md5: String
         public init(version: String, module: String, size: Int, url: String, sha256: String, md5: String) {
-            self.version = version; self.module = module; self.size = size; self.url = url; self.sha256 = sha256; self.md5 = md5
+            self.version = version
+            self.module = module
+            self.size = size
+            self.url = url
+            self.sha256 = sha256
+            self.md5 = md5
         }
 
         public var json: JSONValue {
-            .object(["version": .string(version), "module": .string(module), "size": .int(Int64(size)), "url": .string(url),
-                     "signMethod": .string("SHA256"), "sign": .string(sha256), "md5": .string(md5)])
+            .object([
+                "version": .string(version), "module": .string(module), "size": .int(Int64(size)), "url": .string(url),
+                "signMethod": .string("SHA256"), "sign": .string(sha256), "md5": .string(md5),
+            ])
         }
     }
 
     /// The offer pushed on the upgrade topic (Alibaba's `code` is text here, `"1000"`).
     public static func offer(_ package: Package, id: Int64) -> Data {
-        JSONValue.object(["code": .string("1000"), "data": package.json, "id": .int(id), "message": .string("success")]).serialized()
+        JSONValue.object(["code": .string("1000"), "data": package.json, "id": .int(id), "message": .string("success")])
+            .serialized()
     }
 
     /// How far a device got, as it reports: `step` 1 to 100 while it goes, or a failure: -1

@@ -36,7 +36,8 @@ public struct AlinkTopicPolicy: MQTTClientPolicy, Equatable {
     /// The same rules as patterns written out for one device: what this policy must agree with.
     public var written: TopicPolicy {
         func fill(_ pattern: String) -> String {
-            pattern.replacingOccurrences(of: "{pk}", with: productKey).replacingOccurrences(of: "{dn}", with: deviceName)
+            pattern.replacingOccurrences(of: "{pk}", with: productKey).replacingOccurrences(
+                of: "{dn}", with: deviceName)
         }
         return TopicPolicy(publish: Self.publishPatterns.map(fill), subscribe: Self.subscribePatterns.map(fill))
     }
@@ -83,19 +84,27 @@ public struct AlinkTopicPolicy: MQTTClientPolicy, Equatable {
     static let subscribeTemplates = subscribePatterns.map(template)
 
     public func mayPublish(to topic: String) -> Bool {
-        Self.check(topic, against: Self.publishTemplates, productKey: productKey, deviceName: deviceName, covering: false)
+        Self.check(
+            topic, against: Self.publishTemplates, productKey: productKey, deviceName: deviceName, covering: false)
     }
 
     public func maySubscribe(to filter: String) -> Bool {
-        Self.check(filter, against: Self.subscribeTemplates, productKey: productKey, deviceName: deviceName, covering: true)
+        Self.check(
+            filter, against: Self.subscribeTemplates, productKey: productKey, deviceName: deviceName, covering: true)
     }
 
     /// Whether `text` (a topic, or with `covering` a filter) fits one of the templates. A topic
     /// fits as `Topic.matches` has it; a filter fits when every topic it can match does, as
     /// `Topic.covers` has it: its wildcards only where the template has wildcards too.
-    static func check(_ text: String, against templates: [[Level]], productKey: String, deviceName: String, covering: Bool) -> Bool {
-        var text = text, pk = productKey, dn = deviceName
-        text.makeContiguousUTF8(); pk.makeContiguousUTF8(); dn.makeContiguousUTF8()
+    static func check(
+        _ text: String, against templates: [[Level]], productKey: String, deviceName: String, covering: Bool
+    ) -> Bool {
+        var text = text
+        var pk = productKey
+        var dn = deviceName
+        text.makeContiguousUTF8()
+        pk.makeContiguousUTF8()
+        dn.makeContiguousUTF8()
         return text.utf8.withContiguousStorageIfAvailable { t in
             pk.utf8.withContiguousStorageIfAvailable { p in
                 dn.utf8.withContiguousStorageIfAvailable { d in
@@ -105,7 +114,10 @@ public struct AlinkTopicPolicy: MQTTClientPolicy, Equatable {
         }.flatMap { $0 }.flatMap { $0 } ?? false
     }
 
-    static func fits(_ t: UnsafeBufferPointer<UInt8>, _ template: [Level], pk: UnsafeBufferPointer<UInt8>, dn: UnsafeBufferPointer<UInt8>, covering: Bool) -> Bool {
+    static func fits(
+        _ t: UnsafeBufferPointer<UInt8>, _ template: [Level], pk: UnsafeBufferPointer<UInt8>,
+        dn: UnsafeBufferPointer<UInt8>, covering: Bool
+    ) -> Bool {
         let slash = UInt8(ascii: "/")
         var start = 0
         for level in template {

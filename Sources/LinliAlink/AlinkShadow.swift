@@ -38,7 +38,9 @@ public struct ShadowDocument: Sendable, Equatable {
 
     /// `{"reported": {"color": {"timestamp": 1469564492}}, "desired": {…}}`.
     public var metadata: JSONValue {
-        func side(_ times: [String: Int64]) -> JSONValue { .object(times.mapValues { .object(["timestamp": .int($0)]) }) }
+        func side(_ times: [String: Int64]) -> JSONValue {
+            .object(times.mapValues { .object(["timestamp": .int($0)]) })
+        }
         var metadata: [String: JSONValue] = [:]
         if !reportedAt.isEmpty { metadata["reported"] = side(reportedAt) }
         if !desiredAt.isEmpty { metadata["desired"] = side(desiredAt) }
@@ -52,7 +54,9 @@ public struct ShadowDocument: Sendable, Equatable {
 
     /// Reads a document written by `json`; nil when it is not one.
     public init?(json: JSONValue) {
-        guard case let .int(version)? = json["version"], case let .int(timestamp)? = json["timestamp"] else { return nil }
+        guard case let .int(version)? = json["version"], case let .int(timestamp)? = json["timestamp"] else {
+            return nil
+        }
         self.version = version
         self.timestamp = timestamp
         if case let .object(r)? = json["state"]?["reported"] { reported = r }
@@ -67,7 +71,9 @@ public struct ShadowDocument: Sendable, Equatable {
 
     /// The document after `request`, made at `now` (seconds). A `get` changes nothing.
     public func applying(_ request: ShadowRequest, at now: Int64) throws(ShadowFault) -> ShadowDocument {
-        let change: ShadowRequest.State, version: Int64, deleting: Bool
+        let change: ShadowRequest.State
+        let version: Int64
+        let deleting: Bool
         switch request {
         case .get: return self
         case let .update(state, v): (change, version, deleting) = (state, v, false)
@@ -100,12 +106,15 @@ public struct ShadowDocument: Sendable, Equatable {
         apply(change.reported, to: &next.reported, times: &next.reportedAt)
         apply(change.desired, to: &next.desired, times: &next.desiredAt)
         guard next.reported.count <= Self.attributeLimit, next.desired.count <= Self.attributeLimit else {
-            throw ShadowFault(.tooManyAttributes, "a shadow holds at most \(Self.attributeLimit) reported and \(Self.attributeLimit) desired attributes")
+            throw ShadowFault(
+                .tooManyAttributes,
+                "a shadow holds at most \(Self.attributeLimit) reported and \(Self.attributeLimit) desired attributes")
         }
         next.version = version
         next.timestamp = now
         guard next.json.serialized().count <= Self.sizeLimit else {
-            throw ShadowFault(.tooManyAttributes, "the shadow document would be larger than \(Self.sizeLimit / 1024) KiB")
+            throw ShadowFault(
+                .tooManyAttributes, "the shadow document would be larger than \(Self.sizeLimit / 1024) KiB")
         }
         return next
     }
@@ -162,20 +171,27 @@ public enum ShadowRequest: Sendable, Equatable {
             switch given {
             case .string("null"), .null: side = .clear
             case let .object(items):
-                guard !items.isEmpty else { return .failure(ShadowFault(.blankReported, "state.\(name) has no attributes")) }
+                guard !items.isEmpty else {
+                    return .failure(ShadowFault(.blankReported, "state.\(name) has no attributes"))
+                }
                 guard items.count <= ShadowDocument.attributeLimit else {
-                    return .failure(ShadowFault(.tooManyAttributes, "state.\(name) has more than \(ShadowDocument.attributeLimit) attributes"))
+                    return .failure(
+                        ShadowFault(
+                            .tooManyAttributes,
+                            "state.\(name) has more than \(ShadowDocument.attributeLimit) attributes"))
                 }
                 side = .attributes(items)
             default:
-                return .failure(ShadowFault(.blankReported, "state.\(name) must be an object of attributes or \"null\""))
+                return .failure(
+                    ShadowFault(.blankReported, "state.\(name) must be an object of attributes or \"null\""))
             }
             if name == "reported" { state.reported = side } else { state.desired = side }
         }
         guard state.reported != nil || state.desired != nil else {
             return .failure(ShadowFault(.noReported, "state must name reported or desired"))
         }
-        return .success(method == .string("update") ? .update(state, version: version) : .delete(state, version: version))
+        return .success(
+            method == .string("update") ? .update(state, version: version) : .delete(state, version: version))
     }
 }
 
@@ -205,21 +221,30 @@ public struct ShadowFault: Error, Sendable, Equatable {
 
 /// The shadow's topics and answers.
 public enum AlinkShadow {
-    public static func updateTopic(_ productKey: String, _ deviceName: String) -> String { "/shadow/update/\(productKey)/\(deviceName)" }
-    public static func getTopic(_ productKey: String, _ deviceName: String) -> String { "/shadow/get/\(productKey)/\(deviceName)" }
+    public static func updateTopic(_ productKey: String, _ deviceName: String) -> String {
+        "/shadow/update/\(productKey)/\(deviceName)"
+    }
+    public static func getTopic(_ productKey: String, _ deviceName: String) -> String {
+        "/shadow/get/\(productKey)/\(deviceName)"
+    }
 
     /// The device a `/shadow/update/{pk}/{dn}` topic is for; nil for any other topic.
     public static func parseUpdate(_ topic: String) -> (productKey: String, deviceName: String)? {
         // Every message a device sends that is not a post passes here: most leave at the prefix.
         guard topic.hasPrefix("/shadow/update/") else { return nil }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 5, parts[0].isEmpty, parts[1] == "shadow", parts[2] == "update", !parts[3].isEmpty, !parts[4].isEmpty else { return nil }
+        guard parts.count == 5, parts[0].isEmpty, parts[1] == "shadow", parts[2] == "update", !parts[3].isEmpty,
+            !parts[4].isEmpty
+        else { return nil }
         return (String(parts[3]), String(parts[4]))
     }
 
     /// The answer to an accepted update or delete.
     public static func accepted(version: Int64, at now: Int64) -> Data {
-        JSONValue.object(["method": .string("reply"), "payload": .object(["status": .string("success"), "version": .int(version)]), "timestamp": .int(now)]).serialized()
+        JSONValue.object([
+            "method": .string("reply"), "payload": .object(["status": .string("success"), "version": .int(version)]),
+            "timestamp": .int(now),
+        ]).serialized()
     }
 
     /// The whole document: the answer to a `get` (`reply`), or the platform's change (`control`).
@@ -235,8 +260,12 @@ public enum AlinkShadow {
     public static func refused(_ fault: ShadowFault, at now: Int64) -> Data {
         JSONValue.object([
             "method": .string("reply"),
-            "payload": .object(["status": .string("error"),
-                                "content": .object(["errorcode": .string(String(fault.code.rawValue)), "errormessage": .string(fault.message)])]),
+            "payload": .object([
+                "status": .string("error"),
+                "content": .object([
+                    "errorcode": .string(String(fault.code.rawValue)), "errormessage": .string(fault.message),
+                ]),
+            ]),
             "timestamp": .int(now),
         ]).serialized()
     }

@@ -60,7 +60,10 @@ final class BenchClientHandler: ChannelInboundHandler {
     /// Where the driver keeps this client, so that removal is O(1).
     var driverSlot = -1
 
-    init(identity: BenchIdentity, role: Role, qos: QoS, inflight: Int, keepAlive: UInt16, driver: LoopDriver, ready: EventLoopPromise<Void>) {
+    init(
+        identity: BenchIdentity, role: Role, qos: QoS, inflight: Int, keepAlive: UInt16, driver: LoopDriver,
+        ready: EventLoopPromise<Void>
+    ) {
         self.identity = identity
         self.role = role
         self.post = PropertyPostPacket(topic: identity.topic, qos: qos)
@@ -69,7 +72,11 @@ final class BenchClientHandler: ChannelInboundHandler {
         self.driver = driver
         self.ready = ready
         window = InflightWindow(limit: inflight)
-        if case .device = role { reader = ServerPacketReader(judgesReplies: true) } else { reader = ServerPacketReader(judgesReplies: false) }
+        if case .device = role {
+            reader = ServerPacketReader(judgesReplies: true)
+        } else {
+            reader = ServerPacketReader(judgesReplies: false)
+        }
         outbound = ByteBufferAllocator().buffer(capacity: 0)
         acknowledgements = outbound
     }
@@ -96,7 +103,8 @@ final class BenchClientHandler: ChannelInboundHandler {
         guard state == .connecting, connackDeadline == nil else { return }
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         let connect = MQTTPacket.connect(identity.connect(keepAlive: keepAlive, nowMillis: nowMillis))
-        context.writeAndFlush(wrapOutboundOut(BenchWire.bytes(of: connect, allocator: context.channel.allocator)), promise: nil)
+        context.writeAndFlush(
+            wrapOutboundOut(BenchWire.bytes(of: connect, allocator: context.channel.allocator)), promise: nil)
         let channel = context.channel
         connackDeadline = context.eventLoop.scheduleTask(in: .seconds(30)) { [ready] in
             ready.fail(BenchConnectFailure.noConnack)
@@ -132,7 +140,9 @@ final class BenchClientHandler: ChannelInboundHandler {
                 driver.counters.replies += 1
                 if case let .failure(payload) = reply {
                     driver.counters.rejectedReplies += 1
-                    if driver.counters.firstRejection == nil { driver.counters.firstRejection = String(buffer: payload) }
+                    if driver.counters.firstRejection == nil {
+                        driver.counters.firstRejection = String(buffer: payload)
+                    }
                 }
             case .subscriber:
                 driver.counters.relayed += 1
@@ -150,8 +160,10 @@ final class BenchClientHandler: ChannelInboundHandler {
                 becomeReady()
             case let .subscriber(filter):
                 state = .subscribing
-                let subscribe = MQTTPacket.subscribe(packetId: 1, subscriptions: [Subscription(filter: filter, qos: qos)])
-                context.writeAndFlush(wrapOutboundOut(BenchWire.bytes(of: subscribe, allocator: context.channel.allocator)), promise: nil)
+                let subscribe = MQTTPacket.subscribe(
+                    packetId: 1, subscriptions: [Subscription(filter: filter, qos: qos)])
+                context.writeAndFlush(
+                    wrapOutboundOut(BenchWire.bytes(of: subscribe, allocator: context.channel.allocator)), promise: nil)
             }
         case let .suback(_, code):
             guard state == .subscribing else { return protocolError(context) }

@@ -16,11 +16,15 @@ public enum BenchIdentity: Sendable, Equatable {
     public func connect(keepAlive: UInt16, nowMillis: Int64) -> Connect {
         switch self {
         case let .alink(productKey, deviceName, secret):
-            return Self.alinkConnect(productKey: productKey, deviceName: deviceName, secret: secret, keepAlive: keepAlive, nowMillis: nowMillis)
+            return Self.alinkConnect(
+                productKey: productKey, deviceName: deviceName, secret: secret, keepAlive: keepAlive,
+                nowMillis: nowMillis)
         case let .plain(clientId, _):
             return Connect(cleanSession: true, keepAlive: keepAlive, clientId: clientId)
         case let .account(clientId, username, password):
-            return Connect(cleanSession: true, keepAlive: keepAlive, clientId: clientId, username: username, password: ByteBuffer(string: password))
+            return Connect(
+                cleanSession: true, keepAlive: keepAlive, clientId: clientId, username: username,
+                password: ByteBuffer(string: password))
         }
     }
 
@@ -35,10 +39,13 @@ public enum BenchIdentity: Sendable, Equatable {
 
     /// Signs the way a Link Kit device does: the server's own `AlinkSignIn` reads back the parameters
     /// from the CONNECT, so the signed content is exactly what the server will check.
-    static func alinkConnect(productKey: String, deviceName: String, secret: String, keepAlive: UInt16, nowMillis: Int64) -> Connect {
-        var connect = Connect(cleanSession: true, keepAlive: keepAlive,
-                              clientId: "\(deviceName)|securemode=3,signmethod=hmacsha256,timestamp=\(nowMillis)|",
-                              username: "\(deviceName)&\(productKey)", password: ByteBuffer())
+    static func alinkConnect(
+        productKey: String, deviceName: String, secret: String, keepAlive: UInt16, nowMillis: Int64
+    ) -> Connect {
+        var connect = Connect(
+            cleanSession: true, keepAlive: keepAlive,
+            clientId: "\(deviceName)|securemode=3,signmethod=hmacsha256,timestamp=\(nowMillis)|",
+            username: "\(deviceName)&\(productKey)", password: ByteBuffer())
         let content = AlinkSignIn(connect)!.signedContent  // the CONNECT above is Alink by construction
         connect.password = ByteBuffer(string: AlinkSignIn.sign(content, secret: secret, method: .hmacsha256))
         return connect
@@ -56,7 +63,8 @@ enum PropertyPost {
     private static let tail: StaticString = "},\"method\":\"thing.event.property.post\"}"
     /// Everything but the id's digits: the temperature is always `dd.d` (15.0 … 24.9) and the
     /// humidity `dd` (30 … 69), so only the id changes the length.
-    static let fixedLength = head.utf8CodeUnitCount + beforeTemperature.utf8CodeUnitCount + 4
+    static let fixedLength =
+        head.utf8CodeUnitCount + beforeTemperature.utf8CodeUnitCount + 4
         + beforeHumidity.utf8CodeUnitCount + 2 + tail.utf8CodeUnitCount
 
     /// The payload's length in bytes, for the PUBLISH's remaining length before it is written.
@@ -68,8 +76,9 @@ enum PropertyPost {
         buffer.writeStaticString(head)
         writeDecimal(sequence, into: &buffer)
         buffer.writeStaticString(beforeTemperature)
-        buffer.writeInteger(UInt32(digit(tenths / 100)) << 24 | UInt32(digit(tenths / 10 % 10)) << 16
-                            | UInt32(UInt8(ascii: ".")) << 8 | UInt32(digit(tenths % 10)))
+        buffer.writeInteger(
+            UInt32(digit(tenths / 100)) << 24 | UInt32(digit(tenths / 10 % 10)) << 16
+                | UInt32(UInt8(ascii: ".")) << 8 | UInt32(digit(tenths % 10)))
         buffer.writeStaticString(beforeHumidity)
         buffer.writeInteger(UInt16(digit(humidity / 10)) << 8 | UInt16(digit(humidity % 10)))
         buffer.writeStaticString(tail)

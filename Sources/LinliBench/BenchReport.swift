@@ -77,16 +77,28 @@ public struct MQTTBenchResult: Codable, Sendable, Equatable {
         var rows: [(String, String)] = []
         func add(_ name: String, _ value: String?) { if let value { rows.append((name, value)) } }
         add("mode", "\(mode), \(kind), QoS \(qos)")
-        add("connected", "\(connected) of \(devices) in \(Self.f(connectSeconds, 1)) s" + (connectFailures > 0 ? ", \(connectFailures) failed" : ""))
-        for (reason, n) in connectFailureReasons.sorted(by: { $0.value > $1.value }).prefix(3) { add("  failure", "\(n) × \(reason)") }
+        add(
+            "connected",
+            "\(connected) of \(devices) in \(Self.f(connectSeconds, 1)) s"
+                + (connectFailures > 0 ? ", \(connectFailures) failed" : ""))
+        for (reason, n) in connectFailureReasons.sorted(by: { $0.value > $1.value }).prefix(3) {
+            add("  failure", "\(n) × \(reason)")
+        }
         add("still connected", stillConnected.map { "\($0) after the hold" })
         add("target rate", targetRate.map { Self.thousands($0) + " /s" })
         add("sent", sentPerSecond.map { Self.thousands($0) + " /s over \(Self.f(measuredSeconds ?? 0, 1)) s" })
         add("acknowledged", ackedPerSecond.map { Self.thousands($0) + " /s" })
         if let l = latencyMs {
-            add("publish → PUBACK", "p50 \(Self.f(l.p50, 2)) ms, p90 \(Self.f(l.p90, 2)) ms, p99 \(Self.f(l.p99, 2)) ms, max \(Self.f(l.max, 1)) ms")
+            add(
+                "publish → PUBACK",
+                "p50 \(Self.f(l.p50, 2)) ms, p90 \(Self.f(l.p90, 2)) ms, p99 \(Self.f(l.p99, 2)) ms, max \(Self.f(l.max, 1)) ms"
+            )
         }
-        add("replies", repliesPerSecond.map { Self.thousands($0) + " /s" + (rejectedReplies > 0 ? ", \(rejectedReplies) not 200" : "") })
+        add(
+            "replies",
+            repliesPerSecond.map {
+                Self.thousands($0) + " /s" + (rejectedReplies > 0 ? ", \(rejectedReplies) not 200" : "")
+            })
         add("  first rejection", firstRejection)
         add("relayed to subscriber", relayedPerSecond.map { Self.thousands($0) + " /s" })
         if kind == "throughput" {
@@ -104,12 +116,17 @@ public struct MQTTBenchResult: Codable, Sendable, Equatable {
             if c.series == "absent" || c.series.hasPrefix("unreachable") {
                 add("telemetry commit", "linli_telemetry_commit_seconds: \(c.series)")
             } else {
-                let q = [("p50", c.p50Ms), ("p90", c.p90Ms), ("p99", c.p99Ms), ("mean", c.meanMs)].compactMap { name, v in v.map { "\(name) \(Self.f($0, 2)) ms" } }
-                add("telemetry commit", "\(c.series), \(Self.thousands(c.commits ?? 0)) commits: " + q.joined(separator: ", "))
+                let q = [("p50", c.p50Ms), ("p90", c.p90Ms), ("p99", c.p99Ms), ("mean", c.meanMs)].compactMap {
+                    name, v in v.map { "\(name) \(Self.f($0, 2)) ms" }
+                }
+                add(
+                    "telemetry commit",
+                    "\(c.series), \(Self.thousands(c.commits ?? 0)) commits: " + q.joined(separator: ", "))
             }
         }
         let width = rows.map(\.0.count).max() ?? 0
-        return rows.map { $0.0.padding(toLength: width + 2, withPad: " ", startingAt: 0) + $0.1 }.joined(separator: "\n")
+        return rows.map { $0.0.padding(toLength: width + 2, withPad: " ", startingAt: 0) + $0.1 }.joined(
+            separator: "\n")
     }
 
     static func f(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }

@@ -11,10 +11,15 @@ public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
 
-    public init(host: String, port: Int) { self.host = host; self.port = port }
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
 
     public static func parse(_ text: String, option: String = "--mqtt") throws(BenchSettingsError) -> Endpoint {
-        guard let colon = text.lastIndex(of: ":") else { throw BenchSettingsError("\(option) must be host:port, got '\(text)'") }
+        guard let colon = text.lastIndex(of: ":") else {
+            throw BenchSettingsError("\(option) must be host:port, got '\(text)'")
+        }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty, let port = Int(text[text.index(after: colon)...]), (1...65_535).contains(port) else {
@@ -63,20 +68,36 @@ public struct MQTTBenchSettings: Sendable, Equatable {
     public var perDeviceRate: Double { rate / Double(devices) }
 
     public func validate() throws(BenchSettingsError) {
-        guard (1...1_000_000).contains(devices) else { throw BenchSettingsError("--devices must be from 1 to 1000000, got \(devices)") }
+        guard (1...1_000_000).contains(devices) else {
+            throw BenchSettingsError("--devices must be from 1 to 1000000, got \(devices)")
+        }
         guard qos == .atMostOnce || qos == .atLeastOnce else { throw BenchSettingsError("--qos must be 0 or 1") }
-        guard (1...1_024).contains(inflight) else { throw BenchSettingsError("--inflight must be from 1 to 1024, got \(inflight)") }
-        guard (1...10_000).contains(connectConcurrency) else { throw BenchSettingsError("--connect-concurrency must be from 1 to 10000, got \(connectConcurrency)") }
+        guard (1...1_024).contains(inflight) else {
+            throw BenchSettingsError("--inflight must be from 1 to 1024, got \(inflight)")
+        }
+        guard (1...10_000).contains(connectConcurrency) else {
+            throw BenchSettingsError("--connect-concurrency must be from 1 to 10000, got \(connectConcurrency)")
+        }
         guard keepAlive >= 10 else { throw BenchSettingsError("--keep-alive must be at least 10 seconds") }
         if connectOnly {
-            guard hold > 0, hold <= 86_400 else { throw BenchSettingsError("--hold must be more than 0 and at most 86400 seconds, got \(hold)") }
+            guard hold > 0, hold <= 86_400 else {
+                throw BenchSettingsError("--hold must be more than 0 and at most 86400 seconds, got \(hold)")
+            }
         } else {
-            guard rate.isFinite, rate > 0, rate <= 10_000_000 else { throw BenchSettingsError("--rate must be more than 0 and at most 10000000 messages/s, got \(rate)") }
-            guard duration.isFinite, duration > 0, duration <= 86_400 else { throw BenchSettingsError("--duration must be more than 0 and at most 86400 seconds, got \(duration)") }
-            guard warmup.isFinite, warmup >= 0, warmup <= 3_600 else { throw BenchSettingsError("--warmup must be from 0 to 3600 seconds, got \(warmup)") }
+            guard rate.isFinite, rate > 0, rate <= 10_000_000 else {
+                throw BenchSettingsError("--rate must be more than 0 and at most 10000000 messages/s, got \(rate)")
+            }
+            guard duration.isFinite, duration > 0, duration <= 86_400 else {
+                throw BenchSettingsError("--duration must be more than 0 and at most 86400 seconds, got \(duration)")
+            }
+            guard warmup.isFinite, warmup >= 0, warmup <= 3_600 else {
+                throw BenchSettingsError("--warmup must be from 0 to 3600 seconds, got \(warmup)")
+            }
         }
         if let filter = subscribeFilter {
-            do { try Topic.validateFilter(filter, limits: MQTTLimits()) } catch { throw BenchSettingsError("--subscribe-filter '\(filter)' is not a valid topic filter: \(error)") }
+            do { try Topic.validateFilter(filter, limits: MQTTLimits()) } catch {
+                throw BenchSettingsError("--subscribe-filter '\(filter)' is not a valid topic filter: \(error)")
+            }
         }
         if let pid = serverPid, pid <= 0 { throw BenchSettingsError("--server-pid must be a process id, got \(pid)") }
         if let url = metricsURL { _ = try HTTPTarget.parse(url) }

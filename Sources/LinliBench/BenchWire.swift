@@ -126,7 +126,8 @@ struct ServerPacketReader {
     }
 
     private func readAll(_ bytes: inout ByteBuffer, _ handle: (ServerPacket) -> Void) throws(ServerProtocolError) {
-        while let packet = try Self.readPacket(from: &bytes, judgesReplies: judgesReplies, maxPacketSize: maxPacketSize) {
+        while let packet = try Self.readPacket(from: &bytes, judgesReplies: judgesReplies, maxPacketSize: maxPacketSize)
+        {
             handle(packet)
         }
     }
@@ -140,8 +141,12 @@ struct ServerPacketReader {
 
     /// Reads one whole packet from `buffer` if it holds one. Returns nil, and leaves the buffer
     /// untouched, when more bytes are needed.
-    static func readPacket(from buffer: inout ByteBuffer, judgesReplies: Bool, maxPacketSize: Int) throws(ServerProtocolError) -> ServerPacket? {
-        let parsed = buffer.withUnsafeReadableBytes { parse($0, judgesReplies: judgesReplies, maxPacketSize: maxPacketSize) }
+    static func readPacket(from buffer: inout ByteBuffer, judgesReplies: Bool, maxPacketSize: Int)
+        throws(ServerProtocolError) -> ServerPacket?
+    {
+        let parsed = buffer.withUnsafeReadableBytes {
+            parse($0, judgesReplies: judgesReplies, maxPacketSize: maxPacketSize)
+        }
         switch parsed {
         case .incomplete:
             return nil
@@ -151,7 +156,10 @@ struct ServerPacketReader {
             buffer.moveReaderIndex(forwardBy: length)
             return packet
         case let .rejectedReply(packetId, payload, length):
-            let packet = ServerPacket.publish(packetId: packetId, reply: .failure(payload: buffer.getSlice(at: buffer.readerIndex + payload.lowerBound, length: payload.count)!))
+            let packet = ServerPacket.publish(
+                packetId: packetId,
+                reply: .failure(
+                    payload: buffer.getSlice(at: buffer.readerIndex + payload.lowerBound, length: payload.count)!))
             buffer.moveReaderIndex(forwardBy: length)
             return packet
         }
@@ -182,7 +190,9 @@ struct ServerPacketReader {
         }
         let body = index
         let length = body + remaining
-        guard length <= maxPacketSize else { return .malformed("a \(length)-byte packet, above the \(maxPacketSize)-byte limit") }
+        guard length <= maxPacketSize else {
+            return .malformed("a \(length)-byte packet, above the \(maxPacketSize)-byte limit")
+        }
         guard bytes.count >= length else { return .incomplete }
         func u16(_ at: Int) -> UInt16 { UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1]) }
 
@@ -198,7 +208,9 @@ struct ServerPacketReader {
             var payloadStart = body + 2 + Int(u16(body))
             var packetId: UInt16? = nil
             if qos == 1 {
-                guard payloadStart + 2 <= length else { return .malformed("PUBLISH whose topic and packet id run past its end") }
+                guard payloadStart + 2 <= length else {
+                    return .malformed("PUBLISH whose topic and packet id run past its end")
+                }
                 let id = u16(payloadStart)
                 guard id != 0 else { return .malformed("PUBLISH at QoS 1 with packet id 0") }
                 packetId = id
@@ -207,7 +219,9 @@ struct ServerPacketReader {
             guard payloadStart <= length else { return .malformed("PUBLISH whose topic runs past its end") }
             guard judgesReplies else { return .packet(.publish(packetId: packetId, reply: .notJudged), length: length) }
             let payload = UnsafeRawBufferPointer(rebasing: bytes[payloadStart..<length])
-            if PropertyPost.isSuccessReply(payload) { return .packet(.publish(packetId: packetId, reply: .success), length: length) }
+            if PropertyPost.isSuccessReply(payload) {
+                return .packet(.publish(packetId: packetId, reply: .success), length: length)
+            }
             return .rejectedReply(packetId: packetId, payload: payloadStart..<length, length: length)
         case 0x20:
             guard remaining == 2 else { return .malformed("CONNACK with a remaining length of \(remaining)") }

@@ -95,7 +95,9 @@ final class LoopDriver {
         guard perSecond > 0 else { return }
         pacer = RatePacer(perSecond: perSecond)
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        pacingTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.tick, delay: Self.tick) { _ in bound.value.paceOnce() }
+        pacingTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.tick, delay: Self.tick) { _ in
+            bound.value.paceOnce()
+        }
     }
 
     func stopPacing() {
@@ -143,7 +145,9 @@ final class LoopDriver {
         keepAliveTask = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             let driver = bound.value
             let now = NIODeadline.now().uptimeNanoseconds
-            for client in driver.devices.map(\.handler) + driver.subscribers { client.takeUnretainedValue().pingIfIdle(now: now, idleNanos: idle) }
+            for client in driver.devices.map(\.handler) + driver.subscribers {
+                client.takeUnretainedValue().pingIfIdle(now: now, idleNanos: idle)
+            }
         }
     }
 

@@ -16,9 +16,15 @@ public struct MQTTBench: Sendable {
     /// Progress lines for people (and for scripts waiting on "connected …").
     public var progress: @Sendable (String) -> Void
 
-    public init(settings: MQTTBenchSettings, mode: String, clients: [BenchIdentity], subscriber: BenchIdentity? = nil,
-                progress: @escaping @Sendable (String) -> Void = { _ in }) {
-        self.settings = settings; self.mode = mode; self.clients = clients; self.subscriber = subscriber; self.progress = progress
+    public init(
+        settings: MQTTBenchSettings, mode: String, clients: [BenchIdentity], subscriber: BenchIdentity? = nil,
+        progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.settings = settings
+        self.mode = mode
+        self.clients = clients
+        self.subscriber = subscriber
+        self.progress = progress
     }
 
     /// One event loop and the driver confined to it.
@@ -36,12 +42,16 @@ public struct MQTTBench: Sendable {
         let needed = clients.count + (subscriber == nil ? 0 : 1) + 32
         let limit = ProcessProbe.raiseOpenFileLimit()
         guard needed <= limit else {
-            throw BenchSettingsError("\(clients.count) connections need about \(needed) open files but this process may open \(limit) (ulimit -n); "
-                                     + "run several generators with fewer --devices each and add up their results (bench/mqtt.sh does)")
+            throw BenchSettingsError(
+                "\(clients.count) connections need about \(needed) open files but this process may open \(limit) (ulimit -n); "
+                    + "run several generators with fewer --devices each and add up their results (bench/mqtt.sh does)")
         }
         var lanes: [Lane] = []
         for loop in MultiThreadedEventLoopGroup.singleton.makeIterator() {
-            lanes.append(try await loop.submit { Lane(loop: loop, driver: NIOLoopBound(LoopDriver(eventLoop: loop), eventLoop: loop)) }.get())
+            lanes.append(
+                try await loop.submit {
+                    Lane(loop: loop, driver: NIOLoopBound(LoopDriver(eventLoop: loop), eventLoop: loop))
+                }.get())
         }
         for lane in lanes { try await lane.run { $0.startKeepAlive(seconds: settings.keepAlive) } }
 
@@ -49,7 +59,8 @@ public struct MQTTBench: Sendable {
         if let subscriber, let filter = settings.subscribeFilter {
             switch await open(subscriber, role: .subscriber(filter: filter), lane: lanes[0]) {
             case let .success(channel): channels.append(channel)
-            case let .failure(reason): throw BenchSettingsError("the subscriber could not subscribe to \(filter): \(reason)")
+            case let .failure(reason):
+                throw BenchSettingsError("the subscriber could not subscribe to \(filter): \(reason)")
             }
             progress("subscribed to \(filter)")
         }
@@ -57,17 +68,20 @@ public struct MQTTBench: Sendable {
         let connects = await connectAll(lanes: lanes)
         channels += connects.channels
         let connectSeconds = Self.seconds(ContinuousClock.now - started)
-        progress("connected \(connects.channels.count) of \(clients.count) in \(MQTTBenchResult.f(connectSeconds, 1)) s")
+        progress(
+            "connected \(connects.channels.count) of \(clients.count) in \(MQTTBenchResult.f(connectSeconds, 1)) s")
         if connects.channels.isEmpty, !clients.isEmpty {
-            let reasons = connects.failures.sorted { $0.value > $1.value }.map { "\($0.value) × \($0.key)" }.joined(separator: "; ")
+            let reasons = connects.failures.sorted { $0.value > $1.value }.map { "\($0.value) × \($0.key)" }.joined(
+                separator: "; ")
             await closeAll(lanes: lanes, channels: channels)
             throw BenchSettingsError("no client could connect to \(settings.endpoint): \(reasons)")
         }
 
-        var result = MQTTBenchResult(mode: mode, kind: settings.connectOnly ? "connect-only" : "throughput", qos: Int(settings.qos.rawValue),
-                                     devices: clients.count, connected: connects.channels.count, connectSeconds: connectSeconds,
-                                     connectFailures: connects.failures.values.reduce(0, +), connectFailureReasons: connects.failures,
-                                     rejectedReplies: 0, notSent: 0, unackedAtEnd: 0, protocolErrors: 0, errors: 0, disconnects: 0)
+        var result = MQTTBenchResult(
+            mode: mode, kind: settings.connectOnly ? "connect-only" : "throughput", qos: Int(settings.qos.rawValue),
+            devices: clients.count, connected: connects.channels.count, connectSeconds: connectSeconds,
+            connectFailures: connects.failures.values.reduce(0, +), connectFailureReasons: connects.failures,
+            rejectedReplies: 0, notSent: 0, unackedAtEnd: 0, protocolErrors: 0, errors: 0, disconnects: 0)
         if settings.connectOnly {
             try await Task.sleep(for: .seconds(settings.hold))
             var still = 0
@@ -83,7 +97,8 @@ public struct MQTTBench: Sendable {
         } else {
             try await measureThroughput(lanes: lanes, into: &result)
         }
-        result.errors = UInt64(result.connectFailures) + result.protocolErrors + result.rejectedReplies + result.unackedAtEnd
+        result.errors =
+            UInt64(result.connectFailures) + result.protocolErrors + result.rejectedReplies + result.unackedAtEnd
         await closeAll(lanes: lanes, channels: channels)
         return result
     }
@@ -99,7 +114,9 @@ public struct MQTTBench: Sendable {
             let share = RateSplit.loopRate(settings.rate, devicesOnLoop: onLoop, devicesConnected: total)
             try await lane.run { $0.startPacing(perSecond: share) }
         }
-        progress("warming up for \(MQTTBenchResult.f(settings.warmup, 0)) s at \(MQTTBenchResult.thousands(settings.rate))/s")
+        progress(
+            "warming up for \(MQTTBenchResult.f(settings.warmup, 0)) s at \(MQTTBenchResult.thousands(settings.rate))/s"
+        )
         try await Task.sleep(for: .seconds(settings.warmup))
 
         let target = try settings.metricsURL.map(HTTPTarget.parse)
@@ -147,8 +164,9 @@ public struct MQTTBench: Sendable {
             let h = totals.latency
             if h.count > 0 {
                 func ms(_ ns: UInt64?) -> Double { Double(ns ?? 0) / 1e6 }
-                result.latencyMs = .init(samples: h.count, p50: ms(h.percentile(50)), p90: ms(h.percentile(90)), p99: ms(h.percentile(99)),
-                                         max: ms(h.max), mean: (h.mean ?? 0) / 1e6)
+                result.latencyMs = .init(
+                    samples: h.count, p50: ms(h.percentile(50)), p90: ms(h.percentile(90)), p99: ms(h.percentile(99)),
+                    max: ms(h.max), mean: (h.mean ?? 0) / 1e6)
             }
         }
         if target != nil { result.telemetryCommit = Self.commitTimes(before: metricsBefore, after: metricsAfter) }
@@ -173,7 +191,9 @@ public struct MQTTBench: Sendable {
                 case let .failure(error): failures[error.reason, default: 0] += 1
                 }
                 done += 1
-                if done % 5_000 == 0 { progress("… \(done) of \(clients.count) connection attempts done, \(channels.count) ready") }
+                if done % 5_000 == 0 {
+                    progress("… \(done) of \(clients.count) connection attempts done, \(channels.count) ready")
+                }
                 startNext()
             }
         }
@@ -183,7 +203,9 @@ public struct MQTTBench: Sendable {
     struct ConnectError: Error { var reason: String }
 
     /// Opens one connection and waits until the client is ready (CONNACK, or SUBACK for the subscriber).
-    private func open(_ identity: BenchIdentity, role: BenchClientHandler.Role, lane: Lane) async -> Result<any Channel, ConnectError> {
+    private func open(_ identity: BenchIdentity, role: BenchClientHandler.Role, lane: Lane) async -> Result<
+        any Channel, ConnectError
+    > {
         let ready = lane.loop.makePromise(of: Void.self)
         let settings = settings
         var channel: (any Channel)?
@@ -194,9 +216,11 @@ public struct MQTTBench: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         // One handler, reading and writing raw MQTT bytes (see BenchWire).
-                        try channel.pipeline.syncOperations.addHandler(BenchClientHandler(identity: identity, role: role, qos: settings.qos,
-                                                                                          inflight: settings.inflight, keepAlive: settings.keepAlive,
-                                                                                          driver: lane.driver.value, ready: ready))
+                        try channel.pipeline.syncOperations.addHandler(
+                            BenchClientHandler(
+                                identity: identity, role: role, qos: settings.qos,
+                                inflight: settings.inflight, keepAlive: settings.keepAlive,
+                                driver: lane.driver.value, ready: ready))
                     }
                 }
                 .connect(host: settings.endpoint.host, port: settings.endpoint.port).get()
@@ -214,7 +238,9 @@ public struct MQTTBench: Sendable {
         if let failure = error as? BenchConnectFailure { return failure.description }
         if let io = error as? IOError { return "socket: \(io.description)" }
         if let connection = error as? NIOConnectionError {
-            let first = connection.connectionErrors.first.map { String(describing: $0.error) } ?? "the host name did not resolve"
+            let first =
+                connection.connectionErrors.first.map { String(describing: $0.error) }
+                ?? "the host name did not resolve"
             return "connect: \(first.prefix(100))"
         }
         if error is ChannelError { return "connect: \(error)" }
@@ -235,18 +261,23 @@ public struct MQTTBench: Sendable {
     private func serverSample(from start: ProcessSample?, seconds: Double) -> MQTTBenchResult.Server? {
         guard let pid = settings.serverPid, let now = ProcessProbe.sample(pid: pid) else { return nil }
         let cpu = start.map { seconds > 0 ? (now.cpuSeconds - $0.cpuSeconds) / seconds * 100 : 0 }
-        return .init(rssMiB: Double(now.rssKiB) / 1024, peakRssMiB: Double(now.peakRssKiB) / 1024, cpuPercent: cpu,
-                     openFiles: now.openFiles, openFilesLimit: now.openFilesLimit)
+        return .init(
+            rssMiB: Double(now.rssKiB) / 1024, peakRssMiB: Double(now.peakRssKiB) / 1024, cpuPercent: cpu,
+            openFiles: now.openFiles, openFilesLimit: now.openFilesLimit)
     }
 
     static let commitSeries = "linli_telemetry_commit_seconds"
 
     private func scrape(_ target: HTTPTarget?) async -> Result<String, ConnectError>? {
         guard let target else { return nil }
-        do { return .success(try await HTTPGet.fetch(target)) } catch { return .failure(ConnectError(reason: "\(error)")) }
+        do { return .success(try await HTTPGet.fetch(target)) } catch {
+            return .failure(ConnectError(reason: "\(error)"))
+        }
     }
 
-    static func commitTimes(before: Result<String, ConnectError>?, after: Result<String, ConnectError>?) -> MQTTBenchResult.CommitTimes {
+    static func commitTimes(before: Result<String, ConnectError>?, after: Result<String, ConnectError>?)
+        -> MQTTBenchResult.CommitTimes
+    {
         let text: String
         switch after {
         case let .success(body)?: text = body
@@ -258,12 +289,16 @@ public struct MQTTBench: Sendable {
         let window = now.since(earlier)
         let mean = window.count > 0 ? window.sum / window.count * 1000 : nil
         if !window.buckets.isEmpty {
-            return .init(series: "histogram", commits: window.count, meanMs: mean, p50Ms: window.estimatedQuantile(0.5).map { $0 * 1000 },
-                         p90Ms: window.estimatedQuantile(0.9).map { $0 * 1000 }, p99Ms: window.estimatedQuantile(0.99).map { $0 * 1000 })
+            return .init(
+                series: "histogram", commits: window.count, meanMs: mean,
+                p50Ms: window.estimatedQuantile(0.5).map { $0 * 1000 },
+                p90Ms: window.estimatedQuantile(0.9).map { $0 * 1000 },
+                p99Ms: window.estimatedQuantile(0.99).map { $0 * 1000 })
         }
         // A summary's quantiles are the server's own (over its window, not exactly ours).
         func q(_ x: Double) -> Double? { now.quantiles[x].map { $0 * 1000 } }
-        return .init(series: "summary", commits: window.count, meanMs: mean, p50Ms: q(0.5), p90Ms: q(0.9), p99Ms: q(0.99))
+        return .init(
+            series: "summary", commits: window.count, meanMs: mean, p50Ms: q(0.5), p90Ms: q(0.9), p99Ms: q(0.99))
     }
 
     static func seconds(_ d: Duration) -> Double {

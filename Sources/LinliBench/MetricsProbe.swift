@@ -7,12 +7,16 @@ public struct HTTPTarget: Sendable, Equatable {
     public var path: String
 
     public static func parse(_ url: String) throws(BenchSettingsError) -> HTTPTarget {
-        guard url.hasPrefix("http://") else { throw BenchSettingsError("--metrics-url must start with http:// (plain HTTP), got '\(url)'") }
+        guard url.hasPrefix("http://") else {
+            throw BenchSettingsError("--metrics-url must start with http:// (plain HTTP), got '\(url)'")
+        }
         let rest = url.dropFirst("http://".count)
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = String(rest[..<slash])
         let path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        let endpoint = authority.contains(":") ? try Endpoint.parse(authority, option: "--metrics-url") : Endpoint(host: authority, port: 80)
+        let endpoint =
+            authority.contains(":")
+            ? try Endpoint.parse(authority, option: "--metrics-url") : Endpoint(host: authority, port: 80)
         guard !endpoint.host.isEmpty else { throw BenchSettingsError("--metrics-url has no host: '\(url)'") }
         return HTTPTarget(endpoint: endpoint, path: path)
     }
@@ -29,19 +33,26 @@ enum HTTPGet {
         let channel = try await ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(CollectToEnd(done: done)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(CollectToEnd(done: done))
+                }
             }
             .connect(host: target.endpoint.host, port: target.endpoint.port).get()
         let deadline = loop.scheduleTask(in: timeout) {
-            done.fail(Failure(description: "no answer from \(target.endpoint) within \(timeout.nanoseconds / 1_000_000_000) s"))
+            done.fail(
+                Failure(
+                    description: "no answer from \(target.endpoint) within \(timeout.nanoseconds / 1_000_000_000) s"))
             channel.close(promise: nil)
         }
-        let request = "GET \(target.path) HTTP/1.1\r\nHost: \(target.endpoint)\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+        let request =
+            "GET \(target.path) HTTP/1.1\r\nHost: \(target.endpoint)\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
         try await channel.writeAndFlush(ByteBuffer(string: request)).get()
         let bytes = try await done.futureResult.get()
         deadline.cancel()
         let response = try parseResponse(String(buffer: bytes))
-        guard response.status == 200 else { throw Failure(description: "\(target.path) answered HTTP \(response.status)") }
+        guard response.status == 200 else {
+            throw Failure(description: "\(target.path) answered HTTP \(response.status)")
+        }
         return response.body
     }
 
@@ -50,20 +61,27 @@ enum HTTPGet {
     static func parseResponse(_ text: String) throws -> (status: Int, body: String) {
         let bytes = Array(text.utf8)
         let crlf: [UInt8] = [13, 10]
-        guard let headerEnd = find(crlf + crlf, in: bytes, from: 0) else { throw Failure(description: "the HTTP response has no end of headers") }
+        guard let headerEnd = find(crlf + crlf, in: bytes, from: 0) else {
+            throw Failure(description: "the HTTP response has no end of headers")
+        }
         let head = String(decoding: bytes[..<headerEnd], as: UTF8.self).components(separatedBy: "\r\n")
         let statusLine = head.first?.split(separator: " ") ?? []
         guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
             throw Failure(description: "not an HTTP/1.x response")
         }
         var body = Array(bytes[(headerEnd + 4)...])
-        let chunked = head.dropFirst().contains { $0.lowercased().hasPrefix("transfer-encoding:") && $0.lowercased().contains("chunked") }
+        let chunked = head.dropFirst().contains {
+            $0.lowercased().hasPrefix("transfer-encoding:") && $0.lowercased().contains("chunked")
+        }
         if chunked {
             var joined: [UInt8] = []
             var at = 0
             while let lineEnd = find(crlf, in: body, from: at),
-                  let size = Int(String(decoding: body[at..<lineEnd], as: UTF8.self).split(separator: ";").first ?? "", radix: 16), size > 0,
-                  lineEnd + 2 + size <= body.count {
+                let size = Int(
+                    String(decoding: body[at..<lineEnd], as: UTF8.self).split(separator: ";").first ?? "", radix: 16),
+                size > 0,
+                lineEnd + 2 + size <= body.count
+            {
                 joined += body[(lineEnd + 2)..<(lineEnd + 2 + size)]
                 at = lineEnd + 2 + size + 2  // the chunk's own CRLF
             }
@@ -163,7 +181,8 @@ public struct PrometheusSeries: Sendable, Equatable {
         let bounds = buckets.keys.sorted()
         guard let total = bounds.last.flatMap({ buckets[$0] }), total > 0 else { return nil }
         let rank = q * total
-        var lower = 0.0, below = 0.0
+        var lower = 0.0
+        var below = 0.0
         for bound in bounds {
             let cumulative = buckets[bound] ?? 0
             if cumulative >= rank {

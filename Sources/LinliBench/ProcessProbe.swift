@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A process's memory and CPU time, read from /proc (Linux only; elsewhere nil).
 public struct ProcessSample: Sendable, Equatable {
@@ -19,18 +20,20 @@ public struct ProcessSample: Sendable, Equatable {
 public enum ProcessProbe {
     public static func sample(pid: Int32) -> ProcessSample? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let memory = parseStatus(status), let ticks = parseStatCPUTicks(stat)
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let memory = parseStatus(status), let ticks = parseStatCPUTicks(stat)
         else { return nil }
         let openFiles = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
         let limits = (try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)).flatMap(parseOpenFilesLimit)
-        return ProcessSample(rssKiB: memory.rss, peakRssKiB: memory.peak, cpuSeconds: Double(ticks) / Double(clockTicksPerSecond),
-                             openFiles: openFiles, openFilesLimit: limits)
+        return ProcessSample(
+            rssKiB: memory.rss, peakRssKiB: memory.peak, cpuSeconds: Double(ticks) / Double(clockTicksPerSecond),
+            openFiles: openFiles, openFilesLimit: limits)
     }
 
     /// `VmRSS:   123 kB` and `VmHWM:   456 kB` from /proc/PID/status.
     public static func parseStatus(_ text: String) -> (rss: Int, peak: Int)? {
-        var rss: Int?, peak: Int?
+        var rss: Int?
+        var peak: Int?
         for line in text.split(separator: "\n") {
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard fields.count >= 2 else { continue }
@@ -53,15 +56,17 @@ public enum ProcessProbe {
 
     /// The soft limit on "Max open files" from /proc/PID/limits.
     public static func parseOpenFilesLimit(_ text: String) -> Int? {
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Max open files") }) else { return nil }
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Max open files") }) else {
+            return nil
+        }
         return line.dropFirst("Max open files".count).split(separator: " ").first.flatMap { Int($0) }
     }
 
     static var clockTicksPerSecond: Int {
         #if os(Linux)
-        return max(1, sysconf(Int32(_SC_CLK_TCK)))
+            return max(1, sysconf(Int32(_SC_CLK_TCK)))
         #else
-        return 100
+            return 100
         #endif
     }
 
@@ -69,9 +74,9 @@ public enum ProcessProbe {
     public static func ownCPUSeconds() -> Double {
         var usage = rusage()
         #if os(Linux)
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         #else
-        getrusage(RUSAGE_SELF, &usage)
+            getrusage(RUSAGE_SELF, &usage)
         #endif
         func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
         return seconds(usage.ru_utime) + seconds(usage.ru_stime)
@@ -81,9 +86,9 @@ public enum ProcessProbe {
     /// returns the limit now in force. Each connection is one file descriptor.
     public static func raiseOpenFileLimit() -> Int {
         #if os(Linux)
-        let files = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+            let files = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
         #else
-        let files = RLIMIT_NOFILE
+            let files = RLIMIT_NOFILE
         #endif
         var limit = rlimit()
         guard getrlimit(files, &limit) == 0 else { return 1024 }

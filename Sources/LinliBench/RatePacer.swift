@@ -34,7 +34,8 @@ public enum RateSplit {
     /// devices over event loops, connections over generator processes.
     public static func shares(_ total: Int, parts: Int) -> [Int] {
         precondition(parts > 0 && total >= 0)
-        let base = total / parts, extra = total % parts
+        let base = total / parts
+        let extra = total % parts
         return (0..<parts).map { base + ($0 < extra ? 1 : 0) }
     }
 

@@ -15,32 +15,32 @@ public enum Role: String, Codable, Sendable, CaseIterable {
 }
 
 public enum Capability: String, Sendable, CaseIterable {
-    case viewCommunity          // communities, buildings, units, households, overview counts
-    case manageCommunity        // create or change buildings, units, households
-    case createCommunity        // add a new community (platform only)
+    case viewCommunity  // communities, buildings, units, households, overview counts
+    case manageCommunity  // create or change buildings, units, households
+    case createCommunity  // add a new community (platform only)
     case viewPeople
-    case managePeople           // people, residency, care tags
-    case revealIdentity         // full identity card number (audited)
+    case managePeople  // people, residency, care tags
+    case revealIdentity  // full identity card number (audited)
     case seeFullPhone
     case viewVehicles
     case manageVehicles
     case viewOrganisations
-    case manageOrganisations    // organisations, staff, grids
+    case manageOrganisations  // organisations, staff, grids
     case importData
     case exportData
-    case manageAccounts         // accounts and role bindings
+    case manageAccounts  // accounts and role bindings
     case viewAudit
     case viewEvents
-    case operateDevices         // set device properties, call device services, set desired values
-    case viewDevices            // products, devices, shadow, telemetry, diagnosis
-    case manageDevices          // define products, register, place, disable devices
-    case viewAlarms             // alarms and the rules that raise them
-    case handleAlarms           // acknowledge, clear and comment on alarms
-    case manageRules            // create, change, enable and delete rules
-    case viewWorkOrders         // work orders within reach (a department: those transferred to it)
-    case handleWorkOrders       // accept, assign, resolve, transfer … work orders; category settings
-    case reportProblems         // submit a work order (residents see and rate their own)
-    case publishNotices         // send notices, follow their receipts, see who has not answered (with phones)
+    case operateDevices  // set device properties, call device services, set desired values
+    case viewDevices  // products, devices, shadow, telemetry, diagnosis
+    case manageDevices  // define products, register, place, disable devices
+    case viewAlarms  // alarms and the rules that raise them
+    case handleAlarms  // acknowledge, clear and comment on alarms
+    case manageRules  // create, change, enable and delete rules
+    case viewWorkOrders  // work orders within reach (a department: those transferred to it)
+    case handleWorkOrders  // accept, assign, resolve, transfer … work orders; category settings
+    case reportProblems  // submit a work order (residents see and rate their own)
+    case publishNotices  // send notices, follow their receipts, see who has not answered (with phones)
 }
 
 extension Role {
@@ -51,14 +51,24 @@ extension Role {
         case .communityAdmin:
             return Set(Capability.allCases).subtracting([.createCommunity])
         case .propertyStaff:
-            return [.viewCommunity, .manageCommunity, .viewPeople, .managePeople, .seeFullPhone, .viewVehicles,
-                    .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices, .viewDevices, .manageDevices,
-                    .viewAlarms, .handleAlarms, .manageRules, .viewWorkOrders, .handleWorkOrders, .reportProblems, .publishNotices]
+            return [
+                .viewCommunity, .manageCommunity, .viewPeople, .managePeople, .seeFullPhone, .viewVehicles,
+                .manageVehicles, .viewOrganisations, .importData, .exportData, .viewEvents, .operateDevices,
+                .viewDevices, .manageDevices,
+                .viewAlarms, .handleAlarms, .manageRules, .viewWorkOrders, .handleWorkOrders, .reportProblems,
+                .publishNotices,
+            ]
         case .gridWorker:
-            return [.viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations, .viewDevices, .viewAlarms, .handleAlarms,
-                    .viewWorkOrders, .handleWorkOrders, .reportProblems]
+            return [
+                .viewCommunity, .viewPeople, .seeFullPhone, .viewVehicles, .viewOrganisations, .viewDevices,
+                .viewAlarms, .handleAlarms,
+                .viewWorkOrders, .handleWorkOrders, .reportProblems,
+            ]
         case .guardOnDuty:
-            return [.viewCommunity, .viewPeople, .viewVehicles, .viewDevices, .viewAlarms, .handleAlarms, .viewWorkOrders, .reportProblems]
+            return [
+                .viewCommunity, .viewPeople, .viewVehicles, .viewDevices, .viewAlarms, .handleAlarms, .viewWorkOrders,
+                .reportProblems,
+            ]
         case .departmentAgent:
             return [.viewOrganisations, .viewWorkOrders, .handleWorkOrders]
         case .resident:
@@ -77,9 +87,18 @@ public struct RoleBinding: Codable, Sendable, Equatable {
     public var gridId: ID?
     public var householdId: ID?
     public var createdAt: Millis
-    public init(id: ID = newID(), accountId: ID, role: Role, communityId: ID?, organisationId: ID? = nil, gridId: ID? = nil, householdId: ID? = nil, createdAt: Millis = nowMillis()) {
-        self.id = id; self.accountId = accountId; self.role = role; self.communityId = communityId
-        self.organisationId = organisationId; self.gridId = gridId; self.householdId = householdId; self.createdAt = createdAt
+    public init(
+        id: ID = newID(), accountId: ID, role: Role, communityId: ID?, organisationId: ID? = nil, gridId: ID? = nil,
+        householdId: ID? = nil, createdAt: Millis = nowMillis()
+    ) {
+        self.id = id
+        self.accountId = accountId
+        self.role = role
+        self.communityId = communityId
+        self.organisationId = organisationId
+        self.gridId = gridId
+        self.householdId = householdId
+        self.createdAt = createdAt
     }
 }
 
@@ -92,7 +111,11 @@ public struct Scope: Sendable, Equatable {
     public var organisations: Set<ID> = []
 
     public init() {}
-    public static let everything: Scope = { var s = Scope(); s.everything = true; return s }()
+    public static let everything: Scope = {
+        var s = Scope()
+        s.everything = true
+        return s
+    }()
 
     public var isEmpty: Bool {
         !everything && communities.isEmpty && buildings.isEmpty && households.isEmpty && organisations.isEmpty
@@ -111,9 +134,15 @@ public struct Caller: Sendable {
     /// Buildings of each grid the caller works, resolved at sign-in.
     public var gridBuildings: [ID: Set<ID>]
 
-    public init(accountId: ID, username: String, displayName: String, bindings: [RoleBinding], gridBuildings: [ID: Set<ID>] = [:]) {
-        self.accountId = accountId; self.username = username; self.displayName = displayName
-        self.bindings = bindings; self.gridBuildings = gridBuildings
+    public init(
+        accountId: ID, username: String, displayName: String, bindings: [RoleBinding],
+        gridBuildings: [ID: Set<ID>] = [:]
+    ) {
+        self.accountId = accountId
+        self.username = username
+        self.displayName = displayName
+        self.bindings = bindings
+        self.gridBuildings = gridBuildings
     }
 
     public var roles: Set<Role> { Set(bindings.map(\.role)) }

@@ -30,9 +30,12 @@ public enum Day {
     public static func isValid(_ text: String) -> Bool {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-              let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
-              (1900...2200).contains(y), (1...12).contains(m), d >= 1 else { return false }
-        let days = [31, (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+            let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+            (1900...2200).contains(y), (1...12).contains(m), d >= 1
+        else { return false }
+        let days = [
+            31, (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31,
+        ]
         return d <= days[m - 1]
     }
 }

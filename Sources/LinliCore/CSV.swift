@@ -67,7 +67,13 @@ public enum CSV {
             if inQuotes {
                 if c == "\"" {
                     if let next = iterator.next() {
-                        if next == "\"" { field.unicodeScalars.append("\"") } else { inQuotes = false; afterQuote = true; pending = next }
+                        if next == "\"" {
+                            field.unicodeScalars.append("\"")
+                        } else {
+                            inQuotes = false
+                            afterQuote = true
+                            pending = next
+                        }
                     } else {
                         inQuotes = false
                     }
@@ -81,11 +87,14 @@ public enum CSV {
             case "\"" where field.isEmpty && !afterQuote:
                 inQuotes = true
             case ",":
-                fields.append(field); field = ""; afterQuote = false
+                fields.append(field)
+                field = ""
+                afterQuote = false
             case "\r":
                 continue
             case "\n":
-                endRecord(); afterQuote = false
+                endRecord()
+                afterQuote = false
                 line += 1
                 recordStart = line
             default:

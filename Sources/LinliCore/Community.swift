@@ -12,9 +12,17 @@ public struct Community: Codable, Sendable, Equatable {
     public var address: String
     public var createdAt: Millis
 
-    public init(id: ID = newID(), name: String, cityCode: String, districtCode: String, streetCode: String, address: String, createdAt: Millis = nowMillis()) {
-        self.id = id; self.name = name; self.cityCode = cityCode; self.districtCode = districtCode
-        self.streetCode = streetCode; self.address = address; self.createdAt = createdAt
+    public init(
+        id: ID = newID(), name: String, cityCode: String, districtCode: String, streetCode: String, address: String,
+        createdAt: Millis = nowMillis()
+    ) {
+        self.id = id
+        self.name = name
+        self.cityCode = cityCode
+        self.districtCode = districtCode
+        self.streetCode = streetCode
+        self.address = address
+        self.createdAt = createdAt
     }
 }
 
@@ -24,7 +32,10 @@ public struct Building: Codable, Sendable, Equatable {
     public var name: String
     public var floors: Int
     public init(id: ID = newID(), communityId: ID, name: String, floors: Int) {
-        self.id = id; self.communityId = communityId; self.name = name; self.floors = floors
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.floors = floors
     }
 }
 
@@ -35,7 +46,10 @@ public struct BuildingUnit: Codable, Sendable, Equatable {
     public var buildingId: ID
     public var name: String
     public init(id: ID = newID(), communityId: ID, buildingId: ID, name: String) {
-        self.id = id; self.communityId = communityId; self.buildingId = buildingId; self.name = name
+        self.id = id
+        self.communityId = communityId
+        self.buildingId = buildingId
+        self.name = name
     }
 }
 
@@ -63,9 +77,18 @@ public struct Household: Codable, Sendable, Equatable {
     public var floor: Int
     public var area: Double?
     public var occupancy: Occupancy
-    public init(id: ID = newID(), communityId: ID, buildingId: ID, unitId: ID, room: String, floor: Int, area: Double?, occupancy: Occupancy) {
-        self.id = id; self.communityId = communityId; self.buildingId = buildingId; self.unitId = unitId
-        self.room = room; self.floor = floor; self.area = area; self.occupancy = occupancy
+    public init(
+        id: ID = newID(), communityId: ID, buildingId: ID, unitId: ID, room: String, floor: Int, area: Double?,
+        occupancy: Occupancy
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.buildingId = buildingId
+        self.unitId = unitId
+        self.room = room
+        self.floor = floor
+        self.area = area
+        self.occupancy = occupancy
     }
 }
 
@@ -108,10 +131,20 @@ public struct Person: Codable, Sendable, Equatable {
     public var identityMasked: String?
     public var careTags: String
     public var createdAt: Millis
-    public init(id: ID = newID(), communityId: ID, name: String, phone: String, identityCipher: String? = nil, identityIndex: String? = nil, identityMasked: String? = nil, careTags: [CareTag] = [], createdAt: Millis = nowMillis()) {
-        self.id = id; self.communityId = communityId; self.name = name; self.phone = phone
-        self.identityCipher = identityCipher; self.identityIndex = identityIndex; self.identityMasked = identityMasked
-        self.careTags = CareTag.encode(careTags); self.createdAt = createdAt
+    public init(
+        id: ID = newID(), communityId: ID, name: String, phone: String, identityCipher: String? = nil,
+        identityIndex: String? = nil, identityMasked: String? = nil, careTags: [CareTag] = [],
+        createdAt: Millis = nowMillis()
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.phone = phone
+        self.identityCipher = identityCipher
+        self.identityIndex = identityIndex
+        self.identityMasked = identityMasked
+        self.careTags = CareTag.encode(careTags)
+        self.createdAt = createdAt
     }
 }
 
@@ -141,9 +174,19 @@ public struct Residency: Codable, Sendable, Equatable {
     public var leaseEnd: String?
     public var movedIn: String
     public var movedOut: String?
-    public init(id: ID = newID(), communityId: ID, personId: ID, householdId: ID, role: ResidencyRole, leaseStart: String? = nil, leaseEnd: String? = nil, movedIn: String, movedOut: String? = nil) {
-        self.id = id; self.communityId = communityId; self.personId = personId; self.householdId = householdId
-        self.role = role; self.leaseStart = leaseStart; self.leaseEnd = leaseEnd; self.movedIn = movedIn; self.movedOut = movedOut
+    public init(
+        id: ID = newID(), communityId: ID, personId: ID, householdId: ID, role: ResidencyRole,
+        leaseStart: String? = nil, leaseEnd: String? = nil, movedIn: String, movedOut: String? = nil
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.personId = personId
+        self.householdId = householdId
+        self.role = role
+        self.leaseStart = leaseStart
+        self.leaseEnd = leaseEnd
+        self.movedIn = movedIn
+        self.movedOut = movedOut
     }
 
     public func isCurrent(on day: String) -> Bool {
@@ -161,9 +204,14 @@ public struct Vehicle: Codable, Sendable, Equatable {
     public var householdId: ID?
     public var personId: ID?
     public var description: String
-    public init(id: ID = newID(), communityId: ID, plate: String, householdId: ID?, personId: ID?, description: String) {
-        self.id = id; self.communityId = communityId; self.plate = plate; self.householdId = householdId
-        self.personId = personId; self.description = description
+    public init(id: ID = newID(), communityId: ID, plate: String, householdId: ID?, personId: ID?, description: String)
+    {
+        self.id = id
+        self.communityId = communityId
+        self.plate = plate
+        self.householdId = householdId
+        self.personId = personId
+        self.description = description
     }
 }
 
@@ -184,7 +232,11 @@ public struct Organisation: Codable, Sendable, Equatable {
     public var kind: OrganisationKind
     public var phone: String
     public init(id: ID = newID(), communityId: ID, name: String, kind: OrganisationKind, phone: String) {
-        self.id = id; self.communityId = communityId; self.name = name; self.kind = kind; self.phone = phone
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.kind = kind
+        self.phone = phone
     }
 }
 
@@ -196,9 +248,17 @@ public struct StaffMember: Codable, Sendable, Equatable {
     public var title: String
     public var phone: String
     public var accountId: ID?
-    public init(id: ID = newID(), communityId: ID, organisationId: ID, name: String, title: String, phone: String, accountId: ID?) {
-        self.id = id; self.communityId = communityId; self.organisationId = organisationId; self.name = name
-        self.title = title; self.phone = phone; self.accountId = accountId
+    public init(
+        id: ID = newID(), communityId: ID, organisationId: ID, name: String, title: String, phone: String,
+        accountId: ID?
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.organisationId = organisationId
+        self.name = name
+        self.title = title
+        self.phone = phone
+        self.accountId = accountId
     }
 }
 
@@ -209,6 +269,9 @@ public struct Grid: Codable, Sendable, Equatable {
     public var name: String
     public var workerAccountId: ID?
     public init(id: ID = newID(), communityId: ID, name: String, workerAccountId: ID?) {
-        self.id = id; self.communityId = communityId; self.name = name; self.workerAccountId = workerAccountId
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.workerAccountId = workerAccountId
     }
 }

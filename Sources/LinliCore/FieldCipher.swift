@@ -13,8 +13,10 @@ public struct FieldCipher: Sendable {
     public init(secret: Data) throws {
         guard secret.count >= 32 else { throw ValidationFailure("secret", "must be at least 32 bytes") }
         let master = SymmetricKey(data: secret)
-        encryptionKey = HKDF<SHA256>.deriveKey(inputKeyMaterial: master, info: Data("linli field encryption".utf8), outputByteCount: 32)
-        indexKey = HKDF<SHA256>.deriveKey(inputKeyMaterial: master, info: Data("linli blind index".utf8), outputByteCount: 32)
+        encryptionKey = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: master, info: Data("linli field encryption".utf8), outputByteCount: 32)
+        indexKey = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: master, info: Data("linli blind index".utf8), outputByteCount: 32)
     }
 
     public static func randomSecret() -> Data {
@@ -63,7 +65,8 @@ public enum Digest {
     }
 
     public static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
         guard x.count == y.count else { return false }
         var diff: UInt8 = 0
         for i in 0..<x.count { diff |= x[i] ^ y[i] }

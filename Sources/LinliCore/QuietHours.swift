@@ -6,7 +6,9 @@ public enum TimeOfDay {
     public static func minutes(_ text: String?) -> Int? {
         guard let text else { return nil }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts[1].count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0...23).contains(h), (0...59).contains(m) else { return nil }
+        guard parts.count == 2, parts[1].count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0...23).contains(h),
+            (0...59).contains(m)
+        else { return nil }
         return h * 60 + m
     }
 
@@ -25,7 +27,8 @@ public struct QuietHours: Sendable, Equatable {
 
     public init?(from: String?, to: String?) {
         guard let f = TimeOfDay.minutes(from), let t = TimeOfDay.minutes(to), f != t else { return nil }
-        self.from = f; self.to = t
+        self.from = f
+        self.to = t
     }
 
     /// When a message made at `now` may go: `now` outside the span, else the span's end.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One reason a piece of input was refused, naming the field at fault.
 public struct FieldIssue: Error, Sendable, Equatable, Codable {
     public var field: String
@@ -45,7 +47,9 @@ public struct Validator: Sendable {
         return trimmed
     }
 
-    public mutating func number<T: Comparable>(_ value: T?, _ field: String, in range: ClosedRange<T>, required: Bool = false) {
+    public mutating func number<T: Comparable>(
+        _ value: T?, _ field: String, in range: ClosedRange<T>, required: Bool = false
+    ) {
         guard let value else {
             if required { add(field, "is required") }
             return
@@ -70,8 +74,6 @@ public struct Validator: Sendable {
         if !issues.isEmpty { throw ValidationFailure(issues) }
     }
 }
-
-import Foundation
 
 /// Mainland China resident identity card numbers (GB 11643): 17 digits and a check character.
 public enum IdentityNumber {

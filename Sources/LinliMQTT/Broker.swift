@@ -33,12 +33,24 @@ public struct MQTTBrokerConfiguration: Sendable {
     /// the peak than all the connections held afterwards. The same when they all drop at once.
     public var concurrentSignIns: Int
 
-    public init(host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(), maxConnections: Int = 50_000,
-                connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000, maxPublishesPerSecond: Int = 1_000,
-                maxSockets: Int? = nil, reservedFileDescriptors: Int = 128, concurrentSignIns: Int = 64) {
-        self.host = host; self.port = port; self.tls = tls; self.limits = limits; self.maxConnections = maxConnections; self.connectTimeout = connectTimeout
-        self.inflightWindow = inflightWindow; self.queueLimit = queueLimit; self.maxPublishesPerSecond = maxPublishesPerSecond
-        self.maxSockets = maxSockets; self.reservedFileDescriptors = reservedFileDescriptors
+    public init(
+        host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(),
+        maxConnections: Int = 50_000,
+        connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000,
+        maxPublishesPerSecond: Int = 1_000,
+        maxSockets: Int? = nil, reservedFileDescriptors: Int = 128, concurrentSignIns: Int = 64
+    ) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.limits = limits
+        self.maxConnections = maxConnections
+        self.connectTimeout = connectTimeout
+        self.inflightWindow = inflightWindow
+        self.queueLimit = queueLimit
+        self.maxPublishesPerSecond = maxPublishesPerSecond
+        self.maxSockets = maxSockets
+        self.reservedFileDescriptors = reservedFileDescriptors
         self.concurrentSignIns = max(1, concurrentSignIns)
     }
 }
@@ -76,10 +88,12 @@ public final class MQTTBroker: Sendable {
     /// Open client connections, closed when the broker stops.
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
-    public init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
-                receive: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion,
-                receiveNow: (@Sendable (_ clientId: String, _ message: Publish) -> PublishCompletion?)? = nil,
-                onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }) {
+    public init(
+        configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
+        receive: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion,
+        receiveNow: (@Sendable (_ clientId: String, _ message: Publish) -> PublishCompletion?)? = nil,
+        onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }
+    ) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.logger = logger
@@ -91,11 +105,17 @@ public final class MQTTBroker: Sendable {
     }
 
     /// With a hook that is done when it returns: each connection handles one message at a time.
-    public convenience init(configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
-                            onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in },
-                            onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }) {
-        self.init(configuration: configuration, authenticator: authenticator, logger: logger,
-                  receive: { clientId, message in try await onPublish(clientId, message); return .done }, onPresence: onPresence)
+    public convenience init(
+        configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
+        onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in },
+        onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }
+    ) {
+        self.init(
+            configuration: configuration, authenticator: authenticator, logger: logger,
+            receive: { clientId, message in
+                try await onPublish(clientId, message)
+                return .done
+            }, onPresence: onPresence)
     }
 
     public var connectionCount: Int { get async { await state.connectionCount } }
@@ -135,9 +155,13 @@ public final class MQTTBroker: Sendable {
     /// Listens on plain TCP, and on TLS when configured, until the task is cancelled.
     public func run(onListening: @Sendable (ListeningPorts) -> Void = { _ in }) async throws {
         let files = OpenFileLimit.current()
-        let budget = SocketBudget(limit: SocketBudget.limit(configured: configuration.maxSockets, fileLimit: files?.soft,
-                                                            alreadyOpen: OpenFileLimit.openNow(), reserve: configuration.reservedFileDescriptors))
-        logger.info("MQTT sockets allowed", metadata: ["sockets": "\(budget.limit)", "open-file limit": "\(files.map { "\($0)" } ?? "unknown")"])
+        let budget = SocketBudget(
+            limit: SocketBudget.limit(
+                configured: configuration.maxSockets, fileLimit: files?.soft,
+                alreadyOpen: OpenFileLimit.openNow(), reserve: configuration.reservedFileDescriptors))
+        logger.info(
+            "MQTT sockets allowed",
+            metadata: ["sockets": "\(budget.limit)", "open-file limit": "\(files.map { "\($0)" } ?? "unknown")"])
         let tcp = try await bind(host: configuration.host, port: configuration.port, tls: nil, budget: budget)
         let tls: (any Channel)?
         if let listener = configuration.tls {
@@ -155,9 +179,14 @@ public final class MQTTBroker: Sendable {
         onListening(ListeningPorts(tcp: tcpPort, tls: tlsPort))
         do {
             try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await self.serve(tcp, host: self.configuration.host, port: tcpPort, tls: nil, budget: budget) }
+                group.addTask {
+                    try await self.serve(tcp, host: self.configuration.host, port: tcpPort, tls: nil, budget: budget)
+                }
                 if let tls, let listener = configuration.tls, let tlsPort {
-                    group.addTask { try await self.serve(tls, host: listener.host, port: tlsPort, tls: listener.context, budget: budget) }
+                    group.addTask {
+                        try await self.serve(
+                            tls, host: listener.host, port: tlsPort, tls: listener.context, budget: budget)
+                    }
                 }
             }
         } catch {
@@ -183,7 +212,10 @@ public final class MQTTBroker: Sendable {
                 try? await Task.sleep(for: .milliseconds(20))
             }
             let left = controlWork.withLock { $0 }
-            if left > 0 { logger.warning("MQTT broker stopped with connection work unfinished", metadata: ["connections": "\(left)"]) }
+            if left > 0 {
+                logger.warning(
+                    "MQTT broker stopped with connection work unfinished", metadata: ["connections": "\(left)"])
+            }
         }.value
     }
 
@@ -211,19 +243,25 @@ public final class MQTTBroker: Sendable {
                     try sync.addHandler(MQTTConnection(broker: self, secure: tls != nil))
                     let key = ObjectIdentifier(channel)
                     connections.withLock { $0[key] = channel }
-                    channel.closeFuture.whenComplete { [self] _ in _ = connections.withLock { $0.removeValue(forKey: key) } }
+                    channel.closeFuture.whenComplete { [self] _ in
+                        _ = connections.withLock { $0.removeValue(forKey: key) }
+                    }
                 }
             }
             .bind(host: host, port: port)
             .get()
-        logger.info("MQTT broker listening", metadata: ["address": "\(host):\(server.localAddress?.port ?? port)", "tls": "\(tls != nil)"])
+        logger.info(
+            "MQTT broker listening",
+            metadata: ["address": "\(host):\(server.localAddress?.port ?? port)", "tls": "\(tls != nil)"])
         return server
     }
 
     /// Keeps one listener open until cancelled. Accept errors never close it (see `ListenerGuard`);
     /// should the listening socket fail all the same, it is bound again, and the connections it
     /// had accepted carry on meanwhile.
-    private func serve(_ first: any Channel, host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws {
+    private func serve(_ first: any Channel, host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget)
+        async throws
+    {
         var listener: (any Channel)? = first
         while !Task.isCancelled {
             if let current = listener {
@@ -234,13 +272,15 @@ public final class MQTTBroker: Sendable {
                     current.close(promise: nil)
                 }
                 if Task.isCancelled { break }
-                logger.error("MQTT listener closed; listening again in a second", metadata: ["address": "\(host):\(port)"])
+                logger.error(
+                    "MQTT listener closed; listening again in a second", metadata: ["address": "\(host):\(port)"])
             }
             try await Task.sleep(for: .seconds(1))
             do {
                 listener = try await bind(host: host, port: port, tls: tls, budget: budget)
             } catch {
-                logger.error("MQTT listener not bound again yet", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
+                logger.error(
+                    "MQTT listener not bound again yet", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
             }
         }
         throw CancellationError()

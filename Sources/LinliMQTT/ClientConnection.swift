@@ -112,10 +112,13 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch error {
-        case let MQTTProtocolError.unsupportedProtocol(name, level) where phase == .waitingForConnect && ["MQTT", "MQIsdp"].contains(name):
+        case let MQTTProtocolError.unsupportedProtocol(name, level)
+        where phase == .waitingForConnect && ["MQTT", "MQIsdp"].contains(name):
             // MQTT-3.1.2-2: a protocol level the broker does not speak gets CONNACK 1 before the
             // close, so a client can tell and fall back (an MQTT 5 client to 3.1.1, say).
-            logger.notice("connection refused: unsupported protocol level", metadata: ["protocol": "\(name)", "level": "\(level)"])
+            logger.notice(
+                "connection refused: unsupported protocol level",
+                metadata: ["protocol": "\(name)", "level": "\(level)"])
             refuse(.unacceptableProtocolVersion)
             return
         case let error as MQTTProtocolError:
@@ -175,8 +178,9 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         self.clientId = clientId
         logger[metadataKey: "client"] = "\(clientId)"
         phase = .signingIn
-        let control = ConnectionControl(broker: broker, connection: bound!, loop: context.eventLoop, channel: context.channel,
-                                        secure: secure, logger: logger)
+        let control = ConnectionControl(
+            broker: broker, connection: bound!, loop: context.eventLoop, channel: context.channel,
+            secure: secure, logger: logger)
         self.control = control
         control.start(.signIn(connect, clientId: clientId))
     }
@@ -245,14 +249,17 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         }
         tokens -= 1
         guard policy?.mayPublish(to: message.topic) == true else {
-            logger.warning("closing: publish to a topic this client may not use", metadata: ["topic": "\(message.topic)"])
+            logger.warning(
+                "closing: publish to a topic this client may not use", metadata: ["topic": "\(message.topic)"])
             return close()
         }
         let sequence = firstSlot + UInt64(slots.count)
         // The hook's fast path, here on the loop, when nothing earlier is still with the control
         // task and the message needs no QoS 2 bookkeeping; otherwise the control task calls the
         // hook, in order.
-        if withControl == 0, message.qos != .exactlyOnce, let fast = broker.onPublishNow, let completion = fast(clientId, message) {
+        if withControl == 0, message.qos != .exactlyOnce, let fast = broker.onPublishNow,
+            let completion = fast(clientId, message)
+        {
             slots.append(Slot(message: message, reply: completion.reply))
             marks.append([])
             start(completion.work, sequence: sequence)
@@ -349,7 +356,8 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             if case let .publish(message) = packet, message.qos == .atMostOnce, !context.channel.isWritable {
                 let dropped = broker.dropped.add(1, ordering: .relaxed).newValue
                 if dropped == 1 || dropped % 1_000 == 0 {
-                    logger.warning("client not reading: dropping QoS 0 messages to it", metadata: ["dropped in all": "\(dropped)"])
+                    logger.warning(
+                        "client not reading: dropping QoS 0 messages to it", metadata: ["dropped in all": "\(dropped)"])
                 }
                 continue
             }
@@ -451,7 +459,10 @@ final class ConnectionControl: Sendable {
     private let secure: Bool
     private let logger: Logger
 
-    init(broker: MQTTBroker, connection: NIOLoopBound<MQTTConnection>, loop: any EventLoop, channel: any Channel, secure: Bool, logger: Logger) {
+    init(
+        broker: MQTTBroker, connection: NIOLoopBound<MQTTConnection>, loop: any EventLoop, channel: any Channel,
+        secure: Bool, logger: Logger
+    ) {
         self.broker = broker
         self.connection = connection
         self.loop = loop
@@ -494,7 +505,7 @@ final class ConnectionControl: Sendable {
         while true {
             let next = queue.withLock { q -> Step? in
                 if !q.steps.isEmpty { return q.steps.removeFirst() }
-                q.steps = []   // lets go of the buffer the steps took
+                q.steps = []  // lets go of the buffer the steps took
                 q.memory = memory
                 q.draining = false
                 return nil
@@ -522,7 +533,9 @@ final class ConnectionControl: Sendable {
         memory.clientId = id
         let remote = channel.remoteAddress?.description
         let policy: any MQTTClientPolicy
-        switch await broker.authenticator.authenticate(connect, connection: MQTTConnectionInfo(remote: remote, secure: secure)) {
+        switch await broker.authenticator.authenticate(
+            connect, connection: MQTTConnectionInfo(remote: remote, secure: secure))
+        {
         case let .refused(code):
             logger.notice("connection refused", metadata: ["code": "\(code)"])
             onLoop { $0.refuse(code) }
@@ -533,7 +546,10 @@ final class ConnectionControl: Sendable {
         memory.policy = policy
         let made = Outbox(loop: loop, connection: connection, close: { [channel] in channel.close(promise: nil) })
         memory.outbox = made
-        guard let (connectionId, present) = await broker.state.attach(clientId: id, clean: connect.cleanSession, outbox: made) else {
+        guard
+            let (connectionId, present) = await broker.state.attach(
+                clientId: id, clean: connect.cleanSession, outbox: made)
+        else {
             logger.warning("connection refused: the broker is at its connection limit")
             onLoop { $0.refuse(.serverUnavailable) }
             return
@@ -556,7 +572,8 @@ final class ConnectionControl: Sendable {
         case let .publish(message, sequence):
             var first = true
             if message.qos == .exactlyOnce {
-                guard let isFirst = await state.firstReceiptOfQoS2(clientId: clientId, packetId: message.packetId!) else {
+                guard let isFirst = await state.firstReceiptOfQoS2(clientId: clientId, packetId: message.packetId!)
+                else {
                     logger.warning("closing: too many QoS 2 messages awaiting PUBREL")
                     onLoop { $0.hookReturned(nil, sequence: sequence, first: false) }
                     return

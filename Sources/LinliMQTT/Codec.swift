@@ -10,14 +10,17 @@ public struct MQTTLimits: Sendable {
     public var maxFiltersPerRequest: Int
 
     public init(maxPacketSize: Int = 256 * 1024, maxTopicLevels: Int = 32, maxFiltersPerRequest: Int = 64) {
-        self.maxPacketSize = maxPacketSize; self.maxTopicLevels = maxTopicLevels; self.maxFiltersPerRequest = maxFiltersPerRequest
+        self.maxPacketSize = maxPacketSize
+        self.maxTopicLevels = maxTopicLevels
+        self.maxFiltersPerRequest = maxFiltersPerRequest
     }
 }
 
 extension MQTTPacket {
     /// Reads one whole packet from `buffer` if it holds one. Returns nil, and leaves the buffer
     /// untouched, when more bytes are needed. Throws when the bytes cannot be MQTT.
-    public static func read(from buffer: inout ByteBuffer, limits: MQTTLimits) throws(MQTTProtocolError) -> MQTTPacket? {
+    public static func read(from buffer: inout ByteBuffer, limits: MQTTLimits) throws(MQTTProtocolError) -> MQTTPacket?
+    {
         var peek = buffer
         guard let first = peek.readInteger(as: UInt8.self) else { return nil }
         var remaining = 0
@@ -40,11 +43,15 @@ extension MQTTPacket {
         guard var body = peek.readSlice(length: remaining) else { return nil }
         buffer.moveReaderIndex(forwardBy: total)
         let packet = try parse(type: first >> 4, flags: first & 0x0F, body: &body, limits: limits)
-        if body.readableBytes != 0 { throw .malformed("\(body.readableBytes) bytes left after the packet: its remaining length lies") }
+        if body.readableBytes != 0 {
+            throw .malformed("\(body.readableBytes) bytes left after the packet: its remaining length lies")
+        }
         return packet
     }
 
-    static func parse(type: UInt8, flags: UInt8, body: inout ByteBuffer, limits: MQTTLimits) throws(MQTTProtocolError) -> MQTTPacket {
+    static func parse(type: UInt8, flags: UInt8, body: inout ByteBuffer, limits: MQTTLimits) throws(MQTTProtocolError)
+        -> MQTTPacket
+    {
         func requireFlags(_ expected: UInt8) throws(MQTTProtocolError) {
             if flags != expected { throw .invalidFlags(type: type, flags: flags) }
         }
@@ -54,8 +61,12 @@ extension MQTTPacket {
             return .connect(try readConnect(&body, limits: limits))
         case 2:
             try requireFlags(0)
-            guard let ack = body.readInteger(as: UInt8.self), let code = body.readInteger(as: UInt8.self) else { throw .malformed("CONNACK is too short") }
-            guard ack & 0xFE == 0, let returnCode = ConnectReturnCode(rawValue: code) else { throw .malformed("CONNACK has reserved bits or an unknown return code") }
+            guard let ack = body.readInteger(as: UInt8.self), let code = body.readInteger(as: UInt8.self) else {
+                throw .malformed("CONNACK is too short")
+            }
+            guard ack & 0xFE == 0, let returnCode = ConnectReturnCode(rawValue: code) else {
+                throw .malformed("CONNACK has reserved bits or an unknown return code")
+            }
             return .connack(sessionPresent: ack & 1 == 1, returnCode: returnCode)
         case 3:
             guard let qos = QoS(rawValue: (flags >> 1) & 0x03) else { throw .invalidFlags(type: type, flags: flags) }
@@ -63,16 +74,23 @@ extension MQTTPacket {
             try Topic.validateName(topic, limits: limits)
             var packetId: UInt16? = nil
             if qos != .atMostOnce {
-                guard let id = body.readInteger(as: UInt16.self), id != 0 else { throw .malformed("PUBLISH at QoS \(qos.rawValue) needs a non-zero packet identifier") }
+                guard let id = body.readInteger(as: UInt16.self), id != 0 else {
+                    throw .malformed("PUBLISH at QoS \(qos.rawValue) needs a non-zero packet identifier")
+                }
                 packetId = id
             } else if flags & 0x08 != 0 {
                 throw .invalidFlags(type: type, flags: flags)  // DUP must be 0 at QoS 0
             }
             let payload = body.readSlice(length: body.readableBytes) ?? ByteBuffer()
-            return .publish(Publish(topic: topic, payload: payload, qos: qos, retain: flags & 0x01 == 1, dup: flags & 0x08 != 0, packetId: packetId))
+            return .publish(
+                Publish(
+                    topic: topic, payload: payload, qos: qos, retain: flags & 0x01 == 1, dup: flags & 0x08 != 0,
+                    packetId: packetId))
         case 4, 5, 6, 7:
             try requireFlags(type == 6 ? 0x02 : 0)
-            guard let id = body.readInteger(as: UInt16.self) else { throw .malformed("acknowledgement without a packet identifier") }
+            guard let id = body.readInteger(as: UInt16.self) else {
+                throw .malformed("acknowledgement without a packet identifier")
+            }
             switch type {
             case 4: return .puback(id)
             case 5: return .pubrec(id)
@@ -81,38 +99,54 @@ extension MQTTPacket {
             }
         case 8:
             try requireFlags(0x02)
-            guard let id = body.readInteger(as: UInt16.self), id != 0 else { throw .malformed("SUBSCRIBE needs a non-zero packet identifier") }
+            guard let id = body.readInteger(as: UInt16.self), id != 0 else {
+                throw .malformed("SUBSCRIBE needs a non-zero packet identifier")
+            }
             var subscriptions: [Subscription] = []
             while body.readableBytes > 0 {
                 let filter = try readString(&body)
                 try Topic.validateFilter(filter, limits: limits)
-                guard let options = body.readInteger(as: UInt8.self) else { throw .malformed("SUBSCRIBE filter without its QoS") }
-                guard options & 0xFC == 0, let qos = QoS(rawValue: options) else { throw .malformed("SUBSCRIBE requested QoS is not 0, 1 or 2") }
+                guard let options = body.readInteger(as: UInt8.self) else {
+                    throw .malformed("SUBSCRIBE filter without its QoS")
+                }
+                guard options & 0xFC == 0, let qos = QoS(rawValue: options) else {
+                    throw .malformed("SUBSCRIBE requested QoS is not 0, 1 or 2")
+                }
                 subscriptions.append(Subscription(filter: filter, qos: qos))
-                if subscriptions.count > limits.maxFiltersPerRequest { throw .malformed("more than \(limits.maxFiltersPerRequest) filters in one SUBSCRIBE") }
+                if subscriptions.count > limits.maxFiltersPerRequest {
+                    throw .malformed("more than \(limits.maxFiltersPerRequest) filters in one SUBSCRIBE")
+                }
             }
             if subscriptions.isEmpty { throw .malformed("SUBSCRIBE without any filter") }
             return .subscribe(packetId: id, subscriptions: subscriptions)
         case 9:
             try requireFlags(0)
-            guard let id = body.readInteger(as: UInt16.self) else { throw .malformed("SUBACK without a packet identifier") }
+            guard let id = body.readInteger(as: UInt16.self) else {
+                throw .malformed("SUBACK without a packet identifier")
+            }
             let codes = body.readBytes(length: body.readableBytes) ?? []
             return .suback(packetId: id, returnCodes: codes)
         case 10:
             try requireFlags(0x02)
-            guard let id = body.readInteger(as: UInt16.self), id != 0 else { throw .malformed("UNSUBSCRIBE needs a non-zero packet identifier") }
+            guard let id = body.readInteger(as: UInt16.self), id != 0 else {
+                throw .malformed("UNSUBSCRIBE needs a non-zero packet identifier")
+            }
             var filters: [String] = []
             while body.readableBytes > 0 {
                 let filter = try readString(&body)
                 try Topic.validateFilter(filter, limits: limits)
                 filters.append(filter)
-                if filters.count > limits.maxFiltersPerRequest { throw .malformed("more than \(limits.maxFiltersPerRequest) filters in one UNSUBSCRIBE") }
+                if filters.count > limits.maxFiltersPerRequest {
+                    throw .malformed("more than \(limits.maxFiltersPerRequest) filters in one UNSUBSCRIBE")
+                }
             }
             if filters.isEmpty { throw .malformed("UNSUBSCRIBE without any filter") }
             return .unsubscribe(packetId: id, filters: filters)
         case 11:
             try requireFlags(0)
-            guard let id = body.readInteger(as: UInt16.self) else { throw .malformed("UNSUBACK without a packet identifier") }
+            guard let id = body.readInteger(as: UInt16.self) else {
+                throw .malformed("UNSUBACK without a packet identifier")
+            }
             return .unsuback(id)
         case 12, 13, 14:
             try requireFlags(0)
@@ -127,8 +161,12 @@ extension MQTTPacket {
         let name = try readString(&body)
         guard let level = body.readInteger(as: UInt8.self) else { throw .malformed("CONNECT without a protocol level") }
         // "MQTT" level 4 is 3.1.1; "MQIsdp" level 3 is 3.1, which Linli also accepts from older devices.
-        guard (name == "MQTT" && level == 4) || (name == "MQIsdp" && level == 3) else { throw .unsupportedProtocol(name: name, level: level) }
-        guard let flags = body.readInteger(as: UInt8.self), let keepAlive = body.readInteger(as: UInt16.self) else { throw .malformed("CONNECT header is too short") }
+        guard (name == "MQTT" && level == 4) || (name == "MQIsdp" && level == 3) else {
+            throw .unsupportedProtocol(name: name, level: level)
+        }
+        guard let flags = body.readInteger(as: UInt8.self), let keepAlive = body.readInteger(as: UInt16.self) else {
+            throw .malformed("CONNECT header is too short")
+        }
         if flags & 0x01 != 0 { throw .malformed("CONNECT reserved flag is set") }
         let willFlag = flags & 0x04 != 0
         let willQoSBits = (flags >> 3) & 0x03
@@ -143,21 +181,28 @@ extension MQTTPacket {
         if willFlag {
             let topic = try readString(&body)
             try Topic.validateName(topic, limits: limits)
-            guard let length = body.readInteger(as: UInt16.self), let payload = body.readSlice(length: Int(length)) else { throw .malformed("will payload is cut short") }
+            guard let length = body.readInteger(as: UInt16.self), let payload = body.readSlice(length: Int(length))
+            else { throw .malformed("will payload is cut short") }
             will = Will(topic: topic, payload: payload, qos: willQoS, retain: willRetain)
         }
         let username = hasUsername ? try readString(&body) : nil
         var password: ByteBuffer? = nil
         if hasPassword {
-            guard let length = body.readInteger(as: UInt16.self), let bytes = body.readSlice(length: Int(length)) else { throw .malformed("password is cut short") }
+            guard let length = body.readInteger(as: UInt16.self), let bytes = body.readSlice(length: Int(length)) else {
+                throw .malformed("password is cut short")
+            }
             password = bytes
         }
-        return Connect(protocolLevel: level, cleanSession: flags & 0x02 != 0, keepAlive: keepAlive, clientId: clientId, will: will, username: username, password: password)
+        return Connect(
+            protocolLevel: level, cleanSession: flags & 0x02 != 0, keepAlive: keepAlive, clientId: clientId, will: will,
+            username: username, password: password)
     }
 
     /// A UTF-8 string with its two-byte length; U+0000 is not allowed (MQTT-1.5.3-2).
     static func readString(_ body: inout ByteBuffer) throws(MQTTProtocolError) -> String {
-        guard let length = body.readInteger(as: UInt16.self), let bytes = body.readSlice(length: Int(length)) else { throw .malformed("a string runs past the end of the packet") }
+        guard let length = body.readInteger(as: UInt16.self), let bytes = body.readSlice(length: Int(length)) else {
+            throw .malformed("a string runs past the end of the packet")
+        }
         let view = bytes.readableBytesView
         guard let text = String(validating: view, as: UTF8.self) else { throw .invalidUTF8 }
         if view.contains(0) { throw .invalidUTF8 }
@@ -200,10 +245,18 @@ extension MQTTPacket {
             Self.writeString(p.topic, &body)
             if let id = p.packetId, p.qos != .atMostOnce { body.writeInteger(id) }
             body.writeImmutableBuffer(p.payload)
-        case let .puback(id): header = 0x40; body.writeInteger(id)
-        case let .pubrec(id): header = 0x50; body.writeInteger(id)
-        case let .pubrel(id): header = 0x62; body.writeInteger(id)
-        case let .pubcomp(id): header = 0x70; body.writeInteger(id)
+        case let .puback(id):
+            header = 0x40
+            body.writeInteger(id)
+        case let .pubrec(id):
+            header = 0x50
+            body.writeInteger(id)
+        case let .pubrel(id):
+            header = 0x62
+            body.writeInteger(id)
+        case let .pubcomp(id):
+            header = 0x70
+            body.writeInteger(id)
         case let .subscribe(id, subscriptions):
             header = 0x82
             body.writeInteger(id)
@@ -219,7 +272,9 @@ extension MQTTPacket {
             header = 0xA2
             body.writeInteger(id)
             for f in filters { Self.writeString(f, &body) }
-        case let .unsuback(id): header = 0xB0; body.writeInteger(id)
+        case let .unsuback(id):
+            header = 0xB0
+            body.writeInteger(id)
         case .pingreq: header = 0xC0
         case .pingresp: header = 0xD0
         case .disconnect: header = 0xE0

@@ -1,14 +1,15 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import Logging
 import NIOCore
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The process's limit on open file descriptors (RLIMIT_NOFILE). Every connection holds one.
 public enum OpenFileLimit {
@@ -19,9 +20,9 @@ public enum OpenFileLimit {
     }
 
     #if os(Linux)
-    private static let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        private static let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
     #else
-    private static let resource = RLIMIT_NOFILE
+        private static let resource = RLIMIT_NOFILE
     #endif
 
     private static func clamp(_ value: rlim_t) -> Int { value > rlim_t(Int.max) ? Int.max : Int(value) }
@@ -50,10 +51,10 @@ public enum OpenFileLimit {
     /// File descriptors open in this process now (Linux: /proc/self/fd), nil where unknown.
     public static func openNow() -> Int? {
         #if os(Linux)
-        // The directory listing holds one descriptor of its own while it runs.
-        return (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).map { max(0, $0.count - 1) }
+            // The directory listing holds one descriptor of its own while it runs.
+            return (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).map { max(0, $0.count - 1) }
         #else
-        return nil
+            return nil
         #endif
     }
 }
@@ -86,7 +87,8 @@ final class SocketBudget: Sendable {
     func take() -> Bool {
         var current = open.load(ordering: .relaxed)
         while current < limit {
-            let (exchanged, original) = open.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
+            let (exchanged, original) = open.compareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
             if exchanged { return true }
             current = original
         }
@@ -123,8 +125,9 @@ final class ListenerGuard: ChannelInboundHandler {
             child.close(promise: nil)
             let n = budget.refuse()
             if n == 1 || n % 1_000 == 0 {
-                logger.warning("connection closed: the broker holds as many sockets as the open-file limit allows",
-                               metadata: ["sockets": "\(budget.limit)", "refused": "\(n)"])
+                logger.warning(
+                    "connection closed: the broker holds as many sockets as the open-file limit allows",
+                    metadata: ["sockets": "\(budget.limit)", "refused": "\(n)"])
             }
             return
         }
@@ -137,7 +140,9 @@ final class ListenerGuard: ChannelInboundHandler {
         let now = NIODeadline.now()
         if now - lastErrorLog > .seconds(10) {
             lastErrorLog = now
-            logger.error("MQTT listener: accepting a connection failed; listening on", metadata: ["error": "\(error)", "sockets": "\(budget.count)"])
+            logger.error(
+                "MQTT listener: accepting a connection failed; listening on",
+                metadata: ["error": "\(error)", "sockets": "\(budget.count)"])
         }
         if error is IOError { context.fireErrorCaught(error) }
     }

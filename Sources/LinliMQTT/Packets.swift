@@ -28,7 +28,10 @@ public struct Will: Sendable, Equatable {
     public var qos: QoS
     public var retain: Bool
     public init(topic: String, payload: ByteBuffer, qos: QoS, retain: Bool) {
-        self.topic = topic; self.payload = payload; self.qos = qos; self.retain = retain
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
     }
 }
 
@@ -40,9 +43,17 @@ public struct Connect: Sendable, Equatable {
     public var will: Will?
     public var username: String?
     public var password: ByteBuffer?
-    public init(protocolLevel: UInt8 = 4, cleanSession: Bool, keepAlive: UInt16, clientId: String, will: Will? = nil, username: String? = nil, password: ByteBuffer? = nil) {
-        self.protocolLevel = protocolLevel; self.cleanSession = cleanSession; self.keepAlive = keepAlive; self.clientId = clientId
-        self.will = will; self.username = username; self.password = password
+    public init(
+        protocolLevel: UInt8 = 4, cleanSession: Bool, keepAlive: UInt16, clientId: String, will: Will? = nil,
+        username: String? = nil, password: ByteBuffer? = nil
+    ) {
+        self.protocolLevel = protocolLevel
+        self.cleanSession = cleanSession
+        self.keepAlive = keepAlive
+        self.clientId = clientId
+        self.will = will
+        self.username = username
+        self.password = password
     }
 }
 
@@ -54,15 +65,26 @@ public struct Publish: Sendable, Equatable {
     public var dup: Bool
     /// Present exactly when `qos` is above 0.
     public var packetId: UInt16?
-    public init(topic: String, payload: ByteBuffer, qos: QoS = .atMostOnce, retain: Bool = false, dup: Bool = false, packetId: UInt16? = nil) {
-        self.topic = topic; self.payload = payload; self.qos = qos; self.retain = retain; self.dup = dup; self.packetId = packetId
+    public init(
+        topic: String, payload: ByteBuffer, qos: QoS = .atMostOnce, retain: Bool = false, dup: Bool = false,
+        packetId: UInt16? = nil
+    ) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.dup = dup
+        self.packetId = packetId
     }
 }
 
 public struct Subscription: Sendable, Equatable {
     public var filter: String
     public var qos: QoS
-    public init(filter: String, qos: QoS) { self.filter = filter; self.qos = qos }
+    public init(filter: String, qos: QoS) {
+        self.filter = filter
+        self.qos = qos
+    }
 }
 
 public enum MQTTPacket: Sendable, Equatable {

@@ -32,8 +32,10 @@ public struct PublishCompletion: Sendable {
     /// `register` is handed is called — from any thread, once — with nil; with an error the
     /// connection closes without acknowledging this message or any later one. For work that
     /// finishes elsewhere and says so, such as a group commit: nothing waits in a task meanwhile.
-    public static func whenNotified(reply: Publish? = nil,
-                                    _ register: @escaping @Sendable (_ done: @escaping @Sendable ((any Error)?) -> Void) -> Void) -> PublishCompletion {
+    public static func whenNotified(
+        reply: Publish? = nil,
+        _ register: @escaping @Sendable (_ done: @escaping @Sendable ((any Error)?) -> Void) -> Void
+    ) -> PublishCompletion {
         PublishCompletion(work: .notify(register), reply: reply)
     }
 

@@ -196,7 +196,9 @@ actor BrokerState {
     /// Returns false when a newer connection had already taken the session over.
     @discardableResult
     func detach(clientId: String, connectionId: UInt64) -> Bool {
-        guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else { return false }
+        guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else {
+            return false
+        }
         session.outbox?.finish()
         session.outbox = nil
         connected -= 1
@@ -279,7 +281,9 @@ actor BrokerState {
     /// on its own system topics, as Alink platforms do. A matching subscription sets the QoS.
     func send(_ message: Publish, to clientId: String) {
         guard let session = sessions[clientId] else { return }
-        let subscribed = session.subscriptions.filter { Topic.matches(filter: $0.key, name: message.topic) }.map(\.value).max()
+        let subscribed = session.subscriptions.filter { Topic.matches(filter: $0.key, name: message.topic) }.map(
+            \.value
+        ).max()
         deliver(message, qos: subscribed.map { min($0, message.qos) } ?? message.qos, to: clientId)
     }
 
@@ -303,7 +307,9 @@ actor BrokerState {
         } else {
             session.dropped += 1
             if session.dropped == 1 || session.dropped % 1000 == 0 {
-                logger.warning("queue full: dropping messages", metadata: ["client": "\(clientId)", "dropped": "\(session.dropped)"])
+                logger.warning(
+                    "queue full: dropping messages",
+                    metadata: ["client": "\(clientId)", "dropped": "\(session.dropped)"])
             }
         }
         sessions[clientId] = session

@@ -25,12 +25,19 @@ public struct MQTTTLSListener: Sendable {
 
     /// Loads a PEM certificate chain (leaf first) and its unencrypted PEM private key, and checks
     /// that they belong together, so that a wrong file stops start-up instead of every handshake.
-    public init(host: String = "127.0.0.1", port: Int = 8883, certificateFile: String, keyFile: String) throws(FileProblem) {
-        guard let certificateBytes = FileManager.default.contents(atPath: certificateFile) else { throw .certificateUnreadable }
-        guard let chain = try? NIOSSLCertificate.fromPEMBytes(Array(certificateBytes)), !chain.isEmpty else { throw .certificateNotPEM }
+    public init(host: String = "127.0.0.1", port: Int = 8883, certificateFile: String, keyFile: String)
+        throws(FileProblem)
+    {
+        guard let certificateBytes = FileManager.default.contents(atPath: certificateFile) else {
+            throw .certificateUnreadable
+        }
+        guard let chain = try? NIOSSLCertificate.fromPEMBytes(Array(certificateBytes)), !chain.isEmpty else {
+            throw .certificateNotPEM
+        }
         guard let keyBytes = FileManager.default.contents(atPath: keyFile) else { throw .keyUnreadable }
         guard let key = try? NIOSSLPrivateKey(bytes: Array(keyBytes), format: .pem) else { throw .keyNotPEM }
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         // Devices and SDKs in use speak TLS 1.2 at least; older versions only widen the attack surface.
         tls.minimumTLSVersion = .tlsv12
         // The context loads the chain before the key, and BoringSSL refuses a key that does not

@@ -11,7 +11,9 @@ public enum Topic {
 
     public static func validateFilter(_ filter: String, limits: MQTTLimits) throws(MQTTProtocolError) {
         if filter.isEmpty { throw .invalidTopic("a topic filter must not be empty") }
-        if levelCount(filter) > limits.maxTopicLevels { throw .invalidTopic("more than \(limits.maxTopicLevels) levels") }
+        if levelCount(filter) > limits.maxTopicLevels {
+            throw .invalidTopic("more than \(limits.maxTopicLevels) levels")
+        }
         let levels = filter.split(separator: "/", omittingEmptySubsequences: false)
         for (i, level) in levels.enumerated() {
             if level.contains("#"), level != "#" || i != levels.count - 1 {
@@ -33,7 +35,9 @@ public enum Topic {
         // contiguous) strings are compared level by level in place, without splitting into arrays.
         if let result = filter.utf8.withContiguousStorageIfAvailable({ f in
             name.utf8.withContiguousStorageIfAvailable { n in matches(filter: f, name: n) }
-        }), let result { return result }
+        }), let result {
+            return result
+        }
         var f = filter.split(separator: "/", omittingEmptySubsequences: false)[...]
         var n = name.split(separator: "/", omittingEmptySubsequences: false)[...]
         while let level = f.first {
@@ -50,7 +54,8 @@ public enum Topic {
     /// string is one empty level); an index past the end means no level is left.
     static func matches(filter f: UnsafeBufferPointer<UInt8>, name n: UnsafeBufferPointer<UInt8>) -> Bool {
         let slash = UInt8(ascii: "/")
-        var fi = 0, ni = 0
+        var fi = 0
+        var ni = 0
         while true {
             var fe = fi
             while fe < f.count, f[fe] != slash { fe += 1 }

@@ -28,7 +28,10 @@ final class TurnGate: Sendable {
         if entered { return }
         await withCheckedContinuation { (turn: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
-                if s.free > 0 { s.free -= 1; return true }
+                if s.free > 0 {
+                    s.free -= 1
+                    return true
+                }
                 s.waiting.append(.caller(turn))
                 return false
             }

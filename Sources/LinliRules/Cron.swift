@@ -29,21 +29,28 @@ public struct CronSchedule: Sendable, Equatable {
             let stepParts = part.split(separator: "/", maxSplits: 1)
             var step = 1
             if stepParts.count == 2 {
-                guard let s = Int(stepParts[1]), s > 0 else { throw Fault(description: "\(name): '\(part)' has a bad step") }
+                guard let s = Int(stepParts[1]), s > 0 else {
+                    throw Fault(description: "\(name): '\(part)' has a bad step")
+                }
                 step = s
             }
             let base = stepParts[0]
-            let lower: Int, upper: Int
+            let lower: Int
+            let upper: Int
             if base == "*" {
                 (lower, upper) = (range.lowerBound, range.upperBound)
             } else if let dash = base.firstIndex(of: "-") {
-                guard let a = Int(base[..<dash]), let b = Int(base[base.index(after: dash)...]), a <= b else { throw Fault(description: "\(name): '\(part)' is not a range") }
+                guard let a = Int(base[..<dash]), let b = Int(base[base.index(after: dash)...]), a <= b else {
+                    throw Fault(description: "\(name): '\(part)' is not a range")
+                }
                 (lower, upper) = (a, b)
             } else {
                 guard let a = Int(base) else { throw Fault(description: "\(name): '\(part)' is not a number") }
                 (lower, upper) = (a, stepParts.count == 2 ? range.upperBound : a)
             }
-            guard range.contains(lower), range.contains(upper) else { throw Fault(description: "\(name): \(part) is outside \(range.lowerBound)–\(range.upperBound)") }
+            guard range.contains(lower), range.contains(upper) else {
+                throw Fault(description: "\(name): \(part) is outside \(range.lowerBound)–\(range.upperBound)")
+            }
             values.formUnion(stride(from: lower, through: upper, by: step))
         }
         return values
@@ -59,10 +66,14 @@ public struct CronSchedule: Sendable, Equatable {
             let p = calendar.dateComponents([.month, .day, .hour, .minute, .weekday], from: t)
             guard months.contains(p.month!) else {
                 // Skip to the first day of the next month.
-                t = calendar.date(from: DateComponents(year: calendar.component(.year, from: t), month: p.month! + 1, day: 1)) ?? t.addingTimeInterval(86_400)
+                t =
+                    calendar.date(
+                        from: DateComponents(year: calendar.component(.year, from: t), month: p.month! + 1, day: 1))
+                    ?? t.addingTimeInterval(86_400)
                 continue
             }
-            let dayOK = days.contains(p.day!), weekdayOK = weekdays.contains(p.weekday! - 1)
+            let dayOK = days.contains(p.day!)
+            let weekdayOK = weekdays.contains(p.weekday! - 1)
             let dateOK = daysRestricted && weekdaysRestricted ? (dayOK || weekdayOK) : (dayOK && weekdayOK)
             guard dateOK else {
                 t = calendar.startOfDay(for: t).addingTimeInterval(86_400)

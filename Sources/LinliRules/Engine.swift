@@ -11,18 +11,26 @@ public struct WatchedDevice: Sendable, Hashable {
     public var householdId: ID?
     /// Who wears or carries it, if anyone: a person's absence counts all of their devices.
     public var personId: ID?
-    public init(id: ID, communityId: ID, productKey: String, deviceName: String, householdId: ID? = nil, personId: ID? = nil) {
-        self.id = id; self.communityId = communityId; self.productKey = productKey; self.deviceName = deviceName
-        self.householdId = householdId; self.personId = personId
+    public init(
+        id: ID, communityId: ID, productKey: String, deviceName: String, householdId: ID? = nil, personId: ID? = nil
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.productKey = productKey
+        self.deviceName = deviceName
+        self.householdId = householdId
+        self.personId = personId
     }
 
     /// A household as the subject of an absence: its id, and "household" for a name.
     static func household(_ id: ID, communityId: ID) -> WatchedDevice {
-        WatchedDevice(id: id, communityId: communityId, productKey: "", deviceName: WatchedDevice.householdName, householdId: id)
+        WatchedDevice(
+            id: id, communityId: communityId, productKey: "", deviceName: WatchedDevice.householdName, householdId: id)
     }
     /// A person as the subject of an absence: their id, and "person" for a name.
     static func person(_ id: ID, communityId: ID) -> WatchedDevice {
-        WatchedDevice(id: id, communityId: communityId, productKey: "", deviceName: WatchedDevice.personName, personId: id)
+        WatchedDevice(
+            id: id, communityId: communityId, productKey: "", deviceName: WatchedDevice.personName, personId: id)
     }
     public static let householdName = "household"
     public static let personName = "person"
@@ -65,8 +73,12 @@ public struct TriggerState: Sendable, Equatable, Codable {
     public var fired: Bool
 
     public init(ruleId: ID, triggerIndex: Int, deviceId: ID, since: Millis?, holding: Bool, fired: Bool) {
-        self.ruleId = ruleId; self.triggerIndex = triggerIndex; self.deviceId = deviceId
-        self.since = since; self.holding = holding; self.fired = fired
+        self.ruleId = ruleId
+        self.triggerIndex = triggerIndex
+        self.deviceId = deviceId
+        self.since = since
+        self.holding = holding
+        self.fired = fired
     }
 }
 
@@ -120,7 +132,9 @@ public struct RuleEngine: Sendable {
             switch trigger.type {
             case .schedule:
                 let key = Key(ruleId: rule.id, trigger: i, deviceId: rule.id)
-                if let cron = try? CronSchedule(trigger.cron ?? ""), let next = cron.next(after: Date(timeIntervalSince1970: Double(now) / 1000), calendar: calendar) {
+                if let cron = try? CronSchedule(trigger.cron ?? ""),
+                    let next = cron.next(after: Date(timeIntervalSince1970: Double(now) / 1000), calendar: calendar)
+                {
                     let due = Millis(next.timeIntervalSince1970 * 1000)
                     schedules[key] = due
                     timers.push(due, key)
@@ -170,11 +184,14 @@ public struct RuleEngine: Sendable {
     private func matches(_ trigger: Trigger, _ rule: Rule, _ device: WatchedDevice) -> Bool {
         guard device.communityId == rule.communityId else { return false }
         switch trigger.absenceOf {
-        case .household: return device.householdId != nil && (trigger.productKey.isEmpty || trigger.productKey == device.productKey)
-        case .person: return device.personId != nil && (trigger.productKey.isEmpty || trigger.productKey == device.productKey)
+        case .household:
+            return device.householdId != nil && (trigger.productKey.isEmpty || trigger.productKey == device.productKey)
+        case .person:
+            return device.personId != nil && (trigger.productKey.isEmpty || trigger.productKey == device.productKey)
         case .device: break
         }
-        return trigger.productKey == device.productKey && (trigger.deviceName == nil || trigger.deviceName == device.deviceName)
+        return trigger.productKey == device.productKey
+            && (trigger.deviceName == nil || trigger.deviceName == device.deviceName)
     }
 
     /// Whom a trigger's state is about when `device` does something: the device, or for the
@@ -208,7 +225,8 @@ public struct RuleEngine: Sendable {
                 slots[key] = Slot(state: restored, device: subject, storedSince: restored.since)
                 schedule(key)
             } else if trigger.type == .absence {
-                let state = TriggerState(ruleId: ruleId, triggerIndex: index, deviceId: subject.id, since: now, holding: true, fired: false)
+                let state = TriggerState(
+                    ruleId: ruleId, triggerIndex: index, deviceId: subject.id, since: now, holding: true, fired: false)
                 slots[key] = Slot(state: state, device: subject)
                 changed[key] = state
                 slots[key]?.storedSince = now
@@ -224,8 +242,10 @@ public struct RuleEngine: Sendable {
         var out: [Firing] = []
         if case let .domain(type) = observation {
             for (ruleId, index) in watchers[Self.domainKey(type)] ?? [] {
-                guard let rule = rules[ruleId], rule.communityId == device.communityId, conditionsHold(rule, at: now) else { continue }
-                out.append(Firing(rule: rule, triggerIndex: index, device: device, change: .fired, at: now, detail: type))
+                guard let rule = rules[ruleId], rule.communityId == device.communityId, conditionsHold(rule, at: now)
+                else { continue }
+                out.append(
+                    Firing(rule: rule, triggerIndex: index, device: device, change: .fired, at: now, detail: type))
             }
             return out
         }
@@ -238,17 +258,24 @@ public struct RuleEngine: Sendable {
             case .event:
                 guard case let .event(name) = observation, name == trigger.event else { continue }
                 if conditionsHold(rule, at: now) {
-                    out.append(Firing(rule: rule, triggerIndex: index, device: device, change: .fired, at: now, detail: "event \(name)"))
+                    out.append(
+                        Firing(
+                            rule: rule, triggerIndex: index, device: device, change: .fired, at: now,
+                            detail: "event \(name)"))
                 }
             case .property:
-                guard case let .properties(values) = observation, let property = trigger.property, let value = values[property],
-                      let op = trigger.op, let threshold = trigger.value else { continue }
+                guard case let .properties(values) = observation, let property = trigger.property,
+                    let value = values[property],
+                    let op = trigger.op, let threshold = trigger.value
+                else { continue }
                 let holds = op.holds(value, threshold)
-                out += transition(key, rule, index, device, holds: holds, now: now,
-                                  detail: "\(property) = \(Self.number(value)) (\(op.rawValue) \(Self.number(threshold)))")
+                out += transition(
+                    key, rule, index, device, holds: holds, now: now,
+                    detail: "\(property) = \(Self.number(value)) (\(op.rawValue) \(Self.number(threshold)))")
             case .status:
                 guard case let .status(status) = observation else { continue }
-                out += transition(key, rule, index, device, holds: status == trigger.status, now: now, detail: "status \(status)")
+                out += transition(
+                    key, rule, index, device, holds: status == trigger.status, now: now, detail: "status \(status)")
             case .absence:
                 guard isActivity(observation, for: trigger) else { continue }
                 out += activity(key, rule, index, subject(trigger, device), now: now)
@@ -268,12 +295,18 @@ public struct RuleEngine: Sendable {
                 guard scheduled == due, let rule = rules[key.ruleId] else { continue }
                 let trigger = rule.definition.triggers[key.trigger]
                 if conditionsHold(rule, at: due) {
-                    let subject = WatchedDevice(id: rule.id, communityId: rule.communityId, productKey: "", deviceName: "schedule")
-                    out.append(Firing(rule: rule, triggerIndex: key.trigger, device: subject, change: .fired, at: now, detail: "schedule \(trigger.cron ?? "")"))
+                    let subject = WatchedDevice(
+                        id: rule.id, communityId: rule.communityId, productKey: "", deviceName: "schedule")
+                    out.append(
+                        Firing(
+                            rule: rule, triggerIndex: key.trigger, device: subject, change: .fired, at: now,
+                            detail: "schedule \(trigger.cron ?? "")"))
                 }
                 // The next time after this one (not after now: a late wake-up does not fire twice).
                 if let cron = try? CronSchedule(trigger.cron ?? ""),
-                   let next = cron.next(after: Date(timeIntervalSince1970: Double(max(due, now)) / 1000), calendar: calendar) {
+                    let next = cron.next(
+                        after: Date(timeIntervalSince1970: Double(max(due, now)) / 1000), calendar: calendar)
+                {
                     let nextDue = Millis(next.timeIntervalSince1970 * 1000)
                     schedules[key] = nextDue
                     timers.push(nextDue, key)
@@ -296,10 +329,14 @@ public struct RuleEngine: Sendable {
             slot.state.fired = true
             slots[key] = slot
             changed[key] = slot.state
-            let detail = trigger.type == .absence
+            let detail =
+                trigger.type == .absence
                 ? "no activity for \(Self.duration(trigger.forSeconds ?? 0))"
                 : "held for \(Self.duration(trigger.forSeconds ?? 0))"
-            out.append(Firing(rule: rule, triggerIndex: key.trigger, device: slot.device, change: .fired, at: now, detail: detail))
+            out.append(
+                Firing(
+                    rule: rule, triggerIndex: key.trigger, device: slot.device, change: .fired, at: now, detail: detail)
+            )
         }
         return out
     }
@@ -319,8 +356,13 @@ public struct RuleEngine: Sendable {
     public var nextDue: Millis? { timers.peek()?.due }
 
     /// States changed since the last call, for storage, and the keys of states to delete.
-    public mutating func takeChanges() -> (save: [TriggerState], delete: [(ruleId: ID, triggerIndex: Int, deviceId: ID)]) {
-        defer { changed = [:]; removed = [] }
+    public mutating func takeChanges() -> (
+        save: [TriggerState], delete: [(ruleId: ID, triggerIndex: Int, deviceId: ID)]
+    ) {
+        defer {
+            changed = [:]
+            removed = []
+        }
         return (Array(changed.values), removed.map { ($0.ruleId, $0.trigger, $0.deviceId) })
     }
 
@@ -328,7 +370,9 @@ public struct RuleEngine: Sendable {
 
     private func isActivity(_ observation: Observation, for trigger: Trigger) -> Bool {
         if let property = trigger.property {
-            guard case let .properties(values) = observation, let value = values[property], let op = trigger.op, let threshold = trigger.value else { return false }
+            guard case let .properties(values) = observation, let value = values[property], let op = trigger.op,
+                let threshold = trigger.value
+            else { return false }
             return op.holds(value, threshold)
         }
         if let event = trigger.event {
@@ -340,8 +384,15 @@ public struct RuleEngine: Sendable {
         return true
     }
 
-    private mutating func transition(_ key: Key, _ rule: Rule, _ index: Int, _ device: WatchedDevice, holds: Bool, now: Millis, detail: String) -> [Firing] {
-        var slot = slots[key] ?? Slot(state: TriggerState(ruleId: key.ruleId, triggerIndex: index, deviceId: device.id, since: nil, holding: false, fired: false), device: device)
+    private mutating func transition(
+        _ key: Key, _ rule: Rule, _ index: Int, _ device: WatchedDevice, holds: Bool, now: Millis, detail: String
+    ) -> [Firing] {
+        var slot =
+            slots[key]
+            ?? Slot(
+                state: TriggerState(
+                    ruleId: key.ruleId, triggerIndex: index, deviceId: device.id, since: nil, holding: false,
+                    fired: false), device: device)
         slot.device = device
         let trigger = rule.definition.triggers[index]
         var out: [Firing] = []
@@ -351,7 +402,9 @@ public struct RuleEngine: Sendable {
             if (trigger.forSeconds ?? 0) == 0 {
                 if conditionsHold(rule, at: now) {
                     slot.state.fired = true
-                    out.append(Firing(rule: rule, triggerIndex: index, device: device, change: .fired, at: now, detail: detail))
+                    out.append(
+                        Firing(rule: rule, triggerIndex: index, device: device, change: .fired, at: now, detail: detail)
+                    )
                 }
             }
             slots[key] = slot
@@ -359,16 +412,27 @@ public struct RuleEngine: Sendable {
             if (trigger.forSeconds ?? 0) > 0 { schedule(key) }
         } else if !holds, slot.state.holding {
             let wasFired = slot.state.fired
-            slot.state = TriggerState(ruleId: key.ruleId, triggerIndex: index, deviceId: device.id, since: nil, holding: false, fired: false)
+            slot.state = TriggerState(
+                ruleId: key.ruleId, triggerIndex: index, deviceId: device.id, since: nil, holding: false, fired: false)
             slots[key] = slot
             changed[key] = slot.state
-            if wasFired { out.append(Firing(rule: rule, triggerIndex: index, device: device, change: .ended, at: now, detail: detail)) }
+            if wasFired {
+                out.append(
+                    Firing(rule: rule, triggerIndex: index, device: device, change: .ended, at: now, detail: detail))
+            }
         }
         return out
     }
 
-    private mutating func activity(_ key: Key, _ rule: Rule, _ index: Int, _ device: WatchedDevice, now: Millis) -> [Firing] {
-        var slot = slots[key] ?? Slot(state: TriggerState(ruleId: key.ruleId, triggerIndex: index, deviceId: device.id, since: now, holding: true, fired: false), device: device)
+    private mutating func activity(_ key: Key, _ rule: Rule, _ index: Int, _ device: WatchedDevice, now: Millis)
+        -> [Firing]
+    {
+        var slot =
+            slots[key]
+            ?? Slot(
+                state: TriggerState(
+                    ruleId: key.ruleId, triggerIndex: index, deviceId: device.id, since: now, holding: true,
+                    fired: false), device: device)
         let wasFired = slot.state.fired
         slot.state.since = now
         slot.state.holding = true
@@ -380,12 +444,19 @@ public struct RuleEngine: Sendable {
         }
         slots[key] = slot
         if slot.scheduled == nil { schedule(key) }
-        return wasFired ? [Firing(rule: rule, triggerIndex: index, device: device, change: .ended, at: now, detail: "activity resumed")] : []
+        return wasFired
+            ? [
+                Firing(
+                    rule: rule, triggerIndex: index, device: device, change: .ended, at: now, detail: "activity resumed"
+                )
+            ] : []
     }
 
     /// Puts a slot's timer on the heap at when its trigger would fire.
     private mutating func schedule(_ key: Key) {
-        guard var slot = slots[key], let rule = rules[key.ruleId], slot.state.holding, !slot.state.fired, let since = slot.state.since else { return }
+        guard var slot = slots[key], let rule = rules[key.ruleId], slot.state.holding, !slot.state.fired,
+            let since = slot.state.since
+        else { return }
         let due = since + Millis(rule.definition.triggers[key.trigger].forSeconds ?? 0) * 1000
         slot.scheduled = due
         slots[key] = slot
@@ -431,7 +502,8 @@ struct TimerHeap: Sendable {
         let top = items.removeLast()
         var i = 0
         while true {
-            let l = 2 * i + 1, r = l + 1
+            let l = 2 * i + 1
+            let r = l + 1
             var smallest = i
             if l < items.count, items[l].due < items[smallest].due { smallest = l }
             if r < items.count, items[r].due < items[smallest].due { smallest = r }

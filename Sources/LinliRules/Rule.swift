@@ -14,9 +14,17 @@ public struct Rule: Sendable, Equatable, Codable {
     public var createdAt: Millis
     public var updatedAt: Millis
 
-    public init(id: ID = newID(), communityId: ID, name: String, enabled: Bool = true, definition: RuleDefinition, createdAt: Millis = nowMillis(), updatedAt: Millis = nowMillis()) {
-        self.id = id; self.communityId = communityId; self.name = name; self.enabled = enabled
-        self.definition = definition; self.createdAt = createdAt; self.updatedAt = updatedAt
+    public init(
+        id: ID = newID(), communityId: ID, name: String, enabled: Bool = true, definition: RuleDefinition,
+        createdAt: Millis = nowMillis(), updatedAt: Millis = nowMillis()
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.enabled = enabled
+        self.definition = definition
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
     }
 }
 
@@ -26,7 +34,9 @@ public struct RuleDefinition: Sendable, Equatable, Codable {
     public var actions: [Action]
 
     public init(triggers: [Trigger], conditions: [Condition] = [], actions: [Action]) {
-        self.triggers = triggers; self.conditions = conditions; self.actions = actions
+        self.triggers = triggers
+        self.conditions = conditions
+        self.actions = actions
     }
 
     enum CodingKeys: String, CodingKey { case triggers, conditions, actions }
@@ -54,7 +64,9 @@ public struct RuleDefinition: Sendable, Equatable, Codable {
 /// - `domain`: an event of `eventType` on the community's event log ("workorder.overdue",
 ///   "alarm.raised", "notice.published"). No device; the event's subject is the source.
 public struct Trigger: Sendable, Equatable, Codable {
-    public enum Kind: String, Sendable, Codable, CaseIterable { case property, event, status, absence, schedule, domain }
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        case property, event, status, absence, schedule, domain
+    }
 
     public var type: Kind
     public var productKey: String
@@ -72,10 +84,23 @@ public struct Trigger: Sendable, Equatable, Codable {
 
     public enum AbsenceSubject: String, Sendable, Codable, CaseIterable { case device, household, person }
 
-    public init(type: Kind, productKey: String, deviceName: String? = nil, property: String? = nil, op: Comparison? = nil, value: Double? = nil,
-                event: String? = nil, status: String? = nil, forSeconds: Int? = nil, cron: String? = nil, eventType: String? = nil, per: AbsenceSubject? = nil) {
-        self.type = type; self.productKey = productKey; self.deviceName = deviceName; self.property = property; self.op = op
-        self.value = value; self.event = event; self.status = status; self.forSeconds = forSeconds; self.cron = cron; self.eventType = eventType
+    public init(
+        type: Kind, productKey: String, deviceName: String? = nil, property: String? = nil, op: Comparison? = nil,
+        value: Double? = nil,
+        event: String? = nil, status: String? = nil, forSeconds: Int? = nil, cron: String? = nil,
+        eventType: String? = nil, per: AbsenceSubject? = nil
+    ) {
+        self.type = type
+        self.productKey = productKey
+        self.deviceName = deviceName
+        self.property = property
+        self.op = op
+        self.value = value
+        self.event = event
+        self.status = status
+        self.forSeconds = forSeconds
+        self.cron = cron
+        self.eventType = eventType
         self.per = per
     }
 
@@ -90,7 +115,9 @@ public struct Trigger: Sendable, Equatable, Codable {
     /// Triggers about devices (the others are about time or the community's events).
     public var watchesDevices: Bool { ![.schedule, .domain].contains(type) }
 
-    enum CodingKeys: String, CodingKey { case type, productKey, deviceName, property, op, value, event, status, forSeconds, cron, eventType, per }
+    enum CodingKeys: String, CodingKey {
+        case type, productKey, deviceName, property, op, value, event, status, forSeconds, cron, eventType, per
+    }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         type = try c.decode(Kind.self, forKey: .type)
@@ -150,13 +177,24 @@ public struct Condition: Sendable, Equatable, Codable {
     public var status: String?
 
     public init(type: Kind, from: String? = nil, to: String? = nil, weekdays: [Int]? = nil) {
-        self.type = type; self.from = from; self.to = to; self.weekdays = weekdays
+        self.type = type
+        self.from = from
+        self.to = to
+        self.weekdays = weekdays
     }
 
     /// A condition on another device's state.
-    public static func device(_ productKey: String, _ deviceName: String, property: String? = nil, op: Comparison? = nil, value: Double? = nil, status: String? = nil) -> Condition {
+    public static func device(
+        _ productKey: String, _ deviceName: String, property: String? = nil, op: Comparison? = nil,
+        value: Double? = nil, status: String? = nil
+    ) -> Condition {
         var c = Condition(type: .device)
-        c.productKey = productKey; c.deviceName = deviceName; c.property = property; c.op = op; c.value = value; c.status = status
+        c.productKey = productKey
+        c.deviceName = deviceName
+        c.property = property
+        c.op = op
+        c.value = value
+        c.status = status
         return c
     }
 
@@ -201,7 +239,9 @@ public struct Condition: Sendable, Equatable, Codable {
         case .careTag:
             let wanted = Set(tags ?? [])
             guard let found = facts.householdTags else { return "the device is not in a household" }
-            return wanted.isDisjoint(with: found) ? "the household has none of the care tags \(wanted.map(\.rawValue).sorted().joined(separator: ", "))" : nil
+            return wanted.isDisjoint(with: found)
+                ? "the household has none of the care tags \(wanted.map(\.rawValue).sorted().joined(separator: ", "))"
+                : nil
         case .device:
             let key = deviceKey ?? ""
             guard let other = facts.devices[key] else { return "\(key) is not a device of this community" }
@@ -210,7 +250,9 @@ public struct Condition: Sendable, Equatable, Codable {
             }
             guard let property, let op, let value else { return "\(key): nothing to compare" }
             guard let reported = other.values[property] else { return "\(key) has not reported \(property)" }
-            return op.holds(reported, value) ? nil : "\(key) \(property) = \(RuleEngine.number(reported)), not \(op.rawValue) \(RuleEngine.number(value))"
+            return op.holds(reported, value)
+                ? nil
+                : "\(key) \(property) = \(RuleEngine.number(reported)), not \(op.rawValue) \(RuleEngine.number(value))"
         }
     }
 }
@@ -223,14 +265,18 @@ public struct ConditionFacts: Sendable, Equatable {
     public var devices: [String: DeviceFacts]
 
     public init(householdTags: Set<CareTag>? = nil, devices: [String: DeviceFacts] = [:]) {
-        self.householdTags = householdTags; self.devices = devices
+        self.householdTags = householdTags
+        self.devices = devices
     }
 }
 
 public struct DeviceFacts: Sendable, Equatable {
     public var online: Bool
     public var values: [String: Double]
-    public init(online: Bool, values: [String: Double]) { self.online = online; self.values = values }
+    public init(online: Bool, values: [String: Double]) {
+        self.online = online
+        self.values = values
+    }
 }
 
 extension RuleDefinition {
@@ -246,7 +292,14 @@ extension RuleDefinition {
 public enum AlarmSeverity: String, Sendable, Codable, CaseIterable, Comparable {
     case critical, major, minor, warning
 
-    var rank: Int { switch self { case .critical: 4; case .major: 3; case .minor: 2; case .warning: 1 } }
+    var rank: Int {
+        switch self {
+        case .critical: 4
+        case .major: 3
+        case .minor: 2
+        case .warning: 1
+        }
+    }
     public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
 }
 
@@ -287,7 +340,10 @@ public struct Action: Sendable, Equatable, Codable {
     public var category: WorkOrderCategory?
 
     public init(type: Kind, alarmType: String? = nil, severity: AlarmSeverity? = nil, message: String? = nil) {
-        self.type = type; self.alarmType = alarmType; self.severity = severity; self.message = message
+        self.type = type
+        self.alarmType = alarmType
+        self.severity = severity
+        self.message = message
     }
 }
 
@@ -298,7 +354,9 @@ public struct Recipients: Sendable, Equatable, Codable {
     public var accounts: [String]?
     public var gridWorker: Bool?
     public init(roles: [String]? = nil, accounts: [String]? = nil, gridWorker: Bool? = nil) {
-        self.roles = roles; self.accounts = accounts; self.gridWorker = gridWorker
+        self.roles = roles
+        self.accounts = accounts
+        self.gridWorker = gridWorker
     }
     public var isEmpty: Bool { (roles ?? []).isEmpty && (accounts ?? []).isEmpty && gridWorker != true }
 }
@@ -307,12 +365,18 @@ public struct Escalation: Sendable, Equatable, Codable {
     public struct Tier: Sendable, Equatable, Codable {
         public var afterSeconds: Int
         public var to: Recipients
-        public init(afterSeconds: Int, to: Recipients) { self.afterSeconds = afterSeconds; self.to = to }
+        public init(afterSeconds: Int, to: Recipients) {
+            self.afterSeconds = afterSeconds
+            self.to = to
+        }
     }
     public var tiers: [Tier]
     /// After the last tier, it is told again this often until someone acknowledges; nil for once.
     public var repeatSeconds: Int?
-    public init(tiers: [Tier], repeatSeconds: Int? = nil) { self.tiers = tiers; self.repeatSeconds = repeatSeconds }
+    public init(tiers: [Tier], repeatSeconds: Int? = nil) {
+        self.tiers = tiers
+        self.repeatSeconds = repeatSeconds
+    }
 
     /// When the tier after `level` tiers already told is due, counted from `raisedAt`; nil when done.
     public func nextAt(level: Int, raisedAt: Int64, now: Int64) -> Int64? {
@@ -330,7 +394,10 @@ public struct Escalation: Sendable, Equatable, Codable {
 public struct RuleIssue: Error, Sendable, Equatable, CustomStringConvertible {
     public var path: String
     public var reason: String
-    public init(_ path: String, _ reason: String) { self.path = path; self.reason = reason }
+    public init(_ path: String, _ reason: String) {
+        self.path = path
+        self.reason = reason
+    }
     public var description: String { "\(path): \(reason)" }
 }
 
@@ -344,37 +411,70 @@ extension RuleDefinition {
         if triggers.count > 20 { issues.append(RuleIssue("triggers", "at most 20")) }
         if actions.isEmpty { issues.append(RuleIssue("actions", "needs at least one action")) }
         // An alarm raised because an alarm was raised would raise itself for ever.
-        if triggers.contains(where: { $0.type == .domain && ($0.eventType ?? "").hasPrefix("alarm.") }), let i = actions.firstIndex(where: { $0.type == .alarm }) {
+        if triggers.contains(where: { $0.type == .domain && ($0.eventType ?? "").hasPrefix("alarm.") }),
+            let i = actions.firstIndex(where: { $0.type == .alarm })
+        {
             issues.append(RuleIssue("actions[\(i)]", "a rule started by an alarm event cannot raise alarms"))
         }
         for (i, t) in triggers.enumerated() {
             let p = "triggers[\(i)]"
-            if t.watchesDevices, t.productKey.isEmpty, !t.perGroup { issues.append(RuleIssue("\(p).productKey", "is required")) }
-            if t.per != nil, t.type != .absence { issues.append(RuleIssue("\(p).per", "only an absence is counted per household or person")) }
-            if t.perGroup, t.deviceName != nil { issues.append(RuleIssue("\(p).deviceName", "the absence of a household or person counts all their devices: no device name")) }
-            if t.perGroup, t.productKey.isEmpty, t.property != nil || t.event != nil {
-                issues.append(RuleIssue("\(p).productKey", "is required to say which property or event counts as activity"))
+            if t.watchesDevices, t.productKey.isEmpty, !t.perGroup {
+                issues.append(RuleIssue("\(p).productKey", "is required"))
             }
-            if let s = t.forSeconds, !(1...Self.maxForSeconds).contains(s) { issues.append(RuleIssue("\(p).forSeconds", "must be from 1 to \(Self.maxForSeconds)")) }
+            if t.per != nil, t.type != .absence {
+                issues.append(RuleIssue("\(p).per", "only an absence is counted per household or person"))
+            }
+            if t.perGroup, t.deviceName != nil {
+                issues.append(
+                    RuleIssue(
+                        "\(p).deviceName",
+                        "the absence of a household or person counts all their devices: no device name"))
+            }
+            if t.perGroup, t.productKey.isEmpty, t.property != nil || t.event != nil {
+                issues.append(
+                    RuleIssue("\(p).productKey", "is required to say which property or event counts as activity"))
+            }
+            if let s = t.forSeconds, !(1...Self.maxForSeconds).contains(s) {
+                issues.append(RuleIssue("\(p).forSeconds", "must be from 1 to \(Self.maxForSeconds)"))
+            }
             switch t.type {
             case .property:
                 if t.property?.isEmpty != false { issues.append(RuleIssue("\(p).property", "is required")) }
-                if t.op == nil { issues.append(RuleIssue("\(p).op", "is required: one of \(Comparison.allCases.map(\.rawValue).joined(separator: " "))")) }
+                if t.op == nil {
+                    issues.append(
+                        RuleIssue(
+                            "\(p).op",
+                            "is required: one of \(Comparison.allCases.map(\.rawValue).joined(separator: " "))"))
+                }
                 if t.value == nil { issues.append(RuleIssue("\(p).value", "is required")) }
             case .event:
                 if t.event?.isEmpty != false { issues.append(RuleIssue("\(p).event", "is required")) }
-                if t.forSeconds != nil { issues.append(RuleIssue("\(p).forSeconds", "an event is an instant: no duration")) }
+                if t.forSeconds != nil {
+                    issues.append(RuleIssue("\(p).forSeconds", "an event is an instant: no duration"))
+                }
             case .status:
-                if !["online", "offline"].contains(t.status ?? "") { issues.append(RuleIssue("\(p).status", "must be online or offline")) }
+                if !["online", "offline"].contains(t.status ?? "") {
+                    issues.append(RuleIssue("\(p).status", "must be online or offline"))
+                }
             case .schedule:
-                do { _ = try CronSchedule(t.cron ?? "") } catch { issues.append(RuleIssue("\(p).cron", error.description)) }
+                do { _ = try CronSchedule(t.cron ?? "") } catch {
+                    issues.append(RuleIssue("\(p).cron", error.description))
+                }
             case .domain:
                 let known = Self.domainEvents
-                if !known.contains(t.eventType ?? "") { issues.append(RuleIssue("\(p).eventType", "must be one of \(known.joined(separator: ", "))")) }
+                if !known.contains(t.eventType ?? "") {
+                    issues.append(RuleIssue("\(p).eventType", "must be one of \(known.joined(separator: ", "))"))
+                }
             case .absence:
-                if t.forSeconds == nil { issues.append(RuleIssue("\(p).forSeconds", "is required: how long without activity")) }
-                if t.property != nil, t.op == nil || t.value == nil { issues.append(RuleIssue("\(p).op", "property activity needs op and value")) }
-                if t.property != nil, t.event != nil { issues.append(RuleIssue("\(p).event", "give property or event as the activity, not both")) }
+                if t.forSeconds == nil {
+                    issues.append(RuleIssue("\(p).forSeconds", "is required: how long without activity"))
+                }
+                if t.property != nil, t.op == nil || t.value == nil {
+                    issues.append(RuleIssue("\(p).op", "property activity needs op and value"))
+                }
+                if t.property != nil, t.event != nil {
+                    issues.append(RuleIssue("\(p).event", "give property or event as the activity, not both"))
+                }
             }
         }
         if conditions.count > 20 { issues.append(RuleIssue("conditions", "at most 20")) }
@@ -384,16 +484,33 @@ extension RuleDefinition {
             case .time:
                 break
             case .careTag:
-                if (c.tags ?? []).isEmpty { issues.append(RuleIssue("\(p).tags", "is required: one or more of \(CareTag.allCases.map(\.rawValue).joined(separator: ", "))")) }
+                if (c.tags ?? []).isEmpty {
+                    issues.append(
+                        RuleIssue(
+                            "\(p).tags",
+                            "is required: one or more of \(CareTag.allCases.map(\.rawValue).joined(separator: ", "))"))
+                }
             case .device:
                 if c.productKey?.isEmpty != false { issues.append(RuleIssue("\(p).productKey", "is required")) }
                 if c.deviceName?.isEmpty != false { issues.append(RuleIssue("\(p).deviceName", "is required")) }
                 if let status = c.status {
-                    if !["online", "offline"].contains(status) { issues.append(RuleIssue("\(p).status", "must be online or offline")) }
-                    if c.property != nil { issues.append(RuleIssue("\(p).property", "give status or property, not both")) }
+                    if !["online", "offline"].contains(status) {
+                        issues.append(RuleIssue("\(p).status", "must be online or offline"))
+                    }
+                    if c.property != nil {
+                        issues.append(RuleIssue("\(p).property", "give status or property, not both"))
+                    }
                 } else {
-                    if c.property?.isEmpty != false { issues.append(RuleIssue("\(p).property", "is required: give status, or property with op and value")) }
-                    if c.op == nil { issues.append(RuleIssue("\(p).op", "is required: one of \(Comparison.allCases.map(\.rawValue).joined(separator: " "))")) }
+                    if c.property?.isEmpty != false {
+                        issues.append(
+                            RuleIssue("\(p).property", "is required: give status, or property with op and value"))
+                    }
+                    if c.op == nil {
+                        issues.append(
+                            RuleIssue(
+                                "\(p).op",
+                                "is required: one of \(Comparison.allCases.map(\.rawValue).joined(separator: " "))"))
+                    }
                     if c.value == nil { issues.append(RuleIssue("\(p).value", "is required")) }
                 }
             }
@@ -413,53 +530,100 @@ extension RuleDefinition {
             switch a.type {
             case .alarm:
                 if a.alarmType?.isEmpty != false { issues.append(RuleIssue("\(p).alarmType", "is required")) }
-                if (a.alarmType?.count ?? 0) > 64 { issues.append(RuleIssue("\(p).alarmType", "at most 64 characters")) }
-                if a.severity == nil { issues.append(RuleIssue("\(p).severity", "is required: critical, major, minor or warning")) }
+                if (a.alarmType?.count ?? 0) > 64 {
+                    issues.append(RuleIssue("\(p).alarmType", "at most 64 characters"))
+                }
+                if a.severity == nil {
+                    issues.append(RuleIssue("\(p).severity", "is required: critical, major, minor or warning"))
+                }
                 if (a.message?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).message", "at most 500 characters")) }
                 if let e = a.escalate {
-                    if e.tiers.isEmpty || e.tiers.count > 5 { issues.append(RuleIssue("\(p).escalate.tiers", "give 1 to 5 tiers")) }
+                    if e.tiers.isEmpty || e.tiers.count > 5 {
+                        issues.append(RuleIssue("\(p).escalate.tiers", "give 1 to 5 tiers"))
+                    }
                     var previous = 0
                     for (t, tier) in e.tiers.enumerated() {
                         if !(1...Self.maxForSeconds).contains(tier.afterSeconds) || tier.afterSeconds <= previous {
-                            issues.append(RuleIssue("\(p).escalate.tiers[\(t)].afterSeconds", "must grow from tier to tier, from 1 to \(Self.maxForSeconds)"))
+                            issues.append(
+                                RuleIssue(
+                                    "\(p).escalate.tiers[\(t)].afterSeconds",
+                                    "must grow from tier to tier, from 1 to \(Self.maxForSeconds)"))
                         }
                         previous = tier.afterSeconds
                         issues += Self.recipientIssues(tier.to, path: "\(p).escalate.tiers[\(t)].to")
                     }
-                    if let r = e.repeatSeconds, !(1...86_400).contains(r) { issues.append(RuleIssue("\(p).escalate.repeatSeconds", "must be from 1 to 86400")) }
+                    if let r = e.repeatSeconds, !(1...86_400).contains(r) {
+                        issues.append(RuleIssue("\(p).escalate.repeatSeconds", "must be from 1 to 86400"))
+                    }
                 }
             case .workOrder:
-                if a.category == nil { issues.append(RuleIssue("\(p).category", "is required: \(WorkOrderCategory.allCases.map(\.rawValue).joined(separator: ", "))")) }
-                if a.message?.isEmpty != false || (a.message?.count ?? 0) > 100 { issues.append(RuleIssue("\(p).message", "is required: the work order's title, at most 100 characters")) }
+                if a.category == nil {
+                    issues.append(
+                        RuleIssue(
+                            "\(p).category",
+                            "is required: \(WorkOrderCategory.allCases.map(\.rawValue).joined(separator: ", "))"))
+                }
+                if a.message?.isEmpty != false || (a.message?.count ?? 0) > 100 {
+                    issues.append(
+                        RuleIssue("\(p).message", "is required: the work order's title, at most 100 characters"))
+                }
             case .notify:
-                if let to = a.to { issues += Self.recipientIssues(to, path: "\(p).to") } else { issues.append(RuleIssue("\(p).to", "is required")) }
+                if let to = a.to {
+                    issues += Self.recipientIssues(to, path: "\(p).to")
+                } else {
+                    issues.append(RuleIssue("\(p).to", "is required"))
+                }
                 if (a.message?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).message", "at most 500 characters")) }
             case .device:
                 if a.productKey?.isEmpty != false { issues.append(RuleIssue("\(p).productKey", "is required")) }
-                if (a.deviceName == nil) == (a.tag == nil) { issues.append(RuleIssue("\(p).deviceName", "give deviceName (one device) or tag (its product's devices with the tag)")) }
-                if (a.properties == nil) == (a.service == nil) { issues.append(RuleIssue("\(p).properties", "give properties to set or a service to call")) }
-                if let props = a.properties, case .object = props {} else if a.properties != nil { issues.append(RuleIssue("\(p).properties", "must be an object")) }
-                if let params = a.params, case .object = params {} else if a.params != nil { issues.append(RuleIssue("\(p).params", "must be an object")) }
+                if (a.deviceName == nil) == (a.tag == nil) {
+                    issues.append(
+                        RuleIssue(
+                            "\(p).deviceName",
+                            "give deviceName (one device) or tag (its product's devices with the tag)"))
+                }
+                if (a.properties == nil) == (a.service == nil) {
+                    issues.append(RuleIssue("\(p).properties", "give properties to set or a service to call"))
+                }
+                if let props = a.properties, case .object = props {
+                } else if a.properties != nil {
+                    issues.append(RuleIssue("\(p).properties", "must be an object"))
+                }
+                if let params = a.params, case .object = params {
+                } else if a.params != nil {
+                    issues.append(RuleIssue("\(p).params", "must be an object"))
+                }
             case .webhook:
                 let url = a.url.flatMap(URL.init(string:))
-                if url == nil || !["http", "https"].contains(url?.scheme?.lowercased() ?? "") || url?.host?.isEmpty != false {
+                if url == nil || !["http", "https"].contains(url?.scheme?.lowercased() ?? "")
+                    || url?.host?.isEmpty != false
+                {
                     issues.append(RuleIssue("\(p).url", "must be an http or https URL"))
                 }
                 if (a.url?.count ?? 0) > 500 { issues.append(RuleIssue("\(p).url", "at most 500 characters")) }
-                if let secret = a.secret, secret.count < 16 || secret.count > 200 { issues.append(RuleIssue("\(p).secret", "must be 16 to 200 characters")) }
-                if a.secret == nil, a.secretCipher == nil { issues.append(RuleIssue("\(p).secret", "is required: the receiver checks the signature with it")) }
+                if let secret = a.secret, secret.count < 16 || secret.count > 200 {
+                    issues.append(RuleIssue("\(p).secret", "must be 16 to 200 characters"))
+                }
+                if a.secret == nil, a.secretCipher == nil {
+                    issues.append(RuleIssue("\(p).secret", "is required: the receiver checks the signature with it"))
+                }
             }
         }
         return issues
     }
 
     /// Events on the log that rules may start from.
-    public static let domainEvents = ["workorder.submitted", "workorder.overdue", "workorder.reopen", "workorder.transfer", "alarm.raised", "alarm.escalated",
-                                      "alarm.cleared", "notice.published", "notice.unanswered", "device.offline", "device.online", "device.disabled"]
+    public static let domainEvents = [
+        "workorder.submitted", "workorder.overdue", "workorder.reopen", "workorder.transfer", "alarm.raised",
+        "alarm.escalated",
+        "alarm.cleared", "notice.published", "notice.unanswered", "device.offline", "device.online", "device.disabled",
+    ]
 
     /// Roles a rule may notify: the community's own people, not residents (who get notices) and
     /// not the platform's administrators.
-    public static let notifiableRoles = ["community_admin", "property_staff", "grid_worker", "guard", "department_agent"]
+    public static let notifiableRoles = [
+        "community_admin", "property_staff", "grid_worker", "guard", "department_agent",
+    ]
 
     static func recipientIssues(_ to: Recipients, path: String) -> [RuleIssue] {
         var issues: [RuleIssue] = []

@@ -77,12 +77,14 @@ struct API {
 
     /// The community named in the path, if the caller may see it at all (else 404), with the
     /// caller's scope for `capability` (403 when the caller has none).
-    func community(_ context: AppContext, _ capability: Capability, name: String = "cid") async throws -> (Community, Scope) {
+    func community(_ context: AppContext, _ capability: Capability, name: String = "cid") async throws -> (
+        Community, Scope
+    ) {
         let caller = try context.requireCaller()
         let id = try context.parameters.require(name)
         let reach = caller.scope(for: .viewCommunity).union(caller.scope(for: capability))
         guard reach.everything || reach.communities.contains(id) || caller.communityIds.contains(id),
-              let community = try await services.communities.community(id, store: store)
+            let community = try await services.communities.community(id, store: store)
         else { throw Problem.notFound("community") }
         let scope = try context.scope(capability)
         return (community, scope)
@@ -95,22 +97,40 @@ struct API {
 
     // MARK: identity
 
-    struct SignIn: Decodable { var username: String; var password: String }
-    struct SessionInfo: Encodable { var account: Me; var csrfToken: String }
-    struct Me: Encodable { var id: ID; var username: String; var displayName: String; var roles: [RoleBinding] }
+    struct SignIn: Decodable {
+        var username: String
+        var password: String
+    }
+    struct SessionInfo: Encodable {
+        var account: Me
+        var csrfToken: String
+    }
+    struct Me: Encodable {
+        var id: ID
+        var username: String
+        var displayName: String
+        var roles: [RoleBinding]
+    }
 
     @Sendable func signIn(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         let input = try await request.decodeJSON(SignIn.self, context: context)
-        let (cookie, session, account) = try await Authentication(services: services).signIn(username: input.username, password: input.password, remote: context.remoteAddress, logger: context.logger)
+        let (cookie, session, account) = try await Authentication(services: services).signIn(
+            username: input.username, password: input.password, remote: context.remoteAddress, logger: context.logger)
         let bindings = try await store.bindings(accountId: account.id)
-        var response = try JSON.response(SessionInfo(account: Me(id: account.id, username: account.username, displayName: account.displayName, roles: bindings), csrfToken: session.csrfToken))
+        var response = try JSON.response(
+            SessionInfo(
+                account: Me(
+                    id: account.id, username: account.username, displayName: account.displayName, roles: bindings),
+                csrfToken: session.csrfToken))
         response.setCookie(Authentication.cookie(cookie, configuration: services.configuration))
         return response
     }
 
     @Sendable func signOut(_ request: Request, context: AppContext) async throws -> Response {
-        if let cookie = request.cookies[IdentityMiddleware.cookieName]?.value { try await store.endSession(cookie: cookie) }
+        if let cookie = request.cookies[IdentityMiddleware.cookieName]?.value {
+            try await store.endSession(cookie: cookie)
+        }
         services.callers.clear()
         var response = Response(status: .noContent)
         response.setCookie(Authentication.expiredCookie())
@@ -119,16 +139,31 @@ struct API {
 
     @Sendable func me(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
-        return try JSON.response(Me(id: caller.accountId, username: caller.username, displayName: caller.displayName, roles: caller.bindings))
+        return try JSON.response(
+            Me(id: caller.accountId, username: caller.username, displayName: caller.displayName, roles: caller.bindings)
+        )
     }
 
     struct TokenInput: Decodable { var name: String }
-    struct TokenView: Encodable { var id: ID; var name: String; var createdAt: Millis; var lastUsedAt: Millis?; var revokedAt: Millis?; var token: String? }
+    struct TokenView: Encodable {
+        var id: ID
+        var name: String
+        var createdAt: Millis
+        var lastUsedAt: Millis?
+        var revokedAt: Millis?
+        var token: String?
+    }
 
     @Sendable func listTokens(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
         let tokens = try await store.tokens(accountId: caller.accountId)
-        return try JSON.response(Items(tokens.map { TokenView(id: $0.id, name: $0.name, createdAt: $0.createdAt, lastUsedAt: $0.lastUsedAt, revokedAt: $0.revokedAt, token: nil) }))
+        return try JSON.response(
+            Items(
+                tokens.map {
+                    TokenView(
+                        id: $0.id, name: $0.name, createdAt: $0.createdAt, lastUsedAt: $0.lastUsedAt,
+                        revokedAt: $0.revokedAt, token: nil)
+                }))
     }
 
     @Sendable func createToken(_ request: Request, context: AppContext) async throws -> Response {
@@ -138,18 +173,27 @@ struct API {
         var v = Validator()
         let name = v.text(input.name, "name", max: 100)
         try v.check()
-        let (token, record) = try await store.createToken(accountId: caller.accountId, name: name!, actor: context.principal)
-        return try JSON.response(TokenView(id: record.id, name: record.name, createdAt: record.createdAt, lastUsedAt: nil, revokedAt: nil, token: token), status: .created)
+        let (token, record) = try await store.createToken(
+            accountId: caller.accountId, name: name!, actor: context.principal)
+        return try JSON.response(
+            TokenView(
+                id: record.id, name: record.name, createdAt: record.createdAt, lastUsedAt: nil, revokedAt: nil,
+                token: token), status: .created)
     }
 
     @Sendable func revokeToken(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
-        try await store.revokeToken(id: try context.parameters.require("id"), accountId: caller.accountId, actor: context.principal)
+        try await store.revokeToken(
+            id: try context.parameters.require("id"), accountId: caller.accountId, actor: context.principal)
         services.callers.clear()
         return Response(status: .noContent)
     }
 
-    struct AccountInput: Decodable { var username: String; var displayName: String; var password: String }
+    struct AccountInput: Decodable {
+        var username: String
+        var displayName: String
+        var password: String
+    }
 
     @Sendable func listAccounts(_ request: Request, context: AppContext) async throws -> Response {
         let scope = try context.scope(.manageAccounts)
@@ -168,12 +212,23 @@ struct API {
         let displayName = v.text(input.displayName, "displayName", max: 100)
         do { try Passwords.validate(input.password) } catch { v.add("password", error.issues[0].reason) }
         try v.check()
-        let account = Account(username: username!.lowercased(), displayName: displayName!, passwordHash: try await Passwords.hash(input.password))
+        let account = Account(
+            username: username!.lowercased(), displayName: displayName!,
+            passwordHash: try await Passwords.hash(input.password))
         try await store.createAccount(account, actor: context.principal)
-        return try JSON.response(AccountView(id: account.id, username: account.username, displayName: account.displayName, status: account.status, roles: []), status: .created)
+        return try JSON.response(
+            AccountView(
+                id: account.id, username: account.username, displayName: account.displayName, status: account.status,
+                roles: []), status: .created)
     }
 
-    struct RoleInput: Decodable { var role: Role; var communityId: ID?; var organisationId: ID?; var gridId: ID?; var householdId: ID? }
+    struct RoleInput: Decodable {
+        var role: Role
+        var communityId: ID?
+        var organisationId: ID?
+        var gridId: ID?
+        var householdId: ID?
+    }
 
     @Sendable func grantRole(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
@@ -189,7 +244,9 @@ struct API {
         }
         if input.role == .gridWorker, input.gridId == nil { v.add("gridId", "is required for grid_worker") }
         if input.role == .resident, input.householdId == nil { v.add("householdId", "is required for resident") }
-        if input.role == .departmentAgent, input.organisationId == nil { v.add("organisationId", "is required for department_agent") }
+        if input.role == .departmentAgent, input.organisationId == nil {
+            v.add("organisationId", "is required for department_agent")
+        }
         try v.check()
         if let cid = input.communityId {
             try requireCovers(scope, cid, .manageAccounts)
@@ -198,7 +255,9 @@ struct API {
             }
             // The bound place must be in the same community, or the binding would reach elsewhere.
             let all = Scope.everything
-            if let g = input.gridId, try await store.grids(communityId: cid, scope: all).contains(where: { $0.id == g }) == false {
+            if let g = input.gridId,
+                try await store.grids(communityId: cid, scope: all).contains(where: { $0.id == g }) == false
+            {
                 throw Problem.invalid([FieldIssue("gridId", "is not a grid of this community")])
             }
             if let h = input.householdId, (try? await store.household(h, scope: all))?.communityId != cid {
@@ -208,7 +267,9 @@ struct API {
                 throw Problem.invalid([FieldIssue("organisationId", "is not an organisation of this community")])
             }
         }
-        let binding = RoleBinding(accountId: accountId, role: input.role, communityId: input.communityId, organisationId: input.organisationId, gridId: input.gridId, householdId: input.householdId)
+        let binding = RoleBinding(
+            accountId: accountId, role: input.role, communityId: input.communityId,
+            organisationId: input.organisationId, gridId: input.gridId, householdId: input.householdId)
         try await store.bindRole(binding, actor: context.principal)
         services.callers.clear()
         return try JSON.response(binding, status: .created)
@@ -223,11 +284,20 @@ struct API {
 
     // MARK: communities, buildings, units
 
-    struct CommunityInput: Decodable { var name: String; var cityCode: String; var districtCode: String; var streetCode: String; var address: String }
+    struct CommunityInput: Decodable {
+        var name: String
+        var cityCode: String
+        var districtCode: String
+        var streetCode: String
+        var address: String
+    }
 
     @Sendable func listCommunities(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
-        return try JSON.response(Items(try await store.communities(scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds)))
+        return try JSON.response(
+            Items(
+                try await store.communities(scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds))
+        )
     }
 
     @Sendable func createCommunity(_ request: Request, context: AppContext) async throws -> Response {
@@ -244,7 +314,8 @@ struct API {
             if let value, !value.allSatisfy({ $0.isASCII && $0.isNumber }) { v.add(field, "must be digits") }
         }
         try v.check()
-        let community = Community(name: name!, cityCode: city!, districtCode: district!, streetCode: street!, address: address!)
+        let community = Community(
+            name: name!, cityCode: city!, districtCode: district!, streetCode: street!, address: address!)
         try await store.createCommunity(community, actor: context.principal)
         return try JSON.response(community, status: .created)
     }
@@ -259,7 +330,10 @@ struct API {
         return try JSON.response(try await store.overview(community, scope: scope))
     }
 
-    struct BuildingInput: Decodable { var name: String; var floors: Int }
+    struct BuildingInput: Decodable {
+        var name: String
+        var floors: Int
+    }
 
     @Sendable func listBuildings(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewCommunity)
@@ -276,7 +350,7 @@ struct API {
         v.number(input.floors, "floors", in: 1...300, required: true)
         try v.check()
         let building = Building(communityId: community.id, name: name!, floors: input.floors)
-        do { try await store.createBuilding(building, actor: context.principal) } catch where error.isUniqueViolation {
+        do { try await store.createBuilding(building, actor: context.principal) } catch  where error.isUniqueViolation {
             throw Problem.conflict("name", "a building with this name already exists")
         }
         return try JSON.response(building, status: .created)
@@ -297,14 +371,15 @@ struct API {
 
     @Sendable func createUnit(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
-        let building = try await store.building(try context.parameters.require("id"), scope: try context.scope(.viewCommunity))
+        let building = try await store.building(
+            try context.parameters.require("id"), scope: try context.scope(.viewCommunity))
         try requireCovers(try context.scope(.manageCommunity), building.communityId, .manageCommunity)
         let input = try await request.decodeJSON(UnitInput.self, context: context)
         var v = Validator()
         let name = v.text(input.name, "name", max: 50)
         try v.check()
         let unit = BuildingUnit(communityId: building.communityId, buildingId: building.id, name: name!)
-        do { try await store.createUnit(unit, actor: context.principal) } catch where error.isUniqueViolation {
+        do { try await store.createUnit(unit, actor: context.principal) } catch  where error.isUniqueViolation {
             throw Problem.conflict("name", "a unit with this name already exists in this building")
         }
         return try JSON.response(unit, status: .created)
@@ -312,17 +387,29 @@ struct API {
 
     // MARK: households
 
-    struct HouseholdInput: Decodable { var unitId: ID; var room: String; var floor: Int; var area: Double?; var occupancy: Occupancy }
-    struct HouseholdPatch: Decodable { var area: Double?; var occupancy: Occupancy? }
+    struct HouseholdInput: Decodable {
+        var unitId: ID
+        var room: String
+        var floor: Int
+        var area: Double?
+        var occupancy: Occupancy
+    }
+    struct HouseholdPatch: Decodable {
+        var area: Double?
+        var occupancy: Occupancy?
+    }
 
     @Sendable func listHouseholds(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewCommunity)
         var q = QueryReader(request)
-        let filter = HouseholdFilter(buildingId: q.string("buildingId"), unitId: q.string("unitId"), occupancy: q.oneOf("occupancy", Occupancy.self), query: q.string("q"))
+        let filter = HouseholdFilter(
+            buildingId: q.string("buildingId"), unitId: q.string("unitId"),
+            occupancy: q.oneOf("occupancy", Occupancy.self), query: q.string("q"))
         let sort = q.sort(allowed: Store.householdSortColumns, default: "b.name, u.name, LENGTH(h.room), h.room, h.id")
         let page = q.page()
         try q.check()
-        return try JSON.response(try await store.households(communityId: community.id, filter: filter, sort: sort, page: page, scope: scope))
+        return try JSON.response(
+            try await store.households(communityId: community.id, filter: filter, sort: sort, page: page, scope: scope))
     }
 
     @Sendable func createHousehold(_ request: Request, context: AppContext) async throws -> Response {
@@ -333,20 +420,26 @@ struct API {
         var v = Validator()
         let room = v.text(input.room, "room", max: 50)
         v.number(input.floor, "floor", in: -10...300)
-        if let area = input.area, !(area > 0 && area < 100_000) { v.add("area", "must be a positive number of square metres below 100000") }
+        if let area = input.area, !(area > 0 && area < 100_000) {
+            v.add("area", "must be a positive number of square metres below 100000")
+        }
         try v.check()
         guard let unit = try? await store.unit(input.unitId, scope: scope), unit.communityId == community.id else {
             throw Problem.invalid([FieldIssue("unitId", "is not a unit of this community")])
         }
-        let household = Household(communityId: community.id, buildingId: unit.buildingId, unitId: unit.id, room: room!, floor: input.floor, area: input.area, occupancy: input.occupancy)
-        do { try await store.createHousehold(household, actor: context.principal) } catch where error.isUniqueViolation {
+        let household = Household(
+            communityId: community.id, buildingId: unit.buildingId, unitId: unit.id, room: room!, floor: input.floor,
+            area: input.area, occupancy: input.occupancy)
+        do { try await store.createHousehold(household, actor: context.principal) } catch  where error.isUniqueViolation
+        {
             throw Problem.conflict("room", "this room already exists in the unit")
         }
         return try JSON.response(try await store.household(household.id, scope: scope), status: .created)
     }
 
     @Sendable func getHousehold(_ request: Request, context: AppContext) async throws -> Response {
-        try JSON.response(try await store.household(try context.parameters.require("id"), scope: try context.scope(.viewCommunity)))
+        try JSON.response(
+            try await store.household(try context.parameters.require("id"), scope: try context.scope(.viewCommunity)))
     }
 
     @Sendable func updateHousehold(_ request: Request, context: AppContext) async throws -> Response {
@@ -354,15 +447,20 @@ struct API {
         let scope = try context.scope(.manageCommunity)
         let listing = try await store.household(try context.parameters.require("id"), scope: scope)
         let patch = try await request.decodeJSON(HouseholdPatch.self, context: context)
-        if let area = patch.area, !(area > 0 && area < 100_000) { throw Problem.invalid([FieldIssue("area", "must be a positive number of square metres below 100000")]) }
-        let household = Household(id: listing.id, communityId: listing.communityId, buildingId: listing.buildingId, unitId: listing.unitId, room: listing.room,
-                                  floor: listing.floor, area: patch.area ?? listing.area, occupancy: patch.occupancy ?? listing.occupancy)
+        if let area = patch.area, !(area > 0 && area < 100_000) {
+            throw Problem.invalid([FieldIssue("area", "must be a positive number of square metres below 100000")])
+        }
+        let household = Household(
+            id: listing.id, communityId: listing.communityId, buildingId: listing.buildingId, unitId: listing.unitId,
+            room: listing.room,
+            floor: listing.floor, area: patch.area ?? listing.area, occupancy: patch.occupancy ?? listing.occupancy)
         try await store.updateHousehold(household, actor: context.principal)
         return try JSON.response(try await store.household(listing.id, scope: scope))
     }
 
     @Sendable func householdResidents(_ request: Request, context: AppContext) async throws -> Response {
-        let household = try await store.household(try context.parameters.require("id"), scope: try context.scope(.viewPeople))
+        let household = try await store.household(
+            try context.parameters.require("id"), scope: try context.scope(.viewPeople))
         return try JSON.response(Items(try await store.residents(householdId: household.id)))
     }
 
@@ -386,10 +484,14 @@ struct API {
         let body = try await request.collectBody(upTo: context.maxUploadSize)
         if body.readableBytes == 0 { throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row") }
         let text: String
-        do { text = try CSV.text(utf8: body.readableBytesView) } catch { throw Problem.badRequest("body", "cannot be read: \(error.description)") }
-        let report = try await store.importHouseholds(communityId: community.id, csv: text, onlyValid: mode == "valid", dryRun: dryRun, actor: context.principal)
+        do { text = try CSV.text(utf8: body.readableBytesView) } catch {
+            throw Problem.badRequest("body", "cannot be read: \(error.description)")
+        }
+        let report = try await store.importHouseholds(
+            communityId: community.id, csv: text, onlyValid: mode == "valid", dryRun: dryRun, actor: context.principal)
         if !report.imported, !report.problems.isEmpty, !dryRun {
-            let refused = ImportRefused(errors: report.problems.map { FieldIssue("line \($0.line): \($0.field)", $0.reason) }, report: report)
+            let refused = ImportRefused(
+                errors: report.problems.map { FieldIssue("line \($0.line): \($0.field)", $0.reason) }, report: report)
             var response = try JSON.response(refused, status: .unprocessableContent)
             response.headers[.contentType] = "application/problem+json"
             return response
@@ -401,26 +503,46 @@ struct API {
         let (community, scope) = try await self.community(context, .exportData)
         let csv = try await store.exportHouseholds(communityId: community.id, scope: scope)
         try await store.write { db in
-            try await AuditLog.record(db, actor: context.principal, action: "households.exported", subjectType: "community", subjectId: community.id, communityId: community.id)
+            try await AuditLog.record(
+                db, actor: context.principal, action: "households.exported", subjectType: "community",
+                subjectId: community.id, communityId: community.id)
         }
-        return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"households.csv\""],
-                        body: .init(byteBuffer: ByteBuffer(string: csv)))
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"households.csv\"",
+            ],
+            body: .init(byteBuffer: ByteBuffer(string: csv)))
     }
 
     // MARK: people
 
-    struct PersonInputBody: Decodable { var name: String; var phone: String?; var identityNumber: String?; var careTags: [CareTag]? }
-    struct PersonPatch: Decodable { var name: String?; var phone: String?; var careTags: [CareTag]? }
+    struct PersonInputBody: Decodable {
+        var name: String
+        var phone: String?
+        var identityNumber: String?
+        var careTags: [CareTag]?
+    }
+    struct PersonPatch: Decodable {
+        var name: String?
+        var phone: String?
+        var careTags: [CareTag]?
+    }
 
     @Sendable func listPeople(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewPeople)
         var q = QueryReader(request)
-        let filter = PeopleFilter(query: q.string("q"), careTag: q.oneOf("careTag", CareTag.self), currentOnly: q.bool("current"), householdId: q.string("householdId"))
+        let filter = PeopleFilter(
+            query: q.string("q"), careTag: q.oneOf("careTag", CareTag.self), currentOnly: q.bool("current"),
+            householdId: q.string("householdId"))
         let sort = q.sort(allowed: Store.peopleSortColumns, default: "p.name, p.id")
         let page = q.page()
         try q.check()
         let caller = try context.requireCaller()
-        return try JSON.response(try await store.people(communityId: community.id, filter: filter, sort: sort, page: page, scope: scope, fullPhone: caller.can(.seeFullPhone)))
+        return try JSON.response(
+            try await store.people(
+                communityId: community.id, filter: filter, sort: sort, page: page, scope: scope,
+                fullPhone: caller.can(.seeFullPhone)))
     }
 
     @Sendable func createPerson(_ request: Request, context: AppContext) async throws -> Response {
@@ -435,13 +557,20 @@ struct API {
             v.add("identityNumber", "is not a valid 18-character identity card number")
         }
         try v.check()
-        let person = try await store.createPerson(communityId: community.id, PersonInput(name: name!, phone: input.phone ?? "", identityNumber: input.identityNumber, careTags: input.careTags ?? []), actor: context.principal)
+        let person = try await store.createPerson(
+            communityId: community.id,
+            PersonInput(
+                name: name!, phone: input.phone ?? "", identityNumber: input.identityNumber,
+                careTags: input.careTags ?? []), actor: context.principal)
         return try JSON.response(try await store.person(person.id, scope: scope, fullPhone: true), status: .created)
     }
 
     @Sendable func getPerson(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
-        return try JSON.response(try await store.person(try context.parameters.require("id"), scope: try context.scope(.viewPeople), fullPhone: caller.can(.seeFullPhone)))
+        return try JSON.response(
+            try await store.person(
+                try context.parameters.require("id"), scope: try context.scope(.viewPeople),
+                fullPhone: caller.can(.seeFullPhone)))
     }
 
     @Sendable func updatePerson(_ request: Request, context: AppContext) async throws -> Response {
@@ -453,18 +582,27 @@ struct API {
         v.phone(patch.phone, "phone")
         try v.check()
         let id = try context.parameters.require("id")
-        try await store.updatePerson(id, scope: scope, name: name, phone: patch.phone, careTags: patch.careTags, actor: context.principal)
+        try await store.updatePerson(
+            id, scope: scope, name: name, phone: patch.phone, careTags: patch.careTags, actor: context.principal)
         return try JSON.response(try await store.person(id, scope: scope, fullPhone: true))
     }
 
     @Sendable func revealIdentity(_ request: Request, context: AppContext) async throws -> Response {
         let scope = try context.scope(.revealIdentity)
-        let number = try await store.revealIdentity(personId: try context.parameters.require("id"), scope: scope, actor: context.principal)
+        let number = try await store.revealIdentity(
+            personId: try context.parameters.require("id"), scope: scope, actor: context.principal)
         guard let number else { throw Problem.notFound("identity number") }
         return try JSON.response(["identityNumber": number])
     }
 
-    struct MoveInInput: Decodable { var personId: ID; var householdId: ID; var role: ResidencyRole; var leaseStart: String?; var leaseEnd: String?; var movedIn: String? }
+    struct MoveInInput: Decodable {
+        var personId: ID
+        var householdId: ID
+        var role: ResidencyRole
+        var leaseStart: String?
+        var leaseEnd: String?
+        var movedIn: String?
+    }
     struct MoveOutInput: Decodable { var movedOut: String? }
 
     @Sendable func moveIn(_ request: Request, context: AppContext) async throws -> Response {
@@ -485,11 +623,15 @@ struct API {
         guard let household = try? await store.household(input.householdId, scope: scope) else {
             throw Problem.invalid([FieldIssue("householdId", "is not a household you may change")])
         }
-        guard let person = try? await store.person(input.personId, scope: scope, fullPhone: false), person.communityId == household.communityId else {
+        guard let person = try? await store.person(input.personId, scope: scope, fullPhone: false),
+            person.communityId == household.communityId
+        else {
             throw Problem.invalid([FieldIssue("personId", "is not a person of this household's community")])
         }
-        let residency = Residency(communityId: household.communityId, personId: person.id, householdId: household.id, role: input.role,
-                                  leaseStart: input.leaseStart, leaseEnd: input.leaseEnd, movedIn: input.movedIn ?? input.leaseStart ?? Day.today())
+        let residency = Residency(
+            communityId: household.communityId, personId: person.id, householdId: household.id, role: input.role,
+            leaseStart: input.leaseStart, leaseEnd: input.leaseEnd,
+            movedIn: input.movedIn ?? input.leaseStart ?? Day.today())
         try await store.moveIn(residency, actor: context.principal)
         return try JSON.response(residency, status: .created)
     }
@@ -498,17 +640,25 @@ struct API {
         var request = request
         let scope = try context.scope(.managePeople)
         let body = try await request.collectBody(upTo: context.maxUploadSize)
-        let input = body.readableBytes == 0 ? MoveOutInput() : try await request.decodeJSON(MoveOutInput.self, context: context)
+        let input =
+            body.readableBytes == 0 ? MoveOutInput() : try await request.decodeJSON(MoveOutInput.self, context: context)
         var v = Validator()
         v.day(input.movedOut, "movedOut")
         try v.check()
-        let residency = try await store.moveOut(residencyId: try context.parameters.require("id"), on: input.movedOut ?? Day.today(), scope: scope, actor: context.principal)
+        let residency = try await store.moveOut(
+            residencyId: try context.parameters.require("id"), on: input.movedOut ?? Day.today(), scope: scope,
+            actor: context.principal)
         return try JSON.response(residency)
     }
 
     // MARK: vehicles
 
-    struct VehicleInput: Decodable { var plate: String; var householdId: ID?; var personId: ID?; var description: String? }
+    struct VehicleInput: Decodable {
+        var plate: String
+        var householdId: ID?
+        var personId: ID?
+        var description: String?
+    }
 
     @Sendable func listVehicles(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewVehicles)
@@ -517,7 +667,9 @@ struct API {
         let householdId = q.string("householdId")
         let page = q.page()
         try q.check()
-        return try JSON.response(try await store.vehicles(communityId: community.id, query: query, householdId: householdId, page: page, scope: scope))
+        return try JSON.response(
+            try await store.vehicles(
+                communityId: community.id, query: query, householdId: householdId, page: page, scope: scope))
     }
 
     @Sendable func createVehicle(_ request: Request, context: AppContext) async throws -> Response {
@@ -533,11 +685,15 @@ struct API {
         if let h = input.householdId, (try? await store.household(h, scope: scope))?.communityId != community.id {
             throw Problem.invalid([FieldIssue("householdId", "is not a household of this community")])
         }
-        if let p = input.personId, (try? await store.person(p, scope: scope, fullPhone: false))?.communityId != community.id {
+        if let p = input.personId,
+            (try? await store.person(p, scope: scope, fullPhone: false))?.communityId != community.id
+        {
             throw Problem.invalid([FieldIssue("personId", "is not a person of this community")])
         }
-        let vehicle = Vehicle(communityId: community.id, plate: plate!, householdId: input.householdId, personId: input.personId, description: description ?? "")
-        do { try await store.createVehicle(vehicle, actor: context.principal) } catch where error.isUniqueViolation {
+        let vehicle = Vehicle(
+            communityId: community.id, plate: plate!, householdId: input.householdId, personId: input.personId,
+            description: description ?? "")
+        do { try await store.createVehicle(vehicle, actor: context.principal) } catch  where error.isUniqueViolation {
             throw Problem.conflict("plate", "this plate is already registered in the community")
         }
         return try JSON.response(vehicle, status: .created)
@@ -545,9 +701,22 @@ struct API {
 
     // MARK: organisations, staff, grids
 
-    struct OrganisationInput: Decodable { var name: String; var kind: OrganisationKind; var phone: String? }
-    struct StaffInput: Decodable { var name: String; var title: String?; var phone: String?; var accountId: ID? }
-    struct GridInput: Decodable { var name: String; var workerAccountId: ID?; var buildingIds: [ID] }
+    struct OrganisationInput: Decodable {
+        var name: String
+        var kind: OrganisationKind
+        var phone: String?
+    }
+    struct StaffInput: Decodable {
+        var name: String
+        var title: String?
+        var phone: String?
+        var accountId: ID?
+    }
+    struct GridInput: Decodable {
+        var name: String
+        var workerAccountId: ID?
+        var buildingIds: [ID]
+    }
 
     @Sendable func listOrganisations(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewOrganisations)
@@ -563,13 +732,15 @@ struct API {
         let name = v.text(input.name, "name", max: 100)
         v.phone(input.phone, "phone")
         try v.check()
-        let organisation = Organisation(communityId: community.id, name: name!, kind: input.kind, phone: input.phone ?? "")
+        let organisation = Organisation(
+            communityId: community.id, name: name!, kind: input.kind, phone: input.phone ?? "")
         try await store.createOrganisation(organisation, actor: context.principal)
         return try JSON.response(organisation, status: .created)
     }
 
     @Sendable func listStaff(_ request: Request, context: AppContext) async throws -> Response {
-        let organisation = try await store.organisation(try context.parameters.require("id"), scope: try context.scope(.viewOrganisations))
+        let organisation = try await store.organisation(
+            try context.parameters.require("id"), scope: try context.scope(.viewOrganisations))
         return try JSON.response(Items(try await store.staff(organisationId: organisation.id)))
     }
 
@@ -586,7 +757,9 @@ struct API {
         if let accountId = input.accountId, try await store.account(id: accountId) == nil {
             throw Problem.invalid([FieldIssue("accountId", "is not an account")])
         }
-        let member = StaffMember(communityId: organisation.communityId, organisationId: organisation.id, name: name!, title: title ?? "", phone: input.phone ?? "", accountId: input.accountId)
+        let member = StaffMember(
+            communityId: organisation.communityId, organisationId: organisation.id, name: name!, title: title ?? "",
+            phone: input.phone ?? "", accountId: input.accountId)
         try await store.addStaff(member, actor: context.principal)
         return try JSON.response(member, status: .created)
     }
@@ -597,8 +770,11 @@ struct API {
         // Grids are part of how the community is organised; anyone who sees its organisations sees them.
         let scope = caller.scope(for: .viewOrganisations)
         var gridScope = Scope()
-        if scope.everything || scope.communities.contains(community.id) || caller.communityIds.contains(community.id) { gridScope.communities = [community.id] }
-        return try JSON.response(Items(try await store.grids(communityId: community.id, scope: scope.everything ? .everything : gridScope)))
+        if scope.everything || scope.communities.contains(community.id) || caller.communityIds.contains(community.id) {
+            gridScope.communities = [community.id]
+        }
+        return try JSON.response(
+            Items(try await store.grids(communityId: community.id, scope: scope.everything ? .everything : gridScope)))
     }
 
     @Sendable func createGrid(_ request: Request, context: AppContext) async throws -> Response {
@@ -614,7 +790,9 @@ struct API {
             throw Problem.invalid([FieldIssue("workerAccountId", "is not an account")])
         }
         let grid = Grid(communityId: community.id, name: name!, workerAccountId: input.workerAccountId)
-        do { try await store.createGrid(grid, buildingIds: input.buildingIds, actor: context.principal) } catch let StoreError.conflict(field, reason) {
+        do { try await store.createGrid(grid, buildingIds: input.buildingIds, actor: context.principal) } catch let
+            StoreError.conflict(field, reason)
+        {
             throw Problem.invalid([FieldIssue(field, reason)])
         }
         return try JSON.response(grid, status: .created)
@@ -622,7 +800,10 @@ struct API {
 
     // MARK: device commands
 
-    struct CommandInput: Decodable { var params: JSONValue; var timeoutSeconds: Int? }
+    struct CommandInput: Decodable {
+        var params: JSONValue
+        var timeoutSeconds: Int?
+    }
 
     @Sendable func setDeviceProperties(_ request: Request, context: AppContext) async throws -> Response {
         try await command(request, context) { params in .setProperties(params) }
@@ -635,11 +816,16 @@ struct API {
 
     /// Sends a command to a connected device and answers with the device's own reply
     /// (`{"id", "code", "data", "message"}`), or a problem: 409 offline, 422 invalid values, 504 no reply.
-    func command(_ request: Request, _ context: AppContext, _ make: (JSONValue) -> DeviceGateway.Command) async throws -> Response {
+    func command(_ request: Request, _ context: AppContext, _ make: (JSONValue) -> DeviceGateway.Command) async throws
+        -> Response
+    {
         var request = request
         let scope = try context.scope(.operateDevices)
-        let pk = try context.parameters.require("pk"), dn = try context.parameters.require("dn")
-        guard let device = try await store.device(productKey: pk, deviceName: dn), scope.coversCommunity(device.communityId) else {
+        let pk = try context.parameters.require("pk")
+        let dn = try context.parameters.require("dn")
+        guard let device = try await store.device(productKey: pk, deviceName: dn),
+            scope.coversCommunity(device.communityId)
+        else {
             throw Problem.notFound("device")
         }
         guard let gateway = services.devices else {
@@ -647,7 +833,9 @@ struct API {
         }
         let input = try await request.decodeJSON(CommandInput.self, context: context)
         let timeout = input.timeoutSeconds ?? 10
-        if !(1...60).contains(timeout) { throw Problem.invalid([FieldIssue("timeoutSeconds", "must be between 1 and 60")]) }
+        if !(1...60).contains(timeout) {
+            throw Problem.invalid([FieldIssue("timeoutSeconds", "must be between 1 and 60")])
+        }
         let command = make(input.params)
         let reply: JSONValue
         do {
@@ -660,7 +848,9 @@ struct API {
             case .noThingModel: throw Problem.conflict("device", "its product has no thing model")
             case let .timedOut(waited):
                 // A sync service waits at most 8 s, whatever was asked: the detail says how long it was.
-                throw Problem(.gatewayTimeout, type: "device-timeout", title: "The device did not reply in time", detail: "No reply within \(waited.components.seconds) s.")
+                throw Problem(
+                    .gatewayTimeout, type: "device-timeout", title: "The device did not reply in time",
+                    detail: "No reply within \(waited.components.seconds) s.")
             }
         }
         try await store.write { db in
@@ -669,8 +859,10 @@ struct API {
             case .setProperties: what = "thing.service.property.set"
             case let .callService(name, _): what = "thing.service.\(name)"
             }
-            try await Change.record(db, actor: context.principal, communityId: device.communityId, type: "device.command", subjectType: "device", subjectId: device.id,
-                                    after: ["method": what, "reply": String(decoding: reply.serialized(), as: UTF8.self)])
+            try await Change.record(
+                db, actor: context.principal, communityId: device.communityId, type: "device.command",
+                subjectType: "device", subjectId: device.id,
+                after: ["method": what, "reply": String(decoding: reply.serialized(), as: UTF8.self)])
         }
         return try JSON.response(reply)
     }
@@ -684,7 +876,10 @@ struct API {
         let subjectId = q.string("subjectId")
         let page = q.page()
         try q.check()
-        return try JSON.response(try await store.read { db in try await AuditLog.list(db, scope: scope, action: action, subjectId: subjectId, page: page) })
+        return try JSON.response(
+            try await store.read { db in
+                try await AuditLog.list(db, scope: scope, action: action, subjectId: subjectId, page: page)
+            })
     }
 
     @Sendable func events(_ request: Request, context: AppContext) async throws -> Response {
@@ -693,7 +888,11 @@ struct API {
         let after = q.int("after", in: 0...Int.max, default: 0)
         let limit = q.int("limit", in: 1...PageRequest.maxLimit, default: 100)
         try q.check()
-        return try JSON.response(Items(try await store.read { db in try await EventLog.read(db, after: Int64(after), limit: limit, scope: scope) }))
+        return try JSON.response(
+            Items(
+                try await store.read { db in
+                    try await EventLog.read(db, after: Int64(after), limit: limit, scope: scope)
+                }))
     }
 
     @Sendable func eventStream(_ request: Request, context: AppContext) async throws -> Response {
@@ -717,20 +916,28 @@ struct API {
 enum EventStream {
     /// The event log from `after`: each event `pick` returns goes out as `event: name` / `data: …`
     /// with its sequence number as the id.
-    static func response(store: Store, scope: Scope, after start: Int64, pick: @escaping @Sendable (DomainEvent) -> (name: String, data: String)?) -> Response {
+    static func response(
+        store: Store, scope: Scope, after start: Int64,
+        pick: @escaping @Sendable (DomainEvent) -> (name: String, data: String)?
+    ) -> Response {
         let cursor = Mutex(start)
         return live(store: store) {
             let from = cursor.withLock { $0 }
-            let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope) }
+            let batch = try await store.read { db in try await EventLog.read(db, after: from, limit: 200, scope: scope)
+            }
             if let last = batch.last { cursor.withLock { $0 = last.seq } }
-            let text = batch.compactMap { event in pick(event).map { "id: \(event.seq)\nevent: \($0.name)\ndata: \($0.data)\n\n" } }
+            let text = batch.compactMap { event in
+                pick(event).map { "id: \(event.seq)\nevent: \($0.name)\ndata: \($0.data)\n\n" }
+            }
             return (text, batch.count == 200)
         }
     }
 
     /// The loop every live view shares: `next` says what is new, as SSE text, and whether more is
     /// waiting at once; otherwise the stream waits for the next commit, or 5 s and a keep-alive.
-    static func live(store: Store, next: @escaping @Sendable () async throws -> (text: [String], more: Bool)) -> Response {
+    static func live(store: Store, next: @escaping @Sendable () async throws -> (text: [String], more: Bool))
+        -> Response
+    {
         Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],

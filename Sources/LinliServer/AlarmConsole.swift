@@ -17,7 +17,8 @@ extension WebConsole {
 
     struct AlarmRow {
         var id: ID, type: String, severity: String, status: String, active: Bool, acknowledged: Bool
-        var source: String, sourceLink: String?, message: String, detail: String, occurrences: Int, firstAt: String, lastAt: String
+        var source: String, sourceLink: String?, message: String, detail: String, occurrences: Int, firstAt: String,
+            lastAt: String
         var acknowledgedBy: String?, clearedBy: String?
     }
 
@@ -26,11 +27,15 @@ extension WebConsole {
         for a in alarms {
             // The source links to its device page; the id stays inside the server.
             let device = a.sourceType == "device" ? try await store.device(id: a.sourceId) : nil
-            rows.append(AlarmRow(id: a.id, type: a.type, severity: a.severity.rawValue, status: a.status.rawValue, active: a.clearedAt == nil,
-                                 acknowledged: a.acknowledgedAt != nil, source: a.sourceName,
-                                 sourceLink: device.map { "/console/d/\($0.productKey)/\($0.deviceName)" }, message: a.message, detail: a.detail,
-                                 occurrences: a.occurrences, firstAt: Self.time(a.firstAt), lastAt: Self.time(a.lastAt),
-                                 acknowledgedBy: a.acknowledgedBy, clearedBy: a.clearedBy))
+            rows.append(
+                AlarmRow(
+                    id: a.id, type: a.type, severity: a.severity.rawValue, status: a.status.rawValue,
+                    active: a.clearedAt == nil,
+                    acknowledged: a.acknowledgedAt != nil, source: a.sourceName,
+                    sourceLink: device.map { "/console/d/\($0.productKey)/\($0.deviceName)" }, message: a.message,
+                    detail: a.detail,
+                    occurrences: a.occurrences, firstAt: Self.time(a.firstAt), lastAt: Self.time(a.lastAt),
+                    acknowledgedBy: a.acknowledgedBy, clearedBy: a.clearedBy))
         }
         return rows
     }
@@ -41,19 +46,28 @@ extension WebConsole {
         var q = QueryReader(request)
         var filter = AlarmFilter()
         let status = q.string("status") ?? "active"
-        filter.status = ["active", "cleared", "unacknowledged", "all"].contains(status) ? (status == "all" ? nil : status) : "active"
+        filter.status =
+            ["active", "cleared", "unacknowledged", "all"].contains(status)
+            ? (status == "all" ? nil : status) : "active"
         filter.severity = q.oneOf("severity", AlarmSeverity.self)
         var page = q.page()
         page.limit = min(page.limit, 100)
         try q.check()
         let found = try await store.alarms(communityId: community.id, filter: filter, page: page, scope: scope)
         let caller = try context.requireCaller()
-        let canHandle = caller.scope(for: .handleAlarms).coversCommunity(community.id) || !caller.scope(for: .handleAlarms).buildings.isEmpty
+        let canHandle =
+            caller.scope(for: .handleAlarms).coversCommunity(community.id)
+            || !caller.scope(for: .handleAlarms).buildings.isEmpty
         let object: [String: Any] = [
-            "frame": Frame(title: "Alarms", context: context, community: community), "alarms": try await alarmRows(found.items), "hasAlarms": !found.items.isEmpty,
+            "frame": Frame(title: "Alarms", context: context, community: community),
+            "alarms": try await alarmRows(found.items), "hasAlarms": !found.items.isEmpty,
             "total": found.total, "canHandle": canHandle,
-            "statuses": ["active", "unacknowledged", "cleared", "all"].map { Option(value: $0, label: $0, selected: $0 == status) },
-            "severities": AlarmSeverity.allCases.map { Option(value: $0.rawValue, label: $0.rawValue, selected: $0 == filter.severity) },
+            "statuses": ["active", "unacknowledged", "cleared", "all"].map {
+                Option(value: $0, label: $0, selected: $0 == status)
+            },
+            "severities": AlarmSeverity.allCases.map {
+                Option(value: $0.rawValue, label: $0.rawValue, selected: $0 == filter.severity)
+            },
             "pager": Self.pager(request, total: found.total, page: page),
         ]
         return try pages.render(request.uri.queryParameters.get("partial") == "1" ? "alarm-rows" : "alarms", object)
@@ -80,15 +94,26 @@ extension WebConsole {
     func alarmPage(_ context: AppContext, error: String?, status: HTTPResponse.Status) async throws -> Response {
         let caller = try context.requireCaller()
         let alarm = try await API(services: services).visibleAlarm(context, .viewAlarms)
-        let community = try await store.community(alarm.communityId, scope: .everything, memberships: caller.communityIds)
-        struct CommentRow { var author: String; var at: String; var text: String }
-        let comments = try await store.alarmComments(alarm).map { CommentRow(author: $0.authorName, at: Self.time($0.at), text: $0.text) }
+        let community = try await store.community(
+            alarm.communityId, scope: .everything, memberships: caller.communityIds)
+        struct CommentRow {
+            var author: String
+            var at: String
+            var text: String
+        }
+        let comments = try await store.alarmComments(alarm).map {
+            CommentRow(author: $0.authorName, at: Self.time($0.at), text: $0.text)
+        }
         let rule = try await alarm.ruleId.asyncMap { try await store.rule(id: $0) } ?? nil
         let canHandle = (try? await store.alarm(id: alarm.id, scope: caller.scope(for: .handleAlarms))) != nil
-        return try pages.render("alarm", [
-            "frame": Frame(title: alarm.message, context: context, community: community), "a": try await alarmRows([alarm])[0], "comments": comments,
-            "rule": rule?.name ?? "", "hasRule": rule != nil, "canHandle": canHandle, "error": error ?? "", "hasError": error != nil,
-        ] as [String: Any], status: status)
+        return try pages.render(
+            "alarm",
+            [
+                "frame": Frame(title: alarm.message, context: context, community: community),
+                "a": try await alarmRows([alarm])[0], "comments": comments,
+                "rule": rule?.name ?? "", "hasRule": rule != nil, "canHandle": canHandle, "error": error ?? "",
+                "hasError": error != nil,
+            ] as [String: Any], status: status)
     }
 
     /// Back to where the person was: the board, or the alarm's own page.
@@ -109,15 +134,21 @@ extension WebConsole {
         return backFrom(request, fields: fields, alarm: alarm)
     }
 
-    @Sendable func acknowledgeAlarm(_ request: Request, context: AppContext) async throws -> Response { try await changeAlarm(request, context, .acknowledge) }
-    @Sendable func clearAlarm(_ request: Request, context: AppContext) async throws -> Response { try await changeAlarm(request, context, .clear) }
+    @Sendable func acknowledgeAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        try await changeAlarm(request, context, .acknowledge)
+    }
+    @Sendable func clearAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        try await changeAlarm(request, context, .clear)
+    }
 
     @Sendable func commentAlarm(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         let fields = try await request.formFields(context: context)
         let alarm = try await API(services: services).visibleAlarm(context, .handleAlarms)
         let text = (fields["text"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...2_000).contains(text.count) else { return try await alarmPage(context, error: "text: 1 to 2000 characters", status: .unprocessableContent) }
+        guard (1...2_000).contains(text.count) else {
+            return try await alarmPage(context, error: "text: 1 to 2000 characters", status: .unprocessableContent)
+        }
         _ = try await store.commentAlarm(alarm, text: text, actor: context.principal)
         return .redirect(to: "/console/alarms/\(alarm.id)")
     }

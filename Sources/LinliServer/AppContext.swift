@@ -29,7 +29,9 @@ public struct AppContext: RequestContext {
     public func requireCaller() throws -> Caller {
         guard let caller else {
             if rejectedToken {
-                throw Problem(.unauthorized, type: "unauthorized", title: "The token is not valid", detail: "It is unknown, revoked, or its account is disabled.")
+                throw Problem(
+                    .unauthorized, type: "unauthorized", title: "The token is not valid",
+                    detail: "It is unknown, revoked, or its account is disabled.")
             }
             throw Problem.unauthorized()
         }

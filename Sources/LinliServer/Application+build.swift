@@ -38,7 +38,10 @@ public struct AppServices: Sendable {
     /// The rules engine, told when rules change; nil where no engine runs (some tests).
     public let rules: RuleService?
 
-    public init(store: Store, configuration: ServerConfiguration, logger: Logger, devices: DeviceGateway? = nil, rules: RuleService? = nil) throws {
+    public init(
+        store: Store, configuration: ServerConfiguration, logger: Logger, devices: DeviceGateway? = nil,
+        rules: RuleService? = nil
+    ) throws {
         self.store = store
         self.devices = devices
         self.rules = rules
@@ -51,7 +54,10 @@ public struct AppServices: Sendable {
 
 enum Resources {
     static func text(_ name: String) throws -> String {
-        guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Resources") ?? Bundle.module.url(forResource: name, withExtension: nil) else {
+        guard
+            let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Resources")
+                ?? Bundle.module.url(forResource: name, withExtension: nil)
+        else {
             throw ServerConfiguration.Invalid(key: "resources", reason: "\(name) is missing from the build")
         }
         return try String(contentsOf: url, encoding: .utf8)
@@ -86,7 +92,8 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     let store = services.store
 
     router.get("/healthz") { _, _ in
-        Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+        Response(
+            status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
     }
     router.get("/readyz") { _, _ in
         do {
@@ -99,10 +106,14 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     router.get("/metrics") { _, _ in
         var buffer: [UInt8] = []
         Telemetry.registry.emit(into: &buffer)
-        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
     }
     router.get("/api/v1/openapi.yaml") { _, _ in
-        Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: services.openAPIDocument)))
+        Response(
+            status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: services.openAPIDocument)))
     }
     router.get("/api/docs") { _, _ in try services.pages.apiReference() }
     // Firmware for devices, by the token in the address they were offered (no account).
@@ -117,13 +128,17 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     return router
 }
 
-public func buildApplication(_ services: AppServices, logger: Logger, alongside: [any Service] = []) -> some ApplicationProtocol {
+public func buildApplication(_ services: AppServices, logger: Logger, alongside: [any Service] = [])
+    -> some ApplicationProtocol
+{
     let router = buildRouter(services)
     let idle = TimeAmount.seconds(Int64(services.configuration.httpIdleSeconds))
     var app = Application(
         router: router,
-        server: .http1(configuration: .init(additionalChannelHandlers: [RequestBodyPause(limit: idle)], idleTimeout: idle)),
-        configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "Linli"),
+        server: .http1(
+            configuration: .init(additionalChannelHandlers: [RequestBodyPause(limit: idle)], idleTimeout: idle)),
+        configuration: .init(
+            address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "Linli"),
         logger: logger
     )
     // Shutdown runs in reverse: the HTTP server drains first, then these, then the database closes.
@@ -135,21 +150,27 @@ public func buildApplication(_ services: AppServices, logger: Logger, alongside:
 /// One structured log line per request, with the request id Hummingbird assigns.
 struct LogRequestsMiddleware: RouterMiddleware {
     typealias Context = AppContext
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
+        async throws -> Response
+    {
         let start = ContinuousClock.now
         let response = try await next(request, context)
         let elapsed = ContinuousClock.now - start
-        context.logger.info("request", metadata: [
-            "method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(response.status.code)",
-            "ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)",
-        ])
+        context.logger.info(
+            "request",
+            metadata: [
+                "method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(response.status.code)",
+                "ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)",
+            ])
         return response
     }
 }
 
 struct SecurityHeadersMiddleware: RouterMiddleware {
     typealias Context = AppContext
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
+        async throws -> Response
+    {
         var response = try await next(request, context)
         response.headers[.xContentTypeOptions] = "nosniff"
         response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"

@@ -36,8 +36,9 @@ public struct ServerConfiguration: Sendable {
     /// The broker's settings from these: its address, limits and TLS listener.
     public var mqttBroker: MQTTBrokerConfiguration? {
         mqttHost.map {
-            MQTTBrokerConfiguration(host: $0, port: mqttPort, tls: mqttTLS, limits: MQTTLimits(maxPacketSize: mqttMaxPacketKiB * 1024),
-                                    maxConnections: mqttMaxConnections, queueLimit: mqttQueue, maxPublishesPerSecond: mqttPublishRate)
+            MQTTBrokerConfiguration(
+                host: $0, port: mqttPort, tls: mqttTLS, limits: MQTTLimits(maxPacketSize: mqttMaxPacketKiB * 1024),
+                maxConnections: mqttMaxConnections, queueLimit: mqttQueue, maxPublishesPerSecond: mqttPublishRate)
         }
     }
     /// Days of telemetry history kept; older values are deleted hourly.
@@ -66,12 +67,17 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
-    public static let keys = ["http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt", "mqtt-max-packet-kib", "mqtt-max-connections",
-                              "mqtt-publish-rate", "mqtt-queue", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
-                              "smtp", "mail-from", "sms-webhook", "sms-secret", "device-url"]
+    public static let keys = [
+        "http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt",
+        "mqtt-max-packet-kib", "mqtt-max-connections",
+        "mqtt-publish-rate", "mqtt-queue", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
+        "smtp", "mail-from", "sms-webhook", "sms-secret", "device-url",
+    ]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
-    public static func resolve(flags: [String: String], environment: [String: String], configFile: String?) throws -> ServerConfiguration {
+    public static func resolve(flags: [String: String], environment: [String: String], configFile: String?) throws
+        -> ServerConfiguration
+    {
         var values: [String: (String, String)] = [:]  // key -> (value, where it came from)
         if let configFile {
             guard let text = try? String(contentsOfFile: configFile, encoding: .utf8) else {
@@ -82,7 +88,11 @@ public struct ServerConfiguration: Sendable {
                 if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
                 let parts = trimmed.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                 guard parts.count == 2, keys.contains(parts[0]) else {
-                    throw Invalid(key: "config", reason: "line \(number + 1) of \(configFile) is not `key = value` with a known key (\(keys.joined(separator: ", ")))")
+                    throw Invalid(
+                        key: "config",
+                        reason:
+                            "line \(number + 1) of \(configFile) is not `key = value` with a known key (\(keys.joined(separator: ", ")))"
+                    )
                 }
                 values[parts[0]] = (parts[1], configFile)
             }
@@ -101,12 +111,15 @@ public struct ServerConfiguration: Sendable {
             if mqtt.lowercased() == "off" {
                 config.mqttHost = nil
             } else {
-                (config.mqttHost, config.mqttPort) = try address(mqtt, source: source, example: "127.0.0.1:1883, or off")
+                (config.mqttHost, config.mqttPort) = try address(
+                    mqtt, source: source, example: "127.0.0.1:1883, or off")
             }
         }
         config.mqttTLS = try mqttTLS(values)
         if let tls = config.mqttTLS, config.mqttHost == tls.host, config.mqttPort == tls.port, tls.port != 0 {
-            throw Invalid(key: values["mqtt-tls"]?.1 ?? values["mqtt"]?.1 ?? "mqtt", reason: "must not be the same address as mqtt (\(tls.host):\(tls.port))")
+            throw Invalid(
+                key: values["mqtt-tls"]?.1 ?? values["mqtt"]?.1 ?? "mqtt",
+                reason: "must not be the same address as mqtt (\(tls.host):\(tls.port))")
         }
         if let (data, _) = values["data"] { config.dataDirectory = data }
         if let (url, source) = values["postgres-url"] {
@@ -116,8 +129,13 @@ public struct ServerConfiguration: Sendable {
             config.postgresURL = url
         }
         if let (level, source) = values["log-level"] {
-            guard let parsed = Logger.Level(rawValue: level.lowercased()) ?? (level.lowercased() == "warn" ? .warning : nil) else {
-                throw Invalid(key: source, reason: "must be one of trace, debug, info, notice, warning, error, critical (got \(level))")
+            guard
+                let parsed = Logger.Level(rawValue: level.lowercased())
+                    ?? (level.lowercased() == "warn" ? .warning : nil)
+            else {
+                throw Invalid(
+                    key: source,
+                    reason: "must be one of trace, debug, info, notice, warning, error, critical (got \(level))")
             }
             config.logLevel = parsed
         }
@@ -125,25 +143,37 @@ public struct ServerConfiguration: Sendable {
         func whole(_ key: String, _ range: ClosedRange<Int>, of unit: String) throws -> Int? {
             guard let (text, source) = values[key] else { return nil }
             guard let n = Int(text), range.contains(n) else {
-                throw Invalid(key: source, reason: "must be a whole number of \(unit) from \(range.lowerBound) to \(range.upperBound)")
+                throw Invalid(
+                    key: source,
+                    reason: "must be a whole number of \(unit) from \(range.lowerBound) to \(range.upperBound)")
             }
             return n
         }
         if let (secure, source) = values["secure-cookies"] {
-            guard let b = ["true": true, "false": false][secure.lowercased()] else { throw Invalid(key: source, reason: "must be true or false") }
+            guard let b = ["true": true, "false": false][secure.lowercased()] else {
+                throw Invalid(key: source, reason: "must be true or false")
+            }
             config.secureCookies = b
         }
         config.sessionHours = try whole("session-hours", 1...720, of: "hours") ?? config.sessionHours
         config.mqttMaxPacketKiB = try whole("mqtt-max-packet-kib", 1...16_384, of: "KiB") ?? config.mqttMaxPacketKiB
-        config.mqttMaxConnections = try whole("mqtt-max-connections", 1...1_000_000, of: "clients") ?? config.mqttMaxConnections
-        config.mqttPublishRate = try whole("mqtt-publish-rate", 1...1_000_000, of: "messages a second") ?? config.mqttPublishRate
+        config.mqttMaxConnections =
+            try whole("mqtt-max-connections", 1...1_000_000, of: "clients") ?? config.mqttMaxConnections
+        config.mqttPublishRate =
+            try whole("mqtt-publish-rate", 1...1_000_000, of: "messages a second") ?? config.mqttPublishRate
         config.mqttQueue = try whole("mqtt-queue", 1...1_000_000, of: "messages") ?? config.mqttQueue
         config.httpIdleSeconds = try whole("http-idle-seconds", 1...3600, of: "seconds") ?? config.httpIdleSeconds
         config.telemetryDays = try whole("telemetry-days", 1...3650, of: "days") ?? config.telemetryDays
         config.outbound = try outbound(values)
         if let (url, source) = values["device-url"] {
-            guard let u = URL(string: url), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host?.isEmpty == false, u.query == nil else {
-                throw Invalid(key: source, reason: "must be an http or https URL that devices reach Linli at, e.g. http://192.168.1.10:8080 (got \(url))")
+            guard let u = URL(string: url), ["http", "https"].contains(u.scheme?.lowercased() ?? ""),
+                u.host?.isEmpty == false, u.query == nil
+            else {
+                throw Invalid(
+                    key: source,
+                    reason:
+                        "must be an http or https URL that devices reach Linli at, e.g. http://192.168.1.10:8080 (got \(url))"
+                )
             }
             config.deviceURL = url.hasSuffix("/") ? String(url.dropLast()) : url
         }
@@ -156,10 +186,18 @@ public struct ServerConfiguration: Sendable {
         var settings = OutboundSettings()
         switch (values["sms-webhook"], values["sms-secret"]) {
         case (nil, nil): break
-        case let ((_, source)?, nil): throw Invalid(key: source, reason: "needs sms-secret as well (16 characters or more; give it by environment or config file, not on the command line)")
-        case let (nil, (_, source)?): throw Invalid(key: source, reason: "needs sms-webhook as well, the URL of the SMS gateway")
+        case let ((_, source)?, nil):
+            throw Invalid(
+                key: source,
+                reason:
+                    "needs sms-secret as well (16 characters or more; give it by environment or config file, not on the command line)"
+            )
+        case let (nil, (_, source)?):
+            throw Invalid(key: source, reason: "needs sms-webhook as well, the URL of the SMS gateway")
         case let ((url, urlSource)?, (secret, secretSource)?):
-            guard let u = URL(string: url), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host?.isEmpty == false else {
+            guard let u = URL(string: url), ["http", "https"].contains(u.scheme?.lowercased() ?? ""),
+                u.host?.isEmpty == false
+            else {
                 throw Invalid(key: urlSource, reason: "must be an http or https URL (got \(url))")
             }
             guard secret.count >= 16 else { throw Invalid(key: secretSource, reason: "must be 16 characters or more") }
@@ -168,12 +206,17 @@ public struct ServerConfiguration: Sendable {
         }
         switch (values["smtp"], values["mail-from"]) {
         case (nil, nil): break
-        case let ((_, source)?, nil): throw Invalid(key: source, reason: "needs mail-from as well, the address e-mail is sent from")
-        case let (nil, (_, source)?): throw Invalid(key: source, reason: "needs smtp as well, e.g. smtp://user:password@mail.example.org:587")
+        case let ((_, source)?, nil):
+            throw Invalid(key: source, reason: "needs mail-from as well, the address e-mail is sent from")
+        case let (nil, (_, source)?):
+            throw Invalid(key: source, reason: "needs smtp as well, e.g. smtp://user:password@mail.example.org:587")
         case let ((url, urlSource)?, (from, fromSource)?):
-            guard EmailAddress.isValid(from) else { throw Invalid(key: fromSource, reason: "must be an e-mail address (got \(from))") }
+            guard EmailAddress.isValid(from) else {
+                throw Invalid(key: fromSource, reason: "must be an e-mail address (got \(from))")
+            }
             guard let smtp = SMTPSettings.parse(url, from: from) else {
-                throw Invalid(key: urlSource, reason: "must look like smtp://user:password@host:port or smtp://host:port")
+                throw Invalid(
+                    key: urlSource, reason: "must look like smtp://user:password@host:port or smtp://host:port")
             }
             settings.smtp = smtp
         }
@@ -195,12 +238,19 @@ public struct ServerConfiguration: Sendable {
     private static func mqttTLS(_ values: [String: (String, String)]) throws -> MQTTTLSListener? {
         var (host, port, on) = ("127.0.0.1", 8883, true)
         if let (tls, source) = values["mqtt-tls"] {
-            if tls.lowercased() == "off" { on = false } else { (host, port) = try address(tls, source: source, example: "127.0.0.1:8883, or off") }
+            if tls.lowercased() == "off" {
+                on = false
+            } else {
+                (host, port) = try address(tls, source: source, example: "127.0.0.1:8883, or off")
+            }
         }
         switch (values["mqtt-tls-cert"], values["mqtt-tls-key"]) {
         case (nil, nil):
             if on, let (tls, source) = values["mqtt-tls"] {
-                throw Invalid(key: source, reason: "needs mqtt-tls-cert and mqtt-tls-key, PEM files of the certificate and its key (got \(tls))")
+                throw Invalid(
+                    key: source,
+                    reason:
+                        "needs mqtt-tls-cert and mqtt-tls-key, PEM files of the certificate and its key (got \(tls))")
             }
             return nil
         case let ((_, source)?, nil):
@@ -213,11 +263,16 @@ public struct ServerConfiguration: Sendable {
                 return on ? listener : nil
             } catch {
                 switch error {
-                case .certificateUnreadable: throw Invalid(key: certificateSource, reason: "file \(certificate) cannot be read")
-                case .certificateNotPEM: throw Invalid(key: certificateSource, reason: "file \(certificate) holds no PEM certificate")
+                case .certificateUnreadable:
+                    throw Invalid(key: certificateSource, reason: "file \(certificate) cannot be read")
+                case .certificateNotPEM:
+                    throw Invalid(key: certificateSource, reason: "file \(certificate) holds no PEM certificate")
                 case .keyUnreadable: throw Invalid(key: keySource, reason: "file \(key) cannot be read")
-                case .keyNotPEM: throw Invalid(key: keySource, reason: "file \(key) is not an unencrypted PEM private key")
-                case .keyDoesNotMatchCertificate: throw Invalid(key: keySource, reason: "file \(key) is not the key of the certificate in \(certificate)")
+                case .keyNotPEM:
+                    throw Invalid(key: keySource, reason: "file \(key) is not an unencrypted PEM private key")
+                case .keyDoesNotMatchCertificate:
+                    throw Invalid(
+                        key: keySource, reason: "file \(key) is not the key of the certificate in \(certificate)")
                 }
             }
         }
@@ -231,19 +286,27 @@ public enum DataFolder {
     public static func secret(directory: String, environment: [String: String]) throws -> Data {
         if let text = environment["LINLI_SECRET_KEY"], !text.isEmpty {
             guard let data = Data(base64Encoded: text), data.count >= 32 else {
-                throw ServerConfiguration.Invalid(key: "LINLI_SECRET_KEY", reason: "must be base64 of at least 32 random bytes")
+                throw ServerConfiguration.Invalid(
+                    key: "LINLI_SECRET_KEY", reason: "must be base64 of at least 32 random bytes")
             }
             return data
         }
         let path = (directory as NSString).appendingPathComponent("secret.key")
         if let existing = FileManager.default.contents(atPath: path) {
-            guard let data = Data(base64Encoded: String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), data.count >= 32 else {
+            guard
+                let data = Data(
+                    base64Encoded: String(decoding: existing, as: UTF8.self).trimmingCharacters(
+                        in: .whitespacesAndNewlines)), data.count >= 32
+            else {
                 throw ServerConfiguration.Invalid(key: path, reason: "is not base64 of at least 32 bytes")
             }
             return data
         }
         let secret = FieldCipher.randomSecret()
-        guard FileManager.default.createFile(atPath: path, contents: Data(secret.base64EncodedString().utf8), attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data(secret.base64EncodedString().utf8), attributes: [.posixPermissions: 0o600])
+        else {
             throw ServerConfiguration.Invalid(key: "data", reason: "folder \(directory) is not writable")
         }
         return secret
@@ -251,14 +314,18 @@ public enum DataFolder {
 
     public static func prepare(_ directory: String) throws {
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw ServerConfiguration.Invalid(key: "data", reason: "folder \(directory) cannot be created: \(error.localizedDescription)")
+            throw ServerConfiguration.Invalid(
+                key: "data", reason: "folder \(directory) cannot be created: \(error.localizedDescription)")
         }
     }
 
     /// Opens the store for `config`: PostgreSQL when a URL is given, else SQLite in the data folder.
-    public static func openStore(_ config: ServerConfiguration, environment: [String: String], logger: Logger) async throws -> Store {
+    public static func openStore(_ config: ServerConfiguration, environment: [String: String], logger: Logger)
+        async throws -> Store
+    {
         try prepare(config.dataDirectory)
         let secret = try secret(directory: config.dataDirectory, environment: environment)
         let database: any Database
@@ -268,8 +335,9 @@ public enum DataFolder {
         } else {
             let folder = config.dataDirectory as NSString
             database = try await SQLiteStore.open(path: folder.appendingPathComponent("linli.sqlite"), logger: logger)
-            telemetry = try await SQLiteStore.open(path: folder.appendingPathComponent("telemetry.sqlite"), readers: 2, logger: logger, name: "telemetry",
-                                                   tuning: .telemetry)
+            telemetry = try await SQLiteStore.open(
+                path: folder.appendingPathComponent("telemetry.sqlite"), readers: 2, logger: logger, name: "telemetry",
+                tuning: .telemetry)
         }
         return Store(database: database, telemetry: telemetry, cipher: try FieldCipher(secret: secret))
     }

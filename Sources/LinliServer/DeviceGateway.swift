@@ -61,14 +61,18 @@ public final class DeviceGateway: Sendable {
     func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication {
         let remote = connection.remote
         guard let signIn = AlinkSignIn(connect) else {
-            return await IntegrationAuthenticator(store: store, logger: logger).authenticate(connect, connection: connection)
+            return await IntegrationAuthenticator(store: store, logger: logger).authenticate(
+                connect, connection: connection)
         }
         // securemode says how the device meant to connect: 2 over TLS, 3 over plain TCP. Any other
         // pairing is a misconfigured device or a downgrade, and is refused before the secret is used.
         guard signIn.secureMode == (connection.secure ? 2 : 3) else {
-            logger.notice("device sign-in refused: securemode does not fit the connection (2 is for TLS, 3 for plain TCP)",
-                          metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "securemode": "\(signIn.secureMode)",
-                                     "tls": "\(connection.secure)", "remote": "\(remote ?? "-")"])
+            logger.notice(
+                "device sign-in refused: securemode does not fit the connection (2 is for TLS, 3 for plain TCP)",
+                metadata: [
+                    "pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "securemode": "\(signIn.secureMode)",
+                    "tls": "\(connection.secure)", "remote": "\(remote ?? "-")",
+                ])
             return .refused(.notAuthorized)
         }
         // A registry that cannot be read is the server's fault, not the device's: CONNACK 3 (try
@@ -77,20 +81,28 @@ public final class DeviceGateway: Sendable {
         do {
             found = try await store.device(productKey: signIn.productKey, deviceName: signIn.deviceName)
         } catch {
-            logger.error("device sign-in failed: the registry could not be read", metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "error": "\(error)"])
+            logger.error(
+                "device sign-in failed: the registry could not be read",
+                metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "error": "\(error)"])
             return .refused(.serverUnavailable)
         }
         guard let device = found, let secret = try? store.deviceSecret(device)
         else {
-            logger.notice("device sign-in refused: unknown device", metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "remote": "\(remote ?? "-")"])
+            logger.notice(
+                "device sign-in refused: unknown device",
+                metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)", "remote": "\(remote ?? "-")"])
             return .refused(.badUsernameOrPassword)
         }
         guard signIn.verify(secret: secret) else {
-            logger.notice("device sign-in refused: wrong signature", metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)"])
+            logger.notice(
+                "device sign-in refused: wrong signature",
+                metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)"])
             return .refused(.badUsernameOrPassword)
         }
         guard signIn.isFresh() else {
-            logger.notice("device sign-in refused: timestamp outside the allowed window", metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)"])
+            logger.notice(
+                "device sign-in refused: timestamp outside the allowed window",
+                metadata: ["pk": "\(signIn.productKey)", "dn": "\(signIn.deviceName)"])
             return .refused(.notAuthorized)
         }
         guard device.status != .disabled else { return .refused(.notAuthorized) }
@@ -165,7 +177,9 @@ public final class DeviceGateway: Sendable {
     private func endRoute(of device: Device, at clientId: String) async {
         guard let session = sessions.withLock({ $0[clientId] }) else { return }
         if session.device.key == device.key {
-            logger.info("device signed in again: ending its earlier connection", metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)"])
+            logger.info(
+                "device signed in again: ending its earlier connection",
+                metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)"])
             _ = await broker.withLock({ $0 })?.disconnect(clientId: clientId)
         } else {
             _ = session.state.withLock { $0.online.removeValue(forKey: device.key) }
@@ -179,7 +193,9 @@ public final class DeviceGateway: Sendable {
 
     /// Gateway connections that have a sub-device attached.
     func sessionsServing(_ key: String) -> [DeviceSession] {
-        sessions.withLock { Array($0.values) }.filter { $0.isGateway && $0.state.withLock { $0.attached.contains(key) } }
+        sessions.withLock { Array($0.values) }.filter {
+            $0.isGateway && $0.state.withLock { $0.attached.contains(key) }
+        }
     }
 
     private func signOutSubDevices(of session: DeviceSession) async {
@@ -198,15 +214,21 @@ public final class DeviceGateway: Sendable {
         var values: [String: JSONValue] = [:]
         for v in waiting { values[v.identifier] = JSONValue.parse(Data(v.value.utf8)) ?? .null }
         do {
-            let reply = try await send(.setProperties(.object(values)), productKey: device.productKey, deviceName: device.deviceName, timeout: timeout)
+            let reply = try await send(
+                .setProperties(.object(values)), productKey: device.productKey, deviceName: device.deviceName,
+                timeout: timeout)
             guard case let .int(code)? = reply["code"], code == Int64(AlinkCode.success) else {
-                logger.notice("device refused desired values", metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)", "reply": "\(reply)"])
+                logger.notice(
+                    "device refused desired values",
+                    metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)", "reply": "\(reply)"])
                 return false
             }
             try await store.markDesiredDelivered(device, waiting)
             return true
         } catch {
-            logger.info("desired values wait for the device", metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)", "reason": "\(error)"])
+            logger.info(
+                "desired values wait for the device",
+                metadata: ["pk": "\(device.productKey)", "dn": "\(device.deviceName)", "reason": "\(error)"])
             return false
         }
     }
@@ -216,7 +238,9 @@ public final class DeviceGateway: Sendable {
     @discardableResult
     public func disconnect(productKey: String, deviceName: String) async -> Bool {
         let key = Device.key(productKey, deviceName)
-        guard let clientId = routes.withLock({ $0[key] }), let session = sessions.withLock({ $0[clientId] }) else { return false }
+        guard let clientId = routes.withLock({ $0[key] }), let session = sessions.withLock({ $0[clientId] }) else {
+            return false
+        }
         if session.device.key == key {
             guard let broker = broker.withLock({ $0 }) else { return false }
             return await broker.disconnect(clientId: clientId)
@@ -259,11 +283,13 @@ public final class DeviceGateway: Sendable {
         case .propertyPost, .eventPost: break
         default: return nil
         }
-        guard let session = sessions.withLock({ $0[clientId] }), let device = Self.device(pk, dn, speakingThrough: session),
-              let model = models.withLock({ $0[pk] })
+        guard let session = sessions.withLock({ $0[clientId] }),
+            let device = Self.device(pk, dn, speakingThrough: session),
+            let model = models.withLock({ $0[pk] })
         else { return nil }
         let ownPost = kind == .propertyPost && device.id == session.device.id
-        return post(kind, from: device, model: model, message: message, replyTopic: ownPost ? session.propertyPostReply : nil)
+        return post(
+            kind, from: device, model: model, message: message, replyTopic: ownPost ? session.propertyPostReply : nil)
     }
 
     /// The device a message on `pk/dn`'s topics is from: the connection's own, or a sub-device
@@ -283,27 +309,35 @@ public final class DeviceGateway: Sendable {
         guard let session = sessions.withLock({ $0[clientId] }) else { return .done }
         if let (gpk, gdn, request) = GatewayRequest.parse(message.topic) {
             guard session.device.key == Device.key(gpk, gdn) else { return .done }
-            try await handle(request, from: session, topic: message.topic, payload: Data(message.payload.readableBytesView))
+            try await handle(
+                request, from: session, topic: message.topic, payload: Data(message.payload.readableBytesView))
             return .done
         }
         if let call = AlinkRRPC.parseService(message.topic) {
             // A reply to a sync service call, on the call's own topic: taken as a `…_reply` is, from
             // the device or the gateway it is signed in through, and it counts as the device seen.
-            guard let device = Self.device(call.productKey, call.deviceName, speakingThrough: session) else { return .done }
+            guard let device = Self.device(call.productKey, call.deviceName, speakingThrough: session) else {
+                return .done
+            }
             // The messageId in the topic pairs it with its call; a payload that is not a JSON object
             // is no Alink reply, and its caller times out.
             if let reply = JSONValue.parse(Data(message.payload.readableBytesView)), case .object = reply {
-                resolve(productKey: call.productKey, deviceName: call.deviceName, id: call.messageId, rrpcTopic: message.topic, reply: reply)
+                resolve(
+                    productKey: call.productKey, deviceName: call.deviceName, id: call.messageId,
+                    rrpcTopic: message.topic, reply: reply)
             }
-            let stored = telemetry.enqueue(DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
-                                                        deviceName: device.deviceName, receivedAt: nowMillis(), content: .seen))
+            let stored = telemetry.enqueue(
+                DeviceReport(
+                    deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
+                    deviceName: device.deviceName, receivedAt: nowMillis(), content: .seen))
             return .whenDone(of: StoredReport(receipt: stored))
         }
         if let (pk, dn) = AlinkTime.parseRequest(message.topic) {
             // Only a device's own connection may ask (its policy allows no other device's topic).
             guard session.device.key == Device.key(pk, dn) else { return .done }
             let receivedAt = nowMillis()
-            let answer = AlinkTime.response(to: Data(message.payload.readableBytesView), receivedAt: receivedAt, sentAt: nowMillis())
+            let answer = AlinkTime.response(
+                to: Data(message.payload.readableBytesView), receivedAt: receivedAt, sentAt: nowMillis())
             return .replying(Self.reply(to: message, answer, topic: AlinkTime.responseTopic(pk, dn)))
         }
         if let (pk, dn) = AlinkShadow.parseUpdate(message.topic) {
@@ -317,14 +351,20 @@ public final class DeviceGateway: Sendable {
             switch kind {
             case .propertyPost, .eventPost, .batchPost:
                 let id = AlinkRequest.parse(Data(message.payload.readableBytesView))?.id ?? "0"
-                return .replying(Self.reply(to: message, AlinkCode.reply(id: id, code: AlinkCode.notSignedIn,
-                                                                          message: "the sub-device \(pk)/\(dn) is not signed in through this gateway")))
+                return .replying(
+                    Self.reply(
+                        to: message,
+                        AlinkCode.reply(
+                            id: id, code: AlinkCode.notSignedIn,
+                            message: "the sub-device \(pk)/\(dn) is not signed in through this gateway")))
             default: return .done
             }
         }
         let payload = Data(message.payload.readableBytesView)
         func report(_ content: DeviceReport.Content) -> DeviceReport {
-            DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: pk, deviceName: dn, receivedAt: nowMillis(), content: content)
+            DeviceReport(
+                deviceId: device.id, communityId: device.communityId, productKey: pk, deviceName: dn,
+                receivedAt: nowMillis(), content: content)
         }
         switch kind {
         case .propertyPost, .eventPost, .batchPost:
@@ -332,8 +372,12 @@ public final class DeviceGateway: Sendable {
         case .packPost:
             guard device.id == session.device.id else {
                 let id = AlinkRequest.parse(payload)?.id ?? "0"
-                return .replying(Self.reply(to: message, AlinkCode.reply(id: id, code: AlinkCode.invalidRequest,
-                                                                          message: "a pack post goes on the gateway's own topic, its sub-devices in subDevices")))
+                return .replying(
+                    Self.reply(
+                        to: message,
+                        AlinkCode.reply(
+                            id: id, code: AlinkCode.invalidRequest,
+                            message: "a pack post goes on the gateway's own topic, its sub-devices in subDevices")))
             }
             return await packPost(from: session, message: message)
         case .propertySetReply, .serviceReply:
@@ -345,7 +389,12 @@ public final class DeviceGateway: Sendable {
         case .desiredGet, .desiredDelete:
             // Answered at once: the device asks for the shadow's desired side, or clears it.
             guard let request = AlinkRequest.parse(payload) else {
-                return .replying(Self.reply(to: message, AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params")))
+                return .replying(
+                    Self.reply(
+                        to: message,
+                        AlinkCode.reply(
+                            id: "0", code: AlinkCode.invalidRequest,
+                            message: "request is not Alink JSON with id and params")))
             }
             let answer: Data
             if kind == .desiredGet {
@@ -354,13 +403,22 @@ public final class DeviceGateway: Sendable {
                 if case let .array(names) = request.params { for case let .string(n) in names { wanted.insert(n) } }
                 var data: [String: JSONValue] = [:]
                 for v in try await store.desiredValues(device) where wanted.isEmpty || wanted.contains(v.identifier) {
-                    data[v.identifier] = .object(["value": JSONValue.parse(Data(v.value.utf8)) ?? .string(v.value), "version": .int(Int64(v.version))])
+                    data[v.identifier] = .object([
+                        "value": JSONValue.parse(Data(v.value.utf8)) ?? .string(v.value),
+                        "version": .int(Int64(v.version)),
+                    ])
                 }
-                answer = AlinkCode.reply(id: request.id, code: AlinkCode.success, message: "success", data: .object(data))
+                answer = AlinkCode.reply(
+                    id: request.id, code: AlinkCode.success, message: "success", data: .object(data))
             } else {
                 // `params`: `{"identifier": {"version": n}}`; without a version, whatever version is there.
                 guard case let .object(items) = request.params else {
-                    return .replying(Self.reply(to: message, AlinkCode.reply(id: request.id, code: AlinkCode.invalidRequest, message: "params must name the properties")))
+                    return .replying(
+                        Self.reply(
+                            to: message,
+                            AlinkCode.reply(
+                                id: request.id, code: AlinkCode.invalidRequest,
+                                message: "params must name the properties")))
                 }
                 let targets = items.map { name, spec -> (identifier: String, version: Int?) in
                     if case let .int(v)? = spec["version"] { return (name, Int(v)) }
@@ -387,12 +445,20 @@ public final class DeviceGateway: Sendable {
 
     /// A device's labels set or taken out, all or none; answered on `_reply` once committed,
     /// or with 460 and the entry at fault.
-    private func labelsRequest(_ kind: AlinkTopic, from device: Device, message: Publish) async throws -> PublishCompletion {
+    private func labelsRequest(_ kind: AlinkTopic, from device: Device, message: Publish) async throws
+        -> PublishCompletion
+    {
         guard let request = AlinkRequest.parse(Data(message.payload.readableBytesView)) else {
-            return .replying(Self.reply(to: message, AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params")))
+            return .replying(
+                Self.reply(
+                    to: message,
+                    AlinkCode.reply(
+                        id: "0", code: AlinkCode.invalidRequest, message: "request is not Alink JSON with id and params"
+                    )))
         }
         let answer: Data
-        let parsed: Result<(set: [(key: String, value: String)], remove: [String]), AlinkLabels.Fault> = kind == .labelsUpdate
+        let parsed: Result<(set: [(key: String, value: String)], remove: [String]), AlinkLabels.Fault> =
+            kind == .labelsUpdate
             ? AlinkLabels.parseUpdate(request.params).map { ($0, []) }
             : AlinkLabels.parseDelete(request.params).map { ([], $0) }
         switch parsed {
@@ -400,7 +466,8 @@ public final class DeviceGateway: Sendable {
             answer = AlinkCode.reply(id: request.id, code: AlinkCode.invalidRequest, message: fault.description)
         case let .success(change):
             do {
-                try await store.changeDeviceLabels(device, set: change.set, remove: change.remove, limit: AlinkLabels.perDevice)
+                try await store.changeDeviceLabels(
+                    device, set: change.set, remove: change.remove, limit: AlinkLabels.perDevice)
                 answer = AlinkCode.success(id: request.id)
             } catch let StoreError.conflict(_, reason) {
                 answer = AlinkCode.reply(id: request.id, code: AlinkCode.invalidRequest, message: reason)
@@ -413,25 +480,41 @@ public final class DeviceGateway: Sendable {
     /// shown to the rules at once (an alarm does not wait for the commit; a post that is then not
     /// stored gets no PUBACK, and the device's resend counts on the same open alarm), and answered
     /// with its `_reply` just before the PUBACK, once stored.
-    private func post(_ kind: AlinkTopic, from device: Device, model: ThingModel?, message: Publish, replyTopic: String? = nil) -> PublishCompletion {
+    private func post(
+        _ kind: AlinkTopic, from device: Device, model: ThingModel?, message: Publish, replyTopic: String? = nil
+    ) -> PublishCompletion {
         let now = nowMillis()
-        let answer: [UInt8], content: DeviceReport.Content, wantsReply: Bool
+        let answer: [UInt8]
+        let content: DeviceReport.Content
+        let wantsReply: Bool
         switch kind {
         case .propertyPost:
             (answer, content, wantsReply) = understand(message.payload, model: model) { model, request in
                 let faults = model.validateProperties(request.params, receivedAt: now)
-                return (faults, faults.isEmpty ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil)
+                return (
+                    faults,
+                    faults.isEmpty
+                        ? .properties(Self.reportedValues(request.params, model: model, receivedAt: now)) : nil
+                )
             }
         case let .eventPost(identifier):
             (answer, content, wantsReply) = understand(message.payload, model: model) { model, request in
                 guard let event = model.event(identifier) else {
-                    return ([ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")], nil)
+                    return (
+                        [
+                            ValueError(
+                                path: identifier, kind: .unknownIdentifier, reason: "is not an event of this product")
+                        ], nil
+                    )
                 }
                 // Event posts carry `params: {"value": {...}, "time": …}`.
                 let values = request.params["value"] ?? request.params
                 let faults = model.validate(fields: event.outputData, values)
                 let json = String(decoding: values.serialized(), as: UTF8.self)
-                return (faults, faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil)
+                return (
+                    faults,
+                    faults.isEmpty ? .event(identifier: identifier, type: event.type.rawValue, valuesJSON: json) : nil
+                )
             }
         case .batchPost:
             (answer, content, wantsReply) = understand(message.payload, model: model) { model, request in
@@ -440,10 +523,14 @@ public final class DeviceGateway: Sendable {
         default:
             preconditionFailure("only posts come here")
         }
-        let stored = telemetry.enqueue(DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
-                                                    deviceName: device.deviceName, receivedAt: now, content: content))
+        let stored = telemetry.enqueue(
+            DeviceReport(
+                deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
+                deviceName: device.deviceName, receivedAt: now, content: content))
         observe(content, from: device, at: now)
-        return .whenDone(of: StoredReport(receipt: stored), reply: wantsReply ? Self.reply(to: message, answer, topic: replyTopic) : nil)
+        return .whenDone(
+            of: StoredReport(receipt: stored),
+            reply: wantsReply ? Self.reply(to: message, answer, topic: replyTopic) : nil)
     }
 
     /// Shows the rules what a device posted, as soon as it is understood.
@@ -459,7 +546,11 @@ public final class DeviceGateway: Sendable {
             case let .batch(values, events):
                 // The rules judge the present: each property's newest value, and every event.
                 var newest: [String: (time: Millis, number: Double)] = [:]
-                for v in values { if let n = v.number, v.time >= newest[v.identifier]?.time ?? .min { newest[v.identifier] = (v.time, n) } }
+                for v in values {
+                    if let n = v.number, v.time >= newest[v.identifier]?.time ?? .min {
+                        newest[v.identifier] = (v.time, n)
+                    }
+                }
                 if !newest.isEmpty { rules.observe(.properties(newest.mapValues(\.number)), from: device, at: now) }
                 for event in events { rules.observe(.event(event.identifier), from: device, at: now) }
             default:
@@ -482,11 +573,20 @@ public final class DeviceGateway: Sendable {
     /// thing model and every time as in a single post; all are stored, or (with any fault) none.
     /// `listed` false: one `{"value": …, "time": …}` per identifier instead of a list (a part of a
     /// gateway's pack post).
-    static func batch(_ params: JSONValue, model: ThingModel, receivedAt: Millis, listed: Bool = true) -> ([ValueError], DeviceReport.Content?) {
+    static func batch(_ params: JSONValue, model: ThingModel, receivedAt: Millis, listed: Bool = true) -> (
+        [ValueError], DeviceReport.Content?
+    ) {
         guard case let .object(sections) = params else {
-            return ([ValueError(path: "params", kind: .typeMismatch, reason: "must be an object with properties and events")], nil)
+            return (
+                [
+                    ValueError(
+                        path: "params", kind: .typeMismatch, reason: "must be an object with properties and events")
+                ], nil
+            )
         }
-        var faults: [ValueError] = [], values: [ReportedValue] = [], events: [RaisedEvent] = []
+        var faults: [ValueError] = []
+        var values: [ReportedValue] = []
+        var events: [RaisedEvent] = []
         var count = 0
         for name in sections.keys.sorted() where name != "properties" && name != "events" {
             faults.append(ValueError(path: name, kind: .unknownIdentifier, reason: "is not properties or events"))
@@ -495,7 +595,8 @@ public final class DeviceGateway: Sendable {
         func entries(_ section: String) -> [(identifier: String, path: String, value: JSONValue, time: JSONValue?)] {
             guard let given = sections[section] else { return [] }
             guard case let .object(byIdentifier) = given else {
-                faults.append(ValueError(path: section, kind: .typeMismatch, reason: "must be an object of arrays by identifier"))
+                faults.append(
+                    ValueError(path: section, kind: .typeMismatch, reason: "must be an object of arrays by identifier"))
                 return []
             }
             var found: [(identifier: String, path: String, value: JSONValue, time: JSONValue?)] = []
@@ -505,14 +606,18 @@ public final class DeviceGateway: Sendable {
                 case (true, .array(let all)): items = all
                 case (false, _): items = [list]
                 default:
-                    faults.append(ValueError(path: "\(section).\(identifier)", kind: .typeMismatch, reason: "must be an array of {value, time}"))
+                    faults.append(
+                        ValueError(
+                            path: "\(section).\(identifier)", kind: .typeMismatch,
+                            reason: "must be an array of {value, time}"))
                     continue
                 }
                 for (i, item) in items.enumerated() {
                     count += 1
                     let path = listed ? "\(section).\(identifier)[\(i)]" : "\(section).\(identifier)"
                     guard case let .object(entry) = item, let value = entry["value"] else {
-                        faults.append(ValueError(path: path, kind: .missing, reason: "must be an object with value and time"))
+                        faults.append(
+                            ValueError(path: path, kind: .missing, reason: "must be an object with value and time"))
                         continue
                     }
                     found.append((identifier, path, value, entry["time"]))
@@ -522,13 +627,17 @@ public final class DeviceGateway: Sendable {
         }
         for entry in entries("properties") {
             guard let property = model.property(entry.identifier) else {
-                faults.append(ValueError(path: entry.path, kind: .unknownIdentifier, reason: "is not a property of this product"))
+                faults.append(
+                    ValueError(path: entry.path, kind: .unknownIdentifier, reason: "is not a property of this product"))
                 continue
             }
             do {
-                let time = try ThingModel.measurementTime(entry.time, receivedAt: receivedAt, path: entry.path + ".time")
+                let time = try ThingModel.measurementTime(
+                    entry.time, receivedAt: receivedAt, path: entry.path + ".time")
                 try property.dataType.validate(entry.value, path: entry.path + ".value")
-                for var value in reportedValues(.object([entry.identifier: entry.value]), model: model, receivedAt: receivedAt) {
+                for var value in reportedValues(
+                    .object([entry.identifier: entry.value]), model: model, receivedAt: receivedAt)
+                {
                     value.time = time
                     values.append(value)
                 }
@@ -538,15 +647,24 @@ public final class DeviceGateway: Sendable {
         }
         for entry in entries("events") {
             guard let event = model.event(entry.identifier) else {
-                faults.append(ValueError(path: entry.path, kind: .unknownIdentifier, reason: "is not an event of this product"))
+                faults.append(
+                    ValueError(path: entry.path, kind: .unknownIdentifier, reason: "is not an event of this product"))
                 continue
             }
             let found = model.validate(fields: event.outputData, entry.value)
-            faults += found.map { ValueError(path: entry.path + ".value" + ($0.path == "params" ? "" : "." + $0.path), kind: $0.kind, reason: $0.reason) }
+            faults += found.map {
+                ValueError(
+                    path: entry.path + ".value" + ($0.path == "params" ? "" : "." + $0.path), kind: $0.kind,
+                    reason: $0.reason)
+            }
             do {
-                let time = try ThingModel.measurementTime(entry.time, receivedAt: receivedAt, path: entry.path + ".time")
+                let time = try ThingModel.measurementTime(
+                    entry.time, receivedAt: receivedAt, path: entry.path + ".time")
                 if found.isEmpty {
-                    events.append(RaisedEvent(identifier: entry.identifier, type: event.type.rawValue, valuesJSON: String(decoding: entry.value.serialized(), as: UTF8.self), time: time))
+                    events.append(
+                        RaisedEvent(
+                            identifier: entry.identifier, type: event.type.rawValue,
+                            valuesJSON: String(decoding: entry.value.serialized(), as: UTF8.self), time: time))
                 }
             } catch {
                 faults.append(error)
@@ -555,7 +673,10 @@ public final class DeviceGateway: Sendable {
         if count == 0, faults.isEmpty {
             faults.append(ValueError(path: "params", kind: .missing, reason: "holds no values or events"))
         } else if count > batchLimit {
-            faults.insert(ValueError(path: "params", kind: .outOfRange, reason: "holds \(count) values and events; at most \(batchLimit) go in one post"), at: 0)
+            faults.insert(
+                ValueError(
+                    path: "params", kind: .outOfRange,
+                    reason: "holds \(count) values and events; at most \(batchLimit) go in one post"), at: 0)
         }
         return (faults, faults.isEmpty ? .batch(properties: values, events: events) : nil)
     }
@@ -573,20 +694,23 @@ public final class DeviceGateway: Sendable {
                 // Checked by `validateProperties` before the post gets here.
                 time = (try? ThingModel.measurementTime(wrapped["time"], receivedAt: receivedAt)) ?? receivedAt
             }
-            if let dataType { value = dataType.normalized(value) }   // a bool as 0 or 1
-            let number: Double? = switch value {
-            case let .int(i): Double(i)
-            case let .double(d): d
-            case let .string(s) where dataType?.typeName == "date": Double(s)
-            default: nil
-            }
+            if let dataType { value = dataType.normalized(value) }  // a bool as 0 or 1
+            let number: Double? =
+                switch value {
+                case let .int(i): Double(i)
+                case let .double(d): d
+                case let .string(s) where dataType?.typeName == "date": Double(s)
+                default: nil
+                }
             // Whether `jsonText` wrote the number as `ReportedValue.text(of:)` does.
-            let plain = switch value {
-            case let .int(i): i.magnitude < 1 << 53
-            case .double: true
-            default: false
-            }
-            return ReportedValue(identifier: identifier, json: Self.jsonText(value), number: number, time: time, plainNumber: plain)
+            let plain =
+                switch value {
+                case let .int(i): i.magnitude < 1 << 53
+                case .double: true
+                default: false
+                }
+            return ReportedValue(
+                identifier: identifier, json: Self.jsonText(value), number: number, time: time, plainNumber: plain)
         }
     }
 
@@ -621,38 +745,55 @@ public final class DeviceGateway: Sendable {
     /// (correlated by request id) up to `timeout`. Values are checked against the thing model first.
     /// A `sync` service is called over RRPC, as Alibaba's platform calls it, and waits at most
     /// `AlinkRRPC.longestWait`; an `async` one and a property set go on their `/sys/…` topics.
-    public func send(_ command: Command, productKey: String, deviceName: String, timeout: Duration) async throws(CommandFailure) -> JSONValue {
+    public func send(_ command: Command, productKey: String, deviceName: String, timeout: Duration)
+        async throws(CommandFailure) -> JSONValue
+    {
         guard let model = await model(for: productKey) else { throw .noThingModel }
-        let topic: String, method: String, params: JSONValue
+        let topic: String
+        let method: String
+        let params: JSONValue
         /// The service a sync call is for; nil for a command answered on its `…_reply`.
         var syncService: String?
         switch command {
         case let .setProperties(values):
             let faults = model.validateProperties(values, writing: true)
             if !faults.isEmpty { throw .invalid(faults) }
-            (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/property/set", "thing.service.property.set",
-                                       model.normalizedProperties(values))
+            (topic, method, params) = (
+                "/sys/\(productKey)/\(deviceName)/thing/service/property/set", "thing.service.property.set",
+                model.normalizedProperties(values)
+            )
         case let .callService(identifier, values):
-            guard let service = model.service(identifier), !["set", "get"].contains(identifier) else { throw .unknownService(identifier) }
+            guard let service = model.service(identifier), !["set", "get"].contains(identifier) else {
+                throw .unknownService(identifier)
+            }
             let faults = model.validate(fields: service.inputData, values, requireAll: true)
             if !faults.isEmpty { throw .invalid(faults) }
-            (topic, method, params) = ("/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)", service.method,
-                                       model.normalized(values, fields: service.inputData))
+            (topic, method, params) = (
+                "/sys/\(productKey)/\(deviceName)/thing/service/\(identifier)", service.method,
+                model.normalized(values, fields: service.inputData)
+            )
             if service.callType == .sync { syncService = identifier }
         }
-        guard let clientId = clientId(productKey: productKey, deviceName: deviceName), let broker = broker.withLock({ $0 })
+        guard let clientId = clientId(productKey: productKey, deviceName: deviceName),
+            let broker = broker.withLock({ $0 })
         else { throw .offline }
         let id = String(nextRequestId.add(1, ordering: .relaxed).oldValue)
         // The request id, unique in this run, is also a sync call's RRPC messageId: one number pairs
         // the reply with its call whichever of the two the device goes by.
-        let rrpcTopic = syncService.map { AlinkRRPC.serviceTopic(messageId: id, productKey: productKey, deviceName: deviceName, identifier: $0) }
+        let rrpcTopic = syncService.map {
+            AlinkRRPC.serviceTopic(messageId: id, productKey: productKey, deviceName: deviceName, identifier: $0)
+        }
         let wait = rrpcTopic == nil ? timeout : min(timeout, AlinkRRPC.longestWait)
         let key = "\(productKey)/\(deviceName)/\(id)"
-        let request = JSONValue.object(["id": .string(id), "version": .string("1.0"), "params": params, "method": .string(method)]).serialized()
+        let request = JSONValue.object([
+            "id": .string(id), "version": .string("1.0"), "params": params, "method": .string(method),
+        ]).serialized()
         let outcome: CommandOutcome = await withCheckedContinuation { continuation in
             pending.withLock { $0[key] = WaitingCommand(continuation: continuation, rrpcTopic: rrpcTopic) }
             Task {
-                await broker.send(Publish(topic: rrpcTopic ?? topic, payload: ByteBuffer(bytes: request), qos: .atMostOnce), to: clientId)
+                await broker.send(
+                    Publish(topic: rrpcTopic ?? topic, payload: ByteBuffer(bytes: request), qos: .atMostOnce),
+                    to: clientId)
                 try? await Task.sleep(for: wait)
                 self.pending.withLock { $0.removeValue(forKey: key) }?.continuation.resume(returning: .timedOut)
             }
@@ -688,15 +829,23 @@ public final class DeviceGateway: Sendable {
     /// Checks a post against the product's thing model: the reply to send, what to store (the
     /// understood content, or the refusal with its reason), and whether the device wants the
     /// reply (`sys.ack`; a request too broken to read gets one).
-    private func understand(_ payload: ByteBuffer, model: ThingModel?,
-                            check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)) -> ([UInt8], DeviceReport.Content, Bool) {
+    private func understand(
+        _ payload: ByteBuffer, model: ThingModel?,
+        check: (ThingModel, AlinkRequest) -> ([ValueError], DeviceReport.Content?)
+    ) -> ([UInt8], DeviceReport.Content, Bool) {
         guard let request = payload.withUnsafeReadableBytes({ AlinkRequest.parse(bytes: $0) }) else {
             let reason = "request is not Alink JSON with id and params"
-            return (Array(AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: reason)), .refused(reason: reason), true)
+            return (
+                Array(AlinkCode.reply(id: "0", code: AlinkCode.invalidRequest, message: reason)),
+                .refused(reason: reason), true
+            )
         }
         guard let model else {
             let reason = "the product has no thing model"
-            return (Array(AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: reason)), .refused(reason: reason), request.wantsReply)
+            return (
+                Array(AlinkCode.reply(id: request.id, code: AlinkCode.noThingModel, message: reason)),
+                .refused(reason: reason), request.wantsReply
+            )
         }
         let (faults, content) = check(model, request)
         guard let first = faults.first, content == nil else {
@@ -704,7 +853,10 @@ public final class DeviceGateway: Sendable {
         }
         let code = first.kind == .unknownIdentifier ? AlinkCode.unknownIdentifier : AlinkCode.invalidValue
         let reason = faults.map(\.description).joined(separator: "; ")
-        return (Array(AlinkCode.reply(id: request.id, code: code, message: reason)), .refused(reason: reason), request.wantsReply)
+        return (
+            Array(AlinkCode.reply(id: request.id, code: code, message: reason)), .refused(reason: reason),
+            request.wantsReply
+        )
     }
 
     /// Replies go to the device that asked, without a subscription, as Alink devices expect.

@@ -26,7 +26,10 @@ extension API {
 
     // MARK: products
 
-    struct LibraryEntry: Encodable { var key: String; var name: String }
+    struct LibraryEntry: Encodable {
+        var key: String
+        var name: String
+    }
 
     @Sendable func productLibrary(_ request: Request, context: AppContext) async throws -> Response {
         _ = try context.scope(.viewDevices)
@@ -53,23 +56,33 @@ extension API {
 
     func view(_ product: Product, devices: Int, withTSL: Bool) -> ProductView {
         let model = product.thingModel
-        return ProductView(productKey: product.productKey, name: product.name, communityId: product.communityId, libraryKey: product.libraryKey, nodeType: product.nodeType,
-                           dynamicRegistration: product.dynamicRegistration, devices: devices,
-                           properties: model?.properties.count ?? 0,
-                           // Counted without TSL's built-in property post event and set/get services.
-                           events: model?.events.filter { $0.identifier != "post" }.count ?? 0,
-                           services: model?.services.filter { !["set", "get"].contains($0.identifier) }.count ?? 0,
-                           createdAt: product.createdAt, tsl: withTSL ? model?.tsl : nil)
+        return ProductView(
+            productKey: product.productKey, name: product.name, communityId: product.communityId,
+            libraryKey: product.libraryKey, nodeType: product.nodeType,
+            dynamicRegistration: product.dynamicRegistration, devices: devices,
+            properties: model?.properties.count ?? 0,
+            // Counted without TSL's built-in property post event and set/get services.
+            events: model?.events.filter { $0.identifier != "post" }.count ?? 0,
+            services: model?.services.filter { !["set", "get"].contains($0.identifier) }.count ?? 0,
+            createdAt: product.createdAt, tsl: withTSL ? model?.tsl : nil)
     }
 
     @Sendable func listProducts(_ request: Request, context: AppContext) async throws -> Response {
         let (community, _) = try await self.community(context, .viewDevices)
         let counts = try await store.deviceCounts(communityId: community.id)
-        let items = try await store.products(communityId: community.id).map { view($0, devices: counts[$0.productKey] ?? 0, withTSL: false) }
+        let items = try await store.products(communityId: community.id).map {
+            view($0, devices: counts[$0.productKey] ?? 0, withTSL: false)
+        }
         return try JSON.response(["items": items])
     }
 
-    struct ProductInput: Decodable { var name: String?; var library: String?; var tsl: JSONValue?; var nodeType: String?; var dynamicRegistration: Bool? }
+    struct ProductInput: Decodable {
+        var name: String?
+        var library: String?
+        var tsl: JSONValue?
+        var nodeType: String?
+        var dynamicRegistration: Bool?
+    }
 
     @Sendable func createProduct(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
@@ -81,7 +94,9 @@ extension API {
         switch (input.library, input.tsl) {
         case let (key?, nil):
             guard let entry = ProductLibrary.entry(key) else {
-                throw Problem.invalid([FieldIssue("library", "must be one of \(ProductLibrary.all.map(\.key).joined(separator: ", "))")])
+                throw Problem.invalid([
+                    FieldIssue("library", "must be one of \(ProductLibrary.all.map(\.key).joined(separator: ", "))")
+                ])
             }
             model = entry.model
             name = name ?? entry.name
@@ -98,7 +113,8 @@ extension API {
         let productName = v.text(name ?? model.productKey, "name", max: 100)
         try v.check()
         if let key = model.productKey, !Self.isDeviceToken(key) {
-            throw Problem.invalid([FieldIssue("tsl.profile.productKey", "must be 1 to 32 letters, digits or - _ @ . :")])
+            throw Problem.invalid([FieldIssue("tsl.profile.productKey", "must be 1 to 32 letters, digits or - _ @ . :")]
+            )
         }
         let key = model.productKey ?? Product.newKey()
         model.productKey = key
@@ -106,12 +122,15 @@ extension API {
         switch input.nodeType {
         case nil: nodeType = input.library.flatMap(ProductLibrary.entry)?.isGateway == true ? .gateway : .device
         case let name?:
-            guard let given = NodeType(rawValue: name) else { throw Problem.invalid([FieldIssue("nodeType", "must be device or gateway")]) }
+            guard let given = NodeType(rawValue: name) else {
+                throw Problem.invalid([FieldIssue("nodeType", "must be device or gateway")])
+            }
             nodeType = given
         }
-        let product = Product(communityId: community.id, productKey: key, name: productName!, libraryKey: input.library,
-                              tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self), nodeType: nodeType,
-                              dynamicRegistration: input.dynamicRegistration ?? false)
+        let product = Product(
+            communityId: community.id, productKey: key, name: productName!, libraryKey: input.library,
+            tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self), nodeType: nodeType,
+            dynamicRegistration: input.dynamicRegistration ?? false)
         try await store.createProduct(product, actor: context.principal)
         return try JSON.response(view(product, devices: 0, withTSL: true), status: .created)
     }
@@ -122,7 +141,8 @@ extension API {
         let caller = try context.requireCaller()
         let pk = try context.parameters.require("pk")
         guard let product = try await store.product(key: pk),
-              scope.everything || scope.communities.contains(product.communityId) || caller.communityIds.contains(product.communityId)
+            scope.everything || scope.communities.contains(product.communityId)
+                || caller.communityIds.contains(product.communityId)
         else { throw Problem.notFound("product") }
         return product
     }
@@ -137,7 +157,8 @@ extension API {
 
     /// Device names and product keys as Alink uses them: they appear in topics and signatures.
     static func isDeviceToken(_ text: String) -> Bool {
-        !text.isEmpty && text.count <= 32 && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_@.:".contains($0)) }
+        !text.isEmpty && text.count <= 32
+            && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_@.:".contains($0)) }
     }
 
     struct DeviceView: Encodable {
@@ -180,19 +201,28 @@ extension API {
     }
 
     func ref(_ d: Device) -> DeviceRef {
-        DeviceRef(productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname, status: d.status,
-                  connected: services.devices?.isConnected(productKey: d.productKey, deviceName: d.deviceName) ?? false)
+        DeviceRef(
+            productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname, status: d.status,
+            connected: services.devices?.isConnected(productKey: d.productKey, deviceName: d.deviceName) ?? false)
     }
 
-    func view(_ d: Device, diagnosis: DeviceDiagnosis?, shadow: [ShadowValue]? = nil, now: Millis = nowMillis()) -> DeviceView {
+    func view(_ d: Device, diagnosis: DeviceDiagnosis?, shadow: [ShadowValue]? = nil, now: Millis = nowMillis())
+        -> DeviceView
+    {
         let diagnosis = diagnosis ?? .none
         let lastSeen = [d.lastSeenAt, diagnosis.lastSeenAt].compactMap { $0 }.max()
-        let silent = d.status != .disabled && d.reportIntervalSeconds.map { interval in now - (lastSeen ?? 0) > Millis(interval) * 1000 } == true
-        return DeviceView(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname, status: d.status,
-                          connected: services.devices?.isConnected(productKey: d.productKey, deviceName: d.deviceName) ?? false,
-                          buildingId: d.buildingId, unitId: d.unitId, householdId: d.householdId, personId: d.personId, location: d.location, tags: d.tagList, labels: d.labelMap, firmware: d.firmware,
-                          reportIntervalSeconds: d.reportIntervalSeconds, lastSeenAt: lastSeen, silent: silent, diagnosis: diagnosis, createdAt: d.createdAt, shadow: shadow,
-                          gatewayId: d.gatewayId)
+        let silent =
+            d.status != .disabled
+            && d.reportIntervalSeconds.map { interval in now - (lastSeen ?? 0) > Millis(interval) * 1000 } == true
+        return DeviceView(
+            id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName,
+            nickname: d.nickname, status: d.status,
+            connected: services.devices?.isConnected(productKey: d.productKey, deviceName: d.deviceName) ?? false,
+            buildingId: d.buildingId, unitId: d.unitId, householdId: d.householdId, personId: d.personId,
+            location: d.location, tags: d.tagList, labels: d.labelMap, firmware: d.firmware,
+            reportIntervalSeconds: d.reportIntervalSeconds, lastSeenAt: lastSeen, silent: silent, diagnosis: diagnosis,
+            createdAt: d.createdAt, shadow: shadow,
+            gatewayId: d.gatewayId)
     }
 
     @Sendable func listDevices(_ request: Request, context: AppContext) async throws -> Response {
@@ -203,7 +233,10 @@ extension API {
         try q.check()
         let found = try await store.devices(communityId: community.id, filter: filter, page: page, scope: scope)
         let diagnosis = try await store.diagnosis(found.items.map(\.id))
-        return try JSON.response(Page(items: found.items.map { view($0, diagnosis: diagnosis[$0.id]) }, total: found.total, limit: found.limit, offset: found.offset))
+        return try JSON.response(
+            Page(
+                items: found.items.map { view($0, diagnosis: diagnosis[$0.id]) }, total: found.total,
+                limit: found.limit, offset: found.offset))
     }
 
     struct DeviceInput: Decodable {
@@ -226,15 +259,22 @@ extension API {
         var deviceSecret: String
     }
 
-    func placement(_ v: inout Validator, nickname: String?, buildingId: ID?, unitId: ID?, householdId: ID?, location: String?, tags: [String]?,
-                   reportIntervalSeconds: Int?, prefix: String = "") -> DevicePlacement {
+    func placement(
+        _ v: inout Validator, nickname: String?, buildingId: ID?, unitId: ID?, householdId: ID?, location: String?,
+        tags: [String]?,
+        reportIntervalSeconds: Int?, prefix: String = ""
+    ) -> DevicePlacement {
         var p = DevicePlacement()
         p.nickname = v.text(nickname ?? "", prefix + "nickname", max: 100, required: false) ?? ""
         p.location = v.text(location ?? "", prefix + "location", max: 200, required: false) ?? ""
-        p.buildingId = buildingId; p.unitId = unitId; p.householdId = householdId
+        p.buildingId = buildingId
+        p.unitId = unitId
+        p.householdId = householdId
         p.tags = tags ?? []
         if p.tags.count > 20 { v.add(prefix + "tags", "must be at most 20 tags") }
-        for (i, tag) in p.tags.enumerated() where tag.isEmpty || tag.count > 32 { v.add(prefix + "tags[\(i)]", "must be 1 to 32 characters") }
+        for (i, tag) in p.tags.enumerated() where tag.isEmpty || tag.count > 32 {
+            v.add(prefix + "tags[\(i)]", "must be 1 to 32 characters")
+        }
         v.number(reportIntervalSeconds, prefix + "reportIntervalSeconds", in: 10...31_536_000)
         p.reportIntervalSeconds = reportIntervalSeconds
         return p
@@ -242,7 +282,9 @@ extension API {
 
     /// Placement refusals from storage name a field of the request: 422, not 409.
     func placing<T>(_ body: () async throws -> T) async throws -> T {
-        do { return try await body() } catch let StoreError.conflict(field, reason) where ["buildingId", "unitId", "householdId", "personId"].contains(field) {
+        do { return try await body() } catch let StoreError.conflict(field, reason)
+            where ["buildingId", "unitId", "householdId", "personId"].contains(field)
+        {
             throw Problem.invalid([FieldIssue(field, reason)])
         }
     }
@@ -254,19 +296,29 @@ extension API {
         let input = try await request.decodeJSON(DeviceInput.self, context: context)
         var v = Validator()
         if !Self.isDeviceToken(input.deviceName) { v.add("deviceName", "must be 1 to 32 letters, digits or - _ @ . :") }
-        let placement = placement(&v, nickname: input.nickname, buildingId: input.buildingId, unitId: input.unitId, householdId: input.householdId,
-                                  location: input.location, tags: input.tags, reportIntervalSeconds: input.reportIntervalSeconds)
+        let placement = placement(
+            &v, nickname: input.nickname, buildingId: input.buildingId, unitId: input.unitId,
+            householdId: input.householdId,
+            location: input.location, tags: input.tags, reportIntervalSeconds: input.reportIntervalSeconds)
         try v.check()
         guard let product = try await store.product(key: input.productKey), product.communityId == community.id else {
             throw Problem.invalid([FieldIssue("productKey", "is not a product of this community")])
         }
         var placed = placement
         placed.personId = input.personId
-        let (device, secret) = try await placing { try await store.registerDevice(product: product, deviceName: input.deviceName, placement: placed, actor: context.principal) }
-        return try JSON.response(Registered(device: view(device, diagnosis: nil), deviceSecret: secret), status: .created)
+        let (device, secret) = try await placing {
+            try await store.registerDevice(
+                product: product, deviceName: input.deviceName, placement: placed, actor: context.principal)
+        }
+        return try JSON.response(
+            Registered(device: view(device, diagnosis: nil), deviceSecret: secret), status: .created)
     }
 
-    struct ImportedDevice: Encodable { var productKey: String; var deviceName: String; var deviceSecret: String }
+    struct ImportedDevice: Encodable {
+        var productKey: String
+        var deviceName: String
+        var deviceSecret: String
+    }
     struct DeviceImportRefused: Encodable {
         var type = "https://linli.dev/problems/invalid"
         var title = "Some rows are not valid; nothing was registered"
@@ -284,11 +336,21 @@ extension API {
         let body = try await request.collectBody(upTo: context.maxUploadSize)
         if body.readableBytes == 0 { throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row") }
         let rows: [CSV.Row]
-        do { rows = try CSV.parse(utf8: body.readableBytesView) } catch { throw Problem.badRequest("body", "cannot be read: \(error.description)") }
-        let columns = ["productKey", "deviceName", "nickname", "building", "unit", "room", "location", "tags", "reportIntervalSeconds"]
+        do { rows = try CSV.parse(utf8: body.readableBytesView) } catch {
+            throw Problem.badRequest("body", "cannot be read: \(error.description)")
+        }
+        let columns = [
+            "productKey", "deviceName", "nickname", "building", "unit", "room", "location", "tags",
+            "reportIntervalSeconds",
+        ]
         guard let header = rows.first, Array(header.fields.prefix(2)) == Array(columns.prefix(2)),
-              header.fields.allSatisfy(columns.contains), Set(header.fields).count == header.fields.count
-        else { throw Problem.badRequest("body", "the header must be \(columns.joined(separator: ",")) (the first two required, in that order; each at most once)") }
+            header.fields.allSatisfy(columns.contains), Set(header.fields).count == header.fields.count
+        else {
+            throw Problem.badRequest(
+                "body",
+                "the header must be \(columns.joined(separator: ",")) (the first two required, in that order; each at most once)"
+            )
+        }
         if rows.count > 5_001 { throw Problem.badRequest("body", "at most 5000 devices per file") }
         let index = Dictionary(uniqueKeysWithValues: header.fields.enumerated().map { ($1, $0) })
 
@@ -296,8 +358,11 @@ extension API {
         let buildings = try await store.buildings(communityId: community.id, scope: .everything)
         var units: [ID: [BuildingUnit]] = [:]
         for b in buildings { units[b.id] = try await store.units(buildingId: b.id, scope: .everything) }
-        let households = try await store.households(communityId: community.id, filter: HouseholdFilter(), sort: try ListOrder(nil, allowed: [:], default: "h.id"),
-                                                    page: PageRequest(limit: 1_000_000), scope: .everything).items
+        let households = try await store.households(
+            communityId: community.id, filter: HouseholdFilter(),
+            sort: try ListOrder(nil, allowed: [:], default: "h.id"),
+            page: PageRequest(limit: 1_000_000), scope: .everything
+        ).items
         var products: [String: Product] = [:]
         var seen: Set<String> = []
         var issues: [FieldIssue] = []
@@ -312,40 +377,82 @@ extension API {
             // A cell past the header has no column and would be dropped unseen, so the row is
             // refused. Fewer cells read as empty: files written by hand leave trailing ones out.
             if row.fields.count > header.fields.count {
-                issues.append(FieldIssue(at + "row", "has \(row.fields.count) cells; the header has \(header.fields.count)")); continue
+                issues.append(
+                    FieldIssue(at + "row", "has \(row.fields.count) cells; the header has \(header.fields.count)"))
+                continue
             }
             let pk = field("productKey") ?? ""
-            if products[pk] == nil, let found = try await store.product(key: pk), found.communityId == community.id { products[pk] = found }
-            if products[pk] == nil { issues.append(FieldIssue(at + "productKey", "is not a product of this community")); continue }
+            if products[pk] == nil, let found = try await store.product(key: pk), found.communityId == community.id {
+                products[pk] = found
+            }
+            if products[pk] == nil {
+                issues.append(FieldIssue(at + "productKey", "is not a product of this community"))
+                continue
+            }
             let name = field("deviceName") ?? ""
-            if !Self.isDeviceToken(name) { issues.append(FieldIssue(at + "deviceName", "must be 1 to 32 letters, digits or - _ @ . :")); continue }
-            if !seen.insert(pk + "/" + name).inserted { issues.append(FieldIssue(at + "deviceName", "appears twice in the file")); continue }
-            if try await store.device(productKey: pk, deviceName: name) != nil { issues.append(FieldIssue(at + "deviceName", "\(name) is already registered for this product")); continue }
-            var building: Building?, unit: BuildingUnit?, household: HouseholdListing?
+            if !Self.isDeviceToken(name) {
+                issues.append(FieldIssue(at + "deviceName", "must be 1 to 32 letters, digits or - _ @ . :"))
+                continue
+            }
+            if !seen.insert(pk + "/" + name).inserted {
+                issues.append(FieldIssue(at + "deviceName", "appears twice in the file"))
+                continue
+            }
+            if try await store.device(productKey: pk, deviceName: name) != nil {
+                issues.append(FieldIssue(at + "deviceName", "\(name) is already registered for this product"))
+                continue
+            }
+            var building: Building?
+            var unit: BuildingUnit?
+            var household: HouseholdListing?
             if let b = field("building") {
                 building = buildings.first { $0.name == b }
-                if building == nil { issues.append(FieldIssue(at + "building", "no building named \(b)")); continue }
+                if building == nil {
+                    issues.append(FieldIssue(at + "building", "no building named \(b)"))
+                    continue
+                }
             }
             if let u = field("unit") {
-                guard let building else { issues.append(FieldIssue(at + "unit", "needs a building")); continue }
+                guard let building else {
+                    issues.append(FieldIssue(at + "unit", "needs a building"))
+                    continue
+                }
                 unit = units[building.id]?.first { $0.name == u }
-                if unit == nil { issues.append(FieldIssue(at + "unit", "no unit named \(u) in \(building.name)")); continue }
+                if unit == nil {
+                    issues.append(FieldIssue(at + "unit", "no unit named \(u) in \(building.name)"))
+                    continue
+                }
             }
             if let r = field("room") {
-                guard let unit else { issues.append(FieldIssue(at + "room", "needs a building and a unit")); continue }
+                guard let unit else {
+                    issues.append(FieldIssue(at + "room", "needs a building and a unit"))
+                    continue
+                }
                 household = households.first { $0.unitId == unit.id && $0.room == r }
-                if household == nil { issues.append(FieldIssue(at + "room", "no room \(r) in that unit")); continue }
+                if household == nil {
+                    issues.append(FieldIssue(at + "room", "no room \(r) in that unit"))
+                    continue
+                }
             }
             var interval: Int?
             if let text = field("reportIntervalSeconds") {
                 interval = Int(text)
-                if interval == nil { issues.append(FieldIssue(at + "reportIntervalSeconds", "must be a whole number of seconds")); continue }
+                if interval == nil {
+                    issues.append(FieldIssue(at + "reportIntervalSeconds", "must be a whole number of seconds"))
+                    continue
+                }
             }
             var v = Validator()
-            let tags = field("tags").map { $0.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
-            let p = placement(&v, nickname: field("nickname"), buildingId: building?.id, unitId: unit?.id, householdId: household?.id,
-                              location: field("location"), tags: tags, reportIntervalSeconds: interval, prefix: at)
-            if !v.issues.isEmpty { issues.append(contentsOf: v.issues); continue }
+            let tags = field("tags").map {
+                $0.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            }
+            let p = placement(
+                &v, nickname: field("nickname"), buildingId: building?.id, unitId: unit?.id, householdId: household?.id,
+                location: field("location"), tags: tags, reportIntervalSeconds: interval, prefix: at)
+            if !v.issues.isEmpty {
+                issues.append(contentsOf: v.issues)
+                continue
+            }
             entries.append((products[pk]!, name, p))
         }
         if entries.isEmpty && issues.isEmpty { throw Problem.badRequest("body", "has no device rows") }
@@ -356,7 +463,9 @@ extension API {
         }
         // One transaction for the whole file: a name taken meanwhile registers nothing (409).
         let made = try await store.registerDevices(entries, actor: context.principal)
-        let registered = made.map { ImportedDevice(productKey: $0.0.productKey, deviceName: $0.0.deviceName, deviceSecret: $0.secret) }
+        let registered = made.map {
+            ImportedDevice(productKey: $0.0.productKey, deviceName: $0.0.deviceName, deviceSecret: $0.secret)
+        }
         return try JSON.response(["registered": registered], status: .created)
     }
 
@@ -366,9 +475,14 @@ extension API {
         let caller = try context.requireCaller()
         let scope = try context.scope(capability)
         let reach = caller.scope(for: .viewDevices).union(scope)
-        let pk = try context.parameters.require("pk"), dn = try context.parameters.require("dn")
-        guard let device = try await store.device(productKey: pk, deviceName: dn, scope: reach) else { throw Problem.notFound("device") }
-        if capability != .viewDevices, try await store.device(productKey: pk, deviceName: dn, scope: scope) == nil { throw Problem.forbidden(capability) }
+        let pk = try context.parameters.require("pk")
+        let dn = try context.parameters.require("dn")
+        guard let device = try await store.device(productKey: pk, deviceName: dn, scope: reach) else {
+            throw Problem.notFound("device")
+        }
+        if capability != .viewDevices, try await store.device(productKey: pk, deviceName: dn, scope: scope) == nil {
+            throw Problem.forbidden(capability)
+        }
         return (device, scope)
     }
 
@@ -378,7 +492,9 @@ extension API {
         var shown = view(device, diagnosis: diagnosis, shadow: try await store.shadow(device))
         if let gatewayId = device.gatewayId { shown.gateway = try await store.device(id: gatewayId).map(ref) }
         // A gateway's sub-devices may sit anywhere in the community: listed for callers who see it all.
-        if try await store.product(key: device.productKey)?.nodeType == .gateway, scope.coversCommunity(device.communityId) {
+        if try await store.product(key: device.productKey)?.nodeType == .gateway,
+            scope.coversCommunity(device.communityId)
+        {
             shown.subDevices = try await store.subDevices(of: device).map(ref)
         }
         return try JSON.response(shown)
@@ -405,25 +521,33 @@ extension API {
         try request.requireJSONContentType()
         let body = try await request.collectBody(upTo: context.maxUploadSize)
         let input: DevicePatch
-        do { input = try JSONDecoder().decode(DevicePatch.self, from: body) } catch let error as DecodingError { throw Problem.decoding(error) }
-        let keys = Set(((try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any])?.keys.map { $0 } ?? [])
+        do { input = try JSONDecoder().decode(DevicePatch.self, from: body) } catch let error as DecodingError {
+            throw Problem.decoding(error)
+        }
+        let keys = Set(
+            ((try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any])?.keys.map { $0 } ?? [])
         var v = Validator()
-        let p = placement(&v, nickname: input.nickname, buildingId: input.buildingId, unitId: input.unitId, householdId: input.householdId,
-                          location: input.location, tags: input.tags, reportIntervalSeconds: input.reportIntervalSeconds)
+        let p = placement(
+            &v, nickname: input.nickname, buildingId: input.buildingId, unitId: input.unitId,
+            householdId: input.householdId,
+            location: input.location, tags: input.tags, reportIntervalSeconds: input.reportIntervalSeconds)
         try v.check()
         let placing = !keys.isDisjoint(with: ["buildingId", "unitId", "householdId", "location"])
         let interval: Int?? = keys.contains("reportIntervalSeconds") ? .some(input.reportIntervalSeconds) : .none
         device = try await self.placing {
-            try await store.updateDevice(device, nickname: keys.contains("nickname") ? p.nickname : nil,
-                                         placement: placing ? (p.buildingId, p.unitId, p.householdId, p.location) : nil,
-                                         tags: keys.contains("tags") ? p.tags : nil, reportIntervalSeconds: interval,
-                                         personId: keys.contains("personId") ? .some(input.personId) : .none, actor: context.principal)
+            try await store.updateDevice(
+                device, nickname: keys.contains("nickname") ? p.nickname : nil,
+                placement: placing ? (p.buildingId, p.unitId, p.householdId, p.location) : nil,
+                tags: keys.contains("tags") ? p.tags : nil, reportIntervalSeconds: interval,
+                personId: keys.contains("personId") ? .some(input.personId) : .none, actor: context.principal)
         }
         if let enabled = input.enabled, enabled != (device.status != .disabled) {
             device = try await store.setDeviceEnabled(device, enabled, actor: context.principal)
             // A disabled device loses its connection now, not at its next sign-in; a sub-device's
             // gateway is told either way.
-            if !enabled { await services.devices?.disconnect(productKey: device.productKey, deviceName: device.deviceName) }
+            if !enabled {
+                await services.devices?.disconnect(productKey: device.productKey, deviceName: device.deviceName)
+            }
             await services.devices?.subDevice(device, was: enabled ? .enabled : .disabled)
         }
         let diagnosis = try await store.diagnosis([device.id])[device.id]
@@ -436,7 +560,10 @@ extension API {
     }
 
     struct DesiredInput: Decodable { var values: JSONValue }
-    struct DesiredResult: Encodable { var items: [DesiredValue]; var delivered: Bool }
+    struct DesiredResult: Encodable {
+        var items: [DesiredValue]
+        var delivered: Bool
+    }
 
     /// Sets desired values of writable properties, checked against the thing model. A connected
     /// device gets them at once as a property set; an offline one when it next signs in.
@@ -448,19 +575,29 @@ extension API {
         guard let model = try await thingModel(device.productKey) else {
             throw Problem.conflict("device", "its product has no thing model")
         }
-        guard case let .object(values) = input.values, !values.isEmpty else { throw Problem.invalid([FieldIssue("values", "must be an object of property values")]) }
-        var faults = model.validateProperties(input.values, writing: true).map { FieldIssue("values.\($0.path)", $0.reason) }
+        guard case let .object(values) = input.values, !values.isEmpty else {
+            throw Problem.invalid([FieldIssue("values", "must be an object of property values")])
+        }
+        var faults = model.validateProperties(input.values, writing: true).map {
+            FieldIssue("values.\($0.path)", $0.reason)
+        }
         // The `{"value", "time"}` wrapper is how devices report; a desired value is the value itself.
         for (identifier, value) in values where model.property(identifier)?.dataType.typeName != "struct" {
-            if case .object = value { faults.append(FieldIssue("values.\(identifier)", "must be the value itself, not an object")) }
+            if case .object = value {
+                faults.append(FieldIssue("values.\(identifier)", "must be the value itself, not an object"))
+            }
         }
         if !faults.isEmpty { throw Problem.invalid(faults) }
         // Kept in the form the device will get (a bool as 0 or 1).
         guard case let .object(normalized) = model.normalizedProperties(input.values) else {
             throw Problem.invalid([FieldIssue("values", "must be an object of property values")])
         }
-        let items = try await store.setDesired(device, normalized.sorted { $0.key < $1.key }.map { ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self)) },
-                                               actor: context.principal)
+        let items = try await store.setDesired(
+            device,
+            normalized.sorted { $0.key < $1.key }.map {
+                ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self))
+            },
+            actor: context.principal)
         let delivered = await services.devices?.deliverDesired(device, timeout: .seconds(5)) ?? false
         return try JSON.response(DesiredResult(items: items, delivered: delivered))
     }
@@ -483,14 +620,23 @@ extension API {
         guard case let .object(body) = try await request.decodeJSON(JSONValue.self, context: context) else {
             throw Problem.invalid([FieldIssue("body", "must be an object with desired")])
         }
-        var faults = body.keys.sorted().filter { $0 != "desired" && $0 != "version" }.map { FieldIssue($0, "is not a field of a shadow change (desired, version)") }
+        var faults = body.keys.sorted().filter { $0 != "desired" && $0 != "version" }.map {
+            FieldIssue($0, "is not a field of a shadow change (desired, version)")
+        }
         let desired: ShadowRequest.Side?
         switch body["desired"] {
-        case nil: desired = nil; faults.append(FieldIssue("desired", "is required: an object of attributes, or null to take out all"))
+        case nil:
+            desired = nil
+            faults.append(FieldIssue("desired", "is required: an object of attributes, or null to take out all"))
         case .null?: desired = .clear
-        case let .object(items)? where !items.isEmpty && items.count <= ShadowDocument.attributeLimit: desired = .attributes(items)
-        case .object?: desired = nil; faults.append(FieldIssue("desired", "must name 1 to \(ShadowDocument.attributeLimit) attributes"))
-        default: desired = nil; faults.append(FieldIssue("desired", "must be an object of attributes, or null"))
+        case let .object(items)? where !items.isEmpty && items.count <= ShadowDocument.attributeLimit:
+            desired = .attributes(items)
+        case .object?:
+            desired = nil
+            faults.append(FieldIssue("desired", "must name 1 to \(ShadowDocument.attributeLimit) attributes"))
+        default:
+            desired = nil
+            faults.append(FieldIssue("desired", "must be an object of attributes, or null"))
         }
         var version: Int64?
         switch body["version"] {
@@ -505,11 +651,13 @@ extension API {
         do {
             stored = try await store.changeShadowDocument(device, actor: context.principal) { json in
                 let current = DeviceGateway.document(json)
-                let next = try current.applying(.update(.init(desired: desired), version: asked ?? current.version + 1), at: now)
+                let next = try current.applying(
+                    .update(.init(desired: desired), version: asked ?? current.version + 1), at: now)
                 return (String(decoding: next.json.serialized(), as: UTF8.self), next.version)
             }
         } catch let fault as ShadowFault {
-            throw fault.code == .versionConflict ? Problem.conflict("version", fault.message) : Problem.invalid([FieldIssue("desired", fault.message)])
+            throw fault.code == .versionConflict
+                ? Problem.conflict("version", fault.message) : Problem.invalid([FieldIssue("desired", fault.message)])
         }
         let document = DeviceGateway.document(stored)
         let delivered = await services.devices?.pushShadowDocument(device, document) ?? false
@@ -556,16 +704,21 @@ extension API {
             q.issues.append(FieldIssue("property", "is not a property of this device's product"))
         }
         if from >= to { q.issues.append(FieldIssue("from", "must be before to")) }
-        if let bucket, (to - from) / (Millis(bucket) * 1000) > 10_000 { q.issues.append(FieldIssue("bucket", "would make more than 10000 buckets; widen it or narrow the range")) }
+        if let bucket, (to - from) / (Millis(bucket) * 1000) > 10_000 {
+            q.issues.append(FieldIssue("bucket", "would make more than 10000 buckets; widen it or narrow the range"))
+        }
         try q.check()
         if let bucket {
-            let buckets = try await store.telemetryBuckets(device, identifier: property!, from: from, to: to, bucketMillis: Int64(bucket) * 1000)
-            return try JSON.response(TelemetryResult(property: property!, from: from, to: to, bucketSeconds: bucket, buckets: buckets))
+            let buckets = try await store.telemetryBuckets(
+                device, identifier: property!, from: from, to: to, bucketMillis: Int64(bucket) * 1000)
+            return try JSON.response(
+                TelemetryResult(property: property!, from: from, to: to, bucketSeconds: bucket, buckets: buckets))
         }
         var points = try await store.telemetry(device, identifier: property!, from: from, to: to, limit: limit + 1)
         let truncated = points.count > limit
         if truncated { points.removeFirst() }
-        return try JSON.response(TelemetryResult(property: property!, from: from, to: to, points: points, truncated: truncated))
+        return try JSON.response(
+            TelemetryResult(property: property!, from: from, to: to, points: points, truncated: truncated))
     }
 }
 

@@ -24,8 +24,15 @@ extension API {
         var createdBy: String
         var createdAt: Millis
         init(_ f: Firmware) {
-            id = f.id; productKey = f.productKey; module = f.module; version = f.version; size = f.size
-            sha256 = f.sha256; md5 = f.md5; createdBy = f.createdBy; createdAt = f.createdAt
+            id = f.id
+            productKey = f.productKey
+            module = f.module
+            version = f.version
+            size = f.size
+            sha256 = f.sha256
+            md5 = f.md5
+            createdBy = f.createdBy
+            createdAt = f.createdAt
         }
     }
 
@@ -39,7 +46,9 @@ extension API {
 
     @Sendable func listFirmware(_ request: Request, context: AppContext) async throws -> Response {
         let product = try await visibleProduct(context)
-        return try JSON.response(["items": try await store.firmware(productKey: product.productKey).map(FirmwareView.init)])
+        return try JSON.response([
+            "items": try await store.firmware(productKey: product.productKey).map(FirmwareView.init)
+        ])
     }
 
     /// A package as the raw body; `version` (and `module`, default `default`) in the query.
@@ -54,11 +63,16 @@ extension API {
         guard faults.isEmpty, let version else { throw Problem.invalid(faults) }
         let body = try await request.body.collect(upTo: Store.firmwareLimit + 1)
         do {
-            let firmware = try await store.addFirmware(productKey: product.productKey, communityId: product.communityId, module: module, version: version,
-                                                       bytes: Array(buffer: body), folder: attachments, actor: context.principal)
+            let firmware = try await store.addFirmware(
+                productKey: product.productKey, communityId: product.communityId, module: module, version: version,
+                bytes: Array(buffer: body), folder: attachments, actor: context.principal)
             return try JSON.response(FirmwareView(firmware), status: .created)
         } catch let fault as FirmwareFault {
-            if case .tooLarge = fault { throw Problem(.contentTooLarge, type: "too-large", title: "The package is too large", detail: "body \(fault)", errors: [FieldIssue("body", fault.description)]) }
+            if case .tooLarge = fault {
+                throw Problem(
+                    .contentTooLarge, type: "too-large", title: "The package is too large", detail: "body \(fault)",
+                    errors: [FieldIssue("body", fault.description)])
+            }
             throw Problem.invalid([FieldIssue("body", fault.description)])
         }
     }
@@ -68,11 +82,15 @@ extension API {
     static func packageFaults(version: String?, module: String) -> [FieldIssue] {
         var faults: [FieldIssue] = []
         if let version {
-            if version.isEmpty || version.count > 64 || version.contains(where: { $0.isWhitespace }) { faults.append(FieldIssue("version", "must be 1 to 64 characters without spaces")) }
+            if version.isEmpty || version.count > 64 || version.contains(where: { $0.isWhitespace }) {
+                faults.append(FieldIssue("version", "must be 1 to 64 characters without spaces"))
+            }
         } else {
             faults.append(FieldIssue("version", "is required: the version the device will say once upgraded"))
         }
-        if module.isEmpty || module.count > 32 || !module.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) {
+        if module.isEmpty || module.count > 32
+            || !module.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
+        {
             faults.append(FieldIssue("module", "must be 1 to 32 letters, digits, _ or -"))
         }
         return faults
@@ -80,9 +98,14 @@ extension API {
 
     /// Starts upgrading devices to a package and offers it to those connected now; how many were
     /// offered. A 409 when devices cannot be given an address to download from.
-    func upgrade(_ devices: [Device], to firmware: Firmware, actor: Principal) async throws -> (started: [FirmwareUpgrade], offered: Int) {
+    func upgrade(_ devices: [Device], to firmware: Firmware, actor: Principal) async throws -> (
+        started: [FirmwareUpgrade], offered: Int
+    ) {
         guard let gateway = services.devices, gateway.downloadBase.withLock({ $0 }) != nil else {
-            throw Problem.conflict("device-url", "devices cannot be given a download address: set device-url (Linli listens on every interface), and run the MQTT broker")
+            throw Problem.conflict(
+                "device-url",
+                "devices cannot be given a download address: set device-url (Linli listens on every interface), and run the MQTT broker"
+            )
         }
         let started = try await store.startUpgrades(to: firmware, devices: devices, actor: actor)
         gateway.upgradesStarted(productKey: firmware.productKey)
@@ -95,19 +118,30 @@ extension API {
     func visibleFirmware(_ context: AppContext) async throws -> (Product, Firmware) {
         let product = try await visibleProduct(context)
         let id = try context.parameters.require("id")
-        guard let firmware = try await store.firmware(id: id), firmware.productKey == product.productKey else { throw Problem.notFound("firmware") }
+        guard let firmware = try await store.firmware(id: id), firmware.productKey == product.productKey else {
+            throw Problem.notFound("firmware")
+        }
         return (product, firmware)
     }
 
     @Sendable func listUpgrades(_ request: Request, context: AppContext) async throws -> Response {
         let (_, firmware) = try await visibleFirmware(context)
-        let items = try await store.upgrades(of: firmware).map { UpgradeView(deviceName: $0.deviceName, status: $0.upgrade.status, step: $0.upgrade.step,
-                                                                              detail: $0.upgrade.detail, updatedAt: $0.upgrade.updatedAt) }
+        let items = try await store.upgrades(of: firmware).map {
+            UpgradeView(
+                deviceName: $0.deviceName, status: $0.upgrade.status, step: $0.upgrade.step,
+                detail: $0.upgrade.detail, updatedAt: $0.upgrade.updatedAt)
+        }
         return try JSON.response(["items": items])
     }
 
-    struct UpgradeInput: Decodable { var devices: [String]?; var all: Bool? }
-    struct UpgradesStarted: Encodable { var items: [UpgradeView]; var offered: Int }
+    struct UpgradeInput: Decodable {
+        var devices: [String]?
+        var all: Bool?
+    }
+    struct UpgradesStarted: Encodable {
+        var items: [UpgradeView]
+        var offered: Int
+    }
 
     /// Starts upgrading devices of the product (`devices` by name, or `all` enabled ones) to the
     /// package; connected devices are offered it at once, the others when they next sign in.
@@ -123,10 +157,16 @@ extension API {
         case let (names?, nil) where !names.isEmpty && names.count <= 1000:
             var faults: [FieldIssue] = []
             for (i, name) in names.enumerated() {
-                guard let device = try await store.device(productKey: product.productKey, deviceName: name), device.communityId == product.communityId else {
-                    faults.append(FieldIssue("devices[\(i)]", "is not a device of this product")); continue
+                guard let device = try await store.device(productKey: product.productKey, deviceName: name),
+                    device.communityId == product.communityId
+                else {
+                    faults.append(FieldIssue("devices[\(i)]", "is not a device of this product"))
+                    continue
                 }
-                if device.status == .disabled { faults.append(FieldIssue("devices[\(i)]", "is disabled")); continue }
+                if device.status == .disabled {
+                    faults.append(FieldIssue("devices[\(i)]", "is disabled"))
+                    continue
+                }
                 devices.append(device)
             }
             if !faults.isEmpty { throw Problem.invalid(faults) }
@@ -135,7 +175,11 @@ extension API {
         }
         let (started, offered) = try await upgrade(devices, to: firmware, actor: context.principal)
         let byId = Dictionary(uniqueKeysWithValues: devices.map { ($0.id, $0.deviceName) })
-        let items = started.map { UpgradeView(deviceName: byId[$0.deviceId] ?? "", status: $0.status, step: $0.step, detail: $0.detail, updatedAt: $0.updatedAt) }
+        let items = started.map {
+            UpgradeView(
+                deviceName: byId[$0.deviceId] ?? "", status: $0.status, step: $0.step, detail: $0.detail,
+                updatedAt: $0.updatedAt)
+        }
         return try JSON.response(UpgradesStarted(items: items, offered: offered), status: .created)
     }
 
@@ -147,12 +191,21 @@ extension API {
     /// would grow with the package (measured in BENCHMARKS.md, `bench/firmware.sh`).
     @Sendable func firmwareDownload(_ request: Request, context: AppContext) async throws -> Response {
         let token = try context.parameters.require("token")
-        guard token.count <= 128, let firmware = try await store.download(token: token) else { throw Problem.notFound("download") }
+        guard token.count <= 128, let firmware = try await store.download(token: token) else {
+            throw Problem.notFound("download")
+        }
         let path = URL(fileURLWithPath: attachments).appendingPathComponent(firmware.file).path
         let body: ResponseBody
-        do { body = try await FileIO().loadFile(path: path, context: context) } catch { throw Problem.notFound("download") }
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentLength: "\(firmware.size)",
-                                               .contentDisposition: "attachment; filename=\"\(firmware.productKey)-\(firmware.module)-\(firmware.version).bin\""],
-                        body: body)
+        do { body = try await FileIO().loadFile(path: path, context: context) } catch {
+            throw Problem.notFound("download")
+        }
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: "application/octet-stream", .contentLength: "\(firmware.size)",
+                .contentDisposition:
+                    "attachment; filename=\"\(firmware.productKey)-\(firmware.module)-\(firmware.version).bin\"",
+            ],
+            body: body)
     }
 }

@@ -51,7 +51,8 @@ extension Request {
             switch value {
             case .double: suspects.append(path)
             case let .array(items): for (i, item) in items.enumerated() { collect(item, path + [.index(i)]) }
-            case let .object(members): for (key, member) in members.sorted(by: { $0.key < $1.key }) { collect(member, path + [.key(key)]) }
+            case let .object(members):
+                for (key, member) in members.sorted(by: { $0.key < $1.key }) { collect(member, path + [.key(key)]) }
             default: break
             }
         }
@@ -126,7 +127,8 @@ struct QueryReader {
         return value
     }
 
-    mutating func oneOf<E: RawRepresentable & CaseIterable>(_ name: String, _ type: E.Type) -> E? where E.RawValue == String {
+    mutating func oneOf<E: RawRepresentable & CaseIterable>(_ name: String, _ type: E.Type) -> E?
+    where E.RawValue == String {
         guard let text = raw(name), !text.isEmpty else { return nil }
         guard let value = E(rawValue: text) else {
             issues.append(FieldIssue(name, "must be one of \(E.allCases.map(\.rawValue).joined(separator: ", "))"))
@@ -147,8 +149,9 @@ struct QueryReader {
     }
 
     mutating func page() -> PageRequest {
-        PageRequest(limit: int("limit", in: 1...PageRequest.maxLimit, default: 50),
-                    offset: int("offset", in: 0...PageRequest.maxOffset, default: 0))
+        PageRequest(
+            limit: int("limit", in: 1...PageRequest.maxLimit, default: 50),
+            offset: int("offset", in: 0...PageRequest.maxOffset, default: 0))
     }
 
     mutating func sort(allowed: [String: String], default fallback: String) -> ListOrder {
@@ -162,8 +165,9 @@ struct QueryReader {
 
     func check() throws {
         if !issues.isEmpty {
-            throw Problem(.badRequest, type: "invalid-query", title: "The query has invalid parameters",
-                          detail: issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "), errors: issues)
+            throw Problem(
+                .badRequest, type: "invalid-query", title: "The query has invalid parameters",
+                detail: issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "), errors: issues)
         }
     }
 }
@@ -178,7 +182,9 @@ enum JSON {
 
     static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         let data = try encoder.encode(value)
-        return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
 
@@ -186,7 +192,10 @@ enum JSON {
 struct Items<T: Encodable & Sendable>: Encodable, Sendable {
     var items: [T]
     var total: Int
-    init(_ items: [T]) { self.items = items; self.total = items.count }
+    init(_ items: [T]) {
+        self.items = items
+        self.total = items.count
+    }
 }
 
 /// `multipart/form-data` bodies (a form with a file), parsed without a library: the parts between
@@ -228,7 +237,9 @@ struct Multipart {
             let headers = String(decoding: body[cursor..<headerEnd], as: UTF8.self)
             let contentStart = headerEnd + 4
             guard let next = find([0x0D, 0x0A] + delimiter, in: body, from: contentStart) else { return nil }
-            var name: String? = nil, filename: String? = nil, contentType: String? = nil
+            var name: String? = nil
+            var filename: String? = nil
+            var contentType: String? = nil
             for line in headers.components(separatedBy: "\r\n") {
                 let lower = line.lowercased()
                 if lower.hasPrefix("content-disposition:") {
@@ -239,7 +250,8 @@ struct Multipart {
                 }
             }
             guard let name else { return nil }
-            parts.append(Part(name: name, filename: filename, contentType: contentType, data: Array(body[contentStart..<next])))
+            parts.append(
+                Part(name: name, filename: filename, contentType: contentType, data: Array(body[contentStart..<next])))
             start = next + 2
             if parts.count > 50 { return nil }
         }
@@ -249,7 +261,9 @@ struct Multipart {
     static func parameter(_ key: String, in line: String) -> String? {
         for piece in line.split(separator: ";").dropFirst() {
             let kv = piece.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
-            if kv.count == 2, kv[0].lowercased() == key { return kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            if kv.count == 2, kv[0].lowercased() == key {
+                return kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
         }
         return nil
     }
@@ -269,9 +283,13 @@ struct Multipart {
 extension Request {
     /// The parts of a multipart form, or a 400.
     mutating func multipart(context: AppContext) async throws -> [Multipart.Part] {
-        guard let boundary = Multipart.boundary(headers[.contentType]) else { throw Problem.badRequest("body", "is not multipart/form-data") }
+        guard let boundary = Multipart.boundary(headers[.contentType]) else {
+            throw Problem.badRequest("body", "is not multipart/form-data")
+        }
         let buffer = try await collectBody(upTo: context.maxUploadSize)
-        guard let parts = Multipart.parse(Array(buffer: buffer), boundary: boundary) else { throw Problem.badRequest("body", "is not well-formed multipart/form-data") }
+        guard let parts = Multipart.parse(Array(buffer: buffer), boundary: boundary) else {
+            throw Problem.badRequest("body", "is not well-formed multipart/form-data")
+        }
         return parts
     }
 }
@@ -281,7 +299,10 @@ enum JSONPathStep { case key(String), index(Int) }
 extension JSONValue {
     /// Replaces the value at `path` (which must exist); used to try a body with one value changed.
     mutating func set(_ value: JSONValue, at path: ArraySlice<JSONPathStep>) {
-        guard let step = path.first else { self = value; return }
+        guard let step = path.first else {
+            self = value
+            return
+        }
         switch (self, step) {
         case (.object(var members), let .key(k)):
             members[k]?.set(value, at: path.dropFirst())

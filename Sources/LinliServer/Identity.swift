@@ -45,14 +45,19 @@ public enum Passwords {
 /// From the third failure a key must wait 2^(n-3) seconds before trying again; the tenth locks it
 /// for `lockDuration`. A success clears the account's key (not the address's).
 public actor LoginThrottle {
-    struct Entry { var failures: Int; var notBefore: ContinuousClock.Instant }
+    struct Entry {
+        var failures: Int
+        var notBefore: ContinuousClock.Instant
+    }
     private var entries: [String: Entry] = [:]
     let lockAfter: Int
     let lockDuration: Duration
     let logger: Logger
 
     public init(lockAfter: Int = 10, lockDuration: Duration = .seconds(15 * 60), logger: Logger) {
-        self.lockAfter = lockAfter; self.lockDuration = lockDuration; self.logger = logger
+        self.lockAfter = lockAfter
+        self.lockDuration = lockDuration
+        self.logger = logger
     }
 
     /// Seconds to wait before another attempt is allowed for any of `keys`, or nil.
@@ -71,7 +76,9 @@ public actor LoginThrottle {
             entry.failures += 1
             if entry.failures >= lockAfter {
                 entry.notBefore = now + lockDuration
-                logger.warning("sign-in locked after repeated failures", metadata: ["key": "\(key)", "failures": "\(entry.failures)"])
+                logger.warning(
+                    "sign-in locked after repeated failures",
+                    metadata: ["key": "\(key)", "failures": "\(entry.failures)"])
             } else if entry.failures >= 3 {
                 entry.notBefore = now + .seconds(1 << min(entry.failures - 3, 10))
             }
@@ -90,12 +97,16 @@ struct IdentityMiddleware: RouterMiddleware {
     let callers: CallerCache
     static let cookieName = "linli_session"
 
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
+        async throws -> Response
+    {
         var context = context
         var request = request
         if let header = request.headers[.authorization] {
             // A bad token is remembered, not thrown: public endpoints still answer, protected ones say why.
-            if header.lowercased().hasPrefix("bearer "), case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces), !token.isEmpty {
+            if header.lowercased().hasPrefix("bearer "),
+                case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces), !token.isEmpty
+            {
                 let key = "t:" + Digest.sha256Hex(token)
                 if let cached = callers.get(key) {
                     context.caller = cached.caller
@@ -112,7 +123,9 @@ struct IdentityMiddleware: RouterMiddleware {
         } else if let cookie = request.cookies[Self.cookieName]?.value, !cookie.isEmpty {
             let key = "s:" + Digest.sha256Hex(cookie)
             var entry = callers.get(key)
-            if entry == nil, let session = try await store.session(cookie: cookie), let account = try await store.account(id: session.accountId), account.status == .active {
+            if entry == nil, let session = try await store.session(cookie: cookie),
+                let account = try await store.account(id: session.accountId), account.status == .active
+            {
                 entry = CallerCache.Entry(caller: try await Self.caller(for: account, store: store), session: session)
                 callers.put(key, entry!)
             }
@@ -135,7 +148,9 @@ struct IdentityMiddleware: RouterMiddleware {
     static func caller(for account: Account, store: Store) async throws -> Caller {
         let bindings = try await store.bindings(accountId: account.id)
         let grids = try await store.gridBuildings(bindings.compactMap(\.gridId))
-        return Caller(accountId: account.id, username: account.username, displayName: account.displayName, bindings: bindings, gridBuildings: grids)
+        return Caller(
+            accountId: account.id, username: account.username, displayName: account.displayName, bindings: bindings,
+            gridBuildings: grids)
     }
 
     /// A cookie-authenticated write must prove it came from Linli's own page: the session's token in
@@ -149,9 +164,15 @@ struct IdentityMiddleware: RouterMiddleware {
         } else if Multipart.boundary(request.headers[.contentType]) != nil {
             // A form with a file (a photo with a report) carries the token as one of its parts.
             let parts = (try? await request.multipart(context: context)) ?? []
-            if let token = parts.first(where: { $0.name == "_csrf" })?.text, Digest.constantTimeEqual(token, session.csrfToken) { return }
+            if let token = parts.first(where: { $0.name == "_csrf" })?.text,
+                Digest.constantTimeEqual(token, session.csrfToken)
+            {
+                return
+            }
         }
-        throw Problem(.forbidden, type: "csrf", title: "The form has expired", detail: "Reload the page and try again (missing or wrong CSRF token).")
+        throw Problem(
+            .forbidden, type: "csrf", title: "The form has expired",
+            detail: "Reload the page and try again (missing or wrong CSRF token).")
     }
 }
 

@@ -12,7 +12,15 @@ extension WebConsole {
         router.post("/app/inbox/preferences", use: inboxPreferences)
     }
 
-    struct InboxRow { var id: ID; var title: String; var body: String; var severity: String; var link: String?; var created: String; var unread: Bool }
+    struct InboxRow {
+        var id: ID
+        var title: String
+        var body: String
+        var severity: String
+        var link: String?
+        var created: String
+        var unread: Bool
+    }
 
     @Sendable func inboxPage(_ request: Request, context: AppContext) async throws -> Response {
         try await renderInbox(context, saved: request.uri.queryParameters.get("saved") == "1")
@@ -20,16 +28,22 @@ extension WebConsole {
 
     func renderInbox(_ context: AppContext, error: Problem? = nil, saved: Bool = false) async throws -> Response {
         let caller = try context.requireCaller()
-        let items = try await store.notifications(accountId: caller.accountId, unreadOnly: false, page: PageRequest(limit: 50)).items.map {
-            InboxRow(id: $0.id, title: $0.title, body: $0.body, severity: $0.severity ?? "", link: $0.link, created: Self.time($0.createdAt), unread: $0.readAt == nil)
+        let items = try await store.notifications(
+            accountId: caller.accountId, unreadOnly: false, page: PageRequest(limit: 50)
+        ).items.map {
+            InboxRow(
+                id: $0.id, title: $0.title, body: $0.body, severity: $0.severity ?? "", link: $0.link,
+                created: Self.time($0.createdAt), unread: $0.readAt == nil)
         }
-        let prefs = API(services: services).preferencesView(try await store.notificationPreferences(accountId: caller.accountId))
+        let prefs = API(services: services).preferencesView(
+            try await store.notificationPreferences(accountId: caller.accountId))
         var values: [String: Any] = [
             "frame": Frame(title: "Inbox", context: context), "items": items, "hasItems": !items.isEmpty,
             "unread": try await store.unreadNotifications(accountId: caller.accountId),
             "smsOn": prefs.sms, "emailOn": prefs.email, "phone": prefs.phone ?? "", "address": prefs.address ?? "",
             "quietFrom": prefs.quietFrom ?? "", "quietTo": prefs.quietTo ?? "",
-            "smsAvailable": prefs.available.contains("sms"), "emailAvailable": prefs.available.contains("email"), "saved": saved,
+            "smsAvailable": prefs.available.contains("sms"), "emailAvailable": prefs.available.contains("email"),
+            "saved": saved,
         ]
         if let error { values["error"] = error.detail ?? error.title }
         var response = try pages.render("inbox", values)
@@ -51,9 +65,11 @@ extension WebConsole {
     @Sendable func inboxPreferences(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         let form = try await request.formFields(context: context)
-        let input = API.PreferencesInput(sms: form["sms"] == "on", email: form["email"] == "on",
-                                         phone: form["phone"].flatMap { $0.isEmpty ? nil : $0 }, address: form["address"].flatMap { $0.isEmpty ? nil : $0 },
-                                         quietFrom: form["quietFrom"] ?? "", quietTo: form["quietTo"] ?? "")
+        let input = API.PreferencesInput(
+            sms: form["sms"] == "on", email: form["email"] == "on",
+            phone: form["phone"].flatMap { $0.isEmpty ? nil : $0 },
+            address: form["address"].flatMap { $0.isEmpty ? nil : $0 },
+            quietFrom: form["quietFrom"] ?? "", quietTo: form["quietTo"] ?? "")
         do {
             _ = try await API(services: services).savePreferences(input, context: context)
         } catch let problem as Problem {

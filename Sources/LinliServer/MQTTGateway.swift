@@ -21,7 +21,8 @@ struct IntegrationAuthenticator: MQTTAuthenticator {
             return .refused(.badUsernameOrPassword)
         }
         guard (try? await Passwords.verify(password, hash: account.passwordHash)) == true else {
-            logger.notice("MQTT sign-in failed", metadata: ["username": "\(username)", "remote": "\(connection.remote ?? "-")"])
+            logger.notice(
+                "MQTT sign-in failed", metadata: ["username": "\(username)", "remote": "\(connection.remote ?? "-")"])
             return .refused(.badUsernameOrPassword)
         }
         guard account.status == .active else { return .refused(.notAuthorized) }
@@ -44,11 +45,12 @@ public struct MQTTBrokerService: Service {
     public init(store: Store, configuration: MQTTBrokerConfiguration, rules: RuleService? = nil, logger: Logger) {
         let gateway = DeviceGateway(store: store, logger: logger, rules: rules)
         self.gateway = gateway
-        broker = MQTTBroker(configuration: configuration,
-                            authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
-                            receive: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
-                            receiveNow: { clientId, message in gateway.handleNow(clientId: clientId, message: message) },
-                            onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })
+        broker = MQTTBroker(
+            configuration: configuration,
+            authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
+            receive: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
+            receiveNow: { clientId, message in gateway.handleNow(clientId: clientId, message: message) },
+            onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })
         gateway.attach(broker)
     }
 
@@ -57,7 +59,10 @@ public struct MQTTBrokerService: Service {
         try await gateway.telemetry.start()
         // Nobody is connected yet, whatever the registry says from the last run.
         let settled = try await gateway.store.settleDevicesLeftOnline()
-        if settled > 0 { gateway.logger.notice("devices left online by the last run set offline", metadata: ["devices": "\(settled)"]) }
+        if settled > 0 {
+            gateway.logger.notice(
+                "devices left online by the last run set offline", metadata: ["devices": "\(settled)"])
+        }
         do {
             try await cancelWhenGracefulShutdown {
                 try await broker.run()
@@ -77,7 +82,9 @@ public struct TelemetryRetentionService: Service {
     let logger: Logger
 
     public init(store: Store, days: Int, logger: Logger) {
-        self.store = store; self.days = days; self.logger = logger
+        self.store = store
+        self.days = days
+        self.logger = logger
     }
 
     public func run() async throws {
@@ -85,7 +92,9 @@ public struct TelemetryRetentionService: Service {
             while !Task.isCancelled {
                 do {
                     let deleted = try await store.pruneTelemetry(before: nowMillis() - Millis(days) * 86_400_000)
-                    if deleted > 0 { logger.info("telemetry pruned", metadata: ["rows": "\(deleted)", "days": "\(days)"]) }
+                    if deleted > 0 {
+                        logger.info("telemetry pruned", metadata: ["rows": "\(deleted)", "days": "\(days)"])
+                    }
                 } catch {
                     logger.warning("telemetry not pruned", metadata: ["error": "\(error)"])
                 }

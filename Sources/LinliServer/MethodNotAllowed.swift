@@ -16,10 +16,13 @@ struct RouteMethods: Sendable {
 
     init(_ routes: [(path: RouterPath, method: HTTPRequest.Method)]) {
         var byPattern: [String: (path: RouterPath, methods: Set<HTTPRequest.Method>)] = [:]
-        for route in routes { byPattern[route.path.description, default: (route.path, [])].methods.insert(route.method) }
+        for route in routes {
+            byPattern[route.path.description, default: (route.path, [])].methods.insert(route.method)
+        }
         let builder = RouterPathTrieBuilder<Entry>()
         for (pattern, route) in byPattern {
-            builder.addEntry(route.path, value: Entry(pattern: pattern, methods: route.methods.sorted(by: Self.precedes)))
+            builder.addEntry(
+                route.path, value: Entry(pattern: pattern, methods: route.methods.sorted(by: Self.precedes)))
         }
         trie = builder.build()
     }
@@ -58,11 +61,15 @@ struct RouteMethods: Sendable {
 struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
     let routes: RouteMethods
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound {
-            guard let route = routes.resolve(request.uri.path), !route.methods.isEmpty, !route.methods.contains(request.method) else { throw error }
+            guard let route = routes.resolve(request.uri.path), !route.methods.isEmpty,
+                !route.methods.contains(request.method)
+            else { throw error }
             // Metrics name the route rather than "NotFound".
             context.coreContext.endpointPath.value = route.pattern
             throw Problem.methodNotAllowed(request.method, path: route.pattern, allowed: route.methods)

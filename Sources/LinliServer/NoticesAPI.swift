@@ -31,11 +31,29 @@ extension API {
     }
 
     struct NoticeView: Encodable {
-        var id: ID; var communityId: ID; var title: String; var body: String; var audience: NoticeAudience; var question: String?
-        var options: [String]; var createdBy: String; var createdAt: Millis; var answerBy: Millis?; var progress: NoticeProgress?
+        var id: ID
+        var communityId: ID
+        var title: String
+        var body: String
+        var audience: NoticeAudience
+        var question: String?
+        var options: [String]
+        var createdBy: String
+        var createdAt: Millis
+        var answerBy: Millis?
+        var progress: NoticeProgress?
         init(_ n: Notice, progress: NoticeProgress? = nil) {
-            id = n.id; communityId = n.communityId; title = n.title; body = n.body; audience = n.audienceValue; question = n.question
-            options = n.optionList; createdBy = n.createdBy; createdAt = n.createdAt; answerBy = n.answerBy; self.progress = progress
+            id = n.id
+            communityId = n.communityId
+            title = n.title
+            body = n.body
+            audience = n.audienceValue
+            question = n.question
+            options = n.optionList
+            createdBy = n.createdBy
+            createdAt = n.createdAt
+            answerBy = n.answerBy
+            self.progress = progress
         }
     }
 
@@ -51,30 +69,39 @@ extension API {
         let body = v.text(input.body, "body", max: 5_000)
         try v.check()
         var issues: [FieldIssue] = []
-        if input.audience.isEmpty { issues.append(FieldIssue("audience", "name everyone, buildings, units, households, careTags or roles")) }
-        for (i, role) in (input.audience.roles ?? []).enumerated() where Role(rawValue: role) == nil || role == "resident" || role == "platform_admin" {
+        if input.audience.isEmpty {
+            issues.append(FieldIssue("audience", "name everyone, buildings, units, households, careTags or roles"))
+        }
+        for (i, role) in (input.audience.roles ?? []).enumerated()
+        where Role(rawValue: role) == nil || role == "resident" || role == "platform_admin" {
             issues.append(FieldIssue("audience.roles[\(i)]", "must be a staff role of the community"))
         }
         let question = input.question?.trimmingCharacters(in: .whitespacesAndNewlines)
         var options = (input.options ?? []).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         if let question, !question.isEmpty {
             if question.count > 200 { issues.append(FieldIssue("question", "at most 200 characters")) }
-            if options.count < 2 || options.count > 8 || Set(options).count != options.count || options.contains(where: { $0.isEmpty || $0.count > 50 }) {
-                issues.append(FieldIssue("options", "a question needs 2 to 8 different answers of at most 50 characters"))
+            if options.count < 2 || options.count > 8 || Set(options).count != options.count
+                || options.contains(where: { $0.isEmpty || $0.count > 50 })
+            {
+                issues.append(
+                    FieldIssue("options", "a question needs 2 to 8 different answers of at most 50 characters"))
             }
         } else {
             if !options.isEmpty { issues.append(FieldIssue("options", "answers need a question")) }
             options = [Self.confirmed]
         }
-        if let hours = input.answerWithinHours, !(1...720).contains(hours) { issues.append(FieldIssue("answerWithinHours", "must be from 1 to 720")) }
+        if let hours = input.answerWithinHours, !(1...720).contains(hours) {
+            issues.append(FieldIssue("answerWithinHours", "must be from 1 to 720"))
+        }
         if input.smsResidents == true, !services.configuration.outbound.channels.contains(.sms) {
             issues.append(FieldIssue("smsResidents", "this server has no SMS gateway configured"))
         }
         if !issues.isEmpty { throw Problem.invalid(issues) }
-        let notice = try await store.publishNotice(communityId: community.id, title: title!, body: body!, audience: input.audience,
-                                                   question: question?.isEmpty == false ? question : nil, options: options,
-                                                   answerBy: input.answerWithinHours.map { nowMillis() + Millis($0) * 3_600_000 },
-                                                   smsResidents: input.smsResidents == true, actor: context.principal)
+        let notice = try await store.publishNotice(
+            communityId: community.id, title: title!, body: body!, audience: input.audience,
+            question: question?.isEmpty == false ? question : nil, options: options,
+            answerBy: input.answerWithinHours.map { nowMillis() + Millis($0) * 3_600_000 },
+            smsResidents: input.smsResidents == true, actor: context.principal)
         return try JSON.response(NoticeView(notice, progress: try await store.noticeProgress(notice)), status: .created)
     }
 
@@ -91,7 +118,9 @@ extension API {
 
     func publishedNotice(_ context: AppContext) async throws -> Notice {
         let scope = try context.scope(.publishNotices)
-        guard let notice = try await store.notice(id: try context.parameters.require("id")), scope.coversCommunity(notice.communityId) else { throw Problem.notFound("notice") }
+        guard let notice = try await store.notice(id: try context.parameters.require("id")),
+            scope.coversCommunity(notice.communityId)
+        else { throw Problem.notFound("notice") }
         return notice
     }
 
@@ -107,8 +136,11 @@ extension API {
         let format = request.uri.queryParameters.get("format") ?? "json"
         guard format == "json" || format == "csv" else { throw Problem.badRequest("format", "must be json or csv") }
         try await store.write { db in
-            try await AuditLog.record(db, actor: context.principal, action: format == "csv" ? "notice.followup.exported" : "notice.followup.viewed",
-                                      subjectType: "notice", subjectId: notice.id, communityId: notice.communityId, after: ["households": "\(list.count)"])
+            try await AuditLog.record(
+                db, actor: context.principal,
+                action: format == "csv" ? "notice.followup.exported" : "notice.followup.viewed",
+                subjectType: "notice", subjectId: notice.id, communityId: notice.communityId,
+                after: ["households": "\(list.count)"])
         }
         if format == "csv" {
             var rows = [["household", "place", "read", "resident", "phone"]]
@@ -117,8 +149,13 @@ extension API {
                 for r in f.residents { rows.append([f.householdId, f.place, f.read ? "yes" : "no", r.name, r.phone]) }
             }
             let csv = CSV.write(rows)
-            return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"follow-up-\(notice.id.prefix(8)).csv\""],
-                            body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + csv)))
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: "text/csv; charset=utf-8",
+                    .contentDisposition: "attachment; filename=\"follow-up-\(notice.id.prefix(8)).csv\"",
+                ],
+                body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + csv)))
         }
         return try JSON.response(["items": list])
     }
@@ -131,12 +168,19 @@ extension API {
     }
 
     struct MyNotice: Encodable {
-        var notice: NoticeView; var householdId: ID; var readAt: Millis?; var answer: String?; var answeredAt: Millis?; var answeredBy: String?
+        var notice: NoticeView
+        var householdId: ID
+        var readAt: Millis?
+        var answer: String?
+        var answeredAt: Millis?
+        var answeredBy: String?
     }
 
     @Sendable func myNotices(_ request: Request, context: AppContext) async throws -> Response {
         let items = try await store.notices(forHouseholds: try homes(context)).map { n, r in
-            MyNotice(notice: NoticeView(n), householdId: r.householdId, readAt: r.readAt, answer: r.answer, answeredAt: r.answeredAt, answeredBy: r.answeredBy)
+            MyNotice(
+                notice: NoticeView(n), householdId: r.householdId, readAt: r.readAt, answer: r.answer,
+                answeredAt: r.answeredAt, answeredBy: r.answeredBy)
         }
         return try JSON.response(["items": items])
     }
@@ -144,7 +188,11 @@ extension API {
     /// A notice that reached one of the caller's homes, and which home.
     func myNotice(_ context: AppContext) async throws -> (Notice, householdId: ID) {
         let id = try context.parameters.require("id")
-        guard let (notice, receipt) = try await store.notices(forHouseholds: try homes(context)).first(where: { $0.0.id == id }) else { throw Problem.notFound("notice") }
+        guard
+            let (notice, receipt) = try await store.notices(forHouseholds: try homes(context)).first(where: {
+                $0.0.id == id
+            })
+        else { throw Problem.notFound("notice") }
         return (notice, receipt.householdId)
     }
 

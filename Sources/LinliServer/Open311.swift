@@ -31,7 +31,9 @@ struct Open311 {
 
     /// "requests.json" → ("requests", .json); anything else is a 404 in JSON.
     func split(_ file: String) throws -> (String, Format) {
-        guard let dot = file.lastIndex(of: "."), let format = Format(rawValue: String(file[file.index(after: dot)...]).lowercased()) else {
+        guard let dot = file.lastIndex(of: "."),
+            let format = Format(rawValue: String(file[file.index(after: dot)...]).lowercased())
+        else {
             throw Failure(status: .notFound, description: "add .json or .xml to the path")
         }
         return (String(file[..<dot]), format)
@@ -40,11 +42,15 @@ struct Open311 {
     /// Runs a handler and answers its failures the Open311 way: `[{"code": 400, "description": …}]`.
     func answer(_ format: Format?, _ body: () async throws -> Response) async -> Response {
         do { return try await body() } catch let failure as Failure {
-            return render([["code": .int(Int(failure.status.code)), "description": .text(failure.description)]], root: "errors", item: "error",
-                          format: format ?? .json, status: failure.status)
+            return render(
+                [["code": .int(Int(failure.status.code)), "description": .text(failure.description)]], root: "errors",
+                item: "error",
+                format: format ?? .json, status: failure.status)
         } catch {
-            return render([["code": .int(500), "description": .text("the request could not be handled")]], root: "errors", item: "error",
-                          format: format ?? .json, status: .internalServerError)
+            return render(
+                [["code": .int(500), "description": .text("the request could not be handled")]], root: "errors",
+                item: "error",
+                format: format ?? .json, status: .internalServerError)
         }
     }
 
@@ -55,7 +61,10 @@ struct Open311 {
         case list(String, [String])  // XML: <keywords><keyword>…
     }
 
-    func render(_ items: [[String: Value]], root: String, item: String, format: Format, status: HTTPResponse.Status = .ok, order: [String]? = nil) -> Response {
+    func render(
+        _ items: [[String: Value]], root: String, item: String, format: Format, status: HTTPResponse.Status = .ok,
+        order: [String]? = nil
+    ) -> Response {
         switch format {
         case .json:
             func json(_ v: Value) -> Any {
@@ -69,8 +78,12 @@ struct Open311 {
                 }
             }
             let objects = items.map { $0.mapValues(json) }
-            let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("[]".utf8)
-            return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            let data =
+                (try? JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys, .withoutEscapingSlashes]))
+                ?? Data("[]".utf8)
+            return Response(
+                status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: data)))
         case .xml:
             var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<\(root)>"
             for object in items {
@@ -83,19 +96,26 @@ struct Open311 {
                     case let .double(d): xml += "<\(key)>\(d)</\(key)>"
                     case let .bool(b): xml += "<\(key)>\(b)</\(key)>"
                     case .null: xml += "<\(key)/>"
-                    case let .list(element, values): xml += "<\(key)>" + values.map { "<\(element)>\(Self.escape($0))</\(element)>" }.joined() + "</\(key)>"
+                    case let .list(element, values):
+                        xml +=
+                            "<\(key)>" + values.map { "<\(element)>\(Self.escape($0))</\(element)>" }.joined()
+                            + "</\(key)>"
                     }
                 }
                 xml += "</\(item)>"
             }
             xml += "</\(root)>\n"
-            return Response(status: status, headers: [.contentType: "text/xml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: xml)))
+            return Response(
+                status: status, headers: [.contentType: "text/xml; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: xml)))
         }
     }
 
     static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;")
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+            of: ">", with: "&gt;"
+        )
+        .replacingOccurrences(of: "\"", with: "&quot;")
     }
 
     static func isoTime(_ millis: Millis?) -> Value {
@@ -131,34 +151,62 @@ struct Open311 {
     }
 
     func discovery(_ request: Request, _ format: Format) -> Response {
-        let base = "http://\(request.head.authority ?? "\(services.configuration.host):\(services.configuration.port)")/open311/v2/"
-        let endpoint: [String: Value] = ["specification": .text("http://wiki.open311.org/GeoReport_v2"), "url": .text(base), "changeset": .text("2026-11-30T00:00:00+08:00"),
-                                         "type": .text("production"), "formats": .list("format", ["application/json", "text/xml"])]
+        let base =
+            "http://\(request.head.authority ?? "\(services.configuration.host):\(services.configuration.port)")/open311/v2/"
+        let endpoint: [String: Value] = [
+            "specification": .text("http://wiki.open311.org/GeoReport_v2"), "url": .text(base),
+            "changeset": .text("2026-11-30T00:00:00+08:00"),
+            "type": .text("production"), "formats": .list("format", ["application/json", "text/xml"]),
+        ]
         switch format {
         case .json:
-            let object: [String: Any] = ["changeset": "2026-11-30T00:00:00+08:00", "contact": "The community's property office",
-                                         "key_service": "Ask the community for an API key (linli open311 key create)",
-                                         "endpoints": [["specification": "http://wiki.open311.org/GeoReport_v2", "url": base, "changeset": "2026-11-30T00:00:00+08:00",
-                                                        "type": "production", "formats": ["application/json", "text/xml"]]]]
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-            return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            let object: [String: Any] = [
+                "changeset": "2026-11-30T00:00:00+08:00", "contact": "The community's property office",
+                "key_service": "Ask the community for an API key (linli open311 key create)",
+                "endpoints": [
+                    [
+                        "specification": "http://wiki.open311.org/GeoReport_v2", "url": base,
+                        "changeset": "2026-11-30T00:00:00+08:00",
+                        "type": "production", "formats": ["application/json", "text/xml"],
+                    ]
+                ],
+            ]
+            let data =
+                (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+                ?? Data()
+            return Response(
+                status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: data)))
         case .xml:
-            var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<discovery><changeset>2026-11-30T00:00:00+08:00</changeset><contact>The community's property office</contact>"
-            xml += "<key_service>Ask the community for an API key (linli open311 key create)</key_service><endpoints><endpoint>"
-            for key in ["specification", "url", "changeset", "type"] { if case let .text(s)? = endpoint[key] { xml += "<\(key)>\(Self.escape(s))</\(key)>" } }
-            xml += "<formats><format>application/json</format><format>text/xml</format></formats></endpoint></endpoints></discovery>\n"
-            return Response(status: .ok, headers: [.contentType: "text/xml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: xml)))
+            var xml =
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<discovery><changeset>2026-11-30T00:00:00+08:00</changeset><contact>The community's property office</contact>"
+            xml +=
+                "<key_service>Ask the community for an API key (linli open311 key create)</key_service><endpoints><endpoint>"
+            for key in ["specification", "url", "changeset", "type"] {
+                if case let .text(s)? = endpoint[key] { xml += "<\(key)>\(Self.escape(s))</\(key)>" }
+            }
+            xml +=
+                "<formats><format>application/json</format><format>text/xml</format></formats></endpoint></endpoints></discovery>\n"
+            return Response(
+                status: .ok, headers: [.contentType: "text/xml; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: xml)))
         }
     }
 
     /// The community a request is about: the key's, or `jurisdiction_id` (a community id).
-    func jurisdiction(_ request: Request, key: (id: ID, communityId: ID)? = nil, fields: [String: String] = [:]) async throws -> Community {
+    func jurisdiction(_ request: Request, key: (id: ID, communityId: ID)? = nil, fields: [String: String] = [:])
+        async throws -> Community
+    {
         let given = fields["jurisdiction_id"] ?? request.uri.queryParameters.get("jurisdiction_id").map { String($0) }
         if let key {
-            if let given, !given.isEmpty, given != key.communityId { throw Failure(status: .forbidden, description: "the api_key is not for jurisdiction \(given)") }
+            if let given, !given.isEmpty, given != key.communityId {
+                throw Failure(status: .forbidden, description: "the api_key is not for jurisdiction \(given)")
+            }
             return try await store.community(key.communityId, scope: .everything, memberships: [])
         }
-        guard let given, !given.isEmpty else { throw Failure(status: .badRequest, description: "jurisdiction_id is required: the community's id") }
+        guard let given, !given.isEmpty else {
+            throw Failure(status: .badRequest, description: "jurisdiction_id is required: the community's id")
+        }
         guard let community = try? await store.community(given, scope: .everything, memberships: []) else {
             throw Failure(status: .notFound, description: "no jurisdiction \(given)")
         }
@@ -166,8 +214,13 @@ struct Open311 {
     }
 
     static func service(_ c: WorkOrderCategory) -> [String: Value] {
-        ["service_code": .text(c.rawValue), "service_name": .text(c.name), "description": .text("\(c.name): handled within \(c.defaultDeadlineHours) hours unless the community sets otherwise"),
-         "metadata": .bool(false), "type": .text("realtime"), "keywords": .list("keyword", [c.rawValue]), "group": .text("community")]
+        [
+            "service_code": .text(c.rawValue), "service_name": .text(c.name),
+            "description": .text(
+                "\(c.name): handled within \(c.defaultDeadlineHours) hours unless the community sets otherwise"),
+            "metadata": .bool(false), "type": .text("realtime"), "keywords": .list("keyword", [c.rawValue]),
+            "group": .text("community"),
+        ]
     }
 
     func serviceList(_ request: Request, _ format: Format) async throws -> Response {
@@ -180,62 +233,98 @@ struct Open311 {
         return await answer(try? split(file).1) {
             let (code, format) = try split(file)
             _ = try await jurisdiction(request)
-            guard WorkOrderCategory(rawValue: code) != nil else { throw Failure(status: .notFound, description: "no service \(code)") }
+            guard WorkOrderCategory(rawValue: code) != nil else {
+                throw Failure(status: .notFound, description: "no service \(code)")
+            }
             // No service asks for extra attributes (metadata is false); the definition says so.
             switch format {
             case .json:
-                return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
-                                body: .init(byteBuffer: ByteBuffer(string: "{\"attributes\":[],\"service_code\":\"\(code)\"}")))
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(string: "{\"attributes\":[],\"service_code\":\"\(code)\"}")))
             case .xml:
-                return Response(status: .ok, headers: [.contentType: "text/xml; charset=utf-8"],
-                                body: .init(byteBuffer: ByteBuffer(string: "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<service_definition><service_code>\(code)</service_code><attributes/></service_definition>\n")))
+                return Response(
+                    status: .ok, headers: [.contentType: "text/xml; charset=utf-8"],
+                    body: .init(
+                        byteBuffer: ByteBuffer(
+                            string:
+                                "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<service_definition><service_code>\(code)</service_code><attributes/></service_definition>\n"
+                        )))
             }
         }
     }
 
-    static let requestFields = ["service_request_id", "status", "status_notes", "service_name", "service_code", "description", "agency_responsible", "service_notice",
-                                "requested_datetime", "updated_datetime", "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url"]
+    static let requestFields = [
+        "service_request_id", "status", "status_notes", "service_name", "service_code", "description",
+        "agency_responsible", "service_notice",
+        "requested_datetime", "updated_datetime", "expected_datetime", "address", "address_id", "zipcode", "lat",
+        "long", "media_url",
+    ]
 
     func view(_ o: WorkOrder, notes: [ID: String], organisations: [ID: String]) -> [String: Value] {
         let open = ![.resolved, .closed, .rejected].contains(o.status)
-        return ["service_request_id": .text(o.id), "status": .text(open ? "open" : "closed"), "status_notes": notes[o.id].map { .text($0) } ?? .null,
-                "service_name": .text(o.category.name), "service_code": .text(o.category.rawValue), "description": .text(o.description.isEmpty ? o.title : o.description),
-                "agency_responsible": o.organisationId.flatMap { organisations[$0] }.map { .text($0) } ?? .null, "service_notice": .text("No. \(o.number)"),
-                "requested_datetime": Self.isoTime(o.createdAt), "updated_datetime": Self.isoTime(o.updatedAt), "expected_datetime": Self.isoTime(o.dueAt),
-                "address": .text(o.location), "address_id": .null, "zipcode": .null, "lat": o.lat.map { .double($0) } ?? .null, "long": o.lon.map { .double($0) } ?? .null,
-                "media_url": o.mediaUrl.map { .text($0) } ?? .null]
+        return [
+            "service_request_id": .text(o.id), "status": .text(open ? "open" : "closed"),
+            "status_notes": notes[o.id].map { .text($0) } ?? .null,
+            "service_name": .text(o.category.name), "service_code": .text(o.category.rawValue),
+            "description": .text(o.description.isEmpty ? o.title : o.description),
+            "agency_responsible": o.organisationId.flatMap { organisations[$0] }.map { .text($0) } ?? .null,
+            "service_notice": .text("No. \(o.number)"),
+            "requested_datetime": Self.isoTime(o.createdAt), "updated_datetime": Self.isoTime(o.updatedAt),
+            "expected_datetime": Self.isoTime(o.dueAt),
+            "address": .text(o.location), "address_id": .null, "zipcode": .null,
+            "lat": o.lat.map { .double($0) } ?? .null, "long": o.lon.map { .double($0) } ?? .null,
+            "media_url": o.mediaUrl.map { .text($0) } ?? .null,
+        ]
     }
 
     func renderRequests(_ orders: [WorkOrder], _ format: Format) async throws -> Response {
         let notes = try await store.latestNotes(orders.map(\.id))
         var organisations: [ID: String] = [:]
         for communityId in Set(orders.map(\.communityId)) {
-            for o in try await store.organisations(communityId: communityId, scope: .everything) { organisations[o.id] = o.name }
+            for o in try await store.organisations(communityId: communityId, scope: .everything) {
+                organisations[o.id] = o.name
+            }
         }
-        return render(orders.map { view($0, notes: notes, organisations: organisations) }, root: "service_requests", item: "request", format: format, order: Self.requestFields)
+        return render(
+            orders.map { view($0, notes: notes, organisations: organisations) }, root: "service_requests",
+            item: "request", format: format, order: Self.requestFields)
     }
 
     func requestList(_ request: Request, _ format: Format) async throws -> Response {
         let community = try await jurisdiction(request)
         let q = request.uri.queryParameters
-        let ids = q.get("service_request_id").map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
-        if let ids, ids.count > 100 { throw Failure(status: .badRequest, description: "at most 100 service_request_id values") }
+        let ids = q.get("service_request_id").map {
+            $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        }
+        if let ids, ids.count > 100 {
+            throw Failure(status: .badRequest, description: "at most 100 service_request_id values")
+        }
         var category: WorkOrderCategory? = nil
         if let code = q.get("service_code"), !code.isEmpty {
-            guard let c = WorkOrderCategory(rawValue: String(code)) else { throw Failure(status: .badRequest, description: "service_code \(code) is not a service") }
+            guard let c = WorkOrderCategory(rawValue: String(code)) else {
+                throw Failure(status: .badRequest, description: "service_code \(code) is not a service")
+            }
             category = c
         }
-        guard let from = Self.parseTime(q.get("start_date").map { String($0) }) else { throw Failure(status: .badRequest, description: "start_date must be a w3 date time") }
-        guard let to = Self.parseTime(q.get("end_date").map { String($0) }) else { throw Failure(status: .badRequest, description: "end_date must be a w3 date time") }
+        guard let from = Self.parseTime(q.get("start_date").map { String($0) }) else {
+            throw Failure(status: .badRequest, description: "start_date must be a w3 date time")
+        }
+        guard let to = Self.parseTime(q.get("end_date").map { String($0) }) else {
+            throw Failure(status: .badRequest, description: "end_date must be a w3 date time")
+        }
         var open: Bool? = nil
         if let status = q.get("status"), !status.isEmpty {
             let wanted = Set(status.split(separator: ",").map { String($0) })
-            guard wanted.isSubset(of: ["open", "closed"]) else { throw Failure(status: .badRequest, description: "status must be open, closed, or both") }
+            guard wanted.isSubset(of: ["open", "closed"]) else {
+                throw Failure(status: .badRequest, description: "status must be open, closed, or both")
+            }
             open = wanted.count == 1 ? wanted.contains("open") : nil
         }
         // Without ids or dates, the specification's default: the last 90 days, at most 1000.
         let since = ids == nil && from == nil && to == nil ? nowMillis() - 90 * 86_400_000 : from
-        let orders = try await store.open311Requests(communityId: community.id, ids: ids, category: category, from: since, to: to, open: open, limit: 1_000)
+        let orders = try await store.open311Requests(
+            communityId: community.id, ids: ids, category: category, from: since, to: to, open: open, limit: 1_000)
         return try await renderRequests(orders, format)
     }
 
@@ -244,7 +333,8 @@ struct Open311 {
         return await answer(try? split(file).1) {
             let (id, format) = try split(file)
             let community = try await jurisdiction(request)
-            let orders = try await store.open311Requests(communityId: community.id, ids: [id], category: nil, from: nil, to: nil, open: nil, limit: 1)
+            let orders = try await store.open311Requests(
+                communityId: community.id, ids: [id], category: nil, from: nil, to: nil, open: nil, limit: 1)
             guard !orders.isEmpty else { throw Failure(status: .notFound, description: "no service request \(id)") }
             return try await renderRequests(orders, format)
         }
@@ -256,10 +346,16 @@ struct Open311 {
         return await answer(try? split(file).1) {
             let (token, format) = try split(file)
             let community = try await jurisdiction(request)
-            guard try await !store.open311Requests(communityId: community.id, ids: [token], category: nil, from: nil, to: nil, open: nil, limit: 1).isEmpty else {
+            guard
+                try await !store.open311Requests(
+                    communityId: community.id, ids: [token], category: nil, from: nil, to: nil, open: nil, limit: 1
+                ).isEmpty
+            else {
                 throw Failure(status: .notFound, description: "no token \(token)")
             }
-            return render([["service_request_id": .text(token), "token": .text(token)]], root: "service_requests", item: "request", format: format)
+            return render(
+                [["service_request_id": .text(token), "token": .text(token)]], root: "service_requests",
+                item: "request", format: format)
         }
     }
 
@@ -276,36 +372,64 @@ struct Open311 {
             }
             let community = try await jurisdiction(request, key: key, fields: fields)
             guard let code = fields["service_code"], let category = WorkOrderCategory(rawValue: code) else {
-                throw Failure(status: .badRequest, description: "service_code is required: one of \(WorkOrderCategory.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw Failure(
+                    status: .badRequest,
+                    description:
+                        "service_code is required: one of \(WorkOrderCategory.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
-            var lat: Double? = nil, lon: Double? = nil
+            var lat: Double? = nil
+            var lon: Double? = nil
             if let la = fields["lat"], !la.isEmpty || !(fields["long"] ?? "").isEmpty {
-                guard let a = Double(la), let o = Double(fields["long"] ?? ""), (-90...90).contains(a), (-180...180).contains(o) else {
-                    throw Failure(status: .badRequest, description: "lat and long must be a WGS-84 position, given together")
+                guard let a = Double(la), let o = Double(fields["long"] ?? ""), (-90...90).contains(a),
+                    (-180...180).contains(o)
+                else {
+                    throw Failure(
+                        status: .badRequest, description: "lat and long must be a WGS-84 position, given together")
                 }
                 (lat, lon) = (a, o)
             }
             let address = (fields["address_string"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             guard lat != nil || !address.isEmpty || !(fields["address_id"] ?? "").isEmpty else {
-                throw Failure(status: .badRequest, description: "a location is required: lat and long, address_string or address_id")
+                throw Failure(
+                    status: .badRequest,
+                    description: "a location is required: lat and long, address_string or address_id")
             }
             let description = (fields["description"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            guard description.count <= 4_000 else { throw Failure(status: .badRequest, description: "description: at most 4000 characters") }
-            guard address.count <= 200 else { throw Failure(status: .badRequest, description: "address_string: at most 200 characters") }
+            guard description.count <= 4_000 else {
+                throw Failure(status: .badRequest, description: "description: at most 4000 characters")
+            }
+            guard address.count <= 200 else {
+                throw Failure(status: .badRequest, description: "address_string: at most 200 characters")
+            }
             let media = fields["media_url"].flatMap { $0.isEmpty ? nil : $0 }
-            if let media, URL(string: media)?.scheme.map({ ["http", "https"].contains($0.lowercased()) }) != true || media.count > 500 {
+            if let media,
+                URL(string: media)?.scheme.map({ ["http", "https"].contains($0.lowercased()) }) != true
+                    || media.count > 500
+            {
                 throw Failure(status: .badRequest, description: "media_url must be an http or https URL")
             }
-            let person = [fields["first_name"], fields["last_name"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: " ")
+            let person = [fields["first_name"], fields["last_name"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(
+                separator: " ")
             let title = String((description.isEmpty ? category.name : description).prefix(60))
             let order = try await store.submitWorkOrder(
-                WorkOrderReport(communityId: community.id, category: category, title: title, description: description, source: .open311, reporterAccountId: nil,
-                                reporterName: String((person.isEmpty ? "Open311" : person).prefix(100)), reporterPhone: String((fields["phone"] ?? "").prefix(40)),
-                                location: address, alarmId: nil, lat: lat, lon: lon, mediaUrl: media, reporterEmail: String((fields["email"] ?? "").prefix(200)),
-                                open311KeyId: key.id),
+                WorkOrderReport(
+                    communityId: community.id, category: category, title: title, description: description,
+                    source: .open311, reporterAccountId: nil,
+                    reporterName: String((person.isEmpty ? "Open311" : person).prefix(100)),
+                    reporterPhone: String((fields["phone"] ?? "").prefix(40)),
+                    location: address, alarmId: nil, lat: lat, lon: lon, mediaUrl: media,
+                    reporterEmail: String((fields["email"] ?? "").prefix(200)),
+                    open311KeyId: key.id),
                 actor: Principal(accountId: nil, name: "Open311 key \(key.id.prefix(8))"))
-            return render([["service_request_id": .text(order.id), "service_notice": .text("No. \(order.number); expected by \(Self.isoTimeText(order.dueAt))"),
-                            "account_id": .null]], root: "service_requests", item: "request", format: format, status: .created)
+            return render(
+                [
+                    [
+                        "service_request_id": .text(order.id),
+                        "service_notice": .text("No. \(order.number); expected by \(Self.isoTimeText(order.dueAt))"),
+                        "account_id": .null,
+                    ]
+                ], root: "service_requests", item: "request", format: format, status: .created)
         }
     }
 

@@ -14,7 +14,9 @@ public struct OutboundSettings: Sendable, Equatable {
     public var smtp: SMTPSettings?
 
     public init(smsWebhook: URL? = nil, smsSecret: String? = nil, smtp: SMTPSettings? = nil) {
-        self.smsWebhook = smsWebhook; self.smsSecret = smsSecret; self.smtp = smtp
+        self.smsWebhook = smsWebhook
+        self.smsSecret = smsSecret
+        self.smtp = smtp
     }
 
     public var channels: Set<OutboundChannel> {
@@ -56,11 +58,19 @@ public final class OutboundService: Service, Sendable {
             for message in try await store.claimDueOutbound(now: nowMillis(), limit: 20) {
                 let error = await send(message)
                 let recorded = try await store.recordOutbound(message, error: error)
-                let metadata: Logger.Metadata = ["message": "\(message.id)", "channel": "\(message.channel.rawValue)", "to": "\(message.addressMasked)", "attempt": "\(recorded.attempts)"]
+                let metadata: Logger.Metadata = [
+                    "message": "\(message.id)", "channel": "\(message.channel.rawValue)",
+                    "to": "\(message.addressMasked)", "attempt": "\(recorded.attempts)",
+                ]
                 switch recorded.status {
                 case .sent: logger.info("message sent", metadata: metadata)
-                case .failed: logger.warning("message given up", metadata: metadata.merging(["error": "\(error ?? "-")"]) { a, _ in a })
-                case .pending: logger.notice("message will be tried again", metadata: metadata.merging(["error": "\(error ?? "-")"]) { a, _ in a })
+                case .failed:
+                    logger.warning(
+                        "message given up", metadata: metadata.merging(["error": "\(error ?? "-")"]) { a, _ in a })
+                case .pending:
+                    logger.notice(
+                        "message will be tried again",
+                        metadata: metadata.merging(["error": "\(error ?? "-")"]) { a, _ in a })
                 }
             }
         } catch {
@@ -71,15 +81,21 @@ public final class OutboundService: Service, Sendable {
     /// Sends one message; nil when it left, else why not.
     func send(_ message: OutboundMessage) async -> String? {
         let address: String
-        do { address = try store.cipher.decrypt(message.addressCipher) } catch { return "the address cannot be read: \(error)" }
+        do { address = try store.cipher.decrypt(message.addressCipher) } catch {
+            return "the address cannot be read: \(error)"
+        }
         switch message.channel {
         case .sms:
-            guard let url = settings.smsWebhook, let secret = settings.smsSecret else { return "no SMS gateway is configured" }
+            guard let url = settings.smsWebhook, let secret = settings.smsSecret else {
+                return "no SMS gateway is configured"
+            }
             return await postSMS(url: url, secret: secret, message: message, to: address)
         case .email:
             guard let smtp = settings.smtp else { return "no SMTP relay is configured" }
             do {
-                try await SMTP.send(smtp, to: address, subject: "[Linli] \(message.subject)", body: Self.emailBody(message), messageId: message.id)
+                try await SMTP.send(
+                    smtp, to: address, subject: "[Linli] \(message.subject)", body: Self.emailBody(message),
+                    messageId: message.id)
                 return nil
             } catch {
                 return "\(error)"
@@ -98,9 +114,20 @@ public final class OutboundService: Service, Sendable {
     }
 
     private func postSMS(url: URL, secret: String, message: OutboundMessage, to: String) async -> String? {
-        struct Payload: Encodable { var id: ID; var to: String; var text: String; var severity: String? }
-        guard let body = try? JSONEncoder().encode(Payload(id: message.id, to: to, text: Self.smsText(subject: message.subject, body: message.body), severity: message.severity))
+        struct Payload: Encodable {
+            var id: ID
+            var to: String
+            var text: String
+            var severity: String?
+        }
+        guard
+            let body = try? JSONEncoder().encode(
+                Payload(
+                    id: message.id, to: to, text: Self.smsText(subject: message.subject, body: message.body),
+                    severity: message.severity))
         else { return "not encoded" }
-        return await WebhookService.signedPost(url, body: body, secret: secret, deliveryId: message.id, agent: "Linli outbound").error
+        return await WebhookService.signedPost(
+            url, body: body, secret: secret, deliveryId: message.id, agent: "Linli outbound"
+        ).error
     }
 }

@@ -40,10 +40,14 @@ public struct Pages: Sendable {
     let library: MustacheLibrary
 
     public init() throws {
-        guard let base = Bundle.module.resourceURL else { throw ServerConfiguration.Invalid(key: "resources", reason: "bundle not found") }
+        guard let base = Bundle.module.resourceURL else {
+            throw ServerConfiguration.Invalid(key: "resources", reason: "bundle not found")
+        }
         let folder = [base.appendingPathComponent("Resources/templates"), base.appendingPathComponent("templates")]
             .first { FileManager.default.fileExists(atPath: $0.path) }
-        guard let folder else { throw ServerConfiguration.Invalid(key: "resources", reason: "templates are missing from the build") }
+        guard let folder else {
+            throw ServerConfiguration.Invalid(key: "resources", reason: "templates are missing from the build")
+        }
         var library = MustacheLibrary()
         for file in try FileManager.default.contentsOfDirectory(atPath: folder.path) where file.hasSuffix(".mustache") {
             let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
@@ -56,8 +60,9 @@ public struct Pages: Sendable {
         guard let html = library.render(Self.droppingNils(object), withTemplate: template) else {
             throw ServerConfiguration.Invalid(key: "template", reason: "\(template) is missing")
         }
-        return Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
-                        body: .init(byteBuffer: ByteBuffer(string: html)))
+        return Response(
+            status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
     /// A page's values may be optional: an absent one is left out, so a section on it stays closed
@@ -77,29 +82,44 @@ public struct Pages: Sendable {
     }
 
     func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
-        var response = try render("error", ["frame": Frame(title: problem.title, context: context), "problem": problem] as [String: Any], status: problem.status)
+        var response = try render(
+            "error", ["frame": Frame(title: problem.title, context: context), "problem": problem] as [String: Any],
+            status: problem.status)
         response.headers.append(contentsOf: problem.responseHeaders)
         return response
     }
 
     func apiReference() throws -> Response {
         let document = try Resources.text("openapi.yaml")
-        struct Operation { var method: String; var methodClass: String; var path: String; var summary: String }
+        struct Operation {
+            var method: String
+            var methodClass: String
+            var path: String
+            var summary: String
+        }
         var operations: [Operation] = []
         var inPaths = false
         var path = ""
         var method = ""
         for line in document.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line == "paths:" { inPaths = true; continue }
+            if line == "paths:" {
+                inPaths = true
+                continue
+            }
             if inPaths, !line.hasPrefix(" "), !line.isEmpty { inPaths = false }
             guard inPaths else { continue }
             if line.hasPrefix("  /"), line.hasSuffix(":") { path = String(line.dropFirst(2).dropLast()) }
             let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("    "), !line.hasPrefix("     "), ["get:", "post:", "patch:", "put:", "delete:"].contains(trimmed) {
+            if line.hasPrefix("    "), !line.hasPrefix("     "),
+                ["get:", "post:", "patch:", "put:", "delete:"].contains(trimmed)
+            {
                 method = String(trimmed.dropLast())
             }
             if line.hasPrefix("      summary:"), !method.isEmpty {
-                operations.append(Operation(method: method.uppercased(), methodClass: method, path: path, summary: String(trimmed.dropFirst("summary:".count)).trimmingCharacters(in: .whitespaces)))
+                operations.append(
+                    Operation(
+                        method: method.uppercased(), methodClass: method, path: path,
+                        summary: String(trimmed.dropFirst("summary:".count)).trimmingCharacters(in: .whitespaces)))
                 method = ""
             }
         }

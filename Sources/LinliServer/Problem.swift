@@ -1,10 +1,10 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import NIOCore
-import NIOHTTP1
 import LinliCore
 import LinliStorage
+import NIOCore
+import NIOHTTP1
 
 /// An RFC 9457 problem: every error Linli answers with, naming the fields at fault.
 public struct Problem: HTTPResponseError, Encodable, Sendable {
@@ -18,8 +18,17 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     /// `Accept-Post` or `Accept-Patch` with a 415).
     public var headers: HTTPFields
 
-    public init(_ status: HTTPResponse.Status, type: String, title: String, detail: String? = nil, errors: [FieldIssue] = [], retryAfter: Int? = nil, headers: HTTPFields = [:]) {
-        self.status = status; self.type = type; self.title = title; self.detail = detail; self.errors = errors; self.retryAfter = retryAfter; self.headers = headers
+    public init(
+        _ status: HTTPResponse.Status, type: String, title: String, detail: String? = nil, errors: [FieldIssue] = [],
+        retryAfter: Int? = nil, headers: HTTPFields = [:]
+    ) {
+        self.status = status
+        self.type = type
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.retryAfter = retryAfter
+        self.headers = headers
     }
 
     enum CodingKeys: String, CodingKey { case type, title, status, detail, errors }
@@ -50,32 +59,44 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     }
 
     public static func unauthorized() -> Problem {
-        Problem(.unauthorized, type: "unauthorized", title: "Sign in first", detail: "Send a session cookie or an Authorization: Bearer token.")
+        Problem(
+            .unauthorized, type: "unauthorized", title: "Sign in first",
+            detail: "Send a session cookie or an Authorization: Bearer token.")
     }
 
     public static func forbidden(_ capability: Capability) -> Problem {
-        Problem(.forbidden, type: "forbidden", title: "Not allowed", detail: "Your roles do not grant \(capability.rawValue).")
+        Problem(
+            .forbidden, type: "forbidden", title: "Not allowed",
+            detail: "Your roles do not grant \(capability.rawValue).")
     }
 
     public static func notFound(_ what: String) -> Problem {
-        Problem(.notFound, type: "not-found", title: "No such \(what)", detail: "It does not exist or is outside what you may see.")
+        Problem(
+            .notFound, type: "not-found", title: "No such \(what)",
+            detail: "It does not exist or is outside what you may see.")
     }
 
     public static func invalid(_ issues: [FieldIssue]) -> Problem {
-        Problem(.unprocessableContent, type: "invalid", title: "The request has invalid fields",
-                detail: issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "), errors: issues)
+        Problem(
+            .unprocessableContent, type: "invalid", title: "The request has invalid fields",
+            detail: issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "), errors: issues)
     }
 
     public static func badRequest(_ field: String, _ reason: String) -> Problem {
-        Problem(.badRequest, type: "bad-request", title: "The request cannot be read", detail: "\(field) \(reason)", errors: [FieldIssue(field, reason)])
+        Problem(
+            .badRequest, type: "bad-request", title: "The request cannot be read", detail: "\(field) \(reason)",
+            errors: [FieldIssue(field, reason)])
     }
 
     /// A path Linli serves, asked with a method it does not take there (RFC 9110 §15.5.6): the
     /// `Allow` header lists the methods it does take.
-    public static func methodNotAllowed(_ method: HTTPRequest.Method, path: String, allowed: [HTTPRequest.Method]) -> Problem {
+    public static func methodNotAllowed(_ method: HTTPRequest.Method, path: String, allowed: [HTTPRequest.Method])
+        -> Problem
+    {
         let list = allowed.map(\.rawValue).joined(separator: ", ")
-        return Problem(.methodNotAllowed, type: "method-not-allowed", title: "Method not allowed",
-                       detail: "\(path) does not take \(method.rawValue); it takes \(list).", headers: [.allow: list])
+        return Problem(
+            .methodNotAllowed, type: "method-not-allowed", title: "Method not allowed",
+            detail: "\(path) does not take \(method.rawValue); it takes \(list).", headers: [.allow: list])
     }
 
     /// A JSON endpoint sent a body declared as something else (RFC 9110 §15.5.16).
@@ -84,13 +105,17 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         // RFC 5789 names Accept-Patch for PATCH; Accept-Post (W3C LDP) is its counterpart for POST.
         if method == .patch { headers[HTTPField.Name("Accept-Patch")!] = "application/json" }
         if method == .post { headers[HTTPField.Name("Accept-Post")!] = "application/json" }
-        return Problem(.unsupportedMediaType, type: "unsupported-media-type", title: "The body must be JSON",
-                       detail: "Content-Type is \(contentType.prefix(100)); this endpoint takes application/json (or another JSON type, application/*+json).",
-                       errors: [FieldIssue("Content-Type", "must be application/json")], headers: headers)
+        return Problem(
+            .unsupportedMediaType, type: "unsupported-media-type", title: "The body must be JSON",
+            detail:
+                "Content-Type is \(contentType.prefix(100)); this endpoint takes application/json (or another JSON type, application/*+json).",
+            errors: [FieldIssue("Content-Type", "must be application/json")], headers: headers)
     }
 
     public static func conflict(_ field: String, _ reason: String) -> Problem {
-        Problem(.conflict, type: "conflict", title: "This conflicts with what is stored", detail: "\(field) \(reason)", errors: [FieldIssue(field, reason)])
+        Problem(
+            .conflict, type: "conflict", title: "This conflicts with what is stored", detail: "\(field) \(reason)",
+            errors: [FieldIssue(field, reason)])
     }
 
     /// Maps any error thrown by a handler to the problem it means; unknown errors become a 500
@@ -107,9 +132,12 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         case let h as HTTPError:
             switch h.status {
             case .notFound: return Problem(.notFound, type: "not-found", title: "No such resource")
-            case .methodNotAllowed: return Problem(.methodNotAllowed, type: "method-not-allowed", title: "Method not allowed")
-            case .contentTooLarge: return Problem(.contentTooLarge, type: "too-large", title: "The request body is too large")
-            default: return Problem(h.status, type: "http-\(h.status.code)", title: h.status.reasonPhrase, detail: h.body)
+            case .methodNotAllowed:
+                return Problem(.methodNotAllowed, type: "method-not-allowed", title: "Method not allowed")
+            case .contentTooLarge:
+                return Problem(.contentTooLarge, type: "too-large", title: "The request body is too large")
+            default:
+                return Problem(h.status, type: "http-\(h.status.code)", title: h.status.reasonPhrase, detail: h.body)
             }
         case let d as DecodingError: return .decoding(d)
         case let parse as HTTPParserError:
@@ -117,7 +145,9 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
             // inside the body): the client's fault, not a server error.
             return .badRequest("body", "is not well-formed HTTP: \(parse.debugDescription)")
         case is NIOTooManyBytesError:
-            return Problem(.contentTooLarge, type: "too-large", title: "The request body is too large", detail: "The limit is 16 MiB.")
+            return Problem(
+                .contentTooLarge, type: "too-large", title: "The request body is too large",
+                detail: "The limit is 16 MiB.")
         default:
             if error.isUniqueViolation { return .conflict("body", "duplicates something already stored") }
             return Problem(.internalServerError, type: "internal", title: "Something went wrong on our side")
@@ -126,7 +156,8 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
 
     static func decoding(_ error: DecodingError) -> Problem {
         func path(_ keys: [any CodingKey]) -> String {
-            let p = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+            let p = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+                .replacingOccurrences(of: ".[", with: "[")
             return p.isEmpty ? "body" : p
         }
         switch error {
@@ -138,7 +169,9 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
             return .invalid([FieldIssue(path(ctx.codingPath), "must be \(describe(type)), not null")])
         case let .dataCorrupted(ctx):
             if ctx.codingPath.isEmpty { return .badRequest("body", "is not valid JSON") }
-            return .invalid([FieldIssue(path(ctx.codingPath), "has a value that is not allowed: \(ctx.debugDescription)")])
+            return .invalid([
+                FieldIssue(path(ctx.codingPath), "has a value that is not allowed: \(ctx.debugDescription)")
+            ])
         @unknown default:
             return .badRequest("body", "cannot be read")
         }
@@ -165,7 +198,9 @@ struct ProblemMiddleware: RouterMiddleware {
     typealias Context = AppContext
     let pages: Pages
 
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
+        async throws -> Response
+    {
         do {
             return try await next(request, context)
         } catch {
@@ -175,7 +210,8 @@ struct ProblemMiddleware: RouterMiddleware {
             }
             let path = request.uri.path
             if !(path.hasPrefix("/api") || path.hasPrefix("/open311")), problem.status == .unauthorized {
-                return .redirect(to: "/login?next=" + (path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/"))
+                return .redirect(
+                    to: "/login?next=" + (path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/"))
             }
             if path.hasPrefix("/console") || path.hasPrefix("/app") {
                 return try pages.errorPage(problem, context: context)

@@ -25,7 +25,9 @@ final class ResponseCache: Sendable {
     let maxBodyBytes: Int
 
     init(lifetime: Duration = .seconds(2), maxEntries: Int = 2_000, maxBodyBytes: Int = 256 * 1024) {
-        self.lifetime = lifetime; self.maxEntries = maxEntries; self.maxBodyBytes = maxBodyBytes
+        self.lifetime = lifetime
+        self.maxEntries = maxEntries
+        self.maxBodyBytes = maxBodyBytes
     }
 
     func get(_ key: String, version: UInt64) -> Entry? {
@@ -63,8 +65,11 @@ struct ResponseCacheMiddleware: RouterMiddleware {
     let cache: ResponseCache
     let changes: ChangeCounter
 
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
-        guard request.method == .get, let caller = context.caller, ResponseCache.isCacheable(request.uri.path[...]) else {
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
+        async throws -> Response
+    {
+        guard request.method == .get, let caller = context.caller, ResponseCache.isCacheable(request.uri.path[...])
+        else {
             return try await next(request, context)
         }
         // Per account: what one caller may see is never served to another.
@@ -72,16 +77,24 @@ struct ResponseCacheMiddleware: RouterMiddleware {
         let version = changes.current
         let bypass = request.headers[.cacheControl]?.contains("no-cache") == true
         if !bypass, let hit = cache.get(key, version: version) {
-            return Response(status: hit.status, headers: [.contentType: hit.contentType, .cacheControl: "private, no-cache"], body: .init(byteBuffer: hit.body))
+            return Response(
+                status: hit.status, headers: [.contentType: hit.contentType, .cacheControl: "private, no-cache"],
+                body: .init(byteBuffer: hit.body))
         }
         var response = try await next(request, context)
-        guard response.status == .ok, let contentType = response.headers[.contentType], contentType.hasPrefix("application/json") else { return response }
+        guard response.status == .ok, let contentType = response.headers[.contentType],
+            contentType.hasPrefix("application/json")
+        else { return response }
         // JSON answers are built in memory, so collecting the body costs a copy, not a wait.
         let collector = BodyCollector()
         try await response.body.write(CollectingWriter(collector: collector))
         response.body = .init(byteBuffer: collector.buffer)
         response.headers[.cacheControl] = "private, no-cache"
-        cache.put(key, .init(status: response.status, contentType: contentType, body: collector.buffer, version: version, until: .now + cache.lifetime))
+        cache.put(
+            key,
+            .init(
+                status: response.status, contentType: contentType, body: collector.buffer, version: version,
+                until: .now + cache.lifetime))
         return response
     }
 }

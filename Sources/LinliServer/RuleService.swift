@@ -1,9 +1,9 @@
 import Foundation
 import LinliCore
 import LinliRules
+import LinliStorage
 import LinliThings
 import LinliWorkOrders
-import LinliStorage
 import Logging
 import Metrics
 import ServiceLifecycle
@@ -113,7 +113,10 @@ public final class RuleService: Service, Sendable {
             let names = Set(group.map(\.deviceName))
             let devices: [Device]
             if names.count == 1, let name = names.first ?? nil {
-                devices = try await store.device(productKey: productKey, deviceName: name).map { [$0] }?.filter { $0.communityId == rule.communityId } ?? []
+                devices =
+                    try await store.device(productKey: productKey, deviceName: name).map { [$0] }?.filter {
+                        $0.communityId == rule.communityId
+                    } ?? []
             } else {
                 devices = try await store.devices(communityId: rule.communityId, productKey: productKey)
             }
@@ -141,7 +144,8 @@ public final class RuleService: Service, Sendable {
             let interesting = Set(RuleDefinition.domainEvents)
             for try await event in store.events(from: .checkpoint(consumer: Self.consumer)) {
                 if interesting.contains(event.type), let communityId = event.communityId {
-                    let subject = WatchedDevice(id: event.subjectId, communityId: communityId, productKey: "", deviceName: event.subjectType)
+                    let subject = WatchedDevice(
+                        id: event.subjectId, communityId: communityId, productKey: "", deviceName: event.subjectType)
                     let firings = engine.withLock { $0.observe(.domain(event.type), from: subject, now: event.at) }
                     if !firings.isEmpty { work.yield(.firings(firings)) }
                 }
@@ -152,7 +156,9 @@ public final class RuleService: Service, Sendable {
                 }
             }
         } catch {
-            if !Task.isCancelled { logger.error("rules stopped following the event log", metadata: ["error": "\(error)"]) }
+            if !Task.isCancelled {
+                logger.error("rules stopped following the event log", metadata: ["error": "\(error)"])
+            }
         }
     }
 
@@ -161,7 +167,9 @@ public final class RuleService: Service, Sendable {
         var lastEscalationLook: Millis = 0
         while !Task.isCancelled {
             let now = nowMillis()
-            let (firings, next, rules, timers) = engine.withLock { engine in (engine.expire(now: now), engine.nextDue, engine.ruleCount, engine.armedTimers) }
+            let (firings, next, rules, timers) = engine.withLock { engine in
+                (engine.expire(now: now), engine.nextDue, engine.ruleCount, engine.armedTimers)
+            }
             installedRules.record(rules)
             armedTimers.record(timers)
             if !firings.isEmpty { work.yield(.firings(firings)) }
@@ -205,29 +213,42 @@ public final class RuleService: Service, Sendable {
     private func escalate() async throws {
         let now = nowMillis()
         for order in try await store.markOverdueWorkOrders(now: now) {
-            logger.notice("work order overdue", metadata: ["number": "\(order.number)", "assignee": "\(order.assigneeName ?? "-")"])
+            logger.notice(
+                "work order overdue",
+                metadata: ["number": "\(order.number)", "assignee": "\(order.assigneeName ?? "-")"])
         }
         for (notice, silent) in try await store.markUnansweredNotices(now: now) where silent > 0 {
             logger.notice("notice unanswered", metadata: ["notice": "\(notice.id)", "households": "\(silent)"])
         }
         for alarm in try await store.alarmsToEscalate(now: now) {
             guard let ruleId = alarm.ruleId, let rule = try await store.rule(id: ruleId),
-                  let escalation = rule.definition.actions.first(where: { $0.type == .alarm && $0.alarmType == alarm.type })?.escalate,
-                  let to = escalation.recipients(level: alarm.escalationLevel)
+                let escalation = rule.definition.actions.first(where: {
+                    $0.type == .alarm && $0.alarmType == alarm.type
+                })?.escalate,
+                let to = escalation.recipients(level: alarm.escalationLevel)
             else {
-                _ = try await store.recordEscalation(alarm, level: alarm.escalationLevel, next: nil)  // its rule no longer escalates
+                // Its rule no longer escalates.
+                _ = try await store.recordEscalation(alarm, level: alarm.escalationLevel, next: nil)
                 continue
             }
             let level = alarm.escalationLevel + 1
-            guard try await store.recordEscalation(alarm, level: level, next: escalation.nextAt(level: level, raisedAt: alarm.firstAt, now: now)) else { continue }
-            let people = try await store.recipients(communityId: alarm.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
-                                                    gridWorkerOf: to.gridWorker == true ? alarm.buildingId : nil)
+            guard
+                try await store.recordEscalation(
+                    alarm, level: level, next: escalation.nextAt(level: level, raisedAt: alarm.firstAt, now: now))
+            else { continue }
+            let people = try await store.recipients(
+                communityId: alarm.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
+                gridWorkerOf: to.gridWorker == true ? alarm.buildingId : nil)
             let minutes = max(1, (now - alarm.firstAt) / 60_000)
-            try await store.notify(people, communityId: alarm.communityId, title: "未确认告警 Unacknowledged alarm: \(alarm.message)",
-                                   body: "\(alarm.sourceName) · \(alarm.detail) · \(minutes) min without acknowledgement (escalation \(level))",
-                                   severity: alarm.severity.rawValue, link: "/console/alarms/\(alarm.id)", subjectType: "alarm", subjectId: alarm.id,
-                                   actor: Principal(accountId: nil, name: "rule \(rule.name)"))
-            logger.info("alarm escalated", metadata: ["alarm": "\(alarm.id)", "level": "\(level)", "people": "\(people.count)"])
+            try await store.notify(
+                people, communityId: alarm.communityId, title: "未确认告警 Unacknowledged alarm: \(alarm.message)",
+                body:
+                    "\(alarm.sourceName) · \(alarm.detail) · \(minutes) min without acknowledgement (escalation \(level))",
+                severity: alarm.severity.rawValue, link: "/console/alarms/\(alarm.id)", subjectType: "alarm",
+                subjectId: alarm.id,
+                actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+            logger.info(
+                "alarm escalated", metadata: ["alarm": "\(alarm.id)", "level": "\(level)", "people": "\(people.count)"])
         }
     }
 
@@ -247,7 +268,9 @@ public final class RuleService: Service, Sendable {
             if let unmet = try await store.unmetCondition(of: rule, subject: firing.device) {
                 engine.withLock { $0.suppress(firing) }
                 if firing.trigger.hasEnd { _ = suppressed.withLock { $0.insert(key) } }
-                logger.info("rule conditions not met", metadata: ["rule": "\(rule.name)", "device": "\(firing.device.deviceName)", "why": "\(unmet)"])
+                logger.info(
+                    "rule conditions not met",
+                    metadata: ["rule": "\(rule.name)", "device": "\(firing.device.deviceName)", "why": "\(unmet)"])
                 return
             }
         case .ended:
@@ -256,50 +279,71 @@ public final class RuleService: Service, Sendable {
         let of = firing.trigger.absenceOf
         let device = of == .device ? try await store.device(id: firing.device.id) : nil
         // The absence of a person is about them, and they live somewhere: their current home.
-        let person = of == .person ? try? await store.person(firing.device.id, scope: .everything, fullPhone: false) : nil
+        let person =
+            of == .person ? try? await store.person(firing.device.id, scope: .everything, fullPhone: false) : nil
         // A household's absence is about the home, not one of its devices.
         let homeId = of == .household ? firing.device.id : person?.residencies.first(where: \.current)?.householdId
         let home = try await homeId.asyncMap { try? await store.household($0, scope: .everything) } ?? nil
         let buildingId = device?.buildingId ?? home?.buildingId
         let householdId = device?.householdId ?? home?.id
         let place = home.map { "\($0.buildingName) \($0.unitName) \($0.room)" }
-        let sourceName = device.map { ($0.nickname.isEmpty ? "" : $0.nickname + " ") + "\($0.productKey)/\($0.deviceName)" }
+        let sourceName =
+            device.map { ($0.nickname.isEmpty ? "" : $0.nickname + " ") + "\($0.productKey)/\($0.deviceName)" }
             ?? person.map { p in p.name + (place.map { " (\($0))" } ?? "") }
             ?? place
-            ?? (firing.trigger.watchesDevices ? "\(firing.device.productKey)/\(firing.device.deviceName)" : "\(firing.device.deviceName) \(firing.device.id.prefix(8))")
-        let sourceType = of != .device ? of.rawValue : firing.trigger.watchesDevices ? "device" : firing.device.deviceName
+            ?? (firing.trigger.watchesDevices
+                ? "\(firing.device.productKey)/\(firing.device.deviceName)"
+                : "\(firing.device.deviceName) \(firing.device.id.prefix(8))")
+        let sourceType =
+            of != .device ? of.rawValue : firing.trigger.watchesDevices ? "device" : firing.device.deviceName
         // The alarm this firing raised, so a work order it opens is linked to it (and opened once).
         var raisedAlarm: (alarm: Alarm, isNew: Bool)? = nil
-        let actions = rule.definition.actions.filter { $0.type == .alarm } + rule.definition.actions.filter { $0.type != .alarm }
+        let actions =
+            rule.definition.actions.filter { $0.type == .alarm } + rule.definition.actions.filter { $0.type != .alarm }
         for action in actions {
             switch action.type {
             case .workOrder:
-                guard firing.change == .fired, let category = action.category, raisedAlarm?.isNew != false else { continue }
-                let order = try await store.submitWorkOrder(WorkOrderReport(
-                    communityId: rule.communityId, category: category, title: action.message ?? rule.name, description: "\(sourceName): \(firing.detail)",
-                    source: .alarm, reporterAccountId: nil, reporterName: "规则 rule \(rule.name)", householdId: householdId, buildingId: buildingId,
-                    location: device?.location ?? place ?? "", alarmId: raisedAlarm?.alarm.id), actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                guard firing.change == .fired, let category = action.category, raisedAlarm?.isNew != false else {
+                    continue
+                }
+                let order = try await store.submitWorkOrder(
+                    WorkOrderReport(
+                        communityId: rule.communityId, category: category, title: action.message ?? rule.name,
+                        description: "\(sourceName): \(firing.detail)",
+                        source: .alarm, reporterAccountId: nil, reporterName: "规则 rule \(rule.name)",
+                        householdId: householdId, buildingId: buildingId,
+                        location: device?.location ?? place ?? "", alarmId: raisedAlarm?.alarm.id),
+                    actor: Principal(accountId: nil, name: "rule \(rule.name)"))
                 logger.info("work order opened", metadata: ["rule": "\(rule.name)", "number": "\(order.number)"])
             case .alarm:
                 guard let type = action.alarmType, let severity = action.severity else { continue }
                 switch firing.change {
                 case .fired:
-                    let raised = try await store.raiseAlarm(AlarmRaise(
-                        communityId: rule.communityId, type: type, severity: severity, sourceType: sourceType,
-                        sourceId: firing.device.id, sourceName: sourceName,
-                        buildingId: buildingId, householdId: householdId, ruleId: rule.id,
-                        message: action.message ?? rule.name, detail: firing.detail, at: firing.at,
-                        firstEscalationAt: action.escalate?.nextAt(level: 0, raisedAt: firing.at, now: firing.at)),
+                    let raised = try await store.raiseAlarm(
+                        AlarmRaise(
+                            communityId: rule.communityId, type: type, severity: severity, sourceType: sourceType,
+                            sourceId: firing.device.id, sourceName: sourceName,
+                            buildingId: buildingId, householdId: householdId, ruleId: rule.id,
+                            message: action.message ?? rule.name, detail: firing.detail, at: firing.at,
+                            firstEscalationAt: action.escalate?.nextAt(level: 0, raisedAt: firing.at, now: firing.at)),
                         actor: Principal(accountId: nil, name: "rule \(rule.name)"))
                     raisedAlarm = raised
-                    logger.info(raised.isNew ? "alarm raised" : "alarm repeated",
-                                metadata: ["rule": "\(rule.name)", "alarm": "\(raised.alarm.id)", "source": "\(sourceName)", "type": "\(type)"])
+                    logger.info(
+                        raised.isNew ? "alarm raised" : "alarm repeated",
+                        metadata: [
+                            "rule": "\(rule.name)", "alarm": "\(raised.alarm.id)", "source": "\(sourceName)",
+                            "type": "\(type)",
+                        ])
                 case .ended:
                     // Only what lasts clears itself: an alarm from an event waits for a person.
                     guard firing.trigger.hasEnd else { continue }
-                    if let cleared = try await store.clearAlarm(sourceId: firing.device.id, type: type, detail: firing.detail,
-                                                                actor: Principal(accountId: nil, name: "rule \(rule.name)")) {
-                        logger.info("alarm cleared", metadata: ["rule": "\(rule.name)", "alarm": "\(cleared.id)", "source": "\(sourceName)"])
+                    if let cleared = try await store.clearAlarm(
+                        sourceId: firing.device.id, type: type, detail: firing.detail,
+                        actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                    {
+                        logger.info(
+                            "alarm cleared",
+                            metadata: ["rule": "\(rule.name)", "alarm": "\(cleared.id)", "source": "\(sourceName)"])
                     }
                 }
             case .device:
@@ -309,18 +353,28 @@ public final class RuleService: Service, Sendable {
                 try await command(action, for: rule)
             case .notify:
                 guard firing.change == .fired, let to = action.to else { continue }
-                let people = try await store.recipients(communityId: rule.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
-                                                        gridWorkerOf: to.gridWorker == true ? buildingId : nil)
-                let link = device.map { "/console/d/\($0.productKey)/\($0.deviceName)" } ?? person.map { "/console/p/\($0.id)" } ?? home.map { "/console/h/\($0.id)" }
+                let people = try await store.recipients(
+                    communityId: rule.communityId, roles: to.roles ?? [], usernames: to.accounts ?? [],
+                    gridWorkerOf: to.gridWorker == true ? buildingId : nil)
+                let link =
+                    device.map { "/console/d/\($0.productKey)/\($0.deviceName)" } ?? person.map {
+                        "/console/p/\($0.id)"
+                    } ?? home.map { "/console/h/\($0.id)" }
                 // As urgent as the alarm the rule raises: a critical one reaches people in their quiet hours.
                 let severity = rule.definition.actions.first { $0.type == .alarm }?.severity?.rawValue
-                try await store.notify(people, communityId: rule.communityId, title: action.message ?? rule.name, body: "\(sourceName): \(firing.detail)",
-                                       severity: severity, link: link, subjectType: "rule", subjectId: rule.id, actor: Principal(accountId: nil, name: "rule \(rule.name)"))
-                if people.isEmpty { logger.notice("rule notified nobody: no account matches", metadata: ["rule": "\(rule.name)"]) }
+                try await store.notify(
+                    people, communityId: rule.communityId, title: action.message ?? rule.name,
+                    body: "\(sourceName): \(firing.detail)",
+                    severity: severity, link: link, subjectType: "rule", subjectId: rule.id,
+                    actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                if people.isEmpty {
+                    logger.notice("rule notified nobody: no account matches", metadata: ["rule": "\(rule.name)"])
+                }
             case .webhook:
                 guard let url = action.url, let cipher = action.secretCipher else { continue }
                 let payload = Self.webhookPayload(firing, sourceName: sourceName)
-                _ = try await store.enqueueDelivery(communityId: rule.communityId, ruleId: rule.id, url: url, secretCipher: cipher, payload: payload)
+                _ = try await store.enqueueDelivery(
+                    communityId: rule.communityId, ruleId: rule.id, url: url, secretCipher: cipher, payload: payload)
                 webhooks.withLock { $0 }?.wake()
             }
         }
@@ -329,8 +383,16 @@ public final class RuleService: Service, Sendable {
     /// What a webhook receives: the rule, what happened, and on which device.
     static func webhookPayload(_ firing: Firing, sourceName: String) -> String {
         struct Payload: Encodable {
-            struct RuleRef: Encodable { var id: ID; var name: String }
-            struct DeviceRef: Encodable { var id: ID; var productKey: String; var deviceName: String; var name: String }
+            struct RuleRef: Encodable {
+                var id: ID
+                var name: String
+            }
+            struct DeviceRef: Encodable {
+                var id: ID
+                var productKey: String
+                var deviceName: String
+                var name: String
+            }
             var rule: RuleRef
             var communityId: ID
             var change: String
@@ -339,9 +401,13 @@ public final class RuleService: Service, Sendable {
             var at: Millis
             var device: DeviceRef
         }
-        let p = Payload(rule: .init(id: firing.rule.id, name: firing.rule.name), communityId: firing.rule.communityId,
-                        change: firing.change == .fired ? "fired" : "ended", trigger: firing.trigger, detail: firing.detail, at: firing.at,
-                        device: .init(id: firing.device.id, productKey: firing.device.productKey, deviceName: firing.device.deviceName, name: sourceName))
+        let p = Payload(
+            rule: .init(id: firing.rule.id, name: firing.rule.name), communityId: firing.rule.communityId,
+            change: firing.change == .fired ? "fired" : "ended", trigger: firing.trigger, detail: firing.detail,
+            at: firing.at,
+            device: .init(
+                id: firing.device.id, productKey: firing.device.productKey, deviceName: firing.device.deviceName,
+                name: sourceName))
         return EventLog.json(p) ?? "{}"
     }
 
@@ -350,12 +416,18 @@ public final class RuleService: Service, Sendable {
     private func command(_ action: Action, for rule: Rule) async throws {
         guard let productKey = action.productKey else { return }
         let targets = try await store.devices(communityId: rule.communityId, productKey: productKey)
-            .filter { d in action.deviceName.map { d.deviceName == $0 } ?? action.tag.map { d.tagList.contains($0) } ?? false }
+            .filter { d in
+                action.deviceName.map { d.deviceName == $0 } ?? action.tag.map { d.tagList.contains($0) } ?? false
+            }
         let actor = Principal(accountId: nil, name: "rule \(rule.name)")
         let gateway = devices.withLock { $0 }
         for device in targets where device.status != .disabled {
             if case let .object(values)? = action.properties {
-                _ = try await store.setDesired(device, values.sorted { $0.key < $1.key }.map { ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self)) }, actor: actor)
+                _ = try await store.setDesired(
+                    device,
+                    values.sorted { $0.key < $1.key }.map {
+                        ($0.key, String(decoding: $0.value.serialized(), as: UTF8.self))
+                    }, actor: actor)
                 if let gateway { Task { await gateway.deliverDesired(device) } }
             } else if let service = action.service {
                 guard let gateway else { continue }
@@ -363,14 +435,18 @@ public final class RuleService: Service, Sendable {
                 Task {
                     let outcome: String
                     do {
-                        let reply = try await gateway.send(.callService(service, params), productKey: device.productKey, deviceName: device.deviceName, timeout: .seconds(10))
+                        let reply = try await gateway.send(
+                            .callService(service, params), productKey: device.productKey, deviceName: device.deviceName,
+                            timeout: .seconds(10))
                         outcome = String(decoding: reply.serialized(), as: UTF8.self)
                     } catch {
                         outcome = "not done: \(error)"
                     }
                     try? await self.store.write { db in
-                        try await Change.record(db, actor: actor, communityId: device.communityId, type: "device.command", subjectType: "device", subjectId: device.id,
-                                                after: ["method": service, "reply": outcome])
+                        try await Change.record(
+                            db, actor: actor, communityId: device.communityId, type: "device.command",
+                            subjectType: "device", subjectId: device.id,
+                            after: ["method": service, "reply": outcome])
                     }
                 }
             }
@@ -396,8 +472,10 @@ extension Store {
             }
         }
         for condition in conditions where condition.type == .device {
-            guard let key = condition.deviceKey, facts.devices[key] == nil, let pk = condition.productKey, let dn = condition.deviceName,
-                  let other = try await device(productKey: pk, deviceName: dn), other.communityId == rule.communityId else { continue }
+            guard let key = condition.deviceKey, facts.devices[key] == nil, let pk = condition.productKey,
+                let dn = condition.deviceName,
+                let other = try await device(productKey: pk, deviceName: dn), other.communityId == rule.communityId
+            else { continue }
             var values: [String: Double] = [:]
             for v in try await shadow(other) {
                 guard let text = v.reported else { continue }
@@ -411,6 +489,8 @@ extension Store {
 
 extension WatchedDevice {
     init(_ d: Device) {
-        self.init(id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName, householdId: d.householdId, personId: d.personId)
+        self.init(
+            id: d.id, communityId: d.communityId, productKey: d.productKey, deviceName: d.deviceName,
+            householdId: d.householdId, personId: d.personId)
     }
 }

@@ -34,16 +34,27 @@ extension API {
         let unread = q.bool("unread")
         let page = q.page()
         try q.check()
-        struct Inbox: Encodable { var items: [InboxMessage]; var total: Int; var limit: Int; var offset: Int; var unread: Int }
+        struct Inbox: Encodable {
+            var items: [InboxMessage]
+            var total: Int
+            var limit: Int
+            var offset: Int
+            var unread: Int
+        }
         let found = try await store.notifications(accountId: caller.accountId, unreadOnly: unread, page: page)
-        return try JSON.response(Inbox(items: found.items, total: found.total, limit: found.limit, offset: found.offset,
-                                       unread: try await store.unreadNotifications(accountId: caller.accountId)))
+        return try JSON.response(
+            Inbox(
+                items: found.items, total: found.total, limit: found.limit, offset: found.offset,
+                unread: try await store.unreadNotifications(accountId: caller.accountId)))
     }
 
     @Sendable func readNotification(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
         // Someone else's notification is as absent as a missing one.
-        guard try await store.markNotificationsRead(accountId: caller.accountId, id: try context.parameters.require("id")) == 1 else {
+        guard
+            try await store.markNotificationsRead(accountId: caller.accountId, id: try context.parameters.require("id"))
+                == 1
+        else {
             throw Problem.notFound("unread notification")
         }
         return Response(status: .noContent)
@@ -75,8 +86,14 @@ extension API {
         var createdAt: Millis
         var updatedAt: Millis
         init(_ r: Rule) {
-            id = r.id; communityId = r.communityId; name = r.name; enabled = r.enabled; triggers = r.definition.triggers
-            conditions = r.definition.conditions; createdAt = r.createdAt; updatedAt = r.updatedAt
+            id = r.id
+            communityId = r.communityId
+            name = r.name
+            enabled = r.enabled
+            triggers = r.definition.triggers
+            conditions = r.definition.conditions
+            createdAt = r.createdAt
+            updatedAt = r.updatedAt
             // A webhook's secret is never shown again; `secret: "********"` says that one is kept.
             actions = r.definition.actions.map { a in
                 var shown = a
@@ -99,22 +116,32 @@ extension API {
 
     /// Reads and checks a rule: its shape, then each trigger against the community's products and
     /// their thing models. Every fault is reported with its path.
-    func readRule(_ request: inout Request, context: AppContext, communityId: ID, replacing previous: Rule? = nil) async throws -> (name: String, enabled: Bool, RuleDefinition) {
-        try await checkRule(try await request.decodeJSON(RuleInput.self, context: context), communityId: communityId, replacing: previous)
+    func readRule(_ request: inout Request, context: AppContext, communityId: ID, replacing previous: Rule? = nil)
+        async throws -> (name: String, enabled: Bool, RuleDefinition)
+    {
+        try await checkRule(
+            try await request.decodeJSON(RuleInput.self, context: context), communityId: communityId,
+            replacing: previous)
     }
 
-    func checkRule(_ input: RuleInput, communityId: ID, replacing previous: Rule? = nil) async throws -> (name: String, enabled: Bool, RuleDefinition) {
+    func checkRule(_ input: RuleInput, communityId: ID, replacing previous: Rule? = nil) async throws -> (
+        name: String, enabled: Bool, RuleDefinition
+    ) {
         var v = Validator()
         let name = v.text(input.name, "name", max: 100)
         try v.check()
         var actions = input.actions
         for i in actions.indices {
             actions[i].secretCipher = nil
-            guard actions[i].type == .webhook else { actions[i].secret = nil; continue }
+            guard actions[i].type == .webhook else {
+                actions[i].secret = nil
+                continue
+            }
             // "********" (or nothing) keeps the secret of the same webhook in the rule being replaced.
             if actions[i].secret == nil || actions[i].secret == "********" {
                 actions[i].secret = nil
-                actions[i].secretCipher = previous?.definition.actions.first { $0.type == .webhook && $0.url == actions[i].url }?.secretCipher
+                actions[i].secretCipher =
+                    previous?.definition.actions.first { $0.type == .webhook && $0.url == actions[i].url }?.secretCipher
             }
         }
         var definition = RuleDefinition(triggers: input.triggers, conditions: input.conditions ?? [], actions: actions)
@@ -124,21 +151,28 @@ extension API {
         }
         for (i, trigger) in definition.triggers.enumerated() where !trigger.productKey.isEmpty {
             let path = "triggers[\(i)]"
-            guard let product = try await store.product(key: trigger.productKey), product.communityId == communityId else {
+            guard let product = try await store.product(key: trigger.productKey), product.communityId == communityId
+            else {
                 issues.append(FieldIssue("\(path).productKey", "is not a product of this community"))
                 continue
             }
-            if let dn = trigger.deviceName, try await store.device(productKey: trigger.productKey, deviceName: dn) == nil {
+            if let dn = trigger.deviceName,
+                try await store.device(productKey: trigger.productKey, deviceName: dn) == nil
+            {
                 issues.append(FieldIssue("\(path).deviceName", "is not a device of product \(trigger.productKey)"))
             }
             guard let model = product.thingModel else { continue }
             if let property = trigger.property {
                 if let p = model.property(property) {
                     if !["int", "float", "double", "bool", "enum"].contains(p.dataType.typeName) {
-                        issues.append(FieldIssue("\(path).property", "\(property) is \(p.dataType.typeName); only numbers, bool and enum compare"))
+                        issues.append(
+                            FieldIssue(
+                                "\(path).property",
+                                "\(property) is \(p.dataType.typeName); only numbers, bool and enum compare"))
                     }
                 } else {
-                    issues.append(FieldIssue("\(path).property", "\(property) is not a property of \(trigger.productKey)"))
+                    issues.append(
+                        FieldIssue("\(path).property", "\(property) is not a property of \(trigger.productKey)"))
                 }
             }
             if let event = trigger.event, model.event(event) == nil || event == "post" {
@@ -148,12 +182,14 @@ extension API {
         for (i, condition) in definition.conditions.enumerated() where condition.type == .device {
             let path = "conditions[\(i)]"
             guard let pk = condition.productKey, let dn = condition.deviceName,
-                  let other = try await store.device(productKey: pk, deviceName: dn), other.communityId == communityId else {
+                let other = try await store.device(productKey: pk, deviceName: dn), other.communityId == communityId
+            else {
                 issues.append(FieldIssue("\(path).deviceName", "is not a device of this community"))
                 continue
             }
             if let property = condition.property, let product = try await store.product(key: pk),
-               let model = product.thingModel, model.property(property) == nil {
+                let model = product.thingModel, model.property(property) == nil
+            {
                 issues.append(FieldIssue("\(path).property", "\(property) is not a property of \(pk)"))
             }
         }
@@ -180,11 +216,15 @@ extension API {
         }
         guard let model = product.thingModel else { return issues }
         if let properties = action.properties {
-            issues += model.validateProperties(properties, writing: true).map { FieldIssue("\(p).properties.\($0.path)", $0.reason) }
+            issues += model.validateProperties(properties, writing: true).map {
+                FieldIssue("\(p).properties.\($0.path)", $0.reason)
+            }
         }
         if let service = action.service {
             if let s = model.service(service), !["set", "get"].contains(service) {
-                issues += model.validate(fields: s.inputData, action.params ?? .object([:]), requireAll: true).map { FieldIssue("\(p).params.\($0.path)", $0.reason) }
+                issues += model.validate(fields: s.inputData, action.params ?? .object([:]), requireAll: true).map {
+                    FieldIssue("\(p).params.\($0.path)", $0.reason)
+                }
             } else {
                 issues.append(FieldIssue("\(p).service", "\(service) is not a service of \(pk)"))
             }
@@ -198,14 +238,27 @@ extension API {
         let page = q.page()
         try q.check()
         struct DeliveryView: Encodable {
-            var id: ID; var url: String; var status: WebhookDelivery.Status; var attempts: Int; var nextAt: Millis?
-            var lastStatus: Int?; var lastError: String?; var createdAt: Millis; var deliveredAt: Millis?; var payload: JSONValue
+            var id: ID
+            var url: String
+            var status: WebhookDelivery.Status
+            var attempts: Int
+            var nextAt: Millis?
+            var lastStatus: Int?
+            var lastError: String?
+            var createdAt: Millis
+            var deliveredAt: Millis?
+            var payload: JSONValue
         }
         let found = try await store.deliveries(ruleId: rule.id, page: page)
-        return try JSON.response(Page(items: found.items.map {
-            DeliveryView(id: $0.id, url: $0.url, status: $0.status, attempts: $0.attempts, nextAt: $0.status == .pending ? $0.nextAt : nil, lastStatus: $0.lastStatus,
-                         lastError: $0.lastError, createdAt: $0.createdAt, deliveredAt: $0.deliveredAt, payload: JSONValue.parse(Data($0.payload.utf8)) ?? .null)
-        }, total: found.total, limit: found.limit, offset: found.offset))
+        return try JSON.response(
+            Page(
+                items: found.items.map {
+                    DeliveryView(
+                        id: $0.id, url: $0.url, status: $0.status, attempts: $0.attempts,
+                        nextAt: $0.status == .pending ? $0.nextAt : nil, lastStatus: $0.lastStatus,
+                        lastError: $0.lastError, createdAt: $0.createdAt, deliveredAt: $0.deliveredAt,
+                        payload: JSONValue.parse(Data($0.payload.utf8)) ?? .null)
+                }, total: found.total, limit: found.limit, offset: found.offset))
     }
 
     @Sendable func createRule(_ request: Request, context: AppContext) async throws -> Response {
@@ -225,7 +278,8 @@ extension API {
         let scope = try context.scope(capability)
         let caller = try context.requireCaller()
         guard let rule = try await store.rule(id: try context.parameters.require("id")),
-              scope.coversCommunity(rule.communityId) || (capability == .viewAlarms && caller.communityIds.contains(rule.communityId))
+            scope.coversCommunity(rule.communityId)
+                || (capability == .viewAlarms && caller.communityIds.contains(rule.communityId))
         else { throw Problem.notFound("rule") }
         return rule
     }
@@ -237,7 +291,8 @@ extension API {
     @Sendable func replaceRule(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         var rule = try await visibleRule(context, .manageRules)
-        let (name, enabled, definition) = try await readRule(&request, context: context, communityId: rule.communityId, replacing: rule)
+        let (name, enabled, definition) = try await readRule(
+            &request, context: context, communityId: rule.communityId, replacing: rule)
         rule.name = name
         rule.enabled = enabled
         rule.definition = definition
@@ -271,7 +326,15 @@ extension API {
     }
 
     struct RuleTestOutcome: Encodable {
-        struct Step: Encodable { var sample: Int?; var afterSeconds: Int?; var triggerIndex: Int; var change: String; var detail: String; var device: String; var actions: [String] }
+        struct Step: Encodable {
+            var sample: Int?
+            var afterSeconds: Int?
+            var triggerIndex: Int
+            var change: String
+            var detail: String
+            var device: String
+            var actions: [String]
+        }
         var steps: [Step]
     }
 
@@ -286,16 +349,26 @@ extension API {
 
     func trial(_ input: RuleTest, community: Community) async throws -> [RuleTestOutcome.Step] {
         var issues: [FieldIssue] = []
-        if input.samples.isEmpty || input.samples.count > 100 { issues.append(FieldIssue("samples", "give 1 to 100 samples")) }
+        if input.samples.isEmpty || input.samples.count > 100 {
+            issues.append(FieldIssue("samples", "give 1 to 100 samples"))
+        }
         for (i, sample) in input.samples.enumerated() {
             let kinds = [sample.properties != nil, sample.event != nil, sample.status != nil].filter { $0 }.count
-            if kinds != 1 { issues.append(FieldIssue("samples[\(i)]", "give exactly one of properties, event or status")) }
+            if kinds != 1 {
+                issues.append(FieldIssue("samples[\(i)]", "give exactly one of properties, event or status"))
+            }
         }
-        if let t = input.thenSeconds, !(0...RuleDefinition.maxForSeconds).contains(t) { issues.append(FieldIssue("thenSeconds", "must be from 0 to \(RuleDefinition.maxForSeconds)")) }
+        if let t = input.thenSeconds, !(0...RuleDefinition.maxForSeconds).contains(t) {
+            issues.append(FieldIssue("thenSeconds", "must be from 0 to \(RuleDefinition.maxForSeconds)"))
+        }
         if !issues.isEmpty { throw Problem.invalid(issues) }
         var trial = input.rule
         // A webhook under test needs no secret: nothing is sent.
-        trial.actions = trial.actions.map { a in var a = a; if a.type == .webhook, a.secret == nil { a.secret = String(repeating: "x", count: 16) }; return a }
+        trial.actions = trial.actions.map { a in
+            var a = a
+            if a.type == .webhook, a.secret == nil { a.secret = String(repeating: "x", count: 16) }
+            return a
+        }
         let (name, _, definition) = try await checkRule(trial, communityId: community.id)
         let rule = Rule(communityId: community.id, name: name, definition: definition)
         var engine = RuleEngine()
@@ -308,17 +381,21 @@ extension API {
                 switch (a.type, f.change) {
                 case (.alarm, .fired): "raise alarm \(a.alarmType ?? "") (\(a.severity?.rawValue ?? ""))"
                 case (.alarm, .ended): f.trigger.hasEnd ? "clear alarm \(a.alarmType ?? "")" : nil
-                case (.device, .fired): a.service.map { "call \($0) on \(a.productKey ?? "")/\(a.deviceName ?? "#" + (a.tag ?? ""))" }
-                    ?? "set \(a.properties.map { String(decoding: $0.serialized(), as: UTF8.self) } ?? "{}") on \(a.productKey ?? "")/\(a.deviceName ?? "#" + (a.tag ?? ""))"
+                case (.device, .fired):
+                    a.service.map { "call \($0) on \(a.productKey ?? "")/\(a.deviceName ?? "#" + (a.tag ?? ""))" }
+                        ?? "set \(a.properties.map { String(decoding: $0.serialized(), as: UTF8.self) } ?? "{}") on \(a.productKey ?? "")/\(a.deviceName ?? "#" + (a.tag ?? ""))"
                 case (.webhook, _): "POST to \(a.url ?? "")"
-                case (.notify, .fired): "notify \(a.to.map { [$0.roles?.joined(separator: ","), $0.accounts?.joined(separator: ","), $0.gridWorker == true ? "grid worker" : nil].compactMap { $0 }.joined(separator: "; ") } ?? "")"
+                case (.notify, .fired):
+                    "notify \(a.to.map { [$0.roles?.joined(separator: ","), $0.accounts?.joined(separator: ","), $0.gridWorker == true ? "grid worker" : nil].compactMap { $0 }.joined(separator: "; ") } ?? "")"
                 default: nil
                 }
             }
         }
         // Care tags and other devices are judged on the community as it is now, as the server would.
         func outcome(_ f: Firing) async throws -> [String] {
-            guard f.change == .fired, let unmet = try await store.unmetCondition(of: rule, subject: f.device) else { return describe(f) }
+            guard f.change == .fired, let unmet = try await store.unmetCondition(of: rule, subject: f.device) else {
+                return describe(f)
+            }
             engine.suppress(f)
             return ["not carried out: \(unmet)"]
         }
@@ -328,23 +405,32 @@ extension API {
             if let known = devices[key] {
                 device = known
             } else {
-                guard let d = try await store.device(productKey: sample.productKey, deviceName: sample.deviceName), d.communityId == community.id else {
+                guard let d = try await store.device(productKey: sample.productKey, deviceName: sample.deviceName),
+                    d.communityId == community.id
+                else {
                     throw Problem.invalid([FieldIssue("samples[\(i)].deviceName", "is not a device of this community")])
                 }
                 device = WatchedDevice(d)
                 devices[key] = device
                 engine.watch(device, now: start)
             }
-            let observation: Observation = sample.properties.map { .properties($0) } ?? sample.event.map { .event($0) } ?? .status(sample.status ?? "online")
+            let observation: Observation =
+                sample.properties.map { .properties($0) } ?? sample.event.map { .event($0) }
+                ?? .status(sample.status ?? "online")
             for f in engine.observe(observation, from: device, now: start + Millis(i)) {
-                steps.append(.init(sample: i, afterSeconds: nil, triggerIndex: f.triggerIndex, change: f.change == .fired ? "fired" : "ended", detail: f.detail,
-                                   device: key, actions: try await outcome(f)))
+                steps.append(
+                    .init(
+                        sample: i, afterSeconds: nil, triggerIndex: f.triggerIndex,
+                        change: f.change == .fired ? "fired" : "ended", detail: f.detail,
+                        device: key, actions: try await outcome(f)))
             }
         }
         if let t = input.thenSeconds {
             for f in engine.expire(now: start + Millis(input.samples.count) + Millis(t) * 1000) {
-                steps.append(.init(sample: nil, afterSeconds: t, triggerIndex: f.triggerIndex, change: "fired", detail: f.detail,
-                                   device: f.device.productKey + "/" + f.device.deviceName, actions: try await outcome(f)))
+                steps.append(
+                    .init(
+                        sample: nil, afterSeconds: t, triggerIndex: f.triggerIndex, change: "fired", detail: f.detail,
+                        device: f.device.productKey + "/" + f.device.deviceName, actions: try await outcome(f)))
             }
         }
         return steps
@@ -372,7 +458,11 @@ extension API {
         var filter = AlarmFilter()
         let statuses = ["active", "cleared", "unacknowledged"] + Alarm.Status.allCases.map(\.rawValue)
         if let status = q.string("status") {
-            if statuses.contains(status) { filter.status = status } else { q.issues.append(FieldIssue("status", "must be one of \(statuses.joined(separator: ", "))")) }
+            if statuses.contains(status) {
+                filter.status = status
+            } else {
+                q.issues.append(FieldIssue("status", "must be one of \(statuses.joined(separator: ", "))"))
+            }
         }
         filter.severity = q.oneOf("severity", AlarmSeverity.self)
         filter.type = q.string("type", max: 64)
@@ -380,26 +470,35 @@ extension API {
         let page = q.page()
         try q.check()
         let found = try await store.alarms(communityId: community.id, filter: filter, page: page, scope: scope)
-        return try JSON.response(Page(items: found.items.map { AlarmView(alarm: $0, status: $0.status) }, total: found.total, limit: found.limit, offset: found.offset))
+        return try JSON.response(
+            Page(
+                items: found.items.map { AlarmView(alarm: $0, status: $0.status) }, total: found.total,
+                limit: found.limit, offset: found.offset))
     }
 
     func visibleAlarm(_ context: AppContext, _ capability: Capability) async throws -> Alarm {
-        guard let alarm = try await store.alarm(id: try context.parameters.require("id"), scope: try context.scope(capability)) else { throw Problem.notFound("alarm") }
+        guard
+            let alarm = try await store.alarm(
+                id: try context.parameters.require("id"), scope: try context.scope(capability))
+        else { throw Problem.notFound("alarm") }
         return alarm
     }
 
     @Sendable func getAlarm(_ request: Request, context: AppContext) async throws -> Response {
         let alarm = try await visibleAlarm(context, .viewAlarms)
-        return try JSON.response(AlarmView(alarm: alarm, status: alarm.status, comments: try await store.alarmComments(alarm)))
+        return try JSON.response(
+            AlarmView(alarm: alarm, status: alarm.status, comments: try await store.alarmComments(alarm)))
     }
 
     @Sendable func acknowledgeAlarm(_ request: Request, context: AppContext) async throws -> Response {
-        let alarm = try await store.changeAlarm(try await visibleAlarm(context, .handleAlarms), .acknowledge, actor: context.principal)
+        let alarm = try await store.changeAlarm(
+            try await visibleAlarm(context, .handleAlarms), .acknowledge, actor: context.principal)
         return try JSON.response(AlarmView(alarm: alarm, status: alarm.status))
     }
 
     @Sendable func clearAlarm(_ request: Request, context: AppContext) async throws -> Response {
-        let alarm = try await store.changeAlarm(try await visibleAlarm(context, .handleAlarms), .clear, actor: context.principal)
+        let alarm = try await store.changeAlarm(
+            try await visibleAlarm(context, .handleAlarms), .clear, actor: context.principal)
         return try JSON.response(AlarmView(alarm: alarm, status: alarm.status))
     }
 
@@ -412,7 +511,8 @@ extension API {
         var v = Validator()
         let text = v.text(input.text, "text", max: 2_000)
         try v.check()
-        return try JSON.response(try await store.commentAlarm(alarm, text: text!, actor: context.principal), status: .created)
+        return try JSON.response(
+            try await store.commentAlarm(alarm, text: text!, actor: context.principal), status: .created)
     }
 }
 
@@ -433,35 +533,77 @@ enum RuleTemplates {
     static let pk = "{productKey}"
 
     static let all: [Template] = [
-        Template(key: "smoke", name: "烟雾报警 Smoke alarm", library: "smoke_detector",
-                 triggers: [Trigger(type: .event, productKey: pk, event: "SmokeAlarm")], conditions: [],
-                 actions: [Action(type: .alarm, alarmType: "smoke", severity: .critical, message: "烟雾报警 Smoke detected")]),
-        Template(key: "sos", name: "紧急呼叫 SOS pressed", library: "sos_button",
-                 triggers: [Trigger(type: .event, productKey: pk, event: "SOS")], conditions: [],
-                 actions: [Action(type: .alarm, alarmType: "sos", severity: .critical, message: "紧急呼叫 SOS pressed")]),
-        Template(key: "elderly-absence", name: "独居老人12小时未开门 Living alone: door not opened for 12 hours", library: "door_contact",
-                 triggers: [Trigger(type: .absence, productKey: pk, property: "ContactState", op: .equal, value: 1, forSeconds: 12 * 3600)],
-                 conditions: [.careTag([.elderlyAlone])],
-                 actions: [Action(type: .alarm, alarmType: "absence", severity: .major, message: "12小时未开门 Door not opened for 12 hours")]),
-        Template(key: "home-silent", name: "独居老人家中12小时无动静 Living alone: no sign of life at home for 12 hours", library: "",
-                 triggers: [Trigger(type: .absence, productKey: "", forSeconds: 12 * 3600, per: .household)],
-                 conditions: [.careTag([.elderlyAlone])],
-                 actions: [Action(type: .alarm, alarmType: "home-silent", severity: .major, message: "家中12小时无动静 No sign of life at home for 12 hours"),
-                           { var a = Action(type: .notify); a.to = Recipients(gridWorker: true); a.message = "请上门查看 Please visit"; return a }()]),
-        Template(key: "water-leak", name: "漏水 Water leak", library: "water_leak",
-                 triggers: [Trigger(type: .property, productKey: pk, property: "WaterLeakState", op: .equal, value: 1)], conditions: [],
-                 actions: [Action(type: .alarm, alarmType: "water-leak", severity: .major, message: "漏水 Water leak")]),
-        Template(key: "hot", name: "温度持续过高 Temperature above 60 °C for 2 minutes", library: "environment_sensor",
-                 triggers: [Trigger(type: .property, productKey: pk, property: "CurrentTemperature", op: .greater, value: 60, forSeconds: 120)], conditions: [],
-                 actions: [Action(type: .alarm, alarmType: "high-temperature", severity: .major, message: "温度过高 Temperature too high")]),
-        Template(key: "hydrant-pressure", name: "消火栓水压过低 Hydrant pressure low", library: "hydrant_pressure",
-                 triggers: [Trigger(type: .property, productKey: pk, property: "WaterPressure", op: .less, value: 0.1, forSeconds: 300)], conditions: [],
-                 actions: [Action(type: .alarm, alarmType: "low-pressure", severity: .major, message: "水压过低 Pressure below 0.1 MPa")]),
-        Template(key: "bin-full", name: "垃圾桶满溢 Bin full", library: "smart_bin",
-                 triggers: [Trigger(type: .property, productKey: pk, property: "FillLevel", op: .greaterOrEqual, value: 90)], conditions: [],
-                 actions: [Action(type: .alarm, alarmType: "bin-full", severity: .minor, message: "垃圾桶将满 Bin almost full")]),
-        Template(key: "offline", name: "设备离线10分钟 Device offline for 10 minutes", library: "access_controller",
-                 triggers: [Trigger(type: .status, productKey: pk, status: "offline", forSeconds: 600)], conditions: [],
-                 actions: [Action(type: .alarm, alarmType: "offline", severity: .warning, message: "设备离线 Device offline")]),
+        Template(
+            key: "smoke", name: "烟雾报警 Smoke alarm", library: "smoke_detector",
+            triggers: [Trigger(type: .event, productKey: pk, event: "SmokeAlarm")], conditions: [],
+            actions: [Action(type: .alarm, alarmType: "smoke", severity: .critical, message: "烟雾报警 Smoke detected")]),
+        Template(
+            key: "sos", name: "紧急呼叫 SOS pressed", library: "sos_button",
+            triggers: [Trigger(type: .event, productKey: pk, event: "SOS")], conditions: [],
+            actions: [Action(type: .alarm, alarmType: "sos", severity: .critical, message: "紧急呼叫 SOS pressed")]),
+        Template(
+            key: "elderly-absence", name: "独居老人12小时未开门 Living alone: door not opened for 12 hours",
+            library: "door_contact",
+            triggers: [
+                Trigger(
+                    type: .absence, productKey: pk, property: "ContactState", op: .equal, value: 1,
+                    forSeconds: 12 * 3600)
+            ],
+            conditions: [.careTag([.elderlyAlone])],
+            actions: [
+                Action(
+                    type: .alarm, alarmType: "absence", severity: .major,
+                    message: "12小时未开门 Door not opened for 12 hours")
+            ]),
+        Template(
+            key: "home-silent", name: "独居老人家中12小时无动静 Living alone: no sign of life at home for 12 hours", library: "",
+            triggers: [Trigger(type: .absence, productKey: "", forSeconds: 12 * 3600, per: .household)],
+            conditions: [.careTag([.elderlyAlone])],
+            actions: [
+                Action(
+                    type: .alarm, alarmType: "home-silent", severity: .major,
+                    message: "家中12小时无动静 No sign of life at home for 12 hours"),
+                {
+                    var a = Action(type: .notify)
+                    a.to = Recipients(gridWorker: true)
+                    a.message = "请上门查看 Please visit"
+                    return a
+                }(),
+            ]),
+        Template(
+            key: "water-leak", name: "漏水 Water leak", library: "water_leak",
+            triggers: [Trigger(type: .property, productKey: pk, property: "WaterLeakState", op: .equal, value: 1)],
+            conditions: [],
+            actions: [Action(type: .alarm, alarmType: "water-leak", severity: .major, message: "漏水 Water leak")]),
+        Template(
+            key: "hot", name: "温度持续过高 Temperature above 60 °C for 2 minutes", library: "environment_sensor",
+            triggers: [
+                Trigger(
+                    type: .property, productKey: pk, property: "CurrentTemperature", op: .greater, value: 60,
+                    forSeconds: 120)
+            ], conditions: [],
+            actions: [
+                Action(
+                    type: .alarm, alarmType: "high-temperature", severity: .major, message: "温度过高 Temperature too high")
+            ]),
+        Template(
+            key: "hydrant-pressure", name: "消火栓水压过低 Hydrant pressure low", library: "hydrant_pressure",
+            triggers: [
+                Trigger(
+                    type: .property, productKey: pk, property: "WaterPressure", op: .less, value: 0.1, forSeconds: 300)
+            ], conditions: [],
+            actions: [
+                Action(
+                    type: .alarm, alarmType: "low-pressure", severity: .major, message: "水压过低 Pressure below 0.1 MPa")
+            ]),
+        Template(
+            key: "bin-full", name: "垃圾桶满溢 Bin full", library: "smart_bin",
+            triggers: [Trigger(type: .property, productKey: pk, property: "FillLevel", op: .greaterOrEqual, value: 90)],
+            conditions: [],
+            actions: [Action(type: .alarm, alarmType: "bin-full", severity: .minor, message: "垃圾桶将满 Bin almost full")]),
+        Template(
+            key: "offline", name: "设备离线10分钟 Device offline for 10 minutes", library: "access_controller",
+            triggers: [Trigger(type: .status, productKey: pk, status: "offline", forSeconds: 600)], conditions: [],
+            actions: [Action(type: .alarm, alarmType: "offline", severity: .warning, message: "设备离线 Device offline")]),
     ]
 }

@@ -12,15 +12,22 @@ public struct SMTPSettings: Sendable, Equatable {
     public var from: String
 
     public init(host: String, port: Int, username: String? = nil, password: String? = nil, from: String) {
-        self.host = host; self.port = port; self.username = username; self.password = password; self.from = from
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.from = from
     }
 
     /// Reads `smtp://[user[:password]@]host[:port]`; nil when it is not one.
     public static func parse(_ url: String, from: String) -> SMTPSettings? {
-        guard let c = URLComponents(string: url), c.scheme?.lowercased() == "smtp", let host = c.host, !host.isEmpty else { return nil }
+        guard let c = URLComponents(string: url), c.scheme?.lowercased() == "smtp", let host = c.host, !host.isEmpty
+        else { return nil }
         let port = c.port ?? 25
         guard (1...65535).contains(port) else { return nil }
-        return SMTPSettings(host: host, port: port, username: c.user?.removingPercentEncoding, password: c.password?.removingPercentEncoding, from: from)
+        return SMTPSettings(
+            host: host, port: port, username: c.user?.removingPercentEncoding,
+            password: c.password?.removingPercentEncoding, from: from)
     }
 }
 
@@ -32,9 +39,16 @@ public struct SMTPError: Error, CustomStringConvertible {
 /// by a timeout. The message is text/plain in UTF-8, base64-encoded, so no line of it can end the
 /// DATA early and no header can be forged from a title or body.
 enum SMTP {
-    static func send(_ settings: SMTPSettings, to: String, subject: String, body: String, messageId: String, timeout: Duration = .seconds(30)) async throws {
+    static func send(
+        _ settings: SMTPSettings, to: String, subject: String, body: String, messageId: String,
+        timeout: Duration = .seconds(30)
+    ) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await exchange(settings, to: to, message: compose(from: settings.from, to: to, subject: subject, body: body, messageId: messageId)) }
+            group.addTask {
+                try await exchange(
+                    settings, to: to,
+                    message: compose(from: settings.from, to: to, subject: subject, body: body, messageId: messageId))
+            }
             group.addTask {
                 try await Task.sleep(for: timeout)
                 throw SMTPError(description: "no answer from \(settings.host):\(settings.port) within \(timeout)")
@@ -45,13 +59,17 @@ enum SMTP {
     }
 
     /// The message as it goes after DATA, ending in CRLF (the terminating "." is added by the exchange).
-    static func compose(from: String, to: String, subject: String, body: String, messageId: String, date: Date = Date()) -> String {
+    static func compose(from: String, to: String, subject: String, body: String, messageId: String, date: Date = Date())
+        -> String
+    {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
         let domain = from.split(separator: "@").last.map(String.init) ?? "linli"
-        let encodedBody = Data(body.utf8).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
+        let encodedBody = Data(body.utf8).base64EncodedString(options: [
+            .lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed,
+        ])
         return [
             "From: Linli <\(from)>",
             "To: <\(to)>",
@@ -70,7 +88,9 @@ enum SMTP {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
             .connect(host: s.host, port: s.port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
             }
         try await channel.executeThenClose { inbound, outbound in
             var replies = ReplyReader(inbound.makeAsyncIterator())
@@ -117,7 +137,9 @@ enum SMTP {
         mutating func expect(_ codes: Set<Int>, after what: String) async throws {
             while true {
                 let text = try await line()
-                guard text.count >= 3, let code = Int(text.prefix(3)) else { throw SMTPError(description: "not an SMTP reply after \(what): \(text.prefix(100))") }
+                guard text.count >= 3, let code = Int(text.prefix(3)) else {
+                    throw SMTPError(description: "not an SMTP reply after \(what): \(text.prefix(100))")
+                }
                 if text.count > 3, text[text.index(text.startIndex, offsetBy: 3)] == "-" { continue }
                 guard codes.contains(code) else { throw SMTPError(description: "\(what): \(text.prefix(200))") }
                 return

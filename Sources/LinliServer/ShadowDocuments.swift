@@ -32,10 +32,15 @@ extension DeviceGateway {
             }
         }
         // Asking counts as the device being heard from, as a reply to a command does.
-        let seen = telemetry.enqueue(DeviceReport(deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
-                                                  deviceName: device.deviceName, receivedAt: nowMillis(), content: .seen))
-        return .whenDone(of: StoredReport(receipt: seen),
-                         reply: Publish(topic: AlinkShadow.getTopic(device.productKey, device.deviceName), payload: ByteBuffer(bytes: answer), qos: .atMostOnce))
+        let seen = telemetry.enqueue(
+            DeviceReport(
+                deviceId: device.id, communityId: device.communityId, productKey: device.productKey,
+                deviceName: device.deviceName, receivedAt: nowMillis(), content: .seen))
+        return .whenDone(
+            of: StoredReport(receipt: seen),
+            reply: Publish(
+                topic: AlinkShadow.getTopic(device.productKey, device.deviceName), payload: ByteBuffer(bytes: answer),
+                qos: .atMostOnce))
     }
 
     /// A device's shadow document; an empty one at version 0 before its first change.
@@ -46,9 +51,14 @@ extension DeviceGateway {
     /// Sends a changed document to its device as `control`, at QoS 1 as Alibaba's devices
     /// subscribe; false when the device is not connected (it asks with `get` when it returns).
     public func pushShadowDocument(_ device: Device, _ document: ShadowDocument) async -> Bool {
-        guard let clientId = clientId(productKey: device.productKey, deviceName: device.deviceName), let broker = broker.withLock({ $0 }) else { return false }
+        guard let clientId = clientId(productKey: device.productKey, deviceName: device.deviceName),
+            let broker = broker.withLock({ $0 })
+        else { return false }
         let payload = AlinkShadow.document(document, method: "control", at: Int64(nowMillis() / 1000))
-        await broker.send(Publish(topic: AlinkShadow.getTopic(device.productKey, device.deviceName), payload: ByteBuffer(bytes: payload), qos: .atLeastOnce), to: clientId)
+        await broker.send(
+            Publish(
+                topic: AlinkShadow.getTopic(device.productKey, device.deviceName), payload: ByteBuffer(bytes: payload),
+                qos: .atLeastOnce), to: clientId)
         return true
     }
 

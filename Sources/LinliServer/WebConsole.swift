@@ -53,7 +53,9 @@ struct WebConsole {
 
     @Sendable func loginPage(_ request: Request, context: AppContext) async throws -> Response {
         let next = Self.safeNext(request.uri.queryParameters.get("next"))
-        return try pages.render("login", ["frame": Frame(title: "Sign in", context: AppContext.anonymous(context)), "next": next] as [String: Any])
+        return try pages.render(
+            "login",
+            ["frame": Frame(title: "Sign in", context: AppContext.anonymous(context)), "next": next] as [String: Any])
     }
 
     @Sendable func login(_ request: Request, context: AppContext) async throws -> Response {
@@ -62,22 +64,31 @@ struct WebConsole {
         let username = form["username"] ?? ""
         let next = Self.safeNext(form["next"])
         do {
-            let (cookie, _, account) = try await Authentication(services: services).signIn(username: username, password: form["password"] ?? "", remote: context.remoteAddress, logger: context.logger)
+            let (cookie, _, account) = try await Authentication(services: services).signIn(
+                username: username, password: form["password"] ?? "", remote: context.remoteAddress,
+                logger: context.logger)
             let bindings = try await store.bindings(accountId: account.id)
             let home = bindings.allSatisfy { $0.role == .resident } && !bindings.isEmpty ? "/app" : "/console"
             var response = Response.redirect(to: next.isEmpty ? home : next, type: .found)
             response.setCookie(Authentication.cookie(cookie, configuration: services.configuration))
             return response
         } catch let problem as Problem {
-            var response = try pages.render("login", ["frame": Frame(title: "Sign in", context: AppContext.anonymous(context)), "error": problem.detail.map { problem.title + ". " + $0 } ?? problem.title,
-                                                      "username": username, "next": next] as [String: Any], status: problem.status)
+            var response = try pages.render(
+                "login",
+                [
+                    "frame": Frame(title: "Sign in", context: AppContext.anonymous(context)),
+                    "error": problem.detail.map { problem.title + ". " + $0 } ?? problem.title,
+                    "username": username, "next": next,
+                ] as [String: Any], status: problem.status)
             if let retry = problem.retryAfter { response.headers[.retryAfter] = String(retry) }
             return response
         }
     }
 
     @Sendable func logout(_ request: Request, context: AppContext) async throws -> Response {
-        if let cookie = request.cookies[IdentityMiddleware.cookieName]?.value { try await store.endSession(cookie: cookie) }
+        if let cookie = request.cookies[IdentityMiddleware.cookieName]?.value {
+            try await store.endSession(cookie: cookie)
+        }
         services.callers.clear()
         var response = Response.redirect(to: "/login", type: .found)
         response.setCookie(Authentication.expiredCookie())
@@ -86,34 +97,47 @@ struct WebConsole {
 
     /// Only same-site paths: an open redirect would help phishing.
     static func safeNext(_ next: String?) -> String {
-        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"), next.count < 300 else { return "" }
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"), next.count < 300 else {
+            return ""
+        }
         return next
     }
 
     // MARK: places
 
-    func community(_ context: AppContext, _ capability: Capability = .viewCommunity) async throws -> (Community, Scope) {
+    func community(_ context: AppContext, _ capability: Capability = .viewCommunity) async throws -> (Community, Scope)
+    {
         try await API(services: services).community(context, capability)
     }
 
     @Sendable func communities(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
         if caller.isResidentOnly { return .redirect(to: "/app") }
-        let list = try await store.communities(scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds)
-        return try pages.render("communities", ["frame": Frame(title: "Communities", context: context), "communities": list] as [String: Any])
+        let list = try await store.communities(
+            scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds)
+        return try pages.render(
+            "communities",
+            ["frame": Frame(title: "Communities", context: context), "communities": list] as [String: Any])
     }
 
     @Sendable func overview(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context)
         let o = try await store.overview(community, scope: scope)
-        return try pages.render("overview", ["frame": Frame(title: community.name, context: context, community: community), "o": o,
-                                             "canEvents": context.caller?.scope(for: .viewEvents).coversCommunity(community.id) ?? false] as [String: Any])
+        return try pages.render(
+            "overview",
+            [
+                "frame": Frame(title: community.name, context: context, community: community), "o": o,
+                "canEvents": context.caller?.scope(for: .viewEvents).coversCommunity(community.id) ?? false,
+            ] as [String: Any])
     }
 
     @Sendable func buildings(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context)
         let list = try await store.buildings(communityId: community.id, scope: scope)
-        return try pages.render("buildings", ["frame": Frame(title: "Buildings", context: context, community: community), "buildings": list] as [String: Any])
+        return try pages.render(
+            "buildings",
+            ["frame": Frame(title: "Buildings", context: context, community: community), "buildings": list]
+                as [String: Any])
     }
 
     @Sendable func units(_ request: Request, context: AppContext) async throws -> Response {
@@ -122,15 +146,30 @@ struct WebConsole {
         let building = try await store.building(try context.parameters.require("id"), scope: scope)
         let community = try await store.community(building.communityId, scope: scope, memberships: caller.communityIds)
         let list = try await store.units(buildingId: building.id, scope: scope)
-        return try pages.render("units", ["frame": Frame(title: building.name, context: context, community: community), "building": building, "units": list] as [String: Any])
+        return try pages.render(
+            "units",
+            [
+                "frame": Frame(title: building.name, context: context, community: community), "building": building,
+                "units": list,
+            ] as [String: Any])
     }
 
-    struct Option { var value: String; var label: String; var selected: Bool }
-    struct Pager { var previous: String?; var next: String?; var label: String }
+    struct Option {
+        var value: String
+        var label: String
+        var selected: Bool
+    }
+    struct Pager {
+        var previous: String?
+        var next: String?
+        var label: String
+    }
 
     static func pager(_ request: Request, total: Int, page: PageRequest) -> Pager {
         func link(_ offset: Int) -> String {
-            var items = (URLComponents(string: request.uri.description)?.queryItems ?? []).filter { $0.name != "offset" }
+            var items = (URLComponents(string: request.uri.description)?.queryItems ?? []).filter {
+                $0.name != "offset"
+            }
             items.append(URLQueryItem(name: "offset", value: String(offset)))
             var c = URLComponents()
             c.path = request.uri.path
@@ -138,9 +177,10 @@ struct WebConsole {
             return c.string ?? request.uri.path
         }
         let last = min(total, page.offset + page.limit)
-        return Pager(previous: page.offset > 0 ? link(max(0, page.offset - page.limit)) : nil,
-                     next: last < total ? link(page.offset + page.limit) : nil,
-                     label: total == 0 ? "" : "\(page.offset + 1)–\(last) / \(total)")
+        return Pager(
+            previous: page.offset > 0 ? link(max(0, page.offset - page.limit)) : nil,
+            next: last < total ? link(page.offset + page.limit) : nil,
+            label: total == 0 ? "" : "\(page.offset + 1)–\(last) / \(total)")
     }
 
     @Sendable func households(_ request: Request, context: AppContext) async throws -> Response {
@@ -152,17 +192,29 @@ struct WebConsole {
         var page = q.page()
         page.limit = min(page.limit, 100)
         try q.check()
-        let result = try await store.households(communityId: community.id, filter: HouseholdFilter(unitId: unitId, occupancy: occupancy, query: text),
-                                                sort: try ListOrder(nil, allowed: [:], default: "LENGTH(b.name), b.name, LENGTH(u.name), u.name, LENGTH(h.room), h.room, h.id"), page: page, scope: scope)
+        let result = try await store.households(
+            communityId: community.id, filter: HouseholdFilter(unitId: unitId, occupancy: occupancy, query: text),
+            sort: try ListOrder(
+                nil, allowed: [:],
+                default: "LENGTH(b.name), b.name, LENGTH(u.name), u.name, LENGTH(h.room), h.room, h.id"), page: page,
+            scope: scope)
         var unitTitle: String? = nil
-        if let unitId, let unit = try? await store.unit(unitId, scope: scope), let building = try? await store.building(unit.buildingId, scope: scope) {
+        if let unitId, let unit = try? await store.unit(unitId, scope: scope),
+            let building = try? await store.building(unit.buildingId, scope: scope)
+        {
             unitTitle = building.name + " " + unit.name
         }
-        let options = Occupancy.allCases.map { Option(value: $0.rawValue, label: $0.rawValue, selected: $0 == occupancy) }
-        return try pages.render("households", ["frame": Frame(title: "Households", context: context, community: community), "page": result,
-                                               "pager": Self.pager(request, total: result.total, page: page), "q": text ?? "", "unitId": unitId as Any,
-                                               "unitTitle": unitTitle as Any, "occupancies": options,
-                                               "canExport": context.caller?.scope(for: .exportData).coversCommunity(community.id) ?? false] as [String: Any])
+        let options = Occupancy.allCases.map {
+            Option(value: $0.rawValue, label: $0.rawValue, selected: $0 == occupancy)
+        }
+        return try pages.render(
+            "households",
+            [
+                "frame": Frame(title: "Households", context: context, community: community), "page": result,
+                "pager": Self.pager(request, total: result.total, page: page), "q": text ?? "", "unitId": unitId as Any,
+                "unitTitle": unitTitle as Any, "occupancies": options,
+                "canExport": context.caller?.scope(for: .exportData).coversCommunity(community.id) ?? false,
+            ] as [String: Any])
     }
 
     @Sendable func household(_ request: Request, context: AppContext) async throws -> Response {
@@ -171,8 +223,18 @@ struct WebConsole {
         let h = try await store.household(try context.parameters.require("id"), scope: scope)
         let community = try await store.community(h.communityId, scope: scope, memberships: caller.communityIds)
         let residents = caller.can(.viewPeople) ? try await store.residents(householdId: h.id) : []
-        let vehicles = caller.can(.viewVehicles) ? try await store.vehicles(communityId: h.communityId, query: nil, householdId: h.id, page: PageRequest(limit: 50), scope: caller.scope(for: .viewVehicles)).items : []
-        return try pages.render("household", ["frame": Frame(title: h.room, context: context, community: community), "h": h, "residents": residents, "vehicles": vehicles] as [String: Any])
+        let vehicles =
+            caller.can(.viewVehicles)
+            ? try await store.vehicles(
+                communityId: h.communityId, query: nil, householdId: h.id, page: PageRequest(limit: 50),
+                scope: caller.scope(for: .viewVehicles)
+            ).items : []
+        return try pages.render(
+            "household",
+            [
+                "frame": Frame(title: h.room, context: context, community: community), "h": h, "residents": residents,
+                "vehicles": vehicles,
+            ] as [String: Any])
     }
 
     // MARK: people and vehicles
@@ -187,20 +249,34 @@ struct WebConsole {
         var page = q.page()
         page.limit = min(page.limit, 100)
         try q.check()
-        let result = try await store.people(communityId: community.id, filter: PeopleFilter(query: text, careTag: careTag, currentOnly: current),
-                                            sort: try ListOrder(nil, allowed: [:], default: "p.name, p.id"), page: page, scope: scope, fullPhone: caller.can(.seeFullPhone))
+        let result = try await store.people(
+            communityId: community.id, filter: PeopleFilter(query: text, careTag: careTag, currentOnly: current),
+            sort: try ListOrder(nil, allowed: [:], default: "p.name, p.id"), page: page, scope: scope,
+            fullPhone: caller.can(.seeFullPhone))
         let options = CareTag.allCases.map { Option(value: $0.rawValue, label: $0.rawValue, selected: $0 == careTag) }
-        return try pages.render("people", ["frame": Frame(title: "Residents", context: context, community: community), "page": result, "q": text ?? "",
-                                           "careTags": options, "current": current, "pager": Self.pager(request, total: result.total, page: page)] as [String: Any])
+        return try pages.render(
+            "people",
+            [
+                "frame": Frame(title: "Residents", context: context, community: community), "page": result,
+                "q": text ?? "",
+                "careTags": options, "current": current, "pager": Self.pager(request, total: result.total, page: page),
+            ] as [String: Any])
     }
 
     func personPage(_ context: AppContext, revealed: String?) async throws -> Response {
         let caller = try context.requireCaller()
         let scope = try context.scope(.viewPeople)
-        let p = try await store.person(try context.parameters.require("id"), scope: scope, fullPhone: caller.can(.seeFullPhone))
-        let community = try await store.community(p.communityId, scope: caller.scope(for: .viewCommunity).union(scope), memberships: caller.communityIds)
-        return try pages.render("person", ["frame": Frame(title: p.name, context: context, community: community), "p": p, "revealed": revealed as Any,
-                                           "canReveal": caller.scope(for: .revealIdentity).coversCommunity(p.communityId)] as [String: Any])
+        let p = try await store.person(
+            try context.parameters.require("id"), scope: scope, fullPhone: caller.can(.seeFullPhone))
+        let community = try await store.community(
+            p.communityId, scope: caller.scope(for: .viewCommunity).union(scope), memberships: caller.communityIds)
+        return try pages.render(
+            "person",
+            [
+                "frame": Frame(title: p.name, context: context, community: community), "p": p,
+                "revealed": revealed as Any,
+                "canReveal": caller.scope(for: .revealIdentity).coversCommunity(p.communityId),
+            ] as [String: Any])
     }
 
     @Sendable func person(_ request: Request, context: AppContext) async throws -> Response {
@@ -209,7 +285,8 @@ struct WebConsole {
 
     @Sendable func revealPerson(_ request: Request, context: AppContext) async throws -> Response {
         let scope = try context.scope(.revealIdentity)
-        let number = try await store.revealIdentity(personId: try context.parameters.require("id"), scope: scope, actor: context.principal)
+        let number = try await store.revealIdentity(
+            personId: try context.parameters.require("id"), scope: scope, actor: context.principal)
         return try await personPage(context, revealed: number)
     }
 
@@ -221,19 +298,40 @@ struct WebConsole {
         page.limit = min(page.limit, 100)
         try q.check()
         let result = try await store.vehicles(communityId: community.id, query: text, page: page, scope: scope)
-        return try pages.render("vehicles", ["frame": Frame(title: "Vehicles", context: context, community: community), "page": result, "q": text ?? "",
-                                             "pager": Self.pager(request, total: result.total, page: page)] as [String: Any])
+        return try pages.render(
+            "vehicles",
+            [
+                "frame": Frame(title: "Vehicles", context: context, community: community), "page": result,
+                "q": text ?? "",
+                "pager": Self.pager(request, total: result.total, page: page),
+            ] as [String: Any])
     }
 
     @Sendable func organisations(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewOrganisations)
-        struct Row { var o: Organisation; var staff: [StaffMember] }
+        struct Row {
+            var o: Organisation
+            var staff: [StaffMember]
+        }
         var rows: [Row] = []
         for o in try await store.organisations(communityId: community.id, scope: scope) {
             rows.append(Row(o: o, staff: try await store.staff(organisationId: o.id)))
         }
-        let grids = try await store.grids(communityId: community.id, scope: scope.everything ? .everything : { var s = Scope(); s.communities = [community.id]; return s }())
-        return try pages.render("organisations", ["frame": Frame(title: "Organisations", context: context, community: community), "organisations": rows, "grids": grids] as [String: Any])
+        let grids = try await store.grids(
+            communityId: community.id,
+            scope: scope.everything
+                ? .everything
+                : {
+                    var s = Scope()
+                    s.communities = [community.id]
+                    return s
+                }())
+        return try pages.render(
+            "organisations",
+            [
+                "frame": Frame(title: "Organisations", context: context, community: community), "organisations": rows,
+                "grids": grids,
+            ] as [String: Any])
     }
 
     // MARK: import
@@ -241,13 +339,25 @@ struct WebConsole {
     @Sendable func importPage(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .importData)
         if !scope.coversCommunity(community.id) { throw Problem.forbidden(.importData) }
-        return try pages.render("import", ["frame": Frame(title: "Import", context: context, community: community), "modeAll": true,
-                                           "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(separator: ", ")] as [String: Any])
+        return try pages.render(
+            "import",
+            [
+                "frame": Frame(title: "Import", context: context, community: community), "modeAll": true,
+                "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(
+                    separator: ", "),
+            ] as [String: Any])
     }
 
     struct ReportView {
-        var imported: Bool; var rows: Int; var validRows: Int; var householdsCreated: Int; var peopleCreated: Int; var residenciesCreated: Int
-        var problems: [HouseholdSheet.Problem]; var problemCount: Int; var hasProblems: Bool
+        var imported: Bool
+        var rows: Int
+        var validRows: Int
+        var householdsCreated: Int
+        var peopleCreated: Int
+        var residenciesCreated: Int
+        var problems: [HouseholdSheet.Problem]
+        var problemCount: Int
+        var hasProblems: Bool
     }
 
     @Sendable func importUpload(_ request: Request, context: AppContext) async throws -> Response {
@@ -257,13 +367,23 @@ struct WebConsole {
         let form = try await request.formFields(context: context)
         let csv = form["csv"] ?? ""
         let mode = form["mode"] == "valid" ? "valid" : "all"
-        let report = try await store.importHouseholds(communityId: community.id, csv: csv, onlyValid: mode == "valid", dryRun: false, actor: context.principal)
-        let view = ReportView(imported: report.imported, rows: report.rows, validRows: report.validRows, householdsCreated: report.householdsCreated,
-                              peopleCreated: report.peopleCreated, residenciesCreated: report.residenciesCreated, problems: report.problems,
-                              problemCount: report.problems.count, hasProblems: !report.problems.isEmpty)
-        return try pages.render("import", ["frame": Frame(title: "Import", context: context, community: community), "report": view, "csv": csv,
-                                           "modeAll": mode == "all", "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(separator: ", ")] as [String: Any],
-                                status: report.imported || report.problems.isEmpty ? .ok : .unprocessableContent)
+        let report = try await store.importHouseholds(
+            communityId: community.id, csv: csv, onlyValid: mode == "valid", dryRun: false, actor: context.principal)
+        let view = ReportView(
+            imported: report.imported, rows: report.rows, validRows: report.validRows,
+            householdsCreated: report.householdsCreated,
+            peopleCreated: report.peopleCreated, residenciesCreated: report.residenciesCreated,
+            problems: report.problems,
+            problemCount: report.problems.count, hasProblems: !report.problems.isEmpty)
+        return try pages.render(
+            "import",
+            [
+                "frame": Frame(title: "Import", context: context, community: community), "report": view, "csv": csv,
+                "modeAll": mode == "all",
+                "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(
+                    separator: ", "),
+            ] as [String: Any],
+            status: report.imported || report.problems.isEmpty ? .ok : .unprocessableContent)
     }
 
     // MARK: access, audit, account
@@ -272,13 +392,23 @@ struct WebConsole {
         try await accessPage(context)
     }
 
-    func accessPage(_ context: AppContext, message: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
+    func accessPage(
+        _ context: AppContext, message: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok
+    ) async throws -> Response {
         let (community, _) = try await self.community(context)
         let caller = try context.requireCaller()
-        struct Line { var capability: String; var cells: [Bool] }
+        struct Line {
+            var capability: String
+            var cells: [Bool]
+        }
         let roles = Role.allCases
-        let matrix = Capability.allCases.map { c in Line(capability: c.rawValue, cells: roles.map { $0.capabilities.contains(c) }) }
-        var values: [String: Any] = ["frame": Frame(title: "Access", context: context, community: community), "roles": roles.map(\.rawValue), "matrix": matrix]
+        let matrix = Capability.allCases.map { c in
+            Line(capability: c.rawValue, cells: roles.map { $0.capabilities.contains(c) })
+        }
+        var values: [String: Any] = [
+            "frame": Frame(title: "Access", context: context, community: community), "roles": roles.map(\.rawValue),
+            "matrix": matrix,
+        ]
         let manage = caller.scope(for: .manageAccounts)
         if manage.coversCommunity(community.id) {
             var only = Scope()
@@ -302,7 +432,9 @@ struct WebConsole {
         let scope = try context.scope(.manageAccounts)
         if !scope.coversCommunity(community.id) { throw Problem.forbidden(.manageAccounts) }
         let form = try await request.formFields(context: context)
-        func blank(_ key: String) -> String? { form[key].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 } }
+        func blank(_ key: String) -> String? {
+            form[key].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+        }
         var v = Validator()
         let username = v.text(form["username"], "username", max: 64)?.lowercased()
         if let username, !username.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-@".contains($0)) }) {
@@ -313,24 +445,40 @@ struct WebConsole {
         let role = Role(rawValue: form["role"] ?? "")
         if role == nil || role == .platformAdmin { v.add("role", "must be a community role") }
         if role == .gridWorker, blank("gridId") == nil { v.add("gridId", "is required for a grid worker") }
-        if role == .departmentAgent, blank("organisationId") == nil { v.add("organisationId", "is required for a department agent") }
+        if role == .departmentAgent, blank("organisationId") == nil {
+            v.add("organisationId", "is required for a department agent")
+        }
         if role == .resident, blank("householdId") == nil { v.add("householdId", "is required for a resident") }
         var only = Scope()
         only.communities = [community.id]
-        if let g = blank("gridId"), try await !store.grids(communityId: community.id, scope: only).contains(where: { $0.id == g }) { v.add("gridId", "is not a grid of this community") }
-        if let o = blank("organisationId"), (try? await store.organisation(o, scope: only)) == nil { v.add("organisationId", "is not an organisation of this community") }
-        if let h = blank("householdId"), (try? await store.household(h, scope: only)) == nil { v.add("householdId", "is not a household of this community") }
-        if !v.issues.isEmpty {
-            return try await accessPage(context, error: v.issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "), status: .unprocessableContent)
+        if let g = blank("gridId"),
+            try await !store.grids(communityId: community.id, scope: only).contains(where: { $0.id == g })
+        {
+            v.add("gridId", "is not a grid of this community")
         }
-        let account = Account(username: username!, displayName: displayName!, passwordHash: try await Passwords.hash(form["password"] ?? ""))
+        if let o = blank("organisationId"), (try? await store.organisation(o, scope: only)) == nil {
+            v.add("organisationId", "is not an organisation of this community")
+        }
+        if let h = blank("householdId"), (try? await store.household(h, scope: only)) == nil {
+            v.add("householdId", "is not a household of this community")
+        }
+        if !v.issues.isEmpty {
+            return try await accessPage(
+                context, error: v.issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "),
+                status: .unprocessableContent)
+        }
+        let account = Account(
+            username: username!, displayName: displayName!,
+            passwordHash: try await Passwords.hash(form["password"] ?? ""))
         do {
             try await store.createAccount(account, actor: context.principal)
         } catch StoreError.conflict(let field, let reason) {
             return try await accessPage(context, error: "\(field) \(reason)", status: .conflict)
         }
-        try await store.bindRole(RoleBinding(accountId: account.id, role: role!, communityId: community.id, organisationId: blank("organisationId"),
-                                             gridId: blank("gridId"), householdId: blank("householdId")), actor: context.principal)
+        try await store.bindRole(
+            RoleBinding(
+                accountId: account.id, role: role!, communityId: community.id, organisationId: blank("organisationId"),
+                gridId: blank("gridId"), householdId: blank("householdId")), actor: context.principal)
         services.callers.clear()
         return try await accessPage(context, message: "Created \(account.username) as \(role!.rawValue).")
     }
@@ -351,23 +499,50 @@ struct WebConsole {
             scope.communities = [communityId]
         }
         let auditScope = scope
-        let result = try await store.read { db in try await AuditLog.list(db, scope: auditScope, action: action, subjectId: nil, page: page) }
+        let result = try await store.read { db in
+            try await AuditLog.list(db, scope: auditScope, action: action, subjectId: nil, page: page)
+        }
         let formatter = ISO8601DateFormatter()
-        struct Entry { var e: AuditEntry; var when: String }
-        let entries = result.items.map { Entry(e: $0, when: formatter.string(from: Date(timeIntervalSince1970: Double($0.at) / 1000))) }
-        return try pages.render("audit", ["frame": Frame(title: "Audit log", context: context, community: community), "entries": entries, "action": action ?? "",
-                                          "communityId": communityId as Any, "pager": Self.pager(request, total: result.total, page: page)] as [String: Any])
+        struct Entry {
+            var e: AuditEntry
+            var when: String
+        }
+        let entries = result.items.map {
+            Entry(e: $0, when: formatter.string(from: Date(timeIntervalSince1970: Double($0.at) / 1000)))
+        }
+        return try pages.render(
+            "audit",
+            [
+                "frame": Frame(title: "Audit log", context: context, community: community), "entries": entries,
+                "action": action ?? "",
+                "communityId": communityId as Any, "pager": Self.pager(request, total: result.total, page: page),
+            ] as [String: Any])
     }
 
-    func accountPage(_ context: AppContext, message: String? = nil, error: String? = nil, newToken: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
+    func accountPage(
+        _ context: AppContext, message: String? = nil, error: String? = nil, newToken: String? = nil,
+        status: HTTPResponse.Status = .ok
+    ) async throws -> Response {
         let caller = try context.requireCaller()
-        struct TokenRow { var id: ID; var name: String; var created: String; var revoked: Bool }
+        struct TokenRow {
+            var id: ID
+            var name: String
+            var created: String
+            var revoked: Bool
+        }
         let formatter = ISO8601DateFormatter()
         let tokens = try await store.tokens(accountId: caller.accountId).map {
-            TokenRow(id: $0.id, name: $0.name, created: formatter.string(from: Date(timeIntervalSince1970: Double($0.createdAt) / 1000)), revoked: $0.revokedAt != nil)
+            TokenRow(
+                id: $0.id, name: $0.name,
+                created: formatter.string(from: Date(timeIntervalSince1970: Double($0.createdAt) / 1000)),
+                revoked: $0.revokedAt != nil)
         }
-        return try pages.render("account", ["frame": Frame(title: "Account", context: context), "roles": caller.bindings, "tokens": tokens,
-                                            "message": message as Any, "error": error as Any, "newToken": newToken as Any] as [String: Any], status: status)
+        return try pages.render(
+            "account",
+            [
+                "frame": Frame(title: "Account", context: context), "roles": caller.bindings, "tokens": tokens,
+                "message": message as Any, "error": error as Any, "newToken": newToken as Any,
+            ] as [String: Any], status: status)
     }
 
     @Sendable func account(_ request: Request, context: AppContext) async throws -> Response {
@@ -379,12 +554,17 @@ struct WebConsole {
         let caller = try context.requireCaller()
         let form = try await request.formFields(context: context)
         guard let account = try await store.account(id: caller.accountId),
-              try await Passwords.verify(form["current"] ?? "", hash: account.passwordHash)
-        else { return try await accountPage(context, error: "The current password is wrong.", status: .unprocessableContent) }
-        do { try Passwords.validate(form["new"] ?? "", field: "new") } catch {
-            return try await accountPage(context, error: "New password " + error.issues[0].reason + ".", status: .unprocessableContent)
+            try await Passwords.verify(form["current"] ?? "", hash: account.passwordHash)
+        else {
+            return try await accountPage(
+                context, error: "The current password is wrong.", status: .unprocessableContent)
         }
-        try await store.setPassword(accountId: account.id, hash: try await Passwords.hash(form["new"] ?? ""), actor: context.principal)
+        do { try Passwords.validate(form["new"] ?? "", field: "new") } catch {
+            return try await accountPage(
+                context, error: "New password " + error.issues[0].reason + ".", status: .unprocessableContent)
+        }
+        try await store.setPassword(
+            accountId: account.id, hash: try await Passwords.hash(form["new"] ?? ""), actor: context.principal)
         services.callers.clear()
         // Changing the password ended every session, this one too: sign in again.
         var response = Response.redirect(to: "/login", type: .found)
@@ -397,14 +577,17 @@ struct WebConsole {
         let caller = try context.requireCaller()
         let form = try await request.formFields(context: context)
         var v = Validator()
-        guard let name = v.text(form["name"], "name", max: 100) else { return try await accountPage(context, error: "Give the token a name.", status: .unprocessableContent) }
+        guard let name = v.text(form["name"], "name", max: 100) else {
+            return try await accountPage(context, error: "Give the token a name.", status: .unprocessableContent)
+        }
         let (token, _) = try await store.createToken(accountId: caller.accountId, name: name, actor: context.principal)
         return try await accountPage(context, message: "Token created.", newToken: token)
     }
 
     @Sendable func revokeToken(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
-        try await store.revokeToken(id: try context.parameters.require("id"), accountId: caller.accountId, actor: context.principal)
+        try await store.revokeToken(
+            id: try context.parameters.require("id"), accountId: caller.accountId, actor: context.principal)
         services.callers.clear()
         return .redirect(to: "/console/account", type: .found)
     }
@@ -413,15 +596,29 @@ struct WebConsole {
 
     @Sendable func portal(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
-        struct Home { var h: HouseholdListing; var communityName: String; var residents: [ResidencyListing]; var vehicles: [VehicleListing] }
+        struct Home {
+            var h: HouseholdListing
+            var communityName: String
+            var residents: [ResidencyListing]
+            var vehicles: [VehicleListing]
+        }
         var homes: [Home] = []
         for binding in caller.bindings where binding.role == .resident {
-            guard let householdId = binding.householdId, let h = try? await store.household(householdId, scope: caller.scope(for: .viewCommunity)) else { continue }
+            guard let householdId = binding.householdId,
+                let h = try? await store.household(householdId, scope: caller.scope(for: .viewCommunity))
+            else { continue }
             let community = try await store.community(h.communityId, scope: .everything, memberships: [])
-            let vehicles = try await store.vehicles(communityId: h.communityId, query: nil, householdId: h.id, page: PageRequest(limit: 20), scope: caller.scope(for: .viewVehicles)).items
-            homes.append(Home(h: h, communityName: community.name, residents: try await store.residents(householdId: h.id), vehicles: vehicles))
+            let vehicles = try await store.vehicles(
+                communityId: h.communityId, query: nil, householdId: h.id, page: PageRequest(limit: 20),
+                scope: caller.scope(for: .viewVehicles)
+            ).items
+            homes.append(
+                Home(
+                    h: h, communityName: community.name, residents: try await store.residents(householdId: h.id),
+                    vehicles: vehicles))
         }
-        return try pages.render("portal", ["frame": Frame(title: "My home", context: context), "homes": homes] as [String: Any])
+        return try pages.render(
+            "portal", ["frame": Frame(title: "My home", context: context), "homes": homes] as [String: Any])
     }
 }
 

@@ -2,12 +2,12 @@ import Foundation
 import LinliCore
 import Logging
 import Metrics
-import Synchronization
 import NIOCore
 import NIOPosix
 import PostgresKit
 import SQLKit
 import SQLiteKit
+import Synchronization
 
 public enum Engine: String, Sendable {
     case sqlite, postgres
@@ -97,7 +97,9 @@ public final class SQLiteStore: Database {
         public var walAutocheckpoint = 1_000
 
         public init(synchronous: String = "NORMAL", cacheKiB: Int = 2_000, walAutocheckpoint: Int = 1_000) {
-            self.synchronous = synchronous; self.cacheKiB = cacheKiB; self.walAutocheckpoint = walAutocheckpoint
+            self.synchronous = synchronous
+            self.cacheKiB = cacheKiB
+            self.walAutocheckpoint = walAutocheckpoint
         }
 
         /// The community's data: every write is a person's action, few and small.
@@ -110,13 +112,19 @@ public final class SQLiteStore: Database {
 
     /// Opens (creating if needed) the database file at `path`, in WAL mode.
     /// `name` labels the pools in /metrics (`sqlite_writer`, `telemetry_writer`, …).
-    public static func open(path: String, readers: Int = 4, logger: Logger, name: String = "sqlite", tuning: Tuning = .community) async throws -> SQLiteStore {
+    public static func open(
+        path: String, readers: Int = 4, logger: Logger, name: String = "sqlite", tuning: Tuning = .community
+    ) async throws -> SQLiteStore {
         let storage = SQLiteConnection.Storage.file(path: path)
         func connect() async throws -> SQLiteConnection {
             let conn = try await SQLiteConnection.open(storage: storage, logger: logger)
             // WAL lets readers run beside the writer; busy_timeout covers other processes.
-            let pragmas = ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = \(tuning.synchronous)", "PRAGMA cache_size = -\(tuning.cacheKiB)",
-                           "PRAGMA wal_autocheckpoint = \(tuning.walAutocheckpoint)", "PRAGMA busy_timeout = 5000", "PRAGMA foreign_keys = ON"]
+            let pragmas = [
+                "PRAGMA journal_mode = WAL", "PRAGMA synchronous = \(tuning.synchronous)",
+                "PRAGMA cache_size = -\(tuning.cacheKiB)",
+                "PRAGMA wal_autocheckpoint = \(tuning.walAutocheckpoint)", "PRAGMA busy_timeout = 5000",
+                "PRAGMA foreign_keys = ON",
+            ]
             for pragma in pragmas {
                 try await conn.query(pragma, [], { _ in })
             }
@@ -148,7 +156,9 @@ public final class SQLiteStore: Database {
         for _ in readers.all { held.append(await readers.acquire()) }
         var failure: (any Error)?
         for conn in held {
-            do { try await conn.sql().raw("SELECT COUNT(*) AS n FROM sqlite_master").run() } catch { failure = failure ?? error }
+            do { try await conn.sql().raw("SELECT COUNT(*) AS n FROM sqlite_master").run() } catch {
+                failure = failure ?? error
+            }
         }
         for conn in held { await readers.release(conn) }
         if let failure { throw failure }
@@ -209,7 +219,9 @@ public final class PostgresStore: Database {
     }
 
     public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await leasing { try await client.withConnection { conn in try await body(conn.sql(queryLogLevel: .trace)) } }
+        try await leasing {
+            try await client.withConnection { conn in try await body(conn.sql(queryLogLevel: .trace)) }
+        }
     }
 
     public func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -243,7 +255,7 @@ public final class PostgresStore: Database {
 public enum PostgresURL {
     public static func configuration(_ text: String) throws -> PostgresClient.Configuration {
         guard let url = URLComponents(string: text), let scheme = url.scheme,
-              ["postgres", "postgresql"].contains(scheme), let host = url.host, !host.isEmpty
+            ["postgres", "postgresql"].contains(scheme), let host = url.host, !host.isEmpty
         else {
             throw ValidationFailure("postgres-url", "must look like postgres://user:password@host:5432/database")
         }

@@ -23,7 +23,9 @@ public struct Principal: Sendable {
     public var name: String
     public var remote: String?
     public init(accountId: ID?, name: String, remote: String? = nil) {
-        self.accountId = accountId; self.name = name; self.remote = remote
+        self.accountId = accountId
+        self.name = name
+        self.remote = remote
     }
     public static let system = Principal(accountId: nil, name: "system")
 }
@@ -43,29 +45,40 @@ public enum EventLog {
     /// Appends one event. On PostgreSQL a transaction-scoped advisory lock makes sequence numbers
     /// commit in order, so a consumer that has read up to N never later finds an event below N.
     @discardableResult
-    public static func append(_ db: any SQLDatabase, communityId: ID?, type: String, subjectType: String, subjectId: ID, actor: Principal, payload: (any Encodable)?) async throws -> ID {
+    public static func append(
+        _ db: any SQLDatabase, communityId: ID?, type: String, subjectType: String, subjectId: ID, actor: Principal,
+        payload: (any Encodable)?
+    ) async throws -> ID {
         if db.isPostgres {
             try await db.raw("SELECT pg_advisory_xact_lock(7405)").run()
         }
         let id = newID()
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO events (id, community_id, type, subject_type, subject_id, actor_id, at, payload)
             VALUES (\(bind: id), \(bind: communityId), \(bind: type), \(bind: subjectType), \(bind: subjectId), \(bind: actor.accountId), \(bind: nowMillis()), \(bind: json(payload) ?? "{}"))
-            """).run()
+            """
+        ).run()
         return id
     }
 
     /// Events after `seq`, oldest first, limited to the communities in `scope`.
-    public static func read(_ db: any SQLDatabase, after seq: Int64, limit: Int, scope: Scope) async throws -> [DomainEvent] {
+    public static func read(_ db: any SQLDatabase, after seq: Int64, limit: Int, scope: Scope) async throws
+        -> [DomainEvent]
+    {
         let filter: SQLQueryString = scope.everything ? "1 = 1" : .isIn("community_id", scope.communities)
-        return try await db.raw("SELECT * FROM events WHERE seq > \(bind: seq) AND \(filter) ORDER BY seq LIMIT \(literal: limit)")
-            .all(decoding: DomainEvent.self, keyDecodingStrategy: .snakeCase)
+        return try await db.raw(
+            "SELECT * FROM events WHERE seq > \(bind: seq) AND \(filter) ORDER BY seq LIMIT \(literal: limit)"
+        )
+        .all(decoding: DomainEvent.self, keyDecodingStrategy: .snakeCase)
     }
 
     /// The newest events about one subject (a device's sign-ins, events, commands), newest first.
     public static func about(_ db: any SQLDatabase, subjectId: ID, limit: Int) async throws -> [DomainEvent] {
-        try await db.raw("SELECT * FROM events WHERE subject_id = \(bind: subjectId) ORDER BY seq DESC LIMIT \(literal: limit)")
-            .all(decoding: DomainEvent.self, keyDecodingStrategy: .snakeCase)
+        try await db.raw(
+            "SELECT * FROM events WHERE subject_id = \(bind: subjectId) ORDER BY seq DESC LIMIT \(literal: limit)"
+        )
+        .all(decoding: DomainEvent.self, keyDecodingStrategy: .snakeCase)
     }
 
     public static func latestSeq(_ db: any SQLDatabase) async throws -> Int64 {
@@ -79,10 +92,12 @@ public enum EventLog {
     }
 
     public static func saveCheckpoint(_ db: any SQLDatabase, consumer: String, seq: Int64) async throws {
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO event_checkpoints (consumer, seq, updated_at) VALUES (\(bind: consumer), \(bind: seq), \(bind: nowMillis()))
             ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at
-            """).run()
+            """
+        ).run()
     }
 }
 
@@ -123,7 +138,10 @@ public actor EventSignal {
 
     private func park(_ key: UUID, since generation: UInt64) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            if Task.isCancelled || self.generation != generation { c.resume(); return }
+            if Task.isCancelled || self.generation != generation {
+                c.resume()
+                return
+            }
             waiters[key] = c
         }
     }
@@ -148,28 +166,45 @@ public struct AuditEntry: Codable, Sendable, Equatable {
 }
 
 public enum AuditLog {
-    public static func record(_ db: any SQLDatabase, actor: Principal, action: String, subjectType: String, subjectId: ID, communityId: ID?, before: (any Encodable)? = nil, after: (any Encodable)? = nil) async throws {
-        let entry = AuditEntry(id: newID(), at: nowMillis(), actorId: actor.accountId, actorName: actor.name, action: action,
-                               subjectType: subjectType, subjectId: subjectId, communityId: communityId,
-                               beforeJson: EventLog.json(before), afterJson: EventLog.json(after), remote: actor.remote)
-        try await db.insert(into: "audit_log").model(entry, keyEncodingStrategy: .convertToSnakeCase, nilEncodingStrategy: .asNil).run()
+    public static func record(
+        _ db: any SQLDatabase, actor: Principal, action: String, subjectType: String, subjectId: ID, communityId: ID?,
+        before: (any Encodable)? = nil, after: (any Encodable)? = nil
+    ) async throws {
+        let entry = AuditEntry(
+            id: newID(), at: nowMillis(), actorId: actor.accountId, actorName: actor.name, action: action,
+            subjectType: subjectType, subjectId: subjectId, communityId: communityId,
+            beforeJson: EventLog.json(before), afterJson: EventLog.json(after), remote: actor.remote)
+        try await db.insert(into: "audit_log").model(
+            entry, keyEncodingStrategy: .convertToSnakeCase, nilEncodingStrategy: .asNil
+        ).run()
     }
 
-    public static func list(_ db: any SQLDatabase, scope: Scope, action: String?, subjectId: ID?, page: PageRequest) async throws -> Page<AuditEntry> {
+    public static func list(_ db: any SQLDatabase, scope: Scope, action: String?, subjectId: ID?, page: PageRequest)
+        async throws -> Page<AuditEntry>
+    {
         var filter: SQLQueryString = scope.everything ? "1 = 1" : .isIn("community_id", scope.communities)
         if let action, !action.isEmpty { filter += " AND action = \(bind: action)" }
         if let subjectId, !subjectId.isEmpty { filter += " AND subject_id = \(bind: subjectId)" }
         let total = try await db.count("SELECT COUNT(*) AS n FROM audit_log WHERE \(filter)")
-        let items = try await db.raw("SELECT * FROM audit_log WHERE \(filter) ORDER BY at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
-            .all(decoding: AuditEntry.self, keyDecodingStrategy: .snakeCase)
+        let items = try await db.raw(
+            "SELECT * FROM audit_log WHERE \(filter) ORDER BY at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)"
+        )
+        .all(decoding: AuditEntry.self, keyDecodingStrategy: .snakeCase)
         return Page(items: items, total: total, limit: page.limit, offset: page.offset)
     }
 }
 
 /// Every write goes through here: the change's event and its audit line, in the change's transaction.
 public enum Change {
-    public static func record(_ db: any SQLDatabase, actor: Principal, communityId: ID?, type: String, subjectType: String, subjectId: ID, before: (any Encodable)? = nil, after: (any Encodable)? = nil) async throws {
-        try await EventLog.append(db, communityId: communityId, type: type, subjectType: subjectType, subjectId: subjectId, actor: actor, payload: after ?? before)
-        try await AuditLog.record(db, actor: actor, action: type, subjectType: subjectType, subjectId: subjectId, communityId: communityId, before: before, after: after)
+    public static func record(
+        _ db: any SQLDatabase, actor: Principal, communityId: ID?, type: String, subjectType: String, subjectId: ID,
+        before: (any Encodable)? = nil, after: (any Encodable)? = nil
+    ) async throws {
+        try await EventLog.append(
+            db, communityId: communityId, type: type, subjectType: subjectType, subjectId: subjectId, actor: actor,
+            payload: after ?? before)
+        try await AuditLog.record(
+            db, actor: actor, action: type, subjectType: subjectType, subjectId: subjectId, communityId: communityId,
+            before: before, after: after)
     }
 }

@@ -35,7 +35,8 @@ public struct EventSubscription: AsyncSequence, Sendable {
             let s = subscription
             if cursor == nil {
                 switch s.start {
-                case let .checkpoint(consumer): cursor = try await s.store.read { db in try await EventLog.checkpoint(db, consumer: consumer) }
+                case let .checkpoint(consumer):
+                    cursor = try await s.store.read { db in try await EventLog.checkpoint(db, consumer: consumer) }
                 case let .after(seq): cursor = seq
                 }
             }
@@ -43,7 +44,9 @@ public struct EventSubscription: AsyncSequence, Sendable {
                 if Task.isCancelled { return nil }
                 let from = cursor ?? 0
                 let seen = await s.store.signal.generation
-                let batch = try await s.store.read { db in try await EventLog.read(db, after: from, limit: s.batchSize, scope: s.scope) }
+                let batch = try await s.store.read { db in
+                    try await EventLog.read(db, after: from, limit: s.batchSize, scope: s.scope)
+                }
                 if batch.isEmpty {
                     await s.store.signal.wait(since: seen, timeout: s.pollInterval)
                 } else {
@@ -58,7 +61,10 @@ public struct EventSubscription: AsyncSequence, Sendable {
 }
 
 extension Store {
-    public func events(from start: EventSubscription.Start, scope: Scope = .everything, batchSize: Int = 200, pollInterval: Duration = .seconds(1)) -> EventSubscription {
+    public func events(
+        from start: EventSubscription.Start, scope: Scope = .everything, batchSize: Int = 200,
+        pollInterval: Duration = .seconds(1)
+    ) -> EventSubscription {
         EventSubscription(store: self, start: start, scope: scope, batchSize: batchSize, pollInterval: pollInterval)
     }
 

@@ -1,4 +1,5 @@
 import LinliCore
+import Logging
 import SQLKit
 
 /// One step of the schema, written once for both engines. Only the auto-incrementing sequence of the
@@ -16,7 +17,8 @@ public enum MigrationError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .databaseNewer(database, known):
-            return "the database is at schema version \(database), newer than this Linli understands (\(known)); run a newer Linli"
+            return
+                "the database is at schema version \(database), newer than this Linli understands (\(known)); run a newer Linli"
         case let .notCurrent(database, known):
             return "the database is at schema version \(database) and this Linli needs \(known); run `linli migrate`"
         }
@@ -147,7 +149,7 @@ public enum Migrations {
                 CREATE TABLE mqtt_accounts (
                     id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, description TEXT NOT NULL,
                     publish_acl TEXT NOT NULL, subscribe_acl TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL)
-                """,
+                """
             ]
         },
         Migration(version: 5, name: "products and devices") { _ in
@@ -371,7 +373,7 @@ public enum Migrations {
         Migration(version: 17, name: "devices worn by a person") { _ in
             [
                 // A pendant, a bracelet, a smart cane: whose it is, so that a person's silence can be a rule.
-                "ALTER TABLE devices ADD COLUMN person_id TEXT",
+                "ALTER TABLE devices ADD COLUMN person_id TEXT"
             ]
         },
         Migration(version: 18, name: "shadow documents") { _ in
@@ -382,7 +384,7 @@ public enum Migrations {
                 CREATE TABLE device_shadow_documents (
                     device_id TEXT PRIMARY KEY REFERENCES devices(id), community_id TEXT NOT NULL,
                     document TEXT NOT NULL, version BIGINT NOT NULL, updated_at BIGINT NOT NULL)
-                """,
+                """
             ]
         },
         Migration(version: 19, name: "device labels, sub-device registration") { _ in
@@ -447,7 +449,7 @@ public enum Migrations {
                 // moves these rows into `telemetry` in sorted runs once enough have gathered, so each
                 // series' index page is written once per run, not once per commit. Readers look in
                 // both tables. Rows already in `telemetry` stay where they are.
-                "CREATE TABLE telemetry_recent (series BIGINT NOT NULL, ts BIGINT NOT NULL, num DOUBLE PRECISION, txt TEXT)",
+                "CREATE TABLE telemetry_recent (series BIGINT NOT NULL, ts BIGINT NOT NULL, num DOUBLE PRECISION, txt TEXT)"
             ]
         },
         Migration(version: 3, name: "history in binary: a log of commits, merged into blocks per series") { engine in
@@ -503,7 +505,9 @@ public enum Migrations {
     /// Applies every migration newer than the database, each in its own transaction.
     /// Returns the versions applied.
     @discardableResult
-    public static func migrate(_ database: any Database, ledger: Ledger = .core, logger: Logger? = nil) async throws -> [Int] {
+    public static func migrate(_ database: any Database, ledger: Ledger = .core, logger: Logger? = nil) async throws
+        -> [Int]
+    {
         let current = try await currentVersion(database, ledger: ledger)
         let latest = ledger.latest
         if current > latest { throw MigrationError.databaseNewer(database: current, known: latest) }
@@ -513,9 +517,13 @@ public enum Migrations {
                 for statement in migration.statements(database.engine) {
                     try await db.raw(SQLQueryString(statement)).run()
                 }
-                try await db.raw("INSERT INTO \(unsafeRaw: ledger.table) (version, name, applied_at) VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: nowMillis()))").run()
+                try await db.raw(
+                    "INSERT INTO \(unsafeRaw: ledger.table) (version, name, applied_at) VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: nowMillis()))"
+                ).run()
             }
-            logger?.info("applied migration", metadata: ["ledger": "\(ledger.table)", "version": "\(migration.version)", "name": "\(migration.name)"])
+            logger?.info(
+                "applied migration",
+                metadata: ["ledger": "\(ledger.table)", "version": "\(migration.version)", "name": "\(migration.name)"])
             applied.append(migration.version)
         }
         if !applied.isEmpty { try await database.schemaChanged() }
@@ -531,8 +539,8 @@ public enum Migrations {
     }
 
     private static func ensureTable(_ db: any SQLDatabase, _ ledger: Ledger) async throws {
-        try await db.raw("CREATE TABLE IF NOT EXISTS \(unsafeRaw: ledger.table) (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").run()
+        try await db.raw(
+            "CREATE TABLE IF NOT EXISTS \(unsafeRaw: ledger.table) (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+        ).run()
     }
 }
-
-import Logging

@@ -45,7 +45,9 @@ extension SQLRowDecoder.KeyDecodingStrategy {
             }
             if i > 0 {
                 let before = bytes[i - 1]
-                let startsWord = isLower(before) || isDigit(before) || (isUpper(before) && i + 1 < bytes.count && isLower(bytes[i + 1]))
+                let startsWord =
+                    isLower(before) || isDigit(before)
+                    || (isUpper(before) && i + 1 < bytes.count && isLower(bytes[i + 1]))
                 if startsWord { out.append(0x5f) }
             }
             out.append(b + 0x20)
@@ -110,7 +112,10 @@ public struct Page<Item: Sendable & Encodable>: Sendable, Encodable {
     public var limit: Int
     public var offset: Int
     public init(items: [Item], total: Int, limit: Int, offset: Int) {
-        self.items = items; self.total = total; self.limit = limit; self.offset = offset
+        self.items = items
+        self.total = total
+        self.limit = limit
+        self.offset = offset
     }
 }
 
@@ -126,7 +131,8 @@ public struct ListOrder: Sendable {
         let descending = text.hasPrefix("-")
         let key = descending ? String(text.dropFirst()) : text
         guard let column = allowed[key] else {
-            throw ValidationFailure("sort", "must be one of \(allowed.keys.sorted().joined(separator: ", ")), optionally prefixed with -")
+            throw ValidationFailure(
+                "sort", "must be one of \(allowed.keys.sorted().joined(separator: ", ")), optionally prefixed with -")
         }
         sql = column + (descending ? " DESC" : " ASC") + ", " + fallback
     }
@@ -164,17 +170,24 @@ extension Store {
     /// Pending rows of a send queue (webhook deliveries, outbound messages) whose time has come,
     /// each pushed `lease` ahead by a conditional update, so that a second look, or a second node,
     /// does not send the same one twice; a send that dies with the process is tried after the lease.
-    func claimDue<R: Record>(_ type: R.Type, dueColumn: String, due: @escaping @Sendable (R) -> Millis, now: Millis, limit: Int, lease: Millis) async throws -> [R] {
+    func claimDue<R: Record>(
+        _ type: R.Type, dueColumn: String, due: @escaping @Sendable (R) -> Millis, now: Millis, limit: Int,
+        lease: Millis
+    ) async throws -> [R] {
         try await write { db in
-            let candidates = try await db.all(R.self, """
+            let candidates = try await db.all(
+                R.self,
+                """
                 SELECT * FROM \(unsafeRaw: R.table) WHERE status = 'pending' AND \(unsafeRaw: dueColumn) <= \(bind: now) ORDER BY \(unsafeRaw: dueColumn) LIMIT \(literal: limit)
                 """)
             var claimed: [R] = []
             for row in candidates {
-                let taken = try await db.raw("""
+                let taken = try await db.raw(
+                    """
                     UPDATE \(unsafeRaw: R.table) SET \(unsafeRaw: dueColumn) = \(bind: now + lease)
                     WHERE id = \(bind: row.id) AND status = 'pending' AND \(unsafeRaw: dueColumn) = \(bind: due(row)) RETURNING id
-                    """).all()
+                    """
+                ).all()
                 if !taken.isEmpty { claimed.append(row) }
             }
             return claimed

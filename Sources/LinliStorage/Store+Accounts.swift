@@ -15,9 +15,17 @@ public struct Account: Codable, Sendable, Equatable {
     public var status: AccountStatus
     public var createdAt: Millis
     public var passwordChangedAt: Millis
-    public init(id: ID = newID(), username: String, displayName: String, passwordHash: String, status: AccountStatus = .active, createdAt: Millis = nowMillis()) {
-        self.id = id; self.username = username; self.displayName = displayName; self.passwordHash = passwordHash
-        self.status = status; self.createdAt = createdAt; self.passwordChangedAt = createdAt
+    public init(
+        id: ID = newID(), username: String, displayName: String, passwordHash: String, status: AccountStatus = .active,
+        createdAt: Millis = nowMillis()
+    ) {
+        self.id = id
+        self.username = username
+        self.displayName = displayName
+        self.passwordHash = passwordHash
+        self.status = status
+        self.createdAt = createdAt
+        self.passwordChangedAt = createdAt
     }
 }
 
@@ -30,7 +38,11 @@ public struct AccountView: Codable, Sendable, Equatable {
     public var status: AccountStatus
     public var roles: [RoleBinding]
     public init(id: ID, username: String, displayName: String, status: AccountStatus, roles: [RoleBinding]) {
-        self.id = id; self.username = username; self.displayName = displayName; self.status = status; self.roles = roles
+        self.id = id
+        self.username = username
+        self.displayName = displayName
+        self.status = status
+        self.roles = roles
     }
 }
 
@@ -57,12 +69,15 @@ public struct WebSession: Codable, Sendable, Equatable {
 extension Store {
     public func createAccount(_ account: Account, actor: Principal) async throws {
         try await write { db in
-            let taken = try await db.count("SELECT COUNT(*) AS n FROM accounts WHERE username = \(bind: account.username)")
+            let taken = try await db.count(
+                "SELECT COUNT(*) AS n FROM accounts WHERE username = \(bind: account.username)")
             if taken > 0 { throw StoreError.conflict(field: "username", reason: "is already taken") }
             try await db.insert(account)
             var shown = account
             shown.passwordHash = "[hidden]"
-            try await Change.record(db, actor: actor, communityId: nil, type: "account.created", subjectType: "account", subjectId: account.id, after: shown)
+            try await Change.record(
+                db, actor: actor, communityId: nil, type: "account.created", subjectType: "account",
+                subjectId: account.id, after: shown)
         }
     }
 
@@ -84,44 +99,62 @@ extension Store {
             try await db.update(account)
             // A new password ends every other way in that the old one opened.
             try await db.raw("DELETE FROM sessions WHERE account_id = \(bind: accountId)").run()
-            try await Change.record(db, actor: actor, communityId: nil, type: "account.password_changed", subjectType: "account", subjectId: accountId)
+            try await Change.record(
+                db, actor: actor, communityId: nil, type: "account.password_changed", subjectType: "account",
+                subjectId: accountId)
         }
     }
 
     public func bindRole(_ binding: RoleBinding, actor: Principal) async throws {
         try await write { db in
-            guard try await db.find(Account.self, binding.accountId) != nil else { throw StoreError.notFound("account") }
+            guard try await db.find(Account.self, binding.accountId) != nil else {
+                throw StoreError.notFound("account")
+            }
             try await db.insert(binding)
-            try await Change.record(db, actor: actor, communityId: binding.communityId, type: "role.granted", subjectType: "account", subjectId: binding.accountId, after: binding)
+            try await Change.record(
+                db, actor: actor, communityId: binding.communityId, type: "role.granted", subjectType: "account",
+                subjectId: binding.accountId, after: binding)
         }
     }
 
     public func revokeRole(_ bindingId: ID, scope: Scope, actor: Principal) async throws {
         try await write { db in
             guard let binding = try await db.find(RoleBinding.self, bindingId),
-                  scope.everything || (binding.communityId.map { scope.communities.contains($0) } ?? false)
+                scope.everything || (binding.communityId.map { scope.communities.contains($0) } ?? false)
             else { throw StoreError.notFound("role binding") }
             try await db.raw("DELETE FROM role_bindings WHERE id = \(bind: bindingId)").run()
-            try await Change.record(db, actor: actor, communityId: binding.communityId, type: "role.revoked", subjectType: "account", subjectId: binding.accountId, before: binding)
+            try await Change.record(
+                db, actor: actor, communityId: binding.communityId, type: "role.revoked", subjectType: "account",
+                subjectId: binding.accountId, before: binding)
         }
     }
 
     public func bindings(accountId: ID) async throws -> [RoleBinding] {
         try await read { db in
-            try await db.all(RoleBinding.self, "SELECT * FROM role_bindings WHERE account_id = \(bind: accountId) ORDER BY created_at, id")
+            try await db.all(
+                RoleBinding.self,
+                "SELECT * FROM role_bindings WHERE account_id = \(bind: accountId) ORDER BY created_at, id")
         }
     }
 
     /// Accounts holding a role in the caller's communities (all accounts for platform administrators).
     public func accounts(scope: Scope) async throws -> [AccountView] {
         try await read { db in
-            let filter: SQLQueryString = scope.everything ? "1 = 1" : "id IN (SELECT account_id FROM role_bindings WHERE \(SQLQueryString.isIn("community_id", scope.communities)))"
+            let filter: SQLQueryString =
+                scope.everything
+                ? "1 = 1"
+                : "id IN (SELECT account_id FROM role_bindings WHERE \(SQLQueryString.isIn("community_id", scope.communities)))"
             let accounts = try await db.all(Account.self, "SELECT * FROM accounts WHERE \(filter) ORDER BY username")
-            let bindings = try await db.all(RoleBinding.self, "SELECT * FROM role_bindings WHERE \(SQLQueryString.isIn("account_id", Set(accounts.map(\.id))))")
+            let bindings = try await db.all(
+                RoleBinding.self,
+                "SELECT * FROM role_bindings WHERE \(SQLQueryString.isIn("account_id", Set(accounts.map(\.id))))")
             let byAccount = Dictionary(grouping: bindings, by: \.accountId)
             return accounts.map { a in
-                AccountView(id: a.id, username: a.username, displayName: a.displayName, status: a.status,
-                            roles: (byAccount[a.id] ?? []).filter { scope.everything || ($0.communityId.map { scope.communities.contains($0) } ?? false) })
+                AccountView(
+                    id: a.id, username: a.username, displayName: a.displayName, status: a.status,
+                    roles: (byAccount[a.id] ?? []).filter {
+                        scope.everything || ($0.communityId.map { scope.communities.contains($0) } ?? false)
+                    })
             }
         }
     }
@@ -131,8 +164,9 @@ extension Store {
     public func createSession(accountId: ID, lifetime: Duration) async throws -> (cookie: String, session: WebSession) {
         let cookie = Digest.randomToken()
         let now = nowMillis()
-        let session = WebSession(idHash: Digest.sha256Hex(cookie), accountId: accountId, csrfToken: Digest.randomToken(bytes: 24),
-                                 createdAt: now, expiresAt: now + Millis(lifetime.components.seconds * 1000))
+        let session = WebSession(
+            idHash: Digest.sha256Hex(cookie), accountId: accountId, csrfToken: Digest.randomToken(bytes: 24),
+            createdAt: now, expiresAt: now + Millis(lifetime.components.seconds * 1000))
         try await database.write { db in
             try await db.insert(into: "sessions").model(session, keyEncodingStrategy: .convertToSnakeCase).run()
         }
@@ -141,8 +175,10 @@ extension Store {
 
     public func session(cookie: String) async throws -> WebSession? {
         try await read { db in
-            try await db.raw("SELECT * FROM sessions WHERE id_hash = \(bind: Digest.sha256Hex(cookie)) AND expires_at > \(bind: nowMillis())")
-                .first(decoding: WebSession.self, keyDecodingStrategy: .snakeCase)
+            try await db.raw(
+                "SELECT * FROM sessions WHERE id_hash = \(bind: Digest.sha256Hex(cookie)) AND expires_at > \(bind: nowMillis())"
+            )
+            .first(decoding: WebSession.self, keyDecodingStrategy: .snakeCase)
         }
     }
 
@@ -154,37 +190,51 @@ extension Store {
 
     // MARK: API tokens (bearer; only a hash is stored, the token is shown once)
 
-    public func createToken(accountId: ID, name: String, actor: Principal) async throws -> (token: String, record: ApiToken) {
+    public func createToken(accountId: ID, name: String, actor: Principal) async throws -> (
+        token: String, record: ApiToken
+    ) {
         let token = "lnl_" + Digest.randomToken()
-        let record = ApiToken(id: newID(), accountId: accountId, name: name, tokenHash: Digest.sha256Hex(token), createdAt: nowMillis(), lastUsedAt: nil, revokedAt: nil)
+        let record = ApiToken(
+            id: newID(), accountId: accountId, name: name, tokenHash: Digest.sha256Hex(token), createdAt: nowMillis(),
+            lastUsedAt: nil, revokedAt: nil)
         try await write { db in
             try await db.insert(record)
             var shown = record
             shown.tokenHash = "[hidden]"
-            try await Change.record(db, actor: actor, communityId: nil, type: "token.created", subjectType: "account", subjectId: accountId, after: shown)
+            try await Change.record(
+                db, actor: actor, communityId: nil, type: "token.created", subjectType: "account", subjectId: accountId,
+                after: shown)
         }
         return (token, record)
     }
 
     public func tokens(accountId: ID) async throws -> [ApiToken] {
         try await read { db in
-            try await db.all(ApiToken.self, "SELECT * FROM api_tokens WHERE account_id = \(bind: accountId) ORDER BY created_at DESC")
+            try await db.all(
+                ApiToken.self, "SELECT * FROM api_tokens WHERE account_id = \(bind: accountId) ORDER BY created_at DESC"
+            )
         }
     }
 
     public func revokeToken(id: ID, accountId: ID, actor: Principal) async throws {
         try await write { db in
-            guard var token = try await db.find(ApiToken.self, id), token.accountId == accountId else { throw StoreError.notFound("token") }
+            guard var token = try await db.find(ApiToken.self, id), token.accountId == accountId else {
+                throw StoreError.notFound("token")
+            }
             if token.revokedAt != nil { return }
             token.revokedAt = nowMillis()
             try await db.update(token)
-            try await Change.record(db, actor: actor, communityId: nil, type: "token.revoked", subjectType: "account", subjectId: accountId)
+            try await Change.record(
+                db, actor: actor, communityId: nil, type: "token.revoked", subjectType: "account", subjectId: accountId)
         }
     }
 
     public func account(token: String) async throws -> Account? {
         try await read { db in
-            try await db.all(Account.self, "SELECT a.* FROM accounts a JOIN api_tokens t ON t.account_id = a.id WHERE t.token_hash = \(bind: Digest.sha256Hex(token)) AND t.revoked_at IS NULL").first
+            try await db.all(
+                Account.self,
+                "SELECT a.* FROM accounts a JOIN api_tokens t ON t.account_id = a.id WHERE t.token_hash = \(bind: Digest.sha256Hex(token)) AND t.revoked_at IS NULL"
+            ).first
         }
     }
 }

@@ -15,10 +15,18 @@ public struct MQTTAccount: Codable, Sendable, Equatable {
     public var status: AccountStatus
     public var createdAt: Millis
 
-    public init(id: ID = newID(), username: String, passwordHash: String, description: String, publish: [String], subscribe: [String], status: AccountStatus = .active, createdAt: Millis = nowMillis()) {
-        self.id = id; self.username = username; self.passwordHash = passwordHash; self.description = description
-        publishAcl = publish.joined(separator: "\n"); subscribeAcl = subscribe.joined(separator: "\n")
-        self.status = status; self.createdAt = createdAt
+    public init(
+        id: ID = newID(), username: String, passwordHash: String, description: String, publish: [String],
+        subscribe: [String], status: AccountStatus = .active, createdAt: Millis = nowMillis()
+    ) {
+        self.id = id
+        self.username = username
+        self.passwordHash = passwordHash
+        self.description = description
+        publishAcl = publish.joined(separator: "\n")
+        subscribeAcl = subscribe.joined(separator: "\n")
+        self.status = status
+        self.createdAt = createdAt
     }
 
     public var publishFilters: [String] { publishAcl.split(separator: "\n").map(String.init) }
@@ -30,12 +38,15 @@ extension MQTTAccount: Record { public static let table = "mqtt_accounts" }
 extension Store {
     public func createMQTTAccount(_ account: MQTTAccount, actor: Principal) async throws {
         try await write { db in
-            let taken = try await db.count("SELECT COUNT(*) AS n FROM mqtt_accounts WHERE username = \(bind: account.username)")
+            let taken = try await db.count(
+                "SELECT COUNT(*) AS n FROM mqtt_accounts WHERE username = \(bind: account.username)")
             if taken > 0 { throw StoreError.conflict(field: "username", reason: "is already taken") }
             try await db.insert(account)
             var shown = account
             shown.passwordHash = "[hidden]"
-            try await Change.record(db, actor: actor, communityId: nil, type: "mqtt_account.created", subjectType: "mqtt_account", subjectId: account.id, after: shown)
+            try await Change.record(
+                db, actor: actor, communityId: nil, type: "mqtt_account.created", subjectType: "mqtt_account",
+                subjectId: account.id, after: shown)
         }
     }
 

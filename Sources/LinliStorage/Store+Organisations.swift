@@ -20,19 +20,27 @@ extension Store {
     public func createOrganisation(_ organisation: Organisation, actor: Principal) async throws {
         try await write { db in
             try await db.insert(organisation)
-            try await Change.record(db, actor: actor, communityId: organisation.communityId, type: "organisation.created", subjectType: "organisation", subjectId: organisation.id, after: organisation)
+            try await Change.record(
+                db, actor: actor, communityId: organisation.communityId, type: "organisation.created",
+                subjectType: "organisation", subjectId: organisation.id, after: organisation)
         }
     }
 
     public func organisations(communityId: ID, scope: Scope) async throws -> [Organisation] {
         try await read { db in
-            try await db.all(Organisation.self, "SELECT * FROM organisations WHERE community_id = \(bind: communityId) AND \(Self.organisationScope(scope)) ORDER BY kind, name")
+            try await db.all(
+                Organisation.self,
+                "SELECT * FROM organisations WHERE community_id = \(bind: communityId) AND \(Self.organisationScope(scope)) ORDER BY kind, name"
+            )
         }
     }
 
     public func organisation(_ id: ID, scope: Scope) async throws -> Organisation {
         let found = try await read { db in
-            try await db.all(Organisation.self, "SELECT * FROM organisations WHERE id = \(bind: id) AND \(Self.organisationScope(scope))").first
+            try await db.all(
+                Organisation.self,
+                "SELECT * FROM organisations WHERE id = \(bind: id) AND \(Self.organisationScope(scope))"
+            ).first
         }
         guard let found else { throw StoreError.notFound("organisation") }
         return found
@@ -41,13 +49,16 @@ extension Store {
     public func addStaff(_ member: StaffMember, actor: Principal) async throws {
         try await write { db in
             try await db.insert(member)
-            try await Change.record(db, actor: actor, communityId: member.communityId, type: "staff.added", subjectType: "staff", subjectId: member.id, after: member)
+            try await Change.record(
+                db, actor: actor, communityId: member.communityId, type: "staff.added", subjectType: "staff",
+                subjectId: member.id, after: member)
         }
     }
 
     public func staff(organisationId: ID) async throws -> [StaffMember] {
         try await read { db in
-            try await db.all(StaffMember.self, "SELECT * FROM staff WHERE organisation_id = \(bind: organisationId) ORDER BY name")
+            try await db.all(
+                StaffMember.self, "SELECT * FROM staff WHERE organisation_id = \(bind: organisationId) ORDER BY name")
         }
     }
 
@@ -55,25 +66,46 @@ extension Store {
         try await write { db in
             try await db.insert(grid)
             for buildingId in Set(buildingIds).sorted() {
-                guard let building = try await db.find(Building.self, buildingId), building.communityId == grid.communityId else {
-                    throw StoreError.conflict(field: "buildingIds", reason: "building \(buildingId) is not in this community")
+                guard let building = try await db.find(Building.self, buildingId),
+                    building.communityId == grid.communityId
+                else {
+                    throw StoreError.conflict(
+                        field: "buildingIds", reason: "building \(buildingId) is not in this community")
                 }
-                try await db.raw("INSERT INTO grid_buildings (grid_id, building_id, community_id) VALUES (\(bind: grid.id), \(bind: buildingId), \(bind: grid.communityId))").run()
+                try await db.raw(
+                    "INSERT INTO grid_buildings (grid_id, building_id, community_id) VALUES (\(bind: grid.id), \(bind: buildingId), \(bind: grid.communityId))"
+                ).run()
             }
-            try await Change.record(db, actor: actor, communityId: grid.communityId, type: "grid.created", subjectType: "grid", subjectId: grid.id, after: grid)
+            try await Change.record(
+                db, actor: actor, communityId: grid.communityId, type: "grid.created", subjectType: "grid",
+                subjectId: grid.id, after: grid)
         }
     }
 
     public func grids(communityId: ID, scope: Scope) async throws -> [GridListing] {
         try await read { db in
             let filter: SQLQueryString = scope.everything ? "1 = 1" : .isIn("g.community_id", scope.communities)
-            struct Row: Decodable { var id: ID; var communityId: ID; var name: String; var workerAccountId: ID?; var workerName: String? }
-            let rows = try await db.raw("SELECT g.id, g.community_id, g.name, g.worker_account_id, a.display_name AS worker_name FROM grids g LEFT JOIN accounts a ON a.id = g.worker_account_id WHERE g.community_id = \(bind: communityId) AND \(filter) ORDER BY g.name")
-                .all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
+            struct Row: Decodable {
+                var id: ID
+                var communityId: ID
+                var name: String
+                var workerAccountId: ID?
+                var workerName: String?
+            }
+            let rows = try await db.raw(
+                "SELECT g.id, g.community_id, g.name, g.worker_account_id, a.display_name AS worker_name FROM grids g LEFT JOIN accounts a ON a.id = g.worker_account_id WHERE g.community_id = \(bind: communityId) AND \(filter) ORDER BY g.name"
+            )
+            .all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
             var result: [GridListing] = []
             for row in rows {
-                let buildings = try await db.all(Building.self, "SELECT b.* FROM buildings b JOIN grid_buildings gb ON gb.building_id = b.id WHERE gb.grid_id = \(bind: row.id) ORDER BY LENGTH(b.name), b.name")
-                result.append(GridListing(id: row.id, communityId: row.communityId, name: row.name, workerAccountId: row.workerAccountId, workerName: row.workerName, buildings: buildings))
+                let buildings = try await db.all(
+                    Building.self,
+                    "SELECT b.* FROM buildings b JOIN grid_buildings gb ON gb.building_id = b.id WHERE gb.grid_id = \(bind: row.id) ORDER BY LENGTH(b.name), b.name"
+                )
+                result.append(
+                    GridListing(
+                        id: row.id, communityId: row.communityId, name: row.name, workerAccountId: row.workerAccountId,
+                        workerName: row.workerName, buildings: buildings))
             }
             return result
         }
@@ -82,9 +114,14 @@ extension Store {
     public func gridBuildings(_ gridIds: [ID]) async throws -> [ID: Set<ID>] {
         if gridIds.isEmpty { return [:] }
         return try await read { db in
-            struct Row: Decodable { var gridId: ID; var buildingId: ID }
-            let rows = try await db.raw("SELECT grid_id, building_id FROM grid_buildings WHERE \(SQLQueryString.isIn("grid_id", Set(gridIds)))")
-                .all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
+            struct Row: Decodable {
+                var gridId: ID
+                var buildingId: ID
+            }
+            let rows = try await db.raw(
+                "SELECT grid_id, building_id FROM grid_buildings WHERE \(SQLQueryString.isIn("grid_id", Set(gridIds)))"
+            )
+            .all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
             return Dictionary(grouping: rows, by: \.gridId).mapValues { Set($0.map(\.buildingId)) }
         }
     }

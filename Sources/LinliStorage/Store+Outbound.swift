@@ -22,10 +22,18 @@ public struct NotificationPreferences: Codable, Sendable, Equatable {
     public var quietTo: String?
     public var updatedAt: Millis
 
-    public init(accountId: ID, sms: Bool = false, email: Bool = false, phoneCipher: String? = nil, emailCipher: String? = nil,
-                quietFrom: String? = nil, quietTo: String? = nil, updatedAt: Millis = nowMillis()) {
-        self.accountId = accountId; self.sms = sms; self.email = email; self.phoneCipher = phoneCipher; self.emailCipher = emailCipher
-        self.quietFrom = quietFrom; self.quietTo = quietTo; self.updatedAt = updatedAt
+    public init(
+        accountId: ID, sms: Bool = false, email: Bool = false, phoneCipher: String? = nil, emailCipher: String? = nil,
+        quietFrom: String? = nil, quietTo: String? = nil, updatedAt: Millis = nowMillis()
+    ) {
+        self.accountId = accountId
+        self.sms = sms
+        self.email = email
+        self.phoneCipher = phoneCipher
+        self.emailCipher = emailCipher
+        self.quietFrom = quietFrom
+        self.quietTo = quietTo
+        self.updatedAt = updatedAt
     }
 
     public var quietHours: QuietHours? { QuietHours(from: quietFrom, to: quietTo) }
@@ -67,7 +75,9 @@ public enum EmailAddress {
     /// A plain address, one `@`, a dot in the domain, nothing that could break a mail header.
     public static func isValid(_ text: String) -> Bool {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        guard text.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix(".") else { return false }
+        guard text.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
+            !parts[1].hasSuffix(".")
+        else { return false }
         return !text.contains { $0.isWhitespace || "<>()[],;:\"\\".contains($0) || $0.asciiValue == nil }
     }
 
@@ -90,17 +100,28 @@ extension Store {
 
     /// Replaces a person's preferences (phone and e-mail given in clear, kept encrypted); audited
     /// without the phone or address themselves.
-    public func setNotificationPreferences(accountId: ID, sms: Bool, email: Bool, phone: String?, address: String?,
-                                           quietFrom: String?, quietTo: String?, actor: Principal) async throws -> NotificationPreferences {
-        let prefs = NotificationPreferences(accountId: accountId, sms: sms, email: email,
-                                            phoneCipher: try phone.map { try cipher.encrypt($0) }, emailCipher: try address.map { try cipher.encrypt($0) },
-                                            quietFrom: quietFrom, quietTo: quietTo)
+    public func setNotificationPreferences(
+        accountId: ID, sms: Bool, email: Bool, phone: String?, address: String?,
+        quietFrom: String?, quietTo: String?, actor: Principal
+    ) async throws -> NotificationPreferences {
+        let prefs = NotificationPreferences(
+            accountId: accountId, sms: sms, email: email,
+            phoneCipher: try phone.map { try cipher.encrypt($0) },
+            emailCipher: try address.map { try cipher.encrypt($0) },
+            quietFrom: quietFrom, quietTo: quietTo)
         try await write { db in
             try await db.raw("DELETE FROM notification_preferences WHERE account_id = \(bind: accountId)").run()
-            try await db.insert(into: "notification_preferences").model(prefs, keyEncodingStrategy: .convertToSnakeCase, nilEncodingStrategy: .asNil).run()
-            try await AuditLog.record(db, actor: actor, action: "notification.preferences", subjectType: "account", subjectId: accountId, communityId: nil,
-                                      after: ["sms": "\(sms)", "email": "\(email)", "phone": phone.map(PhoneNumber.masked) ?? "-",
-                                              "address": address.map(EmailAddress.masked) ?? "-", "quiet": quietFrom.map { "\($0)–\(quietTo ?? "")" } ?? "-"])
+            try await db.insert(into: "notification_preferences").model(
+                prefs, keyEncodingStrategy: .convertToSnakeCase, nilEncodingStrategy: .asNil
+            ).run()
+            try await AuditLog.record(
+                db, actor: actor, action: "notification.preferences", subjectType: "account", subjectId: accountId,
+                communityId: nil,
+                after: [
+                    "sms": "\(sms)", "email": "\(email)", "phone": phone.map(PhoneNumber.masked) ?? "-",
+                    "address": address.map(EmailAddress.masked) ?? "-",
+                    "quiet": quietFrom.map { "\($0)–\(quietTo ?? "")" } ?? "-",
+                ])
         }
         return prefs
     }
@@ -109,27 +130,35 @@ extension Store {
     /// made them: due at once, or at the end of the person's quiet hours unless it is critical.
     func enqueueOutbound(_ db: any SQLDatabase, _ messages: [InboxMessage], now: Millis) async throws {
         guard !messages.isEmpty else { return }
-        let byAccount = try await db.raw("""
+        let byAccount = try await db.raw(
+            """
             SELECT * FROM notification_preferences WHERE (sms OR email) AND \(SQLQueryString.isIn("account_id", Set(messages.map(\.accountId))))
-            """).all(decoding: NotificationPreferences.self, keyDecodingStrategy: .snakeCase)
+            """
+        ).all(decoding: NotificationPreferences.self, keyDecodingStrategy: .snakeCase)
         guard !byAccount.isEmpty else { return }
         let prefs = Dictionary(byAccount.map { ($0.accountId, $0) }, uniquingKeysWith: { a, _ in a })
         for message in messages {
             guard let p = prefs[message.accountId] else { continue }
             var due = now
             if message.severity != "critical", let quiet = p.quietHours {
-                due = Millis(quiet.release(after: Date(timeIntervalSince1970: Double(now) / 1000)).timeIntervalSince1970 * 1000)
+                due = Millis(
+                    quiet.release(after: Date(timeIntervalSince1970: Double(now) / 1000)).timeIntervalSince1970 * 1000)
             }
             var targets: [(OutboundChannel, String)] = []
             if p.sms, let c = p.phoneCipher { targets.append((.sms, c)) }
             if p.email, let c = p.emailCipher { targets.append((.email, c)) }
             for (channel, addressCipher) in targets {
                 let address = try cipher.decrypt(addressCipher)
-                let out = OutboundMessage(id: newID(), communityId: message.communityId, accountId: message.accountId, notificationId: message.id,
-                                          personId: nil, noticeId: message.subjectType == "notice" ? message.subjectId : nil, channel: channel,
-                                          addressCipher: addressCipher, addressMasked: channel == .sms ? PhoneNumber.masked(address) : EmailAddress.masked(address),
-                                          subject: message.title, body: message.body, severity: message.severity, status: .pending, dueAt: due, attempts: 0,
-                                          createdAt: now)
+                let out = OutboundMessage(
+                    id: newID(), communityId: message.communityId, accountId: message.accountId,
+                    notificationId: message.id,
+                    personId: nil, noticeId: message.subjectType == "notice" ? message.subjectId : nil,
+                    channel: channel,
+                    addressCipher: addressCipher,
+                    addressMasked: channel == .sms ? PhoneNumber.masked(address) : EmailAddress.masked(address),
+                    subject: message.title, body: message.body, severity: message.severity, status: .pending,
+                    dueAt: due, attempts: 0,
+                    createdAt: now)
                 try await db.insert(out)
             }
         }
@@ -137,19 +166,23 @@ extension Store {
 
     /// Due messages, each leased for `lease` so that a second look does not send it twice.
     public func claimDueOutbound(now: Millis, limit: Int, lease: Millis = 120_000) async throws -> [OutboundMessage] {
-        try await claimDue(OutboundMessage.self, dueColumn: "due_at", due: { $0.dueAt }, now: now, limit: limit, lease: lease)
+        try await claimDue(
+            OutboundMessage.self, dueColumn: "due_at", due: { $0.dueAt }, now: now, limit: limit, lease: lease)
     }
 
     public func nextOutboundDue() async throws -> Millis? {
         try await read { db in
-            try await db.raw("SELECT MIN(due_at) AS n FROM outbound_messages WHERE status = 'pending'").first()?.decode(column: "n", as: Millis?.self)
+            try await db.raw("SELECT MIN(due_at) AS n FROM outbound_messages WHERE status = 'pending'").first()?.decode(
+                column: "n", as: Millis?.self)
         }
     }
 
     /// Records a send: sent, to be tried again, or given up. A message that left (or was given up)
     /// goes on the event log and the audit trail, with the address masked.
     @discardableResult
-    public func recordOutbound(_ message: OutboundMessage, error: String?, now: Millis = nowMillis()) async throws -> OutboundMessage {
+    public func recordOutbound(_ message: OutboundMessage, error: String?, now: Millis = nowMillis()) async throws
+        -> OutboundMessage
+    {
         var m = message
         m.attempts += 1
         m.lastError = error.map { String($0.prefix(500)) }
@@ -163,26 +196,39 @@ extension Store {
         }
         let updated = m
         try await write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE outbound_messages SET status = \(bind: updated.status.rawValue), attempts = \(bind: updated.attempts), due_at = \(bind: updated.dueAt),
                 last_error = \(bind: updated.lastError), sent_at = \(bind: updated.sentAt) WHERE id = \(bind: updated.id)
-                """).run()
+                """
+            ).run()
             guard updated.status != .pending else { return }
-            try await Change.record(db, actor: Principal(accountId: nil, name: "outbound \(updated.channel.rawValue)"), communityId: updated.communityId,
-                                    type: updated.status == .sent ? "notification.delivered" : "notification.undelivered",
-                                    subjectType: updated.notificationId == nil ? "notice" : "notification", subjectId: updated.notificationId ?? updated.noticeId ?? updated.id,
-                                    after: ["channel": updated.channel.rawValue, "to": updated.addressMasked, "attempts": "\(updated.attempts)", "error": updated.lastError ?? ""])
+            try await Change.record(
+                db, actor: Principal(accountId: nil, name: "outbound \(updated.channel.rawValue)"),
+                communityId: updated.communityId,
+                type: updated.status == .sent ? "notification.delivered" : "notification.undelivered",
+                subjectType: updated.notificationId == nil ? "notice" : "notification",
+                subjectId: updated.notificationId ?? updated.noticeId ?? updated.id,
+                after: [
+                    "channel": updated.channel.rawValue, "to": updated.addressMasked, "attempts": "\(updated.attempts)",
+                    "error": updated.lastError ?? "",
+                ])
         }
         return updated
     }
 
     /// What went out of a community (or to be sent), newest first; addresses masked.
-    public func outboundMessages(communityId: ID, status: OutboundMessage.Status?, page: PageRequest) async throws -> Page<OutboundMessage> {
+    public func outboundMessages(communityId: ID, status: OutboundMessage.Status?, page: PageRequest) async throws
+        -> Page<OutboundMessage>
+    {
         var condition: SQLQueryString = "community_id = \(bind: communityId)"
         if let status { condition += " AND status = \(bind: status.rawValue)" }
         let whereClause = condition
         return try await read { db in
-            let items = try await db.all(OutboundMessage.self, "SELECT * FROM outbound_messages WHERE \(whereClause) ORDER BY created_at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
+            let items = try await db.all(
+                OutboundMessage.self,
+                "SELECT * FROM outbound_messages WHERE \(whereClause) ORDER BY created_at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)"
+            )
             let total = try await db.count("SELECT COUNT(*) AS n FROM outbound_messages WHERE \(whereClause)")
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
         }
@@ -196,18 +242,29 @@ extension Store {
     /// once per phone, in the notice's transaction; returns how many.
     func enqueueNoticeSMS(_ db: any SQLDatabase, notice: Notice, households: [ID], now: Millis) async throws -> Int {
         guard !households.isEmpty else { return 0 }
-        struct Row: Decodable { var personId: ID; var phone: String }
-        let rows = try await db.raw("""
+        struct Row: Decodable {
+            var personId: ID
+            var phone: String
+        }
+        let rows = try await db.raw(
+            """
             SELECT p.id AS "personId", p.phone AS phone FROM residencies r JOIN people p ON p.id = r.person_id
             WHERE r.moved_out IS NULL AND p.phone <> '' AND \(SQLQueryString.isIn("r.household_id", Set(households))) ORDER BY p.id
-            """).all(decoding: Row.self)
-        let due = Millis(Self.residentsQuietHours.release(after: Date(timeIntervalSince1970: Double(now) / 1000)).timeIntervalSince1970 * 1000)
+            """
+        ).all(decoding: Row.self)
+        let due = Millis(
+            Self.residentsQuietHours.release(after: Date(timeIntervalSince1970: Double(now) / 1000))
+                .timeIntervalSince1970 * 1000)
         var phones = Set<String>()
         for row in rows where phones.insert(row.phone).inserted {
-            try await db.insert(OutboundMessage(id: newID(), communityId: notice.communityId, accountId: nil, notificationId: nil, personId: row.personId,
-                                                noticeId: notice.id, channel: .sms, addressCipher: try cipher.encrypt(row.phone),
-                                                addressMasked: PhoneNumber.masked(row.phone), subject: notice.title, body: notice.body, severity: nil,
-                                                status: .pending, dueAt: due, attempts: 0, createdAt: now))
+            try await db.insert(
+                OutboundMessage(
+                    id: newID(), communityId: notice.communityId, accountId: nil, notificationId: nil,
+                    personId: row.personId,
+                    noticeId: notice.id, channel: .sms, addressCipher: try cipher.encrypt(row.phone),
+                    addressMasked: PhoneNumber.masked(row.phone), subject: notice.title, body: notice.body,
+                    severity: nil,
+                    status: .pending, dueAt: due, attempts: 0, createdAt: now))
         }
         return phones.count
     }

@@ -16,7 +16,8 @@ extension Store {
     public func shadowDocument(_ device: Device) async throws -> String? {
         struct Row: Decodable { var document: String }
         return try await read { db in
-            try await db.raw("SELECT document FROM device_shadow_documents WHERE device_id = \(bind: device.id)").first(decoding: Row.self)?.document
+            try await db.raw("SELECT document FROM device_shadow_documents WHERE device_id = \(bind: device.id)").first(
+                decoding: Row.self)?.document
         }
     }
 
@@ -26,32 +27,45 @@ extension Store {
     /// is lost and versions never go back. `actor`: who changed it, for the event and audit
     /// logs (a device's own reports are not logged: they are its state, not an action).
     @discardableResult
-    public func changeShadowDocument(_ device: Device, actor: Principal?,
-                                     _ change: @escaping @Sendable (String?) throws -> (json: String, version: Int64)) async throws -> String {
-        struct Row: Decodable { var document: String; var version: Int64 }
+    public func changeShadowDocument(
+        _ device: Device, actor: Principal?,
+        _ change: @escaping @Sendable (String?) throws -> (json: String, version: Int64)
+    ) async throws -> String {
+        struct Row: Decodable {
+            var document: String
+            var version: Int64
+        }
         let lock = rowLock
         for _ in 0..<16 {
             let written: String? = try await write { db in
-                let current = try await db.raw("SELECT document, version FROM device_shadow_documents WHERE device_id = \(bind: device.id)\(lock)").first(decoding: Row.self)
+                let current = try await db.raw(
+                    "SELECT document, version FROM device_shadow_documents WHERE device_id = \(bind: device.id)\(lock)"
+                ).first(decoding: Row.self)
                 let next = try change(current?.document)
                 let now = nowMillis()
                 let rows: [any SQLRow]
                 if let current {
-                    rows = try await db.raw("""
+                    rows = try await db.raw(
+                        """
                         UPDATE device_shadow_documents SET document = \(bind: next.json), version = \(bind: next.version), updated_at = \(bind: now)
                         WHERE device_id = \(bind: device.id) AND version = \(bind: current.version) RETURNING version
-                        """).all()
+                        """
+                    ).all()
                 } else {
-                    rows = try await db.raw("""
+                    rows = try await db.raw(
+                        """
                         INSERT INTO device_shadow_documents (device_id, community_id, document, version, updated_at)
                         VALUES (\(bind: device.id), \(bind: device.communityId), \(bind: next.json), \(bind: next.version), \(bind: now))
                         ON CONFLICT (device_id) DO NOTHING RETURNING version
-                        """).all()
+                        """
+                    ).all()
                 }
                 guard !rows.isEmpty else { return nil }
                 if let actor {
-                    try await Change.record(db, actor: actor, communityId: device.communityId, type: "device.shadow-document", subjectType: "device",
-                                            subjectId: device.id, after: JSONValue.parse(Data(next.json.utf8)))
+                    try await Change.record(
+                        db, actor: actor, communityId: device.communityId, type: "device.shadow-document",
+                        subjectType: "device",
+                        subjectId: device.id, after: JSONValue.parse(Data(next.json.utf8)))
                 }
                 return next.json
             }

@@ -27,10 +27,14 @@ extension Store {
     /// Waits between attempts: quick at first, then up to an hour; after the last, it has failed.
     public static let webhookBackoff: [Millis] = [1, 5, 30, 120, 600, 1_800, 3_600, 3_600].map { $0 * 1000 }
 
-    public func enqueueDelivery(communityId: ID, ruleId: ID, url: String, secretCipher: String, payload: String) async throws -> WebhookDelivery {
+    public func enqueueDelivery(communityId: ID, ruleId: ID, url: String, secretCipher: String, payload: String)
+        async throws -> WebhookDelivery
+    {
         let now = nowMillis()
-        let delivery = WebhookDelivery(id: newID(), communityId: communityId, ruleId: ruleId, url: url, secretCipher: secretCipher, payload: payload,
-                                       status: .pending, attempts: 0, nextAt: now, createdAt: now)
+        let delivery = WebhookDelivery(
+            id: newID(), communityId: communityId, ruleId: ruleId, url: url, secretCipher: secretCipher,
+            payload: payload,
+            status: .pending, attempts: 0, nextAt: now, createdAt: now)
         try await write { db in try await db.insert(delivery) }
         return delivery
     }
@@ -38,18 +42,22 @@ extension Store {
     /// Takes up to `limit` deliveries that are due, leasing each for `lease` so that another node
     /// (or a slow attempt) does not send it twice meanwhile.
     public func claimDueDeliveries(now: Millis, limit: Int, lease: Millis = 60_000) async throws -> [WebhookDelivery] {
-        try await claimDue(WebhookDelivery.self, dueColumn: "next_at", due: { $0.nextAt }, now: now, limit: limit, lease: lease)
+        try await claimDue(
+            WebhookDelivery.self, dueColumn: "next_at", due: { $0.nextAt }, now: now, limit: limit, lease: lease)
     }
 
     /// When the next pending delivery is due, if any.
     public func nextDeliveryDue() async throws -> Millis? {
         try await read { db in
-            try await db.raw("SELECT MIN(next_at) AS n FROM webhook_deliveries WHERE status = 'pending'").first()?.decode(column: "n", as: Millis?.self)
+            try await db.raw("SELECT MIN(next_at) AS n FROM webhook_deliveries WHERE status = 'pending'").first()?
+                .decode(column: "n", as: Millis?.self)
         }
     }
 
     /// Records an attempt: taken (2xx), or to be tried again after the back-off, or given up.
-    public func recordAttempt(_ delivery: WebhookDelivery, status: Int?, error: String?, now: Millis = nowMillis()) async throws -> WebhookDelivery {
+    public func recordAttempt(_ delivery: WebhookDelivery, status: Int?, error: String?, now: Millis = nowMillis())
+        async throws -> WebhookDelivery
+    {
         var d = delivery
         d.attempts += 1
         d.lastStatus = status
@@ -64,18 +72,24 @@ extension Store {
         }
         let updated = d
         try await write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE webhook_deliveries SET status = \(bind: updated.status.rawValue), attempts = \(bind: updated.attempts), next_at = \(bind: updated.nextAt),
                 last_status = \(bind: updated.lastStatus), last_error = \(bind: updated.lastError), delivered_at = \(bind: updated.deliveredAt) WHERE id = \(bind: updated.id)
-                """).run()
+                """
+            ).run()
         }
         return updated
     }
 
     public func deliveries(ruleId: ID, page: PageRequest) async throws -> Page<WebhookDelivery> {
         try await read { db in
-            let items = try await db.all(WebhookDelivery.self, "SELECT * FROM webhook_deliveries WHERE rule_id = \(bind: ruleId) ORDER BY created_at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)")
-            let total = try await db.count("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE rule_id = \(bind: ruleId)")
+            let items = try await db.all(
+                WebhookDelivery.self,
+                "SELECT * FROM webhook_deliveries WHERE rule_id = \(bind: ruleId) ORDER BY created_at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)"
+            )
+            let total = try await db.count(
+                "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE rule_id = \(bind: ruleId)")
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
         }
     }

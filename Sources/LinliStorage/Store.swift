@@ -2,8 +2,8 @@ import Foundation
 import LinliCore
 import Logging
 import PostgresNIO
-import Synchronization
 import SQLKit
+import Synchronization
 
 /// The repositories of Linli over one database. Every write runs in a transaction that also appends
 /// its domain event and audit line; every read takes the caller's scope.
@@ -23,7 +23,10 @@ public struct Store: Sendable {
     let statusChanges = CommitQueue<StatusChange>()
     private let separateTelemetry: Bool
 
-    public init(database: any Database, telemetry: (any Database)? = nil, cipher: FieldCipher, signal: EventSignal = EventSignal()) {
+    public init(
+        database: any Database, telemetry: (any Database)? = nil, cipher: FieldCipher,
+        signal: EventSignal = EventSignal()
+    ) {
         self.database = database
         self.telemetry = telemetry ?? database
         separateTelemetry = telemetry != nil

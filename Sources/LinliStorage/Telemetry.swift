@@ -28,9 +28,16 @@ public struct DeviceReport: Sendable {
     public var receivedAt: Millis
     public var content: Content
 
-    public init(deviceId: ID, communityId: ID, productKey: String, deviceName: String, receivedAt: Millis = nowMillis(), content: Content) {
-        self.deviceId = deviceId; self.communityId = communityId; self.productKey = productKey; self.deviceName = deviceName
-        self.receivedAt = receivedAt; self.content = content
+    public init(
+        deviceId: ID, communityId: ID, productKey: String, deviceName: String, receivedAt: Millis = nowMillis(),
+        content: Content
+    ) {
+        self.deviceId = deviceId
+        self.communityId = communityId
+        self.productKey = productKey
+        self.deviceName = deviceName
+        self.receivedAt = receivedAt
+        self.content = content
     }
 }
 
@@ -41,7 +48,10 @@ public struct RaisedEvent: Sendable, Equatable {
     public var valuesJSON: String
     public var time: Millis
     public init(identifier: String, type: String, valuesJSON: String, time: Millis) {
-        self.identifier = identifier; self.type = type; self.valuesJSON = valuesJSON; self.time = time
+        self.identifier = identifier
+        self.type = type
+        self.valuesJSON = valuesJSON
+        self.time = time
     }
 }
 
@@ -59,7 +69,10 @@ public struct ReportedValue: Sendable, Equatable {
     public var plainNumber: Bool
 
     public init(identifier: String, json: String, number: Double?, time: Millis, plainNumber: Bool = false) {
-        self.identifier = identifier; self.json = json; self.number = number; self.time = time
+        self.identifier = identifier
+        self.json = json
+        self.number = number
+        self.time = time
         self.plainNumber = plainNumber && number?.isFinite == true
     }
 
@@ -198,8 +211,11 @@ public final class TelemetryWriter: Sendable {
     /// to hold values as a loaded writer does).
     let writesHeldWhenIdle: Bool
 
-    public init(store: Store, logger: Logger, maxBatch: Int = 8_192, mergeRows: Int = 100_000, holdFor: Duration = .seconds(1), writesHeldWhenIdle: Bool = true,
-                busyReports: Int = 256, busyInterval: Duration = .milliseconds(50)) {
+    public init(
+        store: Store, logger: Logger, maxBatch: Int = 8_192, mergeRows: Int = 100_000, holdFor: Duration = .seconds(1),
+        writesHeldWhenIdle: Bool = true,
+        busyReports: Int = 256, busyInterval: Duration = .milliseconds(50)
+    ) {
         self.busyReports = busyReports
         self.busyInterval = busyInterval
         self.store = store
@@ -275,7 +291,9 @@ public final class TelemetryWriter: Sendable {
             // `busyInterval` after it, so that more reports share it: each connection then gets
             // more acknowledgements per write, and each commit's fixed costs are shared by more.
             // A quiet server commits at once.
-            if lastSize >= busyReports, let lastStart, pending.withLock({ $0.batches.count == 1 && $0.batches[0].reports.count < maxBatch }) {
+            if lastSize >= busyReports, let lastStart,
+                pending.withLock({ $0.batches.count == 1 && $0.batches[0].reports.count < maxBatch })
+            {
                 let due = lastStart + busyInterval
                 if due > .now { try? await Task.sleep(until: due, clock: .continuous) }
             }
@@ -293,12 +311,14 @@ public final class TelemetryWriter: Sendable {
             do {
                 try await commit(reports)
                 let elapsed = ContinuousClock.now - start
-                commitTimer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                commitTimer.recordNanoseconds(
+                    elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
                 batchSize.record(reports.count)
                 reportCounter.increment(by: reports.count)
                 batch.complete(.success(()))
             } catch {
-                logger.error("telemetry batch not stored", metadata: ["reports": "\(reports.count)", "error": "\(error)"])
+                logger.error(
+                    "telemetry batch not stored", metadata: ["reports": "\(reports.count)", "error": "\(error)"])
                 batch.complete(.failure(error))
             }
             // After the batch's waiters are released: a merge delays the next commit, never an
@@ -319,7 +339,8 @@ public final class TelemetryWriter: Sendable {
             try await store.telemetry.write { db in try await Self.mergeLog(db) }
             recentRows.withLock { $0 = 0 }
             let elapsed = ContinuousClock.now - start
-            mergeTimer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            mergeTimer.recordNanoseconds(
+                elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         } catch {
             logger.error("telemetry log not merged into blocks", metadata: ["error": "\(error)"])
         }
@@ -343,12 +364,15 @@ public final class TelemetryWriter: Sendable {
             for i in reported.indices {
                 let time = reported[i].time
                 // The text is kept when the number does not say it all (a boolean, a date, text).
-                var value = HistoryValue(series: 0, ts: time, num: reported[i].number, txt: reported[i].plainNumber ? nil : reported[i].json)
+                var value = HistoryValue(
+                    series: 0, ts: time, num: reported[i].number, txt: reported[i].plainNumber ? nil : reported[i].json)
                 if let id = mine?[reported[i].identifier] {
                     value.series = id
                     values.append(value)
                     if newestKnown[id] == nil {
-                        newestKnown[id] = Newest(key: SeriesKey(deviceId: deviceId, identifier: reported[i].identifier), report: r, value: i, time: time)
+                        newestKnown[id] = Newest(
+                            key: SeriesKey(deviceId: deviceId, identifier: reported[i].identifier), report: r, value: i,
+                            time: time)
                     } else {
                         newestKnown[id]!.saw(report: r, value: i, time: time)
                     }
@@ -356,12 +380,17 @@ public final class TelemetryWriter: Sendable {
                     let key = SeriesKey(deviceId: deviceId, identifier: reported[i].identifier)
                     unresolved.append((values.count, key))
                     values.append(value)
-                    if newestNew[key] == nil { newestNew[key] = Newest(key: key, report: r, value: i, time: time) } else { newestNew[key]!.saw(report: r, value: i, time: time) }
+                    if newestNew[key] == nil {
+                        newestNew[key] = Newest(key: key, report: r, value: i, time: time)
+                    } else {
+                        newestNew[key]!.saw(report: r, value: i, time: time)
+                    }
                 }
             }
         }
         for r in reports.indices {
-            let deviceId = reports[r].deviceId, at = reports[r].receivedAt
+            let deviceId = reports[r].deviceId
+            let at = reports[r].receivedAt
             counters[deviceId, default: Tally()].saw(at: at)
             switch reports[r].content {
             case let .properties(reported):
@@ -370,7 +399,8 @@ public final class TelemetryWriter: Sendable {
                 add(reported, of: r, device: deviceId)
                 for event in raised { events.append((reports[r], event)) }
             case let .event(identifier, type, valuesJSON):
-                events.append((reports[r], RaisedEvent(identifier: identifier, type: type, valuesJSON: valuesJSON, time: at)))
+                events.append(
+                    (reports[r], RaisedEvent(identifier: identifier, type: type, valuesJSON: valuesJSON, time: at)))
             case let .refused(reason):
                 counters[deviceId]!.refused(String(reason.prefix(500)), at: at)
             case .seen:
@@ -399,17 +429,21 @@ public final class TelemetryWriter: Sendable {
         // puts into it what `telemetry_log` holds beyond it. It loses at most that second of
         // message and error counts, never a value.
         let recent = recentRows.withLock { $0 }
-        let writeHeld = recent == nil || (recent ?? 0) + values.count >= mergeRows
+        let writeHeld =
+            recent == nil || (recent ?? 0) + values.count >= mergeRows
             || (writesHeldWhenIdle && pending.withLock { $0.batches.isEmpty }) || held.heldLongerThan(holdFor)
         let taken = writeHeld ? held.take() : HeldTelemetry.Held()
-        var shadow = taken.shadow, tallies = taken.tallies
+        var shadow = taken.shadow
+        var tallies = taken.tallies
         if writeHeld {
             shadow.add(latest)
             tallies.add(counters)
         }
         let written: ([SeriesKey: Int64], Int)
         do {
-            written = try await write(history: values, unresolved: unresolved, shadow: shadow, tallies: tallies, missing: missing, starting: recent == nil)
+            written = try await write(
+                history: values, unresolved: unresolved, shadow: shadow, tallies: tallies, missing: missing,
+                starting: recent == nil)
         } catch {
             // This batch's reports are not stored (their senders get no acknowledgement and send
             // again), but what was held from earlier batches is still owed.
@@ -419,7 +453,8 @@ public final class TelemetryWriter: Sendable {
         if !writeHeld { held.add(shadow: latest, tallies: counters) }
         let (found, leftOver) = written
         if !found.isEmpty {
-            series.withLock { known in for (key, id) in found { known[key.deviceId, default: [:]][key.identifier] = id } }
+            series.withLock { known in for (key, id) in found { known[key.deviceId, default: [:]][key.identifier] = id }
+            }
         }
         recentRows.withLock { $0 = ($0 ?? leftOver) + values.count }
         try await afterCommit(events: events, counters: counters)
@@ -430,8 +465,11 @@ public final class TelemetryWriter: Sendable {
     /// `starting`: the first commit of this writer, which counts the values an earlier run left
     /// in `telemetry_log` and puts into the shadow those it does not show yet. Returns the series
     /// numbers it read, and the values it counted in the log.
-    private func write(history: [HistoryValue], unresolved: [(at: Int, key: SeriesKey)], shadow batchShadow: [SeriesKey: ShadowUpdate], tallies: [ID: Tally],
-                       missing: [SeriesKey], starting: Bool) async throws -> ([SeriesKey: Int64], Int) {
+    private func write(
+        history: [HistoryValue], unresolved: [(at: Int, key: SeriesKey)], shadow batchShadow: [SeriesKey: ShadowUpdate],
+        tallies: [ID: Tally],
+        missing: [SeriesKey], starting: Bool
+    ) async throws -> ([SeriesKey: Int64], Int) {
         try await store.telemetry.write { db in
             var ids: [SeriesKey: Int64] = [:]
             var values = history
@@ -447,16 +485,28 @@ public final class TelemetryWriter: Sendable {
                 }
             }
             if !missing.isEmpty {
-                let pairs = missing.sorted().map { key -> SQLQueryString in "(\(bind: key.deviceId), \(bind: key.identifier))" }
+                let pairs = missing.sorted().map { key -> SQLQueryString in
+                    "(\(bind: key.deviceId), \(bind: key.identifier))"
+                }
                 for chunk in pairs.chunked(500) {
-                    try await db.raw("INSERT INTO telemetry_series (device_id, identifier) VALUES \(chunk.joined(separator: ", ")) ON CONFLICT (device_id, identifier) DO NOTHING").run()
+                    try await db.raw(
+                        "INSERT INTO telemetry_series (device_id, identifier) VALUES \(chunk.joined(separator: ", ")) ON CONFLICT (device_id, identifier) DO NOTHING"
+                    ).run()
                 }
                 let devices = Set(missing.map(\.deviceId))
-                struct Row: Decodable { var id: Int64; var deviceId: String; var identifier: String }
-                let rows = try await db.raw("SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE \(SQLQueryString.isIn("device_id", devices))").all(decoding: Row.self)
+                struct Row: Decodable {
+                    var id: Int64
+                    var deviceId: String
+                    var identifier: String
+                }
+                let rows = try await db.raw(
+                    "SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE \(SQLQueryString.isIn("device_id", devices))"
+                ).all(decoding: Row.self)
                 for r in rows { ids[SeriesKey(deviceId: r.deviceId, identifier: r.identifier)] = r.id }
                 for (at, key) in unresolved {
-                    guard let id = ids[key] else { throw StoreError.notFound("telemetry series \(key.deviceId)/\(key.identifier)") }
+                    guard let id = ids[key] else {
+                        throw StoreError.notFound("telemetry series \(key.deviceId)/\(key.identifier)")
+                    }
                     values[at].series = id
                 }
             }
@@ -467,29 +517,35 @@ public final class TelemetryWriter: Sendable {
                 let values = chunk.map { entry -> SQLQueryString in
                     let update = entry.value
                     // Numbers we made are written inline: a bind costs more than the row's insert.
-                    return "(\(bind: entry.key.deviceId), \(bind: entry.key.identifier), \(bind: update.value.json), \(unsafeRaw: String(update.value.time)), \(unsafeRaw: String(update.count)))"
+                    return
+                        "(\(bind: entry.key.deviceId), \(bind: entry.key.identifier), \(bind: update.value.json), \(unsafeRaw: String(update.value.time)), \(unsafeRaw: String(update.count)))"
                 }
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO device_shadow (device_id, identifier, value, reported_at, version) VALUES \(values.joined(separator: ", "))
                     ON CONFLICT (device_id, identifier) DO UPDATE SET
                         value = CASE WHEN excluded.reported_at >= device_shadow.reported_at THEN excluded.value ELSE device_shadow.value END,
                         reported_at = CASE WHEN excluded.reported_at >= device_shadow.reported_at THEN excluded.reported_at ELSE device_shadow.reported_at END,
                         version = device_shadow.version + excluded.version
-                    """).run()
+                    """
+                ).run()
             }
             for chunk in tallies.sorted(by: { $0.key < $1.key }).chunked(Self.rowsPerStatement) {
                 let values = chunk.map { entry -> SQLQueryString in
                     let c = entry.value
-                    return "(\(bind: entry.key), \(bind: c.messages), \(bind: c.errors), \(bind: c.lastError), \(bind: c.lastErrorAt), \(bind: c.lastSeen))"
+                    return
+                        "(\(bind: entry.key), \(bind: c.messages), \(bind: c.errors), \(bind: c.lastError), \(bind: c.lastErrorAt), \(bind: c.lastSeen))"
                 }
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO device_diagnosis (device_id, messages, errors, last_error, last_error_at, last_seen_at) VALUES \(values.joined(separator: ", "))
                     ON CONFLICT (device_id) DO UPDATE SET
                         messages = device_diagnosis.messages + excluded.messages, errors = device_diagnosis.errors + excluded.errors,
                         last_error = COALESCE(excluded.last_error, device_diagnosis.last_error),
                         last_error_at = COALESCE(excluded.last_error_at, device_diagnosis.last_error_at),
                         last_seen_at = CASE WHEN excluded.last_seen_at > device_diagnosis.last_seen_at THEN excluded.last_seen_at ELSE device_diagnosis.last_seen_at END
-                    """).run()
+                    """
+                ).run()
             }
             return (ids, leftOver)
         }
@@ -502,9 +558,12 @@ public final class TelemetryWriter: Sendable {
             let raised = events
             try await store.write { db in
                 for (report, event) in raised {
-                    try await EventLog.append(db, communityId: report.communityId, type: "device.event", subjectType: "device", subjectId: report.deviceId, actor: .system,
-                                              payload: DeviceEventPayload(productKey: report.productKey, deviceName: report.deviceName, identifier: event.identifier,
-                                                                          eventType: event.type, values: event.valuesJSON, at: event.time))
+                    try await EventLog.append(
+                        db, communityId: report.communityId, type: "device.event", subjectType: "device",
+                        subjectId: report.deviceId, actor: .system,
+                        payload: DeviceEventPayload(
+                            productKey: report.productKey, deviceName: report.deviceName, identifier: event.identifier,
+                            eventType: event.type, values: event.valuesJSON, at: event.time))
                 }
             }
         }
@@ -532,24 +591,37 @@ public final class TelemetryWriter: Sendable {
         let (_, values) = try await logValues(db)
         let seriesIds = Set(values.map(\.series))
         guard !seriesIds.isEmpty else { return [:] }
-        struct Series: Decodable { var id: Int64; var deviceId: String; var identifier: String }
-        struct Shown: Decodable { var deviceId: String; var identifier: String; var reportedAt: Millis }
+        struct Series: Decodable {
+            var id: Int64
+            var deviceId: String
+            var identifier: String
+        }
+        struct Shown: Decodable {
+            var deviceId: String
+            var identifier: String
+            var reportedAt: Millis
+        }
         var keys: [Int64: SeriesKey] = [:]
         for chunk in Array(seriesIds).chunked(500) {
-            let rows = try await db.raw("SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE id IN (\(unsafeRaw: chunk.map(String.init).joined(separator: ", ")))")
-                .all(decoding: Series.self)
+            let rows = try await db.raw(
+                "SELECT id, device_id AS \"deviceId\", identifier FROM telemetry_series WHERE id IN (\(unsafeRaw: chunk.map(String.init).joined(separator: ", ")))"
+            )
+            .all(decoding: Series.self)
             for r in rows { keys[r.id] = SeriesKey(deviceId: r.deviceId, identifier: r.identifier) }
         }
         var shown: [SeriesKey: Millis] = [:]
         for chunk in Array(Set(keys.values.map(\.deviceId))).chunked(500) {
-            let rows = try await db.raw("SELECT device_id AS \"deviceId\", identifier, reported_at AS \"reportedAt\" FROM device_shadow WHERE \(SQLQueryString.isIn("device_id", Set(chunk)))")
-                .all(decoding: Shown.self)
+            let rows = try await db.raw(
+                "SELECT device_id AS \"deviceId\", identifier, reported_at AS \"reportedAt\" FROM device_shadow WHERE \(SQLQueryString.isIn("device_id", Set(chunk)))"
+            )
+            .all(decoding: Shown.self)
             for r in rows { shown[SeriesKey(deviceId: r.deviceId, identifier: r.identifier)] = r.reportedAt }
         }
         var missed: [SeriesKey: ShadowUpdate] = [:]
         for v in values {
             guard let key = keys[v.series], v.ts > shown[key] ?? .min,
-                  let json = v.txt ?? v.num.map(ReportedValue.text(of:)) else { continue }
+                let json = v.txt ?? v.num.map(ReportedValue.text(of:))
+            else { continue }
             let value = ReportedValue(identifier: key.identifier, json: json, number: v.num, time: v.ts)
             missed[key, default: ShadowUpdate(value: value, count: 0)].add(ShadowUpdate(value: value, count: 1))
         }
@@ -584,7 +656,10 @@ struct Tally: Sendable {
     mutating func add(_ later: Tally) {
         messages += later.messages
         errors += later.errors
-        if later.lastError != nil { lastError = later.lastError; lastErrorAt = later.lastErrorAt }
+        if later.lastError != nil {
+            lastError = later.lastError
+            lastErrorAt = later.lastErrorAt
+        }
         lastSeen = max(lastSeen, later.lastSeen)
     }
 }
@@ -599,7 +674,11 @@ struct Newest {
 
     /// A later value in the batch: the newest measurement wins, the later one when two tie.
     mutating func saw(report: Int, value: Int, time: Millis) {
-        if time >= self.time { self.report = report; self.value = value; self.time = time }
+        if time >= self.time {
+            self.report = report
+            self.value = value
+            self.time = time
+        }
         count += 1
     }
 }
@@ -763,21 +842,39 @@ public struct DesiredValue: Codable, Sendable, Equatable {
 extension Store {
     public func diagnosis(_ deviceIds: [ID]) async throws -> [ID: DeviceDiagnosis] {
         guard !deviceIds.isEmpty else { return [:] }
-        struct Row: Decodable { var deviceId: String; var messages: Int; var errors: Int; var lastError: String?; var lastErrorAt: Millis?; var lastSeenAt: Millis? }
+        struct Row: Decodable {
+            var deviceId: String
+            var messages: Int
+            var errors: Int
+            var lastError: String?
+            var lastErrorAt: Millis?
+            var lastSeenAt: Millis?
+        }
         let rows = try await telemetry.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT device_id AS "deviceId", messages, errors, last_error AS "lastError", last_error_at AS "lastErrorAt", last_seen_at AS "lastSeenAt"
                 FROM device_diagnosis WHERE \(SQLQueryString.isIn("device_id", Set(deviceIds)))
-                """).all(decoding: Row.self)
+                """
+            ).all(decoding: Row.self)
         }
-        var found = Dictionary(uniqueKeysWithValues: rows.map {
-            ($0.deviceId, DeviceDiagnosis(messages: $0.messages, errors: $0.errors, lastError: $0.lastError, lastErrorAt: $0.lastErrorAt, lastSeenAt: $0.lastSeenAt))
-        })
+        var found = Dictionary(
+            uniqueKeysWithValues: rows.map {
+                (
+                    $0.deviceId,
+                    DeviceDiagnosis(
+                        messages: $0.messages, errors: $0.errors, lastError: $0.lastError, lastErrorAt: $0.lastErrorAt,
+                        lastSeenAt: $0.lastSeenAt)
+                )
+            })
         for (device, c) in heldTelemetry.tallies(of: Set(deviceIds)) {
             var d = found[device] ?? .none
             d.messages += c.messages
             d.errors += c.errors
-            if c.lastError != nil { d.lastError = c.lastError; d.lastErrorAt = c.lastErrorAt }
+            if c.lastError != nil {
+                d.lastError = c.lastError
+                d.lastErrorAt = c.lastErrorAt
+            }
             d.lastSeenAt = max(d.lastSeenAt ?? 0, c.lastSeen)
             found[device] = d
         }
@@ -786,50 +883,78 @@ extension Store {
 
     /// Reported and desired values per property, by identifier.
     public func shadow(_ device: Device) async throws -> [ShadowValue] {
-        struct Reported: Decodable { var identifier: String; var value: String; var reportedAt: Millis; var version: Int }
-        struct Desired: Decodable { var identifier: String; var value: String; var version: Int; var setAt: Millis; var deliveredAt: Millis? }
+        struct Reported: Decodable {
+            var identifier: String
+            var value: String
+            var reportedAt: Millis
+            var version: Int
+        }
+        struct Desired: Decodable {
+            var identifier: String
+            var value: String
+            var version: Int
+            var setAt: Millis
+            var deliveredAt: Millis?
+        }
         let reported = try await telemetry.read { db in
-            try await db.raw("SELECT identifier, value, reported_at AS \"reportedAt\", version FROM device_shadow WHERE device_id = \(bind: device.id)").all(decoding: Reported.self)
+            try await db.raw(
+                "SELECT identifier, value, reported_at AS \"reportedAt\", version FROM device_shadow WHERE device_id = \(bind: device.id)"
+            ).all(decoding: Reported.self)
         }
         let desired = try await read { db in
-            try await db.raw("SELECT identifier, value, version, set_at AS \"setAt\", delivered_at AS \"deliveredAt\" FROM device_desired WHERE device_id = \(bind: device.id)").all(decoding: Desired.self)
+            try await db.raw(
+                "SELECT identifier, value, version, set_at AS \"setAt\", delivered_at AS \"deliveredAt\" FROM device_desired WHERE device_id = \(bind: device.id)"
+            ).all(decoding: Desired.self)
         }
         var values: [String: ShadowValue] = [:]
         for r in reported {
-            values[r.identifier] = ShadowValue(identifier: r.identifier, reported: r.value, reportedAt: r.reportedAt, reportedVersion: r.version)
+            values[r.identifier] = ShadowValue(
+                identifier: r.identifier, reported: r.value, reportedAt: r.reportedAt, reportedVersion: r.version)
         }
         // Values stored in history that the writer has not yet written to `device_shadow`.
         for (identifier, update) in heldTelemetry.shadow(of: device.id) {
             var v = values[identifier] ?? ShadowValue(identifier: identifier)
-            if update.value.time >= (v.reportedAt ?? .min) { v.reported = update.value.json; v.reportedAt = update.value.time }
+            if update.value.time >= (v.reportedAt ?? .min) {
+                v.reported = update.value.json
+                v.reportedAt = update.value.time
+            }
             v.reportedVersion = (v.reportedVersion ?? 0) + update.count
             values[identifier] = v
         }
         for d in desired {
             var v = values[d.identifier] ?? ShadowValue(identifier: d.identifier)
-            v.desired = d.value; v.desiredVersion = d.version; v.desiredSetAt = d.setAt; v.deliveredAt = d.deliveredAt
+            v.desired = d.value
+            v.desiredVersion = d.version
+            v.desiredSetAt = d.setAt
+            v.deliveredAt = d.deliveredAt
             values[d.identifier] = v
         }
         return values.values.sorted { $0.identifier < $1.identifier }
     }
 
     /// Records what operators want writable properties to be; returns the new versions.
-    public func setDesired(_ device: Device, _ values: [(identifier: String, json: String)], actor: Principal) async throws -> [DesiredValue] {
+    public func setDesired(_ device: Device, _ values: [(identifier: String, json: String)], actor: Principal)
+        async throws -> [DesiredValue]
+    {
         try await write { db in
             var result: [DesiredValue] = []
             for (identifier, json) in values {
                 // The version is taken in the same statement, so two concurrent sets never share one.
                 struct V: Decodable { var version: Int }
-                let row = try await db.raw("""
+                let row = try await db.raw(
+                    """
                     INSERT INTO device_desired (device_id, community_id, identifier, value, version, set_at, delivered_at)
                     VALUES (\(bind: device.id), \(bind: device.communityId), \(bind: identifier), \(bind: json), 1, \(bind: nowMillis()), NULL)
                     ON CONFLICT (device_id, identifier) DO UPDATE SET value = excluded.value, version = device_desired.version + 1, set_at = excluded.set_at, delivered_at = NULL
                     RETURNING version
-                    """).first(decoding: V.self)
+                    """
+                ).first(decoding: V.self)
                 result.append(DesiredValue(identifier: identifier, value: json, version: row?.version ?? 1))
             }
-            try await Change.record(db, actor: actor, communityId: device.communityId, type: "device.desired", subjectType: "device", subjectId: device.id,
-                                    after: Dictionary(uniqueKeysWithValues: result.map { ($0.identifier, $0.value) }))
+            try await Change.record(
+                db, actor: actor, communityId: device.communityId, type: "device.desired", subjectType: "device",
+                subjectId: device.id,
+                after: Dictionary(uniqueKeysWithValues: result.map { ($0.identifier, $0.value) }))
             return result
         }
     }
@@ -837,16 +962,20 @@ extension Store {
     /// Desired values the device has not yet accepted.
     public func undeliveredDesired(_ device: Device) async throws -> [DesiredValue] {
         try await read { db in
-            try await db.raw("SELECT identifier, value, version FROM device_desired WHERE device_id = \(bind: device.id) AND delivered_at IS NULL ORDER BY identifier")
-                .all(decoding: DesiredValue.self)
+            try await db.raw(
+                "SELECT identifier, value, version FROM device_desired WHERE device_id = \(bind: device.id) AND delivered_at IS NULL ORDER BY identifier"
+            )
+            .all(decoding: DesiredValue.self)
         }
     }
 
     /// Every desired value of a device (delivered or not), as the device asks for them itself.
     public func desiredValues(_ device: Device) async throws -> [DesiredValue] {
         try await read { db in
-            try await db.raw("SELECT identifier, value, version FROM device_desired WHERE device_id = \(bind: device.id) ORDER BY identifier")
-                .all(decoding: DesiredValue.self)
+            try await db.raw(
+                "SELECT identifier, value, version FROM device_desired WHERE device_id = \(bind: device.id) ORDER BY identifier"
+            )
+            .all(decoding: DesiredValue.self)
         }
     }
 
@@ -864,8 +993,10 @@ extension Store {
                 if !gone.isEmpty { deleted.append(identifier) }
             }
             if !deleted.isEmpty {
-                try await EventLog.append(db, communityId: device.communityId, type: "device.desired.deleted", subjectType: "device", subjectId: device.id,
-                                          actor: .system, payload: ["identifiers": deleted.joined(separator: ",")])
+                try await EventLog.append(
+                    db, communityId: device.communityId, type: "device.desired.deleted", subjectType: "device",
+                    subjectId: device.id,
+                    actor: .system, payload: ["identifiers": deleted.joined(separator: ",")])
             }
             return deleted.count
         }
@@ -876,10 +1007,14 @@ extension Store {
         guard !values.isEmpty else { return }
         try await write { db in
             for v in values {
-                try await db.raw("UPDATE device_desired SET delivered_at = \(bind: nowMillis()) WHERE device_id = \(bind: device.id) AND identifier = \(bind: v.identifier) AND version = \(bind: v.version)").run()
+                try await db.raw(
+                    "UPDATE device_desired SET delivered_at = \(bind: nowMillis()) WHERE device_id = \(bind: device.id) AND identifier = \(bind: v.identifier) AND version = \(bind: v.version)"
+                ).run()
             }
-            try await EventLog.append(db, communityId: device.communityId, type: "device.desired.delivered", subjectType: "device", subjectId: device.id, actor: .system,
-                                      payload: Dictionary(uniqueKeysWithValues: values.map { ($0.identifier, $0.version) }))
+            try await EventLog.append(
+                db, communityId: device.communityId, type: "device.desired.delivered", subjectType: "device",
+                subjectId: device.id, actor: .system,
+                payload: Dictionary(uniqueKeysWithValues: values.map { ($0.identifier, $0.version) }))
         }
     }
 }

@@ -52,13 +52,17 @@ enum HistoryCoding {
 
     /// Calls `body` with every value, in the order written; `series` names the block's series
     /// when the values carry none.
-    static func decode(_ data: Data, withSeries: Bool, series blockSeries: Int64 = 0, _ body: (HistoryValue) throws -> Void) throws {
+    static func decode(
+        _ data: Data, withSeries: Bool, series blockSeries: Int64 = 0, _ body: (HistoryValue) throws -> Void
+    ) throws {
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             var at = 0
             func integer<T: FixedWidthInteger>(_: T.Type) throws -> T {
                 guard at + MemoryLayout<T>.size <= raw.count else { throw Malformed.truncated }
                 var value: T = 0
-                withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[at..<at + MemoryLayout<T>.size])) }
+                withUnsafeMutableBytes(of: &value) {
+                    $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[at..<at + MemoryLayout<T>.size]))
+                }
                 at += MemoryLayout<T>.size
                 return T(littleEndian: value)
             }
@@ -96,18 +100,23 @@ extension TelemetryWriter {
         guard !values.isEmpty else { return }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(values.count * 26)
-        var first = Millis.max, last = Millis.min
+        var first = Millis.max
+        var last = Millis.min
         for v in values {
             HistoryCoding.append(v, withSeries: true, to: &bytes)
             first = min(first, v.ts)
             last = max(last, v.ts)
         }
-        try await db.raw("INSERT INTO telemetry_log (count, first_ts, last_ts, data) VALUES (\(unsafeRaw: String(values.count)), \(unsafeRaw: String(first)), \(unsafeRaw: String(last)), \(bind: Data(bytes)))").run()
+        try await db.raw(
+            "INSERT INTO telemetry_log (count, first_ts, last_ts, data) VALUES (\(unsafeRaw: String(values.count)), \(unsafeRaw: String(first)), \(unsafeRaw: String(last)), \(bind: Data(bytes)))"
+        ).run()
     }
 
     /// The log's row ids, and every value in it in the order written.
     static func logValues(_ db: any SQLDatabase) async throws -> (ids: [Int64], values: [HistoryValue]) {
-        let rows = try await db.raw("SELECT id, first_ts AS \"firstTs\", last_ts AS \"lastTs\", count, data FROM telemetry_log ORDER BY id").all(decoding: HistoryRow.self)
+        let rows = try await db.raw(
+            "SELECT id, first_ts AS \"firstTs\", last_ts AS \"lastTs\", count, data FROM telemetry_log ORDER BY id"
+        ).all(decoding: HistoryRow.self)
         var values: [HistoryValue] = []
         values.reserveCapacity(rows.reduce(0) { $0 + $1.count })
         for row in rows { try HistoryCoding.decode(row.data, withSeries: true) { values.append($0) } }
@@ -129,10 +138,14 @@ extension TelemetryWriter {
             var bytes: [UInt8] = []
             bytes.reserveCapacity(sorted.count * 18)
             for v in sorted { HistoryCoding.append(v, withSeries: false, to: &bytes) }
-            rows.append("(\(unsafeRaw: String(series)), \(unsafeRaw: String(sorted.first!.ts)), \(unsafeRaw: String(sorted.last!.ts)), \(unsafeRaw: String(sorted.count)), \(bind: Data(bytes)))")
+            rows.append(
+                "(\(unsafeRaw: String(series)), \(unsafeRaw: String(sorted.first!.ts)), \(unsafeRaw: String(sorted.last!.ts)), \(unsafeRaw: String(sorted.count)), \(bind: Data(bytes)))"
+            )
         }
         for chunk in rows.chunked(500) {
-            try await db.raw("INSERT INTO telemetry_blocks (series, first_ts, last_ts, count, data) VALUES \(chunk.joined(separator: ", "))").run()
+            try await db.raw(
+                "INSERT INTO telemetry_blocks (series, first_ts, last_ts, count, data) VALUES \(chunk.joined(separator: ", "))"
+            ).run()
         }
         try await db.raw("DELETE FROM telemetry_log WHERE id <= \(unsafeRaw: String(newest))").run()
     }
@@ -142,15 +155,21 @@ extension Store {
     /// The series number of one device property, nil when it never reported.
     static func seriesId(_ db: any SQLDatabase, _ device: Device, _ identifier: String) async throws -> Int64? {
         struct S: Decodable { var id: Int64 }
-        return try await db.raw("SELECT id FROM telemetry_series WHERE device_id = \(bind: device.id) AND identifier = \(bind: identifier)").first(decoding: S.self)?.id
+        return try await db.raw(
+            "SELECT id FROM telemetry_series WHERE device_id = \(bind: device.id) AND identifier = \(bind: identifier)"
+        ).first(decoding: S.self)?.id
     }
 
     /// One series' values in [from, to) from the log.
-    private static func logValues(_ db: any SQLDatabase, series: Int64, from: Millis, to: Millis) async throws -> [HistoryValue] {
-        let rows = try await db.raw("""
+    private static func logValues(_ db: any SQLDatabase, series: Int64, from: Millis, to: Millis) async throws
+        -> [HistoryValue]
+    {
+        let rows = try await db.raw(
+            """
             SELECT first_ts AS "firstTs", last_ts AS "lastTs", count, data FROM telemetry_log
             WHERE last_ts >= \(bind: from) AND first_ts < \(bind: to)
-            """).all(decoding: HistoryRow.self)
+            """
+        ).all(decoding: HistoryRow.self)
         var found: [HistoryValue] = []
         for row in rows {
             try HistoryCoding.decode(row.data, withSeries: true) { v in
@@ -163,23 +182,31 @@ extension Store {
     /// The newest `limit` points of one property in the range, oldest first: from the blocks
     /// (newest first, a page at a time, until no older block can hold a newer point), the log,
     /// and history from before blocks.
-    public func telemetry(_ device: Device, identifier: String, from: Millis, to: Millis, limit: Int) async throws -> [TelemetryPoint] {
+    public func telemetry(_ device: Device, identifier: String, from: Millis, to: Millis, limit: Int) async throws
+        -> [TelemetryPoint]
+    {
         guard limit > 0 else { return [] }
         let newest = try await telemetry.read { db -> [TelemetryPoint] in
             guard let s = try await Self.seriesId(db, device, identifier) else { return [] }
-            var points = try await db.raw("""
+            var points = try await db.raw(
+                """
                 SELECT ts AS t, num AS value, txt AS text FROM telemetry
                 WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to) ORDER BY ts DESC LIMIT \(literal: limit)
-                """).all(decoding: TelemetryPoint.self)
-            points += try await Self.logValues(db, series: s, from: from, to: to).map { TelemetryPoint(t: $0.ts, value: $0.num, text: $0.txt) }
+                """
+            ).all(decoding: TelemetryPoint.self)
+            points += try await Self.logValues(db, series: s, from: from, to: to).map {
+                TelemetryPoint(t: $0.ts, value: $0.num, text: $0.txt)
+            }
             let page = 64
             var offset = 0
             while true {
-                let blocks = try await db.raw("""
+                let blocks = try await db.raw(
+                    """
                     SELECT first_ts AS "firstTs", last_ts AS "lastTs", count, data FROM telemetry_blocks
                     WHERE series = \(bind: s) AND last_ts >= \(bind: from) AND first_ts < \(bind: to)
                     ORDER BY last_ts DESC LIMIT \(literal: page) OFFSET \(literal: offset)
-                    """).all(decoding: HistoryRow.self)
+                    """
+                ).all(decoding: HistoryRow.self)
                 for block in blocks {
                     try HistoryCoding.decode(block.data, withSeries: false, series: s) { v in
                         if v.ts >= from, v.ts < to { points.append(TelemetryPoint(t: v.ts, value: v.num, text: v.txt)) }
@@ -202,8 +229,16 @@ extension Store {
 
     /// Min, max and average of one numeric property per bucket of `bucketMillis`, oldest first;
     /// `count` counts every value in the bucket, numbers or not.
-    public func telemetryBuckets(_ device: Device, identifier: String, from: Millis, to: Millis, bucketMillis: Int64) async throws -> [TelemetryBucket] {
-        struct Sum { var min: Double?; var max: Double?; var sum = 0.0; var numbers = 0; var count = 0 }
+    public func telemetryBuckets(_ device: Device, identifier: String, from: Millis, to: Millis, bucketMillis: Int64)
+        async throws -> [TelemetryBucket]
+    {
+        struct Sum {
+            var min: Double?
+            var max: Double?
+            var sum = 0.0
+            var numbers = 0
+            var count = 0
+        }
         return try await telemetry.read { db -> [TelemetryBucket] in
             guard let s = try await Self.seriesId(db, device, identifier) else { return [] }
             var sums: [Millis: Sum] = [:]
@@ -220,23 +255,34 @@ extension Store {
                 sums[t] = b
             }
             for v in try await Self.logValues(db, series: s, from: from, to: to) { add(v.ts, v.num) }
-            let blocks = try await db.raw("""
+            let blocks = try await db.raw(
+                """
                 SELECT first_ts AS "firstTs", last_ts AS "lastTs", count, data FROM telemetry_blocks
                 WHERE series = \(bind: s) AND last_ts >= \(bind: from) AND first_ts < \(bind: to)
-                """).all(decoding: HistoryRow.self)
+                """
+            ).all(decoding: HistoryRow.self)
             for block in blocks {
                 try HistoryCoding.decode(block.data, withSeries: false, series: s) { v in
                     if v.ts >= from, v.ts < to { add(v.ts, v.num) }
                 }
             }
             // History from before blocks, summed by the database.
-            struct Old: Decodable { var t: Millis; var min: Double?; var max: Double?; var sum: Double?; var numbers: Int; var count: Int }
-            let old = try await db.raw("""
+            struct Old: Decodable {
+                var t: Millis
+                var min: Double?
+                var max: Double?
+                var sum: Double?
+                var numbers: Int
+                var count: Int
+            }
+            let old = try await db.raw(
+                """
                 SELECT (ts / \(literal: bucketMillis)) * \(literal: bucketMillis) AS t, MIN(num) AS min, MAX(num) AS max, SUM(num) AS sum,
                        COUNT(num) AS numbers, COUNT(*) AS count
                 FROM telemetry WHERE series = \(bind: s) AND ts >= \(bind: from) AND ts < \(bind: to)
                 GROUP BY 1
-                """).all(decoding: Old.self)
+                """
+            ).all(decoding: Old.self)
             for o in old {
                 var b = sums[o.t] ?? Sum()
                 b.count += o.count
@@ -247,7 +293,8 @@ extension Store {
                 sums[o.t] = b
             }
             return sums.sorted { $0.key < $1.key }.map { t, b in
-                TelemetryBucket(t: t, min: b.min, max: b.max, avg: b.numbers > 0 ? b.sum / Double(b.numbers) : nil, count: b.count)
+                TelemetryBucket(
+                    t: t, min: b.min, max: b.max, avg: b.numbers > 0 ? b.sum / Double(b.numbers) : nil, count: b.count)
             }
         }
     }
@@ -261,14 +308,21 @@ extension Store {
         for table in ["telemetry_blocks", "telemetry_log"] {
             let withSeries = table == "telemetry_log"
             deleted += try await telemetry.write { db in
-                var n = try await db.count("SELECT COALESCE(SUM(count), 0) AS n FROM \(unsafeRaw: table) WHERE last_ts < \(bind: before)")
+                var n = try await db.count(
+                    "SELECT COALESCE(SUM(count), 0) AS n FROM \(unsafeRaw: table) WHERE last_ts < \(bind: before)")
                 if n > 0 { try await db.raw("DELETE FROM \(unsafeRaw: table) WHERE last_ts < \(bind: before)").run() }
                 // Rows reaching across `before` keep their newer values.
-                struct Across: Decodable { var id: Int64; var series: Int64?; var data: Data }
-                let across = try await db.raw("""
+                struct Across: Decodable {
+                    var id: Int64
+                    var series: Int64?
+                    var data: Data
+                }
+                let across = try await db.raw(
+                    """
                     SELECT id, \(unsafeRaw: withSeries ? "NULL" : "series") AS series, data FROM \(unsafeRaw: table)
                     WHERE first_ts < \(bind: before) AND last_ts >= \(bind: before)
-                    """).all(decoding: Across.self)
+                    """
+                ).all(decoding: Across.self)
                 for row in across {
                     var kept: [HistoryValue] = []
                     var total = 0
@@ -276,13 +330,17 @@ extension Store {
                         total += 1
                         if v.ts >= before { kept.append(v) }
                     }
-                    guard kept.count < total, let first = kept.map(\.ts).min(), let last = kept.map(\.ts).max() else { continue }
+                    guard kept.count < total, let first = kept.map(\.ts).min(), let last = kept.map(\.ts).max() else {
+                        continue
+                    }
                     var bytes: [UInt8] = []
                     for v in kept { HistoryCoding.append(v, withSeries: withSeries, to: &bytes) }
-                    try await db.raw("""
+                    try await db.raw(
+                        """
                         UPDATE \(unsafeRaw: table) SET first_ts = \(bind: first), last_ts = \(bind: last), count = \(bind: kept.count), data = \(bind: Data(bytes))
                         WHERE id = \(bind: row.id)
-                        """).run()
+                        """
+                    ).run()
                     n += total - kept.count
                 }
                 return n
@@ -291,13 +349,19 @@ extension Store {
         // Rows from before blocks, if there are any left.
         struct S: Decodable { var id: Int64 }
         let all = try await telemetry.read { db -> [S] in
-            guard try await db.raw("SELECT series AS id FROM telemetry LIMIT 1").first(decoding: S.self) != nil else { return [] }
+            guard try await db.raw("SELECT series AS id FROM telemetry LIMIT 1").first(decoding: S.self) != nil else {
+                return []
+            }
             return try await db.raw("SELECT id FROM telemetry_series ORDER BY id").all(decoding: S.self)
         }
         for s in all {
             deleted += try await telemetry.write { db in
-                let n = try await db.count("SELECT COUNT(*) AS n FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)")
-                if n > 0 { try await db.raw("DELETE FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)").run() }
+                let n = try await db.count(
+                    "SELECT COUNT(*) AS n FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)")
+                if n > 0 {
+                    try await db.raw("DELETE FROM telemetry WHERE series = \(bind: s.id) AND ts < \(bind: before)")
+                        .run()
+                }
                 return n
             }
         }

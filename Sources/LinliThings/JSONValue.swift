@@ -26,7 +26,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
     /// Parses a document that must be one JSON object and hands its members to `member` in the
     /// order they come (duplicates included), without gathering them into a dictionary; false
     /// when the bytes are not one JSON object. For callers that want a few known members.
-    public static func forEachMember(ofObject bytes: UnsafeRawBufferPointer, _ member: (String, JSONValue) -> Void) -> Bool {
+    public static func forEachMember(ofObject bytes: UnsafeRawBufferPointer, _ member: (String, JSONValue) -> Void)
+        -> Bool
+    {
         var parser = JSONParser(bytes: bytes)
         return parser.objectDocument(member)
     }
@@ -75,7 +77,8 @@ extension JSONValue {
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         // JSONDecoder reads past a UTF-8 byte order mark, which Windows tools write; so must this.
         guard let document = parse(data.starts(with: [0xEF, 0xBB, 0xBF]) ? data.dropFirst(3) : data) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "The given data was not valid JSON."))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "The given data was not valid JSON."))
         }
         let decoder = JSONDecoder()
         decoder.userInfo[.jsonValueDocument] = document
@@ -103,18 +106,28 @@ extension JSONValue {
     public init(from decoder: any Decoder) throws {
         // Within `decode(_:from:)` the value is already parsed: take it. The path is asked for
         // once per JSONValue field, not once per nested value.
-        if let document = decoder.userInfo[.jsonValueDocument] as? JSONValue, let value = document.value(at: decoder.codingPath) {
+        if let document = decoder.userInfo[.jsonValueDocument] as? JSONValue,
+            let value = document.value(at: decoder.codingPath)
+        {
             self = value
             return
         }
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int64.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? c.decode(Int64.self) {
+            self = .int(i)
+        } else if let d = try? c.decode(Double.self) {
+            self = .double(d)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -199,7 +212,10 @@ struct JSONParser {
         guard depth <= Self.maxDepth else { return false }
         i += 1  // {
         skipSpace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return true }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
+            i += 1
+            return true
+        }
         while true {
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let key = string() else { return false }
@@ -215,10 +231,16 @@ struct JSONParser {
                 i += 1
                 skipSpace()
                 // One trailing comma is let through, as JSONDecoder does.
-                if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return true }
+                if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
+                    i += 1
+                    return true
+                }
                 continue
             }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; return true }
+            if bytes[i] == UInt8(ascii: "}") {
+                i += 1
+                return true
+            }
             return false
         }
     }
@@ -230,7 +252,10 @@ struct JSONParser {
         i += 1  // [
         var items: [JSONValue] = []
         skipSpace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") {
+            i += 1
+            return .array(items)
+        }
         while true {
             skipSpace()
             guard let value = value() else { return nil }
@@ -240,10 +265,16 @@ struct JSONParser {
             if bytes[i] == UInt8(ascii: ",") {
                 i += 1
                 skipSpace()
-                if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+                if i < bytes.count, bytes[i] == UInt8(ascii: "]") {
+                    i += 1
+                    return .array(items)
+                }
                 continue
             }
-            if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            if bytes[i] == UInt8(ascii: "]") {
+                i += 1
+                return .array(items)
+            }
             return nil
         }
     }
@@ -299,7 +330,9 @@ struct JSONParser {
                 guard var code = hex4() else { return nil }
                 if (0xD800...0xDBFF).contains(code) {
                     // A high surrogate must be followed by an escaped low one.
-                    guard bytes.count - i >= 6, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else { return nil }
+                    guard bytes.count - i >= 6, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
+                        return nil
+                    }
                     i += 2
                     guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return nil }
                     code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
@@ -335,7 +368,9 @@ struct JSONParser {
 
     private mutating func number() -> JSONValue? {
         let start = i
-        func digit(_ k: Int) -> Bool { k < bytes.count && bytes[k] >= UInt8(ascii: "0") && bytes[k] <= UInt8(ascii: "9") }
+        func digit(_ k: Int) -> Bool {
+            k < bytes.count && bytes[k] >= UInt8(ascii: "0") && bytes[k] <= UInt8(ascii: "9")
+        }
         if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
         guard digit(i) else { return nil }
         if bytes[i] == UInt8(ascii: "0") {
@@ -364,7 +399,9 @@ struct JSONParser {
         if let exact = Self.shortDecimal(bytes, start, i) {
             d = exact
         } else {
-            guard let parsed = Double(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)) else { return nil }
+            guard
+                let parsed = Double(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self))
+            else { return nil }
             d = parsed
         }
         guard d.isFinite else { return nil }
@@ -490,7 +527,10 @@ enum JSONWriter {
             case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
             case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
             case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            case 0..<0x20: out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xF)]])
+            case 0..<0x20:
+                out.append(contentsOf: [
+                    0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xF)],
+                ])
             default: out.append(b)
             }
         }

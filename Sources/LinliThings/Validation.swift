@@ -15,7 +15,9 @@ public struct ValueError: Error, Equatable, Sendable, CustomStringConvertible {
     public var reason: String
     public var description: String { "\(path): \(reason)" }
     public init(path: String, kind: Kind, reason: String) {
-        self.path = path; self.kind = kind; self.reason = reason
+        self.path = path
+        self.kind = kind
+        self.reason = reason
     }
 }
 
@@ -24,12 +26,16 @@ extension ThingModel {
     /// property set when `writing` (only rw/w properties). Returns every fault, not just the first.
     /// `receivedAt`: when the post arrived (UTC milliseconds), against which a device's `time` is
     /// checked (`measurementTime`).
-    public func validateProperties(_ params: JSONValue, writing: Bool = false, receivedAt: Int64? = nil) -> [ValueError] {
-        guard case let .object(values) = params else { return [ValueError(path: "params", kind: .typeMismatch, reason: "must be an object of property values")] }
+    public func validateProperties(_ params: JSONValue, writing: Bool = false, receivedAt: Int64? = nil) -> [ValueError]
+    {
+        guard case let .object(values) = params else {
+            return [ValueError(path: "params", kind: .typeMismatch, reason: "must be an object of property values")]
+        }
         var faults: [ValueError] = []
         for (identifier, raw) in values.sorted(by: { $0.key < $1.key }) {
             guard let property = property(identifier) else {
-                faults.append(ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not a property of this product"))
+                faults.append(
+                    ValueError(path: identifier, kind: .unknownIdentifier, reason: "is not a property of this product"))
                 continue
             }
             if writing, property.accessMode == .r {
@@ -40,7 +46,10 @@ extension ThingModel {
             if case let .object(wrapped) = raw, let inner = wrapped["value"], !(property.dataType.isStructure) {
                 value = inner
                 if !writing, let receivedAt {
-                    do { _ = try Self.measurementTime(wrapped["time"], receivedAt: receivedAt, path: "\(identifier).time") } catch { faults.append(error) }
+                    do {
+                        _ = try Self.measurementTime(
+                            wrapped["time"], receivedAt: receivedAt, path: "\(identifier).time")
+                    } catch { faults.append(error) }
                 }
             }
             do { try property.dataType.validate(value, path: identifier) } catch { faults.append(error) }
@@ -59,7 +68,9 @@ extension ThingModel {
     /// When a device says it measured a value: Alink's `time`, UTC milliseconds. Seconds are
     /// taken too (anything below 10^11, which as milliseconds would be 1973), because devices
     /// send them. No `time` means the moment the post arrived.
-    public static func measurementTime(_ time: JSONValue?, receivedAt: Int64, path: String = "time") throws(ValueError) -> Int64 {
+    public static func measurementTime(_ time: JSONValue?, receivedAt: Int64, path: String = "time") throws(ValueError)
+        -> Int64
+    {
         guard let time else { return receivedAt }
         guard case let .int(raw) = time else {
             throw ValueError(path: path, kind: .typeMismatch, reason: "must be an integer: UTC milliseconds")
@@ -76,7 +87,9 @@ extension ThingModel {
 
     /// Checks an event's output values, or a service's input values.
     public func validate(fields: [Field], _ params: JSONValue, requireAll: Bool = false) -> [ValueError] {
-        guard case let .object(values) = params else { return [ValueError(path: "params", kind: .typeMismatch, reason: "must be an object")] }
+        guard case let .object(values) = params else {
+            return [ValueError(path: "params", kind: .typeMismatch, reason: "must be an object")]
+        }
         var faults: [ValueError] = []
         for (identifier, value) in values.sorted(by: { $0.key < $1.key }) {
             guard let field = fields.first(where: { $0.identifier == identifier }) else {
@@ -98,15 +111,23 @@ extension ThingModel.DataType {
     var isStructure: Bool { if case .structure = self { return true } else { return false } }
 
     public func validate(_ value: JSONValue, path: String) throws(ValueError) {
-        func mismatch(_ expected: String) -> ValueError { ValueError(path: path, kind: .typeMismatch, reason: "must be \(expected)") }
+        func mismatch(_ expected: String) -> ValueError {
+            ValueError(path: path, kind: .typeMismatch, reason: "must be \(expected)")
+        }
         func inRange(_ n: Double, _ spec: ThingModel.NumberSpec) throws(ValueError) {
-            if let lo = spec.min, n < lo { throw ValueError(path: path, kind: .outOfRange, reason: "must be at least \(lo.clean)") }
-            if let hi = spec.max, n > hi { throw ValueError(path: path, kind: .outOfRange, reason: "must be at most \(hi.clean)") }
+            if let lo = spec.min, n < lo {
+                throw ValueError(path: path, kind: .outOfRange, reason: "must be at least \(lo.clean)")
+            }
+            if let hi = spec.max, n > hi {
+                throw ValueError(path: path, kind: .outOfRange, reason: "must be at most \(hi.clean)")
+            }
         }
         switch self {
         case let .int(spec):
             guard case let .int(i) = value else { throw mismatch("an integer") }
-            if i < Int64(Int32.min) || i > Int64(Int32.max) { throw ValueError(path: path, kind: .outOfRange, reason: "must fit in 32 bits") }
+            if i < Int64(Int32.min) || i > Int64(Int32.max) {
+                throw ValueError(path: path, kind: .outOfRange, reason: "must fit in 32 bits")
+            }
             try inRange(Double(i), spec)
         case let .float(spec), let .double(spec):
             let n: Double
@@ -118,7 +139,9 @@ extension ThingModel.DataType {
             try inRange(n, spec)
         case let .text(maxLength):
             guard case let .string(s) = value else { throw mismatch("a string") }
-            if s.count > maxLength { throw ValueError(path: path, kind: .tooLong, reason: "must be at most \(maxLength) characters") }
+            if s.count > maxLength {
+                throw ValueError(path: path, kind: .tooLong, reason: "must be at most \(maxLength) characters")
+            }
         case .date:
             // UTC milliseconds, as a string of digits (Alink's form) or a number.
             switch value {
@@ -132,19 +155,28 @@ extension ThingModel.DataType {
             default: throw mismatch("0 or 1")
             }
         case let .enumeration(names):
-            guard case let .int(i) = value else { throw mismatch("one of \(names.keys.sorted().map(String.init).joined(separator: ", "))") }
-            if names[Int(i)] == nil { throw ValueError(path: path, kind: .outOfRange, reason: "must be one of \(names.keys.sorted().map(String.init).joined(separator: ", "))") }
+            guard case let .int(i) = value else {
+                throw mismatch("one of \(names.keys.sorted().map(String.init).joined(separator: ", "))")
+            }
+            if names[Int(i)] == nil {
+                throw ValueError(
+                    path: path, kind: .outOfRange,
+                    reason: "must be one of \(names.keys.sorted().map(String.init).joined(separator: ", "))")
+            }
         case let .structure(members):
             guard case let .object(values) = value else { throw mismatch("an object") }
             for (key, member) in values.sorted(by: { $0.key < $1.key }) {
                 guard let field = members.first(where: { $0.identifier == key }) else {
-                    throw ValueError(path: "\(path).\(key)", kind: .unknownIdentifier, reason: "is not a member of this struct")
+                    throw ValueError(
+                        path: "\(path).\(key)", kind: .unknownIdentifier, reason: "is not a member of this struct")
                 }
                 try field.dataType.validate(member, path: "\(path).\(key)")
             }
         case let .array(size, item):
             guard case let .array(items) = value else { throw mismatch("an array") }
-            if items.count > size { throw ValueError(path: path, kind: .tooLong, reason: "must hold at most \(size) items") }
+            if items.count > size {
+                throw ValueError(path: path, kind: .tooLong, reason: "must hold at most \(size) items")
+            }
             for (i, element) in items.enumerated() { try item.validate(element, path: "\(path)[\(i)]") }
         }
     }
@@ -160,7 +192,9 @@ extension ThingModel.DataType {
         case let (.structure(members), .object(values)):
             var out = values
             for (key, member) in values {
-                if let field = members.first(where: { $0.identifier == key }) { out[key] = field.dataType.normalized(member) }
+                if let field = members.first(where: { $0.identifier == key }) {
+                    out[key] = field.dataType.normalized(member)
+                }
             }
             return .object(out)
         case let (.array(_, item), .array(items)):

@@ -59,7 +59,9 @@ public enum WorkOrderStep: String, Codable, Sendable, CaseIterable {
     public func next(from status: WorkOrderStatus) -> WorkOrderStatus? {
         switch (self, status) {
         case (.accept, .submitted), (.accept, .transferred): .accepted
-        case (.assign, .submitted), (.assign, .accepted), (.assign, .assigned), (.assign, .transferred), (.assign, .paused): .assigned
+        case (.assign, .submitted), (.assign, .accepted), (.assign, .assigned), (.assign, .transferred),
+            (.assign, .paused):
+            .assigned
         case (.grab, .submitted), (.grab, .accepted), (.grab, .transferred): .assigned
         case (.start, .assigned): .inProgress
         case (.pause, .inProgress), (.pause, .assigned): .paused

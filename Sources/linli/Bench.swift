@@ -8,7 +8,8 @@ import LinliThings
 import Logging
 
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Load generators that measure a running Linli.", subcommands: [BenchMQTT.self, BenchTelemetry.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Load generators that measure a running Linli.", subcommands: [BenchMQTT.self, BenchTelemetry.self])
 }
 
 /// `linli bench mqtt`: simulated devices against the MQTT broker. Devices are registered straight
@@ -17,11 +18,12 @@ struct Bench: AsyncParsableCommand {
 struct BenchMQTT: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mqtt",
-        abstract: "Drive N simulated devices posting properties over MQTT; report throughput, publish → PUBACK latency and the server's memory.",
+        abstract:
+            "Drive N simulated devices posting properties over MQTT; report throughput, publish → PUBACK latency and the server's memory.",
         discussion: """
-        Prints a table, then one JSON line (the last line of standard output). Progress goes to standard error.
-        Without --plain the devices are `bench-{run}-{i}` of an `environment_sensor` product, created (or reused) in the data folder.
-        """
+            Prints a table, then one JSON line (the last line of standard output). Progress goes to standard error.
+            Without --plain the devices are `bench-{run}-{i}` of an `environment_sensor` product, created (or reused) in the data folder.
+            """
     )
 
     @OptionGroup var storage: StorageOptions
@@ -31,21 +33,38 @@ struct BenchMQTT: AsyncParsableCommand {
     @Option(help: "QoS of the posts: 0 or 1.") var qos = 1
     @Option(help: "Seconds measured, after the warm-up.") var duration: Double = 30
     @Option(help: "Seconds of load before measuring.") var warmup: Double = 5
-    @Flag(name: .customLong("connect-only"), help: "Open the connections and hold them without publishing; report how many stayed.")
+    @Flag(
+        name: .customLong("connect-only"),
+        help: "Open the connections and hold them without publishing; report how many stayed.")
     var connectOnly = false
     @Option(help: "With --connect-only: seconds to hold the connections.") var hold: Double = 30
     @Option(help: "QoS 1 posts per device awaiting PUBACK at most.") var inflight = 16
-    @Option(name: .customLong("connect-concurrency"), help: "Connections being opened at once.") var connectConcurrency = 64
-    @Option(name: .customLong("keep-alive"), help: "MQTT keep-alive in seconds (idle clients ping at half of it).") var keepAlive = 60
-    @Option(name: .customLong("server-pid"), help: "The server's process id: its memory and CPU are read from /proc.") var serverPid: Int32?
-    @Option(name: .customLong("metrics-url"), help: "The server's Prometheus endpoint, e.g. http://127.0.0.1:8080/metrics.") var metricsURL: String?
-    @Flag(help: "Anonymous clients posting to bench/{i}, for any broker (Mosquitto); no data folder needed.") var plain = false
-    @Option(name: .customLong("subscribe-filter"), help: "Add one subscriber on this filter and count what is relayed to it.") var subscribeFilter: String?
-    @Option(name: .customLong("subscribe-username"), help: "Integration account for the subscriber on Linli (password in LINLI_BENCH_SUBSCRIBE_PASSWORD).")
+    @Option(name: .customLong("connect-concurrency"), help: "Connections being opened at once.")
+    var connectConcurrency = 64
+    @Option(name: .customLong("keep-alive"), help: "MQTT keep-alive in seconds (idle clients ping at half of it).")
+    var keepAlive = 60
+    @Option(name: .customLong("server-pid"), help: "The server's process id: its memory and CPU are read from /proc.")
+    var serverPid: Int32?
+    @Option(
+        name: .customLong("metrics-url"), help: "The server's Prometheus endpoint, e.g. http://127.0.0.1:8080/metrics.")
+    var metricsURL: String?
+    @Flag(help: "Anonymous clients posting to bench/{i}, for any broker (Mosquitto); no data folder needed.")
+    var plain = false
+    @Option(
+        name: .customLong("subscribe-filter"),
+        help: "Add one subscriber on this filter and count what is relayed to it.") var subscribeFilter: String?
+    @Option(
+        name: .customLong("subscribe-username"),
+        help: "Integration account for the subscriber on Linli (password in LINLI_BENCH_SUBSCRIBE_PASSWORD).")
     var subscribeUsername: String?
-    @Option(name: .customLong("run-id"), help: "Names the devices bench-{run}-{i}; reuse one to reuse its devices. Default: random.") var runId: String?
-    @Option(name: .customLong("first-device"), help: "Index of the first device, to split one run's devices over several generators.") var firstDevice = 0
-    @Flag(name: .customLong("provision-only"), help: "Create (or find) the devices, then exit without connecting.") var provisionOnly = false
+    @Option(
+        name: .customLong("run-id"),
+        help: "Names the devices bench-{run}-{i}; reuse one to reuse its devices. Default: random.") var runId: String?
+    @Option(
+        name: .customLong("first-device"),
+        help: "Index of the first device, to split one run's devices over several generators.") var firstDevice = 0
+    @Flag(name: .customLong("provision-only"), help: "Create (or find) the devices, then exit without connecting.")
+    var provisionOnly = false
     @Option(help: "Community of the bench product, when the database holds several.") var community: String?
 
     static let subscribePasswordVariable = "LINLI_BENCH_SUBSCRIBE_PASSWORD"
@@ -53,8 +72,12 @@ struct BenchMQTT: AsyncParsableCommand {
     func settings() throws -> MQTTBenchSettings {
         var s = MQTTBenchSettings()
         s.endpoint = try Endpoint.parse(mqtt)
-        guard let q = QoS(rawValue: UInt8(clamping: max(0, qos))), qos <= 1 else { throw BenchSettingsError("--qos must be 0 or 1, got \(qos)") }
-        guard (10...65_535).contains(keepAlive) else { throw BenchSettingsError("--keep-alive must be from 10 to 65535 seconds, got \(keepAlive)") }
+        guard let q = QoS(rawValue: UInt8(clamping: max(0, qos))), qos <= 1 else {
+            throw BenchSettingsError("--qos must be 0 or 1, got \(qos)")
+        }
+        guard (10...65_535).contains(keepAlive) else {
+            throw BenchSettingsError("--keep-alive must be from 10 to 65535 seconds, got \(keepAlive)")
+        }
         s.qos = q
         s.devices = devices
         s.rate = rate
@@ -74,15 +97,26 @@ struct BenchMQTT: AsyncParsableCommand {
 
     func validate() throws {
         do { _ = try settings() } catch let error as BenchSettingsError { throw ValidationError(error.description) }
-        if let runId, runId.isEmpty || runId.count > 8 || !runId.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber) }) {
+        if let runId,
+            runId.isEmpty || runId.count > 8 || !runId.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber) })
+        {
             throw ValidationError("--run-id must be 1 to 8 lowercase letters or digits, got '\(runId)'")
         }
-        if firstDevice < 0 || firstDevice > 9_000_000 { throw ValidationError("--first-device must be from 0 to 9000000, got \(firstDevice)") }
-        if plain, provisionOnly { throw ValidationError("--provision-only registers Alink devices; --plain clients need none") }
-        if plain, subscribeUsername != nil { throw ValidationError("--subscribe-username is for Linli; --plain subscribes anonymously") }
+        if firstDevice < 0 || firstDevice > 9_000_000 {
+            throw ValidationError("--first-device must be from 0 to 9000000, got \(firstDevice)")
+        }
+        if plain, provisionOnly {
+            throw ValidationError("--provision-only registers Alink devices; --plain clients need none")
+        }
+        if plain, subscribeUsername != nil {
+            throw ValidationError("--subscribe-username is for Linli; --plain subscribes anonymously")
+        }
         if !plain, subscribeFilter != nil {
-            guard subscribeUsername != nil, ProcessInfo.processInfo.environment[Self.subscribePasswordVariable] != nil else {
-                throw ValidationError("Linli admits no anonymous subscriber: give --subscribe-username (an integration account) and its password in \(Self.subscribePasswordVariable)")
+            guard subscribeUsername != nil, ProcessInfo.processInfo.environment[Self.subscribePasswordVariable] != nil
+            else {
+                throw ValidationError(
+                    "Linli admits no anonymous subscriber: give --subscribe-username (an integration account) and its password in \(Self.subscribePasswordVariable)"
+                )
             }
         }
         if let serverPid, !FileManager.default.fileExists(atPath: "/proc/\(serverPid)/status") {
@@ -95,7 +129,9 @@ struct BenchMQTT: AsyncParsableCommand {
         let run = runId ?? String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let note: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         if !connectOnly, settings.perDeviceRate > MQTTBenchSettings.brokerPerClientLimit, !plain {
-            note("note: \(Int(settings.perDeviceRate)) posts/s per device is above the \(Int(MQTTBenchSettings.brokerPerClientLimit))/s Linli allows one client; expect disconnects")
+            note(
+                "note: \(Int(settings.perDeviceRate)) posts/s per device is above the \(Int(MQTTBenchSettings.brokerPerClientLimit))/s Linli allows one client; expect disconnects"
+            )
         }
         let clients: [BenchIdentity]
         var subscriber: BenchIdentity? = nil
@@ -111,13 +147,18 @@ struct BenchMQTT: AsyncParsableCommand {
                 say("provisioned \(clients.count) devices bench-\(run)-\(firstDevice)…\(firstDevice + devices - 1)")
                 return
             }
-            if let subscribeUsername, let password = ProcessInfo.processInfo.environment[Self.subscribePasswordVariable] {
+            if let subscribeUsername, let password = ProcessInfo.processInfo.environment[Self.subscribePasswordVariable]
+            {
                 subscriber = .account(clientId: "bench-\(run)-sub", username: subscribeUsername, password: password)
             }
         }
-        let bench = MQTTBench(settings: settings, mode: plain ? "plain" : "alink", clients: clients, subscriber: subscriber, progress: note)
+        let bench = MQTTBench(
+            settings: settings, mode: plain ? "plain" : "alink", clients: clients, subscriber: subscriber,
+            progress: note)
         let result: MQTTBenchResult
-        do { result = try await bench.run() } catch let error as BenchSettingsError { throw CLIError(error.description) }
+        do { result = try await bench.run() } catch let error as BenchSettingsError {
+            throw CLIError(error.description)
+        }
         say(result.table())
         say(result.jsonLine())
     }
@@ -131,14 +172,21 @@ struct BenchMQTT: AsyncParsableCommand {
     func provision(_ store: Store, run: String, progress: @Sendable (String) -> Void) async throws -> [BenchIdentity] {
         let product: Product
         if let existing = try await store.product(key: Self.productKey) {
-            guard existing.libraryKey == Self.library else { throw CLIError("product \(Self.productKey) exists but is not a \(Self.library); the bench needs its own") }
+            guard existing.libraryKey == Self.library else {
+                throw CLIError(
+                    "product \(Self.productKey) exists but is not a \(Self.library); the bench needs its own")
+            }
             product = existing
         } else {
-            guard var model = ProductLibrary.entry(Self.library)?.model else { throw CLIError("the product library has no \(Self.library)") }
+            guard var model = ProductLibrary.entry(Self.library)?.model else {
+                throw CLIError("the product library has no \(Self.library)")
+            }
             model.productKey = Self.productKey
             let home = try await resolveCommunity(community, store: store)
-            let created = Product(communityId: home.id, productKey: Self.productKey, name: "Linli bench environment sensor", libraryKey: Self.library,
-                                  tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self))
+            let created = Product(
+                communityId: home.id, productKey: Self.productKey, name: "Linli bench environment sensor",
+                libraryKey: Self.library,
+                tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self))
             try await store.createProduct(created, actor: cli)
             product = created
         }
@@ -170,19 +218,30 @@ struct BenchMQTT: AsyncParsableCommand {
 struct BenchTelemetry: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "telemetry",
-        abstract: "Feed the telemetry writer property posts as fast as it commits them; report posts/s and commit times.",
-        discussion: "Writes into the data folder's telemetry store (give it a scratch folder). Devices are made-up ids, so the registry is not touched."
+        abstract:
+            "Feed the telemetry writer property posts as fast as it commits them; report posts/s and commit times.",
+        discussion:
+            "Writes into the data folder's telemetry store (give it a scratch folder). Devices are made-up ids, so the registry is not touched."
     )
 
     @OptionGroup var storage: StorageOptions
     @Option(help: "Simulated devices; each post carries two values, as the MQTT bench's do.") var devices = 1_000
     @Option(help: "Posts in all.") var posts = 300_000
-    @Option(help: "Posts enqueued and not yet committed at most (the MQTT bench has 16 per device).") var inflight = 16_000
-    @Option(name: .customLong("merge-rows"), help: "Values the writer gathers in its log before merging them into blocks per series.") var mergeRows = 100_000
+    @Option(help: "Posts enqueued and not yet committed at most (the MQTT bench has 16 per device).") var inflight =
+        16_000
+    @Option(
+        name: .customLong("merge-rows"),
+        help: "Values the writer gathers in its log before merging them into blocks per series.") var mergeRows =
+        100_000
 
     func run() async throws {
-        let devices = self.devices, posts = self.posts, inflight = self.inflight, mergeRows = self.mergeRows
-        guard devices > 0, posts > 0, inflight > 0 else { throw ValidationError("--devices, --posts and --inflight must be positive") }
+        let devices = self.devices
+        let posts = self.posts
+        let inflight = self.inflight
+        let mergeRows = self.mergeRows
+        guard devices > 0, posts > 0, inflight > 0 else {
+            throw ValidationError("--devices, --posts and --inflight must be positive")
+        }
         try await storage.withStore { store in
             let writer = TelemetryWriter(store: store, logger: Logger(label: "bench"), mergeRows: mergeRows)
             let ids = (0..<devices).map { "bench-telemetry-\($0)" }
@@ -194,11 +253,17 @@ struct BenchTelemetry: AsyncParsableCommand {
                 if i % devices == 0 { base += 1 }
                 let tenths = 150 + i % 100
                 let values = [
-                    ReportedValue(identifier: "CurrentHumidity", json: String(30 + i % 40), number: Double(30 + i % 40), time: base, plainNumber: true),
-                    ReportedValue(identifier: "CurrentTemperature", json: ReportedValue.text(of: Double(tenths) / 10), number: Double(tenths) / 10, time: base, plainNumber: true),
+                    ReportedValue(
+                        identifier: "CurrentHumidity", json: String(30 + i % 40), number: Double(30 + i % 40),
+                        time: base, plainNumber: true),
+                    ReportedValue(
+                        identifier: "CurrentTemperature", json: ReportedValue.text(of: Double(tenths) / 10),
+                        number: Double(tenths) / 10, time: base, plainNumber: true),
                 ]
-                let receipt = writer.enqueue(DeviceReport(deviceId: ids[i % devices], communityId: "bench", productKey: "a1benchmark",
-                                                          deviceName: "d\(i % devices)", receivedAt: base, content: .properties(values)))
+                let receipt = writer.enqueue(
+                    DeviceReport(
+                        deviceId: ids[i % devices], communityId: "bench", productKey: "a1benchmark",
+                        deviceName: "d\(i % devices)", receivedAt: base, content: .properties(values)))
                 // Reports commit in order, so waiting for every 500th waits for those before it.
                 if i % chunk == chunk - 1 || i == posts - 1 { waiting.append(receipt) }
                 if waiting.count * chunk > inflight { try await waiting.removeFirst().wait() }
@@ -207,7 +272,9 @@ struct BenchTelemetry: AsyncParsableCommand {
             let elapsed = ContinuousClock.now - started
             await writer.idle()
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            say("telemetry writer: \(posts) posts from \(devices) devices in \(String(format: "%.2f", seconds)) s: \(Int(Double(posts) / seconds)) posts/s")
+            say(
+                "telemetry writer: \(posts) posts from \(devices) devices in \(String(format: "%.2f", seconds)) s: \(Int(Double(posts) / seconds)) posts/s"
+            )
         }
     }
 }

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import LinliCore
-import LinliServer
 import LinliMQTT
+import LinliServer
 import LinliStorage
 import LinliThings
 import Logging
@@ -12,15 +12,24 @@ import Logging
 struct StorageOptions: ParsableArguments {
     @Option(help: "Data folder: the SQLite database and the field-encryption secret (env LINLI_DATA).")
     var data: String?
-    @Option(name: .customLong("postgres-url"), help: "Use PostgreSQL instead of SQLite, e.g. postgres://user:pass@127.0.0.1:5432/linli (env LINLI_POSTGRES_URL).")
+    @Option(
+        name: .customLong("postgres-url"),
+        help:
+            "Use PostgreSQL instead of SQLite, e.g. postgres://user:pass@127.0.0.1:5432/linli (env LINLI_POSTGRES_URL)."
+    )
     var postgresURL: String?
     @Option(help: "A file of `key = value` lines (\(ServerConfiguration.keys.joined(separator: ", "))).")
     var config: String?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env LINLI_LOG_LEVEL).")
+    @Option(
+        name: .customLong("log-level"),
+        help: "trace, debug, info, notice, warning, error or critical (env LINLI_LOG_LEVEL).")
     var logLevel: String?
 
-    func resolve(http: String? = nil, mqtt: String? = nil, mqttTLS: String? = nil, mqttTLSCert: String? = nil, mqttTLSKey: String? = nil,
-                 more: [String: String] = [:]) throws -> ServerConfiguration {
+    func resolve(
+        http: String? = nil, mqtt: String? = nil, mqttTLS: String? = nil, mqttTLSCert: String? = nil,
+        mqttTLSKey: String? = nil,
+        more: [String: String] = [:]
+    ) throws -> ServerConfiguration {
         var flags = more
         if let mqtt { flags["mqtt"] = mqtt }
         if let mqttTLS { flags["mqtt-tls"] = mqttTLS }
@@ -31,7 +40,8 @@ struct StorageOptions: ParsableArguments {
         if let logLevel { flags["log-level"] = logLevel }
         if let http { flags["http"] = http }
         do {
-            return try ServerConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment, configFile: config)
+            return try ServerConfiguration.resolve(
+                flags: flags, environment: ProcessInfo.processInfo.environment, configFile: config)
         } catch let invalid as ServerConfiguration.Invalid {
             throw ValidationError(invalid.description)
         }
@@ -41,12 +51,17 @@ struct StorageOptions: ParsableArguments {
     func open(_ configuration: ServerConfiguration, logger: Logger, migrate: Bool = true) async throws -> Store {
         let store: Store
         do {
-            store = try await DataFolder.openStore(configuration, environment: ProcessInfo.processInfo.environment, logger: logger)
+            store = try await DataFolder.openStore(
+                configuration, environment: ProcessInfo.processInfo.environment, logger: logger)
         } catch let invalid as ServerConfiguration.Invalid {
             throw ValidationError(invalid.description)
         }
         do {
-            if migrate { try await Migrations.migrate(store, logger: logger) } else { try await Migrations.requireCurrent(store) }
+            if migrate {
+                try await Migrations.migrate(store, logger: logger)
+            } else {
+                try await Migrations.requireCurrent(store)
+            }
         } catch let error as MigrationError {
             await store.close()
             throw CLIError(error.description)
@@ -102,7 +117,9 @@ func printCredentials(_ credentials: [DemoCommunity.Credential]) {
     say("")
     say("  role              username   password")
     for c in credentials {
-        say("  " + c.role.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0) + c.username.padding(toLength: 11, withPad: " ", startingAt: 0) + c.password)
+        say(
+            "  " + c.role.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0)
+                + c.username.padding(toLength: 11, withPad: " ", startingAt: 0) + c.password)
     }
     say("")
 }
@@ -113,30 +130,51 @@ struct Linli: AsyncParsableCommand {
         commandName: "linli",
         abstract: "Linli 邻里 — the community operating system.",
         version: LinliVersion.current,
-        subcommands: [Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self, Products.self, Devices.self, Open311Keys.self, Bench.self]
+        subcommands: [
+            Serve.self, Migrate.self, Demo.self, User.self, Token.self, MQTTAccounts.self, Products.self, Devices.self,
+            Open311Keys.self, Bench.self,
+        ]
     )
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the server: HTTP API, web console and resident portal.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server: HTTP API, web console and resident portal.")
     @OptionGroup var storage: StorageOptions
     @Option(help: "Address to listen on, host:port (env LINLI_HTTP). Default 127.0.0.1:8080.")
     var http: String?
     @Option(help: "The embedded MQTT broker's address, host:port, or off (env LINLI_MQTT). Default 127.0.0.1:1883.")
     var mqtt: String?
-    @Option(name: .customLong("mqtt-tls"), help: "The broker's TLS listener, host:port, or off (env LINLI_MQTT_TLS). Default 127.0.0.1:8883 when a certificate is set.")
+    @Option(
+        name: .customLong("mqtt-tls"),
+        help:
+            "The broker's TLS listener, host:port, or off (env LINLI_MQTT_TLS). Default 127.0.0.1:8883 when a certificate is set."
+    )
     var mqttTLS: String?
-    @Option(name: .customLong("mqtt-tls-cert"), help: "PEM certificate (chain, leaf first) for MQTT over TLS (env LINLI_MQTT_TLS_CERT).")
+    @Option(
+        name: .customLong("mqtt-tls-cert"),
+        help: "PEM certificate (chain, leaf first) for MQTT over TLS (env LINLI_MQTT_TLS_CERT).")
     var mqttTLSCert: String?
     @Option(name: .customLong("mqtt-tls-key"), help: "PEM private key of that certificate (env LINLI_MQTT_TLS_KEY).")
     var mqttTLSKey: String?
-    @Option(help: "SMTP relay for e-mail notifications, smtp://[user:password@]host:port (env LINLI_SMTP); needs --mail-from.")
+    @Option(
+        help:
+            "SMTP relay for e-mail notifications, smtp://[user:password@]host:port (env LINLI_SMTP); needs --mail-from."
+    )
     var smtp: String?
     @Option(name: .customLong("mail-from"), help: "The address e-mail notifications come from (env LINLI_MAIL_FROM).")
     var mailFrom: String?
-    @Option(name: .customLong("sms-webhook"), help: "URL of the SMS gateway's webhook (env LINLI_SMS_WEBHOOK); its signing secret comes from LINLI_SMS_SECRET or the config file.")
+    @Option(
+        name: .customLong("sms-webhook"),
+        help:
+            "URL of the SMS gateway's webhook (env LINLI_SMS_WEBHOOK); its signing secret comes from LINLI_SMS_SECRET or the config file."
+    )
     var smsWebhook: String?
-    @Option(name: .customLong("device-url"), help: "The address devices reach Linli's HTTP at, for firmware downloads (env LINLI_DEVICE_URL); default: the --http address.")
+    @Option(
+        name: .customLong("device-url"),
+        help:
+            "The address devices reach Linli's HTTP at, for firmware downloads (env LINLI_DEVICE_URL); default: the --http address."
+    )
     var deviceURL: String?
     @Flag(help: "Seed the demo community on first start and print its accounts.")
     var demo = false
@@ -147,36 +185,48 @@ struct Serve: AsyncParsableCommand {
         if let mailFrom { more["mail-from"] = mailFrom }
         if let smsWebhook { more["sms-webhook"] = smsWebhook }
         if let deviceURL { more["device-url"] = deviceURL }
-        let configuration = try storage.resolve(http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey, more: more)
+        let configuration = try storage.resolve(
+            http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey, more: more)
         let logger = makeLogger(configuration.logLevel)
         // Every connection is a file descriptor: take all the kernel allows this process.
         if let files = OpenFileLimit.raiseToHard() {
             logger.info("open-file limit \(files)")
             if files.soft < 4_096 {
-                logger.warning("the open-file limit is low: MQTT connections beyond it are refused", metadata: ["soft": "\(files.soft)", "hard": "\(files.hard)"])
+                logger.warning(
+                    "the open-file limit is low: MQTT connections beyond it are refused",
+                    metadata: ["soft": "\(files.soft)", "hard": "\(files.hard)"])
             }
         }
         Telemetry.bootstrap()  // before the database opens, so its pool gauges are exported
         let store = try await storage.open(configuration, logger: logger)
         if demo {
-            if let credentials = try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate) {
+            if let credentials = try await DemoCommunity.seed(
+                store, hashPassword: Passwords.hash, generatePassword: Passwords.generate)
+            {
                 printCredentials(credentials)
             } else {
-                say("The data folder already holds a community, so no demo was seeded. Demo passwords are shown only when they are made; set a new one with `linli user password --username manager`.")
+                say(
+                    "The data folder already holds a community, so no demo was seeded. Demo passwords are shown only when they are made; set a new one with `linli user password --username manager`."
+                )
             }
         }
         let rules = RuleService(store: store, logger: logger)
-        let broker = configuration.mqttBroker.map { MQTTBrokerService(store: store, configuration: $0, rules: rules, logger: logger) }
+        let broker = configuration.mqttBroker.map {
+            MQTTBrokerService(store: store, configuration: $0, rules: rules, logger: logger)
+        }
         broker?.gateway.downloadBase.withLock { $0 = configuration.downloadBase }
-        let services = try AppServices(store: store, configuration: configuration, logger: logger, devices: broker?.gateway, rules: rules)
+        let services = try AppServices(
+            store: store, configuration: configuration, logger: logger, devices: broker?.gateway, rules: rules)
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
         let webhooks = WebhookService(store: store, logger: logger)
         rules.attach(devices: broker?.gateway, webhooks: webhooks)
         let outbound = OutboundService(store: store, settings: configuration.outbound, logger: logger)
-        let app = buildApplication(services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention, rules, webhooks, outbound])
+        let app = buildApplication(
+            services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention, rules, webhooks, outbound])
         let tls = configuration.mqttTLS.map { " and TLS on \($0.host):\($0.port)" } ?? ""
-        say("Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
-            + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" + tls } ?? ""))
+        say(
+            "Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"
+                + (configuration.mqttHost.map { ", MQTT on \($0):\(configuration.mqttPort)" + tls } ?? ""))
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 }
@@ -192,24 +242,30 @@ struct Migrate: AsyncParsableCommand {
 }
 
 struct Demo: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Seed the demo community into an empty database and print its accounts.")
+    static let configuration = CommandConfiguration(
+        abstract: "Seed the demo community into an empty database and print its accounts.")
     @OptionGroup var storage: StorageOptions
 
     func run() async throws {
         let credentials = try await storage.withStore { store in
             try await DemoCommunity.seed(store, hashPassword: Passwords.hash, generatePassword: Passwords.generate)
         }
-        guard let credentials else { throw CLIError("the database already holds a community; the demo seeds only an empty one") }
+        guard let credentials else {
+            throw CLIError("the database already holds a community; the demo seeds only an empty one")
+        }
         printCredentials(credentials)
     }
 }
 
 struct User: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage sign-in accounts.", subcommands: [Create.self, Password.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Manage sign-in accounts.", subcommands: [Create.self, Password.self])
 
     static func readPassword(stdin: Bool) throws -> (String, generated: Bool) {
         if stdin {
-            guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw CLIError("no password on standard input") }
+            guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+                throw CLIError("no password on standard input")
+            }
             do { try Passwords.validate(line) } catch { throw CLIError("password " + error.issues[0].reason) }
             return (line, false)
         }
@@ -217,7 +273,8 @@ struct User: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an account, optionally with a role (the first administrator, for instance).")
+        static let configuration = CommandConfiguration(
+            abstract: "Create an account, optionally with a role (the first administrator, for instance).")
         @OptionGroup var storage: StorageOptions
         @Option var username: String
         @Option(name: .customLong("display-name")) var displayName: String?
@@ -226,23 +283,35 @@ struct User: AsyncParsableCommand {
         @Option var grid: String?
         @Option var household: String?
         @Option var organisation: String?
-        @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input instead of generating one.")
+        @Flag(
+            name: .customLong("password-stdin"),
+            help: "Read the password from standard input instead of generating one.")
         var passwordStdin = false
 
         func validate() throws {
-            if let role, Role(rawValue: role) == nil { throw ValidationError("--role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))") }
-            if let role = role.flatMap(Role.init(rawValue:)), role != .platformAdmin, community == nil { throw ValidationError("--community is required for \(role.rawValue)") }
-            if username.isEmpty || username.count > 64 { throw ValidationError("--username must be 1 to 64 characters") }
+            if let role, Role(rawValue: role) == nil {
+                throw ValidationError("--role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if let role = role.flatMap(Role.init(rawValue:)), role != .platformAdmin, community == nil {
+                throw ValidationError("--community is required for \(role.rawValue)")
+            }
+            if username.isEmpty || username.count > 64 {
+                throw ValidationError("--username must be 1 to 64 characters")
+            }
         }
 
         func run() async throws {
             let (password, generated) = try User.readPassword(stdin: passwordStdin)
-            let account = Account(username: username.lowercased(), displayName: displayName ?? username, passwordHash: try await Passwords.hash(password))
+            let account = Account(
+                username: username.lowercased(), displayName: displayName ?? username,
+                passwordHash: try await Passwords.hash(password))
             try await storage.withStore { store in
                 try await store.createAccount(account, actor: cli)
                 if let role = role.flatMap(Role.init(rawValue:)) {
-                    try await store.bindRole(RoleBinding(accountId: account.id, role: role, communityId: role == .platformAdmin ? nil : community,
-                                                         organisationId: organisation, gridId: grid, householdId: household), actor: cli)
+                    try await store.bindRole(
+                        RoleBinding(
+                            accountId: account.id, role: role, communityId: role == .platformAdmin ? nil : community,
+                            organisationId: organisation, gridId: grid, householdId: household), actor: cli)
                 }
             }
             say("created account \(account.username)" + (generated ? " with password \(password)" : ""))
@@ -250,7 +319,8 @@ struct User: AsyncParsableCommand {
     }
 
     struct Password: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Set a new password for an account (ends its sessions).")
+        static let configuration = CommandConfiguration(
+            abstract: "Set a new password for an account (ends its sessions).")
         @OptionGroup var storage: StorageOptions
         @Option var username: String
         @Flag(name: .customLong("password-stdin")) var passwordStdin = false
@@ -272,14 +342,16 @@ struct Token: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "API tokens.", subcommands: [Create.self])
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an API token for an account; prints it once, alone on the last line.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create an API token for an account; prints it once, alone on the last line.")
         @OptionGroup var storage: StorageOptions
         @Option var username: String
         @Option var name: String
 
         func run() async throws {
             let token = try await storage.withStore { store in
-                try await store.createToken(accountId: existingAccount(username, store).id, name: name, actor: cli).token
+                try await store.createToken(accountId: existingAccount(username, store).id, name: name, actor: cli)
+                    .token
             }
             say(token)
         }
@@ -287,33 +359,50 @@ struct Token: AsyncParsableCommand {
 }
 
 struct MQTTAccounts: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mqtt-account", abstract: "Accounts for other systems on the MQTT broker.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(
+        commandName: "mqtt-account", abstract: "Accounts for other systems on the MQTT broker.",
+        subcommands: [Create.self])
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an integration account with the topics it may publish to and subscribe to.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create an integration account with the topics it may publish to and subscribe to.")
         @OptionGroup var storage: StorageOptions
         @Option var username: String
         @Option(help: "What the account is for.") var description: String = ""
-        @Option(name: .customLong("publish"), help: "A topic filter it may publish to (repeatable).") var publish: [String] = []
-        @Option(name: .customLong("subscribe"), help: "A topic filter it may subscribe to (repeatable).") var subscribe: [String] = []
+        @Option(name: .customLong("publish"), help: "A topic filter it may publish to (repeatable).") var publish:
+            [String] = []
+        @Option(name: .customLong("subscribe"), help: "A topic filter it may subscribe to (repeatable).") var subscribe:
+            [String] = []
         @Flag(name: .customLong("password-stdin")) var passwordStdin = false
 
         func validate() throws {
-            if username.isEmpty || username.count > 64 { throw ValidationError("--username must be 1 to 64 characters") }
-            if username.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.isWhitespace }) {
+            if username.isEmpty || username.count > 64 {
+                throw ValidationError("--username must be 1 to 64 characters")
+            }
+            if username.unicodeScalars.contains(where: {
+                $0.properties.generalCategory == .control || $0.properties.isWhitespace
+            }) {
                 throw ValidationError("--username must not hold spaces or control characters")
             }
             // `{deviceName}&{productKey}` is how a device signs in; such a name never reaches the accounts.
-            if username.contains("&") { throw ValidationError("--username must not hold '&': that form is a device's sign-in") }
-            if publish.isEmpty && subscribe.isEmpty { throw ValidationError("give at least one --publish or --subscribe topic filter") }
+            if username.contains("&") {
+                throw ValidationError("--username must not hold '&': that form is a device's sign-in")
+            }
+            if publish.isEmpty && subscribe.isEmpty {
+                throw ValidationError("give at least one --publish or --subscribe topic filter")
+            }
             for filter in publish + subscribe {
-                do { try Topic.validateFilter(filter, limits: MQTTLimits()) } catch { throw ValidationError("topic filter '\(filter)' is not valid: \(error)") }
+                do { try Topic.validateFilter(filter, limits: MQTTLimits()) } catch {
+                    throw ValidationError("topic filter '\(filter)' is not valid: \(error)")
+                }
             }
         }
 
         func run() async throws {
             let (password, generated) = try User.readPassword(stdin: passwordStdin)
-            let account = MQTTAccount(username: username, passwordHash: try await Passwords.hash(password), description: description, publish: publish, subscribe: subscribe)
+            let account = MQTTAccount(
+                username: username, passwordHash: try await Passwords.hash(password), description: description,
+                publish: publish, subscribe: subscribe)
             try await storage.withStore { store in try await store.createMQTTAccount(account, actor: cli) }
             say("created MQTT account \(username)" + (generated ? " with password \(password)" : ""))
         }
@@ -321,10 +410,13 @@ struct MQTTAccounts: AsyncParsableCommand {
 }
 
 struct Open311Keys: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "open311", abstract: "Open311 GeoReport v2 for third-party reporters.", subcommands: [KeyCreate.self])
+    static let configuration = CommandConfiguration(
+        commandName: "open311", abstract: "Open311 GeoReport v2 for third-party reporters.",
+        subcommands: [KeyCreate.self])
 
     struct KeyCreate: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "key", abstract: "Create an API key for a reporter (a city app, a hotline); prints it once.")
+        static let configuration = CommandConfiguration(
+            commandName: "key", abstract: "Create an API key for a reporter (a city app, a hotline); prints it once.")
         @OptionGroup var storage: StorageOptions
         @Option var community: String?
         @Option(help: "Who the key is for.") var name: String
@@ -347,7 +439,9 @@ struct Open311Keys: AsyncParsableCommand {
 let cli = Principal(accountId: nil, name: "cli")
 
 func existingAccount(_ username: String, _ store: Store) async throws -> Account {
-    guard let account = try await store.account(username: username.lowercased()) else { throw CLIError("no account named \(username)") }
+    guard let account = try await store.account(username: username.lowercased()) else {
+        throw CLIError("no account named \(username)")
+    }
     return account
 }
 
@@ -363,10 +457,13 @@ func resolveCommunity(_ id: String?, store: Store) async throws -> Community {
 }
 
 struct Products: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "product", abstract: "Products: kinds of device with their thing model.", subcommands: [Create.self, Library.self, TSL.self])
+    static let configuration = CommandConfiguration(
+        commandName: "product", abstract: "Products: kinds of device with their thing model.",
+        subcommands: [Create.self, Library.self, TSL.self])
 
     struct TSL: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "tsl", abstract: "Print a product's thing model as TSL JSON (for device SDKs).")
+        static let configuration = CommandConfiguration(
+            commandName: "tsl", abstract: "Print a product's thing model as TSL JSON (for device SDKs).")
         @OptionGroup var storage: StorageOptions
         @Option(name: .customLong("product-key")) var productKey: String
 
@@ -380,26 +477,38 @@ struct Products: AsyncParsableCommand {
     struct Library: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the built-in thing models.")
         func run() {
-            for entry in ProductLibrary.all { say(entry.key.padding(toLength: 20, withPad: " ", startingAt: 0) + entry.name) }
+            for entry in ProductLibrary.all {
+                say(entry.key.padding(toLength: 20, withPad: " ", startingAt: 0) + entry.name)
+            }
         }
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a product from the library or a TSL file; prints its ProductKey.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a product from the library or a TSL file; prints its ProductKey.")
         @OptionGroup var storage: StorageOptions
         @Option var community: String?
         @Option(help: "A built-in thing model (see `linli product library`).") var library: String?
         @Option(help: "A TSL JSON file.") var tsl: String?
         @Option var name: String?
-        @Option(name: .customLong("node-type"), help: "device or gateway (a gateway brings sub-devices in); default: the library entry's, else device.")
+        @Option(
+            name: .customLong("node-type"),
+            help: "device or gateway (a gateway brings sub-devices in); default: the library entry's, else device.")
         var nodeType: String?
-        @Flag(name: .customLong("dynamic-registration"), help: "Gateways may ask for the secrets of this product's devices that never signed in.")
+        @Flag(
+            name: .customLong("dynamic-registration"),
+            help: "Gateways may ask for the secrets of this product's devices that never signed in.")
         var dynamicRegistration = false
 
         func validate() throws {
             if (library == nil) == (tsl == nil) { throw ValidationError("give exactly one of --library or --tsl") }
-            if let nodeType, NodeType(rawValue: nodeType) == nil { throw ValidationError("--node-type must be device or gateway, got '\(nodeType)'") }
-            if let library, ProductLibrary.entry(library) == nil { throw ValidationError("--library must be one of \(ProductLibrary.all.map(\.key).joined(separator: ", "))") }
+            if let nodeType, NodeType(rawValue: nodeType) == nil {
+                throw ValidationError("--node-type must be device or gateway, got '\(nodeType)'")
+            }
+            if let library, ProductLibrary.entry(library) == nil {
+                throw ValidationError(
+                    "--library must be one of \(ProductLibrary.all.map(\.key).joined(separator: ", "))")
+            }
         }
 
         func run() async throws {
@@ -409,17 +518,26 @@ struct Products: AsyncParsableCommand {
                 model = entry.model
                 productName = productName ?? entry.name
             } else {
-                guard let data = FileManager.default.contents(atPath: tsl!) else { throw CLIError("cannot read \(tsl!)") }
-                do { model = try ThingModel.parse(tsl: data) } catch { throw CLIError("the TSL is not valid: \(error)") }
+                guard let data = FileManager.default.contents(atPath: tsl!) else {
+                    throw CLIError("cannot read \(tsl!)")
+                }
+                do { model = try ThingModel.parse(tsl: data) } catch {
+                    throw CLIError("the TSL is not valid: \(error)")
+                }
             }
             let key = model.productKey ?? Product.newKey()
             model.productKey = key
             let tslJson = String(decoding: model.tsl.serialized(), as: UTF8.self)
             try await storage.withStore { store in
                 let home = try await resolveCommunity(community, store: store)
-                let type = nodeType.flatMap(NodeType.init(rawValue:)) ?? (library.flatMap(ProductLibrary.entry)?.isGateway == true ? .gateway : .device)
-                try await store.createProduct(Product(communityId: home.id, productKey: key, name: productName ?? key, libraryKey: library, tslJson: tslJson,
-                                                      nodeType: type, dynamicRegistration: dynamicRegistration), actor: cli)
+                let type =
+                    nodeType.flatMap(NodeType.init(rawValue:))
+                    ?? (library.flatMap(ProductLibrary.entry)?.isGateway == true ? .gateway : .device)
+                try await store.createProduct(
+                    Product(
+                        communityId: home.id, productKey: key, name: productName ?? key, libraryKey: library,
+                        tslJson: tslJson,
+                        nodeType: type, dynamicRegistration: dynamicRegistration), actor: cli)
             }
             say(key)
         }
@@ -427,23 +545,29 @@ struct Products: AsyncParsableCommand {
 }
 
 struct Devices: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "device", abstract: "Devices.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(
+        commandName: "device", abstract: "Devices.", subcommands: [Create.self])
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register a device; prints its triple (ProductKey DeviceName DeviceSecret) once.")
+        static let configuration = CommandConfiguration(
+            abstract: "Register a device; prints its triple (ProductKey DeviceName DeviceSecret) once.")
         @OptionGroup var storage: StorageOptions
         @Option(name: .customLong("product-key")) var productKey: String
         @Option var name: String
 
         func validate() throws {
-            if name.isEmpty || name.count > 32 || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_@.:".contains($0)) }) {
+            if name.isEmpty || name.count > 32
+                || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_@.:".contains($0)) })
+            {
                 throw ValidationError("--name must be 1 to 32 letters, digits or - _ @ . :")
             }
         }
 
         func run() async throws {
             let (device, secret) = try await storage.withStore { store in
-                guard let product = try await store.product(key: productKey) else { throw CLIError("no product with key \(productKey)") }
+                guard let product = try await store.product(key: productKey) else {
+                    throw CLIError("no product with key \(productKey)")
+                }
                 return try await store.registerDevice(product: product, deviceName: name, actor: cli)
             }
             say("\(device.productKey) \(device.deviceName) \(secret)")

@@ -1,6 +1,7 @@
 import Foundation
 import LinliThings
 import Testing
+
 @testable import LinliAlink
 
 @Suite("Alink shadow documents")
@@ -18,12 +19,20 @@ struct ShadowDocumentTests {
 
     @Test func requestsAreReadAsAlibabaWritesThem() throws {
         #expect(try request(#"{"method":"get"}"#) == .get)
-        #expect(try request(#"{"method":"update","state":{"reported":{"color":"red"}},"version":1}"#)
-            == .update(.init(reported: .attributes(["color": .string("red")])), version: 1))
-        #expect(try request(#"{"method":"update","state":{"desired":"null"},"version":3}"#) == .update(.init(desired: .clear), version: 3))
-        #expect(try request(#"{"method":"delete","state":{"reported":"null"},"version":4}"#) == .delete(.init(reported: .clear), version: 4))
-        #expect(try request(#"{"method":"delete","state":{"reported":{"color":"null","temperature":"null"}},"version":5}"#)
-            == .delete(.init(reported: .attributes(["color": .string("null"), "temperature": .string("null")])), version: 5))
+        #expect(
+            try request(#"{"method":"update","state":{"reported":{"color":"red"}},"version":1}"#)
+                == .update(.init(reported: .attributes(["color": .string("red")])), version: 1))
+        #expect(
+            try request(#"{"method":"update","state":{"desired":"null"},"version":3}"#)
+                == .update(.init(desired: .clear), version: 3))
+        #expect(
+            try request(#"{"method":"delete","state":{"reported":"null"},"version":4}"#)
+                == .delete(.init(reported: .clear), version: 4))
+        #expect(
+            try request(#"{"method":"delete","state":{"reported":{"color":"null","temperature":"null"}},"version":5}"#)
+                == .delete(
+                    .init(reported: .attributes(["color": .string("null"), "temperature": .string("null")])), version: 5
+                ))
     }
 
     @Test func eachFaultHasAlibabasCode() {
@@ -48,19 +57,31 @@ struct ShadowDocumentTests {
     }
 
     @Test func updatesMergeAndVersionsOnlyGoUp() throws {
-        let first = try ShadowDocument().applying(request(#"{"method":"update","state":{"reported":{"color":"red","level":3}},"version":1}"#), at: 100)
-        #expect(first.reported == ["color": .string("red"), "level": .int(3)] && first.reportedAt == ["color": 100, "level": 100])
+        let first = try ShadowDocument().applying(
+            request(#"{"method":"update","state":{"reported":{"color":"red","level":3}},"version":1}"#), at: 100)
+        #expect(
+            first.reported == ["color": .string("red"), "level": .int(3)]
+                && first.reportedAt == ["color": 100, "level": 100])
         #expect(first.version == 1 && first.timestamp == 100)
 
         // The platform wants green; the device reports green and clears what was wanted.
-        let wanted = try first.applying(.update(.init(desired: .attributes(["color": .string("green")])), version: 2), at: 200)
-        #expect(wanted.desired == ["color": .string("green")] && wanted.desiredAt == ["color": 200] && wanted.reported["color"] == .string("red"))
-        let done = try wanted.applying(request(#"{"method":"update","state":{"reported":{"color":"green"},"desired":"null"},"version":3}"#), at: 300)
-        #expect(done.desired.isEmpty && done.desiredAt.isEmpty && done.reported == ["color": .string("green"), "level": .int(3)])
+        let wanted = try first.applying(
+            .update(.init(desired: .attributes(["color": .string("green")])), version: 2), at: 200)
+        #expect(
+            wanted.desired == ["color": .string("green")] && wanted.desiredAt == ["color": 200]
+                && wanted.reported["color"] == .string("red"))
+        let done = try wanted.applying(
+            request(#"{"method":"update","state":{"reported":{"color":"green"},"desired":"null"},"version":3}"#),
+            at: 300)
+        #expect(
+            done.desired.isEmpty && done.desiredAt.isEmpty
+                && done.reported == ["color": .string("green"), "level": .int(3)])
         #expect(done.reportedAt == ["color": 300, "level": 100], "an attribute not in the update keeps its time")
 
         // A version at or below the document's is a conflict and changes nothing.
-        #expect(throws: ShadowFault.self) { try done.applying(.update(.init(reported: .attributes(["level": .int(9)])), version: 3), at: 400) }
+        #expect(throws: ShadowFault.self) {
+            try done.applying(.update(.init(reported: .attributes(["level": .int(9)])), version: 3), at: 400)
+        }
         do {
             _ = try done.applying(.update(.init(reported: .attributes(["level": .int(9)])), version: 2), at: 400)
             Issue.record("an older version was accepted")
@@ -69,11 +90,14 @@ struct ShadowDocumentTests {
         }
 
         // A delete takes out what it names, or the whole side; "null" in an update does too.
-        let deleted = try done.applying(request(#"{"method":"delete","state":{"reported":{"color":"null"}},"version":7}"#), at: 500)
+        let deleted = try done.applying(
+            request(#"{"method":"delete","state":{"reported":{"color":"null"}},"version":7}"#), at: 500)
         #expect(deleted.reported == ["level": .int(3)] && deleted.reportedAt == ["level": 100] && deleted.version == 7)
-        let nulled = try done.applying(request(#"{"method":"update","state":{"reported":{"level":"null","mode":"eco"}},"version":8}"#), at: 600)
+        let nulled = try done.applying(
+            request(#"{"method":"update","state":{"reported":{"level":"null","mode":"eco"}},"version":8}"#), at: 600)
         #expect(nulled.reported == ["color": .string("green"), "mode": .string("eco")])
-        let cleared = try done.applying(request(#"{"method":"delete","state":{"reported":"null"},"version":9}"#), at: 700)
+        let cleared = try done.applying(
+            request(#"{"method":"delete","state":{"reported":"null"},"version":9}"#), at: 700)
         #expect(cleared.reported.isEmpty && cleared.reportedAt.isEmpty && cleared.version == 9)
         #expect(try done.applying(.get, at: 800) == done)
     }
@@ -82,7 +106,8 @@ struct ShadowDocumentTests {
         var document = ShadowDocument()
         for batch in 0..<2 {
             let items = Dictionary(uniqueKeysWithValues: (0..<64).map { ("a\(batch)_\($0)", JSONValue.int(1)) })
-            document = try document.applying(.update(.init(reported: .attributes(items)), version: Int64(batch + 1)), at: 1)
+            document = try document.applying(
+                .update(.init(reported: .attributes(items)), version: Int64(batch + 1)), at: 1)
         }
         #expect(document.reported.count == 128)
         do {
@@ -92,7 +117,10 @@ struct ShadowDocumentTests {
             #expect(error.code == .tooManyAttributes)
         }
         do {
-            _ = try ShadowDocument().applying(.update(.init(reported: .attributes(["blob": .string(String(repeating: "x", count: 17_000))])), version: 1), at: 1)
+            _ = try ShadowDocument().applying(
+                .update(
+                    .init(reported: .attributes(["blob": .string(String(repeating: "x", count: 17_000))])), version: 1),
+                at: 1)
             Issue.record("a document over 16 KiB was accepted")
         } catch {
             #expect(error.code == .tooManyAttributes && error.message.contains("16 KiB"))
@@ -101,24 +129,36 @@ struct ShadowDocumentTests {
 
     @Test func documentsAndAnswersRoundTrip() throws {
         var document = ShadowDocument()
-        document = try document.applying(.update(.init(reported: .attributes(["color": .string("red"), "zones": .array([.int(1), .int(2)])]),
-                                                       desired: .attributes(["color": .string("green")])), version: 4), at: 1_469_564_492)
+        document = try document.applying(
+            .update(
+                .init(
+                    reported: .attributes(["color": .string("red"), "zones": .array([.int(1), .int(2)])]),
+                    desired: .attributes(["color": .string("green")])), version: 4), at: 1_469_564_492)
         let stored = try #require(JSONValue.parse(document.json.serialized()))
         let read = try #require(ShadowDocument(json: stored))
         #expect(read == document)
         #expect(ShadowDocument(json: .object(["state": .object([:])])) == nil)
 
         let answer = try #require(JSONValue.parse(AlinkShadow.document(document, method: "control", at: 1_469_564_500)))
-        #expect(answer["method"] == .string("control") && answer["version"] == .int(4) && answer["timestamp"] == .int(1_469_564_500))
+        #expect(
+            answer["method"] == .string("control") && answer["version"] == .int(4)
+                && answer["timestamp"] == .int(1_469_564_500))
         #expect(answer["payload"]?["status"] == .string("success"))
         #expect(answer["payload"]?["state"]?["desired"]?["color"] == .string("green"))
         #expect(answer["payload"]?["metadata"]?["reported"]?["color"]?["timestamp"] == .int(1_469_564_492))
 
         let accepted = try #require(JSONValue.parse(AlinkShadow.accepted(version: 4, at: 9)))
-        #expect(accepted == .object(["method": .string("reply"), "payload": .object(["status": .string("success"), "version": .int(4)]), "timestamp": .int(9)]))
+        #expect(
+            accepted
+                == .object([
+                    "method": .string("reply"), "payload": .object(["status": .string("success"), "version": .int(4)]),
+                    "timestamp": .int(9),
+                ]))
         let refused = try #require(JSONValue.parse(AlinkShadow.refused(ShadowFault(.versionConflict, "old"), at: 9)))
         #expect(refused["payload"]?["status"] == .string("error"))
-        #expect(refused["payload"]?["content"]?["errorcode"] == .string("409") && refused["payload"]?["content"]?["errormessage"] == .string("old"))
+        #expect(
+            refused["payload"]?["content"]?["errorcode"] == .string("409")
+                && refused["payload"]?["content"]?["errormessage"] == .string("old"))
     }
 
     @Test func topicsAndPolicy() throws {

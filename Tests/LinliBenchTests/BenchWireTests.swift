@@ -3,17 +3,21 @@ import LinliMQTT
 import NIOCore
 import NIOEmbedded
 import Testing
+
 @testable import LinliBench
 
 @Suite("Raw MQTT bytes of the generator")
 struct BenchWireTests {
     // MARK: writing
 
-    @Test("a property post is the PUBLISH LinliMQTT would write, byte for byte",
-          arguments: [UInt64(0), 9, 10, 99, 100, 12_345, 9_999_999, 1_000_000_000_000, .max])
+    @Test(
+        "a property post is the PUBLISH LinliMQTT would write, byte for byte",
+        arguments: [UInt64(0), 9, 10, 99, 100, 12_345, 9_999_999, 1_000_000_000_000, .max])
     func propertyPostsAreTheSameBytes(sequence: UInt64) {
-        let topics = ["/sys/a1benchmark/bench-b-17/thing/event/property/post", "bench/3",
-                      "b"]  // "b" at QoS 0 puts the remaining length on both sides of 128 (one or two bytes)
+        let topics = [
+            "/sys/a1benchmark/bench-b-17/thing/event/property/post", "bench/3",
+            "b",
+        ]  // "b" at QoS 0 puts the remaining length on both sides of 128 (one or two bytes)
         for topic in topics {
             for qos in [QoS.atLeastOnce, .atMostOnce] {
                 var payload = ByteBuffer()
@@ -21,10 +25,12 @@ struct BenchWireTests {
                 #expect(payload.readableBytes == PropertyPost.length(sequence: sequence))
                 let packetId: UInt16? = qos == .atMostOnce ? nil : UInt16(truncatingIfNeeded: sequence % 65_535 + 1)
                 var expected = ByteBuffer()
-                MQTTPacket.publish(Publish(topic: topic, payload: payload, qos: qos, packetId: packetId)).write(to: &expected)
+                MQTTPacket.publish(Publish(topic: topic, payload: payload, qos: qos, packetId: packetId)).write(
+                    to: &expected)
 
                 var raw = ByteBuffer()
-                PropertyPostPacket(topic: topic, qos: qos).write(sequence: sequence, packetId: packetId ?? 0, into: &raw)
+                PropertyPostPacket(topic: topic, qos: qos).write(
+                    sequence: sequence, packetId: packetId ?? 0, into: &raw)
                 #expect(raw == expected, "\(topic), QoS \(qos.rawValue), sequence \(sequence)")
             }
         }
@@ -46,19 +52,29 @@ struct BenchWireTests {
     // MARK: reading
 
     static let successReply = ByteBuffer(bytes: AlinkCode.success(id: "41"))
-    static let failureReply = ByteBuffer(bytes: AlinkCode.reply(id: "42", code: AlinkCode.invalidValue, message: "CurrentTemperature is above 120"))
+    static let failureReply = ByteBuffer(
+        bytes: AlinkCode.reply(id: "42", code: AlinkCode.invalidValue, message: "CurrentTemperature is above 120"))
     static let replyTopic = "/sys/a1benchmark/bench-b-17/thing/event/property/post_reply"
 
     /// What a server might send one device over a while, as LinliMQTT writes it.
     static func serverStream() -> (bytes: ByteBuffer, expected: [ServerPacket]) {
         let packets: [(MQTTPacket, ServerPacket)] = [
-            (.connack(sessionPresent: false, returnCode: .accepted), .connack(sessionPresent: false, returnCode: .accepted)),
+            (
+                .connack(sessionPresent: false, returnCode: .accepted),
+                .connack(sessionPresent: false, returnCode: .accepted)
+            ),
             (.suback(packetId: 1, returnCodes: [1]), .suback(packetId: 1, returnCode: 1)),
             (.puback(9), .puback(packetId: 9)),
             (.publish(Publish(topic: replyTopic, payload: successReply)), .publish(packetId: nil, reply: .success)),
-            (.publish(Publish(topic: replyTopic, payload: successReply, qos: .atLeastOnce, packetId: 7)), .publish(packetId: 7, reply: .success)),
+            (
+                .publish(Publish(topic: replyTopic, payload: successReply, qos: .atLeastOnce, packetId: 7)),
+                .publish(packetId: 7, reply: .success)
+            ),
             (.pingresp, .pingresp),
-            (.publish(Publish(topic: replyTopic, payload: failureReply)), .publish(packetId: nil, reply: .failure(payload: failureReply))),
+            (
+                .publish(Publish(topic: replyTopic, payload: failureReply)),
+                .publish(packetId: nil, reply: .failure(payload: failureReply))
+            ),
             (.puback(65_535), .puback(packetId: 65_535)),
         ]
         var bytes = ByteBuffer()
@@ -66,7 +82,9 @@ struct BenchWireTests {
         return (bytes, packets.map(\.1))
     }
 
-    static func readAll(_ chunks: [ByteBuffer], judgesReplies: Bool = true) throws(ServerProtocolError) -> [ServerPacket] {
+    static func readAll(_ chunks: [ByteBuffer], judgesReplies: Bool = true) throws(ServerProtocolError)
+        -> [ServerPacket]
+    {
         var reader = ServerPacketReader(judgesReplies: judgesReplies)
         var packets: [ServerPacket] = []
         for var chunk in chunks { try reader.read(&chunk) { packets.append($0) } }
@@ -82,7 +100,9 @@ struct BenchWireTests {
         let (bytes, expected) = Self.serverStream()
         // Cut in two at every place, then byte by byte: the same packets come out.
         for cut in 1..<bytes.readableBytes {
-            let chunks = [bytes.getSlice(at: 0, length: cut)!, bytes.getSlice(at: cut, length: bytes.readableBytes - cut)!]
+            let chunks = [
+                bytes.getSlice(at: 0, length: cut)!, bytes.getSlice(at: cut, length: bytes.readableBytes - cut)!,
+            ]
             #expect(try Self.readAll(chunks) == expected, "cut at \(cut)")
         }
         let single = (0..<bytes.readableBytes).map { bytes.getSlice(at: $0, length: 1)! }
@@ -112,32 +132,39 @@ struct BenchWireTests {
 
     @Test func aFailureReplyCarriesItsPayload() throws {
         var bytes = ByteBuffer()
-        MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: ByteBuffer(string: #"{"code":2001,"id":"1"}"#))).write(to: &bytes)
-        MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: Self.failureReply, qos: .atLeastOnce, packetId: 3)).write(to: &bytes)
+        MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: ByteBuffer(string: #"{"code":2001,"id":"1"}"#)))
+            .write(to: &bytes)
+        MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: Self.failureReply, qos: .atLeastOnce, packetId: 3))
+            .write(to: &bytes)
         MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: ByteBuffer())).write(to: &bytes)
         let read = try Self.readAll([bytes])
-        #expect(read == [.publish(packetId: nil, reply: .failure(payload: ByteBuffer(string: #"{"code":2001,"id":"1"}"#))),
-                         .publish(packetId: 3, reply: .failure(payload: Self.failureReply)),
-                         .publish(packetId: nil, reply: .failure(payload: ByteBuffer()))])
+        #expect(
+            read == [
+                .publish(packetId: nil, reply: .failure(payload: ByteBuffer(string: #"{"code":2001,"id":"1"}"#))),
+                .publish(packetId: 3, reply: .failure(payload: Self.failureReply)),
+                .publish(packetId: nil, reply: .failure(payload: ByteBuffer())),
+            ])
     }
 
-    @Test("malformed input is a protocol error", arguments: [
-        [0x40, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],  // a remaining length of five bytes
-        [0x40, 0x03, 0x00, 0x01, 0x00],  // PUBACK with a body of three bytes
-        [0x41, 0x02, 0x00, 0x01],  // PUBACK with flags
-        [0x00, 0x00],  // reserved packet type 0
-        [0xF0, 0x00],  // reserved packet type 15
-        [0x82, 0x05, 0x00, 0x01, 0x00, 0x01, 0x61],  // SUBSCRIBE: a client's packet
-        [0x30, 0x03, 0x00, 0x05, 0x61],  // PUBLISH whose topic runs past its end
-        [0x32, 0x04, 0x00, 0x01, 0x61, 0x00],  // QoS 1 PUBLISH whose packet id runs past its end
-        [0x32, 0x05, 0x00, 0x01, 0x61, 0x00, 0x00],  // QoS 1 PUBLISH with packet id 0
-        [0x34, 0x05, 0x00, 0x01, 0x61, 0x00, 0x01],  // QoS 2
-        [0x38, 0x03, 0x00, 0x01, 0x61],  // DUP at QoS 0
-        [0x20, 0x02, 0x00, 0x09],  // CONNACK with an unknown return code
-        [0xD0, 0x01, 0x00],  // PINGRESP with a body
-        [0x90, 0x02, 0x00, 0x01],  // SUBACK without a return code
-        [0x30, 0xFF, 0xFF, 0x7F],  // 2 MiB: above the packet size limit, refused before it arrives
-    ] as [[UInt8]])
+    @Test(
+        "malformed input is a protocol error",
+        arguments: [
+            [0x40, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],  // a remaining length of five bytes
+            [0x40, 0x03, 0x00, 0x01, 0x00],  // PUBACK with a body of three bytes
+            [0x41, 0x02, 0x00, 0x01],  // PUBACK with flags
+            [0x00, 0x00],  // reserved packet type 0
+            [0xF0, 0x00],  // reserved packet type 15
+            [0x82, 0x05, 0x00, 0x01, 0x00, 0x01, 0x61],  // SUBSCRIBE: a client's packet
+            [0x30, 0x03, 0x00, 0x05, 0x61],  // PUBLISH whose topic runs past its end
+            [0x32, 0x04, 0x00, 0x01, 0x61, 0x00],  // QoS 1 PUBLISH whose packet id runs past its end
+            [0x32, 0x05, 0x00, 0x01, 0x61, 0x00, 0x00],  // QoS 1 PUBLISH with packet id 0
+            [0x34, 0x05, 0x00, 0x01, 0x61, 0x00, 0x01],  // QoS 2
+            [0x38, 0x03, 0x00, 0x01, 0x61],  // DUP at QoS 0
+            [0x20, 0x02, 0x00, 0x09],  // CONNACK with an unknown return code
+            [0xD0, 0x01, 0x00],  // PINGRESP with a body
+            [0x90, 0x02, 0x00, 0x01],  // SUBACK without a return code
+            [0x30, 0xFF, 0xFF, 0x7F],  // 2 MiB: above the packet size limit, refused before it arrives
+        ] as [[UInt8]])
     func malformedInputIsAnError(bytes: [UInt8]) {
         #expect(throws: ServerProtocolError.self) { try Self.readAll([ByteBuffer(bytes: bytes)]) }
         // Whatever came before it was still read.
@@ -154,12 +181,15 @@ struct BenchWireTests {
     static func connectedDevice(inflight: Int = 2) throws -> (EmbeddedChannel, BenchClientHandler, LoopDriver) {
         let loop = EmbeddedEventLoop()
         let driver = LoopDriver(eventLoop: loop)
-        let handler = BenchClientHandler(identity: .plain(clientId: "bench-t-0", index: 0), role: .device, qos: .atLeastOnce, inflight: inflight,
-                                         keepAlive: 60, driver: driver, ready: loop.makePromise())
+        let handler = BenchClientHandler(
+            identity: .plain(clientId: "bench-t-0", index: 0), role: .device, qos: .atLeastOnce, inflight: inflight,
+            keepAlive: 60, driver: driver, ready: loop.makePromise())
         let channel = EmbeddedChannel(handler: handler, loop: loop)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1883)).wait()
         var connect = try #require(try channel.readOutbound(as: ByteBuffer.self))
-        guard case let .connect(c)? = try MQTTPacket.read(from: &connect, limits: MQTTLimits()) else { throw ServerProtocolError("no CONNECT") }
+        guard case let .connect(c)? = try MQTTPacket.read(from: &connect, limits: MQTTLimits()) else {
+            throw ServerProtocolError("no CONNECT")
+        }
         #expect(c.clientId == "bench-t-0")
         var connack = ByteBuffer()
         MQTTPacket.connack(sessionPresent: false, returnCode: .accepted).write(to: &connack)
@@ -175,7 +205,10 @@ struct BenchWireTests {
         var written = try #require(try channel.readOutbound(as: ByteBuffer.self))  // both posts, one write
         var ids: [UInt16] = []
         while let packet = try MQTTPacket.read(from: &written, limits: MQTTLimits()) {
-            guard case let .publish(p) = packet else { Issue.record("\(packet)"); continue }
+            guard case let .publish(p) = packet else {
+                Issue.record("\(packet)")
+                continue
+            }
             #expect(p.topic == "bench/0" && p.qos == .atLeastOnce)
             ids.append(p.packetId!)
         }
@@ -198,8 +231,10 @@ struct BenchWireTests {
         let (channel, _, driver) = try Self.connectedDevice()
         var bytes = ByteBuffer()
         MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: Self.successReply)).write(to: &bytes)
-        MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: Self.failureReply, qos: .atLeastOnce, packetId: 5)).write(to: &bytes)
-        MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: Self.successReply, qos: .atLeastOnce, packetId: 6)).write(to: &bytes)
+        MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: Self.failureReply, qos: .atLeastOnce, packetId: 5))
+            .write(to: &bytes)
+        MQTTPacket.publish(Publish(topic: Self.replyTopic, payload: Self.successReply, qos: .atLeastOnce, packetId: 6))
+            .write(to: &bytes)
         try channel.writeInbound(bytes)
         #expect(driver.counters.replies == 3 && driver.counters.rejectedReplies == 1)
         #expect(driver.counters.firstRejection == String(buffer: Self.failureReply))

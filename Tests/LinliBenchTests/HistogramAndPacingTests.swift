@@ -1,4 +1,5 @@
 import Testing
+
 @testable import LinliBench
 
 @Suite("Latency histogram")
@@ -47,7 +48,9 @@ struct LatencyHistogramTests {
     }
 
     @Test func mergingEqualsRecordingEverythingInOne() {
-        var a = LatencyHistogram(), b = LatencyHistogram(), all = LatencyHistogram()
+        var a = LatencyHistogram()
+        var b = LatencyHistogram()
+        var all = LatencyHistogram()
         for v in stride(from: UInt64(100), to: 1_000_000, by: 997) {
             if v % 2 == 0 { a.record(v) } else { b.record(v) }
             all.record(v)

@@ -4,6 +4,7 @@ import LinliMQTT
 import LinliThings
 import NIOCore
 import Testing
+
 @testable import LinliBench
 
 @Suite("Bench settings")
@@ -35,7 +36,13 @@ struct BenchSettingsTests {
             ("--subscribe-filter", { $0.subscribeFilter = "bench/#/x" }),
             ("--server-pid", { $0.serverPid = -3 }),
             ("--metrics-url", { $0.metricsURL = "https://127.0.0.1/metrics" }),
-            ("--hold", { $0.connectOnly = true; $0.hold = 0 }),
+            (
+                "--hold",
+                {
+                    $0.connectOnly = true
+                    $0.hold = 0
+                }
+            ),
         ]
         for (option, change) in cases {
             var settings = MQTTBenchSettings()
@@ -109,7 +116,8 @@ struct BenchIdentityTests {
         #expect(!PropertyPost.isSuccessReply(ByteBuffer(string: "{\"code\":2001}")))
         #expect(!PropertyPost.isSuccessReply(ByteBuffer(string: "")))
         #expect(PropertyPost.isSuccessReply(ByteBuffer(bytes: AlinkCode.success(id: "5"))))
-        #expect(PropertyPost.isSuccessReply(ByteBuffer(string: "{\"id\":\"1\",\"code\":200")))  // the code at the very end
+        // The code at the very end.
+        #expect(PropertyPost.isSuccessReply(ByteBuffer(string: "{\"id\":\"1\",\"code\":200")))
     }
 }
 
@@ -123,31 +131,33 @@ struct ProbeTests {
         // A command name with spaces and a parenthesis; utime 250, stime 50.
         let stat = "4242 (linli (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 1000 250"
         #expect(ProcessProbe.parseStatCPUTicks(stat) == 300)
-        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            20000                20000                files\n"
+        let limits =
+            "Limit                     Soft Limit           Hard Limit           Units\nMax open files            20000                20000                files\n"
         #expect(ProcessProbe.parseOpenFilesLimit(limits) == 20_000)
     }
 
     @Test func httpResponsesParsePlainAndChunked() throws {
         let plain = try HTTPGet.parseResponse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
         #expect(plain.status == 200 && plain.body == "hello")
-        let chunked = try HTTPGet.parseResponse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+        let chunked = try HTTPGet.parseResponse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
         #expect(chunked.body == "hello, world")
         #expect(try HTTPGet.parseResponse("HTTP/1.1 404 Not Found\r\n\r\n").status == 404)
         #expect(throws: (any Error).self) { try HTTPGet.parseResponse("garbage") }
     }
 
     static let histogramText = """
-    # HELP linli_telemetry_commit_seconds Time to commit a batch
-    # TYPE linli_telemetry_commit_seconds histogram
-    linli_telemetry_commit_seconds_bucket{le="0.001"} 10
-    linli_telemetry_commit_seconds_bucket{le="0.002"} 30
-    linli_telemetry_commit_seconds_bucket{le="0.005"} 40
-    linli_telemetry_commit_seconds_bucket{le="+Inf"} 40
-    linli_telemetry_commit_seconds_sum 0.06
-    linli_telemetry_commit_seconds_count 40
-    linli_telemetry_commit_seconds_other 3
-    http_requests_total 12
-    """
+        # HELP linli_telemetry_commit_seconds Time to commit a batch
+        # TYPE linli_telemetry_commit_seconds histogram
+        linli_telemetry_commit_seconds_bucket{le="0.001"} 10
+        linli_telemetry_commit_seconds_bucket{le="0.002"} 30
+        linli_telemetry_commit_seconds_bucket{le="0.005"} 40
+        linli_telemetry_commit_seconds_bucket{le="+Inf"} 40
+        linli_telemetry_commit_seconds_sum 0.06
+        linli_telemetry_commit_seconds_count 40
+        linli_telemetry_commit_seconds_other 3
+        http_requests_total 12
+        """
 
     @Test func histogramQuantilesInterpolateWithinBuckets() throws {
         let s = try #require(PrometheusSeries.parse("linli_telemetry_commit_seconds", from: Self.histogramText))
@@ -159,14 +169,17 @@ struct ProbeTests {
         #expect(abs(s.estimatedQuantile(0.375)! - 0.00125) < 1e-12)
         #expect(abs(s.estimatedQuantile(1.0)! - 0.005) < 1e-12)
 
-        let earlier = try #require(PrometheusSeries.parse("linli_telemetry_commit_seconds", from: """
-        linli_telemetry_commit_seconds_bucket{le="0.001"} 10
-        linli_telemetry_commit_seconds_bucket{le="0.002"} 10
-        linli_telemetry_commit_seconds_bucket{le="0.005"} 10
-        linli_telemetry_commit_seconds_bucket{le="+Inf"} 10
-        linli_telemetry_commit_seconds_sum 0.005
-        linli_telemetry_commit_seconds_count 10
-        """))
+        let earlier = try #require(
+            PrometheusSeries.parse(
+                "linli_telemetry_commit_seconds",
+                from: """
+                    linli_telemetry_commit_seconds_bucket{le="0.001"} 10
+                    linli_telemetry_commit_seconds_bucket{le="0.002"} 10
+                    linli_telemetry_commit_seconds_bucket{le="0.005"} 10
+                    linli_telemetry_commit_seconds_bucket{le="+Inf"} 10
+                    linli_telemetry_commit_seconds_sum 0.005
+                    linli_telemetry_commit_seconds_count 10
+                    """))
         let window = s.since(earlier)
         #expect(window.count == 30)
         #expect(window.buckets[0.001] == 0)
@@ -176,11 +189,11 @@ struct ProbeTests {
 
     @Test func summariesAndAbsenceAreReported() {
         let summary = """
-        linli_telemetry_commit_seconds{quantile="0.5"} 0.0012
-        linli_telemetry_commit_seconds{quantile="0.99"} 0.0041
-        linli_telemetry_commit_seconds_sum 1.5
-        linli_telemetry_commit_seconds_count 1000
-        """
+            linli_telemetry_commit_seconds{quantile="0.5"} 0.0012
+            linli_telemetry_commit_seconds{quantile="0.99"} 0.0041
+            linli_telemetry_commit_seconds_sum 1.5
+            linli_telemetry_commit_seconds_count 1000
+            """
         let times = MQTTBench.commitTimes(before: nil, after: .success(summary))
         #expect(times.series == "summary")
         #expect(abs(times.p50Ms! - 1.2) < 1e-9 && abs(times.p99Ms! - 4.1) < 1e-9 && times.p90Ms == nil)
@@ -190,9 +203,10 @@ struct ProbeTests {
     }
 
     @Test func theReportIsOneJSONLineAndATable() throws {
-        var result = MQTTBenchResult(mode: "alink", kind: "throughput", qos: 1, devices: 1_000, connected: 1_000, connectSeconds: 1.5,
-                                     connectFailures: 0, connectFailureReasons: [:], rejectedReplies: 0, notSent: 0, unackedAtEnd: 0,
-                                     protocolErrors: 0, errors: 0, disconnects: 0)
+        var result = MQTTBenchResult(
+            mode: "alink", kind: "throughput", qos: 1, devices: 1_000, connected: 1_000, connectSeconds: 1.5,
+            connectFailures: 0, connectFailureReasons: [:], rejectedReplies: 0, notSent: 0, unackedAtEnd: 0,
+            protocolErrors: 0, errors: 0, disconnects: 0)
         result.ackedPerSecond = 51_234.4
         result.telemetryCommit = .init(series: "absent")
         let line = result.jsonLine()

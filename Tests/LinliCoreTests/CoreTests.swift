@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import LinliCore
 
 @Suite("Community values")
@@ -46,15 +47,24 @@ struct CoreTests {
 
     @Test func rolesDenyByDefault() {
         let community = "c1"
-        let guardian = Caller(accountId: "a", username: "g", displayName: "g", bindings: [RoleBinding(accountId: "a", role: .guardOnDuty, communityId: community)])
-        #expect(guardian.can(.viewPeople) && !guardian.can(.managePeople) && !guardian.can(.revealIdentity) && !guardian.can(.seeFullPhone))
+        let guardian = Caller(
+            accountId: "a", username: "g", displayName: "g",
+            bindings: [RoleBinding(accountId: "a", role: .guardOnDuty, communityId: community)])
+        #expect(
+            guardian.can(.viewPeople) && !guardian.can(.managePeople) && !guardian.can(.revealIdentity)
+                && !guardian.can(.seeFullPhone))
         #expect(guardian.scope(for: .viewPeople).communities == [community])
         let nobody = Caller(accountId: "n", username: "n", displayName: "n", bindings: [])
         #expect(Capability.allCases.allSatisfy { !nobody.can($0) })
-        let worker = Caller(accountId: "w", username: "w", displayName: "w", bindings: [RoleBinding(accountId: "w", role: .gridWorker, communityId: community, gridId: "g1")], gridBuildings: ["g1": ["b1", "b2"]])
+        let worker = Caller(
+            accountId: "w", username: "w", displayName: "w",
+            bindings: [RoleBinding(accountId: "w", role: .gridWorker, communityId: community, gridId: "g1")],
+            gridBuildings: ["g1": ["b1", "b2"]])
         #expect(worker.scope(for: .viewPeople).buildings == ["b1", "b2"])
         #expect(!worker.scope(for: .viewPeople).coversCommunity(community))
-        let admin = Caller(accountId: "p", username: "p", displayName: "p", bindings: [RoleBinding(accountId: "p", role: .platformAdmin, communityId: nil)])
+        let admin = Caller(
+            accountId: "p", username: "p", displayName: "p",
+            bindings: [RoleBinding(accountId: "p", role: .platformAdmin, communityId: nil)])
         #expect(admin.scope(for: .createCommunity).everything)
     }
 
@@ -70,8 +80,12 @@ struct CoreTests {
         #expect(night.release(after: at(7), calendar: utc) == at(7), "the end is not quiet")
         let lunch = try #require(QuietHours(from: "12:00", to: "13:30"))
         #expect(lunch.release(after: at(12, 15), calendar: utc) == at(13, 30))
-        #expect(QuietHours(from: "22:00", to: "22:00") == nil && QuietHours(from: "7:5", to: "08:00") == nil && QuietHours(from: nil, to: "08:00") == nil)
-        #expect(TimeOfDay.minutes("23:59") == 1439 && TimeOfDay.minutes("24:00") == nil && TimeOfDay.minutes("12:60") == nil)
+        #expect(
+            QuietHours(from: "22:00", to: "22:00") == nil && QuietHours(from: "7:5", to: "08:00") == nil
+                && QuietHours(from: nil, to: "08:00") == nil)
+        #expect(
+            TimeOfDay.minutes("23:59") == 1439 && TimeOfDay.minutes("24:00") == nil && TimeOfDay.minutes("12:60") == nil
+        )
     }
 
     @Test func careTagsEncodeForLikeSearch() {

@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 import Testing
+
 @testable import LinliMQTT
 
 /// Accepts user "good"/"pw" with full rights, "limited"/"pw" with its own topics only, and
@@ -27,8 +28,16 @@ actor Mailbox {
     private var closed = false
     private var waiter: CheckedContinuation<Void, Never>?
 
-    func put(_ packet: MQTTPacket) { packets.append(packet); waiter?.resume(); waiter = nil }
-    func close() { closed = true; waiter?.resume(); waiter = nil }
+    func put(_ packet: MQTTPacket) {
+        packets.append(packet)
+        waiter?.resume()
+        waiter = nil
+    }
+    func close() {
+        closed = true
+        waiter?.resume()
+        waiter = nil
+    }
     var isClosed: Bool { closed }
 
     func next(within timeout: Duration) async -> MQTTPacket? {
@@ -36,13 +45,19 @@ actor Mailbox {
         while packets.isEmpty, !closed, ContinuousClock.now < deadline {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 waiter = c
-                Task { try? await Task.sleep(for: .milliseconds(20)); await self.poke() }
+                Task {
+                    try? await Task.sleep(for: .milliseconds(20))
+                    await self.poke()
+                }
             }
         }
         return packets.isEmpty ? nil : packets.removeFirst()
     }
 
-    private func poke() { waiter?.resume(); waiter = nil }
+    private func poke() {
+        waiter?.resume()
+        waiter = nil
+    }
 }
 
 /// A minimal MQTT client over the same codec, for driving the broker from tests.
@@ -56,7 +71,10 @@ final class TestClient: Sendable {
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: nil))
+                    }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTDecoder()))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MQTTEncoder()))
                     return try NIOAsyncChannel<MQTTPacket, MQTTPacket>(wrappingChannelSynchronously: channel)
@@ -70,10 +88,16 @@ final class TestClient: Sendable {
         }
     }
 
-    static func connected(_ port: Int, id: String, user: String = "good", clean: Bool = true, keepAlive: UInt16 = 60, will: Will? = nil,
-                          tls: NIOSSLContext? = nil) async throws -> (TestClient, MQTTPacket?) {
+    static func connected(
+        _ port: Int, id: String, user: String = "good", clean: Bool = true, keepAlive: UInt16 = 60, will: Will? = nil,
+        tls: NIOSSLContext? = nil
+    ) async throws -> (TestClient, MQTTPacket?) {
         let client = try await TestClient(port: port, tls: tls)
-        try await client.send(.connect(Connect(cleanSession: clean, keepAlive: keepAlive, clientId: id, will: will, username: user, password: ByteBuffer(string: "pw"))))
+        try await client.send(
+            .connect(
+                Connect(
+                    cleanSession: clean, keepAlive: keepAlive, clientId: id, will: will, username: user,
+                    password: ByteBuffer(string: "pw"))))
         return (client, await client.next())
     }
 
@@ -109,19 +133,28 @@ final class DurableLog: Sendable {
     var all: [String] { entries.withLock { $0 } }
 }
 
-func withBroker(_ configuration: MQTTBrokerConfiguration = MQTTBrokerConfiguration(port: 0), durable: DurableLog = DurableLog(), presence: DurableLog = DurableLog(),
-                _ body: @Sendable (Int, MQTTBroker) async throws -> Void) async throws {
-    try await withBrokerPorts(configuration, durable: durable, presence: presence) { ports, broker in try await body(ports.tcp, broker) }
+func withBroker(
+    _ configuration: MQTTBrokerConfiguration = MQTTBrokerConfiguration(port: 0), durable: DurableLog = DurableLog(),
+    presence: DurableLog = DurableLog(),
+    _ body: @Sendable (Int, MQTTBroker) async throws -> Void
+) async throws {
+    try await withBrokerPorts(configuration, durable: durable, presence: presence) { ports, broker in
+        try await body(ports.tcp, broker)
+    }
 }
 
 /// The same, with every bound port (the TLS one too) and an optional logger to inspect.
-func withBrokerPorts(_ configuration: MQTTBrokerConfiguration, durable: DurableLog = DurableLog(), presence: DurableLog = DurableLog(), logger: Logger? = nil,
-                _ body: @Sendable (MQTTBroker.ListeningPorts, MQTTBroker) async throws -> Void) async throws {
+func withBrokerPorts(
+    _ configuration: MQTTBrokerConfiguration, durable: DurableLog = DurableLog(), presence: DurableLog = DurableLog(),
+    logger: Logger? = nil,
+    _ body: @Sendable (MQTTBroker.ListeningPorts, MQTTBroker) async throws -> Void
+) async throws {
     var quiet = Logger(label: "mqtt-test")
     quiet.logLevel = .critical
-    let broker = MQTTBroker(configuration: configuration, authenticator: TestAuthenticator(), logger: logger ?? quiet,
-                            onPublish: { _, message in if message.qos != .atMostOnce { durable.append(message.topic) } },
-                            onPresence: { clientId, connected in presence.append(clientId + (connected ? " on" : " off")) })
+    let broker = MQTTBroker(
+        configuration: configuration, authenticator: TestAuthenticator(), logger: logger ?? quiet,
+        onPublish: { _, message in if message.qos != .atMostOnce { durable.append(message.topic) } },
+        onPresence: { clientId, connected in presence.append(clientId + (connected ? " on" : " off")) })
     let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
     let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
     var ports = stream.makeAsyncIterator()
@@ -142,7 +175,11 @@ struct BrokerTests {
             try await anonymous.send(.connect(Connect(cleanSession: true, keepAlive: 10, clientId: "c")))
             #expect(await anonymous.next() == .connack(sessionPresent: false, returnCode: .notAuthorized))
             let persistentNoId = try await TestClient(port: port)
-            try await persistentNoId.send(.connect(Connect(cleanSession: false, keepAlive: 10, clientId: "", username: "good", password: ByteBuffer(string: "pw"))))
+            try await persistentNoId.send(
+                .connect(
+                    Connect(
+                        cleanSession: false, keepAlive: 10, clientId: "", username: "good",
+                        password: ByteBuffer(string: "pw"))))
             #expect(await persistentNoId.next() == .connack(sessionPresent: false, returnCode: .identifierRejected))
             try await ok.send(.pingreq)
             #expect(await ok.next() == .pingresp)
@@ -153,19 +190,37 @@ struct BrokerTests {
         let durable = DurableLog()
         try await withBroker(durable: durable) { port, _ in
             let (sub, _) = try await TestClient.connected(port, id: "sub")
-            try await sub.send(.subscribe(packetId: 1, subscriptions: [Subscription(filter: "home/+/temp", qos: .atMostOnce), Subscription(filter: "home/#", qos: .atLeastOnce)]))
+            try await sub.send(
+                .subscribe(
+                    packetId: 1,
+                    subscriptions: [
+                        Subscription(filter: "home/+/temp", qos: .atMostOnce),
+                        Subscription(filter: "home/#", qos: .atLeastOnce),
+                    ]))
             #expect(await sub.next() == .suback(packetId: 1, returnCodes: [0, 1]))
             let (pub, _) = try await TestClient.connected(port, id: "pub")
-            try await pub.send(.publish(Publish(topic: "home/kitchen/temp", payload: ByteBuffer(string: "21.5"), qos: .atLeastOnce, packetId: 10)))
+            try await pub.send(
+                .publish(
+                    Publish(
+                        topic: "home/kitchen/temp", payload: ByteBuffer(string: "21.5"), qos: .atLeastOnce, packetId: 10
+                    )))
             #expect(await pub.next() == .puback(10))
             #expect(durable.all == ["home/kitchen/temp"], "made durable before it was acknowledged")
-            guard case let .publish(got)? = await sub.next() else { Issue.record("no delivery"); return }
-            #expect(got.topic == "home/kitchen/temp" && String(buffer: got.payload) == "21.5" && got.qos == .atLeastOnce && !got.retain)
+            guard case let .publish(got)? = await sub.next() else {
+                Issue.record("no delivery")
+                return
+            }
+            #expect(
+                got.topic == "home/kitchen/temp" && String(buffer: got.payload) == "21.5" && got.qos == .atLeastOnce
+                    && !got.retain)
             try await sub.send(.puback(got.packetId!))
             #expect(await sub.next(within: .milliseconds(300)) == nil, "overlapping subscriptions deliver once")
             // QoS 0 publish is delivered at QoS 0 whatever the subscription.
             try await pub.send(.publish(Publish(topic: "home/hall/temp", payload: ByteBuffer(string: "19"))))
-            guard case let .publish(zero)? = await sub.next() else { Issue.record("no QoS 0 delivery"); return }
+            guard case let .publish(zero)? = await sub.next() else {
+                Issue.record("no QoS 0 delivery")
+                return
+            }
             #expect(zero.qos == .atMostOnce && zero.packetId == nil)
             try await sub.send(.unsubscribe(packetId: 2, filters: ["home/#", "home/+/temp"]))
             #expect(await sub.next() == .unsuback(2))
@@ -177,12 +232,19 @@ struct BrokerTests {
     @Test func retainedMessagesAndDollarTopics() async throws {
         try await withBroker { port, _ in
             let (pub, _) = try await TestClient.connected(port, id: "pub")
-            try await pub.send(.publish(Publish(topic: "gate/1/state", payload: ByteBuffer(string: "closed"), qos: .atLeastOnce, retain: true, packetId: 1)))
+            try await pub.send(
+                .publish(
+                    Publish(
+                        topic: "gate/1/state", payload: ByteBuffer(string: "closed"), qos: .atLeastOnce, retain: true,
+                        packetId: 1)))
             #expect(await pub.next() == .puback(1))
             try await pub.send(.publish(Publish(topic: "$SYS/uptime", payload: ByteBuffer(string: "5"), retain: true)))
             let (sub, _) = try await TestClient.connected(port, id: "sub")
             #expect(try await sub.subscribe("#", qos: .atLeastOnce) == .suback(packetId: 1, returnCodes: [1]))
-            guard case let .publish(retained)? = await sub.next() else { Issue.record("no retained message"); return }
+            guard case let .publish(retained)? = await sub.next() else {
+                Issue.record("no retained message")
+                return
+            }
             #expect(retained.topic == "gate/1/state" && retained.retain)
             try await sub.send(.puback(retained.packetId!))
             #expect(await sub.next(within: .milliseconds(300)) == nil, "# does not match $SYS topics")
@@ -194,7 +256,10 @@ struct BrokerTests {
             #expect(await late.next(within: .milliseconds(300)) == nil)
             let (system, _) = try await TestClient.connected(port, id: "sys")
             _ = try await system.subscribe("$SYS/#", qos: .atMostOnce)
-            guard case let .publish(uptime)? = await system.next() else { Issue.record("no $SYS message"); return }
+            guard case let .publish(uptime)? = await system.next() else {
+                Issue.record("no $SYS message")
+                return
+            }
             #expect(uptime.topic == "$SYS/uptime")
         }
     }
@@ -204,7 +269,8 @@ struct BrokerTests {
             let (sub, _) = try await TestClient.connected(port, id: "sub")
             _ = try await sub.subscribe("alarm/#", qos: .exactlyOnce)
             let (pub, _) = try await TestClient.connected(port, id: "pub")
-            let message = Publish(topic: "alarm/smoke", payload: ByteBuffer(string: "!"), qos: .exactlyOnce, packetId: 5)
+            let message = Publish(
+                topic: "alarm/smoke", payload: ByteBuffer(string: "!"), qos: .exactlyOnce, packetId: 5)
             try await pub.send(.publish(message))
             #expect(await pub.next() == .pubrec(5))
             var again = message
@@ -213,7 +279,10 @@ struct BrokerTests {
             #expect(await pub.next() == .pubrec(5))
             try await pub.send(.pubrel(5))
             #expect(await pub.next() == .pubcomp(5))
-            guard case let .publish(got)? = await sub.next() else { Issue.record("no delivery"); return }
+            guard case let .publish(got)? = await sub.next() else {
+                Issue.record("no delivery")
+                return
+            }
             #expect(got.qos == .exactlyOnce)
             #expect(await sub.next(within: .milliseconds(300)) == nil, "a repeated packet id is delivered once")
             try await sub.send(.pubrec(got.packetId!))
@@ -231,16 +300,24 @@ struct BrokerTests {
             let (pub, _) = try await TestClient.connected(port, id: "pub")
             func publish(_ i: Int) async throws {
                 let id = UInt16(i)
-                try await pub.send(.publish(Publish(topic: "order/x", payload: ByteBuffer(string: "\(i)"), qos: .exactlyOnce, packetId: id)))
+                try await pub.send(
+                    .publish(
+                        Publish(topic: "order/x", payload: ByteBuffer(string: "\(i)"), qos: .exactlyOnce, packetId: id))
+                )
                 #expect(await pub.next() == .pubrec(id))
                 try await pub.send(.pubrel(id))
                 #expect(await pub.next() == .pubcomp(id))
             }
             for i in 1...4 { try await publish(i) }
-            var got: [String] = [], ids: [UInt16] = []
+            var got: [String] = []
+            var ids: [UInt16] = []
             for _ in 1...2 {
-                guard case let .publish(m)? = await sub.next() else { Issue.record("fewer than the window"); return }
-                got.append(String(buffer: m.payload)); ids.append(m.packetId!)
+                guard case let .publish(m)? = await sub.next() else {
+                    Issue.record("fewer than the window")
+                    return
+                }
+                got.append(String(buffer: m.payload))
+                ids.append(m.packetId!)
             }
             #expect(await sub.next(within: .milliseconds(300)) == nil, "3 and 4 wait for room")
             // PUBREC for the first: its PUBREL comes, and it keeps its room until PUBCOMP.
@@ -270,7 +347,9 @@ struct BrokerTests {
     @Test func redeliveryKeepsTheOrderOfSendingAcrossPacketIdWrap() {
         var session = Session(clientId: "c", persistent: true)
         session.nextPacketId = 65_533
-        let sent = (1...5).map { session.send(Publish(topic: "t", payload: ByteBuffer(string: "\($0)"), qos: .exactlyOnce)).packetId! }
+        let sent = (1...5).map {
+            session.send(Publish(topic: "t", payload: ByteBuffer(string: "\($0)"), qos: .exactlyOnce)).packetId!
+        }
         #expect(sent == [65_534, 65_535, 1, 2, 3])
         // PUBRECs for 2 and then 65534: those two wait for PUBCOMP, released in that order.
         for id: UInt16 in [2, 65_534] {
@@ -279,13 +358,14 @@ struct BrokerTests {
         }
         let again = session.release(2)
         #expect(!again, "released once")
-        #expect(session.redelivery().map { packet -> String in
-            switch packet {
-            case let .publish(m): "\(String(buffer: m.payload))\(m.dup ? "+dup" : "")"
-            case let .pubrel(id): "rel \(id)"
-            default: "\(packet)"
-            }
-        } == ["2+dup", "3+dup", "5+dup", "rel 2", "rel 65534"])
+        #expect(
+            session.redelivery().map { packet -> String in
+                switch packet {
+                case let .publish(m): "\(String(buffer: m.payload))\(m.dup ? "+dup" : "")"
+                case let .pubrel(id): "rel \(id)"
+                default: "\(packet)"
+                }
+            } == ["2+dup", "3+dup", "5+dup", "rel 2", "rel 65534"])
     }
 
     /// A stopping broker closes its connections and returns only once their sign-outs are
@@ -294,11 +374,12 @@ struct BrokerTests {
         var quiet = Logger(label: "mqtt-test")
         quiet.logLevel = .critical
         let presence = DurableLog()
-        let broker = MQTTBroker(configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
-                                onPresence: { clientId, connected in
-                                    if !connected { try? await Task.sleep(for: .milliseconds(300)) }  // a slow database
-                                    presence.append(clientId + (connected ? " on" : " off"))
-                                })
+        let broker = MQTTBroker(
+            configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
+            onPresence: { clientId, connected in
+                if !connected { try? await Task.sleep(for: .milliseconds(300)) }  // a slow database
+                presence.append(clientId + (connected ? " on" : " off"))
+            })
         let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
         let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
         var ports = stream.makeAsyncIterator()
@@ -315,13 +396,17 @@ struct BrokerTests {
         try await withBroker { port, _ in
             let (watcher, _) = try await TestClient.connected(port, id: "watcher")
             _ = try await watcher.subscribe("status/#", qos: .atMostOnce)
-            let will = Will(topic: "status/door", payload: ByteBuffer(string: "offline"), qos: .atMostOnce, retain: false)
+            let will = Will(
+                topic: "status/door", payload: ByteBuffer(string: "offline"), qos: .atMostOnce, retain: false)
             let (polite, _) = try await TestClient.connected(port, id: "polite", will: will)
             try await polite.send(.disconnect)
             #expect(await watcher.next(within: .milliseconds(400)) == nil)
             let (rude, _) = try await TestClient.connected(port, id: "rude", will: will)
             rude.close()
-            guard case let .publish(got)? = await watcher.next() else { Issue.record("no will"); return }
+            guard case let .publish(got)? = await watcher.next() else {
+                Issue.record("no will")
+                return
+            }
             #expect(got.topic == "status/door" && String(buffer: got.payload) == "offline")
         }
     }
@@ -335,7 +420,11 @@ struct BrokerTests {
             _ = await first.closedWithin(.seconds(2))
             let (pub, _) = try await TestClient.connected(port, id: "platform")
             for i in 1...3 {
-                try await pub.send(.publish(Publish(topic: "cmd/meter-7", payload: ByteBuffer(string: "read \(i)"), qos: .atLeastOnce, packetId: UInt16(i))))
+                try await pub.send(
+                    .publish(
+                        Publish(
+                            topic: "cmd/meter-7", payload: ByteBuffer(string: "read \(i)"), qos: .atLeastOnce,
+                            packetId: UInt16(i))))
                 _ = await pub.next()
             }
             let (back, again) = try await TestClient.connected(port, id: "meter-7", clean: false)
@@ -350,7 +439,9 @@ struct BrokerTests {
             // A clean session starts empty and forgets what was there.
             let (clean, fresh) = try await TestClient.connected(port, id: "meter-7", clean: true)
             #expect(fresh == .connack(sessionPresent: false, returnCode: .accepted))
-            try await pub.send(.publish(Publish(topic: "cmd/meter-7", payload: ByteBuffer(string: "lost"), qos: .atLeastOnce, packetId: 9)))
+            try await pub.send(
+                .publish(
+                    Publish(topic: "cmd/meter-7", payload: ByteBuffer(string: "lost"), qos: .atLeastOnce, packetId: 9)))
             #expect(await clean.next(within: .milliseconds(300)) == nil)
         }
     }
@@ -365,14 +456,16 @@ struct BrokerTests {
             try await new.send(.pingreq)
             #expect(await new.next() == .pingresp)
             #expect(await broker.connectionCount == 1)
-            #expect(presence.all == ["gate-1 on", "gate-1 on"], "the superseded connection does not report the client gone")
+            #expect(
+                presence.all == ["gate-1 on", "gate-1 on"], "the superseded connection does not report the client gone")
         }
     }
 
     @Test func silentAndMisbehavingClientsAreClosedAndOthersCarryOn() async throws {
         // The CONNECT deadline is 2 s, not less: under a loaded parallel test run, a well-behaved
         // client here has taken over half a second from its TCP connection to its CONNECT.
-        try await withBroker(MQTTBrokerConfiguration(port: 0, connectTimeout: .seconds(2), maxPublishesPerSecond: 20)) { port, _ in
+        try await withBroker(MQTTBrokerConfiguration(port: 0, connectTimeout: .seconds(2), maxPublishesPerSecond: 20)) {
+            port, _ in
             let (healthy, _) = try await TestClient.connected(port, id: "healthy")
             // Keep-alive 1 s: closed after 1.5 s of silence.
             let (sleepy, _) = try await TestClient.connected(port, id: "sleepy", keepAlive: 1)
@@ -385,17 +478,32 @@ struct BrokerTests {
             try await rude.send(.pingreq)
             #expect(await rude.closedWithin(.seconds(3)))
             // Garbage bytes after connecting, on a raw socket.
-            #expect(try await RawClient.closesAfter(port: port, [
-                Array(CodecTests.bytes(.connect(Connect(cleanSession: true, keepAlive: 5, clientId: "garbage", username: "good", password: ByteBuffer(string: "pw")))).readableBytesView),
-                [0xF0, 0x00, 0xFF, 0xFF],
-            ]))
+            #expect(
+                try await RawClient.closesAfter(
+                    port: port,
+                    [
+                        Array(
+                            CodecTests.bytes(
+                                .connect(
+                                    Connect(
+                                        cleanSession: true, keepAlive: 5, clientId: "garbage", username: "good",
+                                        password: ByteBuffer(string: "pw")))
+                            ).readableBytesView),
+                        [0xF0, 0x00, 0xFF, 0xFF],
+                    ]))
             // MQTT-3.1.2-2: a protocol level it does not speak gets CONNACK 1, then the close (an
             // MQTT 5 client learns to fall back); an unknown protocol name is just closed.
             for level: UInt8 in [3, 5, 6] {
-                #expect(try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQTT", level: level)) == [0x20, 0x02, 0x00, 0x01], "level \(level)")
+                #expect(
+                    try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQTT", level: level))
+                        == [0x20, 0x02, 0x00, 0x01], "level \(level)")
             }
-            #expect(try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQIsdp", level: 4)) == [0x20, 0x02, 0x00, 0x01])
-            #expect(try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQTX", level: 4)) == [])
+            #expect(
+                try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQIsdp", level: 4)) == [
+                    0x20, 0x02, 0x00, 0x01,
+                ])
+            #expect(
+                try await RawClient.answerBeforeClose(port: port, RawClient.connect(protocol: "MQTX", level: 4)) == [])
             // A remaining length that claims more than the broker accepts.
             #expect(try await RawClient.closesAfter(port: port, [[0x10, 0xFF, 0xFF, 0xFF, 0x7F]]))
             // A second CONNECT.
@@ -404,8 +512,12 @@ struct BrokerTests {
             #expect(await twice.closedWithin(.seconds(3)))
             // Publishing to a topic it may not use.
             let (limited, _) = try await TestClient.connected(port, id: "limited-1", user: "limited")
-            #expect(try await limited.subscribe("devices/other/#", qos: .atMostOnce) == .suback(packetId: 1, returnCodes: [MQTTPacket.subackFailure]))
-            #expect(try await limited.subscribe("devices/limited/cmd", qos: .atMostOnce) == .suback(packetId: 1, returnCodes: [0]))
+            #expect(
+                try await limited.subscribe("devices/other/#", qos: .atMostOnce)
+                    == .suback(packetId: 1, returnCodes: [MQTTPacket.subackFailure]))
+            #expect(
+                try await limited.subscribe("devices/limited/cmd", qos: .atMostOnce)
+                    == .suback(packetId: 1, returnCodes: [0]))
             try await limited.send(.publish(Publish(topic: "devices/other/x", payload: ByteBuffer())))
             #expect(await limited.closedWithin(.seconds(3)))
             // Flooding above the publish rate.
@@ -414,7 +526,10 @@ struct BrokerTests {
             #expect(await flood.closedWithin(.seconds(3)))
             // QoS 2 ids that are never released.
             let (hoarder, _) = try await TestClient.connected(port, id: "hoarder")
-            for i in 1...70 { try? await hoarder.send(.publish(Publish(topic: "y", payload: ByteBuffer(), qos: .exactlyOnce, packetId: UInt16(i)))) }
+            for i in 1...70 {
+                try? await hoarder.send(
+                    .publish(Publish(topic: "y", payload: ByteBuffer(), qos: .exactlyOnce, packetId: UInt16(i))))
+            }
             #expect(await hoarder.closedWithin(.seconds(3)))
             // Through all of it the healthy client is served.
             try await healthy.send(.pingreq)
@@ -438,7 +553,8 @@ enum RawClient {
 
     /// A CONNECT with the given protocol name and level, clean session, client id "x".
     static func connect(protocol name: String, level: UInt8) -> [UInt8] {
-        let body: [UInt8] = [0, UInt8(name.utf8.count)] + Array(name.utf8) + [level, 0x02, 0, 60, 0, 1, UInt8(ascii: "x")]
+        let body: [UInt8] =
+            [0, UInt8(name.utf8.count)] + Array(name.utf8) + [level, 0x02, 0, 60, 0, 1, UInt8(ascii: "x")]
         return [0x10, UInt8(body.count)] + body
     }
 
@@ -446,7 +562,9 @@ enum RawClient {
     private static func afterSending(port: Int, _ chunks: [[UInt8]]) async throws -> [UInt8]? {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
             }
         return try await channel.executeThenClose { inbound, outbound in
             do {
@@ -484,10 +602,11 @@ struct TurnGateTests {
         await gate.enter()
         var waiting: [Task<Void, Never>] = []
         for i in 1...3 {
-            waiting.append(Task {
-                await gate.enter()
-                order.append("\(i)")
-            })
+            waiting.append(
+                Task {
+                    await gate.enter()
+                    order.append("\(i)")
+                })
             // The next comes only once this one waits, so the order they came in is known.
             while gate.waiting < i { try await Task.sleep(for: .milliseconds(2)) }
         }
@@ -501,7 +620,8 @@ struct TurnGateTests {
         for task in waiting { await task.value }
         #expect(order.all == ["1", "2", "3"] && gate.waiting == 0)
         // Two inside now (each leave let one in): when they leave, both places are free again.
-        gate.leave(); gate.leave()
+        gate.leave()
+        gate.leave()
         await gate.enter()
         await gate.enter()
         #expect(gate.waiting == 0)

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import Testing
+
 @testable import LinliMQTT
 
 @Suite("MQTT packets")
@@ -12,17 +13,29 @@ struct CodecTests {
     }
 
     static let samples: [MQTTPacket] = [
-        .connect(Connect(cleanSession: true, keepAlive: 60, clientId: "door-1|securemode=3,signmethod=hmacsha256,timestamp=1|",
-                         will: Will(topic: "devices/door-1/status", payload: ByteBuffer(string: "offline"), qos: .atLeastOnce, retain: true),
-                         username: "door-1&pk", password: ByteBuffer(string: "secret"))),
+        .connect(
+            Connect(
+                cleanSession: true, keepAlive: 60, clientId: "door-1|securemode=3,signmethod=hmacsha256,timestamp=1|",
+                will: Will(
+                    topic: "devices/door-1/status", payload: ByteBuffer(string: "offline"), qos: .atLeastOnce,
+                    retain: true),
+                username: "door-1&pk", password: ByteBuffer(string: "secret"))),
         .connect(Connect(cleanSession: false, keepAlive: 0, clientId: "")),
         .connack(sessionPresent: true, returnCode: .accepted),
         .connack(sessionPresent: false, returnCode: .notAuthorized),
-        .publish(Publish(topic: "/sys/pk/dn/thing/event/property/post", payload: ByteBuffer(string: "{\"id\":\"1\"}"), qos: .atLeastOnce, retain: false, dup: true, packetId: 7)),
+        .publish(
+            Publish(
+                topic: "/sys/pk/dn/thing/event/property/post", payload: ByteBuffer(string: "{\"id\":\"1\"}"),
+                qos: .atLeastOnce, retain: false, dup: true, packetId: 7)),
         .publish(Publish(topic: "小区/1号楼/温度", payload: ByteBuffer(), qos: .atMostOnce, retain: true)),
-        .publish(Publish(topic: "a", payload: ByteBuffer(repeating: 1, count: 20_000), qos: .exactlyOnce, packetId: 65535)),
+        .publish(
+            Publish(topic: "a", payload: ByteBuffer(repeating: 1, count: 20_000), qos: .exactlyOnce, packetId: 65535)),
         .puback(1), .pubrec(2), .pubrel(3), .pubcomp(4),
-        .subscribe(packetId: 9, subscriptions: [Subscription(filter: "a/+/c", qos: .exactlyOnce), Subscription(filter: "#", qos: .atMostOnce)]),
+        .subscribe(
+            packetId: 9,
+            subscriptions: [
+                Subscription(filter: "a/+/c", qos: .exactlyOnce), Subscription(filter: "#", qos: .atMostOnce),
+            ]),
         .suback(packetId: 9, returnCodes: [2, 0, MQTTPacket.subackFailure]),
         .unsubscribe(packetId: 10, filters: ["a/+/c"]),
         .unsuback(10), .pingreq, .pingresp, .disconnect,
@@ -53,7 +66,10 @@ struct CodecTests {
     @Test func knownPacketBytesMatchTheSpecification() {
         // PINGREQ is 0xC0 0x00; CONNACK accepted without session is 0x20 0x02 0x00 0x00.
         #expect(Array(Self.bytes(.pingreq).readableBytesView) == [0xC0, 0x00])
-        #expect(Array(Self.bytes(.connack(sessionPresent: false, returnCode: .accepted)).readableBytesView) == [0x20, 0x02, 0x00, 0x00])
+        #expect(
+            Array(Self.bytes(.connack(sessionPresent: false, returnCode: .accepted)).readableBytesView) == [
+                0x20, 0x02, 0x00, 0x00,
+            ])
         // A 321-byte body has remaining length 0xC1 0x02.
         let big = Self.bytes(.publish(Publish(topic: "t", payload: ByteBuffer(repeating: 0, count: 318))))
         #expect(Array(big.readableBytesView.prefix(3)) == [0x30, 0xC1, 0x02])
@@ -73,7 +89,9 @@ struct CodecTests {
         // A remaining length longer than four bytes.
         #expect(Self.refusal([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]) == .malformedRemainingLength)
         // A packet larger than the limit is refused from its header, before its bytes arrive.
-        #expect(Self.refusal([0x30, 0xFF, 0xFF, 0x7F], limits: MQTTLimits(maxPacketSize: 1024)) == .packetTooLarge(size: 2_097_155, limit: 1024))
+        #expect(
+            Self.refusal([0x30, 0xFF, 0xFF, 0x7F], limits: MQTTLimits(maxPacketSize: 1024))
+                == .packetTooLarge(size: 2_097_155, limit: 1024))
         // Reserved packet types 0 and 15.
         #expect(Self.refusal([0x00, 0x00]) == .reservedPacketType(0))
         #expect(Self.refusal([0xF0, 0x00]) == .reservedPacketType(15))
@@ -120,13 +138,17 @@ struct CodecTests {
     }
 
     @Test func decoderInAPipelineRewindsAndClosesOnGarbage() throws {
-        let channel = EmbeddedChannel(handlers: [ByteToMessageHandler(MQTTDecoder()), MessageToByteHandler(MQTTEncoder())])
+        let channel = EmbeddedChannel(handlers: [
+            ByteToMessageHandler(MQTTDecoder()), MessageToByteHandler(MQTTEncoder()),
+        ])
         var bytes = Self.bytes(.subscribe(packetId: 5, subscriptions: [Subscription(filter: "x/#", qos: .atLeastOnce)]))
         let head = bytes.readSlice(length: 3)!
         try channel.writeInbound(head)
         #expect(try channel.readInbound(as: MQTTPacket.self) == nil)
         try channel.writeInbound(bytes)
-        #expect(try channel.readInbound(as: MQTTPacket.self) == .subscribe(packetId: 5, subscriptions: [Subscription(filter: "x/#", qos: .atLeastOnce)]))
+        #expect(
+            try channel.readInbound(as: MQTTPacket.self)
+                == .subscribe(packetId: 5, subscriptions: [Subscription(filter: "x/#", qos: .atLeastOnce)]))
         try channel.writeOutbound(MQTTPacket.pingresp)
         #expect(try channel.readOutbound(as: ByteBuffer.self).map { Array($0.readableBytesView) } == [0xD0, 0x00])
         #expect(throws: MQTTProtocolError.self) { try channel.writeInbound(ByteBuffer(bytes: [0xF0, 0x00])) }
@@ -169,14 +191,16 @@ struct TopicTests {
                 if level == "#" { return true }
                 guard let part = n.first else { return false }
                 if level != "+", level != part { return false }
-                f = f.dropFirst(); n = n.dropFirst()
+                f = f.dropFirst()
+                n = n.dropFirst()
             }
             return n.isEmpty
         }
         let nameLevels = ["", "a", "b", "ab", "$S", "é"]
         let filterLevels = nameLevels + ["+", "#"]
         func strings(_ levels: [String], upTo depth: Int) -> [String] {
-            var all = levels, last = levels
+            var all = levels
+            var last = levels
             for _ in 1..<depth {
                 last = last.flatMap { prefix in levels.map { prefix + "/" + $0 } }
                 all += last

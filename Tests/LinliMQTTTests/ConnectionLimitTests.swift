@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+
 @testable import LinliMQTT
 
 /// Polls `condition` for up to five seconds.
@@ -44,7 +45,8 @@ struct ConnectionLimitTests {
         try await withBroker { port, broker in
             for i in 0..<20 {
                 let (client, _) = try await TestClient.connected(port, id: "c\(i)")
-                try await client.send(.publish(Publish(topic: "t", payload: ByteBuffer(string: "x"), qos: .atLeastOnce, packetId: 1)))
+                try await client.send(
+                    .publish(Publish(topic: "t", payload: ByteBuffer(string: "x"), qos: .atLeastOnce, packetId: 1)))
                 #expect(await client.next() == .puback(1))
                 if i % 2 == 0 { try await client.send(.disconnect) } else { client.close() }
             }
@@ -69,11 +71,12 @@ struct ConnectionLimitTests {
             }
             a.close()
             // The place frees when the socket closes.
-            #expect(await eventually {
-                guard let (client, ack) = try? await TestClient.connected(port, id: "c") else { return false }
-                defer { client.close() }
-                return ack == Self.accepted
-            })
+            #expect(
+                await eventually {
+                    guard let (client, ack) = try? await TestClient.connected(port, id: "c") else { return false }
+                    defer { client.close() }
+                    return ack == Self.accepted
+                })
             try await b.send(.pingreq)
             #expect(await b.next() == .pingresp)
         }
@@ -92,54 +95,61 @@ struct ConnectionLimitTests {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 
-/// A client on a plain socket with a small receive buffer that never reads what it is sent.
-final class SleepingClient {
-    let fd: Int32
+    /// A client on a plain socket with a small receive buffer that never reads what it is sent.
+    final class SleepingClient {
+        let fd: Int32
 
-    init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var small: Int32 = 4096
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw Refused() }
-    }
-
-    func send(_ packet: MQTTPacket) {
-        var buffer = ByteBuffer()
-        packet.write(to: &buffer)
-        _ = buffer.withUnsafeReadableBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-    }
-
-    deinit { close(fd) }
-}
-
-@Suite("MQTT broker: clients that do not read")
-struct SlowReaderTests {
-    @Test func qos0MessagesToAClientThatDoesNotReadAreDroppedNotBuffered() async throws {
-        try await withBroker { port, broker in
-            let sleeper = try SleepingClient(port: port)
-            sleeper.send(.connect(Connect(cleanSession: true, keepAlive: 60, clientId: "sleeper", username: "good", password: ByteBuffer(string: "pw"))))
-            sleeper.send(.subscribe(packetId: 1, subscriptions: [Subscription(filter: "flood/#", qos: .atMostOnce)]))
-            #expect(await eventually { broker.state.subscriptionCount.load(ordering: .relaxed) == 1 })
-            let (publisher, _) = try await TestClient.connected(port, id: "publisher")
-            let payload = ByteBuffer(repeating: 0x61, count: 60_000)
-            // 24 MB, far more than the socket buffers between the broker and the sleeper hold.
-            for _ in 0..<400 {
-                try await publisher.send(.publish(Publish(topic: "flood/x", payload: payload, qos: .atMostOnce)))
+        init(port: Int) throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var small: Int32 = 4096
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
-            #expect(await eventually { broker.dropped.load(ordering: .relaxed) > 0 })
-            try await publisher.send(.pingreq)
-            #expect(await publisher.next() == .pingresp)
-            withExtendedLifetime(sleeper) {}
+            guard connected == 0 else { throw Refused() }
+        }
+
+        func send(_ packet: MQTTPacket) {
+            var buffer = ByteBuffer()
+            packet.write(to: &buffer)
+            _ = buffer.withUnsafeReadableBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+        }
+
+        deinit { close(fd) }
+    }
+
+    @Suite("MQTT broker: clients that do not read")
+    struct SlowReaderTests {
+        @Test func qos0MessagesToAClientThatDoesNotReadAreDroppedNotBuffered() async throws {
+            try await withBroker { port, broker in
+                let sleeper = try SleepingClient(port: port)
+                sleeper.send(
+                    .connect(
+                        Connect(
+                            cleanSession: true, keepAlive: 60, clientId: "sleeper", username: "good",
+                            password: ByteBuffer(string: "pw"))))
+                sleeper.send(
+                    .subscribe(packetId: 1, subscriptions: [Subscription(filter: "flood/#", qos: .atMostOnce)]))
+                #expect(await eventually { broker.state.subscriptionCount.load(ordering: .relaxed) == 1 })
+                let (publisher, _) = try await TestClient.connected(port, id: "publisher")
+                let payload = ByteBuffer(repeating: 0x61, count: 60_000)
+                // 24 MB, far more than the socket buffers between the broker and the sleeper hold.
+                for _ in 0..<400 {
+                    try await publisher.send(.publish(Publish(topic: "flood/x", payload: payload, qos: .atMostOnce)))
+                }
+                #expect(await eventually { broker.dropped.load(ordering: .relaxed) > 0 })
+                try await publisher.send(.pingreq)
+                #expect(await publisher.next() == .pingresp)
+                withExtendedLifetime(sleeper) {}
+            }
         }
     }
-}
 #endif

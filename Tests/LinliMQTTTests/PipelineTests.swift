@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+
 @testable import LinliMQTT
 
 /// Completions that finish only when a test says so, by topic.
@@ -24,12 +25,15 @@ actor Gates {
 struct Refused: Error {}
 
 /// A broker whose publish hook is `receive`, for the length of `body`.
-func withReceivingBroker(_ configuration: MQTTBrokerConfiguration = MQTTBrokerConfiguration(port: 0),
-                         receive: @escaping @Sendable (String, Publish) async throws -> PublishCompletion,
-                         _ body: @Sendable (Int, MQTTBroker) async throws -> Void) async throws {
+func withReceivingBroker(
+    _ configuration: MQTTBrokerConfiguration = MQTTBrokerConfiguration(port: 0),
+    receive: @escaping @Sendable (String, Publish) async throws -> PublishCompletion,
+    _ body: @Sendable (Int, MQTTBroker) async throws -> Void
+) async throws {
     var quiet = Logger(label: "mqtt-test")
     quiet.logLevel = .critical
-    let broker = MQTTBroker(configuration: configuration, authenticator: TestAuthenticator(), logger: quiet, receive: receive)
+    let broker = MQTTBroker(
+        configuration: configuration, authenticator: TestAuthenticator(), logger: quiet, receive: receive)
     let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
     let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
     var ports = stream.makeAsyncIterator()
@@ -55,7 +59,11 @@ struct PipelineTests {
             let (publisher, ack) = try await TestClient.connected(port, id: "pub")
             #expect(ack == Self.accepted)
             for i in 1...5 {
-                try await publisher.send(.publish(Publish(topic: "t/\(i)", payload: ByteBuffer(string: "\(i)"), qos: .atLeastOnce, packetId: UInt16(i))))
+                try await publisher.send(
+                    .publish(
+                        Publish(
+                            topic: "t/\(i)", payload: ByteBuffer(string: "\(i)"), qos: .atLeastOnce, packetId: UInt16(i)
+                        )))
             }
             // The hook saw all five, in order, while none had completed: the connection read on.
             #expect(await eventually { calls.all.count == 5 })
@@ -96,8 +104,10 @@ struct PipelineTests {
             let (client, _) = try await TestClient.connected(port, id: "c")
             try await client.send(.publish(Publish(topic: "ok", payload: ByteBuffer(), qos: .atLeastOnce, packetId: 1)))
             #expect(await client.next() == .puback(1))
-            try await client.send(.publish(Publish(topic: "fail", payload: ByteBuffer(), qos: .atLeastOnce, packetId: 2)))
-            try? await client.send(.publish(Publish(topic: "ok", payload: ByteBuffer(), qos: .atLeastOnce, packetId: 3)))
+            try await client.send(
+                .publish(Publish(topic: "fail", payload: ByteBuffer(), qos: .atLeastOnce, packetId: 2)))
+            try? await client.send(
+                .publish(Publish(topic: "ok", payload: ByteBuffer(), qos: .atLeastOnce, packetId: 3)))
             #expect(await client.closedWithin(.seconds(3)))
             var after: [MQTTPacket] = []
             while let packet = await client.next(within: .milliseconds(50)) { after.append(packet) }
@@ -114,7 +124,9 @@ struct PipelineTests {
             let (subscriber, _) = try await TestClient.connected(port, id: "sub")
             _ = try await subscriber.subscribe("last/#", qos: .atMostOnce)
             let (publisher, _) = try await TestClient.connected(port, id: "pub")
-            try await publisher.send(.publish(Publish(topic: "last/words", payload: ByteBuffer(string: "bye"), qos: .atLeastOnce, packetId: 7)))
+            try await publisher.send(
+                .publish(
+                    Publish(topic: "last/words", payload: ByteBuffer(string: "bye"), qos: .atLeastOnce, packetId: 7)))
             try await publisher.send(.disconnect)
             await gates.open("last/words")
             guard case let .publish(message)? = await subscriber.next() else {
@@ -129,7 +141,9 @@ struct PipelineTests {
 /// Callbacks handed out by `PublishCompletion.whenNotified`, called when a test says so.
 final class Notifications: Sendable {
     private let waiting = Mutex<[String: @Sendable ((any Error)?) -> Void]>([:])
-    func register(_ key: String, _ done: @escaping @Sendable ((any Error)?) -> Void) { waiting.withLock { $0[key] = done } }
+    func register(_ key: String, _ done: @escaping @Sendable ((any Error)?) -> Void) {
+        waiting.withLock { $0[key] = done }
+    }
     func fire(_ key: String, error: (any Error)? = nil) { waiting.withLock { $0.removeValue(forKey: key) }?(error) }
     var keys: Set<String> { waiting.withLock { Set($0.keys) } }
 }
@@ -142,22 +156,25 @@ struct FastPathTests {
         var quiet = Logger(label: "mqtt-test")
         quiet.logLevel = .critical
         @Sendable func notified(_ message: Publish) -> PublishCompletion {
-            .whenNotified(reply: Publish(topic: message.topic + "_reply", payload: ByteBuffer(string: "ok"), qos: .atMostOnce)) { done in
+            .whenNotified(
+                reply: Publish(topic: message.topic + "_reply", payload: ByteBuffer(string: "ok"), qos: .atMostOnce)
+            ) { done in
                 notifications.register(message.topic, done)
             }
         }
-        return MQTTBroker(configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
-                          receive: { _, message in
-                              calls.append("task " + message.topic)
-                              if message.topic.hasPrefix("fast/") { return notified(message) }
-                              let topic = message.topic
-                              return .after { await gates.wait(topic) }
-                          },
-                          receiveNow: { _, message in
-                              guard message.topic.hasPrefix("fast/") else { return nil }
-                              calls.append("loop " + message.topic)
-                              return notified(message)
-                          })
+        return MQTTBroker(
+            configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
+            receive: { _, message in
+                calls.append("task " + message.topic)
+                if message.topic.hasPrefix("fast/") { return notified(message) }
+                let topic = message.topic
+                return .after { await gates.wait(topic) }
+            },
+            receiveNow: { _, message in
+                guard message.topic.hasPrefix("fast/") else { return nil }
+                calls.append("loop " + message.topic)
+                return notified(message)
+            })
     }
 
     static func publish(_ topic: String, _ id: UInt16) -> MQTTPacket {
@@ -165,7 +182,9 @@ struct FastPathTests {
     }
 
     @Test func messagesBehindASlowOneWaitForItAndAllAreAcknowledgedInOrderAfterTheirReplies() async throws {
-        let calls = DurableLog(), notifications = Notifications(), gates = Gates()
+        let calls = DurableLog()
+        let notifications = Notifications()
+        let gates = Gates()
         let broker = Self.broker(calls: calls, notifications: notifications, gates: gates)
         let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
         let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
@@ -178,7 +197,10 @@ struct FastPathTests {
         try await client.send(Self.publish("fast/1", 1))
         #expect(await eventually { notifications.keys == ["fast/1"] })
         notifications.fire("fast/1")
-        guard case let .publish(reply)? = await client.next() else { Issue.record("no reply"); return }
+        guard case let .publish(reply)? = await client.next() else {
+            Issue.record("no reply")
+            return
+        }
         #expect(reply.topic == "fast/1_reply")
         #expect(await client.next() == .puback(1))
 
@@ -218,7 +240,9 @@ struct FastPathTests {
 final class SharedWork: SharedCompletion, Sendable {
     let name: String
     /// The callbacks handed in, and the outcome once finished (later callbacks are called at once).
-    private let state = Mutex<(callbacks: [@Sendable ((any Error)?) -> Void], registrations: Int, outcome: Result<Void, Refused>?)>(([], 0, nil))
+    private let state = Mutex<
+        (callbacks: [@Sendable ((any Error)?) -> Void], registrations: Int, outcome: Result<Void, Refused>?)
+    >(([], 0, nil))
     init(_ name: String) { self.name = name }
     var id: ObjectIdentifier { ObjectIdentifier(self) }
     var registrations: Int { state.withLock { $0.registrations } }
@@ -260,12 +284,16 @@ struct SharedCompletionTests {
         var quiet = Logger(label: "mqtt-test")
         quiet.logLevel = .critical
         // `batch/N/…` messages finish together when work N does.
-        let broker = MQTTBroker(configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
-                                receive: { _, _ in .done },
-                                receiveNow: { _, message in
-                                    let batch = String(message.topic.split(separator: "/")[1])
-                                    return .whenDone(of: work(batch), reply: Publish(topic: message.topic + "_reply", payload: ByteBuffer(string: "ok"), qos: .atMostOnce))
-                                })
+        let broker = MQTTBroker(
+            configuration: MQTTBrokerConfiguration(port: 0), authenticator: TestAuthenticator(), logger: quiet,
+            receive: { _, _ in .done },
+            receiveNow: { _, message in
+                let batch = String(message.topic.split(separator: "/")[1])
+                return .whenDone(
+                    of: work(batch),
+                    reply: Publish(topic: message.topic + "_reply", payload: ByteBuffer(string: "ok"), qos: .atMostOnce)
+                )
+            })
         let (stream, continuation) = AsyncStream.makeStream(of: MQTTBroker.ListeningPorts.self)
         let server = Task { try await broker.run(onListening: { continuation.yield($0) }) }
         defer { server.cancel() }

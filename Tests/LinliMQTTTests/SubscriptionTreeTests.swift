@@ -1,21 +1,29 @@
 import Testing
+
 @testable import LinliMQTT
 
 @Suite("Subscription tree")
 struct SubscriptionTreeTests {
-    static let filters = ["#", "+", "+/+", "a", "a/#", "a/+", "a/b", "a/b/c", "a/+/c", "+/b/#", "/a", "/+", "+/", "a//b", "a/+/+/#",
-                          "$SYS/#", "$SYS/broker", "+/broker", "sport/tennis/#", "sport/+/player1", "/sys/pk/dn/thing/service/+"]
-    static let topics = ["a", "a/b", "a/b/c", "a/x/c", "a/b/c/d", "b", "b/b", "b/b/z", "/a", "/", "a/", "a//b", "$SYS/broker", "$SYS/x",
-                         "sport", "sport/tennis", "sport/tennis/player1", "sport/golf/player1", "/sys/pk/dn/thing/service/property/set",
-                         "/sys/pk/dn/thing/service/reboot", "x/broker"]
+    static let filters = [
+        "#", "+", "+/+", "a", "a/#", "a/+", "a/b", "a/b/c", "a/+/c", "+/b/#", "/a", "/+", "+/", "a//b", "a/+/+/#",
+        "$SYS/#", "$SYS/broker", "+/broker", "sport/tennis/#", "sport/+/player1", "/sys/pk/dn/thing/service/+",
+    ]
+    static let topics = [
+        "a", "a/b", "a/b/c", "a/x/c", "a/b/c/d", "b", "b/b", "b/b/z", "/a", "/", "a/", "a//b", "$SYS/broker", "$SYS/x",
+        "sport", "sport/tennis", "sport/tennis/player1", "sport/golf/player1", "/sys/pk/dn/thing/service/property/set",
+        "/sys/pk/dn/thing/service/reboot", "x/broker",
+    ]
 
     /// Each client holds one filter; the tree must find exactly the clients `Topic.matches` finds.
     @Test func findsWhatMatchingEveryFilterFinds() {
         var tree = SubscriptionTree()
-        for (i, filter) in Self.filters.enumerated() { tree.insert(filter, clientId: "c\(i)", qos: QoS(rawValue: UInt8(i % 3))!) }
+        for (i, filter) in Self.filters.enumerated() {
+            tree.insert(filter, clientId: "c\(i)", qos: QoS(rawValue: UInt8(i % 3))!)
+        }
         #expect(tree.count == Self.filters.count)
         for topic in Self.topics {
-            let expected = Set(Self.filters.indices.filter { Topic.matches(filter: Self.filters[$0], name: topic) }.map { "c\($0)" })
+            let expected = Set(
+                Self.filters.indices.filter { Topic.matches(filter: Self.filters[$0], name: topic) }.map { "c\($0)" })
             #expect(Set(tree.matches(topic).keys) == expected, "topic \(topic)")
         }
     }

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import LinliCore
 import Testing
+
 @testable import LinliServer
 @testable import LinliStorage
 
@@ -13,7 +14,10 @@ struct APITests {
         try await withApp { client, _ in
             #expect(try await client.execute(uri: "/healthz", method: .get) { $0.status } == .ok)
             // A bad token does not break public endpoints.
-            #expect(try await client.execute(uri: "/healthz", method: .get, headers: [.authorization: "Bearer wrong"]) { $0.status } == .ok)
+            #expect(
+                try await client.execute(uri: "/healthz", method: .get, headers: [.authorization: "Bearer wrong"]) {
+                    $0.status
+                } == .ok)
             let ready = try await client.execute(uri: "/readyz", method: .get) { try $0.json() }
             #expect(ready["status"] as? String == "ready")
             let spec = try await client.execute(uri: "/api/v1/openapi.yaml", method: .get) { $0.text }
@@ -28,8 +32,10 @@ struct APITests {
 
     @Test func signInSetsAHardenedCookieAndWritesNeedTheCSRFToken() async throws {
         try await withApp { client, fixture in
-            let (cookie, csrf) = try await client.execute(uri: "/api/v1/session", method: .post, headers: .json,
-                                                           body: jsonBody(["username": "Manager", "password": Fixture.password])) { response in
+            let (cookie, csrf) = try await client.execute(
+                uri: "/api/v1/session", method: .post, headers: .json,
+                body: jsonBody(["username": "Manager", "password": Fixture.password])
+            ) { response in
                 #expect(response.status == .ok)
                 let setCookie = response.headers[.setCookie] ?? ""
                 #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Lax"))
@@ -37,18 +43,29 @@ struct APITests {
                 return (String(value), try response.json()["csrfToken"] as? String ?? "")
             }
             #expect(!csrf.isEmpty)
-            let me = try await client.execute(uri: "/api/v1/me", method: .get, headers: [.cookie: cookie]) { try $0.json() }
+            let me = try await client.execute(uri: "/api/v1/me", method: .get, headers: [.cookie: cookie]) {
+                try $0.json()
+            }
             #expect(me["username"] as? String == "manager")
             let path = "/api/v1/communities/\(fixture.community.id)/buildings"
             let body = jsonBody(["name": "4号楼", "floors": 18])
-            let refused = try await client.execute(uri: path, method: .post, headers: HTTPFields.json.merging([.cookie: cookie]), body: body) { $0 }
+            let refused = try await client.execute(
+                uri: path, method: .post, headers: HTTPFields.json.merging([.cookie: cookie]), body: body
+            ) { $0 }
             #expect(refused.status == .forbidden)
             #expect(refused.text.contains("csrf"))
-            let accepted = try await client.execute(uri: path, method: .post, headers: HTTPFields.json.merging([.cookie: cookie, HTTPField.Name("X-CSRF-Token")!: csrf]), body: body) { $0.status }
+            let accepted = try await client.execute(
+                uri: path, method: .post,
+                headers: HTTPFields.json.merging([.cookie: cookie, HTTPField.Name("X-CSRF-Token")!: csrf]), body: body
+            ) { $0.status }
             #expect(accepted == .created)
             // Signing out ends the session on the server, not only in the browser.
-            _ = try await client.execute(uri: "/api/v1/session", method: .delete, headers: [.cookie: cookie]) { $0.status }
-            #expect(try await client.execute(uri: "/api/v1/me", method: .get, headers: [.cookie: cookie]) { $0.status } == .unauthorized)
+            _ = try await client.execute(uri: "/api/v1/session", method: .delete, headers: [.cookie: cookie]) {
+                $0.status
+            }
+            #expect(
+                try await client.execute(uri: "/api/v1/me", method: .get, headers: [.cookie: cookie]) { $0.status }
+                    == .unauthorized)
         }
     }
 
@@ -57,7 +74,10 @@ struct APITests {
             var statuses: [HTTPResponse.Status] = []
             var retryAfter: String? = nil
             for _ in 0..<4 {
-                try await client.execute(uri: "/api/v1/session", method: .post, headers: .json, body: jsonBody(["username": "staff", "password": "wrong password!"])) { response in
+                try await client.execute(
+                    uri: "/api/v1/session", method: .post, headers: .json,
+                    body: jsonBody(["username": "staff", "password": "wrong password!"])
+                ) { response in
                     statuses.append(response.status)
                     if response.status == .tooManyRequests { retryAfter = response.headers[.retryAfter] }
                 }
@@ -66,7 +86,10 @@ struct APITests {
             #expect(statuses[3] == .tooManyRequests)
             #expect(Int(retryAfter ?? "") ?? 0 >= 1)
             // While throttled even the right password waits: guessing cannot race the lock.
-            let right = try await client.execute(uri: "/api/v1/session", method: .post, headers: .json, body: jsonBody(["username": "staff", "password": Fixture.password])) { $0.status }
+            let right = try await client.execute(
+                uri: "/api/v1/session", method: .post, headers: .json,
+                body: jsonBody(["username": "staff", "password": Fixture.password])
+            ) { $0.status }
             #expect(right == .tooManyRequests)
         }
         let throttle = LoginThrottle(lockAfter: 5, lockDuration: .seconds(900), logger: quietLogger)
@@ -78,19 +101,35 @@ struct APITests {
 
     @Test func tokensAreShownOnceStoredHashedAndRevocable() async throws {
         try await withApp { client, fixture in
-            let created = try await client.execute(uri: "/api/v1/tokens", method: .post, headers: HTTPFields.json.merging(fixture.bearer("staff")), body: jsonBody(["name": "gate sync"])) { try $0.json() }
+            let created = try await client.execute(
+                uri: "/api/v1/tokens", method: .post, headers: HTTPFields.json.merging(fixture.bearer("staff")),
+                body: jsonBody(["name": "gate sync"])
+            ) { try $0.json() }
             let token = try #require(created["token"] as? String)
             let id = try #require(created["id"] as? String)
-            let stored = try await fixture.store.read { db in try await db.raw("SELECT token_hash FROM api_tokens WHERE id = \(bind: id)").first()!.decode(column: "token_hash", as: String.self) }
+            let stored = try await fixture.store.read { db in
+                try await db.raw("SELECT token_hash FROM api_tokens WHERE id = \(bind: id)").first()!.decode(
+                    column: "token_hash", as: String.self)
+            }
             #expect(stored == Digest.sha256Hex(token) && !stored.contains(token))
-            let listed = try await client.execute(uri: "/api/v1/tokens", method: .get, headers: fixture.bearer("staff")) { $0.text }
+            let listed = try await client.execute(uri: "/api/v1/tokens", method: .get, headers: fixture.bearer("staff"))
+            { $0.text }
             #expect(!listed.contains(token))
-            #expect(try await client.execute(uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { $0.status } == .ok)
-            #expect(try await client.execute(uri: "/api/v1/tokens/\(id)", method: .delete, headers: fixture.bearer("staff")) { $0.status } == .noContent)
-            let after = try await client.execute(uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { $0 }
+            #expect(
+                try await client.execute(uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"])
+                { $0.status } == .ok)
+            #expect(
+                try await client.execute(uri: "/api/v1/tokens/\(id)", method: .delete, headers: fixture.bearer("staff"))
+                { $0.status } == .noContent)
+            let after = try await client.execute(
+                uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"]
+            ) { $0 }
             #expect(after.status == .unauthorized && after.text.contains("token is not valid"))
             // Someone else's token id is not found, not revoked.
-            #expect(try await client.execute(uri: "/api/v1/tokens/\(id)", method: .delete, headers: fixture.bearer("manager")) { $0.status } == .notFound)
+            #expect(
+                try await client.execute(
+                    uri: "/api/v1/tokens/\(id)", method: .delete, headers: fixture.bearer("manager")
+                ) { $0.status } == .notFound)
         }
     }
 
@@ -98,47 +137,65 @@ struct APITests {
         try await withApp { client, fixture in
             let c = fixture.community.id
             let admin = HTTPFields.json.merging(fixture.bearer("admin"))
-            func problem(_ uri: String, _ method: HTTPRequest.Method = .post, _ body: ByteBuffer? = nil) async throws -> (Int, [String: Any], String) {
+            func problem(_ uri: String, _ method: HTTPRequest.Method = .post, _ body: ByteBuffer? = nil) async throws
+                -> (Int, [String: Any], String)
+            {
                 try await client.execute(uri: uri, method: method, headers: admin, body: body) { r in
                     (Int(r.status.code), try r.json(), r.headers[.contentType] ?? "")
                 }
             }
-            func fields(_ p: [String: Any]) -> [String] { (p["errors"] as? [[String: Any]] ?? []).compactMap { $0["field"] as? String } }
+            func fields(_ p: [String: Any]) -> [String] {
+                (p["errors"] as? [[String: Any]] ?? []).compactMap { $0["field"] as? String }
+            }
 
-            let malformed = try await problem("/api/v1/communities/\(c)/buildings", .post, ByteBuffer(string: "{\"name\": "))
+            let malformed = try await problem(
+                "/api/v1/communities/\(c)/buildings", .post, ByteBuffer(string: "{\"name\": "))
             #expect(malformed.0 == 400 && malformed.2 == "application/problem+json")
             let empty = try await problem("/api/v1/communities/\(c)/buildings", .post, nil)
             #expect(empty.0 == 400)
-            let wrongType = try await problem("/api/v1/communities/\(c)/buildings", .post, jsonBody(["name": "5号楼", "floors": "many"]))
+            let wrongType = try await problem(
+                "/api/v1/communities/\(c)/buildings", .post, jsonBody(["name": "5号楼", "floors": "many"]))
             #expect(wrongType.0 == 422 && fields(wrongType.1) == ["floors"])
             let missing = try await problem("/api/v1/communities/\(c)/buildings", .post, jsonBody(["floors": 3]))
             #expect(missing.0 == 422 && fields(missing.1) == ["name"])
-            let tooLong = try await problem("/api/v1/communities/\(c)/people", .post, jsonBody(["name": String(repeating: "长", count: 101)]))
+            let tooLong = try await problem(
+                "/api/v1/communities/\(c)/people", .post, jsonBody(["name": String(repeating: "长", count: 101)]))
             #expect(tooLong.0 == 422 && fields(tooLong.1) == ["name"])
-            let badEnum = try await problem("/api/v1/communities/\(c)/organisations", .post, jsonBody(["name": "x", "kind": "spaceport"]))
+            let badEnum = try await problem(
+                "/api/v1/communities/\(c)/organisations", .post, jsonBody(["name": "x", "kind": "spaceport"]))
             #expect(badEnum.0 == 422 && fields(badEnum.1) == ["kind"])
-            let badTags = try await problem("/api/v1/communities/\(c)/people", .post, jsonBody(["name": "x", "careTags": ["vip"]]))
+            let badTags = try await problem(
+                "/api/v1/communities/\(c)/people", .post, jsonBody(["name": "x", "careTags": ["vip"]]))
             #expect(badTags.0 == 422 && fields(badTags.1) == ["careTags[0]"])
-            let badId = try await problem("/api/v1/communities/\(c)/people", .post, jsonBody(["name": "x", "identityNumber": "123456789012345678"]))
+            let badId = try await problem(
+                "/api/v1/communities/\(c)/people", .post,
+                jsonBody(["name": "x", "identityNumber": "123456789012345678"]))
             #expect(badId.0 == 422 && fields(badId.1) == ["identityNumber"])
-            let badPage = try await problem("/api/v1/communities/\(c)/households?limit=100000&offset=-1&sort=colour&occupancy=castle", .get)
+            let badPage = try await problem(
+                "/api/v1/communities/\(c)/households?limit=100000&offset=-1&sort=colour&occupancy=castle", .get)
             #expect(badPage.0 == 400 && Set(fields(badPage.1)) == ["limit", "offset", "sort", "occupancy"])
             let notNumber = try await problem("/api/v1/communities/\(c)/people?limit=ten", .get)
             #expect(notNumber.0 == 400 && fields(notNumber.1) == ["limit"])
-            let duplicate = try await problem("/api/v1/communities/\(c)/buildings", .post, jsonBody(["name": "1号楼", "floors": 3]))
+            let duplicate = try await problem(
+                "/api/v1/communities/\(c)/buildings", .post, jsonBody(["name": "1号楼", "floors": 3]))
             #expect(duplicate.0 == 409 && fields(duplicate.1) == ["name"])
             let unknownCommunity = try await problem("/api/v1/communities/nope/people", .get)
             #expect(unknownCommunity.0 == 404)
             let noRoute = try await client.execute(uri: "/api/v1/no-such-thing", method: .get, headers: admin) { $0 }
             #expect(noRoute.status == .notFound && noRoute.headers[.contentType] == "application/problem+json")
-            let badDates = try await problem("/api/v1/residencies", .post, jsonBody(["personId": "x", "householdId": "y", "role": "owner", "leaseEnd": "2024-02-30"]))
+            let badDates = try await problem(
+                "/api/v1/residencies", .post,
+                jsonBody(["personId": "x", "householdId": "y", "role": "owner", "leaseEnd": "2024-02-30"]))
             #expect(badDates.0 == 422 && Set(fields(badDates.1)) == ["leaseEnd"])
-            let nullName = try await problem("/api/v1/communities/\(c)/buildings", .post, ByteBuffer(string: "{\"name\": null, \"floors\": 2}"))
+            let nullName = try await problem(
+                "/api/v1/communities/\(c)/buildings", .post, ByteBuffer(string: "{\"name\": null, \"floors\": 2}"))
             #expect(nullName.0 == 422 && fields(nullName.1) == ["name"])
             let array = try await problem("/api/v1/communities/\(c)/buildings", .post, ByteBuffer(string: "[1,2]"))
             #expect(array.0 == 422)
             let big = ByteBuffer(repeating: UInt8(ascii: "a"), count: 17 * 1024 * 1024)
-            let tooBig = try await client.execute(uri: "/api/v1/communities/\(c)/households/import", method: .post, headers: admin, body: big) { $0.status }
+            let tooBig = try await client.execute(
+                uri: "/api/v1/communities/\(c)/households/import", method: .post, headers: admin, body: big
+            ) { $0.status }
             #expect(tooBig == .contentTooLarge)
         }
     }
@@ -147,49 +204,83 @@ struct APITests {
         try await withApp { client, fixture in
             let c = fixture.community.id
             let staff = HTTPFields.json.merging(fixture.bearer("staff"))
-            let person = try await client.execute(uri: "/api/v1/communities/\(c)/people", method: .post, headers: staff,
-                                                  body: jsonBody(["name": "新租客", "phone": "13600001111", "identityNumber": IdentityNumber.withCheckDigit("33010620000101777"), "careTags": ["key_care"]])) { r in
+            let person = try await client.execute(
+                uri: "/api/v1/communities/\(c)/people", method: .post, headers: staff,
+                body: jsonBody([
+                    "name": "新租客", "phone": "13600001111",
+                    "identityNumber": IdentityNumber.withCheckDigit("33010620000101777"), "careTags": ["key_care"],
+                ])
+            ) { r in
                 #expect(r.status == .created)
                 return try r.json()
             }
             let personId = try #require(person["id"] as? String)
             #expect((person["identityNumber"] as? String)?.contains("*") == true)
-            let residency = try await client.execute(uri: "/api/v1/residencies", method: .post, headers: staff,
-                                                     body: jsonBody(["personId": personId, "householdId": fixture.outsideHousehold, "role": "tenant", "leaseStart": "2025-01-01", "leaseEnd": "2030-01-01"])) { r in
+            let residency = try await client.execute(
+                uri: "/api/v1/residencies", method: .post, headers: staff,
+                body: jsonBody([
+                    "personId": personId, "householdId": fixture.outsideHousehold, "role": "tenant",
+                    "leaseStart": "2025-01-01", "leaseEnd": "2030-01-01",
+                ])
+            ) { r in
                 #expect(r.status == .created)
                 return try r.json()
             }
             let residencyId = try #require(residency["id"] as? String)
-            let again = try await client.execute(uri: "/api/v1/residencies", method: .post, headers: staff,
-                                                 body: jsonBody(["personId": personId, "householdId": fixture.outsideHousehold, "role": "tenant"])) { $0.status }
+            let again = try await client.execute(
+                uri: "/api/v1/residencies", method: .post, headers: staff,
+                body: jsonBody(["personId": personId, "householdId": fixture.outsideHousehold, "role": "tenant"])
+            ) { $0.status }
             #expect(again == .conflict)
-            let early = try await client.execute(uri: "/api/v1/residencies/\(residencyId)/move-out", method: .post, headers: staff, body: jsonBody(["movedOut": "2024-01-01"])) { $0.status }
+            let early = try await client.execute(
+                uri: "/api/v1/residencies/\(residencyId)/move-out", method: .post, headers: staff,
+                body: jsonBody(["movedOut": "2024-01-01"])
+            ) { $0.status }
             #expect(early == .unprocessableContent)
-            let out = try await client.execute(uri: "/api/v1/residencies/\(residencyId)/move-out", method: .post, headers: staff) { r in
+            let out = try await client.execute(
+                uri: "/api/v1/residencies/\(residencyId)/move-out", method: .post, headers: staff
+            ) { r in
                 #expect(r.status == .ok)
                 return try r.json()
             }
             #expect(out["movedOut"] as? String == Day.today())
-            let residents = try await client.execute(uri: "/api/v1/households/\(fixture.outsideHousehold)/residents", method: .get, headers: staff) { try $0.json()["items"] as? [[String: Any]] ?? [] }
+            let residents = try await client.execute(
+                uri: "/api/v1/households/\(fixture.outsideHousehold)/residents", method: .get, headers: staff
+            ) { try $0.json()["items"] as? [[String: Any]] ?? [] }
             let mine = residents.first { $0["personId"] as? String == personId }
             #expect(mine?["current"] as? Bool == false, "moving out keeps the history")
-            let events = try await client.execute(uri: "/api/v1/events?limit=500", method: .get, headers: fixture.bearer("admin")) { try $0.json()["items"] as? [[String: Any]] ?? [] }
-            let types = events.filter { ($0["subjectId"] as? String) == residencyId }.compactMap { $0["type"] as? String }
+            let events = try await client.execute(
+                uri: "/api/v1/events?limit=500", method: .get, headers: fixture.bearer("admin")
+            ) { try $0.json()["items"] as? [[String: Any]] ?? [] }
+            let types = events.filter { ($0["subjectId"] as? String) == residencyId }.compactMap {
+                $0["type"] as? String
+            }
             #expect(types == ["residency.moved_in", "residency.moved_out"])
-            let audit = try await client.execute(uri: "/api/v1/audit?subjectId=\(residencyId)", method: .get, headers: fixture.bearer("manager")) { try $0.json()["items"] as? [[String: Any]] ?? [] }
+            let audit = try await client.execute(
+                uri: "/api/v1/audit?subjectId=\(residencyId)", method: .get, headers: fixture.bearer("manager")
+            ) { try $0.json()["items"] as? [[String: Any]] ?? [] }
             #expect(audit.count == 2 && audit.allSatisfy { $0["actorName"] as? String == "staff" })
             let moveOut = audit.first { $0["action"] as? String == "residency.moved_out" }
-            #expect((moveOut?["beforeJson"] as? String)?.contains("\"movedOut\"") == false && (moveOut?["afterJson"] as? String)?.contains(Day.today()) == true)
+            #expect(
+                (moveOut?["beforeJson"] as? String)?.contains("\"movedOut\"") == false
+                    && (moveOut?["afterJson"] as? String)?.contains(Day.today()) == true)
         }
     }
 
     @Test func revealingAnIdentityNumberIsAudited() async throws {
         try await withApp { client, fixture in
-            let revealed = try await client.execute(uri: "/api/v1/people/\(fixture.personWithIdentity)/identity-number/reveal", method: .post, headers: fixture.bearer("manager")) { try $0.json() }
+            let revealed = try await client.execute(
+                uri: "/api/v1/people/\(fixture.personWithIdentity)/identity-number/reveal", method: .post,
+                headers: fixture.bearer("manager")
+            ) { try $0.json() }
             let number = try #require(revealed["identityNumber"] as? String)
             #expect(IdentityNumber.isValid(number))
-            let audit = try await client.execute(uri: "/api/v1/audit?action=person.identity.read", method: .get, headers: fixture.bearer("admin")) { try $0.json()["items"] as? [[String: Any]] ?? [] }
-            #expect(audit.count == 1 && audit[0]["actorName"] as? String == "manager" && audit[0]["subjectId"] as? String == fixture.personWithIdentity)
+            let audit = try await client.execute(
+                uri: "/api/v1/audit?action=person.identity.read", method: .get, headers: fixture.bearer("admin")
+            ) { try $0.json()["items"] as? [[String: Any]] ?? [] }
+            #expect(
+                audit.count == 1 && audit[0]["actorName"] as? String == "manager"
+                    && audit[0]["subjectId"] as? String == fixture.personWithIdentity)
         }
     }
 
@@ -197,7 +288,10 @@ struct APITests {
         try await withApp { client, fixture in
             let c = fixture.community.id
             let csv = "building,unit,room,name,identity_number\n7号楼,1单元,101,甲,\n7号楼,1单元,102,乙,123\n"
-            let refused = try await client.execute(uri: "/api/v1/communities/\(c)/households/import", method: .post, headers: fixture.bearer("staff"), body: ByteBuffer(string: csv)) { r in
+            let refused = try await client.execute(
+                uri: "/api/v1/communities/\(c)/households/import", method: .post, headers: fixture.bearer("staff"),
+                body: ByteBuffer(string: csv)
+            ) { r in
                 #expect(r.status == .unprocessableContent)
                 return try r.json()
             }
@@ -205,14 +299,22 @@ struct APITests {
             #expect(errors.compactMap { $0["field"] as? String } == ["line 3: identity_number"])
             // A sheet saved as GBK is refused, not stored as U+FFFD (7号楼 here is GBK bytes).
             let gbk = Array("building,unit,room\n".utf8) + [0x37, 0xBA, 0xC5, 0xC2, 0xA5] + Array(",1,101\n".utf8)
-            let notUTF8 = try await client.execute(uri: "/api/v1/communities/\(c)/households/import", method: .post, headers: fixture.bearer("staff"), body: ByteBuffer(bytes: gbk)) { r in
+            let notUTF8 = try await client.execute(
+                uri: "/api/v1/communities/\(c)/households/import", method: .post, headers: fixture.bearer("staff"),
+                body: ByteBuffer(bytes: gbk)
+            ) { r in
                 #expect(r.status == .badRequest)
                 return try r.json()
             }
             #expect((notUTF8["detail"] as? String)?.hasPrefix("body cannot be read: line 2:") == true)
-            let partial = try await client.execute(uri: "/api/v1/communities/\(c)/households/import?mode=valid", method: .post, headers: fixture.bearer("staff"), body: ByteBuffer(string: csv)) { try $0.json() }
+            let partial = try await client.execute(
+                uri: "/api/v1/communities/\(c)/households/import?mode=valid", method: .post,
+                headers: fixture.bearer("staff"), body: ByteBuffer(string: csv)
+            ) { try $0.json() }
             #expect(partial["imported"] as? Bool == true && partial["householdsCreated"] as? Int == 1)
-            let export = try await client.execute(uri: "/api/v1/communities/\(c)/households/export", method: .get, headers: fixture.bearer("staff")) { $0 }
+            let export = try await client.execute(
+                uri: "/api/v1/communities/\(c)/households/export", method: .get, headers: fixture.bearer("staff")
+            ) { $0 }
             #expect(export.headers[.contentType]?.hasPrefix("text/csv") == true && export.text.contains("7号楼,1单元,101"))
         }
     }
@@ -220,27 +322,54 @@ struct APITests {
     @Test func accountsAndRolesAreManagedWithinTheCommunity() async throws {
         try await withApp { client, fixture in
             let manager = HTTPFields.json.merging(fixture.bearer("manager"))
-            let weak = try await client.execute(uri: "/api/v1/accounts", method: .post, headers: manager, body: jsonBody(["username": "new guard", "displayName": "", "password": "short"])) { try $0.json() }
+            let weak = try await client.execute(
+                uri: "/api/v1/accounts", method: .post, headers: manager,
+                body: jsonBody(["username": "new guard", "displayName": "", "password": "short"])
+            ) { try $0.json() }
             let fields = (weak["errors"] as? [[String: Any]] ?? []).compactMap { $0["field"] as? String }
             #expect(Set(fields) == ["username", "displayName", "password"])
-            let account = try await client.execute(uri: "/api/v1/accounts", method: .post, headers: manager, body: jsonBody(["username": "night-guard", "displayName": "夜班门岗", "password": "a long enough password"])) { r in
+            let account = try await client.execute(
+                uri: "/api/v1/accounts", method: .post, headers: manager,
+                body: jsonBody(["username": "night-guard", "displayName": "夜班门岗", "password": "a long enough password"])
+            ) { r in
                 #expect(r.status == .created)
                 return try r.json()
             }
             let id = try #require(account["id"] as? String)
             #expect(account["passwordHash"] == nil)
-            let taken = try await client.execute(uri: "/api/v1/accounts", method: .post, headers: manager, body: jsonBody(["username": "night-guard", "displayName": "x", "password": "a long enough password"])) { $0.status }
+            let taken = try await client.execute(
+                uri: "/api/v1/accounts", method: .post, headers: manager,
+                body: jsonBody(["username": "night-guard", "displayName": "x", "password": "a long enough password"])
+            ) { $0.status }
             #expect(taken == .conflict)
-            let platform = try await client.execute(uri: "/api/v1/accounts/\(id)/roles", method: .post, headers: manager, body: jsonBody(["role": "platform_admin"])) { $0.status }
+            let platform = try await client.execute(
+                uri: "/api/v1/accounts/\(id)/roles", method: .post, headers: manager,
+                body: jsonBody(["role": "platform_admin"])
+            ) { $0.status }
             #expect(platform == .forbidden, "a community administrator cannot make a platform administrator")
-            let elsewhere = try await client.execute(uri: "/api/v1/accounts/\(id)/roles", method: .post, headers: manager, body: jsonBody(["role": "guard", "communityId": fixture.other.id])) { $0.status }
+            let elsewhere = try await client.execute(
+                uri: "/api/v1/accounts/\(id)/roles", method: .post, headers: manager,
+                body: jsonBody(["role": "guard", "communityId": fixture.other.id])
+            ) { $0.status }
             #expect(elsewhere == .forbidden)
-            let foreignHousehold = try await client.execute(uri: "/api/v1/accounts/\(id)/roles", method: .post, headers: fixture.bearer("other-manager").merging(.json),
-                                                            body: jsonBody(["role": "resident", "communityId": fixture.other.id, "householdId": fixture.residentHousehold])) { $0.status }
-            #expect(foreignHousehold == .notFound || foreignHousehold == .unprocessableContent, "a binding cannot reach into another community")
-            let granted = try await client.execute(uri: "/api/v1/accounts/\(id)/roles", method: .post, headers: manager, body: jsonBody(["role": "guard", "communityId": fixture.community.id])) { $0.status }
+            let foreignHousehold = try await client.execute(
+                uri: "/api/v1/accounts/\(id)/roles", method: .post,
+                headers: fixture.bearer("other-manager").merging(.json),
+                body: jsonBody([
+                    "role": "resident", "communityId": fixture.other.id, "householdId": fixture.residentHousehold,
+                ])
+            ) { $0.status }
+            #expect(
+                foreignHousehold == .notFound || foreignHousehold == .unprocessableContent,
+                "a binding cannot reach into another community")
+            let granted = try await client.execute(
+                uri: "/api/v1/accounts/\(id)/roles", method: .post, headers: manager,
+                body: jsonBody(["role": "guard", "communityId": fixture.community.id])
+            ) { $0.status }
             #expect(granted == .created)
-            let listed = try await client.execute(uri: "/api/v1/accounts", method: .get, headers: manager) { try $0.json()["items"] as? [[String: Any]] ?? [] }
+            let listed = try await client.execute(uri: "/api/v1/accounts", method: .get, headers: manager) {
+                try $0.json()["items"] as? [[String: Any]] ?? []
+            }
             #expect(listed.contains { $0["username"] as? String == "night-guard" })
             #expect(!listed.contains { $0["username"] as? String == "other-manager" })
         }
@@ -258,12 +387,17 @@ struct APITests {
             let first = try await names("staff")
             #expect(try await names("staff") == first)
             #expect(try await names("resident").count == 1, "another caller gets their own answer, not the cached one")
-            let created = try await client.execute(uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("staff")), body: jsonBody(["name": "缓存楼", "floors": 2])) { $0.status }
+            let created = try await client.execute(
+                uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("staff")),
+                body: jsonBody(["name": "缓存楼", "floors": 2])
+            ) { $0.status }
             #expect(created == .created)
             #expect(try await names("staff").contains("缓存楼"), "a write in this process invalidates every cached answer")
             #expect(try await names("staff", [.cacheControl: "no-cache"]).contains("缓存楼"))
             // Direct database changes (another node) show after the entry's lifetime at most.
-            try await fixture.store.database.write { db in try await db.raw("UPDATE buildings SET name = '改名楼' WHERE name = '缓存楼'").run() }
+            try await fixture.store.database.write { db in
+                try await db.raw("UPDATE buildings SET name = '改名楼' WHERE name = '缓存楼'").run()
+            }
             #expect(try await names("staff", [.cacheControl: "no-cache"]).contains("改名楼"))
         }
     }
@@ -273,52 +407,85 @@ struct APITests {
         try await withApp { client, fixture in
             let c = fixture.community.id
             let manager = HTTPFields.json.merging(fixture.bearer("manager"))
-            func call(_ uri: String, _ method: HTTPRequest.Method = .get, _ body: [String: Any]? = nil, expect: HTTPResponse.Status = .ok) async throws -> [String: Any] {
+            func call(
+                _ uri: String, _ method: HTTPRequest.Method = .get, _ body: [String: Any]? = nil,
+                expect: HTTPResponse.Status = .ok
+            ) async throws -> [String: Any] {
                 try await client.execute(uri: uri, method: method, headers: manager, body: body.map(jsonBody)) { r in
                     #expect(r.status == expect, "\(method) \(uri): \(r.status) \(r.text)")
                     return (try? r.json()) ?? [:]
                 }
             }
             #expect(try await call("/api/v1/communities/\(c)")["name"] as? String == "幸福里小区")
-            let building = try await call("/api/v1/communities/\(c)/buildings", .post, ["name": "10号楼", "floors": 6], expect: .created)
+            let building = try await call(
+                "/api/v1/communities/\(c)/buildings", .post, ["name": "10号楼", "floors": 6], expect: .created)
             let b = try #require(building["id"] as? String)
             #expect(try await call("/api/v1/buildings/\(b)")["floors"] as? Int == 6)
             let unit = try await call("/api/v1/buildings/\(b)/units", .post, ["name": "1单元"], expect: .created)
             let u = try #require(unit["id"] as? String)
             _ = try await call("/api/v1/buildings/\(b)/units", .post, ["name": "1单元"], expect: .conflict)
             #expect((try await call("/api/v1/buildings/\(b)/units")["items"] as? [Any])?.count == 1)
-            let household = try await call("/api/v1/communities/\(c)/households", .post, ["unitId": u, "room": "101", "floor": 1, "area": 75.5, "occupancy": "vacant"], expect: .created)
+            let household = try await call(
+                "/api/v1/communities/\(c)/households", .post,
+                ["unitId": u, "room": "101", "floor": 1, "area": 75.5, "occupancy": "vacant"], expect: .created)
             let h = try #require(household["id"] as? String)
             #expect(household["buildingName"] as? String == "10号楼")
-            _ = try await call("/api/v1/communities/\(c)/households", .post, ["unitId": "nope", "room": "102", "floor": 1, "occupancy": "vacant"], expect: .unprocessableContent)
-            let patched = try await call("/api/v1/households/\(h)", .patch, ["occupancy": "owner_occupied", "area": 80])
+            _ = try await call(
+                "/api/v1/communities/\(c)/households", .post,
+                ["unitId": "nope", "room": "102", "floor": 1, "occupancy": "vacant"], expect: .unprocessableContent)
+            let patched = try await call(
+                "/api/v1/households/\(h)", .patch, ["occupancy": "owner_occupied", "area": 80])
             #expect(patched["occupancy"] as? String == "owner_occupied" && patched["area"] as? Double == 80)
-            let filtered = try await call("/api/v1/communities/\(c)/households?buildingId=\(b)&occupancy=owner_occupied&sort=-area")
+            let filtered = try await call(
+                "/api/v1/communities/\(c)/households?buildingId=\(b)&occupancy=owner_occupied&sort=-area")
             #expect(filtered["total"] as? Int == 1)
-            let person = try await call("/api/v1/communities/\(c)/people", .post, ["name": "郑新", "phone": "13711112222", "careTags": ["elderly_alone"]], expect: .created)
+            let person = try await call(
+                "/api/v1/communities/\(c)/people", .post,
+                ["name": "郑新", "phone": "13711112222", "careTags": ["elderly_alone"]], expect: .created)
             let p = try #require(person["id"] as? String)
-            let changed = try await call("/api/v1/people/\(p)", .patch, ["phone": "13711113333", "careTags": ["elderly_alone", "disabled"]])
+            let changed = try await call(
+                "/api/v1/people/\(p)", .patch, ["phone": "13711113333", "careTags": ["elderly_alone", "disabled"]])
             #expect(changed["phone"] as? String == "13711113333" && (changed["careTags"] as? [String])?.count == 2)
-            _ = try await call("/api/v1/residencies", .post, ["personId": p, "householdId": h, "role": "owner"], expect: .created)
-            let tagged = try await call("/api/v1/communities/\(c)/people?careTag=disabled&current=true&householdId=\(h)")
+            _ = try await call(
+                "/api/v1/residencies", .post, ["personId": p, "householdId": h, "role": "owner"], expect: .created)
+            let tagged = try await call(
+                "/api/v1/communities/\(c)/people?careTag=disabled&current=true&householdId=\(h)")
             #expect(tagged["total"] as? Int == 1)
-            let vehicle = try await call("/api/v1/communities/\(c)/vehicles", .post, ["plate": "浙A 12345", "householdId": h, "personId": p, "description": "白色轿车"], expect: .created)
+            let vehicle = try await call(
+                "/api/v1/communities/\(c)/vehicles", .post,
+                ["plate": "浙A 12345", "householdId": h, "personId": p, "description": "白色轿车"], expect: .created)
             #expect(vehicle["plate"] as? String == "浙A12345")
             _ = try await call("/api/v1/communities/\(c)/vehicles", .post, ["plate": "浙A12345"], expect: .conflict)
             let byPlate = try await call("/api/v1/communities/\(c)/people?q=a12345")
-            #expect((byPlate["items"] as? [[String: Any]])?.first?["id"] as? String == p, "residents are found by their plate")
+            #expect(
+                (byPlate["items"] as? [[String: Any]])?.first?["id"] as? String == p,
+                "residents are found by their plate")
             #expect(try await call("/api/v1/communities/\(c)/vehicles?q=12345")["total"] as? Int == 1)
-            let organisations = try await call("/api/v1/communities/\(c)/organisations")["items"] as? [[String: Any]] ?? []
+            let organisations =
+                try await call("/api/v1/communities/\(c)/organisations")["items"] as? [[String: Any]] ?? []
             let o = try #require(organisations.first?["id"] as? String)
-            _ = try await call("/api/v1/organisations/\(o)/staff", .post, ["name": "冯工", "title": "电工", "phone": "13900008888"], expect: .created)
-            #expect((try await call("/api/v1/organisations/\(o)/staff")["items"] as? [[String: Any]])?.contains { $0["name"] as? String == "冯工" } == true)
-            _ = try await call("/api/v1/communities/\(c)/grids", .post, ["name": "第二网格", "buildingIds": [b]], expect: .created)
-            _ = try await call("/api/v1/communities/\(c)/grids", .post, ["name": "坏网格", "buildingIds": ["nope"]], expect: .unprocessableContent)
+            _ = try await call(
+                "/api/v1/organisations/\(o)/staff", .post, ["name": "冯工", "title": "电工", "phone": "13900008888"],
+                expect: .created)
+            #expect(
+                (try await call("/api/v1/organisations/\(o)/staff")["items"] as? [[String: Any]])?.contains {
+                    $0["name"] as? String == "冯工"
+                } == true)
+            _ = try await call(
+                "/api/v1/communities/\(c)/grids", .post, ["name": "第二网格", "buildingIds": [b]], expect: .created)
+            _ = try await call(
+                "/api/v1/communities/\(c)/grids", .post, ["name": "坏网格", "buildingIds": ["nope"]],
+                expect: .unprocessableContent)
             let grids = try await call("/api/v1/communities/\(c)/grids")["items"] as? [[String: Any]] ?? []
-            #expect(grids.count == 2 && grids.contains { ($0["buildings"] as? [[String: Any]])?.first?["id"] as? String == b })
-            let account = try await call("/api/v1/accounts", .post, ["username": "temp-guard", "displayName": "临时门岗", "password": "temporary-password"], expect: .created)
+            #expect(
+                grids.count == 2
+                    && grids.contains { ($0["buildings"] as? [[String: Any]])?.first?["id"] as? String == b })
+            let account = try await call(
+                "/api/v1/accounts", .post,
+                ["username": "temp-guard", "displayName": "临时门岗", "password": "temporary-password"], expect: .created)
             let a = try #require(account["id"] as? String)
-            let binding = try await call("/api/v1/accounts/\(a)/roles", .post, ["role": "guard", "communityId": c], expect: .created)
+            let binding = try await call(
+                "/api/v1/accounts/\(a)/roles", .post, ["role": "guard", "communityId": c], expect: .created)
             let bindingId = try #require(binding["id"] as? String)
             _ = try await call("/api/v1/role-bindings/\(bindingId)", .delete, expect: .noContent)
             _ = try await call("/api/v1/role-bindings/\(bindingId)", .delete, expect: .notFound)
@@ -328,16 +495,31 @@ struct APITests {
 
     @Test func deviceCommandsAreScopedAndNeedTheBroker() async throws {
         try await withApp { client, fixture in
-            let product = Product(communityId: fixture.community.id, productKey: "a1TestLamp", name: "路灯", libraryKey: nil, tslJson: "{}")
+            let product = Product(
+                communityId: fixture.community.id, productKey: "a1TestLamp", name: "路灯", libraryKey: nil, tslJson: "{}")
             try await fixture.store.createProduct(product, actor: .system)
             _ = try await fixture.store.registerDevice(product: product, deviceName: "lamp-1", actor: .system)
             let uri = "/api/v1/devices/a1TestLamp/lamp-1/properties"
             let body = jsonBody(["params": ["LightSwitch": 1]])
-            #expect(try await client.execute(uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("guard")), body: body) { $0.status } == .forbidden)
-            #expect(try await client.execute(uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("other-manager")), body: body) { $0.status } == .notFound)
-            #expect(try await client.execute(uri: "/api/v1/devices/a1TestLamp/nope/properties", method: .post, headers: HTTPFields.json.merging(fixture.bearer("staff")), body: body) { $0.status } == .notFound)
+            #expect(
+                try await client.execute(
+                    uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("guard")), body: body
+                ) { $0.status } == .forbidden)
+            #expect(
+                try await client.execute(
+                    uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("other-manager")),
+                    body: body
+                ) { $0.status } == .notFound)
+            #expect(
+                try await client.execute(
+                    uri: "/api/v1/devices/a1TestLamp/nope/properties", method: .post,
+                    headers: HTTPFields.json.merging(fixture.bearer("staff")), body: body
+                ) { $0.status } == .notFound)
             // This node runs without the broker (as `--mqtt off`): a clear 503, not a hang.
-            #expect(try await client.execute(uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("staff")), body: body) { $0.status } == .serviceUnavailable)
+            #expect(
+                try await client.execute(
+                    uri: uri, method: .post, headers: HTTPFields.json.merging(fixture.bearer("staff")), body: body
+                ) { $0.status } == .serviceUnavailable)
         }
     }
 }

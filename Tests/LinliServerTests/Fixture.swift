@@ -4,6 +4,7 @@ import HummingbirdTesting
 import LinliCore
 import Logging
 import SQLKit
+
 @testable import LinliServer
 @testable import LinliStorage
 
@@ -56,12 +57,18 @@ func makeFixture() async throws -> Fixture {
     let system = Principal.system
 
     // A second community with its own administrator and one person.
-    let other = Community(name: "对照小区", cityCode: "330100", districtCode: "330105", streetCode: "330105002", address: "别处 2 号")
+    let other = Community(
+        name: "对照小区", cityCode: "330100", districtCode: "330105", streetCode: "330105002", address: "别处 2 号")
     try await store.createCommunity(other, actor: system)
     let otherAdmin = Account(username: "other-manager", displayName: "Other", passwordHash: hash)
     try await store.createAccount(otherAdmin, actor: system)
-    try await store.bindRole(RoleBinding(accountId: otherAdmin.id, role: .communityAdmin, communityId: other.id), actor: system)
-    let otherPerson = try await store.createPerson(communityId: other.id, PersonInput(name: "外人", phone: "13700000000", identityNumber: IdentityNumber.withCheckDigit("33010519900101123"), careTags: []), actor: system)
+    try await store.bindRole(
+        RoleBinding(accountId: otherAdmin.id, role: .communityAdmin, communityId: other.id), actor: system)
+    let otherPerson = try await store.createPerson(
+        communityId: other.id,
+        PersonInput(
+            name: "外人", phone: "13700000000", identityNumber: IdentityNumber.withCheckDigit("33010519900101123"),
+            careTags: []), actor: system)
 
     var tokens: [String: String] = [:]
     for username in ["admin", "manager", "staff", "grid", "guard", "police", "resident", "other-manager"] {
@@ -73,19 +80,27 @@ func makeFixture() async throws -> Fixture {
     let gridAccount = try await store.account(username: "grid")!
     let gridId = try await store.bindings(accountId: gridAccount.id).first!.gridId!
     let gridBuildings = try await store.gridBuildings([gridId])[gridId]!
-    let all = try await store.households(communityId: community.id, filter: HouseholdFilter(), sort: try ListOrder(nil, allowed: [:], default: "h.id"), page: PageRequest(limit: 500), scope: .everything).items
+    let all = try await store.households(
+        communityId: community.id, filter: HouseholdFilter(), sort: try ListOrder(nil, allowed: [:], default: "h.id"),
+        page: PageRequest(limit: 500), scope: .everything
+    ).items
     let gridHousehold = all.first { gridBuildings.contains($0.buildingId) && $0.id != residentHousehold }!.id
     let outsideHousehold = all.first { !gridBuildings.contains($0.buildingId) && $0.id != residentHousehold }!.id
     let personWithIdentity = try await store.read { db in
-        try await db.raw("SELECT id FROM people WHERE community_id = \(bind: community.id) AND identity_cipher IS NOT NULL ORDER BY name LIMIT 1").first()!.decode(column: "id", as: String.self)
+        try await db.raw(
+            "SELECT id FROM people WHERE community_id = \(bind: community.id) AND identity_cipher IS NOT NULL ORDER BY name LIMIT 1"
+        ).first()!.decode(column: "id", as: String.self)
     }
-    let police = try await store.organisations(communityId: community.id, scope: .everything).first { $0.kind == .policeStation }!.id
+    let police = try await store.organisations(communityId: community.id, scope: .everything).first {
+        $0.kind == .policeStation
+    }!.id
     var configuration = ServerConfiguration()
     configuration.dataDirectory = NSTemporaryDirectory()
     let services = try AppServices(store: store, configuration: configuration, logger: quietLogger)
-    return Fixture(services: services, community: community, other: other, otherPerson: otherPerson.id, tokens: tokens,
-                   residentHousehold: residentHousehold, gridHousehold: gridHousehold, outsideHousehold: outsideHousehold,
-                   personWithIdentity: personWithIdentity, policeOrganisation: police)
+    return Fixture(
+        services: services, community: community, other: other, otherPerson: otherPerson.id, tokens: tokens,
+        residentHousehold: residentHousehold, gridHousehold: gridHousehold, outsideHousehold: outsideHousehold,
+        personWithIdentity: personWithIdentity, policeOrganisation: police)
 }
 
 /// Runs `body` against the router in-process, with a fresh fixture.

@@ -4,6 +4,7 @@ import LinliMQTT
 import LinliStorage
 import NIOCore
 import Testing
+
 @testable import LinliServer
 
 /// The test-only certificate and keys kept beside the broker's tests (Tests/LinliMQTTTests/Fixtures).
@@ -17,7 +18,9 @@ struct MQTTTLSTests {
     let certificate = fixture("test-only-cert")
     let key = fixture("test-only-key")
 
-    func resolve(_ flags: [String: String], environment: [String: String] = [:], file: String? = nil) throws -> ServerConfiguration {
+    func resolve(_ flags: [String: String], environment: [String: String] = [:], file: String? = nil) throws
+        -> ServerConfiguration
+    {
         try ServerConfiguration.resolve(flags: flags, environment: environment, configFile: file)
     }
 
@@ -34,12 +37,19 @@ struct MQTTTLSTests {
         #expect(try resolve([:]).mqttTLS == nil)
         let on = try #require(try resolve(["mqtt-tls-cert": certificate, "mqtt-tls-key": key]).mqttTLS)
         #expect(on.host == "127.0.0.1" && on.port == 8883)
-        let moved = try #require(try resolve([:], environment: ["LINLI_MQTT_TLS": "0.0.0.0:9883", "LINLI_MQTT_TLS_CERT": certificate, "LINLI_MQTT_TLS_KEY": key]).mqttTLS)
+        let moved = try #require(
+            try resolve(
+                [:],
+                environment: [
+                    "LINLI_MQTT_TLS": "0.0.0.0:9883", "LINLI_MQTT_TLS_CERT": certificate, "LINLI_MQTT_TLS_KEY": key,
+                ]
+            ).mqttTLS)
         #expect(moved.host == "0.0.0.0" && moved.port == 9883)
         #expect(try resolve(["mqtt-tls": "off", "mqtt-tls-cert": certificate, "mqtt-tls-key": key]).mqttTLS == nil)
 
         let file = NSTemporaryDirectory() + "linli-tls-\(UUID().uuidString).conf"
-        try "mqtt-tls = 127.0.0.1:18883\nmqtt-tls-cert = \(certificate)\nmqtt-tls-key = \(key)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        try "mqtt-tls = 127.0.0.1:18883\nmqtt-tls-cert = \(certificate)\nmqtt-tls-key = \(key)\n".write(
+            toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
         #expect(try resolve([:], file: file).mqttTLS?.port == 18883)
         // Flags win over the file.
@@ -48,12 +58,25 @@ struct MQTTTLSTests {
 
     @Test func brokerLimitsAreSettingsCheckedAtStart() throws {
         let defaults = try #require(try resolve([:]).mqttBroker)
-        #expect(defaults.maxConnections == 50_000 && defaults.maxPublishesPerSecond == 1_000 && defaults.queueLimit == 1_000 && defaults.limits.maxPacketSize == 256 * 1024)
-        let set = try #require(try resolve([:], environment: ["LINLI_MQTT_MAX_CONNECTIONS": "20000", "LINLI_MQTT_PUBLISH_RATE": "5000",
-                                                               "LINLI_MQTT_QUEUE": "200", "LINLI_MQTT_MAX_PACKET_KIB": "1024"]).mqttBroker)
-        #expect(set.maxConnections == 20_000 && set.maxPublishesPerSecond == 5_000 && set.queueLimit == 200 && set.limits.maxPacketSize == 1024 * 1024)
+        #expect(
+            defaults.maxConnections == 50_000 && defaults.maxPublishesPerSecond == 1_000 && defaults.queueLimit == 1_000
+                && defaults.limits.maxPacketSize == 256 * 1024)
+        let set = try #require(
+            try resolve(
+                [:],
+                environment: [
+                    "LINLI_MQTT_MAX_CONNECTIONS": "20000", "LINLI_MQTT_PUBLISH_RATE": "5000",
+                    "LINLI_MQTT_QUEUE": "200", "LINLI_MQTT_MAX_PACKET_KIB": "1024",
+                ]
+            ).mqttBroker)
+        #expect(
+            set.maxConnections == 20_000 && set.maxPublishesPerSecond == 5_000 && set.queueLimit == 200
+                && set.limits.maxPacketSize == 1024 * 1024)
         #expect(try resolve(["mqtt": "off"]).mqttBroker == nil)
-        for (key, value) in [("LINLI_MQTT_MAX_CONNECTIONS", "0"), ("LINLI_MQTT_PUBLISH_RATE", "fast"), ("LINLI_MQTT_QUEUE", "-1"), ("LINLI_MQTT_MAX_PACKET_KIB", "99999")] {
+        for (key, value) in [
+            ("LINLI_MQTT_MAX_CONNECTIONS", "0"), ("LINLI_MQTT_PUBLISH_RATE", "fast"), ("LINLI_MQTT_QUEUE", "-1"),
+            ("LINLI_MQTT_MAX_PACKET_KIB", "99999"),
+        ] {
             #expect(failure([:], environment: [key: value])?.contains(key) == true, "\(key)=\(value)")
         }
     }
@@ -63,17 +86,28 @@ struct MQTTTLSTests {
         #expect(missingKey?.contains("--mqtt-tls-cert") == true && missingKey?.contains("mqtt-tls-key") == true)
         #expect(failure([:], environment: ["LINLI_MQTT_TLS_KEY": key])?.contains("LINLI_MQTT_TLS_KEY") == true)
         #expect(failure(["mqtt-tls": "127.0.0.1:8883"])?.contains("--mqtt-tls needs mqtt-tls-cert") == true)
-        #expect(failure(["mqtt-tls": "everywhere", "mqtt-tls-cert": certificate, "mqtt-tls-key": key])?.contains("--mqtt-tls must be host:port") == true)
-        #expect(failure(["mqtt-tls-cert": "/nonexistent.pem", "mqtt-tls-key": key])?.contains("--mqtt-tls-cert file /nonexistent.pem cannot be read") == true)
+        #expect(
+            failure(["mqtt-tls": "everywhere", "mqtt-tls-cert": certificate, "mqtt-tls-key": key])?.contains(
+                "--mqtt-tls must be host:port") == true)
+        #expect(
+            failure(["mqtt-tls-cert": "/nonexistent.pem", "mqtt-tls-key": key])?.contains(
+                "--mqtt-tls-cert file /nonexistent.pem cannot be read") == true)
         #expect(failure(["mqtt-tls-cert": key, "mqtt-tls-key": key])?.contains("--mqtt-tls-cert") == true)
-        #expect(failure(["mqtt-tls-cert": certificate, "mqtt-tls-key": certificate])?.contains("--mqtt-tls-key") == true)
-        #expect(failure(["mqtt-tls-cert": certificate, "mqtt-tls-key": fixture("test-only-other-key")])?.contains("--mqtt-tls-key") == true)
-        #expect(failure(["mqtt": "127.0.0.1:8883", "mqtt-tls-cert": certificate, "mqtt-tls-key": key])?.contains("same address") == true)
+        #expect(
+            failure(["mqtt-tls-cert": certificate, "mqtt-tls-key": certificate])?.contains("--mqtt-tls-key") == true)
+        #expect(
+            failure(["mqtt-tls-cert": certificate, "mqtt-tls-key": fixture("test-only-other-key")])?.contains(
+                "--mqtt-tls-key") == true)
+        #expect(
+            failure(["mqtt": "127.0.0.1:8883", "mqtt-tls-cert": certificate, "mqtt-tls-key": key])?.contains(
+                "same address") == true)
     }
 
     @Test func alinkSecureModeMustFitTheConnection() async throws {
         let fixture = try await makeFixture()
-        let product = Product(communityId: fixture.community.id, productKey: Product.newKey(), name: "door", libraryKey: nil, tslJson: "{}")
+        let product = Product(
+            communityId: fixture.community.id, productKey: Product.newKey(), name: "door", libraryKey: nil,
+            tslJson: "{}")
         try await fixture.store.createProduct(product, actor: .system)
         let (_, secret) = try await fixture.store.registerDevice(product: product, deviceName: "door-1", actor: .system)
         let gateway = DeviceGateway(store: fixture.store, logger: quietLogger)
@@ -81,9 +115,14 @@ struct MQTTTLSTests {
         func code(mode: Int, secure: Bool, secret: String = secret) async -> ConnectReturnCode? {
             let timestamp = Int64(Date().timeIntervalSince1970 * 1000)
             let content = "clientIddoor-1deviceNamedoor-1productKey\(product.productKey)timestamp\(timestamp)"
-            let connect = Connect(cleanSession: true, keepAlive: 60, clientId: "door-1|securemode=\(mode),signmethod=hmacsha256,timestamp=\(timestamp)|",
-                                  username: "door-1&\(product.productKey)", password: ByteBuffer(string: AlinkSignIn.sign(content, secret: secret, method: .hmacsha256)))
-            switch await gateway.authenticate(connect, connection: MQTTConnectionInfo(remote: "127.0.0.1", secure: secure)) {
+            let connect = Connect(
+                cleanSession: true, keepAlive: 60,
+                clientId: "door-1|securemode=\(mode),signmethod=hmacsha256,timestamp=\(timestamp)|",
+                username: "door-1&\(product.productKey)",
+                password: ByteBuffer(string: AlinkSignIn.sign(content, secret: secret, method: .hmacsha256)))
+            switch await gateway.authenticate(
+                connect, connection: MQTTConnectionInfo(remote: "127.0.0.1", secure: secure))
+            {
             case .accepted: return nil
             case let .refused(code): return code
             }

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import LinliCore
 import Testing
+
 @testable import LinliServer
 @testable import LinliStorage
 
@@ -11,14 +12,22 @@ import Testing
 @Suite("Web console and portal")
 struct WebTests {
     /// Signs in through the login form; returns the session cookie and the page's CSRF token.
-    static func signIn(_ client: any TestClientProtocol, _ username: String) async throws -> (cookie: String, csrf: String, location: String) {
-        let (cookie, location) = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
-                                                          body: ByteBuffer(string: "username=\(username)&password=\(Fixture.password)")) { r in
+    static func signIn(_ client: any TestClientProtocol, _ username: String) async throws -> (
+        cookie: String, csrf: String, location: String
+    ) {
+        let (cookie, location) = try await client.execute(
+            uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+            body: ByteBuffer(string: "username=\(username)&password=\(Fixture.password)")
+        ) { r in
             #expect(r.status == .found)
             return (String((r.headers[.setCookie] ?? "").split(separator: ";")[0]), r.headers[.location] ?? "")
         }
-        let page = try await client.execute(uri: "/console/account", method: .get, headers: [.cookie: cookie]) { $0.text }
-        let csrf = page.components(separatedBy: "name=\"_csrf\" value=\"").dropFirst().first?.components(separatedBy: "\"").first ?? ""
+        let page = try await client.execute(uri: "/console/account", method: .get, headers: [.cookie: cookie]) {
+            $0.text
+        }
+        let csrf =
+            page.components(separatedBy: "name=\"_csrf\" value=\"").dropFirst().first?.components(separatedBy: "\"")
+            .first ?? ""
         return (cookie, csrf, location)
     }
 
@@ -32,7 +41,10 @@ struct WebTests {
             let login = try await client.execute(uri: "/login", method: .get) { $0 }
             #expect(login.status == .ok && login.text.contains("id=\"login\""))
             #expect(login.headers[HTTPField.Name("X-Frame-Options")!] == "DENY")
-            let wrong = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "username=staff&password=nope")) { $0 }
+            let wrong = try await client.execute(
+                uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: "username=staff&password=nope")
+            ) { $0 }
             #expect(wrong.status == .unauthorized && wrong.text.contains("class=\"error\""))
         }
     }
@@ -48,25 +60,46 @@ struct WebTests {
             let overview = try await client.execute(uri: "/console/c/\(c)", method: .get, headers: headers) { $0.text }
             #expect(overview.contains("id=\"count-households\">156<"))
             #expect(overview.contains("id=\"nav-import\""), "staff may import")
-            let buildings = try await client.execute(uri: "/console/c/\(c)/buildings", method: .get, headers: headers) { $0.text }
-            let buildingId = try #require(buildings.components(separatedBy: "/console/b/").dropFirst().first?.components(separatedBy: "\"").first)
-            let units = try await client.execute(uri: "/console/b/\(buildingId)", method: .get, headers: headers) { $0.text }
-            let unitLink = try #require(units.components(separatedBy: "class=\"unit\" href=\"").dropFirst().first?.components(separatedBy: "\"").first)
-            let households = try await client.execute(uri: unitLink.replacingOccurrences(of: "&amp;", with: "&"), method: .get, headers: headers) { $0.text }
+            let buildings = try await client.execute(uri: "/console/c/\(c)/buildings", method: .get, headers: headers) {
+                $0.text
+            }
+            let buildingId = try #require(
+                buildings.components(separatedBy: "/console/b/").dropFirst().first?.components(separatedBy: "\"").first)
+            let units = try await client.execute(uri: "/console/b/\(buildingId)", method: .get, headers: headers) {
+                $0.text
+            }
+            let unitLink = try #require(
+                units.components(separatedBy: "class=\"unit\" href=\"").dropFirst().first?.components(separatedBy: "\"")
+                    .first)
+            let households = try await client.execute(
+                uri: unitLink.replacingOccurrences(of: "&amp;", with: "&"), method: .get, headers: headers
+            ) { $0.text }
             #expect(households.components(separatedBy: "class=\"household\"").count - 1 == 26)
-            let householdId = try #require(households.components(separatedBy: "/console/h/").dropFirst().first?.components(separatedBy: "\"").first)
-            let household = try await client.execute(uri: "/console/h/\(householdId)", method: .get, headers: headers) { $0 }
+            let householdId = try #require(
+                households.components(separatedBy: "/console/h/").dropFirst().first?.components(separatedBy: "\"").first
+            )
+            let household = try await client.execute(uri: "/console/h/\(householdId)", method: .get, headers: headers) {
+                $0
+            }
             #expect(household.status == .ok && household.text.contains("id=\"residents\""))
-            let people = try await client.execute(uri: "/console/c/\(c)/people?q=%E7%8E%8B", method: .get, headers: headers) { $0.text }
+            let people = try await client.execute(
+                uri: "/console/c/\(c)/people?q=%E7%8E%8B", method: .get, headers: headers
+            ) { $0.text }
             #expect(people.contains("class=\"person\"") || people.contains("id=\"no-results\""))
-            let nobody = try await client.execute(uri: "/console/c/\(c)/people?q=zzzz-nobody", method: .get, headers: headers) { $0.text }
+            let nobody = try await client.execute(
+                uri: "/console/c/\(c)/people?q=zzzz-nobody", method: .get, headers: headers
+            ) { $0.text }
             #expect(nobody.contains("id=\"no-results\""))
             // Staff see masked identity numbers and no reveal button.
-            let person = try await client.execute(uri: "/console/p/\(fixture.personWithIdentity)", method: .get, headers: headers) { $0.text }
+            let person = try await client.execute(
+                uri: "/console/p/\(fixture.personWithIdentity)", method: .get, headers: headers
+            ) { $0.text }
             #expect(person.contains("**********") && !person.contains("id=\"reveal\""), "\(person)")
             let audit = try await client.execute(uri: "/console/audit", method: .get, headers: headers) { $0.status }
             #expect(audit == .forbidden)
-            let foreign = try await client.execute(uri: "/console/c/\(fixture.other.id)", method: .get, headers: headers) { $0.status }
+            let foreign = try await client.execute(
+                uri: "/console/c/\(fixture.other.id)", method: .get, headers: headers
+            ) { $0.status }
             #expect(foreign == .notFound)
         }
     }
@@ -77,32 +110,56 @@ struct WebTests {
             let c = fixture.community.id
             let csv = "building,unit,room,name,identity_number\n8号楼,1单元,101,甲乙,\n8号楼,1单元,102,丙丁,999\n"
             let form = "csv=\(csv.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)&mode=all"
-            let forged = try await client.execute(uri: "/console/c/\(c)/import", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: form)) { $0.status }
+            let forged = try await client.execute(
+                uri: "/console/c/\(c)/import", method: .post,
+                headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: form)
+            ) { $0.status }
             #expect(forged == .forbidden)
-            let report = try await client.execute(uri: "/console/c/\(c)/import", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
-                                                  body: ByteBuffer(string: form + "&_csrf=\(session.csrf)")) { $0.text }
+            let report = try await client.execute(
+                uri: "/console/c/\(c)/import", method: .post,
+                headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: form + "&_csrf=\(session.csrf)")
+            ) { $0.text }
             #expect(report.contains("data-imported=\"false\""))
             #expect(report.contains("class=\"problem\" data-line=\"3\""))
             // The manager may reveal; the reveal is audited and shows in the audit page.
-            let revealed = try await client.execute(uri: "/console/p/\(fixture.personWithIdentity)/reveal", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
-                                                    body: ByteBuffer(string: "_csrf=\(session.csrf)")) { $0.text }
+            let revealed = try await client.execute(
+                uri: "/console/p/\(fixture.personWithIdentity)/reveal", method: .post,
+                headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: "_csrf=\(session.csrf)")
+            ) { $0.text }
             #expect(!revealed.contains("**********"))
-            let audit = try await client.execute(uri: "/console/audit?community=\(c)&action=person.identity.read", method: .get, headers: [.cookie: session.cookie]) { $0.text }
+            let audit = try await client.execute(
+                uri: "/console/audit?community=\(c)&action=person.identity.read", method: .get,
+                headers: [.cookie: session.cookie]
+            ) { $0.text }
             #expect(audit.contains("class=\"audit-entry\""))
         }
     }
 
     @Test func aWorkOrderPageOffersOnlyPeopleWhoMayHandleIt() async throws {
         try await withApp { client, fixture in
-            let made = try await APIUser(client, fixture, as: "resident").call("/api/v1/communities/\(fixture.community.id)/work-orders", .post,
-                                                                               ["category": "repair", "title": "门锁坏了 lock broken"], expect: .created)
+            let made = try await APIUser(client, fixture, as: "resident").call(
+                "/api/v1/communities/\(fixture.community.id)/work-orders", .post,
+                ["category": "repair", "title": "门锁坏了 lock broken"], expect: .created)
             let id = try #require(made["id"] as? String)
             let session = try await Self.signIn(client, "staff")
-            let page = try await client.execute(uri: "/console/work-orders/\(id)", method: .get, headers: [.cookie: session.cookie]) { $0.text }
-            let select = try #require(page.components(separatedBy: "name=\"assigneeId\"").dropFirst().first?.components(separatedBy: "</select>").first)
-            #expect(select.contains("物业客服 李娜") && select.contains("社区管理员 周敏"), "staff and the manager handle work orders")
-            #expect(!select.contains("门岗 赵强") && !select.contains("社区民警"), "a guard does not; a department agent only sees what is transferred")
-            let resident = try await fixture.store.residents(householdId: fixture.residentHousehold).first { $0.current }?.personName ?? "-"
+            let page = try await client.execute(
+                uri: "/console/work-orders/\(id)", method: .get, headers: [.cookie: session.cookie]
+            ) { $0.text }
+            let select = try #require(
+                page.components(separatedBy: "name=\"assigneeId\"").dropFirst().first?.components(
+                    separatedBy: "</select>"
+                ).first)
+            #expect(
+                select.contains("物业客服 李娜") && select.contains("社区管理员 周敏"), "staff and the manager handle work orders")
+            #expect(
+                !select.contains("门岗 赵强") && !select.contains("社区民警"),
+                "a guard does not; a department agent only sees what is transferred")
+            let resident =
+                try await fixture.store.residents(householdId: fixture.residentHousehold).first { $0.current }?
+                .personName ?? "-"
             #expect(!select.contains(resident))
         }
     }
@@ -116,9 +173,13 @@ struct WebTests {
             let household = try await fixture.store.household(fixture.residentHousehold, scope: .everything)
             #expect(portal.text.contains(household.buildingName + " " + household.unitName + " " + household.room))
             #expect(portal.text.contains("class=\"members\""))
-            let console = try await client.execute(uri: "/console", method: .get, headers: [.cookie: session.cookie]) { $0.headers[.location] }
+            let console = try await client.execute(uri: "/console", method: .get, headers: [.cookie: session.cookie]) {
+                $0.headers[.location]
+            }
             #expect(console == "/app")
-            let elsewhere = try await client.execute(uri: "/console/h/\(fixture.outsideHousehold)", method: .get, headers: [.cookie: session.cookie]) { $0.status }
+            let elsewhere = try await client.execute(
+                uri: "/console/h/\(fixture.outsideHousehold)", method: .get, headers: [.cookie: session.cookie]
+            ) { $0.status }
             #expect(elsewhere == .notFound)
         }
     }
@@ -127,10 +188,20 @@ struct WebTests {
         try await withApp { client, _ in
             let session = try await Self.signIn(client, "guard")
             let form = "_csrf=\(session.csrf)&current=\(Fixture.password)&new=brand-new-password-1"
-            let response = try await client.execute(uri: "/console/account/password", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: form)) { $0.headers[.location] }
+            let response = try await client.execute(
+                uri: "/console/account/password", method: .post,
+                headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: form)
+            ) { $0.headers[.location] }
             #expect(response == "/login")
-            #expect(try await client.execute(uri: "/console/account", method: .get, headers: [.cookie: session.cookie]) { $0.status } != .ok)
-            let again = try await client.execute(uri: "/api/v1/session", method: .post, headers: .json, body: jsonBody(["username": "guard", "password": "brand-new-password-1"])) { $0.status }
+            #expect(
+                try await client.execute(uri: "/console/account", method: .get, headers: [.cookie: session.cookie]) {
+                    $0.status
+                } != .ok)
+            let again = try await client.execute(
+                uri: "/api/v1/session", method: .post, headers: .json,
+                body: jsonBody(["username": "guard", "password": "brand-new-password-1"])
+            ) { $0.status }
             #expect(again == .ok)
         }
     }
@@ -139,11 +210,16 @@ struct WebTests {
         try await withApp { client, fixture in
             let session = try await Self.signIn(client, "manager")
             let c = fixture.community.id
-            let page = try await client.execute(uri: "/console/c/\(c)/access", method: .get, headers: [.cookie: session.cookie]) { $0.text }
+            let page = try await client.execute(
+                uri: "/console/c/\(c)/access", method: .get, headers: [.cookie: session.cookie]
+            ) { $0.text }
             #expect(page.contains("id=\"capabilities\"") && page.contains("id=\"new-account\""))
             func post(_ form: String) async throws -> (HTTPResponse.Status, String) {
-                try await client.execute(uri: "/console/c/\(c)/access/accounts", method: .post, headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
-                                         body: ByteBuffer(string: form + "&_csrf=\(session.csrf)")) { ($0.status, $0.text) }
+                try await client.execute(
+                    uri: "/console/c/\(c)/access/accounts", method: .post,
+                    headers: [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"],
+                    body: ByteBuffer(string: form + "&_csrf=\(session.csrf)")
+                ) { ($0.status, $0.text) }
             }
             let bad = try await post("username=x&displayName=X&password=longenough1&role=grid_worker&gridId=")
             #expect(bad.0 == .unprocessableContent && bad.1.contains("gridId is required"))
@@ -152,14 +228,22 @@ struct WebTests {
             let again = try await post("username=door2&displayName=X&password=longenough1&role=guard")
             #expect(again.0 == .conflict)
             // The new guard can sign in and reads the community, masked.
-            let status = try await client.execute(uri: "/api/v1/session", method: .post, headers: .json, body: jsonBody(["username": "door2", "password": "longenough1"])) { $0.status }
+            let status = try await client.execute(
+                uri: "/api/v1/session", method: .post, headers: .json,
+                body: jsonBody(["username": "door2", "password": "longenough1"])
+            ) { $0.status }
             #expect(status == .ok)
             // Staff see the matrix but not the account form.
             let staff = try await Self.signIn(client, "staff")
-            let staffPage = try await client.execute(uri: "/console/c/\(c)/access", method: .get, headers: [.cookie: staff.cookie]) { $0.text }
+            let staffPage = try await client.execute(
+                uri: "/console/c/\(c)/access", method: .get, headers: [.cookie: staff.cookie]
+            ) { $0.text }
             #expect(staffPage.contains("id=\"capabilities\"") && !staffPage.contains("id=\"new-account\""))
-            let forbidden = try await client.execute(uri: "/console/c/\(c)/access/accounts", method: .post, headers: [.cookie: staff.cookie, .contentType: "application/x-www-form-urlencoded"],
-                                                     body: ByteBuffer(string: "username=y&displayName=Y&password=longenough1&role=guard&_csrf=\(staff.csrf)")) { $0.status }
+            let forbidden = try await client.execute(
+                uri: "/console/c/\(c)/access/accounts", method: .post,
+                headers: [.cookie: staff.cookie, .contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: "username=y&displayName=Y&password=longenough1&role=guard&_csrf=\(staff.csrf)")
+            ) { $0.status }
             #expect(forbidden == .forbidden)
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import SQLKit
 import Synchronization
 import Testing
+
 @testable import LinliStorage
 
 @Suite("Commits shared by callers, and column names")
@@ -53,9 +54,11 @@ struct CommitQueueTests {
     }
 
     @Test func fieldNamesBecomeTheirColumns() {
-        let cases = ["id": "id", "communityId": "community_id", "lastSeenAt": "last_seen_at", "tslJson": "tsl_json",
-                     "deviceID": "device_id", "lastURLSeen": "last_url_seen", "URL": "url", "pm25Level": "pm25_level",
-                     "already_snake": "already_snake", "": ""]
+        let cases = [
+            "id": "id", "communityId": "community_id", "lastSeenAt": "last_seen_at", "tslJson": "tsl_json",
+            "deviceID": "device_id", "lastURLSeen": "last_url_seen", "URL": "url", "pm25Level": "pm25_level",
+            "already_snake": "already_snake", "": "",
+        ]
         for (field, column) in cases {
             #expect(SQLRowDecoder.KeyDecodingStrategy.snakeCased(field) == column, "\(field)")
         }

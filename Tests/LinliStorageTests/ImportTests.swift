@@ -2,6 +2,7 @@ import Foundation
 import LinliCore
 import SQLKit
 import Testing
+
 @testable import LinliStorage
 
 @Suite("Household and resident import")
@@ -24,7 +25,8 @@ struct ImportTests {
     func badRowsAreReportedWithLineNumbersAndNothingIsWritten(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)
-            let report = try await store.importHouseholds(communityId: place.community.id, csv: Self.sheet, onlyValid: false, dryRun: false, actor: tester)
+            let report = try await store.importHouseholds(
+                communityId: place.community.id, csv: Self.sheet, onlyValid: false, dryRun: false, actor: tester)
             #expect(!report.imported)
             #expect(report.rows == 5 && report.validRows == 3)
             #expect(Set(report.problems.map(\.line)) == [4, 5])
@@ -40,23 +42,28 @@ struct ImportTests {
     func validOnlyImportsTheGoodRowsInOneGo(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)
-            let report = try await store.importHouseholds(communityId: place.community.id, csv: Self.sheet, onlyValid: true, dryRun: false, actor: tester)
+            let report = try await store.importHouseholds(
+                communityId: place.community.id, csv: Self.sheet, onlyValid: true, dryRun: false, actor: tester)
             #expect(report.imported)
             #expect(report.buildingsCreated == 1 && report.unitsCreated == 2 && report.householdsCreated == 3)
             #expect(report.peopleCreated == 2 && report.residenciesCreated == 2)
             let s = scope(community: place.community.id)
-            let people = try await store.people(communityId: place.community.id, filter: PeopleFilter(query: "周, 小杰"), sort: try ListOrder(nil, allowed: [:], default: "p.id"), page: PageRequest(), scope: s, fullPhone: true)
+            let people = try await store.people(
+                communityId: place.community.id, filter: PeopleFilter(query: "周, 小杰"),
+                sort: try ListOrder(nil, allowed: [:], default: "p.id"), page: PageRequest(), scope: s, fullPhone: true)
             #expect(people.items.count == 1)
             #expect(people.items[0].residencies.first?.role == .tenant)
             #expect(people.items[0].residencies.first?.leaseEnd == "2027-01-01")
             // Importing the same sheet again adds nothing: households, people and residencies are matched.
-            let again = try await store.importHouseholds(communityId: place.community.id, csv: Self.sheet, onlyValid: true, dryRun: false, actor: tester)
+            let again = try await store.importHouseholds(
+                communityId: place.community.id, csv: Self.sheet, onlyValid: true, dryRun: false, actor: tester)
             #expect(again.householdsCreated == 0 && again.peopleCreated == 0 && again.residenciesCreated == 0)
             // The export has the import's own columns and re-imports cleanly (identity numbers leave masked).
             let csv = try await store.exportHouseholds(communityId: place.community.id, scope: s)
             #expect(csv.hasPrefix("building,unit,room,floor,area,occupancy,name,phone,identity_number"))
             #expect(!csv.contains(Self.good1) && csv.contains(IdentityNumber.masked(Self.good1)))
-            let reimport = try await store.importHouseholds(communityId: place.community.id, csv: csv, onlyValid: false, dryRun: true, actor: tester)
+            let reimport = try await store.importHouseholds(
+                communityId: place.community.id, csv: csv, onlyValid: false, dryRun: true, actor: tester)
             #expect(reimport.problems.isEmpty, "\(reimport.problems)")
         }
     }
@@ -83,7 +90,9 @@ struct ImportTests {
     @Test(arguments: TestEngine.available)
     func demoCommunityIsBelievable(engine: TestEngine) async throws {
         try await withStore(engine) { store in
-            let credentials = try #require(try await DemoCommunity.seed(store, hashPassword: { "hash:" + $0 }, generatePassword: { "pw-" + newID() }))
+            let credentials = try #require(
+                try await DemoCommunity.seed(
+                    store, hashPassword: { "hash:" + $0 }, generatePassword: { "pw-" + newID() }))
             #expect(Set(credentials.map(\.role)) == Set(Role.allCases))
             let community = try #require(try await store.communities(scope: .everything, memberships: []).first)
             let o = try await store.overview(community, scope: .everything)
@@ -92,7 +101,9 @@ struct ImportTests {
             #expect(o.endedLeases > 0 && o.careTagged > 0 && o.rented > 0 && o.vacant > 0)
             #expect((40...80).contains(o.vehicles), "\(o.vehicles)")
             #expect(o.organisations == 7 && o.grids == 1)
-            #expect(try await DemoCommunity.seed(store, hashPassword: { $0 }, generatePassword: { "x" }) == nil, "seeds only an empty database")
+            #expect(
+                try await DemoCommunity.seed(store, hashPassword: { $0 }, generatePassword: { "x" }) == nil,
+                "seeds only an empty database")
         }
     }
 }

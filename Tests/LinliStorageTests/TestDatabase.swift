@@ -3,6 +3,7 @@ import LinliCore
 import Logging
 import SQLKit
 import Testing
+
 @testable import LinliStorage
 
 /// The engines every storage test runs on: SQLite always, PostgreSQL when
@@ -12,7 +13,9 @@ enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite, postgres
 
     static var available: [TestEngine] {
-        ProcessInfo.processInfo.environment["LINLI_TEST_POSTGRES_URL"].map { $0.isEmpty ? [.sqlite] : [.sqlite, .postgres] } ?? [.sqlite]
+        ProcessInfo.processInfo.environment["LINLI_TEST_POSTGRES_URL"].map {
+            $0.isEmpty ? [.sqlite] : [.sqlite, .postgres]
+        } ?? [.sqlite]
     }
 
     var testDescription: String { rawValue }
@@ -70,7 +73,8 @@ struct Place {
     var households: [Household]
 
     static func make(_ store: Store, name: String = "测试小区") async throws -> Place {
-        let community = Community(name: name, cityCode: "330100", districtCode: "330106", streetCode: "330106001", address: "测试路 1 号")
+        let community = Community(
+            name: name, cityCode: "330100", districtCode: "330106", streetCode: "330106001", address: "测试路 1 号")
         try await store.createCommunity(community, actor: tester)
         let building = Building(communityId: community.id, name: "1号楼", floors: 6)
         try await store.createBuilding(building, actor: tester)
@@ -78,7 +82,9 @@ struct Place {
         try await store.createUnit(unit, actor: tester)
         var households: [Household] = []
         for room in ["101", "102"] {
-            let h = Household(communityId: community.id, buildingId: building.id, unitId: unit.id, room: room, floor: 1, area: 88.5, occupancy: .ownerOccupied)
+            let h = Household(
+                communityId: community.id, buildingId: building.id, unitId: unit.id, room: room, floor: 1, area: 88.5,
+                occupancy: .ownerOccupied)
             try await store.createHousehold(h, actor: tester)
             households.append(h)
         }
