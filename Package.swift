@@ -54,6 +54,27 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The HTTP kernel: request context, problem details, input decoding, paging, the response
+        // cache, sign-in, sessions, accounts and their roles, the page layout. No community business.
+        .target(
+            name: "LinliHTTP",
+            dependencies: [
+                "LinliCore",
+                "LinliStorage",
+                "LinliThings",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            ],
+            resources: [.copy("Templates")]
+        ),
+        // The demo community `serve --demo` seeds: every capability's data, from a fixed seed.
+        .target(name: "LinliDemo", dependencies: ["LinliCore", "LinliStorage", "LinliHTTP"]),
         // MQTT 3.1.1: packets, their codec and topic rules. Knows nothing of Linli's business.
         .target(
             name: "LinliMQTT",
@@ -91,6 +112,8 @@ let package = Package(
             dependencies: [
                 "LinliCore",
                 "LinliStorage",
+                "LinliHTTP",
+                "LinliDemo",
                 "LinliMQTT",
                 "LinliAlink",
                 "LinliThings",
@@ -113,6 +136,9 @@ let package = Package(
             name: "linli",
             dependencies: [
                 "LinliServer",
+                "LinliHTTP",
+                "LinliDemo",
+                "LinliStorage",
                 "LinliMQTT",
                 "LinliThings",
                 "LinliBench",
@@ -136,7 +162,9 @@ let package = Package(
             ],
             resources: [.copy("Fixtures")]
         ),
-        .testTarget(name: "LinliStorageTests", dependencies: ["LinliStorage", "LinliRules"]),
+        .testTarget(
+            name: "LinliStorageTests",
+            dependencies: ["LinliStorage", "LinliRules", "LinliHTTP", "LinliDemo", "LinliServer"]),
         .testTarget(
             name: "LinliBenchTests",
             dependencies: [
@@ -152,6 +180,8 @@ let package = Package(
             name: "LinliServerTests",
             dependencies: [
                 "LinliServer",
+                "LinliHTTP",
+                "LinliDemo",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

@@ -178,3 +178,8 @@ public struct Caller: Sendable {
 
     public var isPlatformAdmin: Bool { bindings.contains { $0.role == .platformAdmin } }
 }
+
+/// Whether an account (a person's, an integration's) may sign in.
+public enum AccountStatus: String, Codable, Sendable {
+    case active, disabled
+}

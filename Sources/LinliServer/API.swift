@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import LinliCore
+import LinliHTTP
 import LinliStorage
 import LinliThings
 import ServiceLifecycle

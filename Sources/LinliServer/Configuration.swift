@@ -1,5 +1,6 @@
 import Foundation
 import LinliCore
+import LinliHTTP
 import LinliMQTT
 import LinliStorage
 import Logging

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import LinliAlink
 import LinliCore
+import LinliHTTP
 import LinliStorage
 import LinliThings
 

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LinliCore
+import LinliHTTP
 import LinliStorage
 
 /// Firmware packages of a product and upgrades of its devices under /api/v1; the download

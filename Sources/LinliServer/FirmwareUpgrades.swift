@@ -1,6 +1,7 @@
 import Foundation
 import LinliAlink
 import LinliCore
+import LinliHTTP
 import LinliMQTT
 import LinliStorage
 import LinliThings

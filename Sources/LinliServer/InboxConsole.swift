@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LinliCore
+import LinliHTTP
 import LinliStorage
 
 /// The inbox in the portal: the messages, live, and the form for how one is told.

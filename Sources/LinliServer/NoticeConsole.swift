@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LinliCore
+import LinliHTTP
 import LinliStorage
 
 /// Notices in the console (compose, follow progress live, the follow-up list) and in the portal
@@ -55,7 +56,7 @@ extension WebConsole {
                 "body": draft["body"] ?? "",
                 "question": draft["question"] ?? "", "options": draft["options"] ?? "",
                 "answerWithinHours": draft["answerWithinHours"] ?? "",
-                "smsAvailable": services.configuration.outbound.channels.contains(.sms),
+                "smsAvailable": services.outbound.channels.contains(.sms),
             ] as [String: Any], status: status)
     }
 
@@ -103,7 +104,7 @@ extension WebConsole {
             question: question.isEmpty ? nil : question,
             options: question.isEmpty ? [API.confirmed] : options,
             answerBy: hours.map { nowMillis() + Millis($0) * 3_600_000 },
-            smsResidents: f["smsResidents"] == "on" && services.configuration.outbound.channels.contains(.sms),
+            smsResidents: f["smsResidents"] == "on" && services.outbound.channels.contains(.sms),
             actor: context.principal)
         return .redirect(to: "/console/notices/\(notice.id)")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LinliCore
+import LinliHTTP
 import LinliStorage
 
 /// Notices (通知公告) with read receipts and confirmations under /api/v1: staff publish to a
@@ -93,7 +94,7 @@ extension API {
         if let hours = input.answerWithinHours, !(1...720).contains(hours) {
             issues.append(FieldIssue("answerWithinHours", "must be from 1 to 720"))
         }
-        if input.smsResidents == true, !services.configuration.outbound.channels.contains(.sms) {
+        if input.smsResidents == true, !services.outbound.channels.contains(.sms) {
             issues.append(FieldIssue("smsResidents", "this server has no SMS gateway configured"))
         }
         if !issues.isEmpty { throw Problem.invalid(issues) }

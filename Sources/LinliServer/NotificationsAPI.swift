@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LinliCore
+import LinliHTTP
 import LinliStorage
 import Synchronization
 
@@ -41,7 +42,7 @@ extension API {
             phone: (try? p.phoneCipher.map { try store.cipher.decrypt($0) }).flatMap { $0 }.map(PhoneNumber.masked),
             address: (try? p.emailCipher.map { try store.cipher.decrypt($0) }).flatMap { $0 }.map(EmailAddress.masked),
             quietFrom: p.quietFrom, quietTo: p.quietTo,
-            available: OutboundChannel.allCases.filter { services.configuration.outbound.channels.contains($0) }.map(
+            available: OutboundChannel.allCases.filter { services.outbound.channels.contains($0) }.map(
                 \.rawValue))
     }
 
@@ -61,7 +62,7 @@ extension API {
     func savePreferences(_ input: PreferencesInput, context: AppContext) async throws -> NotificationPreferences {
         let caller = try context.requireCaller()
         let stored = try await store.notificationPreferences(accountId: caller.accountId)
-        let available = services.configuration.outbound.channels
+        let available = services.outbound.channels
         var issues: [FieldIssue] = []
         let phone = input.phone.map { $0.filter { !" -".contains($0) } }
         let address = input.address?.trimmingCharacters(in: .whitespaces)

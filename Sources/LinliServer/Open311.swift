@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LinliCore
+import LinliHTTP
 import LinliStorage
 import LinliWorkOrders
 

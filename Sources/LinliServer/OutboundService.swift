@@ -1,5 +1,6 @@
 import Foundation
 import LinliCore
+import LinliHTTP
 import LinliStorage
 import Logging
 import ServiceLifecycle

@@ -1,5 +1,6 @@
 import Foundation
 import LinliCore
+import LinliHTTP
 import LinliRules
 import LinliStorage
 import LinliThings

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LinliCore
+import LinliHTTP
 import LinliStorage
 
 /// The console (staff) and the portal (residents): server-rendered pages over the same store and

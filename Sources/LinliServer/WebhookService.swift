@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LinliCore
+import LinliHTTP
 import LinliStorage
 import Logging
 import ServiceLifecycle

@@ -31,7 +31,7 @@ public struct Principal: Sendable {
 }
 
 public enum EventLog {
-    static let encoder: JSONEncoder = {
+    package static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return e

@@ -18,7 +18,6 @@ extension Vehicle: Record { public static let table = "vehicles" }
 extension Organisation: Record { public static let table = "organisations" }
 extension StaffMember: Record { public static let table = "staff" }
 extension Grid: Record { public static let table = "grids" }
-extension RoleBinding: Record { public static let table = "role_bindings" }
 
 extension SQLRowDecoder.KeyDecodingStrategy {
     /// Field names to snake_case columns, as `.convertFromSnakeCase` does, for the ASCII names
@@ -31,7 +30,7 @@ extension SQLRowDecoder.KeyDecodingStrategy {
     /// `communityId` → `community_id`, `lastURLSeen` → `last_url_seen`: an underscore before an
     /// upper-case letter that starts a word (after a lower-case letter or digit, or before a
     /// lower-case letter at the end of a run of capitals).
-    static func snakeCased(_ name: String) -> String {
+    package static func snakeCased(_ name: String) -> String {
         let bytes = Array(name.utf8)
         func isUpper(_ b: UInt8) -> Bool { b >= 0x41 && b <= 0x5a }
         func isLower(_ b: UInt8) -> Bool { b >= 0x61 && b <= 0x7a }
@@ -91,7 +90,7 @@ extension SQLDatabase {
         return try row?.decode(column: "n", as: Int.self) ?? 0
     }
 
-    var isPostgres: Bool { dialect.name == "postgresql" }
+    package var isPostgres: Bool { dialect.name == "postgresql" }
 }
 
 /// Pagination as asked for by a caller, already validated.
@@ -140,18 +139,18 @@ public struct ListOrder: Sendable {
 
 extension SQLQueryString {
     /// `column IN (...)`, or a false predicate for an empty set (an empty IN list is not SQL).
-    static func isIn(_ column: String, _ values: Set<ID>) -> SQLQueryString {
+    package static func isIn(_ column: String, _ values: Set<ID>) -> SQLQueryString {
         if values.isEmpty { return "1 = 0" }
         return "\(unsafeRaw: column) IN (\(binds: values.sorted()))"
     }
 
-    static func any(_ parts: [SQLQueryString]) -> SQLQueryString {
+    package static func any(_ parts: [SQLQueryString]) -> SQLQueryString {
         if parts.isEmpty { return "1 = 0" }
         return "(" + parts.joined(separator: " OR ") + ")"
     }
 
     /// A LIKE pattern matching `text` anywhere, with the wildcards in `text` taken literally.
-    static func containsPattern(_ text: String) -> String {
+    package static func containsPattern(_ text: String) -> String {
         let escaped = text.lowercased()
             .replacingOccurrences(of: "\\", with: "\\\\")
             .replacingOccurrences(of: "%", with: "\\%")
@@ -163,14 +162,14 @@ extension SQLQueryString {
 extension Store {
     /// When a send that has failed `attempts` times (this one included) is tried next, by the
     /// queue's back-off; nil when the back-off has run out and it is given up.
-    static func retryAt(afterFailure attempts: Int, backoff: [Millis], now: Millis) -> Millis? {
+    package static func retryAt(afterFailure attempts: Int, backoff: [Millis], now: Millis) -> Millis? {
         attempts <= backoff.count ? now + backoff[attempts - 1] : nil
     }
 
     /// Pending rows of a send queue (webhook deliveries, outbound messages) whose time has come,
     /// each pushed `lease` ahead by a conditional update, so that a second look, or a second node,
     /// does not send the same one twice; a send that dies with the process is tried after the lease.
-    func claimDue<R: Record>(
+    package func claimDue<R: Record>(
         _ type: R.Type, dueColumn: String, due: @escaping @Sendable (R) -> Millis, now: Millis, limit: Int,
         lease: Millis
     ) async throws -> [R] {

@@ -110,19 +110,4 @@ extension Store {
             return result
         }
     }
-
-    public func gridBuildings(_ gridIds: [ID]) async throws -> [ID: Set<ID>] {
-        if gridIds.isEmpty { return [:] }
-        return try await read { db in
-            struct Row: Decodable {
-                var gridId: ID
-                var buildingId: ID
-            }
-            let rows = try await db.raw(
-                "SELECT grid_id, building_id FROM grid_buildings WHERE \(SQLQueryString.isIn("grid_id", Set(gridIds)))"
-            )
-            .all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
-            return Dictionary(grouping: rows, by: \.gridId).mapValues { Set($0.map(\.buildingId)) }
-        }
-    }
 }

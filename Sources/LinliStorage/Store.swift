@@ -16,6 +16,8 @@ public struct Store: Sendable {
     public let signal: EventSignal
     /// Counts committed writes in this process; cached reads are valid only for the count they saw.
     public let changes = ChangeCounter()
+    /// What the modules keep per store (a device module's write queues, say), by type.
+    public let attachments = Attachments()
     /// Shadow values and device counters the telemetry writer has stored in history but not yet
     /// written to their tables; readers of those tables add them.
     public let heldTelemetry = HeldTelemetry()

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import LinliCore
+import LinliDemo
+import LinliHTTP
 import LinliMQTT
 import LinliServer
 import LinliStorage
@@ -58,9 +60,9 @@ struct StorageOptions: ParsableArguments {
         }
         do {
             if migrate {
-                try await Migrations.migrate(store, logger: logger)
+                try await Migrations.migrate(store, schema: .linli, logger: logger)
             } else {
-                try await Migrations.requireCurrent(store)
+                try await Migrations.requireCurrent(store, schema: .linli)
             }
         } catch let error as MigrationError {
             await store.close()
@@ -215,8 +217,16 @@ struct Serve: AsyncParsableCommand {
             MQTTBrokerService(store: store, configuration: $0, rules: rules, logger: logger)
         }
         broker?.gateway.downloadBase.withLock { $0 = configuration.downloadBase }
-        let services = try AppServices(
-            store: store, configuration: configuration, logger: logger, devices: broker?.gateway, rules: rules)
+        let services: AppServices
+        do {
+            services = try AppServices(
+                store: store, configuration: configuration, logger: logger, devices: broker?.gateway, rules: rules)
+        } catch {
+            // A build without its templates or API document cannot serve: say which, and close the
+            // database cleanly rather than leave it to a crash.
+            await store.close()
+            throw CLIError("\(error)")
+        }
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
         let webhooks = WebhookService(store: store, logger: logger)
         rules.attach(devices: broker?.gateway, webhooks: webhooks)
@@ -237,7 +247,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         try await storage.withStore { _ in }
-        say("schema at version \(Migrations.latest)")
+        say("schema at version \(Schema.linli.latest)")
     }
 }
 

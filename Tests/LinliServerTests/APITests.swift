@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import LinliCore
+import LinliDemo
+import LinliHTTP
 import Testing
 
 @testable import LinliServer

@@ -4,6 +4,8 @@ import Hummingbird
 import HummingbirdTesting
 import LinliAlink
 import LinliCore
+import LinliDemo
+import LinliHTTP
 import LinliThings
 import Synchronization
 import Testing

@@ -2,6 +2,8 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import LinliCore
+import LinliDemo
+import LinliHTTP
 import Logging
 import SQLKit
 
@@ -50,7 +52,7 @@ func makeFixture() async throws -> Fixture {
     let path = NSTemporaryDirectory() + "linli-app-\(UUID().uuidString).sqlite"
     let database = try await SQLiteStore.open(path: path, readers: 2, logger: quietLogger)
     let store = Store(database: database, cipher: try FieldCipher(secret: FieldCipher.randomSecret()))
-    try await Migrations.migrate(store)
+    try await Migrations.migrate(store, schema: .linli)
     let hash = Fixture.passwordHash
     _ = try await DemoCommunity.seed(store, hashPassword: { _ in hash }, generatePassword: { Fixture.password })
     let community = try await store.communities(scope: .everything, memberships: []).first!

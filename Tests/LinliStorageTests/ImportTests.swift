@@ -1,5 +1,8 @@
 import Foundation
 import LinliCore
+import LinliDemo
+import LinliHTTP
+import LinliServer
 import SQLKit
 import Testing
 

@@ -1,5 +1,8 @@
 import Foundation
 import LinliCore
+import LinliDemo
+import LinliHTTP
+import LinliServer
 import SQLKit
 import Testing
 
@@ -10,16 +13,24 @@ struct StorageTests {
     @Test(arguments: TestEngine.available)
     func migrationsAreCurrentAndRefuseNewerDatabases(engine: TestEngine) async throws {
         try await withStore(engine) { store in
-            #expect(try await Migrations.currentVersion(store.database) == Migrations.latest)
-            #expect(try await Migrations.migrate(store.database).isEmpty, "a second run applies nothing")
-            try await Migrations.requireCurrent(store.database)
+            #expect(
+                try await Migrations.currentVersion(store.database, ledger: Schema.linli.coreLedger)
+                    == Schema.linli.latest)
+            #expect(
+                try await Migrations.migrate(store.database, ledger: Schema.linli.coreLedger).isEmpty,
+                "a second run applies nothing")
+            try await Migrations.requireCurrent(store.database, ledger: Schema.linli.coreLedger)
             try await store.write { db in
                 try await db.raw(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'from the future', 0)"
                 ).run()
             }
-            await #expect(throws: MigrationError.self) { try await Migrations.requireCurrent(store.database) }
-            await #expect(throws: MigrationError.self) { try await Migrations.migrate(store.database) }
+            await #expect(throws: MigrationError.self) {
+                try await Migrations.requireCurrent(store.database, ledger: Schema.linli.coreLedger)
+            }
+            await #expect(throws: MigrationError.self) {
+                try await Migrations.migrate(store.database, ledger: Schema.linli.coreLedger)
+            }
         }
     }
 

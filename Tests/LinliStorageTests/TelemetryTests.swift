@@ -1,6 +1,9 @@
 import Foundation
 import LinliCore
+import LinliDemo
+import LinliHTTP
 import LinliRules
+import LinliServer
 import SQLKit
 import Testing
 
@@ -184,9 +187,9 @@ struct TelemetryTests {
         let store = try await TestEngine.sqlite.openUnmigrated()
         do {
             let before = Migrations.Ledger(
-                table: Migrations.Ledger.core.table, migrations: Migrations.all.filter { $0.version <= 18 })
+                table: Schema.linli.coreLedger.table, migrations: Schema.linli.core.filter { $0.version <= 18 })
             try await Migrations.migrate(store.database, ledger: before)
-            try await Migrations.migrate(store.telemetry, ledger: .telemetry)
+            try await Migrations.migrate(store.telemetry, ledger: Schema.linli.telemetryLedger)
             // Every reader compiles a `SELECT *` of devices under the old schema.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<8 {
@@ -194,7 +197,9 @@ struct TelemetryTests {
                 }
                 try await group.waitForAll()
             }
-            #expect(try await Migrations.migrate(store.database) == Array(19...Migrations.latest))
+            #expect(
+                try await Migrations.migrate(store.database, ledger: Schema.linli.coreLedger)
+                    == Array(19...Schema.linli.latest))
             let place = try await Place.make(store)
             let device = try #require(try await makeDevices(store, place, count: 1).first)
             try await withThrowingTaskGroup(of: Device?.self) { group in
@@ -546,11 +551,11 @@ struct TelemetryTests {
     }
 
     func migratesAndReads(_ store: Store) async throws {
-        try await Migrations.migrate(store.database)
+        try await Migrations.migrate(store.database, ledger: Schema.linli.coreLedger)
         // Telemetry as the previous release left it: rows merged into `telemetry`, others waiting.
         try await Migrations.migrate(
             store.telemetry,
-            ledger: .init(table: "telemetry_migrations", migrations: Array(Migrations.telemetry.prefix(2))))
+            ledger: .init(table: "telemetry_migrations", migrations: Array(Schema.linli.telemetry.prefix(2))))
         let place = try await Place.make(store)
         let d = try await makeDevices(store, place, count: 1)[0]
         try await store.telemetry.write { db in
@@ -563,7 +568,7 @@ struct TelemetryTests {
                 "INSERT INTO telemetry_recent (series, ts, num, txt) SELECT id, 2000, 2, NULL FROM telemetry_series"
             ).run()
         }
-        #expect(try await Migrations.migrate(store.telemetry, ledger: .telemetry) == [3])
+        #expect(try await Migrations.migrate(store.telemetry, ledger: Schema.linli.telemetryLedger) == [3])
         #expect(try await store.telemetry.read { db in try await db.count("SELECT COUNT(*) AS n FROM telemetry") } == 2)
         let writer = TelemetryWriter(store: store, logger: TestEngine.logger)
         try await writer.start()

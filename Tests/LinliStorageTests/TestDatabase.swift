@@ -1,5 +1,8 @@
 import Foundation
 import LinliCore
+import LinliDemo
+import LinliHTTP
+import LinliServer
 import Logging
 import SQLKit
 import Testing
@@ -28,7 +31,7 @@ enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     func open() async throws -> Store {
         let store = try await openUnmigrated()
-        try await Migrations.migrate(store)
+        try await Migrations.migrate(store, schema: .linli)
         return store
     }
 

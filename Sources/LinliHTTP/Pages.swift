@@ -5,20 +5,20 @@ import LinliStorage
 import Mustache
 
 /// What every console page shows around its content.
-struct Frame {
-    var title: String
-    var user: String?
-    var csrf: String?
-    var resident = false
-    var canAudit = false
-    var canImport = false
-    var canDevices = false
-    var canAlarms = false
-    var canNotices = false
-    var canWorkOrders = false
-    var community: Community?
+package struct Frame {
+    package var title: String
+    package var user: String?
+    package var csrf: String?
+    package var resident = false
+    package var canAudit = false
+    package var canImport = false
+    package var canDevices = false
+    package var canAlarms = false
+    package var canNotices = false
+    package var canWorkOrders = false
+    package var community: Community?
 
-    init(title: String, context: AppContext, community: Community? = nil) {
+    package init(title: String, context: AppContext, community: Community? = nil) {
         self.title = title
         self.community = community
         if let caller = context.caller {
@@ -35,30 +35,37 @@ struct Frame {
     }
 }
 
-/// Server-rendered pages from the Mustache templates in Resources/templates (escaped by default).
+/// Server-rendered pages from the Mustache templates of the kernel and of every module, in one
+/// library so that a module's page can use the kernel's layout and partials (escaped by default).
 public struct Pages: Sendable {
-    let library: MustacheLibrary
+    package let library: MustacheLibrary
 
-    public init() throws {
-        guard let base = Bundle.module.resourceURL else {
-            throw ServerConfiguration.Invalid(key: "resources", reason: "bundle not found")
-        }
-        let folder = [base.appendingPathComponent("Resources/templates"), base.appendingPathComponent("templates")]
-            .first { FileManager.default.fileExists(atPath: $0.path) }
-        guard let folder else {
-            throw ServerConfiguration.Invalid(key: "resources", reason: "templates are missing from the build")
-        }
+    /// The kernel's own templates: the layout, the pager, the error page and the API reference.
+    public static var kernelTemplates: URL { get throws { try Bundle.module.folder("Templates") } }
+
+    /// Every `.mustache` file in `folders`, named by its file name; a name given twice is an error,
+    /// so that one module's page cannot silently replace another's.
+    public init(folders: [URL]) throws {
         var library = MustacheLibrary()
-        for file in try FileManager.default.contentsOfDirectory(atPath: folder.path) where file.hasSuffix(".mustache") {
-            let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
-            try library.register(text, named: String(file.dropLast(".mustache".count)))
+        var seen: [String: URL] = [:]
+        for folder in folders {
+            for file in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
+            where file.hasSuffix(".mustache") {
+                let name = String(file.dropLast(".mustache".count))
+                if let earlier = seen[name] {
+                    throw MissingResource("a single template \(name) (in \(earlier.path) and \(folder.path))")
+                }
+                seen[name] = folder
+                let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+                try library.register(text, named: name)
+            }
         }
         self.library = library
     }
 
-    func render(_ template: String, _ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
+    package func render(_ template: String, _ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
         guard let html = library.render(Self.droppingNils(object), withTemplate: template) else {
-            throw ServerConfiguration.Invalid(key: "template", reason: "\(template) is missing")
+            throw MissingResource("the template \(template)")
         }
         return Response(
             status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
@@ -67,7 +74,7 @@ public struct Pages: Sendable {
 
     /// A page's values may be optional: an absent one is left out, so a section on it stays closed
     /// (an `Optional` stored as `Any` would otherwise render as "nil").
-    static func droppingNils(_ object: Any) -> Any {
+    package static func droppingNils(_ object: Any) -> Any {
         guard let dictionary = object as? [String: Any] else { return object }
         var result: [String: Any] = [:]
         for (key, value) in dictionary {
@@ -81,7 +88,7 @@ public struct Pages: Sendable {
         return result
     }
 
-    func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
+    package func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
         var response = try render(
             "error", ["frame": Frame(title: problem.title, context: context), "problem": problem] as [String: Any],
             status: problem.status)
@@ -89,13 +96,12 @@ public struct Pages: Sendable {
         return response
     }
 
-    func apiReference() throws -> Response {
-        let document = try Resources.text("openapi.yaml")
+    package func apiReference(_ document: String) throws -> Response {
         struct Operation {
-            var method: String
-            var methodClass: String
-            var path: String
-            var summary: String
+            package var method: String
+            package var methodClass: String
+            package var path: String
+            package var summary: String
         }
         var operations: [Operation] = []
         var inPaths = false

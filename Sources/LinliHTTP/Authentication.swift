@@ -5,12 +5,15 @@ import LinliStorage
 import Logging
 
 /// Signing in, shared by the API and the login page: throttled, timing-equalised, audited.
-struct Authentication {
-    let services: AppServices
+package struct Authentication {
+    package let services: AppServices
+    package init(services: AppServices) { self.services = services }
 
-    func signIn(username rawUsername: String, password: String, remote: String?, logger: Logger) async throws -> (
-        cookie: String, session: WebSession, account: Account
-    ) {
+    package func signIn(username rawUsername: String, password: String, remote: String?, logger: Logger) async throws
+        -> (
+            cookie: String, session: WebSession, account: Account
+        )
+    {
         let username = rawUsername.trimmingCharacters(in: .whitespaces).lowercased()
         if username.isEmpty || username.count > 64 {
             throw Problem.invalid([FieldIssue("username", "must be 1 to 64 characters")])
@@ -47,13 +50,13 @@ struct Authentication {
         return (cookie, session, account)
     }
 
-    static func cookie(_ value: String, configuration: ServerConfiguration) -> Cookie {
+    package static func cookie(_ value: String, configuration: HTTPSettings) -> Cookie {
         Cookie(
             name: IdentityMiddleware.cookieName, value: value, maxAge: configuration.sessionHours * 3600, path: "/",
             secure: configuration.secureCookies, httpOnly: true, sameSite: .lax)
     }
 
-    static func expiredCookie() -> Cookie {
+    package static func expiredCookie() -> Cookie {
         Cookie(name: IdentityMiddleware.cookieName, value: "", maxAge: 0, path: "/", httpOnly: true, sameSite: .lax)
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import LinliCore
+import LinliHTTP
+import LinliStorage
 import SQLKit
 
 /// A believable demo community: 3 buildings of 2 units and 13 floors (156 households), about 350

@@ -25,7 +25,7 @@ public enum Passwords {
     public static func hashBlocking(_ password: String) -> String { Bcrypt.hash(password, cost: cost) }
 
     /// Verified against when the account does not exist, so timing does not reveal usernames.
-    static let decoy = Bcrypt.hash("decoy password that matches nothing", cost: cost)
+    package static let decoy = Bcrypt.hash("decoy password that matches nothing", cost: cost)
 
     public static func validate(_ password: String, field: String = "password") throws(ValidationFailure) {
         if password.count < 10 { throw ValidationFailure(field, "must be at least 10 characters") }
@@ -45,14 +45,14 @@ public enum Passwords {
 /// From the third failure a key must wait 2^(n-3) seconds before trying again; the tenth locks it
 /// for `lockDuration`. A success clears the account's key (not the address's).
 public actor LoginThrottle {
-    struct Entry {
-        var failures: Int
-        var notBefore: ContinuousClock.Instant
+    package struct Entry {
+        package var failures: Int
+        package var notBefore: ContinuousClock.Instant
     }
     private var entries: [String: Entry] = [:]
-    let lockAfter: Int
-    let lockDuration: Duration
-    let logger: Logger
+    package let lockAfter: Int
+    package let lockDuration: Duration
+    package let logger: Logger
 
     public init(lockAfter: Int = 10, lockDuration: Duration = .seconds(15 * 60), logger: Logger) {
         self.lockAfter = lockAfter
@@ -91,13 +91,17 @@ public actor LoginThrottle {
 
 /// Resolves the caller from a session cookie or a bearer token, and enforces CSRF on
 /// cookie-authenticated writes. Requests without credentials go on as anonymous; handlers deny.
-struct IdentityMiddleware: RouterMiddleware {
-    typealias Context = AppContext
-    let store: Store
-    let callers: CallerCache
-    static let cookieName = "linli_session"
+package struct IdentityMiddleware: RouterMiddleware {
+    package typealias Context = AppContext
+    package let store: Store
+    package let callers: CallerCache
+    package init(store: Store, callers: CallerCache) {
+        self.store = store
+        self.callers = callers
+    }
+    package static let cookieName = "linli_session"
 
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
+    package func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
         async throws -> Response
     {
         var context = context
@@ -145,7 +149,7 @@ struct IdentityMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 
-    static func caller(for account: Account, store: Store) async throws -> Caller {
+    package static func caller(for account: Account, store: Store) async throws -> Caller {
         let bindings = try await store.bindings(accountId: account.id)
         let grids = try await store.gridBuildings(bindings.compactMap(\.gridId))
         return Caller(
@@ -155,7 +159,7 @@ struct IdentityMiddleware: RouterMiddleware {
 
     /// A cookie-authenticated write must prove it came from Linli's own page: the session's token in
     /// the X-CSRF-Token header (scripts) or the `_csrf` form field (forms).
-    static func checkCSRF(_ request: inout Request, session: WebSession, context: AppContext) async throws {
+    package static func checkCSRF(_ request: inout Request, session: WebSession, context: AppContext) async throws {
         if let header = request.headers[HTTPField.Name("X-CSRF-Token")!] {
             if Digest.constantTimeEqual(header, session.csrfToken) { return }
         } else if request.headers[.contentType]?.hasPrefix("application/x-www-form-urlencoded") == true {
@@ -179,18 +183,18 @@ struct IdentityMiddleware: RouterMiddleware {
 /// Signed-in callers, remembered for a few seconds so a busy client does not cost three queries per
 /// request. Anything that changes who may do what (sign-out, token revocation, role and password
 /// changes) clears it at once in this process; other processes see the change within `lifetime`.
-final class CallerCache: Sendable {
-    struct Entry: Sendable {
-        var caller: Caller
-        var session: WebSession?
+package final class CallerCache: Sendable {
+    package struct Entry: Sendable {
+        package var caller: Caller
+        package var session: WebSession?
     }
 
     private let entries = Mutex<[String: (entry: Entry, until: ContinuousClock.Instant)]>([:])
-    let lifetime: Duration
+    package let lifetime: Duration
 
-    init(lifetime: Duration = .seconds(5)) { self.lifetime = lifetime }
+    package init(lifetime: Duration = .seconds(5)) { self.lifetime = lifetime }
 
-    func get(_ key: String) -> Entry? {
+    package func get(_ key: String) -> Entry? {
         let now = ContinuousClock.now
         return entries.withLock { map in
             guard let hit = map[key] else { return nil }
@@ -202,7 +206,7 @@ final class CallerCache: Sendable {
         }
     }
 
-    func put(_ key: String, _ entry: Entry) {
+    package func put(_ key: String, _ entry: Entry) {
         let until = ContinuousClock.now + lifetime
         entries.withLock { map in
             if map.count > 10_000 { map.removeAll() }
@@ -210,5 +214,5 @@ final class CallerCache: Sendable {
         }
     }
 
-    func clear() { entries.withLock { $0.removeAll() } }
+    package func clear() { entries.withLock { $0.removeAll() } }
 }

@@ -4,17 +4,17 @@ import HTTPTypes
 @_spi(Internal) import Hummingbird
 
 /// The methods each registered path takes, looked up the way the router looks up its routes.
-struct RouteMethods: Sendable {
-    struct Entry: Sendable {
+package struct RouteMethods: Sendable {
+    package struct Entry: Sendable {
         /// The route's pattern (`/api/v1/households/{id}`).
-        var pattern: String
+        package var pattern: String
         /// In the order GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, then any other by name.
-        var methods: [HTTPRequest.Method]
+        package var methods: [HTTPRequest.Method]
     }
 
     private let trie: RouterTrie<Entry>
 
-    init(_ routes: [(path: RouterPath, method: HTTPRequest.Method)]) {
+    package init(_ routes: [(path: RouterPath, method: HTTPRequest.Method)]) {
         var byPattern: [String: (path: RouterPath, methods: Set<HTTPRequest.Method>)] = [:]
         for route in routes {
             byPattern[route.path.description, default: (route.path, [])].methods.insert(route.method)
@@ -29,7 +29,7 @@ struct RouteMethods: Sendable {
 
     /// `headForGet`: the router answers HEAD wherever it answers GET (`autoGenerateHeadEndpoints`,
     /// whose HEAD routes are made when the responder is built, after this table).
-    init<Context>(_ router: Router<Context>, headForGet: Bool = false) {
+    package init<Context>(_ router: Router<Context>, headForGet: Bool = false) {
         var routes = router.routes.map { (path: $0.path, method: $0.method) }
         if headForGet {
             let gets = routes.filter { $0.method == .get }
@@ -40,11 +40,11 @@ struct RouteMethods: Sendable {
     }
 
     /// The route a request path resolves to, under whatever method; nil when no route has it.
-    func resolve(_ path: String) -> Entry? { trie.resolve(path)?.value }
+    package func resolve(_ path: String) -> Entry? { trie.resolve(path)?.value }
 
-    static let order: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
+    package static let order: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
 
-    static func precedes(_ a: HTTPRequest.Method, _ b: HTTPRequest.Method) -> Bool {
+    package static func precedes(_ a: HTTPRequest.Method, _ b: HTTPRequest.Method) -> Bool {
         switch (order.firstIndex(of: a), order.firstIndex(of: b)) {
         case let (x?, y?): return x < y
         case (.some, nil): return true
@@ -58,10 +58,12 @@ struct RouteMethods: Sendable {
 /// (RFC 9110 §15.5.6), as a problem like every other error. `buildRouter` adds it after the last
 /// route: Hummingbird applies a middleware only to routes added after it, so this one wraps the
 /// not-found responder alone and costs nothing on a request that found its route.
-struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
-    let routes: RouteMethods
+package struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    package let routes: RouteMethods
+    package init(routes: RouteMethods) { self.routes = routes }
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+    package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws
         -> Response
     {
         do {

@@ -7,7 +7,7 @@ import LinliThings
 extension Request {
     /// Decodes a JSON body, answering malformed JSON with 400 and wrong or missing fields with 422
     /// naming the field, never with a 500; a body declared as another media type gets 415.
-    mutating func decodeJSON<T: Decodable>(_ type: T.Type, context: AppContext) async throws -> T {
+    package mutating func decodeJSON<T: Decodable>(_ type: T.Type, context: AppContext) async throws -> T {
         try requireJSONContentType()
         let buffer = try await collectBody(upTo: context.maxUploadSize)
         if buffer.readableBytes == 0 { throw Problem.badRequest("body", "is empty; expected a JSON object") }
@@ -26,12 +26,12 @@ extension Request {
     /// parameters (`; charset=utf-8`) and case aside. A request without Content-Type is read as
     /// JSON, as RFC 9110 §8.3 allows: the endpoint takes nothing else, and a body that is not JSON
     /// still gets 400.
-    func requireJSONContentType() throws {
+    package func requireJSONContentType() throws {
         guard let value = headers[.contentType], !value.allSatisfy(\.isWhitespace) else { return }
         if !Self.isJSON(mediaType: value) { throw Problem.unsupportedMediaType(value, method: method) }
     }
 
-    static func isJSON(mediaType value: String) -> Bool {
+    package static func isJSON(mediaType value: String) -> Bool {
         let essence = value.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false)[0]
             .trimmingCharacters(in: .whitespaces).lowercased()
         if essence == "application/json" { return true }
@@ -44,7 +44,7 @@ extension Request {
     /// 10.5 or 1e300. When the body is JSON, the field is found by elimination:
     /// fractional and huge numbers are set to 0 one after another until the body decodes past
     /// that fault; the last one set is a field at fault. Runs only on that failure.
-    static func numberAtFault<T: Decodable>(_ type: T.Type, in data: Data) -> Problem? {
+    package static func numberAtFault<T: Decodable>(_ type: T.Type, in data: Data) -> Problem? {
         guard var json = JSONValue.parse(data) else { return nil }
         var suspects: [[JSONPathStep]] = []
         func collect(_ value: JSONValue, _ path: [JSONPathStep]) {
@@ -76,12 +76,12 @@ extension Request {
     }
 
     /// Decodes an `application/x-www-form-urlencoded` body into a dictionary of its fields.
-    mutating func formFields(context: AppContext) async throws -> [String: String] {
+    package mutating func formFields(context: AppContext) async throws -> [String: String] {
         let buffer = try await collectBody(upTo: context.maxUploadSize)
         return Self.parseForm(String(buffer: buffer))
     }
 
-    static func parseForm(_ body: String) -> [String: String] {
+    package static func parseForm(_ body: String) -> [String: String] {
         var fields: [String: String] = [:]
         for pair in body.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -97,15 +97,15 @@ extension Request {
 }
 
 /// Reads query parameters, collecting every problem before answering 400.
-struct QueryReader {
-    let request: Request
-    var issues: [FieldIssue] = []
+package struct QueryReader {
+    package let request: Request
+    package var issues: [FieldIssue] = []
 
-    init(_ request: Request) { self.request = request }
+    package init(_ request: Request) { self.request = request }
 
-    func raw(_ name: String) -> String? { request.uri.queryParameters.get(name) }
+    package func raw(_ name: String) -> String? { request.uri.queryParameters.get(name) }
 
-    mutating func string(_ name: String, max: Int = 100) -> String? {
+    package mutating func string(_ name: String, max: Int = 100) -> String? {
         guard let value = raw(name)?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
         if value.count > max {
             issues.append(FieldIssue(name, "must be at most \(max) characters"))
@@ -114,7 +114,7 @@ struct QueryReader {
         return value
     }
 
-    mutating func int(_ name: String, in range: ClosedRange<Int>, default fallback: Int) -> Int {
+    package mutating func int(_ name: String, in range: ClosedRange<Int>, default fallback: Int) -> Int {
         guard let text = raw(name), !text.isEmpty else { return fallback }
         guard let value = Int(text) else {
             issues.append(FieldIssue(name, "must be a whole number"))
@@ -127,7 +127,7 @@ struct QueryReader {
         return value
     }
 
-    mutating func oneOf<E: RawRepresentable & CaseIterable>(_ name: String, _ type: E.Type) -> E?
+    package mutating func oneOf<E: RawRepresentable & CaseIterable>(_ name: String, _ type: E.Type) -> E?
     where E.RawValue == String {
         guard let text = raw(name), !text.isEmpty else { return nil }
         guard let value = E(rawValue: text) else {
@@ -137,7 +137,7 @@ struct QueryReader {
         return value
     }
 
-    mutating func bool(_ name: String) -> Bool {
+    package mutating func bool(_ name: String) -> Bool {
         guard let text = raw(name), !text.isEmpty else { return false }
         switch text.lowercased() {
         case "true", "1", "yes": return true
@@ -148,13 +148,13 @@ struct QueryReader {
         }
     }
 
-    mutating func page() -> PageRequest {
+    package mutating func page() -> PageRequest {
         PageRequest(
             limit: int("limit", in: 1...PageRequest.maxLimit, default: 50),
             offset: int("offset", in: 0...PageRequest.maxOffset, default: 0))
     }
 
-    mutating func sort(allowed: [String: String], default fallback: String) -> ListOrder {
+    package mutating func sort(allowed: [String: String], default fallback: String) -> ListOrder {
         do {
             return try ListOrder(raw("sort"), allowed: allowed, default: fallback)
         } catch let failure {
@@ -163,7 +163,7 @@ struct QueryReader {
         }
     }
 
-    func check() throws {
+    package func check() throws {
         if !issues.isEmpty {
             throw Problem(
                 .badRequest, type: "invalid-query", title: "The query has invalid parameters",
@@ -172,15 +172,15 @@ struct QueryReader {
     }
 }
 
-enum JSON {
-    static let encoder: JSONEncoder = {
+package enum JSON {
+    package static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         // Keys in declaration order: sorting them cost a fifth of a listing's time.
         e.outputFormatting = [.withoutEscapingSlashes]
         return e
     }()
 
-    static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    package static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         let data = try encoder.encode(value)
         return Response(
             status: status, headers: [.contentType: "application/json; charset=utf-8"],
@@ -189,10 +189,10 @@ enum JSON {
 }
 
 /// A list of items in the same envelope as a paged listing.
-struct Items<T: Encodable & Sendable>: Encodable, Sendable {
-    var items: [T]
-    var total: Int
-    init(_ items: [T]) {
+package struct Items<T: Encodable & Sendable>: Encodable, Sendable {
+    package var items: [T]
+    package var total: Int
+    package init(_ items: [T]) {
         self.items = items
         self.total = items.count
     }
@@ -200,17 +200,17 @@ struct Items<T: Encodable & Sendable>: Encodable, Sendable {
 
 /// `multipart/form-data` bodies (a form with a file), parsed without a library: the parts between
 /// the boundary lines, each with its name, file name, content type and bytes.
-struct Multipart {
-    struct Part {
-        var name: String
-        var filename: String?
-        var contentType: String?
-        var data: [UInt8]
-        var text: String { String(decoding: data, as: UTF8.self) }
+package struct Multipart {
+    package struct Part {
+        package var name: String
+        package var filename: String?
+        package var contentType: String?
+        package var data: [UInt8]
+        package var text: String { String(decoding: data, as: UTF8.self) }
     }
 
     /// The boundary from a `Content-Type: multipart/form-data; boundary=…` header.
-    static func boundary(_ contentType: String?) -> String? {
+    package static func boundary(_ contentType: String?) -> String? {
         guard let contentType, contentType.lowercased().hasPrefix("multipart/form-data") else { return nil }
         for parameter in contentType.split(separator: ";").dropFirst() {
             let kv = parameter.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
@@ -223,7 +223,7 @@ struct Multipart {
     }
 
     /// The parts; nil when the body is not well-formed multipart with this boundary.
-    static func parse(_ body: [UInt8], boundary: String) -> [Part]? {
+    package static func parse(_ body: [UInt8], boundary: String) -> [Part]? {
         let delimiter = Array("--\(boundary)".utf8)
         var parts: [Part] = []
         guard var start = find(delimiter, in: body, from: 0) else { return nil }
@@ -258,7 +258,7 @@ struct Multipart {
     }
 
     /// `name="photo"` out of `Content-Disposition: form-data; name="photo"; filename="a.jpg"`.
-    static func parameter(_ key: String, in line: String) -> String? {
+    package static func parameter(_ key: String, in line: String) -> String? {
         for piece in line.split(separator: ";").dropFirst() {
             let kv = piece.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
             if kv.count == 2, kv[0].lowercased() == key {
@@ -268,7 +268,7 @@ struct Multipart {
         return nil
     }
 
-    static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
+    package static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
         guard !needle.isEmpty, haystack.count >= needle.count, from <= haystack.count - needle.count else { return nil }
         var i = from
         let last = haystack.count - needle.count
@@ -282,7 +282,7 @@ struct Multipart {
 
 extension Request {
     /// The parts of a multipart form, or a 400.
-    mutating func multipart(context: AppContext) async throws -> [Multipart.Part] {
+    package mutating func multipart(context: AppContext) async throws -> [Multipart.Part] {
         guard let boundary = Multipart.boundary(headers[.contentType]) else {
             throw Problem.badRequest("body", "is not multipart/form-data")
         }
@@ -294,11 +294,11 @@ extension Request {
     }
 }
 
-enum JSONPathStep { case key(String), index(Int) }
+package enum JSONPathStep { case key(String), index(Int) }
 
 extension JSONValue {
     /// Replaces the value at `path` (which must exist); used to try a body with one value changed.
-    mutating func set(_ value: JSONValue, at path: ArraySlice<JSONPathStep>) {
+    package mutating func set(_ value: JSONValue, at path: ArraySlice<JSONPathStep>) {
         guard let step = path.first else {
             self = value
             return

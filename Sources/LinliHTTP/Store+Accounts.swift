@@ -1,10 +1,7 @@
 import Foundation
 import LinliCore
+import LinliStorage
 import SQLKit
-
-public enum AccountStatus: String, Codable, Sendable {
-    case active, disabled
-}
 
 /// A sign-in account. The password is kept only as a bcrypt hash, never returned by the API.
 public struct Account: Codable, Sendable, Equatable {
@@ -30,6 +27,7 @@ public struct Account: Codable, Sendable, Equatable {
 }
 
 extension Account: Record { public static let table = "accounts" }
+extension RoleBinding: Record { public static let table = "role_bindings" }
 
 public struct AccountView: Codable, Sendable, Equatable {
     public var id: ID
@@ -235,6 +233,22 @@ extension Store {
                 Account.self,
                 "SELECT a.* FROM accounts a JOIN api_tokens t ON t.account_id = a.id WHERE t.token_hash = \(bind: Digest.sha256Hex(token)) AND t.revoked_at IS NULL"
             ).first
+        }
+    }
+
+    /// The buildings of each grid, which a grid worker's role binding reaches.
+    public func gridBuildings(_ gridIds: [ID]) async throws -> [ID: Set<ID>] {
+        if gridIds.isEmpty { return [:] }
+        return try await read { db in
+            struct Row: Decodable {
+                package var gridId: ID
+                package var buildingId: ID
+            }
+            let rows = try await db.raw(
+                "SELECT grid_id, building_id FROM grid_buildings WHERE \(SQLQueryString.isIn("grid_id", Set(gridIds)))"
+            )
+            .all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
+            return Dictionary(grouping: rows, by: \.gridId).mapValues { Set($0.map(\.buildingId)) }
         }
     }
 }

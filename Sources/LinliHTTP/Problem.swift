@@ -31,7 +31,7 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         self.headers = headers
     }
 
-    enum CodingKeys: String, CodingKey { case type, title, status, detail, errors }
+    package enum CodingKeys: String, CodingKey { case type, title, status, detail, errors }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -52,7 +52,7 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     }
 
     /// What the answer carries besides its body, the same for the JSON problem and the console's page.
-    var responseHeaders: HTTPFields {
+    package var responseHeaders: HTTPFields {
         var fields = headers
         if let retryAfter { fields[.retryAfter] = String(retryAfter) }
         return fields
@@ -154,7 +154,7 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         }
     }
 
-    static func decoding(_ error: DecodingError) -> Problem {
+    package static func decoding(_ error: DecodingError) -> Problem {
         func path(_ keys: [any CodingKey]) -> String {
             let p = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
                 .replacingOccurrences(of: ".[", with: "[")
@@ -177,7 +177,7 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         }
     }
 
-    static func describe(_ type: Any.Type) -> String {
+    package static func describe(_ type: Any.Type) -> String {
         switch type {
         case is String.Type: return "a string"
         case is Int.Type, is Int64.Type: return "an integer"
@@ -194,11 +194,12 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
 
 /// Renders every error as problem details (JSON for the API, a page for the console) and logs
 /// the unexpected ones with the request id, so no handler can leak a stack or answer an empty 500.
-struct ProblemMiddleware: RouterMiddleware {
-    typealias Context = AppContext
-    let pages: Pages
+package struct ProblemMiddleware: RouterMiddleware {
+    package typealias Context = AppContext
+    package let pages: Pages
+    package init(pages: Pages) { self.pages = pages }
 
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
+    package func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
         async throws -> Response
     {
         do {

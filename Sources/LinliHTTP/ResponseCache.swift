@@ -10,27 +10,27 @@ import Synchronization
 /// integrations repeat all day. An entry serves only while no write has committed in this process
 /// since it was made, and for at most `lifetime` (which bounds staleness from other nodes sharing a
 /// PostgreSQL database). A request with `Cache-Control: no-cache` always goes to the database.
-final class ResponseCache: Sendable {
-    struct Entry: Sendable {
-        var status: HTTPResponse.Status
-        var contentType: String
-        var body: ByteBuffer
-        var version: UInt64
-        var until: ContinuousClock.Instant
+package final class ResponseCache: Sendable {
+    package struct Entry: Sendable {
+        package var status: HTTPResponse.Status
+        package var contentType: String
+        package var body: ByteBuffer
+        package var version: UInt64
+        package var until: ContinuousClock.Instant
     }
 
     private let entries = Mutex<[String: Entry]>([:])
-    let lifetime: Duration
-    let maxEntries: Int
-    let maxBodyBytes: Int
+    package let lifetime: Duration
+    package let maxEntries: Int
+    package let maxBodyBytes: Int
 
-    init(lifetime: Duration = .seconds(2), maxEntries: Int = 2_000, maxBodyBytes: Int = 256 * 1024) {
+    package init(lifetime: Duration = .seconds(2), maxEntries: Int = 2_000, maxBodyBytes: Int = 256 * 1024) {
         self.lifetime = lifetime
         self.maxEntries = maxEntries
         self.maxBodyBytes = maxBodyBytes
     }
 
-    func get(_ key: String, version: UInt64) -> Entry? {
+    package func get(_ key: String, version: UInt64) -> Entry? {
         let now = ContinuousClock.now
         return entries.withLock { map in
             guard let entry = map[key] else { return nil }
@@ -42,7 +42,7 @@ final class ResponseCache: Sendable {
         }
     }
 
-    func put(_ key: String, _ entry: Entry) {
+    package func put(_ key: String, _ entry: Entry) {
         guard entry.body.readableBytes <= maxBodyBytes else { return }
         entries.withLock { map in
             if map.count >= maxEntries { map.removeAll(keepingCapacity: true) }
@@ -52,7 +52,7 @@ final class ResponseCache: Sendable {
 
     /// The listings and single reads worth remembering. Not the event stream, not the audit trail,
     /// not anything about accounts or tokens.
-    static func isCacheable(_ path: Substring) -> Bool {
+    package static func isCacheable(_ path: Substring) -> Bool {
         guard path.hasPrefix("/api/v1/") else { return false }
         let rest = path.dropFirst("/api/v1/".count)
         return ["communities", "buildings", "households", "people", "organisations"].contains { rest.hasPrefix($0) }
@@ -60,12 +60,16 @@ final class ResponseCache: Sendable {
     }
 }
 
-struct ResponseCacheMiddleware: RouterMiddleware {
-    typealias Context = AppContext
-    let cache: ResponseCache
-    let changes: ChangeCounter
+package struct ResponseCacheMiddleware: RouterMiddleware {
+    package typealias Context = AppContext
+    package let cache: ResponseCache
+    package let changes: ChangeCounter
+    package init(cache: ResponseCache, changes: ChangeCounter) {
+        self.cache = cache
+        self.changes = changes
+    }
 
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
+    package func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
         async throws -> Response
     {
         guard request.method == .get, let caller = context.caller, ResponseCache.isCacheable(request.uri.path[...])
@@ -100,15 +104,15 @@ struct ResponseCacheMiddleware: RouterMiddleware {
 }
 
 /// Gathers a response body written by a handler. Used only within one request's task.
-final class BodyCollector {
-    var buffer = ByteBuffer()
+package final class BodyCollector {
+    package var buffer = ByteBuffer()
 }
 
-struct CollectingWriter: ResponseBodyWriter {
-    let collector: BodyCollector
-    mutating func write(_ buffer: ByteBuffer) async throws {
+package struct CollectingWriter: ResponseBodyWriter {
+    package let collector: BodyCollector
+    package mutating func write(_ buffer: ByteBuffer) async throws {
         var copy = buffer
         collector.buffer.writeBuffer(&copy)
     }
-    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+    package consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
 }

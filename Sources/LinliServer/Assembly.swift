@@ -1,0 +1,43 @@
+import Foundation
+import LinliCore
+import LinliHTTP
+import LinliStorage
+import Logging
+
+extension Schema {
+    /// Every module's tables: what `linli serve` and `linli migrate` bring a database to.
+    public static let linli: Schema = .storage + .identity + .community + .devices + .linkage + .messaging + .workOrders
+}
+
+extension ServerConfiguration {
+    /// What the HTTP kernel reads of the configuration.
+    public var http: HTTPSettings {
+        HTTPSettings(
+            host: host, port: port, dataDirectory: dataDirectory, sessionHours: sessionHours,
+            secureCookies: secureCookies, httpIdleSeconds: httpIdleSeconds)
+    }
+}
+
+extension AppServices {
+    /// The services of the whole application: the kernel's, with the modules' templates, the API
+    /// document and what the modules keep beside them.
+    public init(
+        store: Store, configuration: ServerConfiguration, logger: Logger, devices: DeviceGateway? = nil,
+        rules: RuleService? = nil
+    ) throws {
+        try self.init(
+            store: store, configuration: configuration.http, logger: logger,
+            templates: [try Bundle.module.folder("Resources/templates")],
+            openAPIDocument: try Bundle.module.text("Resources/openapi.yaml"))
+        if let devices { attachments.set(devices) }
+        if let rules { attachments.set(rules) }
+        attachments.set(configuration.outbound)
+    }
+
+    /// The broker's side of devices, when the broker runs (`--mqtt off` leaves it nil).
+    var devices: DeviceGateway? { attachments.get() }
+    /// The rules engine, told when rules change; nil where no engine runs (some tests).
+    var rules: RuleService? { attachments.get() }
+    var communities: CommunityDirectory { attachments.shared { CommunityDirectory() } }
+    var outbound: OutboundSettings { attachments.get() ?? OutboundSettings() }
+}
