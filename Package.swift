@@ -2,6 +2,7 @@
 import PackageDescription
 
 // Kept deliberate: every dependency here is rebuilt from scratch on each CI run.
+let sql = Target.Dependency.product(name: "SQLKit", package: "sql-kit")
 let package = Package(
     name: "linli",
     platforms: [.macOS(.v14)],
@@ -37,21 +38,45 @@ let package = Package(
         // Event linkage: rules (triggers, conditions, actions) and their evaluation, with timers for
         // durations and absence. Pure logic: the server feeds it and carries out what it decides.
         // Work orders (工单): categories, statuses and the steps between them. Pure rules.
-        .target(name: "LinliWorkOrders", dependencies: ["LinliCore"]),
-        .target(name: "LinliRules", dependencies: ["LinliCore", "LinliThings", "LinliWorkOrders"]),
+
         // One storage code path for SQLite (embedded) and PostgreSQL: migrations, repositories, event log.
         .target(
             name: "LinliStorage",
             dependencies: [
                 "LinliCore",
-                "LinliRules",
-                "LinliThings",
-                "LinliWorkOrders",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // Capability modules: each owns its domain, its tables and migrations, its queries; they use
+        // one another only downwards (Community ← Devices, WorkOrders, Messaging ← Linkage).
+        // The community data core (人、房、组织): places, households, people, residencies, vehicles,
+        // organisations, staff, grids, and the household sheet import.
+        .target(name: "LinliCommunity", dependencies: ["LinliCore", "LinliStorage", sql]),
+        // Devices: products, the registry, shadow and shadow documents, telemetry, firmware, gateways.
+        .target(
+            name: "LinliDevices",
+            dependencies: [
+                "LinliCore", "LinliStorage", "LinliCommunity", "LinliThings", sql,
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // Work orders (工单): categories, statuses and the steps between them, photos, Open311 keys.
+        .target(name: "LinliWorkOrders", dependencies: ["LinliCore", "LinliStorage", "LinliCommunity", sql]),
+        // Messaging: notices and receipts, inboxes, preferences, outbound SMS and mail, webhook deliveries.
+        .target(name: "LinliMessaging", dependencies: ["LinliCore", "LinliStorage", "LinliCommunity", sql]),
+        // Event linkage: rules (triggers, conditions, actions) and their evaluation, with timers for
+        // durations and absence; alarms with their lifecycle and escalation.
+        .target(
+            name: "LinliLinkage",
+            dependencies: [
+                "LinliCore", "LinliStorage", "LinliCommunity", "LinliThings", "LinliDevices", "LinliWorkOrders",
+                "LinliMessaging",
+                sql,
             ]
         ),
         // The HTTP kernel: request context, problem details, input decoding, paging, the response
@@ -74,7 +99,13 @@ let package = Package(
             resources: [.copy("Templates")]
         ),
         // The demo community `serve --demo` seeds: every capability's data, from a fixed seed.
-        .target(name: "LinliDemo", dependencies: ["LinliCore", "LinliStorage", "LinliHTTP"]),
+        .target(
+            name: "LinliDemo",
+            dependencies: [
+                "LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", "LinliDevices", "LinliWorkOrders",
+                "LinliMessaging", "LinliLinkage", sql,
+            ]
+        ),
         // MQTT 3.1.1: packets, their codec and topic rules. Knows nothing of Linli's business.
         .target(
             name: "LinliMQTT",
@@ -117,8 +148,11 @@ let package = Package(
                 "LinliMQTT",
                 "LinliAlink",
                 "LinliThings",
-                "LinliRules",
+                "LinliCommunity",
+                "LinliDevices",
                 "LinliWorkOrders",
+                "LinliMessaging",
+                "LinliLinkage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -146,9 +180,11 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
+        .testTarget(name: "LinliCommunityTests", dependencies: ["LinliCommunity"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
         .testTarget(
-            name: "LinliRulesTests", dependencies: ["LinliRules", "LinliCore", "LinliThings", "LinliWorkOrders"]),
+            name: "LinliLinkageTests",
+            dependencies: ["LinliLinkage", "LinliCommunity", "LinliCore", "LinliThings", "LinliWorkOrders"]),
         .testTarget(name: "LinliWorkOrdersTests", dependencies: ["LinliWorkOrders"]),
         .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
         .testTarget(
@@ -164,7 +200,10 @@ let package = Package(
         ),
         .testTarget(
             name: "LinliStorageTests",
-            dependencies: ["LinliStorage", "LinliRules", "LinliHTTP", "LinliDemo", "LinliServer"]),
+            dependencies: [
+                "LinliStorage", "LinliLinkage", "LinliHTTP", "LinliDemo", "LinliServer", "LinliCommunity",
+                "LinliDevices", "LinliWorkOrders", "LinliMessaging",
+            ]),
         .testTarget(
             name: "LinliBenchTests",
             dependencies: [
@@ -182,6 +221,12 @@ let package = Package(
                 "LinliServer",
                 "LinliHTTP",
                 "LinliDemo",
+                "LinliStorage",
+                "LinliCommunity",
+                "LinliDevices",
+                "LinliWorkOrders",
+                "LinliMessaging",
+                "LinliLinkage",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

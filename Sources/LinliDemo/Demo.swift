@@ -1,7 +1,12 @@
 import Foundation
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 import SQLKit
 
 /// A believable demo community: 3 buildings of 2 units and 13 floors (156 households), about 350

@@ -1,9 +1,13 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
-import LinliRules
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 
 /// The alarm board: a community's alarms, most pressing first, live, with acknowledge and clear.
 extension WebConsole {

@@ -1,9 +1,14 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 import Logging
 import Metrics
 import NIOCore

@@ -1,8 +1,13 @@
 import Foundation
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
 import LinliMQTT
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 import Logging
 
 /// Settings for a Linli node, from flags, then environment (`LINLI_…`), then an optional config

@@ -1,9 +1,14 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
 import LinliThings
+import LinliWorkOrders
 
 /// Console pages for devices: the community's products and devices with live status, and one
 /// device's shadow, recent values as an SVG chart, diagnosis, history and a command form.

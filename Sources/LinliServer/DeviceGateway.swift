@@ -1,10 +1,15 @@
 import Foundation
 import LinliAlink
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
 import LinliMQTT
+import LinliMessaging
 import LinliStorage
 import LinliThings
+import LinliWorkOrders
 import Logging
 import NIOCore
 import Synchronization

@@ -1,10 +1,15 @@
 import Foundation
 import Hummingbird
 import LinliAlink
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
 import LinliThings
+import LinliWorkOrders
 
 /// Products (thing models), the device registry, shadow, telemetry and diagnosis under /api/v1.
 extension API {

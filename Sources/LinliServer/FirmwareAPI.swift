@@ -1,8 +1,13 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 
 /// Firmware packages of a product and upgrades of its devices under /api/v1; the download
 /// address devices are given is served by `firmwareDownload`, outside /api/v1.

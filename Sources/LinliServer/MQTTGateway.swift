@@ -1,8 +1,13 @@
 import Foundation
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
 import LinliMQTT
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 import Logging
 import NIOCore
 import ServiceLifecycle

@@ -1,8 +1,13 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 
 /// Notices in the console (compose, follow progress live, the follow-up list) and in the portal
 /// (read, confirm or answer).

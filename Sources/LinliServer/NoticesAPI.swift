@@ -1,8 +1,13 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 
 /// Notices (通知公告) with read receipts and confirmations under /api/v1: staff publish to a
 /// community, buildings, units, households, care tags or roles; households read and answer; staff

@@ -1,8 +1,13 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 import Synchronization
 
 /// How people are told: their preferences (SMS, e-mail, quiet hours), what went out, and the

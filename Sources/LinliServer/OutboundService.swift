@@ -1,7 +1,12 @@
 import Foundation
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 import Logging
 import ServiceLifecycle
 

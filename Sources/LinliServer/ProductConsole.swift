@@ -1,9 +1,14 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
 import LinliThings
+import LinliWorkOrders
 
 /// The console's product page: the thing model at a glance, the firmware packages with where
 /// their upgrades stand, and (for those who manage devices) uploading a package and upgrading the

@@ -1,10 +1,14 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
-import LinliRules
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
 import LinliThings
+import LinliWorkOrders
 
 /// Console pages for rules: the list, templates to start from, a JSON editor checked exactly as the
 /// API checks it, enable/disable, delete, and a trial against sample messages.

@@ -1,7 +1,10 @@
 import Foundation
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
-import LinliRules
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
 import LinliThings
 import LinliWorkOrders

@@ -1,10 +1,14 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
-import LinliRules
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
 import LinliThings
+import LinliWorkOrders
 
 /// Rules (event linkage) and the alarms they raise, under /api/v1.
 extension API {

@@ -1,4 +1,10 @@
 import Foundation
+import LinliCommunity
+import LinliDevices
+import LinliLinkage
+import LinliMessaging
+import LinliStorage
+import LinliWorkOrders
 import NIOCore
 import NIOPosix
 

@@ -1,8 +1,13 @@
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 
 /// The console (staff) and the portal (residents): server-rendered pages over the same store and
 /// the same scopes as the API.

@@ -1,8 +1,13 @@
 import Crypto
 import Foundation
+import LinliCommunity
 import LinliCore
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
+import LinliMessaging
 import LinliStorage
+import LinliWorkOrders
 import Logging
 import ServiceLifecycle
 

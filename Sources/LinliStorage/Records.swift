@@ -8,17 +8,6 @@ public protocol Record: Codable, Sendable {
     var id: ID { get }
 }
 
-extension Community: Record { public static let table = "communities" }
-extension Building: Record { public static let table = "buildings" }
-extension BuildingUnit: Record { public static let table = "units" }
-extension Household: Record { public static let table = "households" }
-extension Person: Record { public static let table = "people" }
-extension Residency: Record { public static let table = "residencies" }
-extension Vehicle: Record { public static let table = "vehicles" }
-extension Organisation: Record { public static let table = "organisations" }
-extension StaffMember: Record { public static let table = "staff" }
-extension Grid: Record { public static let table = "grids" }
-
 extension SQLRowDecoder.KeyDecodingStrategy {
     /// Field names to snake_case columns, as `.convertFromSnakeCase` does, for the ASCII names
     /// Linli's types have (other bytes are copied as they are). SQLKit's conversion asks Unicode for every character's case, for every

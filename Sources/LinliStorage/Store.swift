@@ -18,11 +18,6 @@ public struct Store: Sendable {
     public let changes = ChangeCounter()
     /// What the modules keep per store (a device module's write queues, say), by type.
     public let attachments = Attachments()
-    /// Shadow values and device counters the telemetry writer has stored in history but not yet
-    /// written to their tables; readers of those tables add them.
-    public let heldTelemetry = HeldTelemetry()
-    /// Devices' online and offline changes, committed together when many come at once.
-    let statusChanges = CommitQueue<StatusChange>()
     private let separateTelemetry: Bool
 
     public init(

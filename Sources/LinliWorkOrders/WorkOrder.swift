@@ -1,4 +1,6 @@
+import LinliCommunity
 import LinliCore
+import LinliStorage
 
 /// 工单: a problem someone reported (or an alarm opened), who handles it, and every step until the
 /// reporter says it was done well. This target holds the rules of the road; storage and access

@@ -1,10 +1,15 @@
 import ArgumentParser
 import Foundation
 import LinliBench
+import LinliCommunity
 import LinliCore
+import LinliDevices
+import LinliLinkage
 import LinliMQTT
+import LinliMessaging
 import LinliStorage
 import LinliThings
+import LinliWorkOrders
 import Logging
 
 struct Bench: AsyncParsableCommand {

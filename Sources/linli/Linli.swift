@@ -1,13 +1,18 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import LinliCommunity
 import LinliCore
 import LinliDemo
+import LinliDevices
 import LinliHTTP
+import LinliLinkage
 import LinliMQTT
+import LinliMessaging
 import LinliServer
 import LinliStorage
 import LinliThings
+import LinliWorkOrders
 import Logging
 
 /// Where and how to reach the database; shared by every command.

@@ -87,10 +87,4 @@ struct CoreTests {
             TimeOfDay.minutes("23:59") == 1439 && TimeOfDay.minutes("24:00") == nil && TimeOfDay.minutes("12:60") == nil
         )
     }
-
-    @Test func careTagsEncodeForLikeSearch() {
-        #expect(CareTag.encode([.disabled, .elderlyAlone, .disabled]) == ",disabled,elderly_alone,")
-        #expect(CareTag.decode(",disabled,elderly_alone,") == [.disabled, .elderlyAlone])
-        #expect(CareTag.encode([]) == "")
-    }
 }

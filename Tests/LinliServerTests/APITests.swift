@@ -4,11 +4,16 @@ import Hummingbird
 import HummingbirdTesting
 import LinliCore
 import LinliDemo
-import LinliHTTP
 import Testing
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliHTTP
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliServer
 @testable import LinliStorage
+@testable import LinliWorkOrders
 
 @Suite("HTTP API")
 struct APITests {

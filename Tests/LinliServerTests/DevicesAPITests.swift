@@ -5,13 +5,18 @@ import HummingbirdTesting
 import LinliAlink
 import LinliCore
 import LinliDemo
-import LinliHTTP
 import LinliThings
 import Synchronization
 import Testing
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliHTTP
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliServer
 @testable import LinliStorage
+@testable import LinliWorkOrders
 
 /// One caller's requests against the in-process app: checks the status, returns the JSON.
 struct APIUser {

@@ -3,12 +3,17 @@ import Hummingbird
 import HummingbirdTesting
 import LinliCore
 import LinliDemo
-import LinliHTTP
 import Logging
 import SQLKit
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliHTTP
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliServer
 @testable import LinliStorage
+@testable import LinliWorkOrders
 
 /// The demo community plus a second community, with an API token for every demo account and for the
 /// second community's administrator. Every test gets its own SQLite file.

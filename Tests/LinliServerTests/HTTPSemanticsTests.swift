@@ -4,10 +4,16 @@ import Hummingbird
 import HummingbirdTesting
 import LinliCore
 import LinliDemo
-import LinliHTTP
+import LinliStorage
 import Testing
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliHTTP
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliServer
+@testable import LinliWorkOrders
 
 @Suite("HTTP methods and media types")
 struct HTTPSemanticsTests {

@@ -5,7 +5,12 @@ import LinliStorage
 import NIOCore
 import Testing
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliServer
+@testable import LinliWorkOrders
 
 /// The test-only certificate and keys kept beside the broker's tests (Tests/LinliMQTTTests/Fixtures).
 private func fixture(_ name: String) -> String {

@@ -2,7 +2,12 @@ import Foundation
 import LinliStorage
 import Testing
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliServer
+@testable import LinliWorkOrders
 
 @Suite("Outbound channels")
 struct OutboundTests {

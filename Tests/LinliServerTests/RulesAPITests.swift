@@ -4,12 +4,16 @@ import Hummingbird
 import HummingbirdTesting
 import LinliCore
 import LinliDemo
-import LinliHTTP
-import LinliRules
 import Testing
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliHTTP
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliServer
 @testable import LinliStorage
+@testable import LinliWorkOrders
 
 @Suite("Rules and alarms API")
 struct RulesAPITests {

@@ -1,13 +1,17 @@
 import Foundation
 import LinliCore
 import LinliDemo
-import LinliHTTP
-import LinliRules
 import LinliServer
 import SQLKit
 import Testing
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliHTTP
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliStorage
+@testable import LinliWorkOrders
 
 @Suite("Devices and telemetry on every engine")
 struct TelemetryTests {

@@ -1,13 +1,18 @@
 import Foundation
 import LinliCore
 import LinliDemo
-import LinliHTTP
 import LinliServer
 import Logging
 import SQLKit
 import Testing
 
+@testable import LinliCommunity
+@testable import LinliDevices
+@testable import LinliHTTP
+@testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliStorage
+@testable import LinliWorkOrders
 
 /// The engines every storage test runs on: SQLite always, PostgreSQL when
 /// LINLI_TEST_POSTGRES_URL is set (as .ci/run sets it). Each test gets an empty database: a new

@@ -1,0 +1,256 @@
+import LinliCore
+import LinliStorage
+
+/// The community data core: places (building → unit → household), people and their
+/// residency, vehicles, organisations and their staff, grids. Rows are plain values; the same struct is
+/// stored (snake_case columns) and served (camelCase JSON) unless a field is sensitive.
+
+public struct Building: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var name: String
+    public var floors: Int
+    public init(id: ID = newID(), communityId: ID, name: String, floors: Int) {
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.floors = floors
+    }
+}
+
+/// An entrance (单元) of a building.
+public struct BuildingUnit: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var buildingId: ID
+    public var name: String
+    public init(id: ID = newID(), communityId: ID, buildingId: ID, name: String) {
+        self.id = id
+        self.communityId = communityId
+        self.buildingId = buildingId
+        self.name = name
+    }
+}
+
+public enum Occupancy: String, Codable, Sendable, CaseIterable {
+    case ownerOccupied = "owner_occupied"
+    case rented
+    case vacant
+
+    public init?(label: String) {
+        switch label.trimmingCharacters(in: .whitespaces).lowercased() {
+        case "owner_occupied", "owner-occupied", "自住": self = .ownerOccupied
+        case "rented", "出租": self = .rented
+        case "vacant", "空置": self = .vacant
+        default: return nil
+        }
+    }
+}
+
+public struct Household: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var buildingId: ID
+    public var unitId: ID
+    public var room: String
+    public var floor: Int
+    public var area: Double?
+    public var occupancy: Occupancy
+    public init(
+        id: ID = newID(), communityId: ID, buildingId: ID, unitId: ID, room: String, floor: Int, area: Double?,
+        occupancy: Occupancy
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.buildingId = buildingId
+        self.unitId = unitId
+        self.room = room
+        self.floor = floor
+        self.area = area
+        self.occupancy = occupancy
+    }
+}
+
+public enum CareTag: String, Codable, Sendable, CaseIterable {
+    case elderlyAlone = "elderly_alone"
+    case disabled
+    case child
+    case keyCare = "key_care"
+
+    public init?(label: String) {
+        switch label.trimmingCharacters(in: .whitespaces).lowercased() {
+        case "elderly_alone", "独居老人": self = .elderlyAlone
+        case "disabled", "残疾人": self = .disabled
+        case "child", "儿童": self = .child
+        case "key_care", "重点关爱": self = .keyCare
+        default: return nil
+        }
+    }
+
+    /// Stored as `,tag1,tag2,` so that `LIKE '%,tag,%'` finds a tag on both engines.
+    public static func encode(_ tags: [CareTag]) -> String {
+        let sorted = Set(tags).map(\.rawValue).sorted()
+        return sorted.isEmpty ? "" : "," + sorted.joined(separator: ",") + ","
+    }
+
+    public static func decode(_ text: String) -> [CareTag] {
+        text.split(separator: ",").compactMap { CareTag(rawValue: String($0)) }
+    }
+}
+
+/// A person known to the community. The identity card number is kept only encrypted
+/// (`identityCipher`) with a keyed hash for exact look-up; it never leaves in a listing.
+public struct Person: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var name: String
+    public var phone: String
+    public var identityCipher: String?
+    public var identityIndex: String?
+    public var identityMasked: String?
+    public var careTags: String
+    public var createdAt: Millis
+    public init(
+        id: ID = newID(), communityId: ID, name: String, phone: String, identityCipher: String? = nil,
+        identityIndex: String? = nil, identityMasked: String? = nil, careTags: [CareTag] = [],
+        createdAt: Millis = nowMillis()
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.phone = phone
+        self.identityCipher = identityCipher
+        self.identityIndex = identityIndex
+        self.identityMasked = identityMasked
+        self.careTags = CareTag.encode(careTags)
+        self.createdAt = createdAt
+    }
+}
+
+public enum ResidencyRole: String, Codable, Sendable, CaseIterable {
+    case owner, tenant, family, other
+
+    public init?(label: String) {
+        switch label.trimmingCharacters(in: .whitespaces).lowercased() {
+        case "owner", "业主": self = .owner
+        case "tenant", "租客": self = .tenant
+        case "family", "家庭成员", "家属": self = .family
+        case "other", "其他": self = .other
+        default: return nil
+        }
+    }
+}
+
+/// A person living in a household, from one day to another. Moving out closes the row instead of
+/// deleting it, so the history stays. A tenant whose lease has ended is no longer current.
+public struct Residency: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var personId: ID
+    public var householdId: ID
+    public var role: ResidencyRole
+    public var leaseStart: String?
+    public var leaseEnd: String?
+    public var movedIn: String
+    public var movedOut: String?
+    public init(
+        id: ID = newID(), communityId: ID, personId: ID, householdId: ID, role: ResidencyRole,
+        leaseStart: String? = nil, leaseEnd: String? = nil, movedIn: String, movedOut: String? = nil
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.personId = personId
+        self.householdId = householdId
+        self.role = role
+        self.leaseStart = leaseStart
+        self.leaseEnd = leaseEnd
+        self.movedIn = movedIn
+        self.movedOut = movedOut
+    }
+
+    public func isCurrent(on day: String) -> Bool {
+        if let movedOut, movedOut <= day { return false }
+        if movedIn > day { return false }
+        if role == .tenant, let leaseEnd, leaseEnd < day { return false }
+        return true
+    }
+}
+
+public struct Vehicle: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var plate: String
+    public var householdId: ID?
+    public var personId: ID?
+    public var description: String
+    public init(id: ID = newID(), communityId: ID, plate: String, householdId: ID?, personId: ID?, description: String)
+    {
+        self.id = id
+        self.communityId = communityId
+        self.plate = plate
+        self.householdId = householdId
+        self.personId = personId
+        self.description = description
+    }
+}
+
+public enum OrganisationKind: String, Codable, Sendable, CaseIterable {
+    case propertyCompany = "property_company"
+    case residentsCommittee = "residents_committee"
+    case ownersCommittee = "owners_committee"
+    case policeStation = "police_station"
+    case urbanManagement = "urban_management"
+    case environmentalBureau = "environmental_bureau"
+    case merchant
+}
+
+public struct Organisation: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var name: String
+    public var kind: OrganisationKind
+    public var phone: String
+    public init(id: ID = newID(), communityId: ID, name: String, kind: OrganisationKind, phone: String) {
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.kind = kind
+        self.phone = phone
+    }
+}
+
+public struct StaffMember: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var organisationId: ID
+    public var name: String
+    public var title: String
+    public var phone: String
+    public var accountId: ID?
+    public init(
+        id: ID = newID(), communityId: ID, organisationId: ID, name: String, title: String, phone: String,
+        accountId: ID?
+    ) {
+        self.id = id
+        self.communityId = communityId
+        self.organisationId = organisationId
+        self.name = name
+        self.title = title
+        self.phone = phone
+        self.accountId = accountId
+    }
+}
+
+/// A grid (网格): a set of buildings looked after by a grid worker.
+public struct Grid: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var name: String
+    public var workerAccountId: ID?
+    public init(id: ID = newID(), communityId: ID, name: String, workerAccountId: ID?) {
+        self.id = id
+        self.communityId = communityId
+        self.name = name
+        self.workerAccountId = workerAccountId
+    }
+}

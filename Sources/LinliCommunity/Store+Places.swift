@@ -1,0 +1,356 @@
+import Foundation
+import LinliCore
+import LinliStorage
+import SQLKit
+
+/// Counts shown on a community's overview.
+public struct CommunityOverview: Codable, Sendable, Equatable {
+    public var community: Community
+    public var buildings: Int
+    public var units: Int
+    public var households: Int
+    public var ownerOccupied: Int
+    public var rented: Int
+    public var vacant: Int
+    public var currentResidents: Int
+    public var careTagged: Int
+    public var endedLeases: Int
+    public var vehicles: Int
+    public var organisations: Int
+    public var grids: Int
+}
+
+/// A household with the names of its building and unit, as listings show it.
+public struct HouseholdListing: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var buildingId: ID
+    public var buildingName: String
+    public var unitId: ID
+    public var unitName: String
+    public var room: String
+    public var floor: Int
+    public var area: Double?
+    public var occupancy: Occupancy
+    public var residents: Int
+}
+
+public struct HouseholdFilter: Sendable {
+    public var buildingId: ID?
+    public var unitId: ID?
+    public var occupancy: Occupancy?
+    public var query: String?
+    public init(buildingId: ID? = nil, unitId: ID? = nil, occupancy: Occupancy? = nil, query: String? = nil) {
+        self.buildingId = buildingId
+        self.unitId = unitId
+        self.occupancy = occupancy
+        self.query = query
+    }
+}
+
+extension Store {
+    // MARK: scope predicates, one per table
+
+    package static func communityScope(_ scope: Scope, memberships: Set<ID>) -> SQLQueryString {
+        if scope.everything { return "1 = 1" }
+        return .isIn("id", scope.communities.union(memberships))
+    }
+
+    package static func buildingScope(_ scope: Scope, alias: String = "") -> SQLQueryString {
+        if scope.everything { return "1 = 1" }
+        let p = alias.isEmpty ? "" : alias + "."
+        var parts: [SQLQueryString] = []
+        if !scope.communities.isEmpty { parts.append(.isIn(p + "community_id", scope.communities)) }
+        if !scope.buildings.isEmpty { parts.append(.isIn(p + "id", scope.buildings)) }
+        if !scope.households.isEmpty {
+            parts.append(
+                "\(unsafeRaw: p)id IN (SELECT building_id FROM households WHERE \(SQLQueryString.isIn("id", scope.households)))"
+            )
+        }
+        return .any(parts)
+    }
+
+    package static func unitScope(_ scope: Scope, alias: String = "") -> SQLQueryString {
+        if scope.everything { return "1 = 1" }
+        let p = alias.isEmpty ? "" : alias + "."
+        var parts: [SQLQueryString] = []
+        if !scope.communities.isEmpty { parts.append(.isIn(p + "community_id", scope.communities)) }
+        if !scope.buildings.isEmpty { parts.append(.isIn(p + "building_id", scope.buildings)) }
+        if !scope.households.isEmpty {
+            parts.append(
+                "\(unsafeRaw: p)id IN (SELECT unit_id FROM households WHERE \(SQLQueryString.isIn("id", scope.households)))"
+            )
+        }
+        return .any(parts)
+    }
+
+    package static func householdScope(_ scope: Scope, alias: String = "") -> SQLQueryString {
+        if scope.everything { return "1 = 1" }
+        let p = alias.isEmpty ? "" : alias + "."
+        var parts: [SQLQueryString] = []
+        if !scope.communities.isEmpty { parts.append(.isIn(p + "community_id", scope.communities)) }
+        if !scope.buildings.isEmpty { parts.append(.isIn(p + "building_id", scope.buildings)) }
+        if !scope.households.isEmpty { parts.append(.isIn(p + "id", scope.households)) }
+        return .any(parts)
+    }
+
+    // MARK: communities
+
+    public func createCommunity(_ community: Community, actor: Principal) async throws {
+        try await write { db in
+            try await db.insert(community)
+            try await Change.record(
+                db, actor: actor, communityId: community.id, type: "community.created", subjectType: "community",
+                subjectId: community.id, after: community)
+        }
+    }
+
+    /// Communities the caller may see: those in scope, and those it holds any role in.
+    public func communities(scope: Scope, memberships: Set<ID>) async throws -> [Community] {
+        try await read { db in
+            try await db.all(
+                Community.self,
+                "SELECT * FROM communities WHERE \(Self.communityScope(scope, memberships: memberships)) ORDER BY name, id"
+            )
+        }
+    }
+
+    public func community(_ id: ID, scope: Scope, memberships: Set<ID>) async throws -> Community {
+        let found = try await read { db in
+            try await db.all(
+                Community.self,
+                "SELECT * FROM communities WHERE id = \(bind: id) AND \(Self.communityScope(scope, memberships: memberships))"
+            ).first
+        }
+        guard let found else { throw StoreError.notFound("community") }
+        return found
+    }
+
+    public func overview(_ community: Community, scope: Scope) async throws -> CommunityOverview {
+        let today = Day.today()
+        let cid = community.id
+        return try await read { db in
+            let hs = Self.householdScope(scope, alias: "h")
+            func n(_ q: SQLQueryString) async throws -> Int { try await db.count(q) }
+            return CommunityOverview(
+                community: community,
+                buildings: try await n(
+                    "SELECT COUNT(*) AS n FROM buildings WHERE community_id = \(bind: cid) AND \(Self.buildingScope(scope))"
+                ),
+                units: try await n(
+                    "SELECT COUNT(*) AS n FROM units WHERE community_id = \(bind: cid) AND \(Self.unitScope(scope))"),
+                households: try await n(
+                    "SELECT COUNT(*) AS n FROM households h WHERE h.community_id = \(bind: cid) AND \(hs)"),
+                ownerOccupied: try await n(
+                    "SELECT COUNT(*) AS n FROM households h WHERE h.community_id = \(bind: cid) AND h.occupancy = 'owner_occupied' AND \(hs)"
+                ),
+                rented: try await n(
+                    "SELECT COUNT(*) AS n FROM households h WHERE h.community_id = \(bind: cid) AND h.occupancy = 'rented' AND \(hs)"
+                ),
+                vacant: try await n(
+                    "SELECT COUNT(*) AS n FROM households h WHERE h.community_id = \(bind: cid) AND h.occupancy = 'vacant' AND \(hs)"
+                ),
+                currentResidents: try await n(
+                    "SELECT COUNT(DISTINCT r.person_id) AS n FROM residencies r JOIN households h ON h.id = r.household_id WHERE r.community_id = \(bind: cid) AND \(Self.currentResidency("r", today)) AND \(hs)"
+                ),
+                careTagged: try await n(
+                    "SELECT COUNT(DISTINCT p.id) AS n FROM people p JOIN residencies r ON r.person_id = p.id JOIN households h ON h.id = r.household_id WHERE p.community_id = \(bind: cid) AND p.care_tags <> '' AND \(Self.currentResidency("r", today)) AND \(hs)"
+                ),
+                endedLeases: try await n(
+                    "SELECT COUNT(*) AS n FROM residencies r JOIN households h ON h.id = r.household_id WHERE r.community_id = \(bind: cid) AND r.role = 'tenant' AND r.moved_out IS NULL AND r.lease_end IS NOT NULL AND r.lease_end < \(bind: today) AND \(hs)"
+                ),
+                vehicles: try await n(
+                    "SELECT COUNT(*) AS n FROM vehicles v WHERE v.community_id = \(bind: cid) AND \(Self.vehicleScope(scope))"
+                ),
+                organisations: try await n("SELECT COUNT(*) AS n FROM organisations WHERE community_id = \(bind: cid)"),
+                grids: try await n("SELECT COUNT(*) AS n FROM grids WHERE community_id = \(bind: cid)")
+            )
+        }
+    }
+
+    // MARK: buildings and units
+
+    public func createBuilding(_ building: Building, actor: Principal) async throws {
+        try await write { db in
+            try await db.insert(building)
+            try await Change.record(
+                db, actor: actor, communityId: building.communityId, type: "building.created", subjectType: "building",
+                subjectId: building.id, after: building)
+        }
+    }
+
+    public func buildings(communityId: ID, scope: Scope) async throws -> [Building] {
+        try await read { db in
+            try await db.all(
+                Building.self,
+                "SELECT * FROM buildings WHERE community_id = \(bind: communityId) AND \(Self.buildingScope(scope)) ORDER BY LENGTH(name), name"
+            )
+        }
+    }
+
+    public func building(_ id: ID, scope: Scope) async throws -> Building {
+        let found = try await read { db in
+            try await db.all(
+                Building.self, "SELECT * FROM buildings WHERE id = \(bind: id) AND \(Self.buildingScope(scope))"
+            ).first
+        }
+        guard let found else { throw StoreError.notFound("building") }
+        return found
+    }
+
+    public func createUnit(_ unit: BuildingUnit, actor: Principal) async throws {
+        try await write { db in
+            try await db.insert(unit)
+            try await Change.record(
+                db, actor: actor, communityId: unit.communityId, type: "unit.created", subjectType: "unit",
+                subjectId: unit.id, after: unit)
+        }
+    }
+
+    public func units(buildingId: ID, scope: Scope) async throws -> [BuildingUnit] {
+        try await read { db in
+            try await db.all(
+                BuildingUnit.self,
+                "SELECT * FROM units WHERE building_id = \(bind: buildingId) AND \(Self.unitScope(scope)) ORDER BY LENGTH(name), name"
+            )
+        }
+    }
+
+    public func unit(_ id: ID, scope: Scope) async throws -> BuildingUnit {
+        let found = try await read { db in
+            try await db.all(
+                BuildingUnit.self, "SELECT * FROM units WHERE id = \(bind: id) AND \(Self.unitScope(scope))"
+            ).first
+        }
+        guard let found else { throw StoreError.notFound("unit") }
+        return found
+    }
+
+    // MARK: households
+
+    public func createHousehold(_ household: Household, actor: Principal) async throws {
+        try await write { db in
+            try await db.insert(household)
+            try await Change.record(
+                db, actor: actor, communityId: household.communityId, type: "household.created",
+                subjectType: "household", subjectId: household.id, after: household)
+        }
+    }
+
+    public func updateHousehold(_ household: Household, actor: Principal) async throws {
+        try await write { db in
+            guard let before = try await db.find(Household.self, household.id) else {
+                throw StoreError.notFound("household")
+            }
+            try await db.update(household)
+            try await Change.record(
+                db, actor: actor, communityId: household.communityId, type: "household.updated",
+                subjectType: "household", subjectId: household.id, before: before, after: household)
+        }
+    }
+
+    public func household(_ id: ID, scope: Scope) async throws -> HouseholdListing {
+        let found = try await read { db in
+            try await db.raw(
+                Self.householdSelect + " WHERE h.id = \(bind: id) AND \(Self.householdScope(scope, alias: "h"))"
+            )
+            .first(decoding: HouseholdListing.self)
+        }
+        guard let found else { throw StoreError.notFound("household") }
+        return found
+    }
+
+    public static let householdSortColumns = [
+        "room": "b.name, u.name, h.room", "floor": "h.floor", "area": "h.area", "occupancy": "h.occupancy",
+    ]
+
+    /// Columns are named in camelCase here so rows decode without per-key case conversion, which
+    /// dominated the cost of a listing.
+    package static var householdSelect: SQLQueryString {
+        let today = Day.today()
+        return """
+            SELECT h.id, h.community_id AS "communityId", h.building_id AS "buildingId", b.name AS "buildingName", h.unit_id AS "unitId",
+                   u.name AS "unitName", h.room, h.floor, h.area, h.occupancy,
+                   (SELECT COUNT(*) FROM residencies r WHERE r.household_id = h.id AND \(currentResidency("r", today))) AS residents
+            FROM households h JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
+            """
+    }
+
+    public func households(communityId: ID, filter: HouseholdFilter, sort: ListOrder, page: PageRequest, scope: Scope)
+        async throws -> Page<HouseholdListing>
+    {
+        var whereClause: SQLQueryString =
+            "h.community_id = \(bind: communityId) AND \(Self.householdScope(scope, alias: "h"))"
+        if let b = filter.buildingId { whereClause += " AND h.building_id = \(bind: b)" }
+        if let u = filter.unitId { whereClause += " AND h.unit_id = \(bind: u)" }
+        if let o = filter.occupancy { whereClause += " AND h.occupancy = \(bind: o.rawValue)" }
+        if let q = filter.query, !q.isEmpty {
+            whereClause += " AND LOWER(h.room) LIKE \(bind: SQLQueryString.containsPattern(q)) ESCAPE '\\'"
+        }
+        let condition = whereClause
+        let today = Day.today()
+        return try await read { db in
+            // One query for the page and the total (a window count), one for the page's resident counts.
+            struct Row: Decodable {
+                package var id: ID, communityId: ID, buildingId: ID, buildingName: String, unitId: ID, unitName: String,
+                    room: String
+                package var floor: Int, area: Double?, occupancy: Occupancy, totalRows: Int
+            }
+            let rows = try await db.raw(
+                """
+                SELECT h.id, h.community_id AS "communityId", h.building_id AS "buildingId", b.name AS "buildingName", h.unit_id AS "unitId",
+                       u.name AS "unitName", h.room, h.floor, h.area, h.occupancy, COUNT(*) OVER () AS "totalRows"
+                FROM households h JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
+                WHERE \(condition) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)
+                """
+            ).all(decoding: Row.self)
+            // An empty page (past the end) still reports the total.
+            let total =
+                if let first = rows.first { first.totalRows } else {
+                    try await db.count("SELECT COUNT(*) AS n FROM households h WHERE \(condition)")
+                }
+            var residents: [ID: Int] = [:]
+            if !rows.isEmpty {
+                struct Count: Decodable {
+                    package var householdId: ID
+                    package var n: Int
+                }
+                let counts = try await db.raw(
+                    """
+                    SELECT r.household_id AS "householdId", COUNT(*) AS n FROM residencies r
+                    WHERE \(SQLQueryString.isIn("r.household_id", Set(rows.map(\.id)))) AND \(Self.currentResidency("r", today)) GROUP BY r.household_id
+                    """
+                ).all(decoding: Count.self)
+                for c in counts { residents[c.householdId] = c.n }
+            }
+            let items = rows.map {
+                HouseholdListing(
+                    id: $0.id, communityId: $0.communityId, buildingId: $0.buildingId, buildingName: $0.buildingName,
+                    unitId: $0.unitId,
+                    unitName: $0.unitName, room: $0.room, floor: $0.floor, area: $0.area, occupancy: $0.occupancy,
+                    residents: residents[$0.id] ?? 0)
+            }
+            return Page(items: items, total: total, limit: page.limit, offset: page.offset)
+        }
+    }
+
+    package static func currentResidency(_ alias: String, _ today: String) -> SQLQueryString {
+        let a = alias
+        return
+            "(\(unsafeRaw: a).moved_out IS NULL OR \(unsafeRaw: a).moved_out > \(bind: today)) AND \(unsafeRaw: a).moved_in <= \(bind: today) AND NOT (\(unsafeRaw: a).role = 'tenant' AND \(unsafeRaw: a).lease_end IS NOT NULL AND \(unsafeRaw: a).lease_end < \(bind: today))"
+    }
+
+    package static func vehicleScope(_ scope: Scope, alias: String = "v") -> SQLQueryString {
+        if scope.everything { return "1 = 1" }
+        let p = alias + "."
+        var parts: [SQLQueryString] = []
+        if !scope.communities.isEmpty { parts.append(.isIn(p + "community_id", scope.communities)) }
+        if !scope.buildings.isEmpty {
+            parts.append(
+                "\(unsafeRaw: p)household_id IN (SELECT id FROM households WHERE \(SQLQueryString.isIn("building_id", scope.buildings)))"
+            )
+        }
+        if !scope.households.isEmpty { parts.append(.isIn(p + "household_id", scope.households)) }
+        return .any(parts)
+    }
+}

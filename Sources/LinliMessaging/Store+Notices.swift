@@ -1,0 +1,336 @@
+import Foundation
+import LinliCommunity
+import LinliCore
+import LinliStorage
+import SQLKit
+
+/// Who a notice is for: the whole community, or buildings, units, households, households where
+/// someone has one of the care tags, and (in their inboxes only) staff by role.
+public struct NoticeAudience: Codable, Sendable, Equatable {
+    public var everyone: Bool?
+    public var buildings: [ID]?
+    public var units: [ID]?
+    public var households: [ID]?
+    public var careTags: [CareTag]?
+    public var roles: [String]?
+    public init(
+        everyone: Bool? = nil, buildings: [ID]? = nil, units: [ID]? = nil, households: [ID]? = nil,
+        careTags: [CareTag]? = nil, roles: [String]? = nil
+    ) {
+        self.everyone = everyone
+        self.buildings = buildings
+        self.units = units
+        self.households = households
+        self.careTags = careTags
+        self.roles = roles
+    }
+    public var isEmpty: Bool {
+        everyone != true && (buildings ?? []).isEmpty && (units ?? []).isEmpty && (households ?? []).isEmpty
+            && (careTags ?? []).isEmpty && (roles ?? []).isEmpty
+    }
+}
+
+public struct Notice: Codable, Sendable, Equatable {
+    public var id: ID
+    public var communityId: ID
+    public var title: String
+    public var body: String
+    /// The audience as JSON.
+    public var audience: String
+    /// A question households answer ("vaccinated?"), or nil for "I have read this".
+    public var question: String?
+    /// The answers to choose from, as a JSON list; `["confirmed"]` when there is no question.
+    public var options: String
+    /// Households reached.
+    public var households: Int
+    public var createdBy: String
+    public var createdAt: Millis
+    /// When households should have answered by; nil for no deadline.
+    public var answerBy: Millis?
+    /// When the deadline passed with households still silent (`notice.unanswered` on the log).
+    public var unansweredAt: Millis?
+
+    public var optionList: [String] { (try? JSONDecoder().decode([String].self, from: Data(options.utf8))) ?? [] }
+    public var audienceValue: NoticeAudience {
+        (try? JSONDecoder().decode(NoticeAudience.self, from: Data(audience.utf8))) ?? NoticeAudience()
+    }
+}
+
+extension Notice: Record { public static let table = "notices" }
+
+public struct NoticeReceipt: Codable, Sendable, Equatable {
+    public var noticeId: ID
+    public var householdId: ID
+    public var communityId: ID
+    public var deliveredAt: Millis
+    public var readAt: Millis?
+    public var readBy: String?
+    public var answer: String?
+    public var answeredAt: Millis?
+    public var answeredBy: String?
+}
+
+/// How far a notice has got: households reached, read, answered, and the answers.
+public struct NoticeProgress: Codable, Sendable, Equatable {
+    public var households: Int
+    public var read: Int
+    public var answered: Int
+    public var answers: [String: Int]
+    /// Its texts and e-mails (copies of inbox messages, and texts to registered phones) by status.
+    public var outbound: [String: Int]
+}
+
+/// A household that has not answered yet, with who lives there and their phones: to call or visit.
+public struct FollowUp: Codable, Sendable, Equatable {
+    public struct Resident: Codable, Sendable, Equatable {
+        public var name: String
+        public var phone: String
+    }
+    public var householdId: ID
+    public var place: String
+    public var read: Bool
+    public var residents: [Resident]
+}
+
+extension Store {
+    /// Households the audience reaches, in the community.
+    package func audienceHouseholds(_ db: any SQLDatabase, communityId: ID, _ a: NoticeAudience) async throws -> [ID] {
+        struct Row: Decodable { var id: ID }
+        var parts: [SQLQueryString] = []
+        if a.everyone == true { parts.append("1 = 1") }
+        if let b = a.buildings, !b.isEmpty { parts.append(.isIn("h.building_id", Set(b))) }
+        if let u = a.units, !u.isEmpty { parts.append(.isIn("h.unit_id", Set(u))) }
+        if let h = a.households, !h.isEmpty { parts.append(.isIn("h.id", Set(h))) }
+        for tag in a.careTags ?? [] {
+            parts.append(
+                """
+                EXISTS (SELECT 1 FROM residencies r JOIN people p ON p.id = r.person_id WHERE r.household_id = h.id AND r.moved_out IS NULL
+                        AND p.care_tags LIKE \(bind: "%,\(tag.rawValue),%"))
+                """)
+        }
+        guard !parts.isEmpty else { return [] }
+        return try await db.raw(
+            "SELECT h.id FROM households h WHERE h.community_id = \(bind: communityId) AND (\(SQLQueryString.any(parts))) ORDER BY h.id"
+        )
+        .all(decoding: Row.self).map(\.id)
+    }
+
+    /// Publishes a notice: a receipt row per household reached, an inbox message for every account
+    /// of those households and for staff in the roles named, and one event saying how many.
+    /// With `smsResidents`, the households' current residents also get it by SMS on their
+    /// registered phones (for those who have no account, or never open it).
+    public func publishNotice(
+        communityId: ID, title: String, body: String, audience: NoticeAudience, question: String?, options: [String],
+        answerBy: Millis? = nil, smsResidents: Bool = false, actor: Principal
+    ) async throws -> Notice {
+        let now = nowMillis()
+        return try await write { db in
+            let households = try await self.audienceHouseholds(db, communityId: communityId, audience)
+            let notice = Notice(
+                id: newID(), communityId: communityId, title: title, body: body,
+                audience: String(decoding: try JSONEncoder().encode(audience), as: UTF8.self), question: question,
+                options: String(decoding: try JSONEncoder().encode(options), as: UTF8.self),
+                households: households.count,
+                createdBy: actor.name, createdAt: now, answerBy: answerBy)
+            try await db.insert(notice)
+            for h in households {
+                try await db.raw(
+                    "INSERT INTO notice_receipts (notice_id, household_id, community_id, delivered_at) VALUES (\(bind: notice.id), \(bind: h), \(bind: communityId), \(bind: now))"
+                ).run()
+            }
+            struct Account: Decodable { var accountId: ID }
+            var accounts: [ID] = []
+            if !households.isEmpty {
+                accounts += try await db.raw(
+                    "SELECT DISTINCT account_id FROM role_bindings WHERE role = 'resident' AND \(SQLQueryString.isIn("household_id", Set(households)))"
+                )
+                .all(decoding: Account.self, keyDecodingStrategy: .snakeCase).map(\.accountId)
+            }
+            if let roles = audience.roles, !roles.isEmpty {
+                accounts += try await db.raw(
+                    "SELECT DISTINCT account_id FROM role_bindings WHERE community_id = \(bind: communityId) AND \(SQLQueryString.isIn("role", Set(roles)))"
+                )
+                .all(decoding: Account.self, keyDecodingStrategy: .snakeCase).map(\.accountId)
+            }
+            let messages = Set(accounts).sorted().map {
+                InboxMessage(
+                    id: newID(), communityId: communityId, accountId: $0, title: title, body: String(body.prefix(500)),
+                    severity: nil,
+                    link: "/app/notices/\(notice.id)", subjectType: "notice", subjectId: notice.id, createdAt: now)
+            }
+            for m in messages { try await db.insert(m) }
+            try await self.enqueueOutbound(db, messages, now: now)
+            let texts =
+                smsResidents ? try await self.enqueueNoticeSMS(db, notice: notice, households: households, now: now) : 0
+            try await Change.record(
+                db, actor: actor, communityId: communityId, type: "notice.published", subjectType: "notice",
+                subjectId: notice.id,
+                after: [
+                    "title": title, "households": "\(households.count)", "accounts": "\(Set(accounts).count)",
+                    "sms": "\(texts)",
+                ])
+            return notice
+        }
+    }
+
+    public func notice(id: ID) async throws -> Notice? {
+        try await read { db in try await db.all(Notice.self, "SELECT * FROM notices WHERE id = \(bind: id)").first }
+    }
+
+    public func notices(communityId: ID, page: PageRequest) async throws -> Page<Notice> {
+        try await read { db in
+            let items = try await db.all(
+                Notice.self,
+                "SELECT * FROM notices WHERE community_id = \(bind: communityId) ORDER BY created_at DESC, id LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)"
+            )
+            let total = try await db.count(
+                "SELECT COUNT(*) AS n FROM notices WHERE community_id = \(bind: communityId)")
+            return Page(items: items, total: total, limit: page.limit, offset: page.offset)
+        }
+    }
+
+    /// Notices that reached any of these households, newest first, with that household's receipt.
+    public func notices(forHouseholds households: [ID]) async throws -> [(Notice, NoticeReceipt)] {
+        guard !households.isEmpty else { return [] }
+        return try await read { db in
+            let receipts = try await db.raw(
+                "SELECT * FROM notice_receipts WHERE \(SQLQueryString.isIn("household_id", Set(households))) ORDER BY delivered_at DESC"
+            )
+            .all(decoding: NoticeReceipt.self, keyDecodingStrategy: .snakeCase)
+            var out: [(Notice, NoticeReceipt)] = []
+            for r in receipts.prefix(200) {
+                if let n = try await db.all(Notice.self, "SELECT * FROM notices WHERE id = \(bind: r.noticeId)").first {
+                    out.append((n, r))
+                }
+            }
+            return out
+        }
+    }
+
+    /// Someone of the household read the notice (the first read counts).
+    public func markNoticeRead(_ notice: Notice, householdId: ID, by name: String) async throws {
+        try await write { db in
+            try await db.raw(
+                """
+                UPDATE notice_receipts SET read_at = \(bind: nowMillis()), read_by = \(bind: name)
+                WHERE notice_id = \(bind: notice.id) AND household_id = \(bind: householdId) AND read_at IS NULL
+                """
+            ).run()
+        }
+    }
+
+    /// The household's answer (a later answer replaces an earlier one); on the event log, so
+    /// progress pages update live.
+    public func answerNotice(_ notice: Notice, householdId: ID, answer: String, actor: Principal) async throws {
+        try await write { db in
+            let now = nowMillis()
+            let rows = try await db.raw(
+                """
+                UPDATE notice_receipts SET answer = \(bind: answer), answered_at = \(bind: now), answered_by = \(bind: actor.name),
+                read_at = COALESCE(read_at, \(bind: now)), read_by = COALESCE(read_by, \(bind: actor.name))
+                WHERE notice_id = \(bind: notice.id) AND household_id = \(bind: householdId) RETURNING notice_id
+                """
+            ).all()
+            guard !rows.isEmpty else { throw StoreError.notFound("notice") }
+            try await Change.record(
+                db, actor: actor, communityId: notice.communityId, type: "notice.answered", subjectType: "notice",
+                subjectId: notice.id,
+                after: ["householdId": householdId, "answer": answer])
+        }
+    }
+
+    public func noticeProgress(_ notice: Notice) async throws -> NoticeProgress {
+        let receipts = try await read { db in
+            try await db.raw("SELECT * FROM notice_receipts WHERE notice_id = \(bind: notice.id)").all(
+                decoding: NoticeReceipt.self, keyDecodingStrategy: .snakeCase)
+        }
+        var answers: [String: Int] = [:]
+        for r in receipts { if let a = r.answer { answers[a, default: 0] += 1 } }
+        struct Tally: Decodable {
+            package var status: String
+            package var n: Int
+        }
+        let tallies = try await read { db in
+            try await db.raw(
+                """
+                SELECT status, COUNT(*) AS n FROM outbound_messages WHERE notice_id = \(bind: notice.id) GROUP BY status
+                """
+            ).all(decoding: Tally.self)
+        }
+        return NoticeProgress(
+            households: receipts.count, read: receipts.filter { $0.readAt != nil }.count,
+            answered: receipts.filter { $0.answer != nil }.count,
+            answers: answers, outbound: Dictionary(uniqueKeysWithValues: tallies.map { ($0.status, $0.n) }))
+    }
+
+    /// Households that have not answered, with their current residents' names and phones.
+    public func noticeFollowUp(_ notice: Notice) async throws -> [FollowUp] {
+        struct Row: Decodable {
+            package var householdId: ID
+            package var readAt: Millis?
+            package var buildingName: String
+            package var unitName: String
+            package var room: String
+            package var name: String?
+            package var phone: String?
+        }
+        let rows = try await read { db in
+            try await db.raw(
+                """
+                SELECT nr.household_id AS "householdId", nr.read_at AS "readAt", b.name AS "buildingName", u.name AS "unitName", h.room AS room,
+                       p.name AS name, p.phone AS phone
+                FROM notice_receipts nr JOIN households h ON h.id = nr.household_id JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
+                LEFT JOIN residencies r ON r.household_id = h.id AND r.moved_out IS NULL LEFT JOIN people p ON p.id = r.person_id
+                WHERE nr.notice_id = \(bind: notice.id) AND nr.answer IS NULL
+                ORDER BY b.name, u.name, h.room, p.name
+                """
+            ).all(decoding: Row.self)
+        }
+        var out: [FollowUp] = []
+        for row in rows {
+            if out.last?.householdId != row.householdId {
+                out.append(
+                    FollowUp(
+                        householdId: row.householdId, place: "\(row.buildingName) \(row.unitName) \(row.room)",
+                        read: row.readAt != nil, residents: []))
+            }
+            if let name = row.name { out[out.count - 1].residents.append(.init(name: name, phone: row.phone ?? "")) }
+        }
+        return out
+    }
+
+    /// Notices whose answer deadline has passed: each is marked once, and when households are
+    /// still silent, `notice.unanswered` goes on the log with how many (rules can start from it:
+    /// tell the grid workers to call or visit).
+    @discardableResult
+    public func markUnansweredNotices(now: Millis = nowMillis()) async throws -> [(Notice, unanswered: Int)] {
+        // Looked for every second: read first, so an idle second costs no write.
+        let anyDue = try await read { db in
+            try await db.count(
+                "SELECT COUNT(*) AS n FROM notices WHERE answer_by <= \(bind: now) AND unanswered_at IS NULL")
+        }
+        guard anyDue > 0 else { return [] }
+        return try await write { db in
+            let due = try await db.all(
+                Notice.self,
+                "SELECT * FROM notices WHERE answer_by <= \(bind: now) AND unanswered_at IS NULL ORDER BY answer_by LIMIT 100"
+            )
+            var out: [(Notice, Int)] = []
+            for notice in due {
+                let silent = try await db.count(
+                    "SELECT COUNT(*) AS n FROM notice_receipts WHERE notice_id = \(bind: notice.id) AND answer IS NULL")
+                try await db.raw("UPDATE notices SET unanswered_at = \(bind: now) WHERE id = \(bind: notice.id)").run()
+                if silent > 0 {
+                    try await EventLog.append(
+                        db, communityId: notice.communityId, type: "notice.unanswered", subjectType: "notice",
+                        subjectId: notice.id, actor: .system,
+                        payload: [
+                            "title": notice.title, "unanswered": "\(silent)", "households": "\(notice.households)",
+                        ])
+                }
+                out.append((notice, silent))
+            }
+            return out
+        }
+    }
+}
