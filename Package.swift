@@ -3,6 +3,7 @@ import PackageDescription
 
 // Kept deliberate: every dependency here is rebuilt from scratch on each CI run.
 let sql = Target.Dependency.product(name: "SQLKit", package: "sql-kit")
+let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
 let package = Package(
     name: "linli",
     platforms: [.macOS(.v14)],
@@ -55,29 +56,67 @@ let package = Package(
         // one another only downwards (Community ← Devices, WorkOrders, Messaging ← Linkage).
         // The community data core (人、房、组织): places, households, people, residencies, vehicles,
         // organisations, staff, grids, and the household sheet import.
-        .target(name: "LinliCommunity", dependencies: ["LinliCore", "LinliStorage", sql]),
-        // Devices: products, the registry, shadow and shadow documents, telemetry, firmware, gateways.
         .target(
-            name: "LinliDevices",
+            name: "LinliCommunity", dependencies: ["LinliCore", "LinliStorage", "LinliHTTP", sql, hummingbird],
+            resources: [.copy("Templates")]),
+        // What devices are and what they said: products, the registry, the shadow and shadow
+        // documents, telemetry in its own ledger, firmware packages and upgrades, integration accounts.
+        .target(
+            name: "LinliDeviceRegistry",
             dependencies: [
                 "LinliCore", "LinliStorage", "LinliCommunity", "LinliThings", sql,
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // Devices as people and devices meet them: the broker's side (Alink sign-in, posts, services,
+        // gateways and sub-devices, shadow documents, firmware offers), the API and the pages.
+        .target(
+            name: "LinliDevices",
+            dependencies: [
+                "LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", "LinliDeviceRegistry", "LinliThings",
+                "LinliMQTT", "LinliAlink",
+                sql,
+                hummingbird,
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            resources: [.copy("Templates")]
+        ),
         // Work orders (工单): categories, statuses and the steps between them, photos, Open311 keys.
-        .target(name: "LinliWorkOrders", dependencies: ["LinliCore", "LinliStorage", "LinliCommunity", sql]),
+        .target(
+            name: "LinliWorkOrders",
+            dependencies: ["LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", sql, hummingbird],
+            resources: [.copy("Templates")]),
         // Messaging: notices and receipts, inboxes, preferences, outbound SMS and mail, webhook deliveries.
-        .target(name: "LinliMessaging", dependencies: ["LinliCore", "LinliStorage", "LinliCommunity", sql]),
+        .target(
+            name: "LinliMessaging",
+            dependencies: [
+                "LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", sql, hummingbird,
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            resources: [.copy("Templates")]),
         // Event linkage: rules (triggers, conditions, actions) and their evaluation, with timers for
         // durations and absence; alarms with their lifecycle and escalation.
         .target(
             name: "LinliLinkage",
             dependencies: [
-                "LinliCore", "LinliStorage", "LinliCommunity", "LinliThings", "LinliDevices", "LinliWorkOrders",
-                "LinliMessaging",
-                sql,
-            ]
+                "LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", "LinliThings", "LinliDeviceRegistry",
+                "LinliDevices",
+                "LinliWorkOrders", "LinliMessaging", sql, hummingbird,
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Templates")]
         ),
         // The HTTP kernel: request context, problem details, input decoding, paging, the response
         // cache, sign-in, sessions, accounts and their roles, the page layout. No community business.
@@ -95,6 +134,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Templates")]
         ),
@@ -102,7 +142,8 @@ let package = Package(
         .target(
             name: "LinliDemo",
             dependencies: [
-                "LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", "LinliDevices", "LinliWorkOrders",
+                "LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", "LinliDeviceRegistry", "LinliDevices",
+                "LinliWorkOrders",
                 "LinliMessaging", "LinliLinkage", sql,
             ]
         ),
@@ -149,6 +190,7 @@ let package = Package(
                 "LinliAlink",
                 "LinliThings",
                 "LinliCommunity",
+                "LinliDeviceRegistry",
                 "LinliDevices",
                 "LinliWorkOrders",
                 "LinliMessaging",
@@ -202,7 +244,7 @@ let package = Package(
             name: "LinliStorageTests",
             dependencies: [
                 "LinliStorage", "LinliLinkage", "LinliHTTP", "LinliDemo", "LinliServer", "LinliCommunity",
-                "LinliDevices", "LinliWorkOrders", "LinliMessaging",
+                "LinliDeviceRegistry", "LinliDevices", "LinliWorkOrders", "LinliMessaging",
             ]),
         .testTarget(
             name: "LinliBenchTests",
@@ -223,6 +265,7 @@ let package = Package(
                 "LinliDemo",
                 "LinliStorage",
                 "LinliCommunity",
+                "LinliDeviceRegistry",
                 "LinliDevices",
                 "LinliWorkOrders",
                 "LinliMessaging",

@@ -1,6 +1,7 @@
 import Foundation
 import LinliCommunity
 import LinliCore
+import LinliDeviceRegistry
 import LinliDevices
 import LinliMessaging
 import LinliStorage

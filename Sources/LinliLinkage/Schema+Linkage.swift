@@ -1,5 +1,6 @@
 import LinliCommunity
 import LinliCore
+import LinliDeviceRegistry
 import LinliDevices
 import LinliMessaging
 import LinliStorage

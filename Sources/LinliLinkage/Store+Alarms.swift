@@ -1,9 +1,9 @@
 import Foundation
 import LinliCommunity
 import LinliCore
+import LinliDeviceRegistry
 import LinliDevices
 import LinliMessaging
-import LinliRules
 import LinliStorage
 import LinliThings
 import LinliWorkOrders

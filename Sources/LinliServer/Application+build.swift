@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import LinliCommunity
 import LinliCore
+import LinliDeviceRegistry
 import LinliDevices
 import LinliHTTP
 import LinliLinkage
@@ -69,12 +70,15 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
             body: .init(byteBuffer: ByteBuffer(string: services.openAPIDocument)))
     }
     router.get("/api/docs") { _, _ in try services.pages.apiReference(services.openAPIDocument) }
-    // Firmware for devices, by the token in the address they were offered (no account).
-    router.get("/ota/:token", use: API(services: services).firmwareDownload)
 
-    API(services: services).register(router.group("/api/v1"))
-    WebConsole(services: services).register(router)
-    Open311(services: services).register(router)
+    // Each module adds its JSON routes under /api/v1 and its pages; the kernel's first.
+    let api = router.group("/api/v1")
+    HTTPKernel.register(api: api, router: router, services: services)
+    CommunityModule.register(api: api, router: router, services: services)
+    DevicesModule.register(api: api, router: router, services: services)
+    LinkageModule.register(api: api, router: router, services: services)
+    WorkOrdersModule.register(api: api, router: router, services: services)
+    MessagingModule.register(api: api, router: router, services: services)
     // Last, after every route: it wraps only the router's not-found responder (see its comment),
     // and its table must hold every route.
     router.add(middleware: MethodNotAllowedMiddleware<AppContext>(routes: RouteMethods(router, headForGet: true)))
@@ -98,21 +102,4 @@ public func buildApplication(_ services: AppServices, logger: Logger, alongside:
     app.addServices(DatabaseService(store: services.store))
     app.addServices(alongside)
     return app
-}
-
-/// Community rows by id, kept for half a minute: almost every request names its community, and
-/// communities change rarely (and only by name or address, never by id or tenancy).
-final class CommunityDirectory: Sendable {
-    private let entries = Mutex<[ID: (community: Community, until: ContinuousClock.Instant)]>([:])
-
-    func community(_ id: ID, store: Store) async throws -> Community? {
-        let now = ContinuousClock.now
-        if let hit = entries.withLock({ $0[id] }), hit.until > now { return hit.community }
-        guard let found = try? await store.community(id, scope: .everything, memberships: []) else { return nil }
-        entries.withLock { map in
-            if map.count > 10_000 { map.removeAll() }
-            map[id] = (found, now + .seconds(30))
-        }
-        return found
-    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import LinliCommunity
 import LinliCore
+import LinliDeviceRegistry
 import LinliDevices
 import LinliHTTP
 import LinliLinkage
@@ -32,17 +33,13 @@ extension AppServices {
     ) throws {
         try self.init(
             store: store, configuration: configuration.http, logger: logger,
-            templates: [try Bundle.module.folder("Resources/templates")],
+            templates: [
+                try CommunityModule.templates, try DevicesModule.templates, try WorkOrdersModule.templates,
+                try MessagingModule.templates, try LinkageModule.templates,
+            ],
             openAPIDocument: try Bundle.module.text("Resources/openapi.yaml"))
         if let devices { attachments.set(devices) }
         if let rules { attachments.set(rules) }
         attachments.set(configuration.outbound)
     }
-
-    /// The broker's side of devices, when the broker runs (`--mqtt off` leaves it nil).
-    var devices: DeviceGateway? { attachments.get() }
-    /// The rules engine, told when rules change; nil where no engine runs (some tests).
-    var rules: RuleService? { attachments.get() }
-    var communities: CommunityDirectory { attachments.shared { CommunityDirectory() } }
-    var outbound: OutboundSettings { attachments.get() ?? OutboundSettings() }
 }

@@ -2,7 +2,6 @@ import Foundation
 import LinliCommunity
 import LinliCore
 import LinliStorage
-import LinliWorkOrders
 import SQLKit
 
 public struct WorkOrder: Codable, Sendable, Equatable {

@@ -3,6 +3,7 @@ import Foundation
 import LinliBench
 import LinliCommunity
 import LinliCore
+import LinliDeviceRegistry
 import LinliDevices
 import LinliLinkage
 import LinliMQTT

@@ -4,6 +4,7 @@ import Hummingbird
 import LinliCommunity
 import LinliCore
 import LinliDemo
+import LinliDeviceRegistry
 import LinliDevices
 import LinliHTTP
 import LinliLinkage

@@ -10,6 +10,7 @@ import Synchronization
 import Testing
 
 @testable import LinliCommunity
+@testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliHTTP
 @testable import LinliLinkage

@@ -7,6 +7,7 @@ import Logging
 import SQLKit
 
 @testable import LinliCommunity
+@testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliHTTP
 @testable import LinliLinkage

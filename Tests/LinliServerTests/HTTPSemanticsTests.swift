@@ -8,6 +8,7 @@ import LinliStorage
 import Testing
 
 @testable import LinliCommunity
+@testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliHTTP
 @testable import LinliLinkage

@@ -6,6 +6,7 @@ import NIOCore
 import Testing
 
 @testable import LinliCommunity
+@testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliLinkage
 @testable import LinliMessaging

@@ -3,6 +3,7 @@ import LinliStorage
 import Testing
 
 @testable import LinliCommunity
+@testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliLinkage
 @testable import LinliMessaging

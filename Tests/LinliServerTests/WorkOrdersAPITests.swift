@@ -7,6 +7,7 @@ import LinliDemo
 import Testing
 
 @testable import LinliCommunity
+@testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliHTTP
 @testable import LinliLinkage

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import LinliCommunity
+@testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliLinkage
 @testable import LinliMessaging

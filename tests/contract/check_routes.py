@@ -2,10 +2,11 @@
 """Checks that Resources/openapi.yaml describes exactly the routes the server registers.
 
 Routes come from the sources:
-  - every `api.get/post/patch/put/delete("...")` in Sources/LinliServer/*API.swift, under /api/v1,
+  - every `api.get/post/patch/put/delete("...")` in each module's Sources/*/*API.swift, under /api/v1,
     with `:name` path parameters written `{name}`;
   - every `router.get/post/...("/...")` in Sources/LinliServer/Application+build.swift
-    (/healthz, /readyz, /metrics, /api/v1/openapi.yaml, /api/docs).
+    (/healthz, /readyz, /metrics, /api/v1/openapi.yaml, /api/docs) and in the modules' Sources/*/*Module.swift
+    (/ota/{token}).
 
 Operations come from the `paths` of openapi.yaml. Any route missing from the document, or any operation
 the server does not register, is listed and the script exits 1. It also checks that every operation has
@@ -25,12 +26,16 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 def swift_routes(root: Path) -> set[tuple[str, str]]:
     routes: set[tuple[str, str]] = set()
-    # API.swift and its siblings by capability (DevicesAPI.swift, …) register routes on `api`.
-    api = "\n".join(p.read_text(encoding="utf-8") for p in sorted((root / "Sources/LinliServer").glob("*API.swift")))
+    # Each module's API.swift and its siblings (DevicesAPI.swift, …) register routes on `api`.
+    api = "\n".join(p.read_text(encoding="utf-8") for p in sorted((root / "Sources").glob("*/*API.swift")))
     for method, path in re.findall(r'\bapi\.(get|post|patch|put|delete)\(\s*"([^"]*)"', api):
         full = "/api/v1/" + path.strip("/") if path.strip("/") else "/api/v1"
         routes.add((method.upper(), re.sub(r":([A-Za-z_][A-Za-z0-9_]*)", r"{\1}", full)))
-    build = (root / "Sources/LinliServer/Application+build.swift").read_text(encoding="utf-8")
+    # The assembly's own routes (/healthz, …) and those a module adds outside /api/v1 (/ota/{token}).
+    build = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in [root / "Sources/LinliServer/Application+build.swift", *sorted((root / "Sources").glob("*/*Module.swift"))]
+    )
     for method, path in re.findall(r'\brouter\.(get|post|patch|put|delete)\(\s*"(/[^"]*)"', build):
         routes.add((method.upper(), re.sub(r":([A-Za-z_][A-Za-z0-9_]*)", r"{\1}", path)))
     return routes

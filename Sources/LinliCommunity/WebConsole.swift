@@ -1,0 +1,449 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import LinliCore
+import LinliHTTP
+import LinliStorage
+import Logging
+import Synchronization
+
+/// The community's pages: the list of communities, a community's overview, its buildings, units,
+/// households, people, vehicles, organisations, the household import, who has access, the audit
+/// log by community; and the
+/// resident portal's home.
+struct WebConsole: ModuleRoutes {
+    let services: AppServices
+
+    func register(_ router: Router<AppContext>) {
+        router.get("/console", use: communities)
+        router.get("/console/c/:cid", use: overview)
+        router.get("/console/c/:cid/buildings", use: buildings)
+        router.get("/console/b/:id", use: units)
+        router.get("/console/c/:cid/households", use: households)
+        router.get("/console/h/:id", use: household)
+        router.get("/console/c/:cid/people", use: people)
+        router.get("/console/p/:id", use: person)
+        router.post("/console/p/:id/reveal", use: revealPerson)
+        router.get("/console/c/:cid/vehicles", use: vehicles)
+        router.get("/console/c/:cid/organisations", use: organisations)
+        router.get("/console/c/:cid/import", use: importPage)
+        router.post("/console/c/:cid/import", use: importUpload)
+        router.get("/console/c/:cid/access", use: access)
+        router.post("/console/c/:cid/access/accounts", use: createAccount)
+        router.get("/app", use: portal)
+        router.get("/console/audit", use: audit)
+    }
+
+    // MARK: places
+
+    @Sendable func communities(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        if caller.isResidentOnly { return .redirect(to: "/app") }
+        let list = try await store.communities(
+            scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds)
+        return try pages.render(
+            "communities",
+            ["frame": Frame(title: "Communities", context: context), "communities": list] as [String: Any])
+    }
+
+    @Sendable func overview(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context)
+        let o = try await store.overview(community, scope: scope)
+        return try pages.render(
+            "overview",
+            [
+                "frame": Frame(title: community.name, context: context, community: community), "o": o,
+                "canEvents": context.caller?.scope(for: .viewEvents).coversCommunity(community.id) ?? false,
+            ] as [String: Any])
+    }
+
+    @Sendable func buildings(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context)
+        let list = try await store.buildings(communityId: community.id, scope: scope)
+        return try pages.render(
+            "buildings",
+            ["frame": Frame(title: "Buildings", context: context, community: community), "buildings": list]
+                as [String: Any])
+    }
+
+    @Sendable func units(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let scope = try context.scope(.viewCommunity)
+        let building = try await store.building(try context.parameters.require("id"), scope: scope)
+        let community = try await store.community(building.communityId, scope: scope, memberships: caller.communityIds)
+        let list = try await store.units(buildingId: building.id, scope: scope)
+        return try pages.render(
+            "units",
+            [
+                "frame": Frame(title: building.name, context: context, community: community), "building": building,
+                "units": list,
+            ] as [String: Any])
+    }
+
+    @Sendable func households(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context)
+        var q = QueryReader(request)
+        let unitId = q.string("unitId")
+        let occupancy = q.oneOf("occupancy", Occupancy.self)
+        let text = q.string("q")
+        var page = q.page()
+        page.limit = min(page.limit, 100)
+        try q.check()
+        let result = try await store.households(
+            communityId: community.id, filter: HouseholdFilter(unitId: unitId, occupancy: occupancy, query: text),
+            sort: try ListOrder(
+                nil, allowed: [:],
+                default: "LENGTH(b.name), b.name, LENGTH(u.name), u.name, LENGTH(h.room), h.room, h.id"), page: page,
+            scope: scope)
+        var unitTitle: String? = nil
+        if let unitId, let unit = try? await store.unit(unitId, scope: scope),
+            let building = try? await store.building(unit.buildingId, scope: scope)
+        {
+            unitTitle = building.name + " " + unit.name
+        }
+        let options = Occupancy.allCases.map {
+            SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == occupancy)
+        }
+        return try pages.render(
+            "households",
+            [
+                "frame": Frame(title: "Households", context: context, community: community), "page": result,
+                "pager": Self.pager(request, total: result.total, page: page), "q": text ?? "", "unitId": unitId as Any,
+                "unitTitle": unitTitle as Any, "occupancies": options,
+                "canExport": context.caller?.scope(for: .exportData).coversCommunity(community.id) ?? false,
+            ] as [String: Any])
+    }
+
+    @Sendable func household(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let scope = try context.scope(.viewCommunity)
+        let h = try await store.household(try context.parameters.require("id"), scope: scope)
+        let community = try await store.community(h.communityId, scope: scope, memberships: caller.communityIds)
+        let residents = caller.can(.viewPeople) ? try await store.residents(householdId: h.id) : []
+        let vehicles =
+            caller.can(.viewVehicles)
+            ? try await store.vehicles(
+                communityId: h.communityId, query: nil, householdId: h.id, page: PageRequest(limit: 50),
+                scope: caller.scope(for: .viewVehicles)
+            ).items : []
+        return try pages.render(
+            "household",
+            [
+                "frame": Frame(title: h.room, context: context, community: community), "h": h, "residents": residents,
+                "vehicles": vehicles,
+            ] as [String: Any])
+    }
+
+    // MARK: people and vehicles
+
+    @Sendable func people(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewPeople)
+        let caller = try context.requireCaller()
+        var q = QueryReader(request)
+        let text = q.string("q")
+        let careTag = q.oneOf("careTag", CareTag.self)
+        let current = q.bool("current")
+        var page = q.page()
+        page.limit = min(page.limit, 100)
+        try q.check()
+        let result = try await store.people(
+            communityId: community.id, filter: PeopleFilter(query: text, careTag: careTag, currentOnly: current),
+            sort: try ListOrder(nil, allowed: [:], default: "p.name, p.id"), page: page, scope: scope,
+            fullPhone: caller.can(.seeFullPhone))
+        let options = CareTag.allCases.map {
+            SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == careTag)
+        }
+        return try pages.render(
+            "people",
+            [
+                "frame": Frame(title: "Residents", context: context, community: community), "page": result,
+                "q": text ?? "",
+                "careTags": options, "current": current, "pager": Self.pager(request, total: result.total, page: page),
+            ] as [String: Any])
+    }
+
+    func personPage(_ context: AppContext, revealed: String?) async throws -> Response {
+        let caller = try context.requireCaller()
+        let scope = try context.scope(.viewPeople)
+        let p = try await store.person(
+            try context.parameters.require("id"), scope: scope, fullPhone: caller.can(.seeFullPhone))
+        let community = try await store.community(
+            p.communityId, scope: caller.scope(for: .viewCommunity).union(scope), memberships: caller.communityIds)
+        return try pages.render(
+            "person",
+            [
+                "frame": Frame(title: p.name, context: context, community: community), "p": p,
+                "revealed": revealed as Any,
+                "canReveal": caller.scope(for: .revealIdentity).coversCommunity(p.communityId),
+            ] as [String: Any])
+    }
+
+    @Sendable func person(_ request: Request, context: AppContext) async throws -> Response {
+        try await personPage(context, revealed: nil)
+    }
+
+    @Sendable func revealPerson(_ request: Request, context: AppContext) async throws -> Response {
+        let scope = try context.scope(.revealIdentity)
+        let number = try await store.revealIdentity(
+            personId: try context.parameters.require("id"), scope: scope, actor: context.principal)
+        return try await personPage(context, revealed: number)
+    }
+
+    @Sendable func vehicles(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewVehicles)
+        var q = QueryReader(request)
+        let text = q.string("q")
+        var page = q.page()
+        page.limit = min(page.limit, 100)
+        try q.check()
+        let result = try await store.vehicles(communityId: community.id, query: text, page: page, scope: scope)
+        return try pages.render(
+            "vehicles",
+            [
+                "frame": Frame(title: "Vehicles", context: context, community: community), "page": result,
+                "q": text ?? "",
+                "pager": Self.pager(request, total: result.total, page: page),
+            ] as [String: Any])
+    }
+
+    @Sendable func organisations(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewOrganisations)
+        struct Row {
+            var o: Organisation
+            var staff: [StaffMember]
+        }
+        var rows: [Row] = []
+        for o in try await store.organisations(communityId: community.id, scope: scope) {
+            rows.append(Row(o: o, staff: try await store.staff(organisationId: o.id)))
+        }
+        let grids = try await store.grids(
+            communityId: community.id,
+            scope: scope.everything
+                ? .everything
+                : {
+                    var s = Scope()
+                    s.communities = [community.id]
+                    return s
+                }())
+        return try pages.render(
+            "organisations",
+            [
+                "frame": Frame(title: "Organisations", context: context, community: community), "organisations": rows,
+                "grids": grids,
+            ] as [String: Any])
+    }
+
+    // MARK: import
+
+    @Sendable func importPage(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .importData)
+        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.importData) }
+        return try pages.render(
+            "import",
+            [
+                "frame": Frame(title: "Import", context: context, community: community), "modeAll": true,
+                "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(
+                    separator: ", "),
+            ] as [String: Any])
+    }
+
+    struct ReportView {
+        var imported: Bool
+        var rows: Int
+        var validRows: Int
+        var householdsCreated: Int
+        var peopleCreated: Int
+        var residenciesCreated: Int
+        var problems: [HouseholdSheet.Problem]
+        var problemCount: Int
+        var hasProblems: Bool
+    }
+
+    @Sendable func importUpload(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, scope) = try await self.community(context, .importData)
+        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.importData) }
+        let form = try await request.formFields(context: context)
+        let csv = form["csv"] ?? ""
+        let mode = form["mode"] == "valid" ? "valid" : "all"
+        let report = try await store.importHouseholds(
+            communityId: community.id, csv: csv, onlyValid: mode == "valid", dryRun: false, actor: context.principal)
+        let view = ReportView(
+            imported: report.imported, rows: report.rows, validRows: report.validRows,
+            householdsCreated: report.householdsCreated,
+            peopleCreated: report.peopleCreated, residenciesCreated: report.residenciesCreated,
+            problems: report.problems,
+            problemCount: report.problems.count, hasProblems: !report.problems.isEmpty)
+        return try pages.render(
+            "import",
+            [
+                "frame": Frame(title: "Import", context: context, community: community), "report": view, "csv": csv,
+                "modeAll": mode == "all",
+                "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(
+                    separator: ", "),
+            ] as [String: Any],
+            status: report.imported || report.problems.isEmpty ? .ok : .unprocessableContent)
+    }
+
+    // MARK: access, audit, account
+
+    @Sendable func access(_ request: Request, context: AppContext) async throws -> Response {
+        try await accessPage(context)
+    }
+
+    func accessPage(
+        _ context: AppContext, message: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok
+    ) async throws -> Response {
+        let (community, _) = try await self.community(context)
+        let caller = try context.requireCaller()
+        struct Line {
+            var capability: String
+            var cells: [Bool]
+        }
+        let roles = Role.allCases
+        let matrix = Capability.allCases.map { c in
+            Line(capability: c.rawValue, cells: roles.map { $0.capabilities.contains(c) })
+        }
+        var values: [String: Any] = [
+            "frame": Frame(title: "Access", context: context, community: community), "roles": roles.map(\.rawValue),
+            "matrix": matrix,
+        ]
+        let manage = caller.scope(for: .manageAccounts)
+        if manage.coversCommunity(community.id) {
+            var only = Scope()
+            only.communities = [community.id]
+            values["accounts"] = try await store.accounts(scope: only)
+            values["canManage"] = true
+            values["grantable"] = roles.filter { $0 != .platformAdmin }.map(\.rawValue)
+            values["grids"] = try await store.grids(communityId: community.id, scope: only)
+            values["organisations"] = try await store.organisations(communityId: community.id, scope: only)
+            values["message"] = message
+            values["error"] = error
+        }
+        return try pages.render("access", values, status: status)
+    }
+
+    /// A community administrator creates an account and binds its role in one step, through the
+    /// same checks as the API.
+    @Sendable func createAccount(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, _) = try await self.community(context, .manageAccounts)
+        let scope = try context.scope(.manageAccounts)
+        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.manageAccounts) }
+        let form = try await request.formFields(context: context)
+        func blank(_ key: String) -> String? {
+            form[key].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+        }
+        var v = Validator()
+        let username = v.text(form["username"], "username", max: 64)?.lowercased()
+        if let username, !username.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-@".contains($0)) }) {
+            v.add("username", "may hold only letters, digits and . _ - @")
+        }
+        let displayName = v.text(form["displayName"], "displayName", max: 100)
+        do { try Passwords.validate(form["password"] ?? "") } catch { v.add("password", error.issues[0].reason) }
+        let role = Role(rawValue: form["role"] ?? "")
+        if role == nil || role == .platformAdmin { v.add("role", "must be a community role") }
+        if role == .gridWorker, blank("gridId") == nil { v.add("gridId", "is required for a grid worker") }
+        if role == .departmentAgent, blank("organisationId") == nil {
+            v.add("organisationId", "is required for a department agent")
+        }
+        if role == .resident, blank("householdId") == nil { v.add("householdId", "is required for a resident") }
+        var only = Scope()
+        only.communities = [community.id]
+        if let g = blank("gridId"),
+            try await !store.grids(communityId: community.id, scope: only).contains(where: { $0.id == g })
+        {
+            v.add("gridId", "is not a grid of this community")
+        }
+        if let o = blank("organisationId"), (try? await store.organisation(o, scope: only)) == nil {
+            v.add("organisationId", "is not an organisation of this community")
+        }
+        if let h = blank("householdId"), (try? await store.household(h, scope: only)) == nil {
+            v.add("householdId", "is not a household of this community")
+        }
+        if !v.issues.isEmpty {
+            return try await accessPage(
+                context, error: v.issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "),
+                status: .unprocessableContent)
+        }
+        let account = Account(
+            username: username!, displayName: displayName!,
+            passwordHash: try await Passwords.hash(form["password"] ?? ""))
+        do {
+            try await store.createAccount(account, actor: context.principal)
+        } catch StoreError.conflict(let field, let reason) {
+            return try await accessPage(context, error: "\(field) \(reason)", status: .conflict)
+        }
+        try await store.bindRole(
+            RoleBinding(
+                accountId: account.id, role: role!, communityId: community.id, organisationId: blank("organisationId"),
+                gridId: blank("gridId"), householdId: blank("householdId")), actor: context.principal)
+        services.callers.clear()
+        return try await accessPage(context, message: "Created \(account.username) as \(role!.rawValue).")
+    }
+
+    // MARK: resident portal
+
+    @Sendable func portal(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        struct Home {
+            var h: HouseholdListing
+            var communityName: String
+            var residents: [ResidencyListing]
+            var vehicles: [VehicleListing]
+        }
+        var homes: [Home] = []
+        for binding in caller.bindings where binding.role == .resident {
+            guard let householdId = binding.householdId,
+                let h = try? await store.household(householdId, scope: caller.scope(for: .viewCommunity))
+            else { continue }
+            let community = try await store.community(h.communityId, scope: .everything, memberships: [])
+            let vehicles = try await store.vehicles(
+                communityId: h.communityId, query: nil, householdId: h.id, page: PageRequest(limit: 20),
+                scope: caller.scope(for: .viewVehicles)
+            ).items
+            homes.append(
+                Home(
+                    h: h, communityName: community.name, residents: try await store.residents(householdId: h.id),
+                    vehicles: vehicles))
+        }
+        return try pages.render(
+            "portal", ["frame": Frame(title: "My home", context: context), "homes": homes] as [String: Any])
+    }
+
+    @Sendable func audit(_ request: Request, context: AppContext) async throws -> Response {
+        var scope = try context.scope(.viewAudit)
+        let caller = try context.requireCaller()
+        var q = QueryReader(request)
+        let communityId = q.string("community")
+        let action = q.string("action")
+        let page = q.page()
+        try q.check()
+        var community: Community? = nil
+        if let communityId {
+            community = try await store.community(communityId, scope: scope, memberships: caller.communityIds)
+            if !scope.coversCommunity(communityId) { throw Problem.forbidden(.viewAudit) }
+            scope = Scope()
+            scope.communities = [communityId]
+        }
+        let auditScope = scope
+        let result = try await store.read { db in
+            try await AuditLog.list(db, scope: auditScope, action: action, subjectId: nil, page: page)
+        }
+        let formatter = ISO8601DateFormatter()
+        struct Entry {
+            var e: AuditEntry
+            var when: String
+        }
+        let entries = result.items.map {
+            Entry(e: $0, when: formatter.string(from: Date(timeIntervalSince1970: Double($0.at) / 1000)))
+        }
+        return try pages.render(
+            "audit",
+            [
+                "frame": Frame(title: "Audit log", context: context, community: community), "entries": entries,
+                "action": action ?? "",
+                "communityId": communityId as Any, "pager": Self.pager(request, total: result.total, page: page),
+            ] as [String: Any])
+    }
+}

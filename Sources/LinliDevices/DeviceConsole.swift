@@ -1,0 +1,290 @@
+import Foundation
+import Hummingbird
+import LinliCommunity
+import LinliCore
+import LinliDeviceRegistry
+import LinliHTTP
+import LinliStorage
+import LinliThings
+
+/// Console pages for devices: the community's products and devices with live status, and one
+/// device's shadow, recent values as an SVG chart, diagnosis, history and a command form.
+extension WebConsole {
+    func registerDevices(_ router: Router<AppContext>) {
+        router.get("/console/c/:cid/devices", use: devices)
+        router.get("/console/d/:pk/:dn", use: device)
+        router.post("/console/d/:pk/:dn/command", use: deviceCommand)
+    }
+
+    struct DeviceRow {
+        var productKey: String, deviceName: String, nickname: String, productName: String, status: String,
+            connected: Bool
+        var place: String, tags: [String], lastSeen: String, silent: Bool, messages: Int, errors: Int,
+            lastError: String?
+    }
+
+    @Sendable func devices(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewDevices)
+        var q = QueryReader(request)
+        let filter = q.deviceFilter()
+        var page = q.page()
+        page.limit = min(page.limit, 100)
+        try q.check()
+        let products = try await store.products(communityId: community.id)
+        let counts = try await store.deviceCounts(communityId: community.id)
+        let names = Dictionary(uniqueKeysWithValues: products.map { ($0.productKey, $0.name) })
+        let found = try await store.devices(communityId: community.id, filter: filter, page: page, scope: scope)
+        let diagnosis = try await store.diagnosis(found.items.map(\.id))
+        let buildings = Dictionary(
+            uniqueKeysWithValues: try await store.buildings(communityId: community.id, scope: .everything).map {
+                ($0.id, $0.name)
+            })
+        let api = API(services: services)
+        let rows = found.items.map { d -> DeviceRow in
+            let v = api.view(d, diagnosis: diagnosis[d.id])
+            let place = [d.buildingId.flatMap { buildings[$0] }, d.location.isEmpty ? nil : d.location].compactMap {
+                $0
+            }.joined(separator: " · ")
+            return DeviceRow(
+                productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname,
+                productName: names[d.productKey] ?? d.productKey,
+                status: d.status.rawValue, connected: v.connected, place: place, tags: d.tagList,
+                lastSeen: Self.time(v.lastSeenAt), silent: v.silent,
+                messages: v.diagnosis.messages, errors: v.diagnosis.errors, lastError: v.diagnosis.lastError)
+        }
+        struct ProductRow {
+            var productKey: String
+            var name: String
+            var devices: Int
+            var selected: Bool
+        }
+        let productRows = products.map {
+            ProductRow(
+                productKey: $0.productKey, name: $0.name, devices: counts[$0.productKey] ?? 0,
+                selected: $0.productKey == filter.productKey)
+        }
+        let statuses = DeviceStatus.allCases.map {
+            SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == filter.status)
+        }
+        return try pages.render(
+            "devices",
+            [
+                "frame": Frame(title: "Devices", context: context, community: community), "products": productRows,
+                "devices": rows,
+                "total": found.total, "q": filter.query ?? "", "silent": filter.silentOnly, "statuses": statuses,
+                "pager": Self.pager(request, total: found.total, page: page),
+            ] as [String: Any])
+    }
+
+    struct ShadowRow {
+        var identifier: String
+        var name: String
+        var unit: String
+        var reported: String
+        var reportedAt: String
+        var desired: String
+        var pending: Bool
+    }
+    struct ServiceOption {
+        var identifier: String
+        var name: String
+        var inputs: String
+        var selected: Bool
+    }
+    struct EventRow {
+        var at: String
+        var type: String
+        var payload: String
+    }
+
+    @Sendable func device(_ request: Request, context: AppContext) async throws -> Response {
+        try await devicePage(request, context: context, result: nil, error: nil, status: .ok)
+    }
+
+    /// The device page; after a command, with the device's reply or the reason it failed.
+    func devicePage(
+        _ request: Request, context: AppContext, result: String?, error: String?, status: HTTPResponse.Status,
+        chosen: String? = nil, params: String = "{}"
+    ) async throws -> Response {
+        let caller = try context.requireCaller()
+        let api = API(services: services)
+        let (d, _) = try await api.visibleDevice(context)
+        let community = try await store.community(d.communityId, scope: .everything, memberships: caller.communityIds)
+        let product = try await store.product(key: d.productKey)
+        let model = product?.thingModel
+        let view = api.view(d, diagnosis: try await store.diagnosis([d.id])[d.id])
+        let shadow = try await store.shadow(d)
+        let byId = Dictionary(uniqueKeysWithValues: shadow.map { ($0.identifier, $0) })
+        let shadowRows = (model?.properties.map(\.identifier) ?? shadow.map(\.identifier)).map { id -> ShadowRow in
+            let p = model?.property(id)
+            let s = byId[id]
+            let unit: String =
+                if case let .float(spec)? = p?.dataType { spec.unit ?? "" } else if case let .int(spec)? = p?.dataType {
+                    spec.unit ?? ""
+                } else if case let .double(spec)? = p?.dataType { spec.unit ?? "" } else { "" }
+            return ShadowRow(
+                identifier: id, name: p?.name ?? id, unit: unit, reported: s?.reported ?? "—",
+                reportedAt: Self.time(s?.reportedAt),
+                desired: s?.desired ?? "", pending: s?.desired != nil && s?.deliveredAt == nil)
+        }
+
+        // Alibaba's shadow document, for devices that keep their settings in one; most have none.
+        let document = DeviceGateway.document(try await store.shadowDocument(d))
+        let documentState =
+            (try? JSONSerialization.data(
+                withJSONObject: JSONSerialization.jsonObject(with: document.state.serialized()),
+                options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? ""
+
+        // Firmware upgrades started for it, newest first.
+        let upgrades = try await store.recentUpgrades(of: d).map { item -> [String: Any] in
+            [
+                "version": item.firmware.version, "module": item.firmware.module,
+                "status": item.upgrade.status.rawValue,
+                "step": item.upgrade.step > 0 ? "\(item.upgrade.step)%" : "", "detail": item.upgrade.detail,
+                "at": Self.time(item.upgrade.updatedAt),
+            ]
+        }
+
+        // The chart: a numeric property over the last 24 hours, min–max band and average per 15 minutes.
+        let numeric =
+            model?.properties.filter { ["int", "float", "double"].contains($0.dataType.typeName) }.map(\.identifier)
+            ?? []
+        let chosenProperty =
+            request.uri.queryParameters.get("property").flatMap { numeric.contains($0) ? $0 : nil } ?? numeric.first
+        var chart: String? = nil
+        if let chosenProperty {
+            let to = nowMillis()
+            let from = to - 86_400_000
+            let buckets = try await store.telemetryBuckets(
+                d, identifier: chosenProperty, from: from, to: to, bucketMillis: 900_000)
+            chart = SVGChart.render(buckets, from: from, to: to, label: chosenProperty)
+        }
+        let canOperate = caller.scope(for: .operateDevices).coversCommunity(d.communityId)
+        var services = [
+            ServiceOption(
+                identifier: "property.set", name: "设置属性 Set properties",
+                inputs: model?.properties.filter { $0.accessMode != .r }.map(\.identifier).joined(separator: ", ")
+                    ?? "",
+                selected: chosen == "property.set")
+        ]
+        services += (model?.services ?? []).filter { !["set", "get"].contains($0.identifier) }.map {
+            ServiceOption(
+                identifier: $0.identifier, name: $0.name,
+                inputs: $0.inputData.map(\.identifier).joined(separator: ", "), selected: chosen == $0.identifier)
+        }
+        let events = try await store.read { db in try await EventLog.about(db, subjectId: d.id, limit: 20) }
+            .map { EventRow(at: Self.time($0.at), type: $0.type, payload: String($0.payload.prefix(200))) }
+        // Gateway and sub-devices, linked both ways.
+        let gateway = try await d.gatewayId.asyncMap { try await store.device(id: $0) } ?? nil
+        let subDevices =
+            product?.nodeType == .gateway && caller.scope(for: .viewDevices).coversCommunity(d.communityId)
+            ? try await store.subDevices(of: d).map(api.ref) : []
+        let page: [String: Any] = [
+            "gateway": gateway.map(api.ref) as Any, "hasGateway": gateway != nil,
+            "isGateway": product?.nodeType == .gateway, "subDevices": subDevices,
+            "hasSubDevices": !subDevices.isEmpty, "manyNumeric": numeric.count > 1,
+            "frame": Frame(
+                title: d.nickname.isEmpty ? d.deviceName : d.nickname, context: context, community: community),
+            "d": view, "productName": product?.name ?? d.productKey, "lastSeen": Self.time(view.lastSeenAt),
+            "lastErrorAt": Self.time(view.diagnosis.lastErrorAt),
+            "hasLabels": !view.labels.isEmpty,
+            "labels": view.labels.sorted { $0.key < $1.key }.map { ["key": $0.key, "value": $0.value] },
+            "upgrades": upgrades, "hasUpgrades": !upgrades.isEmpty,
+            "shadow": shadowRows, "hasDocument": document.version > 0, "documentVersion": document.version,
+            "documentAt": Self.time(document.timestamp * 1000),
+            "documentState": documentState,
+            "numeric": numeric.map { SelectOption(value: $0, label: $0, selected: $0 == chosenProperty) },
+            "chart": chart ?? "",
+            "hasChart": chart != nil, "canOperate": canOperate, "services": services, "events": events,
+            "params": params,
+            "result": result ?? "", "hasResult": result != nil, "error": error ?? "", "hasError": error != nil,
+        ]
+        return try pages.render("device", page, status: status)
+    }
+
+    /// Sends a property set or a service call from the form and shows the device's reply.
+    @Sendable func deviceCommand(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (d, scope) = try await API(services: services).visibleDevice(context, .operateDevices)
+        if !scope.coversCommunity(d.communityId) { throw Problem.forbidden(.operateDevices) }
+        let form = try await request.formFields(context: context)
+        let service = form["service"] ?? ""
+        let text = form["params"] ?? "{}"
+        func fail(_ message: String, _ status: HTTPResponse.Status) async throws -> Response {
+            try await devicePage(
+                request, context: context, result: nil, error: message, status: status, chosen: service, params: text)
+        }
+        guard let params = JSONValue.parse(Data(text.utf8)), case .object = params else {
+            return try await fail("params: must be a JSON object", .unprocessableContent)
+        }
+        guard let gateway = services.devices else {
+            return try await fail("The MQTT broker is not running on this node", .serviceUnavailable)
+        }
+        let command: DeviceGateway.Command =
+            service == "property.set" ? .setProperties(params) : .callService(service, params)
+        let reply: JSONValue
+        do {
+            reply = try await gateway.send(
+                command, productKey: d.productKey, deviceName: d.deviceName, timeout: .seconds(10))
+        } catch {
+            switch error {
+            case .offline: return try await fail("The device is not connected", .conflict)
+            case let .unknownService(name):
+                return try await fail("No service \(name) in the thing model", .unprocessableContent)
+            case let .invalid(faults):
+                return try await fail(
+                    faults.map { "params.\($0.path): \($0.reason)" }.joined(separator: "; "), .unprocessableContent)
+            case .noThingModel: return try await fail("The product has no thing model", .conflict)
+            case let .timedOut(waited):
+                return try await fail("The device did not reply within \(waited.components.seconds) s", .gatewayTimeout)
+            }
+        }
+        let replyText = String(decoding: reply.serialized(), as: UTF8.self)
+        try await store.write { db in
+            try await Change.record(
+                db, actor: context.principal, communityId: d.communityId, type: "device.command", subjectType: "device",
+                subjectId: d.id,
+                after: ["method": service, "reply": replyText])
+        }
+        return try await devicePage(
+            request, context: context, result: replyText, error: nil, status: .ok, chosen: service, params: text)
+    }
+}
+
+/// A small line chart as inline SVG: the min–max band and the average line per bucket.
+enum SVGChart {
+    static func render(
+        _ buckets: [TelemetryBucket], from: Millis, to: Millis, label: String, width: Double = 720, height: Double = 200
+    ) -> String {
+        let points = buckets.filter { $0.avg != nil }
+        let pad = 36.0
+        guard let low = points.compactMap(\.min).min(), let high = points.compactMap(\.max).max() else {
+            return
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"\(escape(label)): no values in the last 24 hours\"><text x=\"\(pad)\" y=\"\(height / 2)\" fill=\"#5b6b76\">No values in the last 24 hours</text></svg>"
+        }
+        let span = high - low == 0 ? 1 : high - low
+        func x(_ t: Millis) -> String {
+            String(format: "%.1f", pad + (width - 2 * pad) * Double(t - from) / Double(max(1, to - from)))
+        }
+        func y(_ v: Double) -> String { String(format: "%.1f", height - pad - (height - 2 * pad) * (v - low) / span) }
+        let band =
+            points.map { "\(x($0.t)),\(y($0.max ?? 0))" } + points.reversed().map { "\(x($0.t)),\(y($0.min ?? 0))" }
+        let line = points.map { "\(x($0.t)),\(y($0.avg ?? 0))" }
+        func number(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v) }
+        return """
+            <svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 \(Int(width)) \(Int(height))" role="img" aria-label="\(escape(label)), last 24 hours">\
+            <line x1="\(pad)" y1="\(height - pad)" x2="\(width - pad)" y2="\(height - pad)" stroke="#b8c3ca"/>\
+            <text x="2" y="\(y(high))" font-size="11" fill="#5b6b76">\(number(high))</text><text x="2" y="\(y(low))" font-size="11" fill="#5b6b76">\(number(low))</text>\
+            <polygon points="\(band.joined(separator: " "))" fill="#1f6f8b" fill-opacity="0.18"/>\
+            <polyline class="avg" points="\(line.joined(separator: " "))" fill="none" stroke="#1f6f8b" stroke-width="2"/>\
+            <text x="\(pad)" y="\(height - 8)" font-size="11" fill="#5b6b76">−24 h</text><text x="\(width - pad - 24)" y="\(height - 8)" font-size="11" fill="#5b6b76">now</text>\
+            </svg>
+            """
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+            of: "\"", with: "&quot;")
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Hummingbird
+import LinliCommunity
+import LinliCore
+import LinliDeviceRegistry
+import LinliDevices
+import LinliHTTP
+import LinliMessaging
+import LinliStorage
+import LinliWorkOrders
+
+/// The alarm board: a community's alarms, most pressing first, live, with acknowledge and clear.
+extension WebConsole {
+    func registerAlarms(_ router: Router<AppContext>) {
+        router.get("/console/c/:cid/alarms", use: alarmBoard)
+        router.get("/console/c/:cid/alarms/stream", use: alarmStream)
+        router.get("/console/alarms/:id", use: alarmDetail)
+        router.post("/console/alarms/:id/acknowledge", use: acknowledgeAlarm)
+        router.post("/console/alarms/:id/clear", use: clearAlarm)
+        router.post("/console/alarms/:id/comments", use: commentAlarm)
+    }
+
+    struct AlarmRow {
+        var id: ID, type: String, severity: String, status: String, active: Bool, acknowledged: Bool
+        var source: String, sourceLink: String?, message: String, detail: String, occurrences: Int, firstAt: String,
+            lastAt: String
+        var acknowledgedBy: String?, clearedBy: String?
+    }
+
+    func alarmRows(_ alarms: [Alarm]) async throws -> [AlarmRow] {
+        var rows: [AlarmRow] = []
+        for a in alarms {
+            // The source links to its device page; the id stays inside the server.
+            let device = a.sourceType == "device" ? try await store.device(id: a.sourceId) : nil
+            rows.append(
+                AlarmRow(
+                    id: a.id, type: a.type, severity: a.severity.rawValue, status: a.status.rawValue,
+                    active: a.clearedAt == nil,
+                    acknowledged: a.acknowledgedAt != nil, source: a.sourceName,
+                    sourceLink: device.map { "/console/d/\($0.productKey)/\($0.deviceName)" }, message: a.message,
+                    detail: a.detail,
+                    occurrences: a.occurrences, firstAt: Self.time(a.firstAt), lastAt: Self.time(a.lastAt),
+                    acknowledgedBy: a.acknowledgedBy, clearedBy: a.clearedBy))
+        }
+        return rows
+    }
+
+    /// `?partial=1` answers the table body alone: the page fetches it when the stream says an alarm changed.
+    @Sendable func alarmBoard(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, scope) = try await self.community(context, .viewAlarms)
+        var q = QueryReader(request)
+        var filter = AlarmFilter()
+        let status = q.string("status") ?? "active"
+        filter.status =
+            ["active", "cleared", "unacknowledged", "all"].contains(status)
+            ? (status == "all" ? nil : status) : "active"
+        filter.severity = q.oneOf("severity", AlarmSeverity.self)
+        var page = q.page()
+        page.limit = min(page.limit, 100)
+        try q.check()
+        let found = try await store.alarms(communityId: community.id, filter: filter, page: page, scope: scope)
+        let caller = try context.requireCaller()
+        let canHandle =
+            caller.scope(for: .handleAlarms).coversCommunity(community.id)
+            || !caller.scope(for: .handleAlarms).buildings.isEmpty
+        let object: [String: Any] = [
+            "frame": Frame(title: "Alarms", context: context, community: community),
+            "alarms": try await alarmRows(found.items), "hasAlarms": !found.items.isEmpty,
+            "total": found.total, "canHandle": canHandle,
+            "statuses": ["active", "unacknowledged", "cleared", "all"].map {
+                SelectOption(value: $0, label: $0, selected: $0 == status)
+            },
+            "severities": AlarmSeverity.allCases.map {
+                SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == filter.severity)
+            },
+            "pager": Self.pager(request, total: found.total, page: page),
+        ]
+        return try pages.render(request.uri.queryParameters.get("partial") == "1" ? "alarm-rows" : "alarms", object)
+    }
+
+    /// Says only that an alarm of the community changed (its id), so nothing leaks beyond the
+    /// caller's reach: the page then fetches its own, scoped, rows again.
+    @Sendable func alarmStream(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, _) = try await self.community(context, .viewAlarms)
+        let store = self.store
+        var communityOnly = Scope()
+        communityOnly.communities = [community.id]
+        let scope = communityOnly
+        let start = try await store.read { db in try await EventLog.latestSeq(db) }
+        return EventStream.response(store: store, scope: scope, after: start) { event in
+            event.type.hasPrefix("alarm.") ? ("alarm", event.subjectId) : nil
+        }
+    }
+
+    @Sendable func alarmDetail(_ request: Request, context: AppContext) async throws -> Response {
+        try await alarmPage(context, error: nil, status: .ok)
+    }
+
+    func alarmPage(_ context: AppContext, error: String?, status: HTTPResponse.Status) async throws -> Response {
+        let caller = try context.requireCaller()
+        let alarm = try await API(services: services).visibleAlarm(context, .viewAlarms)
+        let community = try await store.community(
+            alarm.communityId, scope: .everything, memberships: caller.communityIds)
+        struct CommentRow {
+            var author: String
+            var at: String
+            var text: String
+        }
+        let comments = try await store.alarmComments(alarm).map {
+            CommentRow(author: $0.authorName, at: Self.time($0.at), text: $0.text)
+        }
+        let rule = try await alarm.ruleId.asyncMap { try await store.rule(id: $0) } ?? nil
+        let canHandle = (try? await store.alarm(id: alarm.id, scope: caller.scope(for: .handleAlarms))) != nil
+        return try pages.render(
+            "alarm",
+            [
+                "frame": Frame(title: alarm.message, context: context, community: community),
+                "a": try await alarmRows([alarm])[0], "comments": comments,
+                "rule": rule?.name ?? "", "hasRule": rule != nil, "canHandle": canHandle, "error": error ?? "",
+                "hasError": error != nil,
+            ] as [String: Any], status: status)
+    }
+
+    /// Back to where the person was: the board, or the alarm's own page.
+    func backFrom(_ request: Request, fields: [String: String], alarm: Alarm) -> Response {
+        let next = Self.safeNext(fields["next"])
+        return .redirect(to: next.isEmpty ? "/console/alarms/\(alarm.id)" : next)
+    }
+
+    func changeAlarm(_ request: Request, _ context: AppContext, _ change: Store.AlarmChange) async throws -> Response {
+        var request = request
+        let fields = try await request.formFields(context: context)
+        let alarm = try await API(services: services).visibleAlarm(context, .handleAlarms)
+        do {
+            _ = try await store.changeAlarm(alarm, change, actor: context.principal)
+        } catch let StoreError.conflict(_, reason) {
+            return try await alarmPage(context, error: reason, status: .conflict)
+        }
+        return backFrom(request, fields: fields, alarm: alarm)
+    }
+
+    @Sendable func acknowledgeAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        try await changeAlarm(request, context, .acknowledge)
+    }
+    @Sendable func clearAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        try await changeAlarm(request, context, .clear)
+    }
+
+    @Sendable func commentAlarm(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let fields = try await request.formFields(context: context)
+        let alarm = try await API(services: services).visibleAlarm(context, .handleAlarms)
+        let text = (fields["text"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...2_000).contains(text.count) else {
+            return try await alarmPage(context, error: "text: 1 to 2000 characters", status: .unprocessableContent)
+        }
+        _ = try await store.commentAlarm(alarm, text: text, actor: context.principal)
+        return .redirect(to: "/console/alarms/\(alarm.id)")
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import Hummingbird
+import LinliCore
+import LinliHTTP
+import LinliStorage
+
+/// The JSON routes under /api/v1 of this module.
+struct API: ModuleRoutes {
+    let services: AppServices
+}
+
+/// The pages of this module, in the console and the resident portal.
+struct WebConsole: ModuleRoutes {
+    let services: AppServices
+}
+
+/// Event linkage as the assembly sees it: rules and alarms, over the API and in pages.
+public enum LinkageModule {
+    /// Adds the module's JSON routes to `api` (mounted at /api/v1) and its pages to `router`.
+    public static func register(api: RouterGroup<AppContext>, router: Router<AppContext>, services: AppServices) {
+        let json = API(services: services)
+        json.registerRules(api)
+        let pages = WebConsole(services: services)
+        pages.registerAlarms(router)
+        pages.registerRules(router)
+    }
+
+    /// Its Mustache templates, for the application's one library of pages.
+    public static var templates: URL { get throws { try Bundle.module.folder("Templates") } }
+}
+
+extension AppServices {
+    /// The rules engine, told when rules change; nil where no engine runs (some tests).
+    package var rules: RuleService? { attachments.get() }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import Hummingbird
+import LinliCore
+import LinliHTTP
+import LinliStorage
+
+/// The JSON routes under /api/v1 of this module.
+struct API: ModuleRoutes {
+    let services: AppServices
+}
+
+/// The pages of this module, in the console and the resident portal.
+struct WebConsole: ModuleRoutes {
+    let services: AppServices
+}
+
+/// Messaging as the assembly sees it: notices and inboxes, over the API and in pages.
+public enum MessagingModule {
+    /// Adds the module's JSON routes to `api` (mounted at /api/v1) and its pages to `router`.
+    public static func register(api: RouterGroup<AppContext>, router: Router<AppContext>, services: AppServices) {
+        let json = API(services: services)
+        json.registerNotices(api)
+        json.registerInbox(api)
+        let pages = WebConsole(services: services)
+        pages.registerNotices(router)
+        pages.registerInbox(router)
+    }
+
+    /// Its Mustache templates, for the application's one library of pages.
+    public static var templates: URL { get throws { try Bundle.module.folder("Templates") } }
+}
+
+extension AppServices {
+    /// How SMS and e-mail go out, as configured.
+    package var outbound: OutboundSettings { attachments.get() ?? OutboundSettings() }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import Hummingbird
+import LinliCommunity
+import LinliCore
+import LinliHTTP
+import LinliStorage
+
+/// Notices in the console (compose, follow progress live, the follow-up list) and in the portal
+/// (read, confirm or answer).
+extension WebConsole {
+    func registerNotices(_ router: Router<AppContext>) {
+        router.get("/console/c/:cid/notices", use: noticeList)
+        router.post("/console/c/:cid/notices", use: composeNotice)
+        router.get("/console/notices/:id", use: noticeProgressPage)
+        router.get("/console/notices/:id/stream", use: noticeStream)
+        router.get("/app/notices", use: portalNotices)
+        router.get("/app/notices/:id", use: portalNotice)
+        router.post("/app/notices/:id/answer", use: portalAnswer)
+    }
+
+    struct NoticeRow {
+        var id: ID
+        var title: String
+        var created: String
+        var households: Int
+        var read: Int
+        var answered: Int
+    }
+
+    @Sendable func noticeList(_ request: Request, context: AppContext) async throws -> Response {
+        try await noticeListPage(context, error: nil, status: .ok)
+    }
+
+    func noticeListPage(
+        _ context: AppContext, error: String?, status: HTTPResponse.Status, draft: [String: String] = [:]
+    ) async throws -> Response {
+        let (community, _) = try await self.community(context, .publishNotices)
+        var rows: [NoticeRow] = []
+        for n in try await store.notices(communityId: community.id, page: PageRequest(limit: 50)).items {
+            let p = try await store.noticeProgress(n)
+            rows.append(
+                NoticeRow(
+                    id: n.id, title: n.title, created: Self.time(n.createdAt), households: p.households, read: p.read,
+                    answered: p.answered))
+        }
+        let buildings = try await store.buildings(communityId: community.id, scope: .everything).map {
+            SelectOption(value: $0.id, label: $0.name, selected: false)
+        }
+        return try pages.render(
+            "notices",
+            [
+                "frame": Frame(title: "Notices", context: context, community: community), "notices": rows,
+                "hasNotices": !rows.isEmpty,
+                "buildings": buildings,
+                "careTags": CareTag.allCases.map {
+                    SelectOption(value: $0.rawValue, label: $0.rawValue, selected: false)
+                },
+                "error": error ?? "", "hasError": error != nil, "title": draft["title"] ?? "",
+                "body": draft["body"] ?? "",
+                "question": draft["question"] ?? "", "options": draft["options"] ?? "",
+                "answerWithinHours": draft["answerWithinHours"] ?? "",
+                "smsAvailable": services.outbound.channels.contains(.sms),
+            ] as [String: Any], status: status)
+    }
+
+    /// The composer posts a form; it goes through the same checks as the API.
+    @Sendable func composeNotice(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, scope) = try await self.community(context, .publishNotices)
+        try API(services: services).requireCovers(scope, community.id, .publishNotices)
+        let f = try await request.formFields(context: context)
+        var audience = NoticeAudience()
+        switch f["to"] ?? "everyone" {
+        case "buildings": audience.buildings = (f["buildings"] ?? "").split(separator: ",").map(String.init)
+        case "careTags":
+            audience.careTags = (f["careTags"] ?? "").split(separator: ",").compactMap { CareTag(rawValue: String($0)) }
+        default: audience.everyone = true
+        }
+        let question = (f["question"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let options = (f["options"] ?? "").split(whereSeparator: { $0 == "/" || $0 == "\n" }).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+        let title = (f["title"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let body = (f["body"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...100).contains(title.count), (1...5_000).contains(body.count) else {
+            return try await noticeListPage(
+                context, error: "标题和正文必填 Title (≤100) and text (≤5000) are required", status: .unprocessableContent,
+                draft: f)
+        }
+        if !question.isEmpty, options.count < 2 || options.count > 8 || Set(options).count != options.count {
+            return try await noticeListPage(
+                context, error: "问题需要 2–8 个不同的选项，用 / 分隔 A question needs 2 to 8 different answers, separated by /",
+                status: .unprocessableContent, draft: f)
+        }
+        if audience.isEmpty {
+            return try await noticeListPage(
+                context, error: "请选择对象 Choose who it is for", status: .unprocessableContent, draft: f)
+        }
+        let within = (f["answerWithinHours"] ?? "").trimmingCharacters(in: .whitespaces)
+        let hours = Int(within)
+        if !within.isEmpty, hours.map({ !(1...720).contains($0) }) ?? true {
+            return try await noticeListPage(
+                context, error: "回复期限为 1–720 小时 Answer within 1 to 720 hours", status: .unprocessableContent, draft: f)
+        }
+        let notice = try await store.publishNotice(
+            communityId: community.id, title: title, body: body, audience: audience,
+            question: question.isEmpty ? nil : question,
+            options: question.isEmpty ? [API.confirmed] : options,
+            answerBy: hours.map { nowMillis() + Millis($0) * 3_600_000 },
+            smsResidents: f["smsResidents"] == "on" && services.outbound.channels.contains(.sms),
+            actor: context.principal)
+        return .redirect(to: "/console/notices/\(notice.id)")
+    }
+
+    @Sendable func noticeProgressPage(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let notice = try await API(services: services).publishedNotice(context)
+        let community = try await store.community(
+            notice.communityId, scope: .everything, memberships: caller.communityIds)
+        let progress = try await store.noticeProgress(notice)
+        let followUp = try await store.noticeFollowUp(notice)
+        try await store.write { db in
+            try await AuditLog.record(
+                db, actor: context.principal, action: "notice.followup.viewed", subjectType: "notice",
+                subjectId: notice.id,
+                communityId: notice.communityId, after: ["households": "\(followUp.count)"])
+        }
+        struct AnswerRow {
+            var answer: String
+            var count: Int
+        }
+        struct FollowRow {
+            var place: String
+            var read: Bool
+            var people: String
+        }
+        let object: [String: Any] = [
+            "frame": Frame(title: notice.title, context: context, community: community), "n": notice, "p": progress,
+            "answers": notice.optionList.map { AnswerRow(answer: $0, count: progress.answers[$0] ?? 0) },
+            "followUp": followUp.map {
+                FollowRow(
+                    place: $0.place, read: $0.read,
+                    people: $0.residents.map { "\($0.name) \($0.phone)" }.joined(separator: "；"))
+            },
+            "hasFollowUp": !followUp.isEmpty,
+            "hasOutbound": !progress.outbound.isEmpty, "outboundSent": progress.outbound["sent"] ?? 0,
+            "outboundTotal": progress.outbound.values.reduce(0, +), "outboundFailed": progress.outbound["failed"] ?? 0,
+        ]
+        return try pages.render(
+            request.uri.queryParameters.get("partial") == "1" ? "notice-progress" : "notice", object)
+    }
+
+    /// Says only that an answer came in; the page fetches its progress again.
+    @Sendable func noticeStream(_ request: Request, context: AppContext) async throws -> Response {
+        let notice = try await API(services: services).publishedNotice(context)
+        let store = self.store
+        var only = Scope()
+        only.communities = [notice.communityId]
+        let scope = only
+        let start = try await store.read { db in try await EventLog.latestSeq(db) }
+        let noticeId = notice.id
+        return EventStream.response(store: store, scope: scope, after: start) { event in
+            event.type == "notice.answered" && event.subjectId == noticeId ? ("answered", noticeId) : nil
+        }
+    }
+
+    // MARK: portal
+
+    struct PortalNoticeRow {
+        var id: ID
+        var title: String
+        var created: String
+        var read: Bool
+        var answer: String?
+    }
+
+    @Sendable func portalNotices(_ request: Request, context: AppContext) async throws -> Response {
+        let homes = try API(services: services).homes(context)
+        let rows = try await store.notices(forHouseholds: homes).map { n, r in
+            PortalNoticeRow(
+                id: n.id, title: n.title, created: Self.time(n.createdAt), read: r.readAt != nil,
+                answer: r.answer.map { $0 == API.confirmed ? "已确认 confirmed" : $0 })
+        }
+        return try pages.render(
+            "my-notices",
+            ["frame": Frame(title: "Notices", context: context), "notices": rows, "hasNotices": !rows.isEmpty]
+                as [String: Any])
+    }
+
+    /// Opening a notice counts as reading it for the household.
+    @Sendable func portalNotice(_ request: Request, context: AppContext) async throws -> Response {
+        let api = API(services: services)
+        let (notice, household) = try await api.myNotice(context)
+        try await store.markNoticeRead(notice, householdId: household, by: try context.requireCaller().displayName)
+        let receipt = try await store.notices(forHouseholds: [household]).first { $0.0.id == notice.id }?.1
+        struct Choice {
+            var value: String
+            var label: String
+            var chosen: Bool
+        }
+        let choices = notice.optionList.map {
+            Choice(value: $0, label: $0 == API.confirmed ? "我已阅读 I have read this" : $0, chosen: receipt?.answer == $0)
+        }
+        return try pages.render(
+            "my-notice",
+            [
+                "frame": Frame(title: notice.title, context: context), "n": notice, "choices": choices,
+                "answered": receipt?.answer != nil, "answeredBy": receipt?.answeredBy ?? "",
+            ] as [String: Any])
+    }
+
+    @Sendable func portalAnswer(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (notice, household) = try await API(services: services).myNotice(context)
+        let answer = try await request.formFields(context: context)["answer"] ?? ""
+        guard notice.optionList.contains(answer) else { return .redirect(to: "/app/notices/\(notice.id)") }
+        try await store.answerNotice(notice, householdId: household, answer: answer, actor: context.principal)
+        return .redirect(to: "/app/notices/\(notice.id)")
+    }
+}

@@ -1,0 +1,219 @@
+import Foundation
+import Hummingbird
+import LinliCommunity
+import LinliCore
+import LinliHTTP
+import LinliStorage
+
+/// Notices (通知公告) with read receipts and confirmations under /api/v1: staff publish to a
+/// community, buildings, units, households, care tags or roles; households read and answer; staff
+/// follow the progress and call the households that have not answered.
+extension API {
+    func registerNotices(_ api: RouterGroup<AppContext>) {
+        api.get("communities/:cid/notices", use: listNotices)
+        api.post("communities/:cid/notices", use: publishNotice)
+        api.get("notices/:id", use: getNotice)
+        api.get("notices/:id/follow-up", use: noticeFollowUp)
+        api.get("me/notices", use: myNotices)
+        api.post("me/notices/:id/read", use: readNotice)
+        api.post("me/notices/:id/answer", use: answerNotice)
+    }
+
+    struct NoticeInput: Decodable {
+        var title: String
+        var body: String
+        var audience: NoticeAudience
+        var question: String?
+        var options: [String]?
+        /// Hours households have to answer; after that, the ones still silent are an event
+        /// (`notice.unanswered`) that rules can start from.
+        var answerWithinHours: Int?
+        /// Also text the households' residents on their registered phones.
+        var smsResidents: Bool?
+    }
+
+    struct NoticeView: Encodable {
+        var id: ID
+        var communityId: ID
+        var title: String
+        var body: String
+        var audience: NoticeAudience
+        var question: String?
+        var options: [String]
+        var createdBy: String
+        var createdAt: Millis
+        var answerBy: Millis?
+        var progress: NoticeProgress?
+        init(_ n: Notice, progress: NoticeProgress? = nil) {
+            id = n.id
+            communityId = n.communityId
+            title = n.title
+            body = n.body
+            audience = n.audienceValue
+            question = n.question
+            options = n.optionList
+            createdBy = n.createdBy
+            createdAt = n.createdAt
+            answerBy = n.answerBy
+            self.progress = progress
+        }
+    }
+
+    static let confirmed = "confirmed"
+
+    @Sendable func publishNotice(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, scope) = try await self.community(context, .publishNotices)
+        try requireCovers(scope, community.id, .publishNotices)
+        let input = try await request.decodeJSON(NoticeInput.self, context: context)
+        var v = Validator()
+        let title = v.text(input.title, "title", max: 100)
+        let body = v.text(input.body, "body", max: 5_000)
+        try v.check()
+        var issues: [FieldIssue] = []
+        if input.audience.isEmpty {
+            issues.append(FieldIssue("audience", "name everyone, buildings, units, households, careTags or roles"))
+        }
+        for (i, role) in (input.audience.roles ?? []).enumerated()
+        where Role(rawValue: role) == nil || role == "resident" || role == "platform_admin" {
+            issues.append(FieldIssue("audience.roles[\(i)]", "must be a staff role of the community"))
+        }
+        let question = input.question?.trimmingCharacters(in: .whitespacesAndNewlines)
+        var options = (input.options ?? []).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        if let question, !question.isEmpty {
+            if question.count > 200 { issues.append(FieldIssue("question", "at most 200 characters")) }
+            if options.count < 2 || options.count > 8 || Set(options).count != options.count
+                || options.contains(where: { $0.isEmpty || $0.count > 50 })
+            {
+                issues.append(
+                    FieldIssue("options", "a question needs 2 to 8 different answers of at most 50 characters"))
+            }
+        } else {
+            if !options.isEmpty { issues.append(FieldIssue("options", "answers need a question")) }
+            options = [Self.confirmed]
+        }
+        if let hours = input.answerWithinHours, !(1...720).contains(hours) {
+            issues.append(FieldIssue("answerWithinHours", "must be from 1 to 720"))
+        }
+        if input.smsResidents == true, !services.outbound.channels.contains(.sms) {
+            issues.append(FieldIssue("smsResidents", "this server has no SMS gateway configured"))
+        }
+        if !issues.isEmpty { throw Problem.invalid(issues) }
+        let notice = try await store.publishNotice(
+            communityId: community.id, title: title!, body: body!, audience: input.audience,
+            question: question?.isEmpty == false ? question : nil, options: options,
+            answerBy: input.answerWithinHours.map { nowMillis() + Millis($0) * 3_600_000 },
+            smsResidents: input.smsResidents == true, actor: context.principal)
+        return try JSON.response(NoticeView(notice, progress: try await store.noticeProgress(notice)), status: .created)
+    }
+
+    @Sendable func listNotices(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, _) = try await self.community(context, .publishNotices)
+        var q = QueryReader(request)
+        let page = q.page()
+        try q.check()
+        let found = try await store.notices(communityId: community.id, page: page)
+        var items: [NoticeView] = []
+        for n in found.items { items.append(NoticeView(n, progress: try await store.noticeProgress(n))) }
+        return try JSON.response(Page(items: items, total: found.total, limit: found.limit, offset: found.offset))
+    }
+
+    func publishedNotice(_ context: AppContext) async throws -> Notice {
+        let scope = try context.scope(.publishNotices)
+        guard let notice = try await store.notice(id: try context.parameters.require("id")),
+            scope.coversCommunity(notice.communityId)
+        else { throw Problem.notFound("notice") }
+        return notice
+    }
+
+    @Sendable func getNotice(_ request: Request, context: AppContext) async throws -> Response {
+        let notice = try await publishedNotice(context)
+        return try JSON.response(NoticeView(notice, progress: try await store.noticeProgress(notice)))
+    }
+
+    /// Who has not answered, with phones. A sensitive read: on the audit trail. `?format=csv` exports it.
+    @Sendable func noticeFollowUp(_ request: Request, context: AppContext) async throws -> Response {
+        let notice = try await publishedNotice(context)
+        let list = try await store.noticeFollowUp(notice)
+        let format = request.uri.queryParameters.get("format") ?? "json"
+        guard format == "json" || format == "csv" else { throw Problem.badRequest("format", "must be json or csv") }
+        try await store.write { db in
+            try await AuditLog.record(
+                db, actor: context.principal,
+                action: format == "csv" ? "notice.followup.exported" : "notice.followup.viewed",
+                subjectType: "notice", subjectId: notice.id, communityId: notice.communityId,
+                after: ["households": "\(list.count)"])
+        }
+        if format == "csv" {
+            var rows = [["household", "place", "read", "resident", "phone"]]
+            for f in list {
+                if f.residents.isEmpty { rows.append([f.householdId, f.place, f.read ? "yes" : "no", "", ""]) }
+                for r in f.residents { rows.append([f.householdId, f.place, f.read ? "yes" : "no", r.name, r.phone]) }
+            }
+            let csv = CSV.write(rows)
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: "text/csv; charset=utf-8",
+                    .contentDisposition: "attachment; filename=\"follow-up-\(notice.id.prefix(8)).csv\"",
+                ],
+                body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + csv)))
+        }
+        return try JSON.response(["items": list])
+    }
+
+    // MARK: residents
+
+    /// The households a caller answers for: their own homes.
+    func homes(_ context: AppContext) throws -> [ID] {
+        try context.requireCaller().bindings.filter { $0.role == .resident }.compactMap(\.householdId)
+    }
+
+    struct MyNotice: Encodable {
+        var notice: NoticeView
+        var householdId: ID
+        var readAt: Millis?
+        var answer: String?
+        var answeredAt: Millis?
+        var answeredBy: String?
+    }
+
+    @Sendable func myNotices(_ request: Request, context: AppContext) async throws -> Response {
+        let items = try await store.notices(forHouseholds: try homes(context)).map { n, r in
+            MyNotice(
+                notice: NoticeView(n), householdId: r.householdId, readAt: r.readAt, answer: r.answer,
+                answeredAt: r.answeredAt, answeredBy: r.answeredBy)
+        }
+        return try JSON.response(["items": items])
+    }
+
+    /// A notice that reached one of the caller's homes, and which home.
+    func myNotice(_ context: AppContext) async throws -> (Notice, householdId: ID) {
+        let id = try context.parameters.require("id")
+        guard
+            let (notice, receipt) = try await store.notices(forHouseholds: try homes(context)).first(where: {
+                $0.0.id == id
+            })
+        else { throw Problem.notFound("notice") }
+        return (notice, receipt.householdId)
+    }
+
+    @Sendable func readNotice(_ request: Request, context: AppContext) async throws -> Response {
+        let (notice, household) = try await myNotice(context)
+        try await store.markNoticeRead(notice, householdId: household, by: try context.requireCaller().displayName)
+        return Response(status: .noContent)
+    }
+
+    struct AnswerInput: Decodable { var answer: String }
+
+    @Sendable func answerNotice(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (notice, household) = try await myNotice(context)
+        let input = try await request.decodeJSON(AnswerInput.self, context: context)
+        guard notice.optionList.contains(input.answer) else {
+            throw Problem.invalid([FieldIssue("answer", "must be one of \(notice.optionList.joined(separator: ", "))")])
+        }
+        try await store.answerNotice(notice, householdId: household, answer: input.answer, actor: context.principal)
+        return Response(status: .noContent)
+    }
+}

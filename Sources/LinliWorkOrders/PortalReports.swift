@@ -1,0 +1,180 @@
+import Foundation
+import Hummingbird
+import LinliCommunity
+import LinliCore
+import LinliHTTP
+import LinliStorage
+
+/// The resident portal's 报事报修: report a problem (with a photo), follow one's reports, rate the
+/// result or reopen it.
+extension WebConsole {
+    func registerPortalReports(_ router: Router<AppContext>) {
+        router.get("/app/reports", use: myReports)
+        router.get("/app/reports/new", use: newReport)
+        router.post("/app/reports", use: fileReport)
+        router.get("/app/reports/:id", use: report)
+        router.post("/app/reports/:id/rate", use: rateReport)
+        router.post("/app/reports/:id/reopen", use: reopenReport)
+    }
+
+    struct ReportRow {
+        var id: ID
+        var number: String
+        var title: String
+        var category: String
+        var status: String
+        var created: String
+        var rated: Int?
+    }
+
+    @Sendable func myReports(_ request: Request, context: AppContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let found = try await store.workOrders(
+            communityId: nil, filter: WorkOrderFilter(), page: PageRequest(limit: 100), scope: Scope(),
+            reporter: caller.accountId)
+        let rows = found.items.map {
+            ReportRow(
+                id: $0.id, number: $0.number, title: $0.title, category: $0.category.name, status: $0.status.rawValue,
+                created: Self.time($0.createdAt), rated: $0.rating)
+        }
+        return try pages.render(
+            "reports",
+            ["frame": Frame(title: "My reports", context: context), "reports": rows, "hasReports": !rows.isEmpty]
+                as [String: Any])
+    }
+
+    /// The community a resident reports in: that of their home.
+    func reportingHome(_ context: AppContext) throws -> (communityId: ID, householdId: ID)? {
+        let caller = try context.requireCaller()
+        return caller.bindings.first { $0.role.capabilities.contains(.reportProblems) && $0.communityId != nil }
+            .map { ($0.communityId!, $0.householdId ?? "") }
+    }
+
+    @Sendable func newReport(_ request: Request, context: AppContext) async throws -> Response {
+        guard try reportingHome(context) != nil else { throw Problem.forbidden(.reportProblems) }
+        return try reportForm(context, error: nil, status: .ok)
+    }
+
+    func reportForm(
+        _ context: AppContext, error: String?, status: HTTPResponse.Status, title: String = "", description: String = ""
+    ) throws -> Response {
+        try pages.render(
+            "report-new",
+            [
+                "frame": Frame(title: "Report a problem", context: context),
+                "categories": WorkOrderCategory.allCases.map {
+                    SelectOption(value: $0.rawValue, label: $0.name, selected: false)
+                },
+                "error": error ?? "", "hasError": error != nil, "title": title, "description": description,
+            ] as [String: Any], status: status)
+    }
+
+    /// The form comes as multipart (it may carry a photo); the report is filed first, then the
+    /// photo checked and kept. A refused photo leaves the report filed and says why.
+    @Sendable func fileReport(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        guard let home = try reportingHome(context) else { throw Problem.forbidden(.reportProblems) }
+        let caller = try context.requireCaller()
+        let parts = try await request.multipart(context: context)
+        func field(_ name: String) -> String {
+            parts.first { $0.name == name }?.text.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        }
+        let title = field("title")
+        let description = field("description")
+        guard let category = WorkOrderCategory(rawValue: field("category")) else {
+            return try reportForm(
+                context, error: "请选择类别 Choose a category", status: .unprocessableContent, title: title,
+                description: description)
+        }
+        guard (1...100).contains(title.count), description.count <= 2_000 else {
+            return try reportForm(
+                context, error: "标题 1–100 字 Title: 1 to 100 characters; description at most 2000",
+                status: .unprocessableContent, title: title, description: description)
+        }
+        let household =
+            home.householdId.isEmpty ? nil : try? await store.household(home.householdId, scope: .everything)
+        let order = try await store.submitWorkOrder(
+            WorkOrderReport(
+                communityId: home.communityId, category: category, title: title, description: description,
+                source: caller.isResidentOnly ? .resident : .staff,
+                reporterAccountId: caller.accountId, reporterName: caller.displayName, householdId: household?.id,
+                buildingId: household?.buildingId,
+                location: household.map { "\($0.buildingName) \($0.unitName) \($0.room)" } ?? ""),
+            actor: context.principal)
+        if let photo = parts.first(where: { $0.name == "photo" && !$0.data.isEmpty }) {
+            do {
+                _ = try await store.addPhoto(
+                    to: order, bytes: photo.data, folder: API(services: services).uploads, actor: context.principal)
+            } catch let fault as PhotoFault {
+                return .redirect(
+                    to: "/app/reports/\(order.id)?photo="
+                        + (fault.description.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))
+            }
+        }
+        return .redirect(to: "/app/reports/\(order.id)")
+    }
+
+    func ownReport(_ context: AppContext) async throws -> WorkOrder {
+        let caller = try context.requireCaller()
+        guard let order = try await store.workOrder(id: try context.parameters.require("id")),
+            order.reporterAccountId == caller.accountId
+        else {
+            throw Problem.notFound("report")
+        }
+        return order
+    }
+
+    @Sendable func report(_ request: Request, context: AppContext) async throws -> Response {
+        let order = try await ownReport(context)
+        struct StepRow {
+            var at: String
+            var who: String
+            var step: String
+            var status: String
+            var note: String
+        }
+        let steps = try await store.workOrderSteps(order).map {
+            StepRow(at: Self.time($0.at), who: $0.actorName, step: $0.step, status: $0.toStatus.rawValue, note: $0.note)
+        }
+        let photos = try await store.photos(of: order).map { "/api/v1/work-orders/\(order.id)/photos/\($0.id)" }
+        let canReopen =
+            [.resolved, .closed].contains(order.status)
+            && order.resolvedAt.map { nowMillis() - $0 <= WorkOrderStep.reopenWindow } == true
+        return try pages.render(
+            "report",
+            [
+                "frame": Frame(title: order.title, context: context), "o": order, "categoryName": order.category.name,
+                "statusText": order.status.rawValue,
+                "created": Self.time(order.createdAt), "due": Self.time(order.dueAt), "steps": steps, "photos": photos,
+                "hasPhotos": !photos.isEmpty,
+                "canRate": order.status == .resolved, "canReopen": canReopen,
+                "rated": order.rating.map { String(repeating: "★", count: $0) } ?? "",
+                "photoProblem": request.uri.queryParameters.get("photo").map { String($0) } ?? "",
+            ] as [String: Any])
+    }
+
+    @Sendable func rateReport(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let order = try await ownReport(context)
+        let fields = try await request.formFields(context: context)
+        guard let stars = Int(fields["rating"] ?? ""), (1...5).contains(stars) else {
+            return .redirect(to: "/app/reports/\(order.id)")
+        }
+        var details = Store.StepDetails()
+        details.rating = stars
+        details.note = String((fields["comment"] ?? "").prefix(1_000))
+        _ = try await store.takeStep(.rate, on: order.id, details: details, actor: context.principal)
+        return .redirect(to: "/app/reports/\(order.id)")
+    }
+
+    @Sendable func reopenReport(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let order = try await ownReport(context)
+        let fields = try await request.formFields(context: context)
+        var details = Store.StepDetails()
+        details.note = String((fields["note"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines).prefix(1_000))
+        if details.note.isEmpty { details.note = "重新打开 reopened" }
+        _ = try await store.takeStep(.reopen, on: order.id, details: details, actor: context.principal)
+        return .redirect(to: "/app/reports/\(order.id)")
+    }
+}
