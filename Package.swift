@@ -58,7 +58,7 @@ let package = Package(
         // organisations, staff, grids, and the household sheet import.
         .target(
             name: "LinliCommunity", dependencies: ["LinliCore", "LinliStorage", "LinliHTTP", sql, hummingbird],
-            resources: [.copy("Templates")]),
+            resources: [.copy("Templates"), .copy("openapi.yaml")]),
         // What devices are and what they said: products, the registry, the shadow and shadow
         // documents, telemetry in its own ledger, firmware packages and upgrades, integration accounts.
         .target(
@@ -84,13 +84,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            resources: [.copy("Templates")]
+            resources: [.copy("Templates"), .copy("openapi.yaml")]
         ),
         // Work orders (工单): categories, statuses and the steps between them, photos, Open311 keys.
         .target(
             name: "LinliWorkOrders",
             dependencies: ["LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", sql, hummingbird],
-            resources: [.copy("Templates")]),
+            resources: [.copy("Templates"), .copy("openapi.yaml")]),
         // Messaging: notices and receipts, inboxes, preferences, outbound SMS and mail, webhook deliveries.
         .target(
             name: "LinliMessaging",
@@ -103,7 +103,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
-            resources: [.copy("Templates")]),
+            resources: [.copy("Templates"), .copy("openapi.yaml")]),
         // Event linkage: rules (triggers, conditions, actions) and their evaluation, with timers for
         // durations and absence; alarms with their lifecycle and escalation.
         .target(
@@ -116,7 +116,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.copy("Templates")]
+            resources: [.copy("Templates"), .copy("openapi.yaml")]
         ),
         // The HTTP kernel: request context, problem details, input decoding, paging, the response
         // cache, sign-in, sessions, accounts and their roles, the page layout. No community business.
@@ -136,7 +136,7 @@ let package = Package(
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.copy("Templates")]
+            resources: [.copy("Templates"), .copy("openapi.yaml")]
         ),
         // The demo community `serve --demo` seeds: every capability's data, from a fixed seed.
         .target(

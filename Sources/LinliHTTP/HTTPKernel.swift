@@ -10,4 +10,7 @@ public enum HTTPKernel {
         API(services: services).register(api)
         WebConsole(services: services).register(router)
     }
+
+    /// Its part of the OpenAPI document: its paths and the components only they use.
+    public static var openAPI: String { get throws { try Bundle.module.text("openapi.yaml") } }
 }

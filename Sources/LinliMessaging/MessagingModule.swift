@@ -26,6 +26,9 @@ public enum MessagingModule {
         pages.registerInbox(router)
     }
 
+    /// Its part of the OpenAPI document: its paths and the components only they use.
+    public static var openAPI: String { get throws { try Bundle.module.text("openapi.yaml") } }
+
     /// Its Mustache templates, for the application's one library of pages.
     public static var templates: URL { get throws { try Bundle.module.folder("Templates") } }
 }

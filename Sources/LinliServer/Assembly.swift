@@ -37,9 +37,21 @@ extension AppServices {
                 try CommunityModule.templates, try DevicesModule.templates, try WorkOrdersModule.templates,
                 try MessagingModule.templates, try LinkageModule.templates,
             ],
-            openAPIDocument: try Bundle.module.text("Resources/openapi.yaml"))
+            openAPIDocument: try Self.openAPIDocument())
         if let devices { attachments.set(devices) }
         if let rules { attachments.set(rules) }
         attachments.set(configuration.outbound)
+    }
+
+    /// The assembly's base document with every module's part, in the order the modules are
+    /// registered (tests/contract/check_routes.py merges them in the same order).
+    static func openAPIDocument() throws -> String {
+        try OpenAPIDocument.assemble(
+            base: try Bundle.module.text("Resources/openapi.yaml"),
+            parts: [
+                ("LinliHTTP", try HTTPKernel.openAPI), ("LinliCommunity", try CommunityModule.openAPI),
+                ("LinliDevices", try DevicesModule.openAPI), ("LinliLinkage", try LinkageModule.openAPI),
+                ("LinliWorkOrders", try WorkOrdersModule.openAPI), ("LinliMessaging", try MessagingModule.openAPI),
+            ])
     }
 }

@@ -77,7 +77,7 @@ public enum Migrations {
         }
 
         /// The versions in order, each with its parts in the order the modules were added.
-        func steps() throws(MigrationError) -> [(version: Int, name: String, parts: [Migration])] {
+        package func steps() throws(MigrationError) -> [(version: Int, name: String, parts: [Migration])] {
             let byVersion = Dictionary(grouping: migrations, by: \.version)
             return try byVersion.keys.sorted().map { version throws(MigrationError) in
                 let parts = byVersion[version]!

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks that Resources/openapi.yaml describes exactly the routes the server registers.
+"""Checks that the OpenAPI document (Sources/LinliServer/Resources/openapi.yaml with each module's
+Sources/*/openapi.yaml, merged as the server merges them) describes exactly the routes the server registers.
 
 Routes come from the sources:
   - every `api.get/post/patch/put/delete("...")` in each module's Sources/*/*API.swift, under /api/v1,
@@ -22,6 +23,70 @@ from pathlib import Path
 import yaml
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+# The modules' parts of the document, in the order the assembly adds them (Sources/LinliServer/Assembly.swift).
+PARTS = ("LinliHTTP", "LinliCommunity", "LinliDevices", "LinliLinkage", "LinliWorkOrders", "LinliMessaging")
+
+
+def _sections(text: str) -> list[list]:
+    sections: list[list] = [["", []]]
+    for line in text.split("\n"):
+        if line[:1].isalpha() and line.endswith(":"):
+            sections.append([line[:-1], []])
+        else:
+            sections[-1][1].append(line)
+    return sections
+
+
+def _subsections(body: list[str]) -> list[list]:
+    subs: list[list] = [["", []]]
+    for line in body:
+        if line.startswith("  ") and not line.startswith("   ") and line.endswith(":"):
+            subs.append([line[2:-1], []])
+        else:
+            subs[-1][1].append(line)
+    return subs
+
+
+def assemble(root: Path) -> str:
+    """The document as the server serves it: the base with every module's part, merged by lines the
+    way OpenAPIDocument.assemble (Sources/LinliHTTP/OpenAPIDocument.swift) does; a path or component
+    named twice is an error."""
+    base = (root / "Sources/LinliServer/Resources/openapi.yaml").read_text(encoding="utf-8")
+    sections = _sections(base)
+    paths = next(s for s in sections if s[0] == "paths")
+    components = next(s for s in sections if s[0] == "components")
+    subs = _subsections(components[1])
+    path_keys = {l for l in paths[1] if l.startswith("  /") and l.endswith(":")}
+    entry = lambda l: l.startswith("    ") and not l.startswith("     ") and l.endswith(":") and not l.startswith("    #")
+    component_keys = {sub[0] + "/" + l for sub in subs for l in sub[1] if entry(l)}
+    for name in PARTS:
+        for key, body in _sections((root / "Sources" / name / "openapi.yaml").read_text(encoding="utf-8")):
+            if key == "paths":
+                for l in body:
+                    if l.startswith("  /") and l.endswith(":"):
+                        if l in path_keys:
+                            raise SystemExit(f"openapi: {name} describes{l} again")
+                        path_keys.add(l)
+                paths[1] += body
+            elif key == "components":
+                for sub_key, sub_body in _subsections(body):
+                    for l in sub_body:
+                        if entry(l):
+                            if sub_key + "/" + l in component_keys:
+                                raise SystemExit(f"openapi: {name} defines {sub_key}{l} again")
+                            component_keys.add(sub_key + "/" + l)
+                    found = next((s for s in subs if s[0] == sub_key), None)
+                    if found:
+                        found[1] += sub_body
+                    else:
+                        subs.append([sub_key, list(sub_body)])
+            elif key:
+                raise SystemExit(f"openapi: {name} may hold only paths and components, not {key}")
+    components[1] = [l for s in subs for l in ([f"  {s[0]}:"] if s[0] else []) + s[1]]
+    text = "\n".join(l for s in sections for l in ([f"{s[0]}:"] if s[0] else []) + s[1])
+    return text.rstrip("\n") + "\n"
 
 
 def swift_routes(root: Path) -> set[tuple[str, str]]:
@@ -75,8 +140,7 @@ def docs_page_operations(text: str) -> list[tuple[str, str, str]]:
 
 def main() -> int:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2]
-    spec_path = root / "Sources/LinliServer/Resources/openapi.yaml"
-    text = spec_path.read_text(encoding="utf-8")
+    text = assemble(root)
     document = yaml.safe_load(text)
 
     routes = swift_routes(root)
