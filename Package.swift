@@ -221,13 +221,19 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The tests' shared helpers: a fresh store on every engine (SQLite, and PostgreSQL when
+        // LINLI_TEST_POSTGRES_URL is set), the demo community and the app in-process. Not a product.
+        .target(
+            name: "LinliTestSupport",
+            dependencies: [
+                "LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", "LinliDemo", "LinliServer", sql,
+                hummingbird,
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
-        .testTarget(name: "LinliCommunityTests", dependencies: ["LinliCommunity"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
-        .testTarget(
-            name: "LinliLinkageTests",
-            dependencies: ["LinliLinkage", "LinliCommunity", "LinliCore", "LinliThings", "LinliWorkOrders"]),
-        .testTarget(name: "LinliWorkOrdersTests", dependencies: ["LinliWorkOrders"]),
         .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
         .testTarget(
             name: "LinliMQTTTests",
@@ -241,12 +247,6 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
-            name: "LinliStorageTests",
-            dependencies: [
-                "LinliStorage", "LinliLinkage", "LinliHTTP", "LinliDemo", "LinliServer", "LinliCommunity",
-                "LinliDeviceRegistry", "LinliDevices", "LinliWorkOrders", "LinliMessaging",
-            ]),
-        .testTarget(
             name: "LinliBenchTests",
             dependencies: [
                 "LinliBench",
@@ -258,21 +258,55 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "LinliStorageTests",
+            dependencies: ["LinliCommunity", "LinliCore", "LinliServer", "LinliStorage", "LinliTestSupport", sql]),
+        .testTarget(
+            name: "LinliCommunityTests",
+            dependencies: [
+                "LinliCommunity", "LinliCore", "LinliDemo", "LinliHTTP", "LinliStorage", "LinliTestSupport",
+                hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"), sql,
+            ]),
+        .testTarget(
+            name: "LinliDeviceRegistryTests",
+            dependencies: [
+                "LinliCommunity", "LinliCore", "LinliDeviceRegistry", "LinliHTTP", "LinliServer", "LinliStorage",
+                "LinliTestSupport", sql,
+            ]),
+        .testTarget(
+            name: "LinliDevicesTests",
+            dependencies: [
+                "LinliAlink", "LinliCommunity", "LinliCore", "LinliDeviceRegistry", "LinliDevices", "LinliHTTP",
+                "LinliServer", "LinliStorage", "LinliTestSupport", "LinliThings", hummingbird,
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
+        .testTarget(
+            name: "LinliWorkOrdersTests",
+            dependencies: [
+                "LinliCommunity", "LinliCore", "LinliHTTP", "LinliStorage", "LinliTestSupport", "LinliWorkOrders",
+                hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
+        .testTarget(
+            name: "LinliMessagingTests",
+            dependencies: [
+                "LinliCommunity", "LinliCore", "LinliHTTP", "LinliMessaging", "LinliStorage", "LinliTestSupport",
+                hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"), sql,
+            ]),
+        .testTarget(
+            name: "LinliLinkageTests",
+            dependencies: [
+                "LinliCommunity", "LinliCore", "LinliDemo", "LinliDeviceRegistry", "LinliDevices", "LinliHTTP",
+                "LinliLinkage", "LinliMessaging", "LinliServer", "LinliStorage", "LinliTestSupport", "LinliWorkOrders",
+                hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
+        .testTarget(
             name: "LinliServerTests",
             dependencies: [
-                "LinliServer",
-                "LinliHTTP",
-                "LinliDemo",
-                "LinliStorage",
-                "LinliCommunity",
-                "LinliDeviceRegistry",
-                "LinliDevices",
-                "LinliWorkOrders",
-                "LinliMessaging",
-                "LinliLinkage",
+                "LinliAlink", "LinliCommunity", "LinliCore", "LinliDemo", "LinliDeviceRegistry", "LinliDevices",
+                "LinliHTTP", "LinliLinkage", "LinliMQTT", "LinliMessaging", "LinliServer", "LinliStorage",
+                "LinliTestSupport", "LinliWorkOrders", hummingbird,
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
-            ]
-        ),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

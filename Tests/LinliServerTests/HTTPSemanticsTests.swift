@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LinliCore
 import LinliDemo
 import LinliStorage
+import LinliTestSupport
 import Testing
 
 @testable import LinliCommunity

@@ -2,6 +2,7 @@ import Foundation
 import LinliAlink
 import LinliMQTT
 import LinliStorage
+import LinliTestSupport
 import NIOCore
 import Testing
 

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import LinliCore
 import LinliDemo
+import LinliTestSupport
 import Testing
 
 @testable import LinliCommunity

@@ -3,13 +3,7 @@ import SQLKit
 import Synchronization
 import Testing
 
-@testable import LinliCommunity
-@testable import LinliDeviceRegistry
-@testable import LinliDevices
-@testable import LinliLinkage
-@testable import LinliMessaging
 @testable import LinliStorage
-@testable import LinliWorkOrders
 
 @Suite("Commits shared by callers, and column names")
 struct CommitQueueTests {

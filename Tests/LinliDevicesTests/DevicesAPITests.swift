@@ -4,7 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import LinliAlink
 import LinliCore
-import LinliDemo
+import LinliTestSupport
 import LinliThings
 import Synchronization
 import Testing
@@ -13,35 +13,8 @@ import Testing
 @testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliHTTP
-@testable import LinliLinkage
-@testable import LinliMessaging
 @testable import LinliServer
 @testable import LinliStorage
-@testable import LinliWorkOrders
-
-/// One caller's requests against the in-process app: checks the status, returns the JSON.
-struct APIUser {
-    let client: any TestClientProtocol
-    let headers: HTTPFields
-
-    init(_ client: any TestClientProtocol, _ fixture: Fixture, as who: String) {
-        self.client = client
-        headers = HTTPFields.json.merging(fixture.bearer(who))
-    }
-
-    @discardableResult
-    func call(
-        _ uri: String, _ method: HTTPRequest.Method = .get, _ body: Any? = nil, raw: String? = nil,
-        expect: HTTPResponse.Status = .ok,
-        sourceLocation: SourceLocation = #_sourceLocation
-    ) async throws -> [String: Any] {
-        let buffer = raw.map { ByteBuffer(string: $0) } ?? body.map(jsonBody)
-        return try await client.execute(uri: uri, method: method, headers: headers, body: buffer) { r in
-            #expect(r.status == expect, "\(method) \(uri): \(r.status) \(r.text)", sourceLocation: sourceLocation)
-            return (try? r.json()) ?? [:]
-        }
-    }
-}
 
 @Suite("Devices API")
 struct DevicesAPITests {

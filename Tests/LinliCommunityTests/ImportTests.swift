@@ -1,18 +1,13 @@
 import Foundation
 import LinliCore
 import LinliDemo
-import LinliServer
+import LinliTestSupport
 import SQLKit
 import Testing
 
 @testable import LinliCommunity
-@testable import LinliDeviceRegistry
-@testable import LinliDevices
 @testable import LinliHTTP
-@testable import LinliLinkage
-@testable import LinliMessaging
 @testable import LinliStorage
-@testable import LinliWorkOrders
 
 @Suite("Household and resident import")
 struct ImportTests {

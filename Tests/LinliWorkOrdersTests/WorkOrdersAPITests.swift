@@ -3,16 +3,11 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import LinliCore
-import LinliDemo
+import LinliTestSupport
 import Testing
 
 @testable import LinliCommunity
-@testable import LinliDeviceRegistry
-@testable import LinliDevices
 @testable import LinliHTTP
-@testable import LinliLinkage
-@testable import LinliMessaging
-@testable import LinliServer
 @testable import LinliStorage
 @testable import LinliWorkOrders
 

@@ -1,48 +1,41 @@
 import Foundation
+import LinliCommunity
 import LinliCore
-import LinliDemo
+import LinliHTTP
 import LinliServer
+import LinliStorage
 import Logging
 import SQLKit
 import Testing
 
-@testable import LinliCommunity
-@testable import LinliDeviceRegistry
-@testable import LinliDevices
-@testable import LinliHTTP
-@testable import LinliLinkage
-@testable import LinliMessaging
-@testable import LinliStorage
-@testable import LinliWorkOrders
-
 /// The engines every storage test runs on: SQLite always, PostgreSQL when
 /// LINLI_TEST_POSTGRES_URL is set (as .ci/run sets it). Each test gets an empty database: a new
 /// SQLite file, or a new PostgreSQL schema.
-enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
+package enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite, postgres
 
-    static var available: [TestEngine] {
+    package static var available: [TestEngine] {
         ProcessInfo.processInfo.environment["LINLI_TEST_POSTGRES_URL"].map {
             $0.isEmpty ? [.sqlite] : [.sqlite, .postgres]
         } ?? [.sqlite]
     }
 
-    var testDescription: String { rawValue }
+    package var testDescription: String { rawValue }
 
-    static let logger: Logger = {
+    package static let logger: Logger = {
         var l = Logger(label: "test")
         l.logLevel = .warning
         return l
     }()
 
-    func open() async throws -> Store {
+    package func open() async throws -> Store {
         let store = try await openUnmigrated()
         try await Migrations.migrate(store, schema: .linli)
         return store
     }
 
     /// A store over an empty database, before any migration.
-    func openUnmigrated() async throws -> Store {
+    package func openUnmigrated() async throws -> Store {
         let database: any Database
         switch self {
         case .sqlite:
@@ -61,7 +54,7 @@ enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
 }
 
 /// Runs `body` with a fresh store on `engine`, closing it afterwards.
-func withStore(_ engine: TestEngine, _ body: (Store) async throws -> Void) async throws {
+package func withStore(_ engine: TestEngine, _ body: (Store) async throws -> Void) async throws {
     let store = try await engine.open()
     do {
         try await body(store)
@@ -72,16 +65,16 @@ func withStore(_ engine: TestEngine, _ body: (Store) async throws -> Void) async
     await store.database.close()
 }
 
-let tester = Principal(accountId: nil, name: "test")
+package let tester = Principal(accountId: nil, name: "test")
 
 /// A small community: one building, one unit, two households.
-struct Place {
-    var community: Community
-    var building: Building
-    var unit: BuildingUnit
-    var households: [Household]
+package struct Place {
+    package var community: Community
+    package var building: Building
+    package var unit: BuildingUnit
+    package var households: [Household]
 
-    static func make(_ store: Store, name: String = "测试小区") async throws -> Place {
+    package static func make(_ store: Store, name: String = "测试小区") async throws -> Place {
         let community = Community(
             name: name, cityCode: "330100", districtCode: "330106", streetCode: "330106001", address: "测试路 1 号")
         try await store.createCommunity(community, actor: tester)
@@ -101,7 +94,7 @@ struct Place {
     }
 }
 
-func scope(community: ID) -> Scope {
+package func scope(community: ID) -> Scope {
     var s = Scope()
     s.communities = [community]
     return s

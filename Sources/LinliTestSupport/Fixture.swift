@@ -1,42 +1,36 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import LinliCommunity
 import LinliCore
 import LinliDemo
+import LinliHTTP
+import LinliServer
+import LinliStorage
 import Logging
 import SQLKit
 
-@testable import LinliCommunity
-@testable import LinliDeviceRegistry
-@testable import LinliDevices
-@testable import LinliHTTP
-@testable import LinliLinkage
-@testable import LinliMessaging
-@testable import LinliServer
-@testable import LinliStorage
-@testable import LinliWorkOrders
-
 /// The demo community plus a second community, with an API token for every demo account and for the
 /// second community's administrator. Every test gets its own SQLite file.
-struct Fixture: Sendable {
-    let services: AppServices
-    let community: Community
-    let other: Community
-    let otherPerson: ID
-    let tokens: [String: String]
+package struct Fixture: Sendable {
+    package let services: AppServices
+    package let community: Community
+    package let other: Community
+    package let otherPerson: ID
+    package let tokens: [String: String]
     /// The signed-in resident's household, a household in the grid worker's grid that is not the
     /// resident's, and one outside the grid.
-    let residentHousehold: ID
-    let gridHousehold: ID
-    let outsideHousehold: ID
-    let personWithIdentity: ID
-    let policeOrganisation: ID
-    static let password = "fixture-password-42"
-    static let passwordHash: String = Bcryptless.hash
+    package let residentHousehold: ID
+    package let gridHousehold: ID
+    package let outsideHousehold: ID
+    package let personWithIdentity: ID
+    package let policeOrganisation: ID
+    package static let password = "fixture-password-42"
+    package static let passwordHash: String = Bcryptless.hash
 
-    var store: Store { services.store }
+    package var store: Store { services.store }
 
-    func bearer(_ who: String) -> HTTPFields {
+    package func bearer(_ who: String) -> HTTPFields {
         guard let token = tokens[who] else { return [:] }
         return [.authorization: "Bearer \(token)"]
     }
@@ -47,13 +41,13 @@ enum Bcryptless {
     static let hash = Passwords.hashBlocking(Fixture.password)
 }
 
-let quietLogger: Logger = {
+package let quietLogger: Logger = {
     var l = Logger(label: "linli-test")
     l.logLevel = .critical
     return l
 }()
 
-func makeFixture() async throws -> Fixture {
+package func makeFixture() async throws -> Fixture {
     Telemetry.bootstrap()
     let path = NSTemporaryDirectory() + "linli-app-\(UUID().uuidString).sqlite"
     let database = try await SQLiteStore.open(path: path, readers: 2, logger: quietLogger)
@@ -112,7 +106,7 @@ func makeFixture() async throws -> Fixture {
 }
 
 /// Runs `body` against the router in-process, with a fresh fixture.
-func withApp(_ body: @escaping @Sendable (any TestClientProtocol, Fixture) async throws -> Void) async throws {
+package func withApp(_ body: @escaping @Sendable (any TestClientProtocol, Fixture) async throws -> Void) async throws {
     let fixture = try await makeFixture()
     let app = buildApplication(fixture.services, logger: quietLogger)
     try await app.test(.router) { client in
@@ -122,19 +116,19 @@ func withApp(_ body: @escaping @Sendable (any TestClientProtocol, Fixture) async
 }
 
 extension TestResponse {
-    var text: String { String(buffer: body) }
-    func json() throws -> [String: Any] {
+    package var text: String { String(buffer: body) }
+    package func json() throws -> [String: Any] {
         (try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]) ?? [:]
     }
 }
 
-func jsonBody(_ object: Any) -> ByteBuffer {
+package func jsonBody(_ object: Any) -> ByteBuffer {
     ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object))
 }
 
 extension HTTPFields {
-    static var json: HTTPFields { [.contentType: "application/json"] }
-    func merging(_ other: HTTPFields) -> HTTPFields {
+    package static var json: HTTPFields { [.contentType: "application/json"] }
+    package func merging(_ other: HTTPFields) -> HTTPFields {
         var copy = self
         for field in other { copy.append(field) }
         return copy

@@ -1,18 +1,14 @@
 import Foundation
 import LinliCore
-import LinliDemo
 import LinliServer
+import LinliTestSupport
 import SQLKit
 import Testing
 
 @testable import LinliCommunity
 @testable import LinliDeviceRegistry
-@testable import LinliDevices
 @testable import LinliHTTP
-@testable import LinliLinkage
-@testable import LinliMessaging
 @testable import LinliStorage
-@testable import LinliWorkOrders
 
 @Suite("Devices and telemetry on every engine")
 struct TelemetryTests {
@@ -742,53 +738,6 @@ struct TelemetryTests {
                     "device.topology.added", "device.topology.added",
                 ])
             #expect(trail.items.allSatisfy { $0.action != "device.topology.added" || $0.actorName == "gateway test" })
-        }
-    }
-
-    @Test(arguments: TestEngine.available)
-    func alarmsCountRepeatsAndRuleStatesRoundTrip(engine: TestEngine) async throws {
-        try await withStore(engine) { store in
-            let place = try await Place.make(store)
-            let d = try await makeDevices(store, place, count: 1)[0]
-            let raise = AlarmRaise(
-                communityId: place.community.id, type: "hot", severity: .minor, sourceType: "device", sourceId: d.id,
-                sourceName: "t-0",
-                buildingId: place.building.id, householdId: nil, ruleId: nil, message: "m", detail: "first", at: 1_000)
-            let first = try await store.raiseAlarm(raise)
-            var again = raise
-            again.severity = .critical
-            again.detail = "second"
-            let second = try await store.raiseAlarm(again)
-            #expect(first.isNew && !second.isNew && second.alarm.id == first.alarm.id)
-            #expect(
-                second.alarm.occurrences == 2 && second.alarm.severity == .critical && second.alarm.detail == "second")
-            #expect(
-                try await store.clearAlarm(sourceId: d.id, type: "hot", detail: "ended")?.status
-                    == .clearedUnacknowledged)
-            #expect(try await store.clearAlarm(sourceId: d.id, type: "hot", detail: "ended") == nil)
-            #expect(try await store.raiseAlarm(raise).isNew)
-            let events = try await store.read { db in
-                try await EventLog.read(db, after: 0, limit: 100, scope: .everything)
-            }.map(\.type)
-            #expect(events.filter { $0.hasPrefix("alarm.") } == ["alarm.raised", "alarm.cleared", "alarm.raised"])
-
-            let rule = Rule(
-                communityId: place.community.id, name: "r",
-                definition: RuleDefinition(
-                    triggers: [Trigger(type: .absence, productKey: d.productKey, forSeconds: 60)],
-                    actions: [Action(type: .alarm, alarmType: "a", severity: .major)]))
-            try await store.createRule(rule, actor: tester)
-            #expect(try await store.rule(id: rule.id)?.definition == rule.definition)
-            let state = TriggerState(
-                ruleId: rule.id, triggerIndex: 0, deviceId: d.id, since: 5, holding: true, fired: false)
-            try await store.saveTriggerStates([state], delete: [])
-            var fired = state
-            fired.fired = true
-            try await store.saveTriggerStates([fired], delete: [])
-            #expect(try await store.triggerStates() == [fired])
-            try await store.saveTriggerStates([], delete: [(rule.id, 0, d.id)])
-            #expect(try await store.triggerStates().isEmpty)
-            #expect(try await store.enabledRules().map(\.id) == [rule.id])
         }
     }
 }

@@ -1,0 +1,76 @@
+import Foundation
+import LinliCore
+import LinliTestSupport
+import SQLKit
+import Testing
+
+@testable import LinliCommunity
+@testable import LinliHTTP
+@testable import LinliMessaging
+@testable import LinliStorage
+
+@Suite("Messaging storage on every engine")
+struct MessagingStoreTests {
+    @Test(arguments: TestEngine.available)
+    func outboundCopiesWaitForQuietHoursButNotForCriticalAlarms(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let c = place.community.id
+            let account = Account(username: "grid1", displayName: "网格员", passwordHash: "x")
+            try await store.createAccount(account, actor: tester)
+            let clock = DateFormatter()
+            clock.dateFormat = "HH:mm"
+            let now = nowMillis()
+            let from = clock.string(from: Date(timeIntervalSince1970: Double(now) / 1000 - 3600))
+            let to = clock.string(from: Date(timeIntervalSince1970: Double(now) / 1000 + 3600))
+            try await store.setNotificationPreferences(
+                accountId: account.id, sms: true, email: true, phone: "13800138000", address: "grid@example.org",
+                quietFrom: from, quietTo: to, actor: tester)
+            let who = [Recipient(accountId: account.id, name: "网格员")]
+            try await store.notify(
+                who, communityId: c, title: "垃圾桶满 Bin full", body: "b", severity: "minor", link: nil, subjectType: nil,
+                subjectId: nil, actor: tester)
+            try await store.notify(
+                who, communityId: c, title: "烟雾 Smoke", body: "b", severity: "critical", link: nil, subjectType: nil,
+                subjectId: nil, actor: tester)
+            let pending = try await store.outboundMessages(communityId: c, status: .pending, page: PageRequest()).items
+            #expect(pending.count == 4 && Set(pending.map(\.addressMasked)) == ["138****8000", "g***@example.org"])
+            #expect(
+                pending.filter { $0.severity == "critical" }.allSatisfy { $0.dueAt <= now + 5_000 },
+                "critical alarms do not wait")
+            #expect(
+                pending.filter { $0.severity == "minor" }.allSatisfy { $0.dueAt >= now + 58 * 60_000 },
+                "the rest waits for the end of the quiet hours")
+            // Only the critical copies are due; claimed, they are not handed out twice.
+            let due = try await store.claimDueOutbound(now: nowMillis(), limit: 10)
+            #expect(Set(due.map(\.channel)) == [.sms, .email] && due.allSatisfy { $0.subject == "烟雾 Smoke" })
+            #expect(try await store.claimDueOutbound(now: nowMillis(), limit: 10).isEmpty)
+            let sms = try #require(due.first { $0.channel == .sms })
+            let retry = try await store.recordOutbound(sms, error: "HTTP 503", now: now)
+            #expect(retry.status == .pending && retry.attempts == 1 && retry.dueAt == now + 30_000)
+            var last = retry
+            for _ in Store.outboundBackoff { last = try await store.recordOutbound(last, error: "HTTP 503", now: now) }
+            #expect(last.status == .failed)
+            #expect(
+                try await store.recordOutbound(try #require(due.first { $0.channel == .email }), error: nil).status
+                    == .sent)
+            let events = try await store.read { db in
+                try await EventLog.read(db, after: 0, limit: 500, scope: .everything)
+            }
+            #expect(
+                events.filter { $0.type == "notification.delivered" }.count == 1
+                    && events.filter { $0.type == "notification.undelivered" }.count == 1)
+            // The phone and address are kept encrypted.
+            let row = try #require(
+                try await store.read { db in
+                    try await db.raw("SELECT phone_cipher, email_cipher FROM notification_preferences").first()
+                })
+            let phone = try row.decode(column: "phone_cipher", as: String.self)
+            let address = try row.decode(column: "email_cipher", as: String.self)
+            #expect(!phone.contains("13800138000") && !address.contains("grid@example.org"))
+            #expect(
+                try store.cipher.decrypt(phone) == "13800138000" && store.cipher.decrypt(address) == "grid@example.org")
+            #expect(try await store.notificationPreferences(accountId: account.id).quietHours != nil)
+        }
+    }
+}
