@@ -9,11 +9,6 @@ import SQLKit
 /// reads and writes, with the document's version beside it so that a change can be made only
 /// on top of the version it was computed from.
 extension Store {
-    /// Appended to a SELECT whose row a write transaction then changes. PostgreSQL runs writes side
-    /// by side: the row is locked until commit, so changes queue there instead of computing on the
-    /// same row and all but one going round again. SQLite has one writer and needs nothing.
-    package var rowLock: SQLQueryString { database.engine == .postgres ? " FOR UPDATE" : "" }
-
     /// A device's shadow document as stored; nil before its first change.
     public func shadowDocument(_ device: Device) async throws -> String? {
         struct Row: Decodable { var document: String }

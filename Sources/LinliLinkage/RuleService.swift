@@ -317,7 +317,10 @@ public final class RuleService: Service, Sendable {
                         source: .alarm, reporterAccountId: nil, reporterName: "规则 rule \(rule.name)",
                         householdId: householdId, buildingId: buildingId,
                         location: device?.location ?? place ?? "", alarmId: raisedAlarm?.alarm.id),
-                    actor: Principal(accountId: nil, name: "rule \(rule.name)"))
+                    actor: Principal(accountId: nil, name: "rule \(rule.name)"),
+                    alongside: { db, order in
+                        if let alarmId = order.alarmId { try await Store.link(alarmId, toWorkOrder: order.id, db) }
+                    })
                 logger.info("work order opened", metadata: ["rule": "\(rule.name)", "number": "\(order.number)"])
             case .alarm:
                 guard let type = action.alarmType, let severity = action.severity else { continue }

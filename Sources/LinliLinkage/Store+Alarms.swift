@@ -332,3 +332,10 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Marks an alarm with the work order opened for it, inside the transaction that opens it.
+    package static func link(_ alarmId: ID, toWorkOrder workOrderId: ID, _ db: any SQLDatabase) async throws {
+        try await db.raw("UPDATE alarms SET work_order_id = \(bind: workOrderId) WHERE id = \(bind: alarmId)").run()
+    }
+}

@@ -37,6 +37,11 @@ public struct Store: Sendable {
         if separateTelemetry { await telemetry.close() }
     }
 
+    /// Appended to a SELECT whose row a write transaction then changes. PostgreSQL runs writes side
+    /// by side: the row is locked until commit, so changes queue there instead of computing on the
+    /// same row and all but one going round again. SQLite has one writer and needs nothing.
+    public var rowLock: SQLQueryString { database.engine == .postgres ? " FOR UPDATE" : "" }
+
     public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await database.read(body)
     }

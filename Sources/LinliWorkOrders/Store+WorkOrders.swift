@@ -203,9 +203,12 @@ extension Store {
 
     /// Files a work order: numbered, given its category's organisation and deadline, and in turn
     /// to the next of the team when the category is dispatched round robin.
-    public func submitWorkOrder(_ report: WorkOrderReport, actor: Principal, now: Millis = nowMillis()) async throws
-        -> WorkOrder
-    {
+    /// `alongside` runs in the same transaction once the order is stored: the module that opened it
+    /// records its side there (linkage links the alarm it came from), so both commit or neither.
+    public func submitWorkOrder(
+        _ report: WorkOrderReport, actor: Principal, now: Millis = nowMillis(),
+        alongside: (@Sendable (any SQLDatabase, WorkOrder) async throws -> Void)? = nil
+    ) async throws -> WorkOrder {
         let setting = try await workOrderSetting(communityId: report.communityId, category: report.category)
         return try await write { db in
             let day = Self.dayStamp(now)
@@ -250,10 +253,7 @@ extension Store {
             }
             try await db.insert(order)
             for step in steps { try await db.insert(step) }
-            if let alarmId = report.alarmId {
-                try await db.raw("UPDATE alarms SET work_order_id = \(bind: order.id) WHERE id = \(bind: alarmId)")
-                    .run()
-            }
+            try await alongside?(db, order)
             try await Change.record(
                 db, actor: actor, communityId: order.communityId, type: "workorder.submitted", subjectType: "workorder",
                 subjectId: order.id,
