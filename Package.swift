@@ -155,6 +155,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         // Thing models (Alibaba IoT TSL): parse, export, validate values; the built-in product library.
@@ -232,13 +233,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A small MQTT client for tests, over the broker's own codec. Not a product.
+        .target(
+            name: "LinliMQTTTesting",
+            dependencies: [
+                "LinliMQTT",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
         .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
         .testTarget(
             name: "LinliMQTTTests",
             dependencies: [
-                "LinliMQTT",
+                "LinliMQTT", "LinliMQTTTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -276,7 +287,8 @@ let package = Package(
             name: "LinliDevicesTests",
             dependencies: [
                 "LinliAlink", "LinliCommunity", "LinliCore", "LinliDeviceRegistry", "LinliDevices", "LinliHTTP",
-                "LinliServer", "LinliStorage", "LinliTestSupport", "LinliThings", hummingbird,
+                "LinliMQTT", "LinliMQTTTesting", "LinliServer", "LinliStorage", "LinliTestSupport", "LinliThings",
+                hummingbird,
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
         .testTarget(

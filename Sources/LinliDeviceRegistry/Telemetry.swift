@@ -94,7 +94,7 @@ public struct ReportedValue: Sendable, Equatable {
 /// committed, and throws when that batch could not be stored; `whenStored` says the same to a
 /// callback, without a task waiting.
 public struct TelemetryReceipt: Sendable {
-    package let batch: TelemetryBatch
+    package let batch: CommitOutcome
 
     public func wait() async throws { try await batch.wait() }
 
@@ -105,67 +105,6 @@ public struct TelemetryReceipt: Sendable {
     /// The same for every report of one commit (while it is pending), so that those waiting for
     /// many reports can wait once per commit.
     public var commitId: ObjectIdentifier { ObjectIdentifier(batch) }
-}
-
-/// The outcome of one group commit, shared by every report in it.
-package final class TelemetryBatch: Sendable {
-    private enum Waiter {
-        case task(CheckedContinuation<Void, any Error>)
-        case callback(@Sendable ((any Error)?) -> Void)
-    }
-    private enum Outcome {
-        case pending([Waiter])
-        case stored
-        case failed(any Error)
-    }
-    private let outcome = Mutex(Outcome.pending([]))
-
-    package func wait() async throws {
-        try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
-            if let now = add(.task(waiter)) { waiter.resume(with: now) }
-        }
-    }
-
-    package func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void) {
-        guard let now = add(.callback(done)) else { return }
-        switch now {
-        case .success: done(nil)
-        case let .failure(error): done(error)
-        }
-    }
-
-    /// Adds a waiter while the batch is pending; otherwise returns its outcome.
-    private func add(_ waiter: Waiter) -> Result<Void, any Error>? {
-        outcome.withLock { o -> Result<Void, any Error>? in
-            switch o {
-            case var .pending(waiters):
-                o = .stored  // moves the array out, so appending does not copy it
-                waiters.append(waiter)
-                o = .pending(waiters)
-                return nil
-            case .stored: return .success(())
-            case let .failed(error): return .failure(error)
-            }
-        }
-    }
-
-    package func complete(_ result: Result<Void, any Error>) {
-        let waiters = outcome.withLock { o -> [Waiter] in
-            guard case let .pending(waiters) = o else { return [] }
-            switch result {
-            case .success: o = .stored
-            case let .failure(error): o = .failed(error)
-            }
-            return waiters
-        }
-        let error: (any Error)? = if case let .failure(e) = result { e } else { nil }
-        for waiter in waiters {
-            switch waiter {
-            case let .task(continuation): continuation.resume(with: result)
-            case let .callback(done): done(error)
-            }
-        }
-    }
 }
 
 /// Makes device reports durable in batches (group commit): every caller waits until the batch that
@@ -184,7 +123,7 @@ public final class TelemetryWriter: Sendable {
 
     private struct Pending {
         /// Gathering, oldest first; each at most `maxBatch` reports.
-        package var batches: [(reports: [DeviceReport], batch: TelemetryBatch)] = []
+        package var batches: [(reports: [DeviceReport], batch: CommitOutcome)] = []
         package var flushing = false
     }
     private let pending = Mutex(Pending())
@@ -238,7 +177,7 @@ public final class TelemetryWriter: Sendable {
     /// counts the history an earlier run left to merge. Runs as this writer's first commit, in the
     /// writer's turn; call it before devices connect. Later calls commit nothing.
     public func start() async throws {
-        let batch = TelemetryBatch()
+        let batch = CommitOutcome()
         let startFlushing = pending.withLock { state -> Bool in
             state.batches.append(([], batch))
             if state.flushing { return false }
@@ -264,13 +203,13 @@ public final class TelemetryWriter: Sendable {
     /// Several reports (a gateway's post for itself and its sub-devices) in one commit: all are
     /// stored, or none, and the one receipt says which.
     public func enqueue(together group: some Collection<DeviceReport>) -> TelemetryReceipt {
-        let (batch, startFlushing) = pending.withLock { state -> (TelemetryBatch, Bool) in
-            let batch: TelemetryBatch
+        let (batch, startFlushing) = pending.withLock { state -> (CommitOutcome, Bool) in
+            let batch: CommitOutcome
             if let last = state.batches.indices.last, state.batches[last].reports.count + group.count <= maxBatch {
                 state.batches[last].reports.append(contentsOf: group)
                 batch = state.batches[last].batch
             } else {
-                batch = TelemetryBatch()
+                batch = CommitOutcome()
                 var reports: [DeviceReport] = []
                 reports.reserveCapacity(min(max(maxBatch, group.count), 1_024))
                 reports.append(contentsOf: group)
@@ -300,7 +239,7 @@ public final class TelemetryWriter: Sendable {
                 let due = lastStart + busyInterval
                 if due > .now { try? await Task.sleep(until: due, clock: .continuous) }
             }
-            let next = pending.withLock { state -> (reports: [DeviceReport], batch: TelemetryBatch)? in
+            let next = pending.withLock { state -> (reports: [DeviceReport], batch: CommitOutcome)? in
                 if state.batches.isEmpty {
                     state.flushing = false
                     return nil

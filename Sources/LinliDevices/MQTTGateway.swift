@@ -44,17 +44,22 @@ package struct GatewayAuthenticator: MQTTAuthenticator {
 public struct MQTTBrokerService: Service {
     public let broker: MQTTBroker
     public let gateway: DeviceGateway
+    /// Persistent sessions, their messages, retained messages and wills, kept across restarts.
+    public let sessions: BrokerSessionStore
 
     public init(store: Store, configuration: MQTTBrokerConfiguration, rules: (any DeviceWatcher)? = nil, logger: Logger)
     {
         let gateway = DeviceGateway(store: store, logger: logger, rules: rules)
         self.gateway = gateway
+        let sessions = BrokerSessionStore(database: store.telemetry, logger: logger)
+        self.sessions = sessions
         broker = MQTTBroker(
             configuration: configuration,
             authenticator: GatewayAuthenticator(gateway: gateway), logger: logger,
             receive: { clientId, message in try await gateway.handle(clientId: clientId, message: message) },
             receiveNow: { clientId, message in gateway.handleNow(clientId: clientId, message: message) },
-            onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) })
+            onPresence: { clientId, connected in await gateway.presence(clientId: clientId, connected: connected) },
+            sessionStore: sessions)
         gateway.attach(broker)
     }
 
@@ -67,11 +72,15 @@ public struct MQTTBrokerService: Service {
             gateway.logger.notice(
                 "devices left online by the last run set offline", metadata: ["devices": "\(settled)"])
         }
+        // The last changes (deliveries acknowledged as the connections closed) are committed
+        // before the database closes.
         do {
             try await cancelWhenGracefulShutdown {
                 try await broker.run()
             }
+            await sessions.idle()
         } catch {
+            await sessions.idle()
             // Stopping because the server is shutting down is a clean end, not a failure.
             if Task.isShuttingDownGracefully || error is CancellationError { return }
             throw error

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -16,8 +17,14 @@ public struct MQTTBrokerConfiguration: Sendable {
     public var connectTimeout: TimeAmount
     /// Outgoing QoS 1/2 messages per client awaiting acknowledgement; incoming QoS 2 awaiting PUBREL.
     public var inflightWindow: Int
-    /// Messages kept per session beyond the window, and for persistent sessions while offline.
+    /// QoS 1 and 2 messages kept per session beyond the window, and for a persistent session
+    /// while its client is away. When the queue is full, newer messages for that session are
+    /// dropped (counted per session and in `linli_mqtt_messages_dropped_total`), older ones kept:
+    /// they are the ones the client has waited for longest.
     public var queueLimit: Int
+    /// How long a persistent session is kept while its client is away; then it is forgotten with
+    /// its subscriptions and messages (`linli_mqtt_sessions_expired_total`).
+    public var sessionExpiry: Duration
     /// PUBLISH packets per second a client may send (a burst of as many is allowed).
     public var maxPublishesPerSecond: Int
     /// Sockets the listeners may hold open together; nil for as many as the open-file limit
@@ -36,8 +43,8 @@ public struct MQTTBrokerConfiguration: Sendable {
     public init(
         host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(),
         maxConnections: Int = 50_000,
-        connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 1_000,
-        maxPublishesPerSecond: Int = 1_000,
+        connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 10_000,
+        sessionExpiry: Duration = .seconds(7 * 86_400), maxPublishesPerSecond: Int = 1_000,
         maxSockets: Int? = nil, reservedFileDescriptors: Int = 128, concurrentSignIns: Int = 64
     ) {
         self.host = host
@@ -48,6 +55,7 @@ public struct MQTTBrokerConfiguration: Sendable {
         self.connectTimeout = connectTimeout
         self.inflightWindow = inflightWindow
         self.queueLimit = queueLimit
+        self.sessionExpiry = sessionExpiry
         self.maxPublishesPerSecond = maxPublishesPerSecond
         self.maxSockets = maxSockets
         self.reservedFileDescriptors = reservedFileDescriptors
@@ -92,7 +100,8 @@ public final class MQTTBroker: Sendable {
         configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
         receive: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> PublishCompletion,
         receiveNow: (@Sendable (_ clientId: String, _ message: Publish) -> PublishCompletion?)? = nil,
-        onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }
+        onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in },
+        sessionStore: (any MQTTSessionStore)? = nil
     ) {
         self.configuration = configuration
         self.authenticator = authenticator
@@ -100,7 +109,7 @@ public final class MQTTBroker: Sendable {
         self.onPublish = receive
         self.onPublishNow = receiveNow
         self.onPresence = onPresence
-        state = BrokerState(configuration: configuration, logger: logger)
+        state = BrokerState(configuration: configuration, store: sessionStore, logger: logger)
         signIns = TurnGate(limit: configuration.concurrentSignIns)
     }
 
@@ -108,21 +117,30 @@ public final class MQTTBroker: Sendable {
     public convenience init(
         configuration: MQTTBrokerConfiguration, authenticator: any MQTTAuthenticator, logger: Logger,
         onPublish: @escaping @Sendable (_ clientId: String, _ message: Publish) async throws -> Void = { _, _ in },
-        onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in }
+        onPresence: @escaping @Sendable (_ clientId: String, _ connected: Bool) async -> Void = { _, _ in },
+        sessionStore: (any MQTTSessionStore)? = nil
     ) {
         self.init(
             configuration: configuration, authenticator: authenticator, logger: logger,
             receive: { clientId, message in
                 try await onPublish(clientId, message)
                 return .done
-            }, onPresence: onPresence)
+            }, onPresence: onPresence, sessionStore: sessionStore)
     }
 
     public var connectionCount: Int { get async { await state.connectionCount } }
 
     /// Publishes from inside Linli (a command to a device, for instance), as if a client had.
+    /// Returns once the message is kept for every persistent session it went to.
     public func publish(_ message: Publish) async {
-        await state.route(message)
+        await stored(state.route(message), topic: message.topic)
+    }
+
+    private func stored(_ completion: (any SharedCompletion)?, topic: String) async {
+        do { try await completion?.wait() } catch {
+            logger.error(
+                "MQTT message not kept for its sessions", metadata: ["topic": "\(topic)", "error": "\(error)"])
+        }
     }
 
     /// Sends to one client, subscribed or not (replies and commands to a device).
@@ -137,7 +155,7 @@ public final class MQTTBroker: Sendable {
             outbox.send(.publish(outgoing))
             return
         }
-        await state.send(message, to: clientId)
+        await stored(state.send(message, to: clientId), topic: message.topic)
     }
 
     /// Closes a connected client's connection; false when it is not connected.
@@ -154,6 +172,8 @@ public final class MQTTBroker: Sendable {
 
     /// Listens on plain TCP, and on TLS when configured, until the task is cancelled.
     public func run(onListening: @Sendable (ListeningPorts) -> Void = { _ in }) async throws {
+        // What the last run kept comes back before any client can connect.
+        try await state.restore()
         let files = OpenFileLimit.current()
         let budget = SocketBudget(
             limit: SocketBudget.limit(
@@ -179,6 +199,7 @@ public final class MQTTBroker: Sendable {
         onListening(ListeningPorts(tcp: tcpPort, tls: tlsPort))
         do {
             try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await self.expireSessions() }
                 group.addTask {
                     try await self.serve(tcp, host: self.configuration.host, port: tcpPort, tls: nil, budget: budget)
                 }
@@ -194,6 +215,16 @@ public final class MQTTBroker: Sendable {
             throw error
         }
         await stopConnections()
+    }
+
+    /// Once a minute (more often for a short expiry), forgets the persistent sessions whose
+    /// clients stayed away too long.
+    private func expireSessions() async throws {
+        let interval = min(Duration.seconds(60), max(.seconds(1), configuration.sessionExpiry / 2))
+        while true {
+            try await Task.sleep(for: interval)
+            await state.expire(now: Int64(Date().timeIntervalSince1970 * 1000))
+        }
     }
 
     /// Stopping the broker ends its clients' connections too, and waits (up to 10 s) until their

@@ -33,6 +33,8 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         static let done = Marks(rawValue: 1)
         /// A QoS 2 duplicate: acknowledged again, not routed again.
         static let notRouted = Marks(rawValue: 2)
+        /// Kept for every persistent session it went to, or needing no keeping: it may be acknowledged.
+        static let stored = Marks(rawValue: 4)
     }
 
     let broker: MQTTBroker
@@ -52,6 +54,9 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private var marks = CircularBuffer<Marks>(initialCapacity: 8)
     /// The sequence number of `slots.first`; a message's number stays its own while earlier ones leave.
     private var firstSlot: UInt64 = 0
+    /// How many slots, from the first, have been handed over for routing (in arrival order, as
+    /// soon as their completion is in); those not yet stored wait there for their acknowledgement.
+    private var routedSlots = 0
     /// Messages handed to the control task whose publish hook has not returned. While there are
     /// any, later messages follow them there, so the hook sees every message in arrival order.
     private var withControl = 0
@@ -221,10 +226,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             received(message)
         case .pingreq:
             emit(.pingresp)
-        case .pubrel(let id):
-            control?.send(.packet(packet))
-            emit(.pubcomp(id))
-        case .puback, .pubcomp, .pubrec, .subscribe, .unsubscribe:
+        case .pubrel, .puback, .pubcomp, .pubrec, .subscribe, .unsubscribe:
             control?.send(.packet(packet))
         case .disconnect:
             graceful = true
@@ -316,9 +318,9 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         return Int(sequence - firstSlot)
     }
 
-    /// A message's completion is in. Those at the head that are done are routed and acknowledged,
-    /// in arrival order. A failure closes the connection: neither that message nor any later one
-    /// is acknowledged.
+    /// A message's completion is in. Those done are handed over for routing, in arrival order;
+    /// those at the head that are also stored are acknowledged, in arrival order. A failure closes
+    /// the connection: neither that message nor any later one is acknowledged.
     func completed(_ sequence: UInt64, error: (any Error)?) {
         guard let index = slotIndex(sequence) else { return }  // the connection already failed
         if let error {
@@ -328,12 +330,47 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         marks[offset: index].insert(.done)
-        let routing = broker.state.subscriptionCount.load(ordering: .relaxed) > 0
-        while let mark = marks.first, mark.contains(.done) {
+        advance()
+    }
+
+    /// The message `sequence` is kept for the persistent sessions it was routed to (and as
+    /// retained): it may be acknowledged. An error closes the connection unacknowledged.
+    func stored(_ sequence: UInt64, error: (any Error)?) {
+        guard let index = slotIndex(sequence) else { return }
+        if let error {
+            logger.error(
+                "closing: a received message could not be kept for its sessions", metadata: ["error": "\(error)"])
+            fail()
+            finishIfDone()
+            return
+        }
+        marks[offset: index].insert(.stored)
+        advance()
+    }
+
+    private func advance() {
+        let state = broker.state
+        let routing = state.subscriptionCount.load(ordering: .relaxed) > 0
+        // A QoS 1 or 2 message waits for the store before its acknowledgement when it may be kept:
+        // retained, or possibly for a persistent session. Otherwise it is acknowledged at once,
+        // its routing following in the same order.
+        let persistent = state.store != nil && state.persistentSubscriptionCount.load(ordering: .relaxed) > 0
+        while routedSlots < slots.count, marks[offset: routedSlots].contains(.done) {
+            let message = slots[offset: routedSlots].message
+            if !marks[offset: routedSlots].contains(.notRouted), message.retain || routing {
+                let waits = message.qos != .atMostOnce && state.store != nil && (message.retain || persistent)
+                control?.send(.route(message, sequence: waits ? firstSlot + UInt64(routedSlots) : nil))
+                if !waits { marks[offset: routedSlots].insert(.stored) }
+            } else {
+                marks[offset: routedSlots].insert(.stored)
+            }
+            routedSlots += 1
+        }
+        while let mark = marks.first, mark.contains(.stored) {
             marks.removeFirst()
             let head = slots.removeFirst()
             firstSlot += 1
-            if !mark.contains(.notRouted), head.message.retain || routing { control?.send(.route(head.message)) }
+            routedSlots -= 1
             if let reply = head.reply { emit(.publish(reply)) }
             switch head.message.qos {
             case .atMostOnce: break
@@ -393,6 +430,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         firstSlot += UInt64(slots.count)
         slots.removeAll()
         marks.removeAll()
+        routedSlots = 0
         close()
     }
 
@@ -428,7 +466,8 @@ final class ConnectionControl: Sendable {
     enum Step: Sendable {
         case signIn(Connect, clientId: String)
         case publish(Publish, sequence: UInt64)
-        case route(Publish)
+        /// With a sequence, the connection is told when the message is kept (`stored`).
+        case route(Publish, sequence: UInt64?)
         case packet(MQTTPacket)
         case end(graceful: Bool)
     }
@@ -546,16 +585,24 @@ final class ConnectionControl: Sendable {
         memory.policy = policy
         let made = Outbox(loop: loop, connection: connection, close: { [channel] in channel.close(promise: nil) })
         memory.outbox = made
+        let will = connect.will.flatMap { policy.mayPublish(to: $0.topic) ? $0 : nil }
         guard
-            let (connectionId, present) = await broker.state.attach(
-                clientId: id, clean: connect.cleanSession, outbox: made)
+            let (connectionId, present, stored) = await broker.state.attach(
+                clientId: id, clean: connect.cleanSession, username: connect.username, will: will, outbox: made)
         else {
             logger.warning("connection refused: the broker is at its connection limit")
             onLoop { $0.refuse(.serverUnavailable) }
             return
         }
         memory.attached = (id, connectionId)
-        if let w = connect.will, policy.mayPublish(to: w.topic) { memory.will = w }
+        memory.will = will
+        do { try await stored?.wait() } catch {
+            // A session the client would count on, or a will, that could not be kept: better no
+            // connection than a promise broken by the next crash.
+            logger.error("connection refused: its session could not be kept", metadata: ["error": "\(error)"])
+            onLoop { $0.refuse(.serverUnavailable) }
+            return
+        }
         onLoop { $0.accepted(policy: policy, sessionPresent: present, outbox: made) }
         await broker.onPresence(id, true)
         onLoop { $0.opened() }
@@ -572,13 +619,19 @@ final class ConnectionControl: Sendable {
         case let .publish(message, sequence):
             var first = true
             if message.qos == .exactlyOnce {
-                guard let isFirst = await state.firstReceiptOfQoS2(clientId: clientId, packetId: message.packetId!)
+                guard let receipt = await state.firstReceiptOfQoS2(clientId: clientId, packetId: message.packetId!)
                 else {
                     logger.warning("closing: too many QoS 2 messages awaiting PUBREL")
                     onLoop { $0.hookReturned(nil, sequence: sequence, first: false) }
                     return
                 }
-                first = isFirst
+                first = receipt.first
+                // The id is kept before the message goes on: a resend after a crash is known.
+                do { try await receipt.stored?.wait() } catch {
+                    logger.error("closing: a QoS 2 packet id could not be kept", metadata: ["error": "\(error)"])
+                    onLoop { $0.hookReturned(nil, sequence: sequence, first: false) }
+                    return
+                }
             }
             let completion: PublishCompletion
             do {
@@ -589,12 +642,29 @@ final class ConnectionControl: Sendable {
                 return
             }
             onLoop { [first] in $0.hookReturned(completion, sequence: sequence, first: first) }
-        case let .route(message):
-            await state.route(message)
+        case let .route(message, sequence):
+            let stored = await state.route(message)
+            if let sequence {
+                let connection = connection
+                if let stored {
+                    let mailbox = broker.mailboxes.mailbox(for: loop)
+                    stored.whenDone { error in mailbox.post(.stored(connection, sequence: sequence, error: error)) }
+                } else {
+                    onLoop { $0.stored(sequence, error: nil) }
+                }
+            }
         case let .packet(packet):
             switch packet {
             case let .pubrel(id):
-                await state.releasedQoS2(clientId: clientId, packetId: id)
+                // PUBCOMP lets the client use the id again: only once the store has let go of it.
+                let stored = await state.releasedQoS2(clientId: clientId, packetId: id)
+                do {
+                    try await stored?.wait()
+                    memory.outbox?.send(.pubcomp(id))
+                } catch {
+                    logger.error("closing: a QoS 2 release could not be kept", metadata: ["error": "\(error)"])
+                    channel.close(promise: nil)
+                }
             case let .puback(id), let .pubcomp(id):
                 await state.acknowledged(clientId: clientId, packetId: id)
             case let .pubrec(id):
@@ -602,12 +672,22 @@ final class ConnectionControl: Sendable {
             case let .subscribe(id, subscriptions):
                 guard let policy = memory.policy else { return }
                 let decided = subscriptions.map { ($0, allowed: policy.maySubscribe(to: $0.filter)) }
-                let codes = await state.subscribe(clientId: clientId, decided)
+                let (codes, stored) = await state.subscribe(clientId: clientId, decided)
+                do { try await stored?.wait() } catch {
+                    logger.error("closing: a subscription could not be kept", metadata: ["error": "\(error)"])
+                    channel.close(promise: nil)
+                    return
+                }
                 // Through the outbox, so the SUBACK goes before the retained messages queued next.
                 memory.outbox?.send(.suback(packetId: id, returnCodes: codes))
                 await state.deliverRetained(clientId: clientId, decided.filter(\.allowed).map(\.0))
             case let .unsubscribe(id, filters):
-                await state.unsubscribe(clientId: clientId, filters)
+                let stored = await state.unsubscribe(clientId: clientId, filters)
+                do { try await stored?.wait() } catch {
+                    logger.error("closing: an unsubscription could not be kept", metadata: ["error": "\(error)"])
+                    channel.close(promise: nil)
+                    return
+                }
                 memory.outbox?.send(.unsuback(id))
             default:
                 break
@@ -617,15 +697,16 @@ final class ConnectionControl: Sendable {
             // Through the same gate as signing in: when every device drops at once (a network
             // outage), their presence writes wait their turn with a shallow stack.
             if !holdingTurn { await broker.signIns.enter() }
+            // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
+            let will = graceful ? nil : memory.will
             // A connection that was taken over leaves presence to its successor.
-            if await state.detach(clientId: clientId, connectionId: connectionId) {
+            if await state.detach(clientId: clientId, connectionId: connectionId, will: will) {
                 await broker.onPresence(clientId, false)
+            } else if let will {
+                _ = await state.route(
+                    Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
             }
             if !holdingTurn { broker.signIns.leave() }
-            // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
-            if !graceful, let will = memory.will {
-                await state.route(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
-            }
         }
     }
 }

@@ -70,6 +70,8 @@ final class LoopMailbox: Sendable {
         case one(NIOLoopBound<MQTTConnection>, sequence: UInt64, error: (any Error)?)
         /// Shared work is done, for every message on this loop that waits for it.
         case shared(ObjectIdentifier, error: (any Error)?)
+        /// A routed message is kept for the persistent sessions it went to.
+        case stored(NIOLoopBound<MQTTConnection>, sequence: UInt64, error: (any Error)?)
     }
 
     private struct Box {
@@ -133,6 +135,13 @@ final class LoopMailbox: Sendable {
             switch letter {
             case let .one(connection, sequence, error):
                 complete(connection.value, sequence, error)
+            case let .stored(connection, sequence, error):
+                let c = connection.value
+                c.stored(sequence, error: error)
+                if !c.flushQueued {
+                    c.flushQueued = true
+                    touched.append(c)
+                }
             case let .shared(id, error):
                 guard let (_, messages) = shared.waiting.removeValue(forKey: id) else { continue }
                 for (connection, sequence) in messages { complete(connection, sequence, error) }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import Synchronization
@@ -63,67 +64,101 @@ final class Outbox: Sendable {
 struct Session {
     var clientId: String
     var persistent: Bool
+    /// Who signed in with this client id last.
+    var username: String? = nil
     var subscriptions: [String: QoS] = [:]
     var outbox: Outbox?
     var connectionId: UInt64 = 0
-    var nextPacketId: UInt16 = 0
-    /// Sent at QoS 1 or 2 and not yet acknowledged (PUBACK, or PUBREC for QoS 2), each with
-    /// when it was sent: a reconnection sends them again in that order (MQTT-4.6.0-1), which
-    /// packet ids do not keep once they wrap.
-    var inflight: [UInt16: (order: UInt64, message: Publish)] = [:]
+    /// The number of the next QoS 1 or 2 message routed to the session. A message's packet id
+    /// follows from its number (`packetId(for:)`), so a message kept across a restart goes out
+    /// again with the id it had: a QoS 2 receiver that holds the id knows it for a duplicate.
+    var nextSequence: UInt64 = 0
+    /// Sent at QoS 1 or 2 and not yet acknowledged (PUBACK, or PUBREC for QoS 2), with their
+    /// numbers: a reconnection sends them again in that order (MQTT-4.6.0-1), which packet ids do
+    /// not keep once they wrap.
+    var inflight: [UInt16: (sequence: UInt64, message: Publish)] = [:]
     /// QoS 2 messages whose PUBREC came back, with when it did: PUBREL sent, PUBCOMP awaited.
-    var released: [UInt16: UInt64] = [:]
-    /// The order stamp for the next message sent or released.
+    var released: [UInt16: (order: UInt64, sequence: UInt64)] = [:]
+    /// The order stamp for the next PUBREC.
     var stamp: UInt64 = 0
     /// A QoS 2 message takes room in the window until its PUBCOMP, not only until its PUBREC:
     /// otherwise a client that never completes would gather released ids without end.
     var inWindow: Int { inflight.count + released.count }
-    /// Waiting for room in the in-flight window, or for the client to come back.
-    var queued: [Publish] = []
+    /// Waiting for room in the in-flight window, or for the client to come back, with their numbers.
+    var queued = CircularBuffer<(sequence: UInt64, message: Publish)>()
     /// QoS 2 packet ids received and routed, waiting for their PUBREL (MQTT-4.3.3-2).
     var receivedQoS2: Set<UInt16> = []
+    /// Messages not kept because the queue was full, and how many of them the store knows of.
     var dropped = 0
+    var droppedStored = 0
+    /// When the client went away (milliseconds since 1970); nil while connected.
+    var disconnectedAt: Int64? = nil
 
-    mutating func takePacketId() -> UInt16 {
-        repeat {
-            nextPacketId = nextPacketId == UInt16.max ? 1 : nextPacketId + 1
-        } while inflight[nextPacketId] != nil || released[nextPacketId] != nil
-        return nextPacketId
+    init(clientId: String, persistent: Bool) {
+        self.clientId = clientId
+        self.persistent = persistent
+    }
+
+    /// Packet ids 1…65535 in turn by message number.
+    static func packetId(for sequence: UInt64) -> UInt16 { UInt16(sequence % 65_535) + 1 }
+
+    /// Numbers a message routed to the session.
+    mutating func number() -> UInt64 {
+        defer { nextSequence += 1 }
+        return nextSequence
+    }
+
+    /// Whether the next queued message may go out: there is room in the window and its packet id
+    /// is not held by an older message still in flight (one stuck for 65,535 messages since).
+    func mayDrain(window: Int) -> Bool {
+        guard let next = queued.first, inWindow < window else { return false }
+        let id = Self.packetId(for: next.sequence)
+        return inflight[id] == nil && released[id] == nil
     }
 
     /// What a reconnecting client gets again, before its queue: the unacknowledged messages with
     /// DUP set, in the order they were first sent (MQTT-4.6.0-1), then the PUBRELs in the order
     /// their PUBRECs came (MQTT-4.6.0-3).
     func redelivery() -> [MQTTPacket] {
-        let unacknowledged = inflight.values.sorted { $0.order < $1.order }.map { sent -> MQTTPacket in
+        let unacknowledged = inflight.values.sorted { $0.sequence < $1.sequence }.map { sent -> MQTTPacket in
             var message = sent.message
             message.dup = true
             return .publish(message)
         }
-        return unacknowledged + released.sorted { $0.value < $1.value }.map { .pubrel($0.key) }
+        return unacknowledged + released.sorted { $0.value.order < $1.value.order }.map { .pubrel($0.key) }
     }
 
-    /// PUBREC for a QoS 2 message in flight: it now waits for PUBCOMP. False for an id not in flight.
-    mutating func release(_ packetId: UInt16) -> Bool {
-        guard inflight.removeValue(forKey: packetId) != nil else { return false }
+    /// PUBREC for a QoS 2 message in flight: it now waits for PUBCOMP. Returns its number; nil
+    /// for an id not in flight.
+    mutating func release(_ packetId: UInt16) -> UInt64? {
+        guard let sent = inflight.removeValue(forKey: packetId) else { return nil }
         stamp += 1
-        released[packetId] = stamp
-        return true
+        released[packetId] = (stamp, sent.sequence)
+        return sent.sequence
     }
 
-    /// Gives the message a packet id and puts it in flight; returns it as sent.
-    mutating func send(_ message: Publish) -> Publish {
+    /// PUBACK or PUBCOMP: the message is done. Returns its number; nil for an id not awaited.
+    mutating func complete(_ packetId: UInt16) -> UInt64? {
+        if let sent = inflight.removeValue(forKey: packetId) { return sent.sequence }
+        return released.removeValue(forKey: packetId)?.sequence
+    }
+
+    /// Gives the message its packet id and puts it in flight; returns it as sent.
+    mutating func send(_ message: Publish, sequence: UInt64) -> Publish {
         var outgoing = message
-        let id = takePacketId()
+        let id = Self.packetId(for: sequence)
         outgoing.packetId = id
-        stamp += 1
-        inflight[id] = (stamp, outgoing)
+        inflight[id] = (sequence, outgoing)
         return outgoing
     }
 }
 
 /// The broker's shared state: sessions, subscriptions and retained messages, behind one actor so
 /// routing needs no locks. Connections talk to it; it talks back through their outboxes.
+///
+/// With a store, every change to what must outlive the process (`MQTTStateChange`) is handed to
+/// it in the order it is made; the methods whose answer promises something durable return the
+/// store's completion, and their callers wait for it before answering the client.
 actor BrokerState {
     private var sessions: [String: Session] = [:]
     /// The same subscriptions as the sessions hold, by topic level, for routing.
@@ -133,29 +168,135 @@ actor BrokerState {
     /// How many subscriptions there are, readable without entering the actor: a message nobody
     /// can receive (and that is not retained) need not be routed at all.
     nonisolated let subscriptionCount = Atomic<Int>(0)
+    /// Subscriptions of persistent sessions, readable without entering the actor: while there are
+    /// none, a QoS 1 or 2 message that is not retained is acknowledged without waiting for its routing.
+    nonisolated let persistentSubscriptionCount = Atomic<Int>(0)
     /// The outbox of every connected client, readable without entering the actor: a QoS 0 message
     /// to one client (a reply to a device) needs nothing else.
     nonisolated let outboxes = Mutex<[String: Outbox]>([:])
     private var retained: [String: Publish] = [:]
     private var nextConnectionId: UInt64 = 0
     private var connected = 0
+    /// Clients whose will the store holds.
+    private var storedWills: Set<String> = []
+    /// Changes made in the current call, handed to the store at its end.
+    private var changes: [MQTTStateChange] = []
+    let store: (any MQTTSessionStore)?
     let configuration: MQTTBrokerConfiguration
     let logger: Logger
+    let metrics: BrokerMetrics
+    /// QoS 1 and 2 messages waiting in sessions' queues, in all.
+    private var queuedMessages = 0 {
+        didSet { metrics.queued.record(queuedMessages) }
+    }
 
-    init(configuration: MQTTBrokerConfiguration, logger: Logger) {
+    init(configuration: MQTTBrokerConfiguration, store: (any MQTTSessionStore)? = nil, logger: Logger) {
         self.configuration = configuration
+        self.store = store
         self.logger = logger
+        metrics = BrokerMetrics()
     }
 
     var connectionCount: Int { connected }
     var retainedCount: Int { retained.count }
 
+    /// Hands the changes made so far to the store; nil when there are none (or no store).
+    private func commit() -> (any SharedCompletion)? {
+        guard let store, !changes.isEmpty else { return nil }
+        defer { changes = [] }
+        return store.save(changes)
+    }
+
+    private func keep(_ change: MQTTStateChange) {
+        if store != nil { changes.append(change) }
+    }
+
+    private var expiryMillis: Int64 {
+        let (seconds, attoseconds) = configuration.sessionExpiry.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+
+    private static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: start
+
+    /// Reads back what the store kept, before the broker listens: persistent sessions with their
+    /// subscriptions and messages, retained messages; then publishes the wills of the clients the
+    /// last run ended without a DISCONNECT, and forgets sessions past their expiry.
+    func restore() async throws {
+        guard let store else { return }
+        let stored = try await store.load()
+        let now = Self.now()
+        for kept in stored.sessions {
+            var session = Session(clientId: kept.clientId, persistent: true)
+            session.username = kept.username
+            session.disconnectedAt = kept.disconnectedAt ?? now
+            if kept.disconnectedAt == nil {
+                keep(.session(clientId: kept.clientId, username: kept.username, connected: false, at: now))
+            }
+            for s in kept.subscriptions {
+                session.subscriptions[s.filter] = s.qos
+                subscriptions.insert(s.filter, clientId: kept.clientId, qos: s.qos)
+            }
+            for m in kept.messages.sorted(by: { $0.sequence < $1.sequence }) {
+                if m.released {
+                    session.stamp += 1
+                    session.released[Session.packetId(for: m.sequence)] = (session.stamp, m.sequence)
+                } else {
+                    session.queued.append((m.sequence, m.message))
+                }
+            }
+            session.nextSequence = (kept.messages.map(\.sequence).max() ?? 0) + 1
+            session.receivedQoS2 = Set(kept.receivedQoS2)
+            session.dropped = kept.dropped
+            session.droppedStored = kept.dropped
+            queuedMessages += session.queued.count
+            sessions[kept.clientId] = session
+        }
+        countPersistentSubscriptions()
+        for message in stored.retained { retained[message.topic] = message }
+        metrics.retained.record(retained.count)
+        for (clientId, will) in stored.wills {
+            logger.info("publishing the will of a client the last run ended", metadata: ["client": "\(clientId)"])
+            routeWithin(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
+            keep(.will(clientId: clientId, nil))
+        }
+        expire(now: now)
+        try await commit()?.wait()
+        if !sessions.isEmpty || !retained.isEmpty {
+            logger.info(
+                "MQTT sessions restored",
+                metadata: [
+                    "sessions": "\(sessions.count)", "queued": "\(queuedMessages)", "retained": "\(retained.count)",
+                ])
+        }
+    }
+
+    private func countPersistentSubscriptions() {
+        let count = sessions.values.reduce(0) { $0 + ($1.persistent ? $1.subscriptions.count : 0) }
+        persistentSubscriptionCount.store(count, ordering: .relaxed)
+        metrics.persistentSessions.record(sessions.values.count(where: \.persistent))
+    }
+
+    // MARK: sessions
+
     /// Attaches a connection to its session, taking it over from an older connection with the
-    /// same client id. Returns the connection's id and whether a session was already present.
-    func attach(clientId: String, clean: Bool, outbox: Outbox) -> (connectionId: UInt64, sessionPresent: Bool)? {
+    /// same client id. Returns the connection's id, whether a session was already present, and the
+    /// store's completion to wait for before CONNACK (the session and the will kept).
+    func attach(clientId: String, clean: Bool, username: String? = nil, will: Will? = nil, outbox: Outbox) -> (
+        connectionId: UInt64, sessionPresent: Bool, stored: (any SharedCompletion)?
+    )? {
         if sessions[clientId]?.outbox == nil, connected >= configuration.maxConnections { return nil }
         nextConnectionId += 1
         var sessionPresent = false
+        if let existing = sessions[clientId], existing.persistent, existing.outbox == nil,
+            let away = existing.disconnectedAt, Self.now() - away >= expiryMillis
+        {
+            // Came back after its session expired, before the sweep noticed.
+            logger.info("persistent session expired", metadata: ["client": "\(clientId)"])
+            forget(clientId)
+            metrics.expired.increment()
+        }
         if var existing = sessions[clientId] {
             if let old = existing.outbox {
                 logger.info("session taken over", metadata: ["client": "\(clientId)"])
@@ -169,19 +310,32 @@ actor BrokerState {
                 sessionPresent = true
                 existing.outbox = outbox
                 existing.connectionId = nextConnectionId
+                existing.username = username
+                existing.disconnectedAt = nil
                 sessions[clientId] = existing
             }
         }
         if sessions[clientId] == nil || !sessionPresent {
             var session = Session(clientId: clientId, persistent: !clean)
+            session.username = username
             session.outbox = outbox
             session.connectionId = nextConnectionId
             sessions[clientId] = session
         }
+        if !clean {
+            keep(.session(clientId: clientId, username: username, connected: true, at: Self.now()))
+            metrics.persistentSessions.record(sessions.values.count(where: \.persistent))
+        }
+        if let will {
+            keep(.will(clientId: clientId, will))
+            storedWills.insert(clientId)
+        } else if storedWills.remove(clientId) != nil {
+            keep(.will(clientId: clientId, nil))
+        }
         connected += 1
         outboxes.withLock { $0[clientId] = outbox }
         if sessionPresent { resend(clientId) }
-        return (nextConnectionId, sessionPresent)
+        return (nextConnectionId, sessionPresent, commit())
     }
 
     /// Closes a client's connection from the server's side (a device disabled by an operator).
@@ -192,10 +346,11 @@ actor BrokerState {
         return true
     }
 
-    /// The connection ended. A clean session is forgotten; a persistent one keeps its state.
-    /// Returns false when a newer connection had already taken the session over.
+    /// The connection ended; `will` is published (the connection ended without DISCONNECT). A
+    /// clean session is forgotten; a persistent one keeps its state. Returns false, doing nothing,
+    /// when a newer connection had already taken the session over.
     @discardableResult
-    func detach(clientId: String, connectionId: UInt64) -> Bool {
+    func detach(clientId: String, connectionId: UInt64, will: Will? = nil) -> Bool {
         guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else {
             return false
         }
@@ -204,10 +359,23 @@ actor BrokerState {
         connected -= 1
         outboxes.withLock { _ = $0.removeValue(forKey: clientId) }
         if session.persistent {
+            let now = Self.now()
+            session.disconnectedAt = now
+            keep(.session(clientId: clientId, username: session.username, connected: false, at: now))
+            if session.dropped != session.droppedStored {
+                keep(.dropped(clientId: clientId, total: session.dropped))
+                session.droppedStored = session.dropped
+            }
             sessions[clientId] = session
         } else {
             forget(clientId)
         }
+        if let will {
+            // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
+            routeWithin(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
+        }
+        if storedWills.remove(clientId) != nil { keep(.will(clientId: clientId, nil)) }
+        _ = commit()
         return true
     }
 
@@ -215,23 +383,58 @@ actor BrokerState {
     private func forget(_ clientId: String) {
         guard let session = sessions.removeValue(forKey: clientId) else { return }
         for filter in session.subscriptions.keys { subscriptions.remove(filter, clientId: clientId) }
+        queuedMessages -= session.queued.count
+        if session.persistent {
+            keep(.sessionEnded(clientId: clientId))
+            countPersistentSubscriptions()
+        }
     }
 
-    /// Subscribes and returns the granted QoS per filter; then sends the retained messages that match.
-    func subscribe(clientId: String, _ subscriptions: [(Subscription, allowed: Bool)]) -> [UInt8] {
-        guard var session = sessions[clientId] else { return subscriptions.map { _ in MQTTPacket.subackFailure } }
+    /// Forgets persistent sessions whose client has been away longer than the session expiry, and
+    /// stores the drop counts that changed. Returns how many sessions expired.
+    @discardableResult
+    func expire(now: Int64) -> Int {
+        var expired: [String] = []
+        for (clientId, session) in sessions where session.persistent && session.outbox == nil {
+            if let away = session.disconnectedAt, now - away >= expiryMillis { expired.append(clientId) }
+        }
+        for clientId in expired {
+            logger.info("persistent session expired", metadata: ["client": "\(clientId)"])
+            forget(clientId)
+        }
+        metrics.expired.increment(by: expired.count)
+        for (clientId, session) in sessions where session.dropped != session.droppedStored {
+            keep(.dropped(clientId: clientId, total: session.dropped))
+            sessions[clientId]?.droppedStored = session.dropped
+        }
+        _ = commit()
+        return expired.count
+    }
+
+    // MARK: subscriptions
+
+    /// Subscribes and returns the granted QoS per filter, with the store's completion to wait for
+    /// before SUBACK.
+    func subscribe(clientId: String, _ subscriptions: [(Subscription, allowed: Bool)]) -> (
+        codes: [UInt8], stored: (any SharedCompletion)?
+    ) {
+        guard var session = sessions[clientId] else {
+            return (subscriptions.map { _ in MQTTPacket.subackFailure }, nil)
+        }
         var codes: [UInt8] = []
         for (s, allowed) in subscriptions {
             if allowed {
                 session.subscriptions[s.filter] = s.qos
                 self.subscriptions.insert(s.filter, clientId: clientId, qos: s.qos)
+                if session.persistent { keep(.subscribed(clientId: clientId, s)) }
                 codes.append(s.qos.rawValue)
             } else {
                 codes.append(MQTTPacket.subackFailure)
             }
         }
         sessions[clientId] = session
-        return codes
+        if session.persistent { countPersistentSubscriptions() }
+        return (codes, commit())
     }
 
     func retainedMessages(for filters: [Subscription]) -> [(Publish, QoS)] {
@@ -249,26 +452,43 @@ actor BrokerState {
             copy.retain = true
             deliver(copy, qos: qos, to: clientId)
         }
+        _ = commit()
     }
 
-    func unsubscribe(clientId: String, _ filters: [String]) {
+    /// Unsubscribes; returns the store's completion to wait for before UNSUBACK.
+    func unsubscribe(clientId: String, _ filters: [String]) -> (any SharedCompletion)? {
+        let persistent = sessions[clientId]?.persistent == true
         for filter in filters where sessions[clientId]?.subscriptions.removeValue(forKey: filter) != nil {
             subscriptions.remove(filter, clientId: clientId)
+            if persistent { keep(.unsubscribed(clientId: clientId, filter: filter)) }
         }
+        if persistent { countPersistentSubscriptions() }
+        return commit()
     }
 
+    // MARK: messages
+
     /// Routes a message to every session with a matching subscription, once per session at the
-    /// highest QoS among its matching subscriptions (capped by the message's own QoS).
-    func route(_ message: Publish) {
+    /// highest QoS among its matching subscriptions (capped by the message's own QoS). Returns the
+    /// store's completion: the message is kept for every persistent session it went to, and as
+    /// retained when it is.
+    func route(_ message: Publish) -> (any SharedCompletion)? {
+        routeWithin(message)
+        return commit()
+    }
+
+    private func routeWithin(_ message: Publish) {
         if message.retain {
             if message.payload.readableBytes == 0 {
-                retained[message.topic] = nil
+                if retained.removeValue(forKey: message.topic) != nil { keep(.retained(topic: message.topic, nil)) }
             } else {
                 var kept = message
                 kept.dup = false
                 kept.packetId = nil
                 retained[message.topic] = kept
+                keep(.retained(topic: message.topic, kept))
             }
+            metrics.retained.record(retained.count)
         }
         for (clientId, best) in subscriptions.matches(message.topic) {
             var outgoing = message
@@ -279,12 +499,13 @@ actor BrokerState {
 
     /// Sends a message to one client whether or not it subscribed: the platform addressing a device
     /// on its own system topics, as Alink platforms do. A matching subscription sets the QoS.
-    func send(_ message: Publish, to clientId: String) {
-        guard let session = sessions[clientId] else { return }
+    func send(_ message: Publish, to clientId: String) -> (any SharedCompletion)? {
+        guard let session = sessions[clientId] else { return nil }
         let subscribed = session.subscriptions.filter { Topic.matches(filter: $0.key, name: message.topic) }.map(
             \.value
         ).max()
         deliver(message, qos: subscribed.map { min($0, message.qos) } ?? message.qos, to: clientId)
+        return commit()
     }
 
     private func deliver(_ message: Publish, qos: QoS, to clientId: String) {
@@ -300,50 +521,77 @@ actor BrokerState {
         }
         // Straight out only when nothing waits before it: messages to a client keep their order
         // (MQTT-4.6.0-6), also when room opens in the window while others are queued.
-        if session.outbox != nil, session.queued.isEmpty, session.inWindow < configuration.inflightWindow {
-            session.outbox?.send(.publish(session.send(outgoing)))
-        } else if session.queued.count < configuration.queueLimit {
-            session.queued.append(outgoing)
-        } else {
+        let direct = session.outbox != nil && session.queued.isEmpty && session.inWindow < configuration.inflightWindow
+        guard direct || session.queued.count < configuration.queueLimit else {
             session.dropped += 1
+            metrics.dropped.increment()
+            if session.persistent {
+                keep(.dropped(clientId: clientId, total: session.dropped))
+                session.droppedStored = session.dropped
+            }
             if session.dropped == 1 || session.dropped % 1000 == 0 {
                 logger.warning(
                     "queue full: dropping messages",
                     metadata: ["client": "\(clientId)", "dropped": "\(session.dropped)"])
             }
+            sessions[clientId] = session
+            return
         }
+        let sequence = session.number()
+        if session.persistent {
+            keep(.kept(clientId: clientId, MQTTStoredMessage(sequence: sequence, message: outgoing, released: false)))
+        }
+        session.queued.append((sequence, outgoing))
+        queuedMessages += 1
         sessions[clientId] = session
+        if session.outbox != nil { drainQueue(clientId) }
     }
 
     /// PUBACK for QoS 1, PUBCOMP for QoS 2: the message is done; room opens in the window.
     func acknowledged(clientId: String, packetId: UInt16) {
-        guard var session = sessions[clientId] else { return }
-        session.inflight[packetId] = nil
-        session.released[packetId] = nil
+        guard var session = sessions[clientId], let sequence = session.complete(packetId) else { return }
+        if session.persistent { keep(.delivered(clientId: clientId, sequence: sequence)) }
         sessions[clientId] = session
         drainQueue(clientId)
+        // Nothing waits for this: at worst a crash sends the message once more.
+        _ = commit()
     }
 
-    /// PUBREC for an outgoing QoS 2 message: answer PUBREL and wait for PUBCOMP.
+    /// PUBREC for an outgoing QoS 2 message: answer PUBREL and wait for PUBCOMP. For a persistent
+    /// session the PUBREL goes once the store knows, so that after a crash the broker does not send
+    /// the message again to a client that has completed it.
     func received(clientId: String, packetId: UInt16) {
-        guard var session = sessions[clientId], session.release(packetId) else { return }
+        guard var session = sessions[clientId], let sequence = session.release(packetId) else { return }
         sessions[clientId] = session
-        session.outbox?.send(.pubrel(packetId))
+        if session.persistent { keep(.released(clientId: clientId, sequence: sequence)) }
+        let outbox = session.outbox
+        if let stored = commit() {
+            stored.whenDone { error in if error == nil { outbox?.send(.pubrel(packetId)) } }
+        } else {
+            outbox?.send(.pubrel(packetId))
+        }
     }
 
-    /// An incoming QoS 2 PUBLISH: returns false when this id was already received (a duplicate
-    /// that must not be routed again). Refuses (nil) when too many await their PUBREL.
-    func firstReceiptOfQoS2(clientId: String, packetId: UInt16) -> Bool? {
+    /// An incoming QoS 2 PUBLISH: `first` is false when this id was already received (a duplicate
+    /// that must not be routed again), with the store's completion to wait for before PUBREC.
+    /// Refuses (nil) when too many await their PUBREL.
+    func firstReceiptOfQoS2(clientId: String, packetId: UInt16) -> (first: Bool, stored: (any SharedCompletion)?)? {
         guard var session = sessions[clientId] else { return nil }
-        if session.receivedQoS2.contains(packetId) { return false }
+        if session.receivedQoS2.contains(packetId) { return (false, nil) }
         if session.receivedQoS2.count >= configuration.inflightWindow { return nil }
         session.receivedQoS2.insert(packetId)
         sessions[clientId] = session
-        return true
+        if session.persistent { keep(.receivedQoS2(clientId: clientId, packetId: packetId)) }
+        return (true, commit())
     }
 
-    func releasedQoS2(clientId: String, packetId: UInt16) {
+    /// PUBREL from a publisher; returns the store's completion to wait for before PUBCOMP (after
+    /// which the client may use the id again for a new message).
+    func releasedQoS2(clientId: String, packetId: UInt16) -> (any SharedCompletion)? {
+        guard let session = sessions[clientId], session.receivedQoS2.contains(packetId) else { return nil }
         sessions[clientId]?.receivedQoS2.remove(packetId)
+        if session.persistent { keep(.releasedQoS2(clientId: clientId, packetId: packetId)) }
+        return commit()
     }
 
     /// On reconnection of a persistent session: unacknowledged messages again (DUP set), pending
@@ -356,10 +604,19 @@ actor BrokerState {
 
     private func drainQueue(_ clientId: String) {
         guard var session = sessions[clientId], session.outbox != nil else { return }
-        while !session.queued.isEmpty, session.inWindow < configuration.inflightWindow {
-            let message = session.queued.removeFirst()
-            session.outbox?.send(.publish(session.send(message)))
+        var sent = 0
+        while session.mayDrain(window: configuration.inflightWindow) {
+            let (sequence, message) = session.queued.removeFirst()
+            session.outbox?.send(.publish(session.send(message, sequence: sequence)))
+            sent += 1
         }
+        queuedMessages -= sent
         sessions[clientId] = session
+    }
+
+    /// What a persistent session holds now, for the pages that show it.
+    func summary(of clientId: String) -> (queued: Int, inflight: Int, dropped: Int)? {
+        guard let session = sessions[clientId] else { return nil }
+        return (session.queued.count, session.inWindow, session.dropped)
     }
 }

@@ -12,7 +12,8 @@ import Logging
 
 extension Schema {
     /// Every module's tables: what `linli serve` and `linli migrate` bring a database to.
-    public static let linli: Schema = .storage + .identity + .community + .devices + .linkage + .messaging + .workOrders
+    public static let linli: Schema =
+        .storage + .identity + .community + .devices + .broker + .linkage + .messaging + .workOrders
 }
 
 extension ServerConfiguration {

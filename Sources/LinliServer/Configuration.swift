@@ -38,14 +38,18 @@ public struct ServerConfiguration: Sendable {
     /// is disconnected. A bridge (zigbee2mqtt for a whole building) may need more than a device.
     public var mqttPublishRate: Int = 1_000
     /// QoS 1 and 2 messages kept for a client beyond those in flight, and for a persistent session
-    /// while it is away; when full, newer ones are dropped, with a log line.
-    public var mqttQueue: Int = 1_000
+    /// while it is away; when full, newer ones are dropped, counted and logged.
+    public var mqttQueue: Int = 10_000
+    /// How long a persistent session (clean session 0) is kept while its client is away, in
+    /// seconds (`mqtt-session-expiry = 7d`).
+    public var mqttSessionExpirySeconds: Int = 7 * 86_400
     /// The broker's settings from these: its address, limits and TLS listener.
     public var mqttBroker: MQTTBrokerConfiguration? {
         mqttHost.map {
             MQTTBrokerConfiguration(
                 host: $0, port: mqttPort, tls: mqttTLS, limits: MQTTLimits(maxPacketSize: mqttMaxPacketKiB * 1024),
-                maxConnections: mqttMaxConnections, queueLimit: mqttQueue, maxPublishesPerSecond: mqttPublishRate)
+                maxConnections: mqttMaxConnections, queueLimit: mqttQueue,
+                sessionExpiry: .seconds(mqttSessionExpirySeconds), maxPublishesPerSecond: mqttPublishRate)
         }
     }
     /// Days of telemetry history kept; older values are deleted hourly.
@@ -77,7 +81,8 @@ public struct ServerConfiguration: Sendable {
     public static let keys = [
         "http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt",
         "mqtt-max-packet-kib", "mqtt-max-connections",
-        "mqtt-publish-rate", "mqtt-queue", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key", "telemetry-days",
+        "mqtt-publish-rate", "mqtt-queue", "mqtt-session-expiry", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key",
+        "telemetry-days",
         "smtp", "mail-from", "sms-webhook", "sms-secret", "device-url",
     ]
 
@@ -169,6 +174,18 @@ public struct ServerConfiguration: Sendable {
         config.mqttPublishRate =
             try whole("mqtt-publish-rate", 1...1_000_000, of: "messages a second") ?? config.mqttPublishRate
         config.mqttQueue = try whole("mqtt-queue", 1...1_000_000, of: "messages") ?? config.mqttQueue
+        if let (text, source) = values["mqtt-session-expiry"] {
+            // As Mosquitto's `persistent_client_expiration`: a number and a unit.
+            let units: [Character: Int] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800]
+            guard let unit = text.last.flatMap({ units[$0] }), let n = Int(text.dropLast()), n > 0,
+                n * unit <= 10 * 365 * 86_400
+            else {
+                throw Invalid(
+                    key: source,
+                    reason: "must be a number and a unit (s, m, h, d or w), such as 7d or 12h, up to 10 years")
+            }
+            config.mqttSessionExpirySeconds = n * unit
+        }
         config.httpIdleSeconds = try whole("http-idle-seconds", 1...3600, of: "seconds") ?? config.httpIdleSeconds
         config.telemetryDays = try whole("telemetry-days", 1...3650, of: "days") ?? config.telemetryDays
         config.outbound = try outbound(values)

@@ -74,3 +74,67 @@ public final class CommitQueue<Item: Sendable>: Sendable {
         }
     }
 }
+
+/// The outcome of one group commit, shared by every item in it: those waiting for many items wait
+/// once per commit (by task or by callback), and learn together whether it was stored.
+public final class CommitOutcome: Sendable {
+    public init() {}
+
+    private enum Waiter {
+        case task(CheckedContinuation<Void, any Error>)
+        case callback(@Sendable ((any Error)?) -> Void)
+    }
+    private enum Outcome {
+        case pending([Waiter])
+        case stored
+        case failed(any Error)
+    }
+    private let outcome = Mutex(Outcome.pending([]))
+
+    public func wait() async throws {
+        try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
+            if let now = add(.task(waiter)) { waiter.resume(with: now) }
+        }
+    }
+
+    public func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void) {
+        guard let now = add(.callback(done)) else { return }
+        switch now {
+        case .success: done(nil)
+        case let .failure(error): done(error)
+        }
+    }
+
+    /// Adds a waiter while the batch is pending; otherwise returns its outcome.
+    private func add(_ waiter: Waiter) -> Result<Void, any Error>? {
+        outcome.withLock { o -> Result<Void, any Error>? in
+            switch o {
+            case var .pending(waiters):
+                o = .stored  // moves the array out, so appending does not copy it
+                waiters.append(waiter)
+                o = .pending(waiters)
+                return nil
+            case .stored: return .success(())
+            case let .failed(error): return .failure(error)
+            }
+        }
+    }
+
+    public func complete(_ result: Result<Void, any Error>) {
+        let waiters = outcome.withLock { o -> [Waiter] in
+            guard case let .pending(waiters) = o else { return [] }
+            switch result {
+            case .success: o = .stored
+            case let .failure(error): o = .failed(error)
+            }
+            return waiters
+        }
+        let error: (any Error)? = if case let .failure(e) = result { e } else { nil }
+        for waiter in waiters {
+            switch waiter {
+            case let .task(continuation): continuation.resume(with: result)
+            case let .callback(done): done(error)
+            }
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import LinliMQTTTesting
 import Logging
 import NIOCore
 import NIOPosix

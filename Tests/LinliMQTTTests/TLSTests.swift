@@ -1,4 +1,5 @@
 import Foundation
+import LinliMQTTTesting
 import Logging
 import NIOCore
 import NIOSSL

@@ -66,23 +66,26 @@ struct MQTTTLSTests {
     @Test func brokerLimitsAreSettingsCheckedAtStart() throws {
         let defaults = try #require(try resolve([:]).mqttBroker)
         #expect(
-            defaults.maxConnections == 50_000 && defaults.maxPublishesPerSecond == 1_000 && defaults.queueLimit == 1_000
-                && defaults.limits.maxPacketSize == 256 * 1024)
+            defaults.maxConnections == 50_000 && defaults.maxPublishesPerSecond == 1_000
+                && defaults.queueLimit == 10_000
+                && defaults.limits.maxPacketSize == 256 * 1024 && defaults.sessionExpiry == .seconds(7 * 86_400))
         let set = try #require(
             try resolve(
                 [:],
                 environment: [
                     "LINLI_MQTT_MAX_CONNECTIONS": "20000", "LINLI_MQTT_PUBLISH_RATE": "5000",
                     "LINLI_MQTT_QUEUE": "200", "LINLI_MQTT_MAX_PACKET_KIB": "1024",
+                    "LINLI_MQTT_SESSION_EXPIRY": "12h",
                 ]
             ).mqttBroker)
         #expect(
             set.maxConnections == 20_000 && set.maxPublishesPerSecond == 5_000 && set.queueLimit == 200
-                && set.limits.maxPacketSize == 1024 * 1024)
+                && set.limits.maxPacketSize == 1024 * 1024 && set.sessionExpiry == .seconds(12 * 3_600))
         #expect(try resolve(["mqtt": "off"]).mqttBroker == nil)
         for (key, value) in [
             ("LINLI_MQTT_MAX_CONNECTIONS", "0"), ("LINLI_MQTT_PUBLISH_RATE", "fast"), ("LINLI_MQTT_QUEUE", "-1"),
-            ("LINLI_MQTT_MAX_PACKET_KIB", "99999"),
+            ("LINLI_MQTT_MAX_PACKET_KIB", "99999"), ("LINLI_MQTT_SESSION_EXPIRY", "7"),
+            ("LINLI_MQTT_SESSION_EXPIRY", "0d"), ("LINLI_MQTT_SESSION_EXPIRY", "11y"),
         ] {
             #expect(failure([:], environment: [key: value])?.contains(key) == true, "\(key)=\(value)")
         }

@@ -1,0 +1,372 @@
+import Foundation
+import LinliMQTT
+import LinliStorage
+import Logging
+import Metrics
+import NIOCore
+import SQLKit
+import Synchronization
+
+extension Schema {
+    /// What the embedded broker must not lose, in telemetry's ledger: on SQLite that file is synced
+    /// at every commit (a PUBACK promises the message is kept), and its writer is the one whose
+    /// group commits already carry the devices' posts.
+    public static let broker = Schema(telemetry: [
+        Migration(version: 4, name: "MQTT persistent sessions, their messages, retained messages and wills") {
+            engine in
+            let blob = engine == .sqlite ? "BLOB" : "BYTEA"
+            return [
+                """
+                CREATE TABLE mqtt_sessions (
+                    client_id TEXT PRIMARY KEY, username TEXT, connected INTEGER NOT NULL, changed_at BIGINT NOT NULL,
+                    dropped BIGINT NOT NULL)
+                """,
+                "CREATE INDEX mqtt_sessions_username ON mqtt_sessions (username)",
+                """
+                CREATE TABLE mqtt_subscriptions (
+                    client_id TEXT NOT NULL, filter TEXT NOT NULL, qos INTEGER NOT NULL, PRIMARY KEY (client_id, filter))
+                """,
+                """
+                CREATE TABLE mqtt_session_messages (
+                    client_id TEXT NOT NULL, sequence BIGINT NOT NULL, topic TEXT NOT NULL, payload \(blob) NOT NULL,
+                    qos INTEGER NOT NULL, retain INTEGER NOT NULL, released INTEGER NOT NULL, PRIMARY KEY (client_id, sequence))
+                """,
+                """
+                CREATE TABLE mqtt_received_qos2 (
+                    client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id))
+                """,
+                """
+                CREATE TABLE mqtt_retained (
+                    topic TEXT PRIMARY KEY, payload \(blob) NOT NULL, qos INTEGER NOT NULL, stored_at BIGINT NOT NULL)
+                """,
+                """
+                CREATE TABLE mqtt_wills (
+                    client_id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload \(blob) NOT NULL, qos INTEGER NOT NULL,
+                    retain INTEGER NOT NULL)
+                """,
+            ]
+        }
+    ])
+}
+
+/// The broker's persistent sessions, their messages, retained messages and wills, in telemetry's
+/// database. Changes are committed in groups: while one transaction commits, the changes of every
+/// connection that arrive meanwhile gather for the next, each caller told when its own are in.
+/// A message kept and delivered within one group is never written at all.
+public final class BrokerSessionStore: MQTTSessionStore {
+    private struct Pending {
+        var changes: [MQTTStateChange] = []
+        var outcome = CommitOutcome()
+        var flushing = false
+    }
+    private let pending = Mutex(Pending())
+    let database: any Database
+    let logger: Logger
+    private let commitTimer = Metrics.Timer(label: "linli_mqtt_store_commit_seconds")
+    private let batchSize = Recorder(label: "linli_mqtt_store_batch_changes")
+
+    public init(database: any Database, logger: Logger) {
+        self.database = database
+        self.logger = logger
+    }
+
+    public func save(_ changes: [MQTTStateChange]) -> any SharedCompletion {
+        let (outcome, start) = pending.withLock { p -> (CommitOutcome, Bool) in
+            p.changes.append(contentsOf: changes)
+            defer { p.flushing = true }
+            return (p.outcome, !p.flushing)
+        }
+        // High priority for the same reason as telemetry's writer: acknowledgements wait for it.
+        if start { Task(priority: .high) { await self.flush() } }
+        return Committed(outcome: outcome)
+    }
+
+    /// Returns once nothing is waiting to be committed, e.g. before the database is closed.
+    public func idle() async {
+        while pending.withLock({ $0.flushing }) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    private func flush() async {
+        while true {
+            let next = pending.withLock { p -> ([MQTTStateChange], CommitOutcome)? in
+                guard !p.changes.isEmpty else {
+                    p.flushing = false
+                    return nil
+                }
+                defer {
+                    p.changes = []
+                    p.outcome = CommitOutcome()
+                }
+                return (p.changes, p.outcome)
+            }
+            guard let (changes, outcome) = next else { return }
+            let start = ContinuousClock.now
+            do {
+                try await database.write { db in try await Self.apply(changes, db) }
+                let elapsed = ContinuousClock.now - start
+                commitTimer.recordNanoseconds(
+                    elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                batchSize.record(changes.count)
+                outcome.complete(.success(()))
+            } catch {
+                logger.error(
+                    "MQTT session changes not stored", metadata: ["changes": "\(changes.count)", "error": "\(error)"])
+                outcome.complete(.failure(error))
+            }
+        }
+    }
+
+    private struct MessageKey: Hashable {
+        var clientId: String
+        var sequence: UInt64
+    }
+
+    /// Writes one group of changes, in order. Messages kept in this group are inserted at the
+    /// end, in one statement per few hundred; their own later changes (released, delivered, their
+    /// session ended) are applied to them before that. Retained messages and drop counts are
+    /// written once per topic and session, the last change winning.
+    static func apply(_ changes: [MQTTStateChange], _ db: any SQLDatabase) async throws {
+        var kept: [MessageKey: MQTTStoredMessage] = [:]
+        var keptOrder: [MessageKey] = []
+        var retained: [String: Publish?] = [:]
+        // Counts of messages dropped for a full queue: a flood into a full queue writes one per group.
+        var dropped: [String: Int] = [:]
+        for change in changes {
+            switch change {
+            case let .session(clientId, username, connected, at):
+                try await db.raw(
+                    """
+                    INSERT INTO mqtt_sessions (client_id, username, connected, changed_at, dropped)
+                    VALUES (\(bind: clientId), \(bind: username), \(bind: connected ? 1 : 0), \(bind: at), 0)
+                    ON CONFLICT (client_id) DO UPDATE SET username = excluded.username, connected = excluded.connected,
+                    changed_at = excluded.changed_at
+                    """
+                ).run()
+            case let .sessionEnded(clientId):
+                for key in keptOrder where key.clientId == clientId { kept[key] = nil }
+                dropped[clientId] = nil
+                for table in ["mqtt_sessions", "mqtt_subscriptions", "mqtt_session_messages", "mqtt_received_qos2"] {
+                    try await db.raw("DELETE FROM \(unsafeRaw: table) WHERE client_id = \(bind: clientId)").run()
+                }
+            case let .subscribed(clientId, subscription):
+                try await db.raw(
+                    """
+                    INSERT INTO mqtt_subscriptions (client_id, filter, qos) VALUES (\(bind: clientId), \(bind: subscription.filter), \(bind: Int(subscription.qos.rawValue)))
+                    ON CONFLICT (client_id, filter) DO UPDATE SET qos = excluded.qos
+                    """
+                ).run()
+            case let .unsubscribed(clientId, filter):
+                try await db.raw(
+                    "DELETE FROM mqtt_subscriptions WHERE client_id = \(bind: clientId) AND filter = \(bind: filter)"
+                ).run()
+            case let .kept(clientId, message):
+                let key = MessageKey(clientId: clientId, sequence: message.sequence)
+                if kept.updateValue(message, forKey: key) == nil { keptOrder.append(key) }
+            case let .released(clientId, sequence):
+                let key = MessageKey(clientId: clientId, sequence: sequence)
+                if kept[key] != nil {
+                    kept[key]!.released = true
+                } else {
+                    try await db.raw(
+                        "UPDATE mqtt_session_messages SET released = 1, payload = \(bind: Data()) WHERE client_id = \(bind: clientId) AND sequence = \(bind: Int64(sequence))"
+                    ).run()
+                }
+            case let .delivered(clientId, sequence):
+                let key = MessageKey(clientId: clientId, sequence: sequence)
+                if kept.removeValue(forKey: key) == nil {
+                    try await db.raw(
+                        "DELETE FROM mqtt_session_messages WHERE client_id = \(bind: clientId) AND sequence = \(bind: Int64(sequence))"
+                    ).run()
+                }
+            case let .receivedQoS2(clientId, packetId):
+                try await db.raw(
+                    "INSERT INTO mqtt_received_qos2 (client_id, packet_id) VALUES (\(bind: clientId), \(bind: Int(packetId))) ON CONFLICT DO NOTHING"
+                ).run()
+            case let .releasedQoS2(clientId, packetId):
+                try await db.raw(
+                    "DELETE FROM mqtt_received_qos2 WHERE client_id = \(bind: clientId) AND packet_id = \(bind: Int(packetId))"
+                ).run()
+            case let .retained(topic, message):
+                retained[topic] = .some(message)
+            case let .will(clientId, will):
+                try await db.raw("DELETE FROM mqtt_wills WHERE client_id = \(bind: clientId)").run()
+                if let will {
+                    try await db.raw(
+                        """
+                        INSERT INTO mqtt_wills (client_id, topic, payload, qos, retain) VALUES (\(bind: clientId), \(bind: will.topic),
+                        \(bind: Data(buffer: will.payload)), \(bind: Int(will.qos.rawValue)), \(bind: will.retain ? 1 : 0))
+                        """
+                    ).run()
+                }
+            case let .dropped(clientId, total):
+                dropped[clientId] = total
+            }
+        }
+        for (clientId, total) in dropped {
+            try await db.raw("UPDATE mqtt_sessions SET dropped = \(bind: total) WHERE client_id = \(bind: clientId)")
+                .run()
+        }
+        for (topic, message) in retained {
+            try await db.raw("DELETE FROM mqtt_retained WHERE topic = \(bind: topic)").run()
+            guard let message else { continue }
+            try await db.raw(
+                """
+                INSERT INTO mqtt_retained (topic, payload, qos, stored_at) VALUES (\(bind: topic), \(bind: Data(buffer: message.payload)),
+                \(bind: Int(message.qos.rawValue)), \(bind: Int64(Date().timeIntervalSince1970 * 1000)))
+                """
+            ).run()
+        }
+        let rows = keptOrder.compactMap { key in kept[key].map { (key.clientId, $0) } }
+        for chunk in stride(from: 0, to: rows.count, by: 400).map({ rows[$0..<min($0 + 400, rows.count)] }) {
+            var sql = SQLQueryString(
+                "INSERT INTO mqtt_session_messages (client_id, sequence, topic, payload, qos, retain, released) VALUES "
+            )
+            for (index, (clientId, m)) in chunk.enumerated() {
+                if index > 0 { sql.appendLiteral(", ") }
+                sql.appendInterpolation(
+                    "(\(bind: clientId), \(bind: Int64(m.sequence)), \(bind: m.message.topic), \(bind: m.released ? Data() : Data(buffer: m.message.payload)), \(bind: Int(m.message.qos.rawValue)), \(bind: m.message.retain ? 1 : 0), \(bind: m.released ? 1 : 0))"
+                        as SQLQueryString)
+            }
+            try await db.raw(sql).run()
+        }
+    }
+
+    public func load() async throws -> MQTTStoredState {
+        try await database.read { db in
+            struct SessionRow: Decodable {
+                var client_id: String
+                var username: String?
+                var connected: Int
+                var changed_at: Int64
+                var dropped: Int
+            }
+            struct SubscriptionRow: Decodable {
+                var client_id: String
+                var filter: String
+                var qos: Int
+            }
+            struct MessageRow: Decodable {
+                var client_id: String
+                var sequence: Int64
+                var topic: String
+                var payload: Data
+                var qos: Int
+                var retain: Int
+                var released: Int
+            }
+            struct PacketRow: Decodable {
+                var client_id: String
+                var packet_id: Int
+            }
+            struct RetainedRow: Decodable {
+                var topic: String
+                var payload: Data
+                var qos: Int
+            }
+            struct WillRow: Decodable {
+                var client_id: String
+                var topic: String
+                var payload: Data
+                var qos: Int
+                var retain: Int
+            }
+            func qos(_ value: Int) -> QoS { QoS(rawValue: UInt8(clamping: value)) ?? .atLeastOnce }
+            var sessions: [String: MQTTStoredSession] = [:]
+            for row in try await db.raw("SELECT * FROM mqtt_sessions").all(decoding: SessionRow.self) {
+                sessions[row.client_id] = MQTTStoredSession(
+                    clientId: row.client_id, username: row.username,
+                    disconnectedAt: row.connected == 1 ? nil : row.changed_at, dropped: row.dropped)
+            }
+            for row in try await db.raw("SELECT * FROM mqtt_subscriptions ORDER BY client_id, filter").all(
+                decoding: SubscriptionRow.self)
+            {
+                sessions[row.client_id]?.subscriptions.append(Subscription(filter: row.filter, qos: qos(row.qos)))
+            }
+            for row in try await db.raw("SELECT * FROM mqtt_session_messages ORDER BY client_id, sequence").all(
+                decoding: MessageRow.self)
+            {
+                let message = Publish(
+                    topic: row.topic, payload: ByteBuffer(bytes: row.payload), qos: qos(row.qos),
+                    retain: row.retain == 1)
+                sessions[row.client_id]?.messages.append(
+                    MQTTStoredMessage(sequence: UInt64(row.sequence), message: message, released: row.released == 1))
+            }
+            for row in try await db.raw("SELECT * FROM mqtt_received_qos2").all(decoding: PacketRow.self) {
+                sessions[row.client_id]?.receivedQoS2.append(UInt16(clamping: row.packet_id))
+            }
+            let retained = try await db.raw("SELECT * FROM mqtt_retained ORDER BY topic").all(
+                decoding: RetainedRow.self
+            )
+            .map { Publish(topic: $0.topic, payload: ByteBuffer(bytes: $0.payload), qos: qos($0.qos), retain: true) }
+            let wills = try await db.raw("SELECT * FROM mqtt_wills ORDER BY client_id").all(decoding: WillRow.self).map
+            {
+                (
+                    clientId: $0.client_id,
+                    will: Will(
+                        topic: $0.topic, payload: ByteBuffer(bytes: $0.payload), qos: qos($0.qos),
+                        retain: $0.retain == 1)
+                )
+            }
+            return MQTTStoredState(
+                sessions: sessions.values.sorted { $0.clientId < $1.clientId }, retained: retained, wills: wills)
+        }
+    }
+
+    /// What is kept for the persistent sessions of some usernames (an integration account's, a
+    /// device's), for the pages that show them.
+    public func sessions(usernames: [String]) async throws -> [BrokerSessionSummary] {
+        guard !usernames.isEmpty else { return [] }
+        return try await database.read { db in
+            var sql = SQLQueryString(
+                """
+                SELECT s.client_id, s.username, s.connected, s.changed_at, s.dropped,
+                (SELECT COUNT(*) FROM mqtt_session_messages m WHERE m.client_id = s.client_id) AS kept,
+                (SELECT COUNT(*) FROM mqtt_subscriptions f WHERE f.client_id = s.client_id) AS subscriptions
+                FROM mqtt_sessions s WHERE s.username IN (
+                """)
+            for (index, name) in usernames.enumerated() {
+                if index > 0 { sql.appendLiteral(", ") }
+                sql.appendInterpolation("\(bind: name)" as SQLQueryString)
+            }
+            sql.appendLiteral(") ORDER BY s.client_id")
+            return try await db.raw(sql).all(decoding: BrokerSessionSummary.self)
+        }
+    }
+}
+
+/// A persistent session as the pages show it.
+public struct BrokerSessionSummary: Sendable, Codable, Equatable {
+    public var clientId: String
+    public var username: String?
+    public var connected: Bool
+    /// When the client came or went last (milliseconds since 1970).
+    public var changedAt: Int64
+    /// Messages not kept because the session's queue was full.
+    public var dropped: Int
+    /// QoS 1 and 2 messages kept for the client (waiting, or sent and not yet acknowledged).
+    public var kept: Int
+    public var subscriptions: Int
+
+    enum Columns: String, CodingKey {
+        case client_id, username, connected, changed_at, dropped, kept, subscriptions
+    }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Columns.self)
+        clientId = try c.decode(String.self, forKey: .client_id)
+        username = try c.decodeIfPresent(String.self, forKey: .username)
+        connected = try c.decode(Int.self, forKey: .connected) == 1
+        changedAt = try c.decode(Int64.self, forKey: .changed_at)
+        dropped = try c.decode(Int.self, forKey: .dropped)
+        kept = try c.decode(Int.self, forKey: .kept)
+        subscriptions = try c.decode(Int.self, forKey: .subscriptions)
+    }
+}
+
+/// The broker's answer once a group of its changes is committed.
+struct Committed: SharedCompletion {
+    let outcome: CommitOutcome
+    var id: ObjectIdentifier { ObjectIdentifier(outcome) }
+    func whenDone(_ done: @escaping @Sendable ((any Error)?) -> Void) { outcome.whenDone(done) }
+}
