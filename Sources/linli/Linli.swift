@@ -377,7 +377,41 @@ struct Token: AsyncParsableCommand {
 struct MQTTAccounts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mqtt-account", abstract: "Accounts for other systems on the MQTT broker.",
-        subcommands: [Create.self])
+        subcommands: [Create.self, Sessions.self])
+
+    struct Sessions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "The persistent sessions (clean session 0) an account's clients hold: messages kept for them, and dropped when their queue was full."
+        )
+        @OptionGroup var storage: StorageOptions
+        @Option var username: String
+
+        func run() async throws {
+            let sessions = try await storage.withStore { store in
+                guard try await store.mqttAccount(username: username) != nil else {
+                    throw CLIError("no MQTT account named \(username)")
+                }
+                return try await BrokerSessionStore(database: store.telemetry, logger: Logger(label: "linli"))
+                    .sessions(usernames: [username])
+            }
+            guard !sessions.isEmpty else {
+                say("\(username) has no persistent sessions")
+                return
+            }
+            let formatter = ISO8601DateFormatter()
+            say("client id                         state                               kept  dropped  subscriptions")
+            for s in sessions {
+                let when = formatter.string(from: Date(timeIntervalSince1970: Double(s.changedAt) / 1000))
+                let state = (s.connected ? "connected since " : "away since ") + when
+                say(
+                    s.clientId.padding(toLength: 34, withPad: " ", startingAt: 0)
+                        + state.padding(toLength: 36, withPad: " ", startingAt: 0)
+                        + String(s.kept).padding(toLength: 6, withPad: " ", startingAt: 0)
+                        + String(s.dropped).padding(toLength: 9, withPad: " ", startingAt: 0) + String(s.subscriptions))
+            }
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

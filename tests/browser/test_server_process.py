@@ -43,9 +43,11 @@ def free_port() -> int:
 class Node:
     """One `linli serve` on a data folder."""
 
-    def __init__(self, data: Path, mqtt_port: int | None = None, args: list[str] | None = None):
+    def __init__(self, data: Path, mqtt_port: int | None = None, args: list[str] | None = None,
+                 env: dict[str, str] | None = None):
         self.data = data
         self.args = args or []  # more `serve` flags
+        self.env = {**os.environ, **(env or {})}  # settings only the environment gives (LINLI_…)
         self.port = free_port()
         self.mqtt = f"127.0.0.1:{mqtt_port}" if mqtt_port else "off"
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,7 +57,7 @@ class Node:
     def start(self) -> "Node":
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen([str(binary()), "serve", "--data", str(self.data), "--http", f"127.0.0.1:{self.port}", "--mqtt", self.mqtt, *self.args],
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
