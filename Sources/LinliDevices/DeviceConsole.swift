@@ -180,7 +180,14 @@ extension WebConsole {
         let subDevices =
             product?.nodeType == .gateway && caller.scope(for: .viewDevices).coversCommunity(d.communityId)
             ? try await store.subDevices(of: d).map(api.ref) : []
+        // A persistent MQTT session (clean session 0) keeps QoS 1 and 2 messages while the device is
+        // away; a full queue drops the newer ones, and the operator should see that.
+        let session = try await BrokerSessionStore.sessions(
+            in: store.telemetry, usernames: [d.deviceName + "&" + d.productKey]
+        ).first
         let page: [String: Any] = [
+            "hasSession": session != nil, "sessionKept": session?.kept ?? 0, "sessionDropped": session?.dropped ?? 0,
+            "sessionSince": Self.time(session?.changedAt), "sessionConnected": session?.connected ?? false,
             "gateway": gateway.map(api.ref) as Any, "hasGateway": gateway != nil,
             "isGateway": product?.nodeType == .gateway, "subDevices": subDevices,
             "hasSubDevices": !subDevices.isEmpty, "manyNumeric": numeric.count > 1,

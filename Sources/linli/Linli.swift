@@ -392,8 +392,7 @@ struct MQTTAccounts: AsyncParsableCommand {
                 guard try await store.mqttAccount(username: username) != nil else {
                     throw CLIError("no MQTT account named \(username)")
                 }
-                return try await BrokerSessionStore(database: store.telemetry, logger: Logger(label: "linli"))
-                    .sessions(usernames: [username])
+                return try await BrokerSessionStore.sessions(in: store.telemetry, usernames: [username])
             }
             guard !sessions.isEmpty else {
                 say("\(username) has no persistent sessions")

@@ -174,7 +174,7 @@ struct BrokerSessionsTests {
                 #expect(await pub.next() == .puback(UInt16(i)))
             }
             await first.stop()
-            let sessions = try await first.sessions.sessions(usernames: ["good"])
+            let sessions = try await BrokerSessionStore.sessions(in: store.telemetry, usernames: ["good"])
             #expect(sessions.map(\.clientId) == ["meter-reader"])
             #expect(sessions.first?.kept == 5 && sessions.first?.dropped == 3 && sessions.first?.connected == false)
             let second = try await BrokerRun(store, configuration)
@@ -203,7 +203,7 @@ struct BrokerSessionsTests {
             let (back, ack) = try await TestClient.connected(run.port, id: "visitor-kiosk", clean: false)
             #expect(ack == .connack(sessionPresent: false, returnCode: .accepted))
             _ = back
-            #expect(try await run.sessions.sessions(usernames: ["good"]).first?.subscriptions == 0)
+            #expect(try await BrokerSessionStore.sessions(in: store.telemetry, usernames: ["good"]).first?.subscriptions == 0)
         }
     }
 }
