@@ -316,8 +316,7 @@ public final class BrokerSessionStore: MQTTSessionStore {
 
     /// What is kept for the persistent sessions of some usernames (an integration account's, a
     /// device's), for the pages that show them.
-    public static func sessions(in database: any Database, usernames: [String]) async throws -> [BrokerSessionSummary]
-    {
+    public static func sessions(in database: any Database, usernames: [String]) async throws -> [BrokerSessionSummary] {
         guard !usernames.isEmpty else { return [] }
         return try await database.read { db in
             var sql = SQLQueryString(

@@ -187,6 +187,7 @@ extension WebConsole {
         ).first
         let page: [String: Any] = [
             "hasSession": session != nil, "sessionKept": session?.kept ?? 0, "sessionDropped": session?.dropped ?? 0,
+            "sessionHasDropped": (session?.dropped ?? 0) > 0,
             "sessionSince": Self.time(session?.changedAt), "sessionConnected": session?.connected ?? false,
             "gateway": gateway.map(api.ref) as Any, "hasGateway": gateway != nil,
             "isGateway": product?.nodeType == .gateway, "subDevices": subDevices,

@@ -203,7 +203,9 @@ struct BrokerSessionsTests {
             let (back, ack) = try await TestClient.connected(run.port, id: "visitor-kiosk", clean: false)
             #expect(ack == .connack(sessionPresent: false, returnCode: .accepted))
             _ = back
-            #expect(try await BrokerSessionStore.sessions(in: store.telemetry, usernames: ["good"]).first?.subscriptions == 0)
+            #expect(
+                try await BrokerSessionStore.sessions(in: store.telemetry, usernames: ["good"]).first?.subscriptions
+                    == 0)
         }
     }
 }
