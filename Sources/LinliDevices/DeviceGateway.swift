@@ -37,6 +37,9 @@ public final class DeviceGateway: Sendable {
     /// Where devices download firmware from (`device-url`, or the HTTP address); nil when Linli
     /// cannot tell, and then no upgrade is offered.
     public let downloadBase = Mutex<String?>(nil)
+    /// Whether the broker listens: after a start it first reads back its sessions and messages,
+    /// and `/readyz` says ready only once devices can connect.
+    public let listening = Atomic<Bool>(false)
     /// Products whose devices may have open firmware upgrades, read once and added to as upgrades
     /// start (it may hold products whose upgrades have all ended since: that costs one lookup).
     /// A sign-in of any other product's device looks for no upgrade.

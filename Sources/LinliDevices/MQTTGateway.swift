@@ -76,7 +76,7 @@ public struct MQTTBrokerService: Service {
         // before the database closes.
         do {
             try await cancelWhenGracefulShutdown {
-                try await broker.run()
+                try await broker.run(onListening: { [gateway] _ in gateway.listening.store(true, ordering: .relaxed) })
             }
             await sessions.idle()
         } catch {

@@ -44,6 +44,7 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
         ResponseCacheMiddleware(cache: services.responses, changes: services.store.changes)
     }
     let store = services.store
+    let devices = services.devices
 
     router.get("/healthz") { _, _ in
         Response(
@@ -52,6 +53,11 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     router.get("/readyz") { _, _ in
         do {
             try await Migrations.requireCurrent(store, schema: .linli)
+            if let devices, !devices.listening.load(ordering: .relaxed) {
+                return try JSON.response(
+                    ["status": "not ready", "reason": "the MQTT broker is not listening yet"],
+                    status: .serviceUnavailable)
+            }
             return try JSON.response(["status": "ready", "schema": "\(Schema.linli.latest)"])
         } catch {
             return try JSON.response(["status": "not ready", "reason": "\(error)"], status: .serviceUnavailable)

@@ -143,7 +143,7 @@ struct Open311 {
         return await answer(format) {
             let (name, format) = try split(file)
             switch name {
-            case "discovery": return discovery(request, format)
+            case "discovery": return try await discovery(request, format)
             case "services": return try await serviceList(request, format)
             case "requests": return try await requestList(request, format)
             default: throw Failure(status: .notFound, description: "no such resource: \(name)")
@@ -151,7 +151,10 @@ struct Open311 {
         }
     }
 
-    func discovery(_ request: Request, _ format: Format) -> Response {
+    /// The discovery document, with the jurisdictions a client may name (a Linli addition the
+    /// specification leaves room for: it has no list of them) and how to get an API key.
+    func discovery(_ request: Request, _ format: Format) async throws -> Response {
+        let jurisdictions = try await store.communities(scope: .everything, memberships: [])
         let base =
             "http://\(request.head.authority ?? "\(services.configuration.host):\(services.configuration.port)")/open311/v2/"
         let endpoint: [String: Value] = [
@@ -163,7 +166,8 @@ struct Open311 {
         case .json:
             let object: [String: Any] = [
                 "changeset": "2026-11-30T00:00:00+08:00", "contact": "The community's property office",
-                "key_service": "Ask the community for an API key (linli open311 key create)",
+                "key_service": Self.keyService,
+                "jurisdictions": jurisdictions.map { ["jurisdiction_id": $0.id, "name": $0.name] },
                 "endpoints": [
                     [
                         "specification": "http://wiki.open311.org/GeoReport_v2", "url": base,
@@ -182,7 +186,10 @@ struct Open311 {
             var xml =
                 "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<discovery><changeset>2026-11-30T00:00:00+08:00</changeset><contact>The community's property office</contact>"
             xml +=
-                "<key_service>Ask the community for an API key (linli open311 key create)</key_service><endpoints><endpoint>"
+                "<key_service>\(Self.escape(Self.keyService))</key_service><jurisdictions>"
+                + jurisdictions.map {
+                    "<jurisdiction><jurisdiction_id>\(Self.escape($0.id))</jurisdiction_id><name>\(Self.escape($0.name))</name></jurisdiction>"
+                }.joined() + "</jurisdictions><endpoints><endpoint>"
             for key in ["specification", "url", "changeset", "type"] {
                 if case let .text(s)? = endpoint[key] { xml += "<\(key)>\(Self.escape(s))</\(key)>" }
             }
@@ -194,7 +201,12 @@ struct Open311 {
         }
     }
 
-    /// The community a request is about: the key's, or `jurisdiction_id` (a community id).
+    /// How a reporter gets a key: the command the community's operator runs.
+    static let keyService =
+        "Ask the community's property office for an API key; its operator makes one with `linli open311 key --name <who it is for>`"
+
+    /// The community a request is about: the key's, or `jurisdiction_id` (a community id); without
+    /// one, the only community there is. With several, the error names them.
     func jurisdiction(_ request: Request, key: (id: ID, communityId: ID)? = nil, fields: [String: String] = [:])
         async throws -> Community
     {
@@ -206,7 +218,15 @@ struct Open311 {
             return try await store.community(key.communityId, scope: .everything, memberships: [])
         }
         guard let given, !given.isEmpty else {
-            throw Failure(status: .badRequest, description: "jurisdiction_id is required: the community's id")
+            let all = try await store.communities(scope: .everything, memberships: [])
+            if all.count == 1 { return all[0] }
+            let choices = all.prefix(20).map { "\($0.id) (\($0.name))" }.joined(separator: ", ")
+            throw Failure(
+                status: .badRequest,
+                description: all.isEmpty
+                    ? "no jurisdiction is served here yet"
+                    : "jurisdiction_id is required: one of \(choices)\(all.count > 20 ? ", …" : "") (the discovery document lists them all)"
+            )
         }
         guard let community = try? await store.community(given, scope: .everything, memberships: []) else {
             throw Failure(status: .notFound, description: "no jurisdiction \(given)")

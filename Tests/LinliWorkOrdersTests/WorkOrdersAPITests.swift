@@ -195,4 +195,19 @@ struct WorkOrdersAPITests {
             }
         }
     }
+
+    /// With several communities, a client that names none is told which ids it may use, and the
+    /// discovery document lists them (with one, it may name none: the Open311 end-to-end tests).
+    @Test func open311NamesTheJurisdictionsWhenThereAreSeveral() async throws {
+        try await withApp { client, fixture in
+            let refused = try await client.execute(uri: "/open311/v2/services.json", method: .get) { $0 }
+            #expect(refused.status == .badRequest)
+            let text = refused.text
+            #expect(text.contains(fixture.community.id) && text.contains(fixture.other.id), "\(text)")
+            let discovery = try await client.execute(uri: "/open311/v2/discovery.json", method: .get) { try $0.json() }
+            let ids = (discovery["jurisdictions"] as? [[String: Any]])?.compactMap { $0["jurisdiction_id"] as? String }
+            #expect(Set(ids ?? []) == [fixture.community.id, fixture.other.id])
+            #expect((discovery["key_service"] as? String)?.contains("`linli open311 key --name ") == true)
+        }
+    }
 }

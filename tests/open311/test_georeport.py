@@ -29,7 +29,10 @@ class GeoReport:
         assert r.headers["Content-Type"].startswith("text/xml"), r.headers
         root = ET.fromstring(r.content)
         if root.tag == "discovery":
-            return {"changeset": root.findtext("changeset"), "endpoints": [
+            return {"changeset": root.findtext("changeset"), "key_service": root.findtext("key_service"),
+                    "jurisdictions": [{"jurisdiction_id": j.findtext("jurisdiction_id"), "name": j.findtext("name")}
+                                      for j in root.find("jurisdictions")],
+                    "endpoints": [
                 {"url": e.findtext("url"), "specification": e.findtext("specification"), "formats": [f.text for f in e.find("formats")]}
                 for e in root.find("endpoints")]}
         if root.tag == "service_definition":
@@ -65,7 +68,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     node = Node(data).start()
     headers = {"Authorization": "Bearer " + token}
     community = requests.get(node.url + "/api/v1/communities", headers=headers, timeout=10).json()["items"][0]["id"]
-    yield {"url": node.url, "key": key, "community": community, "headers": headers}
+    yield {"url": node.url, "key": key, "community": community, "headers": headers, "data": data}
     assert node.stop() == 0, node.log.read_text()
 
 
@@ -75,6 +78,15 @@ def test_discovery_and_services(site: dict, fmt: str):
     status, discovery = client.get("discovery")
     assert status == 200 and discovery["endpoints"][0]["specification"] == "http://wiki.open311.org/GeoReport_v2"
     assert discovery["endpoints"][0]["url"].endswith("/open311/v2/") and "text/xml" in discovery["endpoints"][0]["formats"]
+    assert [j["jurisdiction_id"] for j in discovery["jurisdictions"]] == [site["community"]]
+    assert all(j["name"] for j in discovery["jurisdictions"])
+    # The command the key service names is the one that makes a key.
+    command = discovery["key_service"].split("`")[1]
+    assert command.startswith("linli open311 key --name ")
+    assert run(*command.split()[1:4], "city hotline", "--data", str(site["data"])).returncode == 0
+    # With one community, jurisdiction_id may be left out.
+    status, services = client.get("services", jurisdiction_id="")
+    assert status == 200 and len(services) == 8
     status, services = client.get("services")
     assert status == 200
     codes = {s["service_code"] for s in services}
