@@ -59,6 +59,33 @@ final class Outbox: Sendable {
     }
 }
 
+/// Messages waiting for a client, oldest first. Empty, it holds no storage: every connected device
+/// has a session, and almost all of them have nothing waiting (a ring buffer allocated room for 16
+/// per session). Taking from the front moves an index, not the elements.
+struct MessageQueue {
+    private var items: [(sequence: UInt64, message: Publish)] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+    var isEmpty: Bool { head == items.count }
+    var first: (sequence: UInt64, message: Publish)? { isEmpty ? nil : items[head] }
+
+    mutating func append(_ item: (sequence: UInt64, message: Publish)) { items.append(item) }
+
+    mutating func removeFirst() -> (sequence: UInt64, message: Publish) {
+        let item = items[head]
+        head += 1
+        if head == items.count {
+            items = []
+            head = 0
+        } else if head >= 1_024, head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return item
+    }
+}
+
 /// What the broker remembers of a client: its subscriptions and, for a persistent session, the
 /// messages it has not yet acknowledged or not yet been sent.
 struct Session {
@@ -85,7 +112,7 @@ struct Session {
     /// otherwise a client that never completes would gather released ids without end.
     var inWindow: Int { inflight.count + released.count }
     /// Waiting for room in the in-flight window, or for the client to come back, with their numbers.
-    var queued = CircularBuffer<(sequence: UInt64, message: Publish)>()
+    var queued = MessageQueue()
     /// QoS 2 packet ids received and routed, waiting for their PUBREL (MQTT-4.3.3-2).
     var receivedQoS2: Set<UInt16> = []
     /// Messages not kept because the queue was full, and how many of them the store knows of.

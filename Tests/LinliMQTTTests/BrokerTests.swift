@@ -274,6 +274,21 @@ struct BrokerTests {
         #expect(session.mayDrain(window: 64))
     }
 
+    /// A session's queue gives its messages back oldest first, across the moments it compacts.
+    @Test func aSessionQueueKeepsItsOrderAsItIsTakenFrom() {
+        var queue = MessageQueue()
+        #expect(queue.isEmpty && queue.first == nil)
+        for n in 0..<3_000 { queue.append((UInt64(n), Publish(topic: "t", payload: ByteBuffer()))) }
+        var taken: [UInt64] = []
+        for _ in 0..<2_500 { taken.append(queue.removeFirst().sequence) }
+        #expect(taken == (0..<2_500).map { UInt64($0) })
+        #expect(queue.count == 500 && queue.first?.sequence == 2_500)
+        queue.append((3_000, Publish(topic: "t", payload: ByteBuffer())))
+        var rest: [UInt64] = []
+        while !queue.isEmpty { rest.append(queue.removeFirst().sequence) }
+        #expect(rest == (2_500...3_000).map { UInt64($0) })
+    }
+
     /// A stopping broker closes its connections and returns only once their sign-outs are
     /// recorded: the database closes after it.
     @Test func stoppingWaitsForSignOutsToBeRecorded() async throws {

@@ -499,19 +499,25 @@ def test_rules_console_templates_editor_and_trial(site: dict, page):
     assert "triggers[0].property" in element(page, "#rule-problems").text
     draft["triggers"][0]["property"] = "CurrentTemperature"
     draft["name"] = "机房过热 server room hot"
-    page.execute_script("arguments[0].value = arguments[1]", element(page, "#definition"), json.dumps(draft))
+    definition = element(page, "#definition")
+    page.execute_script("arguments[0].value = arguments[1]", definition, json.dumps(draft))
     page.find_element(By.CSS_SELECTOR, "#rule-form button").click()
-    wait(page).until(lambda d: "/console/rules/" in d.current_url)
+    # The form's own address is under /console/rules/ too: wait for the saved rule's page to
+    # replace it, or the next lookups may land in the page being left.
+    wait(page).until(EC.staleness_of(definition))
+    wait(page).until(lambda d: "/console/rules/" in d.current_url and d.current_url.rsplit("/", 1)[1] != "new")
+    element(page, "#trial-form")
     rule_id = page.current_url.rsplit("/", 1)[1]
     assert api(site, "GET", f"/rules/{rule_id}").json()["name"] == "机房过热 server room hot"
 
     # Try it: a hot sample, then two minutes: it would fire and raise the alarm.
     samples = [{"productKey": pk, "deviceName": "env-1", "properties": {"CurrentTemperature": 75}}]
     area = element(page, "#trial-form textarea[name=samples]")
-    page.execute_script("arguments[0].value = arguments[1]", area, json.dumps(samples))
-    then = page.find_element(By.CSS_SELECTOR, "#trial-form input[name=thenSeconds]")
-    then.clear()
-    then.send_keys("120")
+    # Both fields in one step, looked up by the page itself: a lookup from here and a keystroke
+    # later once met a node the page had replaced meanwhile.
+    page.execute_script(
+        "document.querySelector('#trial-form textarea[name=samples]').value = arguments[0];"
+        "document.querySelector('#trial-form input[name=thenSeconds]').value = '120';", json.dumps(samples))
     page.find_element(By.CSS_SELECTOR, "#trial-form button").click()
     wait(page).until(EC.staleness_of(area))
     trial = element(page, "#trial").text
