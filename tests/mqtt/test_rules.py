@@ -20,7 +20,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, free_port, run  # noqa: E402
 from test_console import driver, page, element, log_in, wait  # noqa: E402,F401  (fixtures used by name)
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -478,6 +478,19 @@ def test_a_silent_door_tells_the_grid_worker_and_an_unacknowledged_alarm_escalat
     assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
 
 
+def replaced(element):
+    """A wait condition: `element`'s page has been replaced. Chromedriver answers a look at a node of
+    a document already left with "Node with given id does not belong to the document" (a plain
+    WebDriverException) as often as with the stale-element error `EC.staleness_of` expects."""
+    def check(_driver) -> bool:
+        try:
+            element.is_enabled()
+            return False
+        except (StaleElementReferenceException, WebDriverException):
+            return True
+    return check
+
+
 def test_rules_console_templates_editor_and_trial(site: dict, page):
     pk = site["products"]["environment_sensor"]
     log_in(page, site["url"], "ops", "operations-password-1")
@@ -495,7 +508,7 @@ def test_rules_console_templates_editor_and_trial(site: dict, page):
     draft["triggers"][0]["property"] = "NoSuchProperty"
     page.execute_script("arguments[0].value = arguments[1]", editor, json.dumps(draft))
     page.find_element(By.CSS_SELECTOR, "#rule-form button").click()
-    wait(page).until(EC.staleness_of(editor))
+    wait(page).until(replaced(editor))
     assert "triggers[0].property" in element(page, "#rule-problems").text
     draft["triggers"][0]["property"] = "CurrentTemperature"
     draft["name"] = "机房过热 server room hot"
@@ -504,7 +517,7 @@ def test_rules_console_templates_editor_and_trial(site: dict, page):
     page.find_element(By.CSS_SELECTOR, "#rule-form button").click()
     # The form's own address is under /console/rules/ too: wait for the saved rule's page to
     # replace it, or the next lookups may land in the page being left.
-    wait(page).until(EC.staleness_of(definition))
+    wait(page).until(replaced(definition))
     wait(page).until(lambda d: "/console/rules/" in d.current_url and d.current_url.rsplit("/", 1)[1] != "new")
     element(page, "#trial-form")
     rule_id = page.current_url.rsplit("/", 1)[1]
@@ -519,14 +532,14 @@ def test_rules_console_templates_editor_and_trial(site: dict, page):
         "document.querySelector('#trial-form textarea[name=samples]').value = arguments[0];"
         "document.querySelector('#trial-form input[name=thenSeconds]').value = '120';", json.dumps(samples))
     page.find_element(By.CSS_SELECTOR, "#trial-form button").click()
-    wait(page).until(EC.staleness_of(area))
+    wait(page).until(replaced(area))
     trial = element(page, "#trial").text
     assert "after 120 s" in trial and "fired" in trial and "raise alarm high-temperature" in trial
 
     # Disable from the page; the API agrees.
     button = element(page, "#disable-rule")
     button.click()
-    wait(page).until(EC.staleness_of(button))
+    wait(page).until(replaced(button))
     assert element(page, "#rule-enabled").text == "disabled"
     assert api(site, "GET", f"/rules/{rule_id}").json()["enabled"] is False
 
