@@ -640,10 +640,4 @@ actor BrokerState {
         queuedMessages -= sent
         sessions[clientId] = session
     }
-
-    /// What a persistent session holds now, for the pages that show it.
-    func summary(of clientId: String) -> (queued: Int, inflight: Int, dropped: Int)? {
-        guard let session = sessions[clientId] else { return nil }
-        return (session.queued.count, session.inWindow, session.dropped)
-    }
 }
