@@ -15,6 +15,10 @@ public struct MQTTBrokerConfiguration: Sendable {
     public var maxConnections: Int
     /// A client must send CONNECT within this time of opening the socket.
     public var connectTimeout: TimeAmount
+    /// Sockets one source address (an IPv6 /64) may hold open before their CONNECT; the oldest
+    /// is closed when one more opens (see `ConnectGate`). All addresses together may hold half the
+    /// socket budget this way, so the other half stays for clients that have signed in.
+    public var pendingPerAddress: Int
     /// Outgoing QoS 1/2 messages per client awaiting acknowledgement; incoming QoS 2 awaiting PUBREL.
     public var inflightWindow: Int
     /// QoS 1 and 2 messages kept per session beyond the window, and for a persistent session
@@ -43,7 +47,7 @@ public struct MQTTBrokerConfiguration: Sendable {
     public init(
         host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(),
         maxConnections: Int = 50_000,
-        connectTimeout: TimeAmount = .seconds(10), inflightWindow: Int = 64, queueLimit: Int = 10_000,
+        connectTimeout: TimeAmount = .seconds(10), pendingPerAddress: Int = 1_000, inflightWindow: Int = 64, queueLimit: Int = 10_000,
         sessionExpiry: Duration = .seconds(7 * 86_400), maxPublishesPerSecond: Int = 1_000,
         maxSockets: Int? = nil, reservedFileDescriptors: Int = 128, concurrentSignIns: Int = 64
     ) {
@@ -53,6 +57,7 @@ public struct MQTTBrokerConfiguration: Sendable {
         self.limits = limits
         self.maxConnections = maxConnections
         self.connectTimeout = connectTimeout
+        self.pendingPerAddress = max(1, pendingPerAddress)
         self.inflightWindow = inflightWindow
         self.queueLimit = queueLimit
         self.sessionExpiry = sessionExpiry
@@ -86,6 +91,8 @@ public final class MQTTBroker: Sendable {
     let onPresence: @Sendable (_ clientId: String, _ connected: Bool) async -> Void
     let mailboxes = LoopMailboxes()
     let signIns: TurnGate
+    /// Sockets not yet past their CONNECT.
+    let connectGate: ConnectGate
     /// Connections' control work in progress (`ConnectionControl` drains): a stopping broker
     /// waits for it, so a sign-out's presence write is done before the database closes.
     let controlWork = Mutex(0)
@@ -111,6 +118,7 @@ public final class MQTTBroker: Sendable {
         self.onPresence = onPresence
         state = BrokerState(configuration: configuration, store: sessionStore, logger: logger)
         signIns = TurnGate(limit: configuration.concurrentSignIns)
+        connectGate = ConnectGate(perAddress: configuration.pendingPerAddress, logger: logger)
     }
 
     /// With a hook that is done when it returns: each connection handles one message at a time.
@@ -179,14 +187,21 @@ public final class MQTTBroker: Sendable {
             limit: SocketBudget.limit(
                 configured: configuration.maxSockets, fileLimit: files?.soft,
                 alreadyOpen: OpenFileLimit.openNow(), reserve: configuration.reservedFileDescriptors))
+        let gate = connectGate
+        gate.total = budget.limit / 2
         logger.info(
             "MQTT sockets allowed",
-            metadata: ["sockets": "\(budget.limit)", "open-file limit": "\(files.map { "\($0)" } ?? "unknown")"])
-        let tcp = try await bind(host: configuration.host, port: configuration.port, tls: nil, budget: budget)
+            metadata: [
+                "sockets": "\(budget.limit)", "before CONNECT": "\(gate.total), \(gate.perAddress) per address",
+                "open-file limit": "\(files.map { "\($0)" } ?? "unknown")",
+            ])
+        let tcp = try await bind(
+            host: configuration.host, port: configuration.port, tls: nil, budget: budget, gate: gate)
         let tls: (any Channel)?
         if let listener = configuration.tls {
             do {
-                tls = try await bind(host: listener.host, port: listener.port, tls: listener.context, budget: budget)
+                tls = try await bind(
+                    host: listener.host, port: listener.port, tls: listener.context, budget: budget, gate: gate)
             } catch {
                 try? await tcp.close()  // free the plain port again
                 throw error
@@ -201,12 +216,13 @@ public final class MQTTBroker: Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await self.expireSessions() }
                 group.addTask {
-                    try await self.serve(tcp, host: self.configuration.host, port: tcpPort, tls: nil, budget: budget)
+                    try await self.serve(
+                        tcp, host: self.configuration.host, port: tcpPort, tls: nil, budget: budget, gate: gate)
                 }
                 if let tls, let listener = configuration.tls, let tlsPort {
                     group.addTask {
                         try await self.serve(
-                            tls, host: listener.host, port: tlsPort, tls: listener.context, budget: budget)
+                            tls, host: listener.host, port: tlsPort, tls: listener.context, budget: budget, gate: gate)
                     }
                 }
             }
@@ -252,7 +268,9 @@ public final class MQTTBroker: Sendable {
 
     /// Binds one listener. With a TLS context, the handshake runs before any MQTT byte is decoded;
     /// the read deadline still counts from the socket's opening, so a stalled handshake is closed too.
-    private func bind(host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget) async throws -> any Channel {
+    private func bind(host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget, gate: ConnectGate)
+        async throws -> any Channel
+    {
         let limits = configuration.limits
         let connectTimeout = configuration.connectTimeout
         let logger = logger
@@ -269,9 +287,9 @@ public final class MQTTBroker: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try sync.addHandler(ReadDeadlineHandler(timeout: connectTimeout), name: ReadDeadlineHandler.name)
+                    try sync.addHandler(ReadDeadlineHandler(connectTimeout: connectTimeout), name: ReadDeadlineHandler.name)
                     try sync.addHandler(ByteToMessageHandler(MQTTDecoder(limits: limits)))
-                    try sync.addHandler(MQTTConnection(broker: self, secure: tls != nil))
+                    try sync.addHandler(MQTTConnection(broker: self, secure: tls != nil, gate: gate))
                     let key = ObjectIdentifier(channel)
                     connections.withLock { $0[key] = channel }
                     channel.closeFuture.whenComplete { [self] _ in
@@ -290,9 +308,9 @@ public final class MQTTBroker: Sendable {
     /// Keeps one listener open until cancelled. Accept errors never close it (see `ListenerGuard`);
     /// should the listening socket fail all the same, it is bound again, and the connections it
     /// had accepted carry on meanwhile.
-    private func serve(_ first: any Channel, host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget)
-        async throws
-    {
+    private func serve(
+        _ first: any Channel, host: String, port: Int, tls: NIOSSLContext?, budget: SocketBudget, gate: ConnectGate
+    ) async throws {
         var listener: (any Channel)? = first
         while !Task.isCancelled {
             if let current = listener {
@@ -308,7 +326,7 @@ public final class MQTTBroker: Sendable {
             }
             try await Task.sleep(for: .seconds(1))
             do {
-                listener = try await bind(host: host, port: port, tls: tls, budget: budget)
+                listener = try await bind(host: host, port: port, tls: tls, budget: budget, gate: gate)
             } catch {
                 logger.error(
                     "MQTT listener not bound again yet", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
@@ -318,10 +336,12 @@ public final class MQTTBroker: Sendable {
     }
 }
 
-/// Closes a connection that stays silent too long: first until CONNECT arrives, then for 1.5 times
-/// the client's keep-alive (MQTT-3.1.2-24). Sits before the decoder, so any byte counts as life.
-/// A read only notes the time; the timer, when it fires, looks at that time and sets itself again
-/// for the rest of the interval, so a busy connection costs no timer work per read.
+/// Closes a connection that takes too long: until CONNECT arrives, a fixed time from the socket's
+/// opening, whatever bytes come meanwhile (a CONNECT dripped a byte at a time is closed all the
+/// same); then once it stays silent for 1.5 times the client's keep-alive (MQTT-3.1.2-24). Sits
+/// before the decoder, so any byte counts as life. A read only notes the time; the timer, when it
+/// fires, looks at that time and sets itself again for the rest of the interval, so a busy
+/// connection costs no timer work per read.
 final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -331,8 +351,13 @@ final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var scheduled: Scheduled<Void>?
     private var context: ChannelHandlerContext?
     private var lastRead = NIODeadline.now()
+    /// Reads do not move the deadline: the connect deadline, from the socket's opening.
+    private var fixed: Bool
 
-    init(timeout: TimeAmount?) { self.timeout = timeout }
+    init(connectTimeout: TimeAmount) {
+        timeout = connectTimeout
+        fixed = true
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -350,13 +375,15 @@ final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastRead = .now()
+        if !fixed { lastRead = .now() }
         context.fireChannelRead(data)
     }
 
-    /// Sets a new deadline; nil means none (keep-alive 0).
-    func setTimeout(_ timeout: TimeAmount?) {
-        self.timeout = timeout
+    /// CONNECT arrived: from now on silence is measured, against `keepAlive`; nil means none
+    /// (keep-alive 0).
+    func connected(keepAlive: TimeAmount?) {
+        timeout = keepAlive
+        fixed = false
         if let context { restart(context) }
     }
 

@@ -39,6 +39,9 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     let broker: MQTTBroker
     private let secure: Bool
+    private let gate: ConnectGate
+    /// Held from the socket's opening until its CONNECT arrives (or it closes).
+    private var waiting: ConnectGate.Ticket?
     private var logger: Logger
     private var context: ChannelHandlerContext?
     private var bound: NIOLoopBound<MQTTConnection>?
@@ -69,10 +72,11 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private var control: ConnectionControl?
     private let window: Int
 
-    init(broker: MQTTBroker, secure: Bool) {
+    init(broker: MQTTBroker, secure: Bool, gate: ConnectGate) {
         broker.liveConnections.add(1, ordering: .relaxed)
         self.broker = broker
         self.secure = secure
+        self.gate = gate
         logger = broker.logger
         tokens = Double(broker.configuration.maxPublishesPerSecond)
         window = max(1, broker.configuration.inflightWindow)
@@ -88,6 +92,12 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         mailbox = broker.mailboxes.mailbox(for: context.eventLoop)
         logger[metadataKey: "remote"] = "\(context.channel.remoteAddress?.description ?? "-")"
         if secure { logger[metadataKey: "tls"] = "true" }
+        waiting = gate.admit(context.channel)
+    }
+
+    private func stopWaiting() {
+        if let waiting { gate.leave(waiting) }
+        waiting = nil
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -163,6 +173,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: signing in
 
     private func first(_ packet: MQTTPacket, context: ChannelHandlerContext) {
+        stopWaiting()
         guard case let .connect(connect) = packet else {
             logger.notice("closing: first packet is not CONNECT")
             close()
@@ -172,7 +183,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         // the keep-alive (1.5 times it), also while the client is being signed in, which under
         // load can take longer than the connect timeout.
         let keepAlive: TimeAmount? = connect.keepAlive == 0 ? nil : .milliseconds(Int64(connect.keepAlive) * 1500)
-        (try? context.pipeline.syncOperations.handler(type: ReadDeadlineHandler.self))?.setTimeout(keepAlive)
+        (try? context.pipeline.syncOperations.handler(type: ReadDeadlineHandler.self))?.connected(keepAlive: keepAlive)
         var clientId = connect.clientId
         if clientId.isEmpty {
             // MQTT-3.1.3-7/8: an empty id is allowed only for a clean session; the broker assigns one.
@@ -435,6 +446,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func ended() {
+        stopWaiting()
         guard phase != .ended else { return }
         phase = .ended
         backlog = []

@@ -43,12 +43,15 @@ public struct ServerConfiguration: Sendable {
     /// How long a persistent session (clean session 0) is kept while its client is away, in
     /// seconds (`mqtt-session-expiry = 7d`).
     public var mqttSessionExpirySeconds: Int = 7 * 86_400
+    /// Sockets one address (an IPv6 /64) may hold open before sending CONNECT; the oldest is
+    /// closed when another opens. Devices behind one NAT that reconnect together count here.
+    public var mqttPendingPerAddress: Int = 1_000
     /// The broker's settings from these: its address, limits and TLS listener.
     public var mqttBroker: MQTTBrokerConfiguration? {
         mqttHost.map {
             MQTTBrokerConfiguration(
                 host: $0, port: mqttPort, tls: mqttTLS, limits: MQTTLimits(maxPacketSize: mqttMaxPacketKiB * 1024),
-                maxConnections: mqttMaxConnections, queueLimit: mqttQueue,
+                maxConnections: mqttMaxConnections, pendingPerAddress: mqttPendingPerAddress, queueLimit: mqttQueue,
                 sessionExpiry: .seconds(mqttSessionExpirySeconds), maxPublishesPerSecond: mqttPublishRate)
         }
     }
@@ -81,7 +84,7 @@ public struct ServerConfiguration: Sendable {
     public static let keys = [
         "http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt",
         "mqtt-max-packet-kib", "mqtt-max-connections",
-        "mqtt-publish-rate", "mqtt-queue", "mqtt-session-expiry", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key",
+        "mqtt-publish-rate", "mqtt-queue", "mqtt-session-expiry", "mqtt-pending-per-address", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key",
         "telemetry-days",
         "smtp", "mail-from", "sms-webhook", "sms-secret", "device-url",
     ]
@@ -174,6 +177,8 @@ public struct ServerConfiguration: Sendable {
         config.mqttPublishRate =
             try whole("mqtt-publish-rate", 1...1_000_000, of: "messages a second") ?? config.mqttPublishRate
         config.mqttQueue = try whole("mqtt-queue", 1...1_000_000, of: "messages") ?? config.mqttQueue
+        config.mqttPendingPerAddress =
+            try whole("mqtt-pending-per-address", 1...1_000_000, of: "sockets") ?? config.mqttPendingPerAddress
         if let (text, source) = values["mqtt-session-expiry"] {
             // As Mosquitto's `persistent_client_expiration`: a number and a unit.
             let units: [Character: Int] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800]

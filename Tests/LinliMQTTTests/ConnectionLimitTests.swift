@@ -154,3 +154,90 @@ struct ConnectionLimitTests {
         }
     }
 #endif
+
+@Suite("MQTT broker: sockets before CONNECT")
+struct ConnectDeadlineTests {
+    /// The connect deadline counts from the socket's opening: bytes of a CONNECT that trickle in
+    /// do not move it, so a client dripping its CONNECT is closed when the deadline is up.
+    @Test func aDrippedConnectIsClosedAtTheDeadline() async throws {
+        try await withBroker(MQTTBrokerConfiguration(port: 0, connectTimeout: .seconds(2))) { port, _ in
+            let connect = Array(
+                CodecTests.bytes(
+                    .connect(
+                        Connect(
+                            cleanSession: true, keepAlive: 60, clientId: String(repeating: "d", count: 40),
+                            username: "good", password: ByteBuffer(string: "pw")))
+                ).readableBytesView)
+            let start = ContinuousClock.now
+            let sent = try await RawClient.drip(port: port, connect, every: .milliseconds(200))
+            let took = ContinuousClock.now - start
+            #expect(sent < connect.count, "closed before the CONNECT was complete (\(sent) of \(connect.count) bytes)")
+            #expect(took >= .milliseconds(1_900) && took < .seconds(5), "closed after \(took)")
+        }
+    }
+
+    /// One address may hold `pendingPerAddress` sockets before their CONNECT; one more closes the
+    /// oldest, and a client that connects properly still gets in.
+    @Test func anAddressHoldsOnlySoManySocketsBeforeConnect() async throws {
+        try await withBroker(MQTTBrokerConfiguration(port: 0, connectTimeout: .seconds(30), pendingPerAddress: 3)) {
+            port, broker in
+            // Each socket is admitted on its own event loop: the next opens once it is, so that
+            // the order of opening is the order of admission.
+            var silent: [TestClient] = []
+            for i in 0..<5 {
+                silent.append(try await TestClient(port: port))
+                #expect(await eventually { broker.connectGate.admitted == i + 1 })
+            }
+            #expect(await silent[0].closedWithin(.seconds(3)))
+            #expect(await silent[1].closedWithin(.seconds(3)))
+            for client in silent[2...] { #expect(await !client.closedWithin(.milliseconds(300))) }
+            #expect(broker.connectGate.count == 3)
+            let (device, ack) = try await TestClient.connected(port, id: "device")
+            #expect(ack == ConnectionLimitTests.accepted)
+            #expect(await silent[2].closedWithin(.seconds(3)), "the device's socket pushed the oldest out")
+            // Signed in, it no longer counts: three more wait beside it.
+            try await device.send(.pingreq)
+            #expect(await device.next() == .pingresp)
+            silent.append(try await TestClient(port: port))
+            #expect(await !silent[3].closedWithin(.milliseconds(300)))
+        }
+    }
+
+    @Test func addressesCountByHostAndIPv6ByTheirSlash64() throws {
+        let v4 = try SocketAddress(ipAddress: "192.0.2.7", port: 1)
+        let a = try SocketAddress(ipAddress: "2001:db8:1:2::7", port: 1)
+        let b = try SocketAddress(ipAddress: "2001:db8:1:2:ffff:1:2:3", port: 1)
+        let c = try SocketAddress(ipAddress: "2001:db8:1:3::7", port: 1)
+        #expect(ConnectGate.key(v4) == "192.0.2.7")
+        #expect(ConnectGate.key(a) == ConnectGate.key(b))
+        #expect(ConnectGate.key(a) != ConnectGate.key(c))
+        #expect(ConnectGate.key(try SocketAddress(ipAddress: "::1", port: 1)) == "0:0:0:0::/64")
+    }
+}
+
+extension RawClient {
+    /// Sends `bytes` one at a time, `every` apart, until done or the broker closes the socket;
+    /// returns how many were sent, after waiting (up to 10 s) for the close.
+    static func drip(port: Int, _ bytes: [UInt8], every interval: Duration) async throws -> Int {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            let closed = Task {
+                do { for try await _ in inbound {} } catch {}
+            }
+            var sent = 0
+            for byte in bytes {
+                if !channel.channel.isActive { break }
+                do { try await outbound.write(ByteBuffer(bytes: [byte])) } catch { break }
+                sent += 1
+                try await Task.sleep(for: interval)
+            }
+            await closed.value
+            return sent
+        }
+    }
+}

@@ -75,7 +75,10 @@ def test_a_flood_beyond_the_open_file_limit_is_refused_and_the_server_carries_on
             except OSError:
                 closed += 1
         assert closed > 0, "every socket was kept: the server went past its open-file limit"
-        assert "the open-file limit" in log.read_text()
+        # Closed either as beyond the open-file limit or, before that, as one too many of the
+        # sockets waiting for their CONNECT (they may hold half the budget).
+        text = log.read_text()
+        assert "the open-file limit" in text or "waiting for their CONNECT" in text, text
         # HTTP and the database still have descriptors to work with.
         assert requests.get(f"http://127.0.0.1:{http}/readyz", timeout=5).status_code == 200
 
