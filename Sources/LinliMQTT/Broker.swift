@@ -47,7 +47,8 @@ public struct MQTTBrokerConfiguration: Sendable {
     public init(
         host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(),
         maxConnections: Int = 50_000,
-        connectTimeout: TimeAmount = .seconds(10), pendingPerAddress: Int = 1_000, inflightWindow: Int = 64, queueLimit: Int = 10_000,
+        connectTimeout: TimeAmount = .seconds(10), pendingPerAddress: Int = 1_000, inflightWindow: Int = 64,
+        queueLimit: Int = 10_000,
         sessionExpiry: Duration = .seconds(7 * 86_400), maxPublishesPerSecond: Int = 1_000,
         maxSockets: Int? = nil, reservedFileDescriptors: Int = 128, concurrentSignIns: Int = 64
     ) {
@@ -287,7 +288,8 @@ public final class MQTTBroker: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try sync.addHandler(ReadDeadlineHandler(connectTimeout: connectTimeout), name: ReadDeadlineHandler.name)
+                    try sync.addHandler(
+                        ReadDeadlineHandler(connectTimeout: connectTimeout), name: ReadDeadlineHandler.name)
                     try sync.addHandler(ByteToMessageHandler(MQTTDecoder(limits: limits)))
                     try sync.addHandler(MQTTConnection(broker: self, secure: tls != nil, gate: gate))
                     let key = ObjectIdentifier(channel)

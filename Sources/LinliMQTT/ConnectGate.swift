@@ -104,7 +104,8 @@ final class ConnectGate: Sendable {
                 logger.warning(
                     "connection closed: too many sockets waiting for their CONNECT",
                     metadata: [
-                        "address": "\(gone.address)", "limit": perAddress ? "\(self.perAddress) per address" : "\(total) in all",
+                        "address": "\(gone.address)",
+                        "limit": perAddress ? "\(self.perAddress) per address" : "\(total) in all",
                         "closed": "\(n)",
                     ])
             }

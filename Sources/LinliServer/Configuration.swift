@@ -84,7 +84,8 @@ public struct ServerConfiguration: Sendable {
     public static let keys = [
         "http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt",
         "mqtt-max-packet-kib", "mqtt-max-connections",
-        "mqtt-publish-rate", "mqtt-queue", "mqtt-session-expiry", "mqtt-pending-per-address", "mqtt-tls", "mqtt-tls-cert", "mqtt-tls-key",
+        "mqtt-publish-rate", "mqtt-queue", "mqtt-session-expiry", "mqtt-pending-per-address", "mqtt-tls",
+        "mqtt-tls-cert", "mqtt-tls-key",
         "telemetry-days",
         "smtp", "mail-from", "sms-webhook", "sms-secret", "device-url",
     ]
