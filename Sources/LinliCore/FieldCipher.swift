@@ -9,6 +9,7 @@ import Foundation
 public struct FieldCipher: Sendable {
     private let encryptionKey: SymmetricKey
     private let indexKey: SymmetricKey
+    private let tagKey: SymmetricKey
 
     public init(secret: Data) throws {
         guard secret.count >= 32 else { throw ValidationFailure("secret", "must be at least 32 bytes") }
@@ -17,6 +18,18 @@ public struct FieldCipher: Sendable {
             inputKeyMaterial: master, info: Data("linli field encryption".utf8), outputByteCount: 32)
         indexKey = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: master, info: Data("linli blind index".utf8), outputByteCount: 32)
+        tagKey = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: master, info: Data("linli tags".utf8), outputByteCount: 32)
+    }
+
+    /// A tag only this server can make for `value` (HMAC-SHA256, URL-safe base64 of 16 bytes),
+    /// for things handed out and recognised later, such as a browser's device cookie. `purpose`
+    /// keeps a tag made for one thing from passing for another.
+    public func tag(_ value: String, purpose: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data((purpose + "\u{0}" + value).utf8), using: tagKey)
+        return Data(mac).prefix(16).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
     }
 
     public static func randomSecret() -> Data {

@@ -58,4 +58,31 @@ extension Store {
             try await db.all(MQTTAccount.self, "SELECT * FROM mqtt_accounts WHERE username = \(bind: username)").first
         }
     }
+
+    /// A new password, or a new status, for an integration account. Its clients are checked against
+    /// it at their next CONNECT (on every node: each sign-in reads the account, and what a node
+    /// remembers of a verified password holds the hash it was verified against).
+    public func updateMQTTAccount(
+        username: String, passwordHash: String? = nil, status: AccountStatus? = nil, actor: Principal
+    ) async throws {
+        try await write { db in
+            guard
+                var account = try await db.all(
+                    MQTTAccount.self, "SELECT * FROM mqtt_accounts WHERE username = \(bind: username)"
+                ).first
+            else { throw StoreError.notFound("MQTT account \(username)") }
+            if let passwordHash { account.passwordHash = passwordHash }
+            if let status { account.status = status }
+            try await db.raw(
+                """
+                UPDATE mqtt_accounts SET password_hash = \(bind: account.passwordHash), status = \(bind: account.status.rawValue)
+                WHERE id = \(bind: account.id)
+                """
+            ).run()
+            try await Change.record(
+                db, actor: actor, communityId: nil,
+                type: passwordHash != nil ? "mqtt_account.password_changed" : "mqtt_account.status_changed",
+                subjectType: "mqtt_account", subjectId: account.id, after: ["status": account.status.rawValue])
+        }
+    }
 }

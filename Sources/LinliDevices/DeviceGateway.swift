@@ -55,11 +55,15 @@ public final class DeviceGateway: Sendable {
     /// The community's rules, fed with what devices post and how their status changes.
     package let rules: (any DeviceWatcher)?
 
+    /// Failed sign-ins of integration accounts (devices sign with HMAC and are not throttled here).
+    package let signInThrottle: LoginThrottle
+
     package init(store: Store, logger: Logger, rules: (any DeviceWatcher)? = nil) {
         self.store = store
         self.logger = logger
         self.rules = rules
         telemetry = TelemetryWriter(store: store, logger: logger)
+        signInThrottle = LoginThrottle(logger: logger)
     }
 
     package func attach(_ broker: MQTTBroker) { self.broker.withLock { $0 = broker } }
@@ -67,7 +71,7 @@ public final class DeviceGateway: Sendable {
     package func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication {
         let remote = connection.remote
         guard let signIn = AlinkSignIn(connect) else {
-            return await IntegrationAuthenticator(store: store, logger: logger).authenticate(
+            return await IntegrationAuthenticator(store: store, throttle: signInThrottle, logger: logger).authenticate(
                 connect, connection: connection)
         }
         // securemode says how the device meant to connect: 2 over TLS, 3 over plain TCP. Any other

@@ -6,29 +6,76 @@ import LinliHTTP
 import LinliMQTT
 import LinliStorage
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// Decides who may use the embedded broker. For now: integration accounts (username, bcrypt
 /// password, topic lists). Anything else is refused: there is no anonymous access.
+///
+/// A reconnect with the password last verified is checked without bcrypt, bcrypt runs only so many
+/// at once (`PasswordChecks`), and failures are throttled per account and address as the web
+/// sign-in's are (`LoginThrottle`). A throttled or busy sign-in gets CONNACK 3 (server unavailable,
+/// try again later), not "bad user name or password", which a client may take as final.
 package struct IntegrationAuthenticator: MQTTAuthenticator {
     package let store: Store
+    package let throttle: LoginThrottle
     package let logger: Logger
+    static let accepted = Counter(label: "linli_mqtt_sign_ins_total", dimensions: [("result", "accepted")])
+    static let refused = Counter(label: "linli_mqtt_sign_ins_total", dimensions: [("result", "refused")])
+    static let throttled = Counter(label: "linli_mqtt_sign_ins_total", dimensions: [("result", "throttled")])
+    static let busy = Counter(label: "linli_mqtt_sign_ins_total", dimensions: [("result", "busy")])
+    static let busyCount = Atomic<Int>(0)
 
     package func authenticate(_ connect: Connect, connection: MQTTConnectionInfo) async -> MQTTAuthentication {
         guard let username = connect.username, let password = connect.password.map({ String(buffer: $0) }) else {
+            Self.refused.increment()
             return .refused(.notAuthorized)
         }
-        guard let account = try? await store.mqttAccount(username: username) else {
-            _ = try? await Passwords.verify(password, hash: Passwords.decoy)  // same time as a wrong password
-            return .refused(.badUsernameOrPassword)
+        let keys = await throttle.keys(via: "mqtt", account: username, remote: connection.place)
+        if let wait = await throttle.retryAfter(keys) {
+            Self.throttled.increment()
+            logger.notice(
+                "MQTT sign-in throttled",
+                metadata: ["username": "\(username)", "remote": "\(connection.remote ?? "-")", "wait": "\(wait) s"])
+            return .refused(.serverUnavailable)
         }
-        guard (try? await Passwords.verify(password, hash: account.passwordHash)) == true else {
+        let account: MQTTAccount?
+        do { account = try await store.mqttAccount(username: username) } catch {
+            logger.error("MQTT sign-in failed: accounts could not be read", metadata: ["error": "\(error)"])
+            return .refused(.serverUnavailable)
+        }
+        let ok: Bool
+        do {
+            // An unknown username costs a check all the same (the decoy), so timing tells nothing.
+            ok = try await PasswordChecks.shared.verify(
+                password, hash: account?.passwordHash ?? Passwords.decoy, account: account.map { "mqtt " + $0.username }
+            )
+        } catch {
+            Self.busy.increment()
+            // A flood would fill the log: the first, then one in a thousand.
+            let n = Self.busyCount.add(1, ordering: .relaxed).newValue
+            if n == 1 || n % 1_000 == 0 {
+                logger.notice(
+                    "MQTT sign-in refused for now: too many password checks at once",
+                    metadata: ["username": "\(username)", "remote": "\(connection.remote ?? "-")", "refused": "\(n)"])
+            }
+            return .refused(.serverUnavailable)
+        }
+        guard let account, ok else {
+            await throttle.failed(keys)
+            Self.refused.increment()
             logger.notice(
                 "MQTT sign-in failed", metadata: ["username": "\(username)", "remote": "\(connection.remote ?? "-")"])
             return .refused(.badUsernameOrPassword)
         }
-        guard account.status == .active else { return .refused(.notAuthorized) }
+        await throttle.succeeded(keys)
+        guard account.status == .active else {
+            Self.refused.increment()
+            return .refused(.notAuthorized)
+        }
+        Self.accepted.increment()
         return .accepted(TopicPolicy(publish: account.publishFilters, subscribe: account.subscribeFilters))
     }
 }

@@ -45,8 +45,9 @@ struct API: ModuleRoutes {
     @Sendable func signIn(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         let input = try await request.decodeJSON(SignIn.self, context: context)
-        let (cookie, session, account) = try await Authentication(services: services).signIn(
-            username: input.username, password: input.password, remote: context.remoteAddress, logger: context.logger)
+        let (cookie, session, account, browser) = try await Authentication(services: services).signIn(
+            username: input.username, password: input.password, remote: context.remoteAddress,
+            browser: request.cookies[Authentication.browserCookieName]?.value, logger: context.logger)
         let bindings = try await store.bindings(accountId: account.id)
         var response = try JSON.response(
             SessionInfo(
@@ -54,6 +55,7 @@ struct API: ModuleRoutes {
                     id: account.id, username: account.username, displayName: account.displayName, roles: bindings),
                 csrfToken: session.csrfToken))
         response.setCookie(Authentication.cookie(cookie, configuration: services.configuration))
+        response.setCookie(Authentication.browserCookie(browser, configuration: services.configuration))
         return response
     }
 

@@ -40,55 +40,6 @@ public enum Passwords {
     }
 }
 
-/// Slows down and then locks repeated failed sign-ins, per account and per address.
-///
-/// From the third failure a key must wait 2^(n-3) seconds before trying again; the tenth locks it
-/// for `lockDuration`. A success clears the account's key (not the address's).
-public actor LoginThrottle {
-    package struct Entry {
-        package var failures: Int
-        package var notBefore: ContinuousClock.Instant
-    }
-    private var entries: [String: Entry] = [:]
-    package let lockAfter: Int
-    package let lockDuration: Duration
-    package let logger: Logger
-
-    public init(lockAfter: Int = 10, lockDuration: Duration = .seconds(15 * 60), logger: Logger) {
-        self.lockAfter = lockAfter
-        self.lockDuration = lockDuration
-        self.logger = logger
-    }
-
-    /// Seconds to wait before another attempt is allowed for any of `keys`, or nil.
-    public func retryAfter(_ keys: [String]) -> Int? {
-        let now = ContinuousClock.now
-        let waits = keys.compactMap { entries[$0] }.filter { $0.notBefore > now }.map { now.duration(to: $0.notBefore) }
-        guard let longest = waits.max() else { return nil }
-        return max(1, Int(longest.components.seconds) + 1)
-    }
-
-    public func failed(_ keys: [String]) {
-        let now = ContinuousClock.now
-        if entries.count > 100_000 { entries = entries.filter { $0.value.notBefore > now } }
-        for key in keys {
-            var entry = entries[key] ?? Entry(failures: 0, notBefore: now)
-            entry.failures += 1
-            if entry.failures >= lockAfter {
-                entry.notBefore = now + lockDuration
-                logger.warning(
-                    "sign-in locked after repeated failures",
-                    metadata: ["key": "\(key)", "failures": "\(entry.failures)"])
-            } else if entry.failures >= 3 {
-                entry.notBefore = now + .seconds(1 << min(entry.failures - 3, 10))
-            }
-            entries[key] = entry
-        }
-    }
-
-    public func succeeded(_ key: String) { entries.removeValue(forKey: key) }
-}
-
 /// Resolves the caller from a session cookie or a bearer token, and enforces CSRF on
 /// cookie-authenticated writes. Requests without credentials go on as anonymous; handlers deny.
 package struct IdentityMiddleware: RouterMiddleware {

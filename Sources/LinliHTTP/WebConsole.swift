@@ -40,13 +40,14 @@ struct WebConsole: ModuleRoutes {
         let username = form["username"] ?? ""
         let next = Self.safeNext(form["next"])
         do {
-            let (cookie, _, account) = try await Authentication(services: services).signIn(
+            let (cookie, _, account, browser) = try await Authentication(services: services).signIn(
                 username: username, password: form["password"] ?? "", remote: context.remoteAddress,
-                logger: context.logger)
+                browser: request.cookies[Authentication.browserCookieName]?.value, logger: context.logger)
             let bindings = try await store.bindings(accountId: account.id)
             let home = bindings.allSatisfy { $0.role == .resident } && !bindings.isEmpty ? "/app" : "/console"
             var response = Response.redirect(to: next.isEmpty ? home : next, type: .found)
             response.setCookie(Authentication.cookie(cookie, configuration: services.configuration))
+            response.setCookie(Authentication.browserCookie(browser, configuration: services.configuration))
             return response
         } catch let problem as Problem {
             var response = try pages.render(

@@ -585,7 +585,9 @@ final class ConnectionControl: Sendable {
         let remote = channel.remoteAddress?.description
         let policy: any MQTTClientPolicy
         switch await broker.authenticator.authenticate(
-            connect, connection: MQTTConnectionInfo(remote: remote, secure: secure))
+            connect,
+            connection: MQTTConnectionInfo(
+                remote: remote, place: channel.remoteAddress.map { ConnectGate.key($0) }, secure: secure))
         {
         case let .refused(code):
             logger.notice("connection refused", metadata: ["code": "\(code)"])

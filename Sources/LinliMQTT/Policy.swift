@@ -7,13 +7,17 @@ public protocol MQTTAuthenticator: Sendable {
 
 /// What the broker knows of a connection when it asks who may use it.
 public struct MQTTConnectionInfo: Sendable, Equatable {
-    /// The peer's address, for logs and throttling.
+    /// The peer's address and port, for logs.
     public var remote: String?
+    /// Where the client is, for throttling: the peer's address without its port, an IPv6 address
+    /// by its /64 (which one host usually holds all of).
+    public var place: String?
     /// Whether the client came in on the TLS listener (so the transport is encrypted).
     public var secure: Bool
 
-    public init(remote: String?, secure: Bool) {
+    public init(remote: String?, place: String? = nil, secure: Bool) {
         self.remote = remote
+        self.place = place
         self.secure = secure
     }
 }

@@ -377,7 +377,51 @@ struct Token: AsyncParsableCommand {
 struct MQTTAccounts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mqtt-account", abstract: "Accounts for other systems on the MQTT broker.",
-        subcommands: [Create.self, Sessions.self])
+        subcommands: [Create.self, Password.self, Disable.self, Enable.self, Sessions.self])
+
+    struct Password: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give an integration account a new password; its clients must use it from their next CONNECT.")
+        @OptionGroup var storage: StorageOptions
+        @Option var username: String
+        @Flag(name: .customLong("password-stdin")) var passwordStdin = false
+
+        func run() async throws {
+            let (password, generated) = try User.readPassword(stdin: passwordStdin)
+            let hash = try await Passwords.hash(password)
+            try await storage.withStore { store in
+                try await store.updateMQTTAccount(username: username, passwordHash: hash, actor: cli)
+            }
+            say("new password for MQTT account \(username)" + (generated ? ": \(password)" : ""))
+        }
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Refuse an integration account's clients from their next CONNECT.")
+        @OptionGroup var storage: StorageOptions
+        @Option var username: String
+
+        func run() async throws {
+            try await storage.withStore { store in
+                try await store.updateMQTTAccount(username: username, status: .disabled, actor: cli)
+            }
+            say("MQTT account \(username) disabled")
+        }
+    }
+
+    struct Enable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a disabled integration account sign in again.")
+        @OptionGroup var storage: StorageOptions
+        @Option var username: String
+
+        func run() async throws {
+            try await storage.withStore { store in
+                try await store.updateMQTTAccount(username: username, status: .active, actor: cli)
+            }
+            say("MQTT account \(username) enabled")
+        }
+    }
 
     struct Sessions: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

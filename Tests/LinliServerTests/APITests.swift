@@ -101,11 +101,65 @@ struct APITests {
             ) { $0.status }
             #expect(right == .tooManyRequests)
         }
-        let throttle = LoginThrottle(lockAfter: 5, lockDuration: .seconds(900), logger: quietLogger)
-        for _ in 0..<5 { await throttle.failed(["user:x"]) }
-        #expect(await throttle.retryAfter(["user:x"]) ?? 0 > 800, "the fifth failure locks for the lock duration")
-        await throttle.succeeded("user:x")
-        #expect(await throttle.retryAfter(["user:x"]) == nil)
+        let throttle = LoginThrottle(lockAfter: 5, lockDuration: .seconds(900), spreadAfter: 8, logger: quietLogger)
+        let x = LoginThrottle.Key.attempt("x")
+        for _ in 0..<5 { await throttle.failed([x]) }
+        #expect(await throttle.retryAfter([x]) ?? 0 > 800, "the fifth failure locks one client for the lock duration")
+        await throttle.succeeded([x])
+        #expect(await throttle.retryAfter([x]) == nil)
+        // Failures spread over an account or an address slow it down, never lock it.
+        let spread = LoginThrottle.Key.spread("account x")
+        for _ in 0..<7 { await throttle.failed([spread]) }
+        #expect(await throttle.retryAfter([spread]) == nil, "below the threshold nothing waits")
+        for _ in 0..<30 { await throttle.failed([spread]) }
+        let wait = await throttle.retryAfter([spread]) ?? 0
+        #expect(wait >= 1 && wait <= 61, "slowed to at most a minute, got \(wait) s")
+        await throttle.succeeded([spread])
+        #expect(await throttle.retryAfter([spread]) != nil, "a success elsewhere does not clear what is spread")
+    }
+
+    /// The lockout attack: someone else's wrong passwords, as many as they like, do not keep the
+    /// owner out of a browser that has signed in to the account before (its device cookie).
+    @Test func wrongPasswordsFromElsewhereDoNotLockTheOwnerOut() async throws {
+        try await withApp { client, _ in
+            let browser = try await client.execute(
+                uri: "/api/v1/session", method: .post, headers: .json,
+                body: jsonBody(["username": "staff", "password": Fixture.password])
+            ) { response -> String in
+                #expect(response.status == .ok)
+                let cookies = response.headers[values: .setCookie]
+                let device = try #require(cookies.first { $0.hasPrefix("linli_browser=") })
+                #expect(device.contains("HttpOnly") && device.contains("Max-Age=31536000"))
+                return String(device.split(separator: ";")[0])
+            }
+            var attacker: [HTTPResponse.Status] = []
+            for _ in 0..<15 {
+                attacker.append(
+                    try await client.execute(
+                        uri: "/api/v1/session", method: .post, headers: .json,
+                        body: jsonBody(["username": "staff", "password": "wrong password!"])
+                    ) { $0.status })
+            }
+            #expect(attacker.contains(.tooManyRequests), "the guesser is slowed and then locked")
+            #expect(!attacker.contains(.ok))
+            let owner = try await client.execute(
+                uri: "/api/v1/session", method: .post, headers: HTTPFields.json.merging([.cookie: browser]),
+                body: jsonBody(["username": "staff", "password": Fixture.password])
+            ) { $0.status }
+            #expect(owner == .ok, "the owner's browser still signs in")
+            // A device cookie made for another account, or forged, is no pass.
+            let forged = try await client.execute(
+                uri: "/api/v1/session", method: .post,
+                headers: HTTPFields.json.merging([.cookie: "linli_browser=abc.def"]),
+                body: jsonBody(["username": "staff", "password": Fixture.password])
+            ) { $0.status }
+            #expect(forged == .tooManyRequests)
+            let otherAccount = try await client.execute(
+                uri: "/api/v1/session", method: .post, headers: HTTPFields.json.merging([.cookie: browser]),
+                body: jsonBody(["username": "manager", "password": "wrong password!"])
+            ) { $0.status }
+            #expect(otherAccount == .unauthorized)
+        }
     }
 
     @Test func tokensAreShownOnceStoredHashedAndRevocable() async throws {

@@ -1,0 +1,48 @@
+import LinliHTTP
+import Testing
+
+@Suite("Password checks of sign-ins")
+struct PasswordChecksTests {
+    /// A password verified once is recognised without bcrypt until the stored hash changes.
+    @Test func aVerifiedPasswordIsRememberedUntilTheHashChanges() async throws {
+        let checks = PasswordChecks(concurrent: 1)
+        let hash = Passwords.hashBlocking("first password 1")
+        #expect(try await checks.verify("first password 1", hash: hash, account: "mqtt nvr"))
+        #expect(checks.remembered == 0 && checks.hashed == 1)
+        for _ in 0..<1_000 { #expect(try await checks.verify("first password 1", hash: hash, account: "mqtt nvr")) }
+        #expect(checks.hashed == 1 && checks.remembered == 1_000, "1,000 reconnects, one bcrypt")
+        #expect(try await !checks.verify("a wrong password", hash: hash, account: "mqtt nvr"))
+        #expect(checks.hashed == 2, "a wrong password is hashed every time")
+        // The password was changed (on this node or another): the old one no longer passes.
+        let changed = Passwords.hashBlocking("second password 2")
+        #expect(try await !checks.verify("first password 1", hash: changed, account: "mqtt nvr"))
+        #expect(try await checks.verify("second password 2", hash: changed, account: "mqtt nvr"))
+        // Nothing is remembered for a check without an account (the decoy of unknown names).
+        #expect(try await checks.verify("second password 2", hash: changed, account: nil))
+        #expect(checks.hashed == 5)
+    }
+
+    /// At most `concurrent` bcrypt checks run and `waiting` wait; the rest are refused at once.
+    @Test func checksBeyondThePlacesAndTheQueueAreRefused() async throws {
+        let checks = PasswordChecks(concurrent: 1, waiting: 2)
+        let hash = Passwords.hashBlocking("some password 1")
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for i in 0..<8 {
+                group.addTask {
+                    do {
+                        return try await checks.verify("guess \(i)", hash: hash, account: nil) ? "ok" : "wrong"
+                    } catch is PasswordChecks.Busy {
+                        return "busy"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(outcomes.contains("busy"), "eight at once with one place and two waiting: some are refused")
+        #expect(outcomes.allSatisfy { $0 == "wrong" || $0 == "busy" })
+        // Once they are done, there is room again.
+        #expect(try await !checks.verify("guess again", hash: hash, account: nil))
+    }
+}
