@@ -120,6 +120,22 @@ extension Store {
             guard let binding = try await db.find(RoleBinding.self, bindingId),
                 scope.everything || (binding.communityId.map { scope.communities.contains($0) } ?? false)
             else { throw StoreError.notFound("role binding") }
+            if binding.role == .platformAdmin {
+                // Nobody could create a community or grant a role any more, except from the
+                // server's shell: the last platform administrator stays.
+                let others = try await db.count(
+                    """
+                    SELECT COUNT(DISTINCT b.account_id) AS n FROM role_bindings b JOIN accounts a ON a.id = b.account_id
+                    WHERE b.role = \(bind: Role.platformAdmin.rawValue) AND a.status = \(bind: AccountStatus.active.rawValue)
+                    AND b.id <> \(bind: binding.id)
+                    """)
+                if others == 0 {
+                    throw StoreError.conflict(
+                        field: "id",
+                        reason:
+                            "is the last platform administrator's role: grant platform_admin to another account first")
+                }
+            }
             try await db.raw("DELETE FROM role_bindings WHERE id = \(bind: bindingId)").run()
             try await Change.record(
                 db, actor: actor, communityId: binding.communityId, type: "role.revoked", subjectType: "account",

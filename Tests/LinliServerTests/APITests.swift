@@ -290,6 +290,36 @@ struct APITests {
         }
     }
 
+    /// The last platform administrator cannot give up the role (nobody could grant roles or create
+    /// communities any more, except from the server's shell); with a second one, it can.
+    @Test func theLastPlatformAdministratorStays() async throws {
+        try await withApp { client, fixture in
+            let admin = HTTPFields.json.merging(fixture.bearer("admin"))
+            func call(
+                _ uri: String, _ method: HTTPRequest.Method = .get, _ body: [String: Any]? = nil,
+                expect: HTTPResponse.Status = .ok
+            ) async throws -> [String: Any] {
+                try await client.execute(uri: uri, method: method, headers: admin, body: body.map(jsonBody)) { r in
+                    #expect(r.status == expect, "\(method) \(uri): \(r.status) \(r.text)")
+                    return (try? r.json()) ?? [:]
+                }
+            }
+            let me = try await call("/api/v1/me")
+            let roles = me["roles"] as? [[String: Any]] ?? []
+            let own = try #require(roles.first { $0["role"] as? String == "platform_admin" }?["id"] as? String)
+            let refused = try await call("/api/v1/role-bindings/\(own)", .delete, expect: .conflict)
+            #expect((refused["detail"] as? String ?? "").contains("last platform administrator"), "\(refused)")
+            let second = try await call(
+                "/api/v1/accounts", .post,
+                ["username": "second-admin", "displayName": "第二管理员", "password": "second-admin-password"],
+                expect: .created)
+            let secondId = try #require(second["id"] as? String)
+            _ = try await call(
+                "/api/v1/accounts/\(secondId)/roles", .post, ["role": "platform_admin"], expect: .created)
+            _ = try await call("/api/v1/role-bindings/\(own)", .delete, expect: .noContent)
+        }
+    }
+
     /// Every remaining endpoint once, as a property office would set up a new building.
     @Test func aTourOfTheRemainingEndpoints() async throws {
         try await withApp { client, fixture in
