@@ -154,6 +154,18 @@ extension API {
         for (i, action) in definition.actions.enumerated() where action.type == .device {
             issues += try await checkDeviceAction(action, path: "actions[\(i)]", communityId: communityId)
         }
+        // A webhook to the server's own network is refused when it is saved, as well as at every
+        // sending (a name can resolve elsewhere later).
+        for (i, action) in definition.actions.enumerated() where action.type == .webhook {
+            guard let url = action.url.flatMap(URL.init(string:)), url.host?.isEmpty == false,
+                let why = await services.outbound.webhookAddresses.refusal(url: url)
+            else { continue }
+            issues.append(
+                FieldIssue(
+                    "actions[\(i)].url",
+                    "must reach a public address, not one of the server's own network: \(why) (an administrator may allow it with webhook-allow)"
+                ))
+        }
         for (i, trigger) in definition.triggers.enumerated() where !trigger.productKey.isEmpty {
             let path = "triggers[\(i)]"
             guard let product = try await store.product(key: trigger.productKey), product.communityId == communityId

@@ -14,11 +14,18 @@ public struct OutboundSettings: Sendable, Equatable {
     public var smsWebhook: URL?
     public var smsSecret: String?
     public var smtp: SMTPSettings?
+    /// Where rules' webhooks may go beyond the public internet (`webhook-allow`). The SMS gateway,
+    /// named by the administrator, is not held to it.
+    public var webhookAddresses: WebhookAddresses
 
-    public init(smsWebhook: URL? = nil, smsSecret: String? = nil, smtp: SMTPSettings? = nil) {
+    public init(
+        smsWebhook: URL? = nil, smsSecret: String? = nil, smtp: SMTPSettings? = nil,
+        webhookAddresses: WebhookAddresses = WebhookAddresses()
+    ) {
         self.smsWebhook = smsWebhook
         self.smsSecret = smsSecret
         self.smtp = smtp
+        self.webhookAddresses = webhookAddresses
     }
 
     public var channels: Set<OutboundChannel> {
@@ -129,7 +136,7 @@ public final class OutboundService: Service, Sendable {
                     severity: message.severity))
         else { return "not encoded" }
         return await WebhookService.signedPost(
-            url, body: body, secret: secret, deliveryId: message.id, agent: "Linli outbound"
+            url, body: body, secret: secret, deliveryId: message.id, agent: "Linli outbound", addresses: nil
         ).error
     }
 }

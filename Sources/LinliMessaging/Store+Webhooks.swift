@@ -56,10 +56,11 @@ extension Store {
         }
     }
 
-    /// Records an attempt: taken (2xx), or to be tried again after the back-off, or given up.
-    public func recordAttempt(_ delivery: WebhookDelivery, status: Int?, error: String?, now: Millis = nowMillis())
-        async throws -> WebhookDelivery
-    {
+    /// Records an attempt: taken (2xx), or to be tried again after the back-off, or given up (at
+    /// once when `final`: a target that may not be reached is not tried again).
+    public func recordAttempt(
+        _ delivery: WebhookDelivery, status: Int?, error: String?, final: Bool = false, now: Millis = nowMillis()
+    ) async throws -> WebhookDelivery {
         var d = delivery
         d.attempts += 1
         d.lastStatus = status
@@ -67,7 +68,7 @@ extension Store {
         if let status, (200..<300).contains(status) {
             d.status = .delivered
             d.deliveredAt = now
-        } else if let next = Self.retryAt(afterFailure: d.attempts, backoff: Self.webhookBackoff, now: now) {
+        } else if !final, let next = Self.retryAt(afterFailure: d.attempts, backoff: Self.webhookBackoff, now: now) {
             d.nextAt = next
         } else {
             d.status = .failed

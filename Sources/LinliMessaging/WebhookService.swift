@@ -7,20 +7,19 @@ import LinliStorage
 import Logging
 import ServiceLifecycle
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// Sends what rules hand to other systems: each delivery is stored first, then POSTed, signed,
 /// and tried again with back-off until the receiver answers 2xx (or the back-off runs out).
 public final class WebhookService: Service, Sendable {
     package let store: Store
     package let logger: Logger
+    /// Where deliveries may go (see `WebhookAddresses`).
+    public let addresses: WebhookAddresses
     /// Rung when a delivery is stored, so it goes now rather than at the next look.
     private let doorbell = EventSignal()
 
-    public init(store: Store, logger: Logger) {
+    public init(store: Store, addresses: WebhookAddresses = WebhookAddresses(), logger: Logger) {
         self.store = store
+        self.addresses = addresses
         self.logger = logger
     }
 
@@ -41,8 +40,8 @@ public final class WebhookService: Service, Sendable {
     private func sendDue() async {
         do {
             for delivery in try await store.claimDueDeliveries(now: nowMillis(), limit: 20) {
-                let (status, error) = await post(delivery)
-                let recorded = try await store.recordAttempt(delivery, status: status, error: error)
+                let (status, error, refused) = await post(delivery)
+                let recorded = try await store.recordAttempt(delivery, status: status, error: error, final: refused)
                 let metadata: Logger.Metadata = [
                     "delivery": "\(delivery.id)", "url": "\(delivery.url)",
                     "status": "\(status.map(String.init) ?? "-")", "attempt": "\(recorded.attempts)",
@@ -71,34 +70,29 @@ public final class WebhookService: Service, Sendable {
             }.joined()
     }
 
-    private func post(_ delivery: WebhookDelivery) async -> (Int?, String?) {
-        guard let url = URL(string: delivery.url) else { return (nil, "not a URL") }
+    private func post(_ delivery: WebhookDelivery) async -> (Int?, String?, refused: Bool) {
+        guard let url = URL(string: delivery.url) else { return (nil, "not a URL", true) }
         let secret: String
         do { secret = try store.cipher.decrypt(delivery.secretCipher) } catch {
-            return (nil, "the secret cannot be read: \(error)")
+            return (nil, "the secret cannot be read: \(error)", false)
         }
-        return await Self.signedPost(
-            url, body: Data(delivery.payload.utf8), secret: secret, deliveryId: delivery.id, agent: "Linli webhooks")
+        let outcome = await Self.signedPost(
+            url, body: Data(delivery.payload.utf8), secret: secret, deliveryId: delivery.id, agent: "Linli webhooks",
+            addresses: addresses)
+        return (outcome.status, outcome.error, outcome.refused)
     }
 
     /// POSTs JSON signed under `secret` (`X-Linli-Signature`), with an id the receiver can use to
     /// drop a repeat (`X-Linli-Delivery`); the HTTP status, and why it did not count as taken.
-    package static func signedPost(_ url: URL, body: Data, secret: String, deliveryId: String, agent: String) async -> (
-        status: Int?, error: String?
-    ) {
-        var request = URLRequest(url: url, timeoutInterval: 10)
-        request.httpMethod = "POST"
-        request.httpBody = body
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(signature(body, secret: secret), forHTTPHeaderField: "X-Linli-Signature")
-        request.setValue(deliveryId, forHTTPHeaderField: "X-Linli-Delivery")
-        request.setValue(agent, forHTTPHeaderField: "User-Agent")
-        do {
-            let (_, response) = try await URLSession.shared.data(for: request)
-            let status = (response as? HTTPURLResponse)?.statusCode
-            return (status, status.map { (200..<300).contains($0) ? nil : "HTTP \($0)" } ?? "no HTTP response")
-        } catch {
-            return (nil, "\(error.localizedDescription)")
-        }
+    /// `addresses` says where it may go; nil for the administrator's own SMS gateway.
+    package static func signedPost(
+        _ url: URL, body: Data, secret: String, deliveryId: String, agent: String, addresses: WebhookAddresses?
+    ) async -> OutboundHTTP.Outcome {
+        await OutboundHTTP.post(
+            url, body: body,
+            headers: [
+                ("Content-Type", "application/json"), ("X-Linli-Signature", signature(body, secret: secret)),
+                ("X-Linli-Delivery", deliveryId), ("User-Agent", agent),
+            ], addresses: addresses)
     }
 }

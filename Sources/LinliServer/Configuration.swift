@@ -87,7 +87,7 @@ public struct ServerConfiguration: Sendable {
         "mqtt-publish-rate", "mqtt-queue", "mqtt-session-expiry", "mqtt-pending-per-address", "mqtt-tls",
         "mqtt-tls-cert", "mqtt-tls-key",
         "telemetry-days",
-        "smtp", "mail-from", "sms-webhook", "sms-secret", "device-url",
+        "smtp", "mail-from", "sms-webhook", "sms-secret", "webhook-allow", "device-url",
     ]
 
     /// Builds the configuration from layered sources; `flags` wins over `environment` over `file`.
@@ -214,6 +214,15 @@ public struct ServerConfiguration: Sendable {
     /// and the sender address, both or neither).
     private static func outbound(_ values: [String: (String, String)]) throws -> OutboundSettings {
         var settings = OutboundSettings()
+        if let (text, source) = values["webhook-allow"] {
+            do { settings.webhookAddresses = try WebhookAddresses(allow: text) } catch {
+                throw Invalid(
+                    key: source,
+                    reason:
+                        "must be a comma-separated list of addresses, CIDR ranges and host names, e.g. 192.168.10.0/24, hooks.lan (\(error.issues.first?.reason ?? ""))"
+                )
+            }
+        }
         switch (values["sms-webhook"], values["sms-secret"]) {
         case (nil, nil): break
         case let ((_, source)?, nil):

@@ -179,6 +179,12 @@ struct Serve: AsyncParsableCommand {
     )
     var smsWebhook: String?
     @Option(
+        name: .customLong("webhook-allow"),
+        help:
+            "Addresses, CIDR ranges and host names rules' webhooks may reach although they are private or local, comma-separated (env LINLI_WEBHOOK_ALLOW)."
+    )
+    var webhookAllow: String?
+    @Option(
         name: .customLong("device-url"),
         help:
             "The address devices reach Linli's HTTP at, for firmware downloads (env LINLI_DEVICE_URL); default: the --http address."
@@ -192,6 +198,7 @@ struct Serve: AsyncParsableCommand {
         if let smtp { more["smtp"] = smtp }
         if let mailFrom { more["mail-from"] = mailFrom }
         if let smsWebhook { more["sms-webhook"] = smsWebhook }
+        if let webhookAllow { more["webhook-allow"] = webhookAllow }
         if let deviceURL { more["device-url"] = deviceURL }
         let configuration = try storage.resolve(
             http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey, more: more)
@@ -234,7 +241,8 @@ struct Serve: AsyncParsableCommand {
             throw CLIError("\(error)")
         }
         let retention = TelemetryRetentionService(store: store, days: configuration.telemetryDays, logger: logger)
-        let webhooks = WebhookService(store: store, logger: logger)
+        let webhooks = WebhookService(
+            store: store, addresses: configuration.outbound.webhookAddresses, logger: logger)
         rules.attach(devices: broker?.gateway, webhooks: webhooks)
         let outbound = OutboundService(store: store, settings: configuration.outbound, logger: logger)
         let app = buildApplication(

@@ -1,4 +1,5 @@
 import Foundation
+import LinliCore
 import Testing
 
 @testable import LinliMessaging
@@ -16,6 +17,9 @@ struct ConfigurationTests {
             "sms-webhook": "https://sms.example.org/send", "sms-secret": "0123456789abcdef",
         ])
         #expect(both.outbound.channels == [.sms, .email])
+        #expect(both.outbound.webhookAddresses == WebhookAddresses(), "nothing private is allowed unless named")
+        let allowed = try resolve(["webhook-allow": "192.168.10.0/24, hooks.lan"]).outbound.webhookAddresses
+        #expect(allowed.allowedRanges == [IPAddressRange("192.168.10.0/24")!] && allowed.allowedHosts == ["hooks.lan"])
         #expect(
             both.outbound.smtp
                 == SMTPSettings(
@@ -27,6 +31,7 @@ struct ConfigurationTests {
             (["sms-webhook": "https://sms.example.org"], "--sms-webhook"),
             (["sms-webhook": "ftp://sms.example.org", "sms-secret": "0123456789abcdef"], "--sms-webhook"),
             (["sms-webhook": "https://sms.example.org", "sms-secret": "short"], "--sms-secret"),
+            (["webhook-allow": "10.0.0.0/40"], "--webhook-allow"), (["webhook-allow": "http://x/"], "--webhook-allow"),
         ] {
             #expect(throws: ServerConfiguration.Invalid.self, "\(flags)") { try resolve(flags) }
             do { _ = try resolve(flags) } catch let invalid as ServerConfiguration.Invalid {

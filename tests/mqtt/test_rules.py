@@ -45,7 +45,8 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         pk, dn, secret = first_line(run("device", "create", "--data", str(data), "--product-key", products[lib], "--name", name)).split()
         devices[name] = (pk, dn, secret)
     port = free_port()
-    node = Node(data, mqtt_port=port).start()
+    # The webhook receivers listen on 127.0.0.2, allowed; the rest of the loopback network is not.
+    node = Node(data, mqtt_port=port, args=["--webhook-allow", "127.0.0.2"]).start()
     time.sleep(0.5)
     site = {"data": data, "port": port, "node": node, "url": node.url, "token": token, "products": products, "devices": devices, "work": data.parent}
     site["community"] = api(site, "GET", "/communities").json()["items"][0]["id"]
@@ -271,7 +272,7 @@ def test_a_held_temperature_raises_one_alarm_and_timers_survive_a_restart(site: 
     c.loop_stop()
     # A restart while the duration runs: the stored state re-arms the timer.
     site["node"].stop()
-    site["node"] = Node(site["data"], mqtt_port=site["port"]).start()
+    site["node"] = Node(site["data"], mqtt_port=site["port"], args=["--webhook-allow", "127.0.0.2"]).start()
     site["url"] = site["node"].url
     hot = wait_for(lambda: [a for a in alarms(site, status="active") if a["type"] == "hot"], timeout=20)
     assert hot[0]["occurrences"] == 1 and "held for 4 s" in hot[0]["detail"]
@@ -353,11 +354,11 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 def test_smoke_turns_on_the_stairwell_light_and_calls_a_signed_webhook(site: dict):
     spk, sdn, _ = site["devices"]["smoke-2"]
     lpk, ldn, _ = site["devices"]["stair-light-1"]
-    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    receiver = http.server.HTTPServer(("127.0.0.2", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     Receiver.got, Receiver.answers = [], [500]
     secret = "a-shared-secret-of-some-length"
-    url = f"http://127.0.0.1:{receiver.server_port}/linli"
+    url = f"http://127.0.0.2:{receiver.server_port}/linli"
     rule = create_rule(site, {
         "name": "烟感联动楼道灯 smoke lights the stairwell",
         "triggers": [{"type": "event", "productKey": spk, "deviceName": sdn, "event": "SmokeAlarm"}],
@@ -576,3 +577,56 @@ def test_a_domain_event_starts_a_rule(site: dict):
     told = wait_for(lambda: [n for n in inbox(site, guard)["items"] if n["title"] == "有新工单 a new work order"], timeout=10)
     assert inbox(site, guard)["total"] == before + 1 and r.json()["id"][:8] in told[0]["body"]
     assert api(site, "DELETE", f"/rules/{rule['id']}").status_code == 204
+
+
+class Redirector(http.server.BaseHTTPRequestHandler):
+    """An allowed receiver that sends the webhook on somewhere else."""
+    target = ""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(307)
+        self.send_header("Location", Redirector.target)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhooks_cannot_reach_the_servers_own_network(site: dict):
+    """Server-side request forgery: a rule's webhook may not call the cloud's metadata service,
+    Linli's own API or anything else on the server's networks, by address, by a name that resolves
+    there, or by a redirect from a receiver that is allowed."""
+    spk, sdn, _ = site["devices"]["smoke-1"]
+    trigger = [{"type": "event", "productKey": spk, "deviceName": sdn, "event": "SmokeAlarm"}]
+    for target in ["http://169.254.169.254/latest/meta-data/", f"http://127.0.0.1:{site['node'].port}/api/v1/me",
+                   "http://[::1]:22/", "http://localhost:8080/", "http://[::ffff:127.0.0.1]/", "http://0x7f000001/",
+                   "http://10.0.0.1/", "http://192.168.1.1/"]:
+        refused = api(site, "POST", f"/communities/{site['community']}/rules", json={
+            "name": "ssrf", "triggers": trigger, "actions": [{"type": "webhook", "url": target, "secret": "s" * 20}]})
+        assert refused.status_code == 422, (target, refused.text)
+        assert [e["field"] for e in refused.json()["errors"]] == ["actions[0].url"], refused.text
+        assert "webhook-allow" in refused.json()["errors"][0]["reason"], refused.text
+
+    inside = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    redirector = http.server.HTTPServer(("127.0.0.2", 0), Redirector)
+    for server in (inside, redirector):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    Receiver.got, Receiver.answers = [], []
+    Redirector.target = f"http://127.0.0.1:{inside.server_port}/api/v1/me"
+    rule = create_rule(site, {"name": "转发 redirected", "triggers": trigger, "actions": [
+        {"type": "webhook", "url": f"http://127.0.0.2:{redirector.server_port}/hook", "secret": "s" * 20}]})
+    smoke, _ = connect(site, "smoke-1")
+    try:
+        post(smoke, "smoke-1", site, {"value": {"SmokeConcentration": 640}}, topic=f"/sys/{spk}/{sdn}/thing/event/SmokeAlarm/post")
+        failed = wait_for(lambda: [d for d in api(site, "GET", f"/rules/{rule['id']}/deliveries").json()["items"]
+                                   if d["status"] == "failed"], timeout=15)
+        assert failed[0]["attempts"] == 1, failed  # refused once, not tried again
+        assert "refused" in failed[0]["lastError"] and "loopback" in failed[0]["lastError"], failed
+        assert Receiver.got == [], "the redirect reached the server's own network"
+    finally:
+        smoke.disconnect()
+        smoke.loop_stop()
+        for server in (inside, redirector):
+            server.shutdown()
+        api(site, "DELETE", f"/rules/{rule['id']}")
