@@ -29,11 +29,14 @@ public struct HTTPSettings: Sendable {
     public var sessionHours: Int
     public var secureCookies: Bool
     public var httpIdleSeconds: Int
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`trusted-proxies`).
+    public var trustedProxies: [IPAddressRange]
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String = "./linli-data", sessionHours: Int = 12,
-        secureCookies: Bool = false, httpIdleSeconds: Int = 60
+        secureCookies: Bool = false, httpIdleSeconds: Int = 60, trustedProxies: [IPAddressRange] = []
     ) {
+        self.trustedProxies = trustedProxies
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory

@@ -35,6 +35,8 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     // too, so a HEAD on it ends at once).
     let router = Router(context: AppContext.self, options: .autoGenerateHeadEndpoints)
     router.addMiddleware {
+        // First: the log, the throttles and the audit all see the client behind a proxy.
+        ForwardedForMiddleware(proxies: services.configuration.trustedProxies)
         LogRequestsMiddleware()
         MetricsMiddleware()
         // Outside the problems, so that an error page or problem document carries them too.

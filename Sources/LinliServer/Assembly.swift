@@ -21,7 +21,7 @@ extension ServerConfiguration {
     public var http: HTTPSettings {
         HTTPSettings(
             host: host, port: port, dataDirectory: dataDirectory, sessionHours: sessionHours,
-            secureCookies: secureCookies, httpIdleSeconds: httpIdleSeconds)
+            secureCookies: secureCookies, httpIdleSeconds: httpIdleSeconds, trustedProxies: trustedProxies)
     }
 }
 

@@ -26,6 +26,9 @@ public struct ServerConfiguration: Sendable {
     /// headers, and seconds a request's body may pause, before the connection is closed: a client
     /// that stops half-way must not hold a connection and a handler for ever.
     public var httpIdleSeconds: Int = 60
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed; from any
+    /// other peer the header is ignored.
+    public var trustedProxies: [IPAddressRange] = []
     /// The embedded MQTT broker's address; nil when turned off (`mqtt = off`).
     public var mqttHost: String? = "127.0.0.1"
     public var mqttPort: Int = 1883
@@ -82,7 +85,8 @@ public struct ServerConfiguration: Sendable {
 
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
     public static let keys = [
-        "http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds", "mqtt",
+        "http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds",
+        "trusted-proxies", "mqtt",
         "mqtt-max-packet-kib", "mqtt-max-connections",
         "mqtt-publish-rate", "mqtt-queue", "mqtt-session-expiry", "mqtt-pending-per-address", "mqtt-tls",
         "mqtt-tls-cert", "mqtt-tls-key",
@@ -193,6 +197,21 @@ public struct ServerConfiguration: Sendable {
             config.mqttSessionExpirySeconds = n * unit
         }
         config.httpIdleSeconds = try whole("http-idle-seconds", 1...3600, of: "seconds") ?? config.httpIdleSeconds
+        if let (text, source) = values["trusted-proxies"] {
+            let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
+            config.trustedProxies = try items.map { item in
+                guard let range = IPAddressRange(item) else {
+                    throw Invalid(
+                        key: source,
+                        reason:
+                            "must be a comma-separated list of addresses or CIDR ranges, e.g. 127.0.0.1, 10.0.0.0/8 (got \(item))"
+                    )
+                }
+                return range
+            }
+        }
         config.telemetryDays = try whole("telemetry-days", 1...3650, of: "days") ?? config.telemetryDays
         config.outbound = try outbound(values)
         if let (url, source) = values["device-url"] {

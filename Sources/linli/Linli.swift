@@ -185,6 +185,12 @@ struct Serve: AsyncParsableCommand {
     )
     var webhookAllow: String?
     @Option(
+        name: .customLong("trusted-proxies"),
+        help:
+            "Reverse proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client (env LINLI_TRUSTED_PROXIES)."
+    )
+    var trustedProxies: String?
+    @Option(
         name: .customLong("device-url"),
         help:
             "The address devices reach Linli's HTTP at, for firmware downloads (env LINLI_DEVICE_URL); default: the --http address."
@@ -199,6 +205,7 @@ struct Serve: AsyncParsableCommand {
         if let mailFrom { more["mail-from"] = mailFrom }
         if let smsWebhook { more["sms-webhook"] = smsWebhook }
         if let webhookAllow { more["webhook-allow"] = webhookAllow }
+        if let trustedProxies { more["trusted-proxies"] = trustedProxies }
         if let deviceURL { more["device-url"] = deviceURL }
         let configuration = try storage.resolve(
             http: http, mqtt: mqtt, mqttTLS: mqttTLS, mqttTLSCert: mqttTLSCert, mqttTLSKey: mqttTLSKey, more: more)

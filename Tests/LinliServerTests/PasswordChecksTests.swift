@@ -1,5 +1,7 @@
-import LinliHTTP
+import LinliCore
 import Testing
+
+@testable import LinliHTTP
 
 @Suite("Password checks of sign-ins")
 struct PasswordChecksTests {
@@ -44,5 +46,29 @@ struct PasswordChecksTests {
         #expect(outcomes.allSatisfy { $0 == "wrong" || $0 == "busy" })
         // Once they are done, there is room again.
         #expect(try await !checks.verify("guess again", hash: hash, account: nil))
+    }
+}
+
+@Suite("The client behind a reverse proxy")
+struct ForwardedForTests {
+    let proxies = [IPAddressRange("127.0.0.1")!, IPAddressRange("10.0.0.0/8")!]
+
+    @Test func onlyTrustedProxiesAreBelieved() {
+        // From a trusted proxy: the last entry it added, past other trusted proxies.
+        #expect(
+            ForwardedForMiddleware.client(peer: "127.0.0.1", forwardedFor: "203.0.113.9", proxies: proxies)
+                == "203.0.113.9")
+        #expect(
+            ForwardedForMiddleware.client(
+                peer: "127.0.0.1", forwardedFor: "1.1.1.1, 203.0.113.9, 10.1.2.3", proxies: proxies)
+                == "203.0.113.9", "what the client wrote before its own address is not believed")
+        // From anyone else, the header is the client's own writing.
+        #expect(
+            ForwardedForMiddleware.client(peer: "198.51.100.7", forwardedFor: "127.0.0.1", proxies: proxies)
+                == "198.51.100.7")
+        #expect(ForwardedForMiddleware.client(peer: "127.0.0.1", forwardedFor: "1.1.1.1", proxies: []) == "127.0.0.1")
+        // A list that cannot be read: the last address that could.
+        #expect(ForwardedForMiddleware.client(peer: "127.0.0.1", forwardedFor: "junk", proxies: proxies) == "127.0.0.1")
+        #expect(ForwardedForMiddleware.client(peer: "127.0.0.1", forwardedFor: nil, proxies: proxies) == "127.0.0.1")
     }
 }
