@@ -339,9 +339,28 @@ public struct ServerConfiguration: Sendable {
 
 /// Opens what a node needs from its data folder: the secret for field encryption and the database.
 public enum DataFolder {
-    /// The 32-byte secret: `LINLI_SECRET_KEY` (base64) when set, else `secret.key` in the data folder,
-    /// created with owner-only permissions on first start. Never a default in code.
+    /// The 32-byte secret: `LINLI_SECRET_KEY` (base64) when set, else the file `LINLI_SECRET_KEY_FILE`
+    /// names (kept apart from the data folder and its backups), else `secret.key` in the data
+    /// folder, created with owner-only permissions on first start. Never a default in code.
     public static func secret(directory: String, environment: [String: String]) throws -> Data {
+        if let file = environment["LINLI_SECRET_KEY_FILE"], !file.isEmpty {
+            guard let contents = FileManager.default.contents(atPath: file) else {
+                throw ServerConfiguration.Invalid(
+                    key: "LINLI_SECRET_KEY_FILE",
+                    reason:
+                        "names \(file), which cannot be read (make it with: head -c 32 /dev/urandom | base64 > \(file))"
+                )
+            }
+            guard
+                let data = Data(
+                    base64Encoded: String(decoding: contents, as: UTF8.self).trimmingCharacters(
+                        in: .whitespacesAndNewlines)), data.count >= 32
+            else {
+                throw ServerConfiguration.Invalid(
+                    key: "LINLI_SECRET_KEY_FILE", reason: "\(file) is not base64 of at least 32 bytes")
+            }
+            return data
+        }
         if let text = environment["LINLI_SECRET_KEY"], !text.isEmpty {
             guard let data = Data(base64Encoded: text), data.count >= 32 else {
                 throw ServerConfiguration.Invalid(

@@ -115,6 +115,15 @@ public final class SQLiteStore: Database {
     public static func open(
         path: String, readers: Int = 4, logger: Logger, name: String = "sqlite", tuning: Tuning = .community
     ) async throws -> SQLiteStore {
+        // Residents' data: readable by the server's own user alone. SQLite gives the -wal and -shm
+        // files the mode of the database file, so the file is made before SQLite opens it; one made
+        // by an earlier version (0644) is narrowed, with its companions.
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
+        for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        }
         let storage = SQLiteConnection.Storage.file(path: path)
         func connect() async throws -> SQLiteConnection {
             let conn = try await SQLiteConnection.open(storage: storage, logger: logger)
