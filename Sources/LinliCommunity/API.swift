@@ -344,7 +344,7 @@ struct API: ModuleRoutes {
         if !["all", "valid"].contains(mode) { q.issues.append(FieldIssue("mode", "must be all or valid")) }
         let dryRun = q.bool("dryRun")
         try q.check()
-        let body = try await request.collectBody(upTo: context.maxUploadSize)
+        let body = try await request.readBody(upTo: BodyLimit.upload)
         if body.readableBytes == 0 { throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row") }
         let text: String
         do { text = try CSV.text(utf8: body.readableBytesView) } catch {
@@ -502,7 +502,7 @@ struct API: ModuleRoutes {
     @Sendable func moveOut(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
         let scope = try context.scope(.managePeople)
-        let body = try await request.collectBody(upTo: context.maxUploadSize)
+        let body = try await request.readBody(upTo: BodyLimit.json)
         let input =
             body.readableBytes == 0 ? MoveOutInput() : try await request.decodeJSON(MoveOutInput.self, context: context)
         var v = Validator()

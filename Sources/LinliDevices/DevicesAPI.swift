@@ -336,7 +336,7 @@ extension API {
         var request = request
         let (community, scope) = try await self.community(context, .manageDevices)
         try requireCovers(scope, community.id, .manageDevices)
-        let body = try await request.collectBody(upTo: context.maxUploadSize)
+        let body = try await request.readBody(upTo: BodyLimit.upload)
         if body.readableBytes == 0 { throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row") }
         let rows: [CSV.Row]
         do { rows = try CSV.parse(utf8: body.readableBytesView) } catch {
@@ -522,7 +522,7 @@ extension API {
         var (device, scope) = try await visibleDevice(context, .manageDevices)
         if !scope.coversCommunity(device.communityId) { throw Problem.forbidden(.manageDevices) }
         try request.requireJSONContentType()
-        let body = try await request.collectBody(upTo: context.maxUploadSize)
+        let body = try await request.readBody(upTo: BodyLimit.json)
         let input: DevicePatch
         do { input = try JSONDecoder().decode(DevicePatch.self, from: body) } catch let error as DecodingError {
             throw Problem.decoding(error)

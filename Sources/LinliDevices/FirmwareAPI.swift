@@ -64,7 +64,8 @@ extension API {
         try q.check()
         let faults = Self.packageFaults(version: version, module: module)
         guard faults.isEmpty, let version else { throw Problem.invalid(faults) }
-        let body = try await request.body.collect(upTo: Store.firmwareLimit + 1)
+        var request = request
+        let body = try await request.readBody(upTo: Store.firmwareLimit + 1)
         do {
             let firmware = try await store.addFirmware(
                 productKey: product.productKey, communityId: product.communityId, module: module, version: version,

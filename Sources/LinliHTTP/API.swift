@@ -44,7 +44,7 @@ struct API: ModuleRoutes {
 
     @Sendable func signIn(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
-        let input = try await request.decodeJSON(SignIn.self, context: context)
+        let input = try await request.decodeJSON(SignIn.self, context: context, limit: BodyLimit.signIn)
         let (cookie, session, account, browser) = try await Authentication(services: services).signIn(
             username: input.username, password: input.password, remote: context.remoteAddress,
             browser: request.cookies[Authentication.browserCookieName]?.value, logger: context.logger)

@@ -18,8 +18,9 @@ public struct AppContext: RequestContext {
         remoteAddress = source.channel.remoteAddress?.ipAddress
     }
 
-    /// CSV imports are the largest bodies Linli takes.
-    public var maxUploadSize: Int { 16 * 1024 * 1024 }
+    /// What Hummingbird itself reads at most; Linli's routes read their bodies with their own
+    /// limits (`BodyLimit`), the largest of which is this.
+    public var maxUploadSize: Int { BodyLimit.upload }
 
     public var principal: Principal {
         Principal(accountId: caller?.accountId, name: caller?.username ?? "anonymous", remote: remoteAddress)

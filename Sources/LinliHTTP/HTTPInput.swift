@@ -7,9 +7,11 @@ import LinliThings
 extension Request {
     /// Decodes a JSON body, answering malformed JSON with 400 and wrong or missing fields with 422
     /// naming the field, never with a 500; a body declared as another media type gets 415.
-    package mutating func decodeJSON<T: Decodable>(_ type: T.Type, context: AppContext) async throws -> T {
+    package mutating func decodeJSON<T: Decodable>(
+        _ type: T.Type, context: AppContext, limit: Int = BodyLimit.json
+    ) async throws -> T {
         try requireJSONContentType()
-        let buffer = try await collectBody(upTo: context.maxUploadSize)
+        let buffer = try await readBody(upTo: limit)
         if buffer.readableBytes == 0 { throw Problem.badRequest("body", "is empty; expected a JSON object") }
         let data = Data(buffer: buffer)
         do {
@@ -76,8 +78,9 @@ extension Request {
     }
 
     /// Decodes an `application/x-www-form-urlencoded` body into a dictionary of its fields.
-    package mutating func formFields(context: AppContext) async throws -> [String: String] {
-        let buffer = try await collectBody(upTo: context.maxUploadSize)
+    package mutating func formFields(context: AppContext, limit: Int = BodyLimit.json) async throws -> [String: String]
+    {
+        let buffer = try await readBody(upTo: limit)
         return Self.parseForm(String(buffer: buffer))
     }
 
@@ -286,7 +289,7 @@ extension Request {
         guard let boundary = Multipart.boundary(headers[.contentType]) else {
             throw Problem.badRequest("body", "is not multipart/form-data")
         }
-        let buffer = try await collectBody(upTo: context.maxUploadSize)
+        let buffer = try await readBody(upTo: BodyLimit.upload)
         guard let parts = Multipart.parse(Array(buffer: buffer), boundary: boundary) else {
             throw Problem.badRequest("body", "is not well-formed multipart/form-data")
         }

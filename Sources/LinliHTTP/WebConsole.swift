@@ -36,7 +36,7 @@ struct WebConsole: ModuleRoutes {
 
     @Sendable func login(_ request: Request, context: AppContext) async throws -> Response {
         var request = request
-        let form = try await request.formFields(context: context)
+        let form = try await request.formFields(context: context, limit: BodyLimit.signIn)
         let username = form["username"] ?? ""
         let next = Self.safeNext(form["next"])
         do {

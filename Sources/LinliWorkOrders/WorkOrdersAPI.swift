@@ -34,7 +34,8 @@ extension API {
     @Sendable func addWorkOrderPhoto(_ request: Request, context: AppContext) async throws -> Response {
         let order = try await visibleWorkOrder(context)
         guard try await mayAddPhotos(order, context) else { throw Problem.forbidden(.handleWorkOrders) }
-        let body = try await request.body.collect(upTo: Store.photoLimit + 1)
+        var request = request
+        let body = try await request.readBody(upTo: Store.photoLimit + 1)
         do {
             let photo = try await store.addPhoto(
                 to: order, bytes: Array(buffer: body), folder: uploads, actor: context.principal)

@@ -72,3 +72,14 @@ struct ForwardedForTests {
         #expect(ForwardedForMiddleware.client(peer: "127.0.0.1", forwardedFor: nil, proxies: proxies) == "127.0.0.1")
     }
 }
+
+@Suite("Request bodies")
+struct BodyBudgetTests {
+    @Test func theBudgetIsSharedAndGivenBack() {
+        let budget = BodyBudget(limit: 100)
+        #expect(budget.take(60) && budget.take(40))
+        #expect(!budget.take(1), "nothing is left")
+        budget.give(40)
+        #expect(budget.inUse == 60 && budget.take(30) && !budget.take(11))
+    }
+}
