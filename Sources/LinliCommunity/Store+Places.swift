@@ -354,3 +354,39 @@ extension Store {
         return .any(parts)
     }
 }
+
+/// The things of a community that writes elsewhere name by id.
+public enum CommunityPart: String, Sendable {
+    case buildings, units, households, people, organisations, grids
+
+    var noun: String {
+        switch self {
+        case .buildings: "building"
+        case .units: "unit"
+        case .households: "household"
+        case .people: "person"
+        case .organisations: "organisation"
+        case .grids: "grid"
+        }
+    }
+}
+
+extension Store {
+    /// What is wrong with the ids a write names for `part`s of community `communityId`: one
+    /// issue for each that is not one of its (another community's, or none at all), the field
+    /// named with its place in the list (`audience.buildings[1]`), or `field` alone for one id.
+    public func issuesOutside(
+        _ communityId: ID, _ part: CommunityPart, _ ids: [ID], field: String, listed: Bool = true
+    ) async throws -> [FieldIssue] {
+        guard !ids.isEmpty else { return [] }
+        let found = try await read { db in
+            try await db.raw(
+                "SELECT id FROM \(unsafeRaw: part.rawValue) WHERE community_id = \(bind: communityId) AND \(SQLQueryString.isIn("id", Set(ids)))"
+            ).all().map { try $0.decode(column: "id", as: String.self) }
+        }
+        let ours = Set(found)
+        return ids.enumerated().filter { !ours.contains($0.element) }.map { i, _ in
+            FieldIssue(listed ? "\(field)[\(i)]" : field, "is not a \(part.noun) of this community")
+        }
+    }
+}

@@ -98,6 +98,13 @@ extension API {
         if input.smsResidents == true, !services.outbound.channels.contains(.sms) {
             issues.append(FieldIssue("smsResidents", "this server has no SMS gateway configured"))
         }
+        // Every place named must be one of this community's.
+        issues += try await store.issuesOutside(
+            community.id, .buildings, input.audience.buildings ?? [], field: "audience.buildings")
+        issues += try await store.issuesOutside(
+            community.id, .units, input.audience.units ?? [], field: "audience.units")
+        issues += try await store.issuesOutside(
+            community.id, .households, input.audience.households ?? [], field: "audience.households")
         if !issues.isEmpty { throw Problem.invalid(issues) }
         let notice = try await store.publishNotice(
             communityId: community.id, title: title!, body: body!, audience: input.audience,

@@ -214,6 +214,10 @@ extension API {
                 throw Problem.invalid([FieldIssue("householdId", "is not a household of this community")])
             }
             buildingId = home.buildingId
+        } else if let b = buildingId {
+            let issues = try await store.issuesOutside(
+                community.id, .buildings, [b], field: "buildingId", listed: false)
+            if !issues.isEmpty { throw Problem.invalid(issues) }
         }
         let source: WorkOrderSource =
             caller.isResidentOnly
