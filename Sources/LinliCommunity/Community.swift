@@ -98,13 +98,17 @@ public enum CareTag: String, Codable, Sendable, CaseIterable {
     }
 }
 
-/// A person known to the community. The identity card number is kept only encrypted
-/// (`identityCipher`) with a keyed hash for exact look-up; it never leaves in a listing.
+/// A person known to the community. The identity card number and the phone are kept only
+/// encrypted (`identityCipher`, `phoneCipher`) with keyed hashes for exact look-up; the number never
+/// leaves in a listing, and `phone` holds the masked phone (138****5678).
 public struct Person: Codable, Sendable, Equatable {
     public var id: ID
     public var communityId: ID
     public var name: String
+    /// Masked; the phone itself is in `phoneCipher`.
     public var phone: String
+    public var phoneCipher: String?
+    public var phoneIndex: String?
     public var identityCipher: String?
     public var identityIndex: String?
     public var identityMasked: String?

@@ -75,7 +75,17 @@ extension Schema {
                         community_id TEXT NOT NULL, PRIMARY KEY (grid_id, building_id))
                     """,
                 ]
-            }
+            },
+            // Residents' phones kept as identity numbers are: encrypted, with a keyed hash to find
+            // one by; `phone` keeps only the masked form. Rows an older version wrote are sealed
+            // by `Store.sealPhones()` right after the migration (it needs the secret).
+            Migration(version: 21, name: "people's phones encrypted") { _ in
+                [
+                    "ALTER TABLE people ADD COLUMN phone_cipher TEXT",
+                    "ALTER TABLE people ADD COLUMN phone_index TEXT",
+                    "CREATE INDEX people_phone ON people (community_id, phone_index)",
+                ]
+            },
         ]
     )
 }

@@ -376,13 +376,13 @@ extension Store {
         let today = Day.today()
         struct Row: Decodable {
             package var building: String, unit: String, room: String, floor: Int, area: Double?, occupancy: String
-            package var name: String?, phone: String?, identityMasked: String?, role: String?, leaseStart: String?,
-                leaseEnd: String?, careTags: String?, movedIn: String?
+            package var name: String?, phone: String?, phoneCipher: String?, identityMasked: String?, role: String?,
+                leaseStart: String?, leaseEnd: String?, careTags: String?, movedIn: String?
         }
         let rows = try await read { db in
             try await db.raw(
                 """
-                SELECT b.name AS building, u.name AS unit, h.room, h.floor, h.area, h.occupancy, p.name, p.phone, p.identity_masked,
+                SELECT b.name AS building, u.name AS unit, h.room, h.floor, h.area, h.occupancy, p.name, p.phone, p.phone_cipher, p.identity_masked,
                        r.role, r.lease_start, r.lease_end, p.care_tags, r.moved_in
                 FROM households h JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
                 LEFT JOIN residencies r ON r.household_id = h.id AND \(Self.currentResidency("r", today))
@@ -397,7 +397,9 @@ extension Store {
             let area = r.area.map { $0 == $0.rounded() ? String(Int($0)) : String($0) } ?? ""
             let tags = CareTag.decode(r.careTags ?? "").map(\.rawValue).joined(separator: ";")
             out.append([
-                r.building, r.unit, r.room, String(r.floor), area, r.occupancy, r.name ?? "", r.phone ?? "",
+                // Whole phones: the sheet goes back in through the import.
+                r.building, r.unit, r.room, String(r.floor), area, r.occupancy, r.name ?? "",
+                phone(cipher: r.phoneCipher, masked: r.phone ?? ""),
                 r.identityMasked ?? "", r.role ?? "", r.leaseStart ?? "", r.leaseEnd ?? "", tags, r.movedIn ?? "",
             ])
         }

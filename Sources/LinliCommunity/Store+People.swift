@@ -97,7 +97,8 @@ extension Store {
     }
 
     public func makePerson(communityId: ID, _ input: PersonInput) throws -> Person {
-        var person = Person(communityId: communityId, name: input.name, phone: input.phone, careTags: input.careTags)
+        var person = Person(communityId: communityId, name: input.name, phone: "", careTags: input.careTags)
+        try seal(&person, phone: input.phone)
         if let number = input.identityNumber, !number.isEmpty {
             person.identityCipher = try cipher.encrypt(number.uppercased())
             person.identityIndex = cipher.blindIndex(number)
@@ -136,7 +137,7 @@ extension Store {
             }
             var after = before
             if let name { after.name = name }
-            if let phone { after.phone = phone }
+            if let phone { try self.seal(&after, phone: phone) }
             if let careTags { after.careTags = CareTag.encode(careTags) }
             try await db.update(after)
             try await Change.record(
@@ -145,10 +146,50 @@ extension Store {
         }
     }
 
-    /// What the event log and the audit trail keep of a person: no identity number, not even encrypted.
+    /// Gives a person `phone`: encrypted, its keyed hash for look-up, and the masked form.
+    package func seal(_ person: inout Person, phone: String) throws {
+        let digits = phone.trimmingCharacters(in: .whitespaces)
+        person.phone = PhoneNumber.masked(digits)
+        person.phoneCipher = digits.isEmpty ? nil : try cipher.encrypt(digits)
+        person.phoneIndex = digits.isEmpty ? nil : cipher.blindIndex("phone " + digits)
+    }
+
+    /// A person's whole phone, for those who may see it ("" when none).
+    package func phone(of person: Person) -> String {
+        phone(cipher: person.phoneCipher, masked: person.phone)
+    }
+
+    /// The whole phone from its stored forms: decrypted, or (a row not yet sealed) as it stands.
+    package func phone(cipher sealed: String?, masked: String) -> String {
+        guard let sealed else { return masked }
+        return (try? cipher.decrypt(sealed)) ?? masked
+    }
+
+    /// Seals the phones an older version stored in plain text; run after the migrations. Returns
+    /// how many it sealed (none once done).
+    @discardableResult
+    public func sealPhones() async throws -> Int {
+        try await write { db in
+            let plain = try await db.all(
+                Person.self, "SELECT * FROM people WHERE phone_cipher IS NULL AND phone <> '' ORDER BY id")
+            for var person in plain {
+                try self.seal(&person, phone: person.phone)
+                try await db.raw(
+                    """
+                    UPDATE people SET phone = \(bind: person.phone), phone_cipher = \(bind: person.phoneCipher),
+                    phone_index = \(bind: person.phoneIndex) WHERE id = \(bind: person.id)
+                    """
+                ).run()
+            }
+            return plain.count
+        }
+    }
+
+    /// What the event log and the audit trail keep of a person: no identity number, not even
+    /// encrypted, and the phone masked.
     package static func redacted(_ person: Person) -> [String: String] {
         [
-            "id": person.id, "name": person.name, "phone": PhoneNumber.masked(person.phone),
+            "id": person.id, "name": person.name, "phone": person.phone,
             "careTags": person.careTags,
             "identityNumber": person.identityMasked ?? "",
         ]
@@ -180,16 +221,16 @@ extension Store {
                 ).first
             else { return nil }
             let residencies = try await Self.residencies(db, personIds: [person.id])
-            return Self.view(person, residencies: residencies, fullPhone: fullPhone)
+            return self.view(person, residencies: residencies, fullPhone: fullPhone)
         }
         guard let view else { throw StoreError.notFound("person") }
         return view
     }
 
-    package static func view(_ p: Person, residencies: [ResidencyListing], fullPhone: Bool) -> PersonView {
+    package func view(_ p: Person, residencies: [ResidencyListing], fullPhone: Bool) -> PersonView {
         PersonView(
             id: p.id, communityId: p.communityId, name: p.name,
-            phone: fullPhone ? p.phone : PhoneNumber.masked(p.phone),
+            phone: fullPhone ? phone(of: p) : p.phone,
             identityNumber: p.identityMasked, careTags: CareTag.decode(p.careTags), residencies: residencies)
     }
 
@@ -226,7 +267,8 @@ extension Store {
 
     /// People's columns in camelCase, for listings (see `householdSelect`).
     package static let personColumns = """
-        p.id, p.community_id AS "communityId", p.name, p.phone, p.identity_cipher AS "identityCipher", p.identity_index AS "identityIndex",
+        p.id, p.community_id AS "communityId", p.name, p.phone, p.phone_cipher AS "phoneCipher", p.phone_index AS "phoneIndex",
+        p.identity_cipher AS "identityCipher", p.identity_index AS "identityIndex",
         p.identity_masked AS "identityMasked", p.care_tags AS "careTags", p.created_at AS "createdAt"
         """
 
@@ -245,6 +287,11 @@ extension Store {
                 "p.id IN (SELECT v.person_id FROM vehicles v WHERE v.community_id = \(bind: communityId) AND LOWER(v.plate) LIKE \(bind: pattern) ESCAPE '\\')",
             ]
             if IdentityNumber.isValid(q) { alternatives.append("p.identity_index = \(bind: cipher.blindIndex(q))") }
+            // A whole phone is found by its keyed hash; part of one matches the masked form's
+            // first three and last four digits.
+            if q.count >= 7, q.allSatisfy({ $0.isNumber || $0 == "+" }) {
+                alternatives.append("p.phone_index = \(bind: cipher.blindIndex("phone " + q))")
+            }
             condition += " AND " + SQLQueryString.any(alternatives)
         }
         if let tag = filter.careTag { condition += " AND p.care_tags LIKE \(bind: "%," + tag.rawValue + ",%")" }
@@ -278,7 +325,7 @@ extension Store {
                 }
             let residencies = Dictionary(
                 grouping: try await Self.residencies(db, personIds: people.map(\.id)), by: \.personId)
-            let items = people.map { Self.view($0, residencies: residencies[$0.id] ?? [], fullPhone: fullPhone) }
+            let items = people.map { self.view($0, residencies: residencies[$0.id] ?? [], fullPhone: fullPhone) }
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
         }
     }

@@ -67,7 +67,7 @@ package struct Authentication {
     package static let browserCookieName = "linli_browser"
 
     /// The browser's own id when its device cookie was given by this server for `username`.
-    private func knownBrowser(_ value: String, username: String) -> String? {
+    package func knownBrowser(_ value: String, username: String) -> String? {
         let parts = value.split(separator: ".", maxSplits: 1).map(String.init)
         guard parts.count == 2, parts[0].count <= 32,
             Digest.constantTimeEqual(

@@ -273,12 +273,13 @@ extension Store {
             package var room: String
             package var name: String?
             package var phone: String?
+            package var phoneCipher: String?
         }
         let rows = try await read { db in
             try await db.raw(
                 """
                 SELECT nr.household_id AS "householdId", nr.read_at AS "readAt", b.name AS "buildingName", u.name AS "unitName", h.room AS room,
-                       p.name AS name, p.phone AS phone
+                       p.name AS name, p.phone AS phone, p.phone_cipher AS "phoneCipher"
                 FROM notice_receipts nr JOIN households h ON h.id = nr.household_id JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
                 LEFT JOIN residencies r ON r.household_id = h.id AND r.moved_out IS NULL LEFT JOIN people p ON p.id = r.person_id
                 WHERE nr.notice_id = \(bind: notice.id) AND nr.answer IS NULL
@@ -294,7 +295,10 @@ extension Store {
                         householdId: row.householdId, place: "\(row.buildingName) \(row.unitName) \(row.room)",
                         read: row.readAt != nil, residents: []))
             }
-            if let name = row.name { out[out.count - 1].residents.append(.init(name: name, phone: row.phone ?? "")) }
+            if let name = row.name {
+                let phone = phone(cipher: row.phoneCipher, masked: row.phone ?? "")
+                out[out.count - 1].residents.append(.init(name: name, phone: phone))
+            }
         }
         return out
     }

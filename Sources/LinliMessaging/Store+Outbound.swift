@@ -249,23 +249,29 @@ extension Store {
         struct Row: Decodable {
             package var personId: ID
             package var phone: String
+            package var phoneCipher: String?
+            package var phoneIndex: String?
         }
         let rows = try await db.raw(
             """
-            SELECT p.id AS "personId", p.phone AS phone FROM residencies r JOIN people p ON p.id = r.person_id
+            SELECT p.id AS "personId", p.phone AS phone, p.phone_cipher AS "phoneCipher", p.phone_index AS "phoneIndex"
+            FROM residencies r JOIN people p ON p.id = r.person_id
             WHERE r.moved_out IS NULL AND p.phone <> '' AND \(SQLQueryString.isIn("r.household_id", Set(households))) ORDER BY p.id
             """
         ).all(decoding: Row.self)
         let due = Millis(
             Self.residentsQuietHours.release(after: Date(timeIntervalSince1970: Double(now) / 1000))
                 .timeIntervalSince1970 * 1000)
+        // Once per phone: the keyed hash tells two people who share one apart from two who do not.
         var phones = Set<String>()
-        for row in rows where phones.insert(row.phone).inserted {
+        for row in rows where phones.insert(row.phoneIndex ?? row.phone).inserted {
+            // The phone stays encrypted all the way to the gateway (sealed before, a plain one now).
+            let sealed = try row.phoneCipher ?? cipher.encrypt(row.phone)
             try await db.insert(
                 OutboundMessage(
                     id: newID(), communityId: notice.communityId, accountId: nil, notificationId: nil,
                     personId: row.personId,
-                    noticeId: notice.id, channel: .sms, addressCipher: try cipher.encrypt(row.phone),
+                    noticeId: notice.id, channel: .sms, addressCipher: sealed,
                     addressMasked: PhoneNumber.masked(row.phone), subject: notice.title, body: notice.body,
                     severity: nil,
                     status: .pending, dueAt: due, attempts: 0, createdAt: now))

@@ -67,6 +67,8 @@ struct StorageOptions: ParsableArguments {
         do {
             if migrate {
                 try await Migrations.migrate(store, schema: .linli, logger: logger)
+                let sealed = try await store.sealPhones()
+                if sealed > 0 { logger.notice("residents' phones encrypted", metadata: ["people": "\(sealed)"]) }
             } else {
                 try await Migrations.requireCurrent(store, schema: .linli)
             }

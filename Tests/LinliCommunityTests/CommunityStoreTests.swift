@@ -60,6 +60,66 @@ struct CommunityStoreTests {
     }
 
     @Test(arguments: TestEngine.available)
+    func phonesAreEncryptedAtRestAndFoundByTheWholeNumber(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let person = try await store.createPerson(
+                communityId: place.community.id,
+                PersonInput(name: "李强", phone: "13912345678", identityNumber: nil, careTags: []), actor: tester)
+            func stored(_ id: ID) async throws -> (phone: String, cipher: String?) {
+                let row = try await store.read { db in
+                    try await db.raw("SELECT phone, phone_cipher FROM people WHERE id = \(bind: id)").first()
+                }
+                return (
+                    try #require(try row?.decode(column: "phone", as: String.self)),
+                    try row?.decode(column: "phone_cipher", as: String?.self)
+                )
+            }
+            let (masked, sealed) = try await stored(person.id)
+            #expect(masked == "139****5678")
+            #expect(sealed?.hasPrefix("v1:") == true && sealed?.contains("12345678") == false)
+            let everyone = scope(community: place.community.id)
+            let order = try ListOrder(nil, allowed: [:], default: "p.id")
+            func search(_ q: String, full: Bool = false) async throws -> [PersonView] {
+                try await store.people(
+                    communityId: place.community.id, filter: PeopleFilter(query: q), sort: order, page: PageRequest(),
+                    scope: everyone, fullPhone: full
+                ).items
+            }
+            #expect(try await search("13912345678").map(\.id) == [person.id], "found by the whole number")
+            #expect(try await search("5678").map(\.id) == [person.id], "and by its last four digits")
+            #expect(try await search("13912345679").isEmpty)
+            #expect(try await search("13912345678", full: true).first?.phone == "13912345678")
+            #expect(try await store.person(person.id, scope: everyone, fullPhone: false).phone == "139****5678")
+            // Changed: sealed again.
+            try await store.updatePerson(
+                person.id, scope: everyone, name: nil, phone: "13700001111", careTags: nil, actor: tester)
+            #expect(try await stored(person.id).phone == "137****1111")
+            #expect(try await store.person(person.id, scope: everyone, fullPhone: true).phone == "13700001111")
+            // A row an older version wrote in plain text is sealed after the migrations, once.
+            try await store.write { db in
+                try await db.raw(
+                    """
+                    INSERT INTO people (id, community_id, name, phone, care_tags, created_at)
+                    VALUES ('old-1', \(bind: place.community.id), '旧居民', '13055556666', ',', 0)
+                    """
+                ).run()
+            }
+            #expect(try await store.sealPhones() == 1)
+            #expect(try await store.sealPhones() == 0)
+            #expect(try await stored("old-1").phone == "130****6666")
+            #expect(try await store.person("old-1", scope: everyone, fullPhone: true).phone == "13055556666")
+            // Nothing in the event log holds the whole number.
+            let logged = try await store.read { db in
+                try await db.raw("SELECT payload FROM events").all().map {
+                    try $0.decode(column: "payload", as: String.self)
+                }
+            }
+            #expect(!logged.joined().contains("13912345678") && !logged.joined().contains("13700001111"))
+        }
+    }
+
+    @Test(arguments: TestEngine.available)
     func identityNumbersAreEncryptedAtRestAndFoundByExactNumber(engine: TestEngine) async throws {
         try await withStore(engine) { store in
             let place = try await Place.make(store)
