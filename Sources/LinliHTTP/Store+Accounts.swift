@@ -89,17 +89,41 @@ extension Store {
         try await read { db in try await db.find(Account.self, id) }
     }
 
-    public func setPassword(accountId: ID, hash: String, actor: Principal) async throws {
+    /// A new password ends every web session of the account and, unless `keepTokens`, revokes its
+    /// API tokens: whoever learnt the old password may have made one. Keeping them is recorded in
+    /// the audit log. Returns the tokens revoked.
+    @discardableResult
+    public func setPassword(accountId: ID, hash: String, keepTokens: Bool = false, actor: Principal) async throws
+        -> [ApiToken]
+    {
         try await write { db in
             guard var account = try await db.find(Account.self, accountId) else { throw StoreError.notFound("account") }
+            let now = nowMillis()
             account.passwordHash = hash
-            account.passwordChangedAt = nowMillis()
+            account.passwordChangedAt = now
             try await db.update(account)
             // A new password ends every other way in that the old one opened.
             try await db.raw("DELETE FROM sessions WHERE account_id = \(bind: accountId)").run()
+            let live = try await db.all(
+                ApiToken.self,
+                "SELECT * FROM api_tokens WHERE account_id = \(bind: accountId) AND revoked_at IS NULL ORDER BY created_at"
+            )
+            if keepTokens {
+                if !live.isEmpty {
+                    try await AuditLog.record(
+                        db, actor: actor, action: "account.password_changed.tokens_kept", subjectType: "account",
+                        subjectId: accountId, communityId: nil)
+                }
+            } else {
+                try await db.raw(
+                    "UPDATE api_tokens SET revoked_at = \(bind: now) WHERE account_id = \(bind: accountId) AND revoked_at IS NULL"
+                ).run()
+            }
             try await Change.record(
                 db, actor: actor, communityId: nil, type: "account.password_changed", subjectType: "account",
-                subjectId: accountId)
+                subjectId: accountId,
+                after: ["tokens": keepTokens ? "kept \(live.count)" : "revoked \(live.count)"])
+            return keepTokens ? [] : live
         }
     }
 

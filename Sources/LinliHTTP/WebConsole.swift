@@ -94,6 +94,7 @@ struct WebConsole: ModuleRoutes {
             "account",
             [
                 "frame": Frame(title: "Account", context: context), "roles": caller.bindings, "tokens": tokens,
+                "liveTokens": tokens.filter { !$0.revoked }, "hasLiveTokens": tokens.contains { !$0.revoked },
                 "message": message as Any, "error": error as Any, "newToken": newToken as Any,
             ] as [String: Any], status: status)
     }
@@ -117,7 +118,8 @@ struct WebConsole: ModuleRoutes {
                 context, error: "New password " + error.issues[0].reason + ".", status: .unprocessableContent)
         }
         try await store.setPassword(
-            accountId: account.id, hash: try await Passwords.hash(form["new"] ?? ""), actor: context.principal)
+            accountId: account.id, hash: try await Passwords.hash(form["new"] ?? ""),
+            keepTokens: form["keepTokens"] == "on", actor: context.principal)
         services.callers.clear()
         // Changing the password ended every session, this one too: sign in again.
         var response = Response.redirect(to: "/login", type: .found)

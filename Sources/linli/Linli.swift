@@ -353,20 +353,28 @@ struct User: AsyncParsableCommand {
 
     struct Password: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Set a new password for an account (ends its sessions).")
+            abstract: "Set a new password for an account (ends its sessions and revokes its API tokens).")
         @OptionGroup var storage: StorageOptions
         @Option var username: String
         @Flag(name: .customLong("password-stdin")) var passwordStdin = false
+        @Flag(name: .customLong("keep-tokens"), help: "Keep the account's API tokens (recorded in the audit log).")
+        var keepTokens = false
 
         func run() async throws {
             let (password, generated) = try User.readPassword(stdin: passwordStdin)
             let hash = try await Passwords.hash(password)
-            let account = try await storage.withStore { store in
+            let (account, revoked) = try await storage.withStore { store in
                 let account = try await existingAccount(username, store)
-                try await store.setPassword(accountId: account.id, hash: hash, actor: cli)
-                return account
+                let revoked = try await store.setPassword(
+                    accountId: account.id, hash: hash, keepTokens: keepTokens, actor: cli)
+                return (account, revoked)
             }
             say("password changed for \(account.username)" + (generated ? ": \(password)" : ""))
+            if !revoked.isEmpty {
+                say(
+                    "API tokens revoked: " + revoked.map(\.name).joined(separator: ", ") + " (--keep-tokens keeps them)"
+                )
+            }
         }
     }
 }

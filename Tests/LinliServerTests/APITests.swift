@@ -162,6 +162,37 @@ struct APITests {
         }
     }
 
+    /// Whoever learnt an old password may have made a token with it: a new password revokes the
+    /// account's tokens, unless the owner keeps them, which the audit log records.
+    @Test func aNewPasswordRevokesTheAccountsTokensUnlessKept() async throws {
+        try await withApp { client, fixture in
+            let staff = try #require(try await fixture.store.account(username: "staff"))
+            let revoked = try await fixture.store.setPassword(
+                accountId: staff.id, hash: Fixture.passwordHash, actor: Principal(accountId: staff.id, name: "staff"))
+            #expect(revoked.map(\.name) == ["test"])
+            #expect(
+                try await client.execute(uri: "/api/v1/me", method: .get, headers: fixture.bearer("staff")) {
+                    $0.status
+                }
+                    == .unauthorized)
+            let manager = try #require(try await fixture.store.account(username: "manager"))
+            let kept = try await fixture.store.setPassword(
+                accountId: manager.id, hash: Fixture.passwordHash, keepTokens: true,
+                actor: Principal(accountId: manager.id, name: "manager"))
+            #expect(kept.isEmpty)
+            #expect(
+                try await client.execute(uri: "/api/v1/me", method: .get, headers: fixture.bearer("manager")) {
+                    $0.status
+                } == .ok)
+            let audit = try await fixture.store.read { db in
+                try await AuditLog.list(
+                    db, scope: .everything, action: "account.password_changed.tokens_kept", subjectId: manager.id,
+                    page: PageRequest())
+            }
+            #expect(audit.total == 1)
+        }
+    }
+
     @Test func tokensAreShownOnceStoredHashedAndRevocable() async throws {
         try await withApp { client, fixture in
             let created = try await client.execute(
