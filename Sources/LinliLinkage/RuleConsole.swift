@@ -162,13 +162,18 @@ extension WebConsole {
                 "enabled": rule?.enabled ?? true, "text": text, "problems": problems, "hasProblems": !problems.isEmpty,
                 "deliveries": deliveries.map {
                     DeliveryRow(
-                        at: Self.time($0.createdAt), url: $0.url, status: $0.status.rawValue, attempts: $0.attempts,
-                        last: $0.lastStatus.map { "HTTP \($0)" } ?? $0.lastError ?? "")
+                        at: Self.time($0.createdAt), url: $0.url, status: Self.deliveryStatus[$0.status] ?? "",
+                        attempts: $0.attempts, last: $0.reason ?? "")
                 },
                 "hasDeliveries": !deliveries.isEmpty, "trial": trial ?? [], "hasTrial": trial != nil,
                 "trialEmpty": trial?.isEmpty == true, "sample": sample,
             ] as [String: Any], status: status)
     }
+
+    static let deliveryStatus: [WebhookDelivery.Status: String] = [
+        .pending: "待发送 Waiting", .delivered: "已送达 Delivered", .failed: "失败 Failed", .refused: "已拒绝 Refused",
+        .cancelled: "已取消 Cancelled",
+    ]
 
     /// Reads the editor's JSON and checks it as the API does; the problems, each with its field.
     func checkedRule(_ text: String, communityId: ID, previous: Rule?) async throws -> RuleCheck {

@@ -260,8 +260,7 @@ extension API {
             var status: WebhookDelivery.Status
             var attempts: Int
             var nextAt: Millis?
-            var lastStatus: Int?
-            var lastError: String?
+            var reason: String?
             var createdAt: Millis
             var deliveredAt: Millis?
             var payload: JSONValue
@@ -272,9 +271,8 @@ extension API {
                 items: found.items.map {
                     DeliveryView(
                         id: $0.id, url: $0.url, status: $0.status, attempts: $0.attempts,
-                        nextAt: $0.status == .pending ? $0.nextAt : nil, lastStatus: $0.lastStatus,
-                        lastError: $0.lastError, createdAt: $0.createdAt, deliveredAt: $0.deliveredAt,
-                        payload: JSONValue.parse(Data($0.payload.utf8)) ?? .null)
+                        nextAt: $0.status == .pending ? $0.nextAt : nil, reason: $0.reason, createdAt: $0.createdAt,
+                        deliveredAt: $0.deliveredAt, payload: JSONValue.parse(Data($0.payload.utf8)) ?? .null)
                 }, total: found.total, limit: found.limit, offset: found.offset))
     }
 

@@ -77,6 +77,15 @@ extension Store {
                 """
             ).run()
             try await db.raw("DELETE FROM rule_states WHERE rule_id = \(bind: rule.id)").run()
+            // Deliveries wait for a rule that still wants them: disabled, it wants none; changed,
+            // none to a URL it no longer calls.
+            let calling =
+                rule.enabled ? Set(rule.definition.actions.filter { $0.type == .webhook }.compactMap(\.url)) : []
+            if calling.isEmpty {
+                try await Self.cancelDeliveries(db, ruleId: rule.id)
+            } else {
+                try await Self.cancelDeliveries(db, ruleId: rule.id, keeping: calling)
+            }
             try await Change.record(
                 db, actor: actor, communityId: rule.communityId, type: "rule.updated", subjectType: "rule",
                 subjectId: rule.id,
@@ -87,6 +96,7 @@ extension Store {
     public func deleteRule(_ rule: Rule, actor: Principal) async throws {
         try await write { db in
             try await db.raw("DELETE FROM rule_states WHERE rule_id = \(bind: rule.id)").run()
+            try await Self.cancelDeliveries(db, ruleId: rule.id)
             try await db.raw("DELETE FROM rules WHERE id = \(bind: rule.id)").run()
             try await Change.record(
                 db, actor: actor, communityId: rule.communityId, type: "rule.deleted", subjectType: "rule",

@@ -6,7 +6,21 @@ import SQLKit
 
 /// One call a rule makes to another system: what, where, and how it went.
 public struct WebhookDelivery: Codable, Sendable, Equatable {
-    public enum Status: String, Codable, Sendable { case pending, delivered, failed }
+    /// `refused`: the target may not be reached (`WebhookAddresses`), so it was not tried;
+    /// `cancelled`: its rule was deleted or disabled, or no longer calls that URL, before it went.
+    public enum Status: String, Codable, Sendable { case pending, delivered, failed, refused, cancelled }
+
+    /// What the rule's owner is told: how it went and, for a refused one, why. Not the target's
+    /// status code nor the connection's error: those would make rules a scanner of the networks
+    /// the server can reach (they stay in the server's log).
+    public var reason: String? {
+        switch status {
+        case .refused: lastError
+        case .failed: "the receiver did not take it after \(attempts) attempts"
+        case .pending where attempts > 0: "the receiver did not take it yet; tried \(attempts) times"
+        default: nil
+        }
+    }
     public var id: ID
     public var communityId: ID
     public var ruleId: ID
@@ -68,21 +82,46 @@ extension Store {
         if let status, (200..<300).contains(status) {
             d.status = .delivered
             d.deliveredAt = now
-        } else if !final, let next = Self.retryAt(afterFailure: d.attempts, backoff: Self.webhookBackoff, now: now) {
+        } else if final {
+            d.status = .refused
+        } else if let next = Self.retryAt(afterFailure: d.attempts, backoff: Self.webhookBackoff, now: now) {
             d.nextAt = next
         } else {
             d.status = .failed
         }
         let updated = d
+        // `status = 'pending'`: a delivery cancelled while this attempt was under way stays cancelled.
         try await write { db in
             try await db.raw(
                 """
                 UPDATE webhook_deliveries SET status = \(bind: updated.status.rawValue), attempts = \(bind: updated.attempts), next_at = \(bind: updated.nextAt),
-                last_status = \(bind: updated.lastStatus), last_error = \(bind: updated.lastError), delivered_at = \(bind: updated.deliveredAt) WHERE id = \(bind: updated.id)
+                last_status = \(bind: updated.lastStatus), last_error = \(bind: updated.lastError), delivered_at = \(bind: updated.deliveredAt)
+                WHERE id = \(bind: updated.id) AND status = 'pending'
                 """
             ).run()
         }
         return updated
+    }
+
+    /// Cancels a rule's deliveries still waiting, but those to `keeping` (the URLs the rule still
+    /// calls), in the caller's transaction; how many.
+    @discardableResult
+    package static func cancelDeliveries(_ db: any SQLDatabase, ruleId: ID, keeping: Set<String> = []) async throws
+        -> Int
+    {
+        let keep: SQLQueryString =
+            keeping.isEmpty
+            ? "1 = 1"
+            : "url NOT IN (" + keeping.sorted().map { "\(bind: $0)" as SQLQueryString }.joined(separator: ", ") + ")"
+        let waiting = try await db.count(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE rule_id = \(bind: ruleId) AND status = 'pending' AND \(keep)"
+        )
+        if waiting > 0 {
+            try await db.raw(
+                "UPDATE webhook_deliveries SET status = 'cancelled' WHERE rule_id = \(bind: ruleId) AND status = 'pending' AND \(keep)"
+            ).run()
+        }
+        return waiting
     }
 
     public func deliveries(ruleId: ID, page: PageRequest) async throws -> Page<WebhookDelivery> {

@@ -48,6 +48,10 @@ public final class WebhookService: Service, Sendable {
                 ]
                 switch recorded.status {
                 case .delivered: logger.info("webhook delivered", metadata: metadata)
+                case .refused, .cancelled:
+                    logger.warning(
+                        "webhook refused: its target may not be reached",
+                        metadata: metadata.merging(["error": "\(error ?? "-")"]) { a, _ in a })
                 case .failed:
                     logger.warning(
                         "webhook given up", metadata: metadata.merging(["error": "\(error ?? "-")"]) { a, _ in a })

@@ -6,6 +6,7 @@ import Testing
 @testable import LinliCommunity
 @testable import LinliDeviceRegistry
 @testable import LinliLinkage
+@testable import LinliMessaging
 @testable import LinliStorage
 
 @Suite("Alarms and rule states on every engine")
@@ -70,6 +71,44 @@ struct AlarmStoreTests {
             try await store.saveTriggerStates([], delete: [(rule.id, 0, d.id)])
             #expect(try await store.triggerStates().isEmpty)
             #expect(try await store.enabledRules().map(\.id) == [rule.id])
+        }
+    }
+
+    /// A rule that is disabled, changed to call elsewhere, or deleted takes its waiting deliveries
+    /// with it: nothing is sent on behalf of a rule that no longer wants it.
+    @Test(arguments: TestEngine.available)
+    func deliveriesWaitOnlyForARuleThatStillWantsThem(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let d = try await makeDevices(store, place, count: 1)[0]
+            var hook = Action(type: .webhook)
+            hook.url = "https://hooks.example.org/a"
+            hook.secretCipher = "x"
+            var rule = Rule(
+                communityId: place.community.id, name: "r",
+                definition: RuleDefinition(
+                    triggers: [Trigger(type: .absence, productKey: d.productKey, forSeconds: 60)], actions: [hook]))
+            try await store.createRule(rule, actor: tester)
+            func enqueue(_ url: String) async throws -> ID {
+                try await store.enqueueDelivery(
+                    communityId: place.community.id, ruleId: rule.id, url: url, secretCipher: "x", payload: "{}"
+                ).id
+            }
+            func status(_ id: ID) async throws -> WebhookDelivery.Status? {
+                try await store.deliveries(ruleId: rule.id, page: PageRequest()).items.first { $0.id == id }?.status
+            }
+            let kept = try await enqueue("https://hooks.example.org/a")
+            let dropped = try await enqueue("https://old.example.org/b")
+            try await store.updateRule(rule, actor: tester)
+            #expect(try await status(kept) == .pending)
+            #expect(try await status(dropped) == .cancelled, "the rule no longer calls that URL")
+            rule.enabled = false
+            try await store.updateRule(rule, actor: tester)
+            #expect(try await status(kept) == .cancelled, "a disabled rule wants none")
+            let last = try await enqueue("https://hooks.example.org/a")
+            try await store.deleteRule(rule, actor: tester)
+            #expect(try await status(last) == .cancelled)
+            #expect(try await store.claimDueDeliveries(now: nowMillis() + 60_000, limit: 10).isEmpty)
         }
     }
 }
