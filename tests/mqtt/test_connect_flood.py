@@ -149,7 +149,7 @@ def test_ten_thousand_dripping_sockets_from_one_address_leave_room_for_a_signed_
         metrics = requests.get(node.url + "/metrics", timeout=5).text
         line = next(l for l in metrics.splitlines() if l.startswith("linli_mqtt_connections_refused_total")
                     and 'reason="pending_per_address"' in l)
-        assert float(line.split()[-1]) >= SOCKETS - 1_000 - 100, line
+        assert float(line.split()[-1]) >= SOCKETS - 1_000 - 500, line
         assert "too many sockets waiting for their CONNECT" in node.log.read_text()
     finally:
         attacker.stdin.close()
