@@ -45,7 +45,21 @@ extension Schema {
                     retain INTEGER NOT NULL)
                 """,
             ]
-        }
+        },
+        Migration(version: 5, name: "MQTT 5: session expiry, subscription options, message properties and expiry") {
+            engine in
+            let blob = engine == .sqlite ? "BLOB" : "BYTEA"
+            return [
+                "ALTER TABLE mqtt_sessions ADD COLUMN expiry_ms BIGINT",
+                "ALTER TABLE mqtt_subscriptions ADD COLUMN options INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE mqtt_subscriptions ADD COLUMN identifier BIGINT",
+                "ALTER TABLE mqtt_session_messages ADD COLUMN properties \(blob)",
+                "ALTER TABLE mqtt_session_messages ADD COLUMN expires_at BIGINT",
+                "ALTER TABLE mqtt_retained ADD COLUMN properties \(blob)",
+                "ALTER TABLE mqtt_retained ADD COLUMN expires_at BIGINT",
+                "ALTER TABLE mqtt_wills ADD COLUMN properties \(blob)",
+            ]
+        },
     ])
 }
 
@@ -135,13 +149,13 @@ public final class BrokerSessionStore: MQTTSessionStore {
         var dropped: [String: Int] = [:]
         for change in changes {
             switch change {
-            case let .session(clientId, username, connected, at):
+            case let .session(clientId, username, connected, at, expiry):
                 try await db.raw(
                     """
-                    INSERT INTO mqtt_sessions (client_id, username, connected, changed_at, dropped)
-                    VALUES (\(bind: clientId), \(bind: username), \(bind: connected ? 1 : 0), \(bind: at), 0)
+                    INSERT INTO mqtt_sessions (client_id, username, connected, changed_at, dropped, expiry_ms)
+                    VALUES (\(bind: clientId), \(bind: username), \(bind: connected ? 1 : 0), \(bind: at), 0, \(bind: expiry))
                     ON CONFLICT (client_id) DO UPDATE SET username = excluded.username, connected = excluded.connected,
-                    changed_at = excluded.changed_at
+                    changed_at = excluded.changed_at, expiry_ms = excluded.expiry_ms
                     """
                 ).run()
             case let .sessionEnded(clientId):
@@ -153,8 +167,8 @@ public final class BrokerSessionStore: MQTTSessionStore {
             case let .subscribed(clientId, subscription):
                 try await db.raw(
                     """
-                    INSERT INTO mqtt_subscriptions (client_id, filter, qos) VALUES (\(bind: clientId), \(bind: subscription.filter), \(bind: Int(subscription.qos.rawValue)))
-                    ON CONFLICT (client_id, filter) DO UPDATE SET qos = excluded.qos
+                    INSERT INTO mqtt_subscriptions (client_id, filter, qos, options, identifier) VALUES (\(bind: clientId), \(bind: subscription.filter), \(bind: Int(subscription.qos.rawValue)), \(bind: Int(subscription.optionsByte)), \(bind: subscription.identifier))
+                    ON CONFLICT (client_id, filter) DO UPDATE SET qos = excluded.qos, options = excluded.options, identifier = excluded.identifier
                     """
                 ).run()
             case let .unsubscribed(clientId, filter):
@@ -195,8 +209,8 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 if let will {
                     try await db.raw(
                         """
-                        INSERT INTO mqtt_wills (client_id, topic, payload, qos, retain) VALUES (\(bind: clientId), \(bind: will.topic),
-                        \(bind: Data(buffer: will.payload)), \(bind: Int(will.qos.rawValue)), \(bind: will.retain ? 1 : 0))
+                        INSERT INTO mqtt_wills (client_id, topic, payload, qos, retain, properties) VALUES (\(bind: clientId), \(bind: will.topic),
+                        \(bind: Data(buffer: will.payload)), \(bind: Int(will.qos.rawValue)), \(bind: will.retain ? 1 : 0), \(bind: will.properties.stored.map { Data($0) }))
                         """
                     ).run()
                 }
@@ -213,20 +227,20 @@ public final class BrokerSessionStore: MQTTSessionStore {
             guard let message else { continue }
             try await db.raw(
                 """
-                INSERT INTO mqtt_retained (topic, payload, qos, stored_at) VALUES (\(bind: topic), \(bind: Data(buffer: message.payload)),
-                \(bind: Int(message.qos.rawValue)), \(bind: Int64(Date().timeIntervalSince1970 * 1000)))
+                INSERT INTO mqtt_retained (topic, payload, qos, stored_at, properties, expires_at) VALUES (\(bind: topic), \(bind: Data(buffer: message.payload)),
+                \(bind: Int(message.qos.rawValue)), \(bind: Int64(Date().timeIntervalSince1970 * 1000)), \(bind: message.properties.stored.map { Data($0) }), \(bind: message.expiresAt))
                 """
             ).run()
         }
         let rows = keptOrder.compactMap { key in kept[key].map { (key.clientId, $0) } }
         for chunk in stride(from: 0, to: rows.count, by: 400).map({ rows[$0..<min($0 + 400, rows.count)] }) {
             var sql = SQLQueryString(
-                "INSERT INTO mqtt_session_messages (client_id, sequence, topic, payload, qos, retain, released) VALUES "
+                "INSERT INTO mqtt_session_messages (client_id, sequence, topic, payload, qos, retain, released, properties, expires_at) VALUES "
             )
             for (index, (clientId, m)) in chunk.enumerated() {
                 if index > 0 { sql.appendLiteral(", ") }
                 sql.appendInterpolation(
-                    "(\(bind: clientId), \(bind: Int64(m.sequence)), \(bind: m.message.topic), \(bind: m.released ? Data() : Data(buffer: m.message.payload)), \(bind: Int(m.message.qos.rawValue)), \(bind: m.message.retain ? 1 : 0), \(bind: m.released ? 1 : 0))"
+                    "(\(bind: clientId), \(bind: Int64(m.sequence)), \(bind: m.message.topic), \(bind: m.released ? Data() : Data(buffer: m.message.payload)), \(bind: Int(m.message.qos.rawValue)), \(bind: m.message.retain ? 1 : 0), \(bind: m.released ? 1 : 0), \(bind: m.released ? nil : m.message.properties.stored.map { Data($0) }), \(bind: m.message.expiresAt))"
                         as SQLQueryString)
             }
             try await db.raw(sql).run()
@@ -241,11 +255,14 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 var connected: Int
                 var changed_at: Int64
                 var dropped: Int
+                var expiry_ms: Int64?
             }
             struct SubscriptionRow: Decodable {
                 var client_id: String
                 var filter: String
                 var qos: Int
+                var options: Int
+                var identifier: Int?
             }
             struct MessageRow: Decodable {
                 var client_id: String
@@ -255,6 +272,8 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 var qos: Int
                 var retain: Int
                 var released: Int
+                var properties: Data?
+                var expires_at: Int64?
             }
             struct PacketRow: Decodable {
                 var client_id: String
@@ -264,6 +283,8 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 var topic: String
                 var payload: Data
                 var qos: Int
+                var properties: Data?
+                var expires_at: Int64?
             }
             struct WillRow: Decodable {
                 var client_id: String
@@ -271,25 +292,39 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 var payload: Data
                 var qos: Int
                 var retain: Int
+                var properties: Data?
+            }
+            /// Properties as stored; a row whose bytes do not read back (they always should) loses
+            /// its properties, not its message.
+            func properties(_ data: Data?, _ place: PropertyPlace) -> MQTTProperties {
+                guard let data else { return .none }
+                return (try? MQTTProperties(stored: Array(data), place: place)) ?? .none
             }
             func qos(_ value: Int) -> QoS { QoS(rawValue: UInt8(clamping: value)) ?? .atLeastOnce }
             var sessions: [String: MQTTStoredSession] = [:]
             for row in try await db.raw("SELECT * FROM mqtt_sessions").all(decoding: SessionRow.self) {
                 sessions[row.client_id] = MQTTStoredSession(
                     clientId: row.client_id, username: row.username,
-                    disconnectedAt: row.connected == 1 ? nil : row.changed_at, dropped: row.dropped)
+                    disconnectedAt: row.connected == 1 ? nil : row.changed_at, dropped: row.dropped,
+                    expiryMillis: row.expiry_ms)
             }
             for row in try await db.raw("SELECT * FROM mqtt_subscriptions ORDER BY client_id, filter").all(
                 decoding: SubscriptionRow.self)
             {
-                sessions[row.client_id]?.subscriptions.append(Subscription(filter: row.filter, qos: qos(row.qos)))
+                let options = UInt8(clamping: row.options)
+                sessions[row.client_id]?.subscriptions.append(
+                    Subscription(
+                        filter: row.filter, qos: qos(row.qos), noLocal: options & 0x04 != 0,
+                        retainAsPublished: options & 0x08 != 0, retainHandling: (options >> 4) & 0x03,
+                        identifier: row.identifier))
             }
             for row in try await db.raw("SELECT * FROM mqtt_session_messages ORDER BY client_id, sequence").all(
                 decoding: MessageRow.self)
             {
                 let message = Publish(
                     topic: row.topic, payload: ByteBuffer(bytes: row.payload), qos: qos(row.qos),
-                    retain: row.retain == 1)
+                    retain: row.retain == 1, properties: properties(row.properties, .publish), expiresAt: row.expires_at
+                )
                 sessions[row.client_id]?.messages.append(
                     MQTTStoredMessage(sequence: UInt64(row.sequence), message: message, released: row.released == 1))
             }
@@ -299,14 +334,18 @@ public final class BrokerSessionStore: MQTTSessionStore {
             let retained = try await db.raw("SELECT * FROM mqtt_retained ORDER BY topic").all(
                 decoding: RetainedRow.self
             )
-            .map { Publish(topic: $0.topic, payload: ByteBuffer(bytes: $0.payload), qos: qos($0.qos), retain: true) }
+            .map {
+                Publish(
+                    topic: $0.topic, payload: ByteBuffer(bytes: $0.payload), qos: qos($0.qos), retain: true,
+                    properties: properties($0.properties, .publish), expiresAt: $0.expires_at)
+            }
             let wills = try await db.raw("SELECT * FROM mqtt_wills ORDER BY client_id").all(decoding: WillRow.self).map
             {
                 (
                     clientId: $0.client_id,
                     will: Will(
                         topic: $0.topic, payload: ByteBuffer(bytes: $0.payload), qos: qos($0.qos),
-                        retain: $0.retain == 1)
+                        retain: $0.retain == 1, properties: properties($0.properties, .will))
                 )
             }
             return MQTTStoredState(

@@ -43,6 +43,8 @@ public struct MQTTBrokerConfiguration: Sendable {
     /// holds its task's stack while it waits for the database: unbounded, that was more memory at
     /// the peak than all the connections held afterwards. The same when they all drop at once.
     public var concurrentSignIns: Int
+    /// MQTT 5 topic aliases a client may set on its connection (0 for none).
+    public var topicAliasMaximum: Int
 
     public init(
         host: String = "127.0.0.1", port: Int = 1883, tls: MQTTTLSListener? = nil, limits: MQTTLimits = MQTTLimits(),
@@ -50,7 +52,8 @@ public struct MQTTBrokerConfiguration: Sendable {
         connectTimeout: TimeAmount = .seconds(10), pendingPerAddress: Int = 1_000, inflightWindow: Int = 64,
         queueLimit: Int = 10_000,
         sessionExpiry: Duration = .seconds(7 * 86_400), maxPublishesPerSecond: Int = 1_000,
-        maxSockets: Int? = nil, reservedFileDescriptors: Int = 128, concurrentSignIns: Int = 64
+        maxSockets: Int? = nil, reservedFileDescriptors: Int = 128, concurrentSignIns: Int = 64,
+        topicAliasMaximum: Int = 64
     ) {
         self.host = host
         self.port = port
@@ -66,11 +69,14 @@ public struct MQTTBrokerConfiguration: Sendable {
         self.maxSockets = maxSockets
         self.reservedFileDescriptors = reservedFileDescriptors
         self.concurrentSignIns = max(1, concurrentSignIns)
+        self.topicAliasMaximum = min(max(0, topicAliasMaximum), Int(UInt16.max))
     }
 }
 
-/// An embedded MQTT 3.1.1 broker on SwiftNIO: QoS 0, 1 and 2, retained messages, wills, clean and
-/// persistent sessions with a bounded queue, keep-alive, wildcards, session takeover. Each
+/// An embedded MQTT 3.1.1 and 5.0 broker on SwiftNIO: QoS 0, 1 and 2, retained messages, wills
+/// (with a delay in 5), clean and persistent sessions with a bounded queue and an expiry, message
+/// expiry, topic aliases, subscription options and identifiers, shared subscriptions, keep-alive,
+/// wildcards, session takeover, reason codes and properties passed on. Each
 /// connection lives on its channel's event loop (`MQTTConnection`); one bad client never stops
 /// the server.
 public final class MQTTBroker: Sendable {
@@ -249,6 +255,10 @@ public final class MQTTBroker: Sendable {
     /// the ground from under them. Runs in a task of its own, as the caller is being cancelled.
     private func stopConnections() async {
         await Task { [self] in
+            // MQTT 5 clients are told why (0x8B) before their connection closes.
+            for outbox in state.outboxes.withLock({ Array($0.values) }) {
+                outbox.send(.disconnect(reason: .serverShuttingDown))
+            }
             let open = connections.withLock { Array($0.values) }
             for channel in open { channel.close(promise: nil) }
             for channel in open { try? await channel.closeFuture.get() }
@@ -348,6 +358,8 @@ final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     static let name = "linli-read-deadline"
+    /// Sent up the pipeline just before the close, so that an MQTT 5 client hears why.
+    struct Expired {}
 
     private var timeout: TimeAmount?
     private var scheduled: Scheduled<Void>?
@@ -402,6 +414,7 @@ final class ReadDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
         scheduled = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
             guard let self, let context = self.context, let timeout = self.timeout else { return }
             if NIODeadline.now() >= self.lastRead + timeout {
+                if !self.fixed { context.fireUserInboundEventTriggered(Expired()) }
                 context.channel.close(promise: nil)
             } else {
                 self.schedule(context)

@@ -35,6 +35,8 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         static let notRouted = Marks(rawValue: 2)
         /// Kept for every persistent session it went to, or needing no keeping: it may be acknowledged.
         static let stored = Marks(rawValue: 4)
+        /// MQTT 5: to a topic this client may not publish to; acknowledged with 0x87, not routed.
+        static let refused = Marks(rawValue: 8)
     }
 
     let broker: MQTTBroker
@@ -48,6 +50,14 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private var mailbox: LoopMailbox?
     private var phase = Phase.waitingForConnect
     private var clientId = ""
+    /// What the client speaks, from its CONNECT.
+    private(set) var version = MQTTVersion.v3_1_1
+    /// MQTT 5 topic aliases the client set, allocated on first use.
+    private var topicAliases: [UInt16: String] = [:]
+    /// MQTT 5: the session expiry the client connected with, in seconds; a DISCONNECT may change
+    /// it but not from 0 (MQTT-3.14.2-2).
+    private var sessionExpiry: UInt32 = 0
+    private var disconnectExpiry: UInt32?
     private var policy: (any MQTTClientPolicy)?
     /// DISCONNECT arrived: no will.
     private var graceful = false
@@ -120,6 +130,15 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The keep-alive passed in silence: an MQTT 5 client is told why before the close.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ReadDeadlineHandler.Expired, phase == .open, version == .v5 {
+            emit(.disconnect(reason: .keepAliveTimeout))
+            flushOutput()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
         flushOutput()
         context.fireChannelReadComplete()
@@ -138,6 +157,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             return
         case let error as MQTTProtocolError:
             logger.notice("closing: protocol error", metadata: ["error": "\(error)"])
+            if phase == .open { return disconnect(error.reason) }
         case NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])):
             // Closed before the handshake was done: a port probe or a health check, not worth a notice.
             logger.debug("connection ended during the TLS handshake")
@@ -184,13 +204,22 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         // load can take longer than the connect timeout.
         let keepAlive: TimeAmount? = connect.keepAlive == 0 ? nil : .milliseconds(Int64(connect.keepAlive) * 1500)
         (try? context.pipeline.syncOperations.handler(type: ReadDeadlineHandler.self))?.connected(keepAlive: keepAlive)
+        version = connect.version
         var clientId = connect.clientId
         if clientId.isEmpty {
-            // MQTT-3.1.3-7/8: an empty id is allowed only for a clean session; the broker assigns one.
-            guard connect.cleanSession else { return refuse(.identifierRejected) }
+            // MQTT-3.1.3-7/8: in 3.1.1 an empty id is allowed only for a clean session; MQTT 5
+            // allows it always (MQTT-3.1.3-6). The broker assigns one, and tells a 5 client.
+            guard connect.cleanSession || version == .v5 else { return refuse(.identifierRejected) }
             clientId = "linli-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         }
         if clientId.utf8.count > 256 { return refuse(.identifierRejected) }
+        if version == .v5 {
+            // Enhanced authentication (AUTH exchanges) is not offered: MQTT-3.1.2-? says to refuse.
+            if connect.properties.authenticationMethod != nil {
+                return refuse(.notAuthorized, reason: .badAuthenticationMethod)
+            }
+            sessionExpiry = connect.properties.sessionExpiryInterval ?? 0
+        }
         self.clientId = clientId
         logger[metadataKey: "client"] = "\(clientId)"
         phase = .signingIn
@@ -201,18 +230,20 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         control.start(.signIn(connect, clientId: clientId))
     }
 
-    /// Refused: CONNACK with the reason, then closed.
-    func refuse(_ code: ConnectReturnCode) {
-        emit(.connack(sessionPresent: false, returnCode: code))
+    /// Refused: CONNACK with the reason (MQTT 5's own, when more precise), then closed.
+    func refuse(_ code: ConnectReturnCode, reason: ReasonCode? = nil) {
+        emit(.connack(sessionPresent: false, returnCode: code, reason: reason))
         flushOutput()
         close()
     }
 
     /// Signed in and attached: CONNACK, then whatever the session had waiting for the client.
-    func accepted(policy: any MQTTClientPolicy, sessionPresent: Bool, outbox: Outbox) {
+    func accepted(
+        policy: any MQTTClientPolicy, sessionPresent: Bool, outbox: Outbox, properties: MQTTProperties = .none
+    ) {
         guard phase == .signingIn else { return }
         self.policy = policy
-        emit(.connack(sessionPresent: sessionPresent, returnCode: .accepted))
+        emit(.connack(sessionPresent: sessionPresent, returnCode: .accepted, properties: properties))
         outbox.release()
         flushOutput()
     }
@@ -239,34 +270,94 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             emit(.pingresp)
         case .pubrel, .puback, .pubcomp, .pubrec, .subscribe, .unsubscribe:
             control?.send(.packet(packet))
-        case .disconnect:
-            graceful = true
+        case let .disconnect(reason, properties):
+            if let expiry = properties.sessionExpiryInterval {
+                if sessionExpiry == 0, expiry != 0 {
+                    logger.notice("closing: DISCONNECT gives a session expiry to a session without one")
+                    return disconnect(.protocolError)
+                }
+                disconnectExpiry = expiry
+            }
+            // MQTT 5's 0x04 asks for the will all the same.
+            graceful = reason != .disconnectWithWill
             close()
         case .connect:
             logger.notice("closing: a second CONNECT (MQTT-3.1.0-2)")
-            close()
-        case .connack, .suback, .unsuback, .pingresp:
-            logger.notice("closing: a packet only a server sends")
-            close()
+            disconnect(.protocolError)
+        case .connack, .suback, .unsuback, .pingresp, .auth:
+            // AUTH too: Linli offers no enhanced authentication, so none can be under way.
+            logger.notice("closing: a packet only a server sends, or one not asked for")
+            disconnect(.protocolError)
         }
     }
 
-    private func received(_ message: Publish) {
+    /// Closes the connection, telling an MQTT 5 client why (§3.14) once it has its CONNACK.
+    private func disconnect(_ reason: ReasonCode) {
+        if version == .v5, phase == .open { emit(.disconnect(reason: reason)) }
+        close()
+    }
+
+    /// An MQTT 5 PUBLISH as the broker routes it: its topic alias resolved and removed. Nil when
+    /// the alias breaks the rules (the connection is being closed).
+    private func resolveAlias(_ message: Publish) -> Publish? {
+        var message = message
+        if !message.properties.subscriptionIdentifiers.isEmpty {
+            logger.notice("closing: a PUBLISH with a subscription identifier (MQTT-3.3.4-6)")
+            disconnect(.protocolError)
+            return nil
+        }
+        guard let alias = message.properties.topicAlias else { return message }
+        guard alias <= broker.configuration.topicAliasMaximum else {
+            logger.notice("closing: topic alias above the maximum", metadata: ["alias": "\(alias)"])
+            disconnect(.topicAliasInvalid)
+            return nil
+        }
+        if message.topic.isEmpty {
+            guard let topic = topicAliases[alias] else {
+                logger.notice("closing: a topic alias never set", metadata: ["alias": "\(alias)"])
+                disconnect(.protocolError)
+                return nil
+            }
+            message.topic = topic
+        } else {
+            topicAliases[alias] = message.topic
+        }
+        message.properties.topicAlias = nil
+        return message
+    }
+
+    private func received(_ incoming: Publish) {
+        var message = incoming
+        if version == .v5 {
+            guard let resolved = resolveAlias(incoming) else { return }
+            message = resolved
+        }
         let now = NIODeadline.now()
         let rate = Double(broker.configuration.maxPublishesPerSecond)
         tokens = min(rate, tokens + rate * Double((now - lastPublish).nanoseconds) / 1e9)
         lastPublish = now
         guard tokens >= 1 else {
             logger.warning("closing: publish rate above the limit", metadata: ["limit": "\(Int(rate))/s"])
-            return close()
+            return disconnect(.messageRateTooHigh)
         }
         tokens -= 1
-        guard policy?.mayPublish(to: message.topic) == true else {
-            logger.warning(
-                "closing: publish to a topic this client may not use", metadata: ["topic": "\(message.topic)"])
-            return close()
-        }
         let sequence = firstSlot + UInt64(slots.count)
+        guard policy?.mayPublish(to: message.topic) == true else {
+            guard version == .v5 else {
+                logger.warning(
+                    "closing: publish to a topic this client may not use", metadata: ["topic": "\(message.topic)"])
+                return close()
+            }
+            // MQTT 5 can say no to one message (PUBACK or PUBREC 0x87) and keep the connection; a
+            // QoS 0 message has no answer and is dropped.
+            logger.warning(
+                "refused: publish to a topic this client may not use", metadata: ["topic": "\(message.topic)"])
+            guard message.qos != .atMostOnce else { return }
+            slots.append(Slot(message: message, reply: nil))
+            marks.append([.done, .notRouted, .refused])
+            advance()
+            return
+        }
         // The hook's fast path, here on the loop, when nothing earlier is still with the control
         // task and the message needs no QoS 2 bookkeeping; otherwise the control task calls the
         // hook, in order.
@@ -285,8 +376,11 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// The control task called the hook: `first` is false for a QoS 2 duplicate (nil when the
-    /// client has too many QoS 2 messages awaiting PUBREL, which closes the connection).
-    func hookReturned(_ completion: PublishCompletion?, sequence: UInt64, first: Bool) {
+    /// client has too many QoS 2 messages awaiting PUBREL, which closes the connection, or `why`
+    /// else the message could not be taken).
+    func hookReturned(
+        _ completion: PublishCompletion?, sequence: UInt64, first: Bool, why: ReasonCode = .unspecifiedError
+    ) {
         withControl -= 1
         if let completion {
             if let index = slotIndex(sequence) {
@@ -296,7 +390,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             start(completion.work, sequence: sequence)
             resumeReading()
         } else {
-            fail()
+            fail(why)
         }
         finishIfDone()
     }
@@ -383,10 +477,11 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             firstSlot += 1
             routedSlots -= 1
             if let reply = head.reply { emit(.publish(reply)) }
+            let reason: ReasonCode = mark.contains(.refused) ? .notAuthorized : .success
             switch head.message.qos {
             case .atMostOnce: break
-            case .atLeastOnce: emit(.puback(head.message.packetId!))
-            case .exactlyOnce: emit(.pubrec(head.message.packetId!))
+            case .atLeastOnce: emit(.puback(head.message.packetId!, reason: reason))
+            case .exactlyOnce: emit(.pubrec(head.message.packetId!, reason: reason))
             }
         }
         resumeReading()
@@ -401,6 +496,12 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         for packet in packets {
             // A QoS 0 message to a client that does not read is dropped rather than buffered
             // without bound; QoS 1 and 2 are bounded by the session's in-flight window.
+            if case .disconnect = packet {
+                // From the broker: a takeover, an operator, a shutdown. Said to an MQTT 5 client.
+                if version == .v5 { emit(packet) }
+                close()
+                return
+            }
             if case let .publish(message) = packet, message.qos == .atMostOnce, !context.channel.isWritable {
                 let dropped = broker.dropped.add(1, ordering: .relaxed).newValue
                 if dropped == 1 || dropped % 1_000 == 0 {
@@ -418,7 +519,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context, phase != .ended else { return }
         // Room for a few acknowledgements with their replies: what one commit usually brings.
         if output == nil { output = context.channel.allocator.buffer(capacity: 1_024) }
-        packet.write(to: &output!)
+        packet.write(to: &output!, version: version)
     }
 
     /// Writes what `emit` gathered, with one flush.
@@ -437,12 +538,12 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Closes without acknowledging any message still waiting, nor routing it.
-    private func fail() {
+    private func fail(_ reason: ReasonCode = .unspecifiedError) {
         firstSlot += UInt64(slots.count)
         slots.removeAll()
         marks.removeAll()
         routedSlots = 0
-        close()
+        disconnect(reason)
     }
 
     private func ended() {
@@ -463,7 +564,7 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         bound = nil
         guard let control else { return }
         self.control = nil
-        control.finish(graceful: graceful)
+        control.finish(graceful: graceful, expiry: disconnectExpiry)
     }
 }
 
@@ -481,7 +582,8 @@ final class ConnectionControl: Sendable {
         /// With a sequence, the connection is told when the message is kept (`stored`).
         case route(Publish, sequence: UInt64?)
         case packet(MQTTPacket)
-        case end(graceful: Bool)
+        /// `expiry`: the session expiry an MQTT 5 DISCONNECT set, in seconds.
+        case end(graceful: Bool, expiry: UInt32?)
     }
 
     /// What the control work remembers between steps; only the one running drain has it.
@@ -491,6 +593,7 @@ final class ConnectionControl: Sendable {
         var policy: (any MQTTClientPolicy)? = nil
         var outbox: Outbox? = nil
         var will: Will? = nil
+        var version = MQTTVersion.v3_1_1
     }
 
     private struct Queue: Sendable {
@@ -545,7 +648,7 @@ final class ConnectionControl: Sendable {
         }
     }
 
-    func finish(graceful: Bool) { send(.end(graceful: graceful)) }
+    func finish(graceful: Bool, expiry: UInt32? = nil) { send(.end(graceful: graceful, expiry: expiry)) }
 
     /// Runs the queued steps in order until none is left. The memory is taken out for the drain
     /// and put back, under the same lock, at the moment the drain ends, so a drain started
@@ -597,12 +700,22 @@ final class ConnectionControl: Sendable {
             policy = granted
         }
         memory.policy = policy
+        memory.version = connect.version
         let made = Outbox(loop: loop, connection: connection, close: { [channel] in channel.close(promise: nil) })
         memory.outbox = made
         let will = connect.will.flatMap { policy.mayPublish(to: $0.topic) ? $0 : nil }
+        let state = broker.state
+        let v5 = connect.version == .v5
+        // 3.1.1: a persistent session lasts the configured expiry. MQTT 5: what the client asks
+        // for, up to that (0xFFFFFFFF, "never", included), told back in CONNACK when less.
+        let asked = v5 ? Int64(connect.properties.sessionExpiryInterval ?? 0) * 1000 : nil
+        let expiry = asked.map { min($0, state.expiryMillis) } ?? (connect.cleanSession ? 0 : state.expiryMillis)
         guard
-            let (connectionId, present, stored) = await broker.state.attach(
-                clientId: id, clean: connect.cleanSession, username: connect.username, will: will, outbox: made)
+            let (connectionId, present, stored) = await state.attach(
+                clientId: id, cleanStart: connect.cleanSession, expiry: expiry, version: connect.version,
+                window: connect.properties.receiveMaximum.map(Int.init),
+                maxPacketSize: connect.properties.maximumPacketSize.map { Int(clamping: $0) },
+                username: connect.username, will: will, outbox: made)
         else {
             logger.warning("connection refused: the broker is at its connection limit")
             onLoop { $0.refuse(.serverUnavailable) }
@@ -617,7 +730,20 @@ final class ConnectionControl: Sendable {
             onLoop { $0.refuse(.serverUnavailable) }
             return
         }
-        onLoop { $0.accepted(policy: policy, sessionPresent: present, outbox: made) }
+        var properties = MQTTProperties()
+        if v5 {
+            let configuration = broker.configuration
+            if connect.clientId.isEmpty { properties.items.append(.assignedClientIdentifier(id)) }
+            if let asked, asked != expiry { properties.items.append(.sessionExpiryInterval(UInt32(expiry / 1000))) }
+            properties.items += [
+                .receiveMaximum(UInt16(clamping: max(1, configuration.inflightWindow))),
+                .maximumPacketSize(UInt32(clamping: configuration.limits.maxPacketSize)),
+                .topicAliasMaximum(UInt16(clamping: configuration.topicAliasMaximum)),
+            ]
+        }
+        onLoop { [properties] in
+            $0.accepted(policy: policy, sessionPresent: present, outbox: made, properties: properties)
+        }
         await broker.onPresence(id, true)
         onLoop { $0.opened() }
     }
@@ -636,7 +762,7 @@ final class ConnectionControl: Sendable {
                 guard let receipt = await state.firstReceiptOfQoS2(clientId: clientId, packetId: message.packetId!)
                 else {
                     logger.warning("closing: too many QoS 2 messages awaiting PUBREL")
-                    onLoop { $0.hookReturned(nil, sequence: sequence, first: false) }
+                    onLoop { $0.hookReturned(nil, sequence: sequence, first: false, why: .receiveMaximumExceeded) }
                     return
                 }
                 first = receipt.first
@@ -657,7 +783,7 @@ final class ConnectionControl: Sendable {
             }
             onLoop { [first] in $0.hookReturned(completion, sequence: sequence, first: first) }
         case let .route(message, sequence):
-            let stored = await state.route(message)
+            let stored = await state.route(message, from: clientId)
             if let sequence {
                 let connection = connection
                 if let stored {
@@ -669,24 +795,32 @@ final class ConnectionControl: Sendable {
             }
         case let .packet(packet):
             switch packet {
-            case let .pubrel(id):
+            case let .pubrel(id, _, _):
                 // PUBCOMP lets the client use the id again: only once the store has let go of it.
-                let stored = await state.releasedQoS2(clientId: clientId, packetId: id)
+                let (known, stored) = await state.releasedQoS2(clientId: clientId, packetId: id)
                 do {
                     try await stored?.wait()
-                    memory.outbox?.send(.pubcomp(id))
+                    memory.outbox?.send(.pubcomp(id, reason: known ? .success : .packetIdentifierNotFound))
                 } catch {
                     logger.error("closing: a QoS 2 release could not be kept", metadata: ["error": "\(error)"])
                     channel.close(promise: nil)
                 }
-            case let .puback(id), let .pubcomp(id):
+            case let .puback(id, _, _), let .pubcomp(id, _, _):
                 await state.acknowledged(clientId: clientId, packetId: id)
-            case let .pubrec(id):
-                await state.received(clientId: clientId, packetId: id)
-            case let .subscribe(id, subscriptions):
+            case let .pubrec(id, reason, _):
+                // An MQTT 5 PUBREC with a failure ends the exchange: no PUBREL follows (§4.3.3).
+                if reason.isFailure {
+                    await state.acknowledged(clientId: clientId, packetId: id)
+                } else {
+                    await state.received(clientId: clientId, packetId: id)
+                }
+            case let .subscribe(id, subscriptions, _):
                 guard let policy = memory.policy else { return }
-                let decided = subscriptions.map { ($0, allowed: policy.maySubscribe(to: $0.filter)) }
-                let (codes, stored) = await state.subscribe(clientId: clientId, decided)
+                // A shared subscription is judged by the filter it shares.
+                let decided = subscriptions.map {
+                    ($0, allowed: policy.maySubscribe(to: Topic.shared($0.filter)?.filter ?? $0.filter))
+                }
+                let (codes, retainedFor, stored) = await state.subscribe(clientId: clientId, decided)
                 do { try await stored?.wait() } catch {
                     logger.error("closing: a subscription could not be kept", metadata: ["error": "\(error)"])
                     channel.close(promise: nil)
@@ -694,19 +828,19 @@ final class ConnectionControl: Sendable {
                 }
                 // Through the outbox, so the SUBACK goes before the retained messages queued next.
                 memory.outbox?.send(.suback(packetId: id, returnCodes: codes))
-                await state.deliverRetained(clientId: clientId, decided.filter(\.allowed).map(\.0))
-            case let .unsubscribe(id, filters):
-                let stored = await state.unsubscribe(clientId: clientId, filters)
+                await state.deliverRetained(clientId: clientId, retainedFor)
+            case let .unsubscribe(id, filters, _):
+                let (reasons, stored) = await state.unsubscribe(clientId: clientId, filters)
                 do { try await stored?.wait() } catch {
                     logger.error("closing: an unsubscription could not be kept", metadata: ["error": "\(error)"])
                     channel.close(promise: nil)
                     return
                 }
-                memory.outbox?.send(.unsuback(id))
+                memory.outbox?.send(.unsuback(id, reasons: reasons))
             default:
                 break
             }
-        case let .end(graceful):
+        case let .end(graceful, expiry):
             guard let (clientId, connectionId) = memory.attached else { return }
             // Through the same gate as signing in: when every device drops at once (a network
             // outage), their presence writes wait their turn with a shallow stack.
@@ -714,11 +848,12 @@ final class ConnectionControl: Sendable {
             // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
             let will = graceful ? nil : memory.will
             // A connection that was taken over leaves presence to its successor.
-            if await state.detach(clientId: clientId, connectionId: connectionId, will: will) {
+            if await state.detach(
+                clientId: clientId, connectionId: connectionId, will: will, expiry: expiry.map { Int64($0) * 1000 })
+            {
                 await broker.onPresence(clientId, false)
             } else if let will {
-                _ = await state.route(
-                    Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
+                _ = await state.route(will.message)
             }
             if !holdingTurn { broker.signIns.leave() }
         }

@@ -47,10 +47,13 @@ public struct MQTTStoredSession: Sendable, Equatable {
     public var receivedQoS2: [UInt16]
     /// Messages not kept because the session's queue was full, over its life.
     public var dropped: Int
+    /// How long the session outlives its connection (milliseconds); nil for the broker's
+    /// configured expiry (sessions stored before MQTT 5 said otherwise).
+    public var expiryMillis: Int64?
 
     public init(
         clientId: String, username: String?, disconnectedAt: Int64?, subscriptions: [Subscription] = [],
-        messages: [MQTTStoredMessage] = [], receivedQoS2: [UInt16] = [], dropped: Int = 0
+        messages: [MQTTStoredMessage] = [], receivedQoS2: [UInt16] = [], dropped: Int = 0, expiryMillis: Int64? = nil
     ) {
         self.clientId = clientId
         self.username = username
@@ -59,6 +62,7 @@ public struct MQTTStoredSession: Sendable, Equatable {
         self.messages = messages
         self.receivedQoS2 = receivedQoS2
         self.dropped = dropped
+        self.expiryMillis = expiryMillis
     }
 }
 
@@ -79,8 +83,9 @@ public struct MQTTStoredMessage: Sendable, Equatable {
 
 /// One change to what the broker keeps, in the order the broker made it.
 public enum MQTTStateChange: Sendable, Equatable {
-    /// A persistent session began, or its client came back (`connected` true) or went (false).
-    case session(clientId: String, username: String?, connected: Bool, at: Int64)
+    /// A persistent session began, or its client came back (`connected` true) or went (false);
+    /// `expiry`: how long it outlives its connection (milliseconds).
+    case session(clientId: String, username: String?, connected: Bool, at: Int64, expiry: Int64)
     /// The session and all it held are gone: a clean start, an expiry.
     case sessionEnded(clientId: String)
     case subscribed(clientId: String, Subscription)

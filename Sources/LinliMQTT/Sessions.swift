@@ -90,10 +90,19 @@ struct MessageQueue {
 /// messages it has not yet acknowledged or not yet been sent.
 struct Session {
     var clientId: String
-    var persistent: Bool
+    /// How long the session outlives its connection, in milliseconds: 0 for a session that ends
+    /// with it (3.1.1's clean session, MQTT 5's session expiry 0).
+    var expiryMillis: Int64
+    var persistent: Bool { expiryMillis > 0 }
     /// Who signed in with this client id last.
     var username: String? = nil
-    var subscriptions: [String: QoS] = [:]
+    /// By the filter as subscribed (`$share/{group}/…` for a shared subscription).
+    var subscriptions: [String: Subscription] = [:]
+    /// What the client's connection speaks, and what it said it can take (MQTT 5 receive maximum
+    /// and maximum packet size).
+    var version = MQTTVersion.v3_1_1
+    var window: Int
+    var maxPacketSize: Int? = nil
     var outbox: Outbox?
     var connectionId: UInt64 = 0
     /// The number of the next QoS 1 or 2 message routed to the session. A message's packet id
@@ -121,9 +130,10 @@ struct Session {
     /// When the client went away (milliseconds since 1970); nil while connected.
     var disconnectedAt: Int64? = nil
 
-    init(clientId: String, persistent: Bool) {
+    init(clientId: String, expiryMillis: Int64, window: Int) {
         self.clientId = clientId
-        self.persistent = persistent
+        self.expiryMillis = expiryMillis
+        self.window = window
     }
 
     /// Packet ids 1…65535 in turn by message number.
@@ -137,7 +147,7 @@ struct Session {
 
     /// Whether the next queued message may go out: there is room in the window and its packet id
     /// is not held by an older message still in flight (one stuck for 65,535 messages since).
-    func mayDrain(window: Int) -> Bool {
+    func mayDrain() -> Bool {
         guard let next = queued.first, inWindow < window else { return false }
         let id = Self.packetId(for: next.sequence)
         return inflight[id] == nil && released[id] == nil
@@ -190,8 +200,17 @@ actor BrokerState {
     private var sessions: [String: Session] = [:]
     /// The same subscriptions as the sessions hold, by topic level, for routing.
     private var subscriptions = SubscriptionTree() {
-        didSet { subscriptionCount.store(subscriptions.count, ordering: .relaxed) }
+        didSet { subscriptionCount.store(subscriptions.count + shared.count, ordering: .relaxed) }
     }
+    /// Shared subscriptions (`$share/{group}/{filter}`) by their filter, each keyed by
+    /// `SharedKey`: a message that matches goes to one member of each group.
+    private var shared = SubscriptionTree() {
+        didSet { subscriptionCount.store(subscriptions.count + shared.count, ordering: .relaxed) }
+    }
+    /// Whose turn it is in each shared subscription.
+    private var sharedTurn: [String: Int] = [:]
+    /// Wills waiting for their delay (MQTT 5) after their connection ended, by client.
+    private var delayedWills: [String: (connectionId: UInt64, will: Will, task: Task<Void, Never>)] = [:]
     /// How many subscriptions there are, readable without entering the actor: a message nobody
     /// can receive (and that is not retained) need not be routed at all.
     nonisolated let subscriptionCount = Atomic<Int>(0)
@@ -238,7 +257,9 @@ actor BrokerState {
         if store != nil { changes.append(change) }
     }
 
-    private var expiryMillis: Int64 {
+    /// The longest a session may outlive its connection: what 3.1.1's persistent sessions get,
+    /// and the cap on what an MQTT 5 client asks for.
+    nonisolated var expiryMillis: Int64 {
         let (seconds, attoseconds) = configuration.sessionExpiry.components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
@@ -255,15 +276,20 @@ actor BrokerState {
         let stored = try await store.load()
         let now = Self.now()
         for kept in stored.sessions {
-            var session = Session(clientId: kept.clientId, persistent: true)
+            var session = Session(
+                clientId: kept.clientId, expiryMillis: min(kept.expiryMillis ?? expiryMillis, expiryMillis),
+                window: configuration.inflightWindow)
             session.username = kept.username
             session.disconnectedAt = kept.disconnectedAt ?? now
             if kept.disconnectedAt == nil {
-                keep(.session(clientId: kept.clientId, username: kept.username, connected: false, at: now))
+                keep(
+                    .session(
+                        clientId: kept.clientId, username: kept.username, connected: false, at: now,
+                        expiry: session.expiryMillis))
             }
             for s in kept.subscriptions {
-                session.subscriptions[s.filter] = s.qos
-                subscriptions.insert(s.filter, clientId: kept.clientId, qos: s.qos)
+                session.subscriptions[s.filter] = s
+                insert(s, clientId: kept.clientId)
             }
             for m in kept.messages.sorted(by: { $0.sequence < $1.sequence }) {
                 if m.released {
@@ -285,7 +311,7 @@ actor BrokerState {
         metrics.retained.record(retained.count)
         for (clientId, will) in stored.wills {
             logger.info("publishing the will of a client the last run ended", metadata: ["client": "\(clientId)"])
-            routeWithin(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
+            routeWithin(will.message)
             keep(.will(clientId: clientId, nil))
         }
         expire(now: now)
@@ -310,49 +336,78 @@ actor BrokerState {
     /// Attaches a connection to its session, taking it over from an older connection with the
     /// same client id. Returns the connection's id, whether a session was already present, and the
     /// store's completion to wait for before CONNACK (the session and the will kept).
+    /// 3.1.1's clean session is a clean start and a session that ends with its connection; a
+    /// persistent one lasts the configured expiry.
     func attach(clientId: String, clean: Bool, username: String? = nil, will: Will? = nil, outbox: Outbox) -> (
         connectionId: UInt64, sessionPresent: Bool, stored: (any SharedCompletion)?
     )? {
+        attach(
+            clientId: clientId, cleanStart: clean, expiry: clean ? 0 : expiryMillis, username: username, will: will,
+            outbox: outbox)
+    }
+
+    /// `expiry`: how long the session may outlive this connection (ms; 0 for not at all), as the
+    /// client asked, within `expiryMillis`. `window`, `maxPacketSize`: what an MQTT 5 client said
+    /// it can take.
+    func attach(
+        clientId: String, cleanStart: Bool, expiry: Int64, version: MQTTVersion = .v3_1_1, window: Int? = nil,
+        maxPacketSize: Int? = nil, username: String? = nil, will: Will? = nil, outbox: Outbox
+    ) -> (connectionId: UInt64, sessionPresent: Bool, stored: (any SharedCompletion)?)? {
         if sessions[clientId]?.outbox == nil, connected >= configuration.maxConnections { return nil }
         nextConnectionId += 1
         var sessionPresent = false
+        // MQTT-3.1.3-9: a will waiting for its delay is not sent once its client is back.
+        if let delayed = delayedWills.removeValue(forKey: clientId) { delayed.task.cancel() }
         if let existing = sessions[clientId], existing.persistent, existing.outbox == nil,
-            let away = existing.disconnectedAt, Self.now() - away >= expiryMillis
+            let away = existing.disconnectedAt, Self.now() - away >= existing.expiryMillis
         {
             // Came back after its session expired, before the sweep noticed.
             logger.info("persistent session expired", metadata: ["client": "\(clientId)"])
             forget(clientId)
             metrics.expired.increment()
         }
+        let window = min(configuration.inflightWindow, window ?? .max)
         if var existing = sessions[clientId] {
             if let old = existing.outbox {
                 logger.info("session taken over", metadata: ["client": "\(clientId)"])
+                old.send(.disconnect(reason: .sessionTakenOver))
                 old.finish()
                 old.close()
                 connected -= 1
             }
-            if clean || !existing.persistent {
+            if cleanStart || (!existing.persistent && existing.outbox == nil) {
                 forget(clientId)
             } else {
                 sessionPresent = true
+                if existing.persistent, expiry == 0 { keep(.sessionEnded(clientId: clientId)) }
                 existing.outbox = outbox
                 existing.connectionId = nextConnectionId
                 existing.username = username
                 existing.disconnectedAt = nil
+                existing.expiryMillis = expiry
+                existing.version = version
+                existing.window = window
+                existing.maxPacketSize = maxPacketSize
                 sessions[clientId] = existing
+                if expiry > 0 {
+                    // A session kept from now on holds what it had: the store learns of it all.
+                    for s in existing.subscriptions.values { keep(.subscribed(clientId: clientId, s)) }
+                }
             }
         }
         if sessions[clientId] == nil || !sessionPresent {
-            var session = Session(clientId: clientId, persistent: !clean)
+            var session = Session(clientId: clientId, expiryMillis: expiry, window: window)
             session.username = username
             session.outbox = outbox
             session.connectionId = nextConnectionId
+            session.version = version
+            session.maxPacketSize = maxPacketSize
             sessions[clientId] = session
         }
-        if !clean {
-            keep(.session(clientId: clientId, username: username, connected: true, at: Self.now()))
-            metrics.persistentSessions.record(sessions.values.count(where: \.persistent))
+        if expiry > 0 {
+            keep(.session(clientId: clientId, username: username, connected: true, at: Self.now(), expiry: expiry))
         }
+        if expiry > 0 || sessionPresent { countPersistentSubscriptions() }
         if let will {
             keep(.will(clientId: clientId, will))
             storedWills.insert(clientId)
@@ -366,18 +421,21 @@ actor BrokerState {
     }
 
     /// Closes a client's connection from the server's side (a device disabled by an operator).
-    func disconnect(clientId: String) -> Bool {
+    func disconnect(clientId: String, reason: ReasonCode = .administrativeAction) -> Bool {
         guard let outbox = sessions[clientId]?.outbox else { return false }
+        outbox.send(.disconnect(reason: reason))
         outbox.finish()
         outbox.close()
         return true
     }
 
-    /// The connection ended; `will` is published (the connection ended without DISCONNECT). A
-    /// clean session is forgotten; a persistent one keeps its state. Returns false, doing nothing,
-    /// when a newer connection had already taken the session over.
+    /// The connection ended; `will` is published (the connection ended without DISCONNECT), at
+    /// once or after its delay (MQTT 5), but no later than the session's end. A session that ends
+    /// with its connection is forgotten; a persistent one keeps its state. `expiry`: the session
+    /// expiry an MQTT 5 DISCONNECT set. Returns false, doing nothing, when a newer connection had
+    /// already taken the session over.
     @discardableResult
-    func detach(clientId: String, connectionId: UInt64, will: Will? = nil) -> Bool {
+    func detach(clientId: String, connectionId: UInt64, will: Will? = nil, expiry: Int64? = nil) -> Bool {
         guard var session = sessions[clientId], session.connectionId == connectionId, session.outbox != nil else {
             return false
         }
@@ -385,10 +443,14 @@ actor BrokerState {
         session.outbox = nil
         connected -= 1
         outboxes.withLock { _ = $0.removeValue(forKey: clientId) }
+        if let expiry, session.persistent { session.expiryMillis = min(expiry, expiryMillis) }
         if session.persistent {
             let now = Self.now()
             session.disconnectedAt = now
-            keep(.session(clientId: clientId, username: session.username, connected: false, at: now))
+            keep(
+                .session(
+                    clientId: clientId, username: session.username, connected: false, at: now,
+                    expiry: session.expiryMillis))
             if session.dropped != session.droppedStored {
                 keep(.dropped(clientId: clientId, total: session.dropped))
                 session.droppedStored = session.dropped
@@ -397,19 +459,39 @@ actor BrokerState {
         } else {
             forget(clientId)
         }
-        if let will {
-            // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
-            routeWithin(Publish(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain))
+        let delay = Int64(will?.properties.willDelayInterval ?? 0) * 1000
+        if let will, delay > 0, session.persistent {
+            // Kept in the store meanwhile: a restart before the delay is over publishes it then.
+            let wait = min(delay, session.expiryMillis)
+            let task = Task { [weak self] in
+                try? await Task.sleep(for: .milliseconds(wait))
+                guard !Task.isCancelled else { return }
+                await self?.publishDelayedWill(clientId: clientId, connectionId: connectionId)
+            }
+            delayedWills[clientId] = (connectionId, will, task)
+        } else {
+            if let will {
+                // MQTT-3.1.2-8: the will is published when the connection ends without DISCONNECT.
+                routeWithin(will.message)
+            }
+            if storedWills.remove(clientId) != nil { keep(.will(clientId: clientId, nil)) }
         }
-        if storedWills.remove(clientId) != nil { keep(.will(clientId: clientId, nil)) }
         _ = commit()
         return true
+    }
+
+    private func publishDelayedWill(clientId: String, connectionId: UInt64) {
+        guard let delayed = delayedWills[clientId], delayed.connectionId == connectionId else { return }
+        delayedWills[clientId] = nil
+        routeWithin(delayed.will.message)
+        if storedWills.remove(clientId) != nil { keep(.will(clientId: clientId, nil)) }
+        _ = commit()
     }
 
     /// Drops a session and its subscriptions.
     private func forget(_ clientId: String) {
         guard let session = sessions.removeValue(forKey: clientId) else { return }
-        for filter in session.subscriptions.keys { subscriptions.remove(filter, clientId: clientId) }
+        for s in session.subscriptions.values { remove(s.filter, clientId: clientId) }
         queuedMessages -= session.queued.count
         if session.persistent {
             keep(.sessionEnded(clientId: clientId))
@@ -417,19 +499,25 @@ actor BrokerState {
         }
     }
 
-    /// Forgets persistent sessions whose client has been away longer than the session expiry, and
-    /// stores the drop counts that changed. Returns how many sessions expired.
+    /// Forgets persistent sessions whose client has been away longer than their session expiry,
+    /// and retained messages past their expiry (MQTT 5), and stores the drop counts that changed.
+    /// Returns how many sessions expired.
     @discardableResult
     func expire(now: Int64) -> Int {
         var expired: [String] = []
         for (clientId, session) in sessions where session.persistent && session.outbox == nil {
-            if let away = session.disconnectedAt, now - away >= expiryMillis { expired.append(clientId) }
+            if let away = session.disconnectedAt, now - away >= session.expiryMillis { expired.append(clientId) }
         }
         for clientId in expired {
             logger.info("persistent session expired", metadata: ["client": "\(clientId)"])
             forget(clientId)
         }
         metrics.expired.increment(by: expired.count)
+        for (topic, message) in retained where message.expiresAt.map({ $0 <= now }) == true {
+            retained[topic] = nil
+            keep(.retained(topic: topic, nil))
+        }
+        metrics.retained.record(retained.count)
         for (clientId, session) in sessions where session.dropped != session.droppedStored {
             keep(.dropped(clientId: clientId, total: session.dropped))
             sessions[clientId]?.droppedStored = session.dropped
@@ -440,71 +528,117 @@ actor BrokerState {
 
     // MARK: subscriptions
 
-    /// Subscribes and returns the granted QoS per filter, with the store's completion to wait for
-    /// before SUBACK.
+    /// Where a shared subscription's member sits in `shared`: the group and filter (the
+    /// subscription's own name), then the client. MQTT strings hold no U+0000.
+    private static func sharedKey(group: String, filter: String, clientId: String) -> String {
+        group + "\u{0}" + filter + "\u{0}" + clientId
+    }
+
+    private func insert(_ s: Subscription, clientId: String) {
+        if let (group, filter) = Topic.shared(s.filter) {
+            shared.insert(filter, clientId: Self.sharedKey(group: group, filter: filter, clientId: clientId), s)
+        } else {
+            subscriptions.insert(s.filter, clientId: clientId, s)
+        }
+    }
+
+    private func remove(_ filter: String, clientId: String) {
+        if let (group, inner) = Topic.shared(filter) {
+            shared.remove(inner, clientId: Self.sharedKey(group: group, filter: inner, clientId: clientId))
+        } else {
+            subscriptions.remove(filter, clientId: clientId)
+        }
+    }
+
+    /// Subscribes and returns a code per filter (the granted QoS, or 0x87 for a filter the client
+    /// may not use), the subscriptions that get the retained messages now (retain handling, never a
+    /// shared one), and the store's completion to wait for before SUBACK.
     func subscribe(clientId: String, _ subscriptions: [(Subscription, allowed: Bool)]) -> (
-        codes: [UInt8], stored: (any SharedCompletion)?
+        codes: [UInt8], retainedFor: [Subscription], stored: (any SharedCompletion)?
     ) {
         guard var session = sessions[clientId] else {
-            return (subscriptions.map { _ in MQTTPacket.subackFailure }, nil)
+            return (subscriptions.map { _ in ReasonCode.unspecifiedError.rawValue }, [], nil)
         }
         var codes: [UInt8] = []
+        var retainedFor: [Subscription] = []
         for (s, allowed) in subscriptions {
-            if allowed {
-                session.subscriptions[s.filter] = s.qos
-                self.subscriptions.insert(s.filter, clientId: clientId, qos: s.qos)
-                if session.persistent { keep(.subscribed(clientId: clientId, s)) }
-                codes.append(s.qos.rawValue)
-            } else {
-                codes.append(MQTTPacket.subackFailure)
+            guard allowed else {
+                codes.append(ReasonCode.notAuthorized.rawValue)
+                continue
+            }
+            let existed = session.subscriptions.updateValue(s, forKey: s.filter) != nil
+            insert(s, clientId: clientId)
+            if session.persistent { keep(.subscribed(clientId: clientId, s)) }
+            codes.append(s.qos.rawValue)
+            if Topic.shared(s.filter) == nil, s.retainHandling == 0 || (s.retainHandling == 1 && !existed) {
+                retainedFor.append(s)
             }
         }
         sessions[clientId] = session
         if session.persistent { countPersistentSubscriptions() }
-        return (codes, commit())
+        return (codes, retainedFor, commit())
     }
 
-    func retainedMessages(for filters: [Subscription]) -> [(Publish, QoS)] {
-        var result: [(Publish, QoS)] = []
+    /// The retained messages that match `filters`, each once, at the highest QoS granted among
+    /// the filters that match it (and no higher than its own), with their subscription ids.
+    func retainedMessages(for filters: [Subscription]) -> [(Publish, QoS, [Int])] {
+        var result: [(Publish, QoS, [Int])] = []
+        let now = Self.now()
         for (topic, message) in retained.sorted(by: { $0.key < $1.key }) {
-            let granted = filters.filter { Topic.matches(filter: $0.filter, name: topic) }.map(\.qos).max()
-            if let granted { result.append((message, min(granted, message.qos))) }
+            if let deadline = message.expiresAt, deadline <= now { continue }
+            let matching = filters.filter { Topic.matches(filter: $0.filter, name: topic) }
+            guard let granted = matching.map(\.qos).max() else { continue }
+            result.append((message, min(granted, message.qos), matching.compactMap(\.identifier)))
         }
         return result
     }
 
     func deliverRetained(clientId: String, _ subscriptions: [Subscription]) {
-        for (message, qos) in retainedMessages(for: subscriptions) {
+        guard !subscriptions.isEmpty else { return }
+        for (message, qos, identifiers) in retainedMessages(for: subscriptions) {
             var copy = message
             copy.retain = true
-            deliver(copy, qos: qos, to: clientId)
+            deliver(copy, qos: qos, to: clientId, identifiers: identifiers)
         }
         _ = commit()
     }
 
-    /// Unsubscribes; returns the store's completion to wait for before UNSUBACK.
-    func unsubscribe(clientId: String, _ filters: [String]) -> (any SharedCompletion)? {
+    /// Unsubscribes; returns a reason per filter (MQTT 5: success, or no subscription existed) and
+    /// the store's completion to wait for before UNSUBACK.
+    func unsubscribe(clientId: String, _ filters: [String]) -> (reasons: [ReasonCode], stored: (any SharedCompletion)?)
+    {
         let persistent = sessions[clientId]?.persistent == true
-        for filter in filters where sessions[clientId]?.subscriptions.removeValue(forKey: filter) != nil {
-            subscriptions.remove(filter, clientId: clientId)
+        var reasons: [ReasonCode] = []
+        for filter in filters {
+            guard sessions[clientId]?.subscriptions.removeValue(forKey: filter) != nil else {
+                reasons.append(.noSubscriptionExisted)
+                continue
+            }
+            reasons.append(.success)
+            remove(filter, clientId: clientId)
             if persistent { keep(.unsubscribed(clientId: clientId, filter: filter)) }
         }
         if persistent { countPersistentSubscriptions() }
-        return commit()
+        return (reasons, commit())
     }
 
     // MARK: messages
 
     /// Routes a message to every session with a matching subscription, once per session at the
-    /// highest QoS among its matching subscriptions (capped by the message's own QoS). Returns the
-    /// store's completion: the message is kept for every persistent session it went to, and as
-    /// retained when it is.
-    func route(_ message: Publish) -> (any SharedCompletion)? {
-        routeWithin(message)
+    /// highest QoS among its matching subscriptions (capped by the message's own QoS), and to one
+    /// member of each shared subscription that matches. `from`: the client that published it
+    /// (for No Local). Returns the store's completion: the message is kept for every persistent
+    /// session it went to, and as retained when it is.
+    func route(_ message: Publish, from publisher: String? = nil) -> (any SharedCompletion)? {
+        routeWithin(message, from: publisher)
         return commit()
     }
 
-    private func routeWithin(_ message: Publish) {
+    private func routeWithin(_ received: Publish, from publisher: String? = nil) {
+        var message = received
+        if message.expiresAt == nil, let interval = message.properties.messageExpiryInterval {
+            message.expiresAt = Self.now() + Int64(interval) * 1000
+        }
         if message.retain {
             if message.payload.readableBytes == 0 {
                 if retained.removeValue(forKey: message.topic) != nil { keep(.retained(topic: message.topic, nil)) }
@@ -517,10 +651,36 @@ actor BrokerState {
             }
             metrics.retained.record(retained.count)
         }
-        for (clientId, best) in subscriptions.matches(message.topic) {
+        for (clientId, match) in subscriptions.matches(message.topic, from: publisher) {
             var outgoing = message
-            outgoing.retain = false  // MQTT-3.3.1-9: retain is set only for retained messages sent on subscribe
-            deliver(outgoing, qos: min(best, message.qos), to: clientId)
+            // MQTT-3.3.1-9: retain is set only for retained messages sent on subscribe, unless the
+            // subscription asks for it as published (MQTT 5).
+            outgoing.retain = match.retainAsPublished && message.retain
+            deliver(outgoing, qos: min(match.qos, message.qos), to: clientId, identifiers: match.identifiers)
+        }
+        if shared.count > 0 { routeShared(message) }
+    }
+
+    /// One member of each matching shared subscription gets the message, in turn: the connected
+    /// members first; with none connected, the persistent sessions of those away keep it.
+    private func routeShared(_ message: Publish) {
+        var groups: [String: [(clientId: String, match: SubscriptionTree.Match)]] = [:]
+        for (key, match) in shared.matches(message.topic) {
+            guard let split = key.utf8.lastIndex(of: 0) else { continue }
+            let clientId = String(key[key.utf8.index(after: split)...])
+            groups[String(key[..<split]), default: []].append((clientId, match))
+        }
+        for (group, members) in groups {
+            let sorted = members.sorted { $0.clientId < $1.clientId }
+            let connected = sorted.filter { sessions[$0.clientId]?.outbox != nil }
+            let pool = connected.isEmpty ? sorted.filter { sessions[$0.clientId]?.persistent == true } : connected
+            guard !pool.isEmpty else { continue }
+            let turn = sharedTurn[group, default: 0]
+            sharedTurn[group] = turn &+ 1
+            let (clientId, match) = pool[turn % pool.count]
+            var outgoing = message
+            outgoing.retain = match.retainAsPublished && message.retain
+            deliver(outgoing, qos: min(match.qos, message.qos), to: clientId, identifiers: match.identifiers)
         }
     }
 
@@ -528,19 +688,51 @@ actor BrokerState {
     /// on its own system topics, as Alink platforms do. A matching subscription sets the QoS.
     func send(_ message: Publish, to clientId: String) -> (any SharedCompletion)? {
         guard let session = sessions[clientId] else { return nil }
-        let subscribed = session.subscriptions.filter { Topic.matches(filter: $0.key, name: message.topic) }.map(
-            \.value
-        ).max()
+        let subscribed = session.subscriptions.values.filter { Topic.matches(filter: $0.filter, name: message.topic) }
+            .map(\.qos).max()
         deliver(message, qos: subscribed.map { min($0, message.qos) } ?? message.qos, to: clientId)
         return commit()
     }
 
-    private func deliver(_ message: Publish, qos: QoS, to clientId: String) {
+    /// Whether a message's expiry (MQTT 5) has passed; if not, its expiry interval is set to what
+    /// is left, as the receiver is to see it (MQTT-3.3.2-6).
+    private static func countDown(_ message: inout Publish, now: Int64) -> Bool {
+        guard let deadline = message.expiresAt else { return true }
+        let left = deadline - now
+        guard left > 0 else { return false }
+        message.properties.messageExpiryInterval = UInt32(clamping: (left + 999) / 1000)
+        return true
+    }
+
+    private func deliver(_ message: Publish, qos: QoS, to clientId: String, identifiers: [Int] = []) {
         guard var session = sessions[clientId] else { return }
         var outgoing = message
         outgoing.qos = qos
         outgoing.dup = false
         outgoing.packetId = nil
+        if !identifiers.isEmpty || !outgoing.properties.isEmpty {
+            outgoing.properties.subscriptionIdentifiers = identifiers
+        }
+        if outgoing.expiresAt != nil, !Self.countDown(&outgoing, now: Self.now()) {
+            metrics.expiredMessages.increment()
+            return
+        }
+        if let limit = session.maxPacketSize {
+            // MQTT-3.1.2-25: a packet larger than the client takes is not sent at all.
+            var bytes = ByteBuffer()
+            MQTTPacket.publish(
+                Publish(
+                    topic: outgoing.topic, payload: outgoing.payload, qos: qos, packetId: 1,
+                    properties: outgoing.properties)
+            ).write(to: &bytes, version: session.version)
+            if bytes.readableBytes > limit {
+                metrics.tooLarge.increment()
+                logger.notice(
+                    "message larger than the client's maximum packet size: not sent",
+                    metadata: ["client": "\(clientId)", "bytes": "\(bytes.readableBytes)", "maximum": "\(limit)"])
+                return
+            }
+        }
         if qos == .atMostOnce {
             // QoS 0 goes only to connected clients; nothing is kept for the absent.
             session.outbox?.send(.publish(outgoing))
@@ -548,7 +740,7 @@ actor BrokerState {
         }
         // Straight out only when nothing waits before it: messages to a client keep their order
         // (MQTT-4.6.0-6), also when room opens in the window while others are queued.
-        let direct = session.outbox != nil && session.queued.isEmpty && session.inWindow < configuration.inflightWindow
+        let direct = session.outbox != nil && session.queued.isEmpty && session.inWindow < session.window
         guard direct || session.queued.count < configuration.queueLimit else {
             session.dropped += 1
             metrics.dropped.increment()
@@ -574,7 +766,8 @@ actor BrokerState {
         if session.outbox != nil { drainQueue(clientId) }
     }
 
-    /// PUBACK for QoS 1, PUBCOMP for QoS 2: the message is done; room opens in the window.
+    /// PUBACK for QoS 1, PUBCOMP for QoS 2 (or an MQTT 5 PUBREC with a failure, which ends the
+    /// exchange): the message is done; room opens in the window.
     func acknowledged(clientId: String, packetId: UInt16) {
         guard var session = sessions[clientId], let sequence = session.complete(packetId) else { return }
         if session.persistent { keep(.delivered(clientId: clientId, sequence: sequence)) }
@@ -612,13 +805,14 @@ actor BrokerState {
         return (true, commit())
     }
 
-    /// PUBREL from a publisher; returns the store's completion to wait for before PUBCOMP (after
-    /// which the client may use the id again for a new message).
-    func releasedQoS2(clientId: String, packetId: UInt16) -> (any SharedCompletion)? {
-        guard let session = sessions[clientId], session.receivedQoS2.contains(packetId) else { return nil }
+    /// PUBREL from a publisher; `known` is false for an id not awaiting its release (MQTT 5
+    /// answers PUBCOMP 0x92), with the store's completion to wait for before PUBCOMP (after which
+    /// the client may use the id again for a new message).
+    func releasedQoS2(clientId: String, packetId: UInt16) -> (known: Bool, stored: (any SharedCompletion)?) {
+        guard let session = sessions[clientId], session.receivedQoS2.contains(packetId) else { return (false, nil) }
         sessions[clientId]?.receivedQoS2.remove(packetId)
         if session.persistent { keep(.releasedQoS2(clientId: clientId, packetId: packetId)) }
-        return commit()
+        return (true, commit())
     }
 
     /// On reconnection of a persistent session: unacknowledged messages again (DUP set), pending
@@ -629,13 +823,25 @@ actor BrokerState {
         drainQueue(clientId)
     }
 
+    /// Sends what the window has room for, oldest first; a message whose expiry passed while it
+    /// waited is dropped instead (MQTT-3.3.2-5).
     private func drainQueue(_ clientId: String) {
         guard var session = sessions[clientId], session.outbox != nil else { return }
         var sent = 0
-        while session.mayDrain(window: configuration.inflightWindow) {
-            let (sequence, message) = session.queued.removeFirst()
-            session.outbox?.send(.publish(session.send(message, sequence: sequence)))
+        var now: Int64? = nil
+        while session.mayDrain() {
+            var (sequence, message) = session.queued.removeFirst()
             sent += 1
+            if message.expiresAt != nil {
+                let time = now ?? Self.now()
+                now = time
+                guard Self.countDown(&message, now: time) else {
+                    metrics.expiredMessages.increment()
+                    if session.persistent { keep(.delivered(clientId: clientId, sequence: sequence)) }
+                    continue
+                }
+            }
+            session.outbox?.send(.publish(session.send(message, sequence: sequence)))
         }
         queuedMessages -= sent
         sessions[clientId] = session

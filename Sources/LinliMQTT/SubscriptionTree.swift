@@ -7,9 +7,9 @@ struct SubscriptionTree {
         /// The `+` level below this one.
         var plus: Node?
         /// Filters ending in `#` here: they match this level and everything under it.
-        var rest: [String: QoS] = [:]
+        var rest: [String: Subscription] = [:]
         /// Filters ending exactly here.
-        var here: [String: QoS] = [:]
+        var here: [String: Subscription] = [:]
 
         var isEmpty: Bool { children.isEmpty && plus == nil && rest.isEmpty && here.isEmpty }
     }
@@ -18,11 +18,28 @@ struct SubscriptionTree {
     /// (client, filter) pairs held.
     private(set) var count = 0
 
-    mutating func insert(_ filter: String, clientId: String, qos: QoS) {
+    /// What a message gets from all of one client's subscriptions that match it (MQTT 5 §3.3.4:
+    /// one copy, at the highest QoS granted, with every matching subscription's identifier).
+    struct Match {
+        var qos: QoS
+        var identifiers: [Int] = []
+        /// Some matching subscription keeps the retain flag as published.
+        var retainAsPublished = false
+
+        mutating func add(_ s: Subscription) {
+            qos = max(qos, s.qos)
+            if let id = s.identifier { identifiers.append(id) }
+            if s.retainAsPublished { retainAsPublished = true }
+        }
+    }
+
+    /// `filter` is where the subscription sits (a shared one's inner filter); `subscription` is
+    /// what it asked for.
+    mutating func insert(_ filter: String, clientId: String, _ subscription: Subscription) {
         var node = root
         for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
             if level == "#" {
-                if node.rest.updateValue(qos, forKey: clientId) == nil { count += 1 }
+                if node.rest.updateValue(subscription, forKey: clientId) == nil { count += 1 }
                 return
             }
             if level == "+" {
@@ -36,7 +53,7 @@ struct SubscriptionTree {
                 node = child
             }
         }
-        if node.here.updateValue(qos, forKey: clientId) == nil { count += 1 }
+        if node.here.updateValue(subscription, forKey: clientId) == nil { count += 1 }
     }
 
     mutating func remove(_ filter: String, clientId: String) {
@@ -61,18 +78,25 @@ struct SubscriptionTree {
         return removed
     }
 
-    /// The clients with a subscription matching `topic`, each with the highest QoS among its
-    /// matching filters. Wildcards at the first level do not match topics that begin with `$`
-    /// (MQTT-4.7.2-1).
-    func matches(_ topic: String) -> [String: QoS] {
-        var found: [String: QoS] = [:]
+    /// The clients with a subscription matching `topic`, each with what its matching
+    /// subscriptions ask for together. A subscription with No Local does not match a message its
+    /// own client (`from`) published. Wildcards at the first level do not match topics that begin
+    /// with `$` (MQTT-4.7.2-1).
+    func matches(_ topic: String, from publisher: String? = nil) -> [String: Match] {
+        var found: [String: Match] = [:]
         guard count > 0 else { return found }
         let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
         let dollar = topic.hasPrefix("$")
-        func add(_ subscribers: [String: QoS]) {
-            for (client, qos) in subscribers {
-                if let seen = found[client], seen >= qos { continue }
-                found[client] = qos
+        func add(_ subscribers: [String: Subscription]) {
+            for (client, s) in subscribers {
+                if s.noLocal, client == publisher { continue }
+                if found[client] != nil {
+                    found[client]!.add(s)
+                } else {
+                    var match = Match(qos: s.qos)
+                    match.add(s)
+                    found[client] = match
+                }
             }
         }
         func walk(_ node: Node, _ depth: Int) {

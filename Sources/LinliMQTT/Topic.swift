@@ -11,6 +11,14 @@ public enum Topic {
 
     public static func validateFilter(_ filter: String, limits: MQTTLimits) throws(MQTTProtocolError) {
         if filter.isEmpty { throw .invalidTopic("a topic filter must not be empty") }
+        if filter.hasPrefix("$share/") {
+            // `$share/{name}/{filter}` (MQTT 5 §4.8.2, also taken from 3.1.1 clients): a name of at
+            // least one character without `/ + #`, then a whole filter.
+            guard let (_, inner) = shared(filter) else {
+                throw .invalidTopic("a shared subscription is $share/{name}/{filter}, the name without + or #")
+            }
+            return try validateFilter(inner, limits: limits)
+        }
         if levelCount(filter) > limits.maxTopicLevels {
             throw .invalidTopic("more than \(limits.maxTopicLevels) levels")
         }
@@ -21,6 +29,19 @@ public enum Topic {
             }
             if level.contains("+"), level != "+" { throw .invalidTopic("+ must be a whole level") }
         }
+    }
+
+    /// A shared subscription's group name and filter; nil for a filter that is not one.
+    public static func shared(_ filter: String) -> (group: String, filter: String)? {
+        guard filter.hasPrefix("$share/") else { return nil }
+        let rest = filter.utf8.dropFirst(7)
+        guard let slash = rest.firstIndex(of: UInt8(ascii: "/")) else { return nil }
+        let group = String(filter[rest.startIndex..<slash])
+        let inner = String(filter[filter.utf8.index(after: slash)...])
+        guard !group.isEmpty, !inner.isEmpty, !inner.hasPrefix("$share/"),
+            !group.contains(where: { $0 == "+" || $0 == "#" })
+        else { return nil }
+        return (group, inner)
     }
 
     static func levelCount(_ text: String) -> Int {

@@ -52,7 +52,8 @@ public final class TestClient: Sendable {
     let reader: Task<Void, Never>
 
     /// With `tls`, the client speaks TLS and verifies the broker's certificate against it.
-    public init(port: Int, tls: NIOSSLContext? = nil) async throws {
+    /// `version`: what it speaks (its CONNECT must say the same).
+    public init(port: Int, tls: NIOSSLContext? = nil, version: MQTTVersion = .v3_1_1) async throws {
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -60,8 +61,8 @@ public final class TestClient: Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(context: tls, serverHostname: nil))
                     }
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MQTTEncoder()))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTDecoder(version: version)))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MQTTEncoder(version: version)))
                     return try NIOAsyncChannel<MQTTPacket, MQTTPacket>(wrappingChannelSynchronously: channel)
                 }
             }
@@ -83,6 +84,20 @@ public final class TestClient: Sendable {
                 Connect(
                     cleanSession: clean, keepAlive: keepAlive, clientId: id, will: will, username: user,
                     password: ByteBuffer(string: "pw"))))
+        return (client, await client.next())
+    }
+
+    /// An MQTT 5 client, connected: its CONNACK comes back with it.
+    public static func connected5(
+        _ port: Int, id: String, user: String = "good", clean: Bool = true, keepAlive: UInt16 = 60, will: Will? = nil,
+        properties: MQTTProperties = .none
+    ) async throws -> (TestClient, MQTTPacket?) {
+        let client = try await TestClient(port: port, version: .v5)
+        try await client.send(
+            .connect(
+                Connect(
+                    protocolLevel: 5, cleanSession: clean, keepAlive: keepAlive, clientId: id, will: will,
+                    username: user, password: ByteBuffer(string: "pw"), properties: properties)))
         return (client, await client.next())
     }
 

@@ -46,7 +46,7 @@ struct BenchWireTests {
         BenchWire.writePuback(0x1234, into: &puback)
         #expect(puback == bytes(.puback(0x1234)))
         #expect(ByteBuffer(integer: BenchWire.pingreq) == bytes(.pingreq))
-        #expect(ByteBuffer(integer: BenchWire.disconnect) == bytes(.disconnect))
+        #expect(ByteBuffer(integer: BenchWire.disconnect) == bytes(.disconnect()))
     }
 
     // MARK: reading

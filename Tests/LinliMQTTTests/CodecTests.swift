@@ -38,7 +38,7 @@ struct CodecTests {
             ]),
         .suback(packetId: 9, returnCodes: [2, 0, MQTTPacket.subackFailure]),
         .unsubscribe(packetId: 10, filters: ["a/+/c"]),
-        .unsuback(10), .pingreq, .pingresp, .disconnect,
+        .unsuback(10), .pingreq, .pingresp, .disconnect(),
     ]
 
     @Test("every packet survives a write and a read", arguments: samples.indices)

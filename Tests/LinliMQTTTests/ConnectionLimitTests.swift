@@ -30,7 +30,7 @@ struct ConnectionLimitTests {
             let (c, ackC) = try await TestClient.connected(port, id: "c")
             #expect(ackC == .connack(sessionPresent: false, returnCode: .serverUnavailable))
             #expect(await c.closedWithin(.seconds(3)))
-            try await a.send(.disconnect)
+            try await a.send(.disconnect())
             #expect(await eventually { await broker.connectionCount == 1 })
             let (d, ackD) = try await TestClient.connected(port, id: "d")
             #expect(ackD == Self.accepted)
@@ -49,7 +49,7 @@ struct ConnectionLimitTests {
                 try await client.send(
                     .publish(Publish(topic: "t", payload: ByteBuffer(string: "x"), qos: .atLeastOnce, packetId: 1)))
                 #expect(await client.next() == .puback(1))
-                if i % 2 == 0 { try await client.send(.disconnect) } else { client.close() }
+                if i % 2 == 0 { try await client.send(.disconnect()) } else { client.close() }
             }
             // Refused at sign-in (an empty id without a clean session), and never signed in.
             let (refused, ack) = try await TestClient.connected(port, id: "", clean: false)

@@ -128,7 +128,7 @@ struct PipelineTests {
             try await publisher.send(
                 .publish(
                     Publish(topic: "last/words", payload: ByteBuffer(string: "bye"), qos: .atLeastOnce, packetId: 7)))
-            try await publisher.send(.disconnect)
+            try await publisher.send(.disconnect())
             await gates.open("last/words")
             guard case let .publish(message)? = await subscriber.next() else {
                 Issue.record("the message sent before DISCONNECT was not routed")
@@ -220,7 +220,7 @@ struct FastPathTests {
         while after.count < 5, let packet = await client.next() {
             switch packet {
             case let .publish(m): after.append(m.topic)
-            case let .puback(id): after.append("puback \(id)")
+            case let .puback(id, _, _): after.append("puback \(id)")
             default: after.append("\(packet)")
             }
         }
@@ -318,7 +318,7 @@ struct SharedCompletionTests {
             while seen.count < 6, let packet = await client.next() {
                 switch packet {
                 case let .publish(m): seen.append(m.topic)
-                case let .puback(id): seen.append("puback \(id)")
+                case let .puback(id, _, _): seen.append("puback \(id)")
                 default: seen.append("\(packet)")
                 }
             }
