@@ -18,7 +18,12 @@
 #   CONNECTIONS       connections of the connection test (default 20000)
 #   GENERATORS        generator processes the connection test is split over (default 2)
 #   HOLD              seconds the connection test holds its connections (default 40)
-#   PHASES            which phases to run, space-separated (default "throughput mosquitto connections")
+#   PHASES            which phases to run, space-separated (default "throughput mosquitto connections";
+#                     also "relay" and "idle")
+#   RELAY_SUBSCRIBERS persistent QoS 1 subscribers of the relay phase (default 10)
+#   RELAY_RATE        messages per second the relay phase's publisher offers (default 5000)
+#   RELAY_MESSAGES    messages published while the relay subscribers are away (default 10000)
+#   IDLE_CONNECTIONS  connections of the idle phase (default 5000)
 #   PREFILL_POSTS     property posts written into telemetry with `linli bench telemetry` before the
 #                     server starts (default 0), to measure a file that already holds history
 #   MOSQUITTO_BIN     the Mosquitto broker (default: mosquitto on PATH, or /usr/sbin/mosquitto)
@@ -34,7 +39,14 @@
 #                on another port, with one subscriber on bench/# counting what is relayed;
 #   connections  CONNECTIONS devices connect and hold, split over GENERATORS processes (each
 #                process may open only `ulimit -n` sockets); the server's memory and open files
-#                are read once every generator has finished connecting.
+#                are read once every generator has finished connecting;
+#   relay        `linli bench relay`: one publisher, RELAY_SUBSCRIBERS persistent QoS 1 subscribers
+#                (clean session 0), online (RELAY_RATE offered; publish → delivery latency) and
+#                offline then back (RELAY_MESSAGES kept, then drained), over MQTT 3.1.1 and 5, on
+#                Linli (an integration account; kept in the database before PUBACK) and on
+#                Mosquitto with `persistence true` (saved to disk only every autosave_interval);
+#   idle         IDLE_CONNECTIONS clients connect and hold, 3.1.1 and then 5, on Linli and
+#                Mosquitto: the server's RSS growth per idle connection.
 # It prints each run's table as it goes, then a markdown summary. Every process it started is
 # stopped and the temporary folder removed on exit.
 #
@@ -56,6 +68,10 @@ GENERATORS=${GENERATORS:-2}
 HOLD=${HOLD:-40}
 PHASES=${PHASES:-throughput mosquitto connections}
 PREFILL_POSTS=${PREFILL_POSTS:-0}
+RELAY_SUBSCRIBERS=${RELAY_SUBSCRIBERS:-10}
+RELAY_RATE=${RELAY_RATE:-5000}
+RELAY_MESSAGES=${RELAY_MESSAGES:-10000}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
 RUN_ID=b
 
 for arg in "$@"; do
@@ -76,7 +92,7 @@ LINLI_BIN=${LINLI_BIN:-.build/release/linli}
 case "$LINLI_BIN" in /*) ;; *) LINLI_BIN="$REPO_ROOT/$LINLI_BIN" ;; esac
 [ -x "$LINLI_BIN" ] || die "$LINLI_BIN does not exist; build it first (swift build -c release) or set LINLI_BIN"
 
-if has_phase mosquitto; then
+if has_phase mosquitto || has_phase relay || has_phase idle; then
     MOSQUITTO_BIN=${MOSQUITTO_BIN:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
     [ -x "$MOSQUITTO_BIN" ] || die "mosquitto is not installed (Debian: apt-get install mosquitto), or drop it from PHASES"
 fi
@@ -153,13 +169,22 @@ if [ "$PREFILL_POSTS" -gt 0 ]; then
     tail -n 1 "$work/prefill.log"
 fi
 
+# The relay and idle phases sign in with an integration account.
+relay_password=relay-bench-password-1
+if has_phase relay || has_phase idle; then
+    "$LINLI_BIN" mqtt-account create --data "$data" --username bench-relay --description "bench/mqtt.sh relay" \
+        --publish 'relay/#' --subscribe 'relay/#' --password-stdin <<<"$relay_password" >"$work/account.log" 2>&1 ||
+        { cat "$work/account.log" >&2; die "creating the relay account failed"; }
+fi
+
 # --- the server -----------------------------------------------------------------
 
 http_port=$(free_port)
 mqtt_port=$(free_port)
 echo "== starting linli serve: HTTP 127.0.0.1:$http_port, MQTT 127.0.0.1:$mqtt_port (open files: $open_files)"
-"$LINLI_BIN" serve --data "$data" --http "127.0.0.1:$http_port" --mqtt "127.0.0.1:$mqtt_port" --mqtt-tls off \
-    --log-level warning >"$work/server.log" 2>&1 &
+# The relay publisher posts above the per-client rate a device gets (1,000/s by default).
+LINLI_MQTT_PUBLISH_RATE=1000000 "$LINLI_BIN" serve --data "$data" --http "127.0.0.1:$http_port" \
+    --mqtt "127.0.0.1:$mqtt_port" --mqtt-tls off --log-level warning >"$work/server.log" 2>&1 &
 server_pid=$!
 pids+=("$server_pid")
 ready=false
@@ -277,6 +302,74 @@ PY
     echo "(load after: $(load))"
 fi
 
+# --- relay to persistent subscribers, and idle connections, on Linli and Mosquitto --------
+
+relay() { LINLI_BENCH_PASSWORD=$relay_password "$LINLI_BIN" bench relay "$@"; }
+
+# Starts Mosquitto with the given persistence on a free port; sets mosq_port and mosq_pid.
+start_mosquitto() {
+    local persistence=$1 name=$2
+    mosq_port=$(free_port)
+    mkdir -p "$work/$name"
+    cat >"$work/$name/mosquitto.conf" <<EOF
+listener $mosq_port 127.0.0.1
+allow_anonymous true
+persistence $persistence
+persistence_location $work/$name/
+log_dest file $work/$name/mosquitto.log
+log_type error
+log_type warning
+max_inflight_messages 256
+max_queued_messages 1000000
+EOF
+    "$MOSQUITTO_BIN" -c "$work/$name/mosquitto.conf" >"$work/$name/out" 2>&1 &
+    mosq_pid=$!
+    pids+=("$mosq_pid")
+    wait_port "$mosq_port" "$mosq_pid" "mosquitto"
+}
+
+if has_phase relay; then
+    for level in 4 5; do
+        echo
+        echo "== relay, MQTT level $level: 1 → $RELAY_SUBSCRIBERS persistent QoS 1 subscribers, Linli ($(load))"
+        relay --mqtt "127.0.0.1:$mqtt_port" --username bench-relay --protocol-level "$level" --run-id "linli-$level" \
+            --subscribers "$RELAY_SUBSCRIBERS" --rate "$RELAY_RATE" --messages "$RELAY_MESSAGES" --duration "$DURATION" \
+            --warmup "$WARMUP" --server-pid "$server_pid" >"$work/relay-linli-$level.json" 2>"$work/relay-linli-$level.err" ||
+            { cat "$work/relay-linli-$level.err" >&2; die "the Linli relay run failed"; }
+        cat "$work/relay-linli-$level.json"
+        server_alive relay
+        start_mosquitto true "mosquitto-relay-$level"
+        echo "== relay, MQTT level $level, Mosquitto with persistence true ($(load))"
+        relay --mqtt "127.0.0.1:$mosq_port" --protocol-level "$level" --run-id "mosq-$level" \
+            --subscribers "$RELAY_SUBSCRIBERS" --rate "$RELAY_RATE" --messages "$RELAY_MESSAGES" --duration "$DURATION" \
+            --warmup "$WARMUP" --server-pid "$mosq_pid" >"$work/relay-mosquitto-$level.json" 2>"$work/relay-mosquitto-$level.err" ||
+            { cat "$work/relay-mosquitto-$level.err" >&2; die "the Mosquitto relay run failed"; }
+        cat "$work/relay-mosquitto-$level.json"
+        stop "$mosq_pid"
+    done
+fi
+
+if has_phase idle; then
+    for level in 4 5; do
+        echo
+        echo "== idle: $IDLE_CONNECTIONS connections, MQTT level $level, Linli ($(load))"
+        relay --mqtt "127.0.0.1:$mqtt_port" --username bench-relay --protocol-level "$level" --run-id "idle-$level" \
+            --phases idle --connections "$IDLE_CONNECTIONS" --server-pid "$server_pid" \
+            >"$work/idle-linli-$level.json" 2>"$work/idle-linli-$level.err" ||
+            { cat "$work/idle-linli-$level.err" >&2; die "the Linli idle run failed"; }
+        cat "$work/idle-linli-$level.json"
+        server_alive idle
+        start_mosquitto false "mosquitto-idle-$level"
+        echo "== idle: $IDLE_CONNECTIONS connections, MQTT level $level, Mosquitto ($(load))"
+        relay --mqtt "127.0.0.1:$mosq_port" --protocol-level "$level" --run-id "idle-$level" --phases idle \
+            --connections "$IDLE_CONNECTIONS" --server-pid "$mosq_pid" \
+            >"$work/idle-mosquitto-$level.json" 2>"$work/idle-mosquitto-$level.err" ||
+            { cat "$work/idle-mosquitto-$level.err" >&2; die "the Mosquitto idle run failed"; }
+        cat "$work/idle-mosquitto-$level.json"
+        stop "$mosq_pid"
+    done
+fi
+
 # --- summary -----------------------------------------------------------------------------
 
 echo
@@ -350,4 +443,35 @@ if gens:
         print(f"  {k:,} × {reason}")
     met = connected >= 20_000 and still >= 20_000 and (server.get("rssMiB") or 1e9) <= 1024
     print(f"Target ≥ 20,000 connected devices within 1 GiB: {'met' if met else 'not met'}.")
+
+
+def lines(name):
+    p = work / name
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+
+relay_rows = []
+for level in (4, 5):
+    for broker, name in (("Linli (kept in the database)", "linli"), ("Mosquitto (persistence true)", "mosquitto")):
+        for r in lines(f"relay-{name}-{level}.json"):
+            relay_rows.append((broker, "3.1.1" if level == 4 else "5", r))
+if relay_rows:
+    print()
+    print("| broker | MQTT | phase | subscribers | published/s | delivered/s | delivered / expected | duplicates | p50 ms | p99 ms | drain s | RSS MiB |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for broker, level, r in relay_rows:
+        print(f"| {broker} | {level} | {r['phase']} | {r['subscribers']} | {n(r['publishedPerSecond'])} | {n(r['deliveredPerSecond'])} "
+              f"| {n(r['delivered'])} / {n(r['expected'])} | {r['duplicates']} | {n(r.get('p50Milliseconds'), 2)} "
+              f"| {n(r.get('p99Milliseconds'), 2)} | {n(r.get('drainSeconds'), 2)} | {n(r.get('rssMiB'), 1)} |")
+idle_rows = []
+for level in (4, 5):
+    for broker, name in (("Linli", "linli"), ("Mosquitto", "mosquitto")):
+        for r in lines(f"idle-{name}-{level}.json"):
+            idle_rows.append((broker, "3.1.1" if level == 4 else "5", r))
+if idle_rows:
+    print()
+    print("| broker | MQTT | idle connections | server RSS MiB | KiB per connection |")
+    print("|---|---|---:|---:|---:|")
+    for broker, level, r in idle_rows:
+        print(f"| {broker} | {level} | {n(r.get('connections'))} | {n(r.get('rssMiB'), 1)} | {n(r.get('rssPerConnectionKiB'), 2)} |")
 PY

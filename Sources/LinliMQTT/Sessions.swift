@@ -704,8 +704,17 @@ actor BrokerState {
         return true
     }
 
+    /// Changes a session where it lies in the dictionary. A session copied out, changed and put
+    /// back shares its queue's storage with the copy at the moment of the change, so every append
+    /// copied the whole queue: a session holding 10,000 messages made each message cost 10,000.
+    /// `body` must not touch `sessions` itself.
+    private func withSession<T>(_ clientId: String, _ body: (inout Session) -> T) -> T? {
+        guard let index = sessions.index(forKey: clientId) else { return nil }
+        return body(&sessions.values[index])
+    }
+
     private func deliver(_ message: Publish, qos: QoS, to clientId: String, identifiers: [Int] = []) {
-        guard var session = sessions[clientId] else { return }
+        guard let index = sessions.index(forKey: clientId) else { return }
         var outgoing = message
         outgoing.qos = qos
         outgoing.dup = false
@@ -717,14 +726,14 @@ actor BrokerState {
             metrics.expiredMessages.increment()
             return
         }
-        if let limit = session.maxPacketSize {
+        if let limit = sessions.values[index].maxPacketSize {
             // MQTT-3.1.2-25: a packet larger than the client takes is not sent at all.
             var bytes = ByteBuffer()
             MQTTPacket.publish(
                 Publish(
                     topic: outgoing.topic, payload: outgoing.payload, qos: qos, packetId: 1,
                     properties: outgoing.properties)
-            ).write(to: &bytes, version: session.version)
+            ).write(to: &bytes, version: sessions.values[index].version)
             if bytes.readableBytes > limit {
                 metrics.tooLarge.increment()
                 logger.notice(
@@ -735,43 +744,49 @@ actor BrokerState {
         }
         if qos == .atMostOnce {
             // QoS 0 goes only to connected clients; nothing is kept for the absent.
-            session.outbox?.send(.publish(outgoing))
+            sessions.values[index].outbox?.send(.publish(outgoing))
             return
         }
-        // Straight out only when nothing waits before it: messages to a client keep their order
-        // (MQTT-4.6.0-6), also when room opens in the window while others are queued.
-        let direct = session.outbox != nil && session.queued.isEmpty && session.inWindow < session.window
-        guard direct || session.queued.count < configuration.queueLimit else {
-            session.dropped += 1
-            metrics.dropped.increment()
+        let queueLimit = configuration.queueLimit
+        let kept = withSession(clientId) { session -> Bool in
+            // Straight out only when nothing waits before it: messages to a client keep their
+            // order (MQTT-4.6.0-6), also when room opens in the window while others are queued.
+            let direct = session.outbox != nil && session.queued.isEmpty && session.inWindow < session.window
+            guard direct || session.queued.count < queueLimit else {
+                session.dropped += 1
+                metrics.dropped.increment()
+                if session.persistent {
+                    keep(.dropped(clientId: clientId, total: session.dropped))
+                    session.droppedStored = session.dropped
+                }
+                if session.dropped == 1 || session.dropped % 1000 == 0 {
+                    logger.warning(
+                        "queue full: dropping messages",
+                        metadata: ["client": "\(clientId)", "dropped": "\(session.dropped)"])
+                }
+                return false
+            }
+            let sequence = session.number()
             if session.persistent {
-                keep(.dropped(clientId: clientId, total: session.dropped))
-                session.droppedStored = session.dropped
+                keep(
+                    .kept(clientId: clientId, MQTTStoredMessage(sequence: sequence, message: outgoing, released: false))
+                )
             }
-            if session.dropped == 1 || session.dropped % 1000 == 0 {
-                logger.warning(
-                    "queue full: dropping messages",
-                    metadata: ["client": "\(clientId)", "dropped": "\(session.dropped)"])
-            }
-            sessions[clientId] = session
-            return
+            session.queued.append((sequence, outgoing))
+            return true
         }
-        let sequence = session.number()
-        if session.persistent {
-            keep(.kept(clientId: clientId, MQTTStoredMessage(sequence: sequence, message: outgoing, released: false)))
-        }
-        session.queued.append((sequence, outgoing))
+        guard kept == true else { return }
         queuedMessages += 1
-        sessions[clientId] = session
-        if session.outbox != nil { drainQueue(clientId) }
+        drainQueue(clientId)
     }
 
     /// PUBACK for QoS 1, PUBCOMP for QoS 2 (or an MQTT 5 PUBREC with a failure, which ends the
     /// exchange): the message is done; room opens in the window.
     func acknowledged(clientId: String, packetId: UInt16) {
-        guard var session = sessions[clientId], let sequence = session.complete(packetId) else { return }
-        if session.persistent { keep(.delivered(clientId: clientId, sequence: sequence)) }
-        sessions[clientId] = session
+        guard let done = withSession(clientId, { ($0.complete(packetId), $0.persistent) }),
+            let sequence = done.0
+        else { return }
+        if done.1 { keep(.delivered(clientId: clientId, sequence: sequence)) }
         drainQueue(clientId)
         // Nothing waits for this: at worst a crash sends the message once more.
         _ = commit()
@@ -781,10 +796,11 @@ actor BrokerState {
     /// session the PUBREL goes once the store knows, so that after a crash the broker does not send
     /// the message again to a client that has completed it.
     func received(clientId: String, packetId: UInt16) {
-        guard var session = sessions[clientId], let sequence = session.release(packetId) else { return }
-        sessions[clientId] = session
-        if session.persistent { keep(.released(clientId: clientId, sequence: sequence)) }
-        let outbox = session.outbox
+        guard let done = withSession(clientId, { ($0.release(packetId), $0.persistent, $0.outbox) }),
+            let sequence = done.0
+        else { return }
+        if done.1 { keep(.released(clientId: clientId, sequence: sequence)) }
+        let outbox = done.2
         if let stored = commit() {
             stored.whenDone { error in if error == nil { outbox?.send(.pubrel(packetId)) } }
         } else {
@@ -796,12 +812,16 @@ actor BrokerState {
     /// that must not be routed again), with the store's completion to wait for before PUBREC.
     /// Refuses (nil) when too many await their PUBREL.
     func firstReceiptOfQoS2(clientId: String, packetId: UInt16) -> (first: Bool, stored: (any SharedCompletion)?)? {
-        guard var session = sessions[clientId] else { return nil }
-        if session.receivedQoS2.contains(packetId) { return (false, nil) }
-        if session.receivedQoS2.count >= configuration.inflightWindow { return nil }
-        session.receivedQoS2.insert(packetId)
-        sessions[clientId] = session
-        if session.persistent { keep(.receivedQoS2(clientId: clientId, packetId: packetId)) }
+        let window = configuration.inflightWindow
+        let outcome = withSession(clientId) { session -> (first: Bool, persistent: Bool)? in
+            if session.receivedQoS2.contains(packetId) { return (false, false) }
+            if session.receivedQoS2.count >= window { return nil }
+            session.receivedQoS2.insert(packetId)
+            return (true, session.persistent)
+        }
+        guard let outcome, let (first, persistent) = outcome else { return nil }
+        guard first else { return (false, nil) }
+        if persistent { keep(.receivedQoS2(clientId: clientId, packetId: packetId)) }
         return (true, commit())
     }
 
@@ -809,41 +829,46 @@ actor BrokerState {
     /// answers PUBCOMP 0x92), with the store's completion to wait for before PUBCOMP (after which
     /// the client may use the id again for a new message).
     func releasedQoS2(clientId: String, packetId: UInt16) -> (known: Bool, stored: (any SharedCompletion)?) {
-        guard let session = sessions[clientId], session.receivedQoS2.contains(packetId) else { return (false, nil) }
-        sessions[clientId]?.receivedQoS2.remove(packetId)
-        if session.persistent { keep(.releasedQoS2(clientId: clientId, packetId: packetId)) }
+        let outcome = withSession(clientId) { ($0.receivedQoS2.remove(packetId) != nil, $0.persistent) }
+        guard let (known, persistent) = outcome, known else { return (false, nil) }
+        if persistent { keep(.releasedQoS2(clientId: clientId, packetId: packetId)) }
         return (true, commit())
     }
 
     /// On reconnection of a persistent session: unacknowledged messages again (DUP set), pending
     /// PUBRELs again, then the queue.
     private func resend(_ clientId: String) {
-        guard let session = sessions[clientId], let outbox = session.outbox else { return }
-        for packet in session.redelivery() { outbox.send(packet) }
+        // No copy of the session outlives this line: the queue is drained in place below.
+        guard let (packets, outbox) = withSession(clientId, { s in s.outbox.map { (s.redelivery(), $0) } }) ?? nil
+        else { return }
+        for packet in packets { outbox.send(packet) }
         drainQueue(clientId)
     }
 
     /// Sends what the window has room for, oldest first; a message whose expiry passed while it
     /// waited is dropped instead (MQTT-3.3.2-5).
     private func drainQueue(_ clientId: String) {
-        guard var session = sessions[clientId], session.outbox != nil else { return }
-        var sent = 0
-        var now: Int64? = nil
-        while session.mayDrain() {
-            var (sequence, message) = session.queued.removeFirst()
-            sent += 1
-            if message.expiresAt != nil {
-                let time = now ?? Self.now()
-                now = time
-                guard Self.countDown(&message, now: time) else {
-                    metrics.expiredMessages.increment()
-                    if session.persistent { keep(.delivered(clientId: clientId, sequence: sequence)) }
-                    continue
+        let sent =
+            withSession(clientId) { session -> Int in
+                guard session.outbox != nil else { return 0 }
+                var sent = 0
+                var now: Int64? = nil
+                while session.mayDrain() {
+                    var (sequence, message) = session.queued.removeFirst()
+                    sent += 1
+                    if message.expiresAt != nil {
+                        let time = now ?? Self.now()
+                        now = time
+                        guard Self.countDown(&message, now: time) else {
+                            metrics.expiredMessages.increment()
+                            if session.persistent { keep(.delivered(clientId: clientId, sequence: sequence)) }
+                            continue
+                        }
+                    }
+                    session.outbox?.send(.publish(session.send(message, sequence: sequence)))
                 }
-            }
-            session.outbox?.send(.publish(session.send(message, sequence: sequence)))
-        }
+                return sent
+            } ?? 0
         queuedMessages -= sent
-        sessions[clientId] = session
     }
 }

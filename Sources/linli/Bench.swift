@@ -15,7 +15,8 @@ import Logging
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load generators that measure a running Linli.", subcommands: [BenchMQTT.self, BenchTelemetry.self])
+        abstract: "Load generators that measure a running Linli.",
+        subcommands: [BenchMQTT.self, BenchRelay.self, BenchTelemetry.self])
 }
 
 /// `linli bench mqtt`: simulated devices against the MQTT broker. Devices are registered straight
@@ -281,6 +282,79 @@ struct BenchTelemetry: AsyncParsableCommand {
             say(
                 "telemetry writer: \(posts) posts from \(devices) devices in \(String(format: "%.2f", seconds)) s: \(Int(Double(posts) / seconds)) posts/s"
             )
+        }
+    }
+}
+
+/// `linli bench relay`: one publisher and persistent QoS 1 subscribers on any broker, online and
+/// offline-then-back, or idle connections for the memory each holds.
+struct BenchRelay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract:
+            "Relay from one publisher to persistent QoS 1 subscribers (online, offline then back), or hold idle connections; report rates, latency and the server's memory.",
+        discussion: """
+            Prints one JSON line per phase on standard output; progress on standard error. The password of
+            --username is read from LINLI_BENCH_PASSWORD. On Linli, give the account `relay/#` to publish and
+            subscribe, and a publish rate above the offered one (LINLI_MQTT_PUBLISH_RATE).
+            """
+    )
+
+    @Option(help: "The broker, host:port.") var mqtt = "127.0.0.1:1883"
+    @Option(help: "Integration account (none: anonymous, for Mosquitto).") var username: String?
+    @Option(help: "MQTT protocol: 4 (3.1.1) or 5.") var protocolLevel = 4
+    @Option(help: "Phases, comma-separated: online, offline, idle.") var phases = "online,offline"
+    @Option(help: "Persistent QoS 1 subscribers.") var subscribers = 10
+    @Option(help: "online: messages per second offered.") var rate: Double = 5_000
+    @Option(help: "online: seconds measured, after the warm-up.") var duration: Double = 20
+    @Option(help: "online: seconds of load before measuring.") var warmup: Double = 3
+    @Option(help: "offline: messages published while the subscribers are away.") var messages = 10_000
+    @Option(help: "The publisher's QoS 1 messages awaiting PUBACK at most.") var inflight = 256
+    @Option(help: "Bytes of each message (at least 16: its send time and number).") var payload = 64
+    @Option(help: "idle: connections held.") var connections = 1_000
+    @Option(help: "idle: seconds held before the memory is read.") var hold: Double = 10
+    @Option(name: .customLong("server-pid"), help: "The server's process id: its memory is read from /proc.")
+    var serverPid: Int32?
+    @Option(name: .customLong("run-id"), help: "Prefix of the client ids.") var runId = "relay"
+
+    func run() async throws {
+        var s = RelaySettings()
+        let endpoint = try Endpoint.parse(mqtt)
+        s.host = endpoint.host
+        s.port = endpoint.port
+        s.username = username
+        s.password = ProcessInfo.processInfo.environment["LINLI_BENCH_PASSWORD"]
+        guard let version = MQTTVersion(rawValue: UInt8(clamping: protocolLevel)), version != .v3_1 else {
+            throw ValidationError("--protocol-level is 4 (3.1.1) or 5")
+        }
+        guard subscribers >= 1, messages >= 1, inflight >= 1, connections >= 1, payload >= 16 else {
+            throw ValidationError(
+                "--subscribers, --messages, --inflight and --connections are at least 1, --payload 16")
+        }
+        s.version = version
+        s.subscribers = subscribers
+        s.rate = rate
+        s.duration = duration
+        s.warmup = warmup
+        s.messages = messages
+        s.inflight = inflight
+        s.payloadBytes = payload
+        s.connections = connections
+        s.hold = hold
+        s.serverPid = serverPid
+        s.runId = runId
+        let bench = RelayBench(settings: s) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        for phase in phases.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            let result: RelayResult
+            switch phase {
+            case "online": result = try await bench.online()
+            case "offline": result = try await bench.offline()
+            case "idle": result = try await bench.idle()
+            default: throw ValidationError("unknown phase \(phase): online, offline or idle")
+            }
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
         }
     }
 }
