@@ -657,18 +657,72 @@ final class ConnectionControl: Sendable {
     private func drain(holdingTurn: Bool = false) async {
         var memory = queue.withLock { $0.memory }
         while true {
-            let next = queue.withLock { q -> Step? in
-                if !q.steps.isEmpty { return q.steps.removeFirst() }
-                q.steps = []  // lets go of the buffer the steps took
-                q.memory = memory
-                q.draining = false
-                return nil
+            let next = queue.withLock { q -> [Step]? in
+                guard let first = q.steps.first else {
+                    q.steps = []  // lets go of the buffer the steps took
+                    q.memory = memory
+                    q.draining = false
+                    return nil
+                }
+                // Routes and acknowledgements queued one behind another go to the broker's state
+                // in one turn: a subscriber acknowledging a stream, or a publisher's window of
+                // messages, costs one hop onto the actor, not one per message.
+                var count = 1
+                while count < q.steps.count, count < 256, Self.together(first, q.steps[count]) { count += 1 }
+                defer { q.steps.removeFirst(count) }
+                return Array(q.steps[0..<count])
             }
-            guard let step = next else {
+            guard let steps = next else {
                 broker.controlWork.withLock { $0 -= 1 }
                 return
             }
-            await run(step, &memory, holdingTurn: holdingTurn)
+            if steps.count == 1 {
+                await run(steps[0], &memory, holdingTurn: holdingTurn)
+            } else {
+                await runTogether(steps, memory)
+            }
+        }
+    }
+
+    /// Whether `step` may share a turn on the broker's state with `first`.
+    private static func together(_ first: Step, _ step: Step) -> Bool {
+        switch (first, step) {
+        case (.route, .route): true
+        case (.packet(let a), .packet(let b)): a.isCompletion && b.isCompletion
+        default: false
+        }
+    }
+
+    /// Several routes, or several PUBACKs and PUBCOMPs, in one call on the broker's state.
+    private func runTogether(_ steps: [Step], _ memory: Memory) async {
+        let state = broker.state
+        let clientId = memory.clientId
+        if case .route = steps[0] {
+            var messages: [Publish] = []
+            var sequences: [UInt64] = []
+            for case let .route(message, sequence) in steps {
+                messages.append(message)
+                if let sequence { sequences.append(sequence) }
+            }
+            let stored = await state.route(messages, from: clientId)
+            guard !sequences.isEmpty else { return }
+            let connection = connection
+            let waiting = sequences
+            if let stored {
+                let mailbox = broker.mailboxes.mailbox(for: loop)
+                stored.whenDone { error in
+                    for sequence in waiting { mailbox.post(.stored(connection, sequence: sequence, error: error)) }
+                }
+            } else {
+                onLoop { c in for sequence in waiting { c.stored(sequence, error: nil) } }
+            }
+        } else {
+            var ids: [UInt16] = []
+            for case let .packet(packet) in steps {
+                if case let .puback(id, _, _) = packet { ids.append(id) }
+                if case let .pubcomp(id, _, _) = packet { ids.append(id) }
+            }
+            await state.acknowledged(clientId: clientId, packetIds: ids)
         }
     }
 

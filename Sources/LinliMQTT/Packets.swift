@@ -160,6 +160,16 @@ public enum MQTTPacket: Sendable, Equatable {
     public static let subackFailure: UInt8 = 0x80
 }
 
+extension MQTTPacket {
+    /// A PUBACK or PUBCOMP: the end of an outgoing message's exchange.
+    var isCompletion: Bool {
+        switch self {
+        case .puback, .pubcomp: true
+        default: false
+        }
+    }
+}
+
 extension ConnectReturnCode {
     /// The MQTT 5 reason code that says the same.
     public var reason: ReasonCode {

@@ -634,6 +634,12 @@ actor BrokerState {
         return commit()
     }
 
+    /// Messages one client published one behind another, routed in order, kept in one hand-over.
+    func route(_ messages: [Publish], from publisher: String? = nil) -> (any SharedCompletion)? {
+        for message in messages { routeWithin(message, from: publisher) }
+        return commit()
+    }
+
     private func routeWithin(_ received: Publish, from publisher: String? = nil) {
         var message = received
         if message.expiresAt == nil, let interval = message.properties.messageExpiryInterval {
@@ -783,10 +789,16 @@ actor BrokerState {
     /// PUBACK for QoS 1, PUBCOMP for QoS 2 (or an MQTT 5 PUBREC with a failure, which ends the
     /// exchange): the message is done; room opens in the window.
     func acknowledged(clientId: String, packetId: UInt16) {
-        guard let done = withSession(clientId, { ($0.complete(packetId), $0.persistent) }),
-            let sequence = done.0
-        else { return }
-        if done.1 { keep(.delivered(clientId: clientId, sequence: sequence)) }
+        acknowledged(clientId: clientId, packetIds: [packetId])
+    }
+
+    /// Several acknowledgements that came one behind another, in one turn.
+    func acknowledged(clientId: String, packetIds: [UInt16]) {
+        let persistent = sessions[clientId]?.persistent == true
+        for packetId in packetIds {
+            guard let done = withSession(clientId, { $0.complete(packetId) }), let sequence = done else { continue }
+            if persistent { keep(.delivered(clientId: clientId, sequence: sequence)) }
+        }
         drainQueue(clientId)
         // Nothing waits for this: at worst a crash sends the message once more.
         _ = commit()
