@@ -69,6 +69,10 @@ public struct ShadowDocument: Sendable, Equatable {
         desiredAt = times("desired")
     }
 
+    /// The highest version a document may have: 2^53 − 1, the largest whole number every JSON
+    /// reader keeps exactly.
+    public static let maximumVersion: Int64 = 9_007_199_254_740_991
+
     /// The document after `request`, made at `now` (seconds). A `get` changes nothing.
     public func applying(_ request: ShadowRequest, at now: Int64) throws(ShadowFault) -> ShadowDocument {
         let change: ShadowRequest.State
@@ -81,6 +85,12 @@ public struct ShadowDocument: Sendable, Equatable {
         }
         guard version > self.version else {
             throw ShadowFault(.versionConflict, "version \(version) is not above the shadow's version \(self.version)")
+        }
+        // Room is left above every version for the next one (and a JSON number a browser reads
+        // exactly): a document at Int64.max could never change again.
+        // A step of one past it is taken: a change that names no version counts on from any.
+        guard version <= Self.maximumVersion || (self.version < .max && version == self.version + 1) else {
+            throw ShadowFault(.invalidVersion, "version \(version) is above \(Self.maximumVersion)")
         }
         var next = self
         func apply(_ side: ShadowRequest.Side?, to values: inout [String: JSONValue], times: inout [String: Int64]) {

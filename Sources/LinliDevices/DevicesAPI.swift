@@ -644,8 +644,12 @@ extension API {
         var version: Int64?
         switch body["version"] {
         case nil, .null?: break
-        case let .int(v)? where v >= 1: version = v
-        default: faults.append(FieldIssue("version", "must be a whole number above the document's version"))
+        case let .int(v)? where v >= 1 && v <= ShadowDocument.maximumVersion: version = v
+        default:
+            faults.append(
+                FieldIssue(
+                    "version",
+                    "must be a whole number above the document's version, at most \(ShadowDocument.maximumVersion)"))
         }
         guard faults.isEmpty, let desired else { throw Problem.invalid(faults) }
         let asked = version
@@ -654,13 +658,18 @@ extension API {
         do {
             stored = try await store.changeShadowDocument(device, actor: context.principal) { json in
                 let current = DeviceGateway.document(json)
+                // A stored version is at most the maximum, so the next one is a whole number still.
                 let next = try current.applying(
-                    .update(.init(desired: desired), version: asked ?? current.version + 1), at: now)
+                    .update(.init(desired: desired), version: asked ?? min(current.version, Int64.max - 1) + 1), at: now
+                )
                 return (String(decoding: next.json.serialized(), as: UTF8.self), next.version)
             }
         } catch let fault as ShadowFault {
-            throw fault.code == .versionConflict
-                ? Problem.conflict("version", fault.message) : Problem.invalid([FieldIssue("desired", fault.message)])
+            switch fault.code {
+            case .versionConflict: throw Problem.conflict("version", fault.message)
+            case .invalidVersion: throw Problem.invalid([FieldIssue("version", fault.message)])
+            default: throw Problem.invalid([FieldIssue("desired", fault.message)])
+            }
         }
         let document = DeviceGateway.document(stored)
         let delivered = await services.devices?.pushShadowDocument(device, document) ?? false

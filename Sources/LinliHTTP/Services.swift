@@ -31,12 +31,23 @@ public struct HTTPSettings: Sendable {
     public var httpIdleSeconds: Int
     /// Reverse proxies whose `X-Forwarded-For` names the client (`trusted-proxies`).
     public var trustedProxies: [IPAddressRange]
+    /// Sockets at most, per address, and the deadlines a request keeps (see `HTTPConnectionLimits`).
+    public var maxConnections: Int
+    public var connectionsPerAddress: Int
+    public var headerSeconds: Int
+    /// Bytes a second a body must average after its first 10 s (0: no minimum).
+    public var minBodyRate: Int
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String = "./linli-data", sessionHours: Int = 12,
-        secureCookies: Bool = false, httpIdleSeconds: Int = 60, trustedProxies: [IPAddressRange] = []
+        secureCookies: Bool = false, httpIdleSeconds: Int = 60, trustedProxies: [IPAddressRange] = [],
+        maxConnections: Int = 4_096, connectionsPerAddress: Int = 256, headerSeconds: Int = 10, minBodyRate: Int = 1_024
     ) {
         self.trustedProxies = trustedProxies
+        self.maxConnections = maxConnections
+        self.connectionsPerAddress = connectionsPerAddress
+        self.headerSeconds = headerSeconds
+        self.minBodyRate = minBodyRate
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -138,38 +149,77 @@ package struct SecurityHeadersMiddleware: RouterMiddleware {
 /// covers the time between requests and unfinished headers; once a request's head is in, a client
 /// that sends part of the body and then nothing would hold the connection and its handler for
 /// ever. A pause is measured, not the whole body, so a large photo on a slow line still arrives.
+///
+/// A body must also keep an average of `minimumRate` bytes a second once it has had 10 s: a
+/// client sending a byte every few seconds never pauses long enough, and would hold a 16 MiB
+/// upload's connection for weeks.
 package final class RequestBodyPause: ChannelInboundHandler, RemovableChannelHandler {
     package typealias InboundIn = HTTPRequestPart
     package typealias InboundOut = HTTPRequestPart
 
     private let limit: TimeAmount
+    private let minimumRate: Int
     private var deadline: Scheduled<Void>?
+    private var rateCheck: Scheduled<Void>?
+    private var bodyStarted: NIODeadline?
+    private var bodyBytes = 0
 
-    package init(limit: TimeAmount) { self.limit = limit }
+    package init(limit: TimeAmount, minimumRate: Int = 0) {
+        self.limit = limit
+        self.minimumRate = minimumRate
+    }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         deadline?.cancel()
         deadline = nil
         switch unwrapInboundIn(data) {
-        case .head, .body:
+        case .head:
+            bodyStarted = .now()
+            bodyBytes = 0
+            scheduleRateCheck(context)
+            fallthrough
+        case .body:
+            if case let .body(bytes) = unwrapInboundIn(data) { bodyBytes += bytes.readableBytes }
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             deadline = context.eventLoop.scheduleTask(in: limit) {
                 bound.value.close(promise: nil)
             }
         case .end:
-            break
+            bodyStarted = nil
+            rateCheck?.cancel()
+            rateCheck = nil
         }
         context.fireChannelRead(data)
+    }
+
+    /// Every 5 s while a body arrives: below the minimum average after 10 s, the connection closes.
+    private func scheduleRateCheck(_ context: ChannelHandlerContext) {
+        rateCheck?.cancel()
+        guard minimumRate > 0 else { return }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        rateCheck = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) { [weak self] in
+            guard let self, let started = self.bodyStarted else { return }
+            let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+            if seconds >= 10, Double(self.bodyBytes) < Double(self.minimumRate) * seconds {
+                bound.value.close(promise: nil)
+            } else {
+                self.scheduleRateCheck(bound.value)
+            }
+        }
     }
 
     package func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        rateCheck?.cancel()
+        rateCheck = nil
     }
 
     package func channelInactive(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        rateCheck?.cancel()
+        rateCheck = nil
         context.fireChannelInactive()
     }
 }

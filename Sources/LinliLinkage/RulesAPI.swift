@@ -60,7 +60,7 @@ extension API {
             try await store.markNotificationsRead(accountId: caller.accountId, id: try context.parameters.require("id"))
                 == 1
         else {
-            throw Problem.notFound("unread notification")
+            throw Problem.notFound("notification")
         }
         return Response(status: .noContent)
     }

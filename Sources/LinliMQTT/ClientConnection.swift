@@ -593,7 +593,6 @@ final class ConnectionControl: Sendable {
         var policy: (any MQTTClientPolicy)? = nil
         var outbox: Outbox? = nil
         var will: Will? = nil
-        var version = MQTTVersion.v3_1_1
     }
 
     private struct Queue: Sendable {
@@ -754,7 +753,6 @@ final class ConnectionControl: Sendable {
             policy = granted
         }
         memory.policy = policy
-        memory.version = connect.version
         let made = Outbox(loop: loop, connection: connection, close: { [channel] in channel.close(promise: nil) })
         memory.outbox = made
         let will = connect.will.flatMap { policy.mayPublish(to: $0.topic) ? $0 : nil }

@@ -136,12 +136,23 @@ extension Store {
     }
 
     /// Marks one (or, with nil, all) of a person's notifications read; only their own.
+    /// Marks one notification read (again: reading twice is no error; 0 when it is not the
+    /// account's), or all the unread ones; returns how many it found.
     public func markNotificationsRead(accountId: ID, id: ID?) async throws -> Int {
         try await write { db in
-            var condition: SQLQueryString = "account_id = \(bind: accountId) AND read_at IS NULL"
-            if let id { condition += " AND id = \(bind: id)" }
+            if let id {
+                return try await db.raw(
+                    """
+                    UPDATE notifications SET read_at = COALESCE(read_at, \(bind: nowMillis()))
+                    WHERE account_id = \(bind: accountId) AND id = \(bind: id) RETURNING id
+                    """
+                ).all().count
+            }
             return try await db.raw(
-                "UPDATE notifications SET read_at = \(bind: nowMillis()) WHERE \(condition) RETURNING id"
+                """
+                UPDATE notifications SET read_at = \(bind: nowMillis())
+                WHERE account_id = \(bind: accountId) AND read_at IS NULL RETURNING id
+                """
             ).all().count
         }
     }

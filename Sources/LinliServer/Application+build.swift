@@ -97,11 +97,25 @@ public func buildApplication(_ services: AppServices, logger: Logger, alongside:
     -> some ApplicationProtocol
 {
     let router = buildRouter(services)
-    let idle = TimeAmount.seconds(Int64(services.configuration.httpIdleSeconds))
+    let settings = services.configuration
+    let idle = TimeAmount.seconds(Int64(settings.httpIdleSeconds))
+    let limits = HTTPConnectionLimits(
+        total: settings.maxConnections, perAddress: settings.connectionsPerAddress,
+        exempt: settings.trustedProxies, logger: logger)
+    logger.info(
+        "HTTP sockets allowed",
+        metadata: [
+            "sockets": "\(limits.total) (+\(limits.reserve) for health checks)", "per address": "\(limits.perAddress)",
+        ])
     var app = Application(
         router: router,
         server: .http1(
-            configuration: .init(additionalChannelHandlers: [RequestBodyPause(limit: idle)], idleTimeout: idle)),
+            configuration: .init(
+                additionalChannelHandlers: [
+                    HTTPConnectionGate(
+                        limits: limits, headSeconds: settings.headerSeconds, idleSeconds: settings.httpIdleSeconds),
+                    RequestBodyPause(limit: idle, minimumRate: settings.minBodyRate),
+                ], idleTimeout: idle)),
         configuration: .init(
             address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "Linli"),
         logger: logger

@@ -5,6 +5,7 @@ import LinliDeviceRegistry
 import LinliDevices
 import LinliHTTP
 import LinliLinkage
+import LinliMQTT
 import LinliMessaging
 import LinliStorage
 import LinliWorkOrders
@@ -21,7 +22,10 @@ extension ServerConfiguration {
     public var http: HTTPSettings {
         HTTPSettings(
             host: host, port: port, dataDirectory: dataDirectory, sessionHours: sessionHours,
-            secureCookies: secureCookies, httpIdleSeconds: httpIdleSeconds, trustedProxies: trustedProxies)
+            secureCookies: secureCookies, httpIdleSeconds: httpIdleSeconds, trustedProxies: trustedProxies,
+            maxConnections: httpSocketCap(fileLimit: OpenFileLimit.current()?.soft),
+            connectionsPerAddress: httpConnectionsPerAddress, headerSeconds: httpHeaderSeconds,
+            minBodyRate: httpMinBodyRate)
     }
 }
 

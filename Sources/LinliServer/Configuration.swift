@@ -29,6 +29,21 @@ public struct ServerConfiguration: Sendable {
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed; from any
     /// other peer the header is ignored.
     public var trustedProxies: [IPAddressRange] = []
+    /// HTTP sockets at most (0: a fifth of the open-file limit, at most 4,096); the oldest waiting
+    /// one is closed for a new one, and the broker's socket budget leaves these free.
+    public var httpMaxConnections: Int = 0
+    /// HTTP sockets one address (an IPv6 /64) may hold; a trusted proxy is not capped.
+    public var httpConnectionsPerAddress: Int = 256
+    /// Seconds a new connection has to send a whole request head, whatever it sends meanwhile.
+    public var httpHeaderSeconds: Int = 10
+    /// Bytes a second a request body must average, after its first 10 s, or the connection closes.
+    public var httpMinBodyRate: Int = 1_024
+
+    /// The HTTP socket cap in effect, from `httpMaxConnections` and the open-file limit.
+    public func httpSocketCap(fileLimit: Int?) -> Int {
+        if httpMaxConnections > 0 { return httpMaxConnections }
+        return min(4_096, max(64, (fileLimit ?? 1_024) / 5))
+    }
     /// The embedded MQTT broker's address; nil when turned off (`mqtt = off`).
     public var mqttHost: String? = "127.0.0.1"
     public var mqttPort: Int = 1883
@@ -55,7 +70,9 @@ public struct ServerConfiguration: Sendable {
             MQTTBrokerConfiguration(
                 host: $0, port: mqttPort, tls: mqttTLS, limits: MQTTLimits(maxPacketSize: mqttMaxPacketKiB * 1024),
                 maxConnections: mqttMaxConnections, pendingPerAddress: mqttPendingPerAddress, queueLimit: mqttQueue,
-                sessionExpiry: .seconds(mqttSessionExpirySeconds), maxPublishesPerSecond: mqttPublishRate)
+                sessionExpiry: .seconds(mqttSessionExpirySeconds), maxPublishesPerSecond: mqttPublishRate,
+                // The HTTP server's sockets (and its health-check reserve) are not the broker's to take.
+                reservedFileDescriptors: 128 + httpSocketCap(fileLimit: OpenFileLimit.current()?.soft) + 16)
         }
     }
     /// Days of telemetry history kept; older values are deleted hourly.
@@ -86,7 +103,8 @@ public struct ServerConfiguration: Sendable {
     /// The keys a file or the environment may set (environment: `LINLI_` + upper-cased key with `_`).
     public static let keys = [
         "http", "data", "postgres-url", "log-level", "session-hours", "secure-cookies", "http-idle-seconds",
-        "trusted-proxies", "mqtt",
+        "trusted-proxies", "http-max-connections", "http-connections-per-address", "http-header-seconds",
+        "http-min-body-rate", "mqtt",
         "mqtt-max-packet-kib", "mqtt-max-connections",
         "mqtt-publish-rate", "mqtt-queue", "mqtt-session-expiry", "mqtt-pending-per-address", "mqtt-tls",
         "mqtt-tls-cert", "mqtt-tls-key",
@@ -197,6 +215,13 @@ public struct ServerConfiguration: Sendable {
             config.mqttSessionExpirySeconds = n * unit
         }
         config.httpIdleSeconds = try whole("http-idle-seconds", 1...3600, of: "seconds") ?? config.httpIdleSeconds
+        config.httpMaxConnections =
+            try whole("http-max-connections", 0...1_000_000, of: "sockets") ?? config.httpMaxConnections
+        config.httpConnectionsPerAddress =
+            try whole("http-connections-per-address", 1...1_000_000, of: "sockets") ?? config.httpConnectionsPerAddress
+        config.httpHeaderSeconds = try whole("http-header-seconds", 1...600, of: "seconds") ?? config.httpHeaderSeconds
+        config.httpMinBodyRate =
+            try whole("http-min-body-rate", 0...100_000_000, of: "bytes a second") ?? config.httpMinBodyRate
         if let (text, source) = values["trusted-proxies"] {
             let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
                 !$0.isEmpty

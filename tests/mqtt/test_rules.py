@@ -472,6 +472,9 @@ def test_a_silent_door_tells_the_grid_worker_and_an_unacknowledged_alarm_escalat
         assert requests.post(site["url"] + f"/api/v1/me/notifications/{first}/read", headers=staff, timeout=10).status_code == 404
         assert requests.post(site["url"] + f"/api/v1/me/notifications/{first}/read", headers=manager, timeout=10).status_code == 204
         assert inbox(site, manager)["unread"] == mine["unread"] - 1
+        # Read again: no error, and still read once.
+        assert requests.post(site["url"] + f"/api/v1/me/notifications/{first}/read", headers=manager, timeout=10).status_code == 204
+        assert inbox(site, manager)["unread"] == mine["unread"] - 1
         events = api(site, "GET", "/events", params={"limit": 500}).json()["items"]
         assert sum(1 for e in events if e["type"] == "alarm.escalated" and e["subjectId"] == alarm["id"]) >= 3
         assert any(e["type"] == "notification.sent" and e["subjectId"] == rule["id"] for e in events)
