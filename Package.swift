@@ -149,10 +149,17 @@ let package = Package(
                 "LinliMessaging", "LinliLinkage", sql,
             ]
         ),
-        // MQTT 3.1.1: packets, their codec and topic rules. Knows nothing of Linli's business.
+        // MQTT 3.1.1 and 5.0 on the wire: packets, properties, reason codes, their codec, topic
+        // rules. Knows nothing of brokers or of Linli's business.
+        .target(
+            name: "LinliMQTTWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // The embedded MQTT broker over the wire kernel: connections, sessions, routing, limits.
         .target(
             name: "LinliMQTT",
             dependencies: [
+                "LinliMQTTWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -249,6 +256,14 @@ let package = Package(
         .testTarget(name: "LinliCoreTests", dependencies: ["LinliCore"]),
         .testTarget(name: "LinliThingsTests", dependencies: ["LinliThings"]),
         .testTarget(name: "LinliAlinkTests", dependencies: ["LinliAlink", "LinliMQTT", "LinliThings"]),
+        .testTarget(
+            name: "LinliMQTTWireTests",
+            dependencies: [
+                "LinliMQTTWire", "LinliMQTTTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "LinliMQTTTests",
             dependencies: [

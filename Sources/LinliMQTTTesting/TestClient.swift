@@ -127,3 +127,19 @@ public final class TestClient: Sendable {
         return await next()
     }
 }
+
+/// Packets as bytes, for tests that send what a client would and what no client should.
+public enum Wire {
+    public static func bytes(_ packet: MQTTPacket, _ version: MQTTVersion = .v3_1_1) -> ByteBuffer {
+        var out = ByteBuffer()
+        packet.write(to: &out, version: version)
+        return out
+    }
+
+    /// An MQTT 5 PUBLISH to topic "t" at QoS 0, payload "p", with these property bytes (their
+    /// length first).
+    public static func publish5(properties: [UInt8]) -> [UInt8] {
+        let body: [UInt8] = [0x00, 0x01, 0x74] + properties + [0x70]
+        return [0x30, UInt8(body.count)] + body
+    }
+}

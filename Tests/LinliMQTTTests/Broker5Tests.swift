@@ -233,14 +233,14 @@ struct Broker5Tests {
             ).write(to: &connect, version: .v5)
             let cases: [(String, [UInt8], ReasonCode)] = [
                 (
-                    "a property twice", Codec5Tests.publish(properties: [0x0A, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2]),
+                    "a property twice", Wire.publish5(properties: [0x0A, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2]),
                     .protocolError
                 ),
                 (
-                    "a property not of PUBLISH", Codec5Tests.publish(properties: [0x05, 0x11, 0, 0, 0, 1]),
+                    "a property not of PUBLISH", Wire.publish5(properties: [0x05, 0x11, 0, 0, 0, 1]),
                     .protocolError
                 ),
-                ("an unknown property", Codec5Tests.publish(properties: [0x02, 0x7F, 0x00]), .protocolError),
+                ("an unknown property", Wire.publish5(properties: [0x02, 0x7F, 0x00]), .protocolError),
                 ("properties past the packet", [0x30, 0x05, 0x00, 0x01, 0x74, 0x09, 0x01], .malformedPacket),
                 ("a string past the packet", [0x30, 0x03, 0x00, 0x09, 0x61], .malformedPacket),
                 ("a wildcard in a topic", [0x30, 0x05, 0x00, 0x02, 0x61, 0x23, 0x00], .topicNameInvalid),

@@ -404,7 +404,7 @@ struct BrokerTests {
                     port: port,
                     [
                         Array(
-                            CodecTests.bytes(
+                            Wire.bytes(
                                 .connect(
                                     Connect(
                                         cleanSession: true, keepAlive: 5, clientId: "garbage", username: "good",

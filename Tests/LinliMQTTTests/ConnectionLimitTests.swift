@@ -162,7 +162,7 @@ struct ConnectDeadlineTests {
     @Test func aDrippedConnectIsClosedAtTheDeadline() async throws {
         try await withBroker(MQTTBrokerConfiguration(port: 0, connectTimeout: .seconds(2))) { port, _ in
             let connect = Array(
-                CodecTests.bytes(
+                Wire.bytes(
                     .connect(
                         Connect(
                             cleanSession: true, keepAlive: 60, clientId: String(repeating: "d", count: 40),

@@ -114,7 +114,7 @@ struct TLSTests {
             let (healthy, _) = try await TestClient.connected(tlsPort, id: "healthy", tls: try Fixture.clientContext())
             // Plain MQTT sent to the TLS port is not a TLS handshake.
             let connect = Array(
-                CodecTests.bytes(
+                Wire.bytes(
                     .connect(
                         Connect(
                             cleanSession: true, keepAlive: 5, clientId: "plain", username: "good",

@@ -162,7 +162,7 @@ public enum MQTTPacket: Sendable, Equatable {
 
 extension MQTTPacket {
     /// A PUBACK or PUBCOMP: the end of an outgoing message's exchange.
-    var isCompletion: Bool {
+    package var isCompletion: Bool {
         switch self {
         case .puback, .pubcomp: true
         default: false

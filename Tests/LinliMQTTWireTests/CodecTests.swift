@@ -1,16 +1,13 @@
+import LinliMQTTTesting
 import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import LinliMQTT
+@testable import LinliMQTTWire
 
 @Suite("MQTT packets")
 struct CodecTests {
-    static func bytes(_ packet: MQTTPacket) -> ByteBuffer {
-        var out = ByteBuffer()
-        packet.write(to: &out)
-        return out
-    }
+    static func bytes(_ packet: MQTTPacket) -> ByteBuffer { Wire.bytes(packet) }
 
     static let samples: [MQTTPacket] = [
         .connect(

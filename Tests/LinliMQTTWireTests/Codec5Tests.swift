@@ -1,14 +1,13 @@
+import LinliMQTTTesting
 import NIOCore
 import Testing
 
-@testable import LinliMQTT
+@testable import LinliMQTTWire
 
 @Suite("MQTT 5 packets")
 struct Codec5Tests {
     static func bytes(_ packet: MQTTPacket, _ version: MQTTVersion = .v5) -> [UInt8] {
-        var out = ByteBuffer()
-        packet.write(to: &out, version: version)
-        return Array(out.readableBytesView)
+        Array(Wire.bytes(packet, version).readableBytesView)
     }
 
     static func read(_ raw: [UInt8], version: MQTTVersion = .v5) throws(MQTTProtocolError) -> MQTTPacket? {
@@ -145,11 +144,7 @@ struct Codec5Tests {
         #expect(Self.refusal([0xF0, 0x00], version: .v3_1_1) == .reservedPacketType(15))
     }
 
-    /// A v5 PUBLISH to topic "t" at QoS 0 with these property bytes (their length first).
-    static func publish(properties: [UInt8]) -> [UInt8] {
-        let body: [UInt8] = [0x00, 0x01, 0x74] + properties + [0x70]
-        return [0x30, UInt8(body.count)] + body
-    }
+    static func publish(properties: [UInt8]) -> [UInt8] { Wire.publish5(properties: properties) }
 
     @Test func malformedPropertiesAreRefused() {
         // The same property twice (only user properties may repeat).
