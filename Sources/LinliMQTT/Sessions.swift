@@ -754,7 +754,7 @@ actor BrokerState {
             return
         }
         let queueLimit = configuration.queueLimit
-        let kept = withSession(clientId) { session -> Bool in
+        let kept = { (session: inout Session) -> Bool in
             // Straight out only when nothing waits before it: messages to a client keep their
             // order (MQTT-4.6.0-6), also when room opens in the window while others are queued.
             let direct = session.outbox != nil && session.queued.isEmpty && session.inWindow < session.window
@@ -780,8 +780,8 @@ actor BrokerState {
             }
             session.queued.append((sequence, outgoing))
             return true
-        }
-        guard kept == true else { return }
+        }(&sessions.values[index])
+        guard kept else { return }
         queuedMessages += 1
         drainQueue(clientId)
     }

@@ -33,7 +33,7 @@ import os
 import re
 import shutil
 import signal
-import socket
+import sys
 import subprocess
 import tempfile
 import time
@@ -49,6 +49,9 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 REPO = Path(__file__).resolve().parents[2]
+
+sys.path.insert(0, str(REPO / "tests" / "browser"))
+from test_server_process import binary, free_port  # noqa: E402
 
 # Cases generated per operation by the fuzzing phase; the examples and coverage phases add the
 # document's examples and boundary values.
@@ -100,19 +103,6 @@ SEMANTIC: dict[str, list[tuple[str, str]]] = {
 
 # For working on one part: a regular expression the operation's "METHOD /path" must match.
 ONLY = os.environ.get("LINLI_CONTRACT_ONLY")
-
-
-def binary() -> Path:
-    path = Path(os.environ.get("LINLI_BIN", REPO / ".build/debug/linli"))
-    if not path.exists():
-        pytest.fail(f"linli binary not found at {path}: build first or set LINLI_BIN", pytrace=False)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Demo:
