@@ -188,22 +188,30 @@ package enum OutboundHTTP {
     ) async throws -> HTTPResponseHead {
         let socket = try SocketAddress(ipAddress: "\(address)", port: port)
         let group = MultiThreadedEventLoopGroup.singleton
-        let promise = group.next().makePromise(of: HTTPResponseHead.self)
         if secure, tls == nil { throw OutboundError("TLS is not available") }
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    if secure, let tls {
-                        try sync.addHandler(
-                            NIOSSLClientHandler(context: tls, serverHostname: IPAddress(host) == nil ? host : nil))
+        let promise = group.next().makePromise(of: HTTPResponseHead.self)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        if secure, let tls {
+                            try sync.addHandler(
+                                NIOSSLClientHandler(context: tls, serverHostname: IPAddress(host) == nil ? host : nil))
+                        }
+                        try sync.addHTTPClientHandlers()
+                        try sync.addHandler(ResponseHeadHandler(promise: promise))
                     }
-                    try sync.addHTTPClientHandlers()
-                    try sync.addHandler(ResponseHeadHandler(promise: promise))
                 }
-            }
-            .connect(to: socket).get()
+                .connect(to: socket).get()
+        } catch {
+            // No connection, so no handler to answer: the promise must not be left unanswered
+            // (a debug build stops at a leaked promise).
+            promise.fail(error)
+            throw error
+        }
         let deadline = channel.eventLoop.scheduleTask(in: timeout) {
             promise.fail(OutboundError("no answer within \(timeout.nanoseconds / 1_000_000_000) s"))
             channel.close(promise: nil)

@@ -67,4 +67,15 @@ struct WebhookAddressesTests {
         #expect(!IPAddressRange("0.0.0.0/0")!.contains(IPAddress("2001::1")!))
         #expect(IPAddressRange("::/0")!.contains(IPAddress("8.8.8.8")!))
     }
+
+    /// A target that refuses the connection is a failed delivery, not a stopped server: the answer
+    /// the connection never gave is not left pending (a debug build stopped at it).
+    @Test func aRefusedConnectionIsAnOutcome() async throws {
+        let closed = try #require(URL(string: "http://127.0.0.1:1/hook"))
+        for _ in 0..<3 {
+            let outcome = await OutboundHTTP.post(
+                closed, body: Data("{}".utf8), headers: [], addresses: nil, timeout: .seconds(2))
+            #expect(outcome.status == nil && outcome.error != nil && !outcome.refused)
+        }
+    }
 }
