@@ -60,24 +60,58 @@ extension Schema {
                 "ALTER TABLE mqtt_wills ADD COLUMN properties \(blob)",
             ]
         },
+        Migration(version: 6, name: "MQTT journal: each group commit of the broker as one row, applied later") {
+            engine in
+            engine == .sqlite
+                ? ["CREATE TABLE mqtt_journal (id INTEGER PRIMARY KEY, changes BLOB NOT NULL, count INTEGER NOT NULL)"]
+                : [
+                    "CREATE TABLE mqtt_journal (id BIGSERIAL PRIMARY KEY, changes BYTEA NOT NULL, count INTEGER NOT NULL)"
+                ]
+        },
     ])
 }
 
 /// The broker's persistent sessions, their messages, retained messages and wills, in telemetry's
-/// database. Changes are committed in groups: while one transaction commits, the changes of every
-/// connection that arrive meanwhile gather for the next, each caller told when its own are in.
-/// A message kept and delivered within one group is never written at all.
+/// database.
+///
+/// Changes are committed in groups: while one transaction commits, the changes of every
+/// connection that arrive meanwhile gather for the next, each caller told when its own are in. A
+/// group is written as one row of `mqtt_journal` (`BrokerJournal`), so what an acknowledgement
+/// waits for costs the same whether a message is kept for one session or for a hundred. When
+/// nothing is waiting, the journal is checkpointed: its oldest rows are applied to the session
+/// tables and deleted, in one transaction, a few thousand changes at a time; a message kept and
+/// delivered within one checkpoint never reaches the tables. Reading the tables (a restart, the
+/// pages) checkpoints first, so they never see a state older than the journal's.
 public final class BrokerSessionStore: MQTTSessionStore {
     private struct Pending {
         var changes: [MQTTStateChange] = []
         var outcome = CommitOutcome()
         var flushing = false
+        /// Journal rows written and not yet checkpointed (as far as this process knows: a
+        /// checkpoint by another reader only leaves this one less to do).
+        var journal: [(id: Int64, count: Int)] = []
+        var journalChanges = 0
+        var oldestJournal: ContinuousClock.Instant?
+        var checkpointScheduled = false
+        var stopped = false
     }
     private let pending = Mutex(Pending())
     let database: any Database
     let logger: Logger
     private let commitTimer = Metrics.Timer(label: "linli_mqtt_store_commit_seconds")
     private let batchSize = Recorder(label: "linli_mqtt_store_batch_changes")
+    private let checkpointTimer = Metrics.Timer(label: "linli_mqtt_store_checkpoint_seconds")
+    private let journalBacklog = Gauge(label: "linli_mqtt_store_journal_changes")
+
+    /// Changes applied per checkpoint transaction: small enough that a device post waiting behind
+    /// one (SQLite has one writer) waits tens of milliseconds, not a second.
+    static let checkpointStep = 8_000
+    /// A journal this old, or this long, is checkpointed as soon as nothing is waiting.
+    static let checkpointAge: Duration = .seconds(1)
+    static let checkpointBacklog = 20_000
+    /// Past this many changes in the journal, new changes wait behind a checkpoint step: the
+    /// journal stays bounded even when changes never stop arriving.
+    static let journalLimit = 400_000
 
     public init(database: any Database, logger: Logger) {
         self.database = database
@@ -95,40 +129,185 @@ public final class BrokerSessionStore: MQTTSessionStore {
         return Committed(outcome: outcome)
     }
 
-    /// Returns once nothing is waiting to be committed, e.g. before the database is closed.
+    /// Returns once nothing is waiting to be committed, e.g. before the database is closed; the
+    /// journal is checkpointed to the end first, so the tables are whole for whoever reads next.
     public func idle() async {
         while pending.withLock({ $0.flushing }) {
             try? await Task.sleep(for: .milliseconds(5))
         }
+        do { try await Self.checkpoint(database) } catch {
+            logger.warning("MQTT journal not checkpointed at the end", metadata: ["error": "\(error)"])
+        }
+        pending.withLock { p in
+            p.journal = []
+            p.journalChanges = 0
+            p.oldestJournal = nil
+            p.stopped = true
+        }
+        journalBacklog.record(0)
+    }
+
+    private enum Work {
+        case commit([MQTTStateChange], CommitOutcome)
+        case checkpoint(through: Int64, count: Int)
     }
 
     private func flush() async {
         while true {
-            let next = pending.withLock { p -> ([MQTTStateChange], CommitOutcome)? in
-                guard !p.changes.isEmpty else {
-                    p.flushing = false
-                    return nil
+            let next = pending.withLock { p -> Work? in
+                let due =
+                    p.journalChanges >= Self.checkpointBacklog
+                    || (p.oldestJournal.map { ContinuousClock.now - $0 >= Self.checkpointAge } ?? false)
+                if !p.changes.isEmpty, p.journalChanges < Self.journalLimit || p.stopped {
+                    defer {
+                        p.changes = []
+                        p.outcome = CommitOutcome()
+                    }
+                    return .commit(p.changes, p.outcome)
                 }
-                defer {
-                    p.changes = []
-                    p.outcome = CommitOutcome()
+                if !p.journal.isEmpty, !p.stopped, due || p.journalChanges >= Self.journalLimit {
+                    var count = 0
+                    var through = p.journal[0].id
+                    for entry in p.journal {
+                        guard count == 0 || count + entry.count <= Self.checkpointStep else { break }
+                        count += entry.count
+                        through = entry.id
+                    }
+                    return .checkpoint(through: through, count: count)
                 }
-                return (p.changes, p.outcome)
+                p.flushing = false
+                return nil
             }
-            guard let (changes, outcome) = next else { return }
-            let start = ContinuousClock.now
-            do {
-                try await database.write { db in try await Self.apply(changes, db) }
-                let elapsed = ContinuousClock.now - start
-                commitTimer.recordNanoseconds(
-                    elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
-                batchSize.record(changes.count)
-                outcome.complete(.success(()))
-            } catch {
-                logger.error(
-                    "MQTT session changes not stored", metadata: ["changes": "\(changes.count)", "error": "\(error)"])
-                outcome.complete(.failure(error))
+            switch next {
+            case let .commit(changes, outcome):
+                await commit(changes, outcome)
+            case let .checkpoint(through, count):
+                guard await checkpointStep(through: through, count: count) else {
+                    pending.withLock { $0.flushing = false }
+                    scheduleCheckpoint()
+                    return
+                }
+            case nil:
+                scheduleCheckpoint()
+                return
             }
+        }
+    }
+
+    private func commit(_ changes: [MQTTStateChange], _ outcome: CommitOutcome) async {
+        let start = ContinuousClock.now
+        do {
+            let entry = Data(buffer: BrokerJournal.encode(changes))
+            let id = try await database.write { db in
+                try await db.raw(
+                    "INSERT INTO mqtt_journal (changes, count) VALUES (\(bind: entry), \(bind: changes.count)) RETURNING id"
+                ).first(decoding: JournalId.self)?.id
+            }
+            guard let id else { throw BrokerJournal.Unreadable(description: "the journal gave no id") }
+            let elapsed = ContinuousClock.now - start
+            commitTimer.recordNanoseconds(
+                elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            batchSize.record(changes.count)
+            let backlog = pending.withLock { p in
+                p.journal.append((id, changes.count))
+                p.journalChanges += changes.count
+                if p.oldestJournal == nil { p.oldestJournal = .now }
+                return p.journalChanges
+            }
+            journalBacklog.record(backlog)
+            outcome.complete(.success(()))
+        } catch {
+            logger.error(
+                "MQTT session changes not stored", metadata: ["changes": "\(changes.count)", "error": "\(error)"])
+            outcome.complete(.failure(error))
+        }
+    }
+
+    /// Applies the journal through row `through`; false when that failed (it is tried again later).
+    private func checkpointStep(through: Int64, count: Int) async -> Bool {
+        let start = ContinuousClock.now
+        do {
+            try await Self.checkpoint(database, through: through)
+        } catch {
+            logger.error("MQTT journal not checkpointed", metadata: ["changes": "\(count)", "error": "\(error)"])
+            return false
+        }
+        let elapsed = ContinuousClock.now - start
+        checkpointTimer.recordNanoseconds(
+            elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        let backlog = pending.withLock { p in
+            p.journal.removeAll { $0.id <= through }
+            p.journalChanges = p.journal.reduce(0) { $0 + $1.count }
+            p.oldestJournal = p.journal.isEmpty ? nil : .now
+            return p.journalChanges
+        }
+        journalBacklog.record(backlog)
+        return true
+    }
+
+    /// A journal left behind when the loop went quiet is checkpointed a little later.
+    private func scheduleCheckpoint() {
+        let schedule = pending.withLock { p in
+            guard !p.journal.isEmpty, !p.stopped, !p.checkpointScheduled else { return false }
+            p.checkpointScheduled = true
+            return true
+        }
+        guard schedule else { return }
+        Task {
+            try? await Task.sleep(for: Self.checkpointAge)
+            let start = pending.withLock { p in
+                p.checkpointScheduled = false
+                defer { p.flushing = true }
+                return !p.flushing
+            }
+            if start { await self.flush() }
+        }
+    }
+
+    private struct JournalId: Decodable {
+        var id: Int64
+    }
+
+    /// Applies journal rows to the tables and deletes them, in one transaction per step, oldest
+    /// first: all of them, or those through `through`. Rows are taken by deleting them, so two
+    /// checkpoints at once (the broker's and a page's) never apply one row twice.
+    static func checkpoint(_ database: any Database, through: Int64? = nil) async throws {
+        while true {
+            let more = try await database.write { db -> Bool in
+                struct Entry: Decodable {
+                    var id: Int64
+                    var changes: Data
+                    var count: Int
+                }
+                var bound = through
+                if bound == nil {
+                    // At most a step's worth at once, when everything is asked for.
+                    struct Row: Decodable {
+                        var id: Int64
+                        var count: Int
+                    }
+                    let rows = try await db.raw("SELECT id, count FROM mqtt_journal ORDER BY id LIMIT 1000").all(
+                        decoding: Row.self)
+                    guard !rows.isEmpty else { return false }
+                    var total = 0
+                    for row in rows {
+                        guard total == 0 || total + row.count <= checkpointStep else { break }
+                        total += row.count
+                        bound = row.id
+                    }
+                }
+                let entries = try await db.raw(
+                    "DELETE FROM mqtt_journal WHERE id <= \(bind: bound!) RETURNING id, changes, count"
+                ).all(decoding: Entry.self).sorted { $0.id < $1.id }
+                var changes: [MQTTStateChange] = []
+                changes.reserveCapacity(entries.reduce(0) { $0 + $1.count })
+                for entry in entries {
+                    changes.append(contentsOf: try BrokerJournal.decode(ByteBuffer(data: entry.changes)))
+                }
+                try await apply(changes, db)
+                return through == nil
+            }
+            if !more { return }
         }
     }
 
@@ -147,6 +326,11 @@ public final class BrokerSessionStore: MQTTSessionStore {
         var retained: [String: Publish?] = [:]
         // Counts of messages dropped for a full queue: a flood into a full queue writes one per group.
         var dropped: [String: Int] = [:]
+        // Stored messages released (QoS 2) or delivered in this group, written at the end in one
+        // statement per session and few hundred: a subscriber draining its queue acknowledges
+        // thousands a second, and one statement each was most of the drain's cost.
+        var releasedStored: [String: [UInt64]] = [:]
+        var deliveredStored: [String: [UInt64]] = [:]
         for change in changes {
             switch change {
             case let .session(clientId, username, connected, at, expiry):
@@ -161,6 +345,9 @@ public final class BrokerSessionStore: MQTTSessionStore {
             case let .sessionEnded(clientId):
                 for key in keptOrder where key.clientId == clientId { kept[key] = nil }
                 dropped[clientId] = nil
+                // Its rows all go now; a later session of the same id starts its sequence anew.
+                releasedStored[clientId] = nil
+                deliveredStored[clientId] = nil
                 for table in ["mqtt_sessions", "mqtt_subscriptions", "mqtt_session_messages", "mqtt_received_qos2"] {
                     try await db.raw("DELETE FROM \(unsafeRaw: table) WHERE client_id = \(bind: clientId)").run()
                 }
@@ -183,16 +370,12 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 if kept[key] != nil {
                     kept[key]!.released = true
                 } else {
-                    try await db.raw(
-                        "UPDATE mqtt_session_messages SET released = 1, payload = \(bind: Data()) WHERE client_id = \(bind: clientId) AND sequence = \(bind: Int64(sequence))"
-                    ).run()
+                    releasedStored[clientId, default: []].append(sequence)
                 }
             case let .delivered(clientId, sequence):
                 let key = MessageKey(clientId: clientId, sequence: sequence)
                 if kept.removeValue(forKey: key) == nil {
-                    try await db.raw(
-                        "DELETE FROM mqtt_session_messages WHERE client_id = \(bind: clientId) AND sequence = \(bind: Int64(sequence))"
-                    ).run()
+                    deliveredStored[clientId, default: []].append(sequence)
                 }
             case let .receivedQoS2(clientId, packetId):
                 try await db.raw(
@@ -216,6 +399,21 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 }
             case let .dropped(clientId, total):
                 dropped[clientId] = total
+            }
+        }
+        // Releases before deletions: a message released and then delivered in one group is gone.
+        for (clientId, sequences) in releasedStored {
+            for chunk in chunks(sequences) {
+                try await db.raw(
+                    "UPDATE mqtt_session_messages SET released = 1, payload = \(bind: Data()) WHERE client_id = \(bind: clientId) AND sequence IN (\(chunk))"
+                ).run()
+            }
+        }
+        for (clientId, sequences) in deliveredStored {
+            for chunk in chunks(sequences) {
+                try await db.raw(
+                    "DELETE FROM mqtt_session_messages WHERE client_id = \(bind: clientId) AND sequence IN (\(chunk))"
+                ).run()
             }
         }
         for (clientId, total) in dropped {
@@ -247,8 +445,21 @@ public final class BrokerSessionStore: MQTTSessionStore {
         }
     }
 
+    /// Sequences as bound lists of at most 400, for `IN (…)`.
+    private static func chunks(_ sequences: [UInt64]) -> [SQLQueryString] {
+        stride(from: 0, to: sequences.count, by: 400).map { start in
+            var list = SQLQueryString("")
+            for (index, sequence) in sequences[start..<min(start + 400, sequences.count)].enumerated() {
+                if index > 0 { list.appendLiteral(", ") }
+                list.appendInterpolation("\(bind: Int64(sequence))" as SQLQueryString)
+            }
+            return list
+        }
+    }
+
     public func load() async throws -> MQTTStoredState {
-        try await database.read { db in
+        try await Self.checkpoint(database)
+        return try await database.read { db in
             struct SessionRow: Decodable {
                 var client_id: String
                 var username: String?
@@ -357,6 +568,12 @@ public final class BrokerSessionStore: MQTTSessionStore {
     /// device's), for the pages that show them.
     public static func sessions(in database: any Database, usernames: [String]) async throws -> [BrokerSessionSummary] {
         guard !usernames.isEmpty else { return [] }
+        // The journal's newest changes are not in the tables until checkpointed: most page views
+        // find it empty, and only look.
+        let journal = try await database.read { db in
+            try await db.raw("SELECT id FROM mqtt_journal LIMIT 1").first(decoding: JournalId.self)
+        }
+        if journal != nil { try await checkpoint(database) }
         return try await database.read { db in
             var sql = SQLQueryString(
                 """

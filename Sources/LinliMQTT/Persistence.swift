@@ -107,7 +107,7 @@ public enum MQTTStateChange: Sendable, Equatable {
 
 extension SharedCompletion {
     /// Waits until the work is done; throws its error.
-    func wait() async throws {
+    package func wait() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             whenDone { error in
                 if let error { continuation.resume(throwing: error) } else { continuation.resume() }
