@@ -111,25 +111,9 @@ struct API: ModuleRoutes {
             v.add("organisationId", "is required for department_agent")
         }
         try v.check()
-        if let cid = input.communityId {
-            try requireCovers(scope, cid, .manageAccounts)
-            if try await services.communities.community(cid, store: store) == nil {
-                throw Problem.invalid([FieldIssue("communityId", "is not a community")])
-            }
-            // The bound place must be in the same community, or the binding would reach elsewhere.
-            let all = Scope.everything
-            if let g = input.gridId,
-                try await store.grids(communityId: cid, scope: all).contains(where: { $0.id == g }) == false
-            {
-                throw Problem.invalid([FieldIssue("gridId", "is not a grid of this community")])
-            }
-            if let h = input.householdId, (try? await store.household(h, scope: all))?.communityId != cid {
-                throw Problem.invalid([FieldIssue("householdId", "is not a household of this community")])
-            }
-            if let o = input.organisationId, (try? await store.organisation(o, scope: all))?.communityId != cid {
-                throw Problem.invalid([FieldIssue("organisationId", "is not an organisation of this community")])
-            }
-        }
+        // Whether the community and the places named exist and belong together, and whether the
+        // account holds this binding already, is checked by the store, for every way in.
+        if let cid = input.communityId { try requireCovers(scope, cid, .manageAccounts) }
         let binding = RoleBinding(
             accountId: accountId, role: input.role, communityId: input.communityId,
             organisationId: input.organisationId, gridId: input.gridId, householdId: input.householdId)

@@ -29,7 +29,32 @@ extension Schema {
                         token_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, last_used_at BIGINT, revoked_at BIGINT)
                     """,
                 ]
-            }
+            },
+            // One row per grant: an identical binding granted twice (which earlier versions
+            // accepted) is removed first, keeping the earliest (its id is the one audited as
+            // granted first), then a unique index makes a second one impossible. NULLs are distinct
+            // in a unique index on both engines, so the scope's columns are indexed through
+            // COALESCE, as `Store.holdsAlready` compares them.
+            Migration(version: 22, name: "role bindings unique") { _ in
+                [
+                    """
+                    DELETE FROM role_bindings WHERE EXISTS (
+                        SELECT 1 FROM role_bindings e WHERE e.account_id = role_bindings.account_id
+                        AND e.role = role_bindings.role
+                        AND COALESCE(e.community_id, '') = COALESCE(role_bindings.community_id, '')
+                        AND COALESCE(e.organisation_id, '') = COALESCE(role_bindings.organisation_id, '')
+                        AND COALESCE(e.grid_id, '') = COALESCE(role_bindings.grid_id, '')
+                        AND COALESCE(e.household_id, '') = COALESCE(role_bindings.household_id, '')
+                        AND (e.created_at < role_bindings.created_at
+                            OR (e.created_at = role_bindings.created_at AND e.id < role_bindings.id)))
+                    """,
+                    """
+                    CREATE UNIQUE INDEX role_bindings_unique ON role_bindings (
+                        account_id, role, COALESCE(community_id, ''), COALESCE(organisation_id, ''),
+                        COALESCE(grid_id, ''), COALESCE(household_id, ''))
+                    """,
+                ]
+            },
         ]
     )
 }

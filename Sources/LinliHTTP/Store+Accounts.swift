@@ -127,16 +127,82 @@ extension Store {
         }
     }
 
+    /// Grants a role. Every path that grants one (the API, the access page, `linli user create`,
+    /// the demo) comes here, so the checks hold for all of them: each place the binding names must
+    /// exist in the binding's community (a binding to a missing or foreign household would reach
+    /// nothing today and whatever takes that id tomorrow), and a binding identical to one the
+    /// account holds is refused (409) rather than stored twice (a unique index, migration 22,
+    /// backs this up).
     public func bindRole(_ binding: RoleBinding, actor: Principal) async throws {
         try await write { db in
             guard try await db.find(Account.self, binding.accountId) != nil else {
                 throw StoreError.notFound("account")
             }
-            try await db.insert(binding)
+            try await Self.checkPlaces(of: binding, db)
+            if try await Self.holdsAlready(binding, db) {
+                throw StoreError.conflict(
+                    field: "role", reason: "is already granted to this account with the same scope")
+            }
+            do {
+                try await db.insert(binding)
+            } catch let error where error.isUniqueViolation {
+                // Granted by someone else between the check and the insert.
+                throw StoreError.conflict(
+                    field: "role", reason: "is already granted to this account with the same scope")
+            }
             try await Change.record(
                 db, actor: actor, communityId: binding.communityId, type: "role.granted", subjectType: "account",
                 subjectId: binding.accountId, after: binding)
         }
+    }
+
+    /// The checks of `bindRole` without granting: for a caller that must know before it does
+    /// something else first (`linli user create` checks before it creates the account).
+    public func checkRoleBinding(_ binding: RoleBinding) async throws {
+        try await read { db in try await Self.checkPlaces(of: binding, db) }
+    }
+
+    /// Refuses (422, naming the field) a place that does not exist or is of another community,
+    /// and any place on a binding without a community (a platform administrator's).
+    static func checkPlaces(of binding: RoleBinding, _ db: any SQLDatabase) async throws {
+        let places: [(field: String, table: String, id: ID?, what: String)] = [
+            ("organisationId", "organisations", binding.organisationId, "an organisation"),
+            ("gridId", "grids", binding.gridId, "a grid"),
+            ("householdId", "households", binding.householdId, "a household"),
+        ]
+        var issues: [FieldIssue] = []
+        guard let communityId = binding.communityId else {
+            for place in places where place.id != nil {
+                issues.append(FieldIssue(place.field, "must be absent for \(binding.role.rawValue)"))
+            }
+            if !issues.isEmpty { throw ValidationFailure(issues) }
+            return
+        }
+        let known = try await db.count("SELECT COUNT(*) AS n FROM communities WHERE id = \(bind: communityId)")
+        if known == 0 { throw ValidationFailure("communityId", "is not a community") }
+        for place in places {
+            guard let id = place.id else { continue }
+            // The table name is one of the three above, never input.
+            let found = try await db.count(
+                "SELECT COUNT(*) AS n FROM \(unsafeRaw: place.table) WHERE id = \(bind: id) AND community_id = \(bind: communityId)"
+            )
+            if found == 0 { issues.append(FieldIssue(place.field, "is not \(place.what) of this community")) }
+        }
+        if !issues.isEmpty { throw ValidationFailure(issues) }
+    }
+
+    /// Whether the account holds this very role with this very reach already. NULLs compare as
+    /// equal here (COALESCE), as they do in the unique index.
+    static func holdsAlready(_ binding: RoleBinding, _ db: any SQLDatabase) async throws -> Bool {
+        try await db.count(
+            """
+            SELECT COUNT(*) AS n FROM role_bindings WHERE account_id = \(bind: binding.accountId)
+            AND role = \(bind: binding.role.rawValue)
+            AND COALESCE(community_id, '') = \(bind: binding.communityId ?? "")
+            AND COALESCE(organisation_id, '') = \(bind: binding.organisationId ?? "")
+            AND COALESCE(grid_id, '') = \(bind: binding.gridId ?? "")
+            AND COALESCE(household_id, '') = \(bind: binding.householdId ?? "")
+            """) > 0
     }
 
     public func revokeRole(_ bindingId: ID, scope: Scope, actor: Principal) async throws {

@@ -98,6 +98,15 @@ extension StorageOptions {
         } catch StoreError.conflict(let field, let reason) {
             await store.close()
             throw CLIError("\(field) \(reason)")
+        } catch let invalid as ValidationFailure {
+            await store.close()
+            // The API's field names, as the options spell them (gridId is --grid).
+            let options = [
+                "communityId": "--community", "gridId": "--grid", "householdId": "--household",
+                "organisationId": "--organisation",
+            ]
+            throw CLIError(
+                invalid.issues.map { "\(options[$0.field] ?? $0.field) \($0.reason)" }.joined(separator: "; "))
         } catch {
             await store.close()
             throw error
@@ -339,13 +348,15 @@ struct User: AsyncParsableCommand {
                 username: username.lowercased(), displayName: displayName ?? username,
                 passwordHash: try await Passwords.hash(password))
             try await storage.withStore { store in
-                try await store.createAccount(account, actor: cli)
-                if let role = role.flatMap(Role.init(rawValue:)) {
-                    try await store.bindRole(
-                        RoleBinding(
-                            accountId: account.id, role: role, communityId: role == .platformAdmin ? nil : community,
-                            organisationId: organisation, gridId: grid, householdId: household), actor: cli)
+                let binding = role.flatMap(Role.init(rawValue:)).map { role in
+                    RoleBinding(
+                        accountId: account.id, role: role, communityId: role == .platformAdmin ? nil : community,
+                        organisationId: organisation, gridId: grid, householdId: household)
                 }
+                // Checked before the account is made, so a bad --grid leaves no account behind.
+                if let binding { try await store.checkRoleBinding(binding) }
+                try await store.createAccount(account, actor: cli)
+                if let binding { try await store.bindRole(binding, actor: cli) }
             }
             say("created account \(account.username)" + (generated ? " with password \(password)" : ""))
         }
