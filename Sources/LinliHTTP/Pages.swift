@@ -39,6 +39,16 @@ package struct Frame {
 /// library so that a module's page can use the kernel's layout and partials (escaped by default).
 public struct Pages: Sendable {
     package let library: MustacheLibrary
+    /// The pages' scripts and style sheets (`.js`, `.css` beside the templates), served at
+    /// `/assets/{name}`. They are files rather than inline `<script>`/`<style>` so that the
+    /// Content-Security-Policy can allow only this origin's files (`script-src 'self'`): a value
+    /// that slipped through escaping could not run as script.
+    package let assets: [String: Asset]
+
+    package struct Asset: Sendable {
+        package var contentType: String
+        package var body: ByteBuffer
+    }
 
     /// The kernel's own templates: the layout, the pager, the error page and the API reference.
     public static var kernelTemplates: URL { get throws { try Bundle.module.folder("Templates") } }
@@ -48,7 +58,19 @@ public struct Pages: Sendable {
     public init(folders: [URL]) throws {
         var library = MustacheLibrary()
         var seen: [String: URL] = [:]
+        var assets: [String: Asset] = [:]
+        var assetFolders: [String: URL] = [:]
+        let types = ["js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"]
         for folder in folders {
+            for file in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() {
+                guard let type = types[(file as NSString).pathExtension] else { continue }
+                if let earlier = assetFolders[file] {
+                    throw MissingResource("a single asset \(file) (in \(earlier.path) and \(folder.path))")
+                }
+                assetFolders[file] = folder
+                let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+                assets[file] = Asset(contentType: type, body: ByteBuffer(string: text))
+            }
             for file in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
             where file.hasSuffix(".mustache") {
                 let name = String(file.dropLast(".mustache".count))
@@ -61,6 +83,16 @@ public struct Pages: Sendable {
             }
         }
         self.library = library
+        self.assets = assets
+    }
+
+    /// One asset by its file name; nil for any other name (no path is ever read from the request).
+    package func asset(_ name: String) -> Response? {
+        guard let asset = assets[name] else { return nil }
+        // Not versioned by name, so cached briefly: a new release's script is picked up within minutes.
+        return Response(
+            status: .ok, headers: [.contentType: asset.contentType, .cacheControl: "public, max-age=300"],
+            body: .init(byteBuffer: asset.body))
     }
 
     package func render(_ template: String, _ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {

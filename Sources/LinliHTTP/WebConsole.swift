@@ -16,6 +16,12 @@ struct WebConsole: ModuleRoutes {
             guard let caller = context.caller else { return Response.redirect(to: "/login") }
             return Response.redirect(to: caller.isResidentOnly ? "/app" : "/console")
         }
+        router.get("/assets/:name") { _, context in
+            guard let response = services.pages.asset(try context.parameters.require("name")) else {
+                throw Problem.notFound("asset")
+            }
+            return response
+        }
         router.get("/login", use: loginPage)
         router.post("/login", use: login)
         router.post("/logout", use: logout)
