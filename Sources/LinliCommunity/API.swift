@@ -328,6 +328,9 @@ struct API: ModuleRoutes {
         if !["all", "valid"].contains(mode) { q.issues.append(FieldIssue("mode", "must be all or valid")) }
         let dryRun = q.bool("dryRun")
         try q.check()
+        // Read whole, unlike photos and firmware (streamed to disk): the sheet is parsed and
+        // checked as a whole before one row is stored, and its 16 MiB limit (a few tens of
+        // thousands of households) counts in full against the shared body budget while it is read.
         let body = try await request.readBody(upTo: BodyLimit.upload)
         if body.readableBytes == 0 { throw Problem.badRequest("body", "must be a UTF-8 CSV file with a header row") }
         let text: String

@@ -78,14 +78,15 @@ extension Store {
     /// controllers, gates, meters) run firmware of a few MiB; a download is read whole into memory.
     public static let firmwareLimit = 16 * 1_048_576
 
-    /// Keeps a firmware package: written to `folder` first (then renamed, so a crash leaves no half
-    /// file under a row), then recorded. A version already there for the module is a conflict.
+    /// Keeps a firmware package: it arrived in a temporary file of `folder`, hashed as it came
+    /// (never whole in memory), and is renamed into place (so a crash leaves no half file under a
+    /// row), then recorded. A version already there for the module is a conflict.
     public func addFirmware(
-        productKey: String, communityId: ID, module: String, version: String, bytes: [UInt8], folder: String,
+        productKey: String, communityId: ID, module: String, version: String, file: UploadedFile, folder: String,
         actor: Principal
     ) async throws -> Firmware {
-        guard !bytes.isEmpty else { throw FirmwareFault.empty }
-        guard bytes.count <= Self.firmwareLimit else { throw FirmwareFault.tooLarge(Self.firmwareLimit) }
+        guard file.size > 0 else { throw FirmwareFault.empty }
+        guard file.size <= Self.firmwareLimit else { throw FirmwareFault.tooLarge(Self.firmwareLimit) }
         let taken = try await read { db in
             try await db.count(
                 "SELECT COUNT(*) AS n FROM firmware WHERE product_key = \(bind: productKey) AND module = \(bind: module) AND version = \(bind: version)"
@@ -96,15 +97,10 @@ extension Store {
         }
         let id = newID()
         let relative = "firmware/\(productKey)/\(id).bin"
-        let url = URL(fileURLWithPath: folder).appendingPathComponent(relative)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let temporary = url.appendingPathExtension("part")
-        try Data(bytes).write(to: temporary, options: .atomic)
-        try FileManager.default.moveItem(at: temporary, to: url)
+        try file.keep(at: URL(fileURLWithPath: folder).appendingPathComponent(relative))
         let firmware = Firmware(
             id: id, communityId: communityId, productKey: productKey, module: module, version: version,
-            size: bytes.count,
-            sha256: Digest.sha256(bytes), md5: Digest.md5(bytes), file: relative, createdBy: actor.name,
+            size: file.size, sha256: file.sha256, md5: file.md5, file: relative, createdBy: actor.name,
             createdAt: nowMillis())
         try await write { db in
             try await db.insert(firmware)
@@ -114,6 +110,16 @@ extension Store {
                 after: ["productKey": productKey, "module": module, "version": version, "sha256": firmware.sha256])
         }
         return firmware
+    }
+
+    /// A package already in memory (the demo's, tests'), kept as an upload is.
+    public func addFirmware(
+        productKey: String, communityId: ID, module: String, version: String, bytes: [UInt8], folder: String,
+        actor: Principal
+    ) async throws -> Firmware {
+        try await addFirmware(
+            productKey: productKey, communityId: communityId, module: module, version: version,
+            file: UploadWriter.file(bytes, folder: folder), folder: folder, actor: actor)
     }
 
     public func firmware(productKey: String) async throws -> [Firmware] {

@@ -65,11 +65,12 @@ extension API {
         let faults = Self.packageFaults(version: version, module: module)
         guard faults.isEmpty, let version else { throw Problem.invalid(faults) }
         var request = request
-        let body = try await request.readBody(upTo: Store.firmwareLimit + 1)
+        // Streamed to a temporary file and hashed on the way, not read into memory.
+        let file = try await request.bodyFile(folder: uploads, upTo: Store.firmwareLimit + 1)
         do {
             let firmware = try await store.addFirmware(
                 productKey: product.productKey, communityId: product.communityId, module: module, version: version,
-                bytes: Array(buffer: body), folder: uploads, actor: context.principal)
+                file: file, folder: uploads, actor: context.principal)
             return try JSON.response(FirmwareView(firmware), status: .created)
         } catch let fault as FirmwareFault {
             if case .tooLarge = fault {

@@ -87,23 +87,22 @@ extension WebConsole {
         guard try context.requireCaller().scope(for: .manageDevices).coversCommunity(product.communityId) else {
             throw Problem.forbidden(.manageDevices)
         }
-        let parts = try await request.multipart(context: context)
-        func field(_ name: String) -> String {
-            parts.first { $0.name == name }?.text.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        }
-        let version = field("version")
-        let module = field("module").isEmpty ? "default" : field("module")
+        // The package is on disk by now (streamed there), with its digests.
+        let form = try await request.multipart(
+            context: context, folder: uploads, limit: Store.firmwareLimit + BodyLimit.formOverhead)
+        let version = form.field("version")
+        let module = form.field("module").isEmpty ? "default" : form.field("module")
         let faults = API.packageFaults(version: version, module: module)
         guard faults.isEmpty else {
             return try await productPage(
                 request, context: context, error: faults.map { "\($0.field) \($0.reason)" }.joined(separator: "; "),
                 status: .unprocessableContent)
         }
-        let bytes = parts.first { $0.name == "file" }?.data ?? []
         do {
+            guard let file = form.file("file") else { throw FirmwareFault.empty }
             _ = try await store.addFirmware(
                 productKey: product.productKey, communityId: product.communityId, module: module, version: version,
-                bytes: bytes, folder: API(services: services).uploads, actor: context.principal)
+                file: file, folder: uploads, actor: context.principal)
         } catch let fault as FirmwareFault {
             return try await productPage(
                 request, context: context, error: "文件 File \(fault)", status: .unprocessableContent)

@@ -12,6 +12,9 @@ public struct AppContext: RequestContext {
     public var remoteAddress: String?
     /// A bearer token was sent but is unknown, revoked or its account disabled.
     public var rejectedToken = false
+    /// A multipart form the CSRF check has read already (its token is one of the parts), for the
+    /// handler: the body can be read only once, and its files are on disk by then.
+    package var multipartForm: MultipartForm?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

@@ -11,10 +11,18 @@ import Synchronization
 /// it passes the limit. And all bodies being read at once share `BodyBudget.shared` (256 MiB by
 /// default): a request that would take more waits for nobody and gets 503 with `Retry-After`, so
 /// sockets that send most of a large body and stall cannot add up to the whole machine's memory.
+/// Photos and firmware packages are streamed to disk as they arrive (`Request.bodyFile`,
+/// `Request.multipart`) and take only `streamed` of the budget; a CSV import is read whole.
 public enum BodyLimit {
     public static let signIn = 8 * 1024
     public static let json = 1 << 20
     public static let upload = 16 << 20
+    /// What a body streamed to disk (a photo, a firmware package) takes of the memory budget:
+    /// the piece or two in memory at a time, not its size.
+    public static let streamed = 256 << 10
+    /// A multipart form's text fields and part headers beside its file: a 16 MiB package still
+    /// fits in a form.
+    public static let formOverhead = 64 << 10
 
     /// The limit in words, for the 413's detail.
     static func words(_ bytes: Int) -> String {

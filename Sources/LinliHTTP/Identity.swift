@@ -46,9 +46,12 @@ package struct IdentityMiddleware: RouterMiddleware {
     package typealias Context = AppContext
     package let store: Store
     package let callers: CallerCache
-    package init(store: Store, callers: CallerCache) {
+    /// Where a multipart form's files are streamed while its CSRF token is checked.
+    package let uploads: String
+    package init(store: Store, callers: CallerCache, uploads: String) {
         self.store = store
         self.callers = callers
+        self.uploads = uploads
     }
     package static let cookieName = "linli_session"
 
@@ -90,7 +93,7 @@ package struct IdentityMiddleware: RouterMiddleware {
                 // Signing in again from a browser that still holds a session needs no token.
                 let signIn = request.uri.path == "/login" || request.uri.path == "/api/v1/session"
                 if ![.get, .head, .options].contains(request.method), !signIn {
-                    try await Self.checkCSRF(&request, session: session, context: context)
+                    try await Self.checkCSRF(&request, session: session, context: &context, uploads: uploads)
                 }
             }
         }
@@ -110,24 +113,28 @@ package struct IdentityMiddleware: RouterMiddleware {
 
     /// A cookie-authenticated write must prove it came from Linli's own page: the session's token in
     /// the X-CSRF-Token header (scripts) or the `_csrf` form field (forms).
-    package static func checkCSRF(_ request: inout Request, session: WebSession, context: AppContext) async throws {
+    package static func checkCSRF(
+        _ request: inout Request, session: WebSession, context: inout AppContext, uploads: String
+    ) async throws {
+        let expired = Problem(
+            .forbidden, type: "csrf", title: "The form has expired",
+            detail: "Reload the page and try again (missing or wrong CSRF token).")
         if let header = request.headers[HTTPField.Name("X-CSRF-Token")!] {
             if Digest.constantTimeEqual(header, session.csrfToken) { return }
         } else if request.headers[.contentType]?.hasPrefix("application/x-www-form-urlencoded") == true {
             let fields = try await request.formFields(context: context)
             if let token = fields["_csrf"], Digest.constantTimeEqual(token, session.csrfToken) { return }
         } else if Multipart.boundary(request.headers[.contentType]) != nil {
-            // A form with a file (a photo with a report) carries the token as one of its parts.
-            let parts = (try? await request.multipart(context: context)) ?? []
-            if let token = parts.first(where: { $0.name == "_csrf" })?.text,
-                Digest.constantTimeEqual(token, session.csrfToken)
-            {
-                return
+            // A form with a file (a photo with a report) carries the token as one of its parts:
+            // checked before the first file is written, and the form kept for the handler.
+            context.multipartForm = try await request.multipart(context: context, folder: uploads) { form in
+                guard let token = form.fields["_csrf"], Digest.constantTimeEqual(token, session.csrfToken) else {
+                    throw expired
+                }
             }
+            return
         }
-        throw Problem(
-            .forbidden, type: "csrf", title: "The form has expired",
-            detail: "Reload the page and try again (missing or wrong CSRF token).")
+        throw expired
     }
 }
 

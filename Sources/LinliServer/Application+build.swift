@@ -42,7 +42,10 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
         // Outside the problems, so that an error page or problem document carries them too.
         SecurityHeadersMiddleware()
         ProblemMiddleware(pages: services.pages)
-        IdentityMiddleware(store: services.store, callers: services.callers)
+        IdentityMiddleware(
+            store: services.store, callers: services.callers,
+            uploads: URL(fileURLWithPath: services.configuration.dataDirectory).appendingPathComponent("attachments")
+                .path)
         ResponseCacheMiddleware(cache: services.responses, changes: services.store.changes)
     }
     let store = services.store

@@ -75,10 +75,9 @@ extension WebConsole {
         var request = request
         guard let home = try reportingHome(context) else { throw Problem.forbidden(.reportProblems) }
         let caller = try context.requireCaller()
-        let parts = try await request.multipart(context: context)
-        func field(_ name: String) -> String {
-            parts.first { $0.name == name }?.text.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        }
+        // The photo, if any, is on disk by now (streamed there), not in memory.
+        let form = try await request.multipart(context: context, folder: uploads)
+        func field(_ name: String) -> String { form.field(name) }
         let title = field("title")
         let description = field("description")
         guard let category = WorkOrderCategory(rawValue: field("category")) else {
@@ -101,10 +100,9 @@ extension WebConsole {
                 buildingId: household?.buildingId,
                 location: household.map { "\($0.buildingName) \($0.unitName) \($0.room)" } ?? ""),
             actor: context.principal)
-        if let photo = parts.first(where: { $0.name == "photo" && !$0.data.isEmpty }) {
+        if let photo = form.file("photo") {
             do {
-                _ = try await store.addPhoto(
-                    to: order, bytes: photo.data, folder: API(services: services).uploads, actor: context.principal)
+                _ = try await store.addPhoto(to: order, file: photo, folder: uploads, actor: context.principal)
             } catch let fault as PhotoFault {
                 return .redirect(
                     to: "/app/reports/\(order.id)?photo="

@@ -44,36 +44,39 @@ extension Store {
         return nil
     }
 
-    /// Checks and keeps a photo of a work order: written to `folder` first (then renamed, so a
-    /// crash leaves no half file under a row), then recorded.
-    public func addPhoto(to order: WorkOrder, bytes: [UInt8], folder: String, actor: Principal) async throws
+    /// Checks and keeps a photo of a work order: it arrived in a temporary file of `folder`
+    /// (streamed there, never whole in memory), is told by its first bytes, then renamed into
+    /// place (so a crash leaves no half file under a row) and recorded.
+    public func addPhoto(to order: WorkOrder, file: UploadedFile, folder: String, actor: Principal) async throws
         -> WorkOrderPhoto
     {
-        guard bytes.count <= Self.photoLimit else { throw PhotoFault.tooLarge(Self.photoLimit) }
-        guard let (type, ext) = Self.imageType(bytes) else { throw PhotoFault.notAnImage }
+        guard file.size <= Self.photoLimit else { throw PhotoFault.tooLarge(Self.photoLimit) }
+        guard let (type, ext) = Self.imageType(file.head) else { throw PhotoFault.notAnImage }
         let count = try await read { db in
             try await db.count("SELECT COUNT(*) AS n FROM work_order_photos WHERE work_order_id = \(bind: order.id)")
         }
         guard count < Self.photosPerWorkOrder else { throw PhotoFault.tooMany(Self.photosPerWorkOrder) }
         let id = newID()
         let relative = "work-orders/\(order.id)/\(id).\(ext)"
-        let url = URL(fileURLWithPath: folder).appendingPathComponent(relative)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let temporary = url.appendingPathExtension("part")
-        try Data(bytes).write(to: temporary, options: .atomic)
-        try FileManager.default.moveItem(at: temporary, to: url)
+        try file.keep(at: URL(fileURLWithPath: folder).appendingPathComponent(relative))
         let photo = WorkOrderPhoto(
-            id: id, workOrderId: order.id, communityId: order.communityId, contentType: type, size: bytes.count,
-            file: relative,
-            uploadedBy: actor.name, createdAt: nowMillis())
+            id: id, workOrderId: order.id, communityId: order.communityId,
+            contentType: type, size: file.size, file: relative, uploadedBy: actor.name, createdAt: nowMillis())
         try await write { db in
             try await db.insert(photo)
             try await Change.record(
                 db, actor: actor, communityId: order.communityId, type: "workorder.photo", subjectType: "workorder",
                 subjectId: order.id,
-                after: ["photo": id, "type": type, "size": "\(bytes.count)"])
+                after: ["photo": id, "type": type, "size": "\(file.size)"])
         }
         return photo
+    }
+
+    /// A photo already in memory (the demo's, tests'), kept as an upload is.
+    public func addPhoto(to order: WorkOrder, bytes: [UInt8], folder: String, actor: Principal) async throws
+        -> WorkOrderPhoto
+    {
+        try await addPhoto(to: order, file: UploadWriter.file(bytes, folder: folder), folder: folder, actor: actor)
     }
 
     public func photos(of order: WorkOrder) async throws -> [WorkOrderPhoto] {

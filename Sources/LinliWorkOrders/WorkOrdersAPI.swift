@@ -35,10 +35,11 @@ extension API {
         let order = try await visibleWorkOrder(context)
         guard try await mayAddPhotos(order, context) else { throw Problem.forbidden(.handleWorkOrders) }
         var request = request
-        let body = try await request.readBody(upTo: Store.photoLimit + 1)
+        // Streamed to a temporary file, not read into memory; one byte over the limit tells
+        // "too large" from "exactly the limit".
+        let file = try await request.bodyFile(folder: uploads, upTo: Store.photoLimit + 1)
         do {
-            let photo = try await store.addPhoto(
-                to: order, bytes: Array(buffer: body), folder: uploads, actor: context.principal)
+            let photo = try await store.addPhoto(to: order, file: file, folder: uploads, actor: context.principal)
             return try JSON.response(PhotoView(photo), status: .created)
         } catch let fault as PhotoFault {
             if case .tooLarge = fault {
