@@ -89,11 +89,26 @@ public final class BrokerSessionStore: MQTTSessionStore {
         var flushing = false
         /// Journal rows written and not yet checkpointed (as far as this process knows: a
         /// checkpoint by another reader only leaves this one less to do).
-        var journal: [(id: Int64, count: Int)] = []
+        var journal: [JournalEntry] = []
         var journalChanges = 0
+        /// Messages delivered, and sessions ended, in the journal not yet checkpointed: the entry
+        /// each happened in. A message kept in an earlier entry need not be written to the tables
+        /// at all, since the later entry (still in the journal) removes it anyway.
+        var deliveredIn: [MessageKey: Int64] = [:]
+        var endedIn: [String: Int64] = [:]
         var oldestJournal: ContinuousClock.Instant?
         var checkpointScheduled = false
         var stopped = false
+    }
+    private struct MessageKey: Hashable {
+        var clientId: String
+        var sequence: UInt64
+    }
+    private struct JournalEntry {
+        var id: Int64
+        var count: Int
+        var delivered: [MessageKey]
+        var ended: [String]
     }
     private let pending = Mutex(Pending())
     let database: any Database
@@ -104,11 +119,13 @@ public final class BrokerSessionStore: MQTTSessionStore {
     private let journalBacklog = Gauge(label: "linli_mqtt_store_journal_changes")
 
     /// Changes applied per checkpoint transaction: small enough that a device post waiting behind
-    /// one (SQLite has one writer) waits tens of milliseconds, not a second.
-    static let checkpointStep = 8_000
-    /// A journal this old, or this long, is checkpointed as soon as nothing is waiting.
-    static let checkpointAge: Duration = .seconds(1)
-    static let checkpointBacklog = 20_000
+    /// one (SQLite has one writer) waits a few tens of milliseconds.
+    static let checkpointStep = 2_000
+    /// A journal this old, or this long, is checkpointed as soon as nothing is waiting. Until
+    /// then a subscriber that comes back soon takes its messages before they are ever written
+    /// to the tables.
+    static let checkpointAge: Duration = .seconds(2)
+    static let checkpointBacklog = 100_000
     /// Past this many changes in the journal, new changes wait behind a checkpoint step: the
     /// journal stays bounded even when changes never stop arriving.
     static let journalLimit = 400_000
@@ -141,6 +158,8 @@ public final class BrokerSessionStore: MQTTSessionStore {
         pending.withLock { p in
             p.journal = []
             p.journalChanges = 0
+            p.deliveredIn = [:]
+            p.endedIn = [:]
             p.oldestJournal = nil
             p.stopped = true
         }
@@ -204,13 +223,25 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 ).first(decoding: JournalId.self)?.id
             }
             guard let id else { throw BrokerJournal.Unreadable(description: "the journal gave no id") }
+            var delivered: [MessageKey] = []
+            var ended: [String] = []
+            for change in changes {
+                switch change {
+                case let .delivered(clientId, sequence):
+                    delivered.append(MessageKey(clientId: clientId, sequence: sequence))
+                case let .sessionEnded(clientId): ended.append(clientId)
+                default: continue
+                }
+            }
             let elapsed = ContinuousClock.now - start
             commitTimer.recordNanoseconds(
                 elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
             batchSize.record(changes.count)
             let backlog = pending.withLock { p in
-                p.journal.append((id, changes.count))
+                p.journal.append(JournalEntry(id: id, count: changes.count, delivered: delivered, ended: ended))
                 p.journalChanges += changes.count
+                for key in delivered { p.deliveredIn[key] = id }
+                for clientId in ended { p.endedIn[clientId] = id }
                 if p.oldestJournal == nil { p.oldestJournal = .now }
                 return p.journalChanges
             }
@@ -227,7 +258,13 @@ public final class BrokerSessionStore: MQTTSessionStore {
     private func checkpointStep(through: Int64, count: Int) async -> Bool {
         let start = ContinuousClock.now
         do {
-            try await Self.checkpoint(database, through: through)
+            try await Self.checkpoint(database, through: through) { clientId, sequence in
+                // Kept through `through`, and gone in a later entry: not worth a row.
+                self.pending.withLock { p in
+                    (p.deliveredIn[MessageKey(clientId: clientId, sequence: sequence)] ?? 0) > through
+                        || (p.endedIn[clientId] ?? 0) > through
+                }
+            }
         } catch {
             logger.error("MQTT journal not checkpointed", metadata: ["changes": "\(count)", "error": "\(error)"])
             return false
@@ -236,8 +273,12 @@ public final class BrokerSessionStore: MQTTSessionStore {
         checkpointTimer.recordNanoseconds(
             elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         let backlog = pending.withLock { p in
-            p.journal.removeAll { $0.id <= through }
-            p.journalChanges = p.journal.reduce(0) { $0 + $1.count }
+            while let entry = p.journal.first, entry.id <= through {
+                p.journal.removeFirst()
+                p.journalChanges -= entry.count
+                for key in entry.delivered where p.deliveredIn[key] == entry.id { p.deliveredIn[key] = nil }
+                for clientId in entry.ended where p.endedIn[clientId] == entry.id { p.endedIn[clientId] = nil }
+            }
             p.oldestJournal = p.journal.isEmpty ? nil : .now
             return p.journalChanges
         }
@@ -270,8 +311,13 @@ public final class BrokerSessionStore: MQTTSessionStore {
 
     /// Applies journal rows to the tables and deletes them, in one transaction per step, oldest
     /// first: all of them, or those through `through`. Rows are taken by deleting them, so two
-    /// checkpoints at once (the broker's and a page's) never apply one row twice.
-    static func checkpoint(_ database: any Database, through: Int64? = nil) async throws {
+    /// checkpoints at once (the broker's and a page's) never apply one row twice. `settled`
+    /// names kept messages to leave out because a later entry delivers them or ends their
+    /// session.
+    static func checkpoint(
+        _ database: any Database, through: Int64? = nil,
+        settled: @escaping @Sendable (String, UInt64) -> Bool = { _, _ in false }
+    ) async throws {
         while true {
             let more = try await database.write { db -> Bool in
                 struct Entry: Decodable {
@@ -302,18 +348,16 @@ public final class BrokerSessionStore: MQTTSessionStore {
                 var changes: [MQTTStateChange] = []
                 changes.reserveCapacity(entries.reduce(0) { $0 + $1.count })
                 for entry in entries {
-                    changes.append(contentsOf: try BrokerJournal.decode(ByteBuffer(data: entry.changes)))
+                    for change in try BrokerJournal.decode(ByteBuffer(data: entry.changes)) {
+                        if case let .kept(clientId, message) = change, settled(clientId, message.sequence) { continue }
+                        changes.append(change)
+                    }
                 }
                 try await apply(changes, db)
                 return through == nil
             }
             if !more { return }
         }
-    }
-
-    private struct MessageKey: Hashable {
-        var clientId: String
-        var sequence: UInt64
     }
 
     /// Writes one group of changes, in order. Messages kept in this group are inserted at the

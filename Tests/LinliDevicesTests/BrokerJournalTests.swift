@@ -119,6 +119,39 @@ struct BrokerJournalTests {
         }
     }
 
+    /// The broker's own checkpoint leaves out messages a later entry delivers, and only those:
+    /// what is read back, with the journal checkpointed or not, is the same.
+    @Test(arguments: TestEngine.available)
+    func theCheckpointLeavesOutOnlyWhatALaterEntryDelivers(_ engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let broker = BrokerSessionStore(database: store.telemetry, logger: quiet)
+            _ = try await broker.load()
+            let kept = BrokerSessionStore.checkpointStep + 500
+            var changes: [MQTTStateChange] = [
+                .session(clientId: "nvr-1", username: "nvr", connected: false, at: 1, expiry: 60_000)
+            ]
+            // One entry larger than a checkpoint step, so that the step ends with it and the
+            // deliveries are in a later one.
+            for sequence in 1...kept { changes.append(.kept(clientId: "nvr-1", message(UInt64(sequence), "m"))) }
+            try await broker.save(changes).wait()
+            try await broker.save((1...1_000).map { .delivered(clientId: "nvr-1", sequence: UInt64($0)) }).wait()
+            try await broker.save([.sessionEnded(clientId: "gone"), .kept(clientId: "nvr-2", message(1, "x"))]).wait()
+            // The journal is checkpointed once it is old enough and nothing waits.
+            var left = -1
+            for _ in 0..<100 where left != 0 {
+                try await Task.sleep(for: .milliseconds(100))
+                left = try await store.telemetry.read { db in
+                    try await db.raw("SELECT COUNT(*) AS n FROM mqtt_journal").first(decoding: Count.self)?.n ?? -1
+                }
+            }
+            #expect(left == 0)
+            let state = try await BrokerSessionStore(database: store.telemetry, logger: quiet).load()
+            let sequences = state.sessions.first { $0.clientId == "nvr-1" }?.messages.map(\.sequence)
+            #expect(sequences == (1_001...kept).map(UInt64.init))
+            await broker.idle()
+        }
+    }
+
     /// The pages read sessions while the broker writes: a checkpoint from a page and the broker's
     /// own never apply one entry twice, and the page sees every committed change.
     @Test(arguments: TestEngine.available)
