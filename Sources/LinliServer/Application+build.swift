@@ -33,6 +33,8 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     // HEAD on every GET route (RFC 9110 §9.1): uptime monitors and link checkers ask with HEAD.
     // The GET handler runs, with its checks, and the body is dropped unsent (an event stream's
     // too, so a HEAD on it ends at once).
+    let uploads = URL(fileURLWithPath: services.configuration.dataDirectory).appendingPathComponent("attachments").path
+    UploadWriter.clearIncoming(folder: uploads)
     let router = Router(context: AppContext.self, options: .autoGenerateHeadEndpoints)
     router.addMiddleware {
         // First: the log, the throttles and the audit all see the client behind a proxy.
@@ -43,9 +45,7 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
         SecurityHeadersMiddleware()
         ProblemMiddleware(pages: services.pages)
         IdentityMiddleware(
-            store: services.store, callers: services.callers,
-            uploads: URL(fileURLWithPath: services.configuration.dataDirectory).appendingPathComponent("attachments")
-                .path)
+            store: services.store, callers: services.callers, uploads: uploads)
         ResponseCacheMiddleware(cache: services.responses, changes: services.store.changes)
     }
     let store = services.store

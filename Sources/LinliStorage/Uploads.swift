@@ -90,12 +90,24 @@ public final class UploadWriter {
     public func finish() throws -> UploadedFile {
         let fd = descriptor
         descriptor = -1
-        guard close(fd) == 0 else {
+        // On disk before anyone is told it is kept: an upload answered with an id survives a
+        // power cut, like every other acknowledged write.
+        guard fsync(fd) == 0, close(fd) == 0 else {
             unlink(path)
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
         }
         let (sha256, md5) = digest.finish()
         return UploadedFile(path: path, size: size, sha256: sha256, md5: md5, head: head)
+    }
+
+    /// Removes what a previous process left in `folder/incoming` (an upload cut off by a crash):
+    /// called once as the server starts, before any upload can begin.
+    public static func clearIncoming(folder: String) {
+        let incoming = URL(fileURLWithPath: folder).appendingPathComponent("incoming")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: incoming.path)) ?? []
+        for name in names where name.hasSuffix(".part") {
+            unlink(incoming.appendingPathComponent(name).path)
+        }
     }
 
     /// Bytes already in memory as an upload (the demo's and tests' files).

@@ -45,6 +45,23 @@ struct UploadsTests {
         return Array(try Data(contentsOf: folder.appendingPathComponent(relative)))
     }
 
+    /// What a crash left half-written is removed when the server starts; other files stay.
+    @Test func uploadsCutOffByACrashAreClearedAtStart() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("linli-incoming-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let writer = try UploadWriter(folder: folder.path)
+        try writer.write([1, 2, 3])
+        let kept = try UploadWriter.file([4, 5], folder: folder.path)
+        let photo = folder.appendingPathComponent("photos/a.jpg")
+        try kept.keep(at: photo)
+        let incoming = folder.appendingPathComponent("incoming")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: incoming.path).count == 1)
+        UploadWriter.clearIncoming(folder: folder.path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: incoming.path).isEmpty)
+        #expect(try Data(contentsOf: photo) == Data([4, 5]))
+        _ = writer
+    }
+
     @Test func largeFirmwareIsStoredByteExactFromTheBodyAndFromTheForm() async throws {
         try await withApp { client, fixture in
             let staff = APIUser(client, fixture, as: "staff")
