@@ -19,11 +19,13 @@
 #   GENERATORS        generator processes the connection test is split over (default 2)
 #   HOLD              seconds the connection test holds its connections (default 40)
 #   PHASES            which phases to run, space-separated (default "throughput mosquitto connections";
-#                     also "relay" and "idle")
+#                     also "relay", "idle" and "connect")
 #   RELAY_SUBSCRIBERS persistent QoS 1 subscribers of the relay phase (default 10)
 #   RELAY_RATE        messages per second the relay phase's publisher offers (default 5000)
 #   RELAY_MESSAGES    messages published while the relay subscribers are away (default 10000)
 #   IDLE_CONNECTIONS  connections of the idle phase (default 5000)
+#   CONNECTS          sign-ins of one integration account in the connect phase (default 5000)
+#   COLD_ACCOUNTS     integration accounts that sign in once each first, cold (default 32)
 #   PREFILL_POSTS     property posts written into telemetry with `linli bench telemetry` before the
 #                     server starts (default 0), to measure a file that already holds history
 #   MOSQUITTO_BIN     the Mosquitto broker (default: mosquitto on PATH, or /usr/sbin/mosquitto)
@@ -45,8 +47,13 @@
 #                offline then back (RELAY_MESSAGES kept, then drained), over MQTT 3.1.1 and 5, on
 #                Linli (an integration account; kept in the database before PUBACK) and on
 #                Mosquitto with `persistence true` (saved to disk only every autosave_interval);
-#   idle         IDLE_CONNECTIONS clients connect and hold, 3.1.1 and then 5, on Linli and
-#                Mosquitto: the server's RSS growth per idle connection.
+#   idle         IDLE_CONNECTIONS clients connect and hold, 3.1.1 and then 5, each on a Linli
+#                server and a Mosquitto started for it (memory a busy earlier phase left in the
+#                allocator would otherwise hide the connections'): RSS growth per idle connection;
+#   connect      sign-ins 64 at a time, CONNECT → CONNACK → DISCONNECT: COLD_ACCOUNTS integration
+#                accounts once each (a bcrypt check each), then one account CONNECTS times (the
+#                verified-credential cache), then DEVICES Alink devices (HMAC); Mosquitto with a
+#                password file holding the same accounts (PBKDF2-SHA512, checked at every CONNECT).
 # It prints each run's table as it goes, then a markdown summary. Every process it started is
 # stopped and the temporary folder removed on exit.
 #
@@ -72,6 +79,8 @@ RELAY_SUBSCRIBERS=${RELAY_SUBSCRIBERS:-10}
 RELAY_RATE=${RELAY_RATE:-5000}
 RELAY_MESSAGES=${RELAY_MESSAGES:-10000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+CONNECTS=${CONNECTS:-5000}
+COLD_ACCOUNTS=${COLD_ACCOUNTS:-32}
 RUN_ID=b
 
 for arg in "$@"; do
@@ -92,7 +101,7 @@ LINLI_BIN=${LINLI_BIN:-.build/release/linli}
 case "$LINLI_BIN" in /*) ;; *) LINLI_BIN="$REPO_ROOT/$LINLI_BIN" ;; esac
 [ -x "$LINLI_BIN" ] || die "$LINLI_BIN does not exist; build it first (swift build -c release) or set LINLI_BIN"
 
-if has_phase mosquitto || has_phase relay || has_phase idle; then
+if has_phase mosquitto || has_phase relay || has_phase idle || has_phase connect; then
     MOSQUITTO_BIN=${MOSQUITTO_BIN:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
     [ -x "$MOSQUITTO_BIN" ] || die "mosquitto is not installed (Debian: apt-get install mosquitto), or drop it from PHASES"
 fi
@@ -171,30 +180,42 @@ fi
 
 # The relay and idle phases sign in with an integration account.
 relay_password=relay-bench-password-1
-if has_phase relay || has_phase idle; then
+if has_phase relay || has_phase idle || has_phase connect; then
     "$LINLI_BIN" mqtt-account create --data "$data" --username bench-relay --description "bench/mqtt.sh relay" \
         --publish 'relay/#' --subscribe 'relay/#' --password-stdin <<<"$relay_password" >"$work/account.log" 2>&1 ||
         { cat "$work/account.log" >&2; die "creating the relay account failed"; }
 fi
+if has_phase connect; then
+    echo "== creating $COLD_ACCOUNTS integration accounts for the cold sign-ins"
+    for (( i=0; i<COLD_ACCOUNTS; i++ )); do
+        "$LINLI_BIN" mqtt-account create --data "$data" --username "bench-relay-$i" --description "bench/mqtt.sh connect" \
+            --publish 'relay/#' --subscribe 'relay/#' --password-stdin <<<"$relay_password" >"$work/account.log" 2>&1 ||
+            { cat "$work/account.log" >&2; die "creating account bench-relay-$i failed"; }
+    done
+fi
 
 # --- the server -----------------------------------------------------------------
 
-http_port=$(free_port)
-mqtt_port=$(free_port)
-echo "== starting linli serve: HTTP 127.0.0.1:$http_port, MQTT 127.0.0.1:$mqtt_port (open files: $open_files)"
-# The relay publisher posts above the per-client rate a device gets (1,000/s by default).
-LINLI_MQTT_PUBLISH_RATE=1000000 "$LINLI_BIN" serve --data "$data" --http "127.0.0.1:$http_port" \
-    --mqtt "127.0.0.1:$mqtt_port" --mqtt-tls off --log-level warning >"$work/server.log" 2>&1 &
-server_pid=$!
-pids+=("$server_pid")
-ready=false
-for _ in $(seq 1 240); do   # 60 s
-    kill -0 "$server_pid" 2>/dev/null || die "linli serve exited before it was ready"
-    if curl -fsS -o /dev/null "http://127.0.0.1:$http_port/readyz" 2>/dev/null; then ready=true; break; fi
-    sleep 0.25
-done
-$ready || die "http://127.0.0.1:$http_port/readyz did not answer 200 within 60 s"
-wait_port "$mqtt_port" "$server_pid" "linli serve"
+# Starts `linli serve` on the data folder, on free ports; sets http_port, mqtt_port, server_pid.
+start_linli() {
+    http_port=$(free_port)
+    mqtt_port=$(free_port)
+    echo "== starting linli serve: HTTP 127.0.0.1:$http_port, MQTT 127.0.0.1:$mqtt_port (open files: $open_files)"
+    # The relay publisher posts above the per-client rate a device gets (1,000/s by default).
+    LINLI_MQTT_PUBLISH_RATE=1000000 "$LINLI_BIN" serve --data "$data" --http "127.0.0.1:$http_port" \
+        --mqtt "127.0.0.1:$mqtt_port" --mqtt-tls off --log-level warning >>"$work/server.log" 2>&1 &
+    server_pid=$!
+    pids+=("$server_pid")
+    local ready=false
+    for _ in $(seq 1 240); do   # 60 s
+        kill -0 "$server_pid" 2>/dev/null || die "linli serve exited before it was ready"
+        if curl -fsS -o /dev/null "http://127.0.0.1:$http_port/readyz" 2>/dev/null; then ready=true; break; fi
+        sleep 0.25
+    done
+    $ready || die "http://127.0.0.1:$http_port/readyz did not answer 200 within 60 s"
+    wait_port "$mqtt_port" "$server_pid" "linli serve"
+}
+start_linli
 
 bench() { "$LINLI_BIN" bench mqtt "$@"; }
 server_alive() { kill -0 "$server_pid" 2>/dev/null || die "linli serve died during the $1 phase (see its log)"; }
@@ -306,7 +327,8 @@ fi
 
 relay() { LINLI_BENCH_PASSWORD=$relay_password "$LINLI_BIN" bench relay "$@"; }
 
-# Starts Mosquitto with the given persistence on a free port; sets mosq_port and mosq_pid.
+# Starts Mosquitto with the given persistence on a free port, anonymous or with a password
+# file (third argument); sets mosq_port and mosq_pid.
 start_mosquitto() {
     local persistence=$1 name=$2
     mosq_port=$(free_port)
@@ -321,7 +343,14 @@ log_type error
 log_type warning
 max_inflight_messages 256
 max_queued_messages 1000000
+# Run as root, Mosquitto 2 becomes user mosquitto, which cannot enter this private temporary
+# folder to write its log or read the password file; as anyone else this line does nothing.
+user root
 EOF
+    if [ -n "${3:-}" ]; then
+        printf 'allow_anonymous false\npassword_file %s\n' "$3" >>"$work/$name/mosquitto.conf"
+        sed -i '/^allow_anonymous true$/d' "$work/$name/mosquitto.conf"
+    fi
     "$MOSQUITTO_BIN" -c "$work/$name/mosquitto.conf" >"$work/$name/out" 2>&1 &
     mosq_pid=$!
     pids+=("$mosq_pid")
@@ -349,10 +378,41 @@ if has_phase relay; then
     done
 fi
 
+if has_phase connect; then
+    echo
+    echo "== connect: $COLD_ACCOUNTS accounts once, then one account $CONNECTS times, Linli ($(load))"
+    relay --mqtt "127.0.0.1:$mqtt_port" --username bench-relay --run-id connect --phases connect --concurrency 64 \
+        --cold-accounts "$COLD_ACCOUNTS" --connections "$CONNECTS" --server-pid "$server_pid" \
+        >"$work/connect-linli.json" 2>"$work/connect-linli.err" ||
+        { cat "$work/connect-linli.err" >&2; die "the Linli connect run failed"; }
+    cat "$work/connect-linli.json"
+    echo "== connect: $DEVICES Alink devices, Linli ($(load))"
+    bench --mqtt "127.0.0.1:$mqtt_port" --data "$data" --run-id "$RUN_ID" --devices "$DEVICES" --connect-only --hold 1 \
+        >"$work/connect-alink.out" 2>"$work/connect-alink.err" ||
+        { cat "$work/connect-alink.err" >&2; die "the Alink connect run failed"; }
+    tail -n 1 "$work/connect-alink.out" | tee "$work/connect-alink.json"
+    server_alive connect
+    passwords="$work/mosquitto-passwords"
+    : >"$passwords"
+    for user in bench-relay $(seq -f 'bench-relay-%g' 0 $((COLD_ACCOUNTS - 1))); do
+        mosquitto_passwd -b "$passwords" "$user" "$relay_password"
+    done
+    start_mosquitto false mosquitto-connect "$passwords"
+    echo "== connect: the same accounts, Mosquitto with a password file ($(load))"
+    relay --mqtt "127.0.0.1:$mosq_port" --username bench-relay --run-id connect --phases connect --concurrency 64 \
+        --cold-accounts "$COLD_ACCOUNTS" --connections "$CONNECTS" --server-pid "$mosq_pid" \
+        >"$work/connect-mosquitto.json" 2>"$work/connect-mosquitto.err" ||
+        { cat "$work/connect-mosquitto.err" >&2; die "the Mosquitto connect run failed"; }
+    cat "$work/connect-mosquitto.json"
+    stop "$mosq_pid"
+fi
+
 if has_phase idle; then
     for level in 4 5; do
         echo
-        echo "== idle: $IDLE_CONNECTIONS connections, MQTT level $level, Linli ($(load))"
+        stop "$server_pid"
+        start_linli
+        echo "== idle: $IDLE_CONNECTIONS connections, MQTT level $level, a Linli server started for it ($(load))"
         relay --mqtt "127.0.0.1:$mqtt_port" --username bench-relay --protocol-level "$level" --run-id "idle-$level" \
             --phases idle --connections "$IDLE_CONNECTIONS" --server-pid "$server_pid" \
             >"$work/idle-linli-$level.json" 2>"$work/idle-linli-$level.err" ||
@@ -463,6 +523,21 @@ if relay_rows:
         print(f"| {broker} | {level} | {r['phase']} | {r['subscribers']} | {n(r['publishedPerSecond'])} | {n(r['deliveredPerSecond'])} "
               f"| {n(r['delivered'])} / {n(r['expected'])} | {r['duplicates']} | {n(r.get('p50Milliseconds'), 2)} "
               f"| {n(r.get('p99Milliseconds'), 2)} | {n(r.get('drainSeconds'), 2)} | {n(r.get('rssMiB'), 1)} |")
+connect_rows = []
+for broker, name in (("Linli", "linli"), ("Mosquitto (password file)", "mosquitto")):
+    for r in lines(f"connect-{name}.json"):
+        connect_rows.append((broker, r))
+alink = read("connect-alink.json")
+if connect_rows or alink:
+    print()
+    print("| broker | sign-ins | cold: accounts once each, /s | cold p50 / p99 ms | cached: one account, /s | p50 / p99 ms | refused |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for broker, r in connect_rows:
+        print(f"| {broker} | integration account | {n(r.get('coldConnectsPerSecond'))} ({n(r.get('coldConnects'))}) "
+              f"| {n(r.get('coldP50Milliseconds'), 1)} / {n(r.get('coldP99Milliseconds'), 1)} | {n(r.get('connectsPerSecond'))} ({n(r.get('connections'))}) "
+              f"| {n(r.get('p50Milliseconds'), 1)} / {n(r.get('p99Milliseconds'), 1)} | {r.get('refused')} |")
+    if alink and alink.get("connectSeconds"):
+        print(f"| Linli | Alink devices (HMAC) | – | – | {n(alink['connected'] / alink['connectSeconds'])} ({n(alink['connected'])}) | – | {alink['devices'] - alink['connected']} |")
 idle_rows = []
 for level in (4, 5):
     for broker, name in (("Linli", "linli"), ("Mosquitto", "mosquitto")):

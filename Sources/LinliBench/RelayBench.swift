@@ -15,6 +15,9 @@ import Synchronization
 ///   back and drain what was kept for them.
 /// - idle: `connections` clients connect and hold, nothing else, so that the broker's memory per
 ///   idle connection can be read.
+/// - connect: sign-ins, `concurrency` at a time, each CONNECT → CONNACK → DISCONNECT: first
+///   `coldAccounts` accounts `{username}-{i}` once each (a password never checked before), then
+///   `connections` times the one account `username` (the same password again and again).
 public struct RelaySettings: Sendable {
     public var host = "127.0.0.1"
     public var port = 1883
@@ -32,6 +35,8 @@ public struct RelaySettings: Sendable {
     public var connections = 1_000
     public var hold: Double = 10
     public var runId = "relay"
+    public var coldAccounts = 0
+    public var concurrency = 16
     public var serverPid: Int32?
     public init() {}
 }
@@ -56,6 +61,18 @@ public struct RelayResult: Codable, Sendable {
     public var rssMiB: Double?
     public var peakRssMiB: Double?
     public var rssPerConnectionKiB: Double?
+    public var connectsPerSecond: Double?
+    public var coldConnects: Int?
+    public var coldConnectsPerSecond: Double?
+    public var coldP50Milliseconds: Double?
+    public var coldP99Milliseconds: Double?
+    public var refused: Int?
+}
+
+/// The connect phase's next name to sign in with, and the sign-ins refused.
+final class ConnectTally: Sendable {
+    let next = Atomic<Int>(0)
+    let refused = Atomic<Int>(0)
 }
 
 /// Counts shared by the clients on every loop.
@@ -182,10 +199,11 @@ public struct RelayBench: Sendable {
         let client: NIOLoopBound<RelayClient>
     }
 
-    private func connect(_ clientId: String, clean: Bool, role: RelayClient.Role, counters: RelayCounters)
-        async throws -> Connection
-    {
-        let s = settings
+    private func connect(
+        _ clientId: String, clean: Bool, role: RelayClient.Role, counters: RelayCounters, username: String? = nil
+    ) async throws -> Connection {
+        var s = settings
+        if let username { s.username = username }
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let promise = loop.makePromise(of: Bool.self)
         let made = try await ClientBootstrap(group: loop)
@@ -435,5 +453,73 @@ public struct RelayBench: Sendable {
             rssPerConnectionKiB: perConnection)
         for c in open { try? await c.channel.close() }
         return result
+    }
+
+    /// Sign-ins as fast as `concurrency` clients at a time get their CONNACKs; see `RelaySettings`.
+    public func connects() async throws -> RelayResult {
+        let s = settings
+        guard let username = s.username else { throw BenchSettingsError("the connect phase needs --username") }
+        let counters = RelayCounters()
+        /// Connects each name in turn, `concurrency` at once; CONNACK latencies in milliseconds,
+        /// the wall time, and how many were refused.
+        func run(_ names: [String]) async throws -> (latencies: [Double], seconds: Double, refused: Int) {
+            let started = ContinuousClock.now
+            let tally = ConnectTally()
+            let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+                for lane in 0..<max(1, s.concurrency) {
+                    group.addTask {
+                        var mine: [Double] = []
+                        while true {
+                            let i = tally.next.add(1, ordering: .relaxed).oldValue
+                            guard i < names.count else { return mine }
+                            let start = ContinuousClock.now
+                            do {
+                                let c = try await connect(
+                                    "\(s.runId)-connect-\(lane)", clean: true, role: .subscriber, counters: counters,
+                                    username: names[i])
+                                mine.append(Self.milliseconds(ContinuousClock.now - start))
+                                await disconnect(c)
+                            } catch {
+                                tally.refused.add(1, ordering: .relaxed)
+                            }
+                        }
+                    }
+                }
+                var all: [Double] = []
+                for try await part in group { all += part }
+                return all.sorted()
+            }
+            return (
+                latencies, Self.milliseconds(ContinuousClock.now - started) / 1000,
+                tally.refused.load(ordering: .relaxed)
+            )
+        }
+        func quantile(_ sorted: [Double], _ q: Double) -> Double? {
+            sorted.isEmpty ? nil : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]
+        }
+        var cold: (latencies: [Double], seconds: Double, refused: Int)?
+        if s.coldAccounts > 0 {
+            progress("connect: \(s.coldAccounts) accounts once each (cold)")
+            cold = try await run((0..<s.coldAccounts).map { "\(username)-\($0)" })
+        }
+        progress("connect: \(username) \(s.connections) times (cached after the first)")
+        let cached = try await run(Array(repeating: username, count: s.connections))
+        let after = sample()
+        return RelayResult(
+            phase: "connect", version: Int(s.version.rawValue), subscribers: 0, offered: nil, published: 0,
+            publishedPerSecond: 0, deliveredPerSecond: 0, delivered: 0, expected: 0, duplicates: 0,
+            p50Milliseconds: quantile(cached.latencies, 0.5), p99Milliseconds: quantile(cached.latencies, 0.99),
+            drainSeconds: nil, connections: cached.latencies.count,
+            rssMiB: after.map { Double($0.rssKiB) / 1024 }, peakRssMiB: after.map { Double($0.peakRssKiB) / 1024 },
+            rssPerConnectionKiB: nil, connectsPerSecond: Double(cached.latencies.count) / cached.seconds,
+            coldConnects: cold?.latencies.count,
+            coldConnectsPerSecond: cold.map { Double($0.latencies.count) / $0.seconds },
+            coldP50Milliseconds: cold.flatMap { quantile($0.latencies, 0.5) },
+            coldP99Milliseconds: cold.flatMap { quantile($0.latencies, 0.99) },
+            refused: cached.refused + (cold?.refused ?? 0))
+    }
+
+    static func milliseconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 }

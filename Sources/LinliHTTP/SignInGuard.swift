@@ -145,6 +145,9 @@ public actor LoginThrottle {
 /// (a new hash, on whichever node changed it) no longer matches. Checks that do need bcrypt take
 /// one of `concurrent` places; up to `waiting` more wait their turn (a short while: a few rounds of
 /// bcrypt), and any beyond are refused at once with `Busy` (the door answers "server unavailable").
+/// Sign-ins of one account with one password that arrive while its check is under way (the
+/// cameras of one NVR reconnecting after a restart) wait for that check's answer, not for a place
+/// of their own.
 public final class PasswordChecks: Sendable {
     public struct Busy: Error, CustomStringConvertible {
         public var description: String { "too many password checks under way" }
@@ -164,6 +167,10 @@ public final class PasswordChecks: Sendable {
     private let secret = SymmetricKey(size: .bits256)
     private let verified = Mutex<[String: Data]>([:])
     private let places = Mutex(Waiting())
+    /// Checks under way by digest, with the sign-ins waiting for their answer.
+    private let underWay = Mutex<[Data: [CheckedContinuation<Result<Bool, any Error>?, Never>]]>([:])
+    /// Sign-ins waiting on one check at most; more are refused as `Busy`.
+    static let followersPerCheck = 1_000
     private let rememberedCounter = Counter(
         label: "linli_password_checks_total", dimensions: [("result", "remembered")])
     private let hashedCounter = Counter(label: "linli_password_checks_total", dimensions: [("result", "hashed")])
@@ -191,6 +198,46 @@ public final class PasswordChecks: Sendable {
             counts.withLock { $0.remembered += 1 }
             return true
         }
+        guard let digest, account != nil else { return try await hashed(password, hash: hash, remember: nil) }
+        // The same account and password being checked already: its answer is this one's too.
+        let turn = await withCheckedContinuation { (wait: CheckedContinuation<Result<Bool, any Error>?, Never>) in
+            let now: Result<Bool, any Error>?? = underWay.withLock { checks in
+                guard var followers = checks[digest] else {
+                    checks[digest] = []
+                    return .some(nil)  // this one checks
+                }
+                guard followers.count < Self.followersPerCheck else { return .some(.failure(Busy())) }
+                followers.append(wait)
+                checks[digest] = followers
+                return nil  // answered when the check under way ends
+            }
+            if let now { wait.resume(returning: now) }
+        }
+        if let turn {
+            if case .failure = turn {
+                busyCounter.increment()
+                counts.withLock { $0.busy += 1 }
+            }
+            return try turn.get()
+        }
+        let outcome: Result<Bool, any Error>
+        do { outcome = .success(try await hashed(password, hash: hash, remember: (account!, digest))) } catch {
+            outcome = .failure(error)
+        }
+        let followers = underWay.withLock { $0.removeValue(forKey: digest) ?? [] }
+        if !followers.isEmpty, case .success = outcome {
+            rememberedCounter.increment(by: followers.count)
+            counts.withLock { $0.remembered += followers.count }
+        }
+        for follower in followers { follower.resume(returning: outcome) }
+        return try outcome.get()
+    }
+
+    /// A check with bcrypt, in one of the places; remembered when it succeeds and `remember` says
+    /// under which account.
+    private func hashed(_ password: String, hash: String, remember: (account: String, digest: Data)?) async throws
+        -> Bool
+    {
         guard await enter() else {
             busyCounter.increment()
             counts.withLock { $0.busy += 1 }
@@ -200,7 +247,7 @@ public final class PasswordChecks: Sendable {
         hashedCounter.increment()
         counts.withLock { $0.hashed += 1 }
         let ok = try await Passwords.verify(password, hash: hash)
-        if ok, let account, let digest {
+        if ok, let (account, digest) = remember {
             verified.withLock {
                 if $0.count >= 10_000 { $0.removeAll(keepingCapacity: true) }
                 $0[account] = digest

@@ -303,7 +303,7 @@ struct BenchRelay: AsyncParsableCommand {
     @Option(help: "The broker, host:port.") var mqtt = "127.0.0.1:1883"
     @Option(help: "Integration account (none: anonymous, for Mosquitto).") var username: String?
     @Option(help: "MQTT protocol: 4 (3.1.1) or 5.") var protocolLevel = 4
-    @Option(help: "Phases, comma-separated: online, offline, idle.") var phases = "online,offline"
+    @Option(help: "Phases, comma-separated: online, offline, idle, connect.") var phases = "online,offline"
     @Option(help: "Persistent QoS 1 subscribers.") var subscribers = 10
     @Option(help: "online: messages per second offered.") var rate: Double = 5_000
     @Option(help: "online: seconds measured, after the warm-up.") var duration: Double = 20
@@ -311,7 +311,10 @@ struct BenchRelay: AsyncParsableCommand {
     @Option(help: "offline: messages published while the subscribers are away.") var messages = 10_000
     @Option(help: "The publisher's QoS 1 messages awaiting PUBACK at most.") var inflight = 256
     @Option(help: "Bytes of each message (at least 16: its send time and number).") var payload = 64
-    @Option(help: "idle: connections held.") var connections = 1_000
+    @Option(help: "idle: connections held; connect: sign-ins of --username.") var connections = 1_000
+    @Option(name: .customLong("cold-accounts"), help: "connect: accounts {username}-{i} signing in once each first.")
+    var coldAccounts = 0
+    @Option(help: "connect: sign-ins at once.") var concurrency = 16
     @Option(help: "idle: seconds held before the memory is read.") var hold: Double = 10
     @Option(name: .customLong("server-pid"), help: "The server's process id: its memory is read from /proc.")
     var serverPid: Int32?
@@ -327,9 +330,12 @@ struct BenchRelay: AsyncParsableCommand {
         guard let version = MQTTVersion(rawValue: UInt8(clamping: protocolLevel)), version != .v3_1 else {
             throw ValidationError("--protocol-level is 4 (3.1.1) or 5")
         }
-        guard subscribers >= 1, messages >= 1, inflight >= 1, connections >= 1, payload >= 16 else {
+        guard subscribers >= 1, messages >= 1, inflight >= 1, connections >= 1, payload >= 16, coldAccounts >= 0,
+            concurrency >= 1
+        else {
             throw ValidationError(
-                "--subscribers, --messages, --inflight and --connections are at least 1, --payload 16")
+                "--subscribers, --messages, --inflight, --connections and --concurrency are at least 1, --payload 16, --cold-accounts 0"
+            )
         }
         s.version = version
         s.subscribers = subscribers
@@ -343,6 +349,8 @@ struct BenchRelay: AsyncParsableCommand {
         s.hold = hold
         s.serverPid = serverPid
         s.runId = runId
+        s.coldAccounts = coldAccounts
+        s.concurrency = concurrency
         let bench = RelayBench(settings: s) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -352,7 +360,8 @@ struct BenchRelay: AsyncParsableCommand {
             case "online": result = try await bench.online()
             case "offline": result = try await bench.offline()
             case "idle": result = try await bench.idle()
-            default: throw ValidationError("unknown phase \(phase): online, offline or idle")
+            case "connect": result = try await bench.connects()
+            default: throw ValidationError("unknown phase \(phase): online, offline, idle or connect")
             }
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
         }

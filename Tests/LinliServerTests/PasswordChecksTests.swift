@@ -24,6 +24,31 @@ struct PasswordChecksTests {
         #expect(checks.hashed == 5)
     }
 
+    /// Sign-ins of one account with one password arriving together wait for one check: 64 at once
+    /// with one place and two waiting are all answered, with one bcrypt; a wrong password too.
+    @Test func signInsWithTheSamePasswordShareOneCheck() async throws {
+        let checks = PasswordChecks(concurrent: 1, waiting: 2)
+        let hash = Passwords.hashBlocking("camera password 1")
+        func together(_ password: String) async -> [String] {
+            await withTaskGroup(of: String.self) { group in
+                for _ in 0..<64 {
+                    group.addTask {
+                        do {
+                            return try await checks.verify(password, hash: hash, account: "mqtt nvr") ? "ok" : "wrong"
+                        } catch { return "\(error)" }
+                    }
+                }
+                return await group.reduce(into: [String]()) { $0.append($1) }
+            }
+        }
+        #expect(await together("a wrong password") == Array(repeating: "wrong", count: 64))
+        let wrongChecks = checks.hashed
+        #expect(wrongChecks < 64, "sign-ins that arrived while the check was under way did not hash again")
+        #expect(await together("camera password 1") == Array(repeating: "ok", count: 64))
+        #expect(checks.busy == 0)
+        #expect(checks.hashed - wrongChecks <= 2, "one check (two if the first ended before the rest arrived)")
+    }
+
     /// At most `concurrent` bcrypt checks run and `waiting` wait; the rest are refused at once.
     @Test func checksBeyondThePlacesAndTheQueueAreRefused() async throws {
         let checks = PasswordChecks(concurrent: 1, waiting: 2)
