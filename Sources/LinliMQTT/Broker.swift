@@ -294,6 +294,12 @@ public final class MQTTBroker: Sendable {
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Each connection keeps its receive buffer between reads. NIO starts it at 2 KiB; most
+            // MQTT connections are devices that send a packet of a hundred bytes or two now and then,
+            // so start at 256 bytes; a busy publisher's buffer grows after a few full reads.
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536)
+            )
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations

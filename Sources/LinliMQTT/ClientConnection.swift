@@ -44,7 +44,6 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private let gate: ConnectGate
     /// Held from the socket's opening until its CONNECT arrives (or it closes).
     private var waiting: ConnectGate.Ticket?
-    private var logger: Logger
     private var context: ChannelHandlerContext?
     private var bound: NIOLoopBound<MQTTConnection>?
     private var mailbox: LoopMailbox?
@@ -63,8 +62,10 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private var graceful = false
     /// Packets that arrived while the client was being signed in, handled once it is.
     private var backlog: [MQTTPacket] = []
-    private var slots = CircularBuffer<Slot>(initialCapacity: 8)
-    private var marks = CircularBuffer<Marks>(initialCapacity: 8)
+    // One slot to start with (a slot holds two messages): most connections are devices that have
+    // one message in flight at a time; a busy publisher's buffers grow to its window.
+    private var slots = CircularBuffer<Slot>(initialCapacity: 1)
+    private var marks = CircularBuffer<Marks>(initialCapacity: 1)
     /// The sequence number of `slots.first`; a message's number stays its own while earlier ones leave.
     private var firstSlot: UInt64 = 0
     /// How many slots, from the first, have been handed over for routing (in arrival order, as
@@ -87,12 +88,26 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         self.broker = broker
         self.secure = secure
         self.gate = gate
-        logger = broker.logger
         tokens = Double(broker.configuration.maxPublishesPerSecond)
         window = max(1, broker.configuration.inflightWindow)
     }
 
     deinit { broker.liveConnections.subtract(1, ordering: .relaxed) }
+
+    /// The broker's logger with this connection's address and client id, made when something is
+    /// logged (rarely) rather than kept: a stored copy's metadata cost every idle connection
+    /// half a kilobyte.
+    private var logger: Logger {
+        Self.logger(broker.logger, channel: context?.channel, secure: secure, clientId: clientId)
+    }
+
+    static func logger(_ base: Logger, channel: (any Channel)?, secure: Bool, clientId: String) -> Logger {
+        var logger = base
+        logger[metadataKey: "remote"] = "\(channel?.remoteAddress?.description ?? "-")"
+        if secure { logger[metadataKey: "tls"] = "true" }
+        if !clientId.isEmpty { logger[metadataKey: "client"] = "\(clientId)" }
+        return logger
+    }
 
     // MARK: channel events
 
@@ -100,8 +115,6 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
         self.context = context
         bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         mailbox = broker.mailboxes.mailbox(for: context.eventLoop)
-        logger[metadataKey: "remote"] = "\(context.channel.remoteAddress?.description ?? "-")"
-        if secure { logger[metadataKey: "tls"] = "true" }
         waiting = gate.admit(context.channel)
     }
 
@@ -221,11 +234,10 @@ final class MQTTConnection: ChannelDuplexHandler, RemovableChannelHandler {
             sessionExpiry = connect.properties.sessionExpiryInterval ?? 0
         }
         self.clientId = clientId
-        logger[metadataKey: "client"] = "\(clientId)"
         phase = .signingIn
         let control = ConnectionControl(
             broker: broker, connection: bound!, loop: context.eventLoop, channel: context.channel,
-            secure: secure, logger: logger)
+            secure: secure, clientId: clientId)
         self.control = control
         control.start(.signIn(connect, clientId: clientId))
     }
@@ -610,18 +622,21 @@ final class ConnectionControl: Sendable {
     private let loop: any EventLoop
     private let channel: any Channel
     private let secure: Bool
-    private let logger: Logger
+    private let clientId: String
+    private var logger: Logger {
+        MQTTConnection.logger(broker.logger, channel: channel, secure: secure, clientId: clientId)
+    }
 
     init(
         broker: MQTTBroker, connection: NIOLoopBound<MQTTConnection>, loop: any EventLoop, channel: any Channel,
-        secure: Bool, logger: Logger
+        secure: Bool, clientId: String
     ) {
         self.broker = broker
         self.connection = connection
         self.loop = loop
         self.channel = channel
         self.secure = secure
-        self.logger = logger
+        self.clientId = clientId
     }
 
     func start(_ first: Step) { send(first) }
