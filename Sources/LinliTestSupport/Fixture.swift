@@ -97,7 +97,10 @@ package func makeFixture() async throws -> Fixture {
         $0.kind == .policeStation
     }!.id
     var configuration = ServerConfiguration()
-    configuration.dataDirectory = NSTemporaryDirectory()
+    // A folder of its own: the server clears half-written uploads from its data folder at start,
+    // which in a folder shared by tests running at once would be another test's upload.
+    configuration.dataDirectory = NSTemporaryDirectory() + "linli-app-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
     let services = try AppServices(store: store, configuration: configuration, logger: quietLogger)
     return Fixture(
         services: services, community: community, other: other, otherPerson: otherPerson.id, tokens: tokens,
@@ -109,8 +112,14 @@ package func makeFixture() async throws -> Fixture {
 package func withApp(_ body: @escaping @Sendable (any TestClientProtocol, Fixture) async throws -> Void) async throws {
     let fixture = try await makeFixture()
     let app = buildApplication(fixture.services, logger: quietLogger)
-    try await app.test(.router) { client in
-        try await body(client, fixture)
+    do {
+        try await app.test(.router) { client in
+            try await body(client, fixture)
+        }
+    } catch {
+        // Closed all the same: an unclosed SQLite connection stops the whole test process.
+        await fixture.store.database.close()
+        throw error
     }
     await fixture.store.database.close()
 }

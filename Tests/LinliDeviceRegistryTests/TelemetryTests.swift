@@ -569,7 +569,7 @@ struct TelemetryTests {
                 "INSERT INTO telemetry_recent (series, ts, num, txt) SELECT id, 2000, 2, NULL FROM telemetry_series"
             ).run()
         }
-        #expect(try await Migrations.migrate(store.telemetry, ledger: Schema.linli.telemetryLedger) == [3, 4, 5])
+        #expect(try await Migrations.migrate(store.telemetry, ledger: Schema.linli.telemetryLedger) == [3, 4, 5, 6])
         #expect(try await store.telemetry.read { db in try await db.count("SELECT COUNT(*) AS n FROM telemetry") } == 2)
         let writer = TelemetryWriter(store: store, logger: TestEngine.logger)
         try await writer.start()
