@@ -143,6 +143,8 @@ extension WebConsole {
                     people: $0.residents.map { "\($0.name) \($0.phone)" }.joined(separator: "；"))
             },
             "hasFollowUp": !followUp.isEmpty,
+            // A section over an Int renders even for 0, so the page is told whether to say it.
+            "hasVacantLeftOut": notice.vacantLeftOut > 0,
             "hasOutbound": !progress.outbound.isEmpty, "outboundSent": progress.outbound["sent"] ?? 0,
             "outboundTotal": progress.outbound.values.reduce(0, +), "outboundFailed": progress.outbound["failed"] ?? 0,
         ]

@@ -43,6 +43,8 @@ extension API {
         var createdBy: String
         var createdAt: Millis
         var answerBy: Millis?
+        /// Vacant flats the audience named that it did not go to.
+        var vacantLeftOut: Int
         var progress: NoticeProgress?
         init(_ n: Notice, progress: NoticeProgress? = nil) {
             id = n.id
@@ -55,6 +57,7 @@ extension API {
             createdBy = n.createdBy
             createdAt = n.createdAt
             answerBy = n.answerBy
+            vacantLeftOut = n.vacantLeftOut
             self.progress = progress
         }
     }

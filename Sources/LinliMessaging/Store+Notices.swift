@@ -49,6 +49,9 @@ public struct Notice: Codable, Sendable, Equatable {
     public var answerBy: Millis?
     /// When the deadline passed with households still silent (`notice.unanswered` on the log).
     public var unansweredAt: Millis?
+    /// Vacant flats the audience named but the notice did not go to: nobody lives there to read it,
+    /// so counting them would only show as households that never answer.
+    public var vacantLeftOut: Int = 0
 
     public var optionList: [String] { (try? JSONDecoder().decode([String].self, from: Data(options.utf8))) ?? [] }
     public var audienceValue: NoticeAudience {
@@ -93,9 +96,15 @@ public struct FollowUp: Codable, Sendable, Equatable {
 }
 
 extension Store {
-    /// Households the audience reaches, in the community.
-    package func audienceHouseholds(_ db: any SQLDatabase, communityId: ID, _ a: NoticeAudience) async throws -> [ID] {
-        struct Row: Decodable { var id: ID }
+    /// Households the audience reaches in the community: the occupied ones (owner-occupied or
+    /// rented), and how many vacant ones it named and left out (told to whoever sends it).
+    package func audienceHouseholds(
+        _ db: any SQLDatabase, communityId: ID, _ a: NoticeAudience
+    ) async throws -> (occupied: [ID], vacant: Int) {
+        struct Row: Decodable {
+            var id: ID
+            var occupancy: String
+        }
         var parts: [SQLQueryString] = []
         if a.everyone == true { parts.append("1 = 1") }
         if let b = a.buildings, !b.isEmpty { parts.append(.isIn("h.building_id", Set(b))) }
@@ -108,11 +117,13 @@ extension Store {
                         AND p.care_tags LIKE \(bind: "%,\(tag.rawValue),%"))
                 """)
         }
-        guard !parts.isEmpty else { return [] }
-        return try await db.raw(
-            "SELECT h.id FROM households h WHERE h.community_id = \(bind: communityId) AND (\(SQLQueryString.any(parts))) ORDER BY h.id"
+        guard !parts.isEmpty else { return ([], 0) }
+        let rows = try await db.raw(
+            "SELECT h.id, h.occupancy FROM households h WHERE h.community_id = \(bind: communityId) AND (\(SQLQueryString.any(parts))) ORDER BY h.id"
         )
-        .all(decoding: Row.self).map(\.id)
+        .all(decoding: Row.self)
+        let vacant = Occupancy.vacant.rawValue
+        return (rows.filter { $0.occupancy != vacant }.map(\.id), rows.filter { $0.occupancy == vacant }.count)
     }
 
     /// Publishes a notice: a receipt row per household reached, an inbox message for every account
@@ -125,13 +136,13 @@ extension Store {
     ) async throws -> Notice {
         let now = nowMillis()
         return try await write { db in
-            let households = try await self.audienceHouseholds(db, communityId: communityId, audience)
+            let (households, vacant) = try await self.audienceHouseholds(db, communityId: communityId, audience)
             let notice = Notice(
                 id: newID(), communityId: communityId, title: title, body: body,
                 audience: String(decoding: try JSONEncoder().encode(audience), as: UTF8.self), question: question,
                 options: String(decoding: try JSONEncoder().encode(options), as: UTF8.self),
                 households: households.count,
-                createdBy: actor.name, createdAt: now, answerBy: answerBy)
+                createdBy: actor.name, createdAt: now, answerBy: answerBy, vacantLeftOut: vacant)
             try await db.insert(notice)
             for h in households {
                 try await db.raw(
@@ -166,7 +177,8 @@ extension Store {
                 db, actor: actor, communityId: communityId, type: "notice.published", subjectType: "notice",
                 subjectId: notice.id,
                 after: [
-                    "title": title, "households": "\(households.count)", "accounts": "\(Set(accounts).count)",
+                    "title": title, "households": "\(households.count)", "vacantLeftOut": "\(vacant)",
+                    "accounts": "\(Set(accounts).count)",
                     "sms": "\(texts)",
                 ])
             return notice

@@ -75,4 +75,32 @@ struct MessagingStoreTests {
             #expect(try await store.notificationPreferences(accountId: account.id).quietHours != nil)
         }
     }
+
+    @Test(arguments: TestEngine.available)
+    func vacantHouseholdsAreLeftOutOfTheAudienceAndCounted(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let c = place.community.id
+            let vacant = Household(
+                communityId: c, buildingId: place.building.id, unitId: place.unit.id, room: "103", floor: 1, area: 70,
+                occupancy: .vacant)
+            try await store.createHousehold(vacant, actor: tester)
+            let all = try await store.publishNotice(
+                communityId: c, title: "停水 Water off", body: "b", audience: NoticeAudience(everyone: true),
+                question: nil, options: ["confirmed"], actor: tester)
+            #expect(all.households == 2 && all.vacantLeftOut == 1)
+            let stored = try #require(try await store.notice(id: all.id))
+            #expect(stored.vacantLeftOut == 1, "kept with the notice, for its page")
+            #expect(try await store.noticeProgress(all).households == 2)
+            #expect(
+                try await store.noticeFollowUp(all).map(\.householdId).sorted() == place.households.map(\.id).sorted())
+            // Named one by one, a vacant flat is left out all the same.
+            let direct = try await store.publishNotice(
+                communityId: c, title: "t", body: "b",
+                audience: NoticeAudience(households: [vacant.id, place.households[0].id]), question: nil,
+                options: ["confirmed"], actor: tester)
+            #expect(direct.households == 1 && direct.vacantLeftOut == 1)
+            #expect(try await store.noticeProgress(direct).households == 1)
+        }
+    }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import LinliCore
 import LinliTestSupport
+import SQLKit
 import Testing
 
 @testable import LinliCommunity
@@ -152,6 +153,17 @@ struct NoticesAPITests {
             let inBuilding = ((building["progress"] as? [String: Any])?["households"] as? Int) ?? 0
             let everywhere = ((all["progress"] as? [String: Any])?["households"] as? Int) ?? 0
             #expect(inBuilding > 0 && inBuilding < everywhere)
+            // Only occupied homes are reached; the demo's vacant ones are counted apart.
+            let (occupied, vacant) = try await fixture.store.read { db in
+                (
+                    try await db.count(
+                        "SELECT COUNT(*) AS n FROM households WHERE community_id = \(bind: c) AND occupancy <> 'vacant'"
+                    ),
+                    try await db.count(
+                        "SELECT COUNT(*) AS n FROM households WHERE community_id = \(bind: c) AND occupancy = 'vacant'")
+                )
+            }
+            #expect(vacant > 0 && everywhere == occupied && all["vacantLeftOut"] as? Int == vacant)
             #expect((building["options"] as? [String]) == ["confirmed"], "without a question, households confirm")
             let tagged = try await staff.call(
                 "/api/v1/communities/\(c)/notices", .post,
