@@ -295,24 +295,30 @@ extension Store {
                 FROM notice_receipts nr JOIN households h ON h.id = nr.household_id JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
                 LEFT JOIN residencies r ON r.household_id = h.id AND r.moved_out IS NULL LEFT JOIN people p ON p.id = r.person_id
                 WHERE nr.notice_id = \(bind: notice.id) AND nr.answer IS NULL
-                ORDER BY b.name, u.name, h.room, p.name
+                ORDER BY nr.household_id, p.name
                 """
             ).all(decoding: Row.self)
         }
+        // Grouped by household here, put in room order below: SQL compares names as text.
         var out: [FollowUp] = []
+        var places: [ID: (String, String, String)] = [:]
         for row in rows {
             if out.last?.householdId != row.householdId {
                 out.append(
                     FollowUp(
                         householdId: row.householdId, place: "\(row.buildingName) \(row.unitName) \(row.room)",
                         read: row.readAt != nil, residents: []))
+                places[row.householdId] = (row.buildingName, row.unitName, row.room)
             }
             if let name = row.name {
                 let phone = phone(cipher: row.phoneCipher, masked: row.phone ?? "")
                 out[out.count - 1].residents.append(.init(name: name, phone: phone))
             }
         }
-        return out
+        return out.sorted {
+            let (a, b) = (places[$0.householdId]!, places[$1.householdId]!)
+            return a == b ? $0.householdId < $1.householdId : RoomOrder.precedes(a, b)
+        }
     }
 
     /// Notices whose answer deadline has passed: each is marked once, and when households are

@@ -103,4 +103,41 @@ struct MessagingStoreTests {
             #expect(try await store.noticeProgress(direct).households == 1)
         }
     }
+
+    @Test(arguments: TestEngine.available)
+    func theFollowUpListIsInNaturalRoomOrder(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)  // 1号楼 1单元 101 and 102
+            let c = place.community.id
+            let tenth = Building(communityId: c, name: "10号楼", floors: 12)
+            try await store.createBuilding(tenth, actor: tester)
+            let third = Building(communityId: c, name: "3号楼", floors: 12)
+            try await store.createBuilding(third, actor: tester)
+            for building in [tenth, third] {
+                let unit = BuildingUnit(communityId: c, buildingId: building.id, name: "1单元")
+                try await store.createUnit(unit, actor: tester)
+                for room in ["1001", "101", "201"] {
+                    try await store.createHousehold(
+                        Household(
+                            communityId: c, buildingId: building.id, unitId: unit.id, room: room,
+                            floor: Int(room.dropLast(2))!, area: 90, occupancy: .rented), actor: tester)
+                }
+            }
+            for room in ["1001", "99"] {
+                try await store.createHousehold(
+                    Household(
+                        communityId: c, buildingId: place.building.id, unitId: place.unit.id, room: room, floor: 1,
+                        area: 90, occupancy: .ownerOccupied), actor: tester)
+            }
+            let notice = try await store.publishNotice(
+                communityId: c, title: "t", body: "b", audience: NoticeAudience(everyone: true), question: nil,
+                options: ["confirmed"], actor: tester)
+            #expect(
+                try await store.noticeFollowUp(notice).map(\.place) == [
+                    "1号楼 1单元 99", "1号楼 1单元 101", "1号楼 1单元 102", "1号楼 1单元 1001",
+                    "3号楼 1单元 101", "3号楼 1单元 201", "3号楼 1单元 1001",
+                    "10号楼 1单元 101", "10号楼 1单元 201", "10号楼 1单元 1001",
+                ])
+        }
+    }
 }
