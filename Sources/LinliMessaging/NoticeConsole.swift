@@ -134,9 +134,50 @@ extension WebConsole {
             var read: Bool
             var people: String
         }
+        struct ListRow {
+            var place: String
+            var by: String
+            var people: String
+        }
+        struct AnswerGroup {
+            var label: String
+            var count: Int
+            var rows: [ListRow]
+            var hasRows: Bool
+            var isNone: Bool
+        }
+        // Per-answer lists only where there is a question: "I have read this" has one answer,
+        // and those who gave none are the follow-up list already.
+        let hasQuestion = notice.question != nil
+        var groups: [AnswerGroup] = []
+        if hasQuestion {
+            for list in try await store.noticeAnswerLists(notice) {
+                let rows =
+                    list.answer == nil
+                    ? []
+                    : list.households.map { h in
+                        ListRow(
+                            place: h.place, by: "\(h.answeredBy ?? "") \(h.answeredAt.map { Self.time($0) } ?? "")",
+                            people: h.residents.map { "\($0.name) \($0.phone)" }.joined(separator: "；"))
+                    }
+                groups.append(
+                    AnswerGroup(
+                        label: API.answerLabel(list.answer), count: list.households.count, rows: rows,
+                        hasRows: !rows.isEmpty, isNone: list.answer == nil))
+            }
+            let listed = groups.reduce(0) { $0 + $1.count }
+            try await store.write { db in
+                try await AuditLog.record(
+                    db, actor: context.principal, action: "notice.answers.viewed", subjectType: "notice",
+                    subjectId: notice.id, communityId: notice.communityId, after: ["households": "\(listed)"])
+            }
+        }
         let object: [String: Any] = [
             "frame": Frame(title: notice.title, context: context, community: community), "n": notice, "p": progress,
-            "answers": notice.optionList.map { AnswerRow(answer: $0, count: progress.answers[$0] ?? 0) },
+            "answers": notice.optionList.map {
+                AnswerRow(answer: API.answerLabel($0), count: progress.answers[$0] ?? 0)
+            },
+            "answerLists": groups, "hasAnswerLists": hasQuestion,
             "followUp": followUp.map {
                 FollowRow(
                     place: $0.place, read: $0.read,

@@ -14,6 +14,7 @@ extension API {
         api.post("communities/:cid/notices", use: publishNotice)
         api.get("notices/:id", use: getNotice)
         api.get("notices/:id/follow-up", use: noticeFollowUp)
+        api.get("notices/:id/answers", use: noticeAnswers)
         api.get("me/notices", use: myNotices)
         api.post("me/notices/:id/read", use: readNotice)
         api.post("me/notices/:id/answer", use: answerNotice)
@@ -170,6 +171,57 @@ extension API {
                 body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + csv)))
         }
         return try JSON.response(["items": list])
+    }
+
+    /// How an answer is shown to people: the stored `confirmed` is a code, and "no answer" is
+    /// not an answer at all.
+    static func answerLabel(_ answer: String?) -> String {
+        guard let answer else { return "未回答 No answer" }
+        return answer == confirmed ? "已确认 Confirmed" : answer
+    }
+
+    /// Which households gave which answer and which gave none, with residents and phones: the list
+    /// to act on ("visit those who said not yet"). Phones make it a sensitive read, on the audit
+    /// trail like the follow-up list. `?format=csv` exports it for Excel (UTF-8 with a BOM, Chinese
+    /// headers with English beside).
+    @Sendable func noticeAnswers(_ request: Request, context: AppContext) async throws -> Response {
+        let notice = try await publishedNotice(context)
+        let format = request.uri.queryParameters.get("format") ?? "json"
+        guard format == "json" || format == "csv" else { throw Problem.badRequest("format", "must be json or csv") }
+        let lists = try await store.noticeAnswerLists(notice)
+        try await store.write { db in
+            try await AuditLog.record(
+                db, actor: context.principal,
+                action: format == "csv" ? "notice.answers.exported" : "notice.answers.viewed",
+                subjectType: "notice", subjectId: notice.id, communityId: notice.communityId,
+                after: ["households": "\(lists.reduce(0) { $0 + $1.households.count })"])
+        }
+        if format == "csv" {
+            var rows = [
+                [
+                    "回答 Answer", "楼栋 Building", "单元 Unit", "房号 Room", "回答人 Answered by", "回答时间 Answered at (UTC+8)",
+                    "住户 Resident", "电话 Phone", "房屋编号 Household ID",
+                ]
+            ]
+            for list in lists {
+                for h in list.households {
+                    let head = [
+                        Self.answerLabel(list.answer), h.building, h.unit, h.room, h.answeredBy ?? "",
+                        h.answeredAt.map { Self.time($0) } ?? "",
+                    ]
+                    if h.residents.isEmpty { rows.append(head + ["", "", h.householdId]) }
+                    for r in h.residents { rows.append(head + [r.name, r.phone, h.householdId]) }
+                }
+            }
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: "text/csv; charset=utf-8",
+                    .contentDisposition: "attachment; filename=\"answers-\(notice.id.prefix(8)).csv\"",
+                ],
+                body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + CSV.write(rows))))
+        }
+        return try JSON.response(["items": lists])
     }
 
     // MARK: residents

@@ -95,6 +95,24 @@ public struct FollowUp: Codable, Sendable, Equatable {
     public var residents: [Resident]
 }
 
+/// The households that gave one answer (or, with `answer` nil, none) to a notice.
+public struct AnswerList: Codable, Sendable, Equatable {
+    public struct Household: Codable, Sendable, Equatable {
+        public var householdId: ID
+        public var building: String
+        public var unit: String
+        public var room: String
+        public var place: String
+        public var read: Bool
+        public var answer: String?
+        public var answeredBy: String?
+        public var answeredAt: Millis?
+        public var residents: [FollowUp.Resident]
+    }
+    public var answer: String?
+    public var households: [Household]
+}
+
 extension Store {
     /// Households the audience reaches in the community: the occupied ones (owner-occupied or
     /// rented), and how many vacant ones it named and left out (told to whoever sends it).
@@ -277,9 +295,35 @@ extension Store {
 
     /// Households that have not answered, with their current residents' names and phones.
     public func noticeFollowUp(_ notice: Notice) async throws -> [FollowUp] {
+        try await noticeHouseholds(notice, unansweredOnly: true).map {
+            FollowUp(householdId: $0.householdId, place: $0.place, read: $0.read, residents: $0.residents)
+        }
+    }
+
+    /// The households reached, grouped by their answer: one list per option in the notice's order,
+    /// then those that gave none (the actionable list: who to visit about "not yet").
+    public func noticeAnswerLists(_ notice: Notice) async throws -> [AnswerList] {
+        let all = try await noticeHouseholds(notice, unansweredOnly: false)
+        var lists = notice.optionList.map { option in
+            AnswerList(answer: option, households: all.filter { $0.answer == option })
+        }
+        // An answer no longer among the options cannot happen today, but would not be lost.
+        let known = Set(notice.optionList)
+        for other in Set(all.compactMap(\.answer)).subtracting(known).sorted() {
+            lists.append(AnswerList(answer: other, households: all.filter { $0.answer == other }))
+        }
+        lists.append(AnswerList(answer: nil, households: all.filter { $0.answer == nil }))
+        return lists
+    }
+
+    /// The notice's households with their receipt and current residents, in natural room order.
+    func noticeHouseholds(_ notice: Notice, unansweredOnly: Bool) async throws -> [AnswerList.Household] {
         struct Row: Decodable {
             package var householdId: ID
             package var readAt: Millis?
+            package var answer: String?
+            package var answeredBy: String?
+            package var answeredAt: Millis?
             package var buildingName: String
             package var unitName: String
             package var room: String
@@ -287,28 +331,29 @@ extension Store {
             package var phone: String?
             package var phoneCipher: String?
         }
+        let filter: SQLQueryString = unansweredOnly ? " AND nr.answer IS NULL" : ""
         let rows = try await read { db in
             try await db.raw(
                 """
-                SELECT nr.household_id AS "householdId", nr.read_at AS "readAt", b.name AS "buildingName", u.name AS "unitName", h.room AS room,
+                SELECT nr.household_id AS "householdId", nr.read_at AS "readAt", nr.answer AS answer, nr.answered_by AS "answeredBy",
+                       nr.answered_at AS "answeredAt", b.name AS "buildingName", u.name AS "unitName", h.room AS room,
                        p.name AS name, p.phone AS phone, p.phone_cipher AS "phoneCipher"
                 FROM notice_receipts nr JOIN households h ON h.id = nr.household_id JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
                 LEFT JOIN residencies r ON r.household_id = h.id AND r.moved_out IS NULL LEFT JOIN people p ON p.id = r.person_id
-                WHERE nr.notice_id = \(bind: notice.id) AND nr.answer IS NULL
+                WHERE nr.notice_id = \(bind: notice.id) AND nr.community_id = \(bind: notice.communityId)\(filter)
                 ORDER BY nr.household_id, p.name
                 """
             ).all(decoding: Row.self)
         }
         // Grouped by household here, put in room order below: SQL compares names as text.
-        var out: [FollowUp] = []
-        var places: [ID: (String, String, String)] = [:]
+        var out: [AnswerList.Household] = []
         for row in rows {
             if out.last?.householdId != row.householdId {
                 out.append(
-                    FollowUp(
-                        householdId: row.householdId, place: "\(row.buildingName) \(row.unitName) \(row.room)",
-                        read: row.readAt != nil, residents: []))
-                places[row.householdId] = (row.buildingName, row.unitName, row.room)
+                    AnswerList.Household(
+                        householdId: row.householdId, building: row.buildingName, unit: row.unitName, room: row.room,
+                        place: "\(row.buildingName) \(row.unitName) \(row.room)", read: row.readAt != nil,
+                        answer: row.answer, answeredBy: row.answeredBy, answeredAt: row.answeredAt, residents: []))
             }
             if let name = row.name {
                 let phone = phone(cipher: row.phoneCipher, masked: row.phone ?? "")
@@ -316,7 +361,7 @@ extension Store {
             }
         }
         return out.sorted {
-            let (a, b) = (places[$0.householdId]!, places[$1.householdId]!)
+            let (a, b) = (($0.building, $0.unit, $0.room), ($1.building, $1.unit, $1.room))
             return a == b ? $0.householdId < $1.householdId : RoomOrder.precedes(a, b)
         }
     }

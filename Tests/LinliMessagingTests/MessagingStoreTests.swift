@@ -140,4 +140,36 @@ struct MessagingStoreTests {
                 ])
         }
     }
+
+    @Test(arguments: TestEngine.available)
+    func householdsAreListedByTheirAnswer(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)  // 101 and 102
+            let c = place.community.id
+            let far = Household(
+                communityId: c, buildingId: place.building.id, unitId: place.unit.id, room: "1001", floor: 10, area: 90,
+                occupancy: .rented)
+            try await store.createHousehold(far, actor: tester)
+            let notice = try await store.publishNotice(
+                communityId: c, title: "接种 Vaccination", body: "b", audience: NoticeAudience(everyone: true),
+                question: "接种情况?", options: ["已接种 done", "未接种 not yet"], actor: tester)
+            try await store.answerNotice(notice, householdId: far.id, answer: "未接种 not yet", actor: tester)
+            try await store.answerNotice(
+                notice, householdId: place.households[1].id, answer: "未接种 not yet", actor: tester)
+            let lists = try await store.noticeAnswerLists(notice)
+            #expect(lists.map(\.answer) == ["已接种 done", "未接种 not yet", nil])
+            #expect(lists[0].households.isEmpty)
+            #expect(lists[1].households.map(\.room) == ["102", "1001"], "in room order")
+            #expect(lists[1].households.allSatisfy { $0.answeredBy == "test" && $0.answeredAt != nil })
+            #expect(lists[2].households.map(\.householdId) == [place.households[0].id])
+            // Another community's notice lists only its own households.
+            let other = try await Place.make(store, name: "别的小区")
+            let theirs = try await store.publishNotice(
+                communityId: other.community.id, title: "t", body: "b", audience: NoticeAudience(everyone: true),
+                question: "q", options: ["a", "b"], actor: tester)
+            #expect(
+                Set(try await store.noticeAnswerLists(theirs).flatMap(\.households).map(\.householdId))
+                    == Set(other.households.map(\.id)))
+        }
+    }
 }

@@ -65,10 +65,33 @@ struct NoticesAPITests {
                     r.status == .ok && r.headers[.contentType]?.hasPrefix("text/csv") == true
                         && String(buffer: r.body).contains("household,place,read,resident,phone"))
             }
+            // Households by answer: the one who answered under their answer, the rest under none.
+            let lists = try await staff.call("/api/v1/notices/\(id)/answers")["items"] as? [[String: Any]] ?? []
+            #expect(lists.map { $0["answer"] as? String } == ["第一针 first dose", "第二针 second dose", "未接种 not yet", nil])
+            #expect(
+                (lists[1]["households"] as? [[String: Any]])?.map { $0["householdId"] as? String }
+                    == [fixture.residentHousehold])
+            #expect((lists[3]["households"] as? [[String: Any]])?.count == households - 1)
+            try await staff.call("/api/v1/notices/\(id)/answers?format=xls", expect: .badRequest)
+            try await client.execute(
+                uri: "/api/v1/notices/\(id)/answers?format=csv", method: .get, headers: fixture.bearer("staff")
+            ) { r in
+                let bytes = Array(r.body.readableBytesView)
+                let text = String(decoding: bytes, as: UTF8.self)
+                #expect(r.status == .ok && r.headers[.contentType] == "text/csv; charset=utf-8")
+                #expect(bytes.starts(with: [0xEF, 0xBB, 0xBF]), "a BOM, so Excel reads UTF-8")
+                #expect(text.contains("回答 Answer,楼栋 Building,单元 Unit,房号 Room"))
+                #expect(text.contains("第二针 second dose,"))
+                #expect(text.contains("\n未回答 No answer,"))
+            }
+            try await APIUser(client, fixture, as: "other-manager").call(
+                "/api/v1/notices/\(id)/answers", expect: .notFound)
+            try await APIUser(client, fixture, as: "grid").call("/api/v1/notices/\(id)/answers", expect: .forbidden)
             let audit = try await APIUser(client, fixture, as: "manager").call("/api/v1/audit?subjectId=\(id)")
             #expect(
                 Set((audit["items"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }) == [
                     "notice.published", "notice.answered", "notice.followup.viewed", "notice.followup.exported",
+                    "notice.answers.viewed", "notice.answers.exported",
                 ])
             // Who may not.
             try await APIUser(client, fixture, as: "grid").call("/api/v1/notices/\(id)/follow-up", expect: .forbidden)
