@@ -43,17 +43,42 @@ extension WebConsole {
                     id: n.id, title: n.title, created: Self.time(n.createdAt), households: p.households, read: p.read,
                     answered: p.answered))
         }
-        let buildings = try await store.buildings(communityId: community.id, scope: .everything).map {
-            SelectOption(value: $0.id, label: $0.name, selected: false)
+        // Several buildings and units can be chosen at once; what was chosen stays chosen when the
+        // form comes back with an error.
+        let chosenBuildings = Set((draft["buildings"] ?? "").split(separator: ",").map(String.init))
+        let chosenUnits = Set((draft["units"] ?? "").split(separator: ",").map(String.init))
+        struct UnitGroup {
+            var building: String
+            var units: [SelectOption]
         }
+        var buildings: [SelectOption] = []
+        var unitGroups: [UnitGroup] = []
+        let all = try await store.buildings(communityId: community.id, scope: .everything)
+        for b in all.sorted(by: { RoomOrder.precedes($0.name, $1.name) }) {
+            buildings.append(SelectOption(value: b.id, label: b.name, selected: chosenBuildings.contains(b.id)))
+            let units = try await store.units(buildingId: b.id, scope: .everything)
+                .filter { $0.communityId == community.id }
+                .sorted { RoomOrder.precedes($0.name, $1.name) }
+                .map {
+                    SelectOption(value: $0.id, label: "\(b.name) \($0.name)", selected: chosenUnits.contains($0.id))
+                }
+            if !units.isEmpty { unitGroups.append(UnitGroup(building: b.name, units: units)) }
+        }
+        let careLabels: [CareTag: String] = [
+            .elderlyAlone: "独居老人 Elderly living alone", .disabled: "残疾人 Disabled", .child: "儿童 Child",
+            .keyCare: "重点关爱 Key care",
+        ]
         return try pages.render(
             "notices",
             [
                 "frame": Frame(title: "Notices", context: context, community: community), "notices": rows,
                 "hasNotices": !rows.isEmpty,
-                "buildings": buildings,
+                "buildings": buildings, "unitGroups": unitGroups,
+                "toPlaces": draft["to"] == "places" || draft["to"] == "buildings",
+                "toCareTags": draft["to"] == "careTags",
+                "toEveryone": !["places", "buildings", "careTags"].contains(draft["to"] ?? ""),
                 "careTags": CareTag.allCases.map {
-                    SelectOption(value: $0.rawValue, label: $0.rawValue, selected: false)
+                    SelectOption(value: $0.rawValue, label: careLabels[$0] ?? $0.rawValue, selected: false)
                 },
                 "error": error ?? "", "hasError": error != nil, "title": draft["title"] ?? "",
                 "body": draft["body"] ?? "",
@@ -70,8 +95,15 @@ extension WebConsole {
         try API(services: services).requireCovers(scope, community.id, .publishNotices)
         let f = try await request.formFields(context: context)
         var audience = NoticeAudience()
+        func ids(_ field: String) -> [ID]? {
+            let list = (f[field] ?? "").split(separator: ",").map(String.init)
+            return list.isEmpty ? nil : list
+        }
         switch f["to"] ?? "everyone" {
-        case "buildings": audience.buildings = (f["buildings"] ?? "").split(separator: ",").map(String.init)
+        // "buildings" is what the form sent when it had one select; a page still open from then works.
+        case "places", "buildings":
+            audience.buildings = ids("buildings")
+            audience.units = ids("units")
         case "careTags":
             audience.careTags = (f["careTags"] ?? "").split(separator: ",").compactMap { CareTag(rawValue: String($0)) }
         default: audience.everyone = true
@@ -94,7 +126,18 @@ extension WebConsole {
         }
         if audience.isEmpty {
             return try await noticeListPage(
-                context, error: "请选择对象 Choose who it is for", status: .unprocessableContent, draft: f)
+                context, error: "请选择对象 Choose who it is for (to, buildings, units)", status: .unprocessableContent,
+                draft: f)
+        }
+        // The same check as the API: every building and unit chosen must be this community's.
+        let outside =
+            try await store.issuesOutside(community.id, .buildings, audience.buildings ?? [], field: "buildings")
+            + store.issuesOutside(community.id, .units, audience.units ?? [], field: "units")
+        if let first = outside.first {
+            return try await noticeListPage(
+                context,
+                error: "所选楼栋或单元不属于本小区 A building or unit chosen is not one of this community's (\(first.field))",
+                status: .unprocessableContent, draft: f)
         }
         let within = (f["answerWithinHours"] ?? "").trimmingCharacters(in: .whitespaces)
         let hours = Int(within)
