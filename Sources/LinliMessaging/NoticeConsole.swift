@@ -31,8 +31,20 @@ extension WebConsole {
         try await noticeListPage(context, error: nil, status: .ok)
     }
 
+    /// The notice as a resident's page will show it, and whom it would reach, before it is sent.
+    struct NoticePreview {
+        var title: String
+        var body: String
+        var question: String?
+        var choices: [String]
+        var households: Int
+        var vacant: Int
+        var hasVacant: Bool
+    }
+
     func noticeListPage(
-        _ context: AppContext, error: String?, status: HTTPResponse.Status, draft: [String: String] = [:]
+        _ context: AppContext, error: String?, status: HTTPResponse.Status, draft: [String: String] = [:],
+        preview: NoticePreview? = nil
     ) async throws -> Response {
         let (community, _) = try await self.community(context, .publishNotices)
         var rows: [NoticeRow] = []
@@ -85,6 +97,7 @@ extension WebConsole {
                 "question": draft["question"] ?? "", "options": draft["options"] ?? "",
                 "answerWithinHours": draft["answerWithinHours"] ?? "",
                 "smsAvailable": services.outbound.channels.contains(.sms),
+                "hasPreview": preview != nil, "preview": preview as Any,
             ] as [String: Any], status: status)
     }
 
@@ -144,6 +157,19 @@ extension WebConsole {
         if !within.isEmpty, hours.map({ !(1...720).contains($0) }) ?? true {
             return try await noticeListPage(
                 context, error: "回复期限为 1–720 小时 Answer within 1 to 720 hours", status: .unprocessableContent, draft: f)
+        }
+        // 预览 Preview: the same checks, then the resident's view and the reach; nothing is sent
+        // and the form comes back as it was, to be sent or changed.
+        if f["intent"] == "preview" {
+            let options = question.isEmpty ? [API.confirmed] : options
+            let reach = try await store.noticeReach(communityId: community.id, audience)
+            return try await noticeListPage(
+                context, error: nil, status: .ok, draft: f,
+                preview: NoticePreview(
+                    title: title, body: body, question: question.isEmpty ? nil : question,
+                    // Labelled as the resident's page labels them.
+                    choices: options.map { $0 == API.confirmed ? "我已阅读 I have read this" : $0 },
+                    households: reach.households, vacant: reach.vacant, hasVacant: reach.vacant > 0))
         }
         let notice = try await store.publishNotice(
             communityId: community.id, title: title, body: body, audience: audience,

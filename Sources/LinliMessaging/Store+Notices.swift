@@ -144,6 +144,16 @@ extension Store {
         return (rows.filter { $0.occupancy != vacant }.map(\.id), rows.filter { $0.occupancy == vacant }.count)
     }
 
+    /// How many households a notice to this audience would reach now, and how many vacant ones
+    /// it would leave out: for the preview before sending; nothing is written.
+    public func noticeReach(communityId: ID, _ audience: NoticeAudience) async throws -> (households: Int, vacant: Int)
+    {
+        try await read { db in
+            let (occupied, vacant) = try await self.audienceHouseholds(db, communityId: communityId, audience)
+            return (occupied.count, vacant)
+        }
+    }
+
     /// Publishes a notice: a receipt row per household reached, an inbox message for every account
     /// of those households and for staff in the roles named, and one event saying how many.
     /// With `smsResidents`, the households' current residents also get it by SMS on their

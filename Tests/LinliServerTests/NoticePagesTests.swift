@@ -37,6 +37,72 @@ struct NoticePagesTests {
         }
     }
 
+    @Test func theFormReachesSeveralBuildingsAndUnitsAndPreviewsFirst() async throws {
+        try await withApp { client, fixture in
+            let session = try await WebTests.signIn(client, "staff")
+            let c = fixture.community.id
+            let buildings = try await fixture.store.buildings(communityId: c, scope: .everything)
+            #expect(buildings.count >= 3)
+            let unit = try #require(
+                try await fixture.store.units(buildingId: buildings[2].id, scope: .everything).first)
+            let headers: HTTPFields = [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"]
+            let page = try await client.execute(uri: "/console/c/\(c)/notices", method: .get, headers: headers) {
+                $0.text
+            }
+            #expect(
+                page.contains("<select name=\"buildings\" multiple") && page.contains("<select name=\"units\" multiple")
+            )
+            let audience = NoticeAudience(buildings: [buildings[0].id, buildings[1].id], units: [unit.id])
+            let reach = try await fixture.store.noticeReach(communityId: c, audience)
+            let fields: [(String, String)] = [
+                ("_csrf", session.csrf), ("title", "电梯检修 Lift service"), ("body", "周三 Wednesday"), ("to", "places"),
+                ("buildings", buildings[0].id), ("buildings", buildings[1].id), ("units", unit.id),
+                ("question", "在家吗 Home?"), ("options", "在 yes / 不在 no"),
+            ]
+            // The preview: the resident's view and the reach, nothing sent, the choices kept.
+            let before = try await fixture.store.notices(communityId: c, page: PageRequest()).total
+            let preview = try await client.execute(
+                uri: "/console/c/\(c)/notices", method: .post, headers: headers,
+                body: Self.form(fields + [("intent", "preview")])
+            ) { r in
+                #expect(r.status == .ok)
+                return r.text
+            }
+            #expect(preview.contains("id=\"notice-preview\"") && preview.contains("<h1>电梯检修 Lift service</h1>"))
+            #expect(preview.contains("将发给 \(reach.households) 户"))
+            #expect(preview.contains("disabled>在 yes</button>") && preview.contains("disabled>不在 no</button>"))
+            #expect(
+                preview.contains("value=\"\(buildings[1].id)\" selected")
+                    && preview.contains("value=\"\(unit.id)\" selected"))
+            #expect(try await fixture.store.notices(communityId: c, page: PageRequest()).total == before)
+            // Sent: every household of both buildings and of the unit.
+            let location = try await client.execute(
+                uri: "/console/c/\(c)/notices", method: .post, headers: headers,
+                body: Self.form(fields + [("intent", "send")])
+            ) { r in
+                #expect(r.status == .found || r.status == .seeOther)
+                return r.headers[.location] ?? ""
+            }
+            let id = String(location.split(separator: "/").last ?? "")
+            let notice = try #require(try await fixture.store.notice(id: id))
+            #expect(notice.audienceValue == audience && notice.households == reach.households)
+            #expect(reach.households > 0 && notice.vacantLeftOut == reach.vacant)
+            // A building of another community is refused, naming the field.
+            let foreign = Building(communityId: fixture.other.id, name: "外楼", floors: 3)
+            try await fixture.store.createBuilding(foreign, actor: .system)
+            let refused = try await client.execute(
+                uri: "/console/c/\(c)/notices", method: .post, headers: headers,
+                body: Self.form([
+                    ("_csrf", session.csrf), ("title", "t"), ("body", "b"), ("to", "places"), ("buildings", foreign.id),
+                ])
+            ) { r in
+                #expect(r.status == .unprocessableContent)
+                return r.text
+            }
+            #expect(refused.contains("id=\"notice-error\"") && refused.contains("(buildings[0])"))
+        }
+    }
+
     @Test func aQuestionsPageListsHouseholdsByAnswer() async throws {
         try await withApp { client, fixture in
             let session = try await WebTests.signIn(client, "staff")
