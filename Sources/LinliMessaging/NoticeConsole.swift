@@ -13,6 +13,7 @@ extension WebConsole {
         router.post("/console/c/:cid/notices", use: composeNotice)
         router.get("/console/notices/:id", use: noticeProgressPage)
         router.get("/console/notices/:id/stream", use: noticeStream)
+        router.post("/console/notices/:id/cancel", use: cancelNoticePage)
         router.get("/app/notices", use: portalNotices)
         router.get("/app/notices/:id", use: portalNotice)
         router.post("/app/notices/:id/answer", use: portalAnswer)
@@ -25,6 +26,30 @@ extension WebConsole {
         var households: Int
         var read: Int
         var answered: Int
+        var state: String
+    }
+
+    /// 已排期 and the time in the community's zone (the console's pages are in UTC+8).
+    static func noticeState(_ n: Notice) -> String {
+        switch n.status {
+        case .scheduled: "已排期 Scheduled · \(scheduleTime(n.sendAt)) (UTC+8)"
+        case .cancelled: "已取消 Cancelled"
+        case .sent: "已发送 Sent"
+        }
+    }
+
+    static func scheduleTime(_ millis: Millis?) -> String { String(time(millis).prefix(16)) }
+
+    /// A `datetime-local` value ("2026-12-08T09:30") read as a time in UTC+8.
+    static func sendAt(_ value: String) -> Millis? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "Asia/Shanghai")
+        for format in ["yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd'T'HH:mm:ss"] {
+            formatter.dateFormat = format
+            if let date = formatter.date(from: value) { return Millis(date.timeIntervalSince1970 * 1000) }
+        }
+        return nil
     }
 
     @Sendable func noticeList(_ request: Request, context: AppContext) async throws -> Response {
@@ -53,7 +78,7 @@ extension WebConsole {
             rows.append(
                 NoticeRow(
                     id: n.id, title: n.title, created: Self.time(n.createdAt), households: p.households, read: p.read,
-                    answered: p.answered))
+                    answered: p.answered, state: Self.noticeState(n)))
         }
         // Several buildings and units can be chosen at once; what was chosen stays chosen when the
         // form comes back with an error.
@@ -95,7 +120,7 @@ extension WebConsole {
                 "error": error ?? "", "hasError": error != nil, "title": draft["title"] ?? "",
                 "body": draft["body"] ?? "",
                 "question": draft["question"] ?? "", "options": draft["options"] ?? "",
-                "answerWithinHours": draft["answerWithinHours"] ?? "",
+                "answerWithinHours": draft["answerWithinHours"] ?? "", "sendAt": draft["sendAt"] ?? "",
                 "smsAvailable": services.outbound.channels.contains(.sms),
                 "hasPreview": preview != nil, "preview": preview as Any,
             ] as [String: Any], status: status)
@@ -170,6 +195,21 @@ extension WebConsole {
                     // Labelled as the resident's page labels them.
                     choices: options.map { $0 == API.confirmed ? "我已阅读 I have read this" : $0 },
                     households: reach.households, vacant: reach.vacant, hasVacant: reach.vacant > 0))
+        }
+        let when = (f["sendAt"] ?? "").trimmingCharacters(in: .whitespaces)
+        if !when.isEmpty {
+            guard let sendAt = Self.sendAt(when), sendAt > nowMillis(), sendAt <= nowMillis() + API.scheduleLimit else {
+                return try await noticeListPage(
+                    context, error: "定时发送时间须在未来 90 天内 Send at (sendAt) must be in the future, at most 90 days ahead",
+                    status: .unprocessableContent, draft: f)
+            }
+            let notice = try await store.scheduleNotice(
+                communityId: community.id, title: title, body: body, audience: audience,
+                question: question.isEmpty ? nil : question, options: question.isEmpty ? [API.confirmed] : options,
+                sendAt: sendAt, answerWithinHours: hours,
+                smsResidents: f["smsResidents"] == "on" && services.outbound.channels.contains(.sms),
+                actor: context.principal)
+            return .redirect(to: "/console/notices/\(notice.id)")
         }
         let notice = try await store.publishNotice(
             communityId: community.id, title: title, body: body, audience: audience,
@@ -253,6 +293,8 @@ extension WebConsole {
                     people: $0.residents.map { "\($0.name) \($0.phone)" }.joined(separator: "；"))
             },
             "hasFollowUp": !followUp.isEmpty,
+            "isSent": notice.status == .sent, "isScheduled": notice.status == .scheduled,
+            "isCancelled": notice.status == .cancelled, "sendAtText": Self.scheduleTime(notice.sendAt),
             // A section over an Int renders even for 0, so the page is told whether to say it.
             "hasVacantLeftOut": notice.vacantLeftOut > 0,
             "hasOutbound": !progress.outbound.isEmpty, "outboundSent": progress.outbound["sent"] ?? 0,
@@ -260,6 +302,13 @@ extension WebConsole {
         ]
         return try pages.render(
             request.uri.queryParameters.get("partial") == "1" ? "notice-progress" : "notice", object)
+    }
+
+    /// The console's cancel button: the API's cancel, then back to the notice.
+    @Sendable func cancelNoticePage(_ request: Request, context: AppContext) async throws -> Response {
+        let notice = try await API(services: services).publishedNotice(context)
+        _ = try await store.cancelScheduledNotice(notice, actor: context.principal)
+        return .redirect(to: "/console/notices/\(notice.id)")
     }
 
     /// Says only that an answer came in; the page fetches its progress again.

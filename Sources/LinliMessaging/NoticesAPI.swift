@@ -15,6 +15,7 @@ extension API {
         api.get("notices/:id", use: getNotice)
         api.get("notices/:id/follow-up", use: noticeFollowUp)
         api.get("notices/:id/answers", use: noticeAnswers)
+        api.post("notices/:id/cancel", use: cancelNotice)
         api.get("me/notices", use: myNotices)
         api.post("me/notices/:id/read", use: readNotice)
         api.post("me/notices/:id/answer", use: answerNotice)
@@ -31,7 +32,12 @@ extension API {
         var answerWithinHours: Int?
         /// Also text the households' residents on their registered phones.
         var smsResidents: Bool?
+        /// When to send it (Unix milliseconds); absent to send it now.
+        var sendAt: Millis?
     }
+
+    /// The furthest ahead a notice can be scheduled.
+    static let scheduleLimit: Millis = 90 * 86_400_000
 
     struct NoticeView: Encodable {
         var id: ID
@@ -46,6 +52,8 @@ extension API {
         var answerBy: Millis?
         /// Vacant flats the audience named that it did not go to.
         var vacantLeftOut: Int
+        var status: NoticeStatus
+        var sendAt: Millis?
         var progress: NoticeProgress?
         init(_ n: Notice, progress: NoticeProgress? = nil) {
             id = n.id
@@ -59,6 +67,8 @@ extension API {
             createdAt = n.createdAt
             answerBy = n.answerBy
             vacantLeftOut = n.vacantLeftOut
+            status = n.status
+            sendAt = n.sendAt
             self.progress = progress
         }
     }
@@ -102,6 +112,9 @@ extension API {
         if input.smsResidents == true, !services.outbound.channels.contains(.sms) {
             issues.append(FieldIssue("smsResidents", "this server has no SMS gateway configured"))
         }
+        if let sendAt = input.sendAt, sendAt <= nowMillis() || sendAt > nowMillis() + Self.scheduleLimit {
+            issues.append(FieldIssue("sendAt", "must be in the future, at most 90 days ahead"))
+        }
         // Every place named must be one of this community's.
         issues += try await store.issuesOutside(
             community.id, .buildings, input.audience.buildings ?? [], field: "audience.buildings")
@@ -110,6 +123,14 @@ extension API {
         issues += try await store.issuesOutside(
             community.id, .households, input.audience.households ?? [], field: "audience.households")
         if !issues.isEmpty { throw Problem.invalid(issues) }
+        if let sendAt = input.sendAt {
+            let notice = try await store.scheduleNotice(
+                communityId: community.id, title: title!, body: body!, audience: input.audience,
+                question: question?.isEmpty == false ? question : nil, options: options, sendAt: sendAt,
+                answerWithinHours: input.answerWithinHours, smsResidents: input.smsResidents == true,
+                actor: context.principal)
+            return try JSON.response(NoticeView(notice), status: .created)
+        }
         let notice = try await store.publishNotice(
             communityId: community.id, title: title!, body: body!, audience: input.audience,
             question: question?.isEmpty == false ? question : nil, options: options,
@@ -222,6 +243,13 @@ extension API {
                 body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + CSV.write(rows))))
         }
         return try JSON.response(["items": lists])
+    }
+
+    /// Cancels a scheduled notice before it goes out: 409 once it has been sent or cancelled.
+    @Sendable func cancelNotice(_ request: Request, context: AppContext) async throws -> Response {
+        // Found only when the caller's publishNotices scope covers the notice's community.
+        let notice = try await publishedNotice(context)
+        return try JSON.response(NoticeView(try await store.cancelScheduledNotice(notice, actor: context.principal)))
     }
 
     // MARK: residents

@@ -52,13 +52,32 @@ public final class OutboundService: Service, Sendable {
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
+            // Scheduled notices are looked for at start (one due while the server was down goes out
+            // now) and every half minute after: a send time is to the minute, not the second.
+            var lastScheduledCheck: Millis = 0
             while !Task.isCancelled {
+                if nowMillis() - lastScheduledCheck >= 30_000 {
+                    lastScheduledCheck = nowMillis()
+                    await self.sendScheduledNotices()
+                }
                 await self.sendDue()
                 let next = (try? await self.store.nextOutboundDue()) ?? nil
                 // Messages are queued in the transactions of rules and notices: look every second.
                 let wait = min(max((next ?? .max) - nowMillis(), 50), 1_000)
                 try? await Task.sleep(for: .milliseconds(wait))
             }
+        }
+    }
+
+    private func sendScheduledNotices() async {
+        do {
+            for notice in try await store.sendDueNotices() {
+                logger.info(
+                    "scheduled notice sent",
+                    metadata: ["notice": "\(notice.id)", "households": "\(notice.households)"])
+            }
+        } catch {
+            logger.error("scheduled notices not sent", metadata: ["error": "\(error)"])
         }
     }
 

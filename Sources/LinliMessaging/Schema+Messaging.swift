@@ -89,6 +89,17 @@ extension Schema {
                     "ALTER TABLE notices ADD COLUMN vacant_left_out BIGINT NOT NULL DEFAULT 0"
                 ]
             },
+            Migration(version: 24, name: "scheduled notices") { _ in
+                [
+                    // A notice can wait for its send time: kept here, so a restart loses none; what
+                    // applies when it goes out (the answer window, texting) is kept with it.
+                    "ALTER TABLE notices ADD COLUMN status TEXT NOT NULL DEFAULT 'sent'",
+                    "ALTER TABLE notices ADD COLUMN send_at BIGINT",
+                    "ALTER TABLE notices ADD COLUMN answer_within_hours BIGINT",
+                    "ALTER TABLE notices ADD COLUMN sms_residents BOOLEAN NOT NULL DEFAULT FALSE",
+                    "CREATE INDEX notices_due ON notices (status, send_at)",
+                ]
+            },
         ]
     )
 }

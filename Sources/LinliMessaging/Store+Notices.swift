@@ -30,6 +30,11 @@ public struct NoticeAudience: Codable, Sendable, Equatable {
     }
 }
 
+/// Where a notice stands: waiting for its send time, sent, or cancelled before it went out.
+public enum NoticeStatus: String, Codable, Sendable {
+    case scheduled, sent, cancelled
+}
+
 public struct Notice: Codable, Sendable, Equatable {
     public var id: ID
     public var communityId: ID
@@ -52,6 +57,12 @@ public struct Notice: Codable, Sendable, Equatable {
     /// Vacant flats the audience named but the notice did not go to: nobody lives there to read it,
     /// so counting them would only show as households that never answer.
     public var vacantLeftOut: Int = 0
+    public var status: NoticeStatus = .sent
+    /// When a scheduled notice goes (or went) out; nil for one sent as it was written.
+    public var sendAt: Millis?
+    /// For a scheduled notice, what applies when it goes out: the deadline counts from then.
+    public var answerWithinHours: Int?
+    public var smsResidents: Bool = false
 
     public var optionList: [String] { (try? JSONDecoder().decode([String].self, from: Data(options.utf8))) ?? [] }
     public var audienceValue: NoticeAudience {
@@ -164,53 +175,149 @@ extension Store {
     ) async throws -> Notice {
         let now = nowMillis()
         return try await write { db in
-            let (households, vacant) = try await self.audienceHouseholds(db, communityId: communityId, audience)
+            var notice = Notice(
+                id: newID(), communityId: communityId, title: title, body: body,
+                audience: String(decoding: try JSONEncoder().encode(audience), as: UTF8.self), question: question,
+                options: String(decoding: try JSONEncoder().encode(options), as: UTF8.self),
+                households: 0, createdBy: actor.name, createdAt: now, answerBy: answerBy, smsResidents: smsResidents)
+            try await self.deliver(db, &notice, now: now, actor: actor, scheduled: false)
+            return notice
+        }
+    }
+
+    /// Keeps a notice to go out at `sendAt`: nobody is reached until then (`sendDueNotices`), and
+    /// it can be cancelled before.
+    public func scheduleNotice(
+        communityId: ID, title: String, body: String, audience: NoticeAudience, question: String?, options: [String],
+        sendAt: Millis, answerWithinHours: Int? = nil, smsResidents: Bool = false, actor: Principal
+    ) async throws -> Notice {
+        let now = nowMillis()
+        return try await write { db in
             let notice = Notice(
                 id: newID(), communityId: communityId, title: title, body: body,
                 audience: String(decoding: try JSONEncoder().encode(audience), as: UTF8.self), question: question,
                 options: String(decoding: try JSONEncoder().encode(options), as: UTF8.self),
-                households: households.count,
-                createdBy: actor.name, createdAt: now, answerBy: answerBy, vacantLeftOut: vacant)
+                households: 0, createdBy: actor.name, createdAt: now, status: .scheduled, sendAt: sendAt,
+                answerWithinHours: answerWithinHours, smsResidents: smsResidents)
             try await db.insert(notice)
-            for h in households {
-                try await db.raw(
-                    "INSERT INTO notice_receipts (notice_id, household_id, community_id, delivered_at) VALUES (\(bind: notice.id), \(bind: h), \(bind: communityId), \(bind: now))"
-                ).run()
-            }
-            struct Account: Decodable { var accountId: ID }
-            var accounts: [ID] = []
-            if !households.isEmpty {
-                accounts += try await db.raw(
-                    "SELECT DISTINCT account_id FROM role_bindings WHERE role = 'resident' AND \(SQLQueryString.isIn("household_id", Set(households)))"
-                )
-                .all(decoding: Account.self, keyDecodingStrategy: .snakeCase).map(\.accountId)
-            }
-            if let roles = audience.roles, !roles.isEmpty {
-                accounts += try await db.raw(
-                    "SELECT DISTINCT account_id FROM role_bindings WHERE community_id = \(bind: communityId) AND \(SQLQueryString.isIn("role", Set(roles)))"
-                )
-                .all(decoding: Account.self, keyDecodingStrategy: .snakeCase).map(\.accountId)
-            }
-            let messages = Set(accounts).sorted().map {
-                InboxMessage(
-                    id: newID(), communityId: communityId, accountId: $0, title: title, body: String(body.prefix(500)),
-                    severity: nil,
-                    link: "/app/notices/\(notice.id)", subjectType: "notice", subjectId: notice.id, createdAt: now)
-            }
-            for m in messages { try await db.insert(m) }
-            try await self.enqueueOutbound(db, messages, now: now)
-            let texts =
-                smsResidents ? try await self.enqueueNoticeSMS(db, notice: notice, households: households, now: now) : 0
             try await Change.record(
-                db, actor: actor, communityId: communityId, type: "notice.published", subjectType: "notice",
-                subjectId: notice.id,
-                after: [
-                    "title": title, "households": "\(households.count)", "vacantLeftOut": "\(vacant)",
-                    "accounts": "\(Set(accounts).count)",
-                    "sms": "\(texts)",
-                ])
+                db, actor: actor, communityId: communityId, type: "notice.scheduled", subjectType: "notice",
+                subjectId: notice.id, after: ["title": title, "sendAt": "\(sendAt)"])
             return notice
         }
+    }
+
+    /// Sends the scheduled notices whose time has come (the outbound worker looks at start and
+    /// every half minute); each goes out once, as its author would have sent it then.
+    @discardableResult
+    public func sendDueNotices(now: Millis = nowMillis()) async throws -> [Notice] {
+        // Read first, so an idle check costs no write.
+        let anyDue = try await read { db in
+            try await db.count(
+                "SELECT COUNT(*) AS n FROM notices WHERE status = 'scheduled' AND send_at <= \(bind: now)")
+        }
+        guard anyDue > 0 else { return [] }
+        return try await write { db in
+            let due = try await db.all(
+                Notice.self,
+                "SELECT * FROM notices WHERE status = 'scheduled' AND send_at <= \(bind: now) ORDER BY send_at, id LIMIT 20"
+            )
+            var sent: [Notice] = []
+            for var notice in due {
+                notice.answerBy = notice.answerWithinHours.map { now + Millis($0) * 3_600_000 }
+                let author = Principal(accountId: nil, name: notice.createdBy)
+                if try await self.deliver(db, &notice, now: now, actor: author, scheduled: true) { sent.append(notice) }
+            }
+            return sent
+        }
+    }
+
+    /// Cancels a notice still waiting for its send time; one already sent or cancelled is a conflict.
+    public func cancelScheduledNotice(_ notice: Notice, actor: Principal) async throws -> Notice {
+        try await write { db in
+            let rows = try await db.raw(
+                """
+                UPDATE notices SET status = 'cancelled' WHERE id = \(bind: notice.id) AND community_id = \(bind: notice.communityId)
+                AND status = 'scheduled' RETURNING id
+                """
+            ).all()
+            guard !rows.isEmpty else {
+                throw StoreError.conflict(field: "status", reason: "only a scheduled notice can be cancelled")
+            }
+            try await Change.record(
+                db, actor: actor, communityId: notice.communityId, type: "notice.cancelled", subjectType: "notice",
+                subjectId: notice.id, after: ["title": notice.title])
+            var cancelled = notice
+            cancelled.status = .cancelled
+            return cancelled
+        }
+    }
+
+    /// Reaches the notice's audience: a receipt row per occupied household, an inbox message for
+    /// every account of those households and for staff in the roles named, texts when asked, and
+    /// one event saying how many. A scheduled notice's row is marked sent first, only if it is still
+    /// scheduled (a cancel that got in first wins); false when it was not.
+    @discardableResult
+    func deliver(
+        _ db: any SQLDatabase, _ notice: inout Notice, now: Millis, actor: Principal, scheduled: Bool
+    ) async throws -> Bool {
+        let communityId = notice.communityId
+        let audience = notice.audienceValue
+        let (households, vacant) = try await self.audienceHouseholds(db, communityId: communityId, audience)
+        notice.households = households.count
+        notice.vacantLeftOut = vacant
+        notice.status = .sent
+        if scheduled {
+            let rows = try await db.raw(
+                """
+                UPDATE notices SET status = 'sent', households = \(bind: households.count), vacant_left_out = \(bind: vacant),
+                answer_by = \(bind: notice.answerBy) WHERE id = \(bind: notice.id) AND status = 'scheduled' RETURNING id
+                """
+            ).all()
+            guard !rows.isEmpty else { return false }
+        } else {
+            try await db.insert(notice)
+        }
+        for h in households {
+            try await db.raw(
+                "INSERT INTO notice_receipts (notice_id, household_id, community_id, delivered_at) VALUES (\(bind: notice.id), \(bind: h), \(bind: communityId), \(bind: now))"
+            ).run()
+        }
+        struct Account: Decodable { var accountId: ID }
+        var accounts: [ID] = []
+        if !households.isEmpty {
+            accounts += try await db.raw(
+                "SELECT DISTINCT account_id FROM role_bindings WHERE role = 'resident' AND \(SQLQueryString.isIn("household_id", Set(households)))"
+            )
+            .all(decoding: Account.self, keyDecodingStrategy: .snakeCase).map(\.accountId)
+        }
+        if let roles = audience.roles, !roles.isEmpty {
+            accounts += try await db.raw(
+                "SELECT DISTINCT account_id FROM role_bindings WHERE community_id = \(bind: communityId) AND \(SQLQueryString.isIn("role", Set(roles)))"
+            )
+            .all(decoding: Account.self, keyDecodingStrategy: .snakeCase).map(\.accountId)
+        }
+        let messages = Set(accounts).sorted().map {
+            InboxMessage(
+                id: newID(), communityId: communityId, accountId: $0, title: notice.title,
+                body: String(notice.body.prefix(500)),
+                severity: nil,
+                link: "/app/notices/\(notice.id)", subjectType: "notice", subjectId: notice.id, createdAt: now)
+        }
+        for m in messages { try await db.insert(m) }
+        try await self.enqueueOutbound(db, messages, now: now)
+        let texts =
+            notice.smsResidents
+            ? try await self.enqueueNoticeSMS(db, notice: notice, households: households, now: now) : 0
+        try await Change.record(
+            db, actor: actor, communityId: communityId, type: "notice.published", subjectType: "notice",
+            subjectId: notice.id,
+            after: [
+                "title": notice.title, "households": "\(households.count)", "vacantLeftOut": "\(vacant)",
+                "accounts": "\(Set(accounts).count)",
+                "sms": "\(texts)",
+            ])
+        return true
     }
 
     public func notice(id: ID) async throws -> Notice? {

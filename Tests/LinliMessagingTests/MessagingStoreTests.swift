@@ -172,4 +172,39 @@ struct MessagingStoreTests {
                     == Set(other.households.map(\.id)))
         }
     }
+
+    @Test(arguments: TestEngine.available)
+    func aScheduledNoticeGoesOutOnceAtItsTimeUnlessCancelled(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let c = place.community.id
+            let now = nowMillis()
+            let later = try await store.scheduleNotice(
+                communityId: c, title: "明早停水 Water off tomorrow", body: "b", audience: NoticeAudience(everyone: true),
+                question: nil, options: ["confirmed"], sendAt: now + 3_600_000, answerWithinHours: 24, actor: tester)
+            let dropped = try await store.scheduleNotice(
+                communityId: c, title: "作废 Dropped", body: "b", audience: NoticeAudience(everyone: true),
+                question: nil, options: ["confirmed"], sendAt: now + 3_600_000, actor: tester)
+            #expect(later.status == .scheduled && later.households == 0)
+            // Nobody is reached before the time.
+            #expect(try await store.sendDueNotices(now: now).isEmpty)
+            #expect(try await store.notices(forHouseholds: place.households.map(\.id)).isEmpty)
+            let cancelled = try await store.cancelScheduledNotice(dropped, actor: tester)
+            #expect(cancelled.status == .cancelled)
+            // At the time (as a server started afterwards finds it: read from storage), it goes out once.
+            let due = now + 3_600_001
+            let sent = try await store.sendDueNotices(now: due)
+            #expect(sent.map(\.id) == [later.id])
+            let stored = try #require(try await store.notice(id: later.id))
+            #expect(stored.status == .sent && stored.households == 2 && stored.answerBy == due + 24 * 3_600_000)
+            #expect(try await store.notice(id: dropped.id)?.status == .cancelled)
+            #expect(try await store.notices(forHouseholds: place.households.map(\.id)).count == 2)
+            #expect(try await store.sendDueNotices(now: due + 60_000).isEmpty, "not twice")
+            await #expect(throws: StoreError.self) { try await store.cancelScheduledNotice(stored, actor: tester) }
+            let events = try await store.read { db in
+                try await EventLog.read(db, after: 0, limit: 500, scope: .everything)
+            }
+            #expect(events.filter { $0.subjectId == later.id }.map(\.type) == ["notice.scheduled", "notice.published"])
+        }
+    }
 }

@@ -203,4 +203,30 @@ struct NoticesAPITests {
                     && inbox.contains { $0["subjectId"] as? String == building["id"] as? String })
         }
     }
+
+    @Test func aNoticeCanBeScheduledAndCancelledBeforeItGoesOut() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let staff = APIUser(client, fixture, as: "staff")
+            let base: [String: Any] = ["title": "停水 Water off", "body": "b", "audience": ["everyone": true]]
+            let past = try await staff.call(
+                "/api/v1/communities/\(c)/notices", .post, base.merging(["sendAt": nowMillis() - 1]) { $1 },
+                expect: .unprocessableContent)
+            #expect((past["errors"] as? [[String: Any]])?.map { $0["field"] as? String } == ["sendAt"])
+            let at = nowMillis() + 7_200_000
+            let scheduled = try await staff.call(
+                "/api/v1/communities/\(c)/notices", .post, base.merging(["sendAt": at]) { $1 }, expect: .created)
+            let id = try #require(scheduled["id"] as? String)
+            #expect(
+                scheduled["status"] as? String == "scheduled" && (scheduled["sendAt"] as? NSNumber)?.int64Value == at)
+            let mine = try await APIUser(client, fixture, as: "resident").call("/api/v1/me/notices")["items"] as? [Any]
+            #expect(mine?.isEmpty == true, "nobody reached before its time")
+            try await APIUser(client, fixture, as: "other-manager").call(
+                "/api/v1/notices/\(id)/cancel", .post, expect: .notFound)
+            let cancelled = try await staff.call("/api/v1/notices/\(id)/cancel", .post)
+            #expect(cancelled["status"] as? String == "cancelled")
+            try await staff.call("/api/v1/notices/\(id)/cancel", .post, expect: .conflict)
+            #expect(try await fixture.store.sendDueNotices(now: at + 1).isEmpty)
+        }
+    }
 }

@@ -127,4 +127,56 @@ struct NoticePagesTests {
             #expect(page.contains("href=\"/api/v1/notices/\(id)/answers?format=csv\""))
         }
     }
+
+    @Test func aNoticeScheduledInTheFormShowsItsTimeInUTC8AndCanBeCancelled() async throws {
+        try await withApp { client, fixture in
+            let session = try await WebTests.signIn(client, "staff")
+            let c = fixture.community.id
+            let headers: HTTPFields = [.cookie: session.cookie, .contentType: "application/x-www-form-urlencoded"]
+            // Tomorrow at 09:30 in UTC+8, as the browser's datetime-local field sends it.
+            let day = DateFormatter()
+            day.dateFormat = "yyyy-MM-dd"
+            day.timeZone = TimeZone(identifier: "Asia/Shanghai")
+            let tomorrow = day.string(from: Date().addingTimeInterval(86_400))
+            let fields: [(String, String)] = [
+                ("_csrf", session.csrf), ("title", "明早停水 Water off"), ("body", "b"), ("to", "everyone"),
+                ("intent", "send"),
+            ]
+            let refused = try await client.execute(
+                uri: "/console/c/\(c)/notices", method: .post, headers: headers,
+                body: Self.form(fields + [("sendAt", "2020-01-01T09:30")])
+            ) { r in
+                #expect(r.status == .unprocessableContent)
+                return r.text
+            }
+            #expect(refused.contains("(sendAt)"))
+            let location = try await client.execute(
+                uri: "/console/c/\(c)/notices", method: .post, headers: headers,
+                body: Self.form(fields + [("sendAt", "\(tomorrow)T09:30")])
+            ) { r in r.headers[.location] ?? "" }
+            let id = String(location.split(separator: "/").last ?? "")
+            let notice = try #require(try await fixture.store.notice(id: id))
+            // Computed here independently of the page's own parser.
+            let clock = DateFormatter()
+            clock.dateFormat = "yyyy-MM-dd HH:mm"
+            clock.timeZone = TimeZone(secondsFromGMT: 8 * 3600)
+            let expected = Millis(try #require(clock.date(from: "\(tomorrow) 09:30")).timeIntervalSince1970 * 1000)
+            #expect(notice.status == .scheduled && notice.sendAt == expected)
+            let list = try await client.execute(uri: "/console/c/\(c)/notices", method: .get, headers: headers) {
+                $0.text
+            }
+            #expect(list.contains("已排期 Scheduled · \(tomorrow) 09:30 (UTC+8)"))
+            let page = try await client.execute(uri: location, method: .get, headers: headers) { $0.text }
+            #expect(page.contains("id=\"notice-scheduled\"") && page.contains("id=\"cancel-notice\""))
+            #expect(!page.contains("id=\"progress\""))
+            let back = try await client.execute(
+                uri: "/console/notices/\(id)/cancel", method: .post, headers: headers,
+                body: Self.form([("_csrf", session.csrf)])
+            ) { r in r.headers[.location] ?? "" }
+            #expect(back == location)
+            #expect(try await fixture.store.notice(id: id)?.status == .cancelled)
+            let after = try await client.execute(uri: location, method: .get, headers: headers) { $0.text }
+            #expect(after.contains("id=\"notice-cancelled\"") && !after.contains("id=\"cancel-notice\""))
+        }
+    }
 }
