@@ -36,6 +36,8 @@ struct ForeignIdsTests {
         "POST /api/v1/tokens",
         "DELETE /api/v1/tokens/{id}", "PUT /api/v1/me/notification-preferences", "POST /api/v1/me/notices/{id}/read",
         "POST /api/v1/me/notices/{id}/answer", "POST /api/v1/work-orders/{id}/photos",
+        // No body: the notice is found only within the caller's communities (another's is a 404).
+        "POST /api/v1/notices/{id}/cancel",
     ]
 
     /// The write operations of the OpenAPI document, as `METHOD path`.
