@@ -472,10 +472,11 @@ enum RawClient {
         try await afterSending(port: port, chunks) != nil
     }
 
-    /// Sends each chunk a moment after the last (long enough for a CONNACK), and returns
-    /// everything the broker answered before it closed; nil when it did not close within 3 s.
+    /// Sends each chunk a moment after the last (long enough for a CONNACK, also on a loaded
+    /// machine), and returns everything the broker answered before it closed; nil when it did not
+    /// close within 3 s.
     static func answerBeforeClose(port: Int, paced chunks: [[UInt8]]) async throws -> [UInt8]? {
-        try await afterSending(port: port, chunks, pause: .milliseconds(300))
+        try await afterSending(port: port, chunks, pause: .seconds(1))
     }
 
     /// A CONNECT with the given protocol name and level, clean session, client id "x".
