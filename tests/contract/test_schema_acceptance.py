@@ -78,6 +78,8 @@ METHODS = {"POST", "PUT", "PATCH", "GET"}
 # `description`. A refusal passes only when every error it lists is one of these.
 SEMANTIC: dict[str, list[tuple[str, str]]] = {
     "POST /api/v1/residencies": [("leaseEnd", "is before leaseStart")],
+    # A send time relative to now (in the future, at most 90 days ahead) has no schema form.
+    "POST /api/v1/communities/{cid}/notices": [("sendAt", "must be in the future")],
     "POST /api/v1/communities/{cid}/products": [
         (r"tsl\..*\.max", "is below min"),
         (r"tsl\..*\.identifier", "is defined twice"),
