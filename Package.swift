@@ -75,7 +75,7 @@ let package = Package(
             name: "LinliDevices",
             dependencies: [
                 "LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", "LinliDeviceRegistry", "LinliThings",
-                "LinliMQTT", "LinliAlink",
+                "LinliMQTT", "LinliAlink", "LinliBrokerStore",
                 sql,
                 hummingbird,
                 .product(name: "Logging", package: "swift-log"),
@@ -167,6 +167,17 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // What the embedded broker must not lose, in the database: persistent sessions, their messages,
+        // retained messages and wills, written as a journal of group commits and checkpointed into tables.
+        .target(
+            name: "LinliBrokerStore",
+            dependencies: [
+                "LinliMQTT", "LinliStorage", sql,
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // Thing models (Alibaba IoT TSL): parse, export, validate values; the built-in product library.
         .target(name: "LinliThings"),
         // Alink, the device protocol on top of MQTT: signed device sign-in, topics, request and reply payloads.
@@ -192,6 +203,7 @@ let package = Package(
         .target(
             name: "LinliServer",
             dependencies: [
+                "LinliBrokerStore",
                 "LinliCore",
                 "LinliStorage",
                 "LinliHTTP",
@@ -227,6 +239,7 @@ let package = Package(
                 "LinliDemo",
                 "LinliStorage",
                 "LinliMQTT",
+                "LinliBrokerStore",
                 "LinliThings",
                 "LinliBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -304,8 +317,9 @@ let package = Package(
         .testTarget(
             name: "LinliDevicesTests",
             dependencies: [
-                "LinliAlink", "LinliCommunity", "LinliCore", "LinliDeviceRegistry", "LinliDevices", "LinliHTTP",
-                "LinliMQTT", "LinliMQTTTesting", "LinliServer", "LinliStorage", "LinliTestSupport", "LinliThings",
+                "LinliAlink", "LinliBrokerStore", "LinliCommunity", "LinliCore", "LinliDeviceRegistry", "LinliDevices",
+                "LinliHTTP", "LinliMQTT", "LinliMQTTTesting", "LinliServer", "LinliStorage", "LinliTestSupport",
+                "LinliThings",
                 hummingbird,
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LinliBrokerStore
 import LinliCommunity
 import LinliCore
 import LinliDeviceRegistry

@@ -1,4 +1,5 @@
 import Foundation
+import LinliBrokerStore
 import LinliCommunity
 import LinliCore
 import LinliDeviceRegistry

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import LinliBrokerStore
 import LinliCommunity
 import LinliCore
 import LinliDemo

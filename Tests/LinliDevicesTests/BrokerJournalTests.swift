@@ -6,7 +6,7 @@ import Logging
 import NIOCore
 import Testing
 
-@testable import LinliDevices
+@testable import LinliBrokerStore
 
 private func message(_ sequence: UInt64, _ text: String, qos: QoS = .atLeastOnce, released: Bool = false)
     -> MQTTStoredMessage

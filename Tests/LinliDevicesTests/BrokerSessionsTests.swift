@@ -1,4 +1,5 @@
 import Foundation
+import LinliBrokerStore
 import LinliDevices
 import LinliMQTTTesting
 import LinliStorage
