@@ -478,7 +478,7 @@ public struct RelayBench: Sendable {
                                 let c = try await connect(
                                     "\(s.runId)-connect-\(lane)", clean: true, role: .subscriber, counters: counters,
                                     username: names[i])
-                                mine.append(Self.milliseconds(ContinuousClock.now - start))
+                                mine.append(MQTTBench.seconds(ContinuousClock.now - start) * 1000)
                                 await disconnect(c)
                             } catch {
                                 tally.refused.add(1, ordering: .relaxed)
@@ -491,7 +491,7 @@ public struct RelayBench: Sendable {
                 return all.sorted()
             }
             return (
-                latencies, Self.milliseconds(ContinuousClock.now - started) / 1000,
+                latencies, MQTTBench.seconds(ContinuousClock.now - started),
                 tally.refused.load(ordering: .relaxed)
             )
         }
@@ -521,9 +521,5 @@ public struct RelayBench: Sendable {
             coldP50Milliseconds: cold.flatMap { quantile($0.latencies, 0.5) },
             coldP99Milliseconds: cold.flatMap { quantile($0.latencies, 0.99) },
             refused: cached.refused + (cold?.refused ?? 0))
-    }
-
-    static func milliseconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 }

@@ -166,30 +166,16 @@ extension API {
     /// Who has not answered, with phones. A sensitive read: on the audit trail. `?format=csv` exports it.
     @Sendable func noticeFollowUp(_ request: Request, context: AppContext) async throws -> Response {
         let notice = try await publishedNotice(context)
+        let csv = try Self.wantsCSV(request)
         let list = try await store.noticeFollowUp(notice)
-        let format = request.uri.queryParameters.get("format") ?? "json"
-        guard format == "json" || format == "csv" else { throw Problem.badRequest("format", "must be json or csv") }
-        try await store.write { db in
-            try await AuditLog.record(
-                db, actor: context.principal,
-                action: format == "csv" ? "notice.followup.exported" : "notice.followup.viewed",
-                subjectType: "notice", subjectId: notice.id, communityId: notice.communityId,
-                after: ["households": "\(list.count)"])
-        }
-        if format == "csv" {
+        try await recordListRead(notice, "followup", csv: csv, households: list.count, context)
+        if csv {
             var rows = [["household", "place", "read", "resident", "phone"]]
             for f in list {
                 if f.residents.isEmpty { rows.append([f.householdId, f.place, f.read ? "yes" : "no", "", ""]) }
                 for r in f.residents { rows.append([f.householdId, f.place, f.read ? "yes" : "no", r.name, r.phone]) }
             }
-            let csv = CSV.write(rows)
-            return Response(
-                status: .ok,
-                headers: [
-                    .contentType: "text/csv; charset=utf-8",
-                    .contentDisposition: "attachment; filename=\"follow-up-\(notice.id.prefix(8)).csv\"",
-                ],
-                body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + csv)))
+            return Self.csvAttachment(rows, named: "follow-up-\(notice.id.prefix(8)).csv")
         }
         return try JSON.response(["items": list])
     }
@@ -207,17 +193,11 @@ extension API {
     /// headers with English beside).
     @Sendable func noticeAnswers(_ request: Request, context: AppContext) async throws -> Response {
         let notice = try await publishedNotice(context)
-        let format = request.uri.queryParameters.get("format") ?? "json"
-        guard format == "json" || format == "csv" else { throw Problem.badRequest("format", "must be json or csv") }
+        let csv = try Self.wantsCSV(request)
         let lists = try await store.noticeAnswerLists(notice)
-        try await store.write { db in
-            try await AuditLog.record(
-                db, actor: context.principal,
-                action: format == "csv" ? "notice.answers.exported" : "notice.answers.viewed",
-                subjectType: "notice", subjectId: notice.id, communityId: notice.communityId,
-                after: ["households": "\(lists.reduce(0) { $0 + $1.households.count })"])
-        }
-        if format == "csv" {
+        try await recordListRead(
+            notice, "answers", csv: csv, households: lists.reduce(0) { $0 + $1.households.count }, context)
+        if csv {
             var rows = [
                 [
                     "回答 Answer", "楼栋 Building", "单元 Unit", "房号 Room", "回答人 Answered by", "回答时间 Answered at (UTC+8)",
@@ -234,15 +214,38 @@ extension API {
                     for r in h.residents { rows.append(head + [r.name, r.phone, h.householdId]) }
                 }
             }
-            return Response(
-                status: .ok,
-                headers: [
-                    .contentType: "text/csv; charset=utf-8",
-                    .contentDisposition: "attachment; filename=\"answers-\(notice.id.prefix(8)).csv\"",
-                ],
-                body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + CSV.write(rows))))
+            return Self.csvAttachment(rows, named: "answers-\(notice.id.prefix(8)).csv")
         }
         return try JSON.response(["items": lists])
+    }
+
+    /// `?format=csv` (an export) or `json` (the default) for a notice's lists of households.
+    static func wantsCSV(_ request: Request) throws -> Bool {
+        let format = request.uri.queryParameters.get("format") ?? "json"
+        guard format == "json" || format == "csv" else { throw Problem.badRequest("format", "must be json or csv") }
+        return format == "csv"
+    }
+
+    /// The lists name residents with their phones: every view and export is on the audit trail.
+    func recordListRead(_ notice: Notice, _ list: String, csv: Bool, households: Int, _ context: AppContext)
+        async throws
+    {
+        try await store.write { db in
+            try await AuditLog.record(
+                db, actor: context.principal, action: "notice.\(list).\(csv ? "exported" : "viewed")",
+                subjectType: "notice", subjectId: notice.id, communityId: notice.communityId,
+                after: ["households": "\(households)"])
+        }
+    }
+
+    /// A CSV download Excel opens as UTF-8 (the BOM first).
+    static func csvAttachment(_ rows: [[String]], named name: String) -> Response {
+        Response(
+            status: .ok,
+            headers: [
+                .contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"\(name)\"",
+            ],
+            body: .init(byteBuffer: ByteBuffer(string: "\u{FEFF}" + CSV.write(rows))))
     }
 
     /// Cancels a scheduled notice before it goes out: 409 once it has been sent or cancelled.
