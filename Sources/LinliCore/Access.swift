@@ -133,16 +133,19 @@ public struct Caller: Sendable {
     public var bindings: [RoleBinding]
     /// Buildings of each grid the caller works, resolved at sign-in.
     public var gridBuildings: [ID: Set<ID>]
+    /// The language the account chose for its pages; nil until it chooses one.
+    public var language: Language?
 
     public init(
         accountId: ID, username: String, displayName: String, bindings: [RoleBinding],
-        gridBuildings: [ID: Set<ID>] = [:]
+        gridBuildings: [ID: Set<ID>] = [:], language: Language? = nil
     ) {
         self.accountId = accountId
         self.username = username
         self.displayName = displayName
         self.bindings = bindings
         self.gridBuildings = gridBuildings
+        self.language = language
     }
 
     public var roles: Set<Role> { Set(bindings.map(\.role)) }

@@ -15,6 +15,10 @@ public struct AppContext: RequestContext {
     /// A multipart form the CSRF check has read already (its token is one of the parts), for the
     /// handler: the body can be read only once, and its files are on disk by then.
     package var multipartForm: MultipartForm?
+    /// What the caller's pages speak (`IdentityMiddleware.language`).
+    public var language = Language.standard
+    /// The request's path and query, for links back to the same page (the language switch).
+    package var target = "/"
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

@@ -54,6 +54,17 @@ package struct IdentityMiddleware: RouterMiddleware {
         self.uploads = uploads
     }
     package static let cookieName = "linli_session"
+    /// The language chosen in a browser (the header's switch), for pages before signing in.
+    package static let languageCookieName = "linli_lang"
+
+    /// The account's choice, else this browser's, else its `Accept-Language`, else Chinese.
+    package static func language(_ request: Request, caller: Caller?) -> Language {
+        if let chosen = caller?.language { return chosen }
+        if let cookie = request.cookies[languageCookieName]?.value, let chosen = Language(rawValue: cookie) {
+            return chosen
+        }
+        return Language.negotiate(request.headers[.acceptLanguage])
+    }
 
     package func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response)
         async throws -> Response
@@ -100,6 +111,8 @@ package struct IdentityMiddleware: RouterMiddleware {
         if let caller = context.caller {
             context.logger[metadataKey: "account"] = "\(caller.username)"
         }
+        context.language = Self.language(request, caller: context.caller)
+        context.target = request.uri.description
         return try await next(request, context)
     }
 
@@ -108,7 +121,7 @@ package struct IdentityMiddleware: RouterMiddleware {
         let grids = try await store.gridBuildings(bindings.compactMap(\.gridId))
         return Caller(
             accountId: account.id, username: account.username, displayName: account.displayName, bindings: bindings,
-            gridBuildings: grids)
+            gridBuildings: grids, language: account.language)
     }
 
     /// A cookie-authenticated write must prove it came from Linli's own page: the session's token in

@@ -17,6 +17,14 @@ public protocol ModuleRoutes: Sendable {
 extension ModuleRoutes {
     package var store: Store { services.store }
     package var pages: Pages { services.pages }
+    /// A text of the catalogue in the caller's language (`{name}` in it replaced by `values[name]`).
+    package func text(_ key: String, _ context: AppContext, _ values: [String: String] = [:]) -> String {
+        services.pages.catalogue.text(key, context.language, values)
+    }
+    /// The label of a code (`occupancy`, `ownerOccupied`) in the caller's language.
+    package func label(_ prefix: String, _ code: String, _ context: AppContext) -> String {
+        services.pages.catalogue.label(prefix, code, context.language)
+    }
     /// Where uploaded files (work-order photos, firmware) are kept: `attachments` in the data folder.
     package var uploads: String {
         URL(fileURLWithPath: services.configuration.dataDirectory).appendingPathComponent("attachments").path

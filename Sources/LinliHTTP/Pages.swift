@@ -17,10 +17,26 @@ package struct Frame {
     package var canNotices = false
     package var canWorkOrders = false
     package var community: Community?
+    package var language: Language {
+        didSet {
+            lang = language.rawValue
+            otherLanguage = language.other.rawValue
+        }
+    }
+    // Stored, not computed: templates see only stored properties (Mustache reads them by reflection).
+    /// The `lang` of the page's `<html>`.
+    package var lang: String
+    /// The header's language switch: where it goes back to, and the language it offers.
+    package var target: String
+    package var otherLanguage: String
 
     package init(title: String, context: AppContext, community: Community? = nil) {
         self.title = title
         self.community = community
+        language = context.language
+        lang = context.language.rawValue
+        otherLanguage = context.language.other.rawValue
+        target = context.target
         if let caller = context.caller {
             user = caller.displayName
             csrf = context.session?.csrfToken
@@ -38,7 +54,9 @@ package struct Frame {
 /// Server-rendered pages from the Mustache templates of the kernel and of every module, in one
 /// library so that a module's page can use the kernel's layout and partials (escaped by default).
 public struct Pages: Sendable {
-    package let library: MustacheLibrary
+    /// The templates once per language, each `{{t:key}}` already replaced by its text.
+    package let libraries: [Language: MustacheLibrary]
+    package let catalogue: Catalogue
     /// The pages' scripts and style sheets (`.js`, `.css` beside the templates), served at
     /// `/assets/{name}`. They are files rather than inline `<script>`/`<style>` so that the
     /// Content-Security-Policy can allow only this origin's files (`script-src 'self'`): a value
@@ -56,7 +74,9 @@ public struct Pages: Sendable {
     /// Every `.mustache` file in `folders`, named by its file name; a name given twice is an error,
     /// so that one module's page cannot silently replace another's.
     public init(folders: [URL]) throws {
-        var library = MustacheLibrary()
+        let catalogue = try Catalogue(folders: folders)
+        var libraries: [Language: MustacheLibrary] = [:]
+        for language in Language.allCases { libraries[language] = MustacheLibrary() }
         var seen: [String: URL] = [:]
         var assets: [String: Asset] = [:]
         var assetFolders: [String: URL] = [:]
@@ -79,10 +99,13 @@ public struct Pages: Sendable {
                 }
                 seen[name] = folder
                 let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
-                try library.register(text, named: name)
+                for language in Language.allCases {
+                    try libraries[language]!.register(catalogue.localise(text, language, name: name), named: name)
+                }
             }
         }
-        self.library = library
+        self.libraries = libraries
+        self.catalogue = catalogue
         self.assets = assets
     }
 
@@ -95,8 +118,10 @@ public struct Pages: Sendable {
             body: .init(byteBuffer: asset.body))
     }
 
+    /// Renders in the language of the object's `frame` (every page has one), else in Chinese.
     package func render(_ template: String, _ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
-        guard let html = library.render(Self.droppingNils(object), withTemplate: template) else {
+        let language = ((object as? [String: Any])?["frame"] as? Frame)?.language ?? .standard
+        guard let html = libraries[language]!.render(Self.droppingNils(object), withTemplate: template) else {
             throw MissingResource("the template \(template)")
         }
         return Response(
@@ -120,10 +145,22 @@ public struct Pages: Sendable {
         return result
     }
 
+    /// A problem's title for a person: in English as the problem says it; in another language the
+    /// catalogue's title of its type (`problem.{type}`), when there is one.
+    package func title(of problem: Problem, _ language: Language) -> String {
+        guard language != .en, catalogue.contains("problem." + problem.type) else { return problem.title }
+        return catalogue.text("problem." + problem.type, language)
+    }
+
     package func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
+        let title = title(of: problem, context.language)
         var response = try render(
-            "error", ["frame": Frame(title: problem.title, context: context), "problem": problem] as [String: Any],
-            status: problem.status)
+            "error",
+            [
+                "frame": Frame(title: title, context: context), "title": title, "detail": problem.detail as Any,
+                // Details are still written in English: marked so, for the browser and for readers.
+                "detailLang": Language.en.rawValue,
+            ] as [String: Any], status: problem.status)
         response.headers.append(contentsOf: problem.responseHeaders)
         return response
     }

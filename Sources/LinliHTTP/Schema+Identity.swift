@@ -55,6 +55,10 @@ extension Schema {
                     """,
                 ]
             },
+            // The language an account chose for its pages; NULL: the browser's, else Chinese.
+            Migration(version: 25, name: "account language") { _ in
+                ["ALTER TABLE accounts ADD COLUMN language TEXT"]
+            },
         ]
     )
 }

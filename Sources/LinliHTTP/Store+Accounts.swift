@@ -12,6 +12,8 @@ public struct Account: Codable, Sendable, Equatable {
     public var status: AccountStatus
     public var createdAt: Millis
     public var passwordChangedAt: Millis
+    /// The language the account chose for its pages (the header's switch); nil until it does.
+    public var language: Language?
     public init(
         id: ID = newID(), username: String, displayName: String, passwordHash: String, status: AccountStatus = .active,
         createdAt: Millis = nowMillis()
@@ -87,6 +89,14 @@ extension Store {
 
     public func account(id: ID) async throws -> Account? {
         try await read { db in try await db.find(Account.self, id) }
+    }
+
+    /// The language the account's pages speak from now on, wherever it signs in.
+    public func setLanguage(accountId: ID, _ language: Language) async throws {
+        try await write { db in
+            try await db.raw("UPDATE accounts SET language = \(bind: language.rawValue) WHERE id = \(bind: accountId)")
+                .run()
+        }
     }
 
     /// A new password ends every web session of the account and, unless `keepTokens`, revokes its

@@ -25,10 +25,35 @@ struct WebConsole: ModuleRoutes {
         router.get("/login", use: loginPage)
         router.post("/login", use: login)
         router.post("/logout", use: logout)
+        router.post("/language", use: chooseLanguage)
         router.get("/console/account", use: account)
         router.post("/console/account/password", use: changePassword)
         router.post("/console/account/tokens", use: createToken)
         router.post("/console/account/tokens/:id/revoke", use: revokeToken)
+    }
+
+    // MARK: language
+
+    /// The header's switch: remembered in this browser (a cookie, also before signing in) and, when
+    /// signed in, on the account, so that it holds wherever the account signs in next.
+    @Sendable func chooseLanguage(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let form = try await request.formFields(context: context, limit: BodyLimit.signIn)
+        guard let language = form["language"].flatMap(Language.init(rawValue:)) else {
+            throw Problem.invalid(
+                [FieldIssue("language", "must be one of " + Language.allCases.map(\.rawValue).joined(separator: ", "))])
+        }
+        if let caller = context.caller {
+            try await store.setLanguage(accountId: caller.accountId, language)
+            services.callers.clear()
+        }
+        let back = Self.safeNext(form["return"])
+        var response = Response.redirect(to: back.isEmpty ? "/" : back, type: .found)
+        response.setCookie(
+            Cookie(
+                name: IdentityMiddleware.languageCookieName, value: language.rawValue, maxAge: 400 * 86_400, path: "/",
+                secure: services.configuration.secureCookies, httpOnly: true, sameSite: .lax))
+        return response
     }
 
     // MARK: sign in and out
@@ -37,7 +62,8 @@ struct WebConsole: ModuleRoutes {
         let next = Self.safeNext(request.uri.queryParameters.get("next"))
         return try pages.render(
             "login",
-            ["frame": Frame(title: "Sign in", context: AppContext.anonymous(context)), "next": next] as [String: Any])
+            ["frame": Frame(title: text("login.title", context), context: AppContext.anonymous(context)), "next": next]
+                as [String: Any])
     }
 
     @Sendable func login(_ request: Request, context: AppContext) async throws -> Response {
@@ -59,13 +85,24 @@ struct WebConsole: ModuleRoutes {
             var response = try pages.render(
                 "login",
                 [
-                    "frame": Frame(title: "Sign in", context: AppContext.anonymous(context)),
-                    "error": problem.detail.map { problem.title + ". " + $0 } ?? problem.title,
+                    "frame": Frame(title: text("login.title", context), context: AppContext.anonymous(context)),
+                    "error": Self.signInError(problem, pages: pages, context: context),
                     "username": username, "next": next,
                 ] as [String: Any], status: problem.status)
             if let retry = problem.retryAfter { response.headers[.retryAfter] = String(retry) }
             return response
         }
+    }
+
+    /// Why a sign-in failed, for the person at the form: the catalogue's words, and how long to
+    /// wait when the throttle said so.
+    static func signInError(_ problem: Problem, pages: Pages, context: AppContext) -> String {
+        let title = pages.title(of: problem, context.language)
+        if let retry = problem.retryAfter {
+            return title + " " + pages.catalogue.text("login.retryAfter", context.language, ["seconds": String(retry)])
+        }
+        if context.language == .en { return problem.detail.map { title + ". " + $0 } ?? title }
+        return title
     }
 
     @Sendable func logout(_ request: Request, context: AppContext) async throws -> Response {
@@ -89,17 +126,17 @@ struct WebConsole: ModuleRoutes {
             var created: String
             var revoked: Bool
         }
-        let formatter = ISO8601DateFormatter()
         let tokens = try await store.tokens(accountId: caller.accountId).map {
             TokenRow(
                 id: $0.id, name: $0.name,
-                created: formatter.string(from: Date(timeIntervalSince1970: Double($0.createdAt) / 1000)),
+                created: Self.time($0.createdAt),
                 revoked: $0.revokedAt != nil)
         }
         return try pages.render(
             "account",
             [
-                "frame": Frame(title: "Account", context: context), "roles": caller.bindings, "tokens": tokens,
+                "frame": Frame(title: text("account.title", context), context: context),
+                "roles": caller.bindings.map { label("role", $0.role.rawValue, context) }, "tokens": tokens,
                 "liveTokens": tokens.filter { !$0.revoked }, "hasLiveTokens": tokens.contains { !$0.revoked },
                 "message": message as Any, "error": error as Any, "newToken": newToken as Any,
             ] as [String: Any], status: status)
@@ -117,11 +154,11 @@ struct WebConsole: ModuleRoutes {
             try await Passwords.verify(form["current"] ?? "", hash: account.passwordHash)
         else {
             return try await accountPage(
-                context, error: "The current password is wrong.", status: .unprocessableContent)
+                context, error: text("account.wrongPassword", context), status: .unprocessableContent)
         }
         do { try Passwords.validate(form["new"] ?? "", field: "new") } catch {
-            return try await accountPage(
-                context, error: "New password " + error.issues[0].reason + ".", status: .unprocessableContent)
+            let key = (form["new"] ?? "").count < 10 ? "account.passwordShort" : "account.passwordLong"
+            return try await accountPage(context, error: text(key, context), status: .unprocessableContent)
         }
         try await store.setPassword(
             accountId: account.id, hash: try await Passwords.hash(form["new"] ?? ""),
@@ -139,10 +176,11 @@ struct WebConsole: ModuleRoutes {
         let form = try await request.formFields(context: context)
         var v = Validator()
         guard let name = v.text(form["name"], "name", max: 100) else {
-            return try await accountPage(context, error: "Give the token a name.", status: .unprocessableContent)
+            return try await accountPage(
+                context, error: text("account.tokenNameMissing", context), status: .unprocessableContent)
         }
         let (token, _) = try await store.createToken(accountId: caller.accountId, name: name, actor: context.principal)
-        return try await accountPage(context, message: "Token created.", newToken: token)
+        return try await accountPage(context, message: text("account.tokenCreatedMessage", context), newToken: token)
     }
 
     @Sendable func revokeToken(_ request: Request, context: AppContext) async throws -> Response {

@@ -267,5 +267,5 @@ def test_a_new_password_lists_then_revokes_the_tokens_and_the_new_one_signs_in(s
     wait(page).until(lambda d: path_of(d) == "/console")
     visit(page, base + "/console/account", "#tokens")
     rows = page.find_elements(By.CSS_SELECTOR, "#tokens tbody tr")
-    assert len(rows) == 2 and all("revoked" in row.text for row in rows), [row.text for row in rows]
+    assert len(rows) == 2 and all("已吊销" in row.text for row in rows), [row.text for row in rows]
     assert not page.find_elements(By.ID, "tokens-to-revoke"), "no live token left to list"

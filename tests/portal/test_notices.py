@@ -47,7 +47,7 @@ def server(site: dict):
 def second_browser():
     """The resident's own browser, beside the staff member's."""
     options = Options()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,900"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,900", "--lang=zh-CN"):
         options.add_argument(argument)
     chromium = _find_program("CHROME_BIN", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
     if chromium:
