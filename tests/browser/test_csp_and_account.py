@@ -80,6 +80,9 @@ def driver(site: dict):
     options = Options()
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1024", "--lang=zh-CN"):
         options.add_argument(argument)
+    # Headless Chromium sends its own Accept-Language whatever --lang says: the pages are asked
+    # for in Chinese, as the community's people read them.
+    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chromium = _find_program("CHROME_BIN", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
     if chromium:
