@@ -65,12 +65,14 @@ extension WebConsole {
                 selected: $0.productKey == filter.productKey)
         }
         let statuses = DeviceStatus.allCases.map {
-            SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == filter.status)
+            SelectOption(
+                value: $0.rawValue, label: label("deviceStatus", $0.rawValue, context), selected: $0 == filter.status)
         }
         return try pages.render(
             "devices",
             [
-                "frame": Frame(title: "Devices", context: context, community: community), "products": productRows,
+                "frame": Frame(title: text("nav.devices", context), context: context, community: community),
+                "products": productRows,
                 "devices": rows,
                 "total": found.total, "q": filter.query ?? "", "silent": filter.silentOnly, "statuses": statuses,
                 "pager": Self.pager(request, total: found.total, page: page),

@@ -1,5 +1,6 @@
 import Foundation
 import LinliCore
+import Mustache
 
 /// Every text a person reads on Linli's pages, in each language: one catalogue per language,
 /// gathered from the `strings.{language}.json` files beside each module's templates (a flat object
@@ -108,3 +109,25 @@ public struct CatalogueError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
 }
+
+/// A code that a page shows by its label: a template's `{{occupancy}}` renders the catalogue's
+/// `{labelPrefix}.{rawValue}` in the page's language, so no page shows a code as it is stored.
+public protocol CodeLabel: MustacheCustomRenderable, RawRepresentable where RawValue == String {
+    static var labelPrefix: String { get }
+}
+
+extension CodeLabel {
+    public var renderText: String {
+        guard let rendering = Catalogue.rendering else { return rawValue }
+        return rendering.catalogue.label(Self.labelPrefix, rawValue, rendering.language)
+    }
+    public var isNull: Bool { false }
+}
+
+extension Catalogue {
+    /// The catalogue and language of the page being rendered (set by `Pages.render`).
+    @TaskLocal package static var rendering: (catalogue: Catalogue, language: Language)?
+}
+
+extension Role: CodeLabel { public static var labelPrefix: String { "role" } }
+extension Capability: CodeLabel { public static var labelPrefix: String { "capability" } }

@@ -121,7 +121,10 @@ public struct Pages: Sendable {
     /// Renders in the language of the object's `frame` (every page has one), else in Chinese.
     package func render(_ template: String, _ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
         let language = ((object as? [String: Any])?["frame"] as? Frame)?.language ?? .standard
-        guard let html = libraries[language]!.render(Self.droppingNils(object), withTemplate: template) else {
+        let rendered = Catalogue.$rendering.withValue((catalogue, language)) {
+            libraries[language]!.render(Self.droppingNils(object), withTemplate: template)
+        }
+        guard let html = rendered else {
             throw MissingResource("the template \(template)")
         }
         return Response(

@@ -64,14 +64,15 @@ extension WebConsole {
             caller.scope(for: .handleAlarms).coversCommunity(community.id)
             || !caller.scope(for: .handleAlarms).buildings.isEmpty
         let object: [String: Any] = [
-            "frame": Frame(title: "Alarms", context: context, community: community),
+            "frame": Frame(title: text("nav.alarms", context), context: context, community: community),
             "alarms": try await alarmRows(found.items), "hasAlarms": !found.items.isEmpty,
             "total": found.total, "canHandle": canHandle,
             "statuses": ["active", "unacknowledged", "cleared", "all"].map {
-                SelectOption(value: $0, label: $0, selected: $0 == status)
+                SelectOption(value: $0, label: label("alarmFilter", $0, context), selected: $0 == status)
             },
             "severities": AlarmSeverity.allCases.map {
-                SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == filter.severity)
+                SelectOption(
+                    value: $0.rawValue, label: label("severity", $0.rawValue, context), selected: $0 == filter.severity)
             },
             "pager": Self.pager(request, total: found.total, page: page),
         ]

@@ -76,9 +76,9 @@ extension WebConsole {
         let products = try await store.products(communityId: community.id)
         let templates = RuleTemplates.all.map { t in
             TemplateOption(
-                key: t.key, name: t.name,
+                key: t.key, name: text("ruleTemplate." + t.key, context),
                 products: t.library.isEmpty
-                    ? [SelectOption(value: "", label: "任何设备 any device", selected: false)]
+                    ? [SelectOption(value: "", label: text("linkage.anyDevice", context), selected: false)]
                     : products.filter { $0.libraryKey == t.library }.map {
                         SelectOption(value: $0.productKey, label: $0.name, selected: false)
                     })
@@ -86,7 +86,8 @@ extension WebConsole {
         return try pages.render(
             "rules",
             [
-                "frame": Frame(title: "Rules", context: context, community: community), "rules": rows,
+                "frame": Frame(title: text("nav.rules", context), context: context, community: community),
+                "rules": rows,
                 "hasRules": !rows.isEmpty,
                 "templates": templates, "hasTemplates": !templates.isEmpty,
                 "canManage": caller.scope(for: .manageRules).coversCommunity(community.id),
@@ -157,7 +158,8 @@ extension WebConsole {
         return try pages.render(
             "rule",
             [
-                "frame": Frame(title: rule?.name ?? "New rule", context: context, community: community),
+                "frame": Frame(
+                    title: rule?.name ?? self.text("linkage.newRule", context), context: context, community: community),
                 "rule": rule as Any, "isNew": rule == nil,
                 "enabled": rule?.enabled ?? true, "text": text, "problems": problems, "hasProblems": !problems.isEmpty,
                 "deliveries": deliveries.map {
