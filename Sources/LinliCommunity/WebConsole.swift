@@ -43,8 +43,7 @@ struct WebConsole: ModuleRoutes {
             scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds)
         return try pages.render(
             "communities",
-            ["frame": Frame(title: text("nav.communities", context), context: context), "communities": list]
-                as [String: Any])
+            ["frame": Frame(title: "Communities", context: context), "communities": list] as [String: Any])
     }
 
     @Sendable func overview(_ request: Request, context: AppContext) async throws -> Response {
@@ -63,10 +62,7 @@ struct WebConsole: ModuleRoutes {
         let list = try await store.buildings(communityId: community.id, scope: scope)
         return try pages.render(
             "buildings",
-            [
-                "frame": Frame(title: text("nav.buildings", context), context: context, community: community),
-                "buildings": list,
-            ]
+            ["frame": Frame(title: "Buildings", context: context, community: community), "buildings": list]
                 as [String: Any])
     }
 
@@ -106,13 +102,12 @@ struct WebConsole: ModuleRoutes {
             unitTitle = building.name + " " + unit.name
         }
         let options = Occupancy.allCases.map {
-            SelectOption(value: $0.rawValue, label: label("occupancy", $0.rawValue, context), selected: $0 == occupancy)
+            SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == occupancy)
         }
         return try pages.render(
             "households",
             [
-                "frame": Frame(title: self.text("nav.households", context), context: context, community: community),
-                "page": result,
+                "frame": Frame(title: "Households", context: context, community: community), "page": result,
                 "pager": Self.pager(request, total: result.total, page: page), "q": text ?? "", "unitId": unitId as Any,
                 "unitTitle": unitTitle as Any, "occupancies": options,
                 "canExport": context.caller?.scope(for: .exportData).coversCommunity(community.id) ?? false,
@@ -156,13 +151,12 @@ struct WebConsole: ModuleRoutes {
             sort: try ListOrder(nil, allowed: [:], default: "p.name, p.id"), page: page, scope: scope,
             fullPhone: caller.can(.seeFullPhone))
         let options = CareTag.allCases.map {
-            SelectOption(value: $0.rawValue, label: label("careTag", $0.rawValue, context), selected: $0 == careTag)
+            SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == careTag)
         }
         return try pages.render(
             "people",
             [
-                "frame": Frame(title: self.text("nav.people", context), context: context, community: community),
-                "page": result,
+                "frame": Frame(title: "Residents", context: context, community: community), "page": result,
                 "q": text ?? "",
                 "careTags": options, "current": current, "pager": Self.pager(request, total: result.total, page: page),
             ] as [String: Any])
@@ -206,8 +200,7 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "vehicles",
             [
-                "frame": Frame(title: self.text("nav.vehicles", context), context: context, community: community),
-                "page": result,
+                "frame": Frame(title: "Vehicles", context: context, community: community), "page": result,
                 "q": text ?? "",
                 "pager": Self.pager(request, total: result.total, page: page),
             ] as [String: Any])
@@ -235,8 +228,7 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "organisations",
             [
-                "frame": Frame(title: text("nav.organisations", context), context: context, community: community),
-                "organisations": rows,
+                "frame": Frame(title: "Organisations", context: context, community: community), "organisations": rows,
                 "grids": grids,
             ] as [String: Any])
     }
@@ -249,8 +241,7 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "import",
             [
-                "frame": Frame(title: text("nav.import", context), context: context, community: community),
-                "modeAll": true,
+                "frame": Frame(title: "Import", context: context, community: community), "modeAll": true,
                 "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(
                     separator: ", "),
             ] as [String: Any])
@@ -286,8 +277,7 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "import",
             [
-                "frame": Frame(title: text("nav.import", context), context: context, community: community),
-                "report": view, "csv": csv,
+                "frame": Frame(title: "Import", context: context, community: community), "report": view, "csv": csv,
                 "modeAll": mode == "all",
                 "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(
                     separator: ", "),
@@ -312,11 +302,10 @@ struct WebConsole: ModuleRoutes {
         }
         let roles = Role.allCases
         let matrix = Capability.allCases.map { c in
-            Line(capability: label("capability", c.rawValue, context), cells: roles.map { $0.capabilities.contains(c) })
+            Line(capability: c.rawValue, cells: roles.map { $0.capabilities.contains(c) })
         }
         var values: [String: Any] = [
-            "frame": Frame(title: text("nav.access", context), context: context, community: community),
-            "roles": roles.map { label("role", $0.rawValue, context) },
+            "frame": Frame(title: "Access", context: context, community: community), "roles": roles.map(\.rawValue),
             "matrix": matrix,
         ]
         let manage = caller.scope(for: .manageAccounts)
@@ -419,9 +408,7 @@ struct WebConsole: ModuleRoutes {
                     vehicles: vehicles))
         }
         return try pages.render(
-            "portal",
-            ["frame": Frame(title: text("community.myHome", context), context: context), "homes": homes]
-                as [String: Any])
+            "portal", ["frame": Frame(title: "My home", context: context), "homes": homes] as [String: Any])
     }
 
     @Sendable func audit(_ request: Request, context: AppContext) async throws -> Response {
@@ -454,8 +441,7 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "audit",
             [
-                "frame": Frame(title: text("audit.title", context), context: context, community: community),
-                "entries": entries,
+                "frame": Frame(title: "Audit log", context: context, community: community), "entries": entries,
                 "action": action ?? "",
                 "communityId": communityId as Any, "pager": Self.pager(request, total: result.total, page: page),
             ] as [String: Any])
