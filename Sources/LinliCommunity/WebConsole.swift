@@ -43,7 +43,8 @@ struct WebConsole: ModuleRoutes {
             scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds)
         return try pages.render(
             "communities",
-            ["frame": Frame(title: "Communities", context: context), "communities": list] as [String: Any])
+            ["frame": Frame(title: text("community.listTitle", context), context: context), "communities": list]
+                as [String: Any])
     }
 
     @Sendable func overview(_ request: Request, context: AppContext) async throws -> Response {
@@ -62,7 +63,10 @@ struct WebConsole: ModuleRoutes {
         let list = try await store.buildings(communityId: community.id, scope: scope)
         return try pages.render(
             "buildings",
-            ["frame": Frame(title: "Buildings", context: context, community: community), "buildings": list]
+            [
+                "frame": Frame(title: text("building.title", context), context: context, community: community),
+                "buildings": list,
+            ]
                 as [String: Any])
     }
 
@@ -102,12 +106,18 @@ struct WebConsole: ModuleRoutes {
             unitTitle = building.name + " " + unit.name
         }
         let options = Occupancy.allCases.map {
-            SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == occupancy)
+            SelectOption(value: $0.rawValue, label: label("occupancy", $0.rawValue, context), selected: $0 == occupancy)
+        }
+        let items = result.items.map {
+            HouseholdRow(
+                h: $0, area: Self.area($0.area), code: $0.occupancy.rawValue,
+                occupancy: label("occupancy", $0.occupancy.rawValue, context))
         }
         return try pages.render(
             "households",
             [
-                "frame": Frame(title: "Households", context: context, community: community), "page": result,
+                "frame": Frame(title: text("household.title", context), context: context, community: community),
+                "page": result, "items": items,
                 "pager": Self.pager(request, total: result.total, page: page), "q": text ?? "", "unitId": unitId as Any,
                 "unitTitle": unitTitle as Any, "occupancies": options,
                 "canExport": context.caller?.scope(for: .exportData).coversCommunity(community.id) ?? false,
@@ -129,8 +139,10 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "household",
             [
-                "frame": Frame(title: h.room, context: context, community: community), "h": h, "residents": residents,
-                "vehicles": vehicles,
+                "frame": Frame(title: h.room, context: context, community: community), "h": h,
+                "residents": residents.map { residencyRow($0, context) }, "vehicles": vehicles,
+                "area": Self.area(h.area) as Any, "occupancy": label("occupancy", h.occupancy.rawValue, context),
+                "occupancyCode": h.occupancy.rawValue,
             ] as [String: Any])
     }
 
@@ -151,12 +163,18 @@ struct WebConsole: ModuleRoutes {
             sort: try ListOrder(nil, allowed: [:], default: "p.name, p.id"), page: page, scope: scope,
             fullPhone: caller.can(.seeFullPhone))
         let options = CareTag.allCases.map {
-            SelectOption(value: $0.rawValue, label: $0.rawValue, selected: $0 == careTag)
+            SelectOption(value: $0.rawValue, label: label("careTag", $0.rawValue, context), selected: $0 == careTag)
+        }
+        let items = result.items.map {
+            PersonRow(
+                p: $0, residencies: $0.residencies.map { residencyRow($0, context) },
+                careTags: careTagLabels($0.careTags, context))
         }
         return try pages.render(
             "people",
             [
-                "frame": Frame(title: "Residents", context: context, community: community), "page": result,
+                "frame": Frame(title: text("person.title", context), context: context, community: community),
+                "page": result, "items": items,
                 "q": text ?? "",
                 "careTags": options, "current": current, "pager": Self.pager(request, total: result.total, page: page),
             ] as [String: Any])
@@ -173,6 +191,8 @@ struct WebConsole: ModuleRoutes {
             "person",
             [
                 "frame": Frame(title: p.name, context: context, community: community), "p": p,
+                "residencies": p.residencies.map { residencyRow($0, context) },
+                "careTags": careTagLabels(p.careTags, context),
                 "revealed": revealed as Any,
                 "canReveal": caller.scope(for: .revealIdentity).coversCommunity(p.communityId),
             ] as [String: Any])
@@ -200,7 +220,8 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "vehicles",
             [
-                "frame": Frame(title: "Vehicles", context: context, community: community), "page": result,
+                "frame": Frame(title: text("vehicle.title", context), context: context, community: community),
+                "page": result,
                 "q": text ?? "",
                 "pager": Self.pager(request, total: result.total, page: page),
             ] as [String: Any])
@@ -210,11 +231,16 @@ struct WebConsole: ModuleRoutes {
         let (community, scope) = try await self.community(context, .viewOrganisations)
         struct Row {
             var o: Organisation
+            var kind: String
+            var kindCode: String
             var staff: [StaffMember]
         }
         var rows: [Row] = []
         for o in try await store.organisations(communityId: community.id, scope: scope) {
-            rows.append(Row(o: o, staff: try await store.staff(organisationId: o.id)))
+            rows.append(
+                Row(
+                    o: o, kind: label("organisationKind", o.kind.rawValue, context), kindCode: o.kind.rawValue,
+                    staff: try await store.staff(organisationId: o.id)))
         }
         let grids = try await store.grids(
             communityId: community.id,
@@ -228,7 +254,8 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "organisations",
             [
-                "frame": Frame(title: "Organisations", context: context, community: community), "organisations": rows,
+                "frame": Frame(title: text("organisation.title", context), context: context, community: community),
+                "organisations": rows,
                 "grids": grids,
             ] as [String: Any])
     }
@@ -241,9 +268,8 @@ struct WebConsole: ModuleRoutes {
         return try pages.render(
             "import",
             [
-                "frame": Frame(title: "Import", context: context, community: community), "modeAll": true,
-                "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(
-                    separator: ", "),
+                "frame": Frame(title: text("import.title", context), context: context, community: community),
+                "modeAll": true, "columns": importColumns(context),
             ] as [String: Any])
     }
 
@@ -254,7 +280,7 @@ struct WebConsole: ModuleRoutes {
         var householdsCreated: Int
         var peopleCreated: Int
         var residenciesCreated: Int
-        var problems: [HouseholdSheet.Problem]
+        var problems: [ProblemRow]
         var problemCount: Int
         var hasProblems: Bool
     }
@@ -272,15 +298,13 @@ struct WebConsole: ModuleRoutes {
             imported: report.imported, rows: report.rows, validRows: report.validRows,
             householdsCreated: report.householdsCreated,
             peopleCreated: report.peopleCreated, residenciesCreated: report.residenciesCreated,
-            problems: report.problems,
+            problems: report.problems.map { problemRow($0, context) },
             problemCount: report.problems.count, hasProblems: !report.problems.isEmpty)
         return try pages.render(
             "import",
             [
-                "frame": Frame(title: "Import", context: context, community: community), "report": view, "csv": csv,
-                "modeAll": mode == "all",
-                "columns": HouseholdSheet.Column.allCases.map { "\($0.rawValue) (\($0.chinese))" }.joined(
-                    separator: ", "),
+                "frame": Frame(title: text("import.title", context), context: context, community: community),
+                "report": view, "csv": csv, "modeAll": mode == "all", "columns": importColumns(context),
             ] as [String: Any],
             status: report.imported || report.problems.isEmpty ? .ok : .unprocessableContent)
     }
@@ -296,25 +320,63 @@ struct WebConsole: ModuleRoutes {
     ) async throws -> Response {
         let (community, _) = try await self.community(context)
         let caller = try context.requireCaller()
+        struct Column {
+            var code: String
+            var label: String
+            var short: String
+        }
+        struct Cell {
+            var role: String
+            var granted: Bool
+        }
         struct Line {
+            var code: String
             var capability: String
-            var cells: [Bool]
+            var cells: [Cell]
+        }
+        struct RoleTag {
+            var code: String
+            var label: String
+        }
+        struct AccountRow {
+            var username: String
+            var displayName: String
+            var roles: [RoleTag]
         }
         let roles = Role.allCases
         let matrix = Capability.allCases.map { c in
-            Line(capability: c.rawValue, cells: roles.map { $0.capabilities.contains(c) })
+            Line(
+                code: c.rawValue, capability: label("capability", c.rawValue, context),
+                cells: roles.map {
+                    Cell(role: label("role", $0.rawValue, context), granted: $0.capabilities.contains(c))
+                })
         }
         var values: [String: Any] = [
-            "frame": Frame(title: "Access", context: context, community: community), "roles": roles.map(\.rawValue),
+            "frame": Frame(title: text("access.title", context), context: context, community: community),
+            "roles": roles.map {
+                Column(
+                    code: $0.rawValue, label: label("role", $0.rawValue, context),
+                    short: label("roleShort", $0.rawValue, context))
+            },
             "matrix": matrix,
         ]
         let manage = caller.scope(for: .manageAccounts)
         if manage.coversCommunity(community.id) {
             var only = Scope()
             only.communities = [community.id]
-            values["accounts"] = try await store.accounts(scope: only)
+            let accounts = try await store.accounts(scope: only).map { a in
+                AccountRow(
+                    username: a.username, displayName: a.displayName,
+                    roles: a.roles.map {
+                        RoleTag(code: $0.role.rawValue, label: label("role", $0.role.rawValue, context))
+                    })
+            }
+            values["accounts"] = accounts
+            values["hasAccounts"] = !accounts.isEmpty
             values["canManage"] = true
-            values["grantable"] = roles.filter { $0 != .platformAdmin }.map(\.rawValue)
+            values["grantable"] = roles.filter { $0 != .platformAdmin }.map {
+                SelectOption(value: $0.rawValue, label: label("role", $0.rawValue, context), selected: false)
+            }
             values["grids"] = try await store.grids(communityId: community.id, scope: only)
             values["organisations"] = try await store.organisations(communityId: community.id, scope: only)
             values["message"] = message
@@ -363,7 +425,9 @@ struct WebConsole: ModuleRoutes {
         }
         if !v.issues.isEmpty {
             return try await accessPage(
-                context, error: v.issues.map { "\($0.field) \($0.reason)" }.joined(separator: "; "),
+                context,
+                error: v.issues.map { accountIssue($0, context) }.joined(
+                    separator: text("access.errorSeparator", context)),
                 status: .unprocessableContent)
         }
         let account = Account(
@@ -372,14 +436,19 @@ struct WebConsole: ModuleRoutes {
         do {
             try await store.createAccount(account, actor: context.principal)
         } catch StoreError.conflict(let field, let reason) {
-            return try await accessPage(context, error: "\(field) \(reason)", status: .conflict)
+            return try await accessPage(
+                context, error: accountIssue(FieldIssue(field, reason), context), status: .conflict)
         }
         try await store.bindRole(
             RoleBinding(
                 accountId: account.id, role: role!, communityId: community.id, organisationId: blank("organisationId"),
                 gridId: blank("gridId"), householdId: blank("householdId")), actor: context.principal)
         services.callers.clear()
-        return try await accessPage(context, message: "Created \(account.username) as \(role!.rawValue).")
+        return try await accessPage(
+            context,
+            message: text(
+                "access.created", context,
+                ["username": account.username, "role": label("role", role!.rawValue, context)]))
     }
 
     // MARK: resident portal
@@ -389,7 +458,7 @@ struct WebConsole: ModuleRoutes {
         struct Home {
             var h: HouseholdListing
             var communityName: String
-            var residents: [ResidencyListing]
+            var residents: [ResidencyRow]
             var vehicles: [VehicleListing]
         }
         var homes: [Home] = []
@@ -404,11 +473,13 @@ struct WebConsole: ModuleRoutes {
             ).items
             homes.append(
                 Home(
-                    h: h, communityName: community.name, residents: try await store.residents(householdId: h.id),
+                    h: h, communityName: community.name,
+                    residents: try await store.residents(householdId: h.id).map { residencyRow($0, context) },
                     vehicles: vehicles))
         }
         return try pages.render(
-            "portal", ["frame": Frame(title: "My home", context: context), "homes": homes] as [String: Any])
+            "portal",
+            ["frame": Frame(title: text("portal.title", context), context: context), "homes": homes] as [String: Any])
     }
 
     @Sendable func audit(_ request: Request, context: AppContext) async throws -> Response {
@@ -430,18 +501,18 @@ struct WebConsole: ModuleRoutes {
         let result = try await store.read { db in
             try await AuditLog.list(db, scope: auditScope, action: action, subjectId: nil, page: page)
         }
-        let formatter = ISO8601DateFormatter()
         struct Entry {
             var e: AuditEntry
             var when: String
         }
         let entries = result.items.map {
-            Entry(e: $0, when: formatter.string(from: Date(timeIntervalSince1970: Double($0.at) / 1000)))
+            Entry(e: $0, when: Self.time($0.at))
         }
         return try pages.render(
             "audit",
             [
-                "frame": Frame(title: "Audit log", context: context, community: community), "entries": entries,
+                "frame": Frame(title: text("audit.title", context), context: context, community: community),
+                "entries": entries,
                 "action": action ?? "",
                 "communityId": communityId as Any, "pager": Self.pager(request, total: result.total, page: page),
             ] as [String: Any])

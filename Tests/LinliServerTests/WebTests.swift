@@ -223,6 +223,7 @@ struct WebTests {
                 uri: "/console/c/\(c)/access", method: .get, headers: [.cookie: session.cookie]
             ) { $0.text }
             #expect(page.contains("id=\"capabilities\"") && page.contains("id=\"new-account\""))
+            #expect(page.components(separatedBy: "id=\"accounts\"").count == 2, "the accounts table once")
             func post(_ form: String) async throws -> (HTTPResponse.Status, String) {
                 try await client.execute(
                     uri: "/console/c/\(c)/access/accounts", method: .post,
@@ -231,9 +232,9 @@ struct WebTests {
                 ) { ($0.status, $0.text) }
             }
             let bad = try await post("username=x&displayName=X&password=longenough1&role=grid_worker&gridId=")
-            #expect(bad.0 == .unprocessableContent && bad.1.contains("gridId is required"))
+            #expect(bad.0 == .unprocessableContent && bad.1.contains("网格：网格员必须指定网格"))
             let good = try await post("username=door2&displayName=%E9%97%A8%E5%B2%97&password=longenough1&role=guard")
-            #expect(good.0 == .ok && good.1.contains("Created door2 as guard"))
+            #expect(good.0 == .ok && good.1.contains("已创建账号 door2，角色：保安。"))
             let again = try await post("username=door2&displayName=X&password=longenough1&role=guard")
             #expect(again.0 == .conflict)
             // The new guard can sign in and reads the community, masked.
