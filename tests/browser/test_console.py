@@ -526,7 +526,8 @@ def test_import_households_from_file(server: Server, page: WebDriver):
     problems = page.find_elements(By.CSS_SELECTOR, ".problem")
     assert len(problems) == 1, f"expected one problem, got {[p.text for p in problems]}"
     assert problems[0].get_attribute("data-line") == str(BAD_LINE)
-    assert "identity_number" in problems[0].text
+    assert problems[0].get_attribute("data-field") == "identity_number"
+    assert "身份证号" in problems[0].text, f"the field is named in Chinese: {problems[0].text!r}"
     assert element(page, "#import-summary").get_attribute("data-imported") == "false"
 
     # The result page keeps the sheet, so the clerk can resubmit taking the good rows.
