@@ -89,12 +89,12 @@ struct WebConsole: ModuleRoutes {
         var q = QueryReader(request)
         let unitId = q.string("unitId")
         let occupancy = q.oneOf("occupancy", Occupancy.self)
-        let text = q.string("q")
+        let query = q.string("q")
         var page = q.page()
         page.limit = min(page.limit, 100)
         try q.check()
         let result = try await store.households(
-            communityId: community.id, filter: HouseholdFilter(unitId: unitId, occupancy: occupancy, query: text),
+            communityId: community.id, filter: HouseholdFilter(unitId: unitId, occupancy: occupancy, query: query),
             sort: try ListOrder(
                 nil, allowed: [:],
                 default: "LENGTH(b.name), b.name, LENGTH(u.name), u.name, LENGTH(h.room), h.room, h.id"), page: page,
@@ -118,7 +118,8 @@ struct WebConsole: ModuleRoutes {
             [
                 "frame": Frame(title: text("household.title", context), context: context, community: community),
                 "page": result, "items": items,
-                "pager": Self.pager(request, total: result.total, page: page), "q": text ?? "", "unitId": unitId as Any,
+                "pager": Self.pager(request, total: result.total, page: page), "q": query ?? "",
+                "unitId": unitId as Any,
                 "unitTitle": unitTitle as Any, "occupancies": options,
                 "canExport": context.caller?.scope(for: .exportData).coversCommunity(community.id) ?? false,
             ] as [String: Any])
@@ -152,14 +153,14 @@ struct WebConsole: ModuleRoutes {
         let (community, scope) = try await self.community(context, .viewPeople)
         let caller = try context.requireCaller()
         var q = QueryReader(request)
-        let text = q.string("q")
+        let query = q.string("q")
         let careTag = q.oneOf("careTag", CareTag.self)
         let current = q.bool("current")
         var page = q.page()
         page.limit = min(page.limit, 100)
         try q.check()
         let result = try await store.people(
-            communityId: community.id, filter: PeopleFilter(query: text, careTag: careTag, currentOnly: current),
+            communityId: community.id, filter: PeopleFilter(query: query, careTag: careTag, currentOnly: current),
             sort: try ListOrder(nil, allowed: [:], default: "p.name, p.id"), page: page, scope: scope,
             fullPhone: caller.can(.seeFullPhone))
         let options = CareTag.allCases.map {
@@ -175,7 +176,7 @@ struct WebConsole: ModuleRoutes {
             [
                 "frame": Frame(title: text("person.title", context), context: context, community: community),
                 "page": result, "items": items,
-                "q": text ?? "",
+                "q": query ?? "",
                 "careTags": options, "current": current, "pager": Self.pager(request, total: result.total, page: page),
             ] as [String: Any])
     }
@@ -212,17 +213,17 @@ struct WebConsole: ModuleRoutes {
     @Sendable func vehicles(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .viewVehicles)
         var q = QueryReader(request)
-        let text = q.string("q")
+        let query = q.string("q")
         var page = q.page()
         page.limit = min(page.limit, 100)
         try q.check()
-        let result = try await store.vehicles(communityId: community.id, query: text, page: page, scope: scope)
+        let result = try await store.vehicles(communityId: community.id, query: query, page: page, scope: scope)
         return try pages.render(
             "vehicles",
             [
                 "frame": Frame(title: text("vehicle.title", context), context: context, community: community),
                 "page": result,
-                "q": text ?? "",
+                "q": query ?? "",
                 "pager": Self.pager(request, total: result.total, page: page),
             ] as [String: Any])
     }
