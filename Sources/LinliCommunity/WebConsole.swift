@@ -506,8 +506,19 @@ struct WebConsole: ModuleRoutes {
             var e: AuditEntry
             var when: String
         }
-        let entries = result.items.map {
-            Entry(e: $0, when: Self.time($0.at))
+        // Who acted, by the name people know them by (李娜, not staff); the system's own actors by label.
+        var names: [ID: String] = [:]
+        for id in Set(result.items.compactMap(\.actorId)) {
+            if let account = try await store.account(id: id) { names[id] = account.displayName }
+        }
+        let entries = result.items.map { item in
+            var e = item
+            if let id = e.actorId, let name = names[id] {
+                e.actorName = name
+            } else if e.actorId == nil, pages.catalogue.contains("auditActor." + e.actorName) {
+                e.actorName = label("auditActor", e.actorName, context)
+            }
+            return Entry(e: e, when: Self.time(e.at))
         }
         return try pages.render(
             "audit",
