@@ -44,6 +44,8 @@ struct ImportColumn {
     var code: String
     var chinese: String
     var label: String
+    /// Whether the label says more than the Chinese header (it does not on the Chinese page).
+    var distinct: Bool
     var values: [CodeLabel]
     var note: String
 }
