@@ -19,6 +19,8 @@ extension WebConsole {
         var title: String
         var body: String
         var severity: String
+        var severityLabel: String
+        var hasSeverity: Bool
         var link: String?
         var created: String
         var unread: Bool
@@ -34,23 +36,49 @@ extension WebConsole {
             accountId: caller.accountId, unreadOnly: false, page: PageRequest(limit: 50)
         ).items.map {
             InboxRow(
-                id: $0.id, title: $0.title, body: $0.body, severity: $0.severity ?? "", link: $0.link,
+                id: $0.id, title: $0.title, body: $0.body, severity: $0.severity ?? "",
+                severityLabel: $0.severity.map { label("inbox.severity", $0, context) } ?? "",
+                hasSeverity: !($0.severity ?? "").isEmpty, link: $0.link,
                 created: Self.time($0.createdAt), unread: $0.readAt == nil)
         }
         let prefs = API(services: services).preferencesView(
             try await store.notificationPreferences(accountId: caller.accountId))
         var values: [String: Any] = [
-            "frame": Frame(title: "Inbox", context: context), "items": items, "hasItems": !items.isEmpty,
+            "frame": Frame(title: text("nav.inbox", context), context: context), "items": items,
+            "hasItems": !items.isEmpty,
             "unread": try await store.unreadNotifications(accountId: caller.accountId),
             "smsOn": prefs.sms, "emailOn": prefs.email, "phone": prefs.phone ?? "", "address": prefs.address ?? "",
             "quietFrom": prefs.quietFrom ?? "", "quietTo": prefs.quietTo ?? "",
             "smsAvailable": prefs.available.contains("sms"), "emailAvailable": prefs.available.contains("email"),
             "saved": saved,
         ]
-        if let error { values["error"] = error.detail ?? error.title }
+        if let error { values["error"] = preferencesError(error, context) }
         var response = try pages.render("inbox", values)
         if error != nil { response.status = .unprocessableContent }
         return response
+    }
+
+    /// Why the preferences were refused, in the page's language: the API's field issues (English,
+    /// for clients) each told by its key.
+    func preferencesError(_ problem: Problem, _ context: AppContext) -> String {
+        let keys: [(String, String, String)] = [
+            ("phone", "must be a phone number", "inbox.error.phone"),
+            ("phone", "is required", "inbox.error.phoneNeeded"),
+            ("address", "must be an e-mail", "inbox.error.address"),
+            ("address", "is required", "inbox.error.addressNeeded"),
+            ("sms", "cannot be turned on", "inbox.error.smsUnavailable"),
+            ("email", "cannot be turned on", "inbox.error.emailUnavailable"),
+            ("", "give both ends", "inbox.error.quietBoth"),
+            ("", "must be a time", "inbox.error.quietTime"),
+            ("", "must differ", "inbox.error.quietSame"),
+        ]
+        var said: [String] = []
+        for issue in problem.errors {
+            let key = keys.first { (issue.field == $0.0 || $0.0.isEmpty) && issue.reason.hasPrefix($0.1) }?.2
+            let line = key.map { text($0, context) } ?? pages.title(of: problem, context.language)
+            if !said.contains(line) { said.append(line) }
+        }
+        return said.isEmpty ? pages.title(of: problem, context.language) : said.joined(separator: " ")
     }
 
     @Sendable func inboxStream(_ request: Request, context: AppContext) async throws -> Response {

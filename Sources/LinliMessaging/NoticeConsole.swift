@@ -26,16 +26,37 @@ extension WebConsole {
         var households: Int
         var read: Int
         var answered: Int
+        var status: String
         var state: String
     }
 
     /// 已排期 and the time in the community's zone (the console's pages are in UTC+8).
-    static func noticeState(_ n: Notice) -> String {
+    func noticeState(_ n: Notice, _ context: AppContext) -> String {
         switch n.status {
-        case .scheduled: "已排期 Scheduled · \(scheduleTime(n.sendAt)) (UTC+8)"
-        case .cancelled: "已取消 Cancelled"
-        case .sent: "已发送 Sent"
+        case .scheduled: text("notice.state.scheduled", context, ["time": Self.scheduleTime(n.sendAt)])
+        case .cancelled, .sent: label("notice.state", n.status.rawValue, context)
         }
+    }
+
+    /// An answer as the page shows it: the stored `confirmed` is a code, and no answer is none.
+    func answerLabel(_ answer: String?, _ context: AppContext) -> String {
+        guard let answer else { return text("notice.answer.none", context) }
+        return answer == API.confirmed ? text("notice.answer.confirmed", context) : answer
+    }
+
+    /// What the resident's button says for an option.
+    func choiceLabel(_ option: String, _ context: AppContext) -> String {
+        option == API.confirmed ? text("notice.choice.confirmed", context) : option
+    }
+
+    /// Whom a stored account name (a username) is shown as: the account's display name when there
+    /// is one, each looked up once.
+    func displayNames(_ usernames: some Sequence<String>) async throws -> [String: String] {
+        var names: [String: String] = [:]
+        for username in Set(usernames) where !username.isEmpty {
+            names[username] = try await store.account(username: username)?.displayName ?? username
+        }
+        return names
     }
 
     static func scheduleTime(_ millis: Millis?) -> String { String(time(millis).prefix(16)) }
@@ -78,7 +99,7 @@ extension WebConsole {
             rows.append(
                 NoticeRow(
                     id: n.id, title: n.title, created: Self.time(n.createdAt), households: p.households, read: p.read,
-                    answered: p.answered, state: Self.noticeState(n)))
+                    answered: p.answered, status: n.status.rawValue, state: noticeState(n, context)))
         }
         // Several buildings and units can be chosen at once; what was chosen stays chosen when the
         // form comes back with an error.
@@ -101,21 +122,21 @@ extension WebConsole {
                 }
             if !units.isEmpty { unitGroups.append(UnitGroup(building: b.name, units: units)) }
         }
-        let careLabels: [CareTag: String] = [
-            .elderlyAlone: "独居老人 Elderly living alone", .disabled: "残疾人 Disabled", .child: "儿童 Child",
-            .keyCare: "重点关爱 Key care",
-        ]
+        let chosenCareTag = draft["careTags"] ?? ""
         return try pages.render(
             "notices",
             [
-                "frame": Frame(title: "Notices", context: context, community: community), "notices": rows,
+                "frame": Frame(title: text("nav.notices", context), context: context, community: community),
+                "notices": rows,
                 "hasNotices": !rows.isEmpty,
                 "buildings": buildings, "unitGroups": unitGroups,
                 "toPlaces": draft["to"] == "places" || draft["to"] == "buildings",
                 "toCareTags": draft["to"] == "careTags",
                 "toEveryone": !["places", "buildings", "careTags"].contains(draft["to"] ?? ""),
                 "careTags": CareTag.allCases.map {
-                    SelectOption(value: $0.rawValue, label: careLabels[$0] ?? $0.rawValue, selected: false)
+                    SelectOption(
+                        value: $0.rawValue, label: label("notice.careTag", $0.rawValue, context),
+                        selected: $0.rawValue == chosenCareTag)
                 },
                 "error": error ?? "", "hasError": error != nil, "title": draft["title"] ?? "",
                 "body": draft["body"] ?? "",
@@ -154,34 +175,34 @@ extension WebConsole {
         let body = (f["body"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...100).contains(title.count), (1...5_000).contains(body.count) else {
             return try await noticeListPage(
-                context, error: "标题和正文必填 Title (≤100) and text (≤5000) are required", status: .unprocessableContent,
+                context, error: text("notice.error.titleBody", context), status: .unprocessableContent,
                 draft: f)
         }
         if !question.isEmpty, options.count < 2 || options.count > 8 || Set(options).count != options.count {
             return try await noticeListPage(
-                context, error: "问题需要 2–8 个不同的选项，用 / 分隔 A question needs 2 to 8 different answers, separated by /",
+                context, error: text("notice.error.options", context),
                 status: .unprocessableContent, draft: f)
         }
         if audience.isEmpty {
             return try await noticeListPage(
-                context, error: "请选择对象 Choose who it is for (to, buildings, units)", status: .unprocessableContent,
+                context, error: text("notice.error.audience", context), status: .unprocessableContent,
                 draft: f)
         }
         // The same check as the API: every building and unit chosen must be this community's.
         let outside =
             try await store.issuesOutside(community.id, .buildings, audience.buildings ?? [], field: "buildings")
             + store.issuesOutside(community.id, .units, audience.units ?? [], field: "units")
-        if let first = outside.first {
+        if !outside.isEmpty {
             return try await noticeListPage(
-                context,
-                error: "所选楼栋或单元不属于本小区 A building or unit chosen is not one of this community's (\(first.field))",
+                context, error: text("notice.error.outside", context),
                 status: .unprocessableContent, draft: f)
         }
         let within = (f["answerWithinHours"] ?? "").trimmingCharacters(in: .whitespaces)
         let hours = Int(within)
         if !within.isEmpty, hours.map({ !(1...720).contains($0) }) ?? true {
             return try await noticeListPage(
-                context, error: "回复期限为 1–720 小时 Answer within 1 to 720 hours", status: .unprocessableContent, draft: f)
+                context, error: text("notice.error.answerWithin", context), status: .unprocessableContent,
+                draft: f)
         }
         // 预览 Preview: the same checks, then the resident's view and the reach; nothing is sent
         // and the form comes back as it was, to be sent or changed.
@@ -193,14 +214,14 @@ extension WebConsole {
                 preview: NoticePreview(
                     title: title, body: body, question: question.isEmpty ? nil : question,
                     // Labelled as the resident's page labels them.
-                    choices: options.map { $0 == API.confirmed ? "我已阅读 I have read this" : $0 },
+                    choices: options.map { choiceLabel($0, context) },
                     households: reach.households, vacant: reach.vacant, hasVacant: reach.vacant > 0))
         }
         let when = (f["sendAt"] ?? "").trimmingCharacters(in: .whitespaces)
         if !when.isEmpty {
             guard let sendAt = Self.sendAt(when), sendAt > nowMillis(), sendAt <= nowMillis() + API.scheduleLimit else {
                 return try await noticeListPage(
-                    context, error: "定时发送时间须在未来 90 天内 Send at (sendAt) must be in the future, at most 90 days ahead",
+                    context, error: text("notice.error.sendAt", context),
                     status: .unprocessableContent, draft: f)
             }
             let notice = try await store.scheduleNotice(
@@ -260,18 +281,22 @@ extension WebConsole {
         let hasQuestion = notice.question != nil
         var groups: [AnswerGroup] = []
         if hasQuestion {
-            for list in try await store.noticeAnswerLists(notice) {
+            let lists = try await store.noticeAnswerLists(notice)
+            let names = try await displayNames(lists.flatMap { $0.households.compactMap(\.answeredBy) })
+            for list in lists {
                 let rows =
                     list.answer == nil
                     ? []
                     : list.households.map { h in
                         ListRow(
-                            place: h.place, by: "\(h.answeredBy ?? "") \(h.answeredAt.map { Self.time($0) } ?? "")",
+                            place: h.place,
+                            by: [h.answeredBy.map { names[$0] ?? $0 }, h.answeredAt.map { Self.time($0) }]
+                                .compactMap { $0 }.joined(separator: " "),
                             people: h.residents.map { "\($0.name) \($0.phone)" }.joined(separator: "；"))
                     }
                 groups.append(
                     AnswerGroup(
-                        label: API.answerLabel(list.answer), count: list.households.count, rows: rows,
+                        label: answerLabel(list.answer, context), count: list.households.count, rows: rows,
                         hasRows: !rows.isEmpty, isNone: list.answer == nil))
             }
             let listed = groups.reduce(0) { $0 + $1.count }
@@ -283,8 +308,9 @@ extension WebConsole {
         }
         let object: [String: Any] = [
             "frame": Frame(title: notice.title, context: context, community: community), "n": notice, "p": progress,
+            "createdByName": try await displayNames([notice.createdBy])[notice.createdBy] ?? notice.createdBy,
             "answers": notice.optionList.map {
-                AnswerRow(answer: API.answerLabel($0), count: progress.answers[$0] ?? 0)
+                AnswerRow(answer: answerLabel($0, context), count: progress.answers[$0] ?? 0)
             },
             "answerLists": groups, "hasAnswerLists": hasQuestion,
             "followUp": followUp.map {
@@ -340,11 +366,14 @@ extension WebConsole {
         let rows = try await store.notices(forHouseholds: homes).map { n, r in
             PortalNoticeRow(
                 id: n.id, title: n.title, created: Self.time(n.createdAt), read: r.readAt != nil,
-                answer: r.answer.map { $0 == API.confirmed ? "已确认 confirmed" : $0 })
+                answer: r.answer.map { answerLabel($0, context) })
         }
         return try pages.render(
             "my-notices",
-            ["frame": Frame(title: "Notices", context: context), "notices": rows, "hasNotices": !rows.isEmpty]
+            [
+                "frame": Frame(title: text("nav.notices", context), context: context), "notices": rows,
+                "hasNotices": !rows.isEmpty,
+            ]
                 as [String: Any])
     }
 
@@ -360,13 +389,14 @@ extension WebConsole {
             var chosen: Bool
         }
         let choices = notice.optionList.map {
-            Choice(value: $0, label: $0 == API.confirmed ? "我已阅读 I have read this" : $0, chosen: receipt?.answer == $0)
+            Choice(value: $0, label: choiceLabel($0, context), chosen: receipt?.answer == $0)
         }
+        let answeredBy = try await receipt?.answeredBy.asyncMap { try await displayNames([$0])[$0] ?? $0 }
         return try pages.render(
             "my-notice",
             [
                 "frame": Frame(title: notice.title, context: context), "n": notice, "choices": choices,
-                "answered": receipt?.answer != nil, "answeredBy": receipt?.answeredBy ?? "",
+                "answered": receipt?.answer != nil, "hasAnsweredBy": answeredBy != nil, "answeredBy": answeredBy ?? "",
             ] as [String: Any])
     }
 

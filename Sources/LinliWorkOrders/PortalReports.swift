@@ -22,9 +22,11 @@ extension WebConsole {
         var number: String
         var title: String
         var category: String
+        var statusCode: String
         var status: String
         var created: String
-        var rated: Int?
+        var rated: Int
+        var hasRating: Bool
     }
 
     @Sendable func myReports(_ request: Request, context: AppContext) async throws -> Response {
@@ -34,12 +36,17 @@ extension WebConsole {
             reporter: caller.accountId)
         let rows = found.items.map {
             ReportRow(
-                id: $0.id, number: $0.number, title: $0.title, category: $0.category.name, status: $0.status.rawValue,
-                created: Self.time($0.createdAt), rated: $0.rating)
+                id: $0.id, number: $0.number, title: $0.title,
+                category: label("workorder.category", $0.category.rawValue, context),
+                statusCode: $0.status.rawValue, status: label("workorder.status", $0.status.rawValue, context),
+                created: Self.time($0.createdAt), rated: $0.rating ?? 0, hasRating: $0.rating != nil)
         }
         return try pages.render(
             "reports",
-            ["frame": Frame(title: "My reports", context: context), "reports": rows, "hasReports": !rows.isEmpty]
+            [
+                "frame": Frame(title: text("report.mine", context), context: context), "reports": rows,
+                "hasReports": !rows.isEmpty,
+            ]
                 as [String: Any])
     }
 
@@ -56,14 +63,18 @@ extension WebConsole {
     }
 
     func reportForm(
-        _ context: AppContext, error: String?, status: HTTPResponse.Status, title: String = "", description: String = ""
+        _ context: AppContext, error: String?, status: HTTPResponse.Status, title: String = "",
+        description: String = "",
+        category: String = ""
     ) throws -> Response {
         try pages.render(
             "report-new",
             [
-                "frame": Frame(title: "Report a problem", context: context),
+                "frame": Frame(title: text("report.new", context), context: context),
                 "categories": WorkOrderCategory.allCases.map {
-                    SelectOption(value: $0.rawValue, label: $0.name, selected: false)
+                    SelectOption(
+                        value: $0.rawValue, label: label("workorder.category", $0.rawValue, context),
+                        selected: $0.rawValue == category)
                 },
                 "error": error ?? "", "hasError": error != nil, "title": title, "description": description,
             ] as [String: Any], status: status)
@@ -82,13 +93,13 @@ extension WebConsole {
         let description = field("description")
         guard let category = WorkOrderCategory(rawValue: field("category")) else {
             return try reportForm(
-                context, error: "请选择类别 Choose a category", status: .unprocessableContent, title: title,
+                context, error: text("report.error.category", context), status: .unprocessableContent, title: title,
                 description: description)
         }
         guard (1...100).contains(title.count), description.count <= 2_000 else {
             return try reportForm(
-                context, error: "标题 1–100 字 Title: 1 to 100 characters; description at most 2000",
-                status: .unprocessableContent, title: title, description: description)
+                context, error: text("report.error.title", context), status: .unprocessableContent, title: title,
+                description: description, category: category.rawValue)
         }
         let household =
             home.householdId.isEmpty ? nil : try? await store.household(home.householdId, scope: .everything)
@@ -104,9 +115,14 @@ extension WebConsole {
             do {
                 _ = try await store.addPhoto(to: order, file: photo, folder: uploads, actor: context.principal)
             } catch let fault as PhotoFault {
-                return .redirect(
-                    to: "/app/reports/\(order.id)?photo="
-                        + (fault.description.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))
+                // Only what went wrong travels, as a code; the page says it in its language.
+                let code =
+                    switch fault {
+                    case .notAnImage: "type"
+                    case .tooLarge: "tooLarge"
+                    case .tooMany: "tooMany"
+                    }
+                return .redirect(to: "/app/reports/\(order.id)?photo=\(code)")
             }
         }
         return .redirect(to: "/app/reports/\(order.id)")
@@ -124,15 +140,25 @@ extension WebConsole {
 
     @Sendable func report(_ request: Request, context: AppContext) async throws -> Response {
         let order = try await ownReport(context)
-        struct StepRow {
-            var at: String
-            var who: String
-            var step: String
-            var status: String
-            var note: String
+        let steps = try await stepRows(order, context)
+        struct Star {
+            var value: Int
+            var label: String
+            var title: String
+            var checked: Bool
         }
-        let steps = try await store.workOrderSteps(order).map {
-            StepRow(at: Self.time($0.at), who: $0.actorName, step: $0.step, status: $0.toStatus.rawValue, note: $0.note)
+        let stars = (1...5).reversed().map {
+            Star(
+                value: $0, label: String(repeating: "★", count: $0),
+                title: text("report.stars", context, ["n": "\($0)"]),
+                checked: $0 == 5)
+        }
+        // A photo message only when one was refused, with why.
+        let photoProblem = request.uri.queryParameters.get("photo").map { code -> String in
+            let reason =
+                ["type", "tooLarge", "tooMany"].contains(String(code))
+                ? text("report.photo.\(code)", context) : text("report.photo.other", context)
+            return text("report.photoProblem", context, ["reason": reason])
         }
         let photos = try await store.photos(of: order).map { "/api/v1/work-orders/\(order.id)/photos/\($0.id)" }
         let canReopen =
@@ -141,13 +167,17 @@ extension WebConsole {
         return try pages.render(
             "report",
             [
-                "frame": Frame(title: order.title, context: context), "o": order, "categoryName": order.category.name,
-                "statusText": order.status.rawValue,
+                "frame": Frame(title: order.title, context: context), "o": order,
+                "categoryName": label("workorder.category", order.category.rawValue, context),
+                "statusCode": order.status.rawValue,
+                "statusText": label("workorder.status", order.status.rawValue, context),
+                "stars": stars,
                 "created": Self.time(order.createdAt), "due": Self.time(order.dueAt), "steps": steps, "photos": photos,
                 "hasPhotos": !photos.isEmpty,
                 "canRate": order.status == .resolved, "canReopen": canReopen,
-                "rated": order.rating.map { String(repeating: "★", count: $0) } ?? "",
-                "photoProblem": request.uri.queryParameters.get("photo").map { String($0) } ?? "",
+                "rated": order.rating.map { String(repeating: "★", count: $0) } ?? "", "hasRating": order.rating != nil,
+                "ratedTitle": order.rating.map { text("report.stars", context, ["n": "\($0)"]) } ?? "",
+                "photoProblem": photoProblem ?? "", "hasPhotoProblem": photoProblem != nil,
             ] as [String: Any])
     }
 
@@ -171,7 +201,7 @@ extension WebConsole {
         let fields = try await request.formFields(context: context)
         var details = Store.StepDetails()
         details.note = String((fields["note"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines).prefix(1_000))
-        if details.note.isEmpty { details.note = "重新打开 reopened" }
+        if details.note.isEmpty { details.note = text("report.reopenedNote", context) }
         _ = try await store.takeStep(.reopen, on: order.id, details: details, actor: context.principal)
         return .redirect(to: "/app/reports/\(order.id)")
     }

@@ -19,6 +19,7 @@ extension WebConsole {
         var number: String
         var title: String
         var category: String
+        var statusCode: String
         var status: String
         var assignee: String
         var due: String
@@ -40,21 +41,26 @@ extension WebConsole {
         let now = nowMillis()
         let rows = found.items.map { o in
             OrderRow(
-                id: o.id, number: o.number, title: o.title, category: o.category.name, status: o.status.rawValue,
-                assignee: o.assigneeName ?? "—",
-                due: Self.time(o.dueAt), overdue: o.status.isOpen && o.dueAt < now, source: o.source.rawValue)
+                id: o.id, number: o.number, title: o.title,
+                category: label("workorder.category", o.category.rawValue, context),
+                statusCode: o.status.rawValue, status: label("workorder.status", o.status.rawValue, context),
+                assignee: o.assigneeName ?? "—", due: Self.time(o.dueAt), overdue: o.status.isOpen && o.dueAt < now,
+                source: label("workorder.source", o.source.rawValue, context))
         }
         let statuses = (["open"] + WorkOrderStatus.allCases.map(\.rawValue)).map {
-            SelectOption(value: $0, label: $0, selected: $0 == filter.status)
+            SelectOption(value: $0, label: label("workorder.status", $0, context), selected: $0 == filter.status)
         }
         return try pages.render(
             "work-orders",
             [
-                "frame": Frame(title: "Work orders", context: context, community: community), "orders": rows,
+                "frame": Frame(title: text("nav.workOrders", context), context: context, community: community),
+                "orders": rows, "mine": q.bool("mine"),
                 "hasOrders": !rows.isEmpty, "total": found.total,
                 "statuses": statuses,
                 "categories": WorkOrderCategory.allCases.map {
-                    SelectOption(value: $0.rawValue, label: $0.name, selected: $0 == filter.category)
+                    SelectOption(
+                        value: $0.rawValue, label: label("workorder.category", $0.rawValue, context),
+                        selected: $0 == filter.category)
                 },
                 "overdue": filter.overdueOnly, "pager": Self.pager(request, total: found.total, page: page),
             ] as [String: Any])
@@ -70,16 +76,7 @@ extension WebConsole {
         let order = try await api.visibleWorkOrder(context)
         let community = try await store.community(
             order.communityId, scope: .everything, memberships: caller.communityIds)
-        struct StepRow {
-            var at: String
-            var who: String
-            var step: String
-            var status: String
-            var note: String
-        }
-        let steps = try await store.workOrderSteps(order).map {
-            StepRow(at: Self.time($0.at), who: $0.actorName, step: $0.step, status: $0.toStatus.rawValue, note: $0.note)
-        }
+        let steps = try await stepRows(order, context)
         let photos = try await store.photos(of: order).map { "/api/v1/work-orders/\(order.id)/photos/\($0.id)" }
         let handles =
             try await store.workOrder(id: order.id, scope: caller.scope(for: .handleWorkOrders), accountId: "") != nil
@@ -103,6 +100,7 @@ extension WebConsole {
             $0.status == .active && API.mayHandleWorkOrders($0.roles, communityId: order.communityId)
         }
         .map { SelectOption(value: $0.id, label: $0.displayName, selected: $0.id == order.assigneeAccountId) }
+        let source = label("workorder.source", order.source.rawValue, context)
         struct StepButton {
             var step: String
             var label: String
@@ -112,11 +110,17 @@ extension WebConsole {
             "work-order",
             [
                 "frame": Frame(title: "\(order.number) \(order.title)", context: context, community: community),
-                "o": order, "categoryName": order.category.name,
-                "statusText": order.status.rawValue, "created": Self.time(order.createdAt),
+                "o": order, "categoryName": label("workorder.category", order.category.rawValue, context),
+                "sourceName": source, "statusCode": order.status.rawValue,
+                "statusText": label("workorder.status", order.status.rawValue, context),
+                "created": Self.time(order.createdAt),
                 "due": Self.time(order.dueAt), "overdue": order.status.isOpen && order.dueAt < nowMillis(),
                 "steps": steps, "photos": photos, "hasPhotos": !photos.isEmpty, "handles": handles,
-                "buttons": possible.map { StepButton(step: $0.rawValue, label: $0.rawValue, needsNote: $0.needsNote) },
+                "buttons": possible.map {
+                    StepButton(
+                        step: $0.rawValue, label: label("workorder.step", $0.rawValue, context), needsNote: $0.needsNote
+                    )
+                },
                 "canAssign": handles && WorkOrderStep.assign.next(from: order.status) != nil, "assignees": assignees,
                 "canTransfer": handles && WorkOrderStep.transfer.next(from: order.status) != nil,
                 "organisations": organisations,
@@ -134,20 +138,24 @@ extension WebConsole {
         else { throw Problem.forbidden(.handleWorkOrders) }
         let f = try await request.formFields(context: context)
         guard let step = WorkOrderStep(rawValue: f["step"] ?? ""), !step.isReporters else {
-            return try await workOrderView(context, error: "unknown step", status: .unprocessableContent)
+            return try await workOrderView(
+                context, error: text("workorder.error.unknownStep", context), status: .unprocessableContent)
         }
         var details = Store.StepDetails()
         details.note = (f["note"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         if step.needsNote, details.note.isEmpty {
             return try await workOrderView(
-                context, error: "请填写说明 A note is needed to \(step.rawValue)", status: .unprocessableContent)
+                context,
+                error: text(
+                    "workorder.error.noteNeeded", context, ["step": label("workorder.step", step.rawValue, context)]),
+                status: .unprocessableContent)
         }
         switch step {
         case .assign:
             guard let id = f["assigneeId"], let name = try await api.handlerName(id, communityId: order.communityId)
             else {
                 return try await workOrderView(
-                    context, error: "choose someone who handles work orders here", status: .unprocessableContent)
+                    context, error: text("workorder.error.assignee", context), status: .unprocessableContent)
             }
             details.assignee = (id, name)
         case .grab: details.assignee = (caller.accountId, caller.displayName)
@@ -157,7 +165,8 @@ extension WebConsole {
                     $0.id == o
                 })
             else {
-                return try await workOrderView(context, error: "choose an organisation", status: .unprocessableContent)
+                return try await workOrderView(
+                    context, error: text("workorder.error.organisation", context), status: .unprocessableContent)
             }
             details.organisationId = o
         default: break
@@ -165,8 +174,70 @@ extension WebConsole {
         do {
             _ = try await store.takeStep(step, on: order.id, details: details, actor: context.principal)
         } catch let StoreError.conflict(_, reason) {
-            return try await workOrderView(context, error: reason, status: .conflict)
+            return try await workOrderView(context, error: conflictText(reason, step, context), status: .conflict)
         }
         return .redirect(to: "/console/work-orders/\(order.id)")
+    }
+
+    // MARK: shared by the console's and the portal's pages
+
+    struct StepRow {
+        var at: String
+        var who: String
+        var stepCode: String
+        var step: String
+        var status: String
+        var note: String
+        var hasNote: Bool
+    }
+
+    /// A work order's timeline as people read it: who by display name, steps and statuses by label.
+    func stepRows(_ order: WorkOrder, _ context: AppContext) async throws -> [StepRow] {
+        var names: [ID: String] = [:]
+        var rows: [StepRow] = []
+        for s in try await store.workOrderSteps(order) {
+            var who = actorLabel(s.actorName, context)
+            if let id = s.actorId {
+                if names[id] == nil { names[id] = try await store.account(id: id)?.displayName ?? who }
+                who = names[id] ?? who
+            }
+            rows.append(
+                StepRow(
+                    at: Self.time(s.at), who: who, stepCode: s.step, step: label("workorder.step", s.step, context),
+                    status: label("workorder.status", s.toStatus.rawValue, context), note: s.note,
+                    hasNote: !s.note.isEmpty))
+        }
+        return rows
+    }
+
+    /// Who took a step without an account: the round robin, a rule, an Open311 key, the system.
+    func actorLabel(_ name: String, _ context: AppContext) -> String {
+        switch name {
+        case "round robin": return text("workorder.actor.roundRobin", context)
+        case "system": return text("workorder.actor.system", context)
+        case "demo": return text("workorder.actor.demo", context)
+        default:
+            if name.hasPrefix("rule ") {
+                return text("workorder.actor.rule", context, ["name": String(name.dropFirst(5))])
+            }
+            if name.hasPrefix("Open311 key") { return text("workorder.actor.open311", context) }
+            return name
+        }
+    }
+
+    /// A step refused because the work order moved on ("is in_progress: cannot accept"), told in
+    /// the page's language.
+    func conflictText(_ reason: String, _ step: WorkOrderStep, _ context: AppContext) -> String {
+        if reason.hasPrefix("resolved more than") { return text("workorder.error.reopenWindow", context) }
+        if reason.hasPrefix("is "), let colon = reason.firstIndex(of: ":") {
+            let status = String(reason[reason.index(reason.startIndex, offsetBy: 3)..<colon])
+            return text(
+                "workorder.error.cannot", context,
+                [
+                    "status": label("workorder.status", status, context),
+                    "step": label("workorder.step", step.rawValue, context),
+                ])
+        }
+        return text("workorder.error.conflict", context)
     }
 }
