@@ -99,7 +99,7 @@ struct NoticePagesTests {
                 #expect(r.status == .unprocessableContent)
                 return r.text
             }
-            #expect(refused.contains("id=\"notice-error\"") && refused.contains("(buildings[0])"))
+            #expect(refused.contains("id=\"notice-error\"") && refused.contains("所选的楼栋或单元不属于本小区"))
         }
     }
 
@@ -122,8 +122,8 @@ struct NoticePagesTests {
             #expect(page.contains("已接种 done · 0 户") && page.contains("未接种 not yet · 1 户"))
             #expect(
                 page.contains(
-                    "未回答 No answer · \(try #require(sent["progress"] as? [String: Any])["households"] as! Int - 1) 户"))
-            #expect(page.contains("<td data-label=\"Home\">") && page.contains(home.room))
+                    "未回复 · \(try #require(sent["progress"] as? [String: Any])["households"] as! Int - 1) 户"))
+            #expect(page.contains("<td data-label=\"房屋\">") && page.contains(home.room))
             #expect(page.contains("href=\"/api/v1/notices/\(id)/answers?format=csv\""))
         }
     }
@@ -149,7 +149,7 @@ struct NoticePagesTests {
                 #expect(r.status == .unprocessableContent)
                 return r.text
             }
-            #expect(refused.contains("(sendAt)"))
+            #expect(refused.contains("定时发送的时间要在今后 90 天以内"))
             let location = try await client.execute(
                 uri: "/console/c/\(c)/notices", method: .post, headers: headers,
                 body: Self.form(fields + [("sendAt", "\(tomorrow)T09:30")])
@@ -165,7 +165,7 @@ struct NoticePagesTests {
             let list = try await client.execute(uri: "/console/c/\(c)/notices", method: .get, headers: headers) {
                 $0.text
             }
-            #expect(list.contains("已排期 Scheduled · \(tomorrow) 09:30 (UTC+8)"))
+            #expect(list.contains("已排期 · \(tomorrow) 09:30（北京时间）"))
             let page = try await client.execute(uri: location, method: .get, headers: headers) { $0.text }
             #expect(page.contains("id=\"notice-scheduled\"") && page.contains("id=\"cancel-notice\""))
             #expect(!page.contains("id=\"progress\""))

@@ -130,7 +130,7 @@ def test_several_buildings_previewed_then_sent_and_listed_by_answer(site: dict, 
     wait(staff).until(lambda d: "/console/notices/" in d.current_url)
     assert element(staff, "#progress-answered").text == f"0 / {reach}"
     titles = [h.text for h in staff.find_elements(By.CSS_SELECTOR, "#answer-lists h3")]
-    assert titles == ["在 yes · 0 户 households", "不在 no · 0 户 households", f"未回答 No answer · {reach} 户 households"]
+    assert titles == ["在 yes · 0 户", "不在 no · 0 户", f"未回复 · {reach} 户"]
 
     # The export, with the browser's own session.
     href = element(staff, "#export-answers").get_attribute("href")

@@ -63,7 +63,9 @@ def test_a_resident_reports_with_a_photo_follows_it_and_rates_it(site: dict, pag
     # The form itself is /app/reports/new: wait for the report's own page.
     wait(page).until(lambda d: "/app/reports/" in d.current_url and not d.current_url.endswith("/new"))
     report_id = page.current_url.rsplit("/", 1)[1]
-    assert element(page, "#report-status").text == "submitted"
+    assert element(page, "#report-status").get_attribute("data-status") == "submitted"
+    assert element(page, "#report-status").text == "待受理"
+    assert not page.find_elements(By.CSS_SELECTOR, "#photo-problem"), "a kept photo needs no message"
     photo = element(page, "#photos img")
     # The photo is served back (waited for: the image loads after the page).
     wait(page).until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", photo) == 2)
@@ -73,14 +75,14 @@ def test_a_resident_reports_with_a_photo_follows_it_and_rates_it(site: dict, pag
         r = requests.post(site["url"] + f"/api/v1/work-orders/{report_id}/steps", json=step, headers=site["staff"], timeout=10)
         assert r.status_code == 200, r.text
     page.refresh()
-    assert element(page, "#report-status").text == "resolved"
+    assert element(page, "#report-status").get_attribute("data-status") == "resolved"
     assert "已换灯泡" in element(page, "#timeline").text
     rate = element(page, "#rate-form")
     rate.find_element(By.CSS_SELECTOR, "input[name=rating][value='4']").click()
     rate.find_element(By.NAME, "comment").send_keys("及时 prompt")
     rate.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(page).until(EC.staleness_of(rate))
-    assert element(page, "#report-status").text == "closed"
+    assert element(page, "#report-status").get_attribute("data-status") == "closed"
     assert element(page, "#report-rating").text == "★★★★"
     # Still within the week: it can be reopened.
     assert page.find_elements(By.CSS_SELECTOR, "#reopen-form")
@@ -101,8 +103,8 @@ def test_a_file_that_is_not_an_image_is_refused_and_the_report_kept(site: dict, 
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     # The form itself is /app/reports/new: wait for the report's own page.
     wait(page).until(lambda d: "/app/reports/" in d.current_url and not d.current_url.endswith("/new"))
-    assert "JPEG, PNG or WebP" in element(page, "#photo-problem").text
-    assert element(page, "#report-status").text == "submitted"
+    assert "照片没有保存" in element(page, "#photo-problem").text and "JPEG" in element(page, "#photo-problem").text
+    assert element(page, "#report-status").get_attribute("data-status") == "submitted"
     assert not page.find_elements(By.CSS_SELECTOR, "#photos img")
 
 
@@ -116,7 +118,7 @@ def test_staff_work_the_order_on_the_board(site: dict, page):
     page.get(f"{site['url']}/console/c/{community}/work-orders")
     link = next(a for a in element(page, "#work-orders").find_elements(By.CSS_SELECTOR, "a") if a.text == made["number"])
     link.click()
-    assert element(page, "#order-status").text == "submitted"
+    assert element(page, "#order-status").get_attribute("data-status") == "submitted"
     def act(css: str) -> None:
         """Clicks a step and waits for the page it leads to (the same address, a new page)."""
         marker = element(page, "#timeline")
@@ -125,12 +127,12 @@ def test_staff_work_the_order_on_the_board(site: dict, page):
 
     for step, status in (("accept", "accepted"), ("grab", "assigned"), ("start", "in_progress")):
         act(f"#step-form button.step-{step}")
-        assert element(page, "#order-status").text == status
+        assert element(page, "#order-status").get_attribute("data-status") == status
     # Resolving needs a note: refused without one, done with one.
     act("#step-form button.step-resolve")
-    assert "note" in element(page, "#step-error").text.lower()
+    assert "需要填写说明" in element(page, "#step-error").text
     element(page, "#step-form input[name=note]").send_keys("已清运 emptied")
     act("#step-form button.step-resolve")
-    assert element(page, "#order-status").text == "resolved"
+    assert element(page, "#order-status").get_attribute("data-status") == "resolved"
     assert "已清运" in element(page, "#timeline").text
     assert requests.get(site["url"] + f"/api/v1/work-orders/{made['id']}", headers=staff_headers, timeout=10).json()["status"] == "resolved"
