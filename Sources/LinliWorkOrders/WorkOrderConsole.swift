@@ -112,6 +112,7 @@ extension WebConsole {
                 "frame": Frame(title: "\(order.number) \(order.title)", context: context, community: community),
                 "o": order, "categoryName": label("workorder.category", order.category.rawValue, context),
                 "sourceName": source, "statusCode": order.status.rawValue,
+                "hasReporterPhone": !order.reporterPhone.isEmpty, "hasLocation": !order.location.isEmpty,
                 "statusText": label("workorder.status", order.status.rawValue, context),
                 "created": Self.time(order.createdAt),
                 "due": Self.time(order.dueAt), "overdue": order.status.isOpen && order.dueAt < nowMillis(),
