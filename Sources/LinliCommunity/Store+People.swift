@@ -242,11 +242,6 @@ extension Store {
         let today = Day.today()
         let filter: SQLQueryString =
             householdId.map { "r.household_id = \(bind: $0)" } ?? .isIn("r.person_id", Set(personIds))
-        struct Row: Decodable {
-            package var id: ID, personId: ID, personName: String, householdId: ID, householdLabel: String,
-                role: ResidencyRole
-            package var leaseStart: String?, leaseEnd: String?, movedIn: String, movedOut: String?, isCurrent: Int
-        }
         let rows = try await db.raw(
             """
             SELECT r.id, r.person_id AS "personId", p.name AS "personName", r.household_id AS "householdId", \(householdLabel) AS "householdLabel", r.role,
@@ -256,12 +251,15 @@ extension Store {
             JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
             WHERE \(filter) ORDER BY r.moved_in DESC, r.id
             """
-        ).all(decoding: Row.self)
-        return rows.map {
+        ).all()
+        return try rows.map { row in
             ResidencyListing(
-                id: $0.id, personId: $0.personId, personName: $0.personName, householdId: $0.householdId,
-                householdLabel: $0.householdLabel, role: $0.role, leaseStart: $0.leaseStart, leaseEnd: $0.leaseEnd,
-                movedIn: $0.movedIn, movedOut: $0.movedOut, current: $0.isCurrent == 1)
+                id: try row.value("id"), personId: try row.value("personId"), personName: try row.value("personName"),
+                householdId: try row.value("householdId"), householdLabel: try row.value("householdLabel"),
+                role: try row.value("role"), leaseStart: try row.value("leaseStart"),
+                leaseEnd: try row.value("leaseEnd"),
+                movedIn: try row.value("movedIn"), movedOut: try row.value("movedOut"),
+                current: try row.value("isCurrent", as: Int.self) == 1)
         }
     }
 
@@ -271,6 +269,19 @@ extension Store {
         p.identity_cipher AS "identityCipher", p.identity_index AS "identityIndex",
         p.identity_masked AS "identityMasked", p.care_tags AS "careTags", p.created_at AS "createdAt"
         """
+
+    /// A person from a row of `personColumns`, read column by column (see `SQLRow.value`).
+    package static func person(listed row: any SQLRow) throws -> Person {
+        var person = Person(
+            id: try row.value("id"), communityId: try row.value("communityId"), name: try row.value("name"),
+            phone: try row.value("phone"), identityCipher: try row.value("identityCipher"),
+            identityIndex: try row.value("identityIndex"), identityMasked: try row.value("identityMasked"),
+            createdAt: try row.value("createdAt"))
+        person.careTags = try row.value("careTags")
+        person.phoneCipher = try row.value("phoneCipher")
+        person.phoneIndex = try row.value("phoneIndex")
+        return person
+    }
 
     public static let peopleSortColumns = ["name": "p.name", "created": "p.created_at"]
 
@@ -305,22 +316,17 @@ extension Store {
         }
         let whereClause = condition
         return try await read { db in
-            struct Row: Decodable {
-                package var person: Person
-                package var total: Int
-                package init(from decoder: any Decoder) throws {
-                    person = try Person(from: decoder)
-                    total = try decoder.container(keyedBy: Key.self).decode(Int.self, forKey: .totalRows)
-                }
-                package enum Key: CodingKey { case totalRows }
-            }
+            // The total as a scalar subquery, run once (see `households`): a window count made
+            // SQLite keep every match, ciphertexts and all, before sorting.
             let rows = try await db.raw(
-                "SELECT \(unsafeRaw: Self.personColumns), COUNT(*) OVER () AS \"totalRows\" FROM people p WHERE \(whereClause) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)"
-            )
-            .all(decoding: Row.self)
-            let people = rows.map(\.person)
+                """
+                SELECT \(unsafeRaw: Self.personColumns), (SELECT COUNT(*) FROM people p WHERE \(whereClause)) AS "totalRows"
+                FROM people p WHERE \(whereClause) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)
+                """
+            ).all()
+            let people = try rows.map(Self.person(listed:))
             let total =
-                if let first = rows.first { first.total } else {
+                if let first = rows.first { try first.value("totalRows", as: Int.self) } else {
                     try await db.count("SELECT COUNT(*) AS n FROM people p WHERE \(whereClause)")
                 }
             let residencies = Dictionary(

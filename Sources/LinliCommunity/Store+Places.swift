@@ -290,45 +290,41 @@ extension Store {
         let condition = whereClause
         let today = Day.today()
         return try await read { db in
-            // One query for the page and the total (a window count), one for the page's resident counts.
-            struct Row: Decodable {
-                package var id: ID, communityId: ID, buildingId: ID, buildingName: String, unitId: ID, unitName: String,
-                    room: String
-                package var floor: Int, area: Double?, occupancy: Occupancy, totalRows: Int
-            }
+            // One query for the page and the total, one for the page's resident counts. The total
+            // is a scalar subquery, run once: a window count (COUNT(*) OVER ()) made SQLite keep
+            // every matching row, all columns, before sorting, and cost more than the page itself.
             let rows = try await db.raw(
                 """
                 SELECT h.id, h.community_id AS "communityId", h.building_id AS "buildingId", b.name AS "buildingName", h.unit_id AS "unitId",
-                       u.name AS "unitName", h.room, h.floor, h.area, h.occupancy, COUNT(*) OVER () AS "totalRows"
+                       u.name AS "unitName", h.room, h.floor, h.area, h.occupancy,
+                       (SELECT COUNT(*) FROM households h WHERE \(condition)) AS "totalRows"
                 FROM households h JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
                 WHERE \(condition) ORDER BY \(unsafeRaw: sort.sql) LIMIT \(literal: page.limit) OFFSET \(literal: page.offset)
                 """
-            ).all(decoding: Row.self)
+            ).all()
             // An empty page (past the end) still reports the total.
             let total =
-                if let first = rows.first { first.totalRows } else {
+                if let first = rows.first { try first.value("totalRows", as: Int.self) } else {
                     try await db.count("SELECT COUNT(*) AS n FROM households h WHERE \(condition)")
                 }
-            var residents: [ID: Int] = [:]
-            if !rows.isEmpty {
-                struct Count: Decodable {
-                    package var householdId: ID
-                    package var n: Int
-                }
+            var items = try rows.map { row in
+                HouseholdListing(
+                    id: try row.value("id"), communityId: try row.value("communityId"),
+                    buildingId: try row.value("buildingId"), buildingName: try row.value("buildingName"),
+                    unitId: try row.value("unitId"), unitName: try row.value("unitName"), room: try row.value("room"),
+                    floor: try row.value("floor"), area: try row.value("area"), occupancy: try row.value("occupancy"),
+                    residents: 0)
+            }
+            if !items.isEmpty {
                 let counts = try await db.raw(
                     """
                     SELECT r.household_id AS "householdId", COUNT(*) AS n FROM residencies r
-                    WHERE \(SQLQueryString.isIn("r.household_id", Set(rows.map(\.id)))) AND \(Self.currentResidency("r", today)) GROUP BY r.household_id
+                    WHERE \(SQLQueryString.isIn("r.household_id", Set(items.map(\.id)))) AND \(Self.currentResidency("r", today)) GROUP BY r.household_id
                     """
-                ).all(decoding: Count.self)
-                for c in counts { residents[c.householdId] = c.n }
-            }
-            let items = rows.map {
-                HouseholdListing(
-                    id: $0.id, communityId: $0.communityId, buildingId: $0.buildingId, buildingName: $0.buildingName,
-                    unitId: $0.unitId,
-                    unitName: $0.unitName, room: $0.room, floor: $0.floor, area: $0.area, occupancy: $0.occupancy,
-                    residents: residents[$0.id] ?? 0)
+                ).all()
+                var residents: [ID: Int] = [:]
+                for c in counts { residents[try c.value("householdId", as: ID.self)] = try c.value("n", as: Int.self) }
+                for i in items.indices { items[i].residents = residents[items[i].id] ?? 0 }
             }
             return Page(items: items, total: total, limit: page.limit, offset: page.offset)
         }

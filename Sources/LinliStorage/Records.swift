@@ -82,6 +82,26 @@ extension SQLDatabase {
     package var isPostgres: Bool { dialect.name == "postgresql" }
 }
 
+extension SQLRow {
+    /// A column's value read by name, without the `Decodable` row decoder: a listing reads some
+    /// hundreds of values, and the keyed container that decoder builds per row cost more than the
+    /// query itself.
+    package func value<T: Decodable>(_ column: String, as type: T.Type = T.self) throws -> T {
+        try decode(column: column, as: T.self)
+    }
+
+    /// A text column holding one of an enumeration's raw values.
+    package func value<T: RawRepresentable & Decodable>(_ column: String, as type: T.Type = T.self) throws -> T
+    where T.RawValue == String {
+        let text = try decode(column: column, as: String.self)
+        guard let value = T(rawValue: text) else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "column \(column): \(text) is not a \(T.self)"))
+        }
+        return value
+    }
+}
+
 /// Pagination as asked for by a caller, already validated.
 public struct PageRequest: Sendable, Equatable {
     public var limit: Int
