@@ -112,11 +112,11 @@ public struct CatalogueError: Error, CustomStringConvertible {
 
 /// A code that a page shows by its label: a template's `{{occupancy}}` renders the catalogue's
 /// `{labelPrefix}.{rawValue}` in the page's language, so no page shows a code as it is stored.
-public protocol CodeLabel: MustacheCustomRenderable, RawRepresentable where RawValue == String {
+public protocol PageCode: MustacheCustomRenderable, RawRepresentable where RawValue == String {
     static var labelPrefix: String { get }
 }
 
-extension CodeLabel {
+extension PageCode {
     public var renderText: String {
         guard let rendering = Catalogue.rendering else { return rawValue }
         return rendering.catalogue.label(Self.labelPrefix, rawValue, rendering.language)
@@ -129,5 +129,5 @@ extension Catalogue {
     @TaskLocal package static var rendering: (catalogue: Catalogue, language: Language)?
 }
 
-extension Role: CodeLabel { public static var labelPrefix: String { "role" } }
-extension Capability: CodeLabel { public static var labelPrefix: String { "capability" } }
+extension Role: PageCode { public static var labelPrefix: String { "role" } }
+extension Capability: PageCode { public static var labelPrefix: String { "capability" } }

@@ -57,13 +57,17 @@ package struct JSONWriter {
     /// A member's name; its value comes next.
     package mutating func key(_ name: String) {
         separate()
-        string(name)
+        quoted(name)
         put(UInt8(ascii: ":"))
         first = true
     }
 
     package mutating func string(_ text: String) {
         separate()
+        quoted(text)
+    }
+
+    private mutating func quoted(_ text: String) {
         put(UInt8(ascii: "\""))
         var plain = true
         for byte in text.utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
