@@ -94,9 +94,9 @@ extension WebConsole {
             case .phone: note = text("import.valuesPhone", context)
             case .building, .unit, .room, .name: note = text("import.valuesText", context)
             }
+            let shown = label("import.column", c.rawValue, context)
             return ImportColumn(
-                code: c.rawValue, chinese: c.chinese, label: label("import.column", c.rawValue, context),
-                values: values,
+                code: c.rawValue, chinese: c.chinese, label: shown, distinct: shown != c.chinese, values: values,
                 note: note)
         }
     }

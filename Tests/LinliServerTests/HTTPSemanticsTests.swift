@@ -90,7 +90,7 @@ struct HTTPSemanticsTests {
             ) { $0 }
             #expect(page.status == .methodNotAllowed && page.headers[.allow] == "POST")
             #expect(
-                page.headers[.contentType]?.hasPrefix("text/html") == true && page.text.contains("Method not allowed"))
+                page.headers[.contentType]?.hasPrefix("text/html") == true && page.text.contains("不支持这种请求方式"))
             let anonymous = try await client.execute(uri: "/console", method: .delete) { $0 }
             #expect(anonymous.status == .methodNotAllowed && anonymous.headers[.allow] == "GET, HEAD")
             #expect(try await client.execute(uri: "/logout", method: .get) { $0.headers[.allow] } == "POST")

@@ -95,7 +95,16 @@ struct RoleBindingTests {
             try await Migrations.migrate(store, schema: before)
             let here = try await Place.make(store)
             let account = Account(username: "twice", displayName: "两次", passwordHash: "x")
-            try await store.createAccount(account, actor: tester)
+            // As an account of that version was stored: without the later `language` column.
+            try await store.write { db in
+                try await db.raw(
+                    """
+                    INSERT INTO accounts (id, username, display_name, password_hash, status, created_at, password_changed_at)
+                    VALUES (\(bind: account.id), \(bind: account.username), \(bind: account.displayName),
+                    \(bind: account.passwordHash), 'active', \(bind: account.createdAt), \(bind: account.createdAt))
+                    """
+                ).run()
+            }
             // What an earlier version let through: the same grant three times, beside two that differ.
             let rows: [(id: String, role: Role, community: ID?, at: Millis)] = [
                 ("b", .guardOnDuty, here.community.id, 200),

@@ -32,7 +32,8 @@ PASSWORD = "language-test-password-1"
 ROLES = ["manager", "staff", "grid", "guard", "police", "resident"]
 # Words a Chinese page may hold: the brand, and names of formats and protocols people know as such.
 ALLOWED_LATIN = {"Linli", "CSV", "API", "MQTT", "TSL", "JSON", "TLS", "OTA", "SOS", "UTC", "HTTP", "HTTPS", "URL", "SMS",
-                 "Open311", "Alink", "Webhook", "webhook"}
+                 "Open311", "Alink", "Webhook", "webhook",
+                 "JPEG", "PNG", "WebP", "HEIC", "MiB", "KiB", "YYYY", "Ctrl", "Mac"}
 LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
 CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+")
 # Punctuation of either script alone is not a word of it.
