@@ -15,36 +15,54 @@ public struct Catalogue: Sendable {
 
     package init(texts: [Language: [String: String]]) { self.texts = texts }
 
-    /// The catalogues in `folders`; a folder without strings files adds nothing.
+    /// The catalogues in `folders`; a folder without strings files adds nothing. A folder's catalogue
+    /// may come in parts (`strings.zh-CN.json`, `strings.roster.zh-CN.json`), so that two pieces of
+    /// work on one module add their texts without touching the same file; each part holds its keys
+    /// in every language.
     public init(folders: [URL]) throws {
         var texts: [Language: [String: String]] = [:]
         var owner: [String: URL] = [:]
         for folder in folders {
-            var folderKeys: [Language: Set<String>] = [:]
-            for language in Language.allCases {
-                let file = folder.appendingPathComponent("strings.\(language.rawValue).json")
-                guard FileManager.default.fileExists(atPath: file.path) else { continue }
-                let object = try JSONSerialization.jsonObject(with: Data(contentsOf: file))
-                guard let entries = object as? [String: String] else {
-                    throw CatalogueError("\(file.path) is not an object of key → text")
-                }
-                for (key, text) in entries {
-                    if let earlier = owner[key], earlier != folder {
-                        throw CatalogueError("the key \(key) is in \(earlier.path) and in \(folder.path)")
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+            let parts = Set(
+                names.compactMap { name -> String? in
+                    guard name.hasPrefix("strings."), name.hasSuffix(".json") else { return nil }
+                    let middle = name.dropFirst("strings.".count).dropLast(".json".count)
+                    for language in Language.allCases where middle == language.rawValue { return "" }
+                    for language in Language.allCases where middle.hasSuffix("." + language.rawValue) {
+                        return String(middle.dropLast(language.rawValue.count + 1))
                     }
-                    owner[key] = folder
-                    texts[language, default: [:]][key] = text
+                    return nil
+                })
+            for part in parts.sorted() {
+                var partKeys: [Language: Set<String>] = [:]
+                func fileName(_ language: Language) -> String {
+                    part.isEmpty ? "strings.\(language.rawValue).json" : "strings.\(part).\(language.rawValue).json"
                 }
-                folderKeys[language] = Set(entries.keys)
-            }
-            guard !folderKeys.isEmpty else { continue }
-            let all = folderKeys.values.reduce(Set<String>()) { $0.union($1) }
-            for language in Language.allCases {
-                let missing = all.subtracting(folderKeys[language] ?? [])
-                if !missing.isEmpty {
-                    throw CatalogueError(
-                        "\(folder.path)/strings.\(language.rawValue).json lacks \(missing.sorted().joined(separator: ", "))"
-                    )
+                for language in Language.allCases {
+                    let file = folder.appendingPathComponent(fileName(language))
+                    guard FileManager.default.fileExists(atPath: file.path) else { continue }
+                    let object = try JSONSerialization.jsonObject(with: Data(contentsOf: file))
+                    guard let entries = object as? [String: String] else {
+                        throw CatalogueError("\(file.path) is not an object of key → text")
+                    }
+                    let stem = folder.appendingPathComponent(fileName(.standard))
+                    for (key, text) in entries {
+                        if let earlier = owner[key], earlier != stem {
+                            throw CatalogueError("the key \(key) is in \(earlier.path) and in \(stem.path)")
+                        }
+                        owner[key] = stem
+                        texts[language, default: [:]][key] = text
+                    }
+                    partKeys[language] = Set(entries.keys)
+                }
+                let all = partKeys.values.reduce(Set<String>()) { $0.union($1) }
+                for language in Language.allCases {
+                    let missing = all.subtracting(partKeys[language] ?? [])
+                    if !missing.isEmpty {
+                        throw CatalogueError(
+                            "\(folder.path)/\(fileName(language)) lacks \(missing.sorted().joined(separator: ", "))")
+                    }
                 }
             }
         }

@@ -65,6 +65,26 @@ struct CatalogueTests {
         try Self.folder(["strings.zh-CN.json": #"{"a": 1}"#, "strings.en.json": #"{"a": "A"}"#]) { url in
             #expect(throws: CatalogueError.self) { try Catalogue(folders: [url]) }
         }
+        // A catalogue in parts: the texts of both, each part whole in every language, no key in two.
+        try Self.folder([
+            "strings.zh-CN.json": #"{"a": "甲"}"#, "strings.en.json": #"{"a": "A"}"#,
+            "strings.roster.zh-CN.json": #"{"b": "乙"}"#, "strings.roster.en.json": #"{"b": "B"}"#,
+        ]) { url in
+            let catalogue = try Catalogue(folders: [url])
+            #expect(catalogue.text("b", .zh) == "乙" && catalogue.text("a", .en) == "A")
+        }
+        try Self.folder([
+            "strings.zh-CN.json": #"{"a": "甲"}"#, "strings.en.json": #"{"a": "A"}"#,
+            "strings.roster.zh-CN.json": #"{"b": "乙"}"#,
+        ]) { url in
+            #expect { try Catalogue(folders: [url]) } throws: { "\($0)".contains("strings.roster.en.json lacks b") }
+        }
+        try Self.folder([
+            "strings.zh-CN.json": #"{"a": "甲"}"#, "strings.en.json": #"{"a": "A"}"#,
+            "strings.roster.zh-CN.json": #"{"a": "乙"}"#, "strings.roster.en.json": #"{"a": "B"}"#,
+        ]) { url in
+            #expect { try Catalogue(folders: [url]) } throws: { "\($0)".contains("the key a is in") }
+        }
         // The same key from two modules.
         try Self.folder(["strings.zh-CN.json": #"{"a": "甲"}"#, "strings.en.json": #"{"a": "A"}"#]) { one in
             try Self.folder(["strings.zh-CN.json": #"{"a": "乙"}"#, "strings.en.json": #"{"a": "B"}"#]) { two in

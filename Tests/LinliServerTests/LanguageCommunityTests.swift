@@ -169,13 +169,13 @@ struct LanguageCommunityTests {
                     #expect(report.contains("class=\"problem\""))
                     // The sheet itself is the person's own text, shown back as it was sent.
                     let shown = report.replacingOccurrences(
-                        of: #"<textarea\b[^>]*>.*?</textarea>"#, with: " ", options: .regularExpression)
+                        of: #"(?s)<textarea\b[^>]*>.*?</textarea>"#, with: " ", options: .regularExpression)
                     Self.check(shown, language, data + ["brave", "colour"], page: "the import report")
                 }
                 // The new-account form's refusal and its confirmation.
                 for form in [
                     "username=x%21&displayName=X&password=short&role=grid_worker&gridId=",
-                    "username=door-\(language.rawValue)&displayName=Door&password=longenough1&role=guard",
+                    "username=door-\(language.rawValue.lowercased())&displayName=Door&password=longenough1&role=guard",
                 ] {
                     let page = try await client.execute(
                         uri: "/console/c/\(c)/access/accounts", method: .post,
@@ -186,7 +186,7 @@ struct LanguageCommunityTests {
                         body: ByteBuffer(string: form + "&_csrf=\(manager.csrf)")
                     ) { $0.text }
                     #expect(page.contains("id=\"account-error\"") || page.contains("id=\"account-message\""))
-                    Self.check(page, language, data + ["door-\(language.rawValue)", "Door"], page: "the access form")
+                    Self.check(page, language, data + ["door-\(language.rawValue.lowercased())", "Door"], page: "the access form")
                 }
             }
         }
