@@ -186,7 +186,9 @@ struct LanguageCommunityTests {
                         body: ByteBuffer(string: form + "&_csrf=\(manager.csrf)")
                     ) { $0.text }
                     #expect(page.contains("id=\"account-error\"") || page.contains("id=\"account-message\""))
-                    Self.check(page, language, data + ["door-\(language.rawValue.lowercased())", "Door"], page: "the access form")
+                    Self.check(
+                        page, language, data + ["door-\(language.rawValue.lowercased())", "Door"],
+                        page: "the access form")
                 }
             }
         }
