@@ -277,6 +277,21 @@ public enum DemoCommunity {
                 subjectId: community.id,
                 after: ["households": h.count, "people": p.count, "vehicles": v.count])
         }
+        // Dispatch's roster: the service desk takes complaints and suggestions in office hours, the
+        // guard security by night, the engineer (who has no account) repairs all week.
+        let weekdays = 0b001_1111
+        let everyDay = 0b111_1111
+        for (member, skills, shift) in [
+            (s[0], [WorkOrderCategory.complaint, .suggestion, .noise, .other], Shift.officeHours),
+            (s[1], [.security, .noise], Shift(days: everyDay, start: 20 * 60, end: 8 * 60)),
+            (
+                s[2], [.repair, .sanitation, .environment],
+                Shift(days: weekdays | 0b010_0000, start: 8 * 60, end: 18 * 60)
+            ),
+        ] {
+            try await store.setRoster(
+                staffId: member.id, communityId: community.id, skills: skills, shift: shift, actor: actor)
+        }
         return credentials
     }
 }

@@ -18,29 +18,38 @@ extension WebConsole {
         router.post("/console/alarms/:id/acknowledge", use: acknowledgeAlarm)
         router.post("/console/alarms/:id/clear", use: clearAlarm)
         router.post("/console/alarms/:id/comments", use: commentAlarm)
+        router.get("/console/alarms/:id/work-order", use: alarmWorkOrderForm)
+        router.post("/console/alarms/:id/work-order", use: openAlarmWorkOrder)
     }
 
     struct AlarmRow {
-        var id: ID, type: String, severity: String, status: String, active: Bool, acknowledged: Bool
+        var id: ID, type: String, severity: AlarmSeverity, severityCode: String, status: Alarm.Status,
+            statusCode: String, active: Bool, acknowledged: Bool
+        /// Where, as people say it ("1号楼 1单元 402 · 厨房"), and what raised it (the device by its name).
+        var place: String, hasPlace: Bool
         var source: String, sourceLink: String?, message: String, detail: String, occurrences: Int, firstAt: String,
             lastAt: String
         var acknowledgedBy: String?, clearedBy: String?
+        var workOrderId: ID?
     }
 
     func alarmRows(_ alarms: [Alarm]) async throws -> [AlarmRow] {
+        let places = try await store.alarmPlaces(alarms)
         var rows: [AlarmRow] = []
         for a in alarms {
-            // The source links to its device page; the id stays inside the server.
-            let device = a.sourceType == "device" ? try await store.device(id: a.sourceId) : nil
+            let found = places[a.id]
+            let device = found?.device
+            // A device by what people call it; its product key and name are for the device page.
+            let source = device.map { $0.nickname.isEmpty ? $0.deviceName : $0.nickname } ?? a.sourceName
             rows.append(
                 AlarmRow(
-                    id: a.id, type: a.type, severity: a.severity.rawValue, status: a.status.rawValue,
-                    active: a.clearedAt == nil,
-                    acknowledged: a.acknowledgedAt != nil, source: a.sourceName,
+                    id: a.id, type: a.type, severity: a.severity, severityCode: a.severity.rawValue, status: a.status,
+                    statusCode: a.status.rawValue, active: a.clearedAt == nil, acknowledged: a.acknowledgedAt != nil,
+                    place: found?.place ?? "", hasPlace: !(found?.place ?? "").isEmpty, source: source,
                     sourceLink: device.map { "/console/d/\($0.productKey)/\($0.deviceName)" }, message: a.message,
-                    detail: a.detail,
-                    occurrences: a.occurrences, firstAt: Self.time(a.firstAt), lastAt: Self.time(a.lastAt),
-                    acknowledgedBy: a.acknowledgedBy, clearedBy: a.clearedBy))
+                    detail: a.detail, occurrences: a.occurrences, firstAt: Self.time(a.firstAt),
+                    lastAt: Self.time(a.lastAt), acknowledgedBy: a.acknowledgedBy, clearedBy: a.clearedBy,
+                    workOrderId: a.workOrderId))
         }
         return rows
     }
@@ -112,12 +121,18 @@ extension WebConsole {
         }
         let rule = try await alarm.ruleId.asyncMap { try await store.rule(id: $0) } ?? nil
         let canHandle = (try? await store.alarm(id: alarm.id, scope: caller.scope(for: .handleAlarms))) != nil
+        let order = try await alarm.workOrderId.asyncMap { try await store.workOrder(id: $0) } ?? nil
+        let canOpenWorkOrder =
+            order == nil && caller.scope(for: .handleWorkOrders).coversCommunity(alarm.communityId)
         return try pages.render(
             "alarm",
             [
                 "frame": Frame(title: alarm.message, context: context, community: community),
                 "a": try await alarmRows([alarm])[0], "comments": comments,
                 "rule": rule?.name ?? "", "hasRule": rule != nil, "canHandle": canHandle, "error": error ?? "",
+                "hasWorkOrder": order != nil, "workOrderNumber": order?.number ?? "",
+                "workOrderStatus": order.map { label("workorder.status", $0.status.rawValue, context) } ?? "",
+                "canOpenWorkOrder": canOpenWorkOrder,
                 "hasError": error != nil,
             ] as [String: Any], status: status)
     }
@@ -153,9 +168,79 @@ extension WebConsole {
         let alarm = try await API(services: services).visibleAlarm(context, .handleAlarms)
         let text = (fields["text"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...2_000).contains(text.count) else {
-            return try await alarmPage(context, error: "text: 1 to 2000 characters", status: .unprocessableContent)
+            return try await alarmPage(
+                context, error: self.text("linkage.error.comment", context), status: .unprocessableContent)
         }
         _ = try await store.commentAlarm(alarm, text: text, actor: context.principal)
         return .redirect(to: "/console/alarms/\(alarm.id)")
+    }
+
+    /// The work-order form, filled in from the alarm: what, where, and the alarm's own words.
+    func alarmWorkOrderValues(_ alarm: Alarm, _ row: AlarmRow, _ context: AppContext) -> WorkOrderForm.Values {
+        var values = WorkOrderForm.Values()
+        values.category = Self.category(ofAlarm: alarm.type).rawValue
+        values.title = String(alarm.message.prefix(100))
+        values.description = text(
+            "linkage.workOrderDescription", context,
+            ["source": row.source, "detail": alarm.detail, "at": row.lastAt, "count": "\(alarm.occurrences)"])
+        values.location = String(row.place.prefix(200))
+        values.reporterName = text("linkage.alarmReporter", context)
+        return values
+    }
+
+    /// The kind of work an alarm usually is: intrusion, fire and gas are security's; the rest repairs.
+    static func category(ofAlarm type: String) -> WorkOrderCategory {
+        let t = type.lowercased()
+        return ["intrusion", "fire", "smoke", "gas", "sos", "fall", "door"].contains { t.contains($0) }
+            ? .security : .repair
+    }
+
+    func alarmForWorkOrder(_ context: AppContext) async throws -> (Alarm, Community, AlarmRow) {
+        let caller = try context.requireCaller()
+        let alarm = try await API(services: services).visibleAlarm(context, .viewAlarms)
+        guard caller.scope(for: .handleWorkOrders).coversCommunity(alarm.communityId) else {
+            throw Problem.forbidden(.handleWorkOrders)
+        }
+        let community = try await store.community(
+            alarm.communityId, scope: .everything, memberships: caller.communityIds)
+        return (alarm, community, try await alarmRows([alarm])[0])
+    }
+
+    @Sendable func alarmWorkOrderForm(_ request: Request, context: AppContext) async throws -> Response {
+        let (alarm, community, row) = try await alarmForWorkOrder(context)
+        if let id = alarm.workOrderId { return .redirect(to: "/console/work-orders/\(id)") }
+        return try await WorkOrderForm(services: services).render(
+            context, community: community, values: alarmWorkOrderValues(alarm, row, context), errors: [:],
+            action: "/console/alarms/\(alarm.id)/work-order",
+            from: (text("linkage.fromAlarm", context, ["message": alarm.message]), "/console/alarms/\(alarm.id)"))
+    }
+
+    /// Opens the work order and links it to the alarm in the same transaction; an alarm has one
+    /// work order, so a second try (another dispatcher, a double click) lands on the first.
+    @Sendable func openAlarmWorkOrder(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (alarm, community, _) = try await alarmForWorkOrder(context)
+        let form = WorkOrderForm(services: services)
+        let values = WorkOrderForm.Values(try await request.formFields(context: context))
+        if let id = alarm.workOrderId { return .redirect(to: "/console/work-orders/\(id)") }
+        let (report, errors) = try await form.report(
+            values, community: community, context: context, source: .alarm, alarmId: alarm.id,
+            buildingId: alarm.buildingId, householdId: alarm.householdId)
+        guard let report else {
+            return try await form.render(
+                context, community: community, values: values, errors: errors,
+                action: "/console/alarms/\(alarm.id)/work-order",
+                from: (text("linkage.fromAlarm", context, ["message": alarm.message]), "/console/alarms/\(alarm.id)"),
+                status: .unprocessableContent)
+        }
+        do {
+            let order = try await form.open(
+                report, assignee: values.assignee, context: context,
+                alongside: { db, order in try await Store.linkOnce(alarm.id, toWorkOrder: order.id, db) })
+            return .redirect(to: "/console/work-orders/\(order.id)")
+        } catch StoreError.conflict {
+            let linked = try await store.alarm(id: alarm.id, scope: .everything)?.workOrderId
+            return .redirect(to: linked.map { "/console/work-orders/\($0)" } ?? "/console/alarms/\(alarm.id)")
+        }
     }
 }

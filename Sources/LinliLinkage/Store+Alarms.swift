@@ -334,6 +334,80 @@ extension Store {
 }
 
 extension Store {
+    /// Links an alarm to the work order a person opened for it, inside the transaction that opens
+    /// it, unless another got there first: then the whole opening is undone (a conflict).
+    package static func linkOnce(_ alarmId: ID, toWorkOrder workOrderId: ID, _ db: any SQLDatabase) async throws {
+        let lock: SQLQueryString = db.isPostgres ? " FOR UPDATE" : ""
+        let row = try await db.raw("SELECT work_order_id FROM alarms WHERE id = \(bind: alarmId)\(lock)").first()
+        if try row?.decode(column: "work_order_id", as: String?.self) != nil {
+            throw StoreError.conflict(field: "alarm", reason: "has a work order already")
+        }
+        try await link(alarmId, toWorkOrder: workOrderId, db)
+    }
+
+    /// Where each alarm is, as people say it: the device's place or the alarm's household or
+    /// building ("1号楼 1单元 402", "2号楼"), with the device's own location text ("地下车库");
+    /// and the device that raised it. A few queries for the whole list, not one per alarm.
+    package func alarmPlaces(_ alarms: [Alarm]) async throws -> [ID: (device: Device?, place: String)] {
+        guard !alarms.isEmpty else { return [:] }
+        let deviceIds = Set(alarms.filter { $0.sourceType == "device" }.map(\.sourceId))
+        return try await read { db in
+            let devices =
+                deviceIds.isEmpty
+                ? []
+                : try await db.all(Device.self, "SELECT * FROM devices WHERE \(SQLQueryString.isIn("id", deviceIds))")
+            let byId = Dictionary(devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            var households = Set<ID>()
+            var units = Set<ID>()
+            var buildings = Set<ID>()
+            for a in alarms {
+                let d = byId[a.sourceId]
+                if let h = d?.householdId ?? a.householdId { households.insert(h) }
+                if let u = d?.unitId { units.insert(u) }
+                if let b = d?.buildingId ?? a.buildingId { buildings.insert(b) }
+            }
+            struct Named: Decodable {
+                var id: ID
+                var name: String
+            }
+            func names(_ sql: SQLQueryString) async throws -> [ID: String] {
+                let rows = try await db.raw(sql).all(decoding: Named.self)
+                return Dictionary(rows.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+            }
+            let homeNames =
+                households.isEmpty
+                ? [:]
+                : try await names(
+                    """
+                    SELECT h.id AS id, b.name || ' ' || u.name || ' ' || h.room AS name FROM households h
+                    JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
+                    WHERE \(SQLQueryString.isIn("h.id", households))
+                    """)
+            let unitNames =
+                units.isEmpty
+                ? [:]
+                : try await names(
+                    """
+                    SELECT u.id AS id, b.name || ' ' || u.name AS name FROM units u JOIN buildings b ON b.id = u.building_id
+                    WHERE \(SQLQueryString.isIn("u.id", units))
+                    """)
+            let buildingNames =
+                buildings.isEmpty
+                ? [:] : try await names("SELECT id, name FROM buildings WHERE \(SQLQueryString.isIn("id", buildings))")
+            var places: [ID: (device: Device?, place: String)] = [:]
+            for a in alarms {
+                let d = byId[a.sourceId]
+                let home = (d?.householdId ?? a.householdId).flatMap { homeNames[$0] }
+                let unit = d?.unitId.flatMap { unitNames[$0] }
+                let building = (d?.buildingId ?? a.buildingId).flatMap { buildingNames[$0] }
+                let area = home ?? unit ?? building
+                let spot = d?.location ?? ""
+                places[a.id] = (d, [area, spot.isEmpty ? nil : spot].compactMap { $0 }.joined(separator: " · "))
+            }
+            return places
+        }
+    }
+
     /// Marks an alarm with the work order opened for it, inside the transaction that opens it.
     package static func link(_ alarmId: ID, toWorkOrder workOrderId: ID, _ db: any SQLDatabase) async throws {
         try await db.raw("UPDATE alarms SET work_order_id = \(bind: workOrderId) WHERE id = \(bind: alarmId)").run()

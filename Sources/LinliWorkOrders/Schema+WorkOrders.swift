@@ -65,6 +65,19 @@ extension Schema {
                     "CREATE INDEX work_order_photos_order ON work_order_photos (work_order_id, created_at)",
                 ]
             },
+            Migration(version: 26, name: "staff roster") { _ in
+                [
+                    // Dispatch's part of each member of staff: the categories they handle and when they work.
+                    """
+                    CREATE TABLE work_order_roster (
+                        staff_id TEXT PRIMARY KEY REFERENCES staff(id), community_id TEXT NOT NULL REFERENCES communities(id),
+                        skills TEXT NOT NULL, days INTEGER NOT NULL, shift_start INTEGER NOT NULL, shift_end INTEGER NOT NULL,
+                        updated_at BIGINT NOT NULL)
+                    """,
+                    // A work order given to a member of staff, who may have no account (told by SMS).
+                    "ALTER TABLE work_orders ADD COLUMN assignee_staff_id TEXT",
+                ]
+            },
         ]
     )
 }

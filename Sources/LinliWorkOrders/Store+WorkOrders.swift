@@ -24,6 +24,8 @@ public struct WorkOrder: Codable, Sendable, Equatable {
     public var organisationId: ID?
     public var assigneeAccountId: ID?
     public var assigneeName: String?
+    /// The member of staff it was given to, from the roster (they may have no account).
+    public var assigneeStaffId: ID? = nil
     public var alarmId: ID?
     public var dueAt: Millis
     public var overdueAt: Millis?
@@ -257,10 +259,10 @@ extension Store {
             try await Change.record(
                 db, actor: actor, communityId: order.communityId, type: "workorder.submitted", subjectType: "workorder",
                 subjectId: order.id,
-                after: [
-                    "number": order.number, "category": order.category.rawValue, "title": order.title,
-                    "source": order.source.rawValue,
-                ])
+                after: Self.stepPayload(order, note: "").merging(
+                    ["category": order.category.rawValue, "source": order.source.rawValue],
+                    uniquingKeysWith: { a, _ in a }
+                ))
             return order
         }
     }
@@ -328,7 +330,10 @@ extension Store {
     /// What a step changes besides the status.
     public struct StepDetails: Sendable {
         public var note = ""
-        public var assignee: (id: ID, name: String)? = nil
+        /// Who gets it: an account (`id`), or a member of staff from the roster (`staffId`, with
+        /// their account as `id` when they have one).
+        public var assignee: (id: ID?, name: String)? = nil
+        public var assigneeStaffId: ID? = nil
         public var organisationId: ID? = nil
         public var rating: Int? = nil
         public init() {}
@@ -361,12 +366,14 @@ extension Store {
                 if let a = details.assignee {
                     order.assigneeAccountId = a.id
                     order.assigneeName = a.name
+                    order.assigneeStaffId = details.assigneeStaffId
                     note = note.isEmpty ? a.name : "\(a.name): \(note)"
                 }
             case .transfer:
                 order.organisationId = details.organisationId
                 order.assigneeAccountId = nil
                 order.assigneeName = nil
+                order.assigneeStaffId = nil
             case .resolve:
                 order.resolvedAt = now
             case .close:
@@ -384,6 +391,7 @@ extension Store {
                 order.overdueAt = nil
                 order.assigneeAccountId = nil
                 order.assigneeName = nil
+                order.assigneeStaffId = nil
                 let setting =
                     try await db.raw(
                         "SELECT deadline_hours FROM work_order_settings WHERE community_id = \(bind: order.communityId) AND category = \(bind: order.category.rawValue)"
@@ -403,10 +411,22 @@ extension Store {
             try await Change.record(
                 db, actor: actor, communityId: order.communityId, type: "workorder.\(step.rawValue)",
                 subjectType: "workorder", subjectId: order.id,
-                before: ["status": from.rawValue],
-                after: ["status": next.rawValue, "number": order.number, "note": String(note.prefix(200))])
+                before: ["status": from.rawValue], after: Self.stepPayload(order, note: note))
             return order
         }
+    }
+
+    /// What a step's event says: enough for whoever tells the people concerned (the assignee, the
+    /// reporter) without reading the work order again.
+    static func stepPayload(_ order: WorkOrder, note: String) -> [String: String] {
+        var payload = [
+            "status": order.status.rawValue, "number": order.number, "note": String(note.prefix(200)),
+            "title": String(order.title.prefix(200)),
+        ]
+        payload["assigneeAccountId"] = order.assigneeAccountId
+        payload["assigneeStaffId"] = order.assigneeStaffId
+        payload["reporterAccountId"] = order.reporterAccountId
+        return payload
     }
 
     /// Marks open work orders past their deadline, once each, with a `workorder.overdue` event

@@ -12,6 +12,36 @@ extension WebConsole {
         router.get("/console/c/:cid/work-orders", use: workOrderBoard)
         router.get("/console/work-orders/:id", use: workOrderPage)
         router.post("/console/work-orders/:id/steps", use: workOrderConsoleStep)
+        router.get("/console/c/:cid/work-orders/new", use: newWorkOrder)
+        router.post("/console/c/:cid/work-orders", use: createWorkOrder)
+    }
+
+    /// Dispatch registers a work order: a call from a resident, a fault seen on a round.
+    @Sendable func newWorkOrder(_ request: Request, context: AppContext) async throws -> Response {
+        let (community, _) = try await self.community(context, .handleWorkOrders)
+        try requireCovers(try context.scope(.handleWorkOrders), community.id, .handleWorkOrders)
+        var values = WorkOrderForm.Values()
+        if let category = request.uri.queryParameters.get("category") { values.category = String(category) }
+        return try await WorkOrderForm(services: services).render(
+            context, community: community, values: values, errors: [:],
+            action: "/console/c/\(community.id)/work-orders")
+    }
+
+    @Sendable func createWorkOrder(_ request: Request, context: AppContext) async throws -> Response {
+        var request = request
+        let (community, _) = try await self.community(context, .handleWorkOrders)
+        try requireCovers(try context.scope(.handleWorkOrders), community.id, .handleWorkOrders)
+        let form = WorkOrderForm(services: services)
+        let values = WorkOrderForm.Values(try await request.formFields(context: context))
+        let (report, errors) = try await form.report(
+            values, community: community, context: context, source: .staff, alarmId: nil)
+        guard let report else {
+            return try await form.render(
+                context, community: community, values: values, errors: errors,
+                action: "/console/c/\(community.id)/work-orders", status: .unprocessableContent)
+        }
+        let order = try await form.open(report, assignee: values.assignee, context: context)
+        return .redirect(to: "/console/work-orders/\(order.id)")
     }
 
     struct OrderRow {
@@ -63,6 +93,7 @@ extension WebConsole {
                         selected: $0 == filter.category)
                 },
                 "overdue": filter.overdueOnly, "pager": Self.pager(request, total: found.total, page: page),
+                "canCreate": try context.requireCaller().scope(for: .handleWorkOrders).coversCommunity(community.id),
             ] as [String: Any])
     }
 
@@ -89,17 +120,8 @@ extension WebConsole {
         let organisations = try await store.organisations(communityId: order.communityId, scope: .everything).map {
             SelectOption(value: $0.id, label: $0.name, selected: $0.id == order.organisationId)
         }
-        let handlers = try await store.accounts(
-            scope: {
-                var s = Scope()
-                s.communities = [order.communityId]
-                return s
-            }())
-        // The listing carries each account's bindings: no query per account.
-        let assignees = handlers.filter {
-            $0.status == .active && API.mayHandleWorkOrders($0.roles, communityId: order.communityId)
-        }
-        .map { SelectOption(value: $0.id, label: $0.displayName, selected: $0.id == order.assigneeAccountId) }
+        let assignees = try await assigneeOptions(order, context)
+        let place = try await placeName(order)
         let source = label("workorder.source", order.source.rawValue, context)
         struct StepButton {
             var step: String
@@ -113,6 +135,7 @@ extension WebConsole {
                 "o": order, "categoryName": label("workorder.category", order.category.rawValue, context),
                 "sourceName": source, "statusCode": order.status.rawValue,
                 "hasReporterPhone": !order.reporterPhone.isEmpty, "hasLocation": !order.location.isEmpty,
+                "place": place, "hasPlace": !place.isEmpty,
                 "statusText": label("workorder.status", order.status.rawValue, context),
                 "created": Self.time(order.createdAt),
                 "due": Self.time(order.dueAt), "overdue": order.status.isOpen && order.dueAt < nowMillis(),
@@ -153,12 +176,17 @@ extension WebConsole {
         }
         switch step {
         case .assign:
-            guard let id = f["assigneeId"], let name = try await api.handlerName(id, communityId: order.communityId)
-            else {
+            let choice = f["assigneeId"] ?? ""
+            if choice.hasPrefix("staff:"),
+                let found = try await api.rosterAssignee(String(choice.dropFirst(6)), communityId: order.communityId)
+            {
+                (details.assignee, details.assigneeStaffId) = (found.assignee, found.staff.id)
+            } else if let name = try await api.handlerName(choice, communityId: order.communityId) {
+                details.assignee = (choice, name)
+            } else {
                 return try await workOrderView(
                     context, error: text("workorder.error.assignee", context), status: .unprocessableContent)
             }
-            details.assignee = (id, name)
         case .grab: details.assignee = (caller.accountId, caller.displayName)
         case .transfer:
             guard let o = f["organisationId"],
@@ -178,6 +206,57 @@ extension WebConsole {
             return try await workOrderView(context, error: conflictText(reason, step, context), status: .conflict)
         }
         return .redirect(to: "/console/work-orders/\(order.id)")
+    }
+
+    /// Where a work order is, as people say it: "1号楼 1单元 402", or the building.
+    func placeName(_ order: WorkOrder) async throws -> String {
+        if let h = order.householdId, let home = try? await store.household(h, scope: .everything) {
+            return "\(home.buildingName) \(home.unitName) \(home.room)"
+        }
+        if let b = order.buildingId, let building = try? await store.building(b, scope: .everything) {
+            return building.name
+        }
+        return ""
+    }
+
+    /// Whom a work order can be given to: the roster's staff whose skills cover its category, on
+    /// duty now first, then the rest of the staff, then accounts that may handle work orders and
+    /// are on no roster. A member of staff is `staff:{id}`, an account its id.
+    func assigneeOptions(_ order: WorkOrder, _ context: AppContext) async throws -> [SelectOption] {
+        let now = nowMillis()
+        let roster = try await store.roster(communityId: order.communityId)
+        let ranked = roster.sorted { a, b in
+            func rank(_ m: RosterMember) -> Int {
+                (m.skills.contains(order.category) ? 0 : 2) + (m.onDuty(at: now) ? 0 : 1)
+            }
+            return (rank(a), a.staff.name) < (rank(b), b.staff.name)
+        }
+        var options = ranked.map { m in
+            var parts = [m.staff.name, m.staff.title]
+            parts.append(text(m.onDuty(at: now) ? "roster.onDuty" : "roster.offDuty", context))
+            if !m.skills.contains(order.category) { parts.append(text("roster.otherSkills", context)) }
+            return SelectOption(
+                value: "staff:\(m.staff.id)", label: parts.filter { !$0.isEmpty }.joined(separator: " · "),
+                selected: order.assigneeStaffId == m.staff.id)
+        }
+        let onRoster = Set(roster.compactMap(\.staff.accountId))
+        let handlers = try await store.accounts(
+            scope: {
+                var s = Scope()
+                s.communities = [order.communityId]
+                return s
+            }())
+        // The listing carries each account's bindings: no query per account.
+        options += handlers.filter {
+            $0.status == .active && !onRoster.contains($0.id)
+                && API.mayHandleWorkOrders($0.roles, communityId: order.communityId)
+        }
+        .map {
+            SelectOption(
+                value: $0.id, label: $0.displayName,
+                selected: order.assigneeStaffId == nil && $0.id == order.assigneeAccountId)
+        }
+        return options
     }
 
     // MARK: shared by the console's and the portal's pages

@@ -165,6 +165,20 @@ extension API {
             ? account.displayName : nil
     }
 
+    /// A member of the community's staff as an assignee: by name, and by account when their account
+    /// may handle work orders (else they are told by inbox or SMS, and dispatch records their steps).
+    func rosterAssignee(_ staffId: ID, communityId: ID) async throws -> (
+        assignee: (id: ID?, name: String), staff: StaffMember
+    )? {
+        guard let member = try await store.roster(communityId: communityId).first(where: { $0.staff.id == staffId })
+        else { return nil }
+        let handler = try await member.staff.accountId.asyncMap { try await handlerName($0, communityId: communityId) }
+        return (
+            (handler ?? nil) == nil ? (nil, member.staff.name) : (member.staff.accountId, member.staff.name),
+            member.staff
+        )
+    }
+
     /// Whether role bindings let their account be given the community's work orders. A
     /// department's agents are not: a department gets an order by transfer, which is also what
     /// lets its agents see it.
@@ -335,6 +349,7 @@ extension API {
         var step: WorkOrderStep
         var note: String?
         var assigneeId: ID?
+        var staffId: ID?
         var organisationId: ID?
         var rating: Int?
     }
@@ -365,7 +380,13 @@ extension API {
         details.note = note
         switch input.step {
         case .assign:
-            if let id = input.assigneeId, let name = try await handlerName(id, communityId: order.communityId) {
+            if let staffId = input.staffId {
+                if let found = try await rosterAssignee(staffId, communityId: order.communityId) {
+                    (details.assignee, details.assigneeStaffId) = (found.assignee, staffId)
+                } else {
+                    issues.append(FieldIssue("staffId", "must be a member of this community's staff"))
+                }
+            } else if let id = input.assigneeId, let name = try await handlerName(id, communityId: order.communityId) {
                 details.assignee = (id, name)
             } else {
                 issues.append(FieldIssue("assigneeId", "must be an account that handles work orders in this community"))

@@ -264,8 +264,10 @@ struct Serve: AsyncParsableCommand {
             store: store, addresses: configuration.outbound.webhookAddresses, logger: logger)
         rules.attach(devices: broker?.gateway, webhooks: webhooks)
         let outbound = OutboundService(store: store, settings: configuration.outbound, logger: logger)
+        let relay = try WorkOrderRelay(store: store, logger: logger)
         let app = buildApplication(
-            services, logger: logger, alongside: (broker.map { [$0] } ?? []) + [retention, rules, webhooks, outbound])
+            services, logger: logger,
+            alongside: (broker.map { [$0] } ?? []) + [retention, rules, webhooks, outbound, relay])
         let tls = configuration.mqttTLS.map { " and TLS on \($0.host):\($0.port)" } ?? ""
         say(
             "Linli \(LinliVersion.current) on http://\(configuration.host):\(configuration.port) — \(configuration.postgresURL == nil ? "SQLite in " + configuration.dataDirectory : "PostgreSQL")"

@@ -79,7 +79,7 @@ struct LanguageMessagingWorkOrdersTests {
                 ("communities", "name"), ("notices", "title"), ("notices", "body"), ("notices", "question"),
                 ("work_orders", "title"), ("work_orders", "description"), ("work_orders", "number"),
                 ("work_orders", "location"), ("work_order_steps", "note"), ("notifications", "title"),
-                ("notifications", "body"),
+                ("notifications", "body"), ("staff", "name"), ("staff", "title"),
             ] {
                 for row in try await db.raw("SELECT \(unsafeRaw: column) AS v FROM \(unsafeRaw: table)").all() {
                     if let v = try? row.decode(column: "v", as: String?.self) { values.append(v) }
@@ -152,6 +152,12 @@ struct LanguageMessagingWorkOrdersTests {
                 ("staff", "/console/notices/\(scheduled["id"] as? String ?? "")", .get, nil),
                 ("staff", "/console/c/\(c)/work-orders", .get, nil),
                 ("staff", "/console/c/\(c)/work-orders?status=closed", .get, nil),
+                ("staff", "/console/c/\(c)/work-orders/new", .get, nil),
+                (
+                    "staff", "/console/c/\(c)/work-orders", .post,
+                    "_csrf=\(staff.csrf)&category=x&title=&room=1&reporterPhone=abc"
+                ),
+                ("staff", "/console/c/\(c)/roster", .get, nil),
                 ("staff", "/console/work-orders/\(orderId)", .get, nil),
                 ("staff", "/console/work-orders/\(openId)", .get, nil),
                 ("staff", "/console/work-orders/\(openId)", .post, "_csrf=\(staff.csrf)&step=reject&note="),

@@ -317,7 +317,9 @@ def test_the_alarm_board_shows_alarms_live_and_handles_them(site: dict, page):
         # The row appears without reloading the page.
         stable.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor")) == 1)
         assert len(page.find_elements(By.CSS_SELECTOR, "#alarm-rows tr")) == before + 1
-        assert stable.until(lambda d: "设备故障" in (t := d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor").text) and dn in t)
+        # The alarm's words, and its device (by what people call it, linked to its page).
+        assert stable.until(lambda d: "设备故障" in d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor").text)
+        assert stable.until(lambda d: any(dn in (a.get_attribute("href") or "") for a in d.find_elements(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor a")))
         # Acknowledge, then clear, from the board.
         stable.until(lambda d: d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor button.ack").click() or True)
         stable.until(lambda d: d.find_element(By.CSS_SELECTOR, "#alarm-rows tr.severity-minor").get_attribute("data-status") == "active_acknowledged")
@@ -326,7 +328,8 @@ def test_the_alarm_board_shows_alarms_live_and_handles_them(site: dict, page):
         # Its own page: comment on it.
         alarm = [a for a in alarms(site, status="cleared") if a["type"] == "fault"][0]
         page.get(f"{site['url']}/console/alarms/{alarm['id']}")
-        assert element(page, "#alarm-status").text == "cleared_acknowledged"
+        assert element(page, "#alarm-status").get_attribute("data-status") == "cleared_acknowledged"
+        assert element(page, "#alarm-status").text == "已恢复"
         element(page, "#comment-form textarea").send_keys("电池已更换 battery replaced")
         page.find_element(By.CSS_SELECTOR, "#comment-form button").click()
         stable.until(lambda d: "电池已更换" in d.find_element(By.CSS_SELECTOR, "#comments").text)
