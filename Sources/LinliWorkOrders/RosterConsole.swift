@@ -98,23 +98,22 @@ extension WebConsole {
         _ context: AppContext, _ community: Community, _ member: RosterMember, errors: [String: String],
         status: HTTPResponse.Status
     ) throws -> Response {
-        try pages.render(
-            "roster-member",
-            [
-                "frame": Frame(title: member.staff.name, context: context, community: community),
-                "m": member.staff, "organisation": member.organisationName,
-                "skills": WorkOrderCategory.allCases.map {
-                    Check(
-                        value: $0.rawValue, label: label("workorder.category", $0.rawValue, context),
-                        checked: member.skills.contains($0))
-                },
-                "days": (0..<7).map {
-                    Check(value: "\($0)", label: text("roster.day.\($0)", context), checked: member.shift.works(on: $0))
-                },
-                "start": Shift.clock(member.shift.start), "end": Shift.clock(member.shift.end),
-                "startError": errors["start"] ?? "", "endError": errors["end"] ?? "",
-                "skillsError": errors["skills"] ?? "",
-            ] as [String: Any], status: status)
+        var object: [String: Any] = [
+            "frame": Frame(title: member.staff.name, context: context, community: community),
+            "m": member.staff, "organisation": member.organisationName,
+            "skills": WorkOrderCategory.allCases.map {
+                Check(
+                    value: $0.rawValue, label: label("workorder.category", $0.rawValue, context),
+                    checked: member.skills.contains($0))
+            },
+            "days": (0..<7).map {
+                Check(value: "\($0)", label: text("roster.day.\($0)", context), checked: member.shift.works(on: $0))
+            },
+            "start": Shift.clock(member.shift.start), "end": Shift.clock(member.shift.end),
+        ]
+        // Only a field at fault has its key: an empty string would still open a section.
+        for (field, error) in errors { object[field + "Error"] = error }
+        return try pages.render("roster-member", object, status: status)
     }
 
     /// Skills are `skill.{category}` checkboxes, days `day.{0–6}` (Monday first), hours `start`

@@ -85,7 +85,8 @@ package struct WorkOrderForm: Sendable {
         for field in [
             "category", "title", "description", "room", "location", "reporterName", "reporterPhone", "assignee",
         ] {
-            object[field + "Error"] = errors[field] ?? ""
+            // Only a field at fault has its key: an empty string would still open a section.
+            if let error = errors[field] { object[field + "Error"] = error }
         }
         return try console.pages.render("work-order-new", object, status: status)
     }
