@@ -18,6 +18,7 @@ extension WebConsole {
         router.post("/console/alarms/:id/acknowledge", use: acknowledgeAlarm)
         router.post("/console/alarms/:id/clear", use: clearAlarm)
         router.post("/console/alarms/:id/comments", use: commentAlarm)
+        router.get("/console/alarm-badge", use: alarmBadge)
         router.get("/console/alarms/:id/work-order", use: alarmWorkOrderForm)
         router.post("/console/alarms/:id/work-order", use: openAlarmWorkOrder)
     }
@@ -173,6 +174,23 @@ extension WebConsole {
         }
         _ = try await store.commentAlarm(alarm, text: text, actor: context.principal)
         return .redirect(to: "/console/alarms/\(alarm.id)")
+    }
+
+    /// The header's badge: how many critical alarms wait for someone to acknowledge them, within
+    /// the caller's reach, and where to see them (the community with the most).
+    @Sendable func alarmBadge(_ request: Request, context: AppContext) async throws -> Response {
+        let scope = try context.scope(.viewAlarms)
+        let counts = try await store.unacknowledgedCriticalAlarms(scope: scope)
+        struct Badge: Encodable {
+            var critical: Int
+            var href: String?
+        }
+        let badge = Badge(
+            critical: counts.reduce(0) { $0 + $1.count },
+            href: counts.first.map { "/console/c/\($0.communityId)/alarms?status=unacknowledged&severity=critical" })
+        var response = try JSON.response(badge)
+        response.headers[.cacheControl] = "no-store"
+        return response
     }
 
     /// The work-order form, filled in from the alarm: what, where, and the alarm's own words.

@@ -203,6 +203,23 @@ extension Store {
         }
     }
 
+    /// Critical alarms no one has acknowledged yet, per community within `scope`: the header's badge.
+    public func unacknowledgedCriticalAlarms(scope: Scope) async throws -> [(communityId: ID, count: Int)] {
+        struct Row: Decodable {
+            var communityId: ID
+            var n: Int
+        }
+        return try await read { db in
+            try await db.raw(
+                """
+                SELECT a.community_id AS "communityId", COUNT(*) AS n FROM alarms a
+                WHERE a.acknowledged_at IS NULL AND a.severity = 'critical' AND \(Self.alarmScope(scope, alias: "a"))
+                GROUP BY a.community_id ORDER BY n DESC, a.community_id
+                """
+            ).all(decoding: Row.self).map { ($0.communityId, $0.n) }
+        }
+    }
+
     public func alarms(communityId: ID, filter: AlarmFilter, page: PageRequest, scope: Scope) async throws -> Page<
         Alarm
     > {

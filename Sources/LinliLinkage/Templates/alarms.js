@@ -4,6 +4,7 @@
   var source = new EventSource(document.getElementById('alarm-rows').dataset.stream);
   var pending = false;
   source.addEventListener('alarm', function () {
+    document.dispatchEvent(new CustomEvent('linli:alarm'));
     if (pending) return;
     pending = true;
     // Several changes at once are one refresh.
