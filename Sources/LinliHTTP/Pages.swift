@@ -29,6 +29,23 @@ package struct Frame {
     /// The header's language switch: where it goes back to, and the language it offers.
     package var target: String
     package var otherLanguage: String
+    /// The resident's tab bar: which tab the page belongs to.
+    package var tab = PortalTab()
+
+    package struct PortalTab {
+        package var home = false, reports = false, notices = false, inbox = false, account = false
+
+        init(path: String = "") {
+            func under(_ prefix: String) -> Bool {
+                path == prefix || path.hasPrefix(prefix + "/") || path.hasPrefix(prefix + "?")
+            }
+            reports = under("/app/reports")
+            notices = under("/app/notices")
+            inbox = under("/app/inbox")
+            account = under("/app/account")
+            home = !(reports || notices || inbox || account) && under("/app")
+        }
+    }
 
     package init(title: String, context: AppContext, community: Community? = nil) {
         self.title = title
@@ -37,6 +54,7 @@ package struct Frame {
         lang = context.language.rawValue
         otherLanguage = context.language.other.rawValue
         target = context.target
+        tab = PortalTab(path: context.target)
         if let caller = context.caller {
             user = caller.displayName
             csrf = context.session?.csrfToken

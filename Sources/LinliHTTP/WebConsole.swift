@@ -27,6 +27,7 @@ struct WebConsole: ModuleRoutes {
         router.post("/logout", use: logout)
         router.post("/language", use: chooseLanguage)
         router.get("/console/account", use: account)
+        router.get("/app/account", use: account)
         router.post("/console/account/password", use: changePassword)
         router.post("/console/account/tokens", use: createToken)
         router.post("/console/account/tokens/:id/revoke", use: revokeToken)
@@ -139,11 +140,18 @@ struct WebConsole: ModuleRoutes {
                 "roles": caller.bindings.map { label("role", $0.role.rawValue, context) }, "tokens": tokens,
                 "liveTokens": tokens.filter { !$0.revoked }, "hasLiveTokens": tokens.contains { !$0.revoked },
                 "message": message as Any, "error": error as Any, "newToken": newToken as Any,
+                // A resident's account page is the portal's: no API tokens, the portal's menu.
+                "portal": caller.isResidentOnly,
             ] as [String: Any], status: status)
     }
 
+    /// `/console/account` for staff, `/app/account` for residents: each is sent to their own.
     @Sendable func account(_ request: Request, context: AppContext) async throws -> Response {
-        try await accountPage(context)
+        let resident = try context.requireCaller().isResidentOnly
+        if resident != request.uri.path.hasPrefix("/app/") {
+            return .redirect(to: resident ? "/app/account" : "/console/account")
+        }
+        return try await accountPage(context)
     }
 
     @Sendable func changePassword(_ request: Request, context: AppContext) async throws -> Response {

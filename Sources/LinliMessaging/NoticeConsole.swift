@@ -381,7 +381,9 @@ extension WebConsole {
     @Sendable func portalNotice(_ request: Request, context: AppContext) async throws -> Response {
         let api = API(services: services)
         let (notice, household) = try await api.myNotice(context)
-        try await store.markNoticeRead(notice, householdId: household, by: try context.requireCaller().displayName)
+        let reader = try context.requireCaller()
+        try await store.markNoticeRead(
+            notice, householdId: household, by: reader.displayName, accountId: reader.accountId)
         let receipt = try await store.notices(forHouseholds: [household]).first { $0.0.id == notice.id }?.1
         struct Choice {
             var value: String

@@ -293,7 +293,9 @@ extension API {
 
     @Sendable func readNotice(_ request: Request, context: AppContext) async throws -> Response {
         let (notice, household) = try await myNotice(context)
-        try await store.markNoticeRead(notice, householdId: household, by: try context.requireCaller().displayName)
+        let reader = try context.requireCaller()
+        try await store.markNoticeRead(
+            notice, householdId: household, by: reader.displayName, accountId: reader.accountId)
         return Response(status: .noContent)
     }
 

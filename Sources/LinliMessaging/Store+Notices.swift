@@ -354,15 +354,25 @@ extension Store {
         }
     }
 
-    /// Someone of the household read the notice (the first read counts).
-    public func markNoticeRead(_ notice: Notice, householdId: ID, by name: String) async throws {
+    /// Someone of the household read the notice (the first read counts); the reader's inbox
+    /// message about it is read too, so it does not wait there unread.
+    public func markNoticeRead(_ notice: Notice, householdId: ID, by name: String, accountId: ID? = nil) async throws {
         try await write { db in
+            let now = nowMillis()
             try await db.raw(
                 """
-                UPDATE notice_receipts SET read_at = \(bind: nowMillis()), read_by = \(bind: name)
+                UPDATE notice_receipts SET read_at = \(bind: now), read_by = \(bind: name)
                 WHERE notice_id = \(bind: notice.id) AND household_id = \(bind: householdId) AND read_at IS NULL
                 """
             ).run()
+            if let accountId {
+                try await db.raw(
+                    """
+                    UPDATE notifications SET read_at = \(bind: now)
+                    WHERE account_id = \(bind: accountId) AND subject_type = 'notice' AND subject_id = \(bind: notice.id) AND read_at IS NULL
+                    """
+                ).run()
+            }
         }
     }
 

@@ -13,6 +13,7 @@ extension WebConsole {
         router.get("/app/reports/new", use: newReport)
         router.post("/app/reports", use: fileReport)
         router.get("/app/reports/:id", use: report)
+        router.get("/app/reports/:id/stream", use: reportStream)
         router.post("/app/reports/:id/rate", use: rateReport)
         router.post("/app/reports/:id/reopen", use: reopenReport)
     }
@@ -65,9 +66,10 @@ extension WebConsole {
     func reportForm(
         _ context: AppContext, error: String?, status: HTTPResponse.Status, title: String = "",
         description: String = "",
-        category: String = ""
+        category: String = "", fields: [String: String] = [:]
     ) throws -> Response {
-        try pages.render(
+        let slot = fields["visitSlot"] ?? ""
+        return try pages.render(
             "report-new",
             [
                 "frame": Frame(title: text("report.new", context), context: context),
@@ -77,7 +79,60 @@ extension WebConsole {
                         selected: $0.rawValue == category)
                 },
                 "error": error ?? "", "hasError": error != nil, "title": title, "description": description,
+                "atHome": fields["place"] != "public", "location": fields["location"] ?? "",
+                "visitDate": fields["visitDate"] ?? "", "today": Self.day(nowMillis()),
+                "lastDay": Self.day(nowMillis() + 30 * 86_400_000),
+                "slots": VisitSlot.allCases.map {
+                    SelectOption(
+                        value: $0.rawValue, label: label("report.slot", $0.rawValue, context),
+                        selected: $0.rawValue == slot)
+                },
             ] as [String: Any], status: status)
+    }
+
+    /// When a resident would like someone to come: a part of a day, in Beijing time.
+    enum VisitSlot: String, CaseIterable {
+        case morning, afternoon, evening
+        var hours: (from: Int, to: Int) {
+            switch self {
+            case .morning: (9, 12)
+            case .afternoon: (14, 18)
+            case .evening: (18, 21)
+            }
+        }
+    }
+
+    static var beijing: Calendar {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "Asia/Shanghai")!
+        return calendar
+    }
+
+    /// "2026-12-09" for an instant, in Beijing.
+    static func day(_ millis: Millis) -> String {
+        let parts = beijing.dateComponents(
+            [.year, .month, .day], from: Date(timeIntervalSince1970: Double(millis) / 1000))
+        return String(format: "%04d-%02d-%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0)
+    }
+
+    /// The window of `slot` on `day` (YYYY-MM-DD), from today to 30 days ahead; nil for anything else.
+    static func visitWindow(day: String, slot: String, now: Millis = nowMillis()) -> (from: Millis, to: Millis)? {
+        let parts = day.split(separator: "-").compactMap { Int($0) }
+        guard parts.count == 3, let slot = VisitSlot(rawValue: slot),
+            let start = beijing.date(
+                from: DateComponents(year: parts[0], month: parts[1], day: parts[2], hour: slot.hours.from)),
+            day == Self.day(Millis(start.timeIntervalSince1970 * 1000)), day >= Self.day(now),
+            day <= Self.day(now + 30 * 86_400_000)
+        else { return nil }
+        let from = Millis(start.timeIntervalSince1970 * 1000)
+        return (from, from + Millis(slot.hours.to - slot.hours.from) * 3_600_000)
+    }
+
+    /// "2026-12-09 09:00–12:00 (UTC+8)", or nil without a window.
+    static func visitText(_ order: WorkOrder) -> String? {
+        guard let from = order.preferredFrom, let to = order.preferredTo else { return nil }
+        let end = time(to).suffix(8).prefix(5)
+        return "\(time(from).prefix(16))–\(end) (UTC+8)"
     }
 
     /// The form comes as multipart (it may carry a photo); the report is filed first, then the
@@ -96,21 +151,41 @@ extension WebConsole {
                 context, error: text("report.error.category", context), status: .unprocessableContent, title: title,
                 description: description)
         }
+        let fields = [
+            "place": field("place"), "location": field("location"), "visitDate": field("visitDate"),
+            "visitSlot": field("visitSlot"),
+        ]
+        func refuse(_ key: String) throws -> Response {
+            try reportForm(
+                context, error: text(key, context), status: .unprocessableContent, title: title,
+                description: description, category: category.rawValue, fields: fields)
+        }
         guard (1...100).contains(title.count), description.count <= 2_000 else {
-            return try reportForm(
-                context, error: text("report.error.title", context), status: .unprocessableContent, title: title,
-                description: description, category: category.rawValue)
+            return try refuse("report.error.title")
+        }
+        // Where: the reporter's home, or a public part of the community they name.
+        let inPublic = field("place") == "public"
+        let spot = field("location").trimmingCharacters(in: .whitespacesAndNewlines)
+        if inPublic && !(1...200).contains(spot.count) { return try refuse("report.error.location") }
+        // When someone may come: only to a home, and then only if asked for.
+        var window: (from: Millis, to: Millis)? = nil
+        if !inPublic, !field("visitDate").isEmpty || !field("visitSlot").isEmpty {
+            guard let w = Self.visitWindow(day: field("visitDate"), slot: field("visitSlot")) else {
+                return try refuse("report.error.visit")
+            }
+            window = w
         }
         let household =
             home.householdId.isEmpty ? nil : try? await store.household(home.householdId, scope: .everything)
-        let order = try await store.submitWorkOrder(
-            WorkOrderReport(
-                communityId: home.communityId, category: category, title: title, description: description,
-                source: caller.isResidentOnly ? .resident : .staff,
-                reporterAccountId: caller.accountId, reporterName: caller.displayName, householdId: household?.id,
-                buildingId: household?.buildingId,
-                location: household.map { "\($0.buildingName) \($0.unitName) \($0.room)" } ?? ""),
-            actor: context.principal)
+        var report = WorkOrderReport(
+            communityId: home.communityId, category: category, title: title, description: description,
+            source: caller.isResidentOnly ? .resident : .staff,
+            reporterAccountId: caller.accountId, reporterName: caller.displayName,
+            householdId: inPublic ? nil : household?.id, buildingId: inPublic ? nil : household?.buildingId,
+            location: inPublic ? spot : household.map { "\($0.buildingName) \($0.unitName) \($0.room)" } ?? "")
+        report.preferredFrom = window?.from
+        report.preferredTo = window?.to
+        let order = try await store.submitWorkOrder(report, actor: context.principal)
         if let photo = form.file("photo") {
             do {
                 _ = try await store.addPhoto(to: order, file: photo, folder: uploads, actor: context.principal)
@@ -160,7 +235,7 @@ extension WebConsole {
                 ? text("report.photo.\(code)", context) : text("report.photo.other", context)
             return text("report.photoProblem", context, ["reason": reason])
         }
-        let photos = try await store.photos(of: order).map { "/api/v1/work-orders/\(order.id)/photos/\($0.id)" }
+        let photos = try await photoViews(order)
         let canReopen =
             [.resolved, .closed].contains(order.status)
             && order.resolvedAt.map { nowMillis() - $0 <= WorkOrderStep.reopenWindow } == true
@@ -178,7 +253,21 @@ extension WebConsole {
                 "rated": order.rating.map { String(repeating: "★", count: $0) } ?? "", "hasRating": order.rating != nil,
                 "ratedTitle": order.rating.map { text("report.stars", context, ["n": "\($0)"]) } ?? "",
                 "photoProblem": photoProblem ?? "", "hasPhotoProblem": photoProblem != nil,
+                "visit": Self.visitText(order) ?? "", "hasVisit": order.preferredFrom != nil,
+                "hasLocation": !order.location.isEmpty,
             ] as [String: Any])
+    }
+
+    /// Says only that this report changed (a step, a photo), for the page to show it again.
+    @Sendable func reportStream(_ request: Request, context: AppContext) async throws -> Response {
+        let order = try await ownReport(context)
+        var scope = Scope()
+        scope.communities = [order.communityId]
+        let start = try await store.read { db in try await EventLog.latestSeq(db) }
+        let id = order.id
+        return EventStream.response(store: store, scope: scope, after: start) { event in
+            event.subjectId == id && event.type.hasPrefix("workorder.") ? ("report", event.type) : nil
+        }
     }
 
     @Sendable func rateReport(_ request: Request, context: AppContext) async throws -> Response {

@@ -78,6 +78,13 @@ extension Schema {
                     "ALTER TABLE work_orders ADD COLUMN assignee_staff_id TEXT",
                 ]
             },
+            Migration(version: 27, name: "preferred visit times") { _ in
+                [
+                    // When the reporter would like someone to come (a resident's report about their home).
+                    "ALTER TABLE work_orders ADD COLUMN preferred_from BIGINT",
+                    "ALTER TABLE work_orders ADD COLUMN preferred_to BIGINT",
+                ]
+            },
         ]
     )
 }

@@ -41,6 +41,13 @@ extension Store {
         if bytes.count >= 12, bytes.starts(with: Array("RIFF".utf8)), Array(bytes[8..<12]) == Array("WEBP".utf8) {
             return ("image/webp", "webp")
         }
+        // HEIC, as iPhones take photos: an ISO base media file whose brand is one of HEIF's.
+        if bytes.count >= 12, Array(bytes[4..<8]) == Array("ftyp".utf8),
+            ["heic", "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1"].contains(
+                String(decoding: bytes[8..<12], as: UTF8.self))
+        {
+            return ("image/heic", "heic")
+        }
         return nil
     }
 

@@ -43,6 +43,9 @@ public struct WorkOrder: Codable, Sendable, Equatable {
     public var reporterEmail: String = ""
     /// The Open311 key it came in with, if it did.
     public var open311KeyId: ID?
+    /// When the reporter would like a visit: a window on one day.
+    public var preferredFrom: Millis? = nil
+    public var preferredTo: Millis? = nil
 }
 
 extension WorkOrder: Record { public static let table = "work_orders" }
@@ -115,6 +118,8 @@ public struct WorkOrderReport: Sendable {
     public var mediaUrl: String? = nil
     public var reporterEmail = ""
     public var open311KeyId: ID? = nil
+    public var preferredFrom: Millis? = nil
+    public var preferredTo: Millis? = nil
 
     public init(
         communityId: ID, category: WorkOrderCategory, title: String, description: String, source: WorkOrderSource,
@@ -228,7 +233,7 @@ extension Store {
                 alarmId: report.alarmId, dueAt: now + Millis(setting.deadlineHours) * 3_600_000, createdAt: now,
                 updatedAt: now, reopenCount: 0,
                 lat: report.lat, lon: report.lon, mediaUrl: report.mediaUrl, reporterEmail: report.reporterEmail,
-                open311KeyId: report.open311KeyId)
+                open311KeyId: report.open311KeyId, preferredFrom: report.preferredFrom, preferredTo: report.preferredTo)
             var steps = [
                 WorkOrderStepRecord(
                     id: newID(), workOrderId: order.id, communityId: order.communityId, at: now,

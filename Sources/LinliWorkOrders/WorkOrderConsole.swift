@@ -108,7 +108,7 @@ extension WebConsole {
         let community = try await store.community(
             order.communityId, scope: .everything, memberships: caller.communityIds)
         let steps = try await stepRows(order, context)
-        let photos = try await store.photos(of: order).map { "/api/v1/work-orders/\(order.id)/photos/\($0.id)" }
+        let photos = try await photoViews(order)
         let handles =
             try await store.workOrder(id: order.id, scope: caller.scope(for: .handleWorkOrders), accountId: "") != nil
         // The steps that apply now, for a handler; the reporter's are in the portal.
@@ -136,6 +136,7 @@ extension WebConsole {
                 "sourceName": source, "statusCode": order.status.rawValue,
                 "hasReporterPhone": !order.reporterPhone.isEmpty, "hasLocation": !order.location.isEmpty,
                 "place": place, "hasPlace": !place.isEmpty,
+                "visit": Self.visitText(order) ?? "", "hasVisit": order.preferredFrom != nil,
                 "statusText": label("workorder.status", order.status.rawValue, context),
                 "created": Self.time(order.createdAt),
                 "due": Self.time(order.dueAt), "overdue": order.status.isOpen && order.dueAt < nowMillis(),
@@ -260,6 +261,18 @@ extension WebConsole {
     }
 
     // MARK: shared by the console's and the portal's pages
+
+    struct PhotoView {
+        var url: String
+        /// A browser shows JPEG, PNG and WebP; an iPhone's HEIC is kept as it came and offered as a file.
+        var shown: Bool
+    }
+
+    func photoViews(_ order: WorkOrder) async throws -> [PhotoView] {
+        try await store.photos(of: order).map {
+            PhotoView(url: "/api/v1/work-orders/\(order.id)/photos/\($0.id)", shown: $0.contentType != "image/heic")
+        }
+    }
 
     struct StepRow {
         var at: String

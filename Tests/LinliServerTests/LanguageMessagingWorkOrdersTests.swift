@@ -50,7 +50,8 @@ struct LanguageMessagingWorkOrdersTests {
     /// Words of three or more Latin letters the Chinese page may show: the brand, the language
     /// switch, file types and units, a key, the UTC offset, the event name rules use.
     static let allowedOnChinese: Set<String> = [
-        "Linli", "English", "Switch", "CSV", "JPEG", "PNG", "WebP", "MiB", "Ctrl", "Mac", "UTC", "notice", "unanswered",
+        "Linli", "English", "Switch", "CSV", "JPEG", "PNG", "WebP", "HEIC", "MiB", "Ctrl", "Mac", "UTC", "notice",
+        "unanswered",
     ]
     /// The English page's Chinese: the brand and the language switch.
     static let allowedOnEnglish = ["Linli 邻里", "切换到中文", "中文"]

@@ -40,9 +40,11 @@ struct WebTests {
         } while answer.status == .serviceUnavailable && attempt < 60
         #expect(answer.status == .found)
         let (cookie, location) = (answer.cookie, answer.location)
-        let page = try await client.execute(uri: "/console/account", method: .get, headers: [.cookie: cookie]) {
-            $0.text
+        // A resident's account page is the portal's: /console/account sends them there.
+        let own = try await client.execute(uri: "/console/account", method: .get, headers: [.cookie: cookie]) {
+            $0.headers[.location] ?? "/console/account"
         }
+        let page = try await client.execute(uri: own, method: .get, headers: [.cookie: cookie]) { $0.text }
         let csrf =
             page.components(separatedBy: "name=\"_csrf\" value=\"").dropFirst().first?.components(separatedBy: "\"")
             .first ?? ""
