@@ -32,6 +32,7 @@ struct WebConsole: ModuleRoutes {
         router.post("/console/c/:cid/access/accounts", use: createAccount)
         router.get("/app", use: portal)
         router.get("/console/audit", use: audit)
+        registerEditing(router)
     }
 
     // MARK: places
@@ -65,7 +66,7 @@ struct WebConsole: ModuleRoutes {
             "buildings",
             [
                 "frame": Frame(title: text("building.title", context), context: context, community: community),
-                "buildings": list,
+                "buildings": list, "canManage": may(context, .manageCommunity, community.id),
             ]
                 as [String: Any])
     }
@@ -80,7 +81,7 @@ struct WebConsole: ModuleRoutes {
             "units",
             [
                 "frame": Frame(title: building.name, context: context, community: community), "building": building,
-                "units": list,
+                "units": list, "canManage": may(context, .manageCommunity, community.id),
             ] as [String: Any])
     }
 
@@ -122,6 +123,7 @@ struct WebConsole: ModuleRoutes {
                 "unitId": unitId as Any,
                 "unitTitle": unitTitle as Any, "occupancies": options,
                 "canExport": context.caller?.scope(for: .exportData).coversCommunity(community.id) ?? false,
+                "canManage": may(context, .manageCommunity, community.id),
             ] as [String: Any])
     }
 
@@ -143,7 +145,9 @@ struct WebConsole: ModuleRoutes {
                 "frame": Frame(title: h.room, context: context, community: community), "h": h,
                 "residents": residents.map { residencyRow($0, context) }, "vehicles": vehicles,
                 "area": Self.area(h.area) as Any, "occupancy": label("occupancy", h.occupancy.rawValue, context),
-                "occupancyCode": h.occupancy.rawValue,
+                "occupancyCode": h.occupancy.rawValue, "canManage": may(context, .manageCommunity, h.communityId),
+                "canPeople": may(context, .managePeople, h.communityId),
+                "canVehicles": may(context, .manageVehicles, h.communityId),
             ] as [String: Any])
     }
 
@@ -178,6 +182,7 @@ struct WebConsole: ModuleRoutes {
                 "page": result, "items": items,
                 "q": query ?? "",
                 "careTags": options, "current": current, "pager": Self.pager(request, total: result.total, page: page),
+                "canEdit": may(context, .managePeople, community.id),
             ] as [String: Any])
     }
 
@@ -196,6 +201,7 @@ struct WebConsole: ModuleRoutes {
                 "careTags": careTagLabels(p.careTags, context),
                 "revealed": revealed as Any,
                 "canReveal": caller.scope(for: .revealIdentity).coversCommunity(p.communityId),
+                "canEdit": may(context, .managePeople, p.communityId),
             ] as [String: Any])
     }
 
@@ -225,6 +231,7 @@ struct WebConsole: ModuleRoutes {
                 "page": result,
                 "q": query ?? "",
                 "pager": Self.pager(request, total: result.total, page: page),
+                "canManage": may(context, .manageVehicles, community.id),
             ] as [String: Any])
     }
 

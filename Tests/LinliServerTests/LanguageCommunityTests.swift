@@ -126,6 +126,9 @@ struct LanguageCommunityTests {
                 "/console/c/\(c)/people?q=zzzz-nobody",
             ]
             if let t = tenant.first { paths += ["/console/h/\(t.householdId)", "/console/p/\(t.personId)"] }
+            // The forms of the data core, and the add-resident form with the people a search found.
+            paths += try await EditingTests.forms(fixture)
+            paths.append("/console/h/\(fixture.residentHousehold)/residents/new?q=1")
             if let p = cared.first { paths.append("/console/p/\(p.id)") }
             let manager = try await WebTests.signIn(client, "admin")
             let resident = try await WebTests.signIn(client, "resident")
