@@ -84,7 +84,7 @@ extension WebConsole {
                         try await store.updateBuilding(building, actor: context.principal)
                     }
                     return .redirect(to: "/console/b/\(building.id)")
-                } catch where error.isUniqueViolation { v.add("name", "editing.reason.buildingTaken") }
+                } catch  where error.isUniqueViolation { v.add("name", "editing.reason.buildingTaken") }
             }
             refuse(&input, v.issues, context)
         }
@@ -134,7 +134,7 @@ extension WebConsole {
                         try await store.updateUnit(unit, actor: context.principal)
                     }
                     return .redirect(to: "/console/b/\(building.id)")
-                } catch where error.isUniqueViolation { v.add("name", "editing.reason.unitTaken") }
+                } catch  where error.isUniqueViolation { v.add("name", "editing.reason.unitTaken") }
             }
             refuse(&input, v.issues, context)
         }
@@ -183,7 +183,9 @@ extension WebConsole {
         if input.posted {
             var v = Validator()
             let unit = units.first { $0.code == input["unitId"] }
-            if stored == nil, unit == nil { v.add("unitId", input["unitId"] == nil ? "is required" : "editing.reason.notOurs") }
+            if stored == nil, unit == nil {
+                v.add("unitId", input["unitId"] == nil ? "is required" : "editing.reason.notOurs")
+            }
             let room = stored == nil ? v.text(input["room"], "room", max: 50) : stored?.room
             let floor = input.int("floor", &v, in: -10...300, required: true)
             let area = area(input, &v)
@@ -208,7 +210,7 @@ extension WebConsole {
                         try await store.createHousehold(h, actor: context.principal)
                     }
                     return .redirect(to: "/console/h/\(id)")
-                } catch where error.isUniqueViolation { v.add("room", "editing.reason.roomTaken") }
+                } catch  where error.isUniqueViolation { v.add("room", "editing.reason.roomTaken") }
             }
             refuse(&input, v.issues, context)
         }
@@ -259,7 +261,8 @@ extension WebConsole {
     /// A resident of a household: a person already registered in the community (found by name or
     /// phone), or one registered here and then, in the same transaction, moved in.
     func residentForm(
-        _ request: Request, _ context: AppContext, _ community: Community, _ scope: Scope, _ household: HouseholdListing?
+        _ request: Request, _ context: AppContext, _ community: Community, _ scope: Scope,
+        _ household: HouseholdListing?
     ) async throws -> Response {
         var query = QueryReader(request)
         let q = query.string("q")?.trimmingCharacters(in: .whitespaces)
@@ -379,7 +382,10 @@ extension WebConsole {
             input.field("leaseEnd", text("editing.field.leaseEnd", context), type: "date"),
             input.field("movedIn", text("person.movedIn", context), type: "date"),
         ]
-        let action = path + (q.map { "?q=" + ($0.addingPercentEncoding(withAllowedCharacters: CharacterSet.alphanumerics) ?? "") } ?? "")
+        let action =
+            path
+            + (q.map { "?q=" + ($0.addingPercentEncoding(withAllowedCharacters: CharacterSet.alphanumerics) ?? "") }
+                ?? "")
         var page = FormPage(
             heading: household.map {
                 text("editing.resident.new", context, ["name": "\($0.buildingName) \($0.unitName) \($0.room)"])
@@ -498,7 +504,8 @@ extension WebConsole {
                 ?? [:])
         var owners: [FormChoice] = []
         var seen = Set<ID>()
-        let residents = if let householdId { try await store.residents(householdId: householdId) } else { [ResidencyListing]() }
+        let residents =
+            if let householdId { try await store.residents(householdId: householdId) } else { [ResidencyListing]() }
         for r in residents
         where (r.current || r.personId == stored?.personId) && seen.insert(r.personId).inserted {
             owners.append(FormChoice(r.personId, r.personName))
@@ -528,8 +535,9 @@ extension WebConsole {
                     } else {
                         try await store.updateVehicle(vehicle, actor: context.principal)
                     }
-                    return .redirect(to: householdId.map { "/console/h/\($0)" } ?? "/console/c/\(community.id)/vehicles")
-                } catch where error.isUniqueViolation { v.add("plate", "editing.reason.plateTaken") }
+                    return .redirect(
+                        to: householdId.map { "/console/h/\($0)" } ?? "/console/c/\(community.id)/vehicles")
+                } catch  where error.isUniqueViolation { v.add("plate", "editing.reason.plateTaken") }
             }
             refuse(&input, v.issues, context)
         }

@@ -78,7 +78,8 @@ package struct FormInput {
             isChoice: type == "checkbox" || type == "radio",
             options: (options ?? []).map {
                 SelectOption(
-                    value: $0.code, label: $0.label, selected: type == "checkbox" ? chosen.contains($0.code) : value == $0.code)
+                    value: $0.code, label: $0.label,
+                    selected: type == "checkbox" ? chosen.contains($0.code) : value == $0.code)
             }, error: error, hint: hint, required: required, max: max.map(String.init), inputMode: mode,
             describedBy: error != nil ? "error-\(name)" : hint != nil ? "hint-\(name)" : nil)
     }
@@ -136,7 +137,8 @@ extension ModuleRoutes {
             return text("form.reason.range", context, ["min": String(numbers[0]), "max": String(numbers[1])])
         }
         let plain = [
-            "is required": "required", "must not be empty": "required", "must not contain control characters": "control",
+            "is required": "required", "must not be empty": "required",
+            "must not contain control characters": "control",
             "must be a date written YYYY-MM-DD": "day", "must be a phone number of 5 to 20 digits": "phone",
         ]
         return text("form.reason." + (plain[reason] ?? "invalid"), context)

@@ -62,7 +62,8 @@ struct EditingTests {
 
     static func count(_ store: Store, _ table: String, _ column: String, _ value: String) async throws -> Int {
         try await store.read { db in
-            try await db.count("SELECT COUNT(*) AS n FROM \(unsafeRaw: table) WHERE \(unsafeRaw: column) = \(bind: value)")
+            try await db.count(
+                "SELECT COUNT(*) AS n FROM \(unsafeRaw: table) WHERE \(unsafeRaw: column) = \(bind: value)")
         }
     }
 
@@ -235,10 +236,13 @@ struct EditingTests {
             // Someone already registered, found by name, moves into a second household.
             let second = fixture.gridHousehold
             let search = try await Self.get(
-                client, staff, "/console/h/\(second)/residents/new?q=\("钱多多".addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)")
+                client, staff,
+                "/console/h/\(second)/residents/new?q=\("钱多多".addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+            )
             #expect(search.text.contains("value=\"\(person.id)\""))
             answer = try await Self.post(
-                client, staff, "/console/h/\(second)/residents/new", [("personId", fixture.otherPerson), ("role", "owner")])
+                client, staff, "/console/h/\(second)/residents/new",
+                [("personId", fixture.otherPerson), ("role", "owner")])
             #expect(answer.refuses("personId"), "another community's person")
             answer = try await Self.post(
                 client, staff, "/console/h/\(second)/residents/new", [("personId", person.id), ("role", "family")])
@@ -283,7 +287,10 @@ struct EditingTests {
             #expect(answer.refuses("householdId"))
             answer = try await Self.post(
                 client, staff, "/console/c/\(c)/people/new",
-                [("householdId", fixture.outsideHousehold), ("name", "孙小美"), ("phone", "13600001111"), ("role", "owner")])
+                [
+                    ("householdId", fixture.outsideHousehold), ("name", "孙小美"), ("phone", "13600001111"),
+                    ("role", "owner"),
+                ])
             #expect(answer.status == .seeOther && answer.location == "/console/h/\(fixture.outsideHousehold)")
 
             let p = fixture.personWithIdentity
@@ -311,7 +318,8 @@ struct EditingTests {
             let h = fixture.residentHousehold
             let resident = try await fixture.store.residents(householdId: h).first { $0.current }!
             let path = "/console/h/\(h)/vehicles/new"
-            var answer = try await Self.post(client, staff, path, [("plate", "浙A1"), ("personId", fixture.otherPerson)])
+            var answer = try await Self.post(
+                client, staff, path, [("plate", "浙A1"), ("personId", fixture.otherPerson)])
             #expect(answer.refuses("plate") && answer.refuses("personId"))
             answer = try await Self.post(
                 client, staff, path, [("plate", "浙a 9z9z9"), ("description", "白色轿车"), ("personId", resident.personId)])
@@ -341,11 +349,14 @@ struct EditingTests {
         let building = try await store.buildings(communityId: c, scope: .everything)[0]
         let unit = try await store.units(buildingId: building.id, scope: .everything)[0]
         let residency = try await store.residents(householdId: fixture.residentHousehold).first { $0.movedOut == nil }!
-        let vehicle = try await store.vehicles(communityId: c, query: nil, page: PageRequest(limit: 1), scope: .everything)
-            .items[0]
+        let vehicle = try await store.vehicles(
+            communityId: c, query: nil, page: PageRequest(limit: 1), scope: .everything
+        )
+        .items[0]
         return [
             "/console/c/\(c)/buildings/new", "/console/b/\(building.id)/edit", "/console/b/\(building.id)/units/new",
-            "/console/u/\(unit.id)/edit", "/console/c/\(c)/households/new", "/console/h/\(fixture.residentHousehold)/edit",
+            "/console/u/\(unit.id)/edit", "/console/c/\(c)/households/new",
+            "/console/h/\(fixture.residentHousehold)/edit",
             "/console/h/\(fixture.residentHousehold)/residents/new", "/console/c/\(c)/people/new",
             "/console/r/\(residency.id)/move-out", "/console/p/\(residency.personId)/edit",
             "/console/h/\(fixture.residentHousehold)/vehicles/new", "/console/v/\(vehicle.id)/edit",
@@ -359,7 +370,8 @@ struct EditingTests {
             for who in ["grid", "guard", "police", "resident"] {
                 let session = try await WebTests.signIn(client, who)
                 if who != "police" {
-                    let page = try await Self.get(client, session, "/console/h/\(who == "grid" ? fixture.gridHousehold : h)")
+                    let page = try await Self.get(
+                        client, session, "/console/h/\(who == "grid" ? fixture.gridHousehold : h)")
                     for button in ["new-resident", "edit-household", "new-vehicle", "move-out"] {
                         #expect(!page.text.contains(button), "\(who) sees \(button)")
                     }
