@@ -1,5 +1,30 @@
+import Foundation
 import LinliCore
 import LinliStorage
+
+/// A code a spreadsheet may give by the code itself, by its label in Chinese or in English, or
+/// by another word property offices use for it: case, spaces, hyphens and underscores aside.
+public protocol SheetCode: RawRepresentable, CaseIterable, Hashable, Sendable where RawValue == String {
+    /// Every way a sheet may name each code (the code and both labels among them).
+    static var synonyms: [Self: [String]] { get }
+}
+
+extension SheetCode {
+    public init?(label: String) {
+        let key = Self.normal(label)
+        guard
+            let found = Self.allCases.first(where: { code in
+                Self.normal(code.rawValue) == key || (Self.synonyms[code] ?? []).contains { Self.normal($0) == key }
+            })
+        else { return nil }
+        self = found
+    }
+
+    static func normal(_ text: String) -> String {
+        text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            .replacingOccurrences(of: "-", with: "_").replacingOccurrences(of: " ", with: "_")
+    }
+}
 
 /// The community data core: places (building → unit → household), people and their
 /// residency, vehicles, organisations and their staff, grids. Rows are plain values; the same struct is
@@ -37,14 +62,14 @@ public enum Occupancy: String, Codable, Sendable, CaseIterable {
     case rented
     case vacant
 
-    public init?(label: String) {
-        switch label.trimmingCharacters(in: .whitespaces).lowercased() {
-        case "owner_occupied", "owner-occupied", "自住": self = .ownerOccupied
-        case "rented", "出租": self = .rented
-        case "vacant", "空置": self = .vacant
-        default: return nil
-        }
-    }
+}
+
+extension Occupancy: SheetCode {
+    public static let synonyms: [Occupancy: [String]] = [
+        .ownerOccupied: ["owner_occupied", "owner occupied", "自住", "业主自住"],
+        .rented: ["rented", "let", "出租", "已出租", "租住"],
+        .vacant: ["vacant", "empty", "空置", "闲置", "空房"],
+    ]
 }
 
 public struct Household: Codable, Sendable, Equatable {
@@ -77,16 +102,6 @@ public enum CareTag: String, Codable, Sendable, CaseIterable {
     case child
     case keyCare = "key_care"
 
-    public init?(label: String) {
-        switch label.trimmingCharacters(in: .whitespaces).lowercased() {
-        case "elderly_alone", "独居老人": self = .elderlyAlone
-        case "disabled", "残疾人": self = .disabled
-        case "child", "儿童": self = .child
-        case "key_care", "重点关爱": self = .keyCare
-        default: return nil
-        }
-    }
-
     /// Stored as `,tag1,tag2,` so that `LIKE '%,tag,%'` finds a tag on both engines.
     public static func encode(_ tags: [CareTag]) -> String {
         let sorted = Set(tags).map(\.rawValue).sorted()
@@ -101,6 +116,15 @@ public enum CareTag: String, Codable, Sendable, CaseIterable {
 /// A person known to the community. The identity card number and the phone are kept only
 /// encrypted (`identityCipher`, `phoneCipher`) with keyed hashes for exact look-up; the number never
 /// leaves in a listing, and `phone` holds the masked phone (138****5678).
+extension CareTag: SheetCode {
+    public static let synonyms: [CareTag: [String]] = [
+        .elderlyAlone: ["elderly_alone", "elderly living alone", "elderly alone", "独居老人", "独居"],
+        .disabled: ["disabled", "person with disability", "残疾人", "残疾", "残障人士"],
+        .child: ["child", "children", "儿童", "未成年人"],
+        .keyCare: ["key_care", "priority care", "key care", "重点关爱", "重点关注"],
+    ]
+}
+
 public struct Person: Codable, Sendable, Equatable {
     public var id: ID
     public var communityId: ID
@@ -134,15 +158,15 @@ public struct Person: Codable, Sendable, Equatable {
 public enum ResidencyRole: String, Codable, Sendable, CaseIterable {
     case owner, tenant, family, other
 
-    public init?(label: String) {
-        switch label.trimmingCharacters(in: .whitespaces).lowercased() {
-        case "owner", "业主": self = .owner
-        case "tenant", "租客": self = .tenant
-        case "family", "家庭成员", "家属": self = .family
-        case "other", "其他": self = .other
-        default: return nil
-        }
-    }
+}
+
+extension ResidencyRole: SheetCode {
+    public static let synonyms: [ResidencyRole: [String]] = [
+        .owner: ["owner", "业主", "房主", "产权人", "户主"],
+        .tenant: ["tenant", "renter", "租客", "租户", "承租人"],
+        .family: ["family", "family member", "家庭成员", "家属", "家人", "亲属"],
+        .other: ["other", "其他", "其它"],
+    ]
 }
 
 /// A person living in a household, from one day to another. Moving out closes the row instead of

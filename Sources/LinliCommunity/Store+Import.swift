@@ -50,6 +50,16 @@ public enum HouseholdSheet {
 
     public static let required: [Column] = [.building, .unit, .room]
 
+    /// The template's example row, by column, in codes.
+    public static let example: [Column: String] = [
+        .building: "1号楼", .unit: "1单元", .room: "101", .floor: "1", .area: "89.5", .occupancy: "owner_occupied",
+        .name: "张三", .phone: "13800138000", .role: "owner", .movedIn: "2024-01-01",
+    ]
+
+    /// The reasons of a row whose building or unit is not there yet (and was not to be made).
+    public static let unknownBuilding = "is not a building of this community (choose to create it)"
+    public static let unknownUnit = "is not a unit of this building (choose to create it)"
+
     /// One validated line of the sheet.
     public struct Line: Sendable {
         public var line: Int
@@ -134,7 +144,7 @@ public enum HouseholdSheet {
         }
 
         var lines: [Line] = []
-        var seenIdentity: [String: Int] = [:]
+        var seenIdentity: [String: (line: Int, name: String)] = [:]
         let today = Day.today()
         for row in rows.dropFirst() {
             func value(_ c: Column) -> String {
@@ -186,9 +196,13 @@ public enum HouseholdSheet {
                     if !IdentityNumber.isValid(identity) {
                         v.add(Column.identityNumber.rawValue, "is not a valid 18-character identity card number")
                     } else if let first = seenIdentity[identity] {
-                        v.add(Column.identityNumber.rawValue, "repeats the person on line \(first)")
+                        // The same person in a second household (an owner of two flats) is one
+                        // person; the same number under another name is a mistake.
+                        if first.name != name {
+                            v.add(Column.identityNumber.rawValue, "repeats the person on line \(first.line)")
+                        }
                     } else {
-                        seenIdentity[identity] = row.line
+                        seenIdentity[identity] = (row.line, name)
                     }
                 }
                 var role = ResidencyRole.owner
@@ -257,10 +271,19 @@ public struct ImportReport: Codable, Sendable, Equatable {
 extension Store {
     /// Validates every row first; writes nothing unless every row is good, or `onlyValid` is chosen.
     /// All writes happen in one transaction: an import is whole or absent.
-    public func importHouseholds(communityId: ID, csv: String, onlyValid: Bool, dryRun: Bool, actor: Principal)
+    ///
+    /// A building or unit the community does not have yet is made only when `createPlaces` is
+    /// chosen; otherwise its rows are reported (a typo of "9号楼" for "6号楼" makes no building).
+    public func importHouseholds(
+        communityId: ID, csv: String, onlyValid: Bool, dryRun: Bool, createPlaces: Bool = true, actor: Principal
+    )
         async throws -> ImportReport
     {
-        let parsed = HouseholdSheet.parse(csv)
+        var sheet = HouseholdSheet.parse(csv)
+        if !createPlaces, !sheet.lines.isEmpty {
+            try await refuseUnknownPlaces(communityId: communityId, &sheet)
+        }
+        let parsed = sheet
         var report = ImportReport(
             rows: parsed.rowCount, validRows: parsed.lines.count, problems: parsed.problems, imported: false,
             buildingsCreated: 0, unitsCreated: 0, householdsCreated: 0, peopleCreated: 0, residenciesCreated: 0)
@@ -370,19 +393,58 @@ extension Store {
 }
 
 extension Store {
+    /// Moves the lines whose building, or whose unit in a known building, the community does not
+    /// have to the problems, each with its line.
+    func refuseUnknownPlaces(communityId: ID, _ parsed: inout HouseholdSheet.Parsed) async throws {
+        let (buildings, units) = try await read { db in
+            (
+                try await db.all(Building.self, "SELECT * FROM buildings WHERE community_id = \(bind: communityId)"),
+                try await db.all(BuildingUnit.self, "SELECT * FROM units WHERE community_id = \(bind: communityId)")
+            )
+        }
+        let byName = Dictionary(buildings.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
+        let unitKeys = Set(units.map { $0.buildingId + "/" + $0.name })
+        var kept: [HouseholdSheet.Line] = []
+        for line in parsed.lines {
+            guard let building = byName[line.building] else {
+                parsed.problems.append(
+                    HouseholdSheet.Problem(
+                        line: line.line, field: HouseholdSheet.Column.building.rawValue,
+                        reason: HouseholdSheet.unknownBuilding))
+                continue
+            }
+            guard unitKeys.contains(building + "/" + line.unit) else {
+                parsed.problems.append(
+                    HouseholdSheet.Problem(
+                        line: line.line, field: HouseholdSheet.Column.unit.rawValue, reason: HouseholdSheet.unknownUnit)
+                )
+                continue
+            }
+            kept.append(line)
+        }
+        parsed.lines = kept
+        parsed.problems.sort { $0.line < $1.line }
+    }
+
     /// The current households and residents in the import's own shape, so an export re-imports cleanly.
-    /// Identity numbers leave masked: a spreadsheet is no place for them.
-    public func exportHouseholds(communityId: ID, scope: Scope) async throws -> String {
+    /// Identity numbers leave masked unless `fullIdentity` is asked for (by a caller who may reveal
+    /// them; the route checks): then they leave whole, and the read is on the audit log.
+    public func exportHouseholds(
+        communityId: ID, scope: Scope, fullIdentity: Bool = false, actor: Principal? = nil
+    ) async throws -> String {
         let today = Day.today()
         struct Row: Decodable {
             package var building: String, unit: String, room: String, floor: Int, area: Double?, occupancy: String
-            package var name: String?, phone: String?, phoneCipher: String?, identityMasked: String?, role: String?,
+            package var name: String?, phone: String?, phoneCipher: String?, identityMasked: String?,
+                identityCipher: String?,
+                role: String?,
                 leaseStart: String?, leaseEnd: String?, careTags: String?, movedIn: String?
         }
         let rows = try await read { db in
             try await db.raw(
                 """
                 SELECT b.name AS building, u.name AS unit, h.room, h.floor, h.area, h.occupancy, p.name, p.phone, p.phone_cipher, p.identity_masked,
+                       p.identity_cipher,
                        r.role, r.lease_start, r.lease_end, p.care_tags, r.moved_in
                 FROM households h JOIN buildings b ON b.id = h.building_id JOIN units u ON u.id = h.unit_id
                 LEFT JOIN residencies r ON r.household_id = h.id AND \(Self.currentResidency("r", today))
@@ -393,15 +455,30 @@ extension Store {
             ).all(decoding: Row.self, keyDecodingStrategy: .snakeCase)
         }
         var out = [HouseholdSheet.Column.allCases.map(\.rawValue)]
+        var revealed = Set<String>()
         for r in rows {
+            var identity = r.identityMasked ?? ""
+            if fullIdentity, let cipherText = r.identityCipher {
+                identity = try cipher.decrypt(cipherText)
+                revealed.insert(identity)
+            }
             let area = r.area.map { $0 == $0.rounded() ? String(Int($0)) : String($0) } ?? ""
             let tags = CareTag.decode(r.careTags ?? "").map(\.rawValue).joined(separator: ";")
             out.append([
                 // Whole phones: the sheet goes back in through the import.
                 r.building, r.unit, r.room, String(r.floor), area, r.occupancy, r.name ?? "",
                 phone(cipher: r.phoneCipher, masked: r.phone ?? ""),
-                r.identityMasked ?? "", r.role ?? "", r.leaseStart ?? "", r.leaseEnd ?? "", tags, r.movedIn ?? "",
+                identity, r.role ?? "", r.leaseStart ?? "", r.leaseEnd ?? "", tags, r.movedIn ?? "",
             ])
+        }
+        let revealedCount = revealed.count
+        if fullIdentity, let actor {
+            // A sensitive read, like the person page's reveal: who took how many whole numbers.
+            try await write { db in
+                try await AuditLog.record(
+                    db, actor: actor, action: "households.exported.identity", subjectType: "community",
+                    subjectId: communityId, communityId: communityId, after: ["identityNumbers": revealedCount])
+            }
         }
         return CSV.write(out)
     }

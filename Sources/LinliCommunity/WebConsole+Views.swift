@@ -141,6 +141,8 @@ extension WebConsole {
             "must not contain control characters": "import.problem.control",
             "must be a date written YYYY-MM-DD": "import.problem.day",
             "must be a phone number of 5 to 20 digits": "import.problem.phone",
+            HouseholdSheet.unknownBuilding: "import.problem.unknownBuilding",
+            HouseholdSheet.unknownUnit: "import.problem.unknownUnit",
         ]
         if let key = plain[reason] { return text(key, context) }
         if reason.hasPrefix("is not a known column") { return text("import.problem.unknownColumn", context) }

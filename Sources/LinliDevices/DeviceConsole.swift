@@ -19,7 +19,7 @@ extension WebConsole {
 
     struct DeviceRow {
         var productKey: String, deviceName: String, nickname: String, productName: String, status: String,
-            connected: Bool
+            statusLabel: String, connected: Bool
         var place: String, tags: [String], lastSeen: String, silent: Bool, messages: Int, errors: Int,
             lastError: String?
     }
@@ -49,7 +49,8 @@ extension WebConsole {
             return DeviceRow(
                 productKey: d.productKey, deviceName: d.deviceName, nickname: d.nickname,
                 productName: names[d.productKey] ?? d.productKey,
-                status: d.status.rawValue, connected: v.connected, place: place, tags: d.tagList,
+                status: d.status.rawValue, statusLabel: label("deviceStatus", d.status.rawValue, context),
+                connected: v.connected, place: place, tags: d.tagList,
                 lastSeen: Self.time(v.lastSeenAt), silent: v.silent,
                 messages: v.diagnosis.messages, errors: v.diagnosis.errors, lastError: v.diagnosis.lastError)
         }
@@ -76,6 +77,7 @@ extension WebConsole {
                 "devices": rows,
                 "total": found.total, "q": filter.query ?? "", "silent": filter.silentOnly, "statuses": statuses,
                 "pager": Self.pager(request, total: found.total, page: page),
+                "canManage": context.caller?.scope(for: .manageDevices).coversCommunity(community.id) ?? false,
             ] as [String: Any])
     }
 
@@ -144,6 +146,7 @@ extension WebConsole {
             [
                 "version": item.firmware.version, "module": item.firmware.module,
                 "status": item.upgrade.status.rawValue,
+                "statusLabel": label("upgradeStatus", item.upgrade.status.rawValue, context),
                 "step": item.upgrade.step > 0 ? "\(item.upgrade.step)%" : "", "detail": item.upgrade.detail,
                 "at": Self.time(item.upgrade.updatedAt),
             ]
@@ -161,12 +164,17 @@ extension WebConsole {
             let from = to - 86_400_000
             let buckets = try await store.telemetryBuckets(
                 d, identifier: chosenProperty, from: from, to: to, bucketMillis: 900_000)
-            chart = SVGChart.render(buckets, from: from, to: to, label: chosenProperty)
+            chart = SVGChart.render(
+                buckets, from: from, to: to, label: chosenProperty,
+                words: (
+                    text("devicesforms.chartEmpty", context), text("devicesforms.chartSpan", context),
+                    text("devicesforms.chartNow", context)
+                ))
         }
         let canOperate = caller.scope(for: .operateDevices).coversCommunity(d.communityId)
         var services = [
             ServiceOption(
-                identifier: "property.set", name: "设置属性 Set properties",
+                identifier: "property.set", name: text("devicesforms.setProperties", context),
                 inputs: model?.properties.filter { $0.accessMode != .r }.map(\.identifier).joined(separator: ", ")
                     ?? "",
                 selected: chosen == "property.set")
@@ -188,7 +196,9 @@ extension WebConsole {
         let session = try await BrokerSessionStore.sessions(
             in: store.telemetry, usernames: [d.deviceName + "&" + d.productKey]
         ).first
+        let canManage = caller.scope(for: .manageDevices).coversCommunity(d.communityId)
         let page: [String: Any] = [
+            "canManage": canManage, "place": try await placeText(d), "statusCode": d.status.rawValue,
             "hasSession": session != nil, "sessionKept": session?.kept ?? 0, "sessionDropped": session?.dropped ?? 0,
             "sessionHasDropped": (session?.dropped ?? 0) > 0,
             "sessionSince": Self.time(session?.changedAt), "sessionConnected": session?.connected ?? false,
@@ -266,13 +276,15 @@ extension WebConsole {
 /// A small line chart as inline SVG: the min–max band and the average line per bucket.
 enum SVGChart {
     static func render(
-        _ buckets: [TelemetryBucket], from: Millis, to: Millis, label: String, width: Double = 720, height: Double = 200
+        _ buckets: [TelemetryBucket], from: Millis, to: Millis, label: String,
+        words: (empty: String, span: String, now: String) = ("No values in the last 24 hours", "last 24 hours", "now"),
+        width: Double = 720, height: Double = 200
     ) -> String {
         let points = buckets.filter { $0.avg != nil }
         let pad = 36.0
         guard let low = points.compactMap(\.min).min(), let high = points.compactMap(\.max).max() else {
             return
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"\(escape(label)): no values in the last 24 hours\"><text x=\"\(pad)\" y=\"\(height / 2)\" fill=\"#5b6b76\">No values in the last 24 hours</text></svg>"
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"\(escape(label)): \(escape(words.empty))\"><text x=\"\(pad)\" y=\"\(height / 2)\" fill=\"#5b6b76\">\(escape(words.empty))</text></svg>"
         }
         let span = high - low == 0 ? 1 : high - low
         func x(_ t: Millis) -> String {
@@ -284,12 +296,12 @@ enum SVGChart {
         let line = points.map { "\(x($0.t)),\(y($0.avg ?? 0))" }
         func number(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v) }
         return """
-            <svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 \(Int(width)) \(Int(height))" role="img" aria-label="\(escape(label)), last 24 hours">\
+            <svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 \(Int(width)) \(Int(height))" role="img" aria-label="\(escape(label)), \(escape(words.span))">\
             <line x1="\(pad)" y1="\(height - pad)" x2="\(width - pad)" y2="\(height - pad)" stroke="#b8c3ca"/>\
             <text x="2" y="\(y(high))" font-size="11" fill="#5b6b76">\(number(high))</text><text x="2" y="\(y(low))" font-size="11" fill="#5b6b76">\(number(low))</text>\
             <polygon points="\(band.joined(separator: " "))" fill="#1f6f8b" fill-opacity="0.18"/>\
             <polyline class="avg" points="\(line.joined(separator: " "))" fill="none" stroke="#1f6f8b" stroke-width="2"/>\
-            <text x="\(pad)" y="\(height - 8)" font-size="11" fill="#5b6b76">−24 h</text><text x="\(width - pad - 24)" y="\(height - 8)" font-size="11" fill="#5b6b76">now</text>\
+            <text x="\(pad)" y="\(height - 8)" font-size="11" fill="#5b6b76">−24 h</text><text x="\(width - pad - 24)" y="\(height - 8)" font-size="11" fill="#5b6b76">\(escape(words.now))</text>\
             </svg>
             """
     }

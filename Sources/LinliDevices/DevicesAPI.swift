@@ -92,6 +92,14 @@ extension API {
         let (community, scope) = try await self.community(context, .manageDevices)
         try requireCovers(scope, community.id, .manageDevices)
         let input = try await request.decodeJSON(ProductInput.self, context: context)
+        let product = try newProduct(communityId: community.id, input)
+        try await store.createProduct(product, actor: context.principal)
+        return try JSON.response(view(product, devices: 0, withTSL: true), status: .created)
+    }
+
+    /// The product `input` describes, from the product library or a TSL document, checked
+    /// (422 naming the field at fault); the form of the console makes its products here too.
+    func newProduct(communityId: ID, _ input: ProductInput) throws -> Product {
         var model: ThingModel
         var name = input.name
         switch (input.library, input.tsl) {
@@ -130,12 +138,10 @@ extension API {
             }
             nodeType = given
         }
-        let product = Product(
-            communityId: community.id, productKey: key, name: productName!, libraryKey: input.library,
+        return Product(
+            communityId: communityId, productKey: key, name: productName!, libraryKey: input.library,
             tslJson: String(decoding: model.tsl.serialized(), as: UTF8.self), nodeType: nodeType,
             dynamicRegistration: input.dynamicRegistration ?? false)
-        try await store.createProduct(product, actor: context.principal)
-        return try JSON.response(view(product, devices: 0, withTSL: true), status: .created)
     }
 
     /// A product the caller may see devices of, else 404.

@@ -27,6 +27,7 @@ public enum DevicesModule {
         let pages = WebConsole(services: services)
         pages.registerDevices(router)
         pages.registerProducts(router)
+        pages.registerDeviceForms(router)
         // Firmware for devices, by the token in the address they were offered (no account).
         router.get("/ota/:token", use: json.firmwareDownload)
     }

@@ -47,7 +47,7 @@ extension WebConsole {
             let upgrades = try await store.upgrades(of: firmware)
             let counts = Dictionary(grouping: upgrades, by: { $0.upgrade.status }).mapValues(\.count)
             let summary = UpgradeStatus.allCases.compactMap { status in
-                counts[status].map { "\(status.rawValue) \($0)" }
+                counts[status].map { "\(label("upgradeStatus", status.rawValue, context)) \($0)" }
             }.joined(separator: " · ")
             packages.append([
                 "id": firmware.id, "version": firmware.version, "module": firmware.module,
@@ -64,7 +64,9 @@ extension WebConsole {
             [
                 "frame": Frame(title: product.name, context: context, community: community), "name": product.name,
                 "productKey": product.productKey,
-                "nodeType": product.nodeType.rawValue, "dynamicRegistration": product.dynamicRegistration,
+                "nodeType": product.nodeType.rawValue,
+                "nodeTypeLabel": label("nodeType", product.nodeType.rawValue, context),
+                "dynamicRegistration": product.dynamicRegistration,
                 "devices": devices,
                 "properties": properties, "events": events, "services": services, "hasEvents": !events.isEmpty,
                 "hasServices": !services.isEmpty,
@@ -105,9 +107,12 @@ extension WebConsole {
                 file: file, folder: uploads, actor: context.principal)
         } catch let fault as FirmwareFault {
             return try await productPage(
-                request, context: context, error: "文件 File \(fault)", status: .unprocessableContent)
+                request, context: context, error: text("devicesforms.firmwareFile", context, ["reason": "\(fault)"]),
+                status: .unprocessableContent)
         } catch let StoreError.conflict(_, reason) {
-            return try await productPage(request, context: context, error: "版本 Version \(reason)", status: .conflict)
+            return try await productPage(
+                request, context: context, error: text("devicesforms.firmwareVersion", context, ["reason": reason]),
+                status: .conflict)
         }
         return .redirect(to: "/console/products/\(product.productKey)")
     }

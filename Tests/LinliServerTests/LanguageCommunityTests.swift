@@ -17,7 +17,8 @@ import Testing
 @Suite("LinliCommunity's pages in each language")
 struct LanguageCommunityTests {
     /// Words a Chinese page may hold: the brand, units, formats and the names of standards.
-    static let latinAllowed: Set<String> = ["Linli", "CSV", "API", "MQTT", "kWh", "YYYY", "UTC"]
+    /// As `ALLOWED_LATIN` of tests/browser/test_languages.py: names of formats people know as such.
+    static let latinAllowed: Set<String> = ["Linli", "CSV", "API", "MQTT", "kWh", "YYYY", "UTC", "TSL", "JSON"]
 
     /// What a person reads of a page: its text and the texts of the attributes that are shown
     /// (placeholder, title, aria-label, alt, data-label, data-confirm); without scripts, styles,

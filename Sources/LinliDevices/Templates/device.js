@@ -6,7 +6,10 @@
     source.addEventListener(type, function (e) {
       var ev = JSON.parse(e.data);
       if (ev.subjectId !== document.getElementById('device-status').dataset.device) return;
-      document.getElementById('device-status').textContent = type.slice('device.'.length);
+      var badge = document.getElementById('device-status');
+      var status = type === 'device.enabled' ? 'offline' : type.slice('device.'.length);
+      badge.textContent = badge.getAttribute('data-status-' + status) || status;
+      badge.className = 'status status-' + status;
     });
   });
 })();

@@ -8,8 +8,10 @@
       var row = document.getElementById('dev-' + p.productKey + '-' + p.deviceName);
       if (!row) return;
       var cell = row.querySelector('.status');
-      cell.textContent = type.slice('device.'.length);
-      cell.className = 'status status-' + cell.textContent;
+      // The status shown by its label in the page's language (data-status-… of the table).
+      var status = type === 'device.enabled' ? 'offline' : type.slice('device.'.length);
+      cell.textContent = document.getElementById('devices').getAttribute('data-status-' + status) || status;
+      cell.className = 'status status-' + status;
     });
   });
 })();
