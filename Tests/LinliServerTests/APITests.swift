@@ -48,7 +48,7 @@ struct APITests {
                 #expect(response.status == .ok)
                 let setCookie = response.headers[.setCookie] ?? ""
                 #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Lax"))
-                let value = setCookie.split(separator: ";")[0]
+                let value = setCookie.split(separator: ";").first ?? ""
                 return (String(value), try response.json()["csrfToken"] as? String ?? "")
             }
             #expect(!csrf.isEmpty)

@@ -114,7 +114,7 @@ struct CatalogueTests {
                 body: ByteBuffer(string: "language=en&return=%2Flogin%3Fnext%3D%252Fconsole")
             ) { r in
                 #expect(r.status == .found && r.headers[.location] == "/login?next=%2Fconsole")
-                return String((r.headers[.setCookie] ?? "").split(separator: ";")[0])
+                return String((r.headers[.setCookie] ?? "").split(separator: ";").first ?? "")
             }
             #expect(cookie == "linli_lang=en")
             let chosen = try await client.execute(uri: "/login", method: .get, headers: [.cookie: cookie]) { $0.text }

@@ -35,7 +35,7 @@ struct WebTests {
                 uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
                 body: ByteBuffer(string: "username=\(username)&password=\(Fixture.password)")
             ) { r in
-                (r.status, String((r.headers[.setCookie] ?? "").split(separator: ";")[0]), r.headers[.location] ?? "")
+                (r.status, String((r.headers[.setCookie] ?? "").split(separator: ";").first ?? ""), r.headers[.location] ?? "")
             }
         } while answer.status == .serviceUnavailable && attempt < 60
         #expect(answer.status == .found)
