@@ -55,9 +55,15 @@ let package = Package(
         // Capability modules: each owns its domain, its tables and migrations, its queries; they use
         // one another only downwards (Community ← Devices, WorkOrders, Messaging ← Linkage).
         // The community data core (人、房、组织): places, households, people, residencies, vehicles,
-        // organisations, staff, grids, and the household sheet import.
+        // organisations, staff, grids.
         .target(
             name: "LinliCommunity", dependencies: ["LinliCore", "LinliStorage", "LinliHTTP", sql, hummingbird],
+            resources: [.copy("Templates"), .copy("openapi.yaml")]),
+        // The household sheet (住户导入导出): households and residents read from a spreadsheet as
+        // Excel saves it, and written back to one.
+        .target(
+            name: "LinliHouseholdImport",
+            dependencies: ["LinliCore", "LinliStorage", "LinliHTTP", "LinliCommunity", sql, hummingbird],
             resources: [.copy("Templates"), .copy("openapi.yaml")]),
         // What devices are and what they said: products, the registry, the shadow and shadow
         // documents, telemetry in its own ledger, firmware packages and upgrades, integration accounts.
@@ -119,12 +125,23 @@ let package = Package(
             ],
             resources: [.copy("Templates"), .copy("openapi.yaml")]
         ),
+        // The page machinery: templates in every language, the message catalogue, codes as labels,
+        // the frame around every page, the pages' scripts and styles. It knows no requests.
+        .target(
+            name: "LinliPages",
+            dependencies: [
+                "LinliCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ]
+        ),
         // The HTTP kernel: request context, problem details, input decoding, paging, the response
         // cache, sign-in, sessions, accounts and their roles, the page layout. No community business.
         .target(
             name: "LinliHTTP",
             dependencies: [
                 "LinliCore",
+                "LinliPages",
                 "LinliStorage",
                 "LinliThings",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -212,6 +229,7 @@ let package = Package(
                 "LinliAlink",
                 "LinliThings",
                 "LinliCommunity",
+                "LinliHouseholdImport",
                 "LinliDeviceRegistry",
                 "LinliDevices",
                 "LinliWorkOrders",
@@ -305,8 +323,8 @@ let package = Package(
         .testTarget(
             name: "LinliCommunityTests",
             dependencies: [
-                "LinliCommunity", "LinliCore", "LinliDemo", "LinliHTTP", "LinliStorage", "LinliTestSupport",
-                hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"), sql,
+                "LinliCommunity", "LinliCore", "LinliDemo", "LinliHTTP", "LinliHouseholdImport", "LinliStorage",
+                "LinliTestSupport", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"), sql,
             ]),
         .testTarget(
             name: "LinliDeviceRegistryTests",
@@ -346,7 +364,8 @@ let package = Package(
             name: "LinliServerTests",
             dependencies: [
                 "LinliAlink", "LinliCommunity", "LinliCore", "LinliDemo", "LinliDeviceRegistry", "LinliDevices",
-                "LinliHTTP", "LinliLinkage", "LinliMQTT", "LinliMessaging", "LinliServer", "LinliStorage",
+                "LinliHTTP", "LinliHouseholdImport", "LinliLinkage", "LinliMQTT", "LinliMessaging", "LinliServer",
+                "LinliStorage",
                 "LinliTestSupport", "LinliWorkOrders", hummingbird,
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

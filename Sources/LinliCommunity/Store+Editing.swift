@@ -33,25 +33,17 @@ extension Store {
 
     /// One residency, if its household is within `scope`.
     public func residency(_ id: ID, scope: Scope) async throws -> Residency {
-        let found = try await read { db in
-            try await db.all(
-                Residency.self,
-                "SELECT r.* FROM residencies r JOIN households h ON h.id = r.household_id WHERE r.id = \(bind: id) AND \(Self.householdScope(scope, alias: "h"))"
-            ).first
-        }
-        guard let found else { throw StoreError.notFound("residency") }
-        return found
+        try await one(
+            Residency.self, "residency",
+            "SELECT r.* FROM residencies r JOIN households h ON h.id = r.household_id WHERE r.id = \(bind: id) AND \(Self.householdScope(scope, alias: "h"))"
+        )
     }
 
     /// One vehicle, if it is within `scope`.
     public func vehicle(_ id: ID, scope: Scope) async throws -> Vehicle {
-        let found = try await read { db in
-            try await db.all(
-                Vehicle.self, "SELECT v.* FROM vehicles v WHERE v.id = \(bind: id) AND \(Self.vehicleScope(scope))"
-            ).first
-        }
-        guard let found else { throw StoreError.notFound("vehicle") }
-        return found
+        try await one(
+            Vehicle.self, "vehicle",
+            "SELECT v.* FROM vehicles v WHERE v.id = \(bind: id) AND \(Self.vehicleScope(scope))")
     }
 
     /// A new person and their first residency, together or not at all.

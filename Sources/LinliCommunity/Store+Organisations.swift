@@ -37,14 +37,9 @@ extension Store {
     }
 
     public func organisation(_ id: ID, scope: Scope) async throws -> Organisation {
-        let found = try await read { db in
-            try await db.all(
-                Organisation.self,
-                "SELECT * FROM organisations WHERE id = \(bind: id) AND \(Self.organisationScope(scope))"
-            ).first
-        }
-        guard let found else { throw StoreError.notFound("organisation") }
-        return found
+        try await one(
+            Organisation.self, "organisation",
+            "SELECT * FROM organisations WHERE id = \(bind: id) AND \(Self.organisationScope(scope))")
     }
 
     public func addStaff(_ member: StaffMember, actor: Principal) async throws {

@@ -116,14 +116,10 @@ extension Store {
     }
 
     public func community(_ id: ID, scope: Scope, memberships: Set<ID>) async throws -> Community {
-        let found = try await read { db in
-            try await db.all(
-                Community.self,
-                "SELECT * FROM communities WHERE id = \(bind: id) AND \(Self.communityScope(scope, memberships: memberships))"
-            ).first
-        }
-        guard let found else { throw StoreError.notFound("community") }
-        return found
+        try await one(
+            Community.self, "community",
+            "SELECT * FROM communities WHERE id = \(bind: id) AND \(Self.communityScope(scope, memberships: memberships))"
+        )
     }
 
     public func overview(_ community: Community, scope: Scope) async throws -> CommunityOverview {
@@ -189,13 +185,9 @@ extension Store {
     }
 
     public func building(_ id: ID, scope: Scope) async throws -> Building {
-        let found = try await read { db in
-            try await db.all(
-                Building.self, "SELECT * FROM buildings WHERE id = \(bind: id) AND \(Self.buildingScope(scope))"
-            ).first
-        }
-        guard let found else { throw StoreError.notFound("building") }
-        return found
+        try await one(
+            Building.self, "building", "SELECT * FROM buildings WHERE id = \(bind: id) AND \(Self.buildingScope(scope))"
+        )
     }
 
     public func createUnit(_ unit: BuildingUnit, actor: Principal) async throws {
@@ -217,13 +209,8 @@ extension Store {
     }
 
     public func unit(_ id: ID, scope: Scope) async throws -> BuildingUnit {
-        let found = try await read { db in
-            try await db.all(
-                BuildingUnit.self, "SELECT * FROM units WHERE id = \(bind: id) AND \(Self.unitScope(scope))"
-            ).first
-        }
-        guard let found else { throw StoreError.notFound("unit") }
-        return found
+        try await one(
+            BuildingUnit.self, "unit", "SELECT * FROM units WHERE id = \(bind: id) AND \(Self.unitScope(scope))")
     }
 
     // MARK: households

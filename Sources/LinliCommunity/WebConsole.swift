@@ -26,9 +26,6 @@ struct WebConsole: ModuleRoutes {
         router.post("/console/p/:id/reveal", use: revealPerson)
         router.get("/console/c/:cid/vehicles", use: vehicles)
         router.get("/console/c/:cid/organisations", use: organisations)
-        router.get("/console/c/:cid/import", use: importPage)
-        router.post("/console/c/:cid/import", use: importUpload)
-        router.get("/console/c/:cid/import/template", use: importTemplate)
         router.get("/console/c/:cid/access", use: access)
         router.post("/console/c/:cid/access/accounts", use: createAccount)
         router.get("/app", use: portal)
@@ -269,100 +266,6 @@ struct WebConsole: ModuleRoutes {
                 "organisations": rows,
                 "grids": grids,
             ] as [String: Any])
-    }
-
-    // MARK: import
-
-    @Sendable func importPage(_ request: Request, context: AppContext) async throws -> Response {
-        let (community, scope) = try await self.community(context, .importData)
-        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.importData) }
-        return try pages.render(
-            "import",
-            [
-                "frame": Frame(title: text("import.title", context), context: context, community: community),
-                "modeAll": true, "columns": importColumns(context),
-            ] as [String: Any])
-    }
-
-    /// The sheet to fill in: the header row and one example row in the page's language, UTF-8
-    /// with a byte order mark so that Excel opens it right.
-    @Sendable func importTemplate(_ request: Request, context: AppContext) async throws -> Response {
-        let (community, scope) = try await self.community(context, .importData)
-        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.importData) }
-        let example = HouseholdSheet.example
-        let header = HouseholdSheet.Column.allCases.map { context.language == .en ? $0.rawValue : $0.chinese }
-        let row = HouseholdSheet.Column.allCases.map { c -> String in
-            let value = example[c] ?? ""
-            // Codes in English, the Chinese labels (which the sheet takes as well) in Chinese.
-            guard context.language != .en else { return value }
-            switch c {
-            case .occupancy: return label("occupancy", value, context)
-            case .role: return label("residencyRole", value, context)
-            case .careTags: return value.isEmpty ? "" : label("careTag", value, context)
-            default: return value
-            }
-        }
-        return API.spreadsheet(CSV.write([header, row]), filename: text("import.templateFile", context))
-    }
-
-    struct ReportView {
-        var imported: Bool
-        var rows: Int
-        var validRows: Int
-        var householdsCreated: Int
-        var peopleCreated: Int
-        var residenciesCreated: Int
-        var problems: [ProblemRow]
-        var problemCount: Int
-        var hasProblems: Bool
-    }
-
-    @Sendable func importUpload(_ request: Request, context: AppContext) async throws -> Response {
-        var request = request
-        let (community, scope) = try await self.community(context, .importData)
-        if !scope.coversCommunity(community.id) { throw Problem.forbidden(.importData) }
-        // A chosen file comes as multipart (its bytes as saved: UTF-8 or GBK); pasted text as a form.
-        var fields: [String: String]
-        var csv: String
-        var fileFault: String? = nil
-        if request.headers[.contentType]?.lowercased().hasPrefix("multipart/") == true {
-            let form = try await request.multipart(context: context, folder: uploads)
-            fields = form.fields
-            csv = fields["csv"] ?? ""
-            if let file = form.file("file") {
-                do { csv = try CSV.text(spreadsheet: try file.bytes()).text } catch let fault as CSV.ParseError {
-                    fileFault = text("import.problem.encoding", context, ["line": String(fault.line)])
-                }
-            }
-        } else {
-            fields = try await request.formFields(context: context)
-            csv = fields["csv"] ?? ""
-        }
-        let mode = fields["mode"] == "valid" ? "valid" : "all"
-        let createPlaces = fields["createPlaces"] == "on"
-        func again(_ report: ReportView?, status: HTTPResponse.Status) throws -> Response {
-            try pages.render(
-                "import",
-                [
-                    "frame": Frame(title: text("import.title", context), context: context, community: community),
-                    "report": report as Any, "csv": csv, "modeAll": mode == "all", "createPlaces": createPlaces,
-                    "columns": importColumns(context), "fileError": fileFault ?? "", "hasFileError": fileFault != nil,
-                    "hasCSVError": fileFault == nil && csv.isEmpty,
-                ] as [String: Any], status: status)
-        }
-        if fileFault != nil || csv.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            return try again(nil, status: .unprocessableContent)
-        }
-        let report = try await store.importHouseholds(
-            communityId: community.id, csv: csv, onlyValid: mode == "valid", dryRun: false,
-            createPlaces: createPlaces, actor: context.principal)
-        let view = ReportView(
-            imported: report.imported, rows: report.rows, validRows: report.validRows,
-            householdsCreated: report.householdsCreated,
-            peopleCreated: report.peopleCreated, residenciesCreated: report.residenciesCreated,
-            problems: report.problems.map { problemRow($0, context) },
-            problemCount: report.problems.count, hasProblems: !report.problems.isEmpty)
-        return try again(view, status: report.imported || report.problems.isEmpty ? .ok : .unprocessableContent)
     }
 
     // MARK: access, audit, account

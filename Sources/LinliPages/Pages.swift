@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import LinliCore
-import LinliStorage
 import Mustache
 
 /// What every console page shows around its content.
@@ -35,7 +34,7 @@ package struct Frame {
     package struct PortalTab {
         package var home = false, reports = false, notices = false, inbox = false, account = false
 
-        init(path: String = "") {
+        package init(path: String = "") {
             func under(_ prefix: String) -> Bool {
                 path == prefix || path.hasPrefix(prefix + "/") || path.hasPrefix(prefix + "?")
             }
@@ -47,25 +46,15 @@ package struct Frame {
         }
     }
 
-    package init(title: String, context: AppContext, community: Community? = nil) {
+    /// A frame with nobody signed in; `LinliHTTP` fills in the caller's part from the request.
+    package init(title: String, language: Language, target: String, community: Community? = nil) {
         self.title = title
         self.community = community
-        language = context.language
-        lang = context.language.rawValue
-        otherLanguage = context.language.other.rawValue
-        target = context.target
-        tab = PortalTab(path: context.target)
-        if let caller = context.caller {
-            user = caller.displayName
-            csrf = context.session?.csrfToken
-            resident = caller.isResidentOnly
-            canAudit = caller.can(.viewAudit)
-            canImport = community.map { caller.scope(for: .importData).coversCommunity($0.id) } ?? false
-            canDevices = caller.can(.viewDevices)
-            canAlarms = caller.can(.viewAlarms)
-            canNotices = caller.can(.publishNotices)
-            canWorkOrders = caller.can(.viewWorkOrders)
-        }
+        self.language = language
+        lang = language.rawValue
+        otherLanguage = language.other.rawValue
+        self.target = target
+        tab = PortalTab(path: target)
     }
 }
 
@@ -85,9 +74,6 @@ public struct Pages: Sendable {
         package var contentType: String
         package var body: ByteBuffer
     }
-
-    /// The kernel's own templates: the layout, the pager, the error page and the API reference.
-    public static var kernelTemplates: URL { get throws { try Bundle.module.folder("Templates") } }
 
     /// Every `.mustache` file in `folders`, named by its file name; a name given twice is an error,
     /// so that one module's page cannot silently replace another's.
@@ -164,26 +150,6 @@ public struct Pages: Sendable {
             }
         }
         return result
-    }
-
-    /// A problem's title for a person: in English as the problem says it; in another language the
-    /// catalogue's title of its type (`problem.{type}`), when there is one.
-    package func title(of problem: Problem, _ language: Language) -> String {
-        guard language != .en, catalogue.contains("problem." + problem.type) else { return problem.title }
-        return catalogue.text("problem." + problem.type, language)
-    }
-
-    package func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
-        let title = title(of: problem, context.language)
-        var response = try render(
-            "error",
-            [
-                "frame": Frame(title: title, context: context), "title": title, "detail": problem.detail as Any,
-                // Details are still written in English: marked so, for the browser and for readers.
-                "detailLang": Language.en.rawValue,
-            ] as [String: Any], status: problem.status)
-        response.headers.append(contentsOf: problem.responseHeaders)
-        return response
     }
 
     package func apiReference(_ document: String) throws -> Response {

@@ -6,6 +6,7 @@ import LinliCore
 import LinliDeviceRegistry
 import LinliDevices
 import LinliHTTP
+import LinliHouseholdImport
 import LinliLinkage
 import LinliMessaging
 import LinliStorage
@@ -86,6 +87,7 @@ public func buildRouter(_ services: AppServices) -> Router<AppContext> {
     let api = router.group("/api/v1")
     HTTPKernel.register(api: api, router: router, services: services)
     CommunityModule.register(api: api, router: router, services: services)
+    HouseholdImportModule.register(api: api, router: router, services: services)
     DevicesModule.register(api: api, router: router, services: services)
     LinkageModule.register(api: api, router: router, services: services)
     WorkOrdersModule.register(api: api, router: router, services: services)

@@ -5,6 +5,7 @@ import LinliCore
 import LinliDeviceRegistry
 import LinliDevices
 import LinliHTTP
+import LinliHouseholdImport
 import LinliLinkage
 import LinliMQTT
 import LinliMessaging
@@ -40,7 +41,8 @@ extension AppServices {
         try self.init(
             store: store, configuration: configuration.http, logger: logger,
             templates: [
-                try CommunityModule.templates, try DevicesModule.templates, try WorkOrdersModule.templates,
+                try CommunityModule.templates, try HouseholdImportModule.templates, try DevicesModule.templates,
+                try WorkOrdersModule.templates,
                 try MessagingModule.templates, try LinkageModule.templates,
             ],
             openAPIDocument: try Self.openAPIDocument())
@@ -56,6 +58,7 @@ extension AppServices {
             base: try Bundle.module.text("Resources/openapi.yaml"),
             parts: [
                 ("LinliHTTP", try HTTPKernel.openAPI), ("LinliCommunity", try CommunityModule.openAPI),
+                ("LinliHouseholdImport", try HouseholdImportModule.openAPI),
                 ("LinliDevices", try DevicesModule.openAPI), ("LinliLinkage", try LinkageModule.openAPI),
                 ("LinliWorkOrders", try WorkOrdersModule.openAPI), ("LinliMessaging", try MessagingModule.openAPI),
             ])

@@ -46,6 +46,15 @@ public struct Store: Sendable {
         try await database.read(body)
     }
 
+    /// The one row `query` finds (a row by its id within the caller's scope), else
+    /// `StoreError.notFound(what)`, which the API answers with 404 naming `what`.
+    public func one<R: Record>(_ type: R.Type, _ what: String, _ query: SQLQueryString) async throws -> R {
+        guard let found = try await read({ db in try await db.all(type, query).first }) else {
+            throw StoreError.notFound(what)
+        }
+        return found
+    }
+
     public func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             let result = try await database.write(body)

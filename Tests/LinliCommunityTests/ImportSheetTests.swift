@@ -4,6 +4,7 @@ import LinliTestSupport
 import Testing
 
 @testable import LinliCommunity
+@testable import LinliHouseholdImport
 @testable import LinliStorage
 
 /// Sheets as offices have them: saved by Excel in GBK, typos in building names, every word for a

@@ -7,6 +7,7 @@ import Testing
 
 @testable import LinliCommunity
 @testable import LinliHTTP
+@testable import LinliHouseholdImport
 @testable import LinliStorage
 
 @Suite("Household and resident import")

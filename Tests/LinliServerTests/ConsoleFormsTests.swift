@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LinliCommunity
 import LinliCore
 import LinliDeviceRegistry
+import LinliHouseholdImport
 import LinliStorage
 import LinliTestSupport
 import Testing

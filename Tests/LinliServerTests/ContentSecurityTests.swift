@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import LinliCore
+import LinliHouseholdImport
 import LinliTestSupport
 import Testing
 
@@ -21,7 +22,8 @@ struct ContentSecurityTests {
     static var templateFolders: [URL] {
         get throws {
             [
-                try Pages.kernelTemplates, try CommunityModule.templates, try DevicesModule.templates,
+                try Pages.kernelTemplates, try CommunityModule.templates, try HouseholdImportModule.templates,
+                try DevicesModule.templates,
                 try WorkOrdersModule.templates, try MessagingModule.templates, try LinkageModule.templates,
             ]
         }

@@ -11,6 +11,7 @@ import Testing
 @testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliHTTP
+@testable import LinliHouseholdImport
 @testable import LinliLinkage
 @testable import LinliMessaging
 @testable import LinliServer
@@ -35,7 +36,10 @@ struct WebTests {
                 uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
                 body: ByteBuffer(string: "username=\(username)&password=\(Fixture.password)")
             ) { r in
-                (r.status, String((r.headers[.setCookie] ?? "").split(separator: ";").first ?? ""), r.headers[.location] ?? "")
+                (
+                    r.status, String((r.headers[.setCookie] ?? "").split(separator: ";").first ?? ""),
+                    r.headers[.location] ?? ""
+                )
             }
         } while answer.status == .serviceUnavailable && attempt < 60
         #expect(answer.status == .found)

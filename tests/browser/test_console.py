@@ -229,31 +229,41 @@ def _find_program(env: str, *candidates: str) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def driver(server: Server):
-    """One headless Chromium for the module; tests start from a logged-out state."""
+def chromium(workdir: Path, size: str = "1280,1024", logs: bool = False) -> WebDriver:
+    """A headless Chromium asking for Chinese pages, at `size` (width,height in CSS pixels); with
+    `logs`, it keeps the browser's console log for the test to read."""
     options = Options()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1024", "--lang=zh-CN"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={size}", "--lang=zh-CN"):
         options.add_argument(argument)
     # Headless Chromium sends its own Accept-Language whatever --lang says: the pages are asked
     # for in Chinese, as the community's people read them.
     options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
-    chromium = _find_program("CHROME_BIN", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-    if chromium:
-        options.binary_location = chromium
+    if logs:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    program = _find_program("CHROME_BIN", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+    if program:
+        options.binary_location = program
     chromedriver = _find_program("CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver")
     if not chromedriver:
         pytest.fail("chromedriver not found: install Debian's chromium-driver or set CHROMEDRIVER", pytrace=False)
-    service = Service(executable_path=chromedriver, log_output=str(server.workdir / "chromedriver.log"))
+    log = Path(workdir) / "chromedriver.log"
+    service = Service(executable_path=chromedriver, log_output=str(log))
     try:
         browser = webdriver.Chrome(service=service, options=options)
     except WebDriverException as error:
         pytest.fail(
-            f"cannot start Chromium ({chromium}) with {chromedriver}: {error.msg}\n"
-            f"--- chromedriver.log ---\n{_tail(server.workdir / 'chromedriver.log', 50)}",
+            f"cannot start Chromium ({program}) with {chromedriver}: {error.msg}\n"
+            f"--- chromedriver.log ---\n{_tail(log, 50)}",
             pytrace=False,
         )
     browser.set_page_load_timeout(WAIT)
+    return browser
+
+
+@pytest.fixture(scope="module")
+def driver(server: Server):
+    """One headless Chromium for the module; tests start from a logged-out state."""
+    browser = chromium(server.workdir)
     try:
         yield browser
     finally:

@@ -17,18 +17,14 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_console import (  # noqa: E402
-    _find_program,
     _tail,
+    chromium,
     click_and_load,
     element,
     log_in,
@@ -62,22 +58,7 @@ def server(site: dict):
 @pytest.fixture(scope="module")
 def driver(site: dict):
     """Headless Chromium at a phone's size (390 × 844), asking for Chinese pages."""
-    options = Options()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=390,844", "--lang=zh-CN"):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
-    chromium = _find_program("CHROME_BIN", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-    if chromium:
-        options.binary_location = chromium
-    chromedriver = _find_program("CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver")
-    if not chromedriver:
-        pytest.fail("chromedriver not found: install Debian's chromium-driver or set CHROMEDRIVER", pytrace=False)
-    service = Service(executable_path=chromedriver, log_output=str(site["work"] / "chromedriver.log"))
-    try:
-        browser = webdriver.Chrome(service=service, options=options)
-    except WebDriverException as error:
-        pytest.fail(f"cannot start Chromium ({chromium}) with {chromedriver}: {error.msg}", pytrace=False)
-    browser.set_page_load_timeout(20)
+    browser = chromium(site["work"], "390,844")
     try:
         yield browser
     finally:

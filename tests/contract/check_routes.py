@@ -26,7 +26,9 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
 # The modules' parts of the document, in the order the assembly adds them (Sources/LinliServer/Assembly.swift).
-PARTS = ("LinliHTTP", "LinliCommunity", "LinliDevices", "LinliLinkage", "LinliWorkOrders", "LinliMessaging")
+PARTS = (
+    "LinliHTTP", "LinliCommunity", "LinliHouseholdImport", "LinliDevices", "LinliLinkage", "LinliWorkOrders", "LinliMessaging",
+)
 
 
 def _sections(text: str) -> list[list]:

@@ -10,13 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from test_server_process import Node, run  # noqa: E402
-from test_console import driver, page, element, log_in, wait, _find_program  # noqa: E402,F401
+from test_console import chromium, driver, page, element, log_in, wait  # noqa: E402,F401
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
@@ -44,18 +41,9 @@ def server(site: dict):
 
 
 @pytest.fixture
-def second_browser():
+def second_browser(tmp_path: Path):
     """The resident's own browser, beside the staff member's."""
-    options = Options()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,900", "--lang=zh-CN"):
-        options.add_argument(argument)
-    # Headless Chromium sends its own Accept-Language whatever --lang says: the pages are asked
-    # for in Chinese, as the community's people read them.
-    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
-    chromium = _find_program("CHROME_BIN", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-    if chromium:
-        options.binary_location = chromium
-    browser = webdriver.Chrome(service=Service(_find_program("CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver")), options=options)
+    browser = chromium(tmp_path, "1000,900")
     yield browser
     browser.quit()
 

@@ -1,4 +1,5 @@
 import Foundation
+import LinliCommunity
 import LinliCore
 import LinliStorage
 import SQLKit

@@ -1,0 +1,49 @@
+import Foundation
+import Hummingbird
+import LinliCore
+@_exported import LinliPages
+
+// What pages take from a request: who is signed in, their language, the page asked for. The page
+// machinery itself (`Pages`, `Catalogue`, `Frame`) is LinliPages', which knows no requests.
+
+extension Frame {
+    package init(title: String, context: AppContext, community: Community? = nil) {
+        self.init(title: title, language: context.language, target: context.target, community: community)
+        if let caller = context.caller {
+            user = caller.displayName
+            csrf = context.session?.csrfToken
+            resident = caller.isResidentOnly
+            canAudit = caller.can(.viewAudit)
+            canImport = community.map { caller.scope(for: .importData).coversCommunity($0.id) } ?? false
+            canDevices = caller.can(.viewDevices)
+            canAlarms = caller.can(.viewAlarms)
+            canNotices = caller.can(.publishNotices)
+            canWorkOrders = caller.can(.viewWorkOrders)
+        }
+    }
+}
+
+extension Pages {
+    /// The kernel's own templates: the layout, the pager, the error page and the API reference.
+    public static var kernelTemplates: URL { get throws { try Bundle.module.folder("Templates") } }
+
+    /// A problem's title for a person: in English as the problem says it; in another language the
+    /// catalogue's title of its type (`problem.{type}`), when there is one.
+    package func title(of problem: Problem, _ language: Language) -> String {
+        guard language != .en, catalogue.contains("problem." + problem.type) else { return problem.title }
+        return catalogue.text("problem." + problem.type, language)
+    }
+
+    package func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
+        let title = title(of: problem, context.language)
+        var response = try render(
+            "error",
+            [
+                "frame": Frame(title: title, context: context), "title": title, "detail": problem.detail as Any,
+                // Details are still written in English: marked so, for the browser and for readers.
+                "detailLang": Language.en.rawValue,
+            ] as [String: Any], status: problem.status)
+        response.headers.append(contentsOf: problem.responseHeaders)
+        return response
+    }
+}
