@@ -60,7 +60,9 @@ extension WebConsole {
 
     // MARK: products
 
-    static let productFields = ["source", "library", "name", "nodeType"]
+    // The node type's field is `node`: a form control named `nodeType` shadows the form element's
+    // own `nodeType` property, and scripts (and WebDriver) then no longer see the form as an element.
+    static let productFields = ["source", "library", "name", "node"]
 
     @Sendable func newProductForm(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .manageDevices)
@@ -83,7 +85,7 @@ extension WebConsole {
             ("", "devicesforms.nodeTypeAuto"), ("device", "nodeType.device"), ("gateway", "nodeType.gateway"),
         ]
         .map {
-            SelectOption(value: $0.0, label: text($0.1, context), selected: $0.0 == (state.values["nodeType"] ?? ""))
+            SelectOption(value: $0.0, label: text($0.1, context), selected: $0.0 == (state.values["node"] ?? ""))
         }
         var page = state.page(Self.productFields)
         page["frame"] = Frame(title: text("devicesforms.newProduct", context), context: context, community: community)
@@ -108,7 +110,7 @@ extension WebConsole {
         state.values["source"] = source
         var input = API.ProductInput(
             name: form.field("name").isEmpty ? nil : form.field("name"),
-            nodeType: form.field("nodeType").isEmpty ? nil : form.field("nodeType"))
+            nodeType: form.field("node").isEmpty ? nil : form.field("node"))
         if source == "library" {
             if form.field("library").isEmpty {
                 state.errors["library"] = text("devicesforms.reason.chooseLibrary", context)
@@ -146,7 +148,8 @@ extension WebConsole {
                     let path = "$" + issue.field.dropFirst(3)
                     tslError = text("devicesforms.tslAt", context, ["path": path, "reason": issue.reason])
                 } else {
-                    let field = Self.productFields.contains(issue.field) ? issue.field : "name"
+                    let asked = issue.field == "nodeType" ? "node" : issue.field
+                    let field = Self.productFields.contains(asked) ? asked : "name"
                     state.errors[field] = formReason(issue.reason, context)
                 }
             }

@@ -33,6 +33,8 @@ public final class WorkOrderRelay: Service, Sendable {
                     if try await self.relayPending() == 0 {
                         await self.store.signal.wait(since: seen, timeout: .seconds(1))
                     }
+                } catch is CancellationError {
+                    break  // the server is stopping; the checkpoint says where to go on
                 } catch {
                     self.logger.error("work-order relay failed", metadata: ["error": "\(error)"])
                     try? await Task.sleep(for: .seconds(1))

@@ -101,8 +101,8 @@ def test_a_product_from_the_library_and_a_placed_device_whose_triple_shows_once(
     assert Select(element(page, "#productKey")).first_selected_option.get_attribute("value") == pk
     assert overflow(page) <= 0, "the device form fits a phone"
     unit = Select(element(page, "#unitId"))
-    unit_option = unit.options[1]
-    unit.select_by_value(unit_option.get_attribute("value"))
+    unit_id = unit.options[1].get_attribute("value")
+    unit.select_by_value(unit_id)
     element(page, "#deviceName").send_keys("smoke-forms-1")
     element(page, "#nickname").send_keys("厨房烟感")
     element(page, "#room").send_keys("no-such-room")
@@ -112,7 +112,7 @@ def test_a_product_from_the_library_and_a_placed_device_whose_triple_shows_once(
 
     # The first household of that unit, from the API, for the room.
     bearer = api_session(base)
-    households = bearer.get(f"{base}/api/v1/communities/{cid}/households", params={"unitId": unit_option.get_attribute("value")}, timeout=10).json()["items"]
+    households = bearer.get(f"{base}/api/v1/communities/{cid}/households", params={"unitId": unit_id}, timeout=10).json()["items"]
     room = households[0]["room"]
     field = element(page, "#room")
     field.clear()
@@ -136,6 +136,8 @@ def test_a_product_from_the_library_and_a_placed_device_whose_triple_shows_once(
     # Its place and nickname changed from its page.
     click_and_load(page, element(page, "#edit-device"), "#device-edit-form")
     assert element(page, "#room").get_attribute("value") == room
+    # Out of the building into the garage: no building, unit or room, only where it is.
+    Select(element(page, "#buildingId")).select_by_value("")
     Select(element(page, "#unitId")).select_by_value("")
     element(page, "#room").clear()
     location = element(page, "#location")
