@@ -49,11 +49,38 @@ struct WebConsole: ModuleRoutes {
     @Sendable func overview(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context)
         let o = try await store.overview(community, scope: scope)
+        let households = "/console/c/\(community.id)/households"
+        var charts = [
+            OverviewChart(
+                id: "occupancy", title: text("overview.chart.occupancy", context),
+                unit: text("overview.unit.households", context),
+                bars: Occupancy.allCases.map { occupancy in
+                    let n =
+                        switch occupancy {
+                        case .ownerOccupied: o.ownerOccupied
+                        case .rented: o.rented
+                        case .vacant: o.vacant
+                        }
+                    return OverviewChart.Bar(
+                        label("occupancy", occupancy.rawValue, context), n,
+                        link: "\(households)?occupancy=\(occupancy.rawValue)")
+                })
+        ]
+        var todos: [OverviewTodo] = []
+        // What the other modules add: alarms, work orders, devices, as far as the caller may see them.
+        for part in services.overviewParts.all {
+            let (more, drawn) = try await part.overview(community: community, context: context, services: services)
+            todos += more
+            charts += drawn
+        }
+        // What presses first (alarms nobody acknowledged, work past its deadline), in module order.
+        todos = todos.filter(\.pressing) + todos.filter { !$0.pressing }
         return try pages.render(
             "overview",
             [
                 "frame": Frame(title: community.name, context: context, community: community), "o": o,
                 "canEvents": context.caller?.scope(for: .viewEvents).coversCommunity(community.id) ?? false,
+                "todos": todos, "hasTodos": !todos.isEmpty, "charts": charts.map(ChartView.init),
             ] as [String: Any])
     }
 

@@ -30,6 +30,7 @@ public enum DevicesModule {
         pages.registerDeviceForms(router)
         // Firmware for devices, by the token in the address they were offered (no account).
         router.get("/ota/:token", use: json.firmwareDownload)
+        services.overviewParts.add(DevicesOverview())
     }
 
     /// Its part of the OpenAPI document: its paths and the components only they use.

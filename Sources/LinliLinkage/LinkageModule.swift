@@ -23,6 +23,7 @@ public enum LinkageModule {
         let pages = WebConsole(services: services)
         pages.registerAlarms(router)
         pages.registerRules(router)
+        services.overviewParts.add(AlarmsOverview())
     }
 
     /// Its part of the OpenAPI document: its paths and the components only they use.

@@ -25,6 +25,7 @@ public enum WorkOrdersModule {
         pages.registerWorkOrders(router)
         pages.registerRoster(router)
         Open311(services: services).register(router)
+        services.overviewParts.add(WorkOrdersOverview())
     }
 
     /// Its part of the OpenAPI document: its paths and the components only they use.

@@ -99,4 +99,40 @@ struct AlarmWorkStoreTests {
             }
         }
     }
+
+    /// The overview's counts: days in Beijing time by the same integer arithmetic on both engines,
+    /// an alarm just before midnight there on its own day, an old one outside the seven days.
+    @Test(arguments: TestEngine.available)
+    func theOverviewCountsAlarmsByBeijingDay(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let c = place.community.id
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "Asia/Shanghai")!
+            let now = calendar.date(from: DateComponents(year: 2026, month: 12, day: 8, hour: 9))!
+            func at(_ day: Int, _ hour: Int, _ minute: Int = 0) -> Millis {
+                let date = calendar.date(
+                    from: DateComponents(year: 2026, month: 12, day: day, hour: hour, minute: minute))!
+                return Millis(date.timeIntervalSince1970 * 1000)
+            }
+            for (i, (time, severity)) in [
+                (at(8, 0, 30), AlarmSeverity.critical), (at(7, 23, 59), .warning), (at(2, 0, 1), .minor),
+                (at(1, 23, 59), .major),
+            ].enumerated() {
+                _ = try await store.raiseAlarm(
+                    AlarmRaise(
+                        communityId: c, type: "smoke", severity: severity, sourceType: "person", sourceId: "p-\(i)",
+                        sourceName: "someone", buildingId: place.building.id, householdId: nil, ruleId: nil,
+                        message: "烟雾", detail: "", at: time))
+            }
+            let o = try await store.alarmOverview(communityId: c, scope: .everything, days: 7, now: now)
+            #expect(o.unacknowledged == 4 && o.critical == 1)
+            #expect(o.perDay.map(\.day.day) == ["2", "3", "4", "5", "6", "7", "8"])
+            #expect(o.perDay.map(\.count) == [1, 0, 0, 0, 0, 1, 1], "\(o.perDay.map(\.count))")
+            var another = Scope()
+            another.communities = [newID()]
+            let elsewhere = try await store.alarmOverview(communityId: c, scope: another, days: 7, now: now)
+            #expect(elsewhere.unacknowledged == 0 && elsewhere.perDay.allSatisfy { $0.count == 0 })
+        }
+    }
 }
