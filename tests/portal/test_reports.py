@@ -136,3 +136,55 @@ def test_staff_work_the_order_on_the_board(site: dict, page):
     assert element(page, "#order-status").get_attribute("data-status") == "resolved"
     assert "已清运" in element(page, "#timeline").text
     assert requests.get(site["url"] + f"/api/v1/work-orders/{made['id']}", headers=staff_headers, timeout=10).json()["status"] == "resolved"
+
+
+def heic(path: Path) -> Path:
+    """The start of an iPhone photo: an ISO media `ftyp` box with the `heic` brand (the portal
+    keeps it as it is and offers it as a download; browsers other than Safari cannot show it)."""
+    box = b"ftyp" + b"heic" + struct.pack(">I", 0) + b"mif1heic"
+    path.write_bytes(struct.pack(">I", len(box) + 4) + box + b"\x00" * 64)
+    return path
+
+
+def test_on_a_phone_a_report_says_where_and_when_and_follows_its_work_live(site: dict, page, tmp_path: Path):
+    page.set_window_size(390, 844)
+    try:
+        log_in(page, site["url"], "resident", PASSWORD)
+        wait(page).until(lambda d: d.current_url.endswith("/app"))
+        element(page, "#portal-report").click()
+        form = element(page, "#report-form")
+        Select(form.find_element(By.NAME, "category")).select_by_value("repair")
+        form.find_element(By.NAME, "title").send_keys("单元门禁坏了")
+        # At home (the default), with a time someone may come: the first day offered, the afternoon.
+        assert form.find_element(By.CSS_SELECTOR, "input[name=place][value=home]").is_selected()
+        day = page.execute_script("return arguments[0].min", form.find_element(By.NAME, "visitDate"))
+        page.execute_script("arguments[0].value = arguments[1]", form.find_element(By.NAME, "visitDate"), day)
+        Select(form.find_element(By.NAME, "visitSlot")).select_by_value("afternoon")
+        form.find_element(By.NAME, "photo").send_keys(str(heic(tmp_path / "IMG_0001.HEIC")))
+        send = form.find_element(By.CSS_SELECTOR, "button[type=submit]")
+        # As a thumb would: scrolled up from under the tab bar first.
+        page.execute_script("arguments[0].scrollIntoView({block: 'center'})", send)
+        send.click()
+        wait(page).until(lambda d: "/app/reports/" in d.current_url and not d.current_url.endswith("/new"))
+        report_id = page.current_url.rsplit("/", 1)[1]
+        assert "号楼" in element(page, "#report-location").text, "the home's building, unit and room"
+        assert "14:00" in element(page, "#report-visit").text, element(page, "#report-visit").text
+        assert not page.find_elements(By.CSS_SELECTOR, "#photo-problem"), "a kept photo needs no message"
+        assert element(page, "#photos a.photo-file").text, "an iPhone photo is kept and offered as a file"
+        assert not page.find_elements(By.CSS_SELECTOR, "#photos img")
+
+        # Staff accept it: the page changes by itself (no reload), and an inbox message says so.
+        marker = page.execute_script("window.__same = true; return window.__same")
+        assert marker is True
+        r = requests.post(
+            site["url"] + f"/api/v1/work-orders/{report_id}/steps", json={"step": "accept"}, headers=site["staff"], timeout=10
+        )
+        assert r.status_code == 200, r.text
+        wait(page).until(lambda d: element(d, "#report-status").get_attribute("data-status") == "accepted")
+        assert page.execute_script("return window.__same === true"), "the page was not reloaded"
+        assert element(page, "#report-status").text == "已受理"
+        page.get(site["url"] + "/app/inbox")
+        wait(page).until(lambda d: "单元门禁坏了" in element(d, "#inbox").text)
+        assert element(page, "nav a[href='/app/inbox'][aria-current=page]")
+    finally:
+        page.set_window_size(1280, 1024)
