@@ -113,7 +113,13 @@ package struct IdentityMiddleware: RouterMiddleware {
         }
         context.language = Self.language(request, caller: context.caller)
         context.target = request.uri.description
-        return try await next(request, context)
+        do {
+            return try await next(request, context)
+        } catch {
+            // The error page is drawn outside, by ProblemMiddleware: it needs who asked and in
+            // which language, which only this context knows.
+            throw ErrorInContext(error: error, context: context)
+        }
     }
 
     package static func caller(for account: Account, store: Store) async throws -> Caller {

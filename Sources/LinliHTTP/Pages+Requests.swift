@@ -34,14 +34,32 @@ extension Pages {
         return catalogue.text("problem." + problem.type, language)
     }
 
+    /// What a problem says to a person, in their language: the catalogue's words for its type
+    /// (`problem.detail.{type}`, a capability by its label); the English detail, marked as
+    /// English, for a type the catalogue does not know. The API keeps its English details.
+    package func detail(of problem: Problem, _ language: Language) -> (text: String, language: Language)? {
+        guard let detail = problem.detail else { return nil }
+        let key = "problem.detail." + problem.type
+        guard catalogue.contains(key) else { return (detail, .en) }
+        if problem.type == "forbidden" {
+            let named = Capability.allCases.first { detail.contains(" \($0.rawValue).") }
+            guard let named else { return (catalogue.text("problem.detail.forbiddenAny", language), language) }
+            return (
+                catalogue.text(key, language, ["capability": catalogue.label("capability", named.rawValue, language)]),
+                language
+            )
+        }
+        return (catalogue.text(key, language), language)
+    }
+
     package func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
         let title = title(of: problem, context.language)
+        let detail = detail(of: problem, context.language)
         var response = try render(
             "error",
             [
-                "frame": Frame(title: title, context: context), "title": title, "detail": problem.detail as Any,
-                // Details are still written in English: marked so, for the browser and for readers.
-                "detailLang": Language.en.rawValue,
+                "frame": Frame(title: title, context: context), "title": title, "detail": detail?.text as Any,
+                "detailLang": (detail?.language ?? context.language).rawValue,
             ] as [String: Any], status: problem.status)
         response.headers.append(contentsOf: problem.responseHeaders)
         return response

@@ -192,6 +192,13 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     }
 }
 
+/// An error with the context of the request as the caller's resolution left it (who is signed in,
+/// their language), for the error page drawn further out.
+package struct ErrorInContext: Error {
+    package var error: any Error
+    package var context: AppContext
+}
+
 /// Renders every error as problem details (JSON for the API, a page for the console) and logs
 /// the unexpected ones with the request id, so no handler can leak a stack or answer an empty 500.
 package struct ProblemMiddleware: RouterMiddleware {
@@ -205,6 +212,12 @@ package struct ProblemMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
+            var context = context
+            var error = error
+            if let known = error as? ErrorInContext {
+                context = known.context
+                error = known.error
+            }
             let problem = Problem.from(error)
             if problem.status == .internalServerError {
                 context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])

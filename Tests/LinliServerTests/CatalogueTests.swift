@@ -155,4 +155,25 @@ struct CatalogueTests {
             ) { #expect($0.status == .forbidden) }
         }
     }
+
+    /// An error page speaks the page's language: its title and what it says, a capability by its
+    /// label; in English the plain words, not the API's.
+    @Test func errorPagesSayWhatWentWrongInThePagesLanguage() async throws {
+        try await withApp { client, fixture in
+            let guardOnDuty = try await WebTests.signIn(client, "guard")
+            func page(_ uri: String, _ language: String) async throws -> (HTTPResponse.Status, String) {
+                try await client.execute(
+                    uri: uri, method: .get, headers: [.cookie: guardOnDuty.cookie, .acceptLanguage: language]
+                ) { ($0.status, $0.text) }
+            }
+            let (status, forbidden) = try await page("/console/c/\(fixture.community.id)/import", "zh-CN")
+            #expect(status == .forbidden)
+            #expect(forbidden.contains("<p class=\"error\" lang=\"zh-CN\">您的角色没有「导入数据」权限。"), "\(forbidden)")
+            #expect(!forbidden.contains("importData"), "no capability by its code")
+            let (_, english) = try await page("/console/c/\(fixture.community.id)/import", "en")
+            #expect(english.contains("lang=\"en\">Your roles do not allow “Import data”."))
+            let (missing, notFound) = try await page("/console/c/no-such-community", "zh-CN")
+            #expect(missing == .notFound && notFound.contains("不存在，或不在您可以查看的范围内。"))
+        }
+    }
 }
