@@ -55,11 +55,15 @@ extension Pages {
     package func errorPage(_ problem: Problem, context: AppContext) throws -> Response {
         let title = title(of: problem, context.language)
         let detail = detail(of: problem, context.language)
+        // What exactly was refused (a field, a limit, a malformed part) is in the API's English
+        // words only: kept under "technical details", marked as English, for whoever reports it.
+        let specific = ["bad-request", "invalid", "invalid-query", "conflict", "unsupported-media-type"]
+        let technical = specific.contains(problem.type) && detail?.text != problem.detail ? problem.detail : nil
         var response = try render(
             "error",
             [
                 "frame": Frame(title: title, context: context), "title": title, "detail": detail?.text as Any,
-                "detailLang": (detail?.language ?? context.language).rawValue,
+                "detailLang": (detail?.language ?? context.language).rawValue, "technical": technical as Any,
             ] as [String: Any], status: problem.status)
         response.headers.append(contentsOf: problem.responseHeaders)
         return response
