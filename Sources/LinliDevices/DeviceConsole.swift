@@ -123,12 +123,8 @@ extension WebConsole {
         let shadowRows = (model?.properties.map(\.identifier) ?? shadow.map(\.identifier)).map { id -> ShadowRow in
             let p = model?.property(id)
             let s = byId[id]
-            let unit: String =
-                if case let .float(spec)? = p?.dataType { spec.unit ?? "" } else if case let .int(spec)? = p?.dataType {
-                    spec.unit ?? ""
-                } else if case let .double(spec)? = p?.dataType { spec.unit ?? "" } else { "" }
             return ShadowRow(
-                identifier: id, name: p?.name ?? id, unit: unit, reported: s?.reported ?? "—",
+                identifier: id, name: p?.name ?? id, unit: Self.unit(of: p), reported: s?.reported ?? "—",
                 reportedAt: Self.time(s?.reportedAt),
                 desired: s?.desired ?? "", pending: s?.desired != nil && s?.deliveredAt == nil)
         }
@@ -152,24 +148,44 @@ extension WebConsole {
             ]
         }
 
-        // The chart: a numeric property over the last 24 hours, min–max band and average per 15 minutes.
+        // The chart: a numeric property over the range asked for (a day unless the query says
+        // otherwise), its values one by one, or per bucket when there are many.
         let numeric =
             model?.properties.filter { ["int", "float", "double"].contains($0.dataType.typeName) }.map(\.identifier)
             ?? []
         let chosenProperty =
             request.uri.queryParameters.get("property").flatMap { numeric.contains($0) ? $0 : nil } ?? numeric.first
+        let range = ChartRange(query: request.uri.queryParameters.get("range").map { String($0) })
         var chart: String? = nil
+        var bucketed = false
         if let chosenProperty {
-            let to = nowMillis()
-            let from = to - 86_400_000
-            let buckets = try await store.telemetryBuckets(
-                d, identifier: chosenProperty, from: from, to: to, bucketMillis: 900_000)
-            chart = SVGChart.render(
-                buckets, from: from, to: to, label: chosenProperty,
-                words: (
-                    text("devicesforms.chartEmpty", context), text("devicesforms.chartSpan", context),
-                    text("devicesforms.chartNow", context)
-                ))
+            let to = nowMillis() + 1
+            let from = to - range.millis
+            let loaded = try await ChartPoint.load(
+                store, d, identifier: chosenProperty, range: range, from: from, to: to)
+            bucketed = loaded.bucketed
+            let name = model?.property(chosenProperty)?.name ?? chosenProperty
+            let unit = Self.unit(of: model?.property(chosenProperty))
+            let rangeText = text("charts.range.\(range.rawValue)", context)
+            chart = DeviceChart.render(
+                loaded.points, bucketed: loaded.bucketed, range: range, from: from, to: to, unit: unit,
+                words: DeviceChart.Words(
+                    axis: unit.isEmpty
+                        ? name : text("charts.axis", context, ["name": name, "unit": unit]),
+                    timeAxis: text("charts.timeAxis", context),
+                    empty: text("charts.empty.\(range.rawValue)", context),
+                    label: text("charts.label", context, ["name": name, "range": rangeText]),
+                    bucket: text("charts.bucket", context), point: text("charts.point", context)))
+        }
+        let ranges = ChartRange.allCases.map { r -> [String: Any] in
+            var query = [URLQueryItem(name: "range", value: r.rawValue)]
+            if let chosenProperty { query.insert(URLQueryItem(name: "property", value: chosenProperty), at: 0) }
+            var link = URLComponents()
+            link.queryItems = query
+            return [
+                "code": r.rawValue, "label": text("charts.range.\(r.rawValue)", context),
+                "href": link.string ?? "", "current": r == range,
+            ]
         }
         let canOperate = caller.scope(for: .operateDevices).coversCommunity(d.communityId)
         var services = [
@@ -215,13 +231,25 @@ extension WebConsole {
             "shadow": shadowRows, "hasDocument": document.version > 0, "documentVersion": document.version,
             "documentAt": Self.time(document.timestamp * 1000),
             "documentState": documentState,
-            "numeric": numeric.map { SelectOption(value: $0, label: $0, selected: $0 == chosenProperty) },
-            "chart": chart ?? "",
+            "numeric": numeric.map {
+                SelectOption(value: $0, label: model?.property($0)?.name ?? $0, selected: $0 == chosenProperty)
+            },
+            "chart": chart ?? "", "ranges": ranges, "range": range.rawValue,
+            "chartTitle": text("charts.title", context),
+            "bucketed": bucketed, "bucketNote": text("charts.bucketed.\(range.rawValue)", context),
             "hasChart": chart != nil, "canOperate": canOperate, "services": services, "events": events,
             "params": params,
             "result": result ?? "", "hasResult": result != nil, "error": error ?? "", "hasError": error != nil,
         ]
         return try pages.render("device", page, status: status)
+    }
+
+    /// A numeric property's unit as the thing model gives it ("°C", "%"), empty when it has none.
+    static func unit(of property: ThingModel.Property?) -> String {
+        switch property?.dataType {
+        case let .int(spec)?, let .float(spec)?, let .double(spec)?: spec.unit ?? ""
+        default: ""
+        }
     }
 
     /// Sends a property set or a service call from the form and shows the device's reply.
@@ -270,44 +298,5 @@ extension WebConsole {
         }
         return try await devicePage(
             request, context: context, result: replyText, error: nil, status: .ok, chosen: service, params: text)
-    }
-}
-
-/// A small line chart as inline SVG: the min–max band and the average line per bucket.
-enum SVGChart {
-    static func render(
-        _ buckets: [TelemetryBucket], from: Millis, to: Millis, label: String,
-        words: (empty: String, span: String, now: String) = ("No values in the last 24 hours", "last 24 hours", "now"),
-        width: Double = 720, height: Double = 200
-    ) -> String {
-        let points = buckets.filter { $0.avg != nil }
-        let pad = 36.0
-        guard let low = points.compactMap(\.min).min(), let high = points.compactMap(\.max).max() else {
-            return
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"\(escape(label)): \(escape(words.empty))\"><text x=\"\(pad)\" y=\"\(height / 2)\" fill=\"#5b6b76\">\(escape(words.empty))</text></svg>"
-        }
-        let span = high - low == 0 ? 1 : high - low
-        func x(_ t: Millis) -> String {
-            String(format: "%.1f", pad + (width - 2 * pad) * Double(t - from) / Double(max(1, to - from)))
-        }
-        func y(_ v: Double) -> String { String(format: "%.1f", height - pad - (height - 2 * pad) * (v - low) / span) }
-        let band =
-            points.map { "\(x($0.t)),\(y($0.max ?? 0))" } + points.reversed().map { "\(x($0.t)),\(y($0.min ?? 0))" }
-        let line = points.map { "\(x($0.t)),\(y($0.avg ?? 0))" }
-        func number(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v) }
-        return """
-            <svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 \(Int(width)) \(Int(height))" role="img" aria-label="\(escape(label)), \(escape(words.span))">\
-            <line x1="\(pad)" y1="\(height - pad)" x2="\(width - pad)" y2="\(height - pad)" stroke="#b8c3ca"/>\
-            <text x="2" y="\(y(high))" font-size="11" fill="#5b6b76">\(number(high))</text><text x="2" y="\(y(low))" font-size="11" fill="#5b6b76">\(number(low))</text>\
-            <polygon points="\(band.joined(separator: " "))" fill="#1f6f8b" fill-opacity="0.18"/>\
-            <polyline class="avg" points="\(line.joined(separator: " "))" fill="none" stroke="#1f6f8b" stroke-width="2"/>\
-            <text x="\(pad)" y="\(height - 8)" font-size="11" fill="#5b6b76">−24 h</text><text x="\(width - pad - 24)" y="\(height - 8)" font-size="11" fill="#5b6b76">\(escape(words.now))</text>\
-            </svg>
-            """
-    }
-
-    static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
-            of: "\"", with: "&quot;")
     }
 }

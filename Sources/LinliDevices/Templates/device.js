@@ -13,3 +13,20 @@
     });
   });
 })();
+// The chart: pointing at a dot (or focusing it from the keyboard) shows its value and time under
+// the chart, from the dot's <title>, which is also the browser's own tooltip.
+(function () {
+  var figure = document.getElementById('chart');
+  var readout = document.getElementById('chart-readout');
+  if (!figure || !readout) return;
+  function show(e) {
+    var dot = e.target.closest && e.target.closest('circle.point');
+    if (!dot) return;
+    var title = dot.querySelector('title');
+    readout.textContent = title ? title.textContent : dot.getAttribute('data-value');
+    figure.querySelectorAll('circle.point.active').forEach(function (d) { d.classList.remove('active'); });
+    dot.classList.add('active');
+  }
+  figure.addEventListener('mouseover', show);
+  figure.addEventListener('focusin', show);
+})();
