@@ -38,8 +38,41 @@ struct WebConsole: ModuleRoutes {
     @Sendable func communities(_ request: Request, context: AppContext) async throws -> Response {
         let caller = try context.requireCaller()
         if caller.isResidentOnly { return .redirect(to: "/app") }
-        let list = try await store.communities(
-            scope: caller.scope(for: .viewCommunity), memberships: caller.communityIds)
+        let places = caller.scope(for: .viewCommunity)
+        if places.isEmpty {
+            // A department (a police station, urban management) sees no community's places: its
+            // first page is its organisation's desk, with the work orders transferred to it.
+            let organisations = caller.bindings.filter { $0.role == .departmentAgent }.compactMap(\.organisationId)
+            if organisations.count == 1, let only = organisations.first {
+                return .redirect(to: "/console/o/\(only)")
+            }
+            if !organisations.isEmpty {
+                var reach = Scope()
+                reach.organisations = Set(organisations)
+                var rows: [[String: Any]] = []
+                for id in Set(organisations).sorted() {
+                    let o = try await store.organisation(id, scope: reach)
+                    let community = try await store.community(
+                        o.communityId, scope: .everything, memberships: caller.communityIds)
+                    rows.append([
+                        "id": o.id, "name": o.name, "kind": label("organisationKind", o.kind.rawValue, context),
+                        "community": community.name,
+                    ])
+                }
+                return try pages.render(
+                    "landing",
+                    [
+                        "frame": Frame(title: text("landing.organisationsTitle", context), context: context),
+                        "organisations": rows,
+                    ] as [String: Any])
+            }
+        }
+        let list = try await store.communities(scope: places, memberships: caller.communityIds)
+        // Staff of one community go straight to it; whoever sees several chooses, and the platform's
+        // staff, who reach every community, always start from the list.
+        if list.count == 1, let only = list.first, !places.isEmpty, !places.everything {
+            return .redirect(to: "/console/c/\(only.id)")
+        }
         return try pages.render(
             "communities",
             ["frame": Frame(title: text("community.listTitle", context), context: context), "communities": list]

@@ -19,6 +19,10 @@ extension Frame {
             canAlarms = caller.can(.viewAlarms)
             canNotices = caller.can(.publishNotices)
             canWorkOrders = caller.can(.viewWorkOrders)
+            canPlaces = caller.can(.viewCommunity)
+            canPeople = caller.can(.viewPeople)
+            canVehicles = caller.can(.viewVehicles)
+            canOrganisations = caller.can(.viewOrganisations)
         }
     }
 }

@@ -15,6 +15,12 @@ package struct Frame {
     package var canAlarms = false
     package var canNotices = false
     package var canWorkOrders = false
+    /// The community's places (overview, buildings, households, who has access), its people, vehicles
+    /// and organisations: a department sees none but organisations, so its menu offers no dead end.
+    package var canPlaces = false
+    package var canPeople = false
+    package var canVehicles = false
+    package var canOrganisations = false
     package var community: Community?
     package var language: Language {
         didSet {

@@ -23,6 +23,7 @@ public enum WorkOrdersModule {
         let pages = WebConsole(services: services)
         pages.registerPortalReports(router)
         pages.registerWorkOrders(router)
+        pages.registerOrganisationDesk(router)
         pages.registerRoster(router)
         Open311(services: services).register(router)
         services.overviewParts.add(WorkOrdersOverview())

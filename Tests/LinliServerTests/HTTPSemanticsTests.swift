@@ -94,11 +94,11 @@ struct HTTPSemanticsTests {
             let anonymous = try await client.execute(uri: "/console", method: .delete) { $0 }
             #expect(anonymous.status == .methodNotAllowed && anonymous.headers[.allow] == "GET, HEAD")
             #expect(try await client.execute(uri: "/logout", method: .get) { $0.headers[.allow] } == "POST")
-            // The pages themselves are untouched.
+            // The pages themselves are untouched (a manager of one community is sent on to it).
             #expect(
                 try await client.execute(uri: "/console", method: .get, headers: [.cookie: session.cookie]) {
                     $0.status
-                } == .ok)
+                } == .seeOther)
             #expect(try await client.execute(uri: "/login", method: .get) { $0.status } == .ok)
         }
     }
