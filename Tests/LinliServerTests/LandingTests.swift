@@ -114,6 +114,17 @@ struct LandingTests {
             }
             let someone = try #require(others.first)
             #expect(try await Self.get(client, "/console/o/\(someone.id)", session.cookie).status == .notFound)
+            // An agent of two organisations chooses between their desks.
+            let account = try #require(try await fixture.store.account(username: "police"))
+            try await fixture.store.bindRole(
+                RoleBinding(accountId: account.id, role: .departmentAgent, communityId: c, organisationId: someone.id),
+                actor: .system)
+            let twice = try await WebTests.signIn(client, "police")
+            let choice = try await Self.get(client, "/console", twice.cookie)
+            #expect(choice.status == .ok && choice.text.contains("id=\"landing-organisations\""))
+            let desks = Self.links(choice.text).filter { $0.hasPrefix("/console/o/") }
+            #expect(Set(desks) == ["/console/o/\(police)", "/console/o/\(someone.id)"])
+            for desk in desks { #expect(try await Self.get(client, desk, twice.cookie).status == .ok, "\(desk)") }
             // The community's manager may open the desk too.
             let manager = try await WebTests.signIn(client, "manager")
             #expect(try await Self.get(client, "/console/o/\(police)", manager.cookie).status == .ok)
