@@ -6,6 +6,7 @@ import LinliCore
 import LinliTestSupport
 import Testing
 
+@testable import LinliCommunity
 @testable import LinliDeviceRegistry
 @testable import LinliDevices
 @testable import LinliHTTP
@@ -142,6 +143,56 @@ struct DeviceChartTests {
             // Nothing in the range: the chart says so.
             let noise = Self.chart(try await page("?property=Noise&range=1h"))
             #expect(Self.points(noise).isEmpty && noise.contains("最近 1 小时没有数值"))
+        }
+    }
+
+    /// What the chart reads, on SQLite and PostgreSQL: the values of the range only, one by one up
+    /// to the limit, then one bucket per step of the range with its average, lowest, highest and count.
+    @Test(arguments: TestEngine.available)
+    func theChartReadsItsRangeOnEveryEngine(engine: TestEngine) async throws {
+        try await withStore(engine) { store in
+            let place = try await Place.make(store)
+            let tsl =
+                #"{"properties":[{"identifier":"Temp","name":"温度","accessMode":"r","dataType":{"type":"float","specs":{"min":"-40","max":"120","unit":"°C"}}}],"events":[],"services":[]}"#
+            let product = Product(
+                communityId: place.community.id, productKey: Product.newKey(), name: "Thermometer", libraryKey: nil,
+                tslJson: tsl)
+            try await store.createProduct(product, actor: tester)
+            let device = try #require(
+                try await store.registerDevices(product: product, [("t-chart", DevicePlacement())], actor: tester)
+                    .first?.0)
+            let writer = TelemetryWriter(store: store, logger: quietLogger)
+            let to: Millis = 1_800_000_000_000
+            // Every 5 minutes for 8 days back from `to`: 12 in the last hour, 288 in the last day.
+            let values = (1...(8 * 288)).map { i -> ReportedValue in
+                let v = Double(i % 10)
+                return ReportedValue(
+                    identifier: "Temp", json: ReportedValue.text(of: v), number: v, time: to - Millis(i) * 300_000,
+                    plainNumber: true)
+            }
+            try await writer.record(
+                DeviceReport(
+                    deviceId: device.id, communityId: place.community.id, productKey: product.productKey,
+                    deviceName: "t-chart", receivedAt: to, content: .batch(properties: values, events: [])))
+            await writer.idle()
+
+            let hour = try await ChartPoint.load(
+                store, device, identifier: "Temp", range: .hour, from: to - 3_600_000, to: to)
+            #expect(!hour.bucketed && hour.points.count == 12)
+            #expect(hour.points.allSatisfy { $0.t >= to - 3_600_000 && $0.t < to && $0.count == 1 })
+            #expect(hour.points.map(\.t) == hour.points.map(\.t).sorted(), "oldest first")
+
+            let day = try await ChartPoint.load(
+                store, device, identifier: "Temp", range: .day, from: to - 86_400_000, to: to)
+            #expect(day.bucketed && day.points.count == 96, "\(day.points.count)")
+            #expect(day.points.reduce(0) { $0 + $1.count } == 288, "every value of the day, and only those")
+            #expect(day.points.allSatisfy { $0.count == 3 && $0.min <= $0.value && $0.value <= $0.max })
+
+            let week = try await ChartPoint.load(
+                store, device, identifier: "Temp", range: .week, from: to - 7 * 86_400_000, to: to)
+            #expect(week.bucketed && week.points.count == 84, "\(week.points.count)")
+            #expect(week.points.reduce(0) { $0 + $1.count } == 7 * 288)
+            #expect(week.points.allSatisfy { $0.count == 24 && $0.min == 0 && $0.max == 9 }, "24 values a bucket")
         }
     }
 
