@@ -90,12 +90,6 @@ extension WebConsole {
         var desired: String
         var pending: Bool
     }
-    struct ServiceOption {
-        var identifier: String
-        var name: String
-        var inputs: String
-        var selected: Bool
-    }
     struct EventRow {
         var at: String
         var type: String
@@ -109,7 +103,7 @@ extension WebConsole {
     /// The device page; after a command, with the device's reply or the reason it failed.
     func devicePage(
         _ request: Request, context: AppContext, result: String?, error: String?, status: HTTPResponse.Status,
-        chosen: String? = nil, params: String = "{}"
+        chosen: String? = nil, params: String = "", form: [String: String] = [:], faults: [String: String] = [:]
     ) async throws -> Response {
         let caller = try context.requireCaller()
         let api = API(services: services)
@@ -188,18 +182,7 @@ extension WebConsole {
             ]
         }
         let canOperate = caller.scope(for: .operateDevices).coversCommunity(d.communityId)
-        var services = [
-            ServiceOption(
-                identifier: "property.set", name: text("devicesforms.setProperties", context),
-                inputs: model?.properties.filter { $0.accessMode != .r }.map(\.identifier).joined(separator: ", ")
-                    ?? "",
-                selected: chosen == "property.set")
-        ]
-        services += (model?.services ?? []).filter { !["set", "get"].contains($0.identifier) }.map {
-            ServiceOption(
-                identifier: $0.identifier, name: $0.name,
-                inputs: $0.inputData.map(\.identifier).joined(separator: ", "), selected: chosen == $0.identifier)
-        }
+        let commands = commandForms(model, chosen: chosen, form: form, faults: faults, context: context)
         let events = try await store.read { db in try await EventLog.about(db, subjectId: d.id, limit: 20) }
             .map { EventRow(at: Self.time($0.at), type: $0.type, payload: String($0.payload.prefix(200))) }
         // Gateway and sub-devices, linked both ways.
@@ -237,8 +220,8 @@ extension WebConsole {
             "chart": chart ?? "", "ranges": ranges, "range": range.rawValue,
             "chartTitle": text("charts.title", context),
             "bucketed": bucketed, "bucketNote": text("charts.bucketed.\(range.rawValue)", context),
-            "hasChart": chart != nil, "canOperate": canOperate, "services": services, "events": events,
-            "params": params,
+            "hasChart": chart != nil, "canOperate": canOperate, "commands": commands, "events": events,
+            "params": params, "advancedOpen": !params.isEmpty && params != "{}",
             "result": result ?? "", "hasResult": result != nil, "error": error ?? "", "hasError": error != nil,
         ]
         return try pages.render("device", page, status: status)
@@ -259,34 +242,61 @@ extension WebConsole {
         if !scope.coversCommunity(d.communityId) { throw Problem.forbidden(.operateDevices) }
         let form = try await request.formFields(context: context)
         let service = form["service"] ?? ""
-        let text = form["params"] ?? "{}"
-        func fail(_ message: String, _ status: HTTPResponse.Status) async throws -> Response {
+        let advanced = (form["params"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let model = try await store.product(key: d.productKey)?.thingModel
+        func fail(_ message: String, _ status: HTTPResponse.Status, faults: [String: String] = [:]) async throws
+            -> Response
+        {
             try await devicePage(
-                request, context: context, result: nil, error: message, status: status, chosen: service, params: text)
+                request, context: context, result: nil, error: message, status: status, chosen: service,
+                params: advanced, form: form, faults: faults)
         }
-        guard let params = JSONValue.parse(Data(text.utf8)), case .object = params else {
-            return try await fail("params: must be a JSON object", .unprocessableContent)
+        // The fields the thing model gave the command, unless its JSON was written under "advanced".
+        let params: JSONValue
+        if !advanced.isEmpty, advanced != "{}" {
+            guard let written = JSONValue.parse(Data(advanced.utf8)), case .object = written else {
+                return try await fail(text("devicesforms.command.paramsJSON", context), .unprocessableContent)
+            }
+            params = written
+        } else {
+            let (filled, faults) = CommandForm.parameters(model, service: service, form: form)
+            if !faults.isEmpty {
+                return try await fail(text("devicesforms.command.fix", context), .unprocessableContent, faults: faults)
+            }
+            if filled.isEmpty, service == Self.setProperties {
+                return try await fail(text("devicesforms.command.nothing", context), .unprocessableContent)
+            }
+            params = .object(filled)
         }
         guard let gateway = services.devices else {
-            return try await fail("The MQTT broker is not running on this node", .serviceUnavailable)
+            return try await fail(text("devicesforms.command.noBroker", context), .serviceUnavailable)
         }
         let command: DeviceGateway.Command =
-            service == "property.set" ? .setProperties(params) : .callService(service, params)
+            service == Self.setProperties ? .setProperties(params) : .callService(service, params)
         let reply: JSONValue
         do {
             reply = try await gateway.send(
                 command, productKey: d.productKey, deviceName: d.deviceName, timeout: .seconds(10))
         } catch {
             switch error {
-            case .offline: return try await fail("The device is not connected", .conflict)
+            case .offline: return try await fail(text("devicesforms.command.offline", context), .conflict)
             case let .unknownService(name):
-                return try await fail("No service \(name) in the thing model", .unprocessableContent)
-            case let .invalid(faults):
                 return try await fail(
-                    faults.map { "params.\($0.path): \($0.reason)" }.joined(separator: "; "), .unprocessableContent)
-            case .noThingModel: return try await fail("The product has no thing model", .conflict)
+                    text("devicesforms.command.unknownService", context, ["service": name]), .unprocessableContent)
+            case let .invalid(faults):
+                // Each fault beside the field of its property or input, in the page's words.
+                var byField: [String: String] = [:]
+                for fault in faults {
+                    let identifier = String(fault.path.prefix { $0 != "." && $0 != "[" })
+                    if byField[identifier] == nil { byField[identifier] = fault.reason }
+                }
+                return try await fail(
+                    text("devicesforms.command.fix", context), .unprocessableContent, faults: byField)
+            case .noThingModel: return try await fail(text("devicesforms.command.noModel", context), .conflict)
             case let .timedOut(waited):
-                return try await fail("The device did not reply within \(waited.components.seconds) s", .gatewayTimeout)
+                return try await fail(
+                    text("devicesforms.command.timeout", context, ["seconds": String(waited.components.seconds)]),
+                    .gatewayTimeout)
             }
         }
         let replyText = String(decoding: reply.serialized(), as: UTF8.self)
@@ -297,6 +307,7 @@ extension WebConsole {
                 after: ["method": service, "reply": replyText])
         }
         return try await devicePage(
-            request, context: context, result: replyText, error: nil, status: .ok, chosen: service, params: text)
+            request, context: context, result: replyText, error: nil, status: .ok, chosen: service, params: advanced,
+            form: form)
     }
 }

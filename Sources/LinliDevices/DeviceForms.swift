@@ -40,6 +40,7 @@ extension WebConsole {
     /// The reason of a field issue in the page's language; what the catalogue does not know is
     /// a technical detail (a TSL path's reason), shown as it is.
     func formReason(_ reason: String, _ context: AppContext) -> String {
+        if pages.catalogue.contains(reason) { return text(reason, context) }
         let known: [String: String] = [
             "is required": "devicesforms.reason.required",
             "must not be empty": "devicesforms.reason.required",

@@ -122,12 +122,14 @@ def test_posts_are_stored_and_shown_in_the_console(site: dict, page):
     assert reported.startswith("39")
     assert "CurrentTemperature" in page.find_element(By.ID, "last-error").text
 
-    # A command from the form reaches the device, and its reply is shown.
+    # A command from the form the thing model makes reaches the device, and its reply is shown:
+    # a number field with the property's range, only the chosen command's fields shown.
     form = element(page, "#command-form")
     Select(form.find_element(By.NAME, "service")).select_by_value("property.set")
-    params = form.find_element(By.NAME, "params")
-    params.clear()
-    params.send_keys('{"ReportInterval": 120}')
+    interval = form.find_element(By.NAME, "in.property.set.ReportInterval")
+    assert interval.get_attribute("type") == "number" and interval.is_displayed()
+    assert not form.find_element(By.NAME, "params").is_displayed(), "the JSON is kept under advanced"
+    interval.send_keys("120")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     result = wait(page).until(lambda d: d.find_elements(By.ID, "command-result") or d.find_elements(By.ID, "command-error"))[0]
     assert result.get_attribute("id") == "command-result", result.text

@@ -30,3 +30,14 @@
   figure.addEventListener('mouseover', show);
   figure.addEventListener('focusin', show);
 })();
+// The command form: only the fields of the chosen command are shown (without script all are,
+// and the server reads those of the chosen one).
+(function () {
+  var select = document.getElementById('command-service');
+  if (!select) return;
+  function show() {
+    document.querySelectorAll('fieldset.command-inputs').forEach(function (f) { f.hidden = f.dataset.service !== select.value; });
+  }
+  select.addEventListener('change', show);
+  show();
+})();
