@@ -43,37 +43,19 @@ extension WebConsole {
         var products: [SelectOption]
     }
 
-    static func summary(_ t: Trigger) -> String {
-        let on = t.productKey + (t.deviceName.map { "/" + $0 } ?? "")
-        let lasting = t.forSeconds.map { " for \($0) s" } ?? ""
-        switch t.type {
-        case .property:
-            return
-                "\(on): \(t.property ?? "") \(t.op?.rawValue ?? "") \(t.value.map { RuleEngineText.number($0) } ?? "")\(lasting)"
-        case .event: return "\(on): event \(t.event ?? "")"
-        case .status: return "\(on): \(t.status ?? "")\(lasting)"
-        case .absence:
-            return
-                "\(on): nothing\(t.property.map { " with \($0) \(t.op?.rawValue ?? "") \(t.value.map { RuleEngineText.number($0) } ?? "")" } ?? "")\(lasting)"
-        case .schedule: return "at \(t.cron ?? "")"
-        case .domain: return "on \(t.eventType ?? "")"
-        }
-    }
-
     @Sendable func ruleList(_ request: Request, context: AppContext) async throws -> Response {
         let (community, _) = try await self.community(context, .viewAlarms)
         let caller = try context.requireCaller()
         let rules = try await store.rules(communityId: community.id)
+        let world = try await ruleWorld(community)
         let rows = rules.map { r in
             RuleRow(
                 id: r.id, name: r.name, enabled: r.enabled,
-                triggers: r.definition.triggers.map(Self.summary).joined(separator: " · "),
-                actions: r.definition.actions.map {
-                    $0.type == .alarm
-                        ? "alarm \($0.alarmType ?? "") (\($0.severity?.rawValue ?? ""))" : $0.type.rawValue
-                }.joined(separator: ", "))
+                triggers: r.definition.triggers.map { summary($0, world: world, context) }.joined(separator: " · "),
+                actions: r.definition.actions.map { summary($0, world: world, context) }.joined(
+                    separator: text("ruleform.and", context)))
         }
-        let products = try await store.products(communityId: community.id)
+        let products = world.products
         let templates = RuleTemplates.all.map { t in
             TemplateOption(
                 key: t.key, name: text("ruleTemplate." + t.key, context),
@@ -98,7 +80,8 @@ extension WebConsole {
     @Sendable func newRule(_ request: Request, context: AppContext) async throws -> Response {
         let (community, scope) = try await self.community(context, .manageRules)
         try API(services: services).requireCovers(scope, community.id, .manageRules)
-        var text = "{\n  \"name\": \"\",\n  \"triggers\": [],\n  \"actions\": []\n}"
+        var name = ""
+        var definition = RuleDefinition(triggers: [], actions: [])
         // `pick` is "template|productKey", one choice in the list's form.
         let pick =
             request.uri.queryParameters.get("pick").map { $0.split(separator: "|", maxSplits: 1).map(String.init) }
@@ -106,21 +89,20 @@ extension WebConsole {
         if let key = pick.first, let template = RuleTemplates.all.first(where: { $0.key == key }) {
             let productKey = pick.count > 1 ? pick[1] : RuleTemplates.pk
             var triggers = template.triggers
-            for i in triggers.indices { triggers[i].productKey = productKey }
-            struct Draft: Encodable {
-                var name: String
-                var enabled = true
-                var triggers: [Trigger]
-                var conditions: [Condition]
-                var actions: [Action]
+            for i in triggers.indices where triggers[i].watchesDevices && !triggers[i].perGroup {
+                triggers[i].productKey = productKey
             }
-            text = String(
-                decoding: try Self.prettyJSON.encode(
-                    Draft(
-                        name: template.name, triggers: triggers, conditions: template.conditions,
-                        actions: template.actions)), as: UTF8.self)
+            name = text("ruleTemplate." + template.key, context)
+            definition = RuleDefinition(triggers: triggers, conditions: template.conditions, actions: template.actions)
         }
-        return try await ruleEditor(context, community: community, rule: nil, text: text, problems: [], status: .ok)
+        let json = try Self.editorText(name: name, enabled: true, definition)
+        // A blank form starts with a property report and an alarm, the commonest rule.
+        let values =
+            definition.triggers.isEmpty
+            ? ["enabled": "on", "kind": "property", "alarm": "on", "severity": "major"]
+            : RuleForm.values(name: name, enabled: true, definition)
+        return try await ruleEditor(
+            context, community: community, rule: nil, text: json, problems: [], status: .ok, form: values)
     }
 
     struct FieldFault {
@@ -131,8 +113,9 @@ extension WebConsole {
 
     func ruleEditor(
         _ context: AppContext, community: Community, rule: Rule?, text: String, problems: [FieldFault],
-        status: HTTPResponse.Status,
-        trial: [API.RuleTestOutcome.Step]? = nil, trialText: String? = nil
+        status: HTTPResponse.Status, form: [String: String]?, formErrors: [String: String] = [:],
+        trialProblems: [FieldFault] = [], trial: [API.RuleTestOutcome.Step]? = nil, trialText: String? = nil,
+        thenSeconds: Int? = nil
     ) async throws -> Response {
         struct DeliveryRow {
             var at: String
@@ -141,41 +124,76 @@ extension WebConsole {
             var attempts: Int
             var last: String
         }
+        struct TrialRow {
+            var when: String
+            var device: String
+            var outcome: String
+            var detail: String?
+            var actions: [String]
+            var unmet: String?
+        }
         let deliveries =
             try await rule.asyncMap { try await store.deliveries(ruleId: $0.id, page: PageRequest(limit: 10)).items }
             ?? []
-        let sample =
-            trialText ?? rule.flatMap { r in
-                r.definition.triggers.first.map { t in
-                    "[{\"productKey\": \"\(t.productKey)\", \"deviceName\": \"\(t.deviceName ?? "DEVICE")\", "
-                        + (t.type == .event
-                            ? "\"event\": \"\(t.event ?? "")\"}]"
-                            : t.type == .status
-                                ? "\"status\": \"\(t.status ?? "offline")\"}]"
-                                : "\"properties\": {\"\(t.property ?? "Property")\": \(t.value.map { RuleEngineText.number($0) } ?? "0")}}]")
+        let world = try await ruleWorld(community)
+        let sample = rule.map { trialSample($0, world: world) }
+        let rows = (trial ?? []).map { step -> TrialRow in
+            let trigger =
+                rule?.definition.triggers.indices.contains(step.triggerIndex) == true
+                ? rule?.definition.triggers[step.triggerIndex] : nil
+            let fired = step.change == "fired"
+            let unmet = step.actions.first { $0.hasPrefix("not carried out: ") }
+            var actions: [String] = []
+            if unmet == nil {
+                actions = (rule?.definition.actions ?? []).compactMap { a in
+                    if fired { return summary(a, world: world, context) }
+                    if a.type == .alarm, trigger?.hasEnd == true {
+                        return self.text("ruleform.do.clear", context, ["type": a.alarmType ?? ""])
+                    }
+                    return a.type == .webhook ? summary(a, world: world, context) : nil
                 }
-            } ?? "[]"
-        return try pages.render(
-            "rule",
-            [
-                "frame": Frame(
-                    title: rule?.name ?? self.text("linkage.newRule", context), context: context, community: community),
-                "rule": rule as Any, "isNew": rule == nil,
-                "enabled": rule?.enabled ?? true, "text": text, "problems": problems, "hasProblems": !problems.isEmpty,
-                "deliveries": deliveries.map {
-                    DeliveryRow(
-                        at: Self.time($0.createdAt), url: $0.url, status: Self.deliveryStatus[$0.status] ?? "",
-                        attempts: $0.attempts, last: $0.reason ?? "")
-                },
-                "hasDeliveries": !deliveries.isEmpty, "trial": trial ?? [], "hasTrial": trial != nil,
-                "trialEmpty": trial?.isEmpty == true, "sample": sample,
-            ] as [String: Any], status: status)
+            }
+            let parts = step.device.split(separator: "/", maxSplits: 1).map(String.init)
+            return TrialRow(
+                when: step.sample.map { self.text("ruleform.trial.sample", context, ["n": String($0 + 1)]) }
+                    ?? self.text("ruleform.trial.after", context, ["time": duration(step.afterSeconds ?? 0, context)]),
+                device: world.name(parts.first ?? "", parts.count > 1 ? parts[1] : nil),
+                outcome: self.text(fired ? "ruleform.trial.fired" : "ruleform.trial.ended", context)
+                    + (trigger.map { self.text("common.colon", context) + summary($0, world: world, context) } ?? ""),
+                detail: trigger?.type == .property && fired ? step.detail : nil, actions: actions,
+                unmet: unmet.map { String($0.dropFirst("not carried out: ".count)) })
+        }
+        var object: [String: Any] = [
+            "frame": Frame(
+                title: rule?.name ?? self.text("linkage.newRule", context), context: context, community: community),
+            "rule": rule as Any, "isNew": rule == nil,
+            "enabled": rule?.enabled ?? true, "text": text, "problems": problems, "hasProblems": !problems.isEmpty,
+            "deliveries": deliveries.map {
+                DeliveryRow(
+                    at: Self.time($0.createdAt), url: $0.url,
+                    status: label("ruleform.delivery", $0.status.rawValue, context),
+                    attempts: $0.attempts, last: $0.reason ?? "")
+            },
+            "hasDeliveries": !deliveries.isEmpty, "trial": rows, "hasTrial": trial != nil,
+            "trialEmpty": trial?.isEmpty == true, "sample": trialText ?? sample?.text ?? "[]",
+            "thenSeconds": thenSeconds ?? sample?.thenSeconds ?? 0,
+            "trialProblems": trialProblems, "hasTrialProblems": !trialProblems.isEmpty,
+            "noSampleDevice": rule != nil && sample?.device != true,
+            "formShown": form != nil, "advancedOpen": form == nil || !problems.isEmpty,
+            "formAction": rule.map { "/console/rules/\($0.id)" } ?? "/console/c/\(community.id)/rules",
+        ]
+        if let form {
+            object.merge(ruleFormObject(form, errors: formErrors, world: world, context)) { a, _ in a }
+        }
+        return try pages.render("rule", object, status: status)
     }
 
-    static let deliveryStatus: [WebhookDelivery.Status: String] = [
-        .pending: "待发送 Waiting", .delivered: "已送达 Delivered", .failed: "失败 Failed", .refused: "已拒绝 Refused",
-        .cancelled: "已取消 Cancelled",
-    ]
+    /// Why the trial refused, in the page's language, by the field at fault.
+    static func trialFault(_ field: String) -> String {
+        field.hasPrefix("samples")
+            ? "ruleform.trialFault.samples"
+            : field == "thenSeconds" ? "ruleform.trialFault.thenSeconds" : "ruleform.trialFault.rule"
+    }
 
     /// Reads the editor's JSON and checks it as the API does; the problems, each with its field.
     func checkedRule(_ text: String, communityId: ID, previous: Rule?) async throws -> RuleCheck {
@@ -187,6 +205,10 @@ extension WebConsole {
         } catch {
             return .faults([FieldFault(field: "body", reason: "is not valid JSON")])
         }
+        return try await checkedRule(input, communityId: communityId, previous: previous)
+    }
+
+    func checkedRule(_ input: API.RuleInput, communityId: ID, previous: Rule?) async throws -> RuleCheck {
         do {
             let (name, enabled, definition) = try await API(services: services).checkRule(
                 input, communityId: communityId, replacing: previous)
@@ -196,16 +218,65 @@ extension WebConsole {
         }
     }
 
+    enum Submitted {
+        case rule(String, Bool, RuleDefinition)
+        case page(Response)
+    }
+
+    /// What the editor sent, from the form or (under Advanced) as JSON, checked as the API checks
+    /// it; else the page again, 422, with each fault beside its field.
+    func submittedRule(_ request: Request, _ context: AppContext, community: Community, previous: Rule?)
+        async throws -> Submitted
+    {
+        let form = try await formInput(request, context)
+        if let text = form.values["definition"] {
+            switch try await checkedRule(text, communityId: community.id, previous: previous) {
+            case let .faults(problems):
+                return .page(
+                    try await ruleEditor(
+                        context, community: community, rule: previous, text: text, problems: problems,
+                        status: .unprocessableContent,
+                        form: previous.flatMap {
+                            RuleForm.values(name: $0.name, enabled: $0.enabled, $0.definition)
+                        }))
+            case let .checked(name, enabled, definition): return .rule(name, enabled, definition)
+            }
+        }
+        let (input, found) = RuleForm.input(form)
+        var errors = found
+        if let input {
+            switch try await checkedRule(input, communityId: community.id, previous: previous) {
+            case let .checked(name, enabled, definition): return .rule(name, enabled, definition)
+            case let .faults(problems):
+                for p in problems {
+                    let field = RuleForm.field(of: p.field, actions: input.actions)
+                    if errors[field] == nil { errors[field] = "ruleform.error." + field }
+                }
+            }
+        }
+        // The JSON under Advanced shows what the form stood for, as far as it could be read.
+        let text: String
+        if let input {
+            text = try Self.editorText(
+                name: input.name, enabled: input.enabled ?? true,
+                RuleDefinition(triggers: input.triggers, conditions: input.conditions ?? [], actions: input.actions))
+        } else if let previous {
+            text = try Self.editorText(previous)
+        } else {
+            text = try Self.editorText(name: "", enabled: true, RuleDefinition(triggers: [], actions: []))
+        }
+        return .page(
+            try await ruleEditor(
+                context, community: community, rule: previous, text: text, problems: [],
+                status: .unprocessableContent, form: form.values, formErrors: errors))
+    }
+
     @Sendable func saveNewRule(_ request: Request, context: AppContext) async throws -> Response {
-        var request = request
         let (community, scope) = try await self.community(context, .manageRules)
         try API(services: services).requireCovers(scope, community.id, .manageRules)
-        let text = try await request.formFields(context: context)["definition"] ?? ""
-        switch try await checkedRule(text, communityId: community.id, previous: nil) {
-        case let .faults(problems):
-            return try await ruleEditor(
-                context, community: community, rule: nil, text: text, problems: problems, status: .unprocessableContent)
-        case let .checked(name, enabled, definition):
+        switch try await submittedRule(request, context, community: community, previous: nil) {
+        case let .page(page): return page
+        case let .rule(name, enabled, definition):
             let rule = Rule(communityId: community.id, name: name, enabled: enabled, definition: definition)
             try await store.createRule(rule, actor: context.principal)
             services.rules?.reload(rule.id)
@@ -219,7 +290,7 @@ extension WebConsole {
         return (rule, try await store.community(rule.communityId, scope: .everything, memberships: caller.communityIds))
     }
 
-    static func editorText(_ rule: Rule) throws -> String {
+    static func editorText(name: String, enabled: Bool, _ definition: RuleDefinition) throws -> String {
         struct Draft: Encodable {
             var name: String
             var enabled: Bool
@@ -227,30 +298,36 @@ extension WebConsole {
             var conditions: [Condition]
             var actions: [Action]
         }
-        let shown = API.RuleView(rule)
         return String(
             decoding: try prettyJSON.encode(
                 Draft(
-                    name: shown.name, enabled: shown.enabled, triggers: shown.triggers, conditions: shown.conditions,
-                    actions: shown.actions)), as: UTF8.self)
+                    name: name, enabled: enabled, triggers: definition.triggers, conditions: definition.conditions,
+                    actions: definition.actions)), as: UTF8.self)
+    }
+
+    static func editorText(_ rule: Rule) throws -> String {
+        let shown = API.RuleView(rule)
+        return try editorText(
+            name: shown.name, enabled: shown.enabled,
+            RuleDefinition(triggers: shown.triggers, conditions: shown.conditions, actions: shown.actions))
+    }
+
+    func ruleForm(_ rule: Rule) -> [String: String]? {
+        RuleForm.values(name: rule.name, enabled: rule.enabled, rule.definition)
     }
 
     @Sendable func rulePage(_ request: Request, context: AppContext) async throws -> Response {
         let (rule, community) = try await editableRule(context, .viewAlarms)
         return try await ruleEditor(
-            context, community: community, rule: rule, text: try Self.editorText(rule), problems: [], status: .ok)
+            context, community: community, rule: rule, text: try Self.editorText(rule), problems: [], status: .ok,
+            form: ruleForm(rule))
     }
 
     @Sendable func saveRule(_ request: Request, context: AppContext) async throws -> Response {
-        var request = request
         var (rule, community) = try await editableRule(context, .manageRules)
-        let text = try await request.formFields(context: context)["definition"] ?? ""
-        switch try await checkedRule(text, communityId: rule.communityId, previous: rule) {
-        case let .faults(problems):
-            return try await ruleEditor(
-                context, community: community, rule: rule, text: text, problems: problems, status: .unprocessableContent
-            )
-        case let .checked(name, enabled, definition):
+        switch try await submittedRule(request, context, community: community, previous: rule) {
+        case let .page(page): return page
+        case let .rule(name, enabled, definition):
             rule.name = name
             rule.enabled = enabled
             rule.definition = definition
@@ -287,21 +364,24 @@ extension WebConsole {
         guard let samples = try? JSONDecoder().decode([API.RuleTest.Sample].self, from: Data(samplesText.utf8)) else {
             return try await ruleEditor(
                 context, community: community, rule: rule, text: text,
-                problems: [FieldFault(field: "samples", reason: "must be a JSON list of samples")],
-                status: .unprocessableContent, trialText: samplesText)
+                problems: [], status: .unprocessableContent, form: ruleForm(rule),
+                trialProblems: [FieldFault(field: "samples", reason: self.text("ruleform.error.samples", context))],
+                trialText: samplesText, thenSeconds: then)
         }
         do {
             let input = try JSONValue.decode(API.RuleInput.self, from: Data(text.utf8))
             let steps = try await API(services: services).trial(
                 API.RuleTest(rule: input, samples: samples, thenSeconds: then), community: community)
             return try await ruleEditor(
-                context, community: community, rule: rule, text: text, problems: [], status: .ok, trial: steps,
-                trialText: samplesText)
+                context, community: community, rule: rule, text: text, problems: [], status: .ok, form: ruleForm(rule),
+                trial: steps, trialText: samplesText, thenSeconds: then)
         } catch let problem as Problem {
             return try await ruleEditor(
                 context, community: community, rule: rule, text: text,
-                problems: problem.errors.map { FieldFault(field: $0.field, reason: $0.reason) },
-                status: .unprocessableContent, trialText: samplesText)
+                problems: [], status: .unprocessableContent, form: ruleForm(rule),
+                trialProblems: problem.errors.map {
+                    FieldFault(field: $0.field, reason: self.text(Self.trialFault($0.field), context))
+                }, trialText: samplesText, thenSeconds: then)
         }
     }
 }

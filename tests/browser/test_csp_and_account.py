@@ -205,7 +205,7 @@ def test_console_pages_work_under_the_policy(site: dict, page: WebDriver, tmp_pa
     visit(page, f"{base}/console/rules/{rule_id}", "#definition")
     page.find_element(By.CSS_SELECTOR, "form[data-confirm] button[type=submit]").click()
     alert = wait(page).until(lambda d: d.switch_to.alert)
-    assert "Delete this rule?" in alert.text
+    assert "删除这条规则？" in alert.text
     alert.dismiss()
     assert page.find_elements(By.ID, "definition"), "dismissed: still on the rule's page"
     assert requests.get(f"{base}/api/v1/rules/{rule_id}", headers=bearer, timeout=10).status_code == 200

@@ -516,14 +516,16 @@ def test_rules_console_templates_editor_and_trial(site: dict, page):
     # A fault is shown with its field, and the text is kept.
     draft["triggers"][0]["property"] = "NoSuchProperty"
     page.execute_script("arguments[0].value = arguments[1]", editor, json.dumps(draft))
-    page.find_element(By.CSS_SELECTOR, "#rule-form button").click()
+    # The JSON is under "Advanced", below the form.
+    page.execute_script("document.getElementById('rule-advanced').open = true")
+    page.find_element(By.CSS_SELECTOR, "#rule-json-form button").click()
     wait(page).until(replaced(editor))
     assert "triggers[0].property" in element(page, "#rule-problems").text
     draft["triggers"][0]["property"] = "CurrentTemperature"
     draft["name"] = "机房过热 server room hot"
     definition = element(page, "#definition")
     page.execute_script("arguments[0].value = arguments[1]", definition, json.dumps(draft))
-    page.find_element(By.CSS_SELECTOR, "#rule-form button").click()
+    page.find_element(By.CSS_SELECTOR, "#rule-json-form button").click()
     # The form's own address is under /console/rules/ too: wait for the saved rule's page to
     # replace it, or the next lookups may land in the page being left.
     wait(page).until(replaced(definition))
@@ -543,13 +545,13 @@ def test_rules_console_templates_editor_and_trial(site: dict, page):
     page.find_element(By.CSS_SELECTOR, "#trial-form button").click()
     wait(page).until(replaced(area))
     trial = element(page, "#trial").text
-    assert "after 120 s" in trial and "fired" in trial and "raise alarm high-temperature" in trial
+    assert "等待 2 分钟 后" in trial and "触发" in trial and "告警 high-temperature（重要）" in trial
 
     # Disable from the page; the API agrees.
     button = element(page, "#disable-rule")
     button.click()
     wait(page).until(replaced(button))
-    assert element(page, "#rule-enabled").text == "disabled"
+    assert element(page, "#rule-enabled").text == "已停用"
     assert api(site, "GET", f"/rules/{rule_id}").json()["enabled"] is False
 
 
