@@ -93,7 +93,17 @@ extension WebConsole {
                 triggers[i].productKey = productKey
             }
             name = text("ruleTemplate." + template.key, context)
-            definition = RuleDefinition(triggers: triggers, conditions: template.conditions, actions: template.actions)
+            // The messages in the page's language: they become the alarm's and the notice's words.
+            let actions = template.actions.map { a in
+                var a = a
+                if a.message != nil {
+                    a.message = text(
+                        "ruleform.templateMessage." + template.key + (a.type == .alarm ? "" : "." + a.type.rawValue),
+                        context)
+                }
+                return a
+            }
+            definition = RuleDefinition(triggers: triggers, conditions: template.conditions, actions: actions)
         }
         let json = try Self.editorText(name: name, enabled: true, definition)
         // A blank form starts with a property report and an alarm, the commonest rule.

@@ -273,6 +273,16 @@ struct RuleFormTests {
                     #expect(page.status == .ok, "\(path)")
                     LanguageCommunityTests.check(Self.withoutJSON(page.text), language, data, page: path)
                 }
+                // A template's rule in the form, its words in the page's language only.
+                let picked = try await WorkFromAlarmsTests.page(
+                    client, "/console/c/\(c)/rules/new?pick=hot%7C\(env)", manager.cookie, accept: accept)
+                #expect(picked.status == .ok && picked.text.contains("<option value=\"CurrentTemperature\" selected>"))
+                LanguageCommunityTests.check(Self.withoutJSON(picked.text), language, data, page: "the hot template")
+                let message = language == .zh ? "温度过高" : "Temperature too high"
+                #expect(
+                    picked.text.contains(
+                        "id=\"in-alarmMessage\" name=\"alarmMessage\" maxlength=\"500\" value=\"\(message)\""))
+                #expect(!picked.text.contains(language == .zh ? "Temperature too high" : "温度过高 "))
                 let refused = try await Self.post(
                     client, "/console/c/\(c)/rules", manager, Self.form([("name", ""), ("kind", "event")]),
                     accept: accept)
