@@ -75,6 +75,11 @@ def driver(site: dict):
         browser.quit()
 
 
+def overflow(driver: WebDriver) -> int:
+    """How far the page is wider than the screen, in CSS pixels (0 when it fits)."""
+    return driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+
+
 def test_a_rule_built_with_the_form_is_tried_and_fires_over_mqtt(site: dict, page: WebDriver):
     base, cid = site["url"], site["community"]
     pk = site["products"]["environment_sensor"]
@@ -83,6 +88,7 @@ def test_a_rule_built_with_the_form_is_tried_and_fires_over_mqtt(site: dict, pag
     page.get(f"{base}/console/c/{cid}/rules")
     click_and_load(page, element(page, "#blank-rule"), "#rule-form")
     assert "workOrder" in element(page, "#help-workOrder").get_attribute("textContent")
+    assert overflow(page) <= 0, "the rule form fits a phone"
 
     # The device from the community's list; the property from its product's thing model.
     Select(element(page, "#in-source")).select_by_value(f"{pk}/env-form-1")
@@ -117,6 +123,7 @@ def test_a_rule_built_with_the_form_is_tried_and_fires_over_mqtt(site: dict, pag
     # Tried with the sample the page offers, from the real device: it would fire.
     assert "env-form-1" in element(page, "#samples").get_attribute("value")
     click_and_load(page, element(page, "#trial-run"), "#trial")
+    assert overflow(page) <= 0, "the rule's page and its trial fit a phone"
     trial = element(page, "#trial").text
     assert "触发" in trial and "告警 overheat（紧急）" in trial, trial
     assert not page.find_elements(By.ID, "trial-problems")
