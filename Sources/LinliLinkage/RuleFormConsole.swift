@@ -55,7 +55,7 @@ extension WebConsole {
         let sources = world.products.map { p in
             OptionGroup(
                 label: p.name, product: p.productKey,
-                options: [select(p.productKey, text("ruleform.allDevices", context), "source")]
+                options: [select(p.productKey, p.name + " · " + text("ruleform.allDevices", context), "source")]
                     + world.devices.filter { $0.productKey == p.productKey }.map {
                         select(
                             $0.productKey + "/" + $0.deviceName,
