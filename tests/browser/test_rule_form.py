@@ -1,8 +1,9 @@
 """The rule form in a real headless Chromium, and the rule it makes firing over real MQTT: the
 community administrator builds "temperature above 50" from the form (device, property and
-comparison chosen from the product's thing model, an alarm), is told beside the field what is
-missing, tries the rule with the sample the page offers (from a real device) and sees it would
-fire; then the sensor reports 75 °C over MQTT and the alarm is on the alarms page.
+comparison chosen from the product's thing model, an alarm and a work order), is told beside the
+field what is missing, tries the rule with the sample the page offers (from a real device) and
+sees it would fire; then the sensor reports 75 °C over MQTT and the alarm, with its work order,
+is on the alarms page.
 
 Run after `swift build --product linli`:
 
@@ -101,9 +102,16 @@ def test_a_rule_built_with_the_form_is_tried_and_fires_over_mqtt(site: dict, pag
     Select(element(page, "#in-op")).select_by_value(">")
     element(page, "#in-value").send_keys("50")
     assert element(page, "#in-alarm").is_selected(), "a new rule starts with an alarm"
+    assert not element(page, "#in-workOrderTitle").is_displayed(), "an action not ticked shows no fields"
+    assert not element(page, "#in-escalateMinutes").is_displayed()
     element(page, "#in-alarmType").send_keys("overheat")
     Select(element(page, "#in-severity")).select_by_value("critical")
     element(page, "#in-alarmMessage").send_keys("机房温度过高")
+    # And a work order for the room's place, linked to the alarm.
+    element(page, "#in-workOrder").click()
+    assert element(page, "#in-workOrderTitle").is_displayed(), "ticked, the work order's fields show"
+    Select(element(page, "#in-category")).select_by_value("repair")
+    element(page, "#in-workOrderTitle").send_keys("机房降温检查")
 
     # Sent without a name: refused, said beside the name, what was chosen kept.
     click_and_load(page, element(page, "#rule-save"), "#rule-form")
@@ -118,14 +126,17 @@ def test_a_rule_built_with_the_form_is_tried_and_fires_over_mqtt(site: dict, pag
     rule = api(site, "GET", f"/rules/{rule_id}").json()
     assert rule["triggers"] == [{"type": "property", "productKey": pk, "deviceName": "env-form-1",
                                  "property": "CurrentTemperature", "op": ">", "value": 50}], rule
-    assert rule["actions"] == [{"type": "alarm", "alarmType": "overheat", "severity": "critical", "message": "机房温度过高"}]
+    assert rule["actions"] == [
+        {"type": "alarm", "alarmType": "overheat", "severity": "critical", "message": "机房温度过高"},
+        {"type": "workOrder", "category": "repair", "message": "机房降温检查"},
+    ], rule["actions"]
 
     # Tried with the sample the page offers, from the real device: it would fire.
     assert "env-form-1" in element(page, "#samples").get_attribute("value")
     click_and_load(page, element(page, "#trial-run"), "#trial")
     assert overflow(page) <= 0, "the rule's page and its trial fit a phone"
     trial = element(page, "#trial").text
-    assert "触发" in trial and "告警 overheat（紧急）" in trial, trial
+    assert "触发" in trial and "告警 overheat（紧急）" in trial and "建工单：报修，机房降温检查" in trial, trial
     assert not page.find_elements(By.ID, "trial-problems")
     assert alarms(site, type="overheat") == [], "a trial raises nothing"
 
@@ -138,6 +149,10 @@ def test_a_rule_built_with_the_form_is_tried_and_fires_over_mqtt(site: dict, pag
         c.disconnect()
         c.loop_stop()
     assert alarm["severity"] == "critical" and alarm["ruleId"] == rule_id, alarm
+    # The work order is opened beside it, once, and linked to it.
+    alarm = wait_for(lambda: [a for a in alarms(site, type="overheat") if a.get("workOrderId")])[0]
+    order = api(site, "GET", f"/work-orders/{alarm['workOrderId']}").json()
+    assert order["title"] == "机房降温检查" and order["category"] == "repair", order
     page.get(f"{base}/console/c/{cid}/alarms")
     row = element(page, f"#alarm-{alarm['id']}")
-    assert "机房温度过高" in row.text and "紧急" in row.text, row.text
+    assert "机房温度过高" in row.text and "紧急" in row.text and "已建工单" in row.text, row.text

@@ -1,5 +1,5 @@
-// The rule form: show the fields of the chosen kind of trigger, and offer only the properties,
-// events and services of the chosen product. Without this script every field shows, and the
+// The rule form: show the fields of the chosen kind of trigger and of the actions ticked, and
+// offer only the properties, events and services of the chosen product. Without this script every field shows, and the
 // server says which do not fit.
 (function () {
   "use strict";
@@ -33,6 +33,19 @@
     var select = document.getElementById(id);
     if (select) select.addEventListener("change", filterAll);
   });
+  // An action's fields show once it is ticked (and the escalation's once it is asked for).
+  var parts = form.querySelectorAll("[data-when]");
+  function showTicked() {
+    parts.forEach(function (part) {
+      var box = document.getElementById(part.getAttribute("data-when"));
+      part.hidden = !!box && !box.checked;
+    });
+  }
+  parts.forEach(function (part) {
+    var box = document.getElementById(part.getAttribute("data-when"));
+    if (box) box.addEventListener("change", showTicked);
+  });
   showKind();
   filterAll();
+  showTicked();
 })();
