@@ -299,4 +299,58 @@ struct RuleFormTests {
             }
         }
     }
+
+    @Test func anAbsenceAnEscalationAndAWebhookWhoseSecretIsKept() async throws {
+        try await withApp { client, fixture in
+            let c = fixture.community.id
+            let manager = try await WebTests.signIn(client, "manager")
+            let (env, smoke) = try await Self.devices(client, fixture)
+            // No report for a while needs its minutes; an escalation needs whom it goes to.
+            let fields: [(String, String)] = [
+                ("name", "传感器失联"), ("enabled", "on"), ("source", "\(env)/env-1"), ("kind", "absence"),
+                ("alarm", "on"), ("alarmType", "silent"), ("severity", "minor"), ("escalate", "on"),
+                ("escalateMinutes", "30"), ("webhook", "on"), ("webhookUrl", "https://93.184.216.34/hook"),
+                ("webhookSecret", "a-secret-of-twenty-chars"),
+            ]
+            let refused = try await Self.post(client, "/console/c/\(c)/rules", manager, Self.form(fields))
+            #expect(refused.status == .unprocessableContent)
+            #expect(refused.text.contains("id=\"error-minutes\"") && refused.text.contains("id=\"error-escalateTo\""))
+            #expect(
+                !refused.text.contains("id=\"error-alarmType\"") && !refused.text.contains("id=\"error-webhookUrl\""))
+            #expect(!refused.text.contains("a-secret-of-twenty-chars"), "a secret is never shown again")
+            let whole = fields + [("minutes", "720"), ("escalateTo.gridWorker", "on")]
+            let made = try await Self.post(client, "/console/c/\(c)/rules", manager, Self.form(whole))
+            #expect(made.status == .seeOther)
+            let id = String(made.location.dropFirst("/console/rules/".count))
+            let rule = try #require(try await fixture.store.rule(id: id))
+            #expect(
+                rule.definition.triggers == [
+                    Trigger(type: .absence, productKey: env, deviceName: "env-1", forSeconds: 12 * 3600)
+                ])
+            #expect(
+                rule.definition.actions.first?.escalate
+                    == Escalation(tiers: [.init(afterSeconds: 1800, to: Recipients(gridWorker: true))]))
+            let cipher = try #require(rule.definition.actions.last?.secretCipher)
+            #expect(try fixture.store.cipher.decrypt(cipher) == "a-secret-of-twenty-chars")
+            // Edited without typing the secret again: the same webhook keeps it.
+            let edited = whole.filter { $0.0 != "webhookSecret" }.map { $0.0 == "minutes" ? ("minutes", "600") : $0 }
+            #expect(try await Self.post(client, made.location, manager, Self.form(edited)).status == .seeOther)
+            let after = try #require(try await fixture.store.rule(id: id))
+            #expect(after.definition.triggers.first?.forSeconds == 600 * 60)
+            #expect(
+                after.definition.actions.last?.secretCipher.map { try? fixture.store.cipher.decrypt($0) }
+                    == "a-secret-of-twenty-chars")
+            // The trial of an absence waits for its time, from a sample of the real sensor.
+            let page = try await WorkFromAlarmsTests.page(client, made.location, manager.cookie)
+            let (sample, wait) = Self.trialFields(page.text)
+            #expect(wait == "36000" && sample.contains("\"deviceName\":\"env-1\""))
+            let trial = try await Self.post(
+                client, made.location + "/test", manager, Self.form([("samples", sample), ("thenSeconds", wait)]))
+            // A stored webhook's secret is not needed to try it: nothing is sent.
+            #expect(trial.status == .ok && !trial.text.contains("id=\"trial-problems\""))
+            #expect(trial.text.contains("等待 600 分钟 后") && trial.text.contains("触发"))
+            #expect(trial.text.contains("调用网络回调 https://93.184.216.34/hook"))
+            _ = smoke
+        }
+    }
 }
