@@ -259,7 +259,7 @@ extension WebConsole {
             case let .checked(name, enabled, definition): return .rule(name, enabled, definition)
             case let .faults(problems):
                 for p in problems {
-                    let field = RuleForm.field(of: p.field, actions: input.actions)
+                    let field = RuleForm.field(of: p.field, conditions: input.conditions ?? [], actions: input.actions)
                     if errors[field] == nil { errors[field] = "ruleform.error." + field }
                 }
             }

@@ -32,10 +32,20 @@ enum RuleForm {
         v["event"] = t.event
         v["status"] = t.status
         v["minutes"] = t.forSeconds.map { String($0 / 60) }
-        guard d.conditions.count <= 1 else { return nil }
-        if let c = d.conditions.first {
-            guard c.type == .careTag, let tags = c.tags else { return nil }
-            for tag in tags { v["careTag." + tag.rawValue] = "on" }
+        // At most one care-tag condition and one time condition; device conditions are JSON's.
+        var kindsSeen = Set<Condition.Kind>()
+        for c in d.conditions {
+            guard kindsSeen.insert(c.type).inserted else { return nil }
+            switch c.type {
+            case .careTag:
+                for tag in c.tags ?? [] { v["careTag." + tag.rawValue] = "on" }
+            case .time:
+                v["timeFrom"] = c.from
+                v["timeTo"] = c.to
+                for day in c.weekdays ?? [] { v["weekday.\(day)"] = "on" }
+            case .device:
+                return nil
+            }
         }
         var seen = Set<Action.Kind>()
         for a in d.actions {
@@ -148,6 +158,14 @@ enum RuleForm {
         var conditions: [Condition] = []
         let tags = CareTag.allCases.filter { form["careTag." + $0.rawValue] != nil }
         if !tags.isEmpty { conditions.append(.careTag(tags)) }
+        // Between two times of day, on some days of the week: either, or both.
+        let days = (1...7).filter { form["weekday.\($0)"] != nil }
+        let from = form["timeFrom"]
+        let to = form["timeTo"]
+        if from != nil || to != nil || !days.isEmpty {
+            if (from == nil) != (to == nil) { fault(from == nil ? "timeFrom" : "timeTo") }
+            conditions.append(Condition(type: .time, from: from, to: to, weekdays: days.isEmpty ? nil : days))
+        }
 
         func recipients(_ prefix: String, accounts: String? = nil) -> Recipients {
             let roles = RuleDefinition.notifiableRoles.filter { form[prefix + "." + $0] != nil }
@@ -222,7 +240,7 @@ enum RuleForm {
     }
 
     /// The form field an issue of the API's checks is about, from its JSON path.
-    static func field(of path: String, actions: [Action]) -> String {
+    static func field(of path: String, conditions: [Condition] = [], actions: [Action]) -> String {
         let parts = path.split(separator: ".", maxSplits: 1).map(String.init)
         let head = parts.first ?? ""
         let rest = parts.count > 1 ? parts[1] : ""
@@ -239,7 +257,12 @@ enum RuleForm {
             default: return "source"
             }
         }
-        if head.hasPrefix("conditions") { return "careTags" }
+        if head.hasPrefix("conditions") {
+            guard let i = Int(head.dropFirst(11).dropLast()), conditions.indices.contains(i),
+                conditions[i].type == .time
+            else { return "careTags" }
+            return ["from": "timeFrom", "to": "timeTo"][rest] ?? (rest.hasPrefix("weekdays") ? "weekdays" : "timeFrom")
+        }
         guard head.hasPrefix("actions["), let i = Int(head.dropFirst(8).dropLast()), actions.indices.contains(i)
         else { return "actions" }
         let key = rest.split(separator: ".").first.map(String.init) ?? ""

@@ -121,6 +121,11 @@ extension WebConsole {
                     name: "careTag." + $0.rawValue, label: label("careTag", $0.rawValue, context),
                     checked: v["careTag." + $0.rawValue] != nil)
             },
+            "weekdays": (1...7).map {
+                Check(
+                    name: "weekday.\($0)", label: label("ruleform.weekday", String($0), context),
+                    checked: v["weekday.\($0)"] != nil)
+            },
             "escalateTo": checks("escalateTo", grid: true), "notifyTo": checks("notifyTo", grid: true),
             "hasProducts": !world.products.isEmpty, "hasFormErrors": !errors.isEmpty,
         ]

@@ -149,7 +149,34 @@ struct RuleFormTests {
                 ]))
             #expect(hook.status == .unprocessableContent && hook.text.contains("id=\"error-webhookSecret\""))
             #expect(!hook.text.contains("id=\"error-webhookUrl\""))
+            // A time of day needs both ends, each a time.
+            let night: [(String, String)] = [
+                ("name", "夜间烟雾"), ("source", smoke), ("kind", "event"), ("event", "SmokeAlarm"), ("alarm", "on"),
+                ("alarmType", "smoke"), ("severity", "critical"), ("weekday.6", "on"), ("weekday.7", "on"),
+            ]
+            let half = try await Self.post(
+                client, "/console/c/\(c)/rules", manager, Self.form(night + [("timeFrom", "22:00")]))
+            #expect(half.status == .unprocessableContent && half.text.contains("id=\"error-timeTo\""))
+            #expect(!half.text.contains("id=\"error-timeFrom\""))
+            let late = try await Self.post(
+                client, "/console/c/\(c)/rules", manager,
+                Self.form(night + [("timeFrom", "25:00"), ("timeTo", "06:00")]))
+            #expect(late.status == .unprocessableContent && late.text.contains("id=\"error-timeFrom\""))
+            #expect(!late.text.contains("id=\"error-timeTo\""))
             #expect(try await fixture.store.rules(communityId: c).isEmpty, "nothing refused was stored")
+            let nightly = try await Self.post(
+                client, "/console/c/\(c)/rules", manager,
+                Self.form(night + [("timeFrom", "22:00"), ("timeTo", "06:00")]))
+            #expect(nightly.status == .seeOther)
+            let weekend = try #require(
+                try await fixture.store.rule(id: String(nightly.location.dropFirst("/console/rules/".count))))
+            #expect(
+                weekend.definition.conditions == [Condition(type: .time, from: "22:00", to: "06:00", weekdays: [6, 7])])
+            #expect(!weekend.enabled, "not ticked, not on")
+            let nightPage = try await WorkFromAlarmsTests.page(client, nightly.location, manager.cookie)
+            #expect(nightPage.text.contains("name=\"timeFrom\" type=\"time\" value=\"22:00\""))
+            #expect(nightPage.text.contains("name=\"weekday.7\" checked"))
+            try await fixture.store.deleteRule(weekend, actor: .system)
 
             // The whole form: the rule stored is the JSON it stands for.
             let made = try await Self.post(
