@@ -10,8 +10,9 @@ import LinliStorage
 import LinliThings
 import LinliWorkOrders
 
-/// Console pages for rules: the list, templates to start from, a JSON editor checked exactly as the
-/// API checks it, enable/disable, delete, and a trial against sample messages.
+/// Console pages for rules: the list, templates to start from, the rule form (`RuleForm`) and,
+/// under Advanced, the JSON editor, both checked exactly as the API checks them; enable/disable,
+/// delete, and a trial against sample messages that starts from a real device of the community.
 extension WebConsole {
     func registerRules(_ router: Router<AppContext>) {
         router.get("/console/c/:cid/rules", use: ruleList)

@@ -68,16 +68,19 @@ extension WebConsole {
                 guard let model = p.thingModel else { return nil }
                 let options = items(model).map { id, name in
                     SelectOption(
-                        value: id, label: "\(name) (\(id))", selected: p.productKey == chosenProduct && v[key] == id)
+                        value: id, label: name, selected: p.productKey == chosenProduct && v[key] == id)
                 }
                 return options.isEmpty ? nil : OptionGroup(label: p.name, product: p.productKey, options: options)
             }
         }
         let comparable = ["int", "float", "double", "bool", "enum"]
         let properties = groups("property") { m in
-            m.properties.filter { comparable.contains($0.dataType.typeName) }.map { ($0.identifier, $0.name) }
+            m.properties.filter { comparable.contains($0.dataType.typeName) }.map {
+                ($0.identifier, "\($0.name) (\($0.identifier))" + Self.valuesNamed($0.dataType))
+            }
         }
-        let events = groups("event") { m in m.events.filter { $0.identifier != "post" }.map { ($0.identifier, $0.name) }
+        let events = groups("event") { m in
+            m.events.filter { $0.identifier != "post" }.map { ($0.identifier, "\($0.name) (\($0.identifier))") }
         }
         let commandProduct = String((v["commandDevice"] ?? "").split(separator: "/").first ?? "")
         let services = world.products.compactMap { p -> OptionGroup? in
@@ -137,6 +140,23 @@ extension WebConsole {
         for (field, key) in errors { e[field] = text(key, context) }
         object["e"] = e
         return object
+    }
+
+    /// What the values of a bool or enum property stand for, and a number's unit, for its choice:
+    /// " · 0 正常, 1 检测到烟雾", " · °C"; the thing model's own words.
+    static func valuesNamed(_ type: ThingModel.DataType) -> String {
+        switch type {
+        case let .bool(names):
+            return names.isEmpty
+                ? "" : " · " + names.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        case let .enumeration(names):
+            return names.isEmpty
+                ? "" : " · " + names.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        case let .int(spec), let .float(spec), let .double(spec):
+            return spec.unit.map { " · " + $0 } ?? ""
+        default:
+            return ""
+        }
     }
 
     /// A first sample for the trial, from a real device of this community that the rule watches:

@@ -115,6 +115,9 @@ struct RuleFormTests {
             #expect(
                 blank.text.contains("data-product=\"\(env)\"") && blank.text.contains("value=\"CurrentTemperature\""))
             #expect(blank.text.contains("value=\"SmokeAlarm\"") && blank.text.contains("value=\"Mute\""))
+            let named = blank.text.contains(">烟雾检测状态 (SmokeSensorState) · 0 正常, 1 检测到烟雾</option>")
+            let snippet = blank.text.components(separatedBy: "value=\"SmokeSensorState\"").dropFirst().first?.prefix(80)
+            #expect(named, "\(snippet ?? "")")
             #expect(blank.text.contains("id=\"definition\""), "the JSON stays, under Advanced")
             #expect(blank.text.contains("workOrder"), "the help names the workOrder action")
             #expect(!blank.text.contains("class=\"error field-error\""), "no error before anything is sent")
@@ -287,6 +290,15 @@ struct RuleFormTests {
                 data += [p.name, p.productKey]
                 let model = try #require(p.thingModel)
                 data += model.properties.flatMap { [$0.identifier, $0.name] }
+                // What a bool's or enum's values stand for, and units: the thing model's own words.
+                for property in model.properties {
+                    switch property.dataType {
+                    case let .bool(names): data += names.values
+                    case let .enumeration(names): data += names.values
+                    case let .int(spec), let .float(spec), let .double(spec): data += spec.unit.map { [$0] } ?? []
+                    default: break
+                    }
+                }
                 data +=
                     model.events.flatMap { [$0.identifier, $0.name] }
                     + model.services.flatMap { [$0.identifier, $0.name] }
