@@ -120,7 +120,7 @@ def test_link_kit_is_offered_a_package_downloads_it_and_reports_its_new_version(
         # The device's page in the console says so.
         log_in(page, site["url"], "ops", OPS_PASSWORD)
         page.get(f"{site['url']}/console/d/{pk}/{dn}")
-        assert element(page, "#upgrades tr[data-version='2.0.1'] .upgrade-status").text == "succeeded"
+        assert element(page, "#upgrades tr[data-version='2.0.1'] .upgrade-status").text == "已成功"
     finally:
         lk.disconnect()
         lk.destruct()
@@ -224,7 +224,7 @@ def test_the_product_page_takes_a_package_and_upgrades_every_device(site: dict, 
 
     def counted_waiting(d) -> bool:
         try:
-            return d.find_element(By.CSS_SELECTOR, counted).text == "waiting 3"
+            return d.find_element(By.CSS_SELECTOR, counted).text == "等待中 3"
         except Exception:  # the old page went away between finding and reading
             return False
 

@@ -111,7 +111,7 @@ def test_link_kit_keeps_its_state_in_the_shadow_and_gets_the_platforms_wishes(si
         assert expect(inbox, "labels", 10)[1] == 200
         log_in(page, site["url"], "ops", OPS_PASSWORD)
         page.get(f"{site['url']}/console/d/{pk}/{dn}")
-        assert element(page, "#shadow-document-version").text.startswith("版本 Version 4")
+        assert element(page, "#shadow-document-version").text.startswith("版本 4 · ")
         assert json.loads(page.find_element(By.ID, "shadow-document").text) == document["state"]
         assert page.find_element(By.CSS_SELECTOR, "#labels .label[data-key='vendor']").text == "vendor 捷顺"
     finally:
