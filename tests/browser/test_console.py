@@ -28,6 +28,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import pytest
@@ -258,6 +259,27 @@ def chromium(workdir: Path, size: str = "1280,1024", logs: bool = False) -> WebD
         )
     browser.set_page_load_timeout(WAIT)
     return browser
+
+
+def site_fixtures(size: str = "1280,1024"):
+    """`server` and `driver` fixtures for a module that starts its own server as its `site`
+    fixture (a dict with its "url" and "work" folder): its browser at `size`, asking for Chinese
+    pages. Used as `server, driver = site_fixtures("390,844")`."""
+
+    @pytest.fixture(scope="module")
+    def server(site: dict):
+        # The `page` fixture takes a `server` with these two attributes.
+        return SimpleNamespace(base_url=site["url"], workdir=site["work"])
+
+    @pytest.fixture(scope="module")
+    def driver(site: dict):
+        browser = chromium(site["work"], size)
+        try:
+            yield browser
+        finally:
+            browser.quit()
+
+    return server, driver
 
 
 @pytest.fixture(scope="module")

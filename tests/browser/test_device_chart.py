@@ -16,7 +16,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -27,7 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_console import (  # noqa: E402
     _tail,
-    chromium,
+    site_fixtures,
     element,
     log_in,
     page,  # noqa: F401  (a fixture, used by name: screenshots on failure)
@@ -69,18 +68,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     assert node.stop() == 0, _tail(node.log)
 
 
-@pytest.fixture(scope="module")
-def server(site: dict):
-    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
-
-
-@pytest.fixture(scope="module")
-def driver(site: dict):
-    browser = chromium(site["work"], "1280,1024")
-    try:
-        yield browser
-    finally:
-        browser.quit()
+server, driver = site_fixtures("1280,1024")
 
 
 def titles(driver: WebDriver) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
@@ -24,7 +23,7 @@ from selenium.webdriver.support.ui import Select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_console import (  # noqa: E402
     _tail,
-    chromium,
+    site_fixtures,
     click_and_load,
     element,
     log_in,
@@ -50,19 +49,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     assert node.stop() == 0, _tail(node.log)
 
 
-@pytest.fixture(scope="module")
-def server(site: dict):
-    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
-
-
-@pytest.fixture(scope="module")
-def driver(site: dict):
-    """Headless Chromium at a phone's size (390 × 844), asking for Chinese pages."""
-    browser = chromium(site["work"], "390,844")
-    try:
-        yield browser
-    finally:
-        browser.quit()
+server, driver = site_fixtures("390,844")
 
 
 def community_id(driver: WebDriver, base: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -25,7 +24,7 @@ from selenium.webdriver.support.ui import Select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_console import (  # noqa: E402
     _tail,
-    chromium,
+    site_fixtures,
     click_and_load,
     element,
     log_in,
@@ -61,19 +60,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     assert node.stop() == 0, _tail(node.log)
 
 
-@pytest.fixture(scope="module")
-def server(site: dict):
-    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
-
-
-@pytest.fixture(scope="module")
-def driver(site: dict):
-    """Headless Chromium at a phone's size, asking for Chinese pages."""
-    browser = chromium(site["work"], "390,844")
-    try:
-        yield browser
-    finally:
-        browser.quit()
+server, driver = site_fixtures("390,844")
 
 
 def overflow(driver: WebDriver) -> int:

@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import Select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_console import (  # noqa: E402
     _tail,
-    chromium,
+    site_fixtures,
     click_and_load,
     element,
     log_in,
@@ -53,18 +53,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     assert node.stop() == 0, _tail(node.log)
 
 
-@pytest.fixture(scope="module")
-def server(site: dict):
-    return SimpleNamespace(base_url=site["url"], workdir=site["work"])
-
-
-@pytest.fixture(scope="module")
-def driver(site: dict):
-    browser = chromium(site["work"], f"{DESKTOP[0]},{DESKTOP[1]}")
-    try:
-        yield browser
-    finally:
-        browser.quit()
+server, driver = site_fixtures(f"{DESKTOP[0]},{DESKTOP[1]}")
 
 
 def shoot(driver: WebDriver, name: str) -> None:
