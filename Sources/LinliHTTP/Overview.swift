@@ -112,7 +112,12 @@ package protocol OverviewPart: Sendable {
 package final class OverviewParts: Sendable {
     private let parts = Mutex<[any OverviewPart]>([])
     package init() {}
-    package func add(_ part: any OverviewPart) { parts.withLock { $0.append(part) } }
+    /// Adds `part`, once: an application built twice on the same services keeps one of each.
+    package func add(_ part: any OverviewPart) {
+        parts.withLock { parts in
+            if !parts.contains(where: { type(of: $0) == type(of: part) }) { parts.append(part) }
+        }
+    }
     package var all: [any OverviewPart] { parts.withLock { $0 } }
 }
 

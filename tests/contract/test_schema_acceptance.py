@@ -89,6 +89,13 @@ SEMANTIC: dict[str, list[tuple[str, str]]] = {
         ("from", "must be before to"),
         ("bucket", "would make more than 10000 buckets"),
     ],
+    # Whom a step names must be of the work order's community: staff on its roster, an account that
+    # handles its work orders, one of its organisations.
+    "POST /api/v1/work-orders/{id}/steps": [
+        ("staffId", "must be a member of this community's staff"),
+        ("assigneeId", "must be an account that handles work orders in this community"),
+        ("organisationId", "must be an organisation of this community"),
+    ],
     "POST /api/v1/devices/{pk}/{dn}/properties": [(r"params(\..*)?", "")],
     "POST /api/v1/devices/{pk}/{dn}/services/{service}": [(r"params(\..*)?", "")],
     **{rules: [
