@@ -43,6 +43,8 @@ package final class HTTPConnectionLimits: Sendable {
         var entries: [ObjectIdentifier: Entry] = [:]
         var perPlace: [String: Int] = [:]
         var next: UInt64 = 0
+        /// Sockets let in on probation: they hold none of the `total` places.
+        var onProbation = 0
     }
     private let state = Mutex(State())
     private let refusedPerAddress = Counter(
@@ -84,10 +86,16 @@ package final class HTTPConnectionLimits: Sendable {
                 evicted.append(Self.remove(oldest, from: &s))
             }
             var probation = false
-            if s.entries.count >= total {
-                if let oldest = Self.oldestWaiting(in: s.entries, place: nil) {
+            if s.entries.count - s.onProbation >= total {
+                // Only a socket that holds one of the places makes room for a new one: a health
+                // check's socket on probation that has gone idle does not, or the next request
+                // would be let in as if the server had room.
+                if let oldest = Self.oldestWaiting(in: s.entries, place: nil, onProbation: false) {
                     evicted.append(Self.remove(oldest, from: &s))
-                } else if s.entries.count < total + reserve {
+                } else if s.onProbation < reserve {
+                    probation = true
+                } else if let idle = Self.oldestWaiting(in: s.entries, place: nil, onProbation: true) {
+                    evicted.append(Self.remove(idle, from: &s))
                     probation = true
                 } else {
                     refusal = "total"
@@ -98,6 +106,7 @@ package final class HTTPConnectionLimits: Sendable {
             s.entries[ObjectIdentifier(channel)] = Entry(
                 channel: channel, place: place, number: s.next, probation: probation)
             s.perPlace[place, default: 0] += 1
+            if probation { s.onProbation += 1 }
             return probation ? .probation : .admitted
         }
         for channel in evicted { channel.close(promise: nil) }
@@ -115,9 +124,12 @@ package final class HTTPConnectionLimits: Sendable {
 
     /// The oldest socket with no request under way (of `place`, or anywhere): an idle keep-alive
     /// one before one that never sent a whole head.
-    private static func oldestWaiting(in entries: [ObjectIdentifier: Entry], place: String?) -> ObjectIdentifier? {
+    private static func oldestWaiting(
+        in entries: [ObjectIdentifier: Entry], place: String?, onProbation: Bool? = nil
+    ) -> ObjectIdentifier? {
         var best: (id: ObjectIdentifier, served: Bool, number: UInt64)?
-        for (id, e) in entries where !e.busy && (place == nil || e.place == place) {
+        for (id, e) in entries
+        where !e.busy && (place == nil || e.place == place) && (onProbation == nil || e.probation == onProbation) {
             if let b = best {
                 if (e.served && !b.served) || (e.served == b.served && e.number < b.number) {
                     best = (id, e.served, e.number)
@@ -131,6 +143,7 @@ package final class HTTPConnectionLimits: Sendable {
 
     private static func remove(_ id: ObjectIdentifier, from s: inout State) -> any Channel {
         let entry = s.entries.removeValue(forKey: id)!
+        if entry.probation { s.onProbation -= 1 }
         s.perPlace[entry.place]! -= 1
         if s.perPlace[entry.place] == 0 { s.perPlace[entry.place] = nil }
         return entry.channel

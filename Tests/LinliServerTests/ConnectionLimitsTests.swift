@@ -82,4 +82,30 @@ struct ConnectionLimitsTests {
         #expect(limits.admit(try await Self.socket(from: "192.0.2.4")) == nil)
 
     }
+
+    /// A health check's socket on probation that has gone idle holds none of the places: the next
+    /// socket pushes it out only to take its place on probation, never to be served as if there
+    /// were room.
+    @Test func anIdleHealthCheckMakesNoRoomForOtherRequests() async throws {
+        let limits = HTTPConnectionLimits(total: 2, perAddress: 10, reserve: 1, logger: Self.quiet)
+        var serving: [EmbeddedChannel] = []
+        for address in ["192.0.2.1", "192.0.2.2"] {
+            let channel = try await Self.socket(from: address)
+            #expect(limits.admit(channel) == .admitted)
+            limits.busy(channel, true)
+            serving.append(channel)
+        }
+        let health = try await Self.socket(from: "192.0.2.3")
+        #expect(limits.admit(health) == .probation)
+        limits.busy(health, true)
+        limits.busy(health, false)  // answered; its client has not closed it yet
+        let next = try await Self.socket(from: "192.0.2.4")
+        #expect(limits.admit(next) == .probation, "still no room: on probation, as the health check was")
+        #expect(!health.isActive && serving.allSatisfy(\.isActive))
+        #expect(limits.count == 3)
+        // A place freed by a request that ended is a place again.
+        limits.busy(serving[0], false)
+        #expect(limits.admit(try await Self.socket(from: "192.0.2.5")) == .admitted)
+        #expect(!serving[0].isActive)
+    }
 }

@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -320,7 +320,8 @@ def page(request: pytest.FixtureRequest, server: Server, driver: WebDriver):
 
 
 def wait(driver: WebDriver, timeout: float = WAIT) -> WebDriverWait:
-    return WebDriverWait(driver, timeout)
+    # An element read while its page is being replaced is stale: look again, as for one not there yet.
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def element(driver: WebDriver, css: str) -> WebElement:
